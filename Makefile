@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Each installs what it needs first
+# (uv, then the locked environment), so a machine with only Python and pip is enough.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen --no-sync
+PYTEST_ARGS ?=
+
+.PHONY: install test demo down clean bench help
+
+help:
+	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
+	@echo "make test   run the test suite"
+	@echo "make down   stop every local service mloop started"
+	@echo "make bench  run the benchmarks under bench/"
+
+install:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) sync --frozen
+
+test: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+demo: install
+	$(RUN) python -m flows.demo
+
+down: install
+	$(RUN) mloop down
+
+bench: install
+	$(RUN) python bench/ingest.py
+	$(RUN) python bench/train.py
+	$(RUN) python bench/serving.py
+	$(RUN) python bench/drift.py
+	$(RUN) python bench/loop.py
+
+clean: down
+	rm -rf .mloop

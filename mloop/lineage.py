@@ -1,0 +1,68 @@
+"""Lineage types shared by every layer: a dataset version and a model's full lineage.
+
+The same keys are MLflow tags, BentoML labels and prediction-log columns, so any served
+prediction can be traced to the model version, the run, the exact dataset bytes and the commit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+# Tag/label keys (MLflow tags, BentoML labels, prediction-log columns).
+TAG_DATASET_NAME = "mloop.dataset_name"
+TAG_DATASET_MD5 = "mloop.dataset_md5"
+TAG_DATASET_POINTER_COMMIT = "mloop.dataset_pointer_commit"
+TAG_CODE_COMMIT = "mloop.code_commit"
+TAG_FLOW_RUN_ID = "mloop.prefect_flow_run_id"
+TAG_RUN_ID = "mloop.mlflow_run_id"
+TAG_MODEL_NAME = "mloop.model_name"
+TAG_MODEL_VERSION = "mloop.model_version"
+
+
+class DatasetVersion(BaseModel):
+    """One accepted, DVC-versioned dataset. ``md5`` is the DVC md5 of the parquet bytes."""
+
+    name: str
+    md5: str = Field(description="DVC md5 of the stored parquet file: the version id.")
+    rows: int
+    columns: list[str]
+    created_at: datetime
+    path: str = Field(description="Path of the parquet file relative to the project dir.")
+    size: int = Field(default=0, description="Size of the parquet file in bytes.")
+    git_commit: str | None = Field(
+        default=None, description="Commit holding the .dvc pointer (production-like mode), else None."
+    )
+    code_commit: str | None = Field(default=None, description="Code commit (HEAD) at ingest time.")
+    source: str | None = Field(default=None, description="The file that was ingested.")
+
+
+class ModelLineage(BaseModel):
+    """Everything needed to trace a model version back to its data and code."""
+
+    model_name: str
+    model_version: str
+    run_id: str
+    dataset_name: str
+    dataset_md5: str
+    code_commit: str | None = None
+    dataset_pointer_commit: str | None = None
+    flow_run_id: str | None = None
+
+
+def git_commit(path: Path) -> str | None:
+    """HEAD commit of the git checkout containing ``path`` (None outside git or before a commit)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

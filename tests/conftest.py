@@ -1,0 +1,82 @@
+"""Shared test fixtures.
+
+One Prefect server per test session (starting one costs 10-20 s), on a free loopback port with
+its own temporary PREFECT_HOME. The environment is set in ``pytest_configure`` because Prefect
+reads its settings when first imported, which happens while test modules are collected.
+Each test gets its own MLOOP_HOME and its own project checkout (a temporary git + DVC repo),
+so nothing touches the developer's checkout or home directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mloop.services import ServiceProcess, free_port, start_prefect_server, stop_pid
+from mloop.settings import Settings
+
+_SESSION_DIR: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SESSION_DIR
+    _SESSION_DIR = Path(tempfile.mkdtemp(prefix="mloop-test-session-"))
+    port = free_port()
+    session_home = _SESSION_DIR / "home"
+    env = Settings(home=session_home, project_dir=_SESSION_DIR).service_env()
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+    env["MLOOP_TEST_PREFECT_PORT"] = str(port)
+    # Tests never inherit a developer's MLOOP_* settings.
+    for key in [k for k in os.environ if k.startswith("MLOOP_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    os.environ["HOME"] = str(_SESSION_DIR / "userhome")  # nothing may write to the real home
+    (_SESSION_DIR / "userhome").mkdir(exist_ok=True)
+    os.environ.setdefault("GIT_AUTHOR_NAME", "mloop-test")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "mloop-test@example.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", "mloop-test")
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", "mloop-test@example.invalid")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[ServiceProcess]:
+    """A real Prefect server on loopback, shared by the whole session; stopped by pid at the end."""
+    assert _SESSION_DIR is not None
+    port = int(os.environ["MLOOP_TEST_PREFECT_PORT"])
+    proc = start_prefect_server(_SESSION_DIR / "run", dict(os.environ), "127.0.0.1", port)
+    try:
+        yield proc
+    finally:
+        stop_pid(proc.pid)
+
+
+def make_project(root: Path) -> Path:
+    """A fresh project checkout: git repo with one commit, DVC initialised. Returns its path."""
+    root.mkdir(parents=True, exist_ok=True)
+    run = lambda *argv: subprocess.run(argv, cwd=root, check=True, capture_output=True)  # noqa: E731
+    run("git", "init", "-q", "-b", "main")
+    (root / "README.md").write_text("test project\n")
+    run("git", "add", "README.md")
+    run("git", "commit", "-q", "-m", "init")
+    return root
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A temporary project checkout (git repo with one commit)."""
+    return make_project(tmp_path / "project")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, project_dir: Path) -> Settings:
+    """Settings with a temporary MLOOP_HOME and project dir; env applied for child libraries."""
+    s = Settings(home=tmp_path / "mloop-home", project_dir=project_dir)
+    s.state.ensure()
+    return s
