@@ -1,0 +1,128 @@
+"""Model quality on labelled predictions, compared with the champion's holdout metrics.
+
+Pure functions: labelled rows in (predictions joined to feedback labels), metrics and a verdict
+out. Nothing cached. The metrics are computed with scikit-learn under the same names the training
+runs log (roc_auc, accuracy, f1, precision, recall, log_loss; rmse, mae, r2), so they compare one
+to one with the metrics recorded on the champion's MLflow run. A metric "drops" when it moves in
+its bad direction by more than ``tolerance`` (absolute); any such drop marks quality degraded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "brier"}
+_PREFIXES = ("holdout_", "test_", "eval_", "val_", "valid_", "metrics.")
+
+
+class MetricComparison(BaseModel):
+    metric: str
+    current: float
+    baseline: float
+    drop: float = Field(description="How much worse than the baseline (positive = worse).")
+    tolerance: float
+    degraded: bool
+
+
+class QualityResult(BaseModel):
+    """Quality of the window's labelled predictions vs the champion's holdout metrics."""
+
+    labelled_rows: int
+    metrics: dict[str, float]
+    baseline: dict[str, float] = Field(description="The champion's holdout metrics used for comparison.")
+    comparisons: list[MetricComparison]
+    tolerance: float
+    degraded: bool
+    degraded_metrics: list[str]
+
+
+def compute_metrics(
+    y_true: pd.Series, prediction: pd.Series, score: pd.Series | None, task: str
+) -> dict[str, float]:
+    """Quality metrics of one labelled window (metrics that cannot be computed are left out)."""
+    from sklearn import metrics as skm
+
+    out: dict[str, float] = {}
+    if task == "regression":
+        yt, yp = y_true.astype(float).to_numpy(), prediction.astype(float).to_numpy()
+        out["rmse"] = float(np.sqrt(skm.mean_squared_error(yt, yp)))
+        out["mae"] = float(skm.mean_absolute_error(yt, yp))
+        if len(yt) > 1:
+            out["r2"] = float(skm.r2_score(yt, yp))
+        return out
+    yt = y_true.astype(int).to_numpy()
+    yp = prediction.astype(int).to_numpy()
+    out["accuracy"] = float(skm.accuracy_score(yt, yp))
+    out["f1"] = float(skm.f1_score(yt, yp, zero_division=0))
+    out["precision"] = float(skm.precision_score(yt, yp, zero_division=0))
+    out["recall"] = float(skm.recall_score(yt, yp, zero_division=0))
+    if score is not None and len(np.unique(yt)) == 2:
+        ys = score.astype(float).to_numpy()
+        out["roc_auc"] = float(skm.roc_auc_score(yt, ys))
+        out["log_loss"] = float(skm.log_loss(yt, np.clip(ys, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    return out
+
+
+def normalise_baseline(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Champion run metrics keyed by plain name (``holdout_roc_auc`` / ``test_roc_auc`` -> ``roc_auc``)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = key
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        # exact names win over prefixed ones
+        if name not in out or key == name:
+            out[name] = float(value)
+    return out
+
+
+def compare_quality(
+    current: Mapping[str, float], baseline: Mapping[str, float], *, tolerance: float, labelled_rows: int
+) -> QualityResult:
+    """Compare current metrics with the baseline's metrics of the same names."""
+    base = normalise_baseline(baseline)
+    comparisons: list[MetricComparison] = []
+    for name, value in current.items():
+        if name not in base:
+            continue
+        drop = value - base[name] if name in LOWER_IS_BETTER else base[name] - value
+        comparisons.append(
+            MetricComparison(metric=name, current=value, baseline=base[name], drop=drop, tolerance=tolerance,
+                             degraded=drop > tolerance)
+        )
+    bad = [c.metric for c in comparisons if c.degraded]
+    return QualityResult(
+        labelled_rows=labelled_rows,
+        metrics=dict(current),
+        baseline={c.metric: c.baseline for c in comparisons},
+        comparisons=comparisons,
+        tolerance=tolerance,
+        degraded=bool(bad),
+        degraded_metrics=bad,
+    )
+
+
+def check_quality(
+    labelled: pd.DataFrame,
+    task: str,
+    baseline: Mapping[str, float],
+    *,
+    tolerance: float = 0.05,
+    min_rows: int = 30,
+    label_column: str = "label",
+    prediction_column: str = "prediction",
+    score_column: str | None = "probability",
+) -> QualityResult | None:
+    """Quality verdict of labelled predictions; None when fewer than ``min_rows`` labelled rows."""
+    rows = labelled.dropna(subset=[label_column, prediction_column])
+    if len(rows) < min_rows:
+        return None
+    score = rows[score_column] if score_column and score_column in rows.columns else None
+    current = compute_metrics(rows[label_column], rows[prediction_column], score, task)
+    return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows))

@@ -1,0 +1,72 @@
+"""Windows of the prediction log and deterministic sampling for big windows.
+
+Pure functions over DataFrames: no I/O, nothing cached. Sampling is seeded, so the same window
+and seed always give the same rows (and so the same drift verdict).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+
+class Window(BaseModel):
+    """What a drift/quality check looked at."""
+
+    rows: int = Field(description="Rows in the current window (before any sampling).")
+    start: datetime | None = Field(default=None, description="Earliest timestamp in the window.")
+    end: datetime | None = Field(default=None, description="Latest timestamp in the window.")
+    reference_rows: int = Field(default=0, description="Rows of reference data (before any sampling).")
+    sampled_rows: int = Field(default=0, description="Current rows Evidently saw (== rows unless sampled).")
+    sampled_reference_rows: int = Field(default=0, description="Reference rows Evidently saw.")
+    seed: int = Field(default=0, description="Seed of the row sample.")
+
+
+def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``df``, drawn uniformly without replacement with ``seed``.
+
+    Deterministic for a given (frame, max_rows, seed); keeps the original row order. Returns
+    ``df`` itself when it is small enough.
+    """
+    if max_rows is None or len(df) <= max_rows:
+        return df
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(df), size=max_rows, replace=False))
+    return df.iloc[idx]
+
+
+def time_range(df: pd.DataFrame, column: str | None) -> tuple[datetime | None, datetime | None]:
+    """(min, max) of a timestamp column, or (None, None) when absent/empty."""
+    if column is None or column not in df.columns or df.empty:
+        return None, None
+    ts = pd.to_datetime(df[column], utc=True, errors="coerce").dropna()
+    if ts.empty:
+        return None, None
+    return ts.min().to_pydatetime(), ts.max().to_pydatetime()
+
+
+def select_window(
+    predictions: pd.DataFrame,
+    *,
+    last_n: int | None = None,
+    since: datetime | None = None,
+    time_column: str = "timestamp",
+) -> pd.DataFrame:
+    """The window of a prediction log: rows at/after ``since``, then the newest ``last_n`` by time."""
+    df = predictions
+    if time_column in df.columns:
+        ts = pd.to_datetime(df[time_column], utc=True, errors="coerce")
+        if since is not None:
+            cutoff = pd.Timestamp(since)
+            cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+            df = df[ts >= cutoff]
+            ts = ts[ts >= cutoff]
+        if last_n is not None and len(df) > last_n:
+            order = np.argsort(ts.to_numpy(), kind="stable")
+            df = df.iloc[order[-last_n:]]
+    elif last_n is not None:
+        df = df.tail(last_n)
+    return df.reset_index(drop=True)
