@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token the write endpoints (alerts, feedback) require when set."
     )
+    alert_actions: dict[str, str] = Field(
+        default_factory=lambda: {
+            "HighErrorRate": "rollback",
+            "QualityDrop": "rollback",
+            "QualityDegraded": "rollback",
+            "DataDrift": "retrain",
+            "DriftDetected": "retrain",
+        },
+        description="Alert name -> remediation (rollback, retrain, notify, ignore); JSON in MLOOP_ALERT_ACTIONS.",
+    )
+    notify_url: str | None = Field(
+        default=None,
+        description="Webhook the notification block posts to (default: the local receiver's /notifications).",
+    )
     task: Literal["classification", "regression"] = Field(
         default="classification", description="Default task for a dataset ingested without --task."
     )

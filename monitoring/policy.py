@@ -1,0 +1,141 @@
+"""Retrain policy: cooldown and daily budget, plus the persisted retrain ledger.
+
+``decide_retrain`` is pure (history in, decision out). ``RetrainLedger`` is the I/O edge: a JSON
+lines file under MLOOP_HOME read and appended under a file lock, so two retrain runs that start at
+the same moment (a burst of drift events) cannot both pass the policy. Nothing is cached: the
+ledger is re-read on every claim because another process may have written it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from filelock import FileLock
+from pydantic import BaseModel, Field
+
+BUDGET_WINDOW = timedelta(hours=24)
+
+
+class RetrainRecord(BaseModel):
+    """One retrain that passed the policy (one line of the ledger)."""
+
+    model_name: str
+    started_at: datetime
+    trigger: str = Field(default="drift", description="What asked for the retrain (drift, alert, manual).")
+    event_id: str | None = Field(default=None, description="Prefect event id that triggered the run, if any.")
+    flow_run_id: str | None = None
+
+
+class PolicyDecision(BaseModel):
+    """Whether a retrain may start now, and why (shown in the run's artifact and return value)."""
+
+    allowed: bool
+    reason: str
+    retrains_in_window: int = Field(description="Retrains of this model in the last 24 h (before this one).")
+    last_retrain_at: datetime | None = None
+    next_allowed_at: datetime | None = Field(default=None, description="Earliest time a retrain could pass again.")
+
+
+def decide_retrain(
+    history: Sequence[RetrainRecord],
+    *,
+    model_name: str,
+    now: datetime,
+    cooldown_minutes: float,
+    daily_budget: int,
+    force: bool = False,
+) -> PolicyDecision:
+    """Apply the cooldown and the daily budget to one model's retrain history.
+
+    The cooldown counts from the last retrain that started (not finished) for ``model_name``; the
+    budget is a rolling 24-hour window. ``force`` (a person asking from the UI or CLI) skips both
+    checks but is still recorded.
+    """
+    mine = sorted((r for r in history if r.model_name == model_name), key=lambda r: r.started_at)
+    in_window = [r for r in mine if now - r.started_at < BUDGET_WINDOW]
+    last = mine[-1].started_at if mine else None
+    common = {"retrains_in_window": len(in_window), "last_retrain_at": last}
+    if force:
+        return PolicyDecision(allowed=True, reason="forced: cooldown and budget not applied", **common)
+    cooldown = timedelta(minutes=cooldown_minutes)
+    if last is not None and now - last < cooldown:
+        wait_until = last + cooldown
+        return PolicyDecision(
+            allowed=False,
+            reason=(
+                f"cooldown: last retrain of {model_name} started at {last.isoformat()}, "
+                f"less than {cooldown_minutes:g} min ago; next allowed at {wait_until.isoformat()}"
+            ),
+            next_allowed_at=wait_until,
+            **common,
+        )
+    if len(in_window) >= daily_budget:
+        oldest = in_window[0].started_at
+        return PolicyDecision(
+            allowed=False,
+            reason=(
+                f"daily budget: {len(in_window)} retrains of {model_name} in the last 24 h "
+                f"(budget {daily_budget}); next allowed at {(oldest + BUDGET_WINDOW).isoformat()}"
+            ),
+            next_allowed_at=oldest + BUDGET_WINDOW,
+            **common,
+        )
+    return PolicyDecision(
+        allowed=True,
+        reason=f"allowed: {len(in_window)} of {daily_budget} retrains used in the last 24 h, no retrain in the cooldown",
+        **common,
+    )
+
+
+def ledger_path(state_root: Path) -> Path:
+    """Where the retrain ledger lives under MLOOP_HOME."""
+    return state_root / "retrain" / "ledger.jsonl"
+
+
+class RetrainLedger:
+    """The persisted retrain history (JSON lines), guarded by a file lock next to it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = FileLock(str(path) + ".lock", timeout=60)
+
+    def read(self) -> list[RetrainRecord]:
+        """Every record, oldest first (an empty list when there is no ledger yet)."""
+        if not self.path.exists():
+            return []
+        return [
+            RetrainRecord.model_validate_json(line)
+            for line in self.path.read_text().splitlines()
+            if line.strip()
+        ]
+
+    def claim(
+        self,
+        record: RetrainRecord,
+        *,
+        cooldown_minutes: float,
+        daily_budget: int,
+        force: bool = False,
+    ) -> PolicyDecision:
+        """Decide under the lock; append ``record`` only when the retrain is allowed."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            decision = decide_retrain(
+                self.read(),
+                model_name=record.model_name,
+                now=record.started_at,
+                cooldown_minutes=cooldown_minutes,
+                daily_budget=daily_budget,
+                force=force,
+            )
+            if decision.allowed:
+                with open(self.path, "a") as fh:
+                    fh.write(json.dumps(record.model_dump(mode="json")) + "\n")
+        return decision
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
