@@ -1,0 +1,56 @@
+"""Append-only audit log of registry alias changes: ``<state.audit>/<model>.jsonl``.
+
+One JSON line per attempted change (applied or skipped), written while the registry lock is held,
+so the file order is the order in which changes happened. Never rewritten, only appended.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class AuditRecord(BaseModel):
+    """One alias change (or a refused attempt)."""
+
+    when: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    model_name: str
+    action: Literal["promote", "rollback"]
+    from_version: str | None = Field(description="Champion before the change (None: there was none).")
+    to_version: str | None = Field(description="Champion after the change.")
+    reason: str
+    actor: str = Field(description="Who asked: a user name, or 'flow:<flow run name>'.")
+    flow_run_id: str | None = None
+    outcome: Literal["applied", "skipped"] = "applied"
+    detail: str = ""
+    gate_metrics: dict[str, float] = Field(default_factory=dict)
+
+
+def audit_path(audit_dir: Path, model_name: str) -> Path:
+    return audit_dir / f"{model_name}.jsonl"
+
+
+def append_audit(audit_dir: Path, record: AuditRecord) -> Path:
+    """Append one record (one write of a whole line, then fsync). Returns the log's path."""
+    audit_dir.mkdir(parents=True, exist_ok=True)
+    path = audit_path(audit_dir, record.model_name)
+    line = (record.model_dump_json() + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_audit(audit_dir: Path, model_name: str) -> list[AuditRecord]:
+    """Every record, oldest first (empty when the model has none)."""
+    path = audit_path(audit_dir, model_name)
+    if not path.exists():
+        return []
+    return [AuditRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,248 @@
+"""The promotion gate: promote a challenger only when it is better beyond noise. Pure, no I/O.
+
+Both models are scored on the same holdout rows (the challenger's holdout, even when the champion
+was trained on an older dataset version). Rules:
+
+* no champion: promote when the challenger beats a dummy baseline (class prior / mean) on the
+  gate metric by at least ``baseline_margin``;
+* a champion: promote when the gain is at least ``min_gain`` AND the lower bound of a paired
+  bootstrap 95% interval of the gain is above zero AND no slice (categorical level with enough
+  rows) loses more than ``slice_tolerance``.
+
+Gains are signed so that positive is better, for higher-is-better (AUC) and lower-is-better
+(log loss, RMSE) metrics alike.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+from models.evaluate import direction, metrics_for, weighted_metric
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from mloop.settings import Settings
+
+
+class GateConfig(BaseModel):
+    """Gate parameters (defaults from Settings: ``MLOOP_GATE_*``)."""
+
+    metric: str = Field(default="roc_auc", description="Metric compared (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).")
+    min_gain: float = Field(default=0.002, ge=0, description="Smallest gain over the champion that can promote.")
+    slice_tolerance: float = Field(default=0.02, ge=0, description="Largest loss on any slice the gate accepts.")
+    resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples.")
+    baseline_margin: float = Field(default=0.02, ge=0, description="Margin a first model must beat the dummy baseline by.")
+    seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
+    min_slice_rows: int = Field(default=100, ge=1, description="Smallest slice (rows of one categorical level) checked.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> GateConfig:
+        base = {
+            "metric": settings.gate_metric,
+            "min_gain": settings.gate_min_gain,
+            "slice_tolerance": settings.gate_slice_tolerance,
+            "resamples": settings.gate_resamples,
+            "baseline_margin": settings.gate_baseline_margin,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(base)
+
+    def metric_for(self, task: str) -> str:
+        """The configured metric, or the task's default when it does not apply (roc_auc / rmse)."""
+        return self.metric if self.metric in metrics_for(task) else ("roc_auc" if task == "classification" else "rmse")
+
+
+class SliceComparison(BaseModel):
+    column: str
+    level: str
+    rows: int
+    challenger: float
+    champion: float
+    loss: float = Field(description="How much worse the challenger is on this slice (positive = worse).")
+    blocked: bool
+
+
+class GateReport(BaseModel):
+    """The gate's decision and its evidence (rendered as markdown, stored as JSON and tags)."""
+
+    model_name: str
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    decision: Literal["promote", "reject"]
+    reasons: list[str]
+    metric: str
+    higher_is_better: bool
+    reference: Literal["champion", "baseline"]
+    challenger_value: float
+    reference_value: float
+    gain: float = Field(description="Challenger minus reference, signed so that positive is better.")
+    ci_low: float
+    ci_high: float
+    resamples: int
+    holdout_rows: int
+    challenger_metrics: dict[str, float] = Field(default_factory=dict)
+    reference_metrics: dict[str, float] = Field(default_factory=dict)
+    slices: list[SliceComparison] = Field(default_factory=list)
+    config: GateConfig
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == "promote"
+
+    def summary(self) -> str:
+        """One line: verdict, gain with interval, first reason."""
+        return (
+            f"{self.decision}: {self.metric} {self.challenger_value:.4f} vs {self.reference} {self.reference_value:.4f} "
+            f"(gain {self.gain:+.4f}, 95% CI [{self.ci_low:+.4f}, {self.ci_high:+.4f}]); {'; '.join(self.reasons)}"
+        )
+
+    def to_markdown(self) -> str:
+        ref = f"{self.reference} v{self.champion_version}" if self.reference == "champion" else "dummy baseline"
+        chal = f"challenger v{self.challenger_version}" if self.challenger_version else "challenger"
+        lines = [
+            f"# Promotion gate: {self.model_name} — **{self.decision.upper()}**",
+            "",
+            *[f"- {r}" for r in self.reasons],
+            "",
+            f"Gate metric **{self.metric}** ({'higher' if self.higher_is_better else 'lower'} is better), "
+            f"{self.holdout_rows} holdout rows, paired bootstrap with {self.resamples} resamples (seed {self.config.seed}).",
+            "",
+            f"| metric | {chal} | {ref} |",
+            "|---|---|---|",
+        ]
+        for name in sorted(set(self.challenger_metrics) | set(self.reference_metrics)):
+            a, b = self.challenger_metrics.get(name), self.reference_metrics.get(name)
+            lines.append(f"| {name} | {_fmt(a)} | {_fmt(b)} |")
+        lines += [
+            "",
+            f"Gain {self.gain:+.4f} (min {self.config.min_gain if self.reference == 'champion' else self.config.baseline_margin}), "
+            f"95% interval [{self.ci_low:+.4f}, {self.ci_high:+.4f}]",
+        ]
+        if self.slices:
+            lines += ["", f"| slice | rows | challenger | champion | loss (tolerance {self.config.slice_tolerance}) |", "|---|---|---|---|---|"]
+            for s in self.slices:
+                flag = " **blocks**" if s.blocked else ""
+                lines.append(f"| {s.column}={s.level} | {s.rows} | {s.challenger:.4f} | {s.champion:.4f} | {s.loss:+.4f}{flag} |")
+        return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def paired_bootstrap(
+    metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, resamples: int, seed: int, chunk: int = 100
+) -> np.ndarray:
+    """Gains (a minus b, positive = a better) on ``resamples`` paired resamples of the rows.
+
+    Each resample draws n row indices with replacement (seeded) and scores BOTH models on the
+    same draw; a draw is a row-count vector, so a chunk of draws is one (chunk, n) weight matrix
+    and every metric is computed for the whole chunk with numpy at once.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    sign = direction(metric)
+    gains = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(size, n))
+        flat = (idx + (np.arange(size) * n)[:, None]).ravel()
+        W = np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
+        gains[start : start + size] = sign * (weighted_metric(metric, y, a, W) - weighted_metric(metric, y, b, W))
+    return gains
+
+
+def decide(
+    *,
+    model_name: str,
+    task: str,
+    y: np.ndarray,
+    challenger_scores: np.ndarray,
+    champion_scores: np.ndarray | None,
+    baseline_scores: np.ndarray,
+    config: GateConfig,
+    slices: dict[tuple[str, str], np.ndarray] | None = None,
+    challenger_version: str | None = None,
+    champion_version: str | None = None,
+) -> GateReport:
+    """Compare the challenger with the champion (or, without one, the dummy baseline) on the same rows."""
+    import numpy as np
+
+    from models.evaluate import binary_labels, compute_metrics
+
+    metric = config.metric_for(task)
+    sign = direction(metric)
+    y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
+    ones = np.ones((1, len(y_arr)))
+    reference = "champion" if champion_scores is not None else "baseline"
+    ref_scores = champion_scores if champion_scores is not None else baseline_scores
+    chal_value = float(weighted_metric(metric, y_arr, challenger_scores, ones)[0])
+    ref_value = float(weighted_metric(metric, y_arr, ref_scores, ones)[0])
+    gain = sign * (chal_value - ref_value)
+    gains = paired_bootstrap(metric, y_arr, challenger_scores, ref_scores, resamples=config.resamples, seed=config.seed)
+    ci_low, ci_high = (float(v) for v in np.nanpercentile(gains, [2.5, 97.5]))
+
+    reasons: list[str] = []
+    comparisons: list[SliceComparison] = []
+    if reference == "baseline":
+        ok = gain >= config.baseline_margin
+        reasons.append(
+            f"no champion yet; challenger {'beats' if ok else 'does not beat'} the dummy baseline by "
+            f"{gain:+.4f} {metric} (margin {config.baseline_margin})"
+        )
+    else:
+        gain_ok = gain >= config.min_gain
+        ci_ok = ci_low > 0
+        reasons.append(f"gain {gain:+.4f} {metric} {'>=' if gain_ok else '<'} min_gain {config.min_gain}")
+        reasons.append(
+            f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: the gain is within noise'}"
+        )
+        for (column, level), mask in (slices or {}).items():
+            w = mask.astype(np.float64)[None, :]
+            chal = float(weighted_metric(metric, y_arr, challenger_scores, w)[0])
+            champ = float(weighted_metric(metric, y_arr, ref_scores, w)[0])
+            if np.isnan(chal) or np.isnan(champ):
+                continue
+            loss = sign * (champ - chal)
+            comparisons.append(
+                SliceComparison(
+                    column=column, level=level, rows=int(mask.sum()), challenger=chal, champion=champ,
+                    loss=loss, blocked=loss > config.slice_tolerance,
+                )
+            )
+        blocked = [c for c in comparisons if c.blocked]
+        if blocked:
+            worst = max(blocked, key=lambda c: c.loss)
+            reasons.append(
+                f"slice regression: {len(blocked)} slice(s) lose more than {config.slice_tolerance} "
+                f"(worst {worst.column}={worst.level}: {worst.loss:+.4f})"
+            )
+        else:
+            reasons.append(f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)")
+        ok = gain_ok and ci_ok and not blocked
+    return GateReport(
+        model_name=model_name,
+        challenger_version=challenger_version,
+        champion_version=champion_version,
+        decision="promote" if ok else "reject",
+        reasons=reasons,
+        metric=metric,
+        higher_is_better=sign > 0,
+        reference=reference,
+        challenger_value=chal_value,
+        reference_value=ref_value,
+        gain=gain,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        resamples=config.resamples,
+        holdout_rows=len(y_arr),
+        challenger_metrics=compute_metrics(task, y_arr, challenger_scores),
+        reference_metrics=compute_metrics(task, y_arr, ref_scores),
+        slices=comparisons,
+        config=config,
+    )

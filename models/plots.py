@@ -1,0 +1,101 @@
+"""Cheap diagnostic plots as PNG files (matplotlib Agg, object API: no pyplot global state).
+
+Classification: ROC, PR, confusion matrix (threshold 0.5), calibration, feature importance.
+Regression: predicted vs actual, residuals, feature importance. Small figures at low dpi: the
+whole set costs well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from matplotlib.figure import Figure
+
+_DPI = 72
+_SIZE = (4.0, 3.2)
+
+
+def _figure() -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=_SIZE, dpi=_DPI, layout="tight")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).print_png(str(path))
+    return path
+
+
+def _importance(importances: dict[str, float], out: Path) -> Path:
+    items = sorted(importances.items(), key=lambda kv: kv[1])[-15:]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
+    ax.set_title("Permutation importance (raw features)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    return _save(fig, out / "feature_importance.png")
+
+
+def classification_plots(y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path) -> list[Path]:
+    """Write the classification PNGs into ``out``; returns their paths."""
+    import numpy as np
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    fpr, tpr, _ = roc_curve(y, scores)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(fpr, tpr)
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    paths.append(_save(fig, out / "roc.png"))
+
+    precision, recall, _ = precision_recall_curve(y, scores)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(recall, precision)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    paths.append(_save(fig, out / "pr.png"))
+
+    cm = confusion_matrix(y, (scores >= 0.5).astype(int), labels=[0, 1])
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (0.5)")
+    paths.append(_save(fig, out / "confusion_matrix.png"))
+
+    frac_pos, mean_pred = calibration_curve(y, scores, n_bins=10, strategy="quantile")
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot(mean_pred, frac_pos, marker="o")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title="Calibration")
+    paths.append(_save(fig, out / "calibration.png"))
+    paths.append(_importance(importances, out))
+    return paths
+
+
+def regression_plots(y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path) -> list[Path]:
+    """Write the regression PNGs into ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.scatter(y, scores, s=2, alpha=0.4)
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    paths = [_save(fig, out / "predicted_vs_actual.png")]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.hist(scores - y, bins=40)
+    ax.set(xlabel="residual", title="Residuals")
+    paths.append(_save(fig, out / "residuals.png"))
+    paths.append(_importance(importances, out))
+    return paths

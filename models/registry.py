@@ -1,0 +1,342 @@
+"""The model registry (MLflow on SQLite): versions, metadata, loading, and alias moves.
+
+Registered model name == dataset name. Version tags carry metrics (``mloop.metric.<name>``), the
+data md5, the gate decision and reason. Aliases: ``challenger`` (latest gated candidate),
+``champion`` and ``previous-champion``. MLflow has no compare-and-set on aliases, so every alias
+move here happens under a per-model file lock (``<state.locks>/registry-<name>.lock``) and appends
+an audit record while the lock is held: concurrent promotions serialize, and the audit log order
+is the order the changes took effect.
+
+Loading never unpickles: :func:`load_pipeline` refuses anything but the skops format and loads it
+with an explicit allowlist of types (:data:`models.pipeline.TRUSTED_TYPES`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from mloop import lineage as L
+from mloop.errors import MloopError, NotFoundError
+from mloop.paths import StatePaths
+from models.audit import AuditRecord, append_audit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow import MlflowClient
+    from sklearn.pipeline import Pipeline
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+
+TAG_METRIC_PREFIX = "mloop.metric."
+TAG_DECISION = "mloop.gate_decision"
+TAG_REASON = "mloop.gate_reason"
+TAG_SPEC = "mloop.spec"
+TAG_CACHE_KEY = "mloop.cache_key"
+TAG_TASK = "mloop.task"
+TAG_TRIGGER = "mloop.trigger"
+TAG_LAST_CHANGE = "mloop.last_alias_change"
+
+T = TypeVar("T")
+
+
+class RegisteredVersion(BaseModel):
+    """One registered model version with what mloop records about it."""
+
+    name: str
+    version: str
+    run_id: str | None
+    aliases: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics of the training run.")
+    data_md5: str | None = None
+    decision: str | None = Field(default=None, description="Gate decision: promote, reject (None: not gated).")
+    tags: dict[str, str] = Field(default_factory=dict)
+    source: str | None = Field(default=None, description="Artifact URI of the stored model.")
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """A client bound to ``tracking_uri`` for tracking and registry (no global state touched)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def with_retry(fn: Callable[[], T], *, attempts: int = 8, delay: float = 0.25) -> T:
+    """Run ``fn``, retrying when SQLite reports 'database is locked' (several writers)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - only the lock error is retried
+            if "database is locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(delay * (i + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _to_registered(mv: Any) -> RegisteredVersion:
+    tags = dict(mv.tags or {})
+    metrics = {k[len(TAG_METRIC_PREFIX) :]: float(v) for k, v in tags.items() if k.startswith(TAG_METRIC_PREFIX)}
+    return RegisteredVersion(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        aliases=sorted(mv.aliases or []),
+        metrics=metrics,
+        data_md5=tags.get(L.TAG_DATASET_MD5),
+        decision=tags.get(TAG_DECISION),
+        tags=tags,
+        source=mv.source,
+    )
+
+
+def _not_found(name: str, what: str) -> NotFoundError:
+    return NotFoundError(
+        f"model {name!r} has no {what}",
+        where="MLflow model registry",
+        fix=f"list versions with `mloop models {name}`; train one with `mloop train --dataset {name}`",
+    )
+
+
+def list_versions(tracking_uri: str, name: str) -> list[RegisteredVersion]:
+    """Every version of ``name``, newest first (empty when the model is not registered)."""
+    client = mlflow_client(tracking_uri)
+    versions = client.search_model_versions(f"name = '{name}'")
+    # search results may lack aliases on some stores: fill them from the registered model
+    try:
+        rm = client.get_registered_model(name)
+    except Exception:  # noqa: BLE001 - not registered yet
+        return []
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (rm.aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    out = []
+    for mv in versions:
+        info = _to_registered(mv)
+        info.aliases = sorted(by_version.get(info.version, []))
+        out.append(info)
+    return sorted(out, key=lambda v: int(v.version), reverse=True)
+
+
+def get_version_info(tracking_uri: str, name: str, version_or_alias: str | int) -> RegisteredVersion:
+    """One version by number (``"3"``) or alias (``"champion"``); raises NotFoundError."""
+    client = mlflow_client(tracking_uri)
+    ref = str(version_or_alias)
+    try:
+        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException for "not found"
+        raise _not_found(name, f"version or alias {ref!r}") from exc
+    info = _to_registered(mv)
+    try:
+        aliases = client.get_registered_model(name).aliases or {}
+        info.aliases = sorted(a for a, v in aliases.items() if str(v) == info.version)
+    except Exception:  # noqa: BLE001
+        pass
+    return info
+
+
+def champion_version(tracking_uri: str, name: str) -> str | None:
+    """The version number holding alias ``champion``, or None."""
+    try:
+        return get_version_info(tracking_uri, name, CHAMPION).version
+    except NotFoundError:
+        return None
+
+
+def model_dir(tracking_uri: str, name: str, version_or_alias: str | int) -> Path:
+    """Local folder of the stored MLflow model (downloads it when the artifact store is remote)."""
+    import mlflow.artifacts
+
+    info = get_version_info(tracking_uri, name, version_or_alias)
+    if info.source is None:  # pragma: no cover
+        raise _not_found(name, f"artifact for version {info.version}")
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, tracking_uri=tracking_uri))
+
+
+def stored_format(path: Path) -> str:
+    """The sklearn flavor's serialization format recorded in ``<path>/MLmodel``."""
+    import yaml
+
+    meta = yaml.safe_load((path / "MLmodel").read_text())
+    return str(meta.get("flavors", {}).get("sklearn", {}).get("serialization_format", "pickle"))
+
+
+def load_pipeline_from_dir(path: Path) -> Pipeline:
+    """Load a stored model folder; only skops, only trusted types. Never unpickles."""
+    import skops.io as sio
+    import yaml
+
+    from models.pipeline import TRUSTED_TYPES
+
+    fmt = stored_format(path)
+    if fmt != "skops":
+        raise MloopError(
+            f"refusing to load a {fmt!r} model: only skops is accepted (pickle runs code when loaded)",
+            where=str(path),
+            fix="retrain the model with mloop (it stores skops)",
+        )
+    meta = yaml.safe_load((path / "MLmodel").read_text())
+    data = meta["flavors"]["sklearn"].get("pickled_model", "model.skops")
+    file = path / data
+    untrusted = set(sio.get_untrusted_types(file=file)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise MloopError(
+            f"model needs types outside the allowlist: {sorted(untrusted)}", where=str(file), fix="retrain with mloop"
+        )
+    return sio.load(file, trusted=TRUSTED_TYPES)
+
+
+def load_pipeline(tracking_uri: str, name: str, version: str | int) -> Pipeline:
+    """The fitted sklearn Pipeline of a version (number or alias), loaded with skops (trusted types)."""
+    return load_pipeline_from_dir(model_dir(tracking_uri, name, version))
+
+
+def get_lineage(tracking_uri: str, name: str, version: str | int) -> L.ModelLineage:
+    """Dataset, code commit, run and flow run behind a version (number or alias)."""
+    info = get_version_info(tracking_uri, name, version)
+    t = info.tags
+    return L.ModelLineage(
+        model_name=name,
+        model_version=info.version,
+        run_id=info.run_id or "",
+        dataset_name=t.get(L.TAG_DATASET_NAME, name),
+        dataset_md5=t.get(L.TAG_DATASET_MD5, ""),
+        code_commit=t.get(L.TAG_CODE_COMMIT) or None,
+        dataset_pointer_commit=t.get(L.TAG_DATASET_POINTER_COMMIT) or None,
+        flow_run_id=t.get(L.TAG_FLOW_RUN_ID) or None,
+    )
+
+
+def register_version(
+    tracking_uri: str, name: str, *, source: str, run_id: str, tags: dict[str, str], description: str = ""
+) -> RegisteredVersion:
+    """Create the registered model if needed and a new version pointing at ``source``; no alias yet."""
+    client = mlflow_client(tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except Exception:  # noqa: BLE001
+        try:
+            with_retry(lambda: client.create_registered_model(name, description=f"mloop model of dataset {name}"))
+        except Exception as exc:  # noqa: BLE001 - lost a creation race: fine
+            if "already exists" not in str(exc).lower():
+                raise
+    mv = with_retry(
+        lambda: client.create_model_version(name, source=source, run_id=run_id, tags=tags, description=description)
+    )
+    return _to_registered(mv)
+
+
+def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
+    client = mlflow_client(tracking_uri)
+    for key, value in tags.items():
+        with_retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)[:5000]))
+
+
+def set_challenger(tracking_uri: str, state: StatePaths, name: str, version: str) -> None:
+    """Point ``challenger`` at ``version`` (under the lock; not a champion change, so not audited)."""
+    from filelock import FileLock
+
+    client = mlflow_client(tracking_uri)
+    with FileLock(_lock_path(state, name), timeout=300):
+        with_retry(lambda: client.set_registered_model_alias(name, CHALLENGER, version))
+
+
+def _lock_path(state: StatePaths, name: str) -> Path:
+    state.locks.mkdir(parents=True, exist_ok=True)
+    return state.locks / f"registry-{name}.lock"
+
+
+_UNSET = object()
+
+
+def promote(
+    tracking_uri: str,
+    state: StatePaths,
+    name: str,
+    version: str,
+    *,
+    reason: str,
+    actor: str,
+    flow_run_id: str | None = None,
+    gate_metrics: dict[str, float] | None = None,
+    expected_champion: Any = _UNSET,
+) -> AuditRecord:
+    """Make ``version`` the champion; the old champion becomes ``previous-champion``.
+
+    Under the model's lock: read the champion, (optionally) check it is still ``expected_champion``
+    (the one the gate compared against; if another promotion won meanwhile, nothing moves and the
+    record says "skipped"), move the aliases, append the audit record, tag the registry.
+    """
+    from filelock import FileLock
+
+    client = mlflow_client(tracking_uri)
+    get_version_info(tracking_uri, name, version)  # raises NotFoundError for unknown versions
+    with FileLock(_lock_path(state, name), timeout=300):
+        current = champion_version(tracking_uri, name)
+        record = AuditRecord(
+            model_name=name, action="promote", from_version=current, to_version=version, reason=reason,
+            actor=actor, flow_run_id=flow_run_id, gate_metrics=gate_metrics or {},
+        )
+        if expected_champion is not _UNSET and current != expected_champion:
+            record.outcome, record.to_version = "skipped", current
+            record.detail = f"champion changed from {expected_champion} to {current} since the gate ran; gate again"
+        elif current == version:
+            record.outcome, record.detail = "skipped", "already champion"
+        else:
+            if current is not None:
+                with_retry(lambda: client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current))
+            with_retry(lambda: client.set_registered_model_alias(name, CHAMPION, version))
+            try:
+                if client.get_model_version_by_alias(name, CHALLENGER).version == version:
+                    with_retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))
+            except Exception:  # noqa: BLE001 - no challenger alias
+                pass
+            with_retry(lambda: client.set_model_version_tag(name, version, "mloop.promoted_reason", reason[:5000]))
+        append_audit(state.audit, record)
+        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, record.model_dump_json()[:5000]))
+    return record
+
+
+def rollback(
+    tracking_uri: str, state: StatePaths, name: str, *, reason: str, actor: str, flow_run_id: str | None = None
+) -> AuditRecord:
+    """Champion goes back to ``previous-champion``; the rolled-back version is tagged and loses its alias.
+
+    Raises NotFoundError when there is no previous champion to return to.
+    """
+    from filelock import FileLock
+
+    client = mlflow_client(tracking_uri)
+    with FileLock(_lock_path(state, name), timeout=300):
+        current = champion_version(tracking_uri, name)
+        try:
+            previous = get_version_info(tracking_uri, name, PREVIOUS_CHAMPION).version
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"model {name!r} has no previous champion to roll back to",
+                where="MLflow model registry",
+                fix=f"promote a specific version instead: `mloop promote {name} VERSION --reason ...`",
+            ) from exc
+        with_retry(lambda: client.set_registered_model_alias(name, CHAMPION, previous))
+        with_retry(lambda: client.delete_registered_model_alias(name, PREVIOUS_CHAMPION))
+        if current is not None:
+            with_retry(lambda: client.set_model_version_tag(name, current, "mloop.rolled_back", reason[:5000]))
+        record = AuditRecord(
+            model_name=name, action="rollback", from_version=current, to_version=previous, reason=reason,
+            actor=actor, flow_run_id=flow_run_id,
+        )
+        append_audit(state.audit, record)
+        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, record.model_dump_json()[:5000]))
+    return record
+
+
+def decision_tags(decision: str, reason: str, metrics: dict[str, float]) -> dict[str, str]:
+    """Version tags recording a gate decision."""
+    tags = {TAG_DECISION: decision, TAG_REASON: reason[:5000]}
+    tags.update({"mloop.gate_metrics": json.dumps(metrics, sort_keys=True)[:5000]})
+    return tags

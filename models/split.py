@@ -1,0 +1,52 @@
+"""Train/holdout split. Pure and deterministic given (rows, contract, test_size, seed).
+
+Runs log ``split_test_size`` and ``split_seed`` so anyone (the gate, monitoring, ``mloop
+reproduce``) can re-derive the exact holdout from the dataset md5 and these two numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from mloop.contract import DatasetContract
+from mloop.errors import MloopError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+class SplitParams(BaseModel):
+    """How the holdout is cut: the newest rows when the contract has a time column, else stratified."""
+
+    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows held out for evaluation and the gate.")
+    seed: int = Field(default=42, description="Seed of the stratified shuffle (ignored by a time-based split).")
+
+
+def split_dataset(
+    df: pd.DataFrame, contract: DatasetContract, *, test_size: float = 0.2, seed: int = 42
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout). Time-based (holdout = newest ``test_size`` share, stable order) when the
+    contract has a time column; else stratified on the target for classification, shuffled for
+    regression."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    if contract.target not in df.columns:
+        raise MloopError(f"target column {contract.target!r} missing", where=f"dataset {contract.name}")
+    n_test = int(round(len(df) * test_size))
+    if n_test < 1 or n_test >= len(df):
+        raise MloopError(
+            f"cannot hold out {test_size:.0%} of {len(df)} rows", where=f"dataset {contract.name}", fix="use more rows"
+        )
+    if contract.time_column and contract.time_column in df.columns:
+        times = pd.to_datetime(df[contract.time_column], utc=True, errors="coerce")
+        order = times.reset_index(drop=True).sort_values(kind="mergesort").index.to_numpy()
+        ordered = df.iloc[order]
+        return ordered.iloc[: len(df) - n_test], ordered.iloc[len(df) - n_test :]
+    stratify = df[contract.target] if contract.task == "classification" else None
+    if stratify is not None and stratify.value_counts().min() < 2:
+        stratify = None
+    train, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+    return train, test

@@ -1,0 +1,198 @@
+"""MLflow tracking: experiment per dataset, one run per fitted spec, the model stored with skops.
+
+Everything goes through an ``MlflowClient`` bound to an explicit tracking URI (no global MLflow
+state), so capabilities stay testable and several stores can coexist in one process.
+
+What is cached and why: a run carries ``mloop.cache_key`` = hash(data md5, spec, seed, split,
+code commit). :func:`find_cached_run` finds a FINISHED run with that key, so training again with
+identical inputs reuses the run (and its registered version) instead of fitting and registering a
+duplicate. A run is marked FINISHED only after it is fully logged and registered, so a run that
+failed or was killed midway is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from models.registry import TAG_CACHE_KEY, mlflow_client, with_retry
+from models.spec import ModelSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+TAG_REGISTERED_VERSION = "mloop.registered_version"
+MODEL_ARTIFACT = "model"
+SERIALIZATION = "skops"
+
+
+class RunRecord(BaseModel):
+    """A logged training run."""
+
+    run_id: str
+    experiment_id: str
+    artifact_uri: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    status: str = "RUNNING"
+
+    @property
+    def model_uri(self) -> str:
+        return f"{self.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+
+
+def cache_key(data_md5: str, spec: ModelSpec, seed: int, test_size: float, split_seed: int, code_commit: str | None) -> str:
+    """Identity of a training run: same key, same model (the flow reuses the run)."""
+    raw = json.dumps(
+        {"md5": data_md5, "spec": spec.key(), "seed": seed, "test_size": test_size, "split_seed": split_seed,
+         "code": code_commit or ""},
+        sort_keys=True,
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
+    """The experiment named after the dataset, created with an explicit artifact location under MLOOP_HOME."""
+    client = mlflow_client(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = (artifact_root / name).resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    try:
+        return str(with_retry(lambda: client.create_experiment(name, artifact_location=location.as_uri())))
+    except Exception as exc:  # noqa: BLE001 - created concurrently
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise exc
+        return str(exp.experiment_id)
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(
+        run_id=run.info.run_id,
+        experiment_id=str(run.info.experiment_id),
+        artifact_uri=run.info.artifact_uri,
+        metrics={k: float(v) for k, v in run.data.metrics.items()},
+        params=dict(run.data.params),
+        tags=dict(run.data.tags),
+        status=run.info.status,
+    )
+
+
+def find_cached_run(tracking_uri: str, experiment_id: str, key: str) -> RunRecord | None:
+    """The newest FINISHED run with ``mloop.cache_key == key`` (None when there is none)."""
+    client = mlflow_client(tracking_uri)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_CACHE_KEY}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return _record(runs[0]) if runs else None
+
+
+def get_run(tracking_uri: str, run_id: str) -> RunRecord:
+    return _record(mlflow_client(tracking_uri).get_run(run_id))
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of a stored pipeline (explicit: inferring them costs ~9 s a model)."""
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "skops", "numpy", "pandas", "scipy")]
+
+
+def start_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
+    client = mlflow_client(tracking_uri)
+    run = with_retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags))
+    return str(run.info.run_id)
+
+
+def log_training_run(
+    tracking_uri: str,
+    run_id: str,
+    *,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    pipeline: Any,
+    X_example: pd.DataFrame,
+    plot_paths: list[Path],
+    dataset_name: str,
+    data_md5: str,
+    data_source: str,
+    data_rows: int,
+    work_dir: Path,
+    extra_json: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Log params, metrics, plots, the dataset input (digest = DVC md5) and the skops model to a run."""
+    import mlflow.sklearn
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+    from mlflow.models import infer_signature
+
+    from models.pipeline import TRUSTED_TYPES
+
+    client = mlflow_client(tracking_uri)
+    now = int(time.time() * 1000)
+    with_retry(
+        lambda: client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        )
+    )
+    dataset = Dataset(
+        name=dataset_name,
+        digest=data_md5,
+        source_type="dvc",
+        source=json.dumps({"path": data_source, "md5": data_md5}),
+        profile=json.dumps({"num_rows": data_rows}),
+    )
+    with_retry(
+        lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+    )
+    for path in plot_paths:
+        client.log_artifact(run_id, str(path), "plots")
+    for name, obj in (extra_json or {}).items():
+        client.log_dict(run_id, obj, name)
+
+    model_path = work_dir / MODEL_ARTIFACT
+    if model_path.exists():
+        shutil.rmtree(model_path)
+    example = X_example.head(50)
+    signature = infer_signature(example, pipeline.predict(example))
+    mlflow.sklearn.save_model(
+        pipeline,
+        str(model_path),
+        serialization_format=SERIALIZATION,
+        skops_trusted_types=TRUSTED_TYPES,
+        signature=signature,
+        input_example=X_example.head(3),
+        pip_requirements=pip_requirements(),
+    )
+    client.log_artifacts(run_id, str(model_path), MODEL_ARTIFACT)
+    shutil.rmtree(model_path, ignore_errors=True)
+    return _record(client.get_run(run_id))
+
+
+def log_json(tracking_uri: str, run_id: str, obj: Any, artifact_file: str) -> None:
+    mlflow_client(tracking_uri).log_dict(run_id, obj, artifact_file)
+
+
+def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
+    client = mlflow_client(tracking_uri)
+    for key, value in tags.items():
+        with_retry(lambda k=key, v=value: client.set_tag(run_id, k, str(v)[:5000]))
+
+
+def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """Mark the run terminated (FINISHED makes it eligible for the cache, FAILED/KILLED never)."""
+    client = mlflow_client(tracking_uri)
+    with_retry(lambda: client.set_terminated(run_id, status=status))
