@@ -55,15 +55,16 @@ def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
     return path
 
 
-def read_frame(path: Path | str, *, string_columns: Iterable[str] = ()) -> pd.DataFrame:
+def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str | None = None) -> pd.DataFrame:
     """Read a CSV or parquet file into pandas.
 
     ``string_columns`` are read as text even when their values look numeric (categorical columns of
-    a contract, so a level like ``"01"`` keeps its meaning). Raises ValueError/OSError on a file
+    a contract, so a level like ``"01"`` keeps its meaning). ``fmt`` (csv|parquet) overrides the
+    extension (DVC cache objects have none). Raises ValueError/OSError on a file
     that cannot be parsed.
     """
     path = Path(path)
-    fmt = frame_format(path)
+    fmt = fmt or frame_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
