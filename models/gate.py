@@ -4,7 +4,7 @@ Both models are scored on the same holdout rows (the challenger's holdout, even 
 was trained on an older dataset version). Rules:
 
 * no champion: promote when the challenger beats a dummy baseline (class prior / mean) on the
-  gate metric by at least ``baseline_margin``;
+  gate metric by at least ``baseline_margin`` and the paired 95% interval's lower bound is above 0;
 * a champion: promote when the gain is at least ``min_gain`` AND the lower bound of a paired
   bootstrap 95% interval of the gain is above zero AND no slice (categorical level with enough
   rows) loses more than ``slice_tolerance``.
@@ -190,11 +190,14 @@ def decide(
     reasons: list[str] = []
     comparisons: list[SliceComparison] = []
     if reference == "baseline":
-        ok = gain >= config.baseline_margin
+        margin_ok = gain >= config.baseline_margin
+        ci_ok = ci_low > 0
         reasons.append(
-            f"no champion yet; challenger {'beats' if ok else 'does not beat'} the dummy baseline by "
+            f"no champion yet; challenger {'beats' if margin_ok else 'does not beat'} the dummy baseline by "
             f"{gain:+.4f} {metric} (margin {config.baseline_margin})"
         )
+        reasons.append(f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: within noise'}")
+        ok = margin_ok and ci_ok
     else:
         gain_ok = gain >= config.min_gain
         ci_ok = ci_low > 0
