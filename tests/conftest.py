@@ -28,7 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="mloop-test-session-"))
     port = free_port()
     session_home = _SESSION_DIR / "home"
-    env = Settings(home=session_home, project_dir=_SESSION_DIR).service_env()
+    session_settings = Settings(home=session_home, project_dir=_SESSION_DIR)
+    session_settings.state.ensure()  # PREFECT_HOME must exist before the server starts
+    env = session_settings.service_env()
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
     env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
