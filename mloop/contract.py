@@ -149,7 +149,7 @@ class ValidationReport(BaseModel):
         lines = [f"dataset {self.dataset}: {len(self.failures)} contract rule(s) failed on {self.rows} rows"]
         for f in self.failures:
             example = f" e.g. {', '.join(f.examples)}" if f.examples else ""
-            lines.append(f"  - [{f.rule}] {f.message}{example}")
+            lines.append(f"  - {f.rule}: {f.message}{example}")
         return "\n".join(lines)
 
 
