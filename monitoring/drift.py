@@ -15,8 +15,10 @@ Big windows: both frames are sampled (seeded) to at most ``max_rows`` rows befor
 Any column whose sampled score lies within ``border_margin`` of its threshold is then recomputed
 on the full, unsampled data with Evidently's own stat-test function, and that exact score decides
 its verdict (``ColumnDrift.exact``). So a sampled verdict can only differ from the unsampled one
-if sampling moved a score by more than the margin (0.025 by default). The expected sampling
-error at 50k rows is about 0.005.
+if sampling moved a score by more than the margin: 0.025 at 50k sampled rows (the expected
+sampling error there is about 0.005), widened by sqrt(50k / n) for smaller samples. A numeric
+column with at most 5 distinct values is compared with the Jensen-Shannon distance, as
+Evidently's own large-sample default does.
 
 Nothing is cached: every call computes from the frames it gets. Evidently is imported inside the
 functions (about 6 s to import).
@@ -45,6 +47,7 @@ ColumnKind = Literal["numeric", "categorical"]
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
 DEFAULT_THRESHOLD = 0.1
+MARGIN_ROWS = 50_000
 PREDICTION_COLUMNS = ("prediction", "probability", "score")
 
 
@@ -61,7 +64,10 @@ class DriftOptions(BaseModel):
         default=50_000, description="Sample each side to at most this many rows (None: never sample)."
     )
     border_margin: float = Field(
-        default=0.025, ge=0, description="Columns scored within this of the threshold are recomputed unsampled."
+        default=0.025,
+        ge=0,
+        description="Columns scored within this of the threshold (at 50k sampled rows; scaled by "
+        "sqrt(50k / sample rows) for smaller samples) are recomputed on all rows.",
     )
     seed: int = Field(default=0, description="Seed of the row samples.")
 
@@ -144,6 +150,11 @@ def _prepare(df: pd.DataFrame, kinds: dict[str, tuple[ColumnKind, bool]]) -> pd.
     return pd.DataFrame(data, index=df.index)
 
 
+def _distinct(reference: pd.Series, current: pd.Series) -> int:
+    """Distinct non-null values over both columns (what Evidently's default method choice counts)."""
+    return len(set(reference.dropna().unique()) | set(current.dropna().unique()))
+
+
 def _exact_score(ref: pd.Series, cur: pd.Series, kind: ColumnKind, method: str, threshold: float) -> tuple[float, bool]:
     """The stat test Evidently runs for a column, on all rows (same cleaning as Evidently)."""
     from evidently.legacy.calculations.stattests.registry import get_stattest
@@ -221,10 +232,19 @@ def drift_report(
             numerical_columns=[c for c, (k, _) in in_report.items() if k == "numeric"],
             categorical_columns=[c for c, (k, _) in in_report.items() if k == "categorical"],
         )
+        # Like Evidently's own large-sample default: a numeric column with <= 5 distinct values
+        # (e.g. a loan term of 36/60) is compared as a distribution over its values (JS distance).
+        # Counted on all rows, not on the sample, so the method never depends on the sample.
+        few_values = {
+            c: opts.cat_method
+            for c, (k, _) in in_report.items()
+            if k == "numeric" and opts.num_method == NUM_METHOD and _distinct(reference[c], current[c]) <= 5
+        }
         report = Report(
             [
                 DataDriftPreset(
                     columns=list(in_report),
+                    per_column_method=few_values or None,
                     num_method=opts.num_method,
                     cat_method=opts.cat_method,
                     threshold=opts.threshold,
@@ -240,6 +260,8 @@ def drift_report(
         parsed = _parse_snapshot(snapshot.dict())
 
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
+    # Sampling error shrinks like 1/sqrt(n): the margin is border_margin at 50k sampled rows.
+    margin = opts.border_margin * float(np.sqrt(MARGIN_ROWS / max(1, min(len(ref_s), len(cur_s)))))
     columns: list[ColumnDrift] = []
     for name, (kind, is_pred) in kinds.items():
         method = opts.num_method if kind == "numeric" else opts.cat_method
@@ -254,7 +276,7 @@ def drift_report(
             method, thr, score, drifted = parsed[name]
             if drifted is None:
                 drifted = score < thr if _is_p_value(method) else score >= thr
-            near = abs(score - thr) <= opts.border_margin
+            near = abs(score - thr) <= margin
             if sampled and near and not _is_p_value(method):
                 exact, exact_drifted = _exact_score(
                     _prepare(reference, full)[name], _prepare(current, full)[name], kind, method, thr

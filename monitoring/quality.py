@@ -2,14 +2,14 @@
 
 Pure functions: labelled rows in (predictions joined to feedback labels), metrics and a verdict
 out. Nothing cached. The metrics are computed with scikit-learn under the same names the training
-runs log (roc_auc, accuracy, f1, precision, recall, log_loss; rmse, mae, r2), so they compare one
+runs log (roc_auc, pr_auc, accuracy, f1, log_loss, brier; rmse, mae, r2), so they compare one
 to one with the metrics recorded on the champion's MLflow run. A metric "drops" when it moves in
 its bad direction by more than ``tolerance`` (absolute); any such drop marks quality degraded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,8 @@ def compute_metrics(
         ys = score.astype(float).to_numpy()
         out["roc_auc"] = float(skm.roc_auc_score(yt, ys))
         out["log_loss"] = float(skm.log_loss(yt, np.clip(ys, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        out["pr_auc"] = float(skm.average_precision_score(yt, ys))
+        out["brier"] = float(skm.brier_score_loss(yt, ys))
     return out
 
 
@@ -83,13 +85,18 @@ def normalise_baseline(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 def compare_quality(
-    current: Mapping[str, float], baseline: Mapping[str, float], *, tolerance: float, labelled_rows: int
+    current: Mapping[str, float],
+    baseline: Mapping[str, float],
+    *,
+    tolerance: float,
+    labelled_rows: int,
+    only: Sequence[str] | None = None,
 ) -> QualityResult:
-    """Compare current metrics with the baseline's metrics of the same names."""
+    """Compare current metrics with the baseline's metrics of the same names (``only`` these, if given)."""
     base = normalise_baseline(baseline)
     comparisons: list[MetricComparison] = []
     for name, value in current.items():
-        if name not in base:
+        if name not in base or (only is not None and name not in only):
             continue
         drop = value - base[name] if name in LOWER_IS_BETTER else base[name] - value
         comparisons.append(
@@ -118,11 +125,16 @@ def check_quality(
     label_column: str = "label",
     prediction_column: str = "prediction",
     score_column: str | None = "probability",
+    only: Sequence[str] | None = None,
 ) -> QualityResult | None:
-    """Quality verdict of labelled predictions; None when fewer than ``min_rows`` labelled rows."""
+    """Quality verdict of labelled predictions; None when fewer than ``min_rows`` labelled rows.
+
+    ``only`` limits the verdict to these metrics (the monitor flow passes the gate metric: a
+    threshold-free metric such as roc_auc is far less noisy on a small window than f1).
+    """
     rows = labelled.dropna(subset=[label_column, prediction_column])
     if len(rows) < min_rows:
         return None
     score = rows[score_column] if score_column and score_column in rows.columns else None
     current = compute_metrics(rows[label_column], rows[prediction_column], score, task)
-    return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows))
+    return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only)

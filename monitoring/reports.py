@@ -1,0 +1,211 @@
+"""Publishing a drift/quality check: HTML report, MLflow monitoring run, Evidently workspace, markdown.
+
+I/O edge of the monitoring capability. Every function gets its paths/URIs as arguments; nothing is
+cached (each check writes new files and a new run). Heavy libraries are imported inside functions.
+
+Layout: ``<reports>/<model>/<UTC timestamp>-v<version>/drift.html`` plus ``result.json`` (the typed
+result), one folder per check so older reports stay browsable.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitoring.drift import DriftResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from evidently.core.report import Snapshot
+
+MONITORING_EXPERIMENT = "mloop-monitoring"
+WORKSPACE_PROJECT_PREFIX = "mloop-"
+
+
+def report_folder(reports_root: Path, model_name: str, model_version: str | None, when: datetime | None = None) -> Path:
+    """A new, unique folder for one check's report files (not created)."""
+    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return reports_root / model_name / f"{stamp}-v{model_version or 'unknown'}"
+
+
+def write_report(
+    result: DriftResult, snapshot: Snapshot | None, folder: Path, extra_snapshots: list[Snapshot] | None = None
+) -> Path:
+    """Write ``drift.html`` (the Evidently report) and ``result.json``; returns the HTML path.
+
+    ``extra_snapshots`` (e.g. a classification-quality report) are saved next to it as
+    ``quality.html``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / "drift.html"
+    if snapshot is not None:
+        snapshot.save_html(str(html))
+    else:  # every column was null on one side: nothing for Evidently to draw
+        rows = "".join(f"<li>{c.column}: {c.method}</li>" for c in result.columns)
+        html.write_text(f"<html><body><h1>Drift</h1><ul>{rows}</ul></body></html>")
+    for extra in extra_snapshots or []:
+        extra.save_html(str(folder / "quality.html"))
+    result = result.model_copy(update={"report_path": str(html)})
+    (folder / "result.json").write_text(result.model_dump_json(indent=2))
+    return html
+
+
+def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow_link: str | None = None) -> str:
+    """A short markdown table for a Prefect artifact: verdict, window, drifted columns, quality."""
+    verdict = "**DRIFT**" if result.dataset_drift else "no dataset drift"
+    w = result.window
+    lines = [
+        f"# Drift check: {result.model_name or '?'} v{result.model_version or '?'}",
+        "",
+        f"{verdict}: {len(result.drifted_columns)}/{len(result.columns)} columns drifted "
+        f"(share {result.drift_share:.2f}, threshold {result.drift_share_threshold:.2f}).",
+        f"Window: {w.rows} rows ({w.start} to {w.end}); reference {w.reference_rows} rows"
+        + (f"; sampled {w.sampled_rows}/{w.sampled_reference_rows} (seed {w.seed})" if w.sampled_rows < w.rows else "")
+        + ".",
+        "",
+        "| column | method | score | threshold | drifted |",
+        "|---|---|---|---|---|",
+    ]
+    ordered = sorted(result.columns, key=lambda c: (not c.drifted, -abs(c.score - c.threshold)))
+    for c in ordered[:12]:
+        name = f"{c.column} (prediction)" if c.is_prediction else c.column
+        lines.append(f"| {name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |")
+    if len(ordered) > 12:
+        lines.append(f"| ... {len(ordered) - 12} more | | | | |")
+    if result.quality is not None:
+        q = result.quality
+        lines += [
+            "",
+            f"Quality on {q.labelled_rows} labelled rows: {'**DEGRADED**' if q.degraded else 'ok'} "
+            f"(tolerance {q.tolerance:g}).",
+            "",
+            "| metric | current | champion holdout | drop |",
+            "|---|---|---|---|",
+        ]
+        lines += [f"| {c.metric} | {c.current:.4f} | {c.baseline:.4f} | {c.drop:+.4f} |" for c in q.comparisons]
+    if report_link or result.report_path:
+        lines += ["", f"Report: [{report_link or result.report_path}]({report_link or result.report_path})"]
+    if mlflow_link:
+        lines.append(f"MLflow monitoring run: {mlflow_link}")
+    return "\n".join(lines)
+
+
+def log_monitoring_run(
+    tracking_uri: str,
+    result: DriftResult,
+    report_folder_path: Path,
+    *,
+    artifact_root: Path,
+    flow_run_id: str | None = None,
+) -> str:
+    """Log the check as an MLflow run in experiment ``mloop-monitoring``; returns the run id.
+
+    The run carries the model name/version tags (``mloop.model_name``/``mloop.model_version``),
+    metrics (drift share, drifted count, per-column scores, quality), and the report folder as
+    artifacts. The model version gets a tag ``mloop.last_monitoring_run`` pointing back to it.
+    """
+    from mlflow import MlflowClient
+
+    from mloop.lineage import TAG_FLOW_RUN_ID, TAG_MODEL_NAME, TAG_MODEL_VERSION
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    if exp is None:
+        location = (artifact_root / "monitoring").resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        try:
+            exp_id = client.create_experiment(MONITORING_EXPERIMENT, artifact_location=location.as_uri())
+        except Exception:  # created concurrently by another check
+            exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        exp_id = exp.experiment_id
+    tags: dict[str, str] = {
+        "mloop.monitoring": "drift",
+        "mloop.dataset_drift": str(result.dataset_drift).lower(),
+    }
+    if result.model_name:
+        tags[TAG_MODEL_NAME] = result.model_name
+    if result.model_version:
+        tags[TAG_MODEL_VERSION] = str(result.model_version)
+    if flow_run_id:
+        tags[TAG_FLOW_RUN_ID] = flow_run_id
+    run = client.create_run(exp_id, run_name=f"monitor-{result.model_name}-v{result.model_version}", tags=tags)
+    run_id = run.info.run_id
+    metrics: dict[str, float] = {
+        "drift_share": result.drift_share,
+        "drifted_columns": float(len(result.drifted_columns)),
+        "window_rows": float(result.window.rows),
+    }
+    for col in result.columns:
+        metrics[f"drift_score.{_safe(col.column)}"] = col.score
+    if result.quality is not None:
+        for name, value in result.quality.metrics.items():
+            metrics[f"quality.{name}"] = value
+        metrics["quality_degraded"] = float(result.quality.degraded)
+    from mlflow.entities import Metric, Param
+
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[
+            Param("num_method", result.options.num_method),
+            Param("cat_method", result.options.cat_method),
+            Param("threshold", str(result.options.threshold)),
+            Param("drift_share_threshold", str(result.drift_share_threshold)),
+            Param("max_rows", str(result.options.max_rows)),
+            Param("seed", str(result.options.seed)),
+        ],
+    )
+    client.log_artifacts(run_id, str(report_folder_path), artifact_path="report")
+    client.set_terminated(run_id)
+    if result.model_name and result.model_version:
+        try:
+            client.set_model_version_tag(result.model_name, str(result.model_version), "mloop.last_monitoring_run", run_id)
+        except Exception:  # noqa: BLE001 - the version may not be in this registry (e.g. a stand-in)
+            pass
+    return run_id
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
+
+
+def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name: str | None = None) -> str:
+    """Add a snapshot to the Evidently workspace project ``mloop-<model>``; returns the snapshot id.
+
+    The project (and a dashboard: drifted-column share over time and per check) is created on first
+    use, so ``evidently ui --workspace <workspace>`` shows drift over time.
+    """
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
+    from evidently.ui.workspace import Workspace
+
+    workspace.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(str(workspace))
+    project_name = WORKSPACE_PROJECT_PREFIX + model_name
+    found = ws.search_project(project_name)
+    if found:
+        project = found[0]
+    else:
+        project = ws.create_project(project_name, description=f"mloop drift checks of model {model_name}")
+        share = PanelMetric(
+            legend="share of drifted columns",
+            metric="evidently:metric_v2:DriftedColumnsCount",
+            metric_labels={"value_type": "share"},
+        )
+        project.dashboard.add_panel(text_panel(title=f"mloop drift: {model_name}"))
+        project.dashboard.add_panel(
+            counter_panel(title="Share of drifted columns (last check)", values=[share], aggregation="last", size="half")
+        )
+        project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns over time", values=[share]))
+    ref = ws.add_run(project.id, snapshot, include_data=False, name=name)
+    return str(ref.id)
+
+
+def result_json(result: DriftResult) -> dict[str, Any]:
+    return json.loads(result.model_dump_json())
