@@ -43,7 +43,7 @@ from mloop.contract import (
     validate_frame,
 )
 from mloop.errors import MloopError, NotFoundError
-from mloop.frames import file_md5, frame_format, read_frame, write_parquet
+from mloop.frames import file_md5, frame_format, normalize_frame, read_frame, write_parquet
 from mloop.lineage import DatasetVersion, git_commit
 from mloop.settings import Settings
 
@@ -287,7 +287,7 @@ def _read_source(source: Path, name: str, contract: DatasetContract | None) -> p
         raise _reject(name, RULE_EMPTY, "the file is empty (0 bytes)", source)
     strings = [c.name for c in contract.columns if c.kind == "categorical"] if contract else []
     try:
-        df = read_frame(source, string_columns=strings)
+        df = normalize_frame(read_frame(source, string_columns=strings))
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError with the parser's reason
         reason = str(exc).strip().splitlines()[0][:300]
         if "Empty CSV file" in reason:

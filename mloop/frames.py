@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 CSV_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -80,6 +81,27 @@ def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str
     )
     table = pacsv.read_csv(path, convert_options=convert)
     return table.to_pandas()
+
+
+def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical dtypes, so the same values give the same parquet bytes whatever the source format.
+
+    Timestamps become nanosecond precision, pandas categoricals and string dtypes become plain
+    object columns; everything else is kept. Columns are converted in place of a shallow copy.
+    """
+    from pandas.api import types as pdt
+
+    out = df.copy(deep=False)
+    for name in out.columns:
+        col = out[name]
+        if pdt.is_datetime64_any_dtype(col):
+            tz = getattr(col.dtype, "tz", None)
+            wanted = pd.DatetimeTZDtype("ns", tz) if tz is not None else np.dtype("datetime64[ns]")
+            if col.dtype != wanted:
+                out[name] = col.astype(wanted)
+        elif isinstance(col.dtype, pd.CategoricalDtype) or (pdt.is_string_dtype(col) and col.dtype != object):
+            out[name] = col.astype(object).where(col.notna(), None)
+    return out
 
 
 def file_md5(path: Path, chunk: int = 1 << 20) -> str:
