@@ -1,80 +1,15 @@
-"""Fixtures for the models area: a controllable synthetic dataset and its hand-built contract.
-
-The synthetic frame has a known signal so tests can build clearly better, worse, noise-only and
-slice-regressing challengers on purpose.
-"""
+"""Fixtures for the models area (helpers live in models_helpers.py)."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+
 import pandas as pd
 import pytest
+from models_helpers import make_project, synth_contract, synth_frame
 
-from mloop.contract import ColumnSpec, DatasetContract
-
-
-def synth_frame(
-    rows: int = 3000,
-    seed: int = 0,
-    *,
-    label_noise: float = 0.0,
-    scramble_segment: str | None = None,
-    scramble_until: float = 0.8,
-    task: str = "classification",
-) -> pd.DataFrame:
-    """Loan-like rows ordered by ``event_time``. ``label_noise`` replaces that share of labels with
-    coin flips; ``scramble_segment`` replaces the labels of that segment in the oldest
-    ``scramble_until`` share of rows (the training part of a time-based split) with coin flips."""
-    rng = np.random.default_rng(seed)
-    income = rng.normal(0, 1, rows)
-    debt = rng.normal(0, 1, rows)
-    age = rng.normal(0, 1, rows)
-    segment = rng.choice(["A", "B", "C"], size=rows, p=[0.5, 0.3, 0.2])
-    grade = rng.choice(["g1", "g2", "g3", "g4"], size=rows)
-    flag = rng.random(rows) < 0.4
-    seg_effect = np.where(segment == "B", 2.0 * debt, 0.0)
-    logit = -1.6 + 1.6 * income - 1.0 * age + seg_effect + 0.6 * (grade == "g4") + 0.3 * flag
-    if task == "regression":
-        y: np.ndarray = logit + rng.normal(0, 0.3, rows)
-    else:
-        y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
-        if label_noise:
-            noisy = rng.random(rows) < label_noise
-            y = np.where(noisy, rng.integers(0, 2, rows), y)
-        if scramble_segment:
-            old = np.arange(rows) < int(scramble_until * rows)
-            pick = old & (segment == scramble_segment)
-            y = np.where(pick, rng.integers(0, 2, rows), y)
-    debt_with_nan = debt.copy()
-    debt_with_nan[rng.random(rows) < 0.03] = np.nan
-    grade_obj = grade.astype(object)
-    grade_obj[rng.random(rows) < 0.02] = None
-    return pd.DataFrame(
-        {
-            "income": income,
-            "debt": debt_with_nan,
-            "age": age,
-            "segment": segment,
-            "grade": grade_obj,
-            "flag": flag,
-            "event_time": pd.date_range("2025-01-01", periods=rows, freq="min", tz="UTC"),
-            "target": y,
-        }
-    )
-
-
-def synth_contract(name: str = "loans", *, task: str = "classification", time_column: str | None = "event_time") -> DatasetContract:
-    cols = [
-        ColumnSpec(name="income", kind="numeric", nullable=False),
-        ColumnSpec(name="debt", kind="numeric", nullable=True, max_null_share=0.1),
-        ColumnSpec(name="age", kind="numeric", nullable=False),
-        ColumnSpec(name="segment", kind="categorical", nullable=False, categories=["A", "B", "C"]),
-        ColumnSpec(name="grade", kind="categorical", nullable=True, categories=["g1", "g2", "g3", "g4"]),
-        ColumnSpec(name="flag", kind="boolean", nullable=False),
-        ColumnSpec(name="event_time", kind="datetime", nullable=False),
-        ColumnSpec(name="target", kind="integer" if task == "classification" else "numeric", nullable=False),
-    ]
-    return DatasetContract(name=name, task=task, target="target", time_column=time_column, columns=cols)
+from mloop.contract import DatasetContract
+from mloop.settings import Settings
 
 
 @pytest.fixture
@@ -85,3 +20,19 @@ def frame() -> pd.DataFrame:
 @pytest.fixture
 def contract() -> DatasetContract:
     return synth_contract()
+
+
+
+
+@pytest.fixture(scope="module")
+def models_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One MLOOP_HOME + project checkout per test module (flows read it from the environment)."""
+    root = tmp_path_factory.mktemp("models")
+    project = make_project(root / "project")
+    settings = Settings(home=root / "home", project_dir=project)
+    settings.state.ensure()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_HOME", str(settings.state.root))
+        mp.setenv("MLOOP_PROJECT_DIR", str(project))
+        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+        yield settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synth_contract, synth_frame
+from models_helpers import synth_contract, synth_frame
 from sklearn import metrics as skm
 
 from mloop.errors import MloopError
