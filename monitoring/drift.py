@@ -144,10 +144,19 @@ def _prepare(df: pd.DataFrame, kinds: dict[str, tuple[ColumnKind, bool]]) -> pd.
         if kind == "numeric":
             data[name] = pd.to_numeric(col, errors="coerce").astype("float64")
         else:
-            data[name] = col.astype("object").where(col.notna(), None).map(
-                lambda v: v if v is None else str(v)
-            )
+            data[name] = col.astype("object").where(col.notna(), None).map(_level)
     return pd.DataFrame(data, index=df.index)
+
+
+def _level(value: Any) -> str | None:
+    """A category level as text; integral numbers without '.0' so 1, 1.0 and "1" are one level."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _distinct(reference: pd.Series, current: pd.Series) -> int:
