@@ -1,0 +1,33 @@
+"""Fixtures of the platform tests: one real `mloop up` platform per module (see platform_helpers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from platform_helpers import Platform, platform_env, platform_settings
+
+from mloop.services import pid_alive, stop_pid
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A whole `mloop up` platform for one test module; `mloop down` (and a pid sweep) at the end."""
+    settings = platform_settings(tmp_path_factory.mktemp("platform"))
+    env = platform_env(settings)
+    p = Platform(settings=settings, env=env, first_up={})
+    try:
+        out = p.cli("up", "--json")
+        assert out.returncode == 0, f"mloop up failed:\n{out.stdout}\n{out.stderr}\n{p.logs_tail()}"
+        p.first_up = json.loads(out.stdout)
+        yield p
+    finally:
+        p.cli("down", "--json", timeout=180)
+        for pid_file in settings.state.run.glob("*.pid"):  # anything `down` missed
+            try:
+                pid = int(pid_file.read_text())
+            except ValueError:
+                continue
+            if pid_alive(pid):
+                stop_pid(pid)
