@@ -67,7 +67,7 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
         "| column | method | score | threshold | drifted |",
         "|---|---|---|---|---|",
     ]
-    ordered = sorted(result.columns, key=lambda c: (not c.drifted, -abs(c.score - c.threshold)))
+    ordered = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
     for c in ordered[:12]:
         name = f"{c.column} (prediction)" if c.is_prediction else c.column
         lines.append(f"| {name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |")

@@ -184,3 +184,43 @@ def test_too_few_predictions_skips(env: tuple[Settings, str]) -> None:
 
     result = monitor_flow(NAME, window_size=10, options=MonitorOptions(min_rows=100))
     assert result.status == "skipped" and result.drift is None and result.events == []
+
+
+def test_cli_monitor_json(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mloop monitor --json`` prints one JSON document with the verdict (newest window: concept drift)."""
+    import json
+    import os
+
+    from typer.testing import CliRunner
+
+    from mloop.cli import app
+
+    settings, version = env
+    for key in settings.service_env():  # the command exports these: restore them afterwards
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    out = CliRunner().invoke(app, ["monitor", NAME, "--window", str(WINDOW), "--no-publish", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["model_version"] == version and doc["status"] in {"degraded", "ok", "drift", "drift+degraded"}
+    assert doc["drift"]["window"]["rows"] == WINDOW and doc["report_path"] is None
+
+
+def test_cli_monitor_unknown_model_is_a_readable_error(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from typer.testing import CliRunner
+
+    from mloop.cli import app
+
+    settings, _ = env
+    for key in settings.service_env():
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
+    out = CliRunner().invoke(app, ["monitor", "no-such-model", "--json"])
+    assert out.exit_code != 0
+    assert "no-such-model" in out.output and "Traceback" not in out.output
