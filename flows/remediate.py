@@ -81,7 +81,7 @@ def remediate_flow(
         from mloop.errors import MloopError
 
         try:
-            record = rollback_flow(name=model, reason=reason)
+            record = rollback_flow(name=model, reason=reason, actor=f"remediate:{alertname}")
             result.audit = _as_dict(record)
             result.detail = f"rolled back {model}: " + _describe(result.audit)
         except MloopError as exc:

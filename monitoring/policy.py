@@ -73,14 +73,18 @@ def decide_retrain(
             **common,
         )
     if len(in_window) >= daily_budget:
-        oldest = in_window[0].started_at
+        if not in_window:  # budget 0: automatic retraining is switched off
+            return PolicyDecision(
+                allowed=False, reason="daily budget: 0 (automatic retrains are switched off)", **common
+            )
+        next_at = in_window[0].started_at + BUDGET_WINDOW
         return PolicyDecision(
             allowed=False,
             reason=(
                 f"daily budget: {len(in_window)} retrains of {model_name} in the last 24 h "
-                f"(budget {daily_budget}); next allowed at {(oldest + BUDGET_WINDOW).isoformat()}"
+                f"(budget {daily_budget}); next allowed at {next_at.isoformat()}"
             ),
-            next_allowed_at=oldest + BUDGET_WINDOW,
+            next_allowed_at=next_at,
             **common,
         )
     return PolicyDecision(

@@ -54,6 +54,11 @@ def test_budget_window_is_rolling_24h() -> None:
     assert decide(history, 24 * 60 + 1, budget=3).allowed
 
 
+def test_budget_zero_switches_retraining_off() -> None:
+    d = decide([], 0, budget=0)
+    assert not d.allowed and d.reason.startswith("daily budget: 0") and d.next_allowed_at is None
+
+
 def test_force_skips_cooldown_and_budget() -> None:
     d = decide([rec(0)], 1, budget=1, force=True)
     assert d.allowed and d.reason.startswith("forced")
