@@ -107,11 +107,14 @@ def status(
         console.print(m)
     else:
         console.print("no registered models yet")
-    if st.last_drift:
-        console.print(f"last drift/quality event: {st.last_drift['event']} at {st.last_drift['occurred']} "
-                      f"on {st.last_drift['resource']} (share {st.last_drift['payload'].get('share', '-')})")
+    d = st.last_drift
+    if d and "verdict" in d:
+        console.print(f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
+                      f"(share {d['drift_share']}, threshold {d['threshold']}); report {d['report']}")
+    elif d:
+        console.print(f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}")
     else:
-        console.print("last drift verdict: no drift event yet")
+        console.print("last drift verdict: no drift check yet")
     if st.recent_flow_runs:
         r = Table("flow run", "flow", "deployment", "state", "start")
         for fr in st.recent_flow_runs:

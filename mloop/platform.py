@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -549,6 +550,32 @@ def last_drift_event(settings: Settings) -> dict[str, Any] | None:
     return {"event": e["event"], "occurred": e["occurred"], "resource": e["resource"].get("prefect.resource.id"), "payload": e.get("payload", {})}
 
 
+def last_drift_verdict(settings: Settings) -> dict[str, Any] | None:
+    """The newest drift check's verdict (``<reports>/<model>/<stamp>/result.json``), drift or not.
+
+    Falls back to the newest drift/quality event on the Prefect server when no report exists.
+    """
+    reports = sorted(settings.state.reports.glob("*/*/result.json"), key=lambda p: p.stat().st_mtime)
+    if not reports:
+        return last_drift_event(settings)
+    try:
+        r = json.loads(reports[-1].read_text())
+    except (OSError, ValueError):
+        return last_drift_event(settings)
+    quality = r.get("quality") or {}
+    return {
+        "model": r.get("model_name"),
+        "version": r.get("model_version"),
+        "verdict": "drift" if r.get("dataset_drift") else "no drift",
+        "drift_share": round(float(r.get("drift_share") or 0.0), 4),
+        "threshold": r.get("drift_share_threshold"),
+        "drifted_columns": r.get("drifted_columns", []),
+        "quality_degraded": quality.get("degraded") if isinstance(quality, dict) else None,
+        "report": r.get("report_path") or str(reports[-1].with_name("drift.html")),
+        "checked_at": datetime.fromtimestamp(reports[-1].stat().st_mtime, UTC).isoformat(),
+    }
+
+
 def model_statuses(settings: Settings) -> list[ModelStatus]:
     """Champion/challenger per registered model and the version the service is serving.
 
@@ -608,7 +635,7 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
         urls=urls(settings),
         services=_service_states(settings),
         models=models,
-        last_drift=last_drift_event(settings),
+        last_drift=last_drift_verdict(settings),
         recent_flow_runs=recent_flow_runs(settings, runs),
         notes=notes,
     )

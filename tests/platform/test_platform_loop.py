@@ -148,6 +148,15 @@ def test_drift_event_retrains_and_deploys_new_champion(platform, tmp_path: Path)
     r = httpx.post(f"{platform.serve_url}/predict", json={"records": records(drifted_traffic(3, 99))}, timeout=30)
     assert r.status_code == 200 and {str(a["model_version"]) for a in r.json()} == {champion}
 
+    # `mloop status` shows it all: champion and deployed version, the drift verdict, the runs.
+    st = platform.cli_json("status")
+    assert {"name": MODEL, "champion": champion, "deployed": champion}.items() <= next(
+        m for m in st["models"] if m["name"] == MODEL
+    ).items()
+    assert st["last_drift"]["verdict"] == "drift" and st["last_drift"]["model"] == MODEL
+    assert {"retrain", "train", "deploy", "monitor"} <= {fr["flow"] for fr in st["recent_flow_runs"]}
+    assert st["urls"]["prefect_ui"].startswith("http://127.0.0.1:")
+
 
 def test_alert_rolls_back_with_audit_record(platform) -> None:  # noqa: ANN001
     from models.audit import read_audit
