@@ -1,0 +1,61 @@
+"""How to start the prediction service process (used by ``mloop serve``, tests and the benchmark)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mloop.services import ServiceProcess, start_process, stop_pid, wait_http
+from mloop.settings import Settings
+
+CODE_ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "serving.service:PredictionService"
+
+
+def serve_argv(host: str, port: int, service: str = SERVICE) -> list[str]:
+    """``bentoml serve`` for the service, bound to ``host:port`` (loopback by default)."""
+    bentoml = Path(sys.executable).with_name("bentoml")
+    head = [str(bentoml)] if bentoml.exists() else [sys.executable, "-m", "bentoml"]
+    return [*head, "serve", service, "--host", host, "--port", str(port)]
+
+
+def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = True, **extra: str) -> dict[str, str]:
+    """Environment of the service process: the state paths plus the model tag to serve."""
+    env = settings.service_env()
+    env["MLOOP_SERVE_MODEL"] = model_tag
+    env["MLOOP_PREDICTION_LOG"] = "1" if log_predictions else "0"
+    env["PYTHONPATH"] = str(CODE_ROOT)
+    if settings.api_token is not None:
+        env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
+    env.update(extra)
+    return env
+
+
+def start_service(
+    settings: Settings,
+    model_tag: str,
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    name: str = "bentoml-serve",
+    run_dir: Path | None = None,
+    timeout: float = 90.0,
+    log_predictions: bool = True,
+    **extra_env: str,
+) -> ServiceProcess:
+    """Start the service in the background and wait until ``/readyz`` answers (model loaded)."""
+    url = f"http://{host}:{port}"
+    proc = start_process(
+        name,
+        serve_argv(host, port),
+        run_dir=run_dir or settings.state.run,
+        env=serve_env(settings, model_tag, log_predictions=log_predictions, **extra_env),
+        cwd=CODE_ROOT,
+        url=url,
+    )
+    try:
+        wait_http(f"{url}/readyz", timeout=timeout, pid=proc.pid, log=proc.log)
+    except Exception:
+        stop_pid(proc.pid)
+        raise
+    return proc

@@ -1,0 +1,500 @@
+"""The fast inference path: a scikit-learn pipeline converted to ONNX and run by ONNX Runtime.
+
+A single-row ``Pipeline.predict_proba`` costs ~2.6 ms of fixed overhead (pandas, validation,
+one Python call per step); the same pipeline in ONNX Runtime costs ~0.03 ms. Conversion happens
+once, at package time (:func:`convert_pipeline`), and is accepted only when the ONNX outputs match
+sklearn's on the holdout to ``tolerance`` (1e-5); otherwise the packaged model is the sklearn
+pipeline itself (skops) and the reason is logged and stored in the model metadata.
+
+Serving never builds a DataFrame on the ONNX path: records become one ``(n, 1)`` numpy array per
+input column (:func:`columns_from_records`, :meth:`OnnxPredictor.predict`), vectorised over the
+batch. Categorical missing values use the string marker :data:`MISSING`: skl2onnx cannot convert
+a categorical ``SimpleImputer`` whose missing value is NaN, so the converted copy of the pipeline
+imputes that marker instead (see STACK_NOTES).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from mloop.contract import DatasetContract
+
+log = logging.getLogger(__name__)
+
+MISSING = "__mloop_missing__"
+ONNX_FILE = "model.onnx"
+SKOPS_FILE = "model.skops"
+CONTRACT_FILE = "contract.json"
+META_FILE = "mloop.json"
+TOLERANCE = 1e-5
+
+Backend = Literal["onnx", "sklearn"]
+InputKind = Literal["float", "string"]
+
+
+def input_kinds(contract: DatasetContract) -> dict[str, InputKind]:
+    """ONNX input type of each feature column: numbers as float32, everything else as strings."""
+    return {
+        c.name: ("float" if c.kind in ("numeric", "integer") else "string") for c in contract.feature_columns
+    }
+
+
+def columns_from_records(records: Sequence[Any], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Column lists from pydantic records (or plain dicts), in one pass per column."""
+    dicts = [r if isinstance(r, dict) else r.__dict__ for r in records]
+    return {name: [d.get(name) for d in dicts] for name in names}
+
+
+def columns_from_frame(frame: Any, names: Sequence[str]) -> dict[str, list[Any]]:
+    """Column lists from a DataFrame (NaN/NA become None), e.g. a holdout for verification."""
+    out: dict[str, list[Any]] = {}
+    for name in names:
+        series = frame[name]
+        values = series.astype(object).where(series.notna(), None).tolist()
+        out[name] = values
+    return out
+
+
+def _string_value(value: Any) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, float) and math.isnan(value):
+        return MISSING
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass
+class NumericPrep:
+    """Median imputation + standard scaling of the numeric columns, done in float64 numpy.
+
+    Taken out of the ONNX graph on purpose: ONNX's Imputer/Scaler run in float32, and a tree model
+    then sees values that differ from sklearn's (float64 scaling, then float32) in the last bit, which
+    flips splits near a threshold (seen: 0.033 probability error for a RandomForest). Doing this step
+    in float64 first makes the ONNX inputs bit-identical to what sklearn's trees compare.
+    """
+
+    columns: list[str]
+    fill: list[float]
+    mean: list[float]
+    scale: list[float]
+
+    def apply(self, columns: dict[str, list[Any]]) -> np.ndarray:
+        """(n, k) float32 array of the prepared numeric columns."""
+        x = np.array([columns[c] for c in self.columns], dtype=np.float64).T
+        if x.ndim == 1:  # no rows
+            x = x.reshape(0, len(self.columns))
+        nan = np.isnan(x)
+        if nan.any():
+            x = np.where(nan, np.asarray(self.fill), x)
+        return ((x - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+
+
+def onnx_feed(
+    columns: dict[str, list[Any]], kinds: dict[str, InputKind], prep: NumericPrep | None = None
+) -> dict[str, np.ndarray]:
+    """The ONNX Runtime input dict: one (n, 1) array per input (float32 or string)."""
+    feed: dict[str, np.ndarray] = {}
+    done: set[str] = set()
+    if prep is not None and prep.columns:
+        x = prep.apply(columns)
+        for j, name in enumerate(prep.columns):
+            feed[name] = np.ascontiguousarray(x[:, j : j + 1])
+        done = set(prep.columns)
+    for name, kind in kinds.items():
+        if name in done:
+            continue
+        col = columns[name]
+        if kind == "float":
+            # numpy turns None into NaN for float dtypes.
+            feed[name] = np.array(col, dtype=np.float32).reshape(-1, 1)
+        else:
+            feed[name] = np.array([_string_value(v) for v in col], dtype=object).reshape(-1, 1)
+    return feed
+
+
+def sklearn_frame(columns: dict[str, list[Any]], kinds: dict[str, InputKind]) -> Any:
+    """A DataFrame for the sklearn fallback path (numeric columns as float64, None -> NaN)."""
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for name, kind in kinds.items():
+        col = columns[name]
+        if kind == "float":
+            data[name] = np.array(col, dtype=np.float64)
+        else:  # same convention as models.pipeline.prepare_features: strings, missing as NaN
+            data[name] = pd.Series([np.nan if _string_value(v) == MISSING else _string_value(v) for v in col], dtype=object)
+    return pd.DataFrame(data)
+
+
+@dataclass
+class Outputs:
+    """Model outputs for a batch: predictions and positive-class probabilities (or scores)."""
+
+    predictions: list[Any]
+    probabilities: list[float] | None = None
+    scores: list[float] | None = None
+
+
+def _class_outputs(labels: np.ndarray, proba: np.ndarray) -> Outputs:
+    proba = np.asarray(proba, dtype=np.float64)
+    positive = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+    return Outputs(predictions=np.asarray(labels).ravel().tolist(), probabilities=positive.tolist())
+
+
+class Predictor(Protocol):
+    """What the service needs from a loaded model."""
+
+    backend: Backend
+    task: str
+    kinds: dict[str, InputKind]
+
+    def predict(self, columns: dict[str, list[Any]]) -> Outputs: ...
+
+
+class OnnxPredictor:
+    """ONNX Runtime session built once; one intra-op thread (the 2-core box serves, logs and
+    answers HTTP at the same time: more threads only add contention for tiny batches)."""
+
+    backend: Backend = "onnx"
+
+    def __init__(
+        self,
+        model: bytes | Path,
+        kinds: dict[str, InputKind],
+        task: str,
+        prep: NumericPrep | None = None,
+        threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        names = [i.name for i in self.session.get_inputs()]
+        self.kinds = {n: kinds.get(n, "float") for n in names}
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.task = task
+        self.prep = prep
+
+    def predict(self, columns: dict[str, list[Any]]) -> Outputs:
+        out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep))
+        if self.task == "regression":
+            scores = np.asarray(out[0], dtype=np.float64).ravel().tolist()
+            return Outputs(predictions=scores, scores=scores)
+        return _class_outputs(out[0], out[1])
+
+
+class SklearnPredictor:
+    """The fallback: the sklearn pipeline itself (used when ONNX conversion fails or disagrees)."""
+
+    backend: Backend = "sklearn"
+
+    def __init__(self, pipeline: Any, kinds: dict[str, InputKind], task: str) -> None:
+        self.pipeline = pipeline
+        self.kinds = kinds
+        self.task = task
+
+    def predict(self, columns: dict[str, list[Any]]) -> Outputs:
+        frame = sklearn_frame(columns, self.kinds)
+        if self.task == "regression":
+            scores = np.asarray(self.pipeline.predict(frame), dtype=np.float64).tolist()
+            return Outputs(predictions=scores, scores=scores)
+        proba = self.pipeline.predict_proba(frame)
+        classes = np.asarray(self.pipeline.classes_)
+        return _class_outputs(classes[np.argmax(proba, axis=1)], proba)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+@dataclass
+class Conversion:
+    """Result of trying to convert a pipeline to ONNX."""
+
+    backend: Backend
+    onnx_model: bytes | None = None
+    prep: NumericPrep | None = None
+    reason: str | None = None  # why the sklearn fallback was used
+    max_abs_diff: float | None = None
+    rows_checked: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _patch_categorical_imputers(pipeline: Any) -> Any:
+    """A copy of ``pipeline`` whose string-column SimpleImputers treat :data:`MISSING` as missing.
+
+    Only the ``missing_values`` marker changes; the fitted statistics are kept, so the copy imputes
+    exactly what the original imputes for NaN/None (the serving path sends MISSING for None).
+    """
+    from sklearn.impute import SimpleImputer
+
+    patched = copy.deepcopy(pipeline)
+
+    def visit(obj: Any, depth: int = 0) -> None:
+        if depth > 8:
+            return
+        if isinstance(obj, SimpleImputer):
+            stats = getattr(obj, "statistics_", None)
+            if stats is not None and np.asarray(stats).dtype == object:
+                mv = obj.missing_values
+                if mv is None or (isinstance(mv, float) and math.isnan(mv)):
+                    obj.missing_values = MISSING
+                    obj.statistics_ = np.array([_string_value(s) for s in stats], dtype=object)
+            return
+        for attr in ("steps", "transformers_"):
+            for item in getattr(obj, attr, None) or []:
+                visit(item[1], depth + 1)
+
+    visit(patched)
+    return patched
+
+
+def _extract_numeric_prep(patched: Any, kinds: dict[str, InputKind]) -> NumericPrep | None:
+    """Replace (in place) the numeric ``SimpleImputer -> StandardScaler`` branch of the
+    ColumnTransformer by ``passthrough`` and return the same computation as a :class:`NumericPrep`.
+    None when the pipeline does not have that shape (then the branch stays in the graph)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pre = patched.steps[0][1] if isinstance(patched, Pipeline) else None
+    if not isinstance(pre, ColumnTransformer):
+        return None
+    for i, (name, trans, cols) in enumerate(pre.transformers_):
+        if not isinstance(trans, Pipeline) or not isinstance(cols, list | tuple) or not cols:
+            continue
+        if not all(isinstance(c, str) and kinds.get(c) == "float" for c in cols):
+            continue
+        steps = [s for _, s in trans.steps]
+        if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or not isinstance(steps[1], StandardScaler):
+            continue
+        imp, sc = steps
+        if not (imp.missing_values is None or (isinstance(imp.missing_values, float) and math.isnan(imp.missing_values))):
+            continue
+        if getattr(imp, "indicator_", None) is not None or len(imp.statistics_) != len(cols):
+            continue
+        k = len(cols)
+        mean = sc.mean_ if sc.with_mean and sc.mean_ is not None else np.zeros(k)
+        scale = sc.scale_ if sc.with_std and sc.scale_ is not None else np.ones(k)
+        pre.transformers_[i] = (name, "passthrough", cols)
+        return NumericPrep(
+            columns=list(cols),
+            fill=[float(v) for v in imp.statistics_],
+            mean=[float(v) for v in mean],
+            scale=[float(v) for v in scale],
+        )
+    return None
+
+
+def _patch_skl2onnx_hist_gradient_boosting() -> None:
+    """skl2onnx 1.20 passes numpy uint32 node ids and Python bools to ``onnx.helper.make_node``
+    for HistGradientBoosting trees, which onnx 1.23 refuses ("Expected an int, got a boolean").
+    Cast them to int (idempotent; affects only the conversion in this process)."""
+    import skl2onnx.common.tree_ensemble as te
+
+    if getattr(te.add_node, "_mloop_patched", False):
+        return
+    original = te.add_node
+
+    def add_node(attr_pairs, is_classifier, tree_id, tree_weight, node_id, feat_id, mode, threshold,  # type: ignore[no-untyped-def]
+                 left, right, *args, **kwargs):
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
+        return original(attr_pairs, is_classifier, int(tree_id), tree_weight, int(node_id), int(feat_id), mode,
+                        threshold, int(left), int(right), *args, **kwargs)
+
+    add_node._mloop_patched = True  # type: ignore[attr-defined]
+    te.add_node = add_node
+
+
+def _initial_types(kinds: dict[str, InputKind]) -> list[tuple[str, Any]]:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    return [(n, FloatTensorType([None, 1]) if k == "float" else StringTensorType([None, 1])) for n, k in kinds.items()]
+
+
+def convert_pipeline(
+    pipeline: Any,
+    contract: DatasetContract,
+    holdout: Any,
+    *,
+    tolerance: float = TOLERANCE,
+) -> Conversion:
+    """Convert ``pipeline`` to ONNX and verify it against sklearn on ``holdout``.
+
+    Returns an ONNX conversion when every probability (or score) agrees to ``tolerance``; otherwise a
+    sklearn conversion with the reason (logged). Never raises for an unconvertible model.
+    """
+    kinds = input_kinds(contract)
+    names = list(kinds)
+    try:
+        from skl2onnx import convert_sklearn
+
+        _patch_skl2onnx_hist_gradient_boosting()
+        patched = _patch_categorical_imputers(pipeline)
+        prep = _extract_numeric_prep(patched, kinds)
+        final = patched.steps[-1][1] if hasattr(patched, "steps") else patched
+        options = {id(final): {"zipmap": False}} if contract.task == "classification" else None
+        onx = convert_sklearn(
+            patched,
+            initial_types=_initial_types(kinds),
+            target_opset={"": 17, "ai.onnx.ml": 3},
+            options=options,
+        )
+        onnx_bytes = onx.SerializeToString()
+        predictor = OnnxPredictor(onnx_bytes, kinds, contract.task, prep=prep)
+    except Exception as exc:  # noqa: BLE001 - any converter failure means: serve with sklearn
+        reason = f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
+        log.warning("%s; serving with the sklearn pipeline", reason)
+        return Conversion(backend="sklearn", reason=reason)
+
+    columns = columns_from_frame(holdout, names)
+    got = predictor.predict(columns)
+    ref = SklearnPredictor(pipeline, kinds, contract.task).predict(columns)
+    if contract.task == "regression":
+        want = np.asarray(ref.scores, dtype=np.float64)
+        have = np.asarray(got.scores, dtype=np.float64)
+    else:
+        want = np.asarray(ref.probabilities, dtype=np.float64)
+        have = np.asarray(got.probabilities, dtype=np.float64)
+    diff = float(np.max(np.abs(want - have))) if len(want) else 0.0
+    if not np.isfinite(diff) or diff > tolerance:
+        reason = f"ONNX outputs differ from sklearn by {diff:.3g} > {tolerance:g} on {len(want)} holdout rows"
+        log.warning("%s; serving with the sklearn pipeline", reason)
+        return Conversion(backend="sklearn", reason=reason, max_abs_diff=diff, rows_checked=len(want))
+    return Conversion(backend="onnx", onnx_model=onnx_bytes, prep=prep, max_abs_diff=diff, rows_checked=len(want))
+
+
+# ----------------------------------------------------------------------------- model folder
+
+
+def expected_outputs(pipeline: Any, contract: DatasetContract, frame: Any) -> Outputs:
+    """sklearn's outputs on ``frame``: stored with the model as the rollout smoke test's reference."""
+    return SklearnPredictor(pipeline, input_kinds(contract), contract.task).predict(
+        columns_from_frame(frame, list(input_kinds(contract)))
+    )
+
+
+def write_model_dir(
+    dest: Path,
+    *,
+    pipeline: Any,
+    contract: DatasetContract,
+    conversion: Conversion,
+    metadata: dict[str, Any],
+    sample: Any,
+) -> dict[str, Any]:
+    """Write the serving artefacts into ``dest``: the model (ONNX, or skops when the fallback is
+    used), ``contract.json``, and ``mloop.json`` (lineage metadata, the conversion result and
+    sample records with sklearn's expected outputs for the smoke test). Returns the metadata."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if conversion.backend == "onnx":
+        assert conversion.onnx_model is not None
+        (dest / ONNX_FILE).write_bytes(conversion.onnx_model)
+    else:
+        import skops.io as sio
+
+        sio.dump(pipeline, dest / SKOPS_FILE)
+    (dest / CONTRACT_FILE).write_text(contract.model_dump_json(indent=2))
+    names = list(input_kinds(contract))
+    sample_cols = columns_from_frame(sample[names], names)
+    expected = expected_outputs(pipeline, contract, sample)
+    meta = {
+        **metadata,
+        "task": contract.task,
+        "backend": conversion.backend,
+        "fallback_reason": conversion.reason,
+        "onnx_max_abs_diff": conversion.max_abs_diff,
+        "onnx_rows_checked": conversion.rows_checked,
+        "input_kinds": input_kinds(contract),
+        "numeric_prep": asdict(conversion.prep) if conversion.prep is not None else None,
+        "sample_columns": sample_cols,
+        "expected": {
+            "predictions": expected.predictions,
+            "probabilities": expected.probabilities,
+            "scores": expected.scores,
+        },
+    }
+    (dest / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default))
+    return meta
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    return json.loads((model_dir / META_FILE).read_text())  # type: ignore[no-any-return]
+
+
+def read_contract(model_dir: Path) -> DatasetContract:
+    return DatasetContract.model_validate_json((model_dir / CONTRACT_FILE).read_text())
+
+
+def _load_skops(path: Path) -> Any:
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=path)
+    allowed = ("sklearn.", "numpy.", "builtins.", "scipy.")
+    bad = [t for t in untrusted if not t.startswith(allowed)]
+    if bad:
+        raise ValueError(f"refusing to load {path}: types outside sklearn/numpy/scipy: {bad}")
+    return sio.load(path, trusted=untrusted)
+
+
+def load_predictor(model_dir: Path, threads: int = 1) -> Predictor:
+    """The predictor stored in ``model_dir`` (ONNX when present, else the skops pipeline)."""
+    meta = read_meta(model_dir)
+    kinds: dict[str, InputKind] = meta["input_kinds"]
+    if (model_dir / ONNX_FILE).exists():
+        prep = NumericPrep(**meta["numeric_prep"]) if meta.get("numeric_prep") else None
+        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads)
+    return SklearnPredictor(_load_skops(model_dir / SKOPS_FILE), kinds, meta["task"])
+
+
+def smoke_test(predictor: Predictor, meta: dict[str, Any], *, tolerance: float = 1e-4) -> list[str]:
+    """Problems found running ``predictor`` on the stored sample records (empty list = healthy).
+
+    Checks: it runs, answers one output per record, probabilities are finite and within [0, 1],
+    and outputs agree with sklearn's stored expected outputs to ``tolerance``.
+    """
+    columns = meta.get("sample_columns") or {}
+    expected = meta.get("expected") or {}
+    n = len(next(iter(columns.values()), []))
+    if n == 0:
+        return ["the model has no stored sample records to smoke-test"]
+    try:
+        out = predictor.predict(columns)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed smoke test
+        return [f"prediction on the sample records failed: {type(exc).__name__}: {exc}"]
+    problems: list[str] = []
+    if len(out.predictions) != n:
+        problems.append(f"{len(out.predictions)} answers for {n} records")
+    values = out.probabilities if out.probabilities is not None else out.scores
+    want = expected.get("probabilities") if out.probabilities is not None else expected.get("scores")
+    arr = np.asarray(values if values is not None else [], dtype=np.float64)
+    if arr.size != n or not np.all(np.isfinite(arr)):
+        problems.append("outputs are not all finite numbers")
+    elif out.probabilities is not None and (arr.min() < 0 or arr.max() > 1):
+        problems.append(f"probabilities outside [0, 1] (min {arr.min():.3g}, max {arr.max():.3g})")
+    if want is not None and arr.size == n and np.all(np.isfinite(arr)):
+        diff = float(np.max(np.abs(arr - np.asarray(want, dtype=np.float64))))
+        if diff > tolerance:
+            problems.append(f"outputs differ from the stored sklearn outputs by {diff:.3g} > {tolerance:g}")
+    return problems

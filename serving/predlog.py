@@ -1,0 +1,283 @@
+"""The prediction log and the feedback (ground-truth label) store.
+
+Layout (append-only parquet, readable with plain pandas):
+
+- ``<predictions_dir>/<model>/date=YYYY-MM-DD/part-<utc time>-<pid>-<seq>.parquet``: one row per
+  answered record: ``prediction_id, timestamp (UTC), model_name, model_version``, every input
+  feature, ``prediction`` and ``probability`` (classification) or ``score`` (regression).
+- ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``.
+
+Files are written to a dot-named temporary file and renamed, so a reader never sees half a file.
+
+Writing is off the request path: :class:`PredictionLogger.log` appends one tuple per batch to an
+in-memory list under a lock (O(1)); a background thread turns the pending batches into one parquet
+file when ``flush_rows`` rows are pending or every ``flush_seconds``. :meth:`PredictionLogger.close`
+(called from the service's ``on_shutdown`` hook) flushes what is left, so every answered request
+is on disk after a clean SIGTERM.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BASE_COLUMNS = ["prediction_id", "timestamp", "model_name", "model_version"]
+FEEDBACK_COLUMNS = ["prediction_id", "label", "timestamp"]
+_SEQ = itertools.count()
+
+
+def new_prediction_ids(n: int) -> list[str]:
+    """``n`` fresh prediction ids (uuid4 hex: unique across processes and restarts)."""
+    return [uuid.uuid4().hex for _ in range(n)]
+
+
+def _part_name() -> str:
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"part-{now}-{os.getpid()}-{next(_SEQ):06d}-{uuid.uuid4().hex[:6]}.parquet"
+
+
+def _write_atomic(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    pq.write_table(table, tmp, compression="snappy")
+    os.replace(tmp, path)
+
+
+@dataclass
+class _Batch:
+    ids: list[str]
+    timestamp: datetime
+    model_name: str
+    model_version: str
+    features: dict[str, list[Any]]
+    predictions: list[Any]
+    values: list[float] | None
+    value_name: str  # "probability" or "score"
+
+
+class PredictionLogger:
+    """Buffered, append-only writer of prediction records (thread-safe)."""
+
+    def __init__(self, predictions_dir: Path, *, flush_rows: int = 5000, flush_seconds: float = 1.0) -> None:
+        self.root = Path(predictions_dir)
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._pending: list[_Batch] = []
+        self._pending_rows = 0
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.rows_written = 0
+        self._thread = threading.Thread(target=self._run, name="mloop-predlog", daemon=True)
+        self._thread.start()
+
+    def log(
+        self,
+        *,
+        ids: list[str],
+        model_name: str,
+        model_version: str,
+        features: dict[str, list[Any]],
+        predictions: list[Any],
+        values: list[float] | None,
+        value_name: str = "probability",
+    ) -> None:
+        """Queue one batch of answered records (cheap: no I/O, no conversion)."""
+        batch = _Batch(ids, datetime.now(UTC), model_name, model_version, features, predictions, values, value_name)
+        with self._lock:
+            self._pending.append(batch)
+            self._pending_rows += len(ids)
+            full = self._pending_rows >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - keep the flusher alive; the batch is retried
+                log.exception("prediction log flush failed; will retry")
+                time.sleep(self.flush_seconds)
+
+    def flush(self) -> int:
+        """Write everything pending now; returns the number of rows written."""
+        with self._write_lock:
+            with self._lock:
+                batches, self._pending, self._pending_rows = self._pending, [], 0
+            if not batches:
+                return 0
+            try:
+                written = self._write(batches)
+            except Exception:
+                with self._lock:  # put them back in front, in order
+                    self._pending = batches + self._pending
+                    self._pending_rows += sum(len(b.ids) for b in batches)
+                raise
+            self.rows_written += written
+            return written
+
+    def _write(self, batches: list[_Batch]) -> int:
+        import pyarrow as pa
+
+        groups: dict[tuple[str, str], list[_Batch]] = {}
+        for b in batches:
+            groups.setdefault((b.model_name, b.timestamp.strftime("%Y-%m-%d")), []).append(b)
+        total = 0
+        for (model, day), items in groups.items():
+            cols: dict[str, list[Any]] = {c: [] for c in BASE_COLUMNS}
+            feature_names: list[str] = []
+            for b in items:
+                for name in b.features:
+                    if name not in feature_names:
+                        feature_names.append(name)
+            value_names = sorted({b.value_name for b in items})
+            for name in [*feature_names, "prediction", *value_names]:
+                cols[name] = []
+            for b in items:
+                n = len(b.ids)
+                cols["prediction_id"].extend(b.ids)
+                cols["timestamp"].extend([b.timestamp] * n)
+                cols["model_name"].extend([b.model_name] * n)
+                cols["model_version"].extend([b.model_version] * n)
+                for name in feature_names:
+                    cols[name].extend(b.features.get(name, [None] * n))
+                cols["prediction"].extend(b.predictions)
+                for vn in value_names:
+                    cols[vn].extend(b.values if (vn == b.value_name and b.values is not None) else [None] * n)
+            table = pa.table({k: _arrow_array(k, v) for k, v in cols.items()})
+            _write_atomic(table, self.root / model / f"date={day}" / _part_name())
+            total += table.num_rows
+        return total
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Stop the flusher and write what is pending (idempotent). Returns rows written now."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout)
+        return self.flush()
+
+
+def _arrow_array(name: str, values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    if name == "timestamp":
+        return pa.array(values, type=pa.timestamp("us", tz="UTC"))
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types in one column: keep them as text
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _read_parts(files: list[Path]) -> Any:
+    import pandas as pd
+
+    frames = [pd.read_parquet(f) for f in files]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return None
+    return pd.concat(frames, ignore_index=True)
+
+
+def prediction_files(predictions_dir: Path, model_name: str, since: datetime | None = None) -> list[Path]:
+    """Parquet parts of ``model_name`` (optionally only day partitions on/after ``since``)."""
+    root = Path(predictions_dir) / model_name
+    if not root.is_dir():
+        return []
+    files = []
+    for day_dir in sorted(root.glob("date=*")):
+        if since is not None and day_dir.name[5:] < since.astimezone(UTC).strftime("%Y-%m-%d"):
+            continue
+        files.extend(sorted(p for p in day_dir.glob("part-*.parquet")))
+    return files
+
+
+def read_predictions(
+    predictions_dir: Path,
+    model_name: str,
+    *,
+    last_n: int | None = None,
+    since: datetime | None = None,
+) -> Any:
+    """The logged predictions of ``model_name`` as a DataFrame, oldest first.
+
+    Columns: prediction_id, timestamp (UTC), model_name, model_version, each input feature,
+    prediction, probability or score. ``since`` keeps rows at/after that time (naive = UTC);
+    ``last_n`` keeps the newest n rows. Empty frame with the base columns when nothing is logged.
+    """
+    import pandas as pd
+
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    df = _read_parts(prediction_files(predictions_dir, model_name, since))
+    if df is None:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
+    df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    if since is not None:
+        df = df[df["timestamp"] >= pd.Timestamp(since)].reset_index(drop=True)
+    if last_n is not None:
+        df = df.tail(last_n).reset_index(drop=True)
+    return df
+
+
+def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any] | None:
+    """The log row of one prediction id, searched across every model (newest files first)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    root = Path(predictions_dir)
+    files = sorted(root.glob("*/date=*/part-*.parquet"), key=lambda p: (p.parent.name, p.name), reverse=True)
+    for f in files:
+        table = pq.read_table(f)
+        hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
+        if hit.num_rows:
+            return hit.slice(0, 1).to_pylist()[0]  # type: ignore[no-any-return]
+    return None
+
+
+def record_feedback(feedback_dir: Path, model_name: str, labels: Any) -> int:
+    """Append ground-truth labels (a DataFrame with ``prediction_id`` and ``label``). Returns rows."""
+    import pandas as pd
+
+    missing = {"prediction_id", "label"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"feedback lacks columns {sorted(missing)}")
+    df = labels[["prediction_id", "label"]].copy()
+    df = df[df["prediction_id"].notna()]
+    if df.empty:
+        return 0
+    df["prediction_id"] = df["prediction_id"].astype(str)
+    df["timestamp"] = pd.Timestamp.now(tz="UTC")
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    _write_atomic(table, Path(feedback_dir) / model_name / _part_name())
+    return len(df)
+
+
+def read_feedback(feedback_dir: Path, model_name: str) -> Any:
+    """Labels recorded for ``model_name``: prediction_id, label, timestamp (latest label per id)."""
+    import pandas as pd
+
+    root = Path(feedback_dir) / model_name
+    files = sorted(root.glob("part-*.parquet")) if root.is_dir() else []
+    df = _read_parts(files)
+    if df is None:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
+    df = df.sort_values("timestamp", kind="stable")
+    df = df.drop_duplicates("prediction_id", keep="last").reset_index(drop=True)
+    return df[FEEDBACK_COLUMNS]

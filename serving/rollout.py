@@ -1,0 +1,67 @@
+"""Client side of a rollout: ask the running service to switch to a model tag, and check it did.
+
+The service does the work (load, smoke test, atomic swap: see :mod:`serving.service`); this module
+turns its answer into a result or a loud :class:`RolloutFailed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from mloop.errors import MloopError
+
+
+class RolloutFailed(MloopError):
+    """The service refused the new model (or could not be reached); the old model keeps serving."""
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:500]
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]
+    if isinstance(data, dict):
+        return str(data.get("error") or data)
+    return str(data)[:500]
+
+
+def current_model(url: str, timeout: float = 10.0) -> dict[str, Any]:
+    """What the service at ``url`` serves now (``GET /model``)."""
+    try:
+        resp = httpx.get(f"{url.rstrip('/')}/model", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
+    if resp.status_code != 200:
+        raise RolloutFailed(f"the prediction service at {url} has no model loaded: {_error_text(resp)}")
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def rollout(url: str, model_tag: str, *, token: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
+    """Switch the service at ``url`` to BentoML model ``model_tag``; returns its answer.
+
+    Raises :class:`RolloutFailed` when the service refuses (smoke test failed, unknown tag, schema
+    change, auth) or is unreachable, and when ``GET /model`` does not report the new tag afterwards.
+    """
+    base = url.rstrip("/")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(f"{base}/admin/rollout", json={"model_tag": model_tag}, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RolloutFailed(
+            f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve"
+        ) from exc
+    if resp.status_code != 200:
+        raise RolloutFailed(
+            f"rollout of {model_tag} refused (HTTP {resp.status_code}): {_error_text(resp)}",
+            where=base,
+            fix="the previous model is still serving; fix the model or package it again",
+        )
+    result: dict[str, Any] = resp.json()
+    now = current_model(base)
+    if now.get("bentoml_tag") != model_tag:
+        raise RolloutFailed(f"after the rollout the service reports {now.get('bentoml_tag')}, not {model_tag}", where=base)
+    return result

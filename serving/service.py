@@ -1,0 +1,276 @@
+"""The BentoML prediction service (``bentoml serve serving.service:PredictionService``).
+
+This module is BentoML's entry point, not a library module: it reads its configuration from the
+environment when imported, because BentoML builds the HTTP schema from the class at import time.
+
+- ``MLOOP_SERVE_MODEL`` (required): BentoML model tag to serve first (``<name>:v<version>``). Its
+  contract defines the request schema (see :mod:`serving.schema`).
+- ``MLOOP_HOME``: state folder; predictions go to ``<home>/predictions``, labels to ``<home>/feedback``.
+- ``MLOOP_PREDICTION_LOG`` (``1``/``0``, default 1), ``MLOOP_MAX_RECORDS`` (default 1000),
+  ``MLOOP_API_TOKEN`` (bearer token for ``/feedback`` and ``/admin/rollout`` when set),
+  ``MLOOP_ONNX_THREADS`` (default 1), ``MLOOP_BATCH_MAX_SIZE`` / ``MLOOP_BATCH_MAX_LATENCY_MS``.
+
+Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
+BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
+``{"labels": [{"prediction_id", "label"}]}``, ``POST /admin/rollout`` ``{"model_tag"}`` (loopback
+only), BentoML's own ``/healthz`` ``/livez`` ``/readyz`` (ready only once a model is loaded) and
+``/metrics`` (Prometheus; ``mloop_predictions_total`` and ``mloop_model_info`` carry the model
+version as a label).
+
+Rollout design: the serving model is ONE attribute (``self.live``) holding a :class:`LiveModel`
+(predictor, version, contract). A rollout loads the new tag from the BentoML store, smoke-tests
+it, and only then assigns the attribute. A request reads the attribute once at its start, so each
+request (and each batch) is answered entirely by one model, requests in flight finish on the old
+model, and no request ever sees a half-loaded one. A failed smoke test leaves ``self.live`` alone.
+One worker process per service (``workers=1``): the swap is in-process, and on 2 cores one worker
+with ONNX Runtime already runs near BentoML's own floor.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import threading
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+
+from mloop.settings import Settings
+from serving.onnx_model import read_contract
+from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
+from serving.runtime import LiveModel, RolloutRefused, load_live_model, prepare_live_model
+from serving.schema import MAX_RECORDS_DEFAULT, FeedbackItem, answer_model, build_record_model, records_annotation
+
+log = logging.getLogger("mloop.serving")
+
+_TAG = os.environ.get("MLOOP_SERVE_MODEL", "").strip()
+if not _TAG:
+    raise RuntimeError("MLOOP_SERVE_MODEL is not set: give the BentoML model tag to serve (e.g. loans:v1)")
+_SETTINGS = Settings()
+_MAX_RECORDS = int(os.environ.get("MLOOP_MAX_RECORDS", str(MAX_RECORDS_DEFAULT)))
+_LOG_ON = os.environ.get("MLOOP_PREDICTION_LOG", "1").strip().lower() not in ("0", "false", "no", "off")
+_BATCH_SIZE = int(os.environ.get("MLOOP_BATCH_MAX_SIZE", "256"))
+_BATCH_LATENCY_MS = int(os.environ.get("MLOOP_BATCH_MAX_LATENCY_MS", "5000"))
+
+_INITIAL_REF = bentoml.models.BentoModel(_TAG)
+_CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
+Record = build_record_model(_CONTRACT)
+Records = records_annotation(Record, _MAX_RECORDS)
+Answer = answer_model(_CONTRACT.task)
+
+_PREDICTIONS = bentoml.metrics.Counter(
+    name="mloop_predictions",
+    documentation="Records answered by /predict",
+    labelnames=["model_name", "model_version"],
+)
+_MODEL_INFO = bentoml.metrics.Gauge(
+    name="mloop_model_info",
+    documentation="1 for the model version this worker serves, 0 for versions it served before",
+    labelnames=["model_name", "model_version", "backend"],
+    multiprocess_mode="livemax",
+)
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    data = json.dumps(body, default=str).encode()
+    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())], data
+
+
+class _Holder:
+    """Lets the ASGI middleware reach the service instance (set in ``__init__``)."""
+
+    service: PredictionService | None = None
+
+
+_HOLDER = _Holder()
+
+
+class MloopMiddleware:
+    """Answers ``GET /model`` and refuses a non-JSON body on POST routes with 415.
+
+    BentoML would otherwise parse any content type as JSON; a client sending form data or text
+    deserves a clear "wrong content type" answer.
+    """
+
+    JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
+
+    def __init__(self, app: Any, holder: _Holder) -> None:
+        self.app = app
+        self.holder = holder
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            path = scope.get("path", "")
+            method = scope.get("method", "GET")
+            answer: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+            if path in ("/model", "/model/") and method == "GET":
+                svc = self.holder.service
+                answer = (
+                    _json(200, svc.live.describe())
+                    if svc is not None and svc.live is not None
+                    else _json(503, {"error": "no model loaded yet"})
+                )
+            elif path in self.JSON_ROUTES and method == "POST":
+                ctype = ""
+                for key, value in scope.get("headers", []):
+                    if key == b"content-type":
+                        ctype = value.decode("latin-1").split(";")[0].strip().lower()
+                if ctype != "application/json":
+                    answer = _json(
+                        415,
+                        {
+                            "error": f"wrong content type {ctype or '(none)'!r}: send Content-Type: application/json",
+                            "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
+                        },
+                    )
+            if answer is not None:
+                await _drain(receive)
+                status, headers, body = answer
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+async def _drain(receive: Any) -> None:
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request" or not message.get("more_body"):
+            return
+
+
+def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
+    return BentoMLException(message, error_code=status)
+
+
+@bentoml.service(
+    name="mloop-prediction",
+    workers=1,
+    threads=4,
+    traffic={"timeout": 30},
+    http={"host": "127.0.0.1", "port": _SETTINGS.serve_port},
+    metrics={"enabled": True},
+    logging={"access": {"enabled": False}},
+)
+class PredictionService:
+    """Serves one registered model version (swappable at runtime by ``/admin/rollout``)."""
+
+    model_ref = _INITIAL_REF  # a Bento built from this service embeds the initial model
+
+    def __init__(self) -> None:
+        self.live: LiveModel | None = None
+        self._rollout_lock = threading.Lock()
+        self._token = _SETTINGS.api_token.get_secret_value() if _SETTINGS.api_token else None
+        state = _SETTINGS.state
+        self.feedback_dir = state.feedback
+        self.logger = PredictionLogger(state.predictions) if _LOG_ON else None
+        self._set_live(load_live_model(_TAG, Path(_INITIAL_REF.stored.path)))
+        _HOLDER.service = self
+
+    def _set_live(self, live: LiveModel) -> None:
+        old = self.live
+        self.live = live  # the atomic switch: one reference assignment
+        if old is not None:
+            _MODEL_INFO.labels(old.model_name, old.model_version, old.predictor.backend).set(0)
+        _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
+        log.info("serving %s version %s (%s backend)", live.model_name, live.model_version, live.predictor.backend)
+
+    def __is_ready__(self) -> bool:
+        return self.live is not None
+
+    @bentoml.on_shutdown
+    def flush_prediction_log(self) -> None:
+        """Write every queued prediction before the process exits (SIGTERM)."""
+        if self.logger is not None:
+            rows = self.logger.close()
+            log.info("prediction log flushed on shutdown (%d rows)", rows)
+
+    @bentoml.api(batchable=True, max_batch_size=_BATCH_SIZE, max_latency_ms=_BATCH_LATENCY_MS)
+    async def predict(self, records: Records) -> list[Answer]:  # type: ignore[valid-type]
+        """Predict a list of records; one answer per record, in order."""
+        live = self.live
+        if live is None:
+            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+        columns = {name: [getattr(r, name) for r in records] for name in live.names}
+        out = live.predictor.predict(columns)
+        n = len(out.predictions)
+        ids = new_prediction_ids(n)
+        values = out.probabilities if out.probabilities is not None else out.scores
+        if self.logger is not None:
+            self.logger.log(
+                ids=ids,
+                model_name=live.model_name,
+                model_version=live.model_version,
+                features=columns,
+                predictions=out.predictions,
+                values=values,
+                value_name=live.value_name,
+            )
+        _PREDICTIONS.labels(live.model_name, live.model_version).inc(n)
+        key = live.value_name
+        name, version = live.model_name, live.model_version
+        vals = values if values is not None else [None] * n
+        return [
+            Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i, **{key: v})
+            for p, v, i in zip(out.predictions, vals, ids, strict=True)
+        ]
+
+    def _authorize(self, ctx: bentoml.Context, *, loopback_only: bool = False) -> None:
+        request = ctx.request
+        if loopback_only:
+            host = request.client.host if request.client else ""
+            try:
+                is_loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                is_loopback = False
+            if not is_loopback:
+                raise _client_error("the admin endpoint only answers loopback clients", HTTPStatus.FORBIDDEN)
+        if self._token:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
+                raise _client_error("missing or wrong bearer token", HTTPStatus.UNAUTHORIZED)
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, labels: list[FeedbackItem], ctx: bentoml.Context) -> dict[str, Any]:
+        """Record ground-truth labels by prediction id (bearer token required when configured)."""
+        self._authorize(ctx)
+        if not labels:
+            raise _client_error("labels is empty: send at least one {prediction_id, label}")
+        live = self.live
+        assert live is not None
+        import pandas as pd
+
+        frame = pd.DataFrame([{"prediction_id": item.prediction_id, "label": item.label} for item in labels])
+        rows = record_feedback(self.feedback_dir, live.model_name, frame)
+        return {"recorded": rows, "model_name": live.model_name}
+
+    @bentoml.api(route="/admin/rollout")
+    def rollout(self, model_tag: str, ctx: bentoml.Context) -> dict[str, Any]:
+        """Load ``model_tag`` from the BentoML store, smoke-test it, then switch to it atomically."""
+        self._authorize(ctx, loopback_only=True)
+        with self._rollout_lock:
+            previous = self.live
+            try:
+                model = bentoml.models.get(model_tag)
+            except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
+                raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
+            try:
+                live = prepare_live_model(str(model.tag), Path(model.path), previous)
+            except RolloutRefused as exc:
+                log.error("rollout refused: %s", exc)
+                raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
+            self._set_live(live)
+        return {
+            "status": "switched",
+            "previous": previous.describe() if previous else None,
+            "current": live.describe(),
+        }
+
+
+PredictionService.add_asgi_middleware(MloopMiddleware, holder=_HOLDER)

@@ -1,0 +1,104 @@
+"""BentoML store operations, run as ``python -m serving.store`` in a child process.
+
+BentoML reads BENTOML_HOME once, when it is first imported; running these steps in a child whose
+environment points at ``state.bentoml_home`` keeps every caller (CLI, flows, tests with their own
+MLOOP_HOME) on the right store without touching the caller's process.
+
+Steps (JSON argument on stdin, JSON result on stdout):
+
+- import: copy a staged model folder (see :func:`serving.package.stage_model`) into the model
+  store as ``<name>:v<version>`` with lineage labels and metadata (skipped if the tag exists);
+- build: build the Bento ``<name>-service:v<version>`` from a copy of the service code (the build
+  context is a fresh folder under MLOOP_HOME/tmp, never containing BENTOML_HOME), offline
+  (``lock_packages: false``), embedding that model (skipped if the tag exists).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SERVICE = "serving.service:PredictionService"
+PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
+
+
+def import_model(stage_dir: Path, tag: str, labels: dict[str, str], metadata: dict[str, Any]) -> bool:
+    """Copy ``stage_dir`` into the store as ``tag``; False when the tag already existed."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.models.get(tag)
+        return False
+    except NotFound:
+        pass
+    with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
+        for item in stage_dir.iterdir():
+            if item.is_file():
+                shutil.copy2(item, Path(model.path) / item.name)
+    return True
+
+
+def build_bento(
+    tag: str, bento_name: str, version: str, labels: dict[str, str], code_root: Path, tmp_root: Path
+) -> tuple[str, bool]:
+    """Build the Bento for model ``tag``; returns (bento tag, created)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    bento_tag = f"{bento_name}:{version}"
+    try:
+        bentoml.bentos.get(bento_tag)
+        return bento_tag, False
+    except NotFound:
+        pass
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    ctx = Path(tempfile.mkdtemp(prefix="bento-ctx-", dir=tmp_root))
+    try:
+        for pkg in ("serving", "mloop"):
+            (ctx / pkg).mkdir()
+            for src in (code_root / pkg).glob("*.py"):
+                shutil.copy2(src, ctx / pkg / src.name)
+        os.environ["MLOOP_SERVE_MODEL"] = tag
+        sys.path.insert(0, str(ctx))
+        bento = bentoml.bentos.build(
+            SERVICE,
+            name=bento_name,
+            version=version,
+            labels=labels,
+            description=f"mloop prediction service for model {tag}",
+            include=["serving/*.py", "mloop/*.py"],
+            docker={"env": {"MLOOP_SERVE_MODEL": tag}},
+            python={"lock_packages": False, "packages": PACKAGES},
+            build_ctx=str(ctx),
+        )
+        return str(bento.tag), True
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+
+
+def main() -> None:
+    job = json.load(sys.stdin)
+    result: dict[str, Any] = {}
+    result["model_created"] = import_model(Path(job["stage_dir"]), job["tag"], job["labels"], job["metadata"])
+    if job.get("build", True):
+        bento_tag, created = build_bento(
+            job["tag"],
+            job["bento_name"],
+            job["version"],
+            job["labels"],
+            Path(job["code_root"]),
+            Path(job["tmp_root"]),
+        )
+        result["bento_tag"] = bento_tag
+        result["bento_created"] = created
+    sys.stdout.write("\n" + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
