@@ -189,6 +189,7 @@ def infer_contract(
     target: str = "target",
     task: Task | None = None,
     time_column: str | None = None,
+    duplicated: pd.Series | None = None,
 ) -> DatasetContract:
     """Infer a contract from an accepted first version (pure, no I/O).
 
@@ -196,7 +197,8 @@ def infer_contract(
     none); numeric values may exceed the seen range by 10% of it, with up to 1% of rows beyond
     that; up to 1% of rows may carry an unknown category; duplicate rows up to
     ``max(1%, 1.5 x seen)``. The target accepts no nulls. ``time_column`` defaults to the only
-    datetime column, if there is exactly one.
+    datetime column, if there is exactly one. ``duplicated`` (from :func:`duplicated_rows`) saves
+    recomputing the duplicate mask when the caller validates the same frame too.
     """
     if target not in df.columns:
         raise KeyError(target)
@@ -208,25 +210,26 @@ def infer_contract(
     for col in df.columns:
         series = df[col]
         kind = _kind_of(series)
-        null_share = float(series.isna().sum()) / rows
+        counts = series.value_counts(dropna=True, sort=False) if kind == "categorical" else None
+        nulls = len(series) - int(counts.sum()) if counts is not None else int(series.isna().sum())
+        null_share = nulls / rows
         spec = ColumnSpec(
             name=str(col),
             kind=kind,
             nullable=null_share > 0,
             max_null_share=0.0 if col == target or null_share == 0 else min(1.0, round(2 * null_share + NULL_SHARE_SLACK, 4)),
         )
-        values = series.dropna()
-        if kind in ("numeric", "integer") and len(values):
-            spec.min, spec.max = _float(values.min()), _float(values.max())
+        if kind in ("numeric", "integer") and nulls < len(series):
+            spec.min, spec.max = _float(series.min()), _float(series.max())
             spec.range_tolerance = RANGE_TOLERANCE
             spec.max_out_of_range_share = OUT_OF_RANGE_SHARE
-        elif kind == "categorical":
-            levels = values.astype(str).unique()
+        elif counts is not None:
+            levels = pd.unique(counts.index.astype(str))
             if len(levels) <= MAX_CATEGORIES:
                 spec.categories = sorted(levels.tolist())
                 spec.max_unknown_share = UNKNOWN_CATEGORY_SHARE
         specs.append(spec)
-    duplicate_share = float(_duplicated(df).sum()) / rows
+    duplicate_share = float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
     return DatasetContract(
         name=name,
         task=task or infer_task(df[target]),
@@ -297,7 +300,7 @@ def load_contract(project_dir: Path, name: str) -> DatasetContract:
 # ---- validation --------------------------------------------------------------------------
 
 
-def _duplicated(df: pd.DataFrame) -> pd.Series:
+def duplicated_rows(df: pd.DataFrame) -> pd.Series:
     """Rows that repeat an earlier row (hash of all values: vectorised and cheap at 1M rows)."""
     if df.empty:
         return pd.Series([], dtype=bool)
@@ -314,18 +317,21 @@ def _row_examples(mask: pd.Series, n: int = 5) -> list[str]:
 
 
 def _kind_ok(series: pd.Series, kind: ColumnKind) -> bool:
+    """Whether the column's dtype fits ``kind`` (an all-null column fits anything)."""
+    return _dtype_fits(series, kind) or bool(series.isna().all())
+
+
+def _dtype_fits(series: pd.Series, kind: ColumnKind) -> bool:
     from pandas.api import types as pdt
 
-    if series.isna().all():  # an all-null column parses as anything; the null rule judges it
-        return True
     if kind == "numeric":
         return pdt.is_numeric_dtype(series) and not pdt.is_bool_dtype(series)
     if kind == "integer":
         if pdt.is_integer_dtype(series):
             return True
         if pdt.is_float_dtype(series):  # an integer column with nulls reads back as float
-            values = series.dropna().to_numpy()
-            return bool(np.all(np.mod(values, 1) == 0))
+            values = series.to_numpy()
+            return bool(np.all(np.isnan(values) | (np.mod(values, 1) == 0)))
         return False
     if kind == "boolean":
         return pdt.is_bool_dtype(series)
@@ -365,12 +371,29 @@ class _ColumnRules:
         self.spec = spec
         self.rows = rows
         self.is_target = spec.name == contract.target
+        # Per-validation memo: every check of this column sees the same data, so costly
+        # passes over 1M strings (null scan, level counts, dtype scan) are done once.
+        self._kind_ok: bool | None = None
+        self._levels: pd.Series | None = None
 
     def kind_ok(self, s: pd.Series) -> bool:
-        return _kind_ok(s, self.spec.kind)
+        if self._kind_ok is None:
+            self._kind_ok = _kind_ok(s, self.spec.kind)
+        return self._kind_ok
+
+    def levels(self, s: pd.Series) -> pd.Series:
+        """Row count per non-null level (one hash pass; gives the null count for free)."""
+        if self._levels is None:
+            self._levels = s.value_counts(dropna=True, sort=False)
+        return self._levels
+
+    def null_count(self, s: pd.Series) -> int:
+        if self.spec.kind == "categorical" and self.spec.categories is not None and self.kind_ok(s):
+            return len(s) - int(self.levels(s).sum())
+        return int(s.isna().sum())
 
     def null_ok(self, s: pd.Series) -> bool:
-        return int(s.isna().sum()) <= self.spec.max_null_share * self.rows
+        return self.null_count(s) <= self.spec.max_null_share * self.rows
 
     def out_of_range(self, s: pd.Series) -> pd.Series:
         low, high = _bounds(self.spec)
@@ -379,13 +402,20 @@ class _ColumnRules:
     def range_ok(self, s: pd.Series) -> bool:
         if not self.kind_ok(s):
             return True  # reported by the dtype rule
-        return int(self.out_of_range(s).sum()) <= self.spec.max_out_of_range_share * self.rows
+        low, high = _bounds(self.spec)
+        values = s.to_numpy(dtype=float, na_value=np.nan)
+        outside = int(np.count_nonzero((values < low) | (values > high)))
+        return outside <= self.spec.max_out_of_range_share * self.rows
 
     def unknown(self, s: pd.Series) -> pd.Series:
         return s.notna() & ~s.astype(str).isin(self.spec.categories or [])
 
     def categories_ok(self, s: pd.Series) -> bool:
-        return int(self.unknown(s).sum()) <= self.spec.max_unknown_share * self.rows
+        if not self.kind_ok(s):
+            return True  # reported by the dtype rule
+        counts = self.levels(s)
+        known = counts.index.astype(str).isin(self.spec.categories or [])
+        return int(counts[~known].sum()) <= self.spec.max_unknown_share * self.rows
 
     def checks(self) -> list[Any]:
         import pandera.pandas as pa
@@ -486,7 +516,7 @@ def _failure_from_pandera(
             message=f"target {contract.target!r} has {len(classes)} class(es); classification needs at least 2",
         )
     if check == RULE_DUPLICATES:
-        mask = _duplicated(df)
+        mask = duplicated_rows(df)
         count = int(mask.sum())
         return RuleFailure(
             rule=RULE_DUPLICATES,
@@ -503,7 +533,7 @@ def _failure_from_pandera(
     return None  # pragma: no cover - a pandera failure we did not create
 
 
-def build_schema(contract: DatasetContract, rows: int) -> Any:
+def build_schema(contract: DatasetContract, rows: int, duplicated: pd.Series | None = None) -> Any:
     """The pandera ``DataFrameSchema`` that expresses ``contract`` for a frame of ``rows`` rows.
 
     Every rule is a named pandera check (names are the RULE_* ids); share-based rules are
@@ -515,7 +545,8 @@ def build_schema(contract: DatasetContract, rows: int) -> Any:
     columns = {name: pa.Column(None, nullable=True, checks=r.checks(), name=name) for name, r in rules.items()}
     frame_checks = [
         pa.Check(
-            lambda d: int(_duplicated(d).sum()) <= contract.max_duplicate_share * rows,
+            lambda d: int((duplicated if duplicated is not None else duplicated_rows(d)).sum())
+            <= contract.max_duplicate_share * rows,
             name=RULE_DUPLICATES,
             ignore_na=False,
         )
@@ -531,7 +562,9 @@ def build_schema(contract: DatasetContract, rows: int) -> Any:
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=True, name=contract.name), rules
 
 
-def validate_frame(df: pd.DataFrame, contract: DatasetContract) -> ValidationReport:
+def validate_frame(
+    df: pd.DataFrame, contract: DatasetContract, *, duplicated: pd.Series | None = None
+) -> ValidationReport:
     """Check ``df`` against ``contract`` with pandera (lazy: every failure is collected).
 
     Pure: no I/O. Returns a report whose ``failures`` name the rule, column, row count and a few
@@ -545,7 +578,7 @@ def validate_frame(df: pd.DataFrame, contract: DatasetContract) -> ValidationRep
         return report
     import pandera.errors as pa_errors
 
-    schema, rules = build_schema(contract, len(df))
+    schema, rules = build_schema(contract, len(df), duplicated)
     try:
         schema.validate(df, lazy=True, inplace=True)
     except pa_errors.SchemaErrors as exc:

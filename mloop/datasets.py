@@ -37,6 +37,7 @@ from mloop.contract import (
     Task,
     ValidationReport,
     contract_path,
+    duplicated_rows,
     infer_contract,
     load_contract,
     save_contract,
@@ -363,6 +364,7 @@ def ingest_dataset(
         say(f"reading {source.name}")
         df = _read_source(source, name, contract)
         contract_created = contract is None
+        duplicated = None
         if contract is None:
             target = target or "target"
             if target not in df.columns:
@@ -379,14 +381,17 @@ def ingest_dataset(
             if time_column is not None and not pd.api.types.is_datetime64_any_dtype(df[time_column]):
                 df[time_column] = pd.to_datetime(df[time_column], errors="raise", utc=False)
             say("inferring the contract")
-            contract = infer_contract(df, name=name, target=target, task=task, time_column=time_column)
+            duplicated = duplicated_rows(df)
+            contract = infer_contract(
+                df, name=name, target=target, task=task, time_column=time_column, duplicated=duplicated
+            )
         elif contract.time_column and contract.time_column in df.columns:
             if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
                 converted = pd.to_datetime(df[contract.time_column], errors="coerce")
                 if converted.notna().sum() == df[contract.time_column].notna().sum():
                     df[contract.time_column] = converted
         say(f"checking {len(df):,} rows against the contract")
-        report = validate_frame(df, contract)
+        report = validate_frame(df, contract, duplicated=duplicated)
         if not report.ok:
             raise DataRejected(report, where=str(source))
 
