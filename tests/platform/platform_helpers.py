@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import numpy as np
+import pandas as pd
 
+from mloop.generate import generate
 from mloop.services import free_port
 from mloop.settings import Settings
 
@@ -161,3 +164,44 @@ def platform_env(settings: Settings) -> dict[str, str]:
     env["PREFECT_API_URL"] = f"http://{settings.host}:{settings.prefect_port}/api"
     env["PREFECT_LOGGING_LEVEL"] = "INFO"
     return env
+
+
+def drifted_traffic(rows: int, seed: int) -> pd.DataFrame:
+    """Applicants drift (covariate shift) AND default for other reasons (the concept-drift mechanism).
+
+    Feature drift is what the monitor sees; the changed mechanism is what makes a model retrained
+    on the labelled traffic beat the old champion at the gate.
+    """
+    from mloop import generate as g
+
+    df = generate("covariate-shift", rows, seed)
+    feats = {c: df[c].to_numpy() for c in df.columns if c not in ("event_time", "target")}
+    for c in ("annual_income", "employment_years", "debt_to_income"):
+        col = df[c].astype(float)
+        feats[c] = col.fillna(col.median()).to_numpy()
+    p = 1.0 / (1.0 + np.exp(-g._log_odds(feats, g.DRIFTED_MECHANISM)))
+    df["target"] = (np.random.default_rng(seed).random(rows) < p).astype(np.int64)
+    return df
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    features = df.drop(columns=["target", "event_time"])
+    return json.loads(features.to_json(orient="records"))
+
+
+def send_traffic_with_feedback(platform: Platform, df: pd.DataFrame) -> int:
+    """POST /predict in batches, then POST /feedback with the true labels; returns answered rows."""
+    answered = 0
+    for start in range(0, len(df), 500):
+        chunk = df.iloc[start : start + 500]
+        r = httpx.post(f"{platform.serve_url}/predict", json={"records": records(chunk)}, timeout=60)
+        assert r.status_code == 200, r.text
+        answers = r.json()
+        labels = [
+            {"prediction_id": a["prediction_id"], "label": int(y)}
+            for a, y in zip(answers, chunk["target"], strict=True)
+        ]
+        f = httpx.post(f"{platform.serve_url}/feedback", json={"labels": labels}, timeout=60)
+        assert f.status_code == 200, f.text
+        answered += len(answers)
+    return answered

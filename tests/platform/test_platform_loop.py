@@ -12,66 +12,22 @@ One platform for the whole module (the slowest tests of the suite). In file orde
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import psutil
 import pytest
 
 from mloop.generate import generate, write_frame
 from mloop.services import pid_alive
-from platform_helpers import wait_for
+from platform_helpers import drifted_traffic, records, send_traffic_with_feedback, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 MODEL = "loans"
 ROWS = 3000
 TRAFFIC = 2000
-
-
-def drifted_traffic(rows: int, seed: int) -> pd.DataFrame:
-    """Applicants drift (covariate shift) AND default for other reasons (the concept-drift mechanism).
-
-    Feature drift is what the monitor sees; the changed mechanism is what makes a model retrained
-    on the labelled traffic beat the old champion at the gate.
-    """
-    from mloop import generate as g
-
-    df = generate("covariate-shift", rows, seed)
-    feats = {c: df[c].to_numpy() for c in df.columns if c not in ("event_time", "target")}
-    for c in ("annual_income", "employment_years", "debt_to_income"):
-        col = df[c].astype(float)
-        feats[c] = col.fillna(col.median()).to_numpy()
-    p = 1.0 / (1.0 + np.exp(-g._log_odds(feats, g.DRIFTED_MECHANISM)))
-    df["target"] = (np.random.default_rng(seed).random(rows) < p).astype(np.int64)
-    return df
-
-
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    features = df.drop(columns=["target", "event_time"])
-    return json.loads(features.to_json(orient="records"))
-
-
-def send_traffic_with_feedback(platform, df: pd.DataFrame) -> int:  # noqa: ANN001
-    """POST /predict in batches, then POST /feedback with the true labels; returns answered rows."""
-    answered = 0
-    for start in range(0, len(df), 500):
-        chunk = df.iloc[start : start + 500]
-        r = httpx.post(f"{platform.serve_url}/predict", json={"records": records(chunk)}, timeout=60)
-        assert r.status_code == 200, r.text
-        answers = r.json()
-        labels = [
-            {"prediction_id": a["prediction_id"], "label": int(y)}
-            for a, y in zip(answers, chunk["target"], strict=True)
-        ]
-        f = httpx.post(f"{platform.serve_url}/feedback", json={"labels": labels}, timeout=60)
-        assert f.status_code == 200, f.text
-        answered += len(answers)
-    return answered
 
 
 def retrain_runs(platform, model: str) -> list[dict[str, Any]]:  # noqa: ANN001
