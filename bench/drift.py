@@ -138,7 +138,7 @@ def step_scipy(ref_path: str, cur_path: str) -> dict:
         r, k = ref[c].dropna(), cur[c].dropna()
         if c in CATEGORICAL:
             levels = sorted(set(r.unique()) | set(k.unique()))
-            table = np.array([r.value_counts().reindex(levels, fill_value=0), k.value_counts().reindex(levels, fill_value=0)])
+            table = np.array([s.value_counts().reindex(levels, fill_value=0) for s in (r, k)])
             pvals[c] = float(stats.chi2_contingency(table)[1])
         else:
             pvals[c] = float(stats.ks_2samp(r.to_numpy(), k.to_numpy()).pvalue)

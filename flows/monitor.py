@@ -38,7 +38,9 @@ class MonitorOptions(BaseModel):
     reference_rows: int = Field(
         default=50_000, ge=100, description="Sample the reference (training) data to at most this many rows (seeded)."
     )
-    max_rows: int = Field(default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded).")
+    max_rows: int = Field(
+        default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded)."
+    )
     seed: int = Field(default=0, description="Seed of every sample.")
     min_rows: int = Field(default=100, ge=1, description="Fewer predictions in the window: skip the check.")
     quality_tolerance: float = Field(
@@ -148,7 +150,7 @@ def run_checks(
     )
     if not feedback.empty and "prediction_id" in window.columns:
         labelled = window.merge(feedback[["prediction_id", LABEL_COLUMN]], on="prediction_id", how="inner")
-        score = "probability" if "probability" in labelled.columns else ("score" if "score" in labelled.columns else None)
+        score = next((c for c in ("probability", "score") if c in labelled.columns), None)
         quality = check_quality(
             labelled,
             contract.task,
@@ -164,7 +166,9 @@ def run_checks(
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def publish(settings: Settings, result: DriftResult, snapshot: Any, flow_run_id: str | None) -> tuple[str, str | None, str | None]:
+def publish(
+    settings: Settings, result: DriftResult, snapshot: Any, flow_run_id: str | None
+) -> tuple[str, str | None, str | None]:
     """HTML report + result.json, MLflow monitoring run, Evidently workspace snapshot."""
     from monitoring.reports import add_to_workspace, log_monitoring_run, report_folder, write_report
 
@@ -250,7 +254,9 @@ def monitor_flow(
     if len(window) < options.min_rows:
         reason = f"{len(window)} predictions in the window (< {options.min_rows}): nothing to compare"
         logger.info(reason)
-        create_markdown_artifact(key=_artifact_key(model_name), markdown=f"# Drift check: {model_name}\n\nSkipped: {reason}.")
+        create_markdown_artifact(
+            key=_artifact_key(model_name), markdown=f"# Drift check: {model_name}\n\nSkipped: {reason}."
+        )
         return MonitorResult(model_name=model_name, model_version=info.version, status="skipped", reason=reason,
                              window_versions=versions)
     if not lineage.dataset_md5:
@@ -279,13 +285,13 @@ def monitor_flow(
     )
     emitted: list[str] = []
     resource = events.model_resource(model_name)
+    version_label = {"mloop.model_version": str(info.version)}
     if result.dataset_drift:
-        events.emit(events.DRIFT_DETECTED, resource, drift_payload(result), **{"mloop.model_version": str(info.version)})
+        events.emit(events.DRIFT_DETECTED, resource, drift_payload(result), **version_label)
         emitted.append(events.DRIFT_DETECTED)
     degraded = result.quality is not None and result.quality.degraded
     if degraded:
-        events.emit(events.QUALITY_DEGRADED, resource, quality_payload(result),
-                    **{"mloop.model_version": str(info.version)})
+        events.emit(events.QUALITY_DEGRADED, resource, quality_payload(result), **version_label)
         emitted.append(events.QUALITY_DEGRADED)
     status: Literal["ok", "drift", "degraded", "drift+degraded"] = (
         "drift+degraded" if result.dataset_drift and degraded

@@ -159,9 +159,15 @@ def _level(value: Any) -> str | None:
     return str(value)
 
 
-def _distinct(reference: pd.Series, current: pd.Series) -> int:
-    """Distinct non-null values over both columns (what Evidently's default method choice counts)."""
-    return len(set(reference.dropna().unique()) | set(current.dropna().unique()))
+def _few_values(reference: pd.Series, current: pd.Series, ref_sample: pd.Series, cur_sample: pd.Series) -> bool:
+    """At most 5 distinct non-null values over both full columns (Evidently's default-method rule).
+
+    The samples answer "no" cheaply (a sample's distinct count is a lower bound); only columns
+    that look low-cardinality in the samples are counted on all rows.
+    """
+    if ref_sample.nunique() > 5 or cur_sample.nunique() > 5:
+        return False
+    return int(pd.concat([reference, current], ignore_index=True).nunique()) <= 5
 
 
 def _exact_score(ref: pd.Series, cur: pd.Series, kind: ColumnKind, method: str, threshold: float) -> tuple[float, bool]:
@@ -247,7 +253,9 @@ def drift_report(
         few_values = {
             c: opts.cat_method
             for c, (k, _) in in_report.items()
-            if k == "numeric" and opts.num_method == NUM_METHOD and _distinct(reference[c], current[c]) <= 5
+            if k == "numeric"
+            and opts.num_method == NUM_METHOD
+            and _few_values(reference[c], current[c], ref_s[c], cur_s[c])
         }
         report = Report(
             [

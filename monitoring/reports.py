@@ -165,7 +165,9 @@ def log_monitoring_run(
     client.set_terminated(run_id)
     if result.model_name and result.model_version:
         try:
-            client.set_model_version_tag(result.model_name, str(result.model_version), "mloop.last_monitoring_run", run_id)
+            client.set_model_version_tag(
+                result.model_name, str(result.model_version), "mloop.last_monitoring_run", run_id
+            )
         except Exception:  # noqa: BLE001 - the version may not be in this registry (e.g. a stand-in)
             pass
     return run_id
@@ -200,7 +202,9 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
         )
         project.dashboard.add_panel(text_panel(title=f"mloop drift: {model_name}"))
         project.dashboard.add_panel(
-            counter_panel(title="Share of drifted columns (last check)", values=[share], aggregation="last", size="half")
+            counter_panel(
+                title="Share of drifted columns (last check)", values=[share], aggregation="last", size="half"
+            )
         )
         project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns over time", values=[share]))
     ref = ws.add_run(project.id, snapshot, include_data=False, name=name)
