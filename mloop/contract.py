@@ -431,51 +431,38 @@ class _ColumnRules:
             checks.append(pa.Check(self.categories_ok, name=RULE_UNKNOWN_CATEGORY, ignore_na=False))
         return checks
 
+    def _share_failure(self, rule: str, mask: pd.Series, limit: float, limit_name: str, examples: list[str], what: str) -> RuleFailure:
+        """A failure of a share-based rule: ``what`` describes the offending rows (after the count)."""
+        count, rows = int(mask.sum()), self.rows
+        subject = "target column" if self.is_target and rule == RULE_TARGET_NULL else "column"
+        return RuleFailure(
+            rule=rule,
+            column=self.spec.name,
+            rows=count,
+            share=count / rows,
+            limit=limit,
+            examples=examples,
+            message=f"{subject} {self.spec.name!r} has {count} {what}, above {limit_name} {limit:.1%}".replace(
+                "{share}", f"{count / rows:.1%}"
+            ),
+        )
+
     def failure(self, rule: str, s: pd.Series) -> RuleFailure:
-        spec, rows = self.spec, self.rows
+        spec = self.spec
         if rule == RULE_DTYPE:
-            return _dtype_failure(s, spec, rows)
+            return _dtype_failure(s, spec, self.rows)
         if rule in (RULE_NULL_SHARE, RULE_TARGET_NULL):
             mask = s.isna()
-            count = int(mask.sum())
-            what = "target column" if self.is_target else "column"
-            return RuleFailure(
-                rule=rule,
-                column=spec.name,
-                rows=count,
-                share=count / rows,
-                limit=spec.max_null_share,
-                examples=_row_examples(mask),
-                message=f"{what} {spec.name!r} has {count} null rows ({count / rows:.1%}), "
-                f"above max_null_share {spec.max_null_share:.1%}",
-            )
+            return self._share_failure(rule, mask, spec.max_null_share, "max_null_share", _row_examples(mask), "null rows ({share})")
         if rule == RULE_OUT_OF_RANGE:
             mask = self.out_of_range(s)
-            count = int(mask.sum())
             low, high = _bounds(spec)
-            return RuleFailure(
-                rule=rule,
-                column=spec.name,
-                rows=count,
-                share=count / rows,
-                limit=spec.max_out_of_range_share,
-                examples=_examples(s[mask]),
-                message=f"column {spec.name!r} has {count} rows ({count / rows:.1%}) outside [{low:g}, {high:g}], "
-                f"above max_out_of_range_share {spec.max_out_of_range_share:.1%}",
-            )
+            what = f"rows ({{share}}) outside [{low:g}, {high:g}]"
+            return self._share_failure(rule, mask, spec.max_out_of_range_share, "max_out_of_range_share", _examples(s[mask]), what)
         if rule == RULE_UNKNOWN_CATEGORY:
             mask = self.unknown(s)
-            count = int(mask.sum())
-            return RuleFailure(
-                rule=rule,
-                column=spec.name,
-                rows=count,
-                share=count / rows,
-                limit=spec.max_unknown_share,
-                examples=_examples(s[mask]),
-                message=f"column {spec.name!r} has {count} rows ({count / rows:.1%}) with unknown categories, "
-                f"above max_unknown_share {spec.max_unknown_share:.1%}",
-            )
+            what = "rows ({share}) with unknown categories"
+            return self._share_failure(rule, mask, spec.max_unknown_share, "max_unknown_share", _examples(s[mask]), what)
         raise ValueError(rule)
 
 

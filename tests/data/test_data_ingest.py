@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from data_helpers import DATASET, Onboarded, git_project, head, snapshot
 
 from mloop import contract as c
 from mloop.datasets import (
@@ -26,7 +27,6 @@ from mloop.frames import file_md5, read_frame
 from mloop.generate import generate, write_frame
 from mloop.settings import Settings
 
-from conftest import DATASET, Onboarded, git_project, head, snapshot  # tests/data/conftest.py
 
 
 def _csv(df: pd.DataFrame, path: Path) -> Path:
