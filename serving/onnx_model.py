@@ -338,7 +338,15 @@ def convert_pipeline(
 
     Returns an ONNX conversion when every probability (or score) agrees to ``tolerance``; otherwise a
     sklearn conversion with the reason (logged). Never raises for an unconvertible model.
+    Runs sklearn with one OpenMP/BLAS thread: on a small shared box more threads only spin.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _convert_pipeline(pipeline, contract, holdout, tolerance)
+
+
+def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, tolerance: float) -> Conversion:
     kinds = input_kinds(contract)
     names = list(kinds)
     try:

@@ -166,10 +166,12 @@ class PredictionLogger:
 
     def close(self, timeout: float = 10.0) -> int:
         """Stop the flusher and write what is pending (idempotent). Returns rows written now."""
+        before = self.rows_written
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)
-        return self.flush()
+        self.flush()
+        return self.rows_written - before
 
 
 def _arrow_array(name: str, values: list[Any]) -> Any:

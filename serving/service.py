@@ -8,7 +8,8 @@ environment when imported, because BentoML builds the HTTP schema from the class
 - ``MLOOP_HOME``: state folder; predictions go to ``<home>/predictions``, labels to ``<home>/feedback``.
 - ``MLOOP_PREDICTION_LOG`` (``1``/``0``, default 1), ``MLOOP_MAX_RECORDS`` (default 1000),
   ``MLOOP_API_TOKEN`` (bearer token for ``/feedback`` and ``/admin/rollout`` when set),
-  ``MLOOP_ONNX_THREADS`` (default 1), ``MLOOP_BATCH_MAX_SIZE`` / ``MLOOP_BATCH_MAX_LATENCY_MS``.
+  ``MLOOP_ONNX_THREADS`` (default 1), ``MLOOP_BATCH_MAX_SIZE`` / ``MLOOP_BATCH_MAX_LATENCY_MS``,
+  ``MLOOP_PREDLOG_FLUSH_ROWS`` / ``MLOOP_PREDLOG_FLUSH_SECONDS`` (prediction log flush triggers).
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
@@ -169,7 +170,15 @@ class PredictionService:
         self._token = _SETTINGS.api_token.get_secret_value() if _SETTINGS.api_token else None
         state = _SETTINGS.state
         self.feedback_dir = state.feedback
-        self.logger = PredictionLogger(state.predictions) if _LOG_ON else None
+        self.logger = (
+            PredictionLogger(
+                state.predictions,
+                flush_rows=int(os.environ.get("MLOOP_PREDLOG_FLUSH_ROWS", "5000")),
+                flush_seconds=float(os.environ.get("MLOOP_PREDLOG_FLUSH_SECONDS", "1.0")),
+            )
+            if _LOG_ON
+            else None
+        )
         self._set_live(load_live_model(_TAG, Path(_INITIAL_REF.stored.path)))
         _HOLDER.service = self
 

@@ -98,7 +98,10 @@ def fit(kind: str = "logreg", seed: int = 0, C: float = 1.0) -> tuple[object, pd
     pipe = make_pipeline(kind, seed)
     if kind == "logreg":
         pipe.set_params(clf__C=C)
-    pipe.fit(training_frame(train), train["target"])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # OpenMP threads only spin on a busy 2-core box
+        pipe.fit(training_frame(train), train["target"])
     return pipe, train, hold
 
 
