@@ -64,10 +64,21 @@ def _use_prefect_api(settings) -> None:  # noqa: ANN001
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     # A first temporary server on a fresh PREFECT_HOME runs migrations: give it time on 2 cores.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    if os.environ.get("PREFECT_API_URL"):
-        return
     import httpx
 
+    from mloop.errors import MloopError
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        try:
+            httpx.get(f"{configured.rstrip('/')}/health", timeout=5.0).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise MloopError(
+                f"the Prefect API is not reachable ({type(exc).__name__})",
+                where=f"PREFECT_API_URL={configured}",
+                fix="start it with `mloop up`, or unset PREFECT_API_URL to run with a temporary server",
+            ) from None
+        return
     api = f"http://{settings.host}:{settings.prefect_port}/api"
     try:
         if httpx.get(f"{api}/health", timeout=1.0).status_code == 200:
@@ -116,8 +127,8 @@ def ingest_cmd(
     from mloop.datasets import DataRejected, list_versions
 
     settings = load_settings()
-    _use_prefect_api(settings)
     with user_errors():
+        _use_prefect_api(settings)
         if not path.exists():
             from mloop.errors import NotFoundError
 

@@ -103,3 +103,15 @@ def test_cli_errors_are_readable(cli_env: Settings, tmp_path: Path) -> None:
     assert unknown.exit_code == 3 and "has no versions" in unknown.stderr
     assert json.loads(run("data", "list", "loans", "--json").stdout) == []
     assert run("data", "contract", "loans").exit_code == 3
+
+
+def test_unreachable_prefect_api_is_a_clear_error(cli_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mloop.services import free_port
+
+    path = tmp_path / "v.csv"
+    assert run("generate", "--rows", "50", "--out", str(path)).exit_code == 0
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    result = run("ingest", str(path), "--dataset", "loans")
+    assert result.exit_code == 1
+    assert "the Prefect API is not reachable" in result.stderr and "mloop up" in result.stderr
+    assert json.loads(run("data", "list", "loans", "--json").stdout) == []
