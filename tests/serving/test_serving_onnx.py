@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import fit, make_contract
+from serving_helpers import fit, make_contract
 
 from serving.onnx_model import (
     MISSING,

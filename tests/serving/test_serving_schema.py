@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_contract
+from serving_helpers import make_contract
 from pydantic import ValidationError
 
 from serving.schema import build_record_model, build_request_model

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import TOKEN, Packaged, records
+from serving_helpers import TOKEN, Packaged, records
 
 from serving.predlog import read_feedback, read_predictions
 

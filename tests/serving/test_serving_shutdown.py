@@ -8,7 +8,7 @@ import threading
 import time
 
 import httpx
-from conftest import Packaged, records, start
+from serving_helpers import Packaged, records, start
 
 from mloop.services import pid_alive, stop_pid
 from serving.predlog import read_predictions
