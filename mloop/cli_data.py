@@ -154,30 +154,45 @@ def ingest_cmd(
 
 
 def list_cmd(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str | None, typer.Argument(help="Dataset name (omit to list the datasets).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of versions (md5, rows, created_at, ...).")] = False,
 ) -> None:
-    """List the versions of a dataset, newest first."""
+    """List the versions of a dataset, newest first (without NAME: the datasets and their latest version)."""
+    from rich import box
     from rich.table import Table
 
-    from mloop.datasets import list_versions
+    from mloop.datasets import list_datasets, list_versions
 
     settings = load_settings()
     with user_errors():
-        versions = list_versions(settings, name)
+        if name is None:
+            latest = {n: list_versions(settings, n) for n in list_datasets(settings)}
+            rows = [{"name": n, "versions": len(v), "latest": v[0]} for n, v in latest.items() if v]
+        else:
+            versions = list_versions(settings, name)
+    if name is None:
+        if json_out:
+            print_json(rows)
+            return
+        table = Table(title=f"{len(rows)} dataset(s)", box=box.SIMPLE_HEAD)
+        for col in ("dataset", "versions", "latest md5", "rows", "created (UTC)"):
+            table.add_column(col, no_wrap=True, min_width=32 if col == "latest md5" else None)
+        for row in rows:
+            v = row["latest"]
+            table.add_row(row["name"], str(row["versions"]), v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}")
+        console.print(table)
+        return
     if json_out:
         print_json(versions)
         return
     if not versions:
         console.print(f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})")
         return
-    table = Table(title=f"{name}: {len(versions)} version(s), newest first")
-    for col in ("md5", "rows", "columns", "created_at", "git commit"):
-        table.add_column(col)
+    table = Table(title=f"{name}: {len(versions)} version(s), newest first", box=box.SIMPLE_HEAD)
+    for col in ("md5", "rows", "created (UTC)", "commit"):
+        table.add_column(col, no_wrap=True, min_width=32 if col == "md5" else None)
     for v in versions:
-        table.add_row(
-            v.md5, f"{v.rows:,}", str(len(v.columns)), v.created_at.isoformat(timespec="seconds"), (v.git_commit or "-")[:12]
-        )
+        table.add_row(v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}", (v.git_commit or "-")[:8])
     console.print(table)
 
 

@@ -83,7 +83,9 @@ def test_ingest_list_get_round_trip(prefect_server: object, cli_env: Settings, t
     assert [v["md5"] for v in versions] == [v2["md5"], v1["md5"]]
     assert all({"md5", "rows", "created_at"} <= set(v) for v in versions)
     table = run("data", "list", "loans")
-    assert v1["md5"][:12] in table.stdout
+    assert v1["md5"] in table.stdout  # full md5, copyable
+    datasets = json.loads(run("data", "list", "--json").stdout)
+    assert [(d["name"], d["versions"], d["latest"]["md5"]) for d in datasets] == [("loans", 2, v2["md5"])]
 
     shutil.rmtree(cli_env.state.dvc_cache)
     (cli_env.project_dir / "data" / "loans" / "loans.parquet").unlink()
