@@ -361,13 +361,11 @@ def train_flow(
 def _stored_candidate(uri: str, model_uri: str, spec: ModelSpec, contract: DatasetContract, X_holdout: Any,
                       y_holdout: Any) -> Any:
     """A FitResult for a model already stored in a run (skops, trusted types), scored on this holdout."""
-    import mlflow.artifacts
-
     from models.evaluate import evaluate_scores, predict_scores
-    from models.registry import load_pipeline_from_dir
+    from models.registry import artifact_dir, load_pipeline_from_dir
     from models.train import FitResult
 
-    pipe = load_pipeline_from_dir(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=uri)))
+    pipe = load_pipeline_from_dir(artifact_dir(model_uri, uri))
     scores = predict_scores(pipe, X_holdout, contract.task)
     return FitResult(spec, pipe, scores, evaluate_scores(contract.task, y_holdout, scores), 0.0, 0.0)
 

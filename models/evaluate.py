@@ -146,7 +146,9 @@ def weighted_metric(metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarra
 
     y = np.asarray(y, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
-    W = np.asarray(W, dtype=np.float64)
+    W = np.asarray(W)
+    if W.dtype not in (np.float32, np.float64):
+        W = W.astype(np.float64)
     total = W.sum(axis=1)
     if metric == "roc_auc":
         return _weighted_auc(y, s, W)
@@ -154,61 +156,80 @@ def weighted_metric(metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarra
         return _weighted_ap(y, s, W)
     if metric in ("f1", "accuracy"):
         pred = (s >= 0.5).astype(np.float64)
-        tp = W @ (y * pred)
+        tp = _dot(W, (y * pred))
         if metric == "accuracy":
-            return (tp + W @ ((1 - y) * (1 - pred))) / total
-        fp = W @ ((1 - y) * pred)
-        fn = W @ (y * (1 - pred))
+            return (tp + _dot(W, ((1 - y) * (1 - pred)))) / total
+        fp = _dot(W, ((1 - y) * pred))
+        fn = _dot(W, (y * (1 - pred)))
         denom = 2 * tp + fp + fn
         return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
     if metric == "log_loss":
         p = np.clip(s, _EPS, 1 - _EPS)
-        return (W @ -(y * np.log(p) + (1 - y) * np.log(1 - p))) / total
+        return _dot(W, -(y * np.log(p) + (1 - y) * np.log(1 - p))) / total
     if metric == "brier":
-        return (W @ (s - y) ** 2) / total
+        return (_dot(W, (s - y) ** 2)) / total
     if metric == "rmse":
-        return np.sqrt((W @ (s - y) ** 2) / total)
+        return np.sqrt((_dot(W, (s - y) ** 2)) / total)
     if metric == "mae":
-        return (W @ np.abs(s - y)) / total
+        return _dot(W, np.abs(s - y)) / total
     if metric == "r2":
-        ss_res = W @ (s - y) ** 2
-        ss_tot = W @ y**2 - (W @ y) ** 2 / total
+        ss_res = _dot(W, (s - y) ** 2)
+        ss_tot = _dot(W, y**2) - (_dot(W, y)) ** 2 / total
         return 1 - np.divide(ss_res, ss_tot, out=np.full_like(ss_res, np.nan), where=ss_tot > 0)
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def _grouped(y: np.ndarray, s: np.ndarray, W: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Positive and negative weight per distinct score (sorted), shape (B, G) each."""
+def _dot(W: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """W @ v in W's dtype (float32 bootstrap weights stay float32: half the memory traffic)."""
+    return W @ v.astype(W.dtype, copy=False)
+
+
+def _layout(s: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order, and for each sorted position the first and last position of its tie group."""
     import numpy as np
 
     order = np.argsort(-s if descending else s, kind="mergesort")
-    s_sorted = s[order]
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    Ws = W[:, order]
-    pos = np.add.reduceat(Ws * y[order], starts, axis=1)
-    neg = np.add.reduceat(Ws * (1 - y[order]), starts, axis=1)
-    return pos, neg
+    ss = s[order]
+    new_group = np.r_[True, ss[1:] != ss[:-1]]
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:] - 1, len(ss) - 1]
+    return order, starts[group], ends[group]
 
 
 def _weighted_auc(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted Mann-Whitney AUC with ties counted half: per positive row, the negative weight
+    strictly below its score plus half the negative weight tied with it (cumulative sums over the
+    negatives only, looked up at each positive's tie group)."""
     import numpy as np
 
-    pos, neg = _grouped(y, s, W, descending=False)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    num = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
-    denom = n_pos * n_neg
-    return np.divide(num, denom, out=np.full_like(num, np.nan), where=denom > 0)
+    order, first, last = _layout(s, descending=False)
+    ys = y[order]
+    pos_sorted, neg_sorted = np.flatnonzero(ys == 1), np.flatnonzero(ys != 1)
+    W_pos, W_neg = W[:, order[pos_sorted]], W[:, order[neg_sorted]]
+    neg_cum = np.zeros((W.shape[0], len(neg_sorted) + 1), dtype=W.dtype)
+    np.cumsum(W_neg, axis=1, out=neg_cum[:, 1:])
+    below = neg_cum[:, np.searchsorted(neg_sorted, first[pos_sorted])]
+    through = neg_cum[:, np.searchsorted(neg_sorted, last[pos_sorted], side="right")]
+    num = (W_pos * (below + through)).sum(axis=1) * 0.5
+    denom = W_pos.sum(axis=1) * neg_cum[:, -1]
+    return np.divide(num, denom, out=np.full(W.shape[0], np.nan), where=denom > 0)
 
 
 def _weighted_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Weighted average precision: each positive row contributes the precision at the end of its tie group."""
     import numpy as np
 
-    pos, neg = _grouped(y, s, W, descending=True)
-    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
-    n_pos = pos.sum(axis=1)
-    num = (precision * pos).sum(axis=1)
+    order, _, last = _layout(s, descending=True)
+    ys = y[order]
+    Ws = W[:, order]
+    tp = np.cumsum(Ws * ys, axis=1)
+    seen = np.cumsum(Ws, axis=1)
+    pos_idx = np.flatnonzero(ys == 1)
+    l_ = last[pos_idx]
+    precision = np.divide(tp[:, l_], seen[:, l_], out=np.zeros((W.shape[0], len(pos_idx))), where=seen[:, l_] > 0)
+    num = (Ws[:, pos_idx] * precision).sum(axis=1)
+    n_pos = tp[:, -1]
     return np.divide(num, n_pos, out=np.full_like(num, np.nan), where=n_pos > 0)
 
 

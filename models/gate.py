@@ -134,7 +134,7 @@ def _fmt(value: float | None) -> str:
 
 
 def paired_bootstrap(
-    metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, resamples: int, seed: int, chunk: int = 100
+    metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, resamples: int, seed: int, chunk: int | None = None
 ) -> np.ndarray:
     """Gains (a minus b, positive = a better) on ``resamples`` paired resamples of the rows.
 
@@ -146,13 +146,14 @@ def paired_bootstrap(
 
     rng = np.random.default_rng(seed)
     n = len(y)
+    chunk = chunk or max(1, min(resamples, 4_000_000 // max(n, 1)))  # ~16 MB of float32 weights per chunk
     sign = direction(metric)
     gains = np.empty(resamples)
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
         idx = rng.integers(0, n, size=(size, n))
         flat = (idx + (np.arange(size) * n)[:, None]).ravel()
-        W = np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
+        W = np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float32)  # counts < 2**24: exact
         gains[start : start + size] = sign * (weighted_metric(metric, y, a, W) - weighted_metric(metric, y, b, W))
     return gains
 

@@ -150,12 +150,22 @@ def champion_version(tracking_uri: str, name: str) -> str | None:
 
 def model_dir(tracking_uri: str, name: str, version_or_alias: str | int) -> Path:
     """Local folder of the stored MLflow model (downloads it when the artifact store is remote)."""
-    import mlflow.artifacts
-
     info = get_version_info(tracking_uri, name, version_or_alias)
     if info.source is None:  # pragma: no cover
         raise _not_found(name, f"artifact for version {info.version}")
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, tracking_uri=tracking_uri))
+    return artifact_dir(info.source, tracking_uri)
+
+
+def artifact_dir(uri: str, tracking_uri: str) -> Path:
+    """A local folder for an artifact URI: the folder itself for local (file://) stores, else a download."""
+    from urllib.parse import unquote, urlparse
+
+    import mlflow.artifacts
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and Path(unquote(parsed.path)).is_dir():
+        return Path(unquote(parsed.path))
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
 
 
 def stored_format(path: Path) -> str:
