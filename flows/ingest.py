@@ -91,7 +91,7 @@ def rejection_markdown(report: ValidationReport, path: str) -> str:
     return "\n".join(lines)
 
 
-@flow(name="ingest")
+@flow(name="ingest", flow_run_name="ingest-{dataset}")
 def ingest_flow(
     path: str,
     dataset: str,
