@@ -136,10 +136,10 @@ def run_checks(
     gate_metric: str,
     drift_share_threshold: float,
     options: MonitorOptions,
-) -> tuple[DriftResult, Any]:
-    """Drift (Evidently) and, with enough labels, quality; returns the result and the snapshot."""
+) -> tuple[DriftResult, Any, Any]:
+    """Drift (Evidently) and, with enough labels, quality; returns the result and both snapshots."""
     from monitoring.drift import drift_report
-    from monitoring.quality import check_quality
+    from monitoring.quality import check_quality, quality_report
 
     drift_options = DriftOptions(
         drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
@@ -148,6 +148,7 @@ def run_checks(
         reference, window, contract, options=drift_options, model_name=model_name, model_version=model_version,
         time_column="timestamp",
     )
+    quality_snapshot = None
     if not feedback.empty and "prediction_id" in window.columns:
         labelled = window.merge(feedback[["prediction_id", LABEL_COLUMN]], on="prediction_id", how="inner")
         score = next((c for c in ("probability", "score") if c in labelled.columns), None)
@@ -162,18 +163,23 @@ def run_checks(
             only=[gate_metric] if gate_metric else None,
         )
         result = result.model_copy(update={"quality": quality})
-    return result, snapshot
+        if quality is not None and options.publish:
+            quality_snapshot = quality_report(
+                labelled, contract.task, label_column=LABEL_COLUMN,
+                score_column=score if contract.task == "classification" else None,
+            )
+    return result, snapshot, quality_snapshot
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def publish(
-    settings: Settings, result: DriftResult, snapshot: Any, flow_run_id: str | None
+    settings: Settings, result: DriftResult, snapshot: Any, quality_snapshot: Any, flow_run_id: str | None
 ) -> tuple[str, str | None, str | None]:
-    """HTML report + result.json, MLflow monitoring run, Evidently workspace snapshot."""
+    """HTML reports (drift.html, quality.html) + result.json, MLflow monitoring run, Evidently workspace snapshot."""
     from monitoring.reports import add_to_workspace, log_monitoring_run, report_folder, write_report
 
     folder = report_folder(settings.state.reports, result.model_name or "model", result.model_version)
-    html = write_report(result, snapshot, folder)
+    html = write_report(result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None)
     run_id = log_monitoring_run(
         settings.tracking_uri,
         result.model_copy(update={"report_path": str(html)}),
@@ -267,7 +273,7 @@ def monitor_flow(
         )
     reference, contract = reference_data(settings, model_name, info.version, lineage.dataset_name,
                                          lineage.dataset_md5, options)
-    result, snapshot = run_checks(
+    result, snapshot, quality_snapshot = run_checks(
         reference, window, feedback, contract,
         model_name=model_name, model_version=info.version, baseline_metrics=info.metrics,
         gate_metric=settings.gate_metric if contract.task == "classification" else "r2",
@@ -276,7 +282,7 @@ def monitor_flow(
     run_id = str(flow_run.get_id() or "") or None
     html = mlflow_run = snap_id = None
     if options.publish:
-        html, mlflow_run, snap_id = publish(settings, result, snapshot, run_id)
+        html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, run_id)
         result = result.model_copy(update={"report_path": html})
     create_markdown_artifact(
         key=_artifact_key(model_name),

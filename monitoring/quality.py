@@ -10,6 +10,7 @@ its bad direction by more than ``tolerance`` (absolute); any such drop marks qua
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,48 @@ def check_quality(
     score = rows[score_column] if score_column and score_column in rows.columns else None
     current = compute_metrics(rows[label_column], rows[prediction_column], score, task)
     return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only)
+
+
+def quality_report(
+    labelled: pd.DataFrame,
+    task: str,
+    *,
+    label_column: str = "label",
+    prediction_column: str = "prediction",
+    score_column: str | None = "probability",
+) -> Any:
+    """An Evidently ClassificationPreset / RegressionPreset snapshot of the labelled window (for the HTML).
+
+    The verdict comes from :func:`check_quality`; this is the browsable picture (confusion
+    matrix, ROC/PR curves, error plots). Imports Evidently (slow): call it only with labels.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.core.datasets import BinaryClassification, Regression
+    from evidently.presets import ClassificationPreset, RegressionPreset
+
+    rows = labelled.dropna(subset=[label_column, prediction_column])
+    if task == "regression":
+        frame = pd.DataFrame(
+            {"target": rows[label_column].astype(float), "prediction": rows[prediction_column].astype(float)}
+        )
+        definition = DataDefinition(regression=[Regression(target="target", prediction="prediction")])
+        preset: Any = RegressionPreset()
+    else:
+        frame = pd.DataFrame(
+            {"target": rows[label_column].astype(int), "prediction": rows[prediction_column].astype(int)}
+        )
+        has_score = score_column is not None and score_column in rows.columns
+        if has_score:
+            frame["probability"] = rows[score_column].astype(float).to_numpy()
+        definition = DataDefinition(
+            classification=[
+                BinaryClassification(
+                    target="target",
+                    prediction_labels="prediction",
+                    prediction_probas="probability" if has_score else None,
+                    pos_label=1,  # type: ignore[arg-type]
+                )
+            ]
+        )
+        preset = ClassificationPreset()
+    return Report([preset]).run(Dataset.from_pandas(frame, data_definition=definition), None)

@@ -151,6 +151,7 @@ def test_concept_drift_with_labels_emits_quality_degraded(env: tuple[Settings, s
     assert result.drift.quality is not None and result.drift.quality.labelled_rows == WINDOW
     assert result.drift.quality.degraded and "mloop.quality.degraded" in result.events
     assert not result.drift.dataset_drift  # same applicants: only the labels tell
+    assert (Path(result.report_path).parent / "quality.html").is_file()
     events = _events("mloop.quality.degraded", since)
     assert len(events) == 1 and events[0]["payload"]["degraded_metrics"] == [settings.gate_metric]
 
