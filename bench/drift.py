@@ -91,7 +91,7 @@ def step_mloop(ref_path: str, cur_path: str) -> dict:
         "check_s": t_check,
         "peak_mib": _rss_mib(),
         "data_mib": loaded,
-        "verdicts": {c.column: c.drifted for c in result.columns},
+        "verdicts": {c.column: c.distribution_drifted for c in result.columns},
         "scores": {c.column: c.score for c in result.columns},
         "methods": {c.column: c.method for c in result.columns},
         "exact": [c.column for c in result.columns if c.exact],

@@ -20,6 +20,10 @@ sampling error there is about 0.005), widened by sqrt(50k / n) for smaller sampl
 column with at most 5 distinct values is compared with the Jensen-Shannon distance, as
 Evidently's own large-sample default does.
 
+Nulls: Evidently drops nulls before its tests, so a column whose null share jumps (a broken
+upstream field) also counts as drifted when its null share rises by more than
+``null_share_jump`` (0.1); ``distribution_drifted`` keeps the stat test's own verdict.
+
 Nothing is cached: every call computes from the frames it gets. Evidently is imported inside the
 functions (about 6 s to import).
 """
@@ -70,6 +74,13 @@ class DriftOptions(BaseModel):
         "sqrt(50k / sample rows) for smaller samples) are recomputed on all rows.",
     )
     seed: int = Field(default=0, description="Seed of the row samples.")
+    null_share_jump: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="A column whose null share rises by more than this counts as drifted (Evidently drops "
+        "nulls before its tests, so a broken upstream field would otherwise go unseen).",
+    )
 
 
 class ColumnDrift(BaseModel):
@@ -80,7 +91,15 @@ class ColumnDrift(BaseModel):
     method: str = Field(description="Evidently stat test name (e.g. wasserstein, jensenshannon, all-null).")
     threshold: float
     score: float = Field(description="Drift score (distance: higher is more drift; p-value methods: lower).")
-    drifted: bool
+    drifted: bool = Field(description="distribution_drifted or null_surge.")
+    distribution_drifted: bool | None = Field(
+        default=None, description="The stat test's verdict alone (what Evidently reports for the column)."
+    )
+    null_share_reference: float = 0.0
+    null_share_current: float = 0.0
+    null_surge: bool = Field(
+        default=False, description="The null share rose by more than DriftOptions.null_share_jump."
+    )
     exact: bool = Field(
         default=True, description="True when the score was computed on all rows (not on a sample)."
     )
@@ -157,6 +176,22 @@ def _level(value: Any) -> str | None:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def _with_null_shares(col: ColumnDrift, reference: pd.DataFrame, current: pd.DataFrame, jump: float) -> ColumnDrift:
+    """Add null shares (all rows) and the null-surge verdict to a column's stat-test verdict."""
+    ref_null = float(reference[col.column].isna().mean())
+    cur_null = float(current[col.column].isna().mean())
+    surge = cur_null - ref_null > jump
+    return col.model_copy(
+        update={
+            "distribution_drifted": col.drifted,
+            "null_share_reference": ref_null,
+            "null_share_current": cur_null,
+            "null_surge": surge,
+            "drifted": col.drifted or surge,
+        }
+    )
 
 
 def _few_values(reference: pd.Series, current: pd.Series, ref_sample: pd.Series, cur_sample: pd.Series) -> bool:
@@ -316,6 +351,7 @@ def drift_report(
                             drifted=drifted, exact=True, is_prediction=is_pred)
             )
 
+    columns = [_with_null_shares(c, reference, current, opts.null_share_jump) for c in columns]
     drifted_columns = [c.column for c in columns if c.drifted]
     share = len(drifted_columns) / len(columns)
     start, end = time_range(current, time_column)

@@ -70,7 +70,10 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
     ordered = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
     for c in ordered[:12]:
         name = f"{c.column} (prediction)" if c.is_prediction else c.column
-        lines.append(f"| {name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {'yes' if c.drifted else 'no'} |")
+        verdict = "no" if not c.drifted else "yes" if not c.null_surge else (
+            f"yes (nulls {c.null_share_reference:.0%} -> {c.null_share_current:.0%})"
+        )
+        lines.append(f"| {name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {verdict} |")
     if len(ordered) > 12:
         lines.append(f"| ... {len(ordered) - 12} more | | | | |")
     if result.quality is not None:

@@ -91,3 +91,13 @@ def test_column_kinds_follow_the_contract(contract: DatasetContract) -> None:
     assert kinds["prediction"] == ("categorical", True)
     assert kinds["score"] == ("numeric", True)
     assert "target" not in kinds and "event_time" not in kinds
+
+
+def test_null_surge_marks_columns_drifted(baseline: pd.DataFrame, contract: DatasetContract) -> None:
+    result = check_drift(baseline, generate("missing-surge", 2000, seed=6), contract, time_column="event_time")
+    by = {c.column: c for c in result.columns}
+    assert {"annual_income", "employment_years", "debt_to_income"} <= set(result.drifted_columns)
+    income = by["annual_income"]
+    assert income.null_surge and income.null_share_current > 0.25 and income.null_share_reference < 0.05
+    assert income.distribution_drifted is False  # the non-null values did not move
+    assert not by["region"].null_surge and by["region"].distribution_drifted is False
