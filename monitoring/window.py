@@ -1,4 +1,4 @@
-"""Windows of the prediction log and deterministic sampling for big windows.
+"""The window a check looked at, and deterministic sampling for big windows.
 
 Pure functions over DataFrames: no I/O, nothing cached. Sampling is seeded, so the same window
 and seed always give the same rows (and so the same drift verdict).
@@ -47,26 +47,3 @@ def time_range(df: pd.DataFrame, column: str | None) -> tuple[datetime | None, d
         return None, None
     return ts.min().to_pydatetime(), ts.max().to_pydatetime()
 
-
-def select_window(
-    predictions: pd.DataFrame,
-    *,
-    last_n: int | None = None,
-    since: datetime | None = None,
-    time_column: str = "timestamp",
-) -> pd.DataFrame:
-    """The window of a prediction log: rows at/after ``since``, then the newest ``last_n`` by time."""
-    df = predictions
-    if time_column in df.columns:
-        ts = pd.to_datetime(df[time_column], utc=True, errors="coerce")
-        if since is not None:
-            cutoff = pd.Timestamp(since)
-            cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
-            df = df[ts >= cutoff]
-            ts = ts[ts >= cutoff]
-        if last_n is not None and len(df) > last_n:
-            order = np.argsort(ts.to_numpy(), kind="stable")
-            df = df.iloc[order[-last_n:]]
-    elif last_n is not None:
-        df = df.tail(last_n)
-    return df.reset_index(drop=True)
