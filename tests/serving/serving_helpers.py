@@ -186,3 +186,14 @@ def records(holdout: pd.DataFrame, n: int, start: int = 0) -> list[dict]:
         rec["n_accounts"] = int(rec["n_accounts"])
         out.append(rec)
     return out
+
+
+def make_project(root: Path) -> Path:
+    """A fresh project checkout: git repo with one commit (same as tests/conftest.py's)."""
+    import subprocess
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "README.md").write_text("test project\n")
+    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "README.md"], ["git", "commit", "-q", "-m", "init"]):
+        subprocess.run(argv, cwd=root, check=True, capture_output=True)
+    return root
