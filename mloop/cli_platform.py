@@ -10,23 +10,27 @@ from mloop.cli_common import console, load_settings, print_json, user_errors
 
 
 def _serve_command():  # noqa: ANN202 - returns mloop.platform.ServeCommand | None
-    """How to start the prediction service for the current champion (None when there is none)."""
-    from mloop.platform import ServeCommand
+    """How to start the prediction service for the current champion (None when there is none).
+
+    The model is the champion of the most recently changed registered model (the service serves
+    one model); it is packaged first when the BentoML store does not hold it yet.
+    """
+    from mloop.platform import ServeCommand, model_statuses
     from mloop.settings import Settings
 
     settings = Settings()
-    try:
-        from serving.process import serve_command  # the serving layer owns how it starts
-    except ImportError:
+    champions = [m for m in model_statuses(settings) if m.champion]
+    if not champions:
         return None
-    spec = serve_command(settings)
-    if spec is None:
-        return None
+    from serving.launch import serve_argv, serve_env
+    from serving.package import package_model
+
+    model = champions[0]
+    packaged = package_model(settings, model.name, model.champion)
     return ServeCommand(
-        argv=list(spec.argv),
-        env=dict(getattr(spec, "env", {}) or {}),
-        cwd=getattr(spec, "cwd", None),
-        health_path=getattr(spec, "health_path", "/readyz"),
+        argv=serve_argv(settings.host, settings.serve_port),
+        env=serve_env(settings, packaged.model_tag),
+        health_path="/readyz",
     )
 
 

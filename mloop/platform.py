@@ -592,6 +592,9 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
         resp.raise_for_status()
         for rm in resp.json().get("registered_models", []):
             rows.append((rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])}))
+        # Most recently changed model first (the one `up` serves when several have a champion).
+        order = {rm["name"]: -int(rm.get("last_updated_timestamp", 0)) for rm in resp.json().get("registered_models", [])}
+        rows.sort(key=lambda row: order.get(row[0], 0))
     except (httpx.HTTPError, ValueError, KeyError):
         if not settings.state.mlflow_db.exists() and settings.mlflow_tracking_uri is None:
             return []

@@ -152,6 +152,10 @@ def platform_settings(root: Path) -> Settings:
         mlflow_port=free_port(),
         serve_port=free_port(),
         webhook_port=free_port(),
+        # A 3k-row dataset gives a 600-row holdout: its per-slice AUCs (100-300 rows) move by a few
+        # hundredths from noise alone, so the default 0.02 slice tolerance would reject a challenger
+        # that is far better overall (seen: +0.24 AUC overall, one 178-row slice -0.04).
+        gate_slice_tolerance=0.1,
     )
 
 
