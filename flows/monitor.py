@@ -286,7 +286,9 @@ def monitor_flow(
         result = result.model_copy(update={"report_path": html})
     create_markdown_artifact(
         key=_artifact_key(model_name),
-        markdown=markdown_summary(result, report_link=html and f"file://{html}", mlflow_link=mlflow_run),
+        markdown=markdown_summary(
+            result, report_link=html and f"file://{html}", mlflow_link=mlflow_run and _mlflow_link(settings, mlflow_run)
+        ),
         description=f"drift check of {model_name} v{info.version}",
     )
     emitted: list[str] = []
@@ -328,3 +330,11 @@ def monitor_flow(
 def _artifact_key(model_name: str) -> str:
     clean = "".join(c if c.isalnum() else "-" for c in model_name.lower()).strip("-")
     return f"drift-{clean}"[:100]
+
+
+def _mlflow_link(settings: Settings, run_id: str) -> str:
+    """URL of the monitoring run in the local MLflow UI (``mloop up`` serves it on settings.mlflow_port)."""
+    from mlflow import MlflowClient
+
+    experiment = MlflowClient(settings.tracking_uri).get_run(run_id).info.experiment_id
+    return f"http://{settings.host}:{settings.mlflow_port}/#/experiments/{experiment}/runs/{run_id}"
