@@ -14,6 +14,9 @@ Scenarios (all but ``baseline`` cover the half-year *after* the baseline window)
   employment type matter differently.
 - ``new-category``: ``loan_purpose`` gets a level never seen in the baseline (``crypto``).
 - ``missing-surge``: the null share of several numeric columns jumps (an upstream field broke).
+- ``regime-change``: covariate shift and concept drift at once (the applicants change AND default
+  for other reasons). The monitor sees the feature drift; the changed mechanism is what lets a model
+  retrained on labelled traffic beat the old champion at the gate. The demo's drifted traffic.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from mloop.frames import write_frame
 
 __all__ = ["SCENARIOS", "generate", "write_frame"]
 
-SCENARIOS = ("baseline", "covariate-shift", "concept-drift", "new-category", "missing-surge")
+SCENARIOS = ("baseline", "covariate-shift", "concept-drift", "new-category", "missing-surge", "regime-change")
 
 HOME_OWNERSHIP = {"RENT": 0.40, "MORTGAGE": 0.42, "OWN": 0.15, "OTHER": 0.03}
 LOAN_PURPOSE = {
@@ -142,7 +145,7 @@ def generate(scenario: str = "baseline", rows: int = 100_000, seed: int = 42) ->
         raise ValueError("rows must be at least 1")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
     n = rows
-    cov = scenario == "covariate-shift"
+    cov = scenario in ("covariate-shift", "regime-change")
 
     age = np.clip(rng.normal(44 if cov else 42, 12, n), 21, 75).round().astype(np.int64)
     income = np.exp(rng.normal(np.log(46_000 if cov else 55_000), 0.5, n))
@@ -187,7 +190,7 @@ def generate(scenario: str = "baseline", rows: int = 100_000, seed: int = 42) ->
         "num_open_accounts": open_accounts,
         "num_delinquencies": delinquencies,
     }
-    mechanism = DRIFTED_MECHANISM if scenario == "concept-drift" else BASELINE_MECHANISM
+    mechanism = DRIFTED_MECHANISM if scenario in ("concept-drift", "regime-change") else BASELINE_MECHANISM
     p_default = 1.0 / (1.0 + np.exp(-_log_odds(features, mechanism)))
     target = (rng.random(n) < p_default).astype(np.int64)
 

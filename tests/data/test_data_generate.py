@@ -134,3 +134,13 @@ def test_drift_scenarios_come_after_the_baseline_window(frames: dict[str, pd.Dat
     end = frames["baseline"]["event_time"].max()
     for s in SCENARIOS[1:]:
         assert frames[s]["event_time"].min() > end
+
+
+def test_regime_change_shifts_features_and_mechanism(frames: dict[str, pd.DataFrame]) -> None:
+    base, regime, cov = frames["baseline"], frames["regime-change"], frames["covariate-shift"]
+    # the applicants shift like covariate-shift ...
+    assert regime["credit_score"].mean() < base["credit_score"].mean() - 15
+    assert abs(regime["credit_score"].mean() - cov["credit_score"].mean()) < 3
+    # ... and the credit score no longer drives defaults (the concept changed)
+    assert base["credit_score"].corr(base["target"]) < -0.2
+    assert abs(regime["credit_score"].corr(regime["target"])) < 0.08
