@@ -5,6 +5,9 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
+# Compile bytecode at install: the environment may set PYTHONDONTWRITEBYTECODE, and every CLI
+# process would then recompile dvc, mlflow and prefect (seconds per process).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: install test demo down clean bench help
 
@@ -22,7 +25,7 @@ test: install
 	$(RUN) pytest $(PYTEST_ARGS)
 
 demo: install
-	$(RUN) python -m flows.demo
+	$(RUN) mloop demo
 
 down: install
 	$(RUN) mloop down

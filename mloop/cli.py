@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from mloop import cli_data, cli_models, cli_monitor, cli_platform, cli_serving
+from mloop import cli_data, cli_demo, cli_models, cli_monitor, cli_platform, cli_serving
 
 app = typer.Typer(
     name="mloop",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform):
+for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_demo):
     module.register(app)
 
 
