@@ -9,8 +9,9 @@ Measures, in one process and one run:
     1,000 paired bootstrap resamples, promotion, events, artifacts), with a warm Prefect server.
 
 One-time costs are paid before timing and printed separately: library imports, starting the
-Prefect server, creating the MLflow SQLite store. The flow runs twice (the second with
-force=True, as a warm process would); both figures are printed. Goal: overhead <= 3 s.
+Prefect server, creating the MLflow SQLite store. The flow runs twice with force=True (fresh
+fits; the first also pays the process's lazy first-call costs), then once more with identical
+inputs (reuse). Every figure is printed. Goal: overhead <= 3 s.
 
 Run: ``.venv/bin/python bench/train.py [--rows 100000]``
 """
@@ -93,10 +94,13 @@ def main() -> None:
         bare_s = time.perf_counter() - t
 
         runs = []
-        for force in (False, True):
+        for _ in range(2):  # both fresh fits (force): run 1 also pays the process's lazy first-call costs
             t = time.perf_counter()
-            result = train_flow(dataset="demo", version=version.md5, specs=[ModelSpec()], force=force, trigger="bench")
+            result = train_flow(dataset="demo", version=version.md5, specs=[ModelSpec()], force=True, trigger="bench")
             runs.append((time.perf_counter() - t, result))
+        t = time.perf_counter()
+        reused = train_flow(dataset="demo", version=version.md5, specs=[ModelSpec()], trigger="bench")
+        reuse_s = time.perf_counter() - t
     finally:
         stop_pid(server.pid)
 
@@ -110,6 +114,7 @@ def main() -> None:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
         print(f"train flow run {i} wall:   {wall:6.2f} s  overhead {wall - bare_s:+.2f} s ({wall / bare_s:.2f}x)  "
               f"v{result.version} {result.decision}  [{parts}]")
+    print(f"identical inputs again:   {reuse_s:6.2f} s  (reused={reused.reused}, v{reused.version}: nothing fitted or registered)")
     best = min(w for w, _ in runs)
     verdict = "meets" if best - bare_s <= 3.0 else "misses"
     print(f"overhead (best run): {best - bare_s:+.2f} s -> {verdict} the <= 3 s goal")

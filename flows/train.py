@@ -145,7 +145,7 @@ def log_run(settings: Settings, experiment_id: str, run_id: str, result: Any, pa
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate(settings: Settings, name: str, contract: DatasetContract, challenger: Any, challenger_version: str,
+def gate(settings: Settings, name: str, contract: DatasetContract, challenger: Any, challenger_version: str | None,
          champion: str | None, train: Any, X_train: Any, X_holdout: Any, y_holdout: Any, config: GateConfig) -> GateReport:
     """Score challenger, champion (on THIS holdout, whatever data it was trained on) and a dummy; decide."""
     from models.evaluate import predict_scores, slice_masks
@@ -257,6 +257,7 @@ def train_flow(
     open_runs: list[str] = []
     try:
         t_log = time.perf_counter()
+        log_futures = []
         for spec in specs:
             k = spec.key()
             if k in fitted:
@@ -268,22 +269,23 @@ def train_flow(
                           "split_seed": split_params.seed, "split_kind": "time" if contract.time_column else "stratified",
                           "train_rows": len(train), "holdout_rows": len(holdout), "data_md5": info.md5,
                           **{f"hp.{p}": v for p, v in spec.params.items()}}
-                log_run(settings, experiment_id, run_id, result, params, contract, info, X_holdout, y_holdout)
+                log_futures.append(
+                    log_run.submit(settings, experiment_id, run_id, result, params, contract, info, X_holdout, y_holdout))
                 candidates.append(CandidateResult(spec=spec, run_id=run_id, metrics=result.evaluation.metrics,
                                                   reused=False, fit_seconds=result.fit_seconds))
             else:
                 run = cached[k]
                 candidates.append(CandidateResult(spec=spec, run_id=run.run_id, metrics=run.metrics, reused=True))
-        timings["log"] = time.perf_counter() - t_log
         best = max(candidates, key=lambda c: _metric_key(c.metrics.get(metric), sign))
-        for c in candidates:  # losers are complete: finish them now so they are cacheable
-            if c is not best and c.run_id in open_runs:
-                T.finish_run(uri, c.run_id)
-                open_runs.remove(c.run_id)
 
         if best.reused:
             existing = T.get_run(uri, best.run_id).tags.get(T.TAG_REGISTERED_VERSION)
             if existing:
+                for f in log_futures:
+                    f.result()
+                for run_id in list(open_runs):
+                    T.finish_run(uri, run_id)
+                    open_runs.remove(run_id)
                 v = R.get_version_info(uri, dataset, existing)
                 logger.info("identical inputs: reusing run %s and version %s (force=True retrains)", best.run_id, existing)
                 return TrainResult(
@@ -291,14 +293,26 @@ def train_flow(
                     decision=v.decision, promoted="champion" in v.aliases, champion=R.champion_version(uri, dataset),
                     metrics=v.metrics, candidates=candidates, timings=timings,
                 )
+            # a former loser now wins: score its stored model on this holdout
+            chosen = _stored_candidate(uri, T.get_run(uri, best.run_id).model_uri, best.spec, contract, X_holdout, y_holdout)
+        else:
+            chosen = fitted[best.spec.key()]
+
+        # -- gate (runs while the runs are being logged: it needs only holdout scores)
+        champion = R.champion_version(uri, dataset)
+        gate_future = gate.submit(settings, dataset, contract, chosen, None, champion, train, X_train, X_holdout,
+                                  y_holdout, config)
+        for f in log_futures:
+            f.result()
+        timings["log"] = time.perf_counter() - t_log
+        for c in candidates:  # losers are complete: finish them now so they are cacheable
+            if c is not best and c.run_id in open_runs:
+                T.finish_run(uri, c.run_id)
+                open_runs.remove(c.run_id)
 
         # -- register the best candidate
         t_reg = time.perf_counter()
         best_run = T.get_run(uri, best.run_id)
-        if best.reused:  # a former loser now wins: score its stored model on this holdout
-            chosen = _stored_candidate(uri, best_run.model_uri, best.spec, contract, X_holdout, y_holdout)
-        else:
-            chosen = fitted[best.spec.key()]
         version_tags = {**base_tags, R.TAG_SPEC: best.spec.key(), L.TAG_RUN_ID: best.run_id,
                         **{f"{R.TAG_METRIC_PREFIX}{m}": f"{v:.6g}" for m, v in best.metrics.items()}}
         registered = R.register_version(uri, dataset, source=best_run.model_uri, run_id=best.run_id, tags=version_tags,
@@ -310,11 +324,9 @@ def train_flow(
                     {"version": registered.version, "metrics": best.metrics, "reason": trigger, "data_md5": info.md5,
                      "run_id": best.run_id, "spec": best.spec.label()})
 
-        # -- gate
+        # -- record the gate decision
         t_gate = time.perf_counter()
-        champion = R.champion_version(uri, dataset)
-        report = gate(settings, dataset, contract, chosen, registered.version, champion, train, X_train, X_holdout,
-                      y_holdout, config)
+        report = gate_future.result().model_copy(update={"challenger_version": registered.version})
         reason = report.summary()
         T.log_json(uri, best.run_id, report.model_dump(mode="json"), "gate_report.json")
         R.set_version_tags(uri, dataset, registered.version, R.decision_tags(report.decision, reason, {
@@ -324,7 +336,7 @@ def train_flow(
 
         create_markdown_artifact(key=f"gate-{_slug(dataset)}", markdown=report.to_markdown(),
                                  description=f"{dataset} v{registered.version}: {report.decision}")
-        timings["gate"] = time.perf_counter() - t_gate
+        timings["gate_record"] = time.perf_counter() - t_gate
 
         decision = report.decision
         if decision == "promote" and require_approval:
