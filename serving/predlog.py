@@ -81,6 +81,8 @@ class PredictionLogger:
         self._wake = threading.Event()
         self._closed = False
         self.rows_written = 0
+        import pyarrow.parquet  # noqa: F401 - import now (~0.7 s), not in the first flush under load
+
         self._thread = threading.Thread(target=self._run, name="mloop-predlog", daemon=True)
         self._thread.start()
 

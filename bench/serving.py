@@ -1,0 +1,299 @@
+"""Benchmark: mloop's prediction service vs BentoML's floor vs a naive FastAPI + sklearn service.
+
+In one run, on loopback, each started in turn and stopped by pid afterwards:
+
+- ``mloop``: ``bentoml serve serving.service:PredictionService`` with a demo-like champion (the
+  demo generator's baseline data, the models helper's pipeline factory, logistic regression by
+  default), packaged by ``serving.package`` (ONNX), prediction log ON;
+- ``mloop-nolog``: the same with the prediction log off (MLOOP_PREDICTION_LOG=0);
+- ``floor``: a BentoML service that parses the same body and returns a constant;
+- ``naive``: uvicorn + FastAPI + the same sklearn pipeline, one DataFrame per request.
+
+One load generator (a minimal asyncio HTTP/1.1 keep-alive client, so the client's own CPU cost
+stays small on 2 cores) sends single-record requests (varied holdout rows) at concurrency 1 and 32,
+with bounded request counts, after a warm-up. Prints p50, p99, throughput, errors and the ratios.
+
+Goals: c=1 p50(mloop) <= p50(floor) + 0.5 ms; c=32 throughput(mloop) >= 0.85 x floor and
+>= 1.75 x naive with zero errors; logging costs <= 10% of throughput.
+
+Usage: ``python bench/serving.py [--model logistic_regression] [--n1 1000] [--n32 6000] [--repeat 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mloop.services import ServiceProcess, free_port, start_process, stop_pid, wait_http  # noqa: E402
+from mloop.settings import Settings  # noqa: E402
+
+NAME = "loans"
+
+
+# ----------------------------------------------------------------------------- load generator
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = None
+    chunked = False
+    for line in lines[1:]:
+        key, _, value = line.partition(b":")
+        key = key.strip().lower()
+        if key == b"content-length":
+            length = int(value.strip())
+        elif key == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if length is not None:
+        await reader.readexactly(length)
+    elif chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status
+
+
+def _request(host: str, port: int, body: bytes) -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode() + body
+
+
+async def _load(host: str, port: int, bodies: list[bytes], concurrency: int, total: int) -> dict[str, Any]:
+    requests = [_request(host, port, b) for b in bodies]
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for i in counter:
+                t0 = time.perf_counter()
+                try:
+                    writer.write(requests[i % len(requests)])
+                    status = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+        finally:
+            writer.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    lat = sorted(latencies)
+    return {
+        "requests": total,
+        "errors": errors,
+        "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
+        "rps": len(lat) / wall if wall else 0.0,
+    }
+
+
+def load(port: int, bodies: list[bytes], concurrency: int, total: int) -> dict[str, Any]:
+    return asyncio.run(_load("127.0.0.1", port, bodies, concurrency, total))
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def prepare(work: Path, model: str, rows: int) -> tuple[Settings, list[bytes], Path, Path]:
+    """Demo-like champion packaged in ``work``; request bodies; skops + contract for the naive app."""
+    import skops.io as sio
+    from threadpoolctl import threadpool_limits
+
+    from mloop.contract import infer_contract
+    from mloop.generate import generate
+    from models.pipeline import build_pipeline, prepare_features
+    from models.spec import ModelSpec
+    from models.split import split_dataset
+    from serving.onnx_model import columns_from_frame
+    from serving.package import package_pipeline
+
+    settings = Settings(home=work / "home", project_dir=work)
+    settings.state.ensure()
+    df = generate("baseline", rows=rows, seed=11)
+    contract = infer_contract(df, name=NAME, target="target", time_column="event_time")
+    train, hold = split_dataset(df, contract)
+    pipe = build_pipeline(contract, ModelSpec(estimator=model))  # type: ignore[arg-type]
+    with threadpool_limits(1):
+        pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
+    packaged = package_pipeline(
+        settings, name=NAME, version="1", pipeline=pipe, contract=contract, holdout=hold, build=False
+    )
+    print(f"packaged {packaged.model_tag}: backend {packaged.backend}, max |onnx-sklearn| {packaged.onnx_max_abs_diff}")
+    names = [c.name for c in contract.feature_columns]
+    cols = columns_from_frame(hold.head(500), names)
+    kinds = {c.name: c.kind for c in contract.feature_columns}
+    bodies = []
+    for i in range(len(cols[names[0]])):
+        rec = {}
+        for n in names:
+            v = cols[n][i]
+            if v is not None and kinds[n] == "integer":
+                v = int(v)
+            elif v is not None and kinds[n] == "numeric":
+                v = float(v)
+            elif v is not None and kinds[n] == "boolean":
+                v = bool(v)
+            elif v is not None and kinds[n] in ("categorical", "datetime"):
+                v = str(v)
+            rec[n] = v
+        bodies.append(json.dumps({"records": [rec]}).encode())
+    skops_path = work / "pipeline.skops"
+    sio.dump(pipe, skops_path)
+    contract_path = work / "contract.json"
+    contract_path.write_text(contract.model_dump_json())
+    return settings, bodies, skops_path, contract_path
+
+
+def start_mloop(settings: Settings, log_on: bool) -> tuple[ServiceProcess, int]:
+    from serving.launch import start_service
+
+    port = free_port()
+    proc = start_service(settings, f"{NAME}:v1", port=port, name=f"bench-mloop-{port}", log_predictions=log_on)
+    return proc, port
+
+
+def start_floor(run_dir: Path) -> tuple[ServiceProcess, int]:
+    from serving.launch import serve_argv
+
+    port = free_port()
+    proc = start_process(
+        f"bench-floor-{port}",
+        serve_argv("127.0.0.1", port, service="bench.serving_apps:FloorService"),
+        run_dir=run_dir,
+        env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(run_dir / "bentoml")},
+        cwd=ROOT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, pid=proc.pid, log=proc.log)
+    return proc, port
+
+
+def start_naive(run_dir: Path, skops_path: Path, contract_path: Path) -> tuple[ServiceProcess, int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.serving_apps:naive_app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    proc = start_process(
+        f"bench-naive-{port}",
+        argv,
+        run_dir=run_dir,
+        env={"PYTHONPATH": str(ROOT), "BENCH_PIPELINE": str(skops_path), "BENCH_CONTRACT": str(contract_path),
+             "OMP_NUM_THREADS": "1"},
+        cwd=ROOT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/docs", timeout=120, pid=proc.pid, log=proc.log)
+    return proc, port
+
+
+def measure(name: str, proc_port: tuple[ServiceProcess, int], bodies: list[bytes], n1: int, n32: int,
+            only32: bool = False) -> dict[str, Any]:
+    proc, port = proc_port
+    try:
+        load(port, bodies, 8, 400)  # warm-up (and BentoML's batching optimizer training)
+        out: dict[str, Any] = {}
+        if not only32:
+            out["c1"] = load(port, bodies, 1, n1)
+        out["c32"] = load(port, bodies, 32, n32)
+        return out
+    finally:
+        stop_pid(proc.pid, first=15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="logistic_regression", help="estimator of the champion")
+    parser.add_argument("--rows", type=int, default=20000, help="rows of the generated training data")
+    parser.add_argument("--n1", type=int, default=1000, help="requests at concurrency 1")
+    parser.add_argument("--n32", type=int, default=6000, help="requests at concurrency 32")
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temporary)")
+    parser.add_argument("--only", default="floor,mloop,mloop-nolog,naive", help="comma-separated services to run")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (services interleaved); the best round is kept")
+    args = parser.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="mloop-bench-serving-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        settings, bodies, skops_path, contract_path = prepare(work, args.model, args.rows)
+        run_dir = settings.state.run
+        starters = {
+            "floor": lambda: start_floor(run_dir),
+            "mloop": lambda: start_mloop(settings, True),
+            "mloop-nolog": lambda: start_mloop(settings, False),
+            "naive": lambda: start_naive(run_dir, skops_path, contract_path),
+        }
+        chosen = [n for n in args.only.split(",") if n in starters]
+        results: dict[str, dict[str, Any]] = {}
+        for round_no in range(args.repeat):
+            order = chosen[round_no % len(chosen):] + chosen[: round_no % len(chosen)]  # rotate: no fixed slot
+            for name in order:
+                got = measure(name, starters[name](), bodies, args.n1, args.n32)
+                print(f"round {round_no + 1} {name}: " + ", ".join(
+                    f"{c} p50 {m['p50_ms']:.2f} ms {m['rps']:.0f} req/s {m['errors']} errors" for c, m in got.items()))
+                best = results.get(name)
+                if best is None:
+                    results[name] = got
+                else:  # keep the best figure of each kind across rounds (noise only ever slows down)
+                    for c, m in got.items():
+                        b = best[c]
+                        b["p50_ms"] = min(b["p50_ms"], m["p50_ms"])
+                        b["p99_ms"] = min(b["p99_ms"], m["p99_ms"])
+                        b["rps"] = max(b["rps"], m["rps"])
+                        b["errors"] += m["errors"]
+                        b["requests"] += m["requests"]
+        report(results)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def report(r: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{'service':<12} {'c':>3} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for name, runs in r.items():
+        for c, m in runs.items():
+            print(f"{name:<12} {c[1:]:>3} {m['requests']:>8} {m['errors']:>6} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['rps']:>8.0f}")
+    if not {"mloop", "floor", "naive", "mloop-nolog"} <= set(r):
+        print(json.dumps({"results": r}, default=float))
+        return
+    m, f, n, q = r["mloop"], r["floor"], r["naive"], r["mloop-nolog"]
+    checks = [
+        ("c=1 p50 mloop - floor (goal <= 0.5 ms)", m["c1"]["p50_ms"] - f["c1"]["p50_ms"], m["c1"]["p50_ms"] - f["c1"]["p50_ms"] <= 0.5),
+        ("c=32 throughput mloop / floor (goal >= 0.85)", m["c32"]["rps"] / f["c32"]["rps"], m["c32"]["rps"] >= 0.85 * f["c32"]["rps"]),
+        ("c=32 throughput mloop / naive (goal >= 1.75)", m["c32"]["rps"] / n["c32"]["rps"], m["c32"]["rps"] >= 1.75 * n["c32"]["rps"]),
+        ("c=32 errors mloop (goal 0)", m["c32"]["errors"] + m["c1"]["errors"], m["c32"]["errors"] + m["c1"]["errors"] == 0),
+        ("logging cost: 1 - log on / log off at c=32 (goal <= 0.10)", 1 - m["c32"]["rps"] / q["c32"]["rps"], m["c32"]["rps"] >= 0.9 * q["c32"]["rps"]),
+    ]
+    print()
+    for label, value, ok in checks:
+        print(f"{'PASS' if ok else 'MISS'}  {label}: {value:.3f}")
+    print(json.dumps({"results": r}, default=float))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    main()
