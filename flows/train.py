@@ -387,8 +387,10 @@ def _ask_approval(report: GateReport, timeout: int, reason: str) -> tuple[str, s
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
     try:
-        answer = pause_flow_run(wait_for_input=ApprovalInput.with_initial_data(
-            description=report.to_markdown(), approve=False), timeout=timeout)
+        answer = pause_flow_run(
+            wait_for_input=ApprovalInput.with_initial_data(description=report.to_markdown(), approve=False),
+            timeout=timeout, poll_interval=2,
+        )
     except FlowPauseTimeout:
         return "reject", f"approval timed out after {timeout}s; {reason}"
     if not answer.approve:
