@@ -37,8 +37,10 @@ _SEQ = itertools.count()
 
 
 def new_prediction_ids(n: int) -> list[str]:
-    """``n`` fresh prediction ids (uuid4 hex: unique across processes and restarts)."""
-    return [uuid.uuid4().hex for _ in range(n)]
+    """``n`` fresh prediction ids (128 random bits as hex, like uuid4: unique across processes and
+    restarts); one ``os.urandom`` call per batch."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[32 * i : 32 * (i + 1)] for i in range(n)]
 
 
 def _part_name() -> str:

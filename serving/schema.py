@@ -4,7 +4,8 @@ The record model has one field per feature column of the contract (target and ti
 excluded) with these rules:
 
 - ``numeric`` -> finite float (JSON integers accepted, strings and booleans refused);
-- ``integer`` -> int (strict: ``"3"`` and ``3.5`` are refused);
+- ``integer`` -> int: ``3`` and ``3.0`` are accepted (pandas writes integer columns holding nulls as
+  floats), ``3.5``, ``"3"`` and booleans are refused;
 - ``categorical`` -> string (strict: a number is refused). Levels are *not* restricted to the
   contract's categories: the pipelines one-hot encode with ``handle_unknown="ignore"``, so an
   unseen level is valid input (it encodes as all zeros) and the drift monitor is what notices
@@ -24,7 +25,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
 from mloop.contract import ColumnSpec, DatasetContract
 
@@ -32,11 +33,20 @@ MAX_RECORDS_DEFAULT = 1000
 MAX_STRING_LENGTH = 256
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _not_text(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError("Input should be a valid integer (a JSON number, not text or a boolean)")
+    return value
+
+
+IntegerValue = Annotated[int, BeforeValidator(_not_text)]  # lax int: 3.0 accepted, 3.5 refused
 CategoryStr = Annotated[StrictStr, Field(max_length=MAX_STRING_LENGTH)]
 
 _KIND_TYPES: dict[str, Any] = {
     "numeric": FiniteFloat,
-    "integer": StrictInt,
+    "integer": IntegerValue,
     "categorical": CategoryStr,
     "boolean": StrictBool,
     "datetime": datetime,

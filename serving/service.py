@@ -9,7 +9,9 @@ environment when imported, because BentoML builds the HTTP schema from the class
 - ``MLOOP_PREDICTION_LOG`` (``1``/``0``, default 1), ``MLOOP_MAX_RECORDS`` (default 1000),
   ``MLOOP_API_TOKEN`` (bearer token for ``/feedback`` and ``/admin/rollout`` when set),
   ``MLOOP_ONNX_THREADS`` (default 1), ``MLOOP_BATCH_MAX_SIZE`` / ``MLOOP_BATCH_MAX_LATENCY_MS``,
-  ``MLOOP_PREDLOG_FLUSH_ROWS`` / ``MLOOP_PREDLOG_FLUSH_SECONDS`` (prediction log flush triggers).
+  ``MLOOP_PREDLOG_FLUSH_ROWS`` / ``MLOOP_PREDLOG_FLUSH_SECONDS`` (prediction log flush triggers),
+  ``MLOOP_BATCHING`` (default 1: adaptive batching on; 0 answers each request on its own, which
+  the benchmark compares).
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
@@ -58,6 +60,7 @@ _MAX_RECORDS = int(os.environ.get("MLOOP_MAX_RECORDS", str(MAX_RECORDS_DEFAULT))
 _LOG_ON = os.environ.get("MLOOP_PREDICTION_LOG", "1").strip().lower() not in ("0", "false", "no", "off")
 _BATCH_SIZE = int(os.environ.get("MLOOP_BATCH_MAX_SIZE", "256"))
 _BATCH_LATENCY_MS = int(os.environ.get("MLOOP_BATCH_MAX_LATENCY_MS", "5000"))
+_BATCHING = os.environ.get("MLOOP_BATCHING", "1").strip().lower() not in ("0", "false", "no", "off")
 
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
 _CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
@@ -200,7 +203,7 @@ class PredictionService:
             rows = self.logger.close()
             log.info("prediction log flushed on shutdown (%d rows)", rows)
 
-    @bentoml.api(batchable=True, max_batch_size=_BATCH_SIZE, max_latency_ms=_BATCH_LATENCY_MS)
+    @bentoml.api(batchable=_BATCHING, max_batch_size=_BATCH_SIZE, max_latency_ms=_BATCH_LATENCY_MS)
     async def predict(self, records: Records) -> list[Answer]:  # type: ignore[valid-type]
         """Predict a list of records; one answer per record, in order."""
         live = self.live

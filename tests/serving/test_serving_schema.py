@@ -15,6 +15,7 @@ def test_good_record_validates_and_nullable_may_be_omitted() -> None:
     Record = build_record_model(make_contract())
     rec = Record.model_validate({k: v for k, v in GOOD.items() if k not in ("income", "region")})
     assert rec.income is None and rec.loan_amount == 2.0
+    assert Record.model_validate({**GOOD, "n_accounts": 3.0}).n_accounts == 3  # pandas int-with-nulls as float
 
 
 @pytest.mark.parametrize(
@@ -22,6 +23,8 @@ def test_good_record_validates_and_nullable_may_be_omitted() -> None:
     [
         ({"age": "3"}, "age"),
         ({"n_accounts": 2.5}, "n_accounts"),
+        ({"n_accounts": "2"}, "n_accounts"),
+        ({"n_accounts": True}, "n_accounts"),
         ({"purpose": 1}, "purpose"),
         ({"purpose": None}, "purpose"),
         ({"extra": 1}, "extra"),
