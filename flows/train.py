@@ -314,6 +314,7 @@ def train_flow(
         t_reg = time.perf_counter()
         best_run = T.get_run(uri, best.run_id)
         version_tags = {**base_tags, R.TAG_SPEC: best.spec.key(), L.TAG_RUN_ID: best.run_id,
+                        R.TAG_SPLIT_TEST_SIZE: str(split_params.test_size), R.TAG_SPLIT_SEED: str(split_params.seed),
                         **{f"{R.TAG_METRIC_PREFIX}{m}": f"{v:.6g}" for m, v in best.metrics.items()}}
         registered = R.register_version(uri, dataset, source=best_run.model_uri, run_id=best.run_id, tags=version_tags,
                                         description=f"{best.spec.label()} on {dataset}@{info.md5[:8]} ({trigger})")

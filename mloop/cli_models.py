@@ -62,6 +62,25 @@ def train_cmd(
         console.print(f"  gate: {result.gate.summary()}", markup=False)
 
 
+def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
+    """Run the promote or rollback flow as the current user; print the audit record."""
+    import getpass
+
+    settings = load_settings()
+    _prefect(settings)
+    with user_errors():
+        from flows import promote as flows_promote
+
+        flow_fn = getattr(flows_promote, f"{flow_name}_flow")
+        record = flow_fn(**params, actor=f"user:{getpass.getuser()}")
+    if json_out:
+        print_json(record)
+    else:
+        detail = f": {record.detail}" if record.detail else ""
+        console.print(f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
+                      f"v{record.to_version or '-'} ({record.outcome}{detail})")
+
+
 def promote_cmd(
     name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
     version: Annotated[str, typer.Argument(help="Version number to make champion.")],
@@ -69,19 +88,7 @@ def promote_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
 ) -> None:
     """Make VERSION the champion (the current one becomes previous-champion); audited."""
-    import getpass
-
-    settings = load_settings()
-    _prefect(settings)
-    with user_errors():
-        from flows.promote import promote_flow
-
-        record = promote_flow(name=name, version=version, reason=reason, actor=f"user:{getpass.getuser()}")
-    if json_out:
-        print_json(record)
-    else:
-        console.print(f"{name}: champion v{record.from_version or '-'} -> v{record.to_version} ({record.outcome}"
-                      f"{': ' + record.detail if record.detail else ''})")
+    _alias_change("promote", json_out, name=name, version=version, reason=reason)
 
 
 def rollback_cmd(
@@ -90,18 +97,7 @@ def rollback_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
 ) -> None:
     """Put the previous champion back (champion <- previous-champion); audited."""
-    import getpass
-
-    settings = load_settings()
-    _prefect(settings)
-    with user_errors():
-        from flows.promote import rollback_flow
-
-        record = rollback_flow(name=name, reason=reason, actor=f"user:{getpass.getuser()}")
-    if json_out:
-        print_json(record)
-    else:
-        console.print(f"{name}: rolled back v{record.from_version} -> v{record.to_version}")
+    _alias_change("rollback", json_out, name=name, reason=reason)
 
 
 def models_cmd(

@@ -42,6 +42,8 @@ TAG_CACHE_KEY = "mloop.cache_key"
 TAG_TASK = "mloop.task"
 TAG_TRIGGER = "mloop.trigger"
 TAG_LAST_CHANGE = "mloop.last_alias_change"
+TAG_SPLIT_TEST_SIZE = "mloop.split_test_size"
+TAG_SPLIT_SEED = "mloop.split_seed"
 
 T = TypeVar("T")
 
@@ -58,6 +60,12 @@ class RegisteredVersion(BaseModel):
     decision: str | None = Field(default=None, description="Gate decision: promote, reject (None: not gated).")
     tags: dict[str, str] = Field(default_factory=dict)
     source: str | None = Field(default=None, description="Artifact URI of the stored model.")
+
+    @property
+    def split(self) -> tuple[float, int]:
+        """(test_size, seed) of the training split: ``models.split.split_dataset`` with these and the
+        dataset version ``data_md5`` re-derives the exact holdout the metrics were measured on."""
+        return float(self.tags.get(TAG_SPLIT_TEST_SIZE, 0.2)), int(self.tags.get(TAG_SPLIT_SEED, 42))
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:

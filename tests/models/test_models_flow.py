@@ -122,3 +122,4 @@ def test_run_records_lineage_artifacts_and_skops_format(models_settings) -> None
     assert hasattr(pipe, "predict_proba")
     lineage = R.get_lineage(s.tracking_uri, name, result.version)
     assert lineage.dataset_md5 == md5 and lineage.run_id == result.run_id
+    assert R.get_version_info(s.tracking_uri, name, result.version).split == (0.2, 42)

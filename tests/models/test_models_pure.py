@@ -55,7 +55,8 @@ def test_prepare_features_reports_missing_column(frame: pd.DataFrame, contract) 
 def test_every_estimator_fits_and_handles_unknown_levels(task: str, estimator: str) -> None:
     contract = synth_contract(task=task)
     df = synth_frame(600, seed=2, task=task)
-    spec = ModelSpec(estimator=estimator, params={"n_estimators": 10} if estimator == "random_forest" else {})
+    small = {"random_forest": {"n_estimators": 10}, "hist_gradient_boosting": {"max_iter": 15}}
+    spec = ModelSpec(estimator=estimator, params=small.get(estimator, {}))
     pipe = build_pipeline(contract, spec, seed=0).fit(prepare_features(df, contract), df["target"])
     probe = df.head(5).copy()
     probe["segment"] = "never-seen"
