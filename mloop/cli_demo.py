@@ -32,6 +32,7 @@ DATASET = "loans"
 @dataclass
 class Step:
     name: str
+    how: str
     start: float
     seconds: float = 0.0
     detail: str = ""
@@ -46,8 +47,9 @@ class Timeline:
     steps: list[Step] = field(default_factory=list)
 
     @contextmanager
-    def step(self, name: str) -> Iterator[Step]:
-        step = Step(name=name, start=time.monotonic() - self.t0)
+    def step(self, name: str, how: str) -> Iterator[Step]:
+        """Time one step; ``how`` says what started it (a command, a deployment run, an automation)."""
+        step = Step(name=name, how=how, start=time.monotonic() - self.t0)
         self.steps.append(step)
         with console.status(f"[bold]{name}[/] ..."):
             try:
@@ -63,9 +65,9 @@ class Timeline:
     def table(self) -> Any:
         from rich.table import Table
 
-        t = Table("step", "start", "duration", "detail", title="demo timeline (seconds from start)")
+        t = Table("step", "started by", "start s", "took s", "result", title="demo timeline")
         for s in self.steps:
-            t.add_row(s.name, f"{s.start:6.1f}", f"{s.seconds:6.1f}", s.detail, style=None if s.ok else "red")
+            t.add_row(s.name, s.how, f"{s.start:.1f}", f"{s.seconds:.1f}", s.detail, style=None if s.ok else "red")
         return t
 
 
@@ -147,12 +149,15 @@ def run_demo(settings: Settings, *, rows: int, traffic: int, timeout: float) -> 
     """The whole loop; raises MloopError/TimeoutError when it did not close (timeline printed either way)."""
     tl = Timeline()
     try:
-        _loop(settings, tl, rows=rows, traffic=traffic, timeout=timeout)
+        links = _loop(settings, tl, rows=rows, traffic=traffic, timeout=timeout)
     finally:
         console.print(tl.table())
+    for line in links:
+        console.print(line)
 
 
-def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> None:
+def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> list[Any]:
+    """The steps; returns what to print after the timeline (flow-run table, links)."""
     from mloop import platform
     from mloop.cli_platform import _serve_command
     from mloop.generate import generate, write_frame
@@ -162,15 +167,15 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
     urls = platform.urls(settings)
     client = PlatformClient(urls["prefect_api"], urls["serving"], urls["webhook"])
 
-    with tl.step("platform up (Prefect server + worker, MLflow, webhook; deploy prefect.yaml)") as st:
+    with tl.step("platform up", "mloop up") as st:
         up = platform.up(settings, serve_command=_serve_command)
         st.detail = f"{len(up.deployments)} deployments"
 
-    with tl.step(f"generate v1 (baseline, {rows} rows)") as st:
+    with tl.step(f"generate v1 ({rows} rows)", "mloop generate") as st:
         source = write_frame(generate("baseline", rows, 1), settings.state.tmp / "loans-v1.parquet")
         st.detail = str(source)
 
-    with tl.step("ingest v1 (contract check + DVC version) via the ingest deployment") as st:
+    with tl.step("ingest v1: contract + DVC", "ingest deployment") as st:
         run = client.run_deployment(
             "ingest/local", {"path": str(source), "dataset": DATASET, "target": "target", "time_column": "event_time"}
         )
@@ -178,24 +183,24 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         if final["state_type"] != "COMPLETED":
             raise MloopError(f"ingest run ended {final['state_type']}", where=str(settings.state.run / "prefect-worker.log"))
 
-    with tl.step("train + gate + promote v1 (automation on mloop.dataset.versioned)") as st:
+    with tl.step("train, gate, promote v1", "on mloop.dataset.versioned") as st:
         v1 = wait_for(lambda: _champion(settings), timeout, "a champion from the triggered train run", every=2)
         st.detail = f"champion = version {v1}"
 
-    with tl.step("deploy v1 (automation on mloop.model.promoted)") as st:
+    with tl.step("deploy v1", "on mloop.model.promoted") as st:
         wait_for(lambda: (m := client.served_model()) and str(m["model_version"]) == v1, timeout, f"version {v1} serving", every=1)
         st.detail = f"{urls['serving']} answers with version {v1}"
 
-    with tl.step(f"baseline traffic ({traffic // 2} predictions)") as st:
+    with tl.step("baseline traffic", "POST /predict") as st:
         n, _ = send_traffic(client, generate("baseline", traffic // 2, 2), with_feedback=False)
         st.detail = f"{n} answered and logged"
 
-    with tl.step(f"drifted traffic + feedback labels ({traffic} predictions, regime-change)") as st:
+    with tl.step("drifted traffic + labels", "POST /predict, /feedback") as st:
         n, _ = send_traffic(client, generate("regime-change", traffic, 3), with_feedback=True)
         st.detail = f"{n} answered, {n} labels fed back"
 
     retrain_since = time.time()
-    with tl.step("monitor run (Evidently drift + quality) via the monitor deployment") as st:
+    with tl.step("drift + quality check", "monitor deployment") as st:
         run = client.run_deployment("monitor/local", {"model_name": DATASET, "window_size": traffic})
         final = client.wait_run(run, timeout)
         verdict = platform.last_drift_verdict(settings) or {}
@@ -203,7 +208,7 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         if final["state_type"] != "COMPLETED" or verdict.get("verdict") != "drift":
             raise MloopError("the monitor run did not detect drift", where=str(verdict.get("report", "")))
 
-    with tl.step("automatic retrain on the new labelled version (automation on mloop.drift.detected)") as st:
+    with tl.step("retrain on new labels, gate", "on mloop.drift.detected") as st:
         retrain = wait_for(lambda: _runs_after(client, "retrain", retrain_since), 120, "a triggered retrain run")[-1]
         final = client.wait_run(retrain["id"], timeout)
         v2 = _champion(settings)
@@ -211,24 +216,26 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         if final["state_type"] != "COMPLETED" or v2 == v1:
             raise MloopError("the retrain did not produce a new champion", where=f"flow run {retrain['name']}")
 
-    with tl.step("automatic deploy of the new champion (automation on mloop.model.promoted)") as st:
+    with tl.step("deploy the new champion", "on mloop.model.promoted") as st:
         wait_for(lambda: (m := client.served_model()) and str(m["model_version"]) == v2, timeout, f"version {v2} serving", every=1)
         _, versions = send_traffic(client, generate("regime-change", 5, 4), with_feedback=False)
         st.detail = f"answers now come from version(s) {sorted(versions)}"
         if versions != {v2}:
             raise MloopError(f"answers came from {sorted(versions)}, expected {v2}")
 
-    console.print(_flow_runs_table(client, wall0))
-    console.print(f"Prefect UI  {urls['prefect_ui']}")
-    console.print(f"MLflow UI   {urls['mlflow_ui']}/#/models/{DATASET}")
-    console.print(f"Drift report {verdict.get('report', '-')}")
-    console.print(f"Serving     {urls['serving']}  (champion {v2})")
-    console.print("The platform is still running for you to explore. Stop it with [bold]make down[/] (or `mloop down`).")
+    return [
+        _flow_runs_table(client, wall0),
+        f"Prefect UI   {urls['prefect_ui']}  (flow runs, artifacts, automations)",
+        f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",
+        f"Drift report {verdict.get('report', '-')}",
+        f"Serving      {urls['serving']}  (champion {v2}; OpenAPI at /docs.json)",
+        "The platform is still running for you to explore. Stop it with [bold]make down[/] (or `mloop down`).",
+    ]
 
 
 def demo(
-    rows: Annotated[int, typer.Option(help="Rows of the first dataset version.")] = 20_000,
-    traffic: Annotated[int, typer.Option(help="Drifted predictions sent (with labels fed back).")] = 4_000,
+    rows: Annotated[int, typer.Option(help="Rows of the first dataset version.")] = 10_000,
+    traffic: Annotated[int, typer.Option(help="Drifted predictions sent (with labels fed back); the retrain keeps the newest rows-many rows, so traffic > rows/2 puts new-regime rows in both its train and holdout split.")] = 6_000,
     fresh: Annotated[
         bool,
         typer.Option("--fresh/--keep", help="Start from a clean state: stop the platform, delete MLOOP_HOME and data/loans (if untracked)."),
