@@ -1,7 +1,8 @@
 """The two reference services of ``bench/serving.py`` (not part of mloop).
 
 - ``FloorService``: a BentoML 1.4 service whose ``/predict`` parses ``{"records": [...]}`` and
-  returns a constant: the framework's own floor on this machine.
+  returns a constant: the framework's own floor on this machine (with the same explicit JSON
+  content type as mloop's service, so both skip BentoML's per-response schema generation).
 - ``naive_app``: uvicorn + FastAPI + the same sklearn pipeline, one DataFrame per request: the
   naive baseline. The pipeline (skops file) and contract (JSON) paths come from the environment
   (``BENCH_PIPELINE``, ``BENCH_CONTRACT``).
@@ -10,15 +11,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
+from bentoml.validators import ContentType
+
+JsonList = Annotated[list[dict[str, Any]], ContentType("application/json")]
 
 
 @bentoml.service(name="bench-floor", workers=1, logging={"access": {"enabled": False}})
 class FloorService:
     @bentoml.api
-    async def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def predict(self, records: list[dict[str, Any]]) -> JsonList:
+        # same explicit content type as mloop's service (else BentoML rebuilds a JSON schema per response)
         return [{"prediction": 0, "probability": 0.5, "model_name": "floor", "model_version": "0"}]
 
 

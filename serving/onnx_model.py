@@ -20,7 +20,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -87,15 +87,22 @@ class NumericPrep:
     mean: list[float]
     scale: list[float]
 
+    def __post_init__(self) -> None:
+        # (k, 1) arrays, built once: apply() runs on every request
+        self._fill = np.asarray(self.fill, dtype=np.float64).reshape(-1, 1)
+        self._mean = np.asarray(self.mean, dtype=np.float64).reshape(-1, 1)
+        self._scale = np.asarray(self.scale, dtype=np.float64).reshape(-1, 1)
+
     def apply(self, columns: dict[str, list[Any]]) -> np.ndarray:
-        """(n, k) float32 array of the prepared numeric columns."""
-        x = np.array([columns[c] for c in self.columns], dtype=np.float64).T
+        """(k, n) float32 array of the prepared numeric columns (row j = column j, contiguous)."""
+        x = np.array([columns[c] for c in self.columns], dtype=np.float64)  # None -> NaN
         if x.ndim == 1:  # no rows
-            x = x.reshape(0, len(self.columns))
+            x = x.reshape(len(self.columns), 0)
         nan = np.isnan(x)
         if nan.any():
-            x = np.where(nan, np.asarray(self.fill), x)
-        return ((x - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+            x = np.where(nan, self._fill, x)
+        # division, not a multiplication by the inverse: bit-identical to StandardScaler.transform
+        return ((x - self._mean) / self._scale).astype(np.float32)
 
 
 def onnx_feed(
@@ -107,7 +114,7 @@ def onnx_feed(
     if prep is not None and prep.columns:
         x = prep.apply(columns)
         for j, name in enumerate(prep.columns):
-            feed[name] = np.ascontiguousarray(x[:, j : j + 1])
+            feed[name] = x[j].reshape(-1, 1)
         done = set(prep.columns)
     for name, kind in kinds.items():
         if name in done:
@@ -429,7 +436,9 @@ def write_model_dir(
         "onnx_max_abs_diff": conversion.max_abs_diff,
         "onnx_rows_checked": conversion.rows_checked,
         "input_kinds": input_kinds(contract),
-        "numeric_prep": asdict(conversion.prep) if conversion.prep is not None else None,
+        "numeric_prep": (
+            {k: getattr(conversion.prep, k) for k in ("columns", "fill", "mean", "scale")} if conversion.prep else None
+        ),
         "sample_columns": sample_cols,
         "expected": {
             "predictions": expected.predictions,

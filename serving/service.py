@@ -39,10 +39,11 @@ import os
 import threading
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
 from bentoml.exceptions import BentoMLException
+from bentoml.validators import ContentType
 
 from mloop.settings import Settings
 from serving.onnx_model import read_contract
@@ -67,6 +68,9 @@ _CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
 Record = build_record_model(_CONTRACT)
 Records = records_annotation(Record, _MAX_RECORDS)
 Answer = answer_model(_CONTRACT.task)
+# The explicit content type matters for speed: without it BentoML derives the media type of a list
+# output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
+Answers = Annotated[list[Answer], ContentType("application/json")]  # type: ignore[valid-type]
 
 _PREDICTIONS = bentoml.metrics.Counter(
     name="mloop_predictions",
@@ -204,7 +208,7 @@ class PredictionService:
             log.info("prediction log flushed on shutdown (%d rows)", rows)
 
     @bentoml.api(batchable=_BATCHING, max_batch_size=_BATCH_SIZE, max_latency_ms=_BATCH_LATENCY_MS)
-    async def predict(self, records: Records) -> list[Answer]:  # type: ignore[valid-type]
+    async def predict(self, records: Records) -> Answers:  # type: ignore[valid-type]
         """Predict a list of records; one answer per record, in order."""
         live = self.live
         if live is None:
