@@ -123,3 +123,26 @@ def test_run_records_lineage_artifacts_and_skops_format(models_settings) -> None
     lineage = R.get_lineage(s.tracking_uri, name, result.version)
     assert lineage.dataset_md5 == md5 and lineage.run_id == result.run_id
     assert R.get_version_info(s.tracking_uri, name, result.version).split == (0.2, 42)
+
+
+def test_failed_run_never_moves_champion_and_is_not_reused(models_settings, monkeypatch) -> None:
+    s, name = models_settings, "failing"
+    weak = ingest_frame(s, synth_frame(ROWS, seed=12, scramble_feature="income"), name)
+    first = train_flow(dataset=name, version=weak)
+    assert first.promoted
+    clean = ingest_frame(s, synth_frame(ROWS, seed=13), name)
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise RuntimeError("registry went away")
+
+    monkeypatch.setattr(R, "register_version", broken)
+    with pytest.raises(RuntimeError, match="registry went away"):
+        train_flow(dataset=name, version=clean)
+    monkeypatch.undo()
+    assert R.champion_version(s.tracking_uri, name) == first.version
+    client = R.mlflow_client(s.tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    failed = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FAILED'")
+    assert len(failed) == 1 and failed[0].data.tags["mloop.dataset_md5"] == clean
+    retry = train_flow(dataset=name, version=clean)  # the failed run is not a cache hit
+    assert not retry.reused and retry.promoted and retry.champion == retry.version
