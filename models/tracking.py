@@ -187,9 +187,11 @@ def log_json(tracking_uri: str, run_id: str, obj: Any, artifact_file: str) -> No
 
 
 def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set several run tags in one store transaction."""
+    from mlflow.entities import RunTag
+
     client = mlflow_client(tracking_uri)
-    for key, value in tags.items():
-        with_retry(lambda k=key, v=value: client.set_tag(run_id, k, str(v)[:5000]))
+    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
