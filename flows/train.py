@@ -1,9 +1,11 @@
 """Train flow: exact dataset version -> split -> fit specs concurrently -> log -> register -> gate -> promote.
 
 Thin orchestration over ``models/``. Tasks run on the flow's task runner: the default
-``ThreadPoolTaskRunner`` fits several specs at once in threads; to fit them on a Dask cluster,
-run the flow with ``train_flow.with_options(task_runner=DaskTaskRunner(address=...))`` from
-``prefect_dask`` (installed) — nothing else changes.
+``ThreadPoolTaskRunner`` fits several specs at once in threads. To fit them on a Dask cluster,
+set ``MLOOP_DASK_ADDRESS`` (e.g. ``tcp://scheduler:8786``, or ``local`` for a local Dask cluster)
+in the flow's environment (the work pool's job variables): the flow then uses
+``prefect_dask.DaskTaskRunner`` — configuration only, no code change. In code,
+``train_flow.with_options(task_runner=DaskTaskRunner(...))`` does the same.
 
 What is cached and why: nothing through Prefect's result cache (tasks take DataFrames and
 fitted models; hashing and pickling them would cost more than it saves, and results must not be
@@ -177,11 +179,25 @@ def promote_challenger(settings: Settings, name: str, version: str, report: Gate
                    flow_run_id=flow_run_id, gate_metrics=metrics, expected_champion=champion)
 
 
+def task_runner() -> Any:
+    """ThreadPoolTaskRunner, or a DaskTaskRunner when MLOOP_DASK_ADDRESS is set (``local``: a local cluster)."""
+    import os
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    address = os.environ.get("MLOOP_DASK_ADDRESS", "").strip()
+    if not address:
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner() if address == "local" else DaskTaskRunner(address=address)
+
+
 def _metric_key(value: float | None, sign: int) -> float:
     return float("-inf") if value is None else sign * value
 
 
-@flow(name="train")
+@flow(name="train", task_runner=task_runner())
 def train_flow(
     dataset: str,
     version: str | None = None,

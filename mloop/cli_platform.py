@@ -12,26 +12,17 @@ from mloop.cli_common import console, load_settings, print_json, user_errors
 def _serve_command():  # noqa: ANN202 - returns mloop.platform.ServeCommand | None
     """How to start the prediction service for the current champion (None when there is none).
 
-    The model is the champion of the most recently changed registered model (the service serves
-    one model); it is packaged first when the BentoML store does not hold it yet.
+    The serving layer owns the command (``serving.process.serve_command``: packages the champion
+    first when the BentoML store does not hold it yet); core only runs it.
     """
-    from mloop.platform import ServeCommand, model_statuses
+    from mloop.platform import ServeCommand
     from mloop.settings import Settings
+    from serving.process import serve_command
 
-    settings = Settings()
-    champions = [m for m in model_statuses(settings) if m.champion]
-    if not champions:
+    spec = serve_command(Settings())
+    if spec is None:
         return None
-    from serving.launch import serve_argv, serve_env
-    from serving.package import package_model
-
-    model = champions[0]
-    packaged = package_model(settings, model.name, model.champion)
-    return ServeCommand(
-        argv=serve_argv(settings.host, settings.serve_port),
-        env=serve_env(settings, packaged.model_tag),
-        health_path="/readyz",
-    )
+    return ServeCommand(argv=list(spec.argv), env=dict(spec.env), cwd=spec.cwd, health_path=spec.health_path)
 
 
 def up(

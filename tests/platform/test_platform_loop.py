@@ -113,6 +113,11 @@ def test_drift_event_retrains_and_deploys_new_champion(platform, tmp_path: Path)
     assert {"retrain", "train", "deploy", "monitor"} <= {fr["flow"] for fr in st["recent_flow_runs"]}
     assert st["urls"]["prefect_ui"].startswith("http://127.0.0.1:")
 
+    # `mloop up` now also sees the prediction service the deploy flow started: it is not started twice.
+    serve_pid = int((platform.settings.state.run / "serve.pid").read_text())
+    again = {s["name"]: s for s in platform.cli_json("up")["services"]}
+    assert again["serve"]["running"] and not again["serve"]["started"] and again["serve"]["pid"] == serve_pid
+
 
 def test_alert_rolls_back_with_audit_record(platform) -> None:  # noqa: ANN001
     from models.audit import read_audit
