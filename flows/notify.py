@@ -29,7 +29,7 @@ BODY = (
     "{{ event.event }} on {{ event.resource.id }} at {{ event.occurred }}\n"
     "version: {{ event.payload.version }}\n"
     "reason: {{ event.payload.reason }}\n"
-    "drift share: {{ event.payload.share }}\n"
+    "drift share: {{ event.payload.drift_share }}\n"
     "payload: {{ event.payload | tojson }}"
 )
 

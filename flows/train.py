@@ -368,7 +368,11 @@ def train_flow(
                 reason = f"not promoted: {record.detail}"
         payload = {"version": registered.version, "metrics": best.metrics, "reason": reason, "data_md5": info.md5,
                    "champion": R.champion_version(uri, dataset), "gain": report.gain, "ci_low": report.ci_low}
-        events.emit(events.MODEL_PROMOTED if promoted else events.MODEL_REJECTED, events.model_resource(dataset), payload)
+        if promoted:
+            events.emit(events.MODEL_PROMOTED, events.model_resource(dataset), payload)
+        elif decision == "reject" or promote:  # gate or approver said no, or the guarded alias move lost
+            events.emit(events.MODEL_REJECTED, events.model_resource(dataset), payload)
+        # promote=False with a passing gate: the challenger stays registered, nothing was rejected.
         for run_id in list(open_runs):
             T.finish_run(uri, run_id)
             open_runs.remove(run_id)

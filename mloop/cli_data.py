@@ -10,7 +10,7 @@ import typer
 
 from mloop.cli_common import console, err_console, load_settings, print_json, user_errors
 
-SCENARIO_HELP = "baseline | covariate-shift | concept-drift | new-category | missing-surge"
+SCENARIO_HELP = "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
 
 data_app = typer.Typer(help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True)
 

@@ -299,6 +299,21 @@ def _read_source(source: Path, name: str, contract: DatasetContract | None) -> p
     return df
 
 
+def _dvc_add(repo: Any, target_path: Path) -> Any:
+    """``dvc add`` with a clear error when git ignores the pointer (DVC refuses to write it)."""
+    from dvc.dvcfile import FileIsGitIgnored
+
+    try:
+        return repo.add(str(target_path))
+    except FileIsGitIgnored as exc:
+        target_path.unlink(missing_ok=True)  # nothing was versioned: leave no bytes behind
+        raise MloopError(
+            f"DVC refuses to write the pointer {target_path.name}.dvc: {exc}",
+            where=str(target_path.parent),
+            fix=f"remove the .gitignore rule that ignores {target_path.parent} (only the parquet may be ignored)",
+        ) from exc
+
+
 def _git_commit_pointer(settings: Settings, name: str, md5: str, rows: int) -> str | None:
     root = settings.project_dir.resolve()
     folder = data_dir(settings, name)
@@ -419,7 +434,7 @@ def ingest_dataset(
             save_contract(contract, settings.project_dir.resolve())
         say("versioning with DVC and pushing to the remote")
         with open_repo(settings) as repo:
-            stages = repo.add(str(target_path))
+            stages = _dvc_add(repo, target_path)
             dvc_md5 = stages[0].outs[0].hash_info.value
             repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
         if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes

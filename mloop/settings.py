@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server (mloop up).")
     mlflow_port: int = Field(default=5000, description="Port of the local MLflow UI (mloop up).")
     serve_port: int = Field(default=3000, description="Port of the BentoML prediction service.")
-    webhook_port: int = Field(default=3100, description="Port of the alerts/feedback webhook receiver.")
+    webhook_port: int = Field(default=3100, description="Port of the Alertmanager webhook receiver (POST /alerts, /notifications).")
     dvc_remote: str | None = Field(
         default=None,
         description="DVC remote URL for dataset versions (default: <home>/dvc-remote). Any DVC remote URL works.",
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     )
     daily_retrain_budget: int = Field(default=6, description="At most this many automatic retrains a day.")
     api_token: SecretStr | None = Field(
-        default=None, description="Bearer token the write endpoints (alerts, feedback) require when set."
+        default=None, description="Bearer token the write endpoints (/alerts, /notifications, /feedback, /admin/rollout) require when set."
     )
     alert_actions: dict[str, str] = Field(
         default_factory=lambda: {
@@ -79,9 +79,6 @@ class Settings(BaseSettings):
     notify_url: str | None = Field(
         default=None,
         description="Webhook the notification block posts to (default: the local receiver's /notifications).",
-    )
-    task: Literal["classification", "regression"] = Field(
-        default="classification", description="Default task for a dataset ingested without --task."
     )
 
     @property

@@ -467,12 +467,13 @@ def read_contract(model_dir: Path) -> DatasetContract:
 def _load_skops(path: Path) -> Any:
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=path)
-    allowed = ("sklearn.", "numpy.", "builtins.", "scipy.")
-    bad = [t for t in untrusted if not t.startswith(allowed)]
+    from models.pipeline import TRUSTED_TYPES
+
+    # The same explicit allowlist as the registry: a type outside it is refused, never trusted.
+    bad = sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
     if bad:
-        raise ValueError(f"refusing to load {path}: types outside sklearn/numpy/scipy: {bad}")
-    return sio.load(path, trusted=untrusted)
+        raise ValueError(f"refusing to load {path}: types outside the allowlist: {bad}")
+    return sio.load(path, trusted=TRUSTED_TYPES)
 
 
 def load_predictor(model_dir: Path, threads: int = 1) -> Predictor:

@@ -281,3 +281,17 @@ def test_concurrent_ingests_of_one_dataset_are_serialised(settings: Settings, tm
     assert file_md5(parquet_path(settings, DATASET)) == versions[0].md5  # the working file is the newest
     for v in versions:
         assert len(read_frame(export_version(settings, DATASET, v.md5, tmp_path / f"{v.md5}.parquet"))) == 600
+
+
+def test_git_ignored_dataset_folder_is_refused_with_a_fix(tmp_path: Path) -> None:
+    import subprocess
+
+    settings = Settings(home=tmp_path / "home", project_dir=git_project(tmp_path / "ignored"))
+    (settings.project_dir / ".gitignore").write_text(f"/data/{DATASET}/\n")
+    subprocess.run(["git", "-C", str(settings.project_dir), "add", ".gitignore"], check=True)
+    subprocess.run(["git", "-C", str(settings.project_dir), "commit", "-qm", "ignore"], check=True)
+    with pytest.raises(MloopError, match="git-ignored") as err:
+        ingest_dataset(settings, write_frame(generate("baseline", 300, 1), tmp_path / "v.csv"), dataset=DATASET)
+    assert ".gitignore rule" in str(err.value.fix)
+    assert list_versions(settings, DATASET) == []
+    assert not parquet_path(settings, DATASET).exists()
