@@ -119,6 +119,31 @@ def _champion(settings: Settings) -> str | None:
     return champion_version(settings.tracking_uri, DATASET)
 
 
+def _lineage(settings: Settings, prediction_id: str) -> Any:
+    """The lineage chain of a logged prediction, or None while the log has not flushed it yet."""
+    from mloop.errors import NotFoundError
+    from serving.lineage import resolve_prediction
+
+    try:
+        return resolve_prediction(settings, prediction_id)
+    except NotFoundError:
+        return None
+
+
+def _lineage_table(chain: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Lineage of prediction {chain.prediction_id} (mloop lineage --prediction-id ...)")
+    table.add_column("link")
+    table.add_column("value", overflow="fold")
+    table.add_row("model version", f"{chain.model_name} v{chain.model_version}")
+    table.add_row("MLflow run", chain.run_id or "-")
+    table.add_row("dataset", f"{chain.dataset_name or '-'} md5 {chain.dataset_md5 or '-'} ({chain.dataset_rows or '?'} rows)")
+    table.add_row("code commit", chain.code_commit or "-")
+    table.add_row(".dvc pointer", f"{chain.dvc_pointer or '-'} @ {chain.dvc_pointer_commit or 'not committed'}")
+    return table
+
+
 def _runs_after(client: Any, flow: str, since: float) -> list[dict[str, Any]]:
     cutoff = datetime.fromtimestamp(since, UTC).isoformat()
     return [r for r in client.flow_runs(flow) if (r.get("created") or "") >= cutoff]
@@ -223,8 +248,14 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         if versions != {v2}:
             raise MloopError(f"answers came from {sorted(versions)}, expected {v2}")
 
+    with tl.step("trace a served prediction", "mloop lineage") as st:
+        answer = client.predict(_records(generate("regime-change", 1, 5)))[0]
+        chain = wait_for(lambda: _lineage(settings, answer["prediction_id"]), 30, "the prediction in the log", every=0.5)
+        st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
+
     return [
         _flow_runs_table(client, wall0),
+        _lineage_table(chain),
         f"Prefect UI   {urls['prefect_ui']}  (flow runs, artifacts, automations)",
         f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",
         f"Drift report {verdict.get('report', '-')}",
