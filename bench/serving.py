@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mloop.services import ServiceProcess, free_port, start_process, stop_pid, wait_http  # noqa: E402
+from mloop.services import ServiceProcess, free_port, start_process, stop_pid  # noqa: E402
 from mloop.settings import Settings  # noqa: E402
 
 NAME = "loans"
@@ -194,8 +194,9 @@ def start_floor(run_dir: Path) -> tuple[ServiceProcess, int]:
         run_dir=run_dir,
         env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(run_dir / "bentoml")},
         cwd=ROOT,
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+        timeout=120,
     )
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, pid=proc.pid, log=proc.log)
     return proc, port
 
 
@@ -210,8 +211,9 @@ def start_naive(run_dir: Path, skops_path: Path, contract_path: Path) -> tuple[S
         env={"PYTHONPATH": str(ROOT), "BENCH_PIPELINE": str(skops_path), "BENCH_CONTRACT": str(contract_path),
              "OMP_NUM_THREADS": "1"},
         cwd=ROOT,
+        ready_url=f"http://127.0.0.1:{port}/docs",
+        timeout=120,
     )
-    wait_http(f"http://127.0.0.1:{port}/docs", timeout=120, pid=proc.pid, log=proc.log)
     return proc, port
 
 

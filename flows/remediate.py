@@ -66,7 +66,8 @@ def remediate_flow(
     logger = get_run_logger()
     settings = Settings()
     labels = dict(labels or {})
-    alertname = alertname_from_event(alertname)
+    # The event name is normalised (safe characters only); the alert's own label keeps the exact name.
+    alertname = str(labels.get("alertname") or alertname_from_event(alertname))
     model = model_name or next((labels[k] for k in MODEL_LABELS if labels.get(k)), None)
     action = action_for(alertname, actions if actions is not None else settings.alert_actions)
     summary = (annotations or {}).get("summary") or (annotations or {}).get("description") or ""

@@ -15,14 +15,10 @@ def _serve_command():  # noqa: ANN202 - returns mloop.platform.ServeCommand | No
     The serving layer owns the command (``serving.process.serve_command``: packages the champion
     first when the BentoML store does not hold it yet); core only runs it.
     """
-    from mloop.platform import ServeCommand
     from mloop.settings import Settings
     from serving.process import serve_command
 
-    spec = serve_command(Settings())
-    if spec is None:
-        return None
-    return ServeCommand(argv=list(spec.argv), env=dict(spec.env), cwd=spec.cwd, health_path=spec.health_path)
+    return serve_command(Settings())
 
 
 def up(

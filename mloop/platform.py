@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import subprocess
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -153,6 +154,10 @@ def platform_env(settings: Settings) -> dict[str, str]:
         **settings_env(settings),
         "PREFECT_API_URL": prefect_api_url(settings),
         "MLOOP_CODE_DIR": str(CODE_DIR),
+        # The worker starts flow runs with this command (prefect.yaml job variable `command`): one
+        # Python process per run. Without it Prefect 3.9 starts a workspace supervisor that execs
+        # a second interpreter, importing prefect twice (about a second more per triggered run).
+        "MLOOP_ENGINE_COMMAND": f"{shlex.quote(sys.executable)} -m prefect.engine",
         "PYTHONPATH": os.pathsep.join(p for p in (str(CODE_DIR), os.environ.get("PYTHONPATH", "")) if p),
     }
     return env
@@ -233,7 +238,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             ],
             env={
                 **env,
-                "PREFECT_WORKER_QUERY_SECONDS": "2",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (loopback: cheap)
                 "PREFECT_WORKER_PREFETCH_SECONDS": "10",
                 "PREFECT_RUNNER_POLL_FREQUENCY": "2",
             },

@@ -60,8 +60,14 @@ def start_process(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     url: str = "",
+    ready_url: str | None = None,
+    timeout: float = 90.0,
 ) -> ServiceProcess:
-    """Start ``argv`` detached in a new session; write ``<run_dir>/<name>.pid`` and ``.log``."""
+    """Start ``argv`` detached in a new session; write ``<run_dir>/<name>.pid`` and ``.log``.
+
+    With ``ready_url``, wait until it answers; a process that dies or never answers is stopped
+    (by pid) and the error raised, so a failed start leaves nothing running.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / f"{name}.log"
     full_env = {**os.environ, **(env or {})}
@@ -76,6 +82,12 @@ def start_process(
             start_new_session=True,
         )
     (run_dir / f"{name}.pid").write_text(str(proc.pid))
+    if ready_url is not None:
+        try:
+            wait_http(ready_url, timeout=timeout, pid=proc.pid, log=log)
+        except Exception:
+            stop_pid(proc.pid)
+            raise
     return ServiceProcess(name=name, pid=proc.pid, url=url, log=log)
 
 
@@ -147,16 +159,12 @@ def prefect_server_argv(host: str, port: int) -> list[str]:
 def start_prefect_server(run_dir: Path, env: dict[str, str], host: str, port: int, timeout: float = 90.0) -> ServiceProcess:
     """Start ``prefect server start`` on host:port and wait until its health endpoint answers."""
     api = f"http://{host}:{port}/api"
-    proc = start_process(
+    return start_process(
         "prefect-server",
         prefect_server_argv(host, port),
         run_dir=run_dir,
         env={**env, "PREFECT_API_URL": api, "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)},
         url=api,
+        ready_url=f"{api}/health",
+        timeout=timeout,
     )
-    try:
-        wait_http(f"{api}/health", timeout=timeout, pid=proc.pid, log=proc.log)
-    except Exception:
-        stop_pid(proc.pid)
-        raise
-    return proc

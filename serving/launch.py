@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mloop.services import ServiceProcess, start_process, stop_pid, wait_http
+from mloop.services import ServiceProcess, start_process
 from mloop.settings import Settings
 
 CODE_ROOT = Path(__file__).resolve().parent.parent
@@ -45,17 +45,13 @@ def start_service(
 ) -> ServiceProcess:
     """Start the service in the background and wait until ``/readyz`` answers (model loaded)."""
     url = f"http://{host}:{port}"
-    proc = start_process(
+    return start_process(
         name,
         serve_argv(host, port),
         run_dir=run_dir or settings.state.run,
         env=serve_env(settings, model_tag, log_predictions=log_predictions, **extra_env),
         cwd=CODE_ROOT,
         url=url,
+        ready_url=f"{url}/readyz",
+        timeout=timeout,
     )
-    try:
-        wait_http(f"{url}/readyz", timeout=timeout, pid=proc.pid, log=proc.log)
-    except Exception:
-        stop_pid(proc.pid)
-        raise
-    return proc

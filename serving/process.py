@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
+from mloop.platform import ServeCommand
 from mloop.settings import Settings
 from serving.launch import CODE_ROOT, serve_argv, serve_env
 
 
 @dataclass(frozen=True)
-class ServeSpec:
-    """A command line that serves one packaged model (read by mloop.platform.ServeCommand)."""
+class ServeSpec(ServeCommand):
+    """The platform's ServeCommand for one packaged model, plus which model it serves."""
 
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-    health_path: str = "/readyz"
     model_tag: str = ""
     name: str = ""
     version: str = ""
