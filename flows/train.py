@@ -179,13 +179,16 @@ def promote_challenger(settings: Settings, name: str, version: str, report: Gate
                    flow_run_id=flow_run_id, gate_metrics=metrics, expected_champion=champion)
 
 
-def task_runner() -> Any:
-    """ThreadPoolTaskRunner, or a DaskTaskRunner when MLOOP_DASK_ADDRESS is set (``local``: a local cluster)."""
+def task_runner(address: str | None = None) -> Any:
+    """ThreadPoolTaskRunner, or a DaskTaskRunner for ``address`` (default: MLOOP_DASK_ADDRESS).
+
+    ``local`` starts a local Dask cluster for the run; anything else is a scheduler address.
+    """
     import os
 
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    address = os.environ.get("MLOOP_DASK_ADDRESS", "").strip()
+    address = (os.environ.get("MLOOP_DASK_ADDRESS", "") if address is None else address).strip()
     if not address:
         return ThreadPoolTaskRunner()
     from prefect_dask import DaskTaskRunner

@@ -146,3 +146,28 @@ def test_failed_run_never_moves_champion_and_is_not_reused(models_settings, monk
     assert len(failed) == 1 and failed[0].data.tags["mloop.dataset_md5"] == clean
     retry = train_flow(dataset=name, version=clean)  # the failed run is not a cache hit
     assert not retry.reused and retry.promoted and retry.champion == retry.version
+
+
+def test_specs_fit_on_a_dask_cluster(models_settings) -> None:
+    """The same flow, with its task runner switched to Dask, fits every spec on the cluster."""
+    from distributed import LocalCluster
+    from prefect_dask import DaskTaskRunner
+
+    from flows.train import task_runner
+
+    assert isinstance(task_runner("local"), DaskTaskRunner)
+    assert not isinstance(task_runner(""), DaskTaskRunner)
+    s, name = models_settings, "dasked"
+    md5 = ingest_frame(s, synth_frame(ROWS, seed=12), name)
+    specs = [ModelSpec(estimator="logistic_regression"),
+             ModelSpec(estimator="random_forest", params={"n_estimators": 20, "max_depth": 4})]
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        runner = task_runner(cluster.scheduler_address)
+        assert isinstance(runner, DaskTaskRunner)
+        result = train_flow.with_options(task_runner=runner)(dataset=name, version=md5, specs=specs)
+        # the fits ran as tasks of this cluster's scheduler
+        assert {c.spec.estimator for c in result.candidates} == {"logistic_regression", "random_forest"}
+        assert all(not c.reused for c in result.candidates)
+        prefixes = cluster.scheduler.task_prefixes  # every task the cluster ran, by Prefect task name
+        assert {"fit", "gate"} <= set(prefixes), dict(prefixes)
+
