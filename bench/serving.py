@@ -8,7 +8,8 @@ In one run, on loopback, all started together and stopped by pid at the end:
 - ``mloop-nolog``: the same with the prediction log off (MLOOP_PREDICTION_LOG=0);
 - ``floor``: a BentoML service that parses the same body and returns a constant;
 - ``naive``: uvicorn + FastAPI + the same sklearn pipeline, one DataFrame per request;
-- ``mloop-nobatch`` (only with ``--only``): mloop with adaptive batching off (MLOOP_BATCHING=0).
+- ``mloop-nobatch`` (only with ``--only``): mloop with adaptive batching off (MLOOP_BATCHING=0);
+- ``mloop-unbounded`` (only with ``--only``): mloop without the batching-wait bound (serving/batching.py).
 
 One load generator (a minimal asyncio HTTP/1.1 keep-alive client, so the client's own CPU cost
 stays small on 2 cores) sends single-record requests (varied holdout rows) at concurrency 1 and 32,
@@ -182,13 +183,13 @@ def prepare(work: Path, model: str, rows: int) -> tuple[Settings, list[bytes], P
     return settings, bodies, skops_path, contract_path
 
 
-def start_mloop(settings: Settings, log_on: bool, batching: bool = True) -> tuple[ServiceProcess, int]:
+def start_mloop(settings: Settings, log_on: bool, batching: bool = True, **env: str) -> tuple[ServiceProcess, int]:
     from serving.launch import start_service
 
     port = free_port()
     proc = start_service(
         settings, f"{NAME}:v1", port=port, name=f"bench-mloop-{port}", log_predictions=log_on,
-        MLOOP_BATCHING="1" if batching else "0",
+        MLOOP_BATCHING="1" if batching else "0", **env,
     )
     return proc, port
 
@@ -248,6 +249,7 @@ def main() -> None:
             "mloop": lambda: start_mloop(settings, True),
             "mloop-nolog": lambda: start_mloop(settings, False),
             "mloop-nobatch": lambda: start_mloop(settings, True, batching=False),
+            "mloop-unbounded": lambda: start_mloop(settings, True, MLOOP_BATCH_WAIT_BOUND="0"),
             "naive": lambda: start_naive(run_dir, skops_path, contract_path),
         }
         chosen = [n for n in args.only.split(",") if n in starters]

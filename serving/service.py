@@ -46,6 +46,7 @@ from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
 from mloop.settings import Settings
+from serving.batching import bound_batching_wait
 from serving.onnx_model import read_contract
 from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
 from serving.runtime import LiveModel, RolloutRefused, load_live_model, prepare_live_model
@@ -172,6 +173,8 @@ class PredictionService:
     model_ref = _INITIAL_REF  # a Bento built from this service embeds the initial model
 
     def __init__(self) -> None:
+        if _BATCHING and os.environ.get("MLOOP_BATCH_WAIT_BOUND", "1") != "0":
+            bound_batching_wait()  # a lone request is not held back after a burst (serving/batching.py)
         self.live: LiveModel | None = None
         self._rollout_lock = threading.Lock()
         self._token = _SETTINGS.api_token.get_secret_value() if _SETTINGS.api_token else None
