@@ -7,9 +7,9 @@ burst's queueing time becomes the learned wait, and lone requests then keep wait
 long (measured with bench/serving.py: c=1 p50 1.2 ms before a c=32 burst, 12-15 ms after it), since
 the estimate only decays by 5% per 5-second refresh.
 
-The rule added: a cork that caught nobody (a batch of one) was useless, so the wait drops to the
-estimated cost of a one-record call (``o_a + o_b``) at once, and stays there at the next refresh
-while batches of one continue. Under load, batches hold several requests and BentoML's learned
+The rule added: a cork that caught nobody (a batch of one) was useless, so corking stops at once
+(wait 0; a positive wait still holds a lone request for about that long), and stays off at the
+next refresh while batches of one continue. Under load, batches hold several requests and BentoML's learned
 wait applies unchanged, so throughput under load is kept.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 
 def _drop_useless_wait(optimizer: Any) -> None:
-    optimizer.wait = min(optimizer.wait, optimizer.o_a + optimizer.o_b)
+    optimizer.wait = 0.0
 
 
 def bound_batching_wait() -> None:
