@@ -83,6 +83,11 @@ class StatePaths:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def cache(self) -> Path:
+        """Libraries' own caches (XDG_CACHE_HOME: matplotlib fonts, onnxruntime's device id), not ~/.cache."""
+        return self.root / "cache"
+
     def ensure(self) -> "StatePaths":
         for path in (
             self.prefect_home,
@@ -98,6 +103,7 @@ class StatePaths:
             self.locks,
             self.run,
             self.tmp,
+            self.cache,
         ):
             path.mkdir(parents=True, exist_ok=True)
         return self

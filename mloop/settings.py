@@ -118,6 +118,9 @@ class Settings(BaseSettings):
             "DVC_NO_ANALYTICS": "1",
             "DVC_SITE_CACHE_DIR": str(s.dvc_site_cache),
             "GIT_PYTHON_REFRESH": "quiet",
+            # Libraries that would otherwise write under the user's home (~/.cache, ~/.config).
+            "XDG_CACHE_HOME": str(s.cache),
+            "MPLCONFIGDIR": str(s.cache / "matplotlib"),
         }
 
     def apply_env(self) -> None:

@@ -51,7 +51,7 @@ def test_service_env_turns_telemetry_off_and_points_into_home(tmp_path: Path) ->
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
     assert env["DVC_NO_ANALYTICS"] == "1"
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    for key in ("PREFECT_HOME", "BENTOML_HOME", "DVC_SITE_CACHE_DIR"):
+    for key in ("PREFECT_HOME", "BENTOML_HOME", "DVC_SITE_CACHE_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
         assert env[key].startswith(str(tmp_path / "h"))
 
 
