@@ -298,13 +298,12 @@ def train_flow(
         best = max(candidates, key=lambda c: _metric_key(c.metrics.get(metric), sign))
 
         if best.reused:
-            existing = T.get_run(uri, best.run_id).tags.get(T.TAG_REGISTERED_VERSION)
+            stored = T.get_run(uri, best.run_id)
+            existing = stored.tags.get(T.TAG_REGISTERED_VERSION)
             if existing:
                 for f in log_futures:
                     f.result()
-                for run_id in list(open_runs):
-                    T.finish_run(uri, run_id)
-                    open_runs.remove(run_id)
+                _finish_runs(uri, open_runs)
                 v = R.get_version_info(uri, dataset, existing)
                 logger.info("identical inputs: reusing run %s and version %s (force=True retrains)", best.run_id, existing)
                 return TrainResult(
@@ -313,7 +312,7 @@ def train_flow(
                     metrics=v.metrics, candidates=candidates, timings=timings,
                 )
             # a former loser now wins: score its stored model on this holdout
-            chosen = _stored_candidate(uri, T.get_run(uri, best.run_id).model_uri, best.spec, contract, X_holdout, y_holdout)
+            chosen = _stored_candidate(uri, stored.model_uri, best.spec, contract, X_holdout, y_holdout)
         else:
             chosen = fitted[best.spec.key()]
 
@@ -324,10 +323,7 @@ def train_flow(
         for f in log_futures:
             f.result()
         timings["log"] = time.perf_counter() - t_log
-        for c in candidates:  # losers are complete: finish them now so they are cacheable
-            if c is not best and c.run_id in open_runs:
-                T.finish_run(uri, c.run_id)
-                open_runs.remove(c.run_id)
+        _finish_runs(uri, open_runs, keep=best.run_id)  # losers are complete: finished now, so cacheable
 
         # -- register the best candidate
         t_reg = time.perf_counter()
@@ -376,9 +372,7 @@ def train_flow(
         elif decision == "reject" or promote:  # gate or approver said no, or the guarded alias move lost
             events.emit(events.MODEL_REJECTED, events.model_resource(dataset), payload)
         # promote=False with a passing gate: the challenger stays registered, nothing was rejected.
-        for run_id in list(open_runs):
-            T.finish_run(uri, run_id)
-            open_runs.remove(run_id)
+        _finish_runs(uri, open_runs)
         timings["total"] = time.perf_counter() - t_start
         logger.info("%s v%s: %s", dataset, registered.version, reason)
         return TrainResult(
@@ -392,6 +386,15 @@ def train_flow(
                 T.finish_run(uri, run_id, status="FAILED")
             except Exception:  # noqa: BLE001 - best effort while an error propagates
                 pass
+
+
+def _finish_runs(uri: str, open_runs: list[str], keep: str | None = None) -> None:
+    """Finish the open MLflow runs except ``keep``: a finished run is complete, hence a cache hit later."""
+    from models import tracking as T
+
+    for run_id in [r for r in open_runs if r != keep]:
+        T.finish_run(uri, run_id)
+        open_runs.remove(run_id)
 
 
 def _stored_candidate(uri: str, model_uri: str, spec: ModelSpec, contract: DatasetContract, X_holdout: Any,

@@ -93,26 +93,6 @@ def reset(settings: Settings) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _records(df: Any) -> list[dict[str, Any]]:
-    import json
-
-    return json.loads(df.drop(columns=["target", "event_time"]).to_json(orient="records"))
-
-
-def send_traffic(client: Any, df: Any, *, with_feedback: bool, batch: int = 250) -> tuple[int, set[str]]:
-    """POST /predict in batches (and the true labels to /feedback); returns (answered, versions seen)."""
-    answered, versions = 0, set()
-    for start in range(0, len(df), batch):
-        chunk = df.iloc[start : start + batch]
-        answers = client.predict(_records(chunk))
-        versions |= {str(a["model_version"]) for a in answers}
-        if with_feedback:
-            labels = [{"prediction_id": a["prediction_id"], "label": int(y)} for a, y in zip(answers, chunk["target"], strict=True)]
-            client.feedback(labels)
-        answered += len(answers)
-    return answered, versions
-
-
 def _champion(settings: Settings) -> str | None:
     from models.registry import champion_version
 
@@ -136,15 +116,12 @@ def _lineage_table(chain: Any) -> Any:
     table = Table(title=f"Lineage of prediction {chain.prediction_id} (mloop lineage --prediction-id ...)")
     table.add_column("link")
     table.add_column("value", overflow="fold")
-    table.add_row("model version", f"{chain.model_name} v{chain.model_version}")
-    table.add_row("MLflow run", chain.run_id or "-")
-    table.add_row("dataset", f"{chain.dataset_name or '-'} md5 {chain.dataset_md5 or '-'} ({chain.dataset_rows or '?'} rows)")
-    table.add_row("code commit", chain.code_commit or "-")
-    table.add_row(".dvc pointer", f"{chain.dvc_pointer or '-'} @ {chain.dvc_pointer_commit or 'not committed'}")
+    for link, value in chain.rows()[1:]:  # the prediction itself is in the title
+        table.add_row(link, value)
     return table
 
 
-def _runs_after(client: Any, flow: str, since: float) -> list[dict[str, Any]]:
+def _runs_after(client: Any, flow: str | None, since: float) -> list[dict[str, Any]]:
     cutoff = datetime.fromtimestamp(since, UTC).isoformat()
     return [r for r in client.flow_runs(flow) if (r.get("created") or "") >= cutoff]
 
@@ -154,10 +131,7 @@ def _flow_runs_table(client: Any, since: float) -> Any:
 
     names = client.flow_names()
     t = Table("flow", "run", "started by", "state", "start (UTC)", "seconds", title="Prefect flow runs of this demo")
-    cutoff = datetime.fromtimestamp(since, UTC).isoformat()
-    for r in client.flow_runs():
-        if (r.get("created") or "") < cutoff:
-            continue
+    for r in _runs_after(client, None, since):
         by = (r.get("created_by") or {}).get("type") or "api"
         t.add_row(
             names.get(r["flow_id"], "?"),
@@ -184,16 +158,16 @@ def run_demo(settings: Settings, *, rows: int, traffic: int, timeout: float) -> 
 def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> list[Any]:
     """The steps; returns what to print after the timeline (flow-run table, links)."""
     from mloop import platform
-    from mloop.cli_platform import _serve_command
     from mloop.generate import generate, write_frame
-    from mloop.prefect_rest import PlatformClient, wait_for
+    from mloop.prefect_rest import PlatformClient, records_of, wait_for
+    from serving.process import serve_command
 
     wall0 = time.time()
     urls = platform.urls(settings)
     client = PlatformClient(urls["prefect_api"], urls["serving"], urls["webhook"])
 
     with tl.step("platform up", "mloop up") as st:
-        up = platform.up(settings, serve_command=_serve_command)
+        up = platform.up(settings, serve_command=lambda: serve_command(settings))
         st.detail = f"{len(up.deployments)} deployments"
 
     with tl.step(f"generate v1 ({rows} rows)", "mloop generate") as st:
@@ -217,11 +191,11 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         st.detail = f"{urls['serving']} answers with version {v1}"
 
     with tl.step("baseline traffic", "POST /predict") as st:
-        n, _ = send_traffic(client, generate("baseline", traffic // 2, 2), with_feedback=False)
+        n, _ = client.send_traffic(generate("baseline", traffic // 2, 2), with_feedback=False)
         st.detail = f"{n} answered and logged"
 
     with tl.step("drifted traffic + labels", "POST /predict, /feedback") as st:
-        n, _ = send_traffic(client, generate("regime-change", traffic, 3), with_feedback=True)
+        n, _ = client.send_traffic(generate("regime-change", traffic, 3), with_feedback=True)
         st.detail = f"{n} answered, {n} labels fed back"
 
     retrain_since = time.time()
@@ -243,13 +217,13 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
     with tl.step("deploy the new champion", "on mloop.model.promoted") as st:
         wait_for(lambda: (m := client.served_model()) and str(m["model_version"]) == v2, timeout, f"version {v2} serving", every=1)
-        _, versions = send_traffic(client, generate("regime-change", 5, 4), with_feedback=False)
+        _, versions = client.send_traffic(generate("regime-change", 5, 4), with_feedback=False)
         st.detail = f"answers now come from version(s) {sorted(versions)}"
         if versions != {v2}:
             raise MloopError(f"answers came from {sorted(versions)}, expected {v2}")
 
     with tl.step("trace a served prediction", "mloop lineage") as st:
-        answer = client.predict(_records(generate("regime-change", 1, 5)))[0]
+        answer = client.predict(records_of(generate("regime-change", 1, 5)))[0]
         chain = wait_for(lambda: _lineage(settings, answer["prediction_id"]), 30, "the prediction in the log", every=0.5)
         st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
 

@@ -69,9 +69,9 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
     settings = load_settings()
     _prefect(settings)
     with user_errors():
-        from flows import promote as flows_promote
+        from flows.promote import promote_flow, rollback_flow
 
-        flow_fn = getattr(flows_promote, f"{flow_name}_flow")
+        flow_fn = {"promote": promote_flow, "rollback": rollback_flow}[flow_name]
         record = flow_fn(**params, actor=f"user:{getpass.getuser()}")
     if json_out:
         print_json(record)

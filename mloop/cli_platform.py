@@ -9,18 +9,6 @@ import typer
 from mloop.cli_common import console, load_settings, print_json, user_errors
 
 
-def _serve_command():  # noqa: ANN202 - returns mloop.platform.ServeCommand | None
-    """How to start the prediction service for the current champion (None when there is none).
-
-    The serving layer owns the command (``serving.process.serve_command``: packages the champion
-    first when the BentoML store does not hold it yet); core only runs it.
-    """
-    from mloop.settings import Settings
-    from serving.process import serve_command
-
-    return serve_command(Settings())
-
-
 def up(
     deploy: Annotated[
         bool | None,
@@ -38,7 +26,9 @@ def up(
 
     with user_errors():
         settings = load_settings()
-        result = platform.up(settings, do_deploy=deploy, serve_command=_serve_command)
+        from serving.process import serve_command  # packages the champion first if the store lacks it
+
+        result = platform.up(settings, do_deploy=deploy, serve_command=lambda: serve_command(settings))
     if json_out:
         print_json(result)
         return

@@ -109,15 +109,7 @@ def lineage_cmd(
     if json_out:
         print_json(chain)
         return
-    rows = [
-        ("prediction", f"{chain.prediction_id} at {chain.timestamp}: {chain.prediction} (p={chain.probability})"),
-        ("model version", f"{chain.model_name} v{chain.model_version}"),
-        ("MLflow run", chain.run_id or "-"),
-        ("dataset", f"{chain.dataset_name or '-'} md5 {chain.dataset_md5 or '-'} ({chain.dataset_rows or '?'} rows)"),
-        ("code commit", chain.code_commit or "-"),
-        (".dvc pointer", f"{chain.dvc_pointer or '-'} @ {chain.dvc_pointer_commit or 'not committed'}"),
-    ]
-    for label, value in rows:
+    for label, value in chain.rows():
         console.print(f"[bold]{label:>14}[/]  {value}", highlight=False)
     for note in chain.notes:
         console.print(f"  [yellow]note:[/] {note}")

@@ -24,8 +24,8 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +38,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from mloop.errors import MloopError
-from mloop.services import pid_alive, read_pid, start_process, stop_pid, wait_http
+from mloop.services import pid_alive, read_pid, start_process, stop_pid
 from mloop.settings import Settings
 
 WORK_POOL = "mloop-local"

@@ -20,6 +20,13 @@ T = TypeVar("T")
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+def records_of(frame: Any) -> list[dict[str, Any]]:
+    """The feature records of a generated frame (without ``target`` and ``event_time``), as JSON sends them."""
+    import json
+
+    return json.loads(frame.drop(columns=["target", "event_time"]).to_json(orient="records"))
+
+
 def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, every: float = 1.0) -> T:
     """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -109,6 +116,27 @@ class PlatformClient:
         r = httpx.post(f"{self.serve_url}/predict", json={"records": records}, timeout=60)
         r.raise_for_status()
         return list(r.json())
+
+    def send_traffic(self, frame: Any, *, with_feedback: bool, batch: int = 250) -> tuple[int, set[str]]:
+        """POST a generated frame to /predict in batches (and its true labels to /feedback).
+
+        Returns (answered, model versions seen); raises when /feedback records fewer labels than sent.
+        """
+        answered, versions = 0, set()
+        for start in range(0, len(frame), batch):
+            chunk = frame.iloc[start : start + batch]
+            answers = self.predict(records_of(chunk))
+            versions |= {str(a["model_version"]) for a in answers}
+            if with_feedback:
+                labels = [
+                    {"prediction_id": a["prediction_id"], "label": int(y)}
+                    for a, y in zip(answers, chunk["target"], strict=True)
+                ]
+                recorded = self.feedback(labels)["recorded"]
+                if recorded != len(labels):
+                    raise RuntimeError(f"/feedback recorded {recorded} of {len(labels)} labels")
+            answered += len(answers)
+        return answered, versions
 
     def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

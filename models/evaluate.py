@@ -259,9 +259,9 @@ def permutation_importance(
         shuffled[column] = rng.permutation(shuffled[column].to_numpy())
         copies.append(shuffled)
     scores = predict_scores(model, pd.concat(copies, ignore_index=True), task).reshape(len(copies), len(X))
-    values = weighted_metric(metric, y_arr, scores[0], np.ones((1, len(y_arr))))
-    base = float(values[0])
+    ones = np.ones((1, len(y_arr)))
+    base = float(weighted_metric(metric, y_arr, scores[0], ones)[0])
     return {
-        column: base - float(weighted_metric(metric, y_arr, scores[i + 1], np.ones((1, len(y_arr))))[0])
+        column: base - float(weighted_metric(metric, y_arr, scores[i + 1], ones)[0])
         for i, column in enumerate(columns)
     }

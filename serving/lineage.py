@@ -37,6 +37,17 @@ class PredictionLineage(BaseModel):
     )
     notes: list[str] = Field(default_factory=list)
 
+    def rows(self) -> list[tuple[str, str]]:
+        """The chain as (link, value) lines, as ``mloop lineage`` and the demo print it."""
+        return [
+            ("prediction", f"{self.prediction_id} at {self.timestamp}: {self.prediction} (p={self.probability})"),
+            ("model version", f"{self.model_name} v{self.model_version}"),
+            ("MLflow run", self.run_id or "-"),
+            ("dataset", f"{self.dataset_name or '-'} md5 {self.dataset_md5 or '-'} ({self.dataset_rows or '?'} rows)"),
+            ("code commit", self.code_commit or "-"),
+            (".dvc pointer", f"{self.dvc_pointer or '-'} @ {self.dvc_pointer_commit or 'not committed'}"),
+        ]
+
 
 def pointer_commit(project_dir: Path, pointer: str, md5: str) -> str | None:
     """The newest commit that put ``md5`` into ``pointer`` (``git log -S``), None if never committed."""

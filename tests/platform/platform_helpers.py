@@ -20,6 +20,7 @@ import pandas as pd
 
 from mloop.generate import generate
 from mloop.prefect_rest import PlatformClient, wait_for  # noqa: F401 - re-exported for the tests
+from mloop.prefect_rest import records_of as records  # noqa: F401 - re-exported for the tests
 from mloop.services import free_port
 from mloop.settings import Settings
 
@@ -106,21 +107,6 @@ def drifted_traffic(rows: int, seed: int) -> pd.DataFrame:
     return generate("regime-change", rows, seed)
 
 
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    features = df.drop(columns=["target", "event_time"])
-    return json.loads(features.to_json(orient="records"))
-
-
 def send_traffic_with_feedback(platform: Platform, df: pd.DataFrame) -> int:
     """POST /predict in batches, then POST /feedback with the true labels; returns answered rows."""
-    answered = 0
-    for start in range(0, len(df), 500):
-        chunk = df.iloc[start : start + 500]
-        answers = platform.predict(records(chunk))
-        labels = [
-            {"prediction_id": a["prediction_id"], "label": int(y)}
-            for a, y in zip(answers, chunk["target"], strict=True)
-        ]
-        assert platform.feedback(labels)["recorded"] == len(labels)
-        answered += len(answers)
-    return answered
+    return platform.send_traffic(df, with_feedback=True, batch=500)[0]
