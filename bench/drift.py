@@ -9,7 +9,7 @@ Prints, from one run on the same data:
 - a scipy baseline over the same columns on all rows: two-sample K-S for numeric columns
   (chi-square for categorical ones), its time and how many columns its p < 0.05 flags.
 
-Data: ``mloop.generate`` baseline (reference) vs covariate-shift (current), expanded from 14 to
+Data: ``mloop.core.generate`` baseline (reference) vs covariate-shift (current), expanded from 14 to
 20 feature columns with 6 derived columns (ratios, bands), written to parquet in a temp dir.
 
 Run: ``.venv/bin/python bench/drift.py`` (``--rows 1000000 --reference-rows 100000``).
@@ -51,7 +51,7 @@ def expand(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def contract_for(df: pd.DataFrame):  # -> DatasetContract
-    from mloop.contract import ColumnSpec, DatasetContract
+    from mloop.core.contract import ColumnSpec, DatasetContract
 
     cols = []
     for name in df.columns:
@@ -177,7 +177,7 @@ def main() -> int:
         print(json.dumps(fn(args.ref, args.cur)))
         return 0
 
-    from mloop.generate import generate
+    from mloop.core.generate import generate
 
     with tempfile.TemporaryDirectory(prefix="mloop-bench-drift-") as tmp:
         t0 = time.perf_counter()

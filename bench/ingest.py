@@ -38,7 +38,7 @@ def make_csv(path: Path, rows: int, seed: int) -> None:
     """The demo dataset (16 columns) plus 4 extra columns: 20 columns in all."""
     import numpy as np
 
-    from mloop.generate import generate, write_frame
+    from mloop.core.generate import generate, write_frame
 
     df = generate("baseline", rows, seed)
     rng = np.random.default_rng(seed + 100)
@@ -60,8 +60,8 @@ def child(variant: str, csv: Path, work: Path) -> dict[str, float]:
         df.to_parquet(work / "out.parquet")
         rows = len(df)
     else:
-        from mloop.datasets import ingest_dataset
-        from mloop.settings import Settings
+        from mloop.core.datasets import ingest_dataset
+        from mloop.core.settings import Settings
 
         settings = Settings(home=work / "home", project_dir=work / "project")
         import dvc.repo  # noqa: F401 - imported here so `work` excludes imports, like pandas'
@@ -87,7 +87,7 @@ def warm_up() -> None:
     """Import everything once (unmeasured) so bytecode caches exist for both variants."""
     code = (
         "import pandas, pyarrow.csv, pyarrow.parquet, pandera.pandas, dvc.repo, networkx, "
-        "dvc.repo.add, dvc.repo.push, mloop.datasets"
+        "dvc.repo.add, dvc.repo.push, mloop.core.datasets"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=child_env(), cwd=ROOT)
 

@@ -42,7 +42,7 @@ from platform_helpers import (  # noqa: E402  (the platform tests' helpers: same
     wait_for,
 )
 
-from mloop.generate import generate, write_frame  # noqa: E402
+from mloop.core.generate import generate, write_frame  # noqa: E402
 
 MODEL = "loans"
 

@@ -41,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mloop.services import ServiceProcess, free_port, start_process, stop_pid  # noqa: E402
-from mloop.settings import Settings  # noqa: E402
+from mloop.core.processes import ServiceProcess, free_port, start_process, stop_pid  # noqa: E402
+from mloop.core.settings import Settings  # noqa: E402
 
 NAME = "loans"
 
@@ -138,8 +138,8 @@ def prepare(work: Path, model: str, rows: int) -> tuple[Settings, list[bytes], P
     import skops.io as sio
     from threadpoolctl import threadpool_limits
 
-    from mloop.contract import infer_contract
-    from mloop.generate import generate
+    from mloop.core.contract import infer_contract
+    from mloop.core.generate import generate
     from models.pipeline import build_pipeline, prepare_features
     from models.spec import ModelSpec
     from models.split import split_dataset

@@ -34,7 +34,7 @@ def naive_app() -> Any:
     import skops.io as sio
     from fastapi import FastAPI
 
-    from mloop.contract import DatasetContract
+    from mloop.core.contract import DatasetContract
 
     contract = DatasetContract.model_validate_json(open(os.environ["BENCH_CONTRACT"]).read())
     path = os.environ["BENCH_PIPELINE"]

@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mloop.services import free_port, start_prefect_server, stop_pid  # noqa: E402
-from mloop.settings import Settings  # noqa: E402
+from mloop.core.processes import free_port, start_prefect_server, stop_pid  # noqa: E402
+from mloop.core.settings import Settings  # noqa: E402
 
 
 def main() -> None:
@@ -64,13 +64,13 @@ def main() -> None:
         import mlflow.models  # noqa: F401
         import mlflow.sklearn  # noqa: F401
         import prefect  # noqa: F401
-        import skops.io  # noqa: F401
         import sklearn  # noqa: F401
+        import skops.io  # noqa: F401
 
         from flows.train import train_flow
-        from mloop.contract import load_contract
-        from mloop.datasets import ingest_dataset, read_version
-        from mloop.generate import generate, write_frame
+        from mloop.core.contract import load_contract
+        from mloop.core.datasets import ingest_dataset, read_version
+        from mloop.core.generate import generate, write_frame
         from models.spec import ModelSpec
         from models.split import split_dataset
         from models.tracking import ensure_experiment

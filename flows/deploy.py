@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from mloop import events
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core.settings import Settings
 
 
 class DeployResult(BaseModel):

@@ -1,6 +1,6 @@
 """Ingest flow: contract check -> DVC version -> ``mloop.dataset.versioned`` event.
 
-Thin orchestration over :func:`mloop.datasets.ingest_dataset`. Nothing is cached: an ingest has
+Thin orchestration over :func:`mloop.core.datasets.ingest_dataset`. Nothing is cached: an ingest has
 side effects (DVC cache, remote, version index) and is already idempotent by content (identical
 bytes return the existing version and write nothing). Transient failures (I/O, remote) are
 retried once; a contract rejection is not retried, since the same bytes would fail again.
@@ -15,12 +15,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mloop import events
-from mloop.contract import ValidationReport
-from mloop.datasets import DataRejected, IngestResult, ingest_dataset
-from mloop.errors import MloopError
-from mloop.lineage import DatasetVersion
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core.contract import ValidationReport
+from mloop.core.datasets import DataRejected, IngestResult, ingest_dataset
+from mloop.core.errors import MloopError
+from mloop.core.lineage import DatasetVersion
+from mloop.core.settings import Settings
 
 
 def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature

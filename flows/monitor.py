@@ -23,10 +23,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from mloop import events
-from mloop.contract import DatasetContract
-from mloop.errors import MloopError
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core.contract import DatasetContract
+from mloop.core.errors import MloopError
+from mloop.core.settings import Settings
 from monitoring.drift import DriftOptions, DriftResult
 
 LABEL_COLUMN = "label"
@@ -80,8 +80,8 @@ def reference_data(
     settings: Settings, model_name: str, model_version: str, dataset: str, md5: str, options: MonitorOptions
 ) -> tuple[pd.DataFrame, DatasetContract]:
     """The champion's training data version (exact bytes), sampled (seeded), with the model's predictions."""
-    from mloop.contract import load_contract
-    from mloop.datasets import read_version
+    from mloop.core.contract import load_contract
+    from mloop.core.datasets import read_version
     from monitoring.window import sample_rows
 
     contract = load_contract(settings.project_dir, dataset)
@@ -176,7 +176,12 @@ def publish(
     settings: Settings, result: DriftResult, snapshot: Any, quality_snapshot: Any, flow_run_id: str | None
 ) -> tuple[str, str | None, str | None]:
     """HTML reports (drift.html, quality.html) + result.json, MLflow monitoring run, Evidently workspace snapshot."""
-    from monitoring.reports import add_to_workspace, log_monitoring_run, report_folder, write_report
+    from monitoring.reports import (
+        add_to_workspace,
+        log_monitoring_run,
+        report_folder,
+        write_report,
+    )
 
     folder = report_folder(settings.state.reports, result.model_name or "model", result.model_version)
     html = write_report(result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from mloop import events
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core.settings import Settings
 
 BLOCK_NAME = "mloop-notifications"
 AUTOMATION_NAME = "mloop-notify"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from mloop import events
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core.settings import Settings
 from models.audit import AuditRecord
 
 

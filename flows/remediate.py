@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from mloop.settings import Settings
+from mloop.core.settings import Settings
 
 
 class RemediationResult(BaseModel):
@@ -79,7 +79,7 @@ def remediate_flow(
         result.outcome, result.detail = "skipped", "the alert names no model (label `model` or `model_name`)"
     elif action == "rollback":
         from flows.promote import rollback_flow
-        from mloop.errors import MloopError
+        from mloop.core.errors import MloopError
 
         try:
             record = rollback_flow(name=model, reason=reason, actor=f"remediate:{alertname}")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from mloop.settings import Settings
+from mloop.core.settings import Settings
 
 RetrainStatus = Literal["skipped", "no-data", "trained"]
 

@@ -28,10 +28,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from mloop import events
-from mloop import lineage as L
-from mloop.contract import DatasetContract
-from mloop.settings import Settings
+from mloop.core import events
+from mloop.core import lineage as L
+from mloop.core.contract import DatasetContract
+from mloop.core.settings import Settings
 from models.gate import GateConfig, GateReport
 from models.spec import ModelSpec
 from models.split import SplitParams
@@ -89,8 +89,8 @@ def _slug(text: str) -> str:
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
 def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[L.DatasetVersion, Any, DatasetContract]:
     """The exact bytes of the dataset version (md5-verified, from the DVC cache or remote) and its contract."""
-    from mloop.contract import load_contract
-    from mloop.datasets import get_version, read_version
+    from mloop.core.contract import load_contract
+    from mloop.core.datasets import get_version, read_version
 
     info = get_version(settings, dataset, version)
     df = read_version(settings, dataset, info.md5)

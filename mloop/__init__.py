@@ -1,6 +1,9 @@
-"""mloop core: settings, data contracts, lineage types, event names and the CLI.
+"""mloop: a closed-loop ML lifecycle platform.
 
-Nothing here does work at import time; heavy libraries are imported where they are used.
+Layers (imports only point down; ``lint-imports`` enforces it): ``mloop.cli`` (entry points) <-
+``mloop.platform`` (local services, deploy, status) <- ``flows`` (orchestration) <- ``models`` /
+``serving`` / ``monitoring`` (capabilities) <- ``mloop.core`` (settings, contract, datasets,
+lineage, events). Nothing here does work at import time.
 """
 
 __version__ = "0.1.0"

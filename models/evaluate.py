@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mloop.contract import DatasetContract
+from mloop.core.contract import DatasetContract
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

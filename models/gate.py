@@ -24,7 +24,7 @@ from models.evaluate import direction, metrics_for, weighted_metric
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from mloop.settings import Settings
+    from mloop.core.settings import Settings
 
 
 class GateConfig(BaseModel):

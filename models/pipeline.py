@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mloop.contract import DatasetContract
-from mloop.errors import MloopError
+from mloop.core.contract import DatasetContract
+from mloop.core.errors import MloopError
 from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover

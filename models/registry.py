@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from mloop import lineage as L
-from mloop.errors import MloopError, NotFoundError
-from mloop.paths import StatePaths
+from mloop.core import lineage as L
+from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.paths import StatePaths
 from models.audit import AuditRecord, append_audit
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from mloop import lineage as L
-from mloop.errors import MloopError
-from mloop.settings import Settings
+from mloop.core import lineage as L
+from mloop.core.errors import MloopError
+from mloop.core.settings import Settings
 from models.spec import ModelSpec
 
 
@@ -41,8 +41,8 @@ class ReproduceReport(BaseModel):
 
 def reproduce_version(settings: Settings, name: str, version: str) -> ReproduceReport:
     """Retrain ``name`` version ``version`` from its recorded inputs and diff the holdout metrics."""
-    from mloop.contract import load_contract
-    from mloop.datasets import read_version
+    from mloop.core.contract import load_contract
+    from mloop.core.datasets import read_version
     from models.registry import get_version_info
     from models.split import split_dataset
     from models.tracking import get_run

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mloop.errors import MloopError
+from mloop.core.errors import MloopError
 
 EstimatorName = Literal["logistic_regression", "linear", "hist_gradient_boosting", "random_forest"]
 

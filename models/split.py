@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from mloop.contract import DatasetContract
-from mloop.errors import MloopError
+from mloop.core.contract import DatasetContract
+from mloop.core.errors import MloopError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mloop.contract import DatasetContract
+from mloop.core.contract import DatasetContract
 from models.evaluate import Evaluation, evaluate_scores, predict_scores, slice_masks
 from models.pipeline import build_pipeline, prepare_features
 from models.spec import ModelSpec

@@ -1,7 +1,7 @@
 """Alertmanager payloads and the alert -> remediation mapping. Pure: no I/O, no Prefect.
 
 An Alertmanager webhook (``version: "4"``) carries a group of alerts; each firing alert becomes one
-Prefect event ``mloop.alert.<alertname>`` (see :func:`mloop.events.alert_event`) whose payload is
+Prefect event ``mloop.alert.<alertname>`` (see :func:`mloop.core.events.alert_event`) whose payload is
 :meth:`Alert.event_payload`. The remediate flow maps the alert name to an action with
 :func:`action_for` (configuration: ``Settings.alert_actions``, default :data:`DEFAULT_ALERT_ACTIONS`).
 """

@@ -38,10 +38,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from mloop.contract import DatasetContract
-from monitoring.window import Window, sample_rows, time_range
-
+from mloop.core.contract import DatasetContract
 from monitoring.quality import QualityResult
+from monitoring.window import Window, sample_rows, time_range
 
 if TYPE_CHECKING:  # pragma: no cover
     from evidently.core.report import Snapshot

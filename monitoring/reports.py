@@ -110,7 +110,7 @@ def log_monitoring_run(
     """
     from mlflow import MlflowClient
 
-    from mloop.lineage import TAG_FLOW_RUN_ID, TAG_MODEL_NAME, TAG_MODEL_VERSION
+    from mloop.core.lineage import TAG_FLOW_RUN_ID, TAG_MODEL_NAME, TAG_MODEL_VERSION
 
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from mloop.contract import DatasetContract
-from mloop.lineage import DatasetVersion
-from mloop.settings import Settings
+from mloop.core.contract import DatasetContract
+from mloop.core.lineage import DatasetVersion
+from mloop.core.settings import Settings
 
 
 class RetrainRule(BaseModel):
@@ -171,9 +171,9 @@ def build_retrain_dataset(
     ``RetrainData`` with ``created=False`` and the ``reason`` when there is nothing new to train on.
     Raises ``DataRejected`` when the merged data fails the contract.
     """
-    from mloop.contract import load_contract
-    from mloop.datasets import get_version, ingest_dataset, read_version
-    from mloop.errors import NotFoundError
+    from mloop.core.contract import load_contract
+    from mloop.core.datasets import get_version, ingest_dataset, read_version
+    from mloop.core.errors import NotFoundError
     from serving.predlog import read_feedback, read_predictions
 
     rule = rule or RetrainRule()
@@ -238,7 +238,7 @@ def _digest(df: pd.DataFrame) -> str:
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     try:
-        from mloop.frames import write_frame
+        from mloop.core.frames import write_frame
 
         write_frame(df, path)
     except ImportError:  # pragma: no cover

@@ -9,7 +9,7 @@ Write endpoints require ``Authorization: Bearer <MLOOP_API_TOKEN>`` when that se
 
 The app gets its event emitter as an argument (``create_app(settings, emit)``), so it has no
 Prefect import of its own; ``main()`` (``python -m monitoring.webhook``) wires in
-:func:`mloop.events.emit`. Nothing is cached.
+:func:`mloop.core.events.emit`. Nothing is cached.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
-from mloop.events import alert_event, model_resource
-from mloop.settings import Settings
+from mloop.core.events import alert_event, model_resource
+from mloop.core.settings import Settings
 from monitoring.alerts import AlertmanagerPayload
 
 log = logging.getLogger("mloop.webhook")
 
 Emitter = Callable[..., Any]
-"""``emit(event, resource_id, payload, **resource_labels) -> event id`` (see mloop.events.emit)."""
+"""``emit(event, resource_id, payload, **resource_labels) -> event id`` (see mloop.core.events.emit)."""
 
 
 class EmittedAlert(BaseModel):
@@ -124,7 +124,7 @@ def main() -> None:  # pragma: no cover - exercised through `mloop up`
     """Serve the receiver on settings.host:settings.webhook_port (``python -m monitoring.webhook``)."""
     import uvicorn
 
-    from mloop.events import emit
+    from mloop.core.events import emit
 
     settings = Settings()
     settings.apply_env()

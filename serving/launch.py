@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mloop.services import ServiceProcess, start_process
-from mloop.settings import Settings
+from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.processes import ServiceProcess, start_process
+from mloop.core.settings import Settings
 
-CODE_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:PredictionService"
 
 
@@ -24,7 +24,7 @@ def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = Tru
     env = settings.service_env()
     env["MLOOP_SERVE_MODEL"] = model_tag
     env["MLOOP_PREDICTION_LOG"] = "1" if log_predictions else "0"
-    env["PYTHONPATH"] = str(CODE_ROOT)
+    env = with_code_root(env)
     if settings.api_token is not None:
         env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
     env.update(extra)

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mloop.errors import NotFoundError
-from mloop.settings import Settings
+from mloop.core.errors import NotFoundError
+from mloop.core.settings import Settings
 from serving.predlog import find_prediction
 
 
@@ -99,7 +99,7 @@ def resolve_prediction(settings: Settings, prediction_id: str) -> PredictionLine
         out.notes.append("the model version carries no dataset md5 tag")
         return out
     try:
-        from mloop.datasets import get_version
+        from mloop.core.datasets import get_version
 
         version = get_version(settings, lin.dataset_name, out.dataset_md5)
         out.dataset_rows = version.rows

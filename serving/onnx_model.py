@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from mloop.contract import DatasetContract
+from mloop.core.contract import DatasetContract
 
 log = logging.getLogger(__name__)
 

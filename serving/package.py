@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mloop.contract import DatasetContract
-from mloop.errors import MloopError
-from mloop.lineage import (
+from mloop.core.contract import DatasetContract
+from mloop.core.errors import MloopError
+from mloop.core.lineage import (
     TAG_CODE_COMMIT,
     TAG_DATASET_MD5,
     TAG_DATASET_NAME,
@@ -42,11 +42,11 @@ from mloop.lineage import (
     TAG_MODEL_VERSION,
     TAG_RUN_ID,
 )
-from mloop.settings import Settings
+from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CODE_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_ROWS = 32
 
 
@@ -97,7 +97,7 @@ def bento_in_store(bentoml_home: Path, bento_tag: str) -> bool:
 
 def stored_model_dir(bentoml_home: Path, tag: str) -> Path:
     """Folder of a model in the store (raises NotFoundError when absent)."""
-    from mloop.errors import NotFoundError
+    from mloop.core.errors import NotFoundError
 
     path = _model_dir(bentoml_home, tag)
     if not (path / "model.yaml").is_file():
@@ -152,8 +152,7 @@ def stage_model(
 
 def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
     """Run :mod:`serving.store` in a child process with BENTOML_HOME = ``state.bentoml_home``."""
-    env = {**os.environ, **settings.service_env()}
-    env["PYTHONPATH"] = str(CODE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = with_code_root({**os.environ, **settings.service_env()})
     proc = subprocess.run(
         [sys.executable, "-m", "serving.store"],
         input=json.dumps(job),
@@ -268,8 +267,8 @@ def package_model(settings: Settings, name: str, version: str | None = None, *, 
 
 def _holdout(settings: Settings, name: str, md5: str, run_id: str) -> tuple[DatasetContract, Any]:
     """The run's exact holdout: the dataset version's bytes, split with the run's logged params."""
-    from mloop.contract import load_contract
-    from mloop.datasets import read_version
+    from mloop.core.contract import load_contract
+    from mloop.core.datasets import read_version
     from models.split import split_dataset
 
     contract = load_contract(settings.project_dir, name)

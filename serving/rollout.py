@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from mloop.errors import MloopError
+from mloop.core.errors import MloopError
 
 
 class RolloutFailed(MloopError):

@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mloop.contract import DatasetContract
-from serving.onnx_model import Predictor, load_predictor, read_contract, read_meta, smoke_test
+from mloop.core.contract import DatasetContract
+from serving.onnx_model import (
+    Predictor,
+    load_predictor,
+    read_contract,
+    read_meta,
+    smoke_test,
+)
 from serving.schema import feature_signature
 
 

@@ -25,9 +25,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    create_model,
+)
 
-from mloop.contract import ColumnSpec, DatasetContract
+from mloop.core.contract import ColumnSpec, DatasetContract
 
 MAX_RECORDS_DEFAULT = 1000
 MAX_STRING_LENGTH = 256

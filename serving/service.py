@@ -45,12 +45,23 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
-from mloop.settings import Settings
+from mloop.core.settings import Settings
 from serving.batching import bound_batching_wait
 from serving.onnx_model import read_contract
 from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
-from serving.runtime import LiveModel, RolloutRefused, load_live_model, prepare_live_model
-from serving.schema import MAX_RECORDS_DEFAULT, FeedbackItem, answer_model, build_record_model, records_annotation
+from serving.runtime import (
+    LiveModel,
+    RolloutRefused,
+    load_live_model,
+    prepare_live_model,
+)
+from serving.schema import (
+    MAX_RECORDS_DEFAULT,
+    FeedbackItem,
+    answer_model,
+    build_record_model,
+    records_annotation,
+)
 
 log = logging.getLogger("mloop.serving")
 

@@ -10,15 +10,20 @@ so nothing touches the developer's checkout or home directory.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mloop.services import ServiceProcess, free_port, start_prefect_server, stop_pid
-from mloop.settings import Settings
+from mloop.core.processes import (
+    ServiceProcess,
+    free_port,
+    start_prefect_server,
+    stop_pid,
+)
+from mloop.core.settings import Settings
+from tests.helpers import make_project
 
 _SESSION_DIR: Path | None = None
 
@@ -59,15 +64,6 @@ def prefect_server() -> Iterator[ServiceProcess]:
         stop_pid(proc.pid)
 
 
-def make_project(root: Path) -> Path:
-    """A fresh project checkout: git repo with one commit, DVC initialised. Returns its path."""
-    root.mkdir(parents=True, exist_ok=True)
-    run = lambda *argv: subprocess.run(argv, cwd=root, check=True, capture_output=True)  # noqa: E731
-    run("git", "init", "-q", "-b", "main")
-    (root / "README.md").write_text("test project\n")
-    run("git", "add", "README.md")
-    run("git", "commit", "-q", "-m", "init")
-    return root
 
 
 @pytest.fixture

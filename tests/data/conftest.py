@@ -6,18 +6,19 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from data_helpers import DATASET, ROWS, Onboarded, git_project
 
-from mloop.datasets import ingest_dataset
-from mloop.generate import generate, write_frame
-from mloop.settings import Settings
+from mloop.core.datasets import ingest_dataset
+from mloop.core.generate import generate, write_frame
+from mloop.core.settings import Settings
+from tests.data.helpers import DATASET, ROWS, Onboarded
+from tests.helpers import make_project
 
 
 @pytest.fixture(scope="module")
 def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Onboarded]:
     """A project whose dataset `loans` has one version (baseline, 2,000 rows), shared by a module."""
     root = tmp_path_factory.mktemp("onboarded")
-    settings = Settings(home=root / "home", project_dir=git_project(root / "project"))
+    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
     settings.state.ensure()
     base = generate("baseline", ROWS, 1)
     source = write_frame(base, root / "v1.csv")

@@ -1,4 +1,4 @@
-"""Fixtures for the models area (helpers live in models_helpers.py)."""
+"""Fixtures for the models area (helpers live in tests/models/helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from models_helpers import make_project, synth_contract, synth_frame
 
-from mloop.contract import DatasetContract
-from mloop.settings import Settings
+from mloop.core.contract import DatasetContract
+from mloop.core.settings import Settings
+from tests.helpers import make_project
+from tests.models.helpers import synth_contract, synth_frame
 
 
 @pytest.fixture

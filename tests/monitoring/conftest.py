@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mloop.contract import DatasetContract, infer_contract
-from mloop.generate import generate
+from mloop.core.contract import DatasetContract, infer_contract
+from mloop.core.generate import generate
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Fixtures of the platform tests: one real `mloop up` platform per module (see platform_helpers)."""
+"""Fixtures of the platform tests: one real `mloop up` platform per module (see tests/platform/helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from platform_helpers import Platform, platform_env, platform_settings
 
-from mloop.services import pid_alive, stop_pid
+from mloop.core.processes import pid_alive, stop_pid
+from tests.platform.helpers import Platform, platform_env, platform_settings
 
 
 @pytest.fixture(scope="module")

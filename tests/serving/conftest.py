@@ -1,14 +1,14 @@
-"""Fixtures of the serving tests (helpers live in ``serving_helpers.py``)."""
+"""Fixtures of the serving tests (helpers live in ``tests/serving/helpers.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from serving_helpers import Packaged, make_contract, make_packaged, start
 
-from mloop.contract import DatasetContract
-from mloop.services import ServiceProcess, stop_pid
+from mloop.core.contract import DatasetContract
+from mloop.core.processes import ServiceProcess, stop_pid
+from tests.serving.helpers import Packaged, make_contract, make_packaged, start
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Entry points: the Typer CLI (``mloop``) and the demo. The top layer: imports anything below."""

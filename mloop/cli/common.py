@@ -1,0 +1,63 @@
+"""Helpers every CLI module shares: settings, JSON output, readable errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from mloop.core.errors import MloopError
+from mloop.core.settings import Settings
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, applied to this process (entry points only)."""
+    settings = Settings()
+    settings.apply_env()
+    return settings
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout (nothing else is printed to stdout with --json)."""
+    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn an MloopError into a red message on stderr and its exit code (no traceback)."""
+    try:
+        yield
+    except MloopError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.what}")
+        if exc.where:
+            err_console.print(f"  [bold]where:[/] {exc.where}")
+        if exc.fix:
+            err_console.print(f"  [bold]fix:[/] {exc.fix}")
+        raise typer.Exit(exc.exit_code) from None
+
+
+def run_command(fn: Callable[[], T]) -> T:
+    with user_errors():
+        return fn()

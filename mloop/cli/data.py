@@ -1,0 +1,250 @@
+"""CLI commands for the data stage: ``generate``, ``ingest``, ``data list``, ``data get``, ``data contract``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from mloop.cli.common import (
+    console,
+    err_console,
+    load_settings,
+    print_json,
+    user_errors,
+)
+
+SCENARIO_HELP = "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
+
+data_app = typer.Typer(help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True)
+
+
+def generate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Output file; .csv or .parquet (format from the extension).")],
+    scenario: Annotated[str, typer.Option(help=SCENARIO_HELP)] = "baseline",
+    rows: Annotated[int, typer.Option(min=1, help="Number of rows.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 42,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (path, rows, md5).")] = False,
+) -> None:
+    """Write a deterministic loan-default demo dataset (label `target`, timestamp `event_time`)."""
+    from mloop.core.errors import MloopError
+    from mloop.core.frames import file_md5
+    from mloop.core.generate import SCENARIOS, generate, write_frame
+
+    with user_errors():
+        if scenario not in SCENARIOS:
+            raise MloopError(f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}")
+        if out.suffix.lower() not in (".csv", ".parquet"):
+            raise MloopError(f"unsupported output extension {out.suffix or '(none)'!r}", fix="use .csv or .parquet")
+        with err_console.status(f"generating {rows:,} rows ({scenario})"):
+            df = generate(scenario, rows, seed)
+            path = write_frame(df, out)
+        info = {
+            "path": str(path.resolve()),
+            "scenario": scenario,
+            "rows": len(df),
+            "columns": len(df.columns),
+            "seed": seed,
+            "md5": file_md5(path),
+            "positive_share": round(float(df["target"].mean()), 4),
+        }
+    if json_out:
+        print_json(info)
+    else:
+        console.print(
+            f"wrote [bold]{info['path']}[/] ({info['rows']:,} rows x {info['columns']} columns, "
+            f"scenario {scenario}, {info['positive_share']:.1%} positives, md5 {info['md5']})"
+        )
+
+
+def _use_prefect_api(settings) -> None:  # noqa: ANN001
+    """Point Prefect at PREFECT_API_URL, else at a running local server, else its ephemeral server.
+
+    Called before Prefect is imported. Prefect's own console logs are kept to CRITICAL: the
+    command prints the outcome itself (a rejection report, not a flow traceback); the flow run,
+    its logs and artifact are in the Prefect UI as usual.
+    """
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # A first temporary server on a fresh PREFECT_HOME runs migrations: give it time on 2 cores.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    import httpx
+
+    from mloop.core.errors import MloopError
+
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        try:
+            httpx.get(f"{configured.rstrip('/')}/health", timeout=5.0).raise_for_status()
+        except httpx.HTTPError as exc:
+            raise MloopError(
+                f"the Prefect API is not reachable ({type(exc).__name__})",
+                where=f"PREFECT_API_URL={configured}",
+                fix="start it with `mloop up`, or unset PREFECT_API_URL to run with a temporary server",
+            ) from None
+        return
+    api = f"http://{settings.host}:{settings.prefect_port}/api"
+    try:
+        if httpx.get(f"{api}/health", timeout=1.0).status_code == 200:
+            os.environ["PREFECT_API_URL"] = api
+    except httpx.HTTPError:
+        pass  # no server: Prefect starts a temporary one for this run
+
+
+def _print_version(version, created: bool, contract_path: str | None = None) -> None:  # noqa: ANN001
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in (
+        ("dataset", version.name),
+        ("md5", version.md5),
+        ("rows", f"{version.rows:,}"),
+        ("columns", str(len(version.columns))),
+        ("created_at", version.created_at.isoformat(timespec="seconds")),
+        ("path", version.path),
+        ("git commit", version.git_commit or "-"),
+        ("status", "new version" if created else "identical to an existing version (nothing written)"),
+    ):
+        table.add_row(f"[bold]{key}[/]", value)
+    if contract_path:
+        table.add_row("[bold]contract[/]", contract_path)
+    console.print(table)
+
+
+def ingest_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or parquet file to ingest.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the model name).")],
+    target: Annotated[str | None, typer.Option(help="Label column (first ingest; default 'target').")] = None,
+    task: Annotated[
+        Literal["classification", "regression"] | None,
+        typer.Option(help="classification | regression (first ingest; inferred when omitted)."),
+    ] = None,
+    time_column: Annotated[str | None, typer.Option(help="Event-time column (first ingest; default: the only datetime column).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the version as one JSON object (key md5 is the version).")] = False,
+) -> None:
+    """Check a file against the dataset's contract (inferred on first ingest) and version it with DVC.
+
+    Runs the Prefect flow `ingest` (PREFECT_API_URL, else a local server on the configured port,
+    else a temporary one). Exit code 2 and a report naming each failed rule when the data is rejected.
+    """
+    from mloop.core.contract import contract_path
+    from mloop.core.datasets import DataRejected, list_versions
+
+    settings = load_settings()
+    with user_errors():
+        _use_prefect_api(settings)
+        if not path.exists():
+            from mloop.core.errors import NotFoundError
+
+            raise NotFoundError(f"file not found: {path}", fix="check the path")
+        before = {v.md5 for v in list_versions(settings, dataset)}
+        try:
+            with err_console.status(f"ingesting {path.name} into {dataset}"):
+                from flows.ingest import ingest_flow
+
+                version = ingest_flow(
+                    path=str(path.resolve()), dataset=dataset, target=target, task=task, time_column=time_column
+                )
+        except DataRejected as exc:
+            if json_out:
+                print_json({"rejected": True, "dataset": dataset, "report": exc.report})
+            raise
+        created = version.md5 not in before
+    contract = str(contract_path(settings.project_dir, dataset))
+    if json_out:
+        print_json({**version.model_dump(mode="json"), "created": created, "contract": contract})
+    else:
+        _print_version(version, created, contract)
+
+
+def list_cmd(
+    name: Annotated[str | None, typer.Argument(help="Dataset name (omit to list the datasets).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of versions (md5, rows, created_at, ...).")] = False,
+) -> None:
+    """List the versions of a dataset, newest first (without NAME: the datasets and their latest version)."""
+    from rich import box
+    from rich.table import Table
+
+    from mloop.core.datasets import list_datasets, list_versions
+
+    settings = load_settings()
+    with user_errors():
+        if name is None:
+            latest = {n: list_versions(settings, n) for n in list_datasets(settings)}
+            rows = [{"name": n, "versions": len(v), "latest": v[0]} for n, v in latest.items() if v]
+        else:
+            versions = list_versions(settings, name)
+    if name is None:
+        if json_out:
+            print_json(rows)
+            return
+        table = Table(title=f"{len(rows)} dataset(s)", box=box.SIMPLE_HEAD)
+        for col in ("dataset", "versions", "latest md5", "rows", "created (UTC)"):
+            table.add_column(col, no_wrap=True, min_width=32 if col == "latest md5" else None)
+        for row in rows:
+            v = row["latest"]
+            table.add_row(row["name"], str(row["versions"]), v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}")
+        console.print(table)
+        return
+    if json_out:
+        print_json(versions)
+        return
+    if not versions:
+        console.print(f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})")
+        return
+    table = Table(title=f"{name}: {len(versions)} version(s), newest first", box=box.SIMPLE_HEAD)
+    for col in ("md5", "rows", "created (UTC)", "commit"):
+        table.add_column(col, no_wrap=True, min_width=32 if col == "md5" else None)
+    for v in versions:
+        table.add_row(v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}", (v.git_commit or "-")[:8])
+    console.print(table)
+
+
+def get_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the parquet bytes of the version.")],
+    version: Annotated[str | None, typer.Option("--version", help="Version md5 (or a unique prefix); default: latest.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (path, md5, rows).")] = False,
+) -> None:
+    """Write the exact bytes of a dataset version (from the DVC cache, or the remote), md5-verified."""
+    from mloop.core.datasets import export_version, get_version
+    from mloop.core.frames import file_md5
+
+    settings = load_settings()
+    with user_errors():
+        info = get_version(settings, name, version)
+        with err_console.status(f"fetching {name} {info.md5}"):
+            path = export_version(settings, name, info.md5, out)
+        result = {"path": str(path.resolve()), "dataset": name, "md5": file_md5(path), "rows": info.rows, "verified": True}
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"wrote [bold]{result['path']}[/] ({name} {info.md5}, {info.rows:,} rows, md5 verified)")
+
+
+def contract_cmd(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the contract as JSON.")] = False,
+) -> None:
+    """Show the data contract of a dataset (data/NAME/contract.yaml)."""
+    from mloop.core.contract import contract_to_yaml, load_contract
+
+    settings = load_settings()
+    with user_errors():
+        contract = load_contract(settings.project_dir, name)
+    if json_out:
+        print_json(contract)
+    else:
+        console.print(contract_to_yaml(contract), markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("generate")(generate_cmd)
+    app.command("ingest")(ingest_cmd)
+    data_app.command("list")(list_cmd)
+    data_app.command("get")(get_cmd)
+    data_app.command("contract")(contract_cmd)
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,196 @@
+"""CLI commands for the models stage: ``train``, ``promote``, ``rollback``, ``models``, ``audit``, ``reproduce``.
+
+``train``, ``promote`` and ``rollback`` run their Prefect flows (PREFECT_API_URL, else a local
+server on the configured port, else a temporary one); the listing commands read the registry and
+the audit log directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mloop.cli.common import (
+    console,
+    err_console,
+    load_settings,
+    print_json,
+    user_errors,
+)
+
+
+def _prefect(settings) -> None:  # noqa: ANN001
+    from mloop.cli.data import _use_prefect_api
+
+    _use_prefect_api(settings)
+
+
+def train_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the registered model name).")],
+    version: Annotated[str | None, typer.Option("--version", help="Dataset version md5 (or prefix); default: latest.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model spec ESTIMATOR[:k=v,...], repeatable (logistic_regression, linear, "
+                     "hist_gradient_boosting, random_forest). Default: logistic_regression."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Estimator seed.")] = 42,
+    test_size: Annotated[float, typer.Option(help="Holdout share.")] = 0.2,
+    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split (time-based splits ignore it).")] = 42,
+    force: Annotated[bool, typer.Option("--force", help="Retrain even when identical inputs were trained before.")] = False,
+    no_promote: Annotated[bool, typer.Option("--no-promote", help="Gate and record, but do not move the champion.")] = False,
+    require_approval: Annotated[bool, typer.Option(help="Pause after the gate for approval in the Prefect UI.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the train result as one JSON object.")] = False,
+) -> None:
+    """Train model spec(s) on a dataset version, register the best, run the promotion gate, promote if it passes."""
+    from models.spec import parse_spec
+    from models.split import SplitParams
+
+    settings = load_settings()
+    _prefect(settings)
+    with user_errors():
+        specs = [parse_spec(m) for m in (model or ["logistic_regression"])]
+        with err_console.status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
+            from flows.train import train_flow
+
+            result = train_flow(
+                dataset=dataset, version=version, specs=specs, seed=seed, force=force, promote=not no_promote,
+                split_params=SplitParams(test_size=test_size, seed=split_seed), require_approval=require_approval,
+                trigger="cli",
+            )
+    if json_out:
+        print_json(result)
+        return
+    state = "reused (identical inputs; --force retrains)" if result.reused else result.decision
+    console.print(f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}")
+    console.print("  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
+    if result.gate is not None:
+        console.print(f"  gate: {result.gate.summary()}", markup=False)
+
+
+def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
+    """Run the promote or rollback flow as the current user; print the audit record."""
+    import getpass
+
+    settings = load_settings()
+    _prefect(settings)
+    with user_errors():
+        from flows.promote import promote_flow, rollback_flow
+
+        flow_fn = {"promote": promote_flow, "rollback": rollback_flow}[flow_name]
+        record = flow_fn(**params, actor=f"user:{getpass.getuser()}")
+    if json_out:
+        print_json(record)
+    else:
+        detail = f": {record.detail}" if record.detail else ""
+        console.print(f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
+                      f"v{record.to_version or '-'} ({record.outcome}{detail})")
+
+
+def promote_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    version: Annotated[str, typer.Argument(help="Version number to make champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
+) -> None:
+    """Make VERSION the champion (the current one becomes previous-champion); audited."""
+    _alias_change("promote", json_out, name=name, version=version, reason=reason)
+
+
+def rollback_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
+) -> None:
+    """Put the previous champion back (champion <- previous-champion); audited."""
+    _alias_change("rollback", json_out, name=name, reason=reason)
+
+
+def models_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of {version, aliases, metrics, data_md5, decision}.")] = False,
+) -> None:
+    """List a model's versions with aliases, metrics, data md5 and gate decision (newest first)."""
+    from rich.table import Table
+
+    from models.registry import list_versions
+
+    settings = load_settings()
+    with user_errors():
+        versions = list_versions(settings.tracking_uri, name)
+    if json_out:
+        print_json([{"version": v.version, "aliases": v.aliases, "metrics": v.metrics, "data_md5": v.data_md5,
+                     "decision": v.decision, "run_id": v.run_id} for v in versions])
+        return
+    if not versions:
+        console.print(f"model {name!r} has no versions (train one: mloop train --dataset {name})")
+        return
+    table = Table(title=f"{name}: {len(versions)} version(s)")
+    for col in ("version", "aliases", "decision", "metrics", "data md5"):
+        table.add_column(col)
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()) if k in ("roc_auc", "pr_auc", "rmse", "r2"))
+        table.add_row(v.version, ", ".join(v.aliases), v.decision or "-", metrics, (v.data_md5 or "-")[:12])
+    console.print(table)
+
+
+def audit_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the audit records as a JSON list.")] = False,
+) -> None:
+    """Print the audit log of champion changes (oldest first)."""
+    from rich.table import Table
+
+    from models.audit import read_audit
+
+    settings = load_settings()
+    records = read_audit(settings.state.audit, name)
+    if json_out:
+        print_json(records)
+        return
+    if not records:
+        console.print(f"no alias changes recorded for {name!r}")
+        return
+    table = Table(title=f"{name}: audit log")
+    for col in ("when", "action", "from", "to", "outcome", "by", "reason"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(r.when.isoformat(timespec="seconds"), r.action, r.from_version or "-", r.to_version or "-",
+                      r.outcome, r.actor, r.reason + (f" ({r.detail})" if r.detail else ""))
+    console.print(table)
+
+
+def reproduce_cmd(
+    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    version: Annotated[str, typer.Argument(help="Version number (or alias, e.g. champion).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report (metric diffs) as JSON.")] = False,
+) -> None:
+    """Retrain a version from its recorded data md5, spec, seed and split; print the metric differences."""
+    from rich.table import Table
+
+    from models.reproduce import reproduce_version
+
+    settings = load_settings()
+    with user_errors():
+        with err_console.status(f"reproducing {name} v{version}"):
+            report = reproduce_version(settings, name, version)
+    if json_out:
+        print_json({**report.model_dump(mode="json"), "max_abs_diff": report.max_abs_diff})
+        return
+    table = Table(title=f"{name} v{report.version}: {report.spec.label()} seed {report.seed} on {report.data_md5[:12]}")
+    for col in ("metric", "recorded", "reproduced", "diff"):
+        table.add_column(col)
+    for d in report.diffs:
+        table.add_row(d.metric, f"{d.recorded:.6f}", f"{d.reproduced:.6f}", f"{d.diff:+.2e}")
+    console.print(table)
+    console.print(f"max |diff| = {report.max_abs_diff:.3g}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("train")(train_cmd)
+    app.command("promote")(promote_cmd)
+    app.command("rollback")(rollback_cmd)
+    app.command("models")(models_cmd)
+    app.command("audit")(audit_cmd)
+    app.command("reproduce")(reproduce_cmd)

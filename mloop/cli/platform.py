@@ -1,0 +1,114 @@
+"""CLI commands for the local platform: ``mloop up``, ``mloop down``, ``mloop status``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mloop.cli.common import console, load_settings, print_json, user_errors
+
+
+def up(
+    deploy: Annotated[
+        bool | None,
+        typer.Option(
+            "--deploy/--no-deploy",
+            help="Force (or skip) deploying prefect.yaml. Default: deploy when the server was just started "
+            "or prefect.yaml/settings changed since the last deploy.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service); idempotent."""
+    from mloop.platform import local as platform
+
+    with user_errors():
+        settings = load_settings()
+        from mloop.platform.serve import (
+            serve_command,  # packages the champion first if the store lacks it
+        )
+
+        result = platform.up(settings, do_deploy=deploy, serve_command=lambda: serve_command(settings))
+    if json_out:
+        print_json(result)
+        return
+    for s in result.services:
+        what = "started" if s.started else ("running" if s.running else "not running")
+        extra = f"  {s.note}" if s.note else ""
+        console.print(f"{s.name:15} {what:12} pid={s.pid or '-':<8} {s.url}{extra}")
+    if result.deployed:
+        console.print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
+    u = platform.urls(settings)
+    console.print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
+
+
+def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+    """Stop every service `mloop up` started (by pid and process group) and wait until they are gone."""
+    from mloop.platform import local as platform
+
+    with user_errors():
+        result = platform.down(load_settings())
+    if json_out:
+        print_json(result)
+        return
+    if not result.stopped:
+        console.print("nothing was running")
+    for name, pid in result.stopped.items():
+        console.print(f"stopped {name} (pid {pid})")
+    if result.still_alive:
+        console.print(f"[red]still alive:[/] {result.still_alive}")
+        raise typer.Exit(1)
+
+
+def status(
+    runs: Annotated[int, typer.Option(help="How many recent flow runs to show.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Show URLs, services, champion and deployed version, the last drift verdict and recent flow runs."""
+    from mloop.platform import local as platform
+
+    with user_errors():
+        st = platform.status(load_settings(), runs=runs)
+    if json_out:
+        print_json(st)
+        return
+    from rich.table import Table
+
+    console.print(f"MLOOP_HOME {st.home}")
+    for key, url in st.urls.items():
+        console.print(f"  {key:12} {url}")
+    t = Table("service", "running", "pid", "url")
+    for s in st.services:
+        t.add_row(s.name, "yes" if s.running else "no", str(s.pid or "-"), s.url)
+    console.print(t)
+    if st.models:
+        m = Table("model", "champion", "challenger", "deployed")
+        for ms in st.models:
+            m.add_row(ms.name, ms.champion or "-", ms.challenger or "-", ms.deployed or "-")
+        console.print(m)
+    else:
+        console.print("no registered models yet")
+    d = st.last_drift
+    if d and "verdict" in d:
+        console.print(f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
+                      f"(share {d['drift_share']}, threshold {d['threshold']}); report {d['report']}")
+    elif d:
+        console.print(f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}")
+    else:
+        console.print("last drift verdict: no drift check yet")
+    if st.recent_flow_runs:
+        r = Table("flow run", "flow", "deployment", "state", "start")
+        for fr in st.recent_flow_runs:
+            r.add_row(fr.name, fr.flow, fr.deployment or "-", fr.state, fr.start_time or "-")
+        console.print(r)
+    for note in st.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)

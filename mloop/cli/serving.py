@@ -1,0 +1,160 @@
+"""CLI commands for the serving stage: ``package``, ``serve``, ``deploy``, ``lineage``, ``feedback``.
+
+Heavy libraries (BentoML, MLflow, skl2onnx) are imported inside the commands; packaging runs
+BentoML in a child process pointed at MLOOP_HOME/bentoml.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mloop.cli.common import (
+    console,
+    err_console,
+    load_settings,
+    print_json,
+    user_errors,
+)
+from mloop.core.errors import MloopError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def package_cmd(
+    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one with a champion.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Package a registry version as a BentoML model (ONNX, verified vs sklearn) and a Bento; reuses existing ones."""
+    settings = load_settings()
+    with user_errors():
+        from mloop.platform.serve import champion_model_name
+        from serving.package import package_model
+
+        name = name or champion_model_name(settings)
+        if name is None:
+            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+        with err_console.status(f"packaging {name} {version or 'champion'}"):
+            packaged = package_model(settings, name, version)
+    if json_out:
+        print_json(packaged)
+        return
+    state = "packaged" if packaged.created else "already packaged (reused)"
+    console.print(f"[bold]{packaged.name}[/] v{packaged.version}: {state} in {packaged.seconds:.1f}s")
+    console.print(f"  model {packaged.model_tag} ({packaged.backend}), bento {packaged.bento_tag}")
+    if packaged.fallback_reason:
+        console.print(f"  [yellow]sklearn fallback:[/] {packaged.fallback_reason}", markup=True)
+
+
+def serve_cmd(
+    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default: MLOOP_SERVE_PORT, 3000).")] = None,
+) -> None:
+    """Serve the current champion in the foreground (Ctrl-C stops it; queued predictions are flushed)."""
+    settings = load_settings()
+    with user_errors():
+        from mloop.platform.serve import serve_command
+
+        with err_console.status("packaging the champion"):
+            spec = serve_command(settings, name, host=host, port=port)
+        if spec is None:
+            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+    err_console.print(
+        f"serving {spec.name} v{spec.version} ({spec.model_tag}) on http://{host or settings.host}:{port or settings.serve_port}"
+    )
+    os.chdir(spec.cwd or Path.cwd())
+    os.execvpe(spec.argv[0], spec.argv, {**os.environ, **spec.env})
+
+
+def deploy_cmd(
+    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Package a version and roll it into the running service (zero downtime; starts one if none runs)."""
+    from mloop.cli.data import _use_prefect_api
+
+    settings = load_settings()
+    _use_prefect_api(settings)
+    with user_errors():
+        from mloop.platform.serve import champion_model_name
+
+        name = name or champion_model_name(settings)
+        if name is None:
+            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+        from flows.deploy import deploy_flow
+
+        with err_console.status(f"deploying {name} {version or 'champion'}"):
+            try:
+                result = deploy_flow(name=name, version=version)
+            except MloopError:
+                raise
+            except Exception as exc:  # a flow failure (e.g. refused rollout) as a readable error
+                raise MloopError(f"deploy failed: {exc}", fix="the previous model keeps serving") from None
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"[bold]{result.name}[/] v{result.version}: {result.action} at {result.url} ({result.backend})")
+
+
+def lineage_cmd(
+    prediction_id: Annotated[str, typer.Option("--prediction-id", help="A prediction_id returned by /predict.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Trace a prediction: model version -> MLflow run -> dataset md5 -> code commit -> .dvc pointer commit."""
+    settings = load_settings()
+    with user_errors():
+        from serving.lineage import resolve_prediction
+
+        chain = resolve_prediction(settings, prediction_id)
+    if json_out:
+        print_json(chain)
+        return
+    for label, value in chain.rows():
+        console.print(f"[bold]{label:>14}[/]  {value}", highlight=False)
+    for note in chain.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+
+
+def feedback_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or parquet file with columns prediction_id,label.", exists=True, dir_okay=False)],
+    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one with a champion.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record ground-truth labels for earlier predictions (used by quality monitoring)."""
+    settings = load_settings()
+    with user_errors():
+        import pandas as pd
+
+        from mloop.platform.serve import champion_model_name
+        from serving.predlog import record_feedback
+
+        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        missing = {"prediction_id", "label"} - set(frame.columns)
+        if missing:
+            raise MloopError(
+                f"{path.name} lacks columns {sorted(missing)}", where=str(path), fix="provide prediction_id,label columns"
+            )
+        name = model or champion_model_name(settings)
+        if name is None:
+            raise MloopError("no model to attach the labels to", fix="pass --model NAME")
+        rows = record_feedback(settings.state.feedback, name, frame)
+    result = {"model": name, "recorded": rows, "source": str(path)}
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"recorded {rows} labels for [bold]{name}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the main app."""
+    app.command("package")(package_cmd)
+    app.command("serve")(serve_cmd)
+    app.command("deploy")(deploy_cmd)
+    app.command("lineage")(lineage_cmd)
+    app.command("feedback")(feedback_cmd)

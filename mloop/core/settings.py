@@ -1,0 +1,128 @@
+"""One typed settings object for the whole platform.
+
+Every value can be set with an environment variable named ``MLOOP_<FIELD>`` (for example
+``MLOOP_HOME=/tmp/x``). Capabilities never read the environment themselves: they get a
+``Settings`` (or the values they need) as arguments. Only entry points (CLI, flows) build one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mloop.core.paths import StatePaths
+
+
+class Settings(BaseSettings):
+    """Platform settings (env prefix ``MLOOP_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOOP_", extra="ignore")
+
+    project_dir: Path = Field(
+        default_factory=Path.cwd,
+        description="The mloop project checkout: holds data/ (contracts, DVC pointers) and is the DVC repo.",
+    )
+    home: Path | None = Field(
+        default=None,
+        description="Folder for all runtime state (default: <project_dir>/.mloop). Delete it to reset.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address every local service binds to.")
+    prefect_port: int = Field(default=4200, description="Port of the local Prefect server (mloop up).")
+    mlflow_port: int = Field(default=5000, description="Port of the local MLflow UI (mloop up).")
+    serve_port: int = Field(default=3000, description="Port of the BentoML prediction service.")
+    webhook_port: int = Field(default=3100, description="Port of the Alertmanager webhook receiver (POST /alerts, /notifications).")
+    dvc_remote: str | None = Field(
+        default=None,
+        description="DVC remote URL for dataset versions (default: <home>/dvc-remote). Any DVC remote URL works.",
+    )
+    git_commit_data: bool = Field(
+        default=False,
+        description="Production-like mode: commit each accepted dataset's .dvc pointer and contract in git.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (default: sqlite DB under <home>/mlflow).",
+    )
+    gate_metric: str = Field(default="roc_auc", description="Metric the promotion gate compares.")
+    gate_min_gain: float = Field(default=0.002, description="Smallest gain on the gate metric that can promote.")
+    gate_slice_tolerance: float = Field(
+        default=0.02, description="Largest loss on any slice the gate accepts."
+    )
+    gate_resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples (seeded).")
+    gate_baseline_margin: float = Field(
+        default=0.02, description="Margin a first model must beat the dummy baseline by."
+    )
+    drift_share_threshold: float = Field(
+        default=0.3, description="Share of drifted columns that counts as dataset drift."
+    )
+    retrain_cooldown_minutes: float = Field(
+        default=30.0, description="A drift-triggered retrain within this many minutes of the last one is skipped."
+    )
+    daily_retrain_budget: int = Field(default=6, description="At most this many automatic retrains a day.")
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token the write endpoints (/alerts, /notifications, /feedback, /admin/rollout) require when set."
+    )
+    alert_actions: dict[str, str] = Field(
+        default_factory=lambda: {
+            "HighErrorRate": "rollback",
+            "QualityDrop": "rollback",
+            "QualityDegraded": "rollback",
+            "DataDrift": "retrain",
+            "DriftDetected": "retrain",
+        },
+        description="Alert name -> remediation (rollback, retrain, notify, ignore); JSON in MLOOP_ALERT_ACTIONS.",
+    )
+    notify_url: str | None = Field(
+        default=None,
+        description="Webhook the notification block posts to (default: the local receiver's /notifications).",
+    )
+
+    @property
+    def state(self) -> StatePaths:
+        """The state layout under MLOOP_HOME (absolute paths)."""
+        home = self.home if self.home is not None else self.project_dir / ".mloop"
+        return StatePaths(root=home.expanduser().resolve())
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the setting, or the SQLite DB under MLOOP_HOME."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.state.mlflow_db}"
+
+    @property
+    def remote_url(self) -> str:
+        """DVC remote URL: the setting, or a local folder under MLOOP_HOME."""
+        return self.dvc_remote or str(self.state.dvc_remote)
+
+    def service_env(self) -> dict[str, str]:
+        """Environment that points every library at MLOOP_HOME and turns telemetry off.
+
+        Entry points apply it to ``os.environ`` (libraries such as Prefect read it at import) and
+        pass it to child processes they start.
+        """
+        s = self.state
+        return {
+            "MLOOP_HOME": str(s.root),
+            "MLOOP_PROJECT_DIR": str(self.project_dir.resolve()),
+            "PREFECT_HOME": str(s.prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "DO_NOT_TRACK": "1",
+            "BENTOML_HOME": str(s.bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DVC_NO_ANALYTICS": "1",
+            "DVC_SITE_CACHE_DIR": str(s.dvc_site_cache),
+            "GIT_PYTHON_REFRESH": "quiet",
+            # Libraries that would otherwise write under the user's home (~/.cache, ~/.config).
+            "XDG_CACHE_HOME": str(s.cache),
+            "MPLCONFIGDIR": str(s.cache / "matplotlib"),
+        }
+
+    def apply_env(self) -> None:
+        """Export :meth:`service_env` into this process (entry points only) and create the state folders."""
+        self.state.ensure()
+        os.environ.update(self.service_env())

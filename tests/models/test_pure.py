@@ -1,0 +1,154 @@
+"""Unit tests of the pure parts: spec parsing, pipeline factory, split, metrics, evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from mloop.core.errors import MloopError
+from models.evaluate import (
+    compute_metrics,
+    direction,
+    evaluate_scores,
+    permutation_importance,
+    slice_masks,
+    weighted_metric,
+)
+from models.pipeline import build_pipeline, prepare_features
+from models.spec import ModelSpec, parse_spec
+from models.split import split_dataset
+from models.train import fit_and_evaluate
+from tests.models.helpers import synth_contract, synth_frame
+
+
+def test_parse_spec_reads_estimator_and_typed_params() -> None:
+    spec = parse_spec("random_forest:n_estimators=50,max_depth=4,criterion=entropy")
+    assert spec.estimator == "random_forest"
+    assert spec.params == {"n_estimators": 50, "max_depth": 4, "criterion": "entropy"}
+    assert parse_spec("logistic_regression") == ModelSpec()
+    assert spec.key() == ModelSpec(estimator="random_forest", params={"max_depth": 4, "criterion": "entropy", "n_estimators": 50}).key()
+
+
+@pytest.mark.parametrize("text", ["svm", "random_forest:max_depth"])
+def test_parse_spec_rejects_unknown_or_malformed(text: str) -> None:
+    with pytest.raises(MloopError):
+        parse_spec(text)
+
+
+def test_prepare_features_types_and_order(frame: pd.DataFrame, contract) -> None:
+    X = prepare_features(frame, contract)
+    assert list(X.columns) == ["income", "debt", "age", "segment", "grade", "flag"]
+    assert X["income"].dtype == np.float64
+    assert set(X["flag"].dropna()) <= {"True", "False"}
+    assert X["grade"].isna().any()  # missing stays missing, imputed inside the pipeline
+
+
+def test_prepare_features_reports_missing_column(frame: pd.DataFrame, contract) -> None:
+    with pytest.raises(MloopError, match="income"):
+        prepare_features(frame.drop(columns=["income"]), contract)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("estimator", ["logistic_regression", "hist_gradient_boosting", "random_forest"])
+def test_every_estimator_fits_and_handles_unknown_levels(task: str, estimator: str) -> None:
+    contract = synth_contract(task=task)
+    df = synth_frame(600, seed=2, task=task)
+    small = {"random_forest": {"n_estimators": 10}, "hist_gradient_boosting": {"max_iter": 15}}
+    spec = ModelSpec(estimator=estimator, params=small.get(estimator, {}))
+    pipe = build_pipeline(contract, spec, seed=0).fit(prepare_features(df, contract), df["target"])
+    probe = df.head(5).copy()
+    probe["segment"] = "never-seen"
+    out = pipe.predict(prepare_features(probe, contract))
+    assert len(out) == 5
+    from sklearn.base import is_classifier
+
+    assert is_classifier(pipe) == (task == "classification")
+
+
+def test_time_split_holds_out_newest_rows(frame: pd.DataFrame, contract) -> None:
+    shuffled = frame.sample(frac=1, random_state=3)
+    train, test = split_dataset(shuffled, contract, test_size=0.25)
+    assert len(test) == 500 and len(train) == 1500
+    assert train["event_time"].max() < test["event_time"].min()
+
+
+def test_stratified_split_is_deterministic_and_stratified(frame: pd.DataFrame) -> None:
+    contract = synth_contract(time_column=None)
+    a_train, a_test = split_dataset(frame, contract, test_size=0.2, seed=7)
+    b_train, b_test = split_dataset(frame, contract, test_size=0.2, seed=7)
+    c_train, c_test = split_dataset(frame, contract, test_size=0.2, seed=8)
+    assert a_test.index.equals(b_test.index)
+    assert not a_test.index.equals(c_test.index)
+    assert abs(a_test["target"].mean() - frame["target"].mean()) < 0.01
+
+
+def test_split_refuses_tiny_frames(contract) -> None:
+    with pytest.raises(MloopError):
+        split_dataset(synth_frame(3), contract, test_size=0.1)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier"])
+def test_weighted_metric_with_unit_weights_matches_sklearn(metric: str) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    s = np.round(np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1), 2)  # rounded: many ties
+    ours = weighted_metric(metric, y, s, np.ones((1, 400)))[0]
+    assert ours == pytest.approx(compute_metrics("classification", y, s)[metric], abs=1e-9)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+def test_weighted_regression_metric_matches_sklearn(metric: str) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=300)
+    s = y + rng.normal(scale=0.5, size=300)
+    ours = weighted_metric(metric, y, s, np.ones((1, 300)))[0]
+    assert ours == pytest.approx(compute_metrics("regression", y, s)[metric], abs=1e-9)
+
+
+def test_weights_equal_row_repetition() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 50)
+    s = rng.random(50)
+    counts = rng.integers(0, 3, 50)
+    rep = np.repeat(np.arange(50), counts)
+    expected = skm.roc_auc_score(y[rep], s[rep])
+    assert weighted_metric("roc_auc", y, s, counts[None, :].astype(float))[0] == pytest.approx(expected)
+
+
+def test_direction_knows_each_metric() -> None:
+    assert direction("roc_auc") == 1 and direction("log_loss") == -1 and direction("rmse") == -1
+    with pytest.raises(ValueError):
+        direction("nope")
+
+
+def test_evaluation_has_overall_and_slice_metrics(frame: pd.DataFrame, contract) -> None:
+    train, test = split_dataset(frame, contract)
+    result = fit_and_evaluate(contract, ModelSpec(), train, test, min_slice_rows=50)
+    ev = result.evaluation
+    assert set(ev.metrics) == {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier"}
+    assert ev.metrics["roc_auc"] > 0.75
+    levels = {(s.column, s.level) for s in ev.slices}
+    assert ("segment", "A") in levels and ("flag", "True") in levels
+    assert all(s.rows >= 50 for s in ev.slices)
+
+
+def test_slice_masks_skip_small_levels(frame: pd.DataFrame, contract) -> None:
+    X = prepare_features(frame, contract)
+    masks = slice_masks(X, contract, min_rows=500)
+    assert ("segment", "A") in masks and ("segment", "C") not in masks  # C is ~20% of 2000 rows
+
+
+def test_evaluate_scores_regression() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    ev = evaluate_scores("regression", y, y + 1)
+    assert ev.metrics["mae"] == pytest.approx(1.0) and ev.metrics["rmse"] == pytest.approx(1.0)
+
+
+def test_permutation_importance_ranks_the_signal(frame: pd.DataFrame, contract) -> None:
+    train, test = split_dataset(frame, contract)
+    result = fit_and_evaluate(contract, ModelSpec(), train, test)
+    imp = permutation_importance(result.pipeline, prepare_features(test, contract), test["target"], "classification")
+    assert max(imp, key=imp.get) == "income"
+    assert imp["income"] > imp["flag"]

@@ -1,0 +1,67 @@
+"""Quality check: degraded on concept drift with labels, not on the same population; metric logic."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mloop.core.contract import DatasetContract
+from mloop.core.generate import generate
+from models.pipeline import build_pipeline, prepare_features
+from models.spec import ModelSpec
+from monitoring.quality import (
+    check_quality,
+    compare_quality,
+    compute_metrics,
+    normalise_baseline,
+)
+
+
+@pytest.fixture(scope="module")
+def fitted(baseline: pd.DataFrame, contract: DatasetContract):
+    pipe = build_pipeline(contract, ModelSpec(estimator="logistic_regression"))
+    pipe.fit(prepare_features(baseline, contract), baseline["target"])
+    holdout = generate("baseline", 3000, seed=21)
+    proba = pipe.predict_proba(prepare_features(holdout, contract))[:, 1]
+    holdout_metrics = compute_metrics(holdout["target"], pd.Series(proba >= 0.5).astype(int), pd.Series(proba),
+                                      "classification")
+    return pipe, holdout_metrics
+
+
+def _labelled(pipe, df: pd.DataFrame, contract: DatasetContract) -> pd.DataFrame:
+    proba = pipe.predict_proba(prepare_features(df, contract))[:, 1]
+    return pd.DataFrame({"prediction": (proba >= 0.5).astype(int), "probability": proba, "label": df["target"]})
+
+
+def test_concept_drift_with_labels_degrades_quality(fitted, contract: DatasetContract) -> None:
+    pipe, holdout = fitted
+    window = _labelled(pipe, generate("concept-drift", 3000, seed=22), contract)
+    result = check_quality(window, "classification", holdout, tolerance=0.05, only=["roc_auc"])
+    assert result is not None
+    assert result.degraded and result.degraded_metrics == ["roc_auc"]
+    assert result.metrics["roc_auc"] < holdout["roc_auc"] - 0.05
+
+
+def test_same_population_is_not_degraded(fitted, contract: DatasetContract) -> None:
+    pipe, holdout = fitted
+    window = _labelled(pipe, generate("baseline", 3000, seed=23), contract)
+    result = check_quality(window, "classification", {"holdout_roc_auc": holdout["roc_auc"]}, tolerance=0.05)
+    assert result is not None and not result.degraded
+    assert [c.metric for c in result.comparisons] == ["roc_auc"]
+
+
+def test_too_few_labels_gives_no_verdict() -> None:
+    window = pd.DataFrame({"prediction": [0, 1], "probability": [0.2, 0.8], "label": [0, 1]})
+    assert check_quality(window, "classification", {"roc_auc": 0.8}, min_rows=30) is None
+
+
+def test_lower_is_better_metrics_drop_upwards() -> None:
+    res = compare_quality({"rmse": 12.0, "r2": 0.5}, {"rmse": 10.0, "r2": 0.52}, tolerance=0.5, labelled_rows=100)
+    by = {c.metric: c for c in res.comparisons}
+    assert by["rmse"].drop == pytest.approx(2.0) and by["rmse"].degraded
+    assert not by["r2"].degraded
+    assert res.degraded_metrics == ["rmse"]
+
+
+def test_baseline_names_are_normalised() -> None:
+    assert normalise_baseline({"test_roc_auc": 0.7, "roc_auc": 0.8, "holdout_f1": 0.4}) == {"roc_auc": 0.8, "f1": 0.4}

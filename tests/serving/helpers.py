@@ -1,0 +1,190 @@
+"""Helpers of the serving tests: a small loan-like dataset, its contract, fitted pipelines, a
+packaged store and a running service.
+
+Trained in the tests themselves (2,000 rows, < 1 s), so the serving tests do not depend on the
+data and models helpers' code except where lineage needs the real registry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mloop.core.contract import ColumnSpec, DatasetContract
+
+NUMERIC = ["income", "loan_amount", "age", "debt_ratio"]
+CATEGORICAL = ["purpose", "region"]
+INTEGER = ["n_accounts"]
+
+
+def make_frame(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """A synthetic loan-default frame with missing values in one numeric and one categorical column."""
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10.5, 0.5, rows)
+    loan = rng.lognormal(9.5, 0.7, rows)
+    age = rng.integers(18, 80, rows).astype(float)
+    debt = rng.beta(2, 5, rows)
+    n_accounts = rng.integers(0, 12, rows)
+    purpose = rng.choice(["car", "home", "education", "business"], rows)
+    region = rng.choice(["north", "south", "east", "west"], rows).astype(object)
+    logit = -2.2 + 3 * debt + 0.8 * (loan / income) - 0.01 * (age - 40) + 0.4 * (purpose == "business")
+    target = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    df = pd.DataFrame(
+        {
+            "income": income,
+            "loan_amount": loan,
+            "age": age,
+            "debt_ratio": debt,
+            "n_accounts": n_accounts,
+            "purpose": purpose,
+            "region": region,
+            "target": target,
+        }
+    )
+    df.loc[rng.random(rows) < 0.05, "income"] = np.nan
+    df.loc[rng.random(rows) < 0.05, "region"] = None
+    return df
+
+
+def make_contract(name: str = "loans") -> DatasetContract:
+    cols = [
+        ColumnSpec(name="income", kind="numeric", nullable=True, max_null_share=0.2),
+        ColumnSpec(name="loan_amount", kind="numeric", nullable=False),
+        ColumnSpec(name="age", kind="numeric", nullable=False),
+        ColumnSpec(name="debt_ratio", kind="numeric", nullable=False),
+        ColumnSpec(name="n_accounts", kind="integer", nullable=False),
+        ColumnSpec(name="purpose", kind="categorical", nullable=False, categories=["business", "car", "education", "home"]),
+        ColumnSpec(name="region", kind="categorical", nullable=True, categories=["east", "north", "south", "west"]),
+        ColumnSpec(name="target", kind="integer", nullable=False),
+    ]
+    return DatasetContract(name=name, task="classification", target="target", columns=cols)
+
+
+def make_pipeline(kind: str = "logreg", seed: int = 0):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    pre = ColumnTransformer(
+        [
+            ("num", Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]), NUMERIC + INTEGER),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("imp", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        ("oh", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                CATEGORICAL,
+            ),
+        ]
+    )
+    clf = {
+        "logreg": lambda: LogisticRegression(max_iter=500, C=1.0),
+        "rf": lambda: RandomForestClassifier(n_estimators=30, max_depth=6, random_state=seed, n_jobs=1),
+        "hgb": lambda: HistGradientBoostingClassifier(max_iter=30, random_state=seed),
+    }[kind]()
+    return Pipeline([("pre", pre), ("clf", clf)])
+
+
+def fit(kind: str = "logreg", seed: int = 0, C: float = 1.0) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+    """(fitted pipeline, train frame, holdout frame)."""
+    df = make_frame(seed=seed)
+    train, hold = df.iloc[:1600], df.iloc[1600:]
+    pipe = make_pipeline(kind, seed)
+    if kind == "logreg":
+        pipe.set_params(clf__C=C)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # OpenMP threads only spin on a busy 2-core box
+        pipe.fit(training_frame(train), train["target"])
+    return pipe, train, hold
+
+
+def training_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The model input frame, with the models helper's convention (numeric float64, strings, NaN)."""
+    from serving.onnx_model import columns_from_frame, input_kinds, sklearn_frame
+
+    kinds = input_kinds(make_contract())
+    return sklearn_frame(columns_from_frame(df, list(kinds)), kinds)
+
+
+
+# ----------------------------------------------------------------------------- store + service
+
+import json  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from mloop.core.processes import ServiceProcess, free_port  # noqa: E402
+from mloop.core.settings import Settings  # noqa: E402
+
+TOKEN = "test-token-123"
+
+
+@dataclass
+class Packaged:
+    settings: Settings
+    v1: object  # PackagedModel, logistic regression (Bento built)
+    v2: object  # PackagedModel, random forest
+    broken: object  # PackagedModel whose stored expected outputs were tampered with
+    holdout: pd.DataFrame
+
+
+def tamper_expected(settings: Settings, tag: str) -> None:
+    """Make a stored model fail its smoke test (expected outputs no longer match)."""
+    from serving.package import stored_model_dir
+
+    meta_path = stored_model_dir(settings.state.bentoml_home, tag) / "mloop.json"
+    meta = json.loads(meta_path.read_text())
+    meta["expected"]["probabilities"] = [min(1.0, p + 0.3) for p in meta["expected"]["probabilities"]]
+    meta_path.write_text(json.dumps(meta))
+
+
+def make_packaged(root: Path) -> Packaged:
+    """Three versions of model ``loans`` in a fresh BentoML store (v1 with its Bento)."""
+    from serving.package import package_pipeline
+
+    settings = Settings(home=root / "home", project_dir=root, api_token=TOKEN)  # type: ignore[arg-type]
+    settings.state.ensure()
+    contract = make_contract()
+    lineage = {"run_id": "run-1", "dataset_name": "loans", "dataset_md5": "0" * 32}
+    pipe1, _, hold = fit("logreg", seed=0)
+    v1 = package_pipeline(settings, name="loans", version="1", pipeline=pipe1, contract=contract, holdout=hold, lineage=lineage)
+    pipe2, _, _ = fit("rf", seed=1)
+    v2 = package_pipeline(
+        settings, name="loans", version="2", pipeline=pipe2, contract=contract, holdout=hold, lineage=lineage, build=False
+    )
+    pipe3, _, _ = fit("logreg", seed=2, C=0.01)
+    v3 = package_pipeline(
+        settings, name="loans", version="3", pipeline=pipe3, contract=contract, holdout=hold, lineage=lineage, build=False
+    )
+    tamper_expected(settings, v3.model_tag)
+    return Packaged(settings=settings, v1=v1, v2=v2, broken=v3, holdout=hold)
+
+
+def start(packaged: Packaged, tag: str = "loans:v1", **env: str) -> ServiceProcess:
+    from serving.launch import start_service
+
+    return start_service(packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env)
+
+
+def records(holdout: pd.DataFrame, n: int, start: int = 0) -> list[dict]:
+    """``n`` JSON-ready request records from the holdout (NaN -> null)."""
+    from serving.onnx_model import columns_from_frame, input_kinds
+
+    names = list(input_kinds(make_contract()))
+    rows = holdout.iloc[start : start + n]
+    cols = columns_from_frame(rows, names)
+    out = []
+    for i in range(len(rows)):
+        rec = {k: cols[k][i] for k in names}
+        rec["n_accounts"] = int(rec["n_accounts"])
+        out.append(rec)
+    return out
+
+

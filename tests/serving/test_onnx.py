@@ -1,0 +1,85 @@
+"""ONNX conversion: agreement with sklearn on the holdout, fallback, smoke test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.onnx_model import (
+    MISSING,
+    OnnxPredictor,
+    SklearnPredictor,
+    columns_from_frame,
+    convert_pipeline,
+    input_kinds,
+    smoke_test,
+)
+from tests.serving.helpers import fit, make_contract
+
+
+@pytest.mark.parametrize("kind", ["logreg", "rf", "hgb"])
+def test_onnx_matches_sklearn_probabilities_on_the_holdout(kind: str) -> None:
+    contract = make_contract()
+    pipe, _, hold = fit(kind)
+    conv = convert_pipeline(pipe, contract, hold)
+    assert conv.backend == "onnx", conv.reason
+    assert conv.rows_checked == len(hold) == 400
+    # independent re-check, through the serving code path
+    kinds = input_kinds(contract)
+    cols = columns_from_frame(hold, list(kinds))
+    onnx_out = OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep).predict(cols)
+    sk_out = SklearnPredictor(pipe, kinds, "classification").predict(cols)
+    diff = np.max(np.abs(np.array(onnx_out.probabilities) - np.array(sk_out.probabilities)))
+    assert diff <= 1e-5
+    assert onnx_out.predictions == sk_out.predictions
+
+
+def test_missing_values_and_unknown_levels_match_sklearn() -> None:
+    contract = make_contract()
+    pipe, _, hold = fit("rf")
+    conv = convert_pipeline(pipe, contract, hold)
+    kinds = input_kinds(contract)
+    cols = columns_from_frame(hold.head(5), list(kinds))
+    cols["income"] = [None] * 5
+    cols["region"] = [None, "mars", "north", None, MISSING]
+    cols["purpose"] = ["yacht", "car", "home", "unknown", "business"]
+    a = OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep).predict(cols)
+    b = SklearnPredictor(pipe, kinds, "classification").predict(cols)
+    assert np.allclose(a.probabilities, b.probabilities, atol=1e-5)
+
+
+def test_unconvertible_pipeline_falls_back_to_sklearn_with_a_reason() -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    contract = make_contract()
+    pipe, _, hold = fit("logreg")
+    pipe.steps.insert(1, ("custom", FunctionTransformer(np.log1p)))  # no ONNX converter for a Python function
+    pipe.steps[1][1].fit(None)
+    conv = convert_pipeline(pipe, contract, hold)
+    assert conv.backend == "sklearn"
+    assert conv.onnx_model is None
+    assert "ONNX conversion failed" in (conv.reason or "")
+
+
+def test_disagreeing_conversion_is_refused() -> None:
+    contract = make_contract()
+    pipe, _, hold = fit("logreg")
+    conv = convert_pipeline(pipe, contract, hold, tolerance=0.0 - 1.0)  # nothing can be within a negative tolerance
+    assert conv.backend == "sklearn"
+    assert "differ" in (conv.reason or "")
+
+
+def test_smoke_test_passes_a_good_model_and_catches_a_bad_one() -> None:
+    contract = make_contract()
+    pipe, _, hold = fit("logreg")
+    conv = convert_pipeline(pipe, contract, hold)
+    kinds = input_kinds(contract)
+    predictor = OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep)
+    sample = hold.head(10)
+    cols = columns_from_frame(sample, list(kinds))
+    expected = SklearnPredictor(pipe, kinds, "classification").predict(cols)
+    meta = {"sample_columns": cols, "expected": {"probabilities": expected.probabilities}}
+    assert smoke_test(predictor, meta) == []
+    bad = {"sample_columns": cols, "expected": {"probabilities": [p + 0.2 for p in expected.probabilities]}}
+    assert any("differ" in p for p in smoke_test(predictor, bad))
+    assert smoke_test(predictor, {"sample_columns": {}, "expected": {}}) != []
