@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from models.registry import TAG_CACHE_KEY, mlflow_client, with_retry
+from mloop.core.tags import TAG_CACHE_KEY, tag_value
+from models.registry import mlflow_client, with_retry
 from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-TAG_REGISTERED_VERSION = "mloop.registered_version"
 MODEL_ARTIFACT = "model"
 SERIALIZATION = "skops"
+MAX_PARAM_VALUE = 6000
+"""MLflow's limit on a param value's length (characters)."""
 
 
 class RunRecord(BaseModel):
@@ -145,7 +147,7 @@ def log_training_run(
         lambda: client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            params=[Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()],
         )
     )
     dataset = Dataset(
@@ -191,7 +193,7 @@ def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     client = mlflow_client(tracking_uri)
-    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()]))
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:

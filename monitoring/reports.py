@@ -14,6 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.tags import (
+    TAG_DATASET_DRIFT,
+    TAG_FLOW_RUN_ID,
+    TAG_LAST_MONITORING_RUN,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    TAG_MONITORING,
+)
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,8 +118,6 @@ def log_monitoring_run(
     """
     from mlflow import MlflowClient
 
-    from mloop.core.lineage import TAG_FLOW_RUN_ID, TAG_MODEL_NAME, TAG_MODEL_VERSION
-
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
     if exp is None:
@@ -127,8 +133,8 @@ def log_monitoring_run(
     else:
         exp_id = exp.experiment_id
     tags: dict[str, str] = {
-        "mloop.monitoring": "drift",
-        "mloop.dataset_drift": str(result.dataset_drift).lower(),
+        TAG_MONITORING: "drift",
+        TAG_DATASET_DRIFT: str(result.dataset_drift).lower(),
     }
     if result.model_name:
         tags[TAG_MODEL_NAME] = result.model_name
@@ -169,7 +175,7 @@ def log_monitoring_run(
     if result.model_name and result.model_version:
         try:
             client.set_model_version_tag(
-                result.model_name, str(result.model_version), "mloop.last_monitoring_run", run_id
+                result.model_name, str(result.model_version), TAG_LAST_MONITORING_RUN, run_id
             )
         except Exception:  # noqa: BLE001 - the version may not be in this registry (e.g. a stand-in)
             pass
