@@ -66,7 +66,9 @@ class GateConfig(BaseModel):
         return self.metric if self.metric in metrics_for(task) else ("roc_auc" if task == "classification" else "rmse")
 
 
-def overrides_model(model: type[BaseModel], name: str, doc: str, exclude: frozenset[str] = frozenset()) -> type[BaseModel]:
+def overrides_model(
+    model: type[BaseModel], name: str, doc: str, exclude: frozenset[str] = frozenset()
+) -> type[BaseModel]:
     """A model with ``model``'s fields (minus ``exclude``), each optional with default None and the
     same type, bounds and description: a form of overrides where an empty field keeps the default."""
     fields: dict[str, Any] = {}
@@ -123,6 +125,18 @@ class GateReport(BaseModel):
     @property
     def promoted(self) -> bool:
         return self.decision == "promote"
+
+    def interval(self) -> dict[str, float]:
+        """The gain and its 95% interval (the version's ``mloop.gate_metrics`` tag)."""
+        return {"gain": self.gain, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+    def audit_metrics(self) -> dict[str, float]:
+        """What a promotion's audit record keeps: the interval and both values of the gate metric."""
+        return {
+            **self.interval(),
+            f"challenger_{self.metric}": self.challenger_value,
+            f"reference_{self.metric}": self.reference_value,
+        }
 
     def summary(self) -> str:
         """One line: verdict, gain with interval, first reason."""
