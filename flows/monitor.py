@@ -28,7 +28,7 @@ from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
 from mloop.core.settings import Settings
 from mloop.core.tags import TAG_MODEL_VERSION
-from monitoring.checks import MonitorOptions
+from monitoring.checks import MonitorOptions, check_window
 from monitoring.drift import DriftResult
 from monitoring.scoring import LABEL_COLUMN, add_predictions
 from monitoring.verdict import MonitorResult
@@ -72,28 +72,8 @@ def read_window(
     return window, feedback
 
 
-@task(name="check", cache_policy=NO_CACHE)
-def run_checks(
-    reference: pd.DataFrame,
-    window: pd.DataFrame,
-    feedback: pd.DataFrame,
-    contract: DatasetContract,
-    *,
-    model_name: str,
-    model_version: str,
-    baseline_metrics: dict[str, float],
-    gate_metric: str,
-    drift_share_threshold: float,
-    options: MonitorOptions,
-) -> tuple[DriftResult, Any, Any]:
-    """Drift (Evidently) and, with enough labels, quality; returns the result and both snapshots."""
-    from monitoring.checks import check_window
-
-    return check_window(
-        reference, window, feedback, contract, model_name=model_name, model_version=model_version,
-        baseline_metrics=baseline_metrics, gate_metric=gate_metric, drift_share_threshold=drift_share_threshold,
-        options=options,
-    )
+run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
+"""Drift (Evidently) and, with enough labels, quality; returns the result and both snapshots."""
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -292,7 +292,7 @@ def train_flow(
 
 
 def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_params: SplitParams, seed: int,
-             gate_params: Any, force: bool, trigger: str) -> TrainRun:
+             gate_params: BaseModel | None, force: bool, trigger: str) -> TrainRun:
     """Settings and gate config, then materialize -> plan (cache hits) -> split: what every step shares."""
     from prefect.runtime import flow_run
 
