@@ -120,7 +120,9 @@ def ingest_flow(
         raise
     version = result.version
     create_markdown_artifact(
-        key=artifact_key("dataset", dataset), markdown=version_markdown(result), description=f"Dataset {dataset} {version.md5}"
+        key=artifact_key("dataset", dataset),
+        markdown=version_markdown(result),
+        description=f"Dataset {dataset} {version.md5}",
     )
     if result.created:
         events.emit(

@@ -54,7 +54,8 @@ def promote_flow(name: str, version: str, reason: str, actor: str | None = None)
     who, run_id = _actor("cli")
     record = promote(settings.tracking_uri, settings.state, name, str(version), reason=reason,
                      actor=actor or who, flow_run_id=run_id)
-    create_markdown_artifact(key=artifact_key("promote", name), markdown=_markdown(record), description=f"promote {name}")
+    create_markdown_artifact(key=artifact_key("promote", name), markdown=_markdown(record),
+                             description=f"promote {name}")
     if record.outcome == "applied":
         info = get_version_info(settings.tracking_uri, name, record.to_version or version)
         events.emit(events.MODEL_PROMOTED, events.model_resource(name),
@@ -78,7 +79,8 @@ def rollback_flow(name: str, reason: str, actor: str | None = None) -> AuditReco
     settings = Settings()
     who, run_id = _actor("cli")
     record = rollback(settings.tracking_uri, settings.state, name, reason=reason, actor=actor or who, flow_run_id=run_id)
-    create_markdown_artifact(key=artifact_key("rollback", name), markdown=_markdown(record), description=f"rollback {name}")
+    create_markdown_artifact(key=artifact_key("rollback", name), markdown=_markdown(record),
+                             description=f"rollback {name}")
     info = get_version_info(settings.tracking_uri, name, record.to_version or "champion")
     events.emit(events.MODEL_ROLLED_BACK, events.model_resource(name),
                 {"version": record.to_version, "from_version": record.from_version, "metrics": info.metrics,

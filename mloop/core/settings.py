@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # The promotion gate's settable parameters: models.gate.GateConfig (and the train flow's
     # GateParams form) take their defaults, descriptions and bounds from these fields.
     gate_metric: str = Field(
-        default="roc_auc", description="Metric the promotion gate compares (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2)."
+        default="roc_auc",
+        description="Metric the promotion gate compares (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).",
     )
     gate_min_gain: float = Field(default=0.002, description="Smallest gain over the champion that can promote.")
     gate_slice_tolerance: float = Field(

@@ -78,7 +78,8 @@ def test_fitted_and_cached_candidates() -> None:
 
 @pytest.mark.parametrize(("time_column", "kind"), [("event_time", "time"), (None, "stratified")])
 def test_run_params(time_column: str | None, kind: str) -> None:
-    params = run_params(RF, seed=3, split=SplitParams(test_size=0.25, seed=9), contract=synth_contract(time_column=time_column),
+    contract = synth_contract(time_column=time_column)
+    params = run_params(RF, seed=3, split=SplitParams(test_size=0.25, seed=9), contract=contract,
                         train_rows=75, holdout_rows=25, data_md5="abc")
     assert params == {
         "spec": RF.key(), "estimator": "random_forest", "seed": 3, "split_test_size": 0.25, "split_seed": 9,

@@ -51,7 +51,8 @@ def test_run_and_version_tags() -> None:
     }
     assert registered_run_tags("loans", "3") == {
         "mloop.registered_version": "3", "mloop.model_name": "loans", "mloop.model_version": "3"}
-    assert version_description(SPEC, "loans", INFO.md5, "manual") == "random_forest(max_depth=4) on loans@01234567 (manual)"
+    description = version_description(SPEC, "loans", INFO.md5, "manual")
+    assert description == "random_forest(max_depth=4) on loans@01234567 (manual)"
 
 
 def test_tag_values_are_cut_to_the_mlflow_limit() -> None:

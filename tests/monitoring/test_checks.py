@@ -22,7 +22,9 @@ def scored(baseline: pd.DataFrame, contract: DatasetContract) -> tuple[pd.DataFr
 
 
 @pytest.mark.parametrize("publish", [True, False])
-def test_labelled_window_gets_a_quality_verdict(scored, contract: DatasetContract, publish: bool) -> None:  # noqa: ANN001
+def test_labelled_window_gets_a_quality_verdict(
+    scored: tuple[pd.DataFrame, pd.DataFrame], contract: DatasetContract, publish: bool
+) -> None:
     reference, window = scored
     feedback = pd.DataFrame({"prediction_id": window["prediction_id"], "label": window["target"]})
     result, snapshot, quality_snapshot = check_window(
@@ -36,7 +38,7 @@ def test_labelled_window_gets_a_quality_verdict(scored, contract: DatasetContrac
     assert (quality_snapshot is not None) == publish
 
 
-def test_without_feedback_only_drift(scored, contract: DatasetContract) -> None:  # noqa: ANN001
+def test_without_feedback_only_drift(scored: tuple[pd.DataFrame, pd.DataFrame], contract: DatasetContract) -> None:
     reference, window = scored
     result, _, quality_snapshot = check_window(
         reference, window, pd.DataFrame(columns=["prediction_id", "label"]), contract, model_name="loans",
