@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from mloop.core import events
+from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
 
 
@@ -107,7 +108,7 @@ def deploy_flow(name: str, version: str | None = None) -> DeployResult:
         logger.warning("serving %s with sklearn (slower): %s", packaged.model_tag, packaged.fallback_reason)
     logger.info("%s %s version %s at %s", action, name, packaged.version, url)
     create_markdown_artifact(
-        key=f"deploy-{name}".lower().replace("_", "-"), markdown=_markdown(result), description=f"deploy {name}"
+        key=artifact_key("deploy", name), markdown=_markdown(result), description=f"deploy {name}"
     )
     events.emit(
         events.MODEL_DEPLOYED,

@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mloop.core import events
+from mloop.core.artifacts import artifact_key
 from mloop.core.contract import ValidationReport
 from mloop.core.datasets import DataRejected, IngestResult, ingest_dataset
 from mloop.core.errors import MloopError
@@ -45,11 +46,6 @@ def version_dataset(
 ) -> IngestResult:
     """Validate ``path`` against the contract and version it (not cached: it writes state)."""
     return ingest_dataset(settings, Path(path), dataset=dataset, target=target, task=task_kind, time_column=time_column)
-
-
-def _artifact_key(dataset: str) -> str:
-    clean = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-")
-    return f"dataset-{clean}"[:100]
 
 
 def version_markdown(result: IngestResult) -> str:
@@ -117,14 +113,16 @@ def ingest_flow(
         result = version_dataset(settings, path, dataset, target, task, time_column)
     except DataRejected as exc:
         create_markdown_artifact(
-            key=_artifact_key(dataset),
+            key=artifact_key("dataset", dataset),
             markdown=rejection_markdown(exc.report, path),
             description=f"Ingest of {dataset} rejected",
         )
         raise
     version = result.version
     create_markdown_artifact(
-        key=_artifact_key(dataset), markdown=version_markdown(result), description=f"Dataset {dataset} {version.md5}"
+        key=artifact_key("dataset", dataset),
+        markdown=version_markdown(result),
+        description=f"Dataset {dataset} {version.md5}",
     )
     if result.created:
         events.emit(

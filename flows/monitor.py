@@ -11,58 +11,29 @@ markdown artifact -> ``mloop.drift.detected`` / ``mloop.quality.degraded`` event
 Nothing is cached: every run re-reads the log, since the window moves. Tasks run in-process
 (DataFrames are passed directly); the only retries are on the I/O steps that can hit a busy
 SQLite (MLflow). Evidently is imported inside the check, so importing this module stays cheap.
+The work itself lives in ``monitoring/`` (scoring, checks, verdict, reports).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
 
 from mloop.core import events
+from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
-from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
-from monitoring.drift import DriftOptions, DriftResult
+from mloop.core.tags import TAG_MODEL_VERSION
+from monitoring.checks import MonitorOptions, check_window
+from monitoring.drift import DriftResult
+from monitoring.scoring import LABEL_COLUMN, add_predictions
+from monitoring.verdict import MonitorResult
 
-LABEL_COLUMN = "label"
-
-
-class MonitorOptions(BaseModel):
-    """How the monitor compares the window with the reference."""
-
-    reference_rows: int = Field(
-        default=50_000, ge=100, description="Sample the reference (training) data to at most this many rows (seeded)."
-    )
-    max_rows: int = Field(
-        default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded)."
-    )
-    seed: int = Field(default=0, description="Seed of every sample.")
-    min_rows: int = Field(default=100, ge=1, description="Fewer predictions in the window: skip the check.")
-    quality_tolerance: float = Field(
-        default=0.05, ge=0, description="Largest accepted drop of the gate metric vs the champion's holdout."
-    )
-    min_labels: int = Field(default=30, ge=1, description="Fewer feedback labels in the window: no quality verdict.")
-    publish: bool = Field(default=True, description="Write the HTML report, MLflow run and Evidently snapshot.")
-
-
-class MonitorResult(BaseModel):
-    """What one monitor run found and did."""
-
-    model_name: str
-    model_version: str | None
-    status: Literal["ok", "drift", "degraded", "drift+degraded", "skipped"]
-    reason: str
-    drift: DriftResult | None = None
-    report_path: str | None = None
-    mlflow_run_id: str | None = None
-    workspace_snapshot_id: str | None = None
-    events: list[str] = Field(default_factory=list, description="Names of the events emitted.")
-    window_versions: list[str] = Field(default_factory=list, description="Model versions that served the window.")
+__all__ = ["LABEL_COLUMN", "MonitorOptions", "MonitorResult", "add_predictions", "monitor_flow"]
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -89,28 +60,6 @@ def reference_data(
     return add_predictions(settings, model_name, model_version, df, contract), contract
 
 
-def add_predictions(
-    settings: Settings, model_name: str, model_version: str, df: pd.DataFrame, contract: DatasetContract
-) -> pd.DataFrame:
-    """``df`` with the columns the service logs (prediction + probability or score), from the same model."""
-    from models.pipeline import prepare_features
-    from models.registry import load_pipeline
-
-    pipe = load_pipeline(settings.tracking_uri, model_name, model_version)
-    X = prepare_features(df, contract)
-    out = df.copy()
-    if contract.task == "classification" and hasattr(pipe, "predict_proba"):
-        proba = pipe.predict_proba(X)
-        classes = list(pipe.classes_)
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        out["probability"] = proba[:, -1]
-    else:
-        pred = pipe.predict(X)
-        out["prediction"] = pred
-        out["score"] = pred
-    return out
-
-
 @task(name="read-window", cache_policy=NO_CACHE)
 def read_window(
     settings: Settings, model_name: str, window_size: int, since: datetime | None
@@ -123,52 +72,8 @@ def read_window(
     return window, feedback
 
 
-@task(name="check", cache_policy=NO_CACHE)
-def run_checks(
-    reference: pd.DataFrame,
-    window: pd.DataFrame,
-    feedback: pd.DataFrame,
-    contract: DatasetContract,
-    *,
-    model_name: str,
-    model_version: str,
-    baseline_metrics: dict[str, float],
-    gate_metric: str,
-    drift_share_threshold: float,
-    options: MonitorOptions,
-) -> tuple[DriftResult, Any, Any]:
-    """Drift (Evidently) and, with enough labels, quality; returns the result and both snapshots."""
-    from monitoring.drift import drift_report
-    from monitoring.quality import check_quality, quality_report
-
-    drift_options = DriftOptions(
-        drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
-    )
-    result, snapshot = drift_report(
-        reference, window, contract, options=drift_options, model_name=model_name, model_version=model_version,
-        time_column="timestamp",
-    )
-    quality_snapshot = None
-    if not feedback.empty and "prediction_id" in window.columns:
-        labelled = window.merge(feedback[["prediction_id", LABEL_COLUMN]], on="prediction_id", how="inner")
-        score = next((c for c in ("probability", "score") if c in labelled.columns), None)
-        quality = check_quality(
-            labelled,
-            contract.task,
-            baseline_metrics,
-            tolerance=options.quality_tolerance,
-            min_rows=options.min_labels,
-            label_column=LABEL_COLUMN,
-            score_column=score if contract.task == "classification" else None,
-            only=[gate_metric] if gate_metric else None,
-        )
-        result = result.model_copy(update={"quality": quality})
-        if quality is not None and options.publish:
-            quality_snapshot = quality_report(
-                labelled, contract.task, label_column=LABEL_COLUMN,
-                score_column=score if contract.task == "classification" else None,
-            )
-    return result, snapshot, quality_snapshot
+run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
+"""Drift (Evidently) and, with enough labels, quality; returns the result and both snapshots."""
 
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -176,61 +81,9 @@ def publish(
     settings: Settings, result: DriftResult, snapshot: Any, quality_snapshot: Any, flow_run_id: str | None
 ) -> tuple[str, str | None, str | None]:
     """HTML reports (drift.html, quality.html) + result.json, MLflow monitoring run, Evidently workspace snapshot."""
-    from monitoring.reports import (
-        add_to_workspace,
-        log_monitoring_run,
-        report_folder,
-        write_report,
-    )
+    from monitoring.reports import publish_check
 
-    folder = report_folder(settings.state.reports, result.model_name or "model", result.model_version)
-    html = write_report(result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None)
-    run_id = log_monitoring_run(
-        settings.tracking_uri,
-        result.model_copy(update={"report_path": str(html)}),
-        folder,
-        artifact_root=settings.state.mlflow_artifacts,
-        flow_run_id=flow_run_id,
-    )
-    snap_id = None
-    if snapshot is not None:
-        snap_id = add_to_workspace(
-            settings.state.evidently_workspace, result.model_name or "model", snapshot,
-            name=f"v{result.model_version} {folder.name}",
-        )
-    return str(html), run_id, snap_id
-
-
-def drift_payload(result: DriftResult) -> dict[str, Any]:
-    w = result.window
-    return {
-        "model_name": result.model_name,
-        "model_version": result.model_version,
-        "drift_share": round(result.drift_share, 4),
-        "drift_share_threshold": result.drift_share_threshold,
-        "drifted_columns": result.drifted_columns,
-        "report_path": result.report_path,
-        "window": {
-            "rows": w.rows,
-            "start": w.start.isoformat() if w.start else None,
-            "end": w.end.isoformat() if w.end else None,
-        },
-    }
-
-
-def quality_payload(result: DriftResult) -> dict[str, Any]:
-    q = result.quality
-    assert q is not None
-    return {
-        "model_name": result.model_name,
-        "model_version": result.model_version,
-        "degraded_metrics": q.degraded_metrics,
-        "metrics": {k: round(v, 4) for k, v in q.metrics.items()},
-        "baseline": {k: round(v, 4) for k, v in q.baseline.items()},
-        "tolerance": q.tolerance,
-        "labelled_rows": q.labelled_rows,
-        "report_path": result.report_path,
-    }
+    return publish_check(settings.state, settings.tracking_uri, result, snapshot, quality_snapshot, flow_run_id)
 
 
 @flow(name="monitor")
@@ -253,7 +106,8 @@ def monitor_flow(
     from prefect.artifacts import create_markdown_artifact
     from prefect.runtime import flow_run
 
-    from monitoring.reports import markdown_summary
+    from monitoring import verdict
+    from monitoring.checks import quality_metric, reference_version
 
     logger = get_run_logger()
     options = options or MonitorOptions()
@@ -261,85 +115,62 @@ def monitor_flow(
     settings.state.ensure()
     info, lineage = resolve_model(settings, model_name, version)
     window, feedback = read_window(settings, model_name, window_size, since)
-    versions = sorted({str(v) for v in window["model_version"].dropna().unique()}) if "model_version" in window else []
-    if len(window) < options.min_rows:
-        reason = f"{len(window)} predictions in the window (< {options.min_rows}): nothing to compare"
-        logger.info(reason)
-        create_markdown_artifact(
-            key=_artifact_key(model_name), markdown=f"# Drift check: {model_name}\n\nSkipped: {reason}."
-        )
-        return MonitorResult(model_name=model_name, model_version=info.version, status="skipped", reason=reason,
-                             window_versions=versions)
-    if not lineage.dataset_md5:
-        raise MloopError(
-            f"model {model_name} v{info.version} has no dataset md5 in its lineage",
-            where="MLflow model version tags",
-            fix="train the model with `mloop train` so the version records its dataset",
-        )
-    reference, contract = reference_data(settings, model_name, info.version, lineage.dataset_name,
-                                         lineage.dataset_md5, options)
+    versions = verdict.window_versions(window)
+    if (skipped := verdict.skip_reason(len(window), options.min_rows)) is not None:
+        return _skipped(model_name, info.version, skipped, versions)
+    dataset, md5 = reference_version(lineage)
+    reference, contract = reference_data(settings, model_name, info.version, dataset, md5, options)
     result, snapshot, quality_snapshot = run_checks(
-        reference, window, feedback, contract,
-        model_name=model_name, model_version=info.version, baseline_metrics=info.metrics,
-        gate_metric=settings.gate_metric if contract.task == "classification" else "r2",
+        reference, window, feedback, contract, model_name=model_name, model_version=info.version,
+        baseline_metrics=info.metrics, gate_metric=quality_metric(contract.task, settings.gate_metric),
         drift_share_threshold=settings.drift_share_threshold, options=options,
     )
-    run_id = str(flow_run.get_id() or "") or None
     html = mlflow_run = snap_id = None
     if options.publish:
-        html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, run_id)
+        flow_run_id = str(flow_run.get_id() or "") or None
+        html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, flow_run_id)
         result = result.model_copy(update={"report_path": html})
     create_markdown_artifact(
-        key=_artifact_key(model_name),
-        markdown=markdown_summary(
-            result, report_link=html and f"file://{html}", mlflow_link=mlflow_run and _mlflow_link(settings, mlflow_run)
-        ),
+        key=artifact_key("drift", model_name), markdown=_summary(settings, result, html, mlflow_run),
         description=f"drift check of {model_name} v{info.version}",
     )
-    emitted: list[str] = []
-    resource = events.model_resource(model_name)
-    version_label = {"mloop.model_version": str(info.version)}
-    if result.dataset_drift:
-        events.emit(events.DRIFT_DETECTED, resource, drift_payload(result), **version_label)
-        emitted.append(events.DRIFT_DETECTED)
-    degraded = result.quality is not None and result.quality.degraded
-    if degraded:
-        events.emit(events.QUALITY_DEGRADED, resource, quality_payload(result), **version_label)
-        emitted.append(events.QUALITY_DEGRADED)
-    status: Literal["ok", "drift", "degraded", "drift+degraded"] = (
-        "drift+degraded" if result.dataset_drift and degraded
-        else "drift" if result.dataset_drift else "degraded" if degraded else "ok"
-    )
-    reason = (
-        f"{len(result.drifted_columns)}/{len(result.columns)} columns drifted (share {result.drift_share:.2f}, "
-        f"threshold {result.drift_share_threshold:.2f})"
-        + ("" if result.quality is None else
-           f"; quality {'degraded: ' + ', '.join(result.quality.degraded_metrics) if degraded else 'ok'}"
-           f" on {result.quality.labelled_rows} labels")
-    )
-    logger.info("monitor %s v%s: %s", model_name, info.version, reason)
+    emitted = _emit(model_name, info.version, result)
+    logger.info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
     return MonitorResult(
-        model_name=model_name,
-        model_version=info.version,
-        status=status,
-        reason=reason,
-        drift=result,
-        report_path=html,
-        mlflow_run_id=mlflow_run,
-        workspace_snapshot_id=snap_id,
-        events=emitted,
-        window_versions=versions,
+        model_name=model_name, model_version=info.version, status=verdict.status(result),
+        reason=verdict.reason(result), drift=result, report_path=html, mlflow_run_id=mlflow_run,
+        workspace_snapshot_id=snap_id, events=emitted, window_versions=versions,
     )
 
 
-def _artifact_key(model_name: str) -> str:
-    clean = "".join(c if c.isalnum() else "-" for c in model_name.lower()).strip("-")
-    return f"drift-{clean}"[:100]
+def _summary(settings: Settings, result: DriftResult, html: str | None, mlflow_run: str | None) -> str:
+    """The markdown artifact: the check's summary with links to the HTML report and the MLflow run."""
+    from monitoring.reports import markdown_summary, mlflow_run_link
+
+    mlflow_link = None
+    if mlflow_run:
+        mlflow_link = mlflow_run_link(settings.tracking_uri, settings.host, settings.mlflow_port, mlflow_run)
+    return markdown_summary(result, report_link=html and f"file://{html}", mlflow_link=mlflow_link)
 
 
-def _mlflow_link(settings: Settings, run_id: str) -> str:
-    """URL of the monitoring run in the local MLflow UI (``mloop up`` serves it on settings.mlflow_port)."""
-    from mlflow import MlflowClient
+def _skipped(model_name: str, model_version: str, reason: str, versions: list[str]) -> MonitorResult:
+    """Too few predictions to compare: say so (log, artifact) and check nothing."""
+    from prefect.artifacts import create_markdown_artifact
 
-    experiment = MlflowClient(settings.tracking_uri).get_run(run_id).info.experiment_id
-    return f"http://{settings.host}:{settings.mlflow_port}/#/experiments/{experiment}/runs/{run_id}"
+    from monitoring.verdict import skipped_markdown
+
+    get_run_logger().info(reason)
+    create_markdown_artifact(key=artifact_key("drift", model_name), markdown=skipped_markdown(model_name, reason))
+    return MonitorResult(model_name=model_name, model_version=model_version, status="skipped", reason=reason,
+                         window_versions=versions)
+
+
+def _emit(model_name: str, model_version: str, result: DriftResult) -> list[str]:
+    """Emit the check's events on ``mloop.model.<name>`` (label ``mloop.model_version``); their names."""
+    from monitoring.verdict import monitor_events
+
+    emitted = []
+    for event, payload in monitor_events(result):
+        events.emit(event, events.model_resource(model_name), payload, **{TAG_MODEL_VERSION: str(model_version)})
+        emitted.append(event)
+    return emitted

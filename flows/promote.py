@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from mloop.core import events
+from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
 from models.audit import AuditRecord
 
@@ -37,10 +38,6 @@ def _markdown(record: AuditRecord) -> str:
     ]) + "\n"
 
 
-def _key(action: str, name: str) -> str:
-    return f"{action}-" + "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:80]
-
-
 @flow(name="promote")
 def promote_flow(name: str, version: str, reason: str, actor: str | None = None) -> AuditRecord:
     """Make a registered version the champion (the old champion becomes previous-champion).
@@ -57,7 +54,8 @@ def promote_flow(name: str, version: str, reason: str, actor: str | None = None)
     who, run_id = _actor("cli")
     record = promote(settings.tracking_uri, settings.state, name, str(version), reason=reason,
                      actor=actor or who, flow_run_id=run_id)
-    create_markdown_artifact(key=_key("promote", name), markdown=_markdown(record), description=f"promote {name}")
+    create_markdown_artifact(key=artifact_key("promote", name), markdown=_markdown(record),
+                             description=f"promote {name}")
     if record.outcome == "applied":
         info = get_version_info(settings.tracking_uri, name, record.to_version or version)
         events.emit(events.MODEL_PROMOTED, events.model_resource(name),
@@ -81,7 +79,8 @@ def rollback_flow(name: str, reason: str, actor: str | None = None) -> AuditReco
     settings = Settings()
     who, run_id = _actor("cli")
     record = rollback(settings.tracking_uri, settings.state, name, reason=reason, actor=actor or who, flow_run_id=run_id)
-    create_markdown_artifact(key=_key("rollback", name), markdown=_markdown(record), description=f"rollback {name}")
+    create_markdown_artifact(key=artifact_key("rollback", name), markdown=_markdown(record),
+                             description=f"rollback {name}")
     info = get_version_info(settings.tracking_uri, name, record.to_version or "champion")
     events.emit(events.MODEL_ROLLED_BACK, events.model_resource(name),
                 {"version": record.to_version, "from_version": record.from_version, "metrics": info.metrics,

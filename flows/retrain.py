@@ -13,55 +13,27 @@ Nothing is cached: each run re-reads the ledger, the prediction log and the feed
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
 
+from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
+from monitoring.retraining import RetrainResult, RetrainStatus, model_name_from
 
-RetrainStatus = Literal["skipped", "no-data", "trained"]
-
-
-class RetrainResult(BaseModel):
-    """What one retrain run did."""
-
-    model_name: str
-    status: RetrainStatus
-    reason: str
-    trigger: str
-    event_id: str | None = None
-    dataset_md5: str | None = Field(default=None, description="The dataset version trained on.")
-    trained_version: str | None = Field(default=None, description="Registered model version, if one was trained.")
-    promoted: bool | None = Field(default=None, description="The gate's verdict on the trained version.")
-    champion: str | None = None
+__all__ = ["RetrainResult", "RetrainStatus", "model_name_from", "retrain_flow"]
 
 
-def model_name_from(value: str) -> str:
-    """Accept ``loans`` or the event resource id ``mloop.model.loans``."""
-    prefix = "mloop.model."
-    return value[len(prefix) :] if value.startswith(prefix) else value
-
-
-def _artifact(result: RetrainResult, detail: str = "") -> None:
+def _report(result: RetrainResult, message: str, detail: str) -> RetrainResult:
+    """Log ``message``, publish the result as a markdown artifact (key ``retrain-<model>``), return it."""
     from prefect.artifacts import create_markdown_artifact
 
-    rows = [
-        ("model", result.model_name),
-        ("status", f"**{result.status}**"),
-        ("reason", result.reason),
-        ("trigger", result.trigger),
-        ("event id", result.event_id or "-"),
-        ("dataset md5", result.dataset_md5 or "-"),
-        ("trained version", result.trained_version or "-"),
-        ("promoted", "-" if result.promoted is None else str(result.promoted)),
-        ("champion now", result.champion or "-"),
-    ]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    md = f"# Retrain {result.model_name}: {result.status}\n\n| | |\n|---|---|\n{table}\n\n{detail}"
-    key = "retrain-" + "".join(c if c.isalnum() else "-" for c in result.model_name.lower())
-    create_markdown_artifact(markdown=md, key=key, description=f"retrain {result.model_name}: {result.status}")
+    from monitoring.retraining import retrain_markdown
+
+    get_run_logger().info(message)
+    create_markdown_artifact(markdown=retrain_markdown(result, detail), key=artifact_key("retrain", result.model_name),
+                             description=f"retrain {result.model_name}: {result.status}")
+    return result
 
 
 @flow(name="retrain", log_prints=True)
@@ -83,58 +55,29 @@ def retrain_flow(
     """
     from prefect.runtime import flow_run
 
-    from monitoring.policy import RetrainLedger, RetrainRecord, ledger_path
+    from flows.train import train_flow
+    from monitoring.retrain_data import build_retrain_dataset
+    from monitoring.retraining import claim_retrain, drift_detail
 
-    logger = get_run_logger()
     settings = Settings()
     name = model_name_from(model_name)
-    record = RetrainRecord(
-        model_name=name,
-        started_at=datetime.now(UTC),
-        trigger=trigger,
-        event_id=event_id,
-        flow_run_id=str(flow_run.get_id() or ""),
-    )
-    decision = RetrainLedger(ledger_path(settings.state.root)).claim(
-        record,
-        cooldown_minutes=settings.retrain_cooldown_minutes,
-        daily_budget=settings.daily_retrain_budget,
-        force=force,
-    )
     base = {"model_name": name, "trigger": trigger, "event_id": event_id}
-    drift_md = f"Drift payload: `{drift}`" if drift else ""
-    if not decision.allowed:
-        result = RetrainResult(status="skipped", reason=decision.reason, **base)
-        logger.info("retrain of %s skipped: %s", name, decision.reason)
-        _artifact(result, drift_md)
-        return result
-    logger.info("retrain of %s allowed: %s", name, decision.reason)
-
-    from monitoring.retrain_data import build_retrain_dataset
-
+    detail = drift_detail(drift)
+    claim = claim_retrain(settings, name, trigger=trigger, event_id=event_id, force=force,
+                          flow_run_id=str(flow_run.get_id() or ""))
+    if not claim.allowed:
+        skipped = RetrainResult(status="skipped", reason=claim.reason, **base)
+        return _report(skipped, f"retrain of {name} skipped: {claim.reason}", detail)
+    get_run_logger().info("retrain of %s allowed: %s", name, claim.reason)
     built = build_retrain_dataset(settings, name)
     if not built.created or built.version is None:
-        result = RetrainResult(
-            status="no-data", reason=f"nothing trained, nothing registered: {built.reason}", **base
-        )
-        logger.info("retrain of %s: %s", name, result.reason)
-        _artifact(result, drift_md)
-        return result
+        no_data = RetrainResult(status="no-data", reason=f"nothing trained, nothing registered: {built.reason}", **base)
+        return _report(no_data, f"retrain of {name}: {no_data.reason}", detail)
     md5 = built.version.md5
-    logger.info("retrain of %s: new dataset version %s (%s)", name, md5, built.reason)
-
-    from flows.train import train_flow
-
+    get_run_logger().info("retrain of %s: new dataset version %s (%s)", name, md5, built.reason)
     trained = train_flow(dataset=built.dataset, version=md5, trigger=f"retrain:{trigger}")
     result = RetrainResult(
-        status="trained",
-        reason=f"trained on dataset version {md5}: {built.reason}",
-        dataset_md5=md5,
-        trained_version=trained.version,
-        promoted=trained.promoted,
-        champion=trained.champion,
-        **base,
+        status="trained", reason=f"trained on dataset version {md5}: {built.reason}", dataset_md5=md5,
+        trained_version=trained.version, promoted=trained.promoted, champion=trained.champion, **base,
     )
-    logger.info("retrain of %s: version %s, promoted=%s", name, result.trained_version, result.promoted)
-    _artifact(result, drift_md)
-    return result
+    return _report(result, f"retrain of {name}: version {result.trained_version}, promoted={result.promoted}", detail)

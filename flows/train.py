@@ -18,44 +18,29 @@ lock: a failed or killed run never moves the champion.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from mloop.core import events
-from mloop.core import lineage as L
+from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
+from mloop.core.lineage import DatasetVersion
 from mloop.core.settings import Settings
-from models.gate import GateConfig, GateReport
+from models.candidates import CandidatePlan, CandidateResult
+from models.gate import GateConfig, GateParams, GateReport
 from models.spec import ModelSpec
-from models.split import SplitParams
+from models.split import HoldoutSplit, SplitParams
+from models.tracking import OpenRuns
+from models.train import FitResult
 
-
-class GateParams(BaseModel):
-    """Promotion gate overrides; empty fields use the MLOOP_GATE_* settings."""
-
-    metric: str | None = Field(default=None, description="Gate metric (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).")
-    min_gain: float | None = Field(default=None, ge=0, description="Smallest gain over the champion that can promote.")
-    slice_tolerance: float | None = Field(default=None, ge=0, description="Largest loss on any slice the gate accepts.")
-    resamples: int | None = Field(default=None, ge=1000, description="Paired bootstrap resamples (>= 1000).")
-    baseline_margin: float | None = Field(default=None, ge=0, description="Margin a first model must beat the dummy by.")
-    min_slice_rows: int | None = Field(default=None, ge=1, description="Smallest categorical level checked as a slice.")
-
-
-class CandidateResult(BaseModel):
-    """One fitted (or reused) spec."""
-
-    spec: ModelSpec
-    run_id: str
-    metrics: dict[str, float]
-    reused: bool
-    fit_seconds: float = 0.0
+__all__ = ["ApprovalInput", "CandidateResult", "GateParams", "TrainResult", "task_runner", "train_flow"]
 
 
 class TrainResult(BaseModel):
@@ -82,12 +67,61 @@ class ApprovalInput(RunInput):
     comment: str = Field(default="", description="Why (recorded in the audit log).")
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:80]
+@dataclass
+class TrainRun:
+    """What one train run has established so far, handed from step to step."""
+
+    settings: Settings
+    dataset: str
+    trigger: str
+    seed: int
+    split_params: SplitParams
+    config: GateConfig
+    info: DatasetVersion
+    contract: DatasetContract
+    plan: CandidatePlan
+    data: HoldoutSplit
+    flow_run_id: str
+    actor: str
+    started: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lap_start = self.started
+
+    @property
+    def uri(self) -> str:
+        return self.settings.tracking_uri
+
+    @property
+    def metric(self) -> str:
+        """The gate metric for this dataset's task."""
+        return self.config.metric_for(self.contract.task)
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        """Tags every run and version of this train run carries."""
+        from models.run_tags import lineage_tags
+
+        return lineage_tags(self.dataset, self.info, code_commit=self.plan.code_commit, flow_run_id=self.flow_run_id,
+                            task=self.contract.task, trigger=self.trigger)
+
+    def lap(self, name: str) -> None:
+        """Record the seconds since the previous lap as ``timings[name]``."""
+        now = time.perf_counter()
+        self.timings[name], self._lap_start = now - self._lap_start, now
+
+    def result(self, best: CandidateResult, candidates: list[CandidateResult], **fields: Any) -> TrainResult:
+        """The flow's result for ``best`` (``fields``: version, decision, promoted, metrics, gate, reused)."""
+        from models.registry import champion_version
+
+        self.timings["total"] = time.perf_counter() - self.started
+        return TrainResult(dataset=self.dataset, data_md5=self.info.md5, run_id=best.run_id, candidates=candidates,
+                           champion=champion_version(self.uri, self.dataset), timings=self.timings, **fields)
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
-def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[L.DatasetVersion, Any, DatasetContract]:
+def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[DatasetVersion, Any, DatasetContract]:
     """The exact bytes of the dataset version (md5-verified, from the DVC cache or remote) and its contract."""
     from mloop.core.contract import load_contract
     from mloop.core.datasets import get_version, read_version
@@ -97,86 +131,89 @@ def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[
     return info, df, load_contract(settings.project_dir, dataset)
 
 
-@task(name="split", cache_policy=NO_CACHE)
-def split(df: Any, contract: DatasetContract, params: SplitParams) -> tuple[Any, Any, Any, Any]:
-    """(train, holdout, X_train, X_holdout): time-based or stratified split, features prepared once."""
-    from models.pipeline import prepare_features
-    from models.split import split_dataset
+@task(name="plan", cache_policy=NO_CACHE)
+def plan(settings: Settings, info: DatasetVersion, specs: list[ModelSpec], seed: int, split_params: SplitParams,
+         force: bool) -> CandidatePlan:
+    """Cache keys of the candidates and the finished runs with the same key (reused unless ``force``)."""
+    from models.candidates import plan_candidates
 
-    train, holdout = split_dataset(df, contract, test_size=params.test_size, seed=params.seed)
-    return train, holdout, prepare_features(train, contract), prepare_features(holdout, contract)
+    return plan_candidates(settings.tracking_uri, settings.state.mlflow_artifacts, settings.project_dir, info, specs,
+                           seed=seed, split=split_params, force=force)
+
+
+@task(name="split", cache_policy=NO_CACHE)
+def split(df: Any, contract: DatasetContract, params: SplitParams) -> HoldoutSplit:
+    """Time-based or stratified split, features prepared once for every candidate."""
+    from models.split import prepare_split
+
+    return prepare_split(df, contract, params)
 
 
 @task(name="fit", cache_policy=NO_CACHE, task_run_name="fit-{spec.estimator}")
-def fit(contract: DatasetContract, spec: ModelSpec, train: Any, holdout: Any, X_train: Any, X_holdout: Any,
-        seed: int, min_slice_rows: int) -> Any:
+def fit(contract: DatasetContract, spec: ModelSpec, data: HoldoutSplit, seed: int, min_slice_rows: int) -> FitResult:
     """Fit one spec and evaluate it on the holdout (overall and per slice)."""
     from models.train import fit_and_evaluate
 
-    return fit_and_evaluate(
-        contract, spec, train, holdout, seed=seed, min_slice_rows=min_slice_rows, X_train=X_train, X_holdout=X_holdout
-    )
+    return fit_and_evaluate(contract, spec, data.train, data.holdout, seed=seed, min_slice_rows=min_slice_rows,
+                            X_train=data.X_train, X_holdout=data.X_holdout)
 
 
 @task(name="log", cache_policy=NO_CACHE)
-def log_run(settings: Settings, experiment_id: str, run_id: str, result: Any, params: dict[str, Any],
-            contract: DatasetContract, info: L.DatasetVersion, X_holdout: Any, y_holdout: Any) -> None:
+def log_run(settings: Settings, experiment_id: str, run_id: str, result: FitResult, params: dict[str, Any],
+            contract: DatasetContract, info: DatasetVersion, X_holdout: Any, y_holdout: Any) -> None:
     """Params, metrics, plots, dataset input (digest = DVC md5) and the skops model to the MLflow run."""
-    from models.evaluate import binary_labels, permutation_importance
-    from models.plots import classification_plots, regression_plots
-    from models.tracking import log_training_run
+    from models.tracking import log_fitted_run
 
-    task_kind = contract.task
-    with tempfile.TemporaryDirectory(dir=settings.state.tmp) as tmp:
-        work = Path(tmp)
-        importances = permutation_importance(result.pipeline, X_holdout, y_holdout, task_kind, seed=0, max_rows=1000)
-        if task_kind == "classification":
-            plots = classification_plots(binary_labels(y_holdout), result.scores, importances, work / "plots")
-        else:
-            plots = regression_plots(y_holdout, result.scores, importances, work / "plots")
-        log_training_run(
-            settings.tracking_uri, run_id,
-            params=params, metrics=result.evaluation.metrics, pipeline=result.pipeline, X_example=X_holdout,
-            plot_paths=plots, dataset_name=info.name, data_md5=info.md5, data_source=info.path, data_rows=info.rows,
-            work_dir=work,
-            extra_json={
-                "evaluation.json": result.evaluation.model_dump(mode="json"),
-                "feature_importance.json": importances,
-            },
-        )
+    log_fitted_run(settings.tracking_uri, run_id, result, params=params, task=contract.task, info=info,
+                   X_holdout=X_holdout, y_holdout=y_holdout, tmp_root=settings.state.tmp)
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate(settings: Settings, name: str, contract: DatasetContract, challenger: Any, challenger_version: str | None,
-         champion: str | None, train: Any, X_train: Any, X_holdout: Any, y_holdout: Any, config: GateConfig) -> GateReport:
+def gate(settings: Settings, name: str, contract: DatasetContract, challenger: FitResult, champion: str | None,
+         data: HoldoutSplit, config: GateConfig) -> GateReport:
     """Score challenger, champion (on THIS holdout, whatever data it was trained on) and a dummy; decide."""
-    from models.evaluate import predict_scores, slice_masks
-    from models.gate import decide
-    from models.pipeline import build_baseline
-    from models.registry import load_pipeline
+    from models.gating import gate_challenger
 
-    champion_scores = None
-    if champion is not None:
-        champion_scores = predict_scores(load_pipeline(settings.tracking_uri, name, champion), X_holdout, contract.task)
-    baseline = build_baseline(contract).fit(X_train, train[contract.target].to_numpy())
-    return decide(
-        model_name=name, task=contract.task, y=y_holdout, challenger_scores=challenger.scores,
-        champion_scores=champion_scores, baseline_scores=predict_scores(baseline, X_holdout, contract.task),
-        config=config, slices=slice_masks(X_holdout, contract, config.min_slice_rows),
-        challenger_version=challenger_version, champion_version=champion,
+    return gate_challenger(settings.tracking_uri, name, contract, challenger.scores, champion, data, config)
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register(run: TrainRun, best: CandidateResult) -> str:
+    """Register the best candidate's model as a new version; tag its run with the version."""
+    from models import registry as R
+    from models import tracking as T
+    from models.run_tags import registered_run_tags, version_description, version_tags
+
+    tags = version_tags(run.lineage, spec=best.spec, run_id=best.run_id, split=run.split_params, metrics=best.metrics)
+    registered = R.register_version(
+        run.uri, run.dataset, source=T.get_run(run.uri, best.run_id).model_uri, run_id=best.run_id, tags=tags,
+        description=version_description(best.spec, run.dataset, run.info.md5, run.trigger),
     )
+    T.set_run_tags(run.uri, best.run_id, registered_run_tags(run.dataset, registered.version))
+    return registered.version
+
+
+@task(name="record-gate", cache_policy=NO_CACHE)
+def record_gate(run: TrainRun, version: str, run_id: str, report: GateReport) -> GateReport:
+    """The gate report as a run artifact, the decision as version tags, the version as ``challenger``."""
+    from models import registry as R
+    from models.tracking import log_json
+
+    report = report.model_copy(update={"challenger_version": version})
+    log_json(run.uri, run_id, report.model_dump(mode="json"), "gate_report.json")
+    tags = R.decision_tags(report.decision, report.summary(), report.interval())
+    R.set_version_tags(run.uri, run.dataset, version, tags)
+    R.set_challenger(run.uri, run.settings.state, run.dataset, version)
+    return report
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote_challenger(settings: Settings, name: str, version: str, report: GateReport, champion: str | None,
-                       reason: str, actor: str, flow_run_id: str | None) -> Any:
+def promote_challenger(run: TrainRun, version: str, report: GateReport, champion: str | None, reason: str) -> Any:
     """Move the champion alias (last step, under the registry lock, only if the champion is unchanged)."""
     from models.registry import promote
 
-    metrics = {"gain": report.gain, "ci_low": report.ci_low, "ci_high": report.ci_high,
-               f"challenger_{report.metric}": report.challenger_value, f"reference_{report.metric}": report.reference_value}
-    return promote(settings.tracking_uri, settings.state, name, version, reason=reason, actor=actor,
-                   flow_run_id=flow_run_id, gate_metrics=metrics, expected_champion=champion)
+    return promote(run.uri, run.settings.state, run.dataset, version, reason=reason, actor=run.actor,
+                   flow_run_id=run.flow_run_id, gate_metrics=report.audit_metrics(), expected_champion=champion)
 
 
 def task_runner(address: str | None = None) -> Any:
@@ -194,10 +231,6 @@ def task_runner(address: str | None = None) -> Any:
     from prefect_dask import DaskTaskRunner
 
     return DaskTaskRunner() if address == "local" else DaskTaskRunner(address=address)
-
-
-def _metric_key(value: float | None, sign: int) -> float:
-    return float("-inf") if value is None else sign * value
 
 
 @flow(name="train", task_runner=task_runner())
@@ -229,184 +262,158 @@ def train_flow(
         approval_timeout_seconds: How long the approval pause waits.
         trigger: Why this run started (manual, drift, alert:<name>, ...): recorded as a run tag.
     """
+    from models.candidates import best_candidate
+    from models.registry import champion_version
+    from models.tracking import registered_version
+
+    run = _prepare(dataset, version, specs or [ModelSpec()], split_params or SplitParams(), seed, gate_params, force,
+                   trigger)
+    fitted = _fit_all(run)
+    with OpenRuns(run.uri) as runs:
+        candidates, logging = _log_candidates(run, runs, fitted)
+        best = best_candidate(candidates, run.metric)
+        if best.reused and (existing := registered_version(run.uri, best.run_id)):
+            _finish_logging(run, runs, logging)
+            return _reused(run, best, existing, candidates)
+        champion = champion_version(run.uri, dataset)
+        gating = gate.submit(run.settings, dataset, run.contract, _challenger(run, best, fitted), champion, run.data,
+                             run.config)  # runs while the candidates are logged: it needs only holdout scores
+        _finish_logging(run, runs, logging, keep=best.run_id)  # losers are complete: finished now, so cacheable
+        registered = register(run, best)
+        _emit_trained(run, registered, best)
+        report = record_gate(run, registered, best.run_id, gating.result())
+        _publish_gate(run, registered, report)
+        decision, reason, promoted = _decide(run, best, registered, report, champion, promote=promote,
+                                             require_approval=require_approval, timeout=approval_timeout_seconds)
+        runs.finish()
+    get_run_logger().info("%s v%s: %s", dataset, registered, reason)
+    return run.result(best, candidates, version=registered, decision=decision, promoted=promoted, metrics=best.metrics,
+                      gate=report)
+
+
+def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_params: SplitParams, seed: int,
+             gate_params: BaseModel | None, force: bool, trigger: str) -> TrainRun:
+    """Settings and gate config, then materialize -> plan (cache hits) -> split: what every step shares."""
     from prefect.runtime import flow_run
 
-    from models import registry as R
-    from models import tracking as T
-    from models.evaluate import direction
-
-    t_start = time.perf_counter()
-    logger = get_run_logger()
+    started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
-    specs = specs or [ModelSpec()]
-    split_params = split_params or SplitParams()
-    gate_params = gate_params or GateParams()
-    config = GateConfig.from_settings(settings, **gate_params.model_dump())
-    uri = settings.tracking_uri
-    flow_run_id = str(flow_run.get_id() or "")
-    actor = f"flow:{flow_run.get_name() or 'train'}"
-    timings: dict[str, float] = {}
-
+    config = GateConfig.from_settings(settings, **(gate_params or GateParams()).model_dump())
     info, df, contract = materialize(settings, dataset, version)
-    metric = config.metric_for(contract.task)
-    sign = direction(metric)
-    code_commit = L.git_commit(settings.project_dir)
-    experiment_id = T.ensure_experiment(uri, dataset, settings.state.mlflow_artifacts)
-    timings["materialize"] = time.perf_counter() - t_start
+    candidate_plan = plan(settings, info, specs, seed, split_params, force)
+    run = TrainRun(
+        settings=settings, dataset=dataset, trigger=trigger, seed=seed, split_params=split_params, config=config,
+        info=info, contract=contract, plan=candidate_plan, data=split(df, contract, split_params),
+        flow_run_id=str(flow_run.get_id() or ""), actor=f"flow:{flow_run.get_name() or 'train'}", started=started,
+    )
+    run.lap("materialize")
+    return run
 
-    keys = {s.key(): T.cache_key(info.md5, s, seed, split_params.test_size, split_params.seed, code_commit) for s in specs}
-    cached = {} if force else {k: T.find_cached_run(uri, experiment_id, key) for k, key in keys.items()}
-    to_fit = [s for s in specs if cached.get(s.key()) is None]
 
-    train, holdout, X_train, X_holdout = split(df, contract, split_params)
-    y_holdout = holdout[contract.target].to_numpy()
-    t_fit = time.perf_counter()
-    futures = {s.key(): fit.submit(contract, s, train, holdout, X_train, X_holdout, seed, config.min_slice_rows)
-               for s in to_fit}
+def _fit_all(run: TrainRun) -> dict[str, FitResult]:
+    """Fit every spec without a reusable run, concurrently on the flow's task runner (spec key -> fit)."""
+    futures = {s.key(): fit.submit(run.contract, s, run.data, run.seed, run.config.min_slice_rows)
+               for s in run.plan.to_fit}
     fitted = {k: f.result() for k, f in futures.items()}
-    timings["fit_evaluate"] = time.perf_counter() - t_fit
+    run.lap("fit_evaluate")
+    return fitted
 
-    base_tags = {
-        L.TAG_DATASET_NAME: dataset, L.TAG_DATASET_MD5: info.md5, L.TAG_CODE_COMMIT: code_commit or "",
-        L.TAG_DATASET_POINTER_COMMIT: info.git_commit or "", L.TAG_FLOW_RUN_ID: flow_run_id,
-        R.TAG_TASK: contract.task, R.TAG_TRIGGER: trigger,
-    }
+
+def _log_candidates(run: TrainRun, runs: OpenRuns, fitted: dict[str, FitResult]
+                    ) -> tuple[list[CandidateResult], list[PrefectFuture[None]]]:
+    """Each fitted spec gets an open MLflow run, logged in the background; the others come from their cached runs."""
+    from models.candidates import cached_candidate, fitted_candidate, run_params
+    from models.run_tags import candidate_run_tags
+
     candidates: list[CandidateResult] = []
-    open_runs: list[str] = []
-    try:
-        t_log = time.perf_counter()
-        log_futures = []
-        for spec in specs:
-            k = spec.key()
-            if k in fitted:
-                result = fitted[k]
-                run_id = T.start_run(uri, experiment_id, run_name=f"{dataset}-{spec.label()}",
-                                     tags={**base_tags, R.TAG_CACHE_KEY: keys[k], R.TAG_SPEC: k})
-                open_runs.append(run_id)
-                params = {"spec": k, "estimator": spec.estimator, "seed": seed, "split_test_size": split_params.test_size,
-                          "split_seed": split_params.seed, "split_kind": "time" if contract.time_column else "stratified",
-                          "train_rows": len(train), "holdout_rows": len(holdout), "data_md5": info.md5,
-                          **{f"hp.{p}": v for p, v in spec.params.items()}}
-                log_futures.append(
-                    log_run.submit(settings, experiment_id, run_id, result, params, contract, info, X_holdout, y_holdout))
-                candidates.append(CandidateResult(spec=spec, run_id=run_id, metrics=result.evaluation.metrics,
-                                                  reused=False, fit_seconds=result.fit_seconds))
-            else:
-                run = cached[k]
-                candidates.append(CandidateResult(spec=spec, run_id=run.run_id, metrics=run.metrics, reused=True))
-        best = max(candidates, key=lambda c: _metric_key(c.metrics.get(metric), sign))
-
-        if best.reused:
-            stored = T.get_run(uri, best.run_id)
-            existing = stored.tags.get(T.TAG_REGISTERED_VERSION)
-            if existing:
-                for f in log_futures:
-                    f.result()
-                _finish_runs(uri, open_runs)
-                v = R.get_version_info(uri, dataset, existing)
-                logger.info("identical inputs: reusing run %s and version %s (force=True retrains)", best.run_id, existing)
-                return TrainResult(
-                    dataset=dataset, data_md5=info.md5, version=v.version, run_id=best.run_id, reused=True,
-                    decision=v.decision, promoted="champion" in v.aliases, champion=R.champion_version(uri, dataset),
-                    metrics=v.metrics, candidates=candidates, timings=timings,
-                )
-            # a former loser now wins: score its stored model on this holdout
-            chosen = _stored_candidate(uri, stored.model_uri, best.spec, contract, X_holdout, y_holdout)
-        else:
-            chosen = fitted[best.spec.key()]
-
-        # -- gate (runs while the runs are being logged: it needs only holdout scores)
-        champion = R.champion_version(uri, dataset)
-        gate_future = gate.submit(settings, dataset, contract, chosen, None, champion, train, X_train, X_holdout,
-                                  y_holdout, config)
-        for f in log_futures:
-            f.result()
-        timings["log"] = time.perf_counter() - t_log
-        _finish_runs(uri, open_runs, keep=best.run_id)  # losers are complete: finished now, so cacheable
-
-        # -- register the best candidate
-        t_reg = time.perf_counter()
-        best_run = T.get_run(uri, best.run_id)
-        version_tags = {**base_tags, R.TAG_SPEC: best.spec.key(), L.TAG_RUN_ID: best.run_id,
-                        R.TAG_SPLIT_TEST_SIZE: str(split_params.test_size), R.TAG_SPLIT_SEED: str(split_params.seed),
-                        **{f"{R.TAG_METRIC_PREFIX}{m}": f"{v:.6g}" for m, v in best.metrics.items()}}
-        registered = R.register_version(uri, dataset, source=best_run.model_uri, run_id=best.run_id, tags=version_tags,
-                                        description=f"{best.spec.label()} on {dataset}@{info.md5[:8]} ({trigger})")
-        T.set_run_tags(uri, best.run_id, {T.TAG_REGISTERED_VERSION: registered.version,
-                                          L.TAG_MODEL_NAME: dataset, L.TAG_MODEL_VERSION: registered.version})
-        timings["register"] = time.perf_counter() - t_reg
-        events.emit(events.MODEL_TRAINED, events.model_resource(dataset),
-                    {"version": registered.version, "metrics": best.metrics, "reason": trigger, "data_md5": info.md5,
-                     "run_id": best.run_id, "spec": best.spec.label()})
-
-        # -- record the gate decision
-        t_gate = time.perf_counter()
-        report = gate_future.result().model_copy(update={"challenger_version": registered.version})
-        reason = report.summary()
-        T.log_json(uri, best.run_id, report.model_dump(mode="json"), "gate_report.json")
-        R.set_version_tags(uri, dataset, registered.version, R.decision_tags(report.decision, reason, {
-            "gain": report.gain, "ci_low": report.ci_low, "ci_high": report.ci_high}))
-        R.set_challenger(uri, settings.state, dataset, registered.version)
-        from prefect.artifacts import create_markdown_artifact
-
-        create_markdown_artifact(key=f"gate-{_slug(dataset)}", markdown=report.to_markdown(),
-                                 description=f"{dataset} v{registered.version}: {report.decision}")
-        timings["gate_record"] = time.perf_counter() - t_gate
-
-        decision = report.decision
-        if decision == "promote" and require_approval:
-            decision, reason = _ask_approval(report, approval_timeout_seconds, reason)
-            if decision == "reject":
-                R.set_version_tags(uri, dataset, registered.version, R.decision_tags("reject", reason, {}))
-        promoted = False
-        if decision == "promote" and promote:
-            record = promote_challenger(settings, dataset, registered.version, report, champion, reason, actor, flow_run_id)
-            promoted = record.outcome == "applied"
-            if not promoted:
-                reason = f"not promoted: {record.detail}"
-        payload = {"version": registered.version, "metrics": best.metrics, "reason": reason, "data_md5": info.md5,
-                   "champion": R.champion_version(uri, dataset), "gain": report.gain, "ci_low": report.ci_low}
-        if promoted:
-            events.emit(events.MODEL_PROMOTED, events.model_resource(dataset), payload)
-        elif decision == "reject" or promote:  # gate or approver said no, or the guarded alias move lost
-            events.emit(events.MODEL_REJECTED, events.model_resource(dataset), payload)
-        # promote=False with a passing gate: the challenger stays registered, nothing was rejected.
-        _finish_runs(uri, open_runs)
-        timings["total"] = time.perf_counter() - t_start
-        logger.info("%s v%s: %s", dataset, registered.version, reason)
-        return TrainResult(
-            dataset=dataset, data_md5=info.md5, version=registered.version, run_id=best.run_id, reused=False,
-            decision=decision, promoted=promoted, champion=R.champion_version(uri, dataset), metrics=best.metrics,
-            gate=report, candidates=candidates, timings=timings,
-        )
-    finally:
-        for run_id in open_runs:  # anything still open failed midway: never cacheable, never champion
-            try:
-                T.finish_run(uri, run_id, status="FAILED")
-            except Exception:  # noqa: BLE001 - best effort while an error propagates
-                pass
+    logging: list[PrefectFuture[None]] = []
+    for spec in run.plan.specs:
+        key = spec.key()
+        if key not in fitted:
+            candidates.append(cached_candidate(spec, run.plan.cached[key]))
+            continue
+        run_id = runs.start(run.plan.experiment_id, run_name=f"{run.dataset}-{spec.label()}",
+                            tags=candidate_run_tags(run.lineage, cache_key=run.plan.cache_keys[key], spec=spec))
+        params = run_params(spec, seed=run.seed, split=run.split_params, contract=run.contract,
+                            train_rows=len(run.data.train), holdout_rows=len(run.data.holdout), data_md5=run.info.md5)
+        logging.append(log_run.submit(run.settings, run.plan.experiment_id, run_id, fitted[key], params, run.contract,
+                                      run.info, run.data.X_holdout, run.data.y_holdout))
+        candidates.append(fitted_candidate(run_id, fitted[key]))
+    return candidates, logging
 
 
-def _finish_runs(uri: str, open_runs: list[str], keep: str | None = None) -> None:
-    """Finish the open MLflow runs except ``keep``: a finished run is complete, hence a cache hit later."""
-    from models import tracking as T
+def _finish_logging(run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[None]], keep: str | None = None) -> None:
+    """Wait for the background logging, then finish every open run but ``keep``."""
+    for future in logging:
+        future.result()
+    runs.finish(keep=keep)
+    run.lap("log")
 
-    for run_id in [r for r in open_runs if r != keep]:
-        T.finish_run(uri, run_id)
-        open_runs.remove(run_id)
+
+def _challenger(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> FitResult:
+    """The winner's fit: from this run, or (a former loser now wins) its stored model scored on this holdout."""
+    from models.candidates import rescore_stored
+
+    key = best.spec.key()
+    if key in fitted:
+        return fitted[key]
+    return rescore_stored(run.uri, run.plan.cached[key].model_uri, best.spec, run.contract, run.data.X_holdout,
+                          run.data.y_holdout)
 
 
-def _stored_candidate(uri: str, model_uri: str, spec: ModelSpec, contract: DatasetContract, X_holdout: Any,
-                      y_holdout: Any) -> Any:
-    """A FitResult for a model already stored in a run (skops, trusted types), scored on this holdout."""
-    from models.evaluate import evaluate_scores, predict_scores
-    from models.registry import artifact_dir, load_pipeline_from_dir
-    from models.train import FitResult
+def _reused(run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]) -> TrainResult:
+    """Identical inputs: the result of the run and version registered before."""
+    from models.registry import get_version_info
 
-    pipe = load_pipeline_from_dir(artifact_dir(model_uri, uri))
-    scores = predict_scores(pipe, X_holdout, contract.task)
-    return FitResult(spec, pipe, scores, evaluate_scores(contract.task, y_holdout, scores), 0.0, 0.0)
+    v = get_version_info(run.uri, run.dataset, version)
+    get_run_logger().info("identical inputs: reusing run %s and version %s (force=True retrains)", best.run_id, version)
+    return run.result(best, candidates, version=v.version, reused=True, decision=v.decision,
+                      promoted="champion" in v.aliases, metrics=v.metrics)
+
+
+def _emit_trained(run: TrainRun, version: str, best: CandidateResult) -> None:
+    from models.event_payloads import trained_payload
+
+    run.lap("register")
+    events.emit(events.MODEL_TRAINED, events.model_resource(run.dataset), trained_payload(
+        version=version, metrics=best.metrics, trigger=run.trigger, data_md5=run.info.md5, run_id=best.run_id,
+        spec=best.spec.label()))
+
+
+def _publish_gate(run: TrainRun, version: str, report: GateReport) -> None:
+    """The gate report as a markdown artifact (key ``gate-<dataset>``)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(key=artifact_key("gate", run.dataset), markdown=report.to_markdown(),
+                             description=f"{run.dataset} v{version}: {report.decision}")
+    run.lap("gate_record")
+
+
+def _decide(run: TrainRun, best: CandidateResult, version: str, report: GateReport, champion: str | None, *,
+            promote: bool, require_approval: bool, timeout: int) -> tuple[str, str, bool]:
+    """(decision, reason, promoted): the gate's verdict, a person's when approval is required, then the
+    guarded alias move; emits ``mloop.model.promoted`` or ``mloop.model.rejected``."""
+    from models import registry as R
+    from models.event_payloads import decision_event, decision_payload
+
+    decision, reason = report.decision, report.summary()
+    if decision == "promote" and require_approval:
+        decision, reason = _ask_approval(report, timeout, reason)
+        if decision == "reject":
+            R.set_version_tags(run.uri, run.dataset, version, R.decision_tags("reject", reason, {}))
+    promoted = False
+    if decision == "promote" and promote:
+        record = promote_challenger(run, version, report, champion, reason)
+        promoted = record.outcome == "applied"
+        if not promoted:
+            reason = f"not promoted: {record.detail}"
+    event = decision_event(promoted=promoted, decision=decision, promote=promote)
+    if event is not None:
+        events.emit(event, events.model_resource(run.dataset), decision_payload(
+            version=version, metrics=best.metrics, reason=reason, data_md5=run.info.md5,
+            champion=R.champion_version(run.uri, run.dataset), report=report))
+    return decision, reason, promoted
 
 
 def _ask_approval(report: GateReport, timeout: int, reason: str) -> tuple[str, str]:

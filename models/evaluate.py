@@ -238,30 +238,28 @@ def permutation_importance(
 ) -> dict[str, float]:
     """Drop of the task's main metric (roc_auc / r2) when each raw input column is shuffled.
 
-    One repeat on at most ``max_rows`` rows (seeded): cheap, model-agnostic, and in the units
-    people read (raw columns, not one-hot outputs).
+    :func:`sklearn.inspection.permutation_importance`, one repeat on at most ``max_rows`` rows
+    (both the row sample and the shuffles seeded): cheap, model-agnostic, and in the units people
+    read (raw columns, not one-hot outputs). The rows are sampled here rather than with sklearn's
+    ``max_samples``, which scores the unshuffled baseline on all rows but the shuffles on the sample.
+
+    Measured against the hand-written version this replaced (one predict call over all shuffled
+    copies), 20,000 x 20 frame, 2 cores: on 20,000 rows sklearn was as fast (LogisticRegression
+    0.51 s vs 0.52 s, HistGradientBoosting 1.12 s vs 1.18 s); on the 1,000 rows the train flow
+    uses it costs about 0.1 s more a candidate (0.13 s vs 0.05 s, 0.17 s vs 0.07 s).
     """
     import numpy as np
+    from sklearn.inspection import permutation_importance as shuffled_importance
 
-    rng = np.random.default_rng(seed)
     if len(X) > max_rows:
-        take = rng.choice(len(X), size=max_rows, replace=False)
+        take = np.random.default_rng(seed).choice(len(X), size=max_rows, replace=False)
         X, y = X.iloc[take], np.asarray(y)[take]
-    import pandas as pd
-
     y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
     metric = "roc_auc" if task == "classification" else "r2"
-    columns = list(X.columns)
-    # one predict call for the original rows and every permuted copy (per-call overhead dominates)
-    copies = [X]
-    for column in columns:
-        shuffled = X.copy()
-        shuffled[column] = rng.permutation(shuffled[column].to_numpy())
-        copies.append(shuffled)
-    scores = predict_scores(model, pd.concat(copies, ignore_index=True), task).reshape(len(copies), len(X))
     ones = np.ones((1, len(y_arr)))
-    base = float(weighted_metric(metric, y_arr, scores[0], ones)[0])
-    return {
-        column: base - float(weighted_metric(metric, y_arr, scores[i + 1], ones)[0])
-        for i, column in enumerate(columns)
-    }
+
+    def score(estimator: Any, X_: pd.DataFrame, y_: np.ndarray) -> float:
+        return float(weighted_metric(metric, y_, predict_scores(estimator, X_, task), ones)[0])
+
+    result = shuffled_importance(model, X, y_arr, scoring=score, n_repeats=1, random_state=seed)
+    return {str(column): float(value) for column, value in zip(X.columns, result.importances_mean, strict=True)}

@@ -15,37 +15,48 @@ Gains are signed so that positive is better, for higher-is-better (AUC) and lowe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from copy import copy
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
 
+from mloop.core.settings import Settings
 from models.evaluate import direction, metrics_for, weighted_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from mloop.core.settings import Settings
+
+GATE_SETTING_PREFIX = "gate_"
+"""Settings field ``gate_<name>`` (env ``MLOOP_GATE_<NAME>``) defines GateConfig field ``<name>``."""
+
+
+def _setting(name: str) -> FieldInfo:
+    """The Settings field ``gate_<name>``: its default, description and bounds, defined once there."""
+    return copy(Settings.model_fields[GATE_SETTING_PREFIX + name])
 
 
 class GateConfig(BaseModel):
-    """Gate parameters (defaults from Settings: ``MLOOP_GATE_*``)."""
+    """Gate parameters. The settable ones are the ``MLOOP_GATE_*`` settings' fields (same default,
+    description and bounds); the gate adds its own bounds on top."""
 
-    metric: str = Field(default="roc_auc", description="Metric compared (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).")
-    min_gain: float = Field(default=0.002, ge=0, description="Smallest gain over the champion that can promote.")
-    slice_tolerance: float = Field(default=0.02, ge=0, description="Largest loss on any slice the gate accepts.")
-    resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples.")
-    baseline_margin: float = Field(default=0.02, ge=0, description="Margin a first model must beat the dummy baseline by.")
+    metric: Annotated[str, _setting("metric")]
+    min_gain: Annotated[float, _setting("min_gain"), Field(ge=0)]
+    slice_tolerance: Annotated[float, _setting("slice_tolerance"), Field(ge=0)]
+    resamples: Annotated[int, _setting("resamples")]
+    baseline_margin: Annotated[float, _setting("baseline_margin"), Field(ge=0)]
     seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
-    min_slice_rows: int = Field(default=100, ge=1, description="Smallest slice (rows of one categorical level) checked.")
+    min_slice_rows: int = Field(default=100, ge=1, description="Smallest categorical level checked as a slice.")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> GateConfig:
-        base = {
-            "metric": settings.gate_metric,
-            "min_gain": settings.gate_min_gain,
-            "slice_tolerance": settings.gate_slice_tolerance,
-            "resamples": settings.gate_resamples,
-            "baseline_margin": settings.gate_baseline_margin,
+        """The gate configured by ``settings`` (every field with a ``gate_<name>`` setting), then the
+        ``overrides`` that are not None (e.g. a GateParams form)."""
+        base: dict[str, object] = {
+            name: getattr(settings, GATE_SETTING_PREFIX + name)
+            for name in cls.model_fields
+            if GATE_SETTING_PREFIX + name in type(settings).model_fields
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(base)
@@ -53,6 +64,29 @@ class GateConfig(BaseModel):
     def metric_for(self, task: str) -> str:
         """The configured metric, or the task's default when it does not apply (roc_auc / rmse)."""
         return self.metric if self.metric in metrics_for(task) else ("roc_auc" if task == "classification" else "rmse")
+
+
+def overrides_model(
+    model: type[BaseModel], name: str, doc: str, exclude: frozenset[str] = frozenset()
+) -> type[BaseModel]:
+    """A model with ``model``'s fields (minus ``exclude``), each optional with default None and the
+    same type, bounds and description: a form of overrides where an empty field keeps the default."""
+    fields: dict[str, Any] = {}
+    for field, info in model.model_fields.items():
+        if field in exclude:
+            continue
+        bounded = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[field] = (bounded | None, Field(default=None, description=info.description))
+    return create_model(name, __doc__=doc, **fields)
+
+
+GateParams = overrides_model(
+    GateConfig,
+    "GateParams",
+    "Promotion gate overrides; empty fields use the MLOOP_GATE_* settings.",
+    exclude=frozenset({"seed"}),
+)
+"""The train flow's gate form (Prefect UI): every GateConfig field but the seed, optional."""
 
 
 class SliceComparison(BaseModel):
@@ -91,6 +125,18 @@ class GateReport(BaseModel):
     @property
     def promoted(self) -> bool:
         return self.decision == "promote"
+
+    def interval(self) -> dict[str, float]:
+        """The gain and its 95% interval (the version's ``mloop.gate_metrics`` tag)."""
+        return {"gain": self.gain, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+    def audit_metrics(self) -> dict[str, float]:
+        """What a promotion's audit record keeps: the interval and both values of the gate metric."""
+        return {
+            **self.interval(),
+            f"challenger_{self.metric}": self.challenger_value,
+            f"reference_{self.metric}": self.reference_value,
+        }
 
     def summary(self) -> str:
         """One line: verdict, gain with interval, first reason."""

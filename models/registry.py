@@ -24,6 +24,23 @@ from pydantic import BaseModel, Field
 from mloop.core import lineage as L
 from mloop.core.errors import MloopError, NotFoundError
 from mloop.core.paths import StatePaths
+from mloop.core.tags import (
+    TAG_CODE_COMMIT,
+    TAG_DATASET_MD5,
+    TAG_DATASET_NAME,
+    TAG_DATASET_POINTER_COMMIT,
+    TAG_DECISION,
+    TAG_FLOW_RUN_ID,
+    TAG_GATE_METRICS,
+    TAG_LAST_CHANGE,
+    TAG_METRIC_PREFIX,
+    TAG_PROMOTED_REASON,
+    TAG_REASON,
+    TAG_ROLLED_BACK,
+    TAG_SPLIT_SEED,
+    TAG_SPLIT_TEST_SIZE,
+    tag_value,
+)
 from models.audit import AuditRecord, append_audit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,17 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous-champion"
-
-TAG_METRIC_PREFIX = "mloop.metric."
-TAG_DECISION = "mloop.gate_decision"
-TAG_REASON = "mloop.gate_reason"
-TAG_SPEC = "mloop.spec"
-TAG_CACHE_KEY = "mloop.cache_key"
-TAG_TASK = "mloop.task"
-TAG_TRIGGER = "mloop.trigger"
-TAG_LAST_CHANGE = "mloop.last_alias_change"
-TAG_SPLIT_TEST_SIZE = "mloop.split_test_size"
-TAG_SPLIT_SEED = "mloop.split_seed"
 
 T = TypeVar("T")
 
@@ -96,7 +102,7 @@ def _to_registered(mv: Any) -> RegisteredVersion:
         run_id=mv.run_id,
         aliases=sorted(mv.aliases or []),
         metrics=metrics,
-        data_md5=tags.get(L.TAG_DATASET_MD5),
+        data_md5=tags.get(TAG_DATASET_MD5),
         decision=tags.get(TAG_DECISION),
         tags=tags,
         source=mv.source,
@@ -222,11 +228,11 @@ def get_lineage(tracking_uri: str, name: str, version: str | int) -> L.ModelLine
         model_name=name,
         model_version=info.version,
         run_id=info.run_id or "",
-        dataset_name=t.get(L.TAG_DATASET_NAME, name),
-        dataset_md5=t.get(L.TAG_DATASET_MD5, ""),
-        code_commit=t.get(L.TAG_CODE_COMMIT) or None,
-        dataset_pointer_commit=t.get(L.TAG_DATASET_POINTER_COMMIT) or None,
-        flow_run_id=t.get(L.TAG_FLOW_RUN_ID) or None,
+        dataset_name=t.get(TAG_DATASET_NAME, name),
+        dataset_md5=t.get(TAG_DATASET_MD5, ""),
+        code_commit=t.get(TAG_CODE_COMMIT) or None,
+        dataset_pointer_commit=t.get(TAG_DATASET_POINTER_COMMIT) or None,
+        flow_run_id=t.get(TAG_FLOW_RUN_ID) or None,
     )
 
 
@@ -252,7 +258,7 @@ def register_version(
 def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
     client = mlflow_client(tracking_uri)
     for key, value in tags.items():
-        with_retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, str(v)[:5000]))
+        with_retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, tag_value(v)))
 
 
 def set_challenger(tracking_uri: str, state: StatePaths, name: str, version: str) -> None:
@@ -314,9 +320,9 @@ def promote(
                     with_retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))
             except Exception:  # noqa: BLE001 - no challenger alias
                 pass
-            with_retry(lambda: client.set_model_version_tag(name, version, "mloop.promoted_reason", reason[:5000]))
+            with_retry(lambda: client.set_model_version_tag(name, version, TAG_PROMOTED_REASON, tag_value(reason)))
         append_audit(state.audit, record)
-        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, record.model_dump_json()[:5000]))
+        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
     return record
 
 
@@ -343,18 +349,20 @@ def rollback(
         with_retry(lambda: client.set_registered_model_alias(name, CHAMPION, previous))
         with_retry(lambda: client.delete_registered_model_alias(name, PREVIOUS_CHAMPION))
         if current is not None:
-            with_retry(lambda: client.set_model_version_tag(name, current, "mloop.rolled_back", reason[:5000]))
+            with_retry(lambda: client.set_model_version_tag(name, current, TAG_ROLLED_BACK, tag_value(reason)))
         record = AuditRecord(
             model_name=name, action="rollback", from_version=current, to_version=previous, reason=reason,
             actor=actor, flow_run_id=flow_run_id,
         )
         append_audit(state.audit, record)
-        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, record.model_dump_json()[:5000]))
+        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
     return record
 
 
 def decision_tags(decision: str, reason: str, metrics: dict[str, float]) -> dict[str, str]:
     """Version tags recording a gate decision."""
-    tags = {TAG_DECISION: decision, TAG_REASON: reason[:5000]}
-    tags.update({"mloop.gate_metrics": json.dumps(metrics, sort_keys=True)[:5000]})
-    return tags
+    return {
+        TAG_DECISION: decision,
+        TAG_REASON: tag_value(reason),
+        TAG_GATE_METRICS: tag_value(json.dumps(metrics, sort_keys=True)),
+    }

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from mloop.core import lineage as L
 from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
+from mloop.core.tags import TAG_DATASET_MD5, TAG_DATASET_NAME
 from models.spec import ModelSpec
 
 
@@ -58,8 +58,8 @@ def reproduce_version(settings: Settings, name: str, version: str) -> ReproduceR
     except KeyError as exc:
         raise MloopError(f"run {info.run_id} lacks the parameter {exc}", where="MLflow run params",
                          fix="only versions trained by mloop's train flow can be reproduced") from exc
-    md5 = run.tags.get(L.TAG_DATASET_MD5) or info.data_md5 or ""
-    dataset = run.tags.get(L.TAG_DATASET_NAME, name)
+    md5 = run.tags.get(TAG_DATASET_MD5) or info.data_md5 or ""
+    dataset = run.tags.get(TAG_DATASET_NAME, name)
     df = read_version(settings, dataset, md5)
     contract = load_contract(settings.project_dir, dataset)
     train, holdout = split_dataset(df, contract, test_size=test_size, seed=split_seed)

@@ -6,6 +6,7 @@ reproduce``) can re-derive the exact holdout from the dataset md5 and these two 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
@@ -14,6 +15,7 @@ from mloop.core.contract import DatasetContract
 from mloop.core.errors import MloopError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
 
@@ -50,3 +52,28 @@ def split_dataset(
         stratify = None
     train, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
     return train, test
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    """Both sides of a split with their model inputs, prepared once and shared by every candidate."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    X_train: pd.DataFrame
+    X_holdout: pd.DataFrame
+    y_holdout: np.ndarray
+
+
+def prepare_split(df: pd.DataFrame, contract: DatasetContract, params: SplitParams) -> HoldoutSplit:
+    """:func:`split_dataset` with ``params``, plus the prepared feature frames and the holdout labels."""
+    from models.pipeline import prepare_features
+
+    train, holdout = split_dataset(df, contract, test_size=params.test_size, seed=params.seed)
+    return HoldoutSplit(
+        train=train,
+        holdout=holdout,
+        X_train=prepare_features(train, contract),
+        X_holdout=prepare_features(holdout, contract),
+        y_holdout=holdout[contract.target].to_numpy(),
+    )

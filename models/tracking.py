@@ -15,21 +15,28 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from models.registry import TAG_CACHE_KEY, mlflow_client, with_retry
+from mloop.core.tags import TAG_CACHE_KEY, TAG_REGISTERED_VERSION, tag_value
+from models.registry import mlflow_client, with_retry
 from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import pandas as pd
 
-TAG_REGISTERED_VERSION = "mloop.registered_version"
+    from mloop.core.lineage import DatasetVersion
+    from models.train import FitResult
+
 MODEL_ARTIFACT = "model"
 SERIALIZATION = "skops"
+MAX_PARAM_VALUE = 6000
+"""MLflow's limit on a param value's length (characters)."""
 
 
 class RunRecord(BaseModel):
@@ -145,7 +152,7 @@ def log_training_run(
         lambda: client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            params=[Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()],
         )
     )
     dataset = Dataset(
@@ -182,6 +189,41 @@ def log_training_run(
     return _record(client.get_run(run_id))
 
 
+def log_fitted_run(
+    tracking_uri: str,
+    run_id: str,
+    result: FitResult,
+    *,
+    params: dict[str, Any],
+    task: str,
+    info: DatasetVersion,
+    X_holdout: pd.DataFrame,
+    y_holdout: np.ndarray,
+    tmp_root: Path,
+) -> RunRecord:
+    """:func:`log_training_run` for a fitted candidate, with its plots, evaluation and feature importance."""
+    from models.evaluate import binary_labels, permutation_importance
+    from models.plots import classification_plots, regression_plots
+
+    with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+        work = Path(tmp)
+        importances = permutation_importance(result.pipeline, X_holdout, y_holdout, task, seed=0, max_rows=1000)
+        if task == "classification":
+            plots = classification_plots(binary_labels(y_holdout), result.scores, importances, work / "plots")
+        else:
+            plots = regression_plots(y_holdout, result.scores, importances, work / "plots")
+        return log_training_run(
+            tracking_uri, run_id,
+            params=params, metrics=result.evaluation.metrics, pipeline=result.pipeline, X_example=X_holdout,
+            plot_paths=plots, dataset_name=info.name, data_md5=info.md5, data_source=info.path, data_rows=info.rows,
+            work_dir=work,
+            extra_json={
+                "evaluation.json": result.evaluation.model_dump(mode="json"),
+                "feature_importance.json": importances,
+            },
+        )
+
+
 def log_json(tracking_uri: str, run_id: str, obj: Any, artifact_file: str) -> None:
     mlflow_client(tracking_uri).log_dict(run_id, obj, artifact_file)
 
@@ -191,10 +233,50 @@ def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     client = mlflow_client(tracking_uri)
-    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()]))
+    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()]))
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     """Mark the run terminated (FINISHED makes it eligible for the cache, FAILED/KILLED never)."""
     client = mlflow_client(tracking_uri)
     with_retry(lambda: client.set_terminated(run_id, status=status))
+
+
+class OpenRuns:
+    """The MLflow runs a train run has started and not finished yet.
+
+    :meth:`finish` marks runs FINISHED (complete, hence a cache hit later). Leaving the ``with``
+    block with runs still open (an error midway) marks them FAILED: never cacheable, never champion.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.run_ids: list[str] = []
+
+    def start(self, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
+        """Start a run and keep it open."""
+        run_id = start_run(self.tracking_uri, experiment_id, run_name=run_name, tags=tags)
+        self.run_ids.append(run_id)
+        return run_id
+
+    def finish(self, keep: str | None = None) -> None:
+        """Finish every open run except ``keep``."""
+        for run_id in [r for r in self.run_ids if r != keep]:
+            finish_run(self.tracking_uri, run_id)
+            self.run_ids.remove(run_id)
+
+    def __enter__(self) -> OpenRuns:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for run_id in self.run_ids:
+            try:
+                finish_run(self.tracking_uri, run_id, status="FAILED")
+            except Exception:  # noqa: BLE001 - best effort while an error propagates
+                pass
+        self.run_ids.clear()
+
+
+def registered_version(tracking_uri: str, run_id: str) -> str | None:
+    """The registry version a run was registered as (its ``mloop.registered_version`` tag), if any."""
+    return get_run(tracking_uri, run_id).tags.get(TAG_REGISTERED_VERSION)

@@ -14,10 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.tags import (
+    TAG_DATASET_DRIFT,
+    TAG_FLOW_RUN_ID,
+    TAG_LAST_MONITORING_RUN,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    TAG_MONITORING,
+)
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from evidently.core.report import Snapshot
+
+    from mloop.core.paths import StatePaths
 
 MONITORING_EXPERIMENT = "mloop-monitoring"
 WORKSPACE_PROJECT_PREFIX = "mloop-"
@@ -110,8 +120,6 @@ def log_monitoring_run(
     """
     from mlflow import MlflowClient
 
-    from mloop.core.lineage import TAG_FLOW_RUN_ID, TAG_MODEL_NAME, TAG_MODEL_VERSION
-
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
     if exp is None:
@@ -127,8 +135,8 @@ def log_monitoring_run(
     else:
         exp_id = exp.experiment_id
     tags: dict[str, str] = {
-        "mloop.monitoring": "drift",
-        "mloop.dataset_drift": str(result.dataset_drift).lower(),
+        TAG_MONITORING: "drift",
+        TAG_DATASET_DRIFT: str(result.dataset_drift).lower(),
     }
     if result.model_name:
         tags[TAG_MODEL_NAME] = result.model_name
@@ -169,7 +177,7 @@ def log_monitoring_run(
     if result.model_name and result.model_version:
         try:
             client.set_model_version_tag(
-                result.model_name, str(result.model_version), "mloop.last_monitoring_run", run_id
+                result.model_name, str(result.model_version), TAG_LAST_MONITORING_RUN, run_id
             )
         except Exception:  # noqa: BLE001 - the version may not be in this registry (e.g. a stand-in)
             pass
@@ -212,6 +220,45 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
         project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns over time", values=[share]))
     ref = ws.add_run(project.id, snapshot, include_data=False, name=name)
     return str(ref.id)
+
+
+def publish_check(
+    state: StatePaths,
+    tracking_uri: str,
+    result: DriftResult,
+    snapshot: Snapshot | None,
+    quality_snapshot: Snapshot | None,
+    flow_run_id: str | None = None,
+) -> tuple[str, str, str | None]:
+    """Everything a check publishes under MLOOP_HOME: the HTML reports (drift.html, quality.html) and
+    result.json, the MLflow monitoring run, the Evidently workspace snapshot.
+
+    Returns (HTML path, MLflow run id, workspace snapshot id or None without a drift snapshot).
+    """
+    folder = report_folder(state.reports, result.model_name or "model", result.model_version)
+    html = write_report(result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None)
+    run_id = log_monitoring_run(
+        tracking_uri,
+        result.model_copy(update={"report_path": str(html)}),
+        folder,
+        artifact_root=state.mlflow_artifacts,
+        flow_run_id=flow_run_id,
+    )
+    snap_id = None
+    if snapshot is not None:
+        snap_id = add_to_workspace(
+            state.evidently_workspace, result.model_name or "model", snapshot,
+            name=f"v{result.model_version} {folder.name}",
+        )
+    return str(html), run_id, snap_id
+
+
+def mlflow_run_link(tracking_uri: str, host: str, port: int, run_id: str) -> str:
+    """URL of a run in the local MLflow UI (``mloop up`` serves it on ``host:port``)."""
+    from mlflow import MlflowClient
+
+    experiment = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    return f"http://{host}:{port}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def result_json(result: DriftResult) -> dict[str, Any]:

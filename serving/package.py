@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
 from mloop.core.errors import MloopError
-from mloop.core.lineage import (
+from mloop.core.tags import (
     TAG_CODE_COMMIT,
     TAG_DATASET_MD5,
     TAG_DATASET_NAME,

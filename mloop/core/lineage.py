@@ -1,7 +1,8 @@
 """Lineage types shared by every layer: a dataset version and a model's full lineage.
 
-The same keys are MLflow tags, BentoML labels and prediction-log columns, so any served
-prediction can be traced to the model version, the run, the exact dataset bytes and the commit.
+The lineage keys (:mod:`mloop.core.tags`) are MLflow tags, BentoML labels and prediction-log
+columns, so any served prediction can be traced to the model version, the run, the exact dataset
+bytes and the commit.
 """
 
 from __future__ import annotations
@@ -11,16 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
-
-# Tag/label keys (MLflow tags, BentoML labels, prediction-log columns).
-TAG_DATASET_NAME = "mloop.dataset_name"
-TAG_DATASET_MD5 = "mloop.dataset_md5"
-TAG_DATASET_POINTER_COMMIT = "mloop.dataset_pointer_commit"
-TAG_CODE_COMMIT = "mloop.code_commit"
-TAG_FLOW_RUN_ID = "mloop.prefect_flow_run_id"
-TAG_RUN_ID = "mloop.mlflow_run_id"
-TAG_MODEL_NAME = "mloop.model_name"
-TAG_MODEL_VERSION = "mloop.model_version"
 
 
 class DatasetVersion(BaseModel):

@@ -46,12 +46,17 @@ class Settings(BaseSettings):
         default=None,
         description="MLflow tracking URI (default: sqlite DB under <home>/mlflow).",
     )
-    gate_metric: str = Field(default="roc_auc", description="Metric the promotion gate compares.")
-    gate_min_gain: float = Field(default=0.002, description="Smallest gain on the gate metric that can promote.")
+    # The promotion gate's settable parameters: models.gate.GateConfig (and the train flow's
+    # GateParams form) take their defaults, descriptions and bounds from these fields.
+    gate_metric: str = Field(
+        default="roc_auc",
+        description="Metric the promotion gate compares (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).",
+    )
+    gate_min_gain: float = Field(default=0.002, description="Smallest gain over the champion that can promote.")
     gate_slice_tolerance: float = Field(
         default=0.02, description="Largest loss on any slice the gate accepts."
     )
-    gate_resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples (seeded).")
+    gate_resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples (>= 1000, seeded).")
     gate_baseline_margin: float = Field(
         default=0.02, description="Margin a first model must beat the dummy baseline by."
     )

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from flows.train import train_flow
+from mloop.core.tags import TAG_REASON
 from models import registry as R
 from tests.models.helpers import ingest_frame, synth_frame
 
@@ -42,7 +43,7 @@ def test_timeout_rejects_and_approval_promotes(models_settings, prefect_server) 
     assert timed_out.gate.decision == "promote"  # the gate passed ...
     assert timed_out.decision == "reject" and not timed_out.promoted and timed_out.champion is None  # ... nobody approved
     info = R.get_version_info(s.tracking_uri, name, timed_out.version)
-    assert info.decision == "reject" and "timed out" in info.tags[R.TAG_REASON]
+    assert info.decision == "reject" and "timed out" in info.tags[TAG_REASON]
 
     stop = threading.Event()
     helper = threading.Thread(target=_approve_when_paused, args=(True, stop), daemon=True)

@@ -13,6 +13,7 @@ import pytest
 
 from mloop.core.errors import MloopError, NotFoundError
 from mloop.core.settings import Settings
+from mloop.core.tags import TAG_LAST_CHANGE
 from models import registry as R
 from models.audit import read_audit
 
@@ -46,7 +47,7 @@ def test_promote_then_rollback_restores_previous_and_audits_in_order(settings: S
         ("promote", None, v1, "alice"), ("promote", v1, v2, "bob"), ("rollback", v2, v1, "carol")]
     assert log[1].gate_metrics == {"gain": 0.01} and log[2].reason == "bad latency"
     assert log[0].when <= log[1].when <= log[2].when
-    assert "rollback" in R.mlflow_client(uri).get_registered_model(name).tags[R.TAG_LAST_CHANGE]
+    assert "rollback" in R.mlflow_client(uri).get_registered_model(name).tags[TAG_LAST_CHANGE]
     assert R.get_version_info(uri, name, v2).tags["mloop.rolled_back"] == "bad latency"
     with pytest.raises(NotFoundError, match="no previous champion"):
         R.rollback(uri, settings.state, name, reason="again", actor="carol")

@@ -51,7 +51,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tu
 
 def _log_traffic(settings: Settings, version: str, df: pd.DataFrame) -> list[str]:
     """Score ``df`` with the model and write it to the prediction log as the service does."""
-    from flows.monitor import add_predictions
+    from monitoring.scoring import add_predictions
     from serving.predlog import PredictionLogger, new_prediction_ids
 
     contract = load_contract(settings.project_dir, NAME)

@@ -1,0 +1,97 @@
+"""One monitoring check of a prediction window: drift vs the reference and, with labels, quality.
+
+Pure apart from CPU (Evidently is imported inside): takes DataFrames and options, returns the
+typed result and the Evidently snapshots to publish.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from mloop.core.contract import DatasetContract
+from mloop.core.errors import MloopError
+from mloop.core.lineage import ModelLineage
+from monitoring.drift import DriftResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from evidently.core.report import Snapshot
+
+QUALITY_METRIC_REGRESSION = "r2"
+
+
+class MonitorOptions(BaseModel):
+    """How the monitor compares the window with the reference."""
+
+    reference_rows: int = Field(
+        default=50_000, ge=100, description="Sample the reference (training) data to at most this many rows (seeded)."
+    )
+    max_rows: int = Field(
+        default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded)."
+    )
+    seed: int = Field(default=0, description="Seed of every sample.")
+    min_rows: int = Field(default=100, ge=1, description="Fewer predictions in the window: skip the check.")
+    quality_tolerance: float = Field(
+        default=0.05, ge=0, description="Largest accepted drop of the gate metric vs the champion's holdout."
+    )
+    min_labels: int = Field(default=30, ge=1, description="Fewer feedback labels in the window: no quality verdict.")
+    publish: bool = Field(default=True, description="Write the HTML report, MLflow run and Evidently snapshot.")
+
+
+def quality_metric(task: str, gate_metric: str) -> str:
+    """The metric quality is judged on: the gate metric for classification, r2 for regression."""
+    return gate_metric if task == "classification" else QUALITY_METRIC_REGRESSION
+
+
+def reference_version(lineage: ModelLineage) -> tuple[str, str]:
+    """(dataset name, md5) the model was trained on: the reference of its drift check."""
+    if not lineage.dataset_md5:
+        raise MloopError(
+            f"model {lineage.model_name} v{lineage.model_version} has no dataset md5 in its lineage",
+            where="MLflow model version tags",
+            fix="train the model with `mloop train` so the version records its dataset",
+        )
+    return lineage.dataset_name, lineage.dataset_md5
+
+
+def check_window(
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    feedback: pd.DataFrame,
+    contract: DatasetContract,
+    *,
+    model_name: str,
+    model_version: str,
+    baseline_metrics: dict[str, float],
+    gate_metric: str,
+    drift_share_threshold: float,
+    options: MonitorOptions,
+) -> tuple[DriftResult, Snapshot | None, Snapshot | None]:
+    """Drift (Evidently) and, with enough labels, quality; the result, the drift snapshot and the
+    quality snapshot (None unless quality was judged and ``options.publish``)."""
+    from monitoring.drift import DriftOptions, drift_report
+    from monitoring.quality import check_quality, quality_report
+    from monitoring.scoring import LABEL_COLUMN, labelled_window, score_column
+
+    drift_options = DriftOptions(
+        drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
+    )
+    result, snapshot = drift_report(
+        reference, window, contract, options=drift_options, model_name=model_name, model_version=model_version,
+        time_column="timestamp",
+    )
+    labelled = labelled_window(window, feedback)
+    if labelled is None:
+        return result, snapshot, None
+    score = score_column(labelled, contract.task)
+    quality = check_quality(
+        labelled, contract.task, baseline_metrics, tolerance=options.quality_tolerance, min_rows=options.min_labels,
+        label_column=LABEL_COLUMN, score_column=score, only=[gate_metric] if gate_metric else None,
+    )
+    result = result.model_copy(update={"quality": quality})
+    quality_snapshot = None
+    if quality is not None and options.publish:
+        quality_snapshot = quality_report(labelled, contract.task, label_column=LABEL_COLUMN, score_column=score)
+    return result, snapshot, quality_snapshot

@@ -1,0 +1,85 @@
+"""One retrain request: the claim on the retrain ledger, the result, and how the result reads.
+
+:func:`claim_retrain` is the I/O edge (the ledger under MLOOP_HOME, see :mod:`monitoring.policy`);
+the rest is pure. The retrain flow wires them to the dataset builder and the train flow.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from mloop.core.events import model_resource
+from mloop.core.settings import Settings
+from monitoring.policy import PolicyDecision
+
+RetrainStatus = Literal["skipped", "no-data", "trained"]
+
+
+class RetrainResult(BaseModel):
+    """What one retrain run did."""
+
+    model_name: str
+    status: RetrainStatus
+    reason: str
+    trigger: str
+    event_id: str | None = None
+    dataset_md5: str | None = Field(default=None, description="The dataset version trained on.")
+    trained_version: str | None = Field(default=None, description="Registered model version, if one was trained.")
+    promoted: bool | None = Field(default=None, description="The gate's verdict on the trained version.")
+    champion: str | None = None
+
+
+def model_name_from(value: str) -> str:
+    """Accept ``loans`` or the event resource id ``mloop.model.loans``."""
+    prefix = model_resource("")
+    return value[len(prefix) :] if value.startswith(prefix) else value
+
+
+def claim_retrain(
+    settings: Settings,
+    model_name: str,
+    *,
+    trigger: str,
+    event_id: str | None,
+    flow_run_id: str,
+    force: bool,
+    now: datetime | None = None,
+) -> PolicyDecision:
+    """Claim a retrain of ``model_name`` on the persisted ledger (under its lock): allowed only inside
+    the daily budget and outside the cooldown (``MLOOP_DAILY_RETRAIN_BUDGET``,
+    ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; an allowed claim is recorded."""
+    from monitoring.policy import RetrainLedger, RetrainRecord, ledger_path
+
+    record = RetrainRecord(
+        model_name=model_name, started_at=now or datetime.now(UTC), trigger=trigger, event_id=event_id,
+        flow_run_id=flow_run_id,
+    )
+    return RetrainLedger(ledger_path(settings.state.root)).claim(
+        record, cooldown_minutes=settings.retrain_cooldown_minutes, daily_budget=settings.daily_retrain_budget,
+        force=force,
+    )
+
+
+def retrain_markdown(result: RetrainResult, detail: str = "") -> str:
+    """The retrain run's markdown artifact: a table of the result, then ``detail``."""
+    rows = [
+        ("model", result.model_name),
+        ("status", f"**{result.status}**"),
+        ("reason", result.reason),
+        ("trigger", result.trigger),
+        ("event id", result.event_id or "-"),
+        ("dataset md5", result.dataset_md5 or "-"),
+        ("trained version", result.trained_version or "-"),
+        ("promoted", "-" if result.promoted is None else str(result.promoted)),
+        ("champion now", result.champion or "-"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"# Retrain {result.model_name}: {result.status}\n\n| | |\n|---|---|\n{table}\n\n{detail}"
+
+
+def drift_detail(drift: dict[str, object] | None) -> str:
+    """The drift event's payload as a line of the artifact (empty without one)."""
+    return f"Drift payload: `{drift}`" if drift else ""
