@@ -52,9 +52,6 @@ MAX_STRING_LENGTH = MAX_STRING_LENGTH_DEFAULT
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-
-
 def _not_text(value: Any) -> Any:
     if isinstance(value, str | bool):
         raise ValueError("Input should be a valid integer (a JSON number, not text or a boolean)")
@@ -72,8 +69,6 @@ def _integer(low: float = INT64_MIN, high: float = INT64_MAX) -> Any:
     lo, hi = max(math.ceil(low), INT64_MIN), min(math.floor(high), INT64_MAX)
     return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_not_text)]
 
-
-IntegerValue = _integer()
 
 
 def _text(max_length: int) -> Any:
