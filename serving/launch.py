@@ -8,6 +8,7 @@ from pathlib import Path
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import ServiceProcess, start_process
 from mloop.core.settings import Settings
+from serving.config import ServingSettings
 
 SERVICE = "serving.service:PredictionService"
 
@@ -20,10 +21,11 @@ def serve_argv(host: str, port: int, service: str = SERVICE) -> list[str]:
 
 
 def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = True, **extra: str) -> dict[str, str]:
-    """Environment of the service process: the state paths plus the model tag to serve."""
+    """Environment of the service process: the state paths, then the :class:`ServingSettings` it
+    reads (the model tag, the log switch, and any MLOOP_ serving knob set in this environment),
+    then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``)."""
     env = settings.service_env()
-    env["MLOOP_SERVE_MODEL"] = model_tag
-    env["MLOOP_PREDICTION_LOG"] = "1" if log_predictions else "0"
+    env.update(ServingSettings(serve_model=model_tag, prediction_log=log_predictions).to_env())
     env = with_code_root(env)
     if settings.api_token is not None:
         env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()

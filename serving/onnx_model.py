@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from mloop.core.contract import DatasetContract
+from serving.names import column_keys
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,13 @@ TOLERANCE = 1e-5
 
 Backend = Literal["onnx", "sklearn"]
 InputKind = Literal["float", "string"]
+
+
+def onnx_input_names(names: Sequence[str]) -> dict[str, str]:
+    """Column name -> ONNX graph input name (the same rule as the request schema's field names:
+    :func:`serving.names.column_keys`; skl2onnx would otherwise rewrite names that are not C
+    identifiers behind the feed's back)."""
+    return column_keys(names)
 
 
 def input_kinds(contract: DatasetContract) -> dict[str, InputKind]:
@@ -106,15 +114,22 @@ class NumericPrep:
 
 
 def onnx_feed(
-    columns: dict[str, list[Any]], kinds: dict[str, InputKind], prep: NumericPrep | None = None
+    columns: dict[str, list[Any]],
+    kinds: dict[str, InputKind],
+    prep: NumericPrep | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The ONNX Runtime input dict: one (n, 1) array per input (float32 or string)."""
+    """The ONNX Runtime input dict: one (n, 1) array per input (float32 or string).
+
+    ``columns`` and ``kinds`` use the user's column names; ``inputs`` maps them to the graph's
+    input names (:func:`onnx_input_names`; identity when None)."""
     feed: dict[str, np.ndarray] = {}
     done: set[str] = set()
+    key = inputs.__getitem__ if inputs is not None else str
     if prep is not None and prep.columns:
         x = prep.apply(columns)
         for j, name in enumerate(prep.columns):
-            feed[name] = x[j].reshape(-1, 1)
+            feed[key(name)] = x[j].reshape(-1, 1)
         done = set(prep.columns)
     for name, kind in kinds.items():
         if name in done:
@@ -122,9 +137,9 @@ def onnx_feed(
         col = columns[name]
         if kind == "float":
             # numpy turns None into NaN for float dtypes.
-            feed[name] = np.array(col, dtype=np.float32).reshape(-1, 1)
+            feed[key(name)] = np.array(col, dtype=np.float32).reshape(-1, 1)
         else:
-            feed[name] = np.array([_string_value(v) for v in col], dtype=object).reshape(-1, 1)
+            feed[key(name)] = np.array([_string_value(v) for v in col], dtype=object).reshape(-1, 1)
     return feed
 
 
@@ -180,6 +195,7 @@ class OnnxPredictor:
         task: str,
         prep: NumericPrep | None = None,
         threads: int = 1,
+        inputs: dict[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -190,14 +206,18 @@ class OnnxPredictor:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in self.session.get_inputs()]
-        self.kinds = {n: kinds.get(n, "float") for n in names}
+        graph_inputs = {i.name for i in self.session.get_inputs()}
+        self.inputs = inputs if inputs is not None else {n: n for n in graph_inputs}
+        self.kinds = {n: kinds.get(n, "float") for n in self.inputs}
+        unknown = graph_inputs - set(self.inputs.values())
+        if unknown:
+            raise ValueError(f"the ONNX graph has inputs no column feeds: {sorted(unknown)}")
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.task = task
         self.prep = prep
 
     def predict(self, columns: dict[str, list[Any]]) -> Outputs:
-        out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep))
+        out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep, self.inputs))
         if self.task == "regression":
             scores = np.asarray(out[0], dtype=np.float64).ravel().tolist()
             return Outputs(predictions=scores, scores=scores)
@@ -237,6 +257,7 @@ class Conversion:
     reason: str | None = None  # why the sklearn fallback was used
     max_abs_diff: float | None = None
     rows_checked: int = 0
+    inputs: dict[str, str] | None = None  # column name -> ONNX input name
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -328,10 +349,30 @@ def _patch_skl2onnx_hist_gradient_boosting() -> None:
     te.add_node = add_node
 
 
-def _initial_types(kinds: dict[str, InputKind]) -> list[tuple[str, Any]]:
+def _initial_types(kinds: dict[str, InputKind], inputs: dict[str, str]) -> list[tuple[str, Any]]:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    return [(n, FloatTensorType([None, 1]) if k == "float" else StringTensorType([None, 1])) for n, k in kinds.items()]
+    return [
+        (inputs[n], FloatTensorType([None, 1]) if k == "float" else StringTensorType([None, 1])) for n, k in kinds.items()
+    ]
+
+
+def _rename_columns(patched: Any, inputs: dict[str, str]) -> None:
+    """Make the (copied) pipeline's ColumnTransformer select columns by ONNX input name, so the
+    converter matches them to the inputs declared with those names (in place)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    pre = patched.steps[0][1] if isinstance(patched, Pipeline) else patched
+    if not isinstance(pre, ColumnTransformer):
+        return
+    for i, (name, trans, cols) in enumerate(pre.transformers_):
+        if isinstance(cols, str):
+            pre.transformers_[i] = (name, trans, inputs.get(cols, cols))
+        elif isinstance(cols, list | tuple) and all(isinstance(c, str) for c in cols):
+            pre.transformers_[i] = (name, trans, [inputs.get(c, c) for c in cols])
+    if hasattr(pre, "feature_names_in_"):
+        pre.feature_names_in_ = np.array([inputs.get(str(c), str(c)) for c in pre.feature_names_in_], dtype=object)
 
 
 def convert_pipeline(
@@ -344,38 +385,47 @@ def convert_pipeline(
     """Convert ``pipeline`` to ONNX and verify it against sklearn on ``holdout``.
 
     Returns an ONNX conversion when every probability (or score) agrees to ``tolerance``; otherwise a
-    sklearn conversion with the reason (logged). Never raises for an unconvertible model.
+    sklearn conversion with the reason (logged). Never raises: any failure to convert, load or
+    verify the ONNX model means serving with sklearn.
     Runs sklearn with one OpenMP/BLAS thread: on a small shared box more threads only spin.
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _convert_pipeline(pipeline, contract, holdout, tolerance)
+        try:
+            return _convert_pipeline(pipeline, contract, holdout, tolerance)
+        except Exception as exc:  # noqa: BLE001 - any failure means: serve with sklearn, say why
+            return _fallback(f"ONNX verification failed: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _fallback(reason: str, **extra: Any) -> Conversion:
+    log.warning("%s; serving with the sklearn pipeline", reason)
+    return Conversion(backend="sklearn", reason=reason, **extra)
 
 
 def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, tolerance: float) -> Conversion:
     kinds = input_kinds(contract)
     names = list(kinds)
+    inputs = onnx_input_names(names)
     try:
         from skl2onnx import convert_sklearn
 
         _patch_skl2onnx_hist_gradient_boosting()
         patched = _patch_categorical_imputers(pipeline)
         prep = _extract_numeric_prep(patched, kinds)
+        _rename_columns(patched, inputs)
         final = patched.steps[-1][1] if hasattr(patched, "steps") else patched
         options = {id(final): {"zipmap": False}} if contract.task == "classification" else None
         onx = convert_sklearn(
             patched,
-            initial_types=_initial_types(kinds),
+            initial_types=_initial_types(kinds, inputs),
             target_opset={"": 17, "ai.onnx.ml": 3},
             options=options,
         )
         onnx_bytes = onx.SerializeToString()
-        predictor = OnnxPredictor(onnx_bytes, kinds, contract.task, prep=prep)
+        predictor = OnnxPredictor(onnx_bytes, kinds, contract.task, prep=prep, inputs=inputs)
     except Exception as exc:  # noqa: BLE001 - any converter failure means: serve with sklearn
-        reason = f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:300]}"
-        log.warning("%s; serving with the sklearn pipeline", reason)
-        return Conversion(backend="sklearn", reason=reason)
+        return _fallback(f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:300]}")
 
     columns = columns_from_frame(holdout, names)
     got = predictor.predict(columns)
@@ -388,10 +438,14 @@ def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, to
         have = np.asarray(got.probabilities, dtype=np.float64)
     diff = float(np.max(np.abs(want - have))) if len(want) else 0.0
     if not np.isfinite(diff) or diff > tolerance:
-        reason = f"ONNX outputs differ from sklearn by {diff:.3g} > {tolerance:g} on {len(want)} holdout rows"
-        log.warning("%s; serving with the sklearn pipeline", reason)
-        return Conversion(backend="sklearn", reason=reason, max_abs_diff=diff, rows_checked=len(want))
-    return Conversion(backend="onnx", onnx_model=onnx_bytes, prep=prep, max_abs_diff=diff, rows_checked=len(want))
+        return _fallback(
+            f"ONNX outputs differ from sklearn by {diff:.3g} > {tolerance:g} on {len(want)} holdout rows",
+            max_abs_diff=diff,
+            rows_checked=len(want),
+        )
+    return Conversion(
+        backend="onnx", onnx_model=onnx_bytes, prep=prep, max_abs_diff=diff, rows_checked=len(want), inputs=inputs
+    )
 
 
 # ----------------------------------------------------------------------------- model folder
@@ -436,6 +490,7 @@ def write_model_dir(
         "onnx_max_abs_diff": conversion.max_abs_diff,
         "onnx_rows_checked": conversion.rows_checked,
         "input_kinds": input_kinds(contract),
+        "onnx_inputs": conversion.inputs,
         "numeric_prep": (
             {k: getattr(conversion.prep, k) for k in ("columns", "fill", "mean", "scale")} if conversion.prep else None
         ),
@@ -482,7 +537,8 @@ def load_predictor(model_dir: Path, threads: int = 1) -> Predictor:
     kinds: dict[str, InputKind] = meta["input_kinds"]
     if (model_dir / ONNX_FILE).exists():
         prep = NumericPrep(**meta["numeric_prep"]) if meta.get("numeric_prep") else None
-        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads)
+        inputs = meta.get("onnx_inputs")  # absent in models packaged before names were mapped: identity
+        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads, inputs=inputs)
     return SklearnPredictor(_load_skops(model_dir / SKOPS_FILE), kinds, meta["task"])
 
 

@@ -6,7 +6,9 @@
 2. stages the serving artefacts in MLOOP_HOME/tmp: the pipeline converted to ONNX and verified
    against sklearn on the run's holdout to 1e-5 (else the skops pipeline, reason recorded),
    ``contract.json``, and ``mloop.json`` (lineage + sample records with sklearn's expected outputs
-   for the rollout smoke test);
+   for the rollout smoke test). Any failure to convert or verify the ONNX model falls back to
+   sklearn: the reason is logged and stored as ``fallback_reason`` in the model metadata, and the
+   backend as the BentoML label ``mloop.serving_backend``;
 3. in a child process pointed at ``state.bentoml_home`` (see :mod:`serving.store`), imports it as
    BentoML model ``<name>:v<version>`` labelled with the lineage, and builds the Bento
    ``<name>-service:v<version>``.
@@ -48,6 +50,7 @@ from mloop.core.settings import Settings
 log = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 32
+LABEL_BACKEND = "mloop.serving_backend"
 
 
 class PackagedModel(BaseModel):
@@ -217,6 +220,7 @@ def package_pipeline(
             meta: dict[str, Any] = {}
         else:
             meta = stage_model(stage, pipeline=pipeline, contract=contract, holdout=holdout, metadata=lineage)
+            labels[LABEL_BACKEND] = str(meta["backend"])  # onnx, or sklearn with metadata fallback_reason
         job = {
             "stage_dir": str(stage),
             "tag": tag,

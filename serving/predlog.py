@@ -6,6 +6,11 @@ Layout (append-only parquet, readable with plain pandas):
   answered record: ``prediction_id, timestamp (UTC), model_name, model_version``, every input
   feature, ``prediction`` and ``probability`` (classification) or ``score`` (regression).
 - ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``.
+- ``<predictions_dir or feedback_dir>/<model>/dead-letter/part-*.jsonl`` (+ ``part-*.reason.txt``):
+  rows that could not be written as parquet (a value parquet cannot hold, a write that kept
+  failing), one JSON object per row, set aside so that logging goes on. Readers of the log skip
+  them; the ``on_dead_letter`` callback (the service's ``mloop_predlog_dead_letter_total``
+  counter) counts them.
 
 Files are written to a dot-named temporary file and renamed, so a reader never sees half a file.
 
@@ -14,6 +19,10 @@ in-memory list under a lock (O(1)); a background thread turns the pending batche
 file when ``flush_rows`` rows are pending or every ``flush_seconds``. :meth:`PredictionLogger.close`
 (called from the service's ``on_shutdown`` hook) flushes what is left, so every answered request
 is on disk after a clean SIGTERM.
+
+A batch is never retried forever: rows that cannot become a parquet table are set aside at once
+(the same rows would fail again), and a write that fails (disk, permissions) is retried on the
+next ``max_attempts - 1`` flushes, then its batches are set aside too.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import logging
 import os
 import threading
 import time
+import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +44,11 @@ log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["prediction_id", "timestamp", "model_name", "model_version"]
 FEEDBACK_COLUMNS = ["prediction_id", "label", "timestamp"]
+DEAD_LETTER_DIR = "dead-letter"
 _SEQ = itertools.count()
+
+DeadLetterHook = Callable[[str, str, int, str], None]
+"""``(log, model_name, rows, reason)`` with log ``predictions`` or ``feedback``."""
 
 
 def new_prediction_ids(n: int) -> list[str]:
@@ -43,9 +58,23 @@ def new_prediction_ids(n: int) -> list[str]:
     return [raw[32 * i : 32 * (i + 1)] for i in range(n)]
 
 
-def _part_name() -> str:
+def _part_name(suffix: str = ".parquet") -> str:
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return f"part-{now}-{os.getpid()}-{next(_SEQ):06d}-{uuid.uuid4().hex[:6]}.parquet"
+    return f"part-{now}-{os.getpid()}-{next(_SEQ):06d}-{uuid.uuid4().hex[:6]}{suffix}"
+
+
+def write_dead_letter(model_dir: Path, rows: list[dict[str, Any]], reason: str) -> Path:
+    """Set ``rows`` aside as ``<model_dir>/dead-letter/part-*.jsonl`` with a ``.reason.txt`` next to
+    it (values that JSON cannot hold become text). Returns the jsonl path."""
+    folder = model_dir / DEAD_LETTER_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _part_name(".jsonl")
+    lines = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(lines)
+    os.replace(tmp, path)
+    path.with_suffix(".reason.txt").write_text(reason + "\n")
+    return path
 
 
 def _write_atomic(table: Any, path: Path) -> None:
@@ -67,15 +96,43 @@ class _Batch:
     predictions: list[Any]
     values: list[float] | None
     value_name: str  # "probability" or "score"
+    attempts: int = 0  # failed writes so far
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The batch as log rows (for a dead-letter part)."""
+        out = []
+        for i, pid in enumerate(self.ids):
+            row: dict[str, Any] = {
+                "prediction_id": pid,
+                "timestamp": self.timestamp.isoformat(),
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+            }
+            row.update({name: values[i] for name, values in self.features.items()})
+            row["prediction"] = self.predictions[i] if i < len(self.predictions) else None
+            row[self.value_name] = self.values[i] if self.values is not None and i < len(self.values) else None
+            out.append(row)
+        return out
 
 
 class PredictionLogger:
     """Buffered, append-only writer of prediction records (thread-safe)."""
 
-    def __init__(self, predictions_dir: Path, *, flush_rows: int = 5000, flush_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        predictions_dir: Path,
+        *,
+        flush_rows: int = 5000,
+        flush_seconds: float = 1.0,
+        max_attempts: int = 3,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> None:
         self.root = Path(predictions_dir)
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
+        self.max_attempts = max_attempts
+        self.on_dead_letter = on_dead_letter
+        self.rows_dead_lettered = 0
         self._pending: list[_Batch] = []
         self._pending_rows = 0
         self._lock = threading.Lock()
@@ -114,7 +171,7 @@ class PredictionLogger:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - keep the flusher alive; the batch is retried
+            except Exception:  # noqa: BLE001 - keep the flusher alive; the write is retried (bounded)
                 log.exception("prediction log flush failed; will retry")
                 time.sleep(self.flush_seconds)
 
@@ -125,48 +182,53 @@ class PredictionLogger:
                 batches, self._pending, self._pending_rows = self._pending, [], 0
             if not batches:
                 return 0
-            try:
-                written = self._write(batches)
-            except Exception:
-                with self._lock:  # put them back in front, in order
-                    self._pending = batches + self._pending
-                    self._pending_rows += sum(len(b.ids) for b in batches)
-                raise
+            written = 0
+            failed: list[_Batch] = []
+            error: Exception | None = None
+            for (model, day), items in _groups(batches).items():
+                try:
+                    written += self._write_group(model, day, items)
+                except Exception as exc:  # noqa: BLE001 - an I/O failure: retried, then set aside
+                    error = exc
+                    for b in items:
+                        b.attempts += 1
+                    failed.extend(b for b in items if b.attempts < self.max_attempts)
+                    for b in items:
+                        if b.attempts >= self.max_attempts:
+                            self._dead_letter(b, f"write failed {b.attempts} times: {type(exc).__name__}: {exc}")
             self.rows_written += written
+            if failed:
+                with self._lock:  # put them back in front, in order
+                    self._pending = failed + self._pending
+                    self._pending_rows += sum(len(b.ids) for b in failed)
+            if error is not None:
+                raise error
             return written
 
-    def _write(self, batches: list[_Batch]) -> int:
-        import pyarrow as pa
-
-        groups: dict[tuple[str, str], list[_Batch]] = {}
-        for b in batches:
-            groups.setdefault((b.model_name, b.timestamp.strftime("%Y-%m-%d")), []).append(b)
-        total = 0
-        for (model, day), items in groups.items():
-            cols: dict[str, list[Any]] = {c: [] for c in BASE_COLUMNS}
-            feature_names: list[str] = []
+    def _write_group(self, model: str, day: str, items: list[_Batch]) -> int:
+        """Write one model/day group as one part; rows that cannot become a table are set aside
+        (each batch on its own, so one bad batch costs only its own rows)."""
+        try:
+            tables = [_table(items)]
+        except Exception:  # noqa: BLE001 - find the batches that cannot be written
+            good = []
             for b in items:
-                for name in b.features:
-                    if name not in feature_names:
-                        feature_names.append(name)
-            value_names = sorted({b.value_name for b in items})
-            for name in [*feature_names, "prediction", *value_names]:
-                cols[name] = []
-            for b in items:
-                n = len(b.ids)
-                cols["prediction_id"].extend(b.ids)
-                cols["timestamp"].extend([b.timestamp] * n)
-                cols["model_name"].extend([b.model_name] * n)
-                cols["model_version"].extend([b.model_version] * n)
-                for name in feature_names:
-                    cols[name].extend(b.features.get(name, [None] * n))
-                cols["prediction"].extend(b.predictions)
-                for vn in value_names:
-                    cols[vn].extend(b.values if (vn == b.value_name and b.values is not None) else [None] * n)
-            table = pa.table({k: _arrow_array(k, v) for k, v in cols.items()})
+                try:
+                    _table([b])
+                    good.append(b)
+                except Exception as exc:  # noqa: BLE001 - a value parquet cannot hold
+                    self._dead_letter(b, f"cannot convert to parquet: {type(exc).__name__}: {exc}")
+            try:
+                tables = [_table(good)] if good else []
+            except Exception:  # noqa: BLE001 - fine alone, not together: one part per batch
+                tables = [_table([b]) for b in good]
+        for table in tables:
             _write_atomic(table, self.root / model / f"date={day}" / _part_name())
-            total += table.num_rows
-        return total
+        return sum(t.num_rows for t in tables)
+
+    def _dead_letter(self, batch: _Batch, reason: str) -> None:
+        self.rows_dead_lettered += len(batch.ids)
+        set_aside(self.root / batch.model_name, batch.rows(), reason, "predictions", batch.model_name, self.on_dead_letter)
 
     def close(self, timeout: float = 10.0) -> int:
         """Stop the flusher and write what is pending (idempotent). Returns rows written now."""
@@ -174,8 +236,63 @@ class PredictionLogger:
         self._closed = True
         self._wake.set()
         self._thread.join(timeout)
-        self.flush()
+        for _ in range(self.max_attempts):  # after max_attempts failed writes a batch is set aside
+            try:
+                self.flush()
+                break
+            except Exception:  # noqa: BLE001 - retried, then set aside: shutdown must finish
+                log.exception("prediction log flush failed at shutdown")
         return self.rows_written - before
+
+
+def set_aside(
+    model_dir: Path, rows: list[dict[str, Any]], reason: str, kind: str, model_name: str, hook: DeadLetterHook | None
+) -> None:
+    """Dead-letter ``rows`` (logged, counted by ``hook``); never raises: logging must go on."""
+    log.error("%s log: %d rows of %s set aside: %s", kind, len(rows), model_name, reason)
+    try:
+        write_dead_letter(model_dir, rows, reason)
+    except Exception:  # noqa: BLE001 - even the dead letter failed (disk full?): the rows are dropped
+        log.exception("could not write the dead-letter part for %s; %d rows dropped", model_name, len(rows))
+    if hook is not None:
+        try:
+            hook(kind, model_name, len(rows), reason)
+        except Exception:  # noqa: BLE001 - a metrics failure must not stop logging
+            log.exception("dead-letter hook failed")
+
+
+def _groups(batches: list[_Batch]) -> dict[tuple[str, str], list[_Batch]]:
+    groups: dict[tuple[str, str], list[_Batch]] = {}
+    for b in batches:
+        groups.setdefault((b.model_name, b.timestamp.strftime("%Y-%m-%d")), []).append(b)
+    return groups
+
+
+def _table(items: list[_Batch]) -> Any:
+    """One arrow table of the log rows of ``items`` (raises when a value cannot be held)."""
+    import pyarrow as pa
+
+    cols: dict[str, list[Any]] = {c: [] for c in BASE_COLUMNS}
+    feature_names: list[str] = []
+    for b in items:
+        for name in b.features:
+            if name not in feature_names:
+                feature_names.append(name)
+    value_names = sorted({b.value_name for b in items})
+    for name in [*feature_names, "prediction", *value_names]:
+        cols[name] = []
+    for b in items:
+        n = len(b.ids)
+        cols["prediction_id"].extend(b.ids)
+        cols["timestamp"].extend([b.timestamp] * n)
+        cols["model_name"].extend([b.model_name] * n)
+        cols["model_version"].extend([b.model_version] * n)
+        for name in feature_names:
+            cols[name].extend(b.features.get(name, [None] * n))
+        cols["prediction"].extend(b.predictions)
+        for vn in value_names:
+            cols[vn].extend(b.values if (vn == b.value_name and b.values is not None) else [None] * n)
+    return pa.table({k: _arrow_array(k, v) for k, v in cols.items()})
 
 
 def _arrow_array(name: str, values: list[Any]) -> Any:
@@ -255,8 +372,11 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
     return None
 
 
-def record_feedback(feedback_dir: Path, model_name: str, labels: Any) -> int:
-    """Append ground-truth labels (a DataFrame with ``prediction_id`` and ``label``). Returns rows."""
+def record_feedback(
+    feedback_dir: Path, model_name: str, labels: Any, on_dead_letter: DeadLetterHook | None = None
+) -> int:
+    """Append ground-truth labels (a DataFrame with ``prediction_id`` and ``label``). Returns rows
+    written; labels that cannot be written are set aside as a dead-letter part (0 returned)."""
     import pandas as pd
 
     missing = {"prediction_id", "label"} - set(labels.columns)
@@ -270,8 +390,14 @@ def record_feedback(feedback_dir: Path, model_name: str, labels: Any) -> int:
     df["timestamp"] = pd.Timestamp.now(tz="UTC")
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    _write_atomic(table, Path(feedback_dir) / model_name / _part_name())
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        _write_atomic(table, Path(feedback_dir) / model_name / _part_name())
+    except Exception as exc:  # noqa: BLE001 - a label parquet cannot hold, or a failed write
+        rows = [{**row, "timestamp": str(row["timestamp"])} for row in df.to_dict("records")]
+        reason = f"cannot write feedback: {type(exc).__name__}: {exc}"
+        set_aside(Path(feedback_dir) / model_name, rows, reason, "feedback", model_name, on_dead_letter)
+        return 0
     return len(df)
 
 

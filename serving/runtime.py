@@ -6,7 +6,6 @@ only holds one :class:`LiveModel` reference and replaces it with :func:`prepare_
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from serving.onnx_model import (
     read_meta,
     smoke_test,
 )
-from serving.schema import feature_signature
+from serving.schema import feature_signature, record_keys
 
 
 class RolloutRefused(Exception):
@@ -37,6 +36,7 @@ class LiveModel:
     contract: DatasetContract
     meta: dict[str, Any]
     names: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # column name -> record field name
     value_name: str = "probability"
 
     def describe(self) -> dict[str, Any]:
@@ -53,19 +53,12 @@ class LiveModel:
         }
 
 
-def onnx_threads() -> int:
-    """Intra-op threads for ONNX Runtime (env MLOOP_ONNX_THREADS, default 1 on this 2-core box)."""
-    try:
-        return max(1, int(os.environ.get("MLOOP_ONNX_THREADS", "1")))
-    except ValueError:
-        return 1
-
-
-def load_live_model(tag: str, model_dir: Path) -> LiveModel:
-    """Load the serving artefacts of a BentoML model folder (no checks)."""
+def load_live_model(tag: str, model_dir: Path, *, threads: int = 1) -> LiveModel:
+    """Load the serving artefacts of a BentoML model folder (no checks); ``threads``: ONNX Runtime
+    intra-op threads (``ServingSettings.onnx_threads``)."""
     meta = read_meta(model_dir)
     contract = read_contract(model_dir)
-    predictor = load_predictor(model_dir, threads=onnx_threads())
+    predictor = load_predictor(model_dir, threads=threads)
     return LiveModel(
         tag=tag,
         model_name=str(meta.get("model_name") or contract.name),
@@ -74,25 +67,27 @@ def load_live_model(tag: str, model_dir: Path) -> LiveModel:
         contract=contract,
         meta=meta,
         names=[c.name for c in contract.feature_columns],
+        keys=record_keys(contract),
         value_name="score" if contract.task == "regression" else "probability",
     )
 
 
-def prepare_live_model(tag: str, model_dir: Path, current: LiveModel | None) -> LiveModel:
+def prepare_live_model(tag: str, model_dir: Path, current: LiveModel | None, *, threads: int = 1) -> LiveModel:
     """Load ``tag`` and check it can replace ``current``; raises :class:`RolloutRefused` otherwise.
 
     Checks: the files load; the stored sample records predict with finite outputs (probabilities in
     [0, 1]) that match sklearn's stored outputs; the feature columns and kinds equal the running
-    request schema's (a schema change needs a new service, i.e. blue/green, not an in-place swap).
+    request schema's, and so does the target's kind (the feedback schema): a schema change needs a
+    new service, i.e. blue/green, not an in-place swap.
     """
     try:
-        live = load_live_model(tag, model_dir)
+        live = load_live_model(tag, model_dir, threads=threads)
     except Exception as exc:  # noqa: BLE001 - any load failure refuses the rollout
         raise RolloutRefused(f"model {tag} does not load: {type(exc).__name__}: {exc}") from exc
     problems = smoke_test(live.predictor, live.meta)
     if current is not None and feature_signature(live.contract) != feature_signature(current.contract):
         problems.append(
-            "its feature columns differ from the running request schema "
+            "its feature columns or target kind differ from the running request schema "
             f"({feature_signature(live.contract)} vs {feature_signature(current.contract)}): restart the service"
         )
     if problems:

@@ -1,24 +1,23 @@
 """The BentoML prediction service (``bentoml serve serving.service:PredictionService``).
 
-This module is BentoML's entry point, not a library module: it reads its configuration from the
-environment when imported, because BentoML builds the HTTP schema from the class at import time.
-
-- ``MLOOP_SERVE_MODEL`` (required): BentoML model tag to serve first (``<name>:v<version>``). Its
-  contract defines the request schema (see :mod:`serving.schema`).
-- ``MLOOP_HOME``: state folder; predictions go to ``<home>/predictions``, labels to ``<home>/feedback``.
-- ``MLOOP_PREDICTION_LOG`` (``1``/``0``, default 1), ``MLOOP_MAX_RECORDS`` (default 1000),
-  ``MLOOP_API_TOKEN`` (bearer token for ``/feedback`` and ``/admin/rollout`` when set),
-  ``MLOOP_ONNX_THREADS`` (default 1), ``MLOOP_BATCH_MAX_SIZE`` / ``MLOOP_BATCH_MAX_LATENCY_MS``,
-  ``MLOOP_PREDLOG_FLUSH_ROWS`` / ``MLOOP_PREDLOG_FLUSH_SECONDS`` (prediction log flush triggers),
-  ``MLOOP_BATCHING`` (default 1: adaptive batching on; 0 answers each request on its own, which
-  the benchmark compares).
+This module is BentoML's entry point, not a library module: it reads its configuration when
+imported, because BentoML builds the HTTP schema from the class at import time. The knobs are one
+typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODEL`` (required), ``MLOOP_MAX_RECORDS``,
+``MLOOP_MAX_STRING_LENGTH``, ``MLOOP_SERVE_STRICT``, ``MLOOP_PREDICTION_LOG``, ``MLOOP_BATCHING``,
+``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
+``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_ONNX_THREADS``: see its field
+descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
+to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_API_TOKEN``: bearer token for
+``/feedback`` and ``/admin/rollout`` when set; ``MLOOP_SERVE_PORT``). The model tag's contract
+defines the request schema (see :mod:`serving.schema`), with the user's column names.
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
 ``{"labels": [{"prediction_id", "label"}]}``, ``POST /admin/rollout`` ``{"model_tag"}`` (loopback
 only), BentoML's own ``/healthz`` ``/livez`` ``/readyz`` (ready only once a model is loaded) and
 ``/metrics`` (Prometheus; ``mloop_predictions_total`` and ``mloop_model_info`` carry the model
-version as a label).
+version as a label; ``mloop_predlog_dead_letter_total`` counts rows the prediction log or the
+feedback store had to set aside, see :mod:`serving.predlog`).
 
 Rollout design: the serving model is ONE attribute (``self.live``) holding a :class:`LiveModel`
 (predictor, version, contract). A rollout loads the new tag from the BentoML store, smoke-tests
@@ -35,7 +34,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import threading
 from http import HTTPStatus
 from pathlib import Path
@@ -47,6 +45,7 @@ from bentoml.validators import ContentType
 
 from mloop.core.settings import Settings
 from serving.batching import bound_batching_wait
+from serving.config import ServingSettings
 from serving.onnx_model import read_contract
 from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
 from serving.runtime import (
@@ -56,29 +55,26 @@ from serving.runtime import (
     prepare_live_model,
 )
 from serving.schema import (
-    MAX_RECORDS_DEFAULT,
-    FeedbackItem,
     answer_model,
+    build_feedback_model,
     build_record_model,
+    feedback_annotation,
     records_annotation,
 )
 
 log = logging.getLogger("mloop.serving")
 
-_TAG = os.environ.get("MLOOP_SERVE_MODEL", "").strip()
+_SERVING = ServingSettings()
+_TAG = _SERVING.serve_model.strip()
 if not _TAG:
     raise RuntimeError("MLOOP_SERVE_MODEL is not set: give the BentoML model tag to serve (e.g. loans:v1)")
 _SETTINGS = Settings()
-_MAX_RECORDS = int(os.environ.get("MLOOP_MAX_RECORDS", str(MAX_RECORDS_DEFAULT)))
-_LOG_ON = os.environ.get("MLOOP_PREDICTION_LOG", "1").strip().lower() not in ("0", "false", "no", "off")
-_BATCH_SIZE = int(os.environ.get("MLOOP_BATCH_MAX_SIZE", "256"))
-_BATCH_LATENCY_MS = int(os.environ.get("MLOOP_BATCH_MAX_LATENCY_MS", "5000"))
-_BATCHING = os.environ.get("MLOOP_BATCHING", "1").strip().lower() not in ("0", "false", "no", "off")
 
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
 _CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
-Record = build_record_model(_CONTRACT)
-Records = records_annotation(Record, _MAX_RECORDS)
+Record = build_record_model(_CONTRACT, max_string_length=_SERVING.max_string_length, strict=_SERVING.serve_strict)
+Records = records_annotation(Record, _SERVING.max_records)
+Labels = feedback_annotation(build_feedback_model(_CONTRACT, _SERVING.max_string_length), _SERVING.max_records)
 Answer = answer_model(_CONTRACT.task)
 # The explicit content type matters for speed: without it BentoML derives the media type of a list
 # output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
@@ -95,6 +91,15 @@ _MODEL_INFO = bentoml.metrics.Gauge(
     labelnames=["model_name", "model_version", "backend"],
     multiprocess_mode="livemax",
 )
+_DEAD_LETTER = bentoml.metrics.Counter(
+    name="mloop_predlog_dead_letter",
+    documentation="Rows the prediction log (log=predictions) or the feedback store (log=feedback) set aside as dead letter",
+    labelnames=["model_name", "log"],
+)
+
+
+def _count_dead_letter(kind: str, model_name: str, rows: int, reason: str) -> None:
+    _DEAD_LETTER.labels(model_name, kind).inc(rows)
 
 
 def _json(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -184,7 +189,7 @@ class PredictionService:
     model_ref = _INITIAL_REF  # a Bento built from this service embeds the initial model
 
     def __init__(self) -> None:
-        if _BATCHING and os.environ.get("MLOOP_BATCH_WAIT_BOUND", "1") != "0":
+        if _SERVING.batching and _SERVING.batch_wait_bound:
             bound_batching_wait()  # a lone request is not held back after a burst (serving/batching.py)
         self.live: LiveModel | None = None
         self._rollout_lock = threading.Lock()
@@ -194,13 +199,14 @@ class PredictionService:
         self.logger = (
             PredictionLogger(
                 state.predictions,
-                flush_rows=int(os.environ.get("MLOOP_PREDLOG_FLUSH_ROWS", "5000")),
-                flush_seconds=float(os.environ.get("MLOOP_PREDLOG_FLUSH_SECONDS", "1.0")),
+                flush_rows=_SERVING.predlog_flush_rows,
+                flush_seconds=_SERVING.predlog_flush_seconds,
+                on_dead_letter=_count_dead_letter,
             )
-            if _LOG_ON
+            if _SERVING.prediction_log
             else None
         )
-        self._set_live(load_live_model(_TAG, Path(_INITIAL_REF.stored.path)))
+        self._set_live(load_live_model(_TAG, Path(_INITIAL_REF.stored.path), threads=_SERVING.onnx_threads))
         _HOLDER.service = self
 
     def _set_live(self, live: LiveModel) -> None:
@@ -221,13 +227,17 @@ class PredictionService:
             rows = self.logger.close()
             log.info("prediction log flushed on shutdown (%d rows)", rows)
 
-    @bentoml.api(batchable=_BATCHING, max_batch_size=_BATCH_SIZE, max_latency_ms=_BATCH_LATENCY_MS)
+    @bentoml.api(
+        batchable=_SERVING.batching,
+        max_batch_size=_SERVING.batch_max_size,
+        max_latency_ms=_SERVING.batch_max_latency_ms,
+    )
     async def predict(self, records: Records) -> Answers:  # type: ignore[valid-type]
         """Predict a list of records; one answer per record, in order."""
         live = self.live
         if live is None:
             raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
-        columns = {name: [getattr(r, name) for r in records] for name in live.names}
+        columns = {name: [getattr(r, key) for r in records] for name, key in live.keys.items()}
         out = live.predictor.predict(columns)
         n = len(out.predictions)
         ids = new_prediction_ids(n)
@@ -267,18 +277,20 @@ class PredictionService:
                 raise _client_error("missing or wrong bearer token", HTTPStatus.UNAUTHORIZED)
 
     @bentoml.api(route="/feedback")
-    def feedback(self, labels: list[FeedbackItem], ctx: bentoml.Context) -> dict[str, Any]:
-        """Record ground-truth labels by prediction id (bearer token required when configured)."""
+    def feedback(self, labels: Labels, ctx: bentoml.Context) -> dict[str, Any]:  # type: ignore[valid-type]
+        """Record ground-truth labels by prediction id (bearer token required when configured);
+        a label's type follows the contract's target."""
         self._authorize(ctx)
-        if not labels:
-            raise _client_error("labels is empty: send at least one {prediction_id, label}")
         live = self.live
         assert live is not None
         import pandas as pd
 
         frame = pd.DataFrame([{"prediction_id": item.prediction_id, "label": item.label} for item in labels])
-        rows = record_feedback(self.feedback_dir, live.model_name, frame)
-        return {"recorded": rows, "model_name": live.model_name}
+        rows = record_feedback(self.feedback_dir, live.model_name, frame, on_dead_letter=_count_dead_letter)
+        answer: dict[str, Any] = {"recorded": rows, "model_name": live.model_name}
+        if rows < len(frame):
+            answer["set_aside"] = len(frame) - rows
+        return answer
 
     @bentoml.api(route="/admin/rollout")
     def rollout(self, model_tag: str, ctx: bentoml.Context) -> dict[str, Any]:
@@ -291,7 +303,7 @@ class PredictionService:
             except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
                 raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
             try:
-                live = prepare_live_model(str(model.tag), Path(model.path), previous)
+                live = prepare_live_model(str(model.tag), Path(model.path), previous, threads=_SERVING.onnx_threads)
             except RolloutRefused as exc:
                 log.error("rollout refused: %s", exc)
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc

@@ -23,7 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from serving.config import ServingSettings
+
 SERVICE = "serving.service:PredictionService"
+CODE_PACKAGES = ["serving", "mloop", "mloop/core"]  # what the service imports (mloop.core, not the CLI)
 PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
 
 
@@ -60,11 +63,12 @@ def build_bento(
     tmp_root.mkdir(parents=True, exist_ok=True)
     ctx = Path(tempfile.mkdtemp(prefix="bento-ctx-", dir=tmp_root))
     try:
-        for pkg in ("serving", "mloop"):
-            (ctx / pkg).mkdir()
+        for pkg in CODE_PACKAGES:
+            (ctx / pkg).mkdir(parents=True)
             for src in (code_root / pkg).glob("*.py"):
                 shutil.copy2(src, ctx / pkg / src.name)
-        os.environ["MLOOP_SERVE_MODEL"] = tag
+        serving_env = ServingSettings(serve_model=tag).to_env()
+        os.environ.update(serving_env)
         sys.path.insert(0, str(ctx))
         bento = bentoml.bentos.build(
             SERVICE,
@@ -72,8 +76,8 @@ def build_bento(
             version=version,
             labels=labels,
             description=f"mloop prediction service for model {tag}",
-            include=["serving/*.py", "mloop/*.py"],
-            docker={"env": {"MLOOP_SERVE_MODEL": tag}},
+            include=[f"{pkg}/*.py" for pkg in CODE_PACKAGES],
+            docker={"env": serving_env},
             python={"lock_packages": False, "packages": PACKAGES},
             build_ctx=str(ctx),
         )

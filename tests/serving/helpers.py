@@ -188,3 +188,94 @@ def records(holdout: pd.DataFrame, n: int, start: int = 0) -> list[dict]:
     return out
 
 
+# ----------------------------------------------------------------------------- columns that need quoting
+
+ODD_NUMERIC = ["petal length (cm)", "a b", "naïve", "x/y"]
+ODD_INTEGER = ["a_b", "x.y"]
+ODD_CATEGORICAL = ["1st", "class"]
+ODD_TARGET = "is it? (y/n)"
+
+
+def make_odd_frame(rows: int = 600, seed: int = 3) -> pd.DataFrame:
+    """A table whose column names need quoting everywhere: spaces, parentheses, unicode, a slash,
+    a dot, a leading digit, a Python keyword, and ``a b`` next to ``a_b`` (equal once rewritten)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({name: rng.normal(size=rows) for name in ODD_NUMERIC})
+    for name in ODD_INTEGER:
+        df[name] = rng.integers(0, 20, rows)
+    df["1st"] = rng.choice(["gold", "silver", "bronze"], rows)
+    df["class"] = rng.choice(["first", "second"], rows).astype(object)
+    logit = df["a b"] - 0.5 * df["x/y"] + 0.1 * df["a_b"] - 1 + 0.8 * (df["1st"] == "gold")
+    df[ODD_TARGET] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    df.loc[rng.random(rows) < 0.05, "a b"] = np.nan
+    df.loc[rng.random(rows) < 0.05, "class"] = None
+    return df
+
+
+def make_odd_contract(name: str = "odd-columns") -> DatasetContract:
+    df = make_odd_frame()
+    cols = [
+        ColumnSpec(name=c, kind="numeric", nullable=c == "a b", max_null_share=0.2, min=float(df[c].min()), max=float(df[c].max()))
+        for c in ODD_NUMERIC
+    ]
+    cols += [ColumnSpec(name=c, kind="integer", nullable=False, min=0, max=19) for c in ODD_INTEGER]
+    cols += [
+        ColumnSpec(name="1st", kind="categorical", nullable=False, categories=["bronze", "gold", "silver"]),
+        ColumnSpec(name="class", kind="categorical", nullable=True, categories=["first", "second"]),
+        ColumnSpec(name=ODD_TARGET, kind="integer", nullable=False),
+    ]
+    return DatasetContract(name=name, task="classification", target=ODD_TARGET, columns=cols)
+
+
+def fit_odd() -> tuple[object, pd.DataFrame]:
+    """(pipeline fitted on the odd table under the users' column names, holdout frame)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from serving.onnx_model import columns_from_frame, input_kinds, sklearn_frame
+
+    df = make_odd_frame()
+    train, hold = df.iloc[:480], df.iloc[480:]
+    kinds = input_kinds(make_odd_contract())
+    pre = ColumnTransformer(
+        [
+            ("num", Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]), ODD_NUMERIC + ODD_INTEGER),
+            (
+                "cat",
+                Pipeline(
+                    [("imp", SimpleImputer(strategy="constant", fill_value="__missing__")), ("oh", OneHotEncoder(handle_unknown="ignore"))]
+                ),
+                ODD_CATEGORICAL,
+            ),
+        ]
+    )
+    pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+    with threadpool_limits(1):
+        pipe.fit(sklearn_frame(columns_from_frame(train, list(kinds)), kinds), train[ODD_TARGET])
+    return pipe, hold
+
+
+def package_odd(settings: Settings, version: str = "1"):
+    """Package the odd-columns model as ``odd-columns:v<version>`` (no Bento) into ``settings``' store."""
+    from serving.package import package_pipeline
+
+    pipe, hold = fit_odd()
+    return package_pipeline(
+        settings, name="odd-columns", version=version, pipeline=pipe, contract=make_odd_contract(), holdout=hold, build=False
+    ), hold
+
+
+def json_records(frame: pd.DataFrame, contract: DatasetContract) -> list[dict]:
+    """JSON-ready request records under the users' column names (NaN -> null, integers as int)."""
+    from serving.onnx_model import columns_from_frame
+
+    names = [c.name for c in contract.feature_columns]
+    ints = {c.name for c in contract.feature_columns if c.kind == "integer"}
+    cols = columns_from_frame(frame, names)
+    return [
+        {k: (int(cols[k][i]) if k in ints and cols[k][i] is not None else cols[k][i]) for k in names} for i in range(len(frame))
+    ]

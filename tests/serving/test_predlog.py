@@ -69,3 +69,77 @@ def test_feedback_keeps_the_latest_label_per_prediction(tmp_path: Path) -> None:
     fb = read_feedback(tmp_path, "loans").set_index("prediction_id")
     assert fb.loc["a", "label"] == 1 and fb.loc["b", "label"] == 1
     assert list(read_feedback(tmp_path, "other").columns) == ["prediction_id", "label", "timestamp"]
+
+
+def _dead_letters(root: Path, model: str = "loans") -> list[Path]:
+    return sorted((root / model / "dead-letter").glob("part-*.jsonl"))
+
+
+def _log_counts(logger: PredictionLogger, values: list[int]) -> list[str]:
+    ids = new_prediction_ids(len(values))
+    logger.log(
+        ids=ids,
+        model_name="loans",
+        model_version="1",
+        features={"n_accounts": values, "purpose": ["car"] * len(values)},
+        predictions=[1] * len(values),
+        values=[0.7] * len(values),
+    )
+    return ids
+
+
+def test_a_poisoned_batch_goes_to_dead_letter_and_the_next_batch_is_written(tmp_path: Path) -> None:
+    counted: list[tuple[str, str, int]] = []
+    logger = PredictionLogger(tmp_path, flush_seconds=60, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n)))
+    good_before = _log_counts(logger, [1, 2])
+    poisoned = _log_counts(logger, [2**63])  # no parquet int64 holds it (OverflowError)
+    good_after = _log_counts(logger, [3, 4, 5])
+    assert logger.flush() == 5
+    logged = read_predictions(tmp_path, "loans")
+    assert logged["prediction_id"].tolist() == good_before + good_after
+    assert logged["n_accounts"].tolist() == [1, 2, 3, 4, 5]  # the good rows keep their type
+    (part,) = _dead_letters(tmp_path)
+    assert poisoned[0] in part.read_text() and str(2**63) in part.read_text()
+    assert "parquet" in part.with_suffix(".reason.txt").read_text()
+    assert counted == [("predictions", "loans", 1)] and logger.rows_dead_lettered == 1
+    later = _log_counts(logger, [6, 7, 8, 9])  # logging goes on: the poisoned batch is not retried
+    assert logger.close() == 4
+    assert read_predictions(tmp_path, "loans")["prediction_id"].tolist()[-4:] == later
+    assert len(_dead_letters(tmp_path)) == 1
+
+
+def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(tmp_path: Path, monkeypatch) -> None:
+    import serving.predlog as predlog
+
+    def broken(table: object, path: Path) -> None:
+        raise OSError("disk full")
+
+    logger = PredictionLogger(tmp_path, flush_seconds=60, max_attempts=3)
+    ids = _log(logger, 2)
+    monkeypatch.setattr(predlog, "_write_atomic", broken)
+    for _ in range(2):  # failed attempts 1 and 2: kept for a retry
+        try:
+            logger.flush()
+        except OSError:
+            pass
+        assert not _dead_letters(tmp_path)
+    try:
+        logger.flush()  # attempt 3: set aside
+    except OSError:
+        pass
+    (part,) = _dead_letters(tmp_path)
+    assert all(i in part.read_text() for i in ids) and "disk full" in part.with_suffix(".reason.txt").read_text()
+    monkeypatch.undo()
+    assert logger.flush() == 0  # nothing left pending
+    later = _log(logger, 1)
+    assert logger.close() == 1 and read_predictions(tmp_path, "loans")["prediction_id"].tolist() == later
+
+
+def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> None:
+    counted: list[tuple[str, str, int]] = []
+    labels = pd.DataFrame({"prediction_id": ["a", "b"], "label": [2**64, "x"]})
+    assert record_feedback(tmp_path, "loans", labels, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))) == 0
+    assert counted == [("feedback", "loans", 2)]
+    assert len(_dead_letters(tmp_path)) == 1
+    assert record_feedback(tmp_path, "loans", pd.DataFrame({"prediction_id": ["c"], "label": [1]})) == 1
+    assert read_feedback(tmp_path, "loans")["prediction_id"].tolist() == ["c"]

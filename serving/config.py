@@ -1,0 +1,89 @@
+"""The prediction service's own settings: one typed class, read once by the service process.
+
+Every knob is an environment variable ``MLOOP_<FIELD>``. :mod:`serving.service` builds one
+:class:`ServingSettings` at import (BentoML builds the HTTP schema from the class at import, so the
+request limits must be known then), and :func:`serving.launch.serve_env` writes the service
+process's environment with :meth:`ServingSettings.to_env`: the names exist only here.
+
+Platform-wide values the service also needs (MLOOP_HOME, MLOOP_API_TOKEN, MLOOP_SERVE_PORT) stay
+in :class:`mloop.core.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MLOOP_"
+MAX_RECORDS_DEFAULT = 1000
+MAX_STRING_LENGTH_DEFAULT = 256
+_OFF = ("0", "false", "no", "off")
+
+
+def _flag(value: Any) -> bool:
+    """The service's historic on/off rule: anything but 0/false/no/off (any case) is on."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() not in _OFF
+
+
+def _threads(value: Any) -> int:
+    """At least 1; a value that is not an integer means the default (1), as before."""
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+class ServingSettings(BaseSettings):
+    """Settings of one prediction service process (env prefix ``MLOOP_``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    serve_model: str = Field(
+        default="",
+        description="BentoML model tag the service loads first (<name>:v<version>); its contract defines the request schema.",
+    )
+    prediction_log: Flag = Field(default=True, description="Write every answered record to the prediction log (0 turns it off).")
+    max_records: int = Field(default=MAX_RECORDS_DEFAULT, ge=1, description="Largest number of records in one /predict request.")
+    max_string_length: int = Field(
+        default=MAX_STRING_LENGTH_DEFAULT, ge=1, description="Longest text value accepted in a request field."
+    )
+    serve_strict: Flag = Field(
+        default=False,
+        description="Also refuse values outside the contract's numeric ranges (widened by range_tolerance) and category lists.",
+    )
+    batching: Flag = Field(default=True, description="BentoML adaptive batching of /predict (0 answers each request on its own).")
+    batch_max_size: int = Field(default=256, ge=1, description="Largest adaptive batch, in records.")
+    batch_max_latency_ms: int = Field(default=5000, ge=1, description="Latency budget of the adaptive batcher, in ms.")
+    batch_wait_bound: Flag = Field(
+        default=True, description="mloop's fix of BentoML's batching wait (a cork that caught nobody stops corking)."
+    )
+    predlog_flush_rows: int = Field(default=5000, ge=1, description="The prediction log writes a part once this many rows are pending.")
+    predlog_flush_seconds: float = Field(default=1.0, gt=0, description="... or every this many seconds.")
+    onnx_threads: Annotated[int, BeforeValidator(_threads)] = Field(
+        default=1, description="ONNX Runtime intra-op threads (1 on a small shared box)."
+    )
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable of ``field`` (e.g. ``max_records`` -> ``MLOOP_MAX_RECORDS``)."""
+        if field not in cls.model_fields:
+            raise KeyError(field)
+        return f"{ENV_PREFIX}{field.upper()}"
+
+    def to_env(self) -> dict[str, str]:
+        """The explicitly set values (arguments or environment) as environment variables, for the
+        service process; unset fields are left out so the process applies its own defaults."""
+        return {self.env_name(k): _env_value(v) for k, v in self.model_dump(exclude_unset=True).items()}
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)

@@ -1,0 +1,102 @@
+"""Any column name, any request: a model trained on a table whose column names need quoting is
+packaged, served and logged under the users' names, and a fuzzer finds no server error
+(real ``bentoml serve``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mloop.core.processes import ServiceProcess, stop_pid
+from serving.predlog import read_feedback, read_predictions
+from tests.serving.helpers import TOKEN, Packaged, json_records, make_odd_contract, package_odd, start
+
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def odd(packaged: Packaged) -> Iterator[tuple[object, object, ServiceProcess]]:
+    """(packaged odd-columns model, its holdout, a running service of it)."""
+    model, hold = package_odd(packaged.settings)
+    proc = start(packaged, model.model_tag)
+    try:
+        yield model, hold, proc
+    finally:
+        stop_pid(proc.pid, first=15)
+
+
+def test_odd_columns_package_to_onnx_or_a_recorded_fallback(odd) -> None:
+    model, _, proc = odd
+    assert model.backend == "onnx" or model.fallback_reason
+    assert model.labels["mloop.serving_backend"] == model.backend
+    assert httpx.get(f"{proc.url}/model").json()["backend"] == model.backend
+
+
+def test_openapi_document_shows_the_users_column_names(odd) -> None:
+    _, _, proc = odd
+    doc = httpx.get(f"{proc.url}/docs.json").json()
+    record = next(s for name, s in doc["components"]["schemas"].items() if name.endswith("Record"))
+    assert set(record["properties"]) == {c.name for c in make_odd_contract().feature_columns}
+
+
+def test_predict_log_and_feedback_use_the_users_names(odd, packaged: Packaged) -> None:
+    _, hold, proc = odd
+    recs = json_records(hold.head(20), make_odd_contract())
+    resp = httpx.post(f"{proc.url}/predict", json={"records": recs}, timeout=20)
+    assert resp.status_code == 200, resp.text
+    ids = [a["prediction_id"] for a in resp.json()]
+    assert all(0 <= a["probability"] <= 1 for a in resp.json())
+    fb = httpx.post(f"{proc.url}/feedback", json={"labels": [{"prediction_id": ids[0], "label": 1}]}, headers=AUTH)
+    assert fb.status_code == 200 and fb.json()["recorded"] == 1
+    wrong = httpx.post(f"{proc.url}/feedback", json={"labels": [{"prediction_id": ids[1], "label": "yes"}]}, headers=AUTH)
+    assert wrong.status_code == 400 and "label" in wrong.text
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        logged = read_predictions(packaged.settings.state.predictions, "odd-columns")
+        if set(ids) <= set(logged["prediction_id"]):
+            break
+        time.sleep(0.3)
+    mine = logged.set_index("prediction_id").loc[ids]
+    for name in ("petal length (cm)", "a b", "a_b", "1st", "class", "naïve", "x/y", "x.y"):
+        column = mine[name].astype(object).where(mine[name].notna(), None)  # NaN read back -> null sent
+        assert column.tolist() == [r[name] for r in recs], name
+    assert read_feedback(packaged.settings.state.feedback, "odd-columns").set_index("prediction_id").loc[ids[0], "label"] == 1
+
+
+def test_a_value_out_of_bounds_is_refused_naming_the_users_column(odd) -> None:
+    _, hold, proc = odd
+    rec = json_records(hold.head(1), make_odd_contract())[0]
+    for name, value in (("x.y", 2**63), ("naïve", 1e308), ("1st", "z" * 1001)):
+        resp = httpx.post(f"{proc.url}/predict", json={"records": [{**rec, name: value}]})
+        assert resp.status_code == 400, resp.text
+        assert name in resp.json()["detail"][0]["loc"], resp.text
+
+
+def test_schemathesis_finds_no_server_error(odd, tmp_path: Path) -> None:
+    """Fuzz every operation of the served OpenAPI document (200 examples each), token included."""
+    _, _, proc = odd
+    exe = Path(sys.executable).with_name("schemathesis")
+    cmd = [
+        str(exe), "run", f"{proc.url}/docs.json",
+        "--checks", "not_a_server_error",
+        "--max-examples", "200",
+        "--workers", "2",
+        "--phases", "examples,coverage,fuzzing",
+        "--generation-database", "none",
+        "--seed", "1",
+        "--request-timeout", "20",
+        "--no-color",
+        "-H", f"Authorization: Bearer {TOKEN}",
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    summary = out.stdout.split("SUMMARY")[-1]
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    match = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) >= 400, summary
