@@ -26,7 +26,9 @@ from typing import Any
 from serving.config import ServingSettings
 
 SERVICE = "serving.service:PredictionService"
-CODE_PACKAGES = ["serving", "mloop", "mloop/core"]  # what the service imports (mloop.core, not the CLI)
+# What the service imports, as globs under the code root: serving/, the mloop package marker and
+# mloop/core/ with its sub-packages (not the CLI or the platform).
+CODE_FILES = ["serving/**/*.py", "mloop/__init__.py", "mloop/core/**/*.py"]
 PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
 
 
@@ -63,10 +65,11 @@ def build_bento(
     tmp_root.mkdir(parents=True, exist_ok=True)
     ctx = Path(tempfile.mkdtemp(prefix="bento-ctx-", dir=tmp_root))
     try:
-        for pkg in CODE_PACKAGES:
-            (ctx / pkg).mkdir(parents=True)
-            for src in (code_root / pkg).glob("*.py"):
-                shutil.copy2(src, ctx / pkg / src.name)
+        for pattern in CODE_FILES:
+            for src in code_root.glob(pattern):
+                dest = ctx / src.relative_to(code_root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
         serving_env = ServingSettings(serve_model=tag).to_env()
         os.environ.update(serving_env)
         sys.path.insert(0, str(ctx))
@@ -76,7 +79,7 @@ def build_bento(
             version=version,
             labels=labels,
             description=f"mloop prediction service for model {tag}",
-            include=[f"{pkg}/*.py" for pkg in CODE_PACKAGES],
+            include=CODE_FILES,
             docker={"env": serving_env},
             python={"lock_packages": False, "packages": PACKAGES},
             build_ctx=str(ctx),
