@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer.main
 
-from mloop.cli import app
+from mloop.cli.app import app
 from mloop.core.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"

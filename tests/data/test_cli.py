@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mloop.cli import app
+from mloop.cli.app import app
 from mloop.core.frames import file_md5
 from mloop.core.settings import Settings
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from mloop.cli import app
+from mloop.cli.app import app
 from tests.models.helpers import ingest_frame, synth_frame
 
 pytestmark = pytest.mark.integration

@@ -189,7 +189,7 @@ def cli(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch):  # noqa: AN
 
     from typer.testing import CliRunner
 
-    from mloop.cli import app
+    from mloop.cli.app import app
 
     for key in env[0].service_env():
         if key in os.environ:

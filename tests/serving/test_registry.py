@@ -71,7 +71,7 @@ def test_deploy_starts_then_rolls_out_and_lineage_resolves_to_the_data_md5(stack
     from flows.deploy import deploy_flow
     from flows.promote import promote_flow
     from flows.train import train_flow
-    from mloop.cli import app
+    from mloop.cli.app import app
     from models.spec import ModelSpec
 
     s = stack["settings"]
