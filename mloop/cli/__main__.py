@@ -1,0 +1,5 @@
+"""``python -m mloop.cli``: the same command as the ``mloop`` script."""
+
+from mloop.cli.app import app
+
+app()
