@@ -23,7 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SERVICE = "serving.service:PredictionService"
+from mloop.core.entrypoints import PREDICTION_SERVICE
+
+SERVICE = PREDICTION_SERVICE
 PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
 
 

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import httpx
 import psutil
 
 from mloop.core.entrypoints import PREFECT, python_m
+from mloop.core.errors import MloopError
 from mloop.core.settings import prefect_api_url
 
 
@@ -101,37 +102,47 @@ def read_pid(run_dir: Path, name: str) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def wait_http(url: str, *, timeout: float = 60.0, pid: int | None = None, log: Path | None = None) -> None:
-    """Wait until ``url`` answers 200; fail early with the log tail if ``pid`` died."""
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET of ``url`` answers 200 (a health check: errors are False)."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(
+    check: Callable[[], bool], *, what: str, timeout: float = 60.0, pid: int | None = None, log: Path | None = None
+) -> None:
+    """Poll ``check`` until it is True; MloopError (with the log tail) when ``pid`` exits first or on timeout."""
     deadline = time.monotonic() + timeout
-    last_error = ""
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process {pid} exited before {url} was ready. Log tail:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last_error = str(exc)
+            raise MloopError(f"{what} (pid {pid}) exited while starting", where=str(log or ""), fix=f"read the log; last lines:\n{tail}")
+        if check():
+            return
         time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last_error})")
+    raise MloopError(f"{what} not ready after {timeout:.0f}s", where=str(log or ""), fix="read the log")
 
 
-def stop_pid(pid: int, *, grace: float = 8.0, first: int = signal.SIGINT) -> None:
+def wait_http(url: str, *, timeout: float = 60.0, pid: int | None = None, log: Path | None = None) -> None:
+    """Wait until ``url`` answers 200; fail early with the log tail if ``pid`` died."""
+    wait_ready(lambda: http_ok(url), what=url, timeout=timeout, pid=pid, log=log)
+
+
+def stop_pid(
+    pid: int, *, grace: float = 8.0, first: int = signal.SIGINT, also: Iterable[psutil.Process] = ()
+) -> None:
     """Stop the process tree of ``pid``: ``first`` signal, then SIGTERM, then SIGKILL; wait until gone.
 
     The tree is ``pid``, its descendants (also those in sessions of their own, such as BentoML's
-    workers) and its process group (children orphaned earlier). Each stage signals every member
-    still alive and waits up to ``grace`` (SIGKILL: 5 s); our own children are reaped.
+    workers), its process group (children orphaned earlier) and ``also`` (members captured
+    before, see :func:`process_tree`). Each stage signals every member still running and waits
+    up to ``grace`` (SIGKILL: 5 s); our own children are reaped.
     """
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    tree: list[psutil.Process] = []
+    tree = list(also)
     for sig, wait in ((first, grace), (signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        tree = _tree(root, tree)  # children started since the last stage
+        tree = process_tree(pid, tree)  # children started since the last stage too
         for proc in tree:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 proc.send_signal(sig)
@@ -140,10 +151,13 @@ def stop_pid(pid: int, *, grace: float = 8.0, first: int = signal.SIGINT) -> Non
             return
 
 
-def _tree(root: psutil.Process, known: list[psutil.Process] | None = None) -> list[psutil.Process]:
-    """Alive members of ``root``'s tree: ``known``, ``root``, their descendants, and ``root``'s process group."""
+def process_tree(pid: int, known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+    """Running members of ``pid``'s tree: ``pid``, ``known``, their descendants, and ``pid``'s process group."""
+    roots: list[psutil.Process] = list(known)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        roots.append(psutil.Process(pid))
     members: dict[int, psutil.Process] = {}
-    for proc in [*(known or []), root]:
+    for proc in roots:
         if not _running(proc):
             continue
         members.setdefault(proc.pid, proc)
@@ -152,7 +166,7 @@ def _tree(root: psutil.Process, known: list[psutil.Process] | None = None) -> li
                 members.setdefault(child.pid, child)
     for proc in psutil.process_iter():
         with contextlib.suppress(OSError, psutil.Error):
-            if proc.pid not in members and os.getpgid(proc.pid) == root.pid:
+            if proc.pid not in members and os.getpgid(proc.pid) == pid:
                 members[proc.pid] = proc
     return [p for p in members.values() if _running(p)]
 
