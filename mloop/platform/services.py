@@ -12,7 +12,6 @@ import json
 import os
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
