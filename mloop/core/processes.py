@@ -46,11 +46,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        return _running(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return False
-    except psutil.AccessDenied:
-        return True
 
 
 def start_process(
@@ -172,7 +170,7 @@ def process_tree(pid: int, known: Iterable[psutil.Process] = ()) -> list[psutil.
 
 
 def _running(proc: psutil.Process) -> bool:
-    """Like :func:`pid_alive` for a Process handle (which also guards against a reused pid)."""
+    """True while ``proc`` runs and is no zombie (the handle also guards against a reused pid)."""
     try:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
