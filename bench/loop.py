@@ -28,12 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "platform")]
+sys.path.insert(0, str(ROOT))
 
-from platform_helpers import (  # noqa: E402  (the platform tests' helpers: same REST calls, same traffic)
+from mloop.core.events import DRIFT_DETECTED  # noqa: E402
+from mloop.core.generate import generate, write_frame  # noqa: E402
+from tests.platform.helpers import (  # noqa: E402  (the platform tests' helpers: same REST calls, same traffic)
     Platform,
     drifted_traffic,
     platform_env,
@@ -41,8 +41,6 @@ from platform_helpers import (  # noqa: E402  (the platform tests' helpers: same
     send_traffic_with_feedback,
     wait_for,
 )
-
-from mloop.core.generate import generate, write_frame  # noqa: E402
 
 MODEL = "loans"
 
@@ -52,17 +50,16 @@ def ts(value: str) -> float:
 
 
 def retrain_runs(p: Platform) -> list[dict[str, Any]]:
-    return p.flow_runs("retrain")
+    return p.prefect.flow_runs("retrain")
 
 
 def drift_event(p: Platform) -> dict[str, Any] | None:
-    body = {"filter": {"event": {"name": ["mloop.drift.detected"]}, "order": "DESC"}, "limit": 1}
-    events = httpx.post(f"{p.api}/events/filter", json=body, timeout=10).json().get("events", [])
+    events = p.prefect.events(names=[DRIFT_DETECTED], limit=1)
     return events[0] if events else None
 
 
 def completed(p: Platform, run_id: str, timeout: float = 600) -> dict[str, Any]:
-    run = p.wait_run(run_id, timeout)
+    run = p.prefect.wait_run(run_id, timeout)
     if run["state_type"] != "COMPLETED":
         raise SystemExit(f"flow run {run['name']} ended {run['state_type']}\n{p.logs_tail()}")
     return run
@@ -85,20 +82,20 @@ def main() -> None:
         source = root / "loans-v1.parquet"
         write_frame(generate("baseline", args.rows, 1), source)
         t_setup = time.perf_counter()
-        completed(b, b.run_deployment("ingest/local", {"path": str(source), "dataset": MODEL, "target": "target",
+        completed(b, b.prefect.run_deployment("ingest/local", {"path": str(source), "dataset": MODEL, "target": "target",
                                                         "time_column": "event_time"}))
-        v1 = wait_for(b.served_model, 600, "v1 deployed", every=0.5)
+        v1 = wait_for(b.serving.served_model, 600, "v1 deployed", every=0.5)
         print(f"setup: ingest -> train -> promote -> deploy v{v1['model_version']} in {time.perf_counter() - t_setup:.1f}s")
 
         # Baseline: a retrain run created directly (no event), for a model with no data.
-        base_id = b.run_deployment("retrain/local", {"model_name": f"bench-noop-{uuid.uuid4().hex[:6]}", "trigger": "bench"})
+        base_id = b.prefect.run_deployment("retrain/local", {"model_name": f"bench-noop-{uuid.uuid4().hex[:6]}", "trigger": "bench"})
         base = completed(b, base_id)
         baseline = ts(base["start_time"]) - ts(base["created"])
 
         send_traffic_with_feedback(b, drifted_traffic(args.traffic, 7))
         before = {r["id"] for r in retrain_runs(b)}
 
-        b.run_deployment("monitor/local", {"model_name": MODEL, "window_size": args.traffic})
+        b.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": args.traffic})
         event = wait_for(lambda: drift_event(b), 300, "the drift event", every=0.2)
         t0 = ts(event["occurred"])
         run = wait_for(lambda: next((r for r in retrain_runs(b) if r["id"] not in before and r.get("start_time")), None),
@@ -106,7 +103,7 @@ def main() -> None:
         to_running = ts(run["start_time"]) - t0
         to_created = ts(run["created"]) - t0
         champion_seen = wait_for(
-            lambda: (m := b.served_model()) and str(m["model_version"]) != str(v1["model_version"]) and (time.time(), m),
+            lambda: (m := b.serving.served_model()) and str(m["model_version"]) != str(v1["model_version"]) and (time.time(), m),
             600, "the new version to answer", every=0.2,
         )
         to_serving = champion_seen[0] - t0

@@ -3,7 +3,8 @@
 An Alertmanager webhook (``version: "4"``) carries a group of alerts; each firing alert becomes one
 Prefect event ``mloop.alert.<alertname>`` (see :func:`mloop.core.events.alert_event`) whose payload is
 :meth:`Alert.event_payload`. The remediate flow maps the alert name to an action with
-:func:`action_for` (configuration: ``Settings.alert_actions``, default :data:`DEFAULT_ALERT_ACTIONS`).
+:func:`action_for` (configuration: ``Settings.alert_actions``, whose default is the table
+:data:`mloop.core.alerts.DEFAULT_ALERT_ACTIONS`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AlertAction = Literal["rollback", "retrain", "notify", "ignore"]
-ACTIONS: tuple[str, ...] = ("rollback", "retrain", "notify", "ignore")
-
-DEFAULT_ALERT_ACTIONS: dict[str, AlertAction] = {
-    "HighErrorRate": "rollback",
-    "HighLatency": "notify",
-    "QualityDrop": "rollback",
-    "QualityDegraded": "rollback",
-    "DataDrift": "retrain",
-    "DriftDetected": "retrain",
-}
-"""Alert name -> action. Unknown alert names get ``notify`` (recorded and notified, nothing changed)."""
+from mloop.core.alerts import ACTIONS, DEFAULT_ALERT_ACTIONS, UNKNOWN_ALERT_ACTION, AlertAction
 
 MODEL_LABELS: tuple[str, ...] = ("model", "model_name", "mloop_model")
 """Alert labels that name the affected model, in order of preference."""
@@ -99,7 +89,7 @@ def action_for(alertname: str, mapping: Mapping[str, str] | None = None) -> Aler
     action = table.get(alertname)
     if action is None:
         lowered = {k.lower(): v for k, v in table.items()}
-        action = lowered.get(alertname.lower(), "notify")
+        action = lowered.get(alertname.lower(), UNKNOWN_ALERT_ACTION)
     if action not in ACTIONS:
         raise ValueError(f"alert {alertname!r} maps to unknown action {action!r} (known: {', '.join(ACTIONS)})")
     return action  # type: ignore[return-value]

@@ -5,18 +5,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import ServiceProcess, start_process
 from mloop.core.settings import Settings
 from serving.config import ServingSettings
 
-SERVICE = "serving.service:PredictionService"
+SERVICE = PREDICTION_SERVICE
 
 
 def serve_argv(host: str, port: int, service: str = SERVICE) -> list[str]:
     """``bentoml serve`` for the service, bound to ``host:port`` (loopback by default)."""
     bentoml = Path(sys.executable).with_name("bentoml")
-    head = [str(bentoml)] if bentoml.exists() else [sys.executable, "-m", "bentoml"]
+    head = [str(bentoml)] if bentoml.exists() else python_m(BENTOML)
     return [*head, "serve", service, "--host", host, "--port", str(port)]
 
 

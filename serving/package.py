@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
+from mloop.core.entrypoints import SERVING_STORE, python_m
 from mloop.core.errors import MloopError
 from mloop.core.tags import (
     TAG_CODE_COMMIT,
@@ -157,7 +157,7 @@ def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.
     """Run :mod:`serving.store` in a child process with BENTOML_HOME = ``state.bentoml_home``."""
     env = with_code_root({**os.environ, **settings.service_env()})
     proc = subprocess.run(
-        [sys.executable, "-m", "serving.store"],
+        python_m(SERVING_STORE),
         input=json.dumps(job),
         capture_output=True,
         text=True,
@@ -168,7 +168,7 @@ def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.
     if proc.returncode != 0:
         raise MloopError(
             "BentoML packaging failed",
-            where=f"python -m serving.store (BENTOML_HOME={settings.state.bentoml_home})",
+            where=f"python -m {SERVING_STORE} (BENTOML_HOME={settings.state.bentoml_home})",
             fix="read the error below; packaging runs offline and needs no network\n" + proc.stderr[-2500:],
         )
     last = [line for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -23,9 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mloop.core.entrypoints import PREDICTION_SERVICE
 from serving.config import ServingSettings
 
-SERVICE = "serving.service:PredictionService"
+SERVICE = PREDICTION_SERVICE
 # What the service imports, as globs under the code root: serving/, the mloop package marker and
 # mloop/core/ with its sub-packages (not the CLI or the platform).
 CODE_FILES = ["serving/**/*.py", "mloop/__init__.py", "mloop/core/**/*.py"]

@@ -22,7 +22,7 @@ from mloop.core.processes import (
     start_prefect_server,
     stop_pid,
 )
-from mloop.core.settings import Settings
+from mloop.core.settings import Settings, prefect_api_url
 from tests.helpers import make_project
 
 _SESSION_DIR: Path | None = None
@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session_settings = Settings(home=session_home, project_dir=_SESSION_DIR)
     session_settings.state.ensure()  # PREFECT_HOME must exist before the server starts
     env = session_settings.service_env()
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    env["PREFECT_API_URL"] = prefect_api_url("127.0.0.1", port)
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
     env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
     env["MLOOP_TEST_PREFECT_PORT"] = str(port)

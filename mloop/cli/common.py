@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,34 @@ def load_settings() -> Settings:
     settings = Settings()
     settings.apply_env()
     return settings
+
+
+def use_prefect_api(settings: Settings) -> None:
+    """Point Prefect at PREFECT_API_URL, else at a running local server, else its ephemeral server.
+
+    Called before Prefect is imported (Prefect reads its settings then), so the check is the light
+    client's. Prefect's own console logs are kept to CRITICAL: the command prints the outcome
+    itself (a rejection report, not a flow traceback); the flow run, its logs and artifact are in
+    the Prefect UI as usual.
+    """
+    from mloop.platform.client import PrefectApi
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # A first temporary server on a fresh PREFECT_HOME runs migrations: give it time on 2 cores.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        if not PrefectApi(configured).healthy(deadline=5.0, timeout=5.0):
+            raise MloopError(
+                "the Prefect API is not reachable",
+                where=f"PREFECT_API_URL={configured}",
+                fix="start it with `mloop up`, or unset PREFECT_API_URL to run with a temporary server",
+            )
+        return
+    if PrefectApi(settings.prefect_api_url).healthy(timeout=1.0):
+        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    # else: no server, Prefect starts a temporary one for this run
 
 
 def to_jsonable(value: Any) -> Any:

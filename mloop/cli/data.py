@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +12,7 @@ from mloop.cli.common import (
     err_console,
     load_settings,
     print_json,
+    use_prefect_api,
     user_errors,
 )
 
@@ -59,40 +59,6 @@ def generate_cmd(
         )
 
 
-def _use_prefect_api(settings) -> None:  # noqa: ANN001
-    """Point Prefect at PREFECT_API_URL, else at a running local server, else its ephemeral server.
-
-    Called before Prefect is imported. Prefect's own console logs are kept to CRITICAL: the
-    command prints the outcome itself (a rejection report, not a flow traceback); the flow run,
-    its logs and artifact are in the Prefect UI as usual.
-    """
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
-    # A first temporary server on a fresh PREFECT_HOME runs migrations: give it time on 2 cores.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    import httpx
-
-    from mloop.core.errors import MloopError
-
-    configured = os.environ.get("PREFECT_API_URL")
-    if configured:
-        try:
-            httpx.get(f"{configured.rstrip('/')}/health", timeout=5.0).raise_for_status()
-        except httpx.HTTPError as exc:
-            raise MloopError(
-                f"the Prefect API is not reachable ({type(exc).__name__})",
-                where=f"PREFECT_API_URL={configured}",
-                fix="start it with `mloop up`, or unset PREFECT_API_URL to run with a temporary server",
-            ) from None
-        return
-    api = f"http://{settings.host}:{settings.prefect_port}/api"
-    try:
-        if httpx.get(f"{api}/health", timeout=1.0).status_code == 200:
-            os.environ["PREFECT_API_URL"] = api
-    except httpx.HTTPError:
-        pass  # no server: Prefect starts a temporary one for this run
-
-
 def _print_version(version, created: bool, contract_path: str | None = None) -> None:  # noqa: ANN001
     from rich.table import Table
 
@@ -134,7 +100,7 @@ def ingest_cmd(
 
     settings = load_settings()
     with user_errors():
-        _use_prefect_api(settings)
+        use_prefect_api(settings)
         if not path.exists():
             from mloop.core.errors import NotFoundError
 

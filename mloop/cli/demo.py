@@ -18,13 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mloop.cli.common import console, load_settings, user_errors
 from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
+
+if TYPE_CHECKING:
+    from mloop.platform.client import PrefectApi
 
 DATASET = "loans"
 
@@ -84,9 +87,9 @@ def _untracked_demo_data(project_dir: Path) -> Path | None:
 
 def reset(settings: Settings) -> None:
     """Stop the platform and delete MLOOP_HOME and the demo dataset's untracked files."""
-    from mloop.platform import local as platform
+    from mloop.platform import local
 
-    platform.down(settings)
+    local.down(settings)
     shutil.rmtree(settings.state.root, ignore_errors=True)
     folder = _untracked_demo_data(settings.project_dir)
     if folder is not None:
@@ -121,17 +124,17 @@ def _lineage_table(chain: Any) -> Any:
     return table
 
 
-def _runs_after(client: Any, flow: str | None, since: float) -> list[dict[str, Any]]:
+def _runs_after(prefect: PrefectApi, flow: str | None, since: float) -> list[dict[str, Any]]:
     cutoff = datetime.fromtimestamp(since, UTC).isoformat()
-    return [r for r in client.flow_runs(flow) if (r.get("created") or "") >= cutoff]
+    return [r for r in prefect.flow_runs(flow) if (r.get("created") or "") >= cutoff]
 
 
-def _flow_runs_table(client: Any, since: float) -> Any:
+def _flow_runs_table(prefect: PrefectApi, since: float) -> Any:
     from rich.table import Table
 
-    names = client.flow_names()
+    names = prefect.flow_names()
     t = Table("flow", "run", "started by", "state", "start (UTC)", "seconds", title="Prefect flow runs of this demo")
-    for r in _runs_after(client, None, since):
+    for r in _runs_after(prefect, None, since):
         by = (r.get("created_by") or {}).get("type") or "api"
         t.add_row(
             names.get(r["flow_id"], "?"),
@@ -158,16 +161,19 @@ def run_demo(settings: Settings, *, rows: int, traffic: int, timeout: float) -> 
 def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> list[Any]:
     """The steps; returns what to print after the timeline (flow-run table, links)."""
     from mloop.core.generate import generate, write_frame
-    from mloop.platform import local as platform
-    from mloop.platform.client import PlatformClient, records_of, wait_for
+    from mloop.platform import local
+    from mloop.platform.client import PrefectApi, ServingClient, records_of, wait_for
     from mloop.platform.serve import serve_command
+    from mloop.platform.services import urls as service_urls
+    from mloop.platform.status import last_drift_verdict
 
     wall0 = time.time()
-    urls = platform.urls(settings)
-    client = PlatformClient(urls["prefect_api"], urls["serving"], urls["webhook"])
+    urls = service_urls(settings)
+    prefect = PrefectApi(urls["prefect_api"])
+    service = ServingClient(urls["serving"])
 
     with tl.step("platform up", "mloop up") as st:
-        up = platform.up(settings, serve_command=lambda: serve_command(settings))
+        up = local.up(settings, serve_command=lambda: serve_command(settings))
         st.detail = f"{len(up.deployments)} deployments"
 
     with tl.step(f"generate v1 ({rows} rows)", "mloop generate") as st:
@@ -175,10 +181,10 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         st.detail = str(source)
 
     with tl.step("ingest v1: contract + DVC", "ingest deployment") as st:
-        run = client.run_deployment(
+        run = prefect.run_deployment(
             "ingest/local", {"path": str(source), "dataset": DATASET, "target": "target", "time_column": "event_time"}
         )
-        final = client.wait_run(run, timeout)
+        final = prefect.wait_run(run, timeout)
         if final["state_type"] != "COMPLETED":
             raise MloopError(f"ingest run ended {final['state_type']}", where=str(settings.state.run / "prefect-worker.log"))
 
@@ -187,48 +193,48 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         st.detail = f"champion = version {v1}"
 
     with tl.step("deploy v1", "on mloop.model.promoted") as st:
-        wait_for(lambda: (m := client.served_model()) and str(m["model_version"]) == v1, timeout, f"version {v1} serving", every=1)
+        wait_for(lambda: (m := service.served_model()) and str(m["model_version"]) == v1, timeout, f"version {v1} serving", every=1)
         st.detail = f"{urls['serving']} answers with version {v1}"
 
     with tl.step("baseline traffic", "POST /predict") as st:
-        n, _ = client.send_traffic(generate("baseline", traffic // 2, 2), with_feedback=False)
+        n, _ = service.send_traffic(generate("baseline", traffic // 2, 2), with_feedback=False)
         st.detail = f"{n} answered and logged"
 
     with tl.step("drifted traffic + labels", "POST /predict, /feedback") as st:
-        n, _ = client.send_traffic(generate("regime-change", traffic, 3), with_feedback=True)
+        n, _ = service.send_traffic(generate("regime-change", traffic, 3), with_feedback=True)
         st.detail = f"{n} answered, {n} labels fed back"
 
     retrain_since = time.time()
     with tl.step("drift + quality check", "monitor deployment") as st:
-        run = client.run_deployment("monitor/local", {"model_name": DATASET, "window_size": traffic})
-        final = client.wait_run(run, timeout)
-        verdict = platform.last_drift_verdict(settings) or {}
+        run = prefect.run_deployment("monitor/local", {"model_name": DATASET, "window_size": traffic})
+        final = prefect.wait_run(run, timeout)
+        verdict = last_drift_verdict(settings) or {}
         st.detail = f"{verdict.get('verdict', '?')}: share {verdict.get('drift_share', '?')}"
         if final["state_type"] != "COMPLETED" or verdict.get("verdict") != "drift":
             raise MloopError("the monitor run did not detect drift", where=str(verdict.get("report", "")))
 
     with tl.step("retrain on new labels, gate", "on mloop.drift.detected") as st:
-        retrain = wait_for(lambda: _runs_after(client, "retrain", retrain_since), 120, "a triggered retrain run")[-1]
-        final = client.wait_run(retrain["id"], timeout)
+        retrain = wait_for(lambda: _runs_after(prefect, "retrain", retrain_since), 120, "a triggered retrain run")[-1]
+        final = prefect.wait_run(retrain["id"], timeout)
         v2 = _champion(settings)
         st.detail = f"retrain {final['state_type'].lower()}; champion {v1} -> {v2}"
         if final["state_type"] != "COMPLETED" or v2 == v1:
             raise MloopError("the retrain did not produce a new champion", where=f"flow run {retrain['name']}")
 
     with tl.step("deploy the new champion", "on mloop.model.promoted") as st:
-        wait_for(lambda: (m := client.served_model()) and str(m["model_version"]) == v2, timeout, f"version {v2} serving", every=1)
-        _, versions = client.send_traffic(generate("regime-change", 5, 4), with_feedback=False)
+        wait_for(lambda: (m := service.served_model()) and str(m["model_version"]) == v2, timeout, f"version {v2} serving", every=1)
+        _, versions = service.send_traffic(generate("regime-change", 5, 4), with_feedback=False)
         st.detail = f"answers now come from version(s) {sorted(versions)}"
         if versions != {v2}:
             raise MloopError(f"answers came from {sorted(versions)}, expected {v2}")
 
     with tl.step("trace a served prediction", "mloop lineage") as st:
-        answer = client.predict(records_of(generate("regime-change", 1, 5)))[0]
+        answer = service.predict(records_of(generate("regime-change", 1, 5)))[0]
         chain = wait_for(lambda: _lineage(settings, answer["prediction_id"]), 30, "the prediction in the log", every=0.5)
         st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
 
     return [
-        _flow_runs_table(client, wall0),
+        _flow_runs_table(prefect, wall0),
         _lineage_table(chain),
         f"Prefect UI   {urls['prefect_ui']}  (flow runs, artifacts, automations)",
         f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",

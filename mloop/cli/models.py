@@ -16,14 +16,9 @@ from mloop.cli.common import (
     err_console,
     load_settings,
     print_json,
+    use_prefect_api,
     user_errors,
 )
-
-
-def _prefect(settings) -> None:  # noqa: ANN001
-    from mloop.cli.data import _use_prefect_api
-
-    _use_prefect_api(settings)
 
 
 def train_cmd(
@@ -47,7 +42,7 @@ def train_cmd(
     from models.split import SplitParams
 
     settings = load_settings()
-    _prefect(settings)
+    use_prefect_api(settings)
     with user_errors():
         specs = [parse_spec(m) for m in (model or ["logistic_regression"])]
         with err_console.status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
@@ -73,7 +68,7 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
     import getpass
 
     settings = load_settings()
-    _prefect(settings)
+    use_prefect_api(settings)
     with user_errors():
         from flows.promote import promote_flow, rollback_flow
 

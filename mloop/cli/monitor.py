@@ -12,6 +12,7 @@ from mloop.cli.common import (
     err_console,
     load_settings,
     print_json,
+    use_prefect_api,
     user_errors,
 )
 
@@ -33,11 +34,9 @@ def monitor_cmd(
 ) -> None:
     """Compare the newest predictions with the champion's training data (Evidently drift, quality
     when feedback labels exist); emit mloop.drift.detected / mloop.quality.degraded."""
-    from mloop.cli.data import _use_prefect_api
-
     with user_errors():
         settings = load_settings()
-        _use_prefect_api(settings)
+        use_prefect_api(settings)
         from flows.monitor import MonitorOptions, monitor_flow
 
         with err_console.status(f"checking the newest {window:,} predictions of {model}"):

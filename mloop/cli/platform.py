@@ -22,7 +22,8 @@ def up(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service); idempotent."""
-    from mloop.platform import local as platform
+    from mloop.platform import local
+    from mloop.platform.services import urls
 
     with user_errors():
         settings = load_settings()
@@ -30,7 +31,7 @@ def up(
             serve_command,  # packages the champion first if the store lacks it
         )
 
-        result = platform.up(settings, do_deploy=deploy, serve_command=lambda: serve_command(settings))
+        result = local.up(settings, do_deploy=deploy, serve_command=lambda: serve_command(settings))
     if json_out:
         print_json(result)
         return
@@ -40,16 +41,16 @@ def up(
         console.print(f"{s.name:15} {what:12} pid={s.pid or '-':<8} {s.url}{extra}")
     if result.deployed:
         console.print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
-    u = platform.urls(settings)
+    u = urls(settings)
     console.print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
 
 
 def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
     """Stop every service `mloop up` started (by pid and process group) and wait until they are gone."""
-    from mloop.platform import local as platform
+    from mloop.platform import local
 
     with user_errors():
-        result = platform.down(load_settings())
+        result = local.down(load_settings())
     if json_out:
         print_json(result)
         return
@@ -67,10 +68,10 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Show URLs, services, champion and deployed version, the last drift verdict and recent flow runs."""
-    from mloop.platform import local as platform
+    from mloop.platform.status import status as platform_status
 
     with user_errors():
-        st = platform.status(load_settings(), runs=runs)
+        st = platform_status(load_settings(), runs=runs)
     if json_out:
         print_json(st)
         return

@@ -17,6 +17,7 @@ from mloop.cli.common import (
     err_console,
     load_settings,
     print_json,
+    use_prefect_api,
     user_errors,
 )
 from mloop.core.errors import MloopError
@@ -77,10 +78,8 @@ def deploy_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Package a version and roll it into the running service (zero downtime; starts one if none runs)."""
-    from mloop.cli.data import _use_prefect_api
-
     settings = load_settings()
-    _use_prefect_api(settings)
+    use_prefect_api(settings)
     with user_errors():
         from mloop.platform.serve import champion_model_name
 

@@ -1,23 +1,29 @@
 """Start, check and stop local service processes (Prefect server, worker, MLflow UI, bentoml serve).
 
 Each service is started in its own process group with its log and pid file under
-``MLOOP_HOME/run``; stopping is by pid, with a second signal after a grace period (the Prefect
-process worker ignores the first SIGINT while it has flow runs: see STACK_NOTES).
+``MLOOP_HOME/run``; stopping is by process tree (psutil: descendants, also those in sessions of
+their own, and the process group), with further signals after a grace period (the Prefect process
+worker ignores the first SIGINT while it has flow runs: see STACK_NOTES).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+
+from mloop.core.entrypoints import PREFECT, python_m
+from mloop.core.errors import MloopError
+from mloop.core.settings import prefect_api_url
 
 
 @dataclass(frozen=True)
@@ -38,18 +44,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return _running(psutil.Process(pid))
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def start_process(
@@ -101,45 +100,95 @@ def read_pid(run_dir: Path, name: str) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def wait_http(url: str, *, timeout: float = 60.0, pid: int | None = None, log: Path | None = None) -> None:
-    """Wait until ``url`` answers 200; fail early with the log tail if ``pid`` died."""
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when a GET of ``url`` answers 200 (a health check: errors are False)."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(
+    check: Callable[[], bool], *, what: str, timeout: float = 60.0, pid: int | None = None, log: Path | None = None
+) -> None:
+    """Poll ``check`` until it is True; MloopError (with the log tail) when ``pid`` exits first or on timeout."""
     deadline = time.monotonic() + timeout
-    last_error = ""
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process {pid} exited before {url} was ready. Log tail:\n{tail}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last_error = str(exc)
+            raise MloopError(f"{what} (pid {pid}) exited while starting", where=str(log or ""), fix=f"read the log; last lines:\n{tail}")
+        if check():
+            return
         time.sleep(0.3)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s ({last_error})")
+    raise MloopError(f"{what} not ready after {timeout:.0f}s", where=str(log or ""), fix="read the log")
 
 
-def stop_pid(pid: int, *, grace: float = 8.0, first: int = signal.SIGINT) -> None:
-    """Stop a process group by pid: ``first`` signal, then SIGTERM, then SIGKILL; wait until gone."""
+def wait_http(url: str, *, timeout: float = 60.0, pid: int | None = None, log: Path | None = None) -> None:
+    """Wait until ``url`` answers 200; fail early with the log tail if ``pid`` died."""
+    wait_ready(lambda: http_ok(url), what=url, timeout=timeout, pid=pid, log=log)
+
+
+def stop_pid(
+    pid: int, *, grace: float = 8.0, first: int = signal.SIGINT, also: Iterable[psutil.Process] = ()
+) -> None:
+    """Stop the process tree of ``pid``: ``first`` signal, then SIGTERM, then SIGKILL; wait until gone.
+
+    The tree is ``pid``, its descendants (also those in sessions of their own, such as BentoML's
+    workers), its process group (children orphaned earlier) and ``also`` (members captured
+    before, see :func:`process_tree`). Each stage signals every member still running and waits
+    up to ``grace`` (SIGKILL: 5 s); our own children are reaped.
+    """
+    tree = list(also)
     for sig, wait in ((first, grace), (signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not pid_alive(pid):
-                return
-            time.sleep(0.1)
+        tree = process_tree(pid, tree)  # children started since the last stage too
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.send_signal(sig)
+        tree = _wait_gone(tree, wait)
+        if not tree:
+            return
 
 
-def _reap(pid: int) -> None:
+def process_tree(pid: int, known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+    """Running members of ``pid``'s tree: ``pid``, ``known``, their descendants, and ``pid``'s process group."""
+    roots: list[psutil.Process] = list(known)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        roots.append(psutil.Process(pid))
+    members: dict[int, psutil.Process] = {}
+    for proc in roots:
+        if not _running(proc):
+            continue
+        members.setdefault(proc.pid, proc)
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            for child in proc.children(recursive=True):
+                members.setdefault(child.pid, child)
+    for proc in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if proc.pid not in members and os.getpgid(proc.pid) == pid:
+                members[proc.pid] = proc
+    return [p for p in members.values() if _running(p)]
+
+
+def _running(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs and is no zombie (the handle also guards against a reused pid)."""
     try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` for ``procs`` to end (reaping our children); returns those still running."""
+    deadline = time.monotonic() + timeout
+    alive = procs
+    while alive:
+        _, alive = psutil.wait_procs(alive, timeout=0.1)
+        alive = [p for p in alive if _running(p)]  # a zombie someone else must reap counts as gone
+        if time.monotonic() >= deadline:
+            break
+    return alive
 
 
 def stop_service(run_dir: Path, name: str, *, grace: float = 8.0) -> bool:
@@ -153,17 +202,27 @@ def stop_service(run_dir: Path, name: str, *, grace: float = 8.0) -> bool:
 
 
 def prefect_server_argv(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
+    """``prefect server start`` on ``host:port`` with this interpreter."""
+    return python_m(PREFECT, "server", "start", "--host", host, "--port", str(port))
+
+
+def prefect_server_env(host: str, port: int) -> dict[str, str]:
+    """What the server process needs on top of the service env to bind ``host:port``."""
+    return {
+        "PREFECT_API_URL": prefect_api_url(host, port),
+        "PREFECT_SERVER_API_HOST": host,
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
 
 
 def start_prefect_server(run_dir: Path, env: dict[str, str], host: str, port: int, timeout: float = 90.0) -> ServiceProcess:
     """Start ``prefect server start`` on host:port and wait until its health endpoint answers."""
-    api = f"http://{host}:{port}/api"
+    api = prefect_api_url(host, port)
     return start_process(
         "prefect-server",
         prefect_server_argv(host, port),
         run_dir=run_dir,
-        env={**env, "PREFECT_API_URL": api, "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)},
+        env={**env, **prefect_server_env(host, port)},
         url=api,
         ready_url=f"{api}/health",
         timeout=timeout,

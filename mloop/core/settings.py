@@ -13,7 +13,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
 from mloop.core.paths import StatePaths
+
+
+def prefect_api_url(host: str, port: int) -> str:
+    """The REST API URL of a Prefect server listening on ``host:port`` (the one place it is spelled)."""
+    return f"http://{host}:{port}/api"
 
 
 class Settings(BaseSettings):
@@ -71,13 +77,7 @@ class Settings(BaseSettings):
         default=None, description="Bearer token the write endpoints (/alerts, /notifications, /feedback, /admin/rollout) require when set."
     )
     alert_actions: dict[str, str] = Field(
-        default_factory=lambda: {
-            "HighErrorRate": "rollback",
-            "QualityDrop": "rollback",
-            "QualityDegraded": "rollback",
-            "DataDrift": "retrain",
-            "DriftDetected": "retrain",
-        },
+        default_factory=lambda: dict(DEFAULT_ALERT_ACTIONS),
         description="Alert name -> remediation (rollback, retrain, notify, ignore); JSON in MLOOP_ALERT_ACTIONS.",
     )
     notify_url: str | None = Field(
@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking URI: the setting, or the SQLite DB under MLOOP_HOME."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.state.mlflow_db}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        """The local Prefect server's API URL (``mloop up`` runs it on host:prefect_port)."""
+        return prefect_api_url(self.host, self.prefect_port)
 
     @property
     def remote_url(self) -> str:

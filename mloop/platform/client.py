@@ -1,12 +1,20 @@
-"""A small client of a running platform over HTTP only: the Prefect REST API and the prediction service.
+"""Light HTTP clients of a running platform: its Prefect REST API and its prediction service.
 
-Used by the demo, the loop benchmark and the platform tests: they drive a platform started by
-``mloop up`` exactly as an outside user would, without touching the calling process's own Prefect
-settings. Nothing is cached; every call is one request.
+:class:`PrefectApi` is the one hand-written Prefect client. It exists for start-up time: ``mloop
+status``/``up``/``down``, the CLI's "is a server there?" check, the demo, the loop benchmark and
+the platform tests read a few JSON documents and must not import Prefect (about 2 s) nor touch
+the calling process's own Prefect settings (the tests' process talks to a session server of its
+own). Code that imports Prefect anyway uses Prefect's client (``get_client(sync_client=True)``,
+``prefect.events.emit_event``) instead. Like Prefect's client, every call is retried on connection
+errors and 5xx answers with exponential backoff until a deadline (:func:`request`).
+
+:class:`ServingClient` talks to the BentoML prediction service (``/model``, ``/predict``,
+``/feedback``), never to Prefect. Nothing is cached; every call is one request (plus retries).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -17,14 +25,14 @@ import httpx
 
 T = TypeVar("T")
 
-TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+RETRY_STATUS = frozenset({408, 429})
+"""Retried besides every 5xx (as Prefect's own client does)."""
 
 
 def records_of(frame: Any) -> list[dict[str, Any]]:
     """The feature records of a generated frame (without ``target`` and ``event_time``), as JSON sends them."""
-    import json
-
-    return json.loads(frame.drop(columns=["target", "event_time"]).to_json(orient="records"))
+    return list(json.loads(frame.drop(columns=["target", "event_time"]).to_json(orient="records")))
 
 
 def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, every: float = 1.0) -> T:
@@ -39,45 +47,79 @@ def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, ev
         time.sleep(every)
 
 
-class PlatformClient:
-    """HTTP client of one platform: ``api`` is the Prefect API URL, ``serve_url`` the prediction service."""
+def backoff(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (0-based): 0.1, 0.2, 0.4, ... capped at 2 s. Pure."""
+    return float(min(0.1 * 2**attempt, 2.0))
 
-    def __init__(self, api: str, serve_url: str, webhook_url: str = "") -> None:
+
+def request(
+    method: str,
+    url: str,
+    *,
+    deadline: float = 15.0,
+    timeout: float = 10.0,
+    delays: Callable[[int], float] = backoff,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP request, retried on connection errors, 5xx, 408 and 429 until ``deadline`` seconds.
+
+    Returns the last response (the caller decides about its status); re-raises the last
+    transport error when the deadline passes without an answer. ``deadline=0``: one attempt.
+    """
+    end = time.monotonic() + deadline
+    attempt = 0
+    while True:
+        try:
+            response = httpx.request(method, url, timeout=timeout, **kwargs)
+            if response.status_code < 500 and response.status_code not in RETRY_STATUS:
+                return response
+        except httpx.TransportError:
+            if time.monotonic() + delays(attempt) > end:
+                raise
+        else:
+            if time.monotonic() + delays(attempt) > end:
+                return response
+        time.sleep(delays(attempt))
+        attempt += 1
+
+
+class PrefectApi:
+    """The REST API of one Prefect server (``api`` is its URL, ending in ``/api``); JSON in, JSON out."""
+
+    def __init__(self, api: str, *, deadline: float = 15.0) -> None:
         self.api = api.rstrip("/")
-        self.serve_url = serve_url.rstrip("/")
-        self.webhook_url = webhook_url.rstrip("/")
+        self.deadline = deadline
 
-    # -- Prefect
+    def _json(self, method: str, path: str, body: Any = None) -> Any:
+        resp = request(method, f"{self.api}{path}", json=body, deadline=self.deadline)
+        resp.raise_for_status()
+        return resp.json() if resp.content else None  # 204: nothing to decode
+
+    def healthy(self, *, deadline: float = 0.0, timeout: float = 2.0) -> bool:
+        """True when ``/health`` answers 200 (one attempt unless ``deadline`` allows retries)."""
+        try:
+            return request("GET", f"{self.api}/health", deadline=deadline, timeout=timeout).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # -- flow runs and deployments
 
     def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
         """Create a flow run of deployment ``<flow>/<deployment>``; returns its id (the worker runs it)."""
         flow, dep = name.split("/")
-        d = httpx.get(f"{self.api}/deployments/name/{flow}/{dep}", timeout=10)
-        d.raise_for_status()
-        r = httpx.post(
-            f"{self.api}/deployments/{d.json()['id']}/create_flow_run", json={"parameters": parameters}, timeout=10
-        )
-        r.raise_for_status()
-        return str(r.json()["id"])
+        deployment = self._json("GET", f"/deployments/name/{flow}/{dep}")
+        run = self._json("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters})
+        return str(run["id"])
 
-    def flow_runs(self, flow_name: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Flow runs (oldest first), of one flow when ``flow_name`` is given."""
-        body: dict[str, Any] = {"sort": "EXPECTED_START_TIME_ASC", "limit": limit}
+    def flow_runs(self, flow_name: str | None = None, limit: int = 200, *, newest_first: bool = False) -> list[dict[str, Any]]:
+        """Flow runs by expected start (oldest first unless ``newest_first``), of one flow when ``flow_name`` is given."""
+        body: dict[str, Any] = {"sort": "EXPECTED_START_TIME_DESC" if newest_first else "EXPECTED_START_TIME_ASC", "limit": limit}
         if flow_name:
             body["flows"] = {"name": {"any_": [flow_name]}}
-        r = httpx.post(f"{self.api}/flow_runs/filter", json=body, timeout=10)
-        r.raise_for_status()
-        return list(r.json())
-
-    def flow_names(self) -> dict[str, str]:
-        r = httpx.post(f"{self.api}/flows/filter", json={}, timeout=10)
-        r.raise_for_status()
-        return {f["id"]: f["name"] for f in r.json()}
+        return list(self._json("POST", "/flow_runs/filter", body))
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
-        r = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=10)
-        r.raise_for_status()
-        return dict(r.json())
+        return dict(self._json("GET", f"/flow_runs/{run_id}"))
 
     def wait_run(self, run_id: str, timeout: float = 300) -> dict[str, Any]:
         """Wait until the flow run reaches a terminal state; returns the run."""
@@ -87,7 +129,32 @@ class PlatformClient:
             f"flow run {run_id}",
         )
 
+    def flow_names(self) -> dict[str, str]:
+        """Flow id -> flow name."""
+        return {f["id"]: f["name"] for f in self._json("POST", "/flows/filter", {})}
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment (``id``, ``name``, ``flow_id``, ...)."""
+        return list(self._json("POST", "/deployments/filter", {}))
+
+    # -- work pools
+
+    def work_pool_exists(self, pool: str) -> bool:
+        resp = request("GET", f"{self.api}/work_pools/{pool}", deadline=self.deadline)
+        if resp.status_code == 404:
+            return False
+        resp.raise_for_status()
+        return True
+
+    def online_workers(self, pool: str) -> set[str]:
+        """Names of the pool's workers whose heartbeat the server still counts as ONLINE."""
+        workers = self._json("POST", f"/work_pools/{pool}/workers/filter", {"limit": 50})
+        return {w["name"] for w in workers if w.get("status", "ONLINE") == "ONLINE"}
+
+    # -- events
+
     def post_event(self, event: str, resource_id: str, payload: dict[str, Any]) -> str:
+        """Send one event (as ``emit_event`` would, without importing Prefect); returns its id."""
         event_id = str(uuid.uuid4())
         body = [
             {
@@ -98,24 +165,44 @@ class PlatformClient:
                 "payload": payload,
             }
         ]
-        r = httpx.post(f"{self.api}/events", json=body, timeout=10)
-        r.raise_for_status()
+        self._json("POST", "/events", body)
         return event_id
 
-    # -- prediction service
+    def events(self, *, names: list[str] | None = None, prefixes: list[str] | None = None, limit: int = 1) -> list[dict[str, Any]]:
+        """The newest events with one of ``names`` or name ``prefixes``, newest first."""
+        event_filter: dict[str, Any] = {}
+        if names:
+            event_filter["name"] = names
+        if prefixes:
+            event_filter["prefix"] = prefixes
+        page = self._json("POST", "/events/filter", {"filter": {"event": event_filter, "order": "DESC"}, "limit": limit})
+        return list(page.get("events", []))
+
+
+class ServingClient:
+    """HTTP client of the BentoML prediction service at ``url`` (not Prefect)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
 
     def served_model(self) -> dict[str, Any] | None:
         """What the service reports it is serving (GET /model), or None while it is down."""
         try:
-            r = httpx.get(f"{self.serve_url}/model", timeout=3)
-        except httpx.HTTPError:
+            r = httpx.get(f"{self.url}/model", timeout=3)
+            return dict(r.json()) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
             return None
-        return r.json() if r.status_code == 200 else None
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        r = httpx.post(f"{self.serve_url}/predict", json={"records": records}, timeout=60)
+        r = httpx.post(f"{self.url}/predict", json={"records": records}, timeout=60)
         r.raise_for_status()
         return list(r.json())
+
+    def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = httpx.post(f"{self.url}/feedback", json={"labels": labels}, headers=headers, timeout=60)
+        r.raise_for_status()
+        return dict(r.json())
 
     def send_traffic(self, frame: Any, *, with_feedback: bool, batch: int = 250) -> tuple[int, set[str]]:
         """POST a generated frame to /predict in batches (and its true labels to /feedback).
@@ -137,9 +224,3 @@ class PlatformClient:
                     raise RuntimeError(f"/feedback recorded {recorded} of {len(labels)} labels")
             answered += len(answers)
         return answered, versions
-
-    def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        r = httpx.post(f"{self.serve_url}/feedback", json={"labels": labels}, headers=headers, timeout=60)
-        r.raise_for_status()
-        return dict(r.json())

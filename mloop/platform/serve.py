@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mloop.core.settings import Settings
-from mloop.platform.local import ServeCommand
+from mloop.platform.services import ServeCommand
 from serving.launch import CODE_ROOT, serve_argv, serve_env
 
 

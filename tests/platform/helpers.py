@@ -12,37 +12,36 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mloop.core.entrypoints import CLI, python_m
 from mloop.core.generate import generate
 from mloop.core.processes import free_port
 from mloop.core.settings import Settings
-from mloop.platform.client import PlatformClient, wait_for  # noqa: F401 - re-exported for the tests
+from mloop.platform.client import PrefectApi, ServingClient, wait_for  # noqa: F401 - re-exported for the tests
 from mloop.platform.client import records_of as records  # noqa: F401 - re-exported for the tests
+from mloop.platform.services import settings_env, urls
 from tests.helpers import make_project
 
 
-class Platform(PlatformClient):
-    """A platform started by `mloop up` for a test: its settings, the env of its CLI, REST helpers."""
+class Platform:
+    """A platform started by `mloop up` for a test: its settings, the env of its CLI, its HTTP clients."""
 
     def __init__(self, settings: Settings, env: dict[str, str], first_up: dict[str, Any] | None = None) -> None:
-        h = settings.host
-        super().__init__(
-            api=f"http://{h}:{settings.prefect_port}/api",
-            serve_url=f"http://{h}:{settings.serve_port}",
-            webhook_url=f"http://{h}:{settings.webhook_port}",
-        )
+        u = urls(settings)
+        self.prefect = PrefectApi(u["prefect_api"])
+        self.serving = ServingClient(u["serving"])
+        self.webhook_url = u["webhook"]
         self.settings = settings
         self.env = env
         self.first_up = first_up or {}
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "mloop.cli", *args],
+            python_m(CLI, *args),
             env=self.env,
             capture_output=True,
             text=True,
@@ -62,8 +61,6 @@ class Platform(PlatformClient):
         return "\n".join(out)
 
 
-
-
 def platform_settings(root: Path) -> Settings:
     project = make_project(root / "project")
     return Settings(
@@ -81,12 +78,10 @@ def platform_settings(root: Path) -> Settings:
 
 
 def platform_env(settings: Settings) -> dict[str, str]:
-    from mloop.platform.local import settings_env
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_"))}
     env.update(settings.service_env())
     env.update(settings_env(settings))
-    env["PREFECT_API_URL"] = f"http://{settings.host}:{settings.prefect_port}/api"
+    env["PREFECT_API_URL"] = settings.prefect_api_url
     env["PREFECT_LOGGING_LEVEL"] = "INFO"
     return env
 
@@ -102,4 +97,4 @@ def drifted_traffic(rows: int, seed: int) -> pd.DataFrame:
 
 def send_traffic_with_feedback(platform: Platform, df: pd.DataFrame) -> int:
     """POST /predict in batches, then POST /feedback with the true labels; returns answered rows."""
-    return platform.send_traffic(df, with_feedback=True, batch=500)[0]
+    return platform.serving.send_traffic(df, with_feedback=True, batch=500)[0]

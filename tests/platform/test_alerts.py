@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
 from mloop.core.settings import Settings
 from monitoring.alerts import AlertmanagerPayload, action_for, alertname_from_event
 from monitoring.webhook import create_app, read_notifications
@@ -46,6 +47,15 @@ def test_mapping_defaults() -> None:
     assert action_for("DataDrift") == "retrain"
     assert action_for("datadrift") == "retrain"  # case-insensitive fallback
     assert action_for("SomethingElse") == "notify"
+
+
+def test_settings_default_is_the_one_alert_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings.alert_actions defaults to mloop.core.alerts' table, which monitoring.alerts uses too."""
+    monkeypatch.delenv("MLOOP_ALERT_ACTIONS", raising=False)
+    assert Settings().alert_actions == dict(DEFAULT_ALERT_ACTIONS)
+    for name in ("HighErrorRate", "QualityDrop", "QualityDegraded", "DataDrift", "DriftDetected", "HighLatency"):
+        assert action_for(name, Settings().alert_actions) == action_for(name)
+    assert action_for("HighLatency") == "notify"  # not in the table: unknown names are notified
 
 
 def test_mapping_from_configuration() -> None:

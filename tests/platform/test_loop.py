@@ -36,7 +36,7 @@ TRAFFIC = 2000
 
 
 def retrain_runs(platform, model: str) -> list[dict[str, Any]]:  # noqa: ANN001
-    return [r for r in platform.flow_runs("retrain") if str(r["parameters"].get("model_name", "")).endswith(model)]
+    return [r for r in platform.prefect.flow_runs("retrain") if str(r["parameters"].get("model_name", "")).endswith(model)]
 
 
 def ledger(platform, model: str) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -78,24 +78,24 @@ def test_drift_event_retrains_and_deploys_new_champion(platform, tmp_path: Path)
     # Setup: v1 goes in through the ingest deployment; the triggers train, promote and deploy it.
     source = tmp_path / "loans-v1.parquet"
     write_frame(generate("baseline", ROWS, 1), source)
-    ingest = platform.run_deployment(
+    ingest = platform.prefect.run_deployment(
         "ingest/local", {"path": str(source), "dataset": MODEL, "target": "target", "time_column": "event_time"}
     )
-    assert platform.wait_run(ingest, 300)["state_type"] == "COMPLETED", platform.logs_tail()
-    served = wait_for(lambda: platform.served_model(), 420, "v1 to be deployed by the triggers")
+    assert platform.prefect.wait_run(ingest, 300)["state_type"] == "COMPLETED", platform.logs_tail()
+    served = wait_for(lambda: platform.serving.served_model(), 420, "v1 to be deployed by the triggers")
     assert served["model_name"] == MODEL
     v1 = str(served["model_version"])
     retrains_before = len(retrain_runs(platform, MODEL))
 
     # The only actions: drifted traffic (with its labels) and one monitor run.
     assert send_traffic_with_feedback(platform, drifted_traffic(TRAFFIC, 7)) == TRAFFIC
-    monitor = platform.run_deployment("monitor/local", {"model_name": MODEL, "window_size": TRAFFIC})
-    assert platform.wait_run(monitor, 300)["state_type"] == "COMPLETED", platform.logs_tail()
+    monitor = platform.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": TRAFFIC})
+    assert platform.prefect.wait_run(monitor, 300)["state_type"] == "COMPLETED", platform.logs_tail()
 
     # The drift event starts a retrain, which trains, passes the gate and promotes...
     run = wait_for(lambda: len(retrain_runs(platform, MODEL)) > retrains_before and retrain_runs(platform, MODEL)[-1],
                    120, "a retrain run triggered by the drift event")
-    assert platform.wait_run(run["id"], 420)["state_type"] == "COMPLETED", platform.logs_tail()
+    assert platform.prefect.wait_run(run["id"], 420)["state_type"] == "COMPLETED", platform.logs_tail()
     records_ = ledger(platform, MODEL)
     assert len(records_) == 1 and records_[0]["trigger"] == "drift" and records_[0]["event_id"]
     from models.registry import champion_version
@@ -104,9 +104,9 @@ def test_drift_event_retrains_and_deploys_new_champion(platform, tmp_path: Path)
     assert champion is not None and champion != v1, f"no new champion (still {champion})"
 
     # ... and the promotion deploys it: the service answers with the new version.
-    wait_for(lambda: (m := platform.served_model()) and str(m["model_version"]) == champion, 300,
+    wait_for(lambda: (m := platform.serving.served_model()) and str(m["model_version"]) == champion, 300,
              f"the service to answer with version {champion}")
-    r = httpx.post(f"{platform.serve_url}/predict", json={"records": records(drifted_traffic(3, 99))}, timeout=30)
+    r = httpx.post(f"{platform.serving.url}/predict", json={"records": records(drifted_traffic(3, 99))}, timeout=30)
     assert r.status_code == 200 and {str(a["model_version"]) for a in r.json()} == {champion}
 
     # `mloop status` shows it all: champion and deployed version, the drift verdict, the runs.
@@ -155,9 +155,9 @@ def test_alert_rolls_back_with_audit_record(platform) -> None:  # noqa: ANN001
     assert r.status_code == 200, r.text
     assert r.json()["emitted"][0]["event"] == "mloop.alert.HighErrorRate"
 
-    run = wait_for(lambda: platform.flow_runs("remediate") and platform.flow_runs("remediate")[-1], 120,
+    run = wait_for(lambda: platform.prefect.flow_runs("remediate") and platform.prefect.flow_runs("remediate")[-1], 120,
                    "a remediate run triggered by the alert")
-    assert platform.wait_run(run["id"], 300)["state_type"] == "COMPLETED", platform.logs_tail()
+    assert platform.prefect.wait_run(run["id"], 300)["state_type"] == "COMPLETED", platform.logs_tail()
     audit = read_audit(platform.settings.state.audit, MODEL)
     assert len(audit) == audit_before + 1
     last = audit[-1]
@@ -166,7 +166,7 @@ def test_alert_rolls_back_with_audit_record(platform) -> None:  # noqa: ANN001
     after = champion_version(uri, MODEL)
     assert after == last.to_version and after != before
     # The rollback event redeploys the old champion.
-    wait_for(lambda: (m := platform.served_model()) and str(m["model_version"]) == after, 300,
+    wait_for(lambda: (m := platform.serving.served_model()) and str(m["model_version"]) == after, 300,
              f"the service to answer with rolled-back version {after}")
     # And a notification went out through the notification block to the local receiver.
     from monitoring.webhook import read_notifications
@@ -179,11 +179,11 @@ def test_five_drift_events_in_cooldown_start_one_retrain(platform) -> None:  # n
     model = "burst"  # its own ledger entries: the earlier retrain of `loans` does not interfere
     assert ledger(platform, model) == []
     for i in range(5):
-        platform.post_event("mloop.drift.detected", f"mloop.model.{model}", {"share": 0.5, "burst": i})
+        platform.prefect.post_event("mloop.drift.detected", f"mloop.model.{model}", {"share": 0.5, "burst": i})
 
     runs = wait_for(lambda: len(retrain_runs(platform, model)) >= 5 and retrain_runs(platform, model), 120,
                     "five retrain runs (one per event)")
-    finals = [platform.wait_run(r["id"], 300) for r in runs]
+    finals = [platform.prefect.wait_run(r["id"], 300) for r in runs]
     states = sorted(f["state_type"] for f in finals)
     assert all(s in ("COMPLETED", "CANCELLED") for s in states), states
     # Exactly one run passed the policy; the others were cancelled (concurrency) or skipped (cooldown).

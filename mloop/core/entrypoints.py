@@ -1,0 +1,39 @@
+"""Modules mloop starts by name in a child process: the one place their names are written.
+
+A module named in a string is invisible to imports and to the import-linter: renaming it breaks a
+service only at run time. Every such name lives here, and ``tests/core/test_entrypoints.py``
+resolves each one and fails when a new module string is hard-coded elsewhere.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# -- project modules (resolved by tests/core/test_entrypoints.py)
+WEBHOOK = "monitoring.webhook"
+"""Alertmanager/notification receiver (``python -m``), a service of ``mloop up``."""
+NOTIFY_SETUP = "flows.notify"
+"""Creates the notification block and automation (``python -m``), run by ``mloop up`` on deploy."""
+SERVING_STORE = "serving.store"
+"""BentoML store jobs in a child with BENTOML_HOME set (``python -m``)."""
+PREDICTION_SERVICE = "serving.service:PredictionService"
+"""The BentoML service class (``bentoml serve`` / ``bentoml build``)."""
+CLI = "mloop.cli"
+"""The ``mloop`` command (``python -m``)."""
+
+PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI)
+PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
+
+# -- third-party tools started as ``python -m``
+PREFECT = "prefect"
+PREFECT_ENGINE = "prefect.engine"
+"""One flow run per process (the worker's job command, see ``MLOOP_ENGINE_COMMAND``)."""
+MLFLOW = "mlflow"
+BENTOML = "bentoml"
+
+TOOL_MODULES: tuple[str, ...] = (PREFECT, PREFECT_ENGINE, MLFLOW, BENTOML)
+
+
+def python_m(module: str, *args: str) -> list[str]:
+    """``[this interpreter, -m, module, *args]``: start ``module`` with the running Python."""
+    return [sys.executable, "-m", module, *args]

@@ -1,0 +1,298 @@
+"""The services ``mloop up`` runs: how each is started and health-checked, started together, stopped.
+
+Each service runs in its own session (process group) with ``run/<name>.pid`` and ``run/<name>.log``
+under MLOOP_HOME. A live pid file means "already running"; stopping is by process tree
+(:func:`mloop.core.processes.stop_pid`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mloop.core.entrypoints import MLFLOW, PREFECT, PREFECT_ENGINE, WEBHOOK, python_m
+from mloop.core.errors import MloopError
+from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.processes import (
+    http_ok,
+    pid_alive,
+    prefect_server_argv,
+    prefect_server_env,
+    process_tree,
+    read_pid,
+    start_process,
+    stop_pid,
+    wait_ready,
+)
+from mloop.core.settings import Settings
+from mloop.platform.client import PrefectApi
+
+WORK_POOL = "mloop-local"
+"""The process work pool every deployment in prefect.yaml runs on."""
+
+SERVICE_ORDER = ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve")
+
+
+class ServiceState(BaseModel):
+    """One service as ``up``/``status`` see it."""
+
+    name: str
+    pid: int | None = None
+    running: bool = False
+    started: bool = Field(default=False, description="True when this `up` started it (False: already running).")
+    url: str = ""
+    log: str = ""
+    note: str = ""
+
+
+@dataclass
+class ServiceSpec:
+    """How to start and health-check one service."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    url: str
+    health: Callable[[], bool]
+    timeout: float = 90.0
+    cwd: Path | None = None
+    stop_grace: float = 8.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    """How to start the prediction service (given by the serving layer through the CLI)."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    health_path: str = "/readyz"
+
+
+# ---------------------------------------------------------------- environment
+
+
+def urls(settings: Settings) -> dict[str, str]:
+    """Where each service answers."""
+    h = settings.host
+    return {
+        "prefect_ui": f"http://{h}:{settings.prefect_port}",
+        "prefect_api": settings.prefect_api_url,
+        "mlflow_ui": f"http://{h}:{settings.mlflow_port}",
+        "serving": f"http://{h}:{settings.serve_port}",
+        "webhook": f"http://{h}:{settings.webhook_port}",
+    }
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``MLOOP_*`` variables that rebuild ``settings`` in a child process (secrets included, never logged)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if name == "api_token":
+            env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value() if settings.api_token else ""
+            continue
+        key = f"MLOOP_{name.upper()}"
+        env[key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    env["MLOOP_HOME"] = str(settings.state.root)
+    env["MLOOP_PROJECT_DIR"] = str(settings.project_dir.resolve())
+    return env
+
+
+def platform_env(settings: Settings) -> dict[str, str]:
+    """Environment every service (and every flow run the worker starts) gets."""
+    env = {
+        **settings.service_env(),
+        **settings_env(settings),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "MLOOP_CODE_DIR": str(CODE_ROOT),
+        # The worker starts flow runs with this command (prefect.yaml job variable `command`): one
+        # Python process per run. Without it Prefect 3.9 starts a workspace supervisor that execs
+        # a second interpreter, importing prefect twice (about a second more per triggered run).
+        "MLOOP_ENGINE_COMMAND": shlex.join(python_m(PREFECT_ENGINE)),
+    }
+    return with_code_root({**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+
+
+def worker_name(settings: Settings) -> str:
+    return f"mloop-worker-{settings.prefect_port}"
+
+
+def _worker_online(settings: Settings) -> bool:
+    """The platform's worker process is registered and ONLINE in the pool (False while the server is down)."""
+    try:
+        return worker_name(settings) in PrefectApi(settings.prefect_api_url, deadline=0).online_workers(WORK_POOL)
+    except Exception:  # noqa: BLE001 - a health check: any failure means "not yet"
+        return False
+
+
+# ---------------------------------------------------------------- service specs
+
+
+def service_specs(settings: Settings) -> list[ServiceSpec]:
+    """The services ``up`` manages, in start order (serve comes later: it may need a champion)."""
+    env = platform_env(settings)
+    h = settings.host
+    u = urls(settings)
+    s = settings.state
+    return [
+        ServiceSpec(
+            name="prefect-server",
+            argv=prefect_server_argv(h, settings.prefect_port),
+            env={**env, **prefect_server_env(h, settings.prefect_port)},
+            url=u["prefect_ui"],
+            health=lambda: http_ok(f"{u['prefect_api']}/health"),
+            timeout=120.0,
+        ),
+        ServiceSpec(
+            name="mlflow",
+            argv=python_m(
+                MLFLOW, "server",
+                "--backend-store-uri", settings.tracking_uri,
+                "--default-artifact-root", str(s.mlflow_artifacts),
+                "--no-serve-artifacts",
+                "--host", h, "--port", str(settings.mlflow_port),
+                "--workers", "1",
+            ),
+            env=env,
+            url=u["mlflow_ui"],
+            health=lambda: http_ok(f"{u['mlflow_ui']}/health"),
+        ),
+        ServiceSpec(
+            name="webhook",
+            argv=python_m(WEBHOOK),
+            env=env,
+            url=u["webhook"],
+            health=lambda: http_ok(f"{u['webhook']}/healthz"),
+            cwd=CODE_ROOT,
+        ),
+        ServiceSpec(
+            name="prefect-worker",
+            argv=python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", worker_name(settings)),
+            env={
+                **env,
+                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (loopback: cheap)
+                "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+            },
+            url="",
+            health=lambda: _worker_online(settings),
+            cwd=CODE_ROOT,
+            stop_grace=10.0,
+        ),
+    ]
+
+
+def serve_spec(settings: Settings, env: dict[str, str], command: ServeCommand) -> ServiceSpec:
+    """The prediction service as a managed service (the platform never imports serving: the CLI passes ``command``)."""
+    url = f"http://{settings.host}:{settings.serve_port}"
+    return ServiceSpec(
+        name="serve",
+        argv=list(command.argv),
+        env={**env, **command.env},
+        url=url,
+        health=lambda: http_ok(f"{url}{command.health_path}"),
+        timeout=180.0,
+        cwd=command.cwd or CODE_ROOT,
+    )
+
+
+# ---------------------------------------------------------------- start
+
+
+def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceState]:
+    """Start the services of ``specs`` that are not running (all at once), then wait for each to be healthy.
+
+    A live pid file means "already running": never started twice. A port that answers without a
+    pid file belongs to someone else: refused with a fix, never adopted. When one fails, the
+    services this call started are stopped again.
+    """
+    states: list[ServiceState] = []
+    for spec in specs:
+        pid = read_pid(run_dir, spec.name)
+        log = run_dir / f"{spec.name}.log"
+        if pid is not None:
+            states.append(ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log)))
+            continue
+        if spec.health():
+            raise MloopError(
+                f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
+                where=str(run_dir),
+                fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
+                "MLOOP_SERVE_PORT, MLOOP_WEBHOOK_PORT)",
+            )
+        proc = start_process(spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url)
+        states.append(ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log)))
+    try:
+        for spec, state in zip(specs, states, strict=True):
+            assert state.pid is not None
+            wait_ready(spec.health, what=spec.name, timeout=spec.timeout, pid=state.pid, log=Path(state.log))
+    except Exception:
+        for spec, state in zip(specs, states, strict=True):
+            if state.started and state.pid is not None:
+                stop_pid(state.pid, grace=spec.stop_grace)
+                (run_dir / f"{spec.name}.pid").unlink(missing_ok=True)
+        raise
+    return states
+
+
+# ---------------------------------------------------------------- stop
+
+
+def pid_files(run_dir: Path) -> dict[str, Path]:
+    """Service name -> its pid file under ``run_dir``."""
+    return {p.stem: p for p in sorted(run_dir.glob("*.pid"))} if run_dir.exists() else {}
+
+
+def stop_order(names: list[str]) -> list[str]:
+    """The worker first (it must not pick up new runs while the rest goes down), then reverse start order. Pure."""
+    order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
+    order.sort(key=lambda n: 0 if n == "prefect-worker" else 1)
+    return order
+
+
+def stop_services(run_dir: Path) -> tuple[dict[str, int], list[int]]:
+    """Stop every service with a pid file under ``run_dir``; returns (name -> pid stopped, pids still alive)."""
+    files = pid_files(run_dir)
+    stopped: dict[str, int] = {}
+    still_alive: list[int] = []
+    for name in stop_order(list(files)):
+        pid = read_pid(run_dir, name)
+        files[name].unlink(missing_ok=True)
+        if pid is None:
+            continue
+        if name == "prefect-worker":
+            _stop_worker(pid)
+        else:
+            stop_pid(pid, grace=8.0, first=signal.SIGTERM)
+        stopped[name] = pid
+        if pid_alive(pid):
+            still_alive.append(pid)
+    return stopped, still_alive
+
+
+def _stop_worker(pid: int) -> None:
+    """SIGINT, a second SIGINT after a short grace (the worker then kills its flow runs), then the tree.
+
+    The tree is taken before the first signal: flow-run processes the worker leaves behind when it
+    exits are stopped too.
+    """
+    tree = process_tree(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and pid_alive(pid):
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGINT)
+    stop_pid(pid, grace=10.0, first=signal.SIGINT, also=tree)

@@ -1,0 +1,89 @@
+"""Process helpers on real processes: liveness, stopping a whole tree, reaping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mloop.core.processes import pid_alive, start_process, stop_pid
+
+# A parent that starts a child in a session of its own (as BentoML starts its workers), prints
+# the child's pid and sleeps; both ignore SIGINT, so stopping them needs the escalation.
+PARENT = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+child = subprocess.Popen(
+    [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"],
+    start_new_session=True,
+)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _child_pid(log: Path, timeout: float = 20.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text().strip() if log.exists() else ""
+        if text:
+            return int(text.splitlines()[0])
+        time.sleep(0.05)
+    raise TimeoutError(f"no child pid in {log}")
+
+
+def test_stop_pid_stops_the_tree_including_a_child_in_its_own_session(tmp_path: Path) -> None:
+    parent = start_process("tree", [sys.executable, "-c", PARENT], run_dir=tmp_path)
+    child = _child_pid(tmp_path / "tree.log")
+    assert psutil.Process(child).ppid() == parent.pid
+    assert os.getsid(child) != os.getsid(parent.pid)  # a session of its own: not in the parent's group
+    t0 = time.monotonic()
+    stop_pid(parent.pid, grace=1.0)
+    assert not pid_alive(parent.pid)
+    assert not pid_alive(child)
+    assert time.monotonic() - t0 < 10
+
+
+def test_stop_pid_first_signal_suffices_for_a_polite_tree(tmp_path: Path) -> None:
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"
+    parent = start_process("polite", [sys.executable, "-c", code], run_dir=tmp_path)
+    deadline = time.monotonic() + 20
+    while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (child,) = psutil.Process(parent.pid).children()
+    t0 = time.monotonic()
+    stop_pid(parent.pid, grace=30.0, first=signal.SIGTERM)
+    assert time.monotonic() - t0 < 10  # no wait for the grace period: SIGTERM ended both
+    assert not pid_alive(parent.pid) and not pid_alive(child.pid)
+
+
+def test_pid_alive_is_false_for_a_zombie_and_for_a_reaped_pid() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 20
+    while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE  # exited, not reaped yet
+    assert not pid_alive(proc.pid)
+    proc.wait()
+    assert not pid_alive(proc.pid)
+
+
+def test_stop_pid_of_a_gone_pid_is_a_no_op() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stop_pid(proc.pid, grace=0.1)  # must not raise
+
+
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_stop_pid_reaps_its_own_child(first: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    stop_pid(proc.pid, grace=5.0, first=first)
+    assert not pid_alive(proc.pid)
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(proc.pid)  # reaped, not left a zombie
