@@ -27,9 +27,10 @@ from mloop.core.entrypoints import PREDICTION_SERVICE
 from serving.config import ServingSettings
 
 SERVICE = PREDICTION_SERVICE
-# What the service imports, as globs under the code root: serving/, the mloop package marker and
-# mloop/core/ with its sub-packages (not the CLI or the platform).
-CODE_FILES = ["serving/**/*.py", "mloop/__init__.py", "mloop/core/**/*.py"]
+# What the service imports, as globs under the code root: serving/, the mloop package marker,
+# mloop/core/ with its sub-packages, and the skops type allowlist's module (models/pipeline.py)
+# for the sklearn fallback; not the CLI or the platform.
+CODE_FILES = ["serving/**/*.py", "mloop/__init__.py", "mloop/core/**/*.py", "models/__init__.py", "models/pipeline.py", "models/spec.py"]
 PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
 
 

@@ -1,6 +1,6 @@
 """The ``mloop`` command line (Typer).
 
-Command groups live in ``mloop/cli_*.py`` modules, one per lifecycle stage; each registers its
+Command groups live in the ``mloop/cli/`` modules (data, models, serving, monitor, platform, demo), one per lifecycle stage; each registers its
 commands here. Start-up stays light: heavy libraries are imported inside the commands.
 """
 

@@ -46,7 +46,7 @@ def up(
 
 
 def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
-    """Stop every service `mloop up` started (by pid and process group) and wait until they are gone."""
+    """Stop every service `mloop up` started (each one's whole process tree, by pid) and wait until they are gone."""
     from mloop.platform import local
 
     with user_errors():

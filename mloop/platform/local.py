@@ -1,17 +1,16 @@
 """The local platform: start, stop and inspect every service ``mloop up`` runs.
 
-Services (each in its own process group, pid file and log under ``MLOOP_HOME/run``):
+Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 
 | name | what | health |
 |---|---|---|
 | prefect-server | ``prefect server start`` on host:prefect_port, PREFECT_HOME under MLOOP_HOME | ``/api/health`` |
-| prefect-worker | process worker on the ``mloop-local`` pool, polling every 2 s | registered in the pool |
+| prefect-worker | process worker on the ``mloop-local`` pool, polling every 1 s | registered in the pool |
 | mlflow | ``mlflow server`` on the SQLite DB, artifacts under MLOOP_HOME | ``/health`` |
 | webhook | alert/notification receiver (``monitoring.webhook``) | ``/healthz`` |
 | serve | the prediction service (current champion), when a champion exists | ``/readyz`` |
 
-``up`` is idempotent: a service whose pid file names a live process that answers its health check
-is left alone. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
+``up`` is idempotent: a service whose pid file names a live process is left alone. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
 --all``) when the server was just started or ``prefect.yaml`` changed since the last deploy, and
 sets up the notification block and automation. ``down`` stops every pid file under the run folder
 by process tree (the worker gets SIGINT, then a second signal after a grace period) and waits for
