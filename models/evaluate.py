@@ -75,7 +75,7 @@ def binary_labels(y: Any) -> np.ndarray:
         return arr
     if set(levels.tolist()) <= {0, 1}:
         return arr.astype(np.int8)
-    return (arr == levels.max()).astype(np.int8)
+    return (arr == levels[-1]).astype(np.int8)  # levels are sorted: classes_[1]
 
 
 def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
