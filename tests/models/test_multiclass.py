@@ -185,3 +185,33 @@ def test_multiclass_plots_are_written(tmp_path) -> None:  # noqa: ANN001
     paths = classification_plots(binary_labels(y), _proba(y, 2.0, 1), {"x": 0.1, "z": 0.02}, tmp_path)
     assert [p.name for p in paths] == ["roc.png", "confusion_matrix.png", "feature_importance.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:  # noqa: ANN001
+    """ONNX conversion of a 3-class pipeline with string labels, stored and loaded as the service does."""
+    from sklearn.datasets import load_iris
+
+    from mloop.core.contract import infer_contract
+    from models.pipeline import build_pipeline, prepare_features
+    from models.spec import ModelSpec
+    from serving.onnx_model import convert_pipeline, load_predictor, smoke_test, write_model_dir
+    from serving.runtime import load_live_model
+    from serving.schema import MulticlassAnswer, answer_model
+
+    bunch = load_iris(as_frame=True)
+    df = bunch.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    df["target"] = bunch.target_names[bunch.target.to_numpy()]
+    contract = infer_contract(df, name="iris", target="target", task="classification")
+    pipe = build_pipeline(contract, ModelSpec()).fit(prepare_features(df, contract), df["target"])
+    conversion = convert_pipeline(pipe, contract, df)
+    assert conversion.backend == "onnx", conversion.reason
+    meta = write_model_dir(tmp_path, pipeline=pipe, contract=contract, conversion=conversion,
+                           metadata={"model_name": "iris", "model_version": "1"}, sample=df.head(5))
+    assert meta["classes"] == ["setosa", "versicolor", "virginica"]
+    predictor = load_predictor(tmp_path)
+    assert smoke_test(predictor, meta) == []
+    out = predictor.predict(meta["sample_columns"])
+    assert out.classes == meta["classes"] and len(out.class_probabilities) == 5
+    assert out.predictions[0] == "setosa" and np.allclose(np.sum(out.class_probabilities, axis=1), 1.0)
+    assert answer_model("classification", len(out.classes)) is MulticlassAnswer
+    assert load_live_model("iris:v1", tmp_path).predictor.backend == "onnx"
