@@ -1,18 +1,24 @@
 """Evaluation: metrics per task on the whole holdout and per slice; weighted metrics for the bootstrap.
 
-Pure numpy/scikit-learn, no I/O. Classification is binary: the score is the probability of the
-positive class (the larger label). :func:`weighted_metric` computes a metric under row weights for
-many weight vectors at once (a bootstrap resample is a vector of row counts), which is what makes
-the gate's 1,000+ paired resamples cost a fraction of a second.
+Pure numpy/scikit-learn, no I/O. Binary classification scores are the probability of the positive
+class (``classes_[1]``, the larger label); multiclass scores are an (n, k) probability array in
+``classes_`` order, and its metrics are macro averages over the classes (roc_auc and pr_auc one
+vs rest, f1 macro) or multiclass by nature (accuracy, log_loss, brier), under the same names as
+binary so flows, the gate and monitoring compare them one to one (see :mod:`models.target`).
+:func:`weighted_metric` computes a metric under row weights for many weight vectors at once (a
+bootstrap resample is a vector of row counts), which is what makes the gate's 1,000+ paired
+resamples cost a fraction of a second.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
+from models.target import class_codes, infer_classes, is_multiclass_scores
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -56,30 +62,46 @@ class Evaluation(BaseModel):
 
 
 def binary_labels(y: Any) -> np.ndarray:
-    """0/1 labels; with other labels the larger one is the positive class."""
+    """0/1 labels; with other labels the larger one (``classes_[1]``) is the positive class.
+
+    Labels with more than two levels (multiclass) come back unchanged: the multiclass metric and
+    plot functions take raw labels plus the class order.
+    """
     import numpy as np
 
     arr = np.asarray(y)
     levels = np.unique(arr)
+    if len(levels) > 2:
+        return arr
     if set(levels.tolist()) <= {0, 1}:
         return arr.astype(np.int8)
-    return (arr == levels.max()).astype(np.int8)
+    return (arr == levels[-1]).astype(np.int8)  # levels are sorted: classes_[1]
 
 
 def predict_scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
-    """Positive-class probability (classification) or prediction (regression), float64."""
+    """Positive-class probability (binary), (n, k) class probabilities in ``model.classes_`` order
+    (multiclass) or prediction (regression), float64."""
     import numpy as np
 
     if task == "classification":
-        return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+        proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        return proba if proba.shape[1] > 2 else proba[:, 1]
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def compute_metrics(task: str, y: Any, scores: np.ndarray) -> dict[str, float]:
-    """Holdout metrics for the task (scikit-learn implementations). Undefined ones (one class) are omitted."""
+def compute_metrics(
+    task: str, y: Any, scores: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None
+) -> dict[str, float]:
+    """Holdout metrics for the task (scikit-learn implementations). Undefined ones (one class) are omitted.
+
+    Multiclass (2-D ``scores``): ``classes`` is the column order (``pipeline.classes_``); without
+    it the sorted levels of ``y`` are used, which requires ``y`` to hold every class.
+    """
     import numpy as np
     from sklearn import metrics as m
 
+    if task == "classification" and is_multiclass_scores(scores):
+        return multiclass_metrics(y, scores, classes)
     if task == "classification":
         yb = binary_labels(y)
         p = np.clip(scores, _EPS, 1 - _EPS)
@@ -104,6 +126,30 @@ def compute_metrics(task: str, y: Any, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
+def multiclass_metrics(y: Any, scores: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None) -> dict[str, float]:
+    """accuracy, macro f1, log_loss, brier, and macro one-vs-rest roc_auc / pr_auc (averaged over
+    the classes present with both positives and negatives; omitted when there is none)."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    s = np.asarray(scores, dtype=np.float64)
+    k = s.shape[1]
+    codes = class_codes(y, infer_classes(y, k) if classes is None else classes)
+    labels = list(range(k))
+    pred = s.argmax(axis=1)
+    out = {
+        "f1": float(m.f1_score(codes, pred, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(m.accuracy_score(codes, pred)),
+        "brier": float(np.mean(((s - np.eye(k)[codes]) ** 2).sum(axis=1))),
+        "log_loss": float(np.mean(-np.log(np.clip(s[np.arange(len(codes)), codes], _EPS, 1.0)))),
+    }
+    present = [c for c in labels if 0 < (codes == c).sum() < len(codes)]
+    if present:
+        out["roc_auc"] = float(np.mean([m.roc_auc_score(codes == c, s[:, c]) for c in present]))
+        out["pr_auc"] = float(np.mean([m.average_precision_score(codes == c, s[:, c]) for c in present]))
+    return out
+
+
 def slice_masks(X: pd.DataFrame, contract: DatasetContract, min_rows: int) -> dict[tuple[str, str], np.ndarray]:
     """Boolean masks of every categorical level with at least ``min_rows`` holdout rows."""
     out: dict[tuple[str, str], Any] = {}
@@ -119,36 +165,52 @@ def slice_masks(X: pd.DataFrame, contract: DatasetContract, min_rows: int) -> di
 
 
 def evaluate_scores(
-    task: str, y: Any, scores: np.ndarray, masks: dict[tuple[str, str], np.ndarray] | None = None
+    task: str,
+    y: Any,
+    scores: np.ndarray,
+    masks: dict[tuple[str, str], np.ndarray] | None = None,
+    classes: Sequence[Any] | np.ndarray | None = None,
 ) -> Evaluation:
-    """Evaluation on the whole holdout and on each slice mask."""
+    """Evaluation on the whole holdout and on each slice mask (``classes``: multiclass column order)."""
     import numpy as np
 
     y_arr = np.asarray(y)
+    if classes is None and task == "classification" and is_multiclass_scores(scores):
+        classes = infer_classes(y_arr, scores.shape[1])  # once, from the whole holdout (a slice may lack a class)
     slices = [
-        SliceMetrics(column=col, level=lvl, rows=int(mask.sum()), metrics=compute_metrics(task, y_arr[mask], scores[mask]))
+        SliceMetrics(
+            column=col, level=lvl, rows=int(mask.sum()), metrics=compute_metrics(task, y_arr[mask], scores[mask], classes)
+        )
         for (col, lvl), mask in (masks or {}).items()
     ]
-    return Evaluation(rows=len(y_arr), metrics=compute_metrics(task, y_arr, scores), slices=slices)
+    return Evaluation(rows=len(y_arr), metrics=compute_metrics(task, y_arr, scores, classes), slices=slices)
 
 
 # ---------------------------------------------------------------------------------------------
 # Weighted metrics, vectorised over many weight vectors (rows of W): the bootstrap's engine.
 
 
-def weighted_metric(metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarray) -> np.ndarray:
+def weighted_metric(
+    metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None
+) -> np.ndarray:
     """``metric`` under each row of weights ``W`` (shape (B, n)); returns shape (B,).
 
-    With ``W`` all ones this equals the scikit-learn metric (tests check it). Classification
-    metrics expect 0/1 ``y`` and positive-class probabilities.
+    With ``W`` all ones this equals the scikit-learn metric (tests check it). Binary metrics
+    expect 0/1 ``y`` and positive-class probabilities. Multiclass (2-D ``scores``) takes labels
+    and their column order ``classes`` (default: the sorted levels of ``y``); pass integer codes
+    with ``classes=range(k)`` to encode once before many calls.
     """
     import numpy as np
 
-    y = np.asarray(y, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
     W = np.asarray(W)
     if W.dtype not in (np.float32, np.float64):
         W = W.astype(np.float64)
+    if is_multiclass_scores(scores):
+        s2 = np.asarray(scores, dtype=np.float64)
+        codes = class_codes(y, infer_classes(y, s2.shape[1]) if classes is None else classes)
+        return _weighted_multiclass(metric, codes, s2, W)
+    y = np.asarray(y, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
     total = W.sum(axis=1)
     if metric == "roc_auc":
         return _weighted_auc(y, s, W)
@@ -177,6 +239,40 @@ def weighted_metric(metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarra
         ss_tot = _dot(W, y**2) - (_dot(W, y)) ** 2 / total
         return 1 - np.divide(ss_res, ss_tot, out=np.full_like(ss_res, np.nan), where=ss_tot > 0)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def _weighted_multiclass(metric: str, codes: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """Multiclass metrics under weights: macro one-vs-rest AUC / AP are the mean of the k weighted
+    binary ones (classes without both positives and negatives under a weight row are left out of
+    that row's mean), macro f1 from weighted per-class counts; log loss and brier per row."""
+    import numpy as np
+
+    k = s.shape[1]
+    total = W.sum(axis=1)
+    if metric in ("roc_auc", "pr_auc"):
+        per_class = _weighted_auc if metric == "roc_auc" else _weighted_ap
+        values = np.stack([per_class((codes == c).astype(np.float64), s[:, c], W) for c in range(k)])
+        defined = ~np.isnan(values)
+        n_defined = defined.sum(axis=0)
+        summed = np.where(defined, values, 0.0).sum(axis=0)
+        return np.divide(summed, n_defined, out=np.full(W.shape[0], np.nan), where=n_defined > 0)
+    if metric in ("accuracy", "f1"):
+        pred = s.argmax(axis=1)
+        if metric == "accuracy":
+            return _dot(W, (pred == codes).astype(np.float64)) / total
+        f1 = np.zeros((k, W.shape[0]))
+        for c in range(k):
+            truth, guess = codes == c, pred == c
+            tp = _dot(W, (truth & guess).astype(np.float64))
+            denom = 2 * tp + _dot(W, (~truth & guess).astype(np.float64)) + _dot(W, (truth & ~guess).astype(np.float64))
+            f1[c] = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
+        return f1.mean(axis=0)
+    if metric == "log_loss":
+        p_true = np.clip(s[np.arange(len(codes)), codes], _EPS, 1.0)
+        return _dot(W, -np.log(p_true)) / total
+    if metric == "brier":
+        return _dot(W, ((s - np.eye(k)[codes]) ** 2).sum(axis=1)) / total
+    raise ValueError(f"metric {metric!r} does not apply to multiclass scores")
 
 
 def _dot(W: np.ndarray, v: np.ndarray) -> np.ndarray:

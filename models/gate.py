@@ -10,11 +10,15 @@ was trained on an older dataset version). Rules:
   rows) loses more than ``slice_tolerance``.
 
 Gains are signed so that positive is better, for higher-is-better (AUC) and lower-is-better
-(log loss, RMSE) metrics alike.
+(log loss, RMSE) metrics alike. Multiclass scores ((n, k) probabilities) use the same rules with
+macro one-vs-rest metrics (see :mod:`models.evaluate`). Without an explicit gate metric
+(``MLOOP_GATE_METRIC`` or a flow override) the metric fits the target's class balance
+(:func:`models.target.default_gate_metric`: PR AUC for a rare positive class).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from copy import copy
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -23,6 +27,7 @@ from pydantic.fields import FieldInfo
 
 from mloop.core.settings import Settings
 from models.evaluate import direction, metrics_for, weighted_metric
+from models.target import class_codes, class_counts, default_gate_metric, infer_classes, is_multiclass_scores
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -52,17 +57,24 @@ class GateConfig(BaseModel):
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> GateConfig:
         """The gate configured by ``settings`` (every field with a ``gate_<name>`` setting), then the
-        ``overrides`` that are not None (e.g. a GateParams form)."""
+        ``overrides`` that are not None (e.g. a GateParams form). ``metric`` is passed on only when set
+        explicitly (MLOOP_GATE_METRIC in the environment / a Settings argument, or an override), so
+        :meth:`metric_for` can tell a chosen metric from the default (``model_fields_set``)."""
         base: dict[str, object] = {
             name: getattr(settings, GATE_SETTING_PREFIX + name)
             for name in cls.model_fields
             if GATE_SETTING_PREFIX + name in type(settings).model_fields
+            and (name != "metric" or GATE_SETTING_PREFIX + name in settings.model_fields_set)
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(base)
 
-    def metric_for(self, task: str) -> str:
-        """The configured metric, or the task's default when it does not apply (roc_auc / rmse)."""
+    def metric_for(self, task: str, class_counts: Mapping[Any, int] | None = None) -> str:
+        """The gate metric: the one set explicitly; else, given the target's ``class_counts``, the one
+        that fits the data (:func:`~models.target.default_gate_metric`); else the configured default.
+        A metric that does not apply to the task falls back to the task's default (roc_auc / rmse)."""
+        if "metric" not in self.model_fields_set and class_counts is not None:
+            return default_gate_metric(task, class_counts)
         return self.metric if self.metric in metrics_for(task) else ("roc_auc" if task == "classification" else "rmse")
 
 
@@ -180,13 +192,22 @@ def _fmt(value: float | None) -> str:
 
 
 def paired_bootstrap(
-    metric: str, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, resamples: int, seed: int, chunk: int | None = None
+    metric: str,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    chunk: int | None = None,
+    classes: Sequence[Any] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Gains (a minus b, positive = a better) on ``resamples`` paired resamples of the rows.
 
     Each resample draws n row indices with replacement (seeded) and scores BOTH models on the
     same draw; a draw is a row-count vector, so a chunk of draws is one (chunk, n) weight matrix
-    and every metric is computed for the whole chunk with numpy at once.
+    and every metric is computed for the whole chunk with numpy at once. Multiclass scores take
+    ``classes`` (their column order) like :func:`~models.evaluate.weighted_metric`.
     """
     import numpy as np
 
@@ -200,7 +221,9 @@ def paired_bootstrap(
         idx = rng.integers(0, n, size=(size, n), dtype=np.int64 if size * n >= 2**31 else np.int32)  # int32: 3x faster
         flat = (idx + (np.arange(size, dtype=idx.dtype) * n)[:, None]).ravel()
         W = np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float32)  # counts < 2**24: exact
-        gains[start : start + size] = sign * (weighted_metric(metric, y, a, W) - weighted_metric(metric, y, b, W))
+        gains[start : start + size] = sign * (
+            weighted_metric(metric, y, a, W, classes) - weighted_metric(metric, y, b, W, classes)
+        )
     return gains
 
 
@@ -216,22 +239,41 @@ def decide(
     slices: dict[tuple[str, str], np.ndarray] | None = None,
     challenger_version: str | None = None,
     champion_version: str | None = None,
+    classes: Sequence[Any] | np.ndarray | None = None,
+    target_counts: Mapping[Any, int] | None = None,
 ) -> GateReport:
-    """Compare the challenger with the champion (or, without one, the dummy baseline) on the same rows."""
+    """Compare the challenger with the champion (or, without one, the dummy baseline) on the same rows.
+
+    Multiclass: the scores are (n, k) probabilities in ``classes`` order (``pipeline.classes_``;
+    default: the sorted levels of ``y``). ``target_counts`` (rows per class of the training
+    target) picks the default gate metric when none was set; default: the counts of ``y``.
+    """
     import numpy as np
 
     from models.evaluate import binary_labels, compute_metrics
 
-    metric = config.metric_for(task)
+    multiclass = task == "classification" and is_multiclass_scores(challenger_scores)
+    counts = None
+    if task == "classification":
+        counts = target_counts if target_counts is not None else class_counts(y)
+    metric = config.metric_for(task, counts)
     sign = direction(metric)
-    y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
+    codes_of: Sequence[Any] | None = None
+    if multiclass:  # encode the labels once: every metric call below reads integer codes
+        k = challenger_scores.shape[1]
+        y_arr = class_codes(y, infer_classes(y, k) if classes is None else classes)
+        codes_of = range(k)
+    else:
+        y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
     ones = np.ones((1, len(y_arr)))
     reference = "champion" if champion_scores is not None else "baseline"
     ref_scores = champion_scores if champion_scores is not None else baseline_scores
-    chal_value = float(weighted_metric(metric, y_arr, challenger_scores, ones)[0])
-    ref_value = float(weighted_metric(metric, y_arr, ref_scores, ones)[0])
+    chal_value = float(weighted_metric(metric, y_arr, challenger_scores, ones, codes_of)[0])
+    ref_value = float(weighted_metric(metric, y_arr, ref_scores, ones, codes_of)[0])
     gain = sign * (chal_value - ref_value)
-    gains = paired_bootstrap(metric, y_arr, challenger_scores, ref_scores, resamples=config.resamples, seed=config.seed)
+    gains = paired_bootstrap(
+        metric, y_arr, challenger_scores, ref_scores, resamples=config.resamples, seed=config.seed, classes=codes_of
+    )
     ci_low, ci_high = (float(v) for v in np.nanpercentile(gains, [2.5, 97.5]))
 
     reasons: list[str] = []
@@ -254,8 +296,8 @@ def decide(
         )
         for (column, level), mask in (slices or {}).items():
             w = mask.astype(np.float64)[None, :]
-            chal = float(weighted_metric(metric, y_arr, challenger_scores, w)[0])
-            champ = float(weighted_metric(metric, y_arr, ref_scores, w)[0])
+            chal = float(weighted_metric(metric, y_arr, challenger_scores, w, codes_of)[0])
+            champ = float(weighted_metric(metric, y_arr, ref_scores, w, codes_of)[0])
             if np.isnan(chal) or np.isnan(champ):
                 continue
             loss = sign * (champ - chal)
@@ -291,8 +333,8 @@ def decide(
         ci_high=ci_high,
         resamples=config.resamples,
         holdout_rows=len(y_arr),
-        challenger_metrics=compute_metrics(task, y_arr, challenger_scores),
-        reference_metrics=compute_metrics(task, y_arr, ref_scores),
+        challenger_metrics=compute_metrics(task, y_arr, challenger_scores, codes_of),
+        reference_metrics=compute_metrics(task, y_arr, ref_scores, codes_of),
         slices=comparisons,
         config=config,
     )

@@ -1,14 +1,16 @@
 """Cheap diagnostic plots as PNG files (matplotlib Agg, object API: no pyplot global state).
 
-Classification: ROC, PR, confusion matrix (threshold 0.5), calibration, feature importance.
+Classification: ROC, PR, confusion matrix (threshold 0.5), calibration, feature importance;
+multiclass (2-D scores): one-vs-rest ROC per class, confusion matrix (argmax), feature importance.
 Regression: predicted vs actual, residuals, feature importance. Small figures at low dpi: the
 whole set costs well under a second.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -55,13 +57,25 @@ def _importance(importances: dict[str, float], out: Path) -> Path:
     return _save(fig, out / "feature_importance.png")
 
 
-def classification_plots(y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path) -> list[Path]:
-    """Write the classification PNGs into ``out``; returns their paths."""
+def classification_plots(
+    y: np.ndarray,
+    scores: np.ndarray,
+    importances: dict[str, float],
+    out: Path,
+    classes: Sequence[Any] | np.ndarray | None = None,
+) -> list[Path]:
+    """Write the classification PNGs into ``out``; returns their paths.
+
+    Binary: ``y`` 0/1 and positive-class ``scores``. Multiclass: raw labels ``y`` and (n, k)
+    ``scores`` in ``classes`` order (default: the sorted levels of ``y``).
+    """
     import numpy as np
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 
     out.mkdir(parents=True, exist_ok=True)
+    if np.ndim(scores) == 2:
+        return _multiclass_plots(y, scores, importances, out, classes)
     paths = []
     fpr, tpr = _thin(*roc_curve(y, scores)[:2])
     fig = _figure()
@@ -94,6 +108,44 @@ def classification_plots(y: np.ndarray, scores: np.ndarray, importances: dict[st
     ax.plot([0, 1], [0, 1], "--", color="grey")
     ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title="Calibration")
     paths.append(_save(fig, out / "calibration.png"))
+    paths.append(_importance(importances, out))
+    return paths
+
+
+def _multiclass_plots(
+    y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path, classes: Sequence[Any] | np.ndarray | None
+) -> list[Path]:
+    """One-vs-rest ROC per class and the confusion matrix of the argmax class."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, roc_curve
+
+    from models.target import class_codes, infer_classes
+
+    k = scores.shape[1]
+    names = list(infer_classes(y, k) if classes is None else classes)
+    codes = class_codes(y, names)
+    fig = _figure()
+    ax = fig.add_subplot()
+    for c, name in enumerate(names):
+        if 0 < (codes == c).sum() < len(codes):
+            fpr, tpr = _thin(*roc_curve(codes == c, scores[:, c])[:2])
+            ax.plot(fpr, tpr, label=str(name))
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.legend(fontsize=6)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (one vs rest)")
+    paths = [_save(fig, out / "roc.png")]
+
+    cm = confusion_matrix(codes, scores.argmax(axis=1), labels=list(range(k)))
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+    ticks = list(range(k))
+    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    ax.set_xticklabels([str(n) for n in names], fontsize=6, rotation=45)
+    ax.set_yticklabels([str(n) for n in names], fontsize=6)
+    paths.append(_save(fig, out / "confusion_matrix.png"))
     paths.append(_importance(importances, out))
     return paths
 

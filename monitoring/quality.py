@@ -5,6 +5,14 @@ out. Nothing cached. The metrics are computed with scikit-learn under the same n
 runs log (roc_auc, pr_auc, accuracy, f1, log_loss, brier; rmse, mae, r2), so they compare one
 to one with the metrics recorded on the champion's MLflow run. A metric "drops" when it moves in
 its bad direction by more than ``tolerance`` (absolute); any such drop marks quality degraded.
+
+Labels may be integers or strings. Binary: the positive class is the larger label (the model's
+``classes_[1]``, whose probability the prediction log records). Multiclass (more than two classes,
+from ``classes`` or the window's labels): accuracy and macro f1 / precision / recall from the
+logged predicted class; macro one-vs-rest roc_auc / pr_auc, log_loss and brier only when per-class
+probability columns are given (the log's ``probability`` column holds the predicted class's
+probability, which no ranking metric can use). When the verdict's metrics (``only``) cannot be
+computed on a multiclass window, accuracy decides instead.
 """
 
 from __future__ import annotations
@@ -41,10 +49,42 @@ class QualityResult(BaseModel):
     degraded_metrics: list[str]
 
 
+def _label_values(*series: pd.Series) -> list[pd.Series]:
+    """Labels comparable across the log and the feedback: integers when every value is integral, else text."""
+    numbers = [pd.to_numeric(s, errors="coerce") for s in series]
+    if all(n.notna().all() and (n == n.round()).all() for n in numbers):
+        return [n.astype(int) for n in numbers]
+    return [s.astype(str) for s in series]
+
+
+def _binary_values(y_true: pd.Series, prediction: pd.Series, levels: list[Any]) -> list[pd.Series]:
+    """0/1 labels: 0/1 stay as they are, otherwise the larger label (``classes_[1]``) is the positive class."""
+    positive = 1 if set(levels) <= {0, 1} else levels[-1]
+    return [(v == positive).astype(int) for v in _label_values(y_true, prediction)]
+
+
+def class_levels(y_true: pd.Series, prediction: pd.Series, classes: Sequence[Any] | None = None) -> list[Any]:
+    """The classes in order: the model's ``classes`` when known, else the sorted labels of the window."""
+    if classes is not None:
+        return _label_values(pd.Series(list(classes)))[0].tolist()
+    yt, yp = _label_values(y_true, prediction)
+    return sorted(set(yt.tolist()) | set(yp.tolist()))
+
+
 def compute_metrics(
-    y_true: pd.Series, prediction: pd.Series, score: pd.Series | None, task: str
+    y_true: pd.Series,
+    prediction: pd.Series,
+    score: pd.Series | None,
+    task: str,
+    *,
+    classes: Sequence[Any] | None = None,
+    class_scores: pd.DataFrame | None = None,
 ) -> dict[str, float]:
-    """Quality metrics of one labelled window (metrics that cannot be computed are left out)."""
+    """Quality metrics of one labelled window (metrics that cannot be computed are left out).
+
+    ``classes``: the model's classes in order (default: the window's labels, sorted);
+    ``class_scores``: multiclass per-class probabilities, one column per class in that order.
+    """
     from sklearn import metrics as skm
 
     out: dict[str, float] = {}
@@ -55,8 +95,10 @@ def compute_metrics(
         if len(yt) > 1:
             out["r2"] = float(skm.r2_score(yt, yp))
         return out
-    yt = y_true.astype(int).to_numpy()
-    yp = prediction.astype(int).to_numpy()
+    levels = class_levels(y_true, prediction, classes)
+    if len(levels) > 2:
+        return _multiclass_quality(*_label_values(y_true, prediction), levels, class_scores)
+    yt, yp = (v.to_numpy() for v in _binary_values(y_true, prediction, levels))
     out["accuracy"] = float(skm.accuracy_score(yt, yp))
     out["f1"] = float(skm.f1_score(yt, yp, zero_division=0))
     out["precision"] = float(skm.precision_score(yt, yp, zero_division=0))
@@ -67,6 +109,23 @@ def compute_metrics(
         out["log_loss"] = float(skm.log_loss(yt, np.clip(ys, 1e-15, 1 - 1e-15), labels=[0, 1]))
         out["pr_auc"] = float(skm.average_precision_score(yt, ys))
         out["brier"] = float(skm.brier_score_loss(yt, ys))
+    return out
+
+
+def _multiclass_quality(
+    yt: pd.Series, yp: pd.Series, levels: list[Any], class_scores: pd.DataFrame | None
+) -> dict[str, float]:
+    """Label metrics (macro averages over ``levels``), plus the probability metrics when per-class scores are given."""
+    from sklearn import metrics as skm
+
+    from models.evaluate import multiclass_metrics
+
+    out = {"accuracy": float(skm.accuracy_score(yt, yp))}
+    for name, fn in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+        out[name] = float(fn(yt, yp, labels=levels, average="macro", zero_division=0))
+    if class_scores is not None:
+        probs = multiclass_metrics(yt.to_numpy(), class_scores.astype(float).to_numpy(), classes=levels)
+        out.update({k: v for k, v in probs.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier")})
     return out
 
 
@@ -127,17 +186,28 @@ def check_quality(
     prediction_column: str = "prediction",
     score_column: str | None = "probability",
     only: Sequence[str] | None = None,
+    classes: Sequence[Any] | None = None,
+    class_score_columns: Sequence[str] | None = None,
 ) -> QualityResult | None:
     """Quality verdict of labelled predictions; None when fewer than ``min_rows`` labelled rows.
 
     ``only`` limits the verdict to these metrics (the monitor flow passes the gate metric: a
     threshold-free metric such as roc_auc is far less noisy on a small window than f1).
+    Multiclass: ``classes`` is the model's class order and ``class_score_columns`` the columns
+    holding each class's probability (same order), when the log has them.
     """
     rows = labelled.dropna(subset=[label_column, prediction_column])
     if len(rows) < min_rows:
         return None
+    y, pred = rows[label_column], rows[prediction_column]
     score = rows[score_column] if score_column and score_column in rows.columns else None
-    current = compute_metrics(rows[label_column], rows[prediction_column], score, task)
+    class_scores = rows[list(class_score_columns)] if class_score_columns else None
+    current = compute_metrics(y, pred, score, task, classes=classes, class_scores=class_scores)
+    if (
+        only is not None and task != "regression" and not any(m in current for m in only)
+        and len(class_levels(y, pred, classes)) > 2
+    ):
+        only = ["accuracy"]  # e.g. roc_auc needs every class's probability, which the log lacks
     return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only)
 
 
@@ -155,7 +225,7 @@ def quality_report(
     matrix, ROC/PR curves, error plots). Imports Evidently (slow): call it only with labels.
     """
     from evidently import DataDefinition, Dataset, Report
-    from evidently.core.datasets import BinaryClassification, Regression
+    from evidently.core.datasets import BinaryClassification, MulticlassClassification, Regression
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     rows = labelled.dropna(subset=[label_column, prediction_column])
@@ -165,10 +235,18 @@ def quality_report(
         )
         definition = DataDefinition(regression=[Regression(target="target", prediction="prediction")])
         preset: Any = RegressionPreset()
-    else:
-        frame = pd.DataFrame(
-            {"target": rows[label_column].astype(int), "prediction": rows[prediction_column].astype(int)}
+    elif len(class_levels(rows[label_column], rows[prediction_column])) > 2:
+        target, prediction = _label_values(rows[label_column], rows[prediction_column])
+        frame = pd.DataFrame({"target": target.astype(str), "prediction": prediction.astype(str)})
+        definition = DataDefinition(
+            classification=[MulticlassClassification(target="target", prediction_labels="prediction")]
         )
+        preset = ClassificationPreset()
+    else:
+        target, prediction = _binary_values(
+            rows[label_column], rows[prediction_column], class_levels(rows[label_column], rows[prediction_column])
+        )
+        frame = pd.DataFrame({"target": target, "prediction": prediction})
         has_score = score_column is not None and score_column in rows.columns
         if has_score:
             frame["probability"] = rows[score_column].astype(float).to_numpy()

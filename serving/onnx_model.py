@@ -159,17 +159,27 @@ def sklearn_frame(columns: dict[str, list[Any]], kinds: dict[str, InputKind]) ->
 
 @dataclass
 class Outputs:
-    """Model outputs for a batch: predictions and positive-class probabilities (or scores)."""
+    """Model outputs for a batch: predictions and positive-class probabilities (or scores).
+
+    Multiclass: ``probabilities`` is the predicted class's probability and ``class_probabilities``
+    every class's, in ``classes`` order (the pipeline's ``classes_``).
+    """
 
     predictions: list[Any]
     probabilities: list[float] | None = None
     scores: list[float] | None = None
+    class_probabilities: list[list[float]] | None = None
+    classes: list[Any] | None = None
 
 
-def _class_outputs(labels: np.ndarray, proba: np.ndarray) -> Outputs:
+def _class_outputs(labels: np.ndarray, proba: np.ndarray, classes: Sequence[Any] | None = None) -> Outputs:
     proba = np.asarray(proba, dtype=np.float64)
     positive = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
-    return Outputs(predictions=np.asarray(labels).ravel().tolist(), probabilities=positive.tolist())
+    out = Outputs(predictions=np.asarray(labels).ravel().tolist(), probabilities=positive.tolist())
+    if proba.shape[1] > 2:
+        out.class_probabilities = proba.tolist()
+        out.classes = None if classes is None else np.asarray(classes).tolist()
+    return out
 
 
 class Predictor(Protocol):
@@ -196,6 +206,7 @@ class OnnxPredictor:
         prep: NumericPrep | None = None,
         threads: int = 1,
         inputs: dict[str, str] | None = None,
+        classes: Sequence[Any] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -215,13 +226,14 @@ class OnnxPredictor:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.task = task
         self.prep = prep
+        self.classes = classes
 
     def predict(self, columns: dict[str, list[Any]]) -> Outputs:
         out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep, self.inputs))
         if self.task == "regression":
             scores = np.asarray(out[0], dtype=np.float64).ravel().tolist()
             return Outputs(predictions=scores, scores=scores)
-        return _class_outputs(out[0], out[1])
+        return _class_outputs(out[0], out[1], self.classes)
 
 
 class SklearnPredictor:
@@ -241,7 +253,7 @@ class SklearnPredictor:
             return Outputs(predictions=scores, scores=scores)
         proba = self.pipeline.predict_proba(frame)
         classes = np.asarray(self.pipeline.classes_)
-        return _class_outputs(classes[np.argmax(proba, axis=1)], proba)
+        return _class_outputs(classes[np.argmax(proba, axis=1)], proba, classes)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -434,8 +446,8 @@ def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, to
         want = np.asarray(ref.scores, dtype=np.float64)
         have = np.asarray(got.scores, dtype=np.float64)
     else:
-        want = np.asarray(ref.probabilities, dtype=np.float64)
-        have = np.asarray(got.probabilities, dtype=np.float64)
+        want = np.asarray(ref.class_probabilities or ref.probabilities, dtype=np.float64)
+        have = np.asarray(got.class_probabilities or got.probabilities, dtype=np.float64)
     diff = float(np.max(np.abs(want - have))) if len(want) else 0.0
     if not np.isfinite(diff) or diff > tolerance:
         return _fallback(
@@ -495,6 +507,7 @@ def write_model_dir(
             {k: getattr(conversion.prep, k) for k in ("columns", "fill", "mean", "scale")} if conversion.prep else None
         ),
         "sample_columns": sample_cols,
+        **({"classes": expected.classes} if expected.classes is not None else {}),  # multiclass column order
         "expected": {
             "predictions": expected.predictions,
             "probabilities": expected.probabilities,
@@ -538,7 +551,8 @@ def load_predictor(model_dir: Path, threads: int = 1) -> Predictor:
     if (model_dir / ONNX_FILE).exists():
         prep = NumericPrep(**meta["numeric_prep"]) if meta.get("numeric_prep") else None
         inputs = meta.get("onnx_inputs")  # absent in models packaged before names were mapped: identity
-        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads, inputs=inputs)
+        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads, inputs=inputs,
+                             classes=meta.get("classes"))
     return SklearnPredictor(_load_skops(model_dir / SKOPS_FILE), kinds, meta["task"])
 
 

@@ -90,6 +90,13 @@ def prepare_live_model(tag: str, model_dir: Path, current: LiveModel | None, *, 
             "its feature columns or target kind differ from the running request schema "
             f"({feature_signature(live.contract)} vs {feature_signature(current.contract)}): restart the service"
         )
+    if current is not None and _multiclass(live) != _multiclass(current):
+        problems.append("it changes the answer schema (binary vs multiclass probabilities): restart the service")
     if problems:
         raise RolloutRefused(f"model {tag} failed its smoke test: " + "; ".join(problems))
     return live
+
+
+def _multiclass(live: LiveModel) -> bool:
+    """More than two classes: the answers carry every class's probability (another answer schema)."""
+    return len(live.meta.get("classes") or ()) > 2

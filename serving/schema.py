@@ -181,8 +181,16 @@ class RegressionAnswer(BaseModel):
     prediction_id: str = Field(description="Id to send labels to /feedback and to trace lineage.")
 
 
-def answer_model(task: str) -> type[BaseModel]:
-    return RegressionAnswer if task == "regression" else ClassificationAnswer
+class MulticlassAnswer(ClassificationAnswer):
+    """One answer of ``/predict`` for a classifier with more than two classes."""
+
+    probabilities: dict[str, float] = Field(description="Probability of every class, keyed by class label.")
+
+
+def answer_model(task: str, n_classes: int = 2) -> type[BaseModel]:
+    if task == "regression":
+        return RegressionAnswer
+    return MulticlassAnswer if n_classes > 2 else ClassificationAnswer
 
 
 def label_type(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH) -> Any:

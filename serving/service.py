@@ -46,7 +46,7 @@ from bentoml.validators import ContentType
 from mloop.core.settings import Settings
 from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
-from serving.onnx_model import read_contract
+from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
 from serving.runtime import (
     LiveModel,
@@ -75,7 +75,7 @@ _CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
 Record = build_record_model(_CONTRACT, max_string_length=_SERVING.max_string_length, strict=_SERVING.serve_strict)
 Records = records_annotation(Record, _SERVING.max_records)
 Labels = feedback_annotation(build_feedback_model(_CONTRACT, _SERVING.max_string_length), _SERVING.max_records)
-Answer = answer_model(_CONTRACT.task)
+Answer = answer_model(_CONTRACT.task, len(read_meta(Path(_INITIAL_REF.stored.path)).get("classes") or ()))
 # The explicit content type matters for speed: without it BentoML derives the media type of a list
 # output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
 Answers = Annotated[list[Answer], ContentType("application/json")]  # type: ignore[valid-type]
@@ -256,6 +256,13 @@ class PredictionService:
         key = live.value_name
         name, version = live.model_name, live.model_version
         vals = values if values is not None else [None] * n
+        if out.class_probabilities is not None:  # multiclass: every class's probability too
+            labels = [str(c) for c in (out.classes or range(len(out.class_probabilities[0])))]
+            return [
+                Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i,
+                                       probabilities=dict(zip(labels, row, strict=True)), **{key: v})
+                for p, v, i, row in zip(out.predictions, vals, ids, out.class_probabilities, strict=True)
+            ]
         return [
             Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i, **{key: v})
             for p, v, i in zip(out.predictions, vals, ids, strict=True)

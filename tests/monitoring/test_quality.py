@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -65,3 +67,48 @@ def test_lower_is_better_metrics_drop_upwards() -> None:
 
 def test_baseline_names_are_normalised() -> None:
     assert normalise_baseline({"test_roc_auc": 0.7, "roc_auc": 0.8, "holdout_f1": 0.4}) == {"roc_auc": 0.8, "f1": 0.4}
+
+
+def _multiclass_window(rows: int, accuracy: float, seed: int) -> pd.DataFrame:
+    """Labelled rows of a 3-class model with string labels, as the prediction log + feedback hold them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = np.array(["bird", "cat", "dog"])
+    label = rng.choice(classes, rows)
+    right = rng.random(rows) < accuracy
+    prediction = np.where(right, label, classes[(np.searchsorted(classes, label) + 1) % 3])
+    proba = np.full((rows, 3), 0.1)
+    proba[np.arange(rows), np.searchsorted(classes, prediction)] = 0.8
+    frame = pd.DataFrame({"label": label, "prediction": prediction, "probability": proba.max(axis=1)})
+    for i, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, i]
+    return frame
+
+
+def test_multiclass_string_labels_quality() -> None:
+    window = _multiclass_window(600, 0.9, 1)
+    m = compute_metrics(window["label"], window["prediction"], window["probability"], "classification")
+    assert m["accuracy"] == pytest.approx((window["label"] == window["prediction"]).mean())
+    assert {"f1", "precision", "recall"} <= set(m) and "roc_auc" not in m  # max-class probability: no ranking metric
+    with_scores = compute_metrics(window["label"], window["prediction"], None, "classification",
+                                  classes=["bird", "cat", "dog"], class_scores=window[["p_bird", "p_cat", "p_dog"]])
+    assert with_scores["roc_auc"] > 0.85 and "log_loss" in with_scores
+
+
+def test_multiclass_quality_verdict_falls_back_to_accuracy() -> None:
+    baseline = {"accuracy": 0.9, "roc_auc": 0.97, "f1": 0.9}
+    good = check_quality(_multiclass_window(600, 0.9, 2), "classification", baseline, only=["roc_auc"])
+    bad = check_quality(_multiclass_window(600, 0.6, 3), "classification", baseline, only=["roc_auc"])
+    assert good is not None and not good.degraded and [c.metric for c in good.comparisons] == ["accuracy"]
+    assert bad is not None and bad.degraded and bad.degraded_metrics == ["accuracy"]
+    scored = check_quality(_multiclass_window(600, 0.6, 3), "classification", baseline, only=["roc_auc"],
+                           classes=["bird", "cat", "dog"], class_score_columns=["p_bird", "p_cat", "p_dog"])
+    assert scored is not None and scored.degraded_metrics == ["roc_auc"]
+
+
+def test_multiclass_quality_report_runs() -> None:
+    from monitoring.quality import quality_report
+
+    snapshot = quality_report(_multiclass_window(200, 0.8, 4), "classification")
+    assert "Accuracy" in json.dumps(snapshot.dict(), default=str)
