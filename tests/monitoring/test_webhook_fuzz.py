@@ -1,0 +1,55 @@
+"""Schemathesis fuzzes the webhook receiver's served OpenAPI document: no input gives a 5xx.
+
+A real ``python -m monitoring.webhook`` process (uvicorn, loopback, its own MLOOP_HOME, a token)
+emitting into the session's Prefect server; every operation gets at least 200 generated examples
+with the bearer token, so the fuzzer reaches the handlers and not only the 401 path.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mloop.core.entrypoints import WEBHOOK, python_m
+from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.processes import free_port, start_process, stop_pid
+from mloop.core.settings import Settings
+
+pytestmark = pytest.mark.integration
+TOKEN = "webhook-fuzz-token"
+
+
+def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefect_server) -> None:  # noqa: ANN001
+    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN)  # type: ignore[arg-type]
+    settings.state.ensure()
+    env = with_code_root({**settings.service_env(), "MLOOP_HOME": str(settings.state.root),
+                          "MLOOP_WEBHOOK_PORT": str(settings.webhook_port), "MLOOP_API_TOKEN": TOKEN})
+    url = f"http://127.0.0.1:{settings.webhook_port}"
+    proc = start_process("webhook", python_m(WEBHOOK), run_dir=settings.state.run, env=env, cwd=CODE_ROOT,
+                         url=url, ready_url=f"{url}/healthz", timeout=60)
+    try:
+        cmd = [
+            str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json",
+            "--checks", "not_a_server_error",
+            "--max-examples", "200",
+            "--workers", "2",
+            "--phases", "examples,coverage,fuzzing",
+            "--generation-database", "none",
+            "--seed", "1",
+            "--request-timeout", "20",
+            "--no-color",
+            "-H", f"Authorization: Bearer {TOKEN}",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    finally:
+        stop_pid(proc.pid)
+    summary = out.stdout.split("SUMMARY")[-1]
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    match = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) >= 200, summary
+    log = (settings.state.run / "webhook.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
