@@ -50,6 +50,6 @@ def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefe
     summary = out.stdout.split("SUMMARY")[-1]
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     match = re.search(r"(\d+) generated, (\d+) passed", summary)
-    assert match and match.group(1) == match.group(2) and int(match.group(1)) >= 200, summary
+    assert match and match.group(1) == match.group(2) and int(match.group(1)) >= 600, summary  # 3 operations with inputs
     log = (settings.state.run / "webhook.log").read_text()
     assert "Traceback" not in log, log[-3000:]
