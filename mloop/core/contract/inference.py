@@ -160,7 +160,7 @@ def infer_contract(
     none); numeric values may exceed the seen range by 10% of it, with up to 1% of rows beyond
     that; up to 1% of rows may carry an unknown category; duplicate rows up to
     ``max(1%, 1.5 x seen)``, at most 100%. The target accepts no nulls. ``time_column`` defaults
-    to the only datetime column, if there is exactly one. Column roles follow the rules of this
+    to the only datetime column with values, if there is exactly one. Column roles follow the rules of this
     module's docstring. ``duplicated`` (from :func:`duplicated_rows`) saves recomputing the
     duplicate mask when the caller validates the same frame too.
     """
@@ -168,7 +168,7 @@ def infer_contract(
         raise KeyError(target)
     kinds = {col: kind_of(df[col]) for col in df.columns}
     if time_column is None:
-        datetimes = [c for c, kind in kinds.items() if kind == "datetime"]
+        datetimes = [c for c, kind in kinds.items() if kind == "datetime" and df[c].notna().any()]
         time_column = datetimes[0] if len(datetimes) == 1 else None
     rows = max(len(df), 1)
     specs = [infer_column(df[col], name=str(col), rows=rows, is_target=col == target, kind=kinds[col]) for col in df.columns]
