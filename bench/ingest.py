@@ -7,8 +7,10 @@ Shapes (``--shape``, one or ``all``):
   target), 100k rows by default (``--wide-rows``);
 - ``long``: the 20 default columns at 5M rows (``--long-rows``).
 
-Each variant runs in its own subprocess (so peak memory, read from ``ru_maxrss``, is its own),
-on the same file, in the same run:
+Each variant runs in its own subprocess (so peak memory is its own: ``VmHWM`` of
+``/proc/self/status``, the high-water RSS of the process's own address space; ``ru_maxrss``
+would inherit the parent's RSS at fork time), on the same file, in the same run. The CSVs are
+generated in a subprocess too, so the parent stays small:
 
 - ``pandas``: ``pd.read_csv(csv)`` then ``df.to_parquet(out)`` (the baseline);
 - ``onboard``: first ``mloop`` ingest of the file (read, infer the contract, pandera validation,
@@ -102,11 +104,22 @@ def make_csv(path: Path, shape: str, rows: int, seed: int) -> int:
     return len(df.columns)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (Linux; reset by exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(variant: str, csv: Path, work: Path) -> dict[str, object]:
     """Run one variant in this process; returns seconds, peak RSS (MB) and, for ingests, the
     peak RSS and elapsed seconds when each stage started."""
     t0 = time.perf_counter()
-    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
+    rss = peak_rss_mb
     stages: list[tuple[str, float, float]] = []
     if variant == "pandas":
         import pandas as pd
@@ -179,8 +192,12 @@ def bench_shape(base: Path, shape: str, rows: int, repeat: int) -> dict[str, dic
     folder.mkdir(parents=True, exist_ok=True)
     v1, v2 = folder / "v1.csv", folder / "v2.csv"
     t = time.perf_counter()
-    columns = make_csv(v1, shape, rows, 1)
-    make_csv(v2, shape, rows, 2)
+    code = "import sys; from bench.ingest import make_csv; from pathlib import Path; print(make_csv(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))"
+    for path, seed in ((v1, 1), (v2, 2)):  # in a subprocess: the parent stays small
+        made = subprocess.run([sys.executable, "-c", code, str(path), shape, str(rows), str(seed)], capture_output=True, text=True, cwd=ROOT, env=child_env())
+        if made.returncode != 0:
+            raise RuntimeError(f"generating {path.name} failed:\n{made.stderr[-3000:]}")
+        columns = int(made.stdout.strip().splitlines()[-1])
     print(f"[{shape}] generated 2 CSVs of {rows:,} rows x {columns} columns ({v1.stat().st_size / 1e6:.0f} MB each) in {time.perf_counter() - t:.1f}s", flush=True)
     results: dict[str, dict[str, Any]] = {}
     for r in range(repeat):
