@@ -192,13 +192,15 @@ def bench_shape(base: Path, shape: str, rows: int, repeat: int) -> dict[str, dic
     folder.mkdir(parents=True, exist_ok=True)
     v1, v2 = folder / "v1.csv", folder / "v2.csv"
     t = time.perf_counter()
-    code = "import sys; from bench.ingest import make_csv; from pathlib import Path; print(make_csv(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))"
     for path, seed in ((v1, 1), (v2, 2)):  # in a subprocess: the parent stays small
-        made = subprocess.run([sys.executable, "-c", code, str(path), shape, str(rows), str(seed)], capture_output=True, text=True, cwd=ROOT, env=child_env())
+        argv = [sys.executable, __file__, "--make", shape, "--csv", str(path), "--rows", str(rows), "--seed", str(seed)]
+        made = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=child_env())
         if made.returncode != 0:
             raise RuntimeError(f"generating {path.name} failed:\n{made.stderr[-3000:]}")
         columns = int(made.stdout.strip().splitlines()[-1])
-    print(f"[{shape}] generated 2 CSVs of {rows:,} rows x {columns} columns ({v1.stat().st_size / 1e6:.0f} MB each) in {time.perf_counter() - t:.1f}s", flush=True)
+    size = v1.stat().st_size / 1e6
+    took = time.perf_counter() - t
+    print(f"[{shape}] generated 2 CSVs of {rows:,} rows x {columns} columns ({size:.0f} MB each) in {took:.1f}s", flush=True)
     results: dict[str, dict[str, Any]] = {}
     for r in range(repeat):
         work = folder / f"run{r}"
@@ -254,7 +256,12 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--make", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make:
+        print(make_csv(args.csv, args.make, args.rows, args.seed))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.csv, args.work)))
         return

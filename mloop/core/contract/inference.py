@@ -160,9 +160,9 @@ def infer_contract(
     none); numeric values may exceed the seen range by 10% of it, with up to 1% of rows beyond
     that; up to 1% of rows may carry an unknown category; duplicate rows up to
     ``max(1%, 1.5 x seen)``, at most 100%. The target accepts no nulls. ``time_column`` defaults
-    to the only datetime column with values, if there is exactly one. Column roles follow the rules of this
-    module's docstring. ``duplicated`` (from :func:`duplicated_rows`) saves recomputing the
-    duplicate mask when the caller validates the same frame too.
+    to the only datetime column with values, if there is exactly one. Column roles follow the
+    rules of this module's docstring. ``duplicated`` (from :func:`duplicated_rows`) saves
+    recomputing the duplicate mask when the caller validates the same frame too.
     """
     if target not in df.columns:
         raise KeyError(target)
