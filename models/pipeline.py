@@ -3,6 +3,23 @@
 Pure: no I/O. The same :func:`prepare_features` runs before fit, evaluation and serving, so
 every consumer feeds the pipeline the same dtypes (numeric columns as float64, categorical and
 boolean columns as strings with missing values as NaN).
+
+Which columns are inputs is the contract's decision (``role: feature``; see
+:mod:`mloop.core.contract.inference`): identifiers, constant and all-null columns, and datetimes
+other than the time column are not. By kind:
+
+- ``numeric``/``integer``: median imputation, standard scaling;
+- ``boolean`` (nullable too): one-hot of ``"True"``/``"False"``/missing, like a category (serving
+  sends booleans as strings too);
+- ``categorical`` with known levels (at most ``MAX_CATEGORIES`` at onboarding): one-hot, an unseen
+  level encodes as all zeros;
+- ``categorical`` without a level list (more levels than ``MAX_CATEGORIES`` at onboarding, e.g.
+  10,000): target encoding (sklearn ``TargetEncoder``, cross-fitted), one column per feature
+  (one per class for multiclass) whatever the number of levels; an unseen level encodes as the
+  target mean. skl2onnx converts it for binary and regression targets (multiclass: the sklearn
+  fallback serves). A one-hot bounded with ``max_categories`` would be the other bound, but
+  skl2onnx 1.20 cannot convert its "infrequent" column.
+- ``datetime``: never an input.
 """
 
 from __future__ import annotations
@@ -17,11 +34,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from sklearn.pipeline import Pipeline
 
-# Types skops must trust to load the pipelines this factory builds (tree models need these;
-# everything else in them is on skops' default allowlist). Saving checks that a fitted pipeline
-# needs nothing beyond this list, so loading never trusts anything unexpected.
+# Types skops must trust to load the pipelines this factory builds (tree models and the target
+# encoder's folds need these; everything else in them is on skops' default allowlist). Saving
+# checks that a fitted pipeline needs nothing beyond this list, so loading never trusts anything
+# unexpected.
 TRUSTED_TYPES: list[str] = [
     "numpy.dtype",
+    "sklearn.model_selection._split.KFold",  # the seeded folds of TargetEncoder's cross-fitting
+    "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 ]
@@ -50,14 +70,18 @@ def prepare_features(df: pd.DataFrame, contract: DatasetContract) -> pd.DataFram
             where=f"dataset {contract.name}",
             fix="send every feature column listed in the data contract",
         )
-    out = pd.DataFrame(index=df.index)
+    columns: dict[str, pd.Series] = {}  # one frame built at the end: no per-column inserts
     for name in contract.numeric_features:
-        out[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        columns[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
     for name in contract.categorical_features:
         col = df[name]
-        as_str = col.astype(object).where(col.notna(), None)
-        out[name] = as_str.map(lambda v: np.nan if v is None else str(v)).astype(object)
-    return out
+        columns[name] = col.astype(str).astype(object).where(col.notna(), np.nan)
+    return pd.DataFrame(columns, index=df.index)
+
+
+def bounded_features(contract: DatasetContract) -> list[str]:
+    """Text features without a level list (more than MAX_CATEGORIES levels): target-encoded."""
+    return [c.name for c in contract.feature_columns if c.kind == "categorical" and c.categories is None]
 
 
 def _estimator(contract: DatasetContract, spec: ModelSpec, seed: int) -> Any:
@@ -85,11 +109,13 @@ def _estimator(contract: DatasetContract, spec: ModelSpec, seed: int) -> Any:
 
 
 def build_pipeline(contract: DatasetContract, spec: ModelSpec, seed: int = 42) -> Pipeline:
-    """Unfitted Pipeline: ColumnTransformer (impute+scale numeric; impute+one-hot categorical) + estimator."""
+    """Unfitted Pipeline: ColumnTransformer (impute+scale numeric; impute+one-hot categorical; impute+
+    target-encode high-cardinality text) + estimator."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
     if not feature_names(contract):
         raise MloopError(
@@ -99,14 +125,21 @@ def build_pipeline(contract: DatasetContract, spec: ModelSpec, seed: int = 42) -
     if contract.numeric_features:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         transformers.append(("numeric", numeric, contract.numeric_features))
-    if contract.categorical_features:
+    bounded = bounded_features(contract)
+    listed = [name for name in contract.categorical_features if name not in bounded]
+    if listed:
         categorical = Pipeline(
             [
                 ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
             ]
         )
-        transformers.append(("categorical", categorical, contract.categorical_features))
+        transformers.append(("categorical", categorical, listed))
+    if bounded:
+        folds = StratifiedKFold if contract.task == "classification" else KFold  # cross-fitting, seeded
+        encoder = TargetEncoder(cv=folds(n_splits=5, shuffle=True, random_state=seed))
+        encoded = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)), ("encode", encoder)])
+        transformers.append(("high_cardinality", encoded, bounded))
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", pre), ("model", _estimator(contract, spec, seed))])
 

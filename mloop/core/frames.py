@@ -2,8 +2,10 @@
 
 Same DataFrame in, same bytes out: parquet is written with pyarrow without the pandas index or
 schema metadata (so nothing but the data decides the bytes, and DVC md5s are stable), CSV with a
-fixed line terminator and timestamp format. Reading goes through pyarrow (multi-threaded CSV
-parser), which is several times faster than ``pandas.read_csv`` on large files.
+fixed line terminator and timestamp format. Reading goes through pyarrow, which is several
+times faster than ``pandas.read_csv`` on large files; a CSV is streamed block by block and each
+Arrow column is released as it becomes a pandas column, so reading peaks near the size of the
+resulting frame instead of the file + the parsed table + the frame (see :func:`read_frame`).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pandas()
+        return to_pandas(pq.read_table(path))
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -79,8 +81,31 @@ def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str
         strings_can_be_null=True,
         timestamp_parsers=[pacsv.ISO8601],
     )
-    table = pacsv.read_csv(path, convert_options=convert)
-    return table.to_pandas()
+    return to_pandas(read_csv_table(path, convert))
+
+
+def read_csv_table(path: Path, convert):  # noqa: ANN001, ANN201 - pyarrow types, imported lazily
+    """A CSV as an Arrow table, streamed: only one block of the file is in memory at a time.
+
+    The streaming reader types each column from the first block; when a later block does not fit
+    (an integer column with a decimal further down, a column empty at first), the file is read
+    again whole by ``pyarrow.csv.read_csv``, which unifies the types of all blocks. A successful
+    stream gives the same types as the whole read, so the result never depends on the path taken.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        with pacsv.open_csv(path, convert_options=convert) as reader:
+            return reader.read_all()
+    except pa.ArrowInvalid:  # types change after the first block, or the file is malformed
+        return pacsv.read_csv(path, convert_options=convert)
+
+
+def to_pandas(table) -> pd.DataFrame:  # noqa: ANN001 - pyarrow.Table, imported lazily
+    """The table as pandas, releasing each Arrow column once converted (one column per block:
+    no consolidation copy). The table must not be used afterwards."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:

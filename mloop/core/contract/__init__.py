@@ -12,6 +12,7 @@ contract too. Every public name is re-exported here: ``from mloop.core.contract 
 from mloop.core.contract.inference import (
     DUPLICATE_SHARE,
     MAX_CATEGORIES,
+    MIN_ID_ROWS,
     NULL_SHARE_SLACK,
     OUT_OF_RANGE_SHARE,
     RANGE_TOLERANCE,
@@ -22,6 +23,7 @@ from mloop.core.contract.inference import (
 from mloop.core.contract.model import (
     CONTRACT_FILE,
     ColumnKind,
+    ColumnRole,
     ColumnSpec,
     DatasetContract,
     Task,
@@ -53,6 +55,7 @@ __all__ = [
     "CONTRACT_FILE",
     "DUPLICATE_SHARE",
     "MAX_CATEGORIES",
+    "MIN_ID_ROWS",
     "NULL_SHARE_SLACK",
     "OUT_OF_RANGE_SHARE",
     "RANGE_TOLERANCE",
@@ -71,6 +74,7 @@ __all__ = [
     "RULE_UNREADABLE",
     "UNKNOWN_CATEGORY_SHARE",
     "ColumnKind",
+    "ColumnRole",
     "ColumnSpec",
     "DatasetContract",
     "RuleFailure",

@@ -2,6 +2,12 @@
 
 Written as YAML under ``data/<name>/contract.yaml`` by the first ingest (inferred), meant to be
 reviewed and committed; later ingests are validated against it.
+
+Each column has a ``role``: ``feature`` (a model input), ``target``, ``time`` (the event-time
+column), ``id`` (unique per row: an identifier, not a model input) or ``ignored`` (no use as a
+model input: constant, all null, or a datetime other than the time column); ``note`` says why a
+column is not a feature. The validation rules apply to every column whatever its role; only
+``feature`` columns reach the model (flip a role in the YAML to change that).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from pydantic import BaseModel, Field
 from mloop.core.errors import MloopError, NotFoundError
 
 ColumnKind = Literal["numeric", "integer", "categorical", "boolean", "datetime"]
+ColumnRole = Literal["feature", "id", "ignored", "target", "time"]
 Task = Literal["classification", "regression"]
 
 CONTRACT_FILE = "contract.yaml"
@@ -24,6 +31,8 @@ class ColumnSpec(BaseModel):
 
     name: str
     kind: ColumnKind
+    role: ColumnRole = Field(default="feature", description="feature (model input), target, time, id or ignored.")
+    note: str | None = Field(default=None, description="Why the column is not a feature (inferred; reviewable).")
     nullable: bool = Field(description="Whether nulls were seen at onboarding.")
     max_null_share: float = Field(default=0.0, ge=0, le=1, description="Largest accepted share of nulls.")
     categories: list[str] | None = Field(default=None, description="Allowed levels (categorical columns).")
@@ -66,8 +75,8 @@ class DatasetContract(BaseModel):
 
     @property
     def feature_columns(self) -> list[ColumnSpec]:
-        """Model inputs: every column but the target and the time column."""
-        return [c for c in self.columns if c.name not in {self.target, self.time_column}]
+        """Model inputs: the columns whose role is ``feature`` (never the target or the time column)."""
+        return [c for c in self.columns if c.role == "feature" and c.name not in {self.target, self.time_column}]
 
     @property
     def numeric_features(self) -> list[str]:
@@ -88,9 +97,11 @@ def contract_path(project_dir: Path, name: str) -> Path:
 _YAML_HEADER = """\
 # Data contract of dataset {name!r}, inferred by `mloop ingest` from its first version.
 # Review it and commit it: every later version of {name!r} is checked against it.
-# Per column: kind (numeric|integer|categorical|boolean|datetime), max_null_share, allowed
-# categories + max_unknown_share, [min, max] widened by range_tolerance x (max - min) +
-# max_out_of_range_share. Loosen or tighten the tolerances here; no code change is needed.
+# Per column: kind (numeric|integer|categorical|boolean|datetime), role (feature|target|time|id|
+# ignored: only features are model inputs; note says why a column is not one), max_null_share,
+# allowed categories + max_unknown_share, [min, max] widened by range_tolerance x (max - min) +
+# max_out_of_range_share. Loosen or tighten the tolerances or flip a role here; no code change
+# is needed. Every rule applies to every column, whatever its role.
 """
 
 
@@ -100,6 +111,8 @@ def contract_to_yaml(contract: DatasetContract) -> str:
 
     data = contract.model_dump(mode="json")
     for col in data["columns"]:
+        if col["note"] is None:
+            col.pop("note")
         if col["categories"] is None:
             col.pop("categories")
             col.pop("max_unknown_share")

@@ -66,8 +66,10 @@ def dtype_fits(series: pd.Series, kind: ColumnKind) -> bool:
             values = series.to_numpy()
             return bool(np.all(np.isnan(values) | (np.mod(values, 1) == 0)))
         return False
-    if kind == "boolean":
-        return pdt.is_bool_dtype(series)
+    if kind == "boolean":  # a bool column with nulls reads back as objects: True/False/None
+        return pdt.is_bool_dtype(series) or (
+            pdt.is_object_dtype(series) and pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty")
+        )
     if kind == "datetime":
         return pdt.is_datetime64_any_dtype(series)
     return pdt.is_object_dtype(series) or pdt.is_string_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype)
