@@ -299,8 +299,9 @@ def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_pa
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
-    config = GateConfig.from_settings(settings, **(gate_params or GateParams()).model_dump())
     info, df, contract = materialize(settings, dataset, version)
+    config = GateConfig.from_settings(settings, **(gate_params or GateParams()).model_dump())
+    config = config.with_suggested_metric(contract.gate_metric)
     candidate_plan = plan(settings, info, specs, seed, split_params, force)
     run = TrainRun(
         settings=settings, dataset=dataset, trigger=trigger, seed=seed, split_params=split_params, config=config,

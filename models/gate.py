@@ -69,6 +69,13 @@ class GateConfig(BaseModel):
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(base)
 
+    def with_suggested_metric(self, metric: str | None) -> GateConfig:
+        """This config, gating on ``metric`` (the dataset contract's suggestion) unless a metric was
+        set explicitly (setting or override) or there is no suggestion."""
+        if metric is None or "metric" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"metric": metric})
+
     def metric_for(self, task: str, class_counts: Mapping[Any, int] | None = None) -> str:
         """The gate metric: the one set explicitly; else, given the target's ``class_counts``, the one
         that fits the data (:func:`~models.target.default_gate_metric`); else the configured default.

@@ -21,7 +21,6 @@ TargetKind = Literal["binary", "multiclass", "regression"]
 # A binary target whose positive class (classes_[1]) holds less than this share of rows is
 # "imbalanced": ROC AUC stays flattering there while precision at the top collapses, so the
 # default gate metric becomes PR AUC (average precision).
-IMBALANCED_POSITIVE_SHARE = 0.1
 
 
 def target_kind(task: str, n_classes: int) -> TargetKind:
@@ -40,20 +39,11 @@ def class_counts(y: Any) -> dict[Any, int]:
 
 
 def default_gate_metric(task: str, class_counts: Mapping[Any, int]) -> str:
-    """The gate metric that fits the target when the user chose none.
+    """The gate metric that fits the target when the user chose none: the contract's rule
+    (:func:`mloop.core.contract.inference.suggested_gate_metric`, pr_auc for a rare positive class)."""
+    from mloop.core.contract.inference import suggested_gate_metric
 
-    regression -> rmse; multiclass -> roc_auc (macro one-vs-rest); binary -> pr_auc when the
-    positive class (the larger label, ``classes_[1]``) is rarer than
-    :data:`IMBALANCED_POSITIVE_SHARE` of the rows, else roc_auc.
-    """
-    if task != "classification":
-        return "rmse"
-    counts = {k: int(v) for k, v in class_counts.items() if int(v) > 0}
-    if target_kind(task, len(counts)) != "binary":
-        return "roc_auc"
-    positive = sorted(counts)[-1]
-    share = counts[positive] / sum(counts.values())
-    return "pr_auc" if share < IMBALANCED_POSITIVE_SHARE else "roc_auc"
+    return suggested_gate_metric(task, dict(class_counts))  # type: ignore[arg-type]
 
 
 def infer_classes(y: Any, n_columns: int) -> np.ndarray:

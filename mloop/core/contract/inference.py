@@ -31,6 +31,23 @@ OUT_OF_RANGE_SHARE = 0.01
 UNKNOWN_CATEGORY_SHARE = 0.01
 DUPLICATE_SHARE = 0.01
 MAX_CLASSES = 20  # an integer-valued target with more distinct values is a regression target
+IMBALANCED_POSITIVE_SHARE = 0.1  # a binary target whose positive class is rarer: gate on PR AUC
+
+
+def suggested_gate_metric(task: Task, class_counts: dict[object, int]) -> str:
+    """The gate metric that fits the target when the user chose none.
+
+    regression -> rmse; multiclass -> roc_auc (macro one-vs-rest); binary -> pr_auc when the
+    positive class (the larger label) is rarer than :data:`IMBALANCED_POSITIVE_SHARE` of the rows
+    (ROC AUC hides how a rare class is ranked), else roc_auc.
+    """
+    if task != "classification":
+        return "rmse"
+    counts = {k: int(v) for k, v in class_counts.items() if int(v) > 0}
+    if len(counts) != 2:
+        return "roc_auc"
+    positive = sorted(counts)[-1]
+    return "pr_auc" if counts[positive] / sum(counts.values()) < IMBALANCED_POSITIVE_SHARE else "roc_auc"
 MIN_ID_ROWS = 50  # below this many rows, unique values are too weak a sign of an identifier
 
 NOTE_ALL_NULL = "all values null: not a model input"
@@ -176,9 +193,12 @@ def infer_contract(
         if spec.name == time_column:
             spec.role, spec.note = "time", None
     duplicate_share = float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
+    task = task or infer_task(df[target])
+    counts = df[target].value_counts(dropna=True).to_dict() if task == "classification" else {}
     return DatasetContract(
         name=name,
-        task=task or infer_task(df[target]),
+        task=task,
+        gate_metric=suggested_gate_metric(task, counts),
         target=target,
         time_column=time_column,
         columns=specs,

@@ -66,6 +66,11 @@ class DatasetContract(BaseModel):
     columns: list[ColumnSpec]
     max_duplicate_share: float = Field(default=0.01, ge=0, le=1, description="Largest accepted share of duplicate rows.")
     min_rows: int = Field(default=1, ge=1)
+    gate_metric: str | None = Field(
+        default=None,
+        description="Gate metric that fits this target, chosen at inference (pr_auc for a rare positive class); "
+        "MLOOP_GATE_METRIC or the train flow's gate parameters override it.",
+    )
 
     def column(self, name: str) -> ColumnSpec:
         for col in self.columns:
@@ -101,7 +106,8 @@ _YAML_HEADER = """\
 # ignored: only features are model inputs; note says why a column is not one), max_null_share,
 # allowed categories + max_unknown_share, [min, max] widened by range_tolerance x (max - min) +
 # max_out_of_range_share. Loosen or tighten the tolerances or flip a role here; no code change
-# is needed. Every rule applies to every column, whatever its role.
+# is needed. Every rule applies to every column, whatever its role. gate_metric: the metric the
+# promotion gate compares for this target (pr_auc when the positive class is rare; MLOOP_GATE_METRIC wins).
 """
 
 
