@@ -4,9 +4,6 @@ packaged, served and logged under the users' names, and a fuzzer finds no server
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,15 @@ import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
 from serving.predlog import read_feedback, read_predictions
-from tests.serving.helpers import TOKEN, Packaged, json_records, make_odd_contract, package_odd, start
+from tests.helpers import assert_no_server_error
+from tests.serving.helpers import (
+    TOKEN,
+    Packaged,
+    json_records,
+    make_odd_contract,
+    package_odd,
+    start,
+)
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
@@ -82,21 +87,4 @@ def test_a_value_out_of_bounds_is_refused_naming_the_users_column(odd) -> None:
 def test_schemathesis_finds_no_server_error(odd, tmp_path: Path) -> None:
     """Fuzz every operation of the served OpenAPI document (200 examples each), token included."""
     _, _, proc = odd
-    exe = Path(sys.executable).with_name("schemathesis")
-    cmd = [
-        str(exe), "run", f"{proc.url}/docs.json",
-        "--checks", "not_a_server_error",
-        "--max-examples", "200",
-        "--workers", "2",
-        "--phases", "examples,coverage,fuzzing",
-        "--generation-database", "none",
-        "--seed", "1",
-        "--request-timeout", "20",
-        "--no-color",
-        "-H", f"Authorization: Bearer {TOKEN}",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    summary = out.stdout.split("SUMMARY")[-1]
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    match = re.search(r"(\d+) generated, (\d+) passed", summary)
-    assert match and match.group(1) == match.group(2) and int(match.group(1)) >= 400, summary
+    assert_no_server_error(f"{proc.url}/docs.json", TOKEN, min_cases=400, cwd=tmp_path)
