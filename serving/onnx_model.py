@@ -544,9 +544,10 @@ def _load_skops(path: Path) -> Any:
     return sio.load(path, trusted=TRUSTED_TYPES)
 
 
-def load_predictor(model_dir: Path, threads: int = 1) -> Predictor:
-    """The predictor stored in ``model_dir`` (ONNX when present, else the skops pipeline)."""
-    meta = read_meta(model_dir)
+def load_predictor(model_dir: Path, threads: int = 1, meta: dict[str, Any] | None = None) -> Predictor:
+    """The predictor stored in ``model_dir`` (ONNX when present, else the skops pipeline);
+    ``meta``: its :func:`read_meta` when the caller has it already."""
+    meta = read_meta(model_dir) if meta is None else meta
     kinds: dict[str, InputKind] = meta["input_kinds"]
     if (model_dir / ONNX_FILE).exists():
         prep = NumericPrep(**meta["numeric_prep"]) if meta.get("numeric_prep") else None

@@ -6,9 +6,11 @@ only holds one :class:`LiveModel` reference and replaces it with :func:`prepare_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from mloop.core.contract import DatasetContract
 from serving.onnx_model import (
@@ -18,7 +20,7 @@ from serving.onnx_model import (
     read_meta,
     smoke_test,
 )
-from serving.schema import feature_signature, record_keys
+from serving.schema import MulticlassAnswer, answer_model, record_keys, schema_signature
 
 
 class RolloutRefused(Exception):
@@ -35,9 +37,15 @@ class LiveModel:
     predictor: Predictor
     contract: DatasetContract
     meta: dict[str, Any]
-    names: list[str] = field(default_factory=list)
-    keys: dict[str, str] = field(default_factory=dict)  # column name -> record field name
+    keys: dict[str, str]  # feature column name -> record field name
+    answer: type[BaseModel]  # the answer schema: regression, binary or multiclass
+    class_labels: list[str] | None = None  # multiclass: the keys of an answer's probabilities, in class order
     value_name: str = "probability"
+
+    @property
+    def signature(self) -> list[tuple[str, str]]:
+        """Equal for two models iff they can share a running service's schemas."""
+        return schema_signature(self.contract, self.answer)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -53,12 +61,26 @@ class LiveModel:
         }
 
 
-def load_live_model(tag: str, model_dir: Path, *, threads: int = 1) -> LiveModel:
+def answer_schema(contract: DatasetContract, meta: dict[str, Any]) -> type[BaseModel]:
+    """The answer model of a stored model (``meta["classes"]`` is there for a multiclass one)."""
+    return answer_model(contract.task, len(meta.get("classes") or ()))
+
+
+def load_live_model(
+    tag: str,
+    model_dir: Path,
+    *,
+    threads: int = 1,
+    contract: DatasetContract | None = None,
+    meta: dict[str, Any] | None = None,
+) -> LiveModel:
     """Load the serving artefacts of a BentoML model folder (no checks); ``threads``: ONNX Runtime
-    intra-op threads (``ServingSettings.onnx_threads``)."""
-    meta = read_meta(model_dir)
-    contract = read_contract(model_dir)
-    predictor = load_predictor(model_dir, threads=threads)
+    intra-op threads (``ServingSettings.onnx_threads``); ``contract`` and ``meta``: the folder's
+    files when the caller has read them already."""
+    meta = read_meta(model_dir) if meta is None else meta
+    contract = read_contract(model_dir) if contract is None else contract
+    predictor = load_predictor(model_dir, threads=threads, meta=meta)
+    answer = answer_schema(contract, meta)
     return LiveModel(
         tag=tag,
         model_name=str(meta.get("model_name") or contract.name),
@@ -66,8 +88,9 @@ def load_live_model(tag: str, model_dir: Path, *, threads: int = 1) -> LiveModel
         predictor=predictor,
         contract=contract,
         meta=meta,
-        names=[c.name for c in contract.feature_columns],
         keys=record_keys(contract),
+        answer=answer,
+        class_labels=[str(c) for c in meta["classes"]] if answer is MulticlassAnswer else None,
         value_name="score" if contract.task == "regression" else "probability",
     )
 
@@ -76,27 +99,21 @@ def prepare_live_model(tag: str, model_dir: Path, current: LiveModel | None, *, 
     """Load ``tag`` and check it can replace ``current``; raises :class:`RolloutRefused` otherwise.
 
     Checks: the files load; the stored sample records predict with finite outputs (probabilities in
-    [0, 1]) that match sklearn's stored outputs; the feature columns and kinds equal the running
-    request schema's, and so does the target's kind (the feedback schema): a schema change needs a
-    new service, i.e. blue/green, not an in-place swap.
+    [0, 1]) that match sklearn's stored outputs; its :attr:`LiveModel.signature` (feature columns
+    and kinds, the target's kind, the answer schema) equals the running model's: a schema change
+    needs a new service, i.e. blue/green, not an in-place swap.
     """
     try:
         live = load_live_model(tag, model_dir, threads=threads)
     except Exception as exc:  # noqa: BLE001 - any load failure refuses the rollout
         raise RolloutRefused(f"model {tag} does not load: {type(exc).__name__}: {exc}") from exc
     problems = smoke_test(live.predictor, live.meta)
-    if current is not None and feature_signature(live.contract) != feature_signature(current.contract):
+    if current is not None and live.signature != current.signature:
         problems.append(
-            "its feature columns or target kind differ from the running request schema "
-            f"({feature_signature(live.contract)} vs {feature_signature(current.contract)}): restart the service"
+            "its feature columns, target kind or answer schema differ from the running service's "
+            f"({live.signature} vs {current.signature}): restart the service"
         )
-    if current is not None and _multiclass(live) != _multiclass(current):
-        problems.append("it changes the answer schema (binary vs multiclass probabilities): restart the service")
     if problems:
         raise RolloutRefused(f"model {tag} failed its smoke test: " + "; ".join(problems))
     return live
 
-
-def _multiclass(live: LiveModel) -> bool:
-    """More than two classes: the answers carry every class's probability (another answer schema)."""
-    return len(live.meta.get("classes") or ()) > 2

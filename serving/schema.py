@@ -219,8 +219,12 @@ def feedback_annotation(item_model: type[BaseModel], max_items: int = MAX_RECORD
     ]
 
 
-def feature_signature(contract: DatasetContract) -> list[tuple[str, str]]:
-    """(name, kind) of each feature, then of the target: two models can share a running service's
-    request and feedback schemas iff equal."""
+def schema_signature(contract: DatasetContract, answer: type[BaseModel]) -> list[tuple[str, str]]:
+    """(name, kind) of each feature, then of the target, then the answer model: two models can share
+    a running service's request, feedback and answer schemas iff equal."""
     target = contract.column(contract.target)
-    return [(c.name, c.kind) for c in contract.feature_columns] + [(f"target:{target.name}", target.kind)]
+    return [
+        *((c.name, c.kind) for c in contract.feature_columns),
+        (f"target:{target.name}", target.kind),
+        ("answer", answer.__name__),
+    ]

@@ -51,11 +51,11 @@ from serving.predlog import PredictionLogger, new_prediction_ids, record_feedbac
 from serving.runtime import (
     LiveModel,
     RolloutRefused,
+    answer_schema,
     load_live_model,
     prepare_live_model,
 )
 from serving.schema import (
-    answer_model,
     build_feedback_model,
     build_record_model,
     feedback_annotation,
@@ -71,11 +71,12 @@ if not _TAG:
 _SETTINGS = Settings()
 
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
-_CONTRACT = read_contract(Path(_INITIAL_REF.stored.path))
+_INITIAL_DIR = Path(_INITIAL_REF.stored.path)
+_CONTRACT, _META = read_contract(_INITIAL_DIR), read_meta(_INITIAL_DIR)  # read once: __init__ reuses them
 Record = build_record_model(_CONTRACT, max_string_length=_SERVING.max_string_length, strict=_SERVING.serve_strict)
 Records = records_annotation(Record, _SERVING.max_records)
 Labels = feedback_annotation(build_feedback_model(_CONTRACT, _SERVING.max_string_length), _SERVING.max_records)
-Answer = answer_model(_CONTRACT.task, len(read_meta(Path(_INITIAL_REF.stored.path)).get("classes") or ()))
+Answer = answer_schema(_CONTRACT, _META)  # a rollout keeps it: the answer schema is part of the signature
 # The explicit content type matters for speed: without it BentoML derives the media type of a list
 # output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
 Answers = Annotated[list[Answer], ContentType("application/json")]  # type: ignore[valid-type]
@@ -206,7 +207,9 @@ class PredictionService:
             if _SERVING.prediction_log
             else None
         )
-        self._set_live(load_live_model(_TAG, Path(_INITIAL_REF.stored.path), threads=_SERVING.onnx_threads))
+        self._set_live(
+            load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
+        )
         _HOLDER.service = self
 
     def _set_live(self, live: LiveModel) -> None:
@@ -255,17 +258,13 @@ class PredictionService:
         _PREDICTIONS.labels(live.model_name, live.model_version).inc(n)
         key = live.value_name
         name, version = live.model_name, live.model_version
-        vals = values if values is not None else [None] * n
-        if out.class_probabilities is not None:  # multiclass: every class's probability too
-            labels = [str(c) for c in (out.classes or range(len(out.class_probabilities[0])))]
-            return [
-                Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i,
-                                       probabilities=dict(zip(labels, row, strict=True)), **{key: v})
-                for p, v, i, row in zip(out.predictions, vals, ids, out.class_probabilities, strict=True)
-            ]
+        extra = [{key: v} for v in (values if values is not None else [None] * n)]
+        if live.class_labels is not None:  # multiclass: every class's probability too
+            for fields, row in zip(extra, out.class_probabilities or (), strict=True):
+                fields["probabilities"] = dict(zip(live.class_labels, row, strict=True))
         return [
-            Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i, **{key: v})
-            for p, v, i in zip(out.predictions, vals, ids, strict=True)
+            Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i, **fields)
+            for p, i, fields in zip(out.predictions, ids, extra, strict=True)
         ]
 
     def _authorize(self, ctx: bentoml.Context, *, loopback_only: bool = False) -> None:
