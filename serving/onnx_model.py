@@ -42,13 +42,6 @@ Backend = Literal["onnx", "sklearn"]
 InputKind = Literal["float", "string"]
 
 
-def onnx_input_names(names: Sequence[str]) -> dict[str, str]:
-    """Column name -> ONNX graph input name (the same rule as the request schema's field names:
-    :func:`serving.names.column_keys`; skl2onnx would otherwise rewrite names that are not C
-    identifiers behind the feed's back)."""
-    return column_keys(names)
-
-
 def input_kinds(contract: DatasetContract) -> dict[str, InputKind]:
     """ONNX input type of each feature column: numbers as float32, everything else as strings."""
     return {
@@ -122,7 +115,8 @@ def onnx_feed(
     """The ONNX Runtime input dict: one (n, 1) array per input (float32 or string).
 
     ``columns`` and ``kinds`` use the user's column names; ``inputs`` maps them to the graph's
-    input names (:func:`onnx_input_names`; identity when None)."""
+    input names (:func:`serving.names.column_keys`, as the request schema's field names; identity
+    when None)."""
     feed: dict[str, np.ndarray] = {}
     done: set[str] = set()
     key = inputs.__getitem__ if inputs is not None else str
@@ -418,7 +412,9 @@ def _fallback(reason: str, **extra: Any) -> Conversion:
 def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, tolerance: float) -> Conversion:
     kinds = input_kinds(contract)
     names = list(kinds)
-    inputs = onnx_input_names(names)
+    # ONNX input names by the request schema's rule: skl2onnx would otherwise rewrite a name that
+    # is not a C identifier behind the feed's back
+    inputs = column_keys(names)
     try:
         from skl2onnx import convert_sklearn
 
