@@ -70,17 +70,10 @@ class ServingSettings(BaseSettings):
         default=1, description="ONNX Runtime intra-op threads (1 on a small shared box)."
     )
 
-    @classmethod
-    def env_name(cls, field: str) -> str:
-        """The environment variable of ``field`` (e.g. ``max_records`` -> ``MLOOP_MAX_RECORDS``)."""
-        if field not in cls.model_fields:
-            raise KeyError(field)
-        return f"{ENV_PREFIX}{field.upper()}"
-
     def to_env(self) -> dict[str, str]:
         """The explicitly set values (arguments or environment) as environment variables, for the
         service process; unset fields are left out so the process applies its own defaults."""
-        return {self.env_name(k): _env_value(v) for k, v in self.model_dump(exclude_unset=True).items()}
+        return {f"{ENV_PREFIX}{k.upper()}": _env_value(v) for k, v in self.model_dump(exclude_unset=True).items()}
 
 
 def _env_value(value: Any) -> str:
