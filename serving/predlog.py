@@ -192,9 +192,9 @@ class PredictionLogger:
                     error = exc
                     for b in items:
                         b.attempts += 1
-                    failed.extend(b for b in items if b.attempts < self.max_attempts)
-                    for b in items:
-                        if b.attempts >= self.max_attempts:
+                        if b.attempts < self.max_attempts:
+                            failed.append(b)
+                        else:
                             self._dead_letter(b, f"write failed {b.attempts} times: {type(exc).__name__}: {exc}")
             self.rows_written += written
             if failed:
