@@ -166,13 +166,13 @@ class Outputs:
     classes: list[Any] | None = None
 
 
-def _class_outputs(labels: np.ndarray, proba: np.ndarray, classes: Sequence[Any] | None = None) -> Outputs:
+def _class_outputs(labels: np.ndarray, proba: np.ndarray, classes: list[Any] | None = None) -> Outputs:
     proba = np.asarray(proba, dtype=np.float64)
     positive = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
     out = Outputs(predictions=np.asarray(labels).ravel().tolist(), probabilities=positive.tolist())
     if proba.shape[1] > 2:
         out.class_probabilities = proba.tolist()
-        out.classes = None if classes is None else np.asarray(classes).tolist()
+        out.classes = classes
     return out
 
 
@@ -220,7 +220,7 @@ class OnnxPredictor:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.task = task
         self.prep = prep
-        self.classes = classes
+        self.classes = None if classes is None else np.asarray(classes).tolist()  # once, not per batch
 
     def predict(self, columns: dict[str, list[Any]]) -> Outputs:
         out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep, self.inputs))
@@ -247,7 +247,7 @@ class SklearnPredictor:
             return Outputs(predictions=scores, scores=scores)
         proba = self.pipeline.predict_proba(frame)
         classes = np.asarray(self.pipeline.classes_)
-        return _class_outputs(classes[np.argmax(proba, axis=1)], proba, classes)
+        return _class_outputs(classes[np.argmax(proba, axis=1)], proba, classes.tolist())
 
 
 # ----------------------------------------------------------------------------- conversion
