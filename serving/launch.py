@@ -11,10 +11,8 @@ from mloop.core.processes import ServiceProcess, start_process
 from mloop.core.settings import Settings
 from serving.config import ServingSettings
 
-SERVICE = PREDICTION_SERVICE
 
-
-def serve_argv(host: str, port: int, service: str = SERVICE) -> list[str]:
+def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:
     """``bentoml serve`` for the service, bound to ``host:port`` (loopback by default)."""
     bentoml = Path(sys.executable).with_name("bentoml")
     head = [str(bentoml)] if bentoml.exists() else python_m(BENTOML)

@@ -48,7 +48,6 @@ from mloop.core.contract import ColumnSpec, DatasetContract
 from serving.config import MAX_RECORDS_DEFAULT, MAX_STRING_LENGTH_DEFAULT
 from serving.names import column_keys
 
-MAX_STRING_LENGTH = MAX_STRING_LENGTH_DEFAULT
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 
@@ -122,7 +121,7 @@ def record_keys(contract: DatasetContract) -> dict[str, str]:
 
 
 def build_record_model(
-    contract: DatasetContract, *, max_string_length: int = MAX_STRING_LENGTH, strict: bool = False
+    contract: DatasetContract, *, max_string_length: int = MAX_STRING_LENGTH_DEFAULT, strict: bool = False
 ) -> type[BaseModel]:
     """The pydantic model of one prediction record (one field per feature column, aliased to the
     user's column name when that is not an identifier)."""
@@ -148,7 +147,7 @@ def build_request_model(
     contract: DatasetContract,
     max_records: int = MAX_RECORDS_DEFAULT,
     *,
-    max_string_length: int = MAX_STRING_LENGTH,
+    max_string_length: int = MAX_STRING_LENGTH_DEFAULT,
     strict: bool = False,
 ) -> type[BaseModel]:
     """The whole request body ``{"records": [...]}`` (used by clients and tests; the service
@@ -193,14 +192,14 @@ def answer_model(task: str, n_classes: int = 2) -> type[BaseModel]:
     return MulticlassAnswer if n_classes > 2 else ClassificationAnswer
 
 
-def label_type(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH) -> Any:
+def label_type(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT) -> Any:
     """The type a ground-truth label must have: the contract's target kind, with the same bounds as
     a feature of that kind (a label of another type is a 400, never a 500 in the feedback store)."""
     spec = contract.column(contract.target)
     return _base_type(spec, max_string_length, strict=False)
 
 
-def build_feedback_model(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH) -> type[BaseModel]:
+def build_feedback_model(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT) -> type[BaseModel]:
     """One ``{"prediction_id", "label"}`` item of ``/feedback``, typed by the contract's target."""
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{model_suffix(contract)}Feedback",

@@ -26,7 +26,6 @@ from typing import Any
 from mloop.core.entrypoints import PREDICTION_SERVICE
 from serving.config import ServingSettings
 
-SERVICE = PREDICTION_SERVICE
 # What the service imports, as globs under the code root: serving/, the mloop package marker,
 # mloop/core/ with its sub-packages, and the skops type allowlist's module (models/pipeline.py)
 # for the sklearn fallback; not the CLI or the platform.
@@ -76,7 +75,7 @@ def build_bento(
         os.environ.update(serving_env)
         sys.path.insert(0, str(ctx))
         bento = bentoml.bentos.build(
-            SERVICE,
+            PREDICTION_SERVICE,
             name=bento_name,
             version=version,
             labels=labels,
