@@ -95,8 +95,8 @@ class TrainRun:
 
     @property
     def metric(self) -> str:
-        """The gate metric for this dataset's task."""
-        return self.config.metric_for(self.contract.task)
+        """The gate metric, chosen like the gate chooses it (same config, same training class counts)."""
+        return self.config.metric_for(self.contract.task, self.data.train_class_counts)
 
     @property
     def lineage(self) -> dict[str, str]:
