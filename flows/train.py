@@ -95,8 +95,8 @@ class TrainRun:
 
     @property
     def metric(self) -> str:
-        """The gate metric for this dataset's task."""
-        return self.config.metric_for(self.contract.task)
+        """The gate metric, chosen like the gate chooses it (same config, same training class counts)."""
+        return self.config.metric_for(self.contract.task, self.data.train_class_counts)
 
     @property
     def lineage(self) -> dict[str, str]:
@@ -169,12 +169,12 @@ def log_run(settings: Settings, experiment_id: str, run_id: str, result: FitResu
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate(settings: Settings, name: str, contract: DatasetContract, challenger: FitResult, champion: str | None,
+def gate(settings: Settings, name: str, contract: DatasetContract, challenger_scores: Any, champion: str | None,
          data: HoldoutSplit, config: GateConfig) -> GateReport:
-    """Score challenger, champion (on THIS holdout, whatever data it was trained on) and a dummy; decide."""
+    """Score the champion (on THIS holdout, whatever data it was trained on) and a dummy; decide on the challenger."""
     from models.gating import gate_challenger
 
-    return gate_challenger(settings.tracking_uri, name, contract, challenger.scores, champion, data, config)
+    return gate_challenger(settings.tracking_uri, name, contract, challenger_scores, champion, data, config)
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -276,8 +276,8 @@ def train_flow(
             _finish_logging(run, runs, logging)
             return _reused(run, best, existing, candidates)
         champion = champion_version(run.uri, dataset)
-        gating = gate.submit(run.settings, dataset, run.contract, _challenger(run, best, fitted), champion, run.data,
-                             run.config)  # runs while the candidates are logged: it needs only holdout scores
+        gating = gate.submit(run.settings, dataset, run.contract, _challenger_scores(run, best, fitted), champion,
+                             run.data, run.config)  # runs while the candidates are logged: it needs only holdout scores
         _finish_logging(run, runs, logging, keep=best.run_id)  # losers are complete: finished now, so cacheable
         registered = register(run, best)
         _emit_trained(run, registered, best)
@@ -352,15 +352,14 @@ def _finish_logging(run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[N
     run.lap("log")
 
 
-def _challenger(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> FitResult:
-    """The winner's fit: from this run, or (a former loser now wins) its stored model scored on this holdout."""
+def _challenger_scores(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> Any:
+    """The winner's holdout scores: from its fit in this run, or (a former loser now wins) from its stored model."""
     from models.candidates import rescore_stored
 
     key = best.spec.key()
     if key in fitted:
-        return fitted[key]
-    return rescore_stored(run.uri, run.plan.cached[key].model_uri, best.spec, run.contract, run.data.X_holdout,
-                          run.data.y_holdout)
+        return fitted[key].scores
+    return rescore_stored(run.uri, run.plan.cached[key].model_uri, run.contract.task, run.data.X_holdout)
 
 
 def _reused(run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]) -> TrainResult:

@@ -135,18 +135,13 @@ def run_params(
     }
 
 
-def rescore_stored(
-    tracking_uri: str, model_uri: str, spec: ModelSpec, contract: DatasetContract, X_holdout: pd.DataFrame,
-    y_holdout: np.ndarray,
-) -> FitResult:
-    """A FitResult for a model already stored in a run (skops, trusted types), scored on this holdout.
+def rescore_stored(tracking_uri: str, model_uri: str, task: str, X_holdout: pd.DataFrame) -> np.ndarray:
+    """The holdout scores of a model already stored in a run (skops, trusted types).
 
-    Used when a reused run wins that was never registered (it lost to another spec before).
+    Used when a reused run wins that was never registered (it lost to another spec before): the
+    gate needs only its scores on this holdout.
     """
-    from models.evaluate import evaluate_scores, predict_scores
+    from models.evaluate import predict_scores
     from models.registry import artifact_dir, load_pipeline_from_dir
-    from models.train import FitResult
 
-    pipe = load_pipeline_from_dir(artifact_dir(model_uri, tracking_uri))
-    scores = predict_scores(pipe, X_holdout, contract.task)
-    return FitResult(spec, pipe, scores, evaluate_scores(contract.task, y_holdout, scores), 0.0, 0.0)
+    return predict_scores(load_pipeline_from_dir(artifact_dir(model_uri, tracking_uri)), X_holdout, task)

@@ -350,12 +350,17 @@ def permutation_importance(
     if len(X) > max_rows:
         take = np.random.default_rng(seed).choice(len(X), size=max_rows, replace=False)
         X, y = X.iloc[take], np.asarray(y)[take]
-    y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
+    classes = getattr(model, "classes_", None) if task == "classification" else None
+    codes_of = None
+    if classes is not None and len(classes) > 2:  # multiclass: codes in the model's class order (the
+        y_arr, codes_of = class_codes(y, classes), range(len(classes))  # sample may lack a class)
+    else:
+        y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
     metric = "roc_auc" if task == "classification" else "r2"
     ones = np.ones((1, len(y_arr)))
 
     def score(estimator: Any, X_: pd.DataFrame, y_: np.ndarray) -> float:
-        return float(weighted_metric(metric, y_, predict_scores(estimator, X_, task), ones)[0])
+        return float(weighted_metric(metric, y_, predict_scores(estimator, X_, task), ones, codes_of)[0])
 
     result = shuffled_importance(model, X, y_arr, scoring=score, n_repeats=1, random_state=seed)
     return {str(column): float(value) for column, value in zip(X.columns, result.importances_mean, strict=True)}

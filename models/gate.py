@@ -56,15 +56,14 @@ class GateConfig(BaseModel):
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> GateConfig:
-        """The gate configured by ``settings`` (every field with a ``gate_<name>`` setting), then the
-        ``overrides`` that are not None (e.g. a GateParams form). ``metric`` is passed on only when set
-        explicitly (MLOOP_GATE_METRIC in the environment / a Settings argument, or an override), so
-        :meth:`metric_for` can tell a chosen metric from the default (``model_fields_set``)."""
+        """The gate configured by ``settings``, then the ``overrides`` that are not None (e.g. a GateParams
+        form). Only the ``gate_<name>`` settings set explicitly (environment, a Settings argument) are
+        passed on; the others are the same defaults (:func:`_setting`). So ``model_fields_set`` holds
+        what was chosen, which is how :meth:`metric_for` tells a chosen metric from the default."""
         base: dict[str, object] = {
             name: getattr(settings, GATE_SETTING_PREFIX + name)
             for name in cls.model_fields
-            if GATE_SETTING_PREFIX + name in type(settings).model_fields
-            and (name != "metric" or GATE_SETTING_PREFIX + name in settings.model_fields_set)
+            if GATE_SETTING_PREFIX + name in settings.model_fields_set
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(base)

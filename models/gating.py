@@ -31,20 +31,19 @@ def gate_challenger(
     from models.gate import decide
     from models.pipeline import build_baseline
     from models.registry import load_pipeline
-    from models.target import class_counts
 
     champion_scores = None
     if champion is not None:
         champion_scores = predict_scores(load_pipeline(tracking_uri, name, champion), data.X_holdout, contract.task)
     baseline = build_baseline(contract).fit(data.X_train, data.train[contract.target].to_numpy())
-    classification = contract.task == "classification"
     return decide(
         model_name=name, task=contract.task, y=data.y_holdout, challenger_scores=challenger_scores,
         champion_scores=champion_scores, baseline_scores=predict_scores(baseline, data.X_holdout, contract.task),
         config=config, slices=slice_masks(data.X_holdout, contract, config.min_slice_rows),
         challenger_version=None, champion_version=champion,
         # the class order of every model fitted on this training side (sklearn sorts the labels), so
-        # a class absent from the holdout cannot shift the score columns; counts pick the metric
-        classes=getattr(baseline, "classes_", None) if classification else None,
-        target_counts=class_counts(data.train[contract.target]) if classification else None,
+        # a class absent from the holdout cannot shift the score columns; the counts pick the metric
+        # (as for the choice among candidates: TrainRun.metric)
+        classes=getattr(baseline, "classes_", None),  # a regressor has none
+        target_counts=data.train_class_counts,
     )

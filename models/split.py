@@ -7,7 +7,7 @@ reproduce``) can re-derive the exact holdout from the dataset md5 and these two 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -63,11 +63,15 @@ class HoldoutSplit:
     X_train: pd.DataFrame
     X_holdout: pd.DataFrame
     y_holdout: np.ndarray
+    train_class_counts: dict[Any, int] | None = None
+    """Rows per class of the training target (classification): what the gate metric is chosen from."""
 
 
 def prepare_split(df: pd.DataFrame, contract: DatasetContract, params: SplitParams) -> HoldoutSplit:
-    """:func:`split_dataset` with ``params``, plus the prepared feature frames and the holdout labels."""
+    """:func:`split_dataset` with ``params``, plus the prepared feature frames, the holdout labels and the
+    training class counts."""
     from models.pipeline import prepare_features
+    from models.target import class_counts
 
     train, holdout = split_dataset(df, contract, test_size=params.test_size, seed=params.seed)
     return HoldoutSplit(
@@ -76,4 +80,5 @@ def prepare_split(df: pd.DataFrame, contract: DatasetContract, params: SplitPara
         X_train=prepare_features(train, contract),
         X_holdout=prepare_features(holdout, contract),
         y_holdout=holdout[contract.target].to_numpy(),
+        train_class_counts=class_counts(train[contract.target]) if contract.task == "classification" else None,
     )

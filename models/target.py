@@ -18,10 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TargetKind = Literal["binary", "multiclass", "regression"]
 
-# A binary target whose positive class (classes_[1]) holds less than this share of rows is
-# "imbalanced": ROC AUC stays flattering there while precision at the top collapses, so the
-# default gate metric becomes PR AUC (average precision).
-
 
 def target_kind(task: str, n_classes: int) -> TargetKind:
     """binary / multiclass for a classification task by its number of classes; regression otherwise."""

@@ -204,12 +204,15 @@ def log_fitted_run(
     """:func:`log_training_run` for a fitted candidate, with its plots, evaluation and feature importance."""
     from models.evaluate import binary_labels, permutation_importance
     from models.plots import classification_plots, regression_plots
+    from models.target import is_multiclass_scores
 
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         work = Path(tmp)
         importances = permutation_importance(result.pipeline, X_holdout, y_holdout, task, seed=0, max_rows=1000)
-        if task == "classification":
-            plots = classification_plots(binary_labels(y_holdout), result.scores, importances, work / "plots")
+        if task == "classification":  # multiclass: raw labels in the pipeline's class order
+            labels = y_holdout if is_multiclass_scores(result.scores) else binary_labels(y_holdout)
+            plots = classification_plots(labels, result.scores, importances, work / "plots",
+                                         getattr(result.pipeline, "classes_", None))
         else:
             plots = regression_plots(y_holdout, result.scores, importances, work / "plots")
         return log_training_run(

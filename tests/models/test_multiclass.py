@@ -187,6 +187,25 @@ def test_multiclass_plots_are_written(tmp_path) -> None:  # noqa: ANN001
     assert all(p.stat().st_size > 0 for p in paths)
 
 
+def test_importance_and_plots_read_the_class_order_from_the_model(tmp_path) -> None:  # noqa: ANN001
+    """A holdout (or its importance sample) lacking a class of the model: the columns follow classes_."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from models.evaluate import permutation_importance, predict_scores
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=600), "b": rng.normal(size=600)})
+    y = np.where(X["a"] > 0, "cat", "dog").astype(object)
+    y[:5] = "bird"
+    model = LogisticRegression().fit(X, y)
+    X_ho, y_ho = X.iloc[50:], y[50:]  # no bird
+    importances = permutation_importance(model, X_ho, y_ho, "classification", max_rows=200)
+    assert importances["a"] > importances["b"]
+    scores = predict_scores(model, X_ho, "classification")
+    assert len(classification_plots(y_ho, scores, importances, tmp_path, model.classes_)) == 3
+
+
 def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:  # noqa: ANN001
     """ONNX conversion of a 3-class pipeline with string labels, stored and loaded as the service does."""
     from sklearn.datasets import load_iris
