@@ -191,13 +191,13 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     ]
 
 
-def serve_spec(settings: Settings, env: dict[str, str], command: ServeCommand) -> ServiceSpec:
+def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
     """The prediction service as a managed service (the platform never imports serving: the CLI passes ``command``)."""
-    url = f"http://{settings.host}:{settings.serve_port}"
+    url = urls(settings)["serving"]
     return ServiceSpec(
         name="serve",
         argv=list(command.argv),
-        env={**env, **command.env},
+        env={**platform_env(settings), **command.env},
         url=url,
         health=lambda: http_ok(f"{url}{command.health_path}"),
         timeout=180.0,
