@@ -57,18 +57,21 @@ def _label_values(*series: pd.Series) -> list[pd.Series]:
     return [s.astype(str) for s in series]
 
 
-def _binary_values(y_true: pd.Series, prediction: pd.Series, levels: list[Any]) -> list[pd.Series]:
+def _labels(
+    y_true: pd.Series, prediction: pd.Series, classes: Sequence[Any] | None = None
+) -> tuple[pd.Series, pd.Series, list[Any]]:
+    """Labels and predictions made comparable (:func:`_label_values`), and the classes in order: the
+    model's ``classes`` when known, else the sorted labels of the window."""
+    yt, yp = _label_values(y_true, prediction)
+    if classes is not None:
+        return yt, yp, _label_values(pd.Series(list(classes)))[0].tolist()
+    return yt, yp, sorted(set(yt.tolist()) | set(yp.tolist()))
+
+
+def _binary_values(yt: pd.Series, yp: pd.Series, levels: list[Any]) -> tuple[pd.Series, pd.Series]:
     """0/1 labels: 0/1 stay as they are, otherwise the larger label (``classes_[1]``) is the positive class."""
     positive = 1 if set(levels) <= {0, 1} else levels[-1]
-    return [(v == positive).astype(int) for v in _label_values(y_true, prediction)]
-
-
-def class_levels(y_true: pd.Series, prediction: pd.Series, classes: Sequence[Any] | None = None) -> list[Any]:
-    """The classes in order: the model's ``classes`` when known, else the sorted labels of the window."""
-    if classes is not None:
-        return _label_values(pd.Series(list(classes)))[0].tolist()
-    yt, yp = _label_values(y_true, prediction)
-    return sorted(set(yt.tolist()) | set(yp.tolist()))
+    return (yt == positive).astype(int), (yp == positive).astype(int)
 
 
 def compute_metrics(
@@ -95,10 +98,10 @@ def compute_metrics(
         if len(yt) > 1:
             out["r2"] = float(skm.r2_score(yt, yp))
         return out
-    levels = class_levels(y_true, prediction, classes)
+    labels, predicted, levels = _labels(y_true, prediction, classes)
     if len(levels) > 2:
-        return _multiclass_quality(*_label_values(y_true, prediction), levels, class_scores)
-    yt, yp = (v.to_numpy() for v in _binary_values(y_true, prediction, levels))
+        return _multiclass_quality(labels, predicted, levels, class_scores)
+    yt, yp = (v.to_numpy() for v in _binary_values(labels, predicted, levels))
     out["accuracy"] = float(skm.accuracy_score(yt, yp))
     out["f1"] = float(skm.f1_score(yt, yp, zero_division=0))
     out["precision"] = float(skm.precision_score(yt, yp, zero_division=0))
@@ -205,7 +208,7 @@ def check_quality(
     current = compute_metrics(y, pred, score, task, classes=classes, class_scores=class_scores)
     if (
         only is not None and task != "regression" and not any(m in current for m in only)
-        and len(class_levels(y, pred, classes)) > 2
+        and len(_labels(y, pred, classes)[2]) > 2
     ):
         only = ["accuracy"]  # e.g. roc_auc needs every class's probability, which the log lacks
     return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only)
@@ -229,23 +232,22 @@ def quality_report(
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     rows = labelled.dropna(subset=[label_column, prediction_column])
-    if task == "regression":
+    labels = None if task == "regression" else _labels(rows[label_column], rows[prediction_column])
+    if labels is None:
         frame = pd.DataFrame(
             {"target": rows[label_column].astype(float), "prediction": rows[prediction_column].astype(float)}
         )
         definition = DataDefinition(regression=[Regression(target="target", prediction="prediction")])
         preset: Any = RegressionPreset()
-    elif len(class_levels(rows[label_column], rows[prediction_column])) > 2:
-        target, prediction = _label_values(rows[label_column], rows[prediction_column])
+    elif len(labels[2]) > 2:
+        target, prediction, _ = labels
         frame = pd.DataFrame({"target": target.astype(str), "prediction": prediction.astype(str)})
         definition = DataDefinition(
             classification=[MulticlassClassification(target="target", prediction_labels="prediction")]
         )
         preset = ClassificationPreset()
     else:
-        target, prediction = _binary_values(
-            rows[label_column], rows[prediction_column], class_levels(rows[label_column], rows[prediction_column])
-        )
+        target, prediction = _binary_values(*labels)
         frame = pd.DataFrame({"target": target, "prediction": prediction})
         has_score = score_column is not None and score_column in rows.columns
         if has_score:

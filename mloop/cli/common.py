@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from pydantic import BaseModel
@@ -15,8 +15,6 @@ from rich.console import Console
 
 from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
-
-T = TypeVar("T")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +55,14 @@ def use_prefect_api(settings: Settings) -> None:
     # else: no server, Prefect starts a temporary one for this run
 
 
+def load_flow_settings() -> Settings:
+    """:func:`load_settings` for a command that runs a Prefect flow: Prefect pointed at its API
+    (:func:`use_prefect_api`). Call it inside :func:`user_errors` (an unreachable API is an MloopError)."""
+    settings = load_settings()
+    use_prefect_api(settings)
+    return settings
+
+
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -85,8 +91,3 @@ def user_errors() -> Iterator[None]:
         if exc.fix:
             err_console.print(f"  [bold]fix:[/] {exc.fix}")
         raise typer.Exit(exc.exit_code) from None
-
-
-def run_command(fn: Callable[[], T]) -> T:
-    with user_errors():
-        return fn()

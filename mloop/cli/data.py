@@ -10,9 +10,9 @@ import typer
 from mloop.cli.common import (
     console,
     err_console,
+    load_flow_settings,
     load_settings,
     print_json,
-    use_prefect_api,
     user_errors,
 )
 
@@ -98,9 +98,8 @@ def ingest_cmd(
     from mloop.core.contract import contract_path
     from mloop.core.datasets import DataRejected, list_versions
 
-    settings = load_settings()
     with user_errors():
-        use_prefect_api(settings)
+        settings = load_flow_settings()
         if not path.exists():
             from mloop.core.errors import NotFoundError
 

@@ -14,9 +14,9 @@ import typer
 from mloop.cli.common import (
     console,
     err_console,
+    load_flow_settings,
     load_settings,
     print_json,
-    use_prefect_api,
     user_errors,
 )
 
@@ -41,9 +41,8 @@ def train_cmd(
     from models.spec import parse_spec
     from models.split import SplitParams
 
-    settings = load_settings()
-    use_prefect_api(settings)
     with user_errors():
+        load_flow_settings()
         specs = [parse_spec(m) for m in (model or ["logistic_regression"])]
         with err_console.status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
             from flows.train import train_flow
@@ -67,9 +66,8 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
     """Run the promote or rollback flow as the current user; print the audit record."""
     import getpass
 
-    settings = load_settings()
-    use_prefect_api(settings)
     with user_errors():
+        load_flow_settings()
         from flows.promote import promote_flow, rollback_flow
 
         flow_fn = {"promote": promote_flow, "rollback": rollback_flow}[flow_name]

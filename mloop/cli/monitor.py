@@ -10,9 +10,8 @@ import typer
 from mloop.cli.common import (
     console,
     err_console,
-    load_settings,
+    load_flow_settings,
     print_json,
-    use_prefect_api,
     user_errors,
 )
 
@@ -35,8 +34,7 @@ def monitor_cmd(
     """Compare the newest predictions with the champion's training data (Evidently drift, quality
     when feedback labels exist); emit mloop.drift.detected / mloop.quality.degraded."""
     with user_errors():
-        settings = load_settings()
-        use_prefect_api(settings)
+        load_flow_settings()
         from flows.monitor import MonitorOptions, monitor_flow
 
         with err_console.status(f"checking the newest {window:,} predictions of {model}"):

@@ -15,9 +15,9 @@ import typer
 from mloop.cli.common import (
     console,
     err_console,
+    load_flow_settings,
     load_settings,
     print_json,
-    use_prefect_api,
     user_errors,
 )
 from mloop.core.errors import MloopError
@@ -78,9 +78,8 @@ def deploy_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Package a version and roll it into the running service (zero downtime; starts one if none runs)."""
-    settings = load_settings()
-    use_prefect_api(settings)
     with user_errors():
+        settings = load_flow_settings()
         from mloop.platform.serve import champion_model_name
 
         name = name or champion_model_name(settings)

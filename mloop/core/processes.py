@@ -83,7 +83,7 @@ def start_process(
     (run_dir / f"{name}.pid").write_text(str(proc.pid))
     if ready_url is not None:
         try:
-            wait_http(ready_url, timeout=timeout, pid=proc.pid, log=log)
+            wait_ready(lambda: http_ok(ready_url), what=ready_url, timeout=timeout, pid=proc.pid, log=log)
         except Exception:
             stop_pid(proc.pid)
             raise
@@ -121,11 +121,6 @@ def wait_ready(
             return
         time.sleep(0.3)
     raise MloopError(f"{what} not ready after {timeout:.0f}s", where=str(log or ""), fix="read the log")
-
-
-def wait_http(url: str, *, timeout: float = 60.0, pid: int | None = None, log: Path | None = None) -> None:
-    """Wait until ``url`` answers 200; fail early with the log tail if ``pid`` died."""
-    wait_ready(lambda: http_ok(url), what=url, timeout=timeout, pid=pid, log=log)
 
 
 def stop_pid(

@@ -34,7 +34,6 @@ from mloop.platform.services import (
     ServeCommand,
     ServiceState,
     ensure_services,
-    platform_env,
     serve_spec,
     service_specs,
     stop_services,
@@ -79,10 +78,10 @@ def up(
         setup_notifications(settings)
     else:
         deployments = list_deployments(settings)
-    command = serve_command() if serve_command is not None and read_pid(run_dir, "serve") is None else None
-    if read_pid(run_dir, "serve") is not None or command is not None:
-        spec = serve_spec(settings, platform_env(settings), command or ServeCommand(argv=[]))
-        states += ensure_services([spec], run_dir)
+    serving = read_pid(run_dir, "serve") is not None
+    command = serve_command() if serve_command is not None and not serving else None
+    if serving or command is not None:
+        states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
     else:
         states.append(ServiceState(name="serve", note="no champion yet: the deploy flow starts the service"))
     return UpResult(services=states, deployed=must_deploy, deployments=deployments, seconds=time.monotonic() - t0)

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -67,7 +66,6 @@ class ServiceSpec:
     timeout: float = 90.0
     cwd: Path | None = None
     stop_grace: float = 8.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,13 +191,13 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     ]
 
 
-def serve_spec(settings: Settings, env: dict[str, str], command: ServeCommand) -> ServiceSpec:
+def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
     """The prediction service as a managed service (the platform never imports serving: the CLI passes ``command``)."""
-    url = f"http://{settings.host}:{settings.serve_port}"
+    url = urls(settings)["serving"]
     return ServiceSpec(
         name="serve",
         argv=list(command.argv),
-        env={**env, **command.env},
+        env={**platform_env(settings), **command.env},
         url=url,
         health=lambda: http_ok(f"{url}{command.health_path}"),
         timeout=180.0,

@@ -142,19 +142,18 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
     Asks the running MLflow server's REST API (fast); falls back to the tracking store itself.
     """
     deployed = served_version(settings)
-    rows: list[tuple[str, dict[str, str]]] = []
+    rows: list[tuple[str, dict[str, str]]]
     try:
         resp = httpx.get(
-            f"http://{settings.host}:{settings.mlflow_port}/api/2.0/mlflow/registered-models/search",
+            f"{urls(settings)['mlflow_ui']}/api/2.0/mlflow/registered-models/search",
             params={"max_results": 100},
             timeout=5,
         )
         resp.raise_for_status()
-        for rm in resp.json().get("registered_models", []):
-            rows.append((rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])}))
+        registered = resp.json().get("registered_models", [])
         # Most recently changed model first (the one `up` serves when several have a champion).
-        order = {rm["name"]: -int(rm.get("last_updated_timestamp", 0)) for rm in resp.json().get("registered_models", [])}
-        rows.sort(key=lambda row: order.get(row[0], 0))
+        registered.sort(key=lambda rm: -int(rm.get("last_updated_timestamp", 0)))
+        rows = [(rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])}) for rm in registered]
     except (httpx.HTTPError, ValueError, KeyError):
         if not settings.state.mlflow_db.exists() and settings.mlflow_tracking_uri is None:
             return []

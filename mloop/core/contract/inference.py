@@ -19,6 +19,9 @@ of the frame is made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from mloop.core.contract.model import ColumnKind, ColumnRole, ColumnSpec, DatasetContract, Task
@@ -32,9 +35,15 @@ UNKNOWN_CATEGORY_SHARE = 0.01
 DUPLICATE_SHARE = 0.01
 MAX_CLASSES = 20  # an integer-valued target with more distinct values is a regression target
 IMBALANCED_POSITIVE_SHARE = 0.1  # a binary target whose positive class is rarer: gate on PR AUC
+MIN_ID_ROWS = 50  # below this many rows, unique values are too weak a sign of an identifier
+
+NOTE_ALL_NULL = "all values null: not a model input"
+NOTE_CONSTANT = "one value, no nulls (constant): not a model input"
+NOTE_DATETIME = "a datetime other than the time column: not a model input"
+NOTE_ID = "unique per row (an identifier): not a model input"
 
 
-def suggested_gate_metric(task: Task, class_counts: dict[object, int]) -> str:
+def suggested_gate_metric(task: Task, class_counts: Mapping[Any, int]) -> str:
     """The gate metric that fits the target when the user chose none.
 
     regression -> rmse; multiclass -> roc_auc (macro one-vs-rest); binary -> pr_auc when the
@@ -48,12 +57,6 @@ def suggested_gate_metric(task: Task, class_counts: dict[object, int]) -> str:
         return "roc_auc"
     positive = sorted(counts)[-1]
     return "pr_auc" if counts[positive] / sum(counts.values()) < IMBALANCED_POSITIVE_SHARE else "roc_auc"
-MIN_ID_ROWS = 50  # below this many rows, unique values are too weak a sign of an identifier
-
-NOTE_ALL_NULL = "all values null: not a model input"
-NOTE_CONSTANT = "one value, no nulls (constant): not a model input"
-NOTE_DATETIME = "a datetime other than the time column: not a model input"
-NOTE_ID = "unique per row (an identifier): not a model input"
 
 
 def kind_of(series: pd.Series) -> ColumnKind:
@@ -78,9 +81,12 @@ def holds_bools(series: pd.Series) -> bool:
     return pd.api.types.infer_dtype(series, skipna=True) == "boolean"
 
 
-def infer_task(series: pd.Series) -> Task:
-    """classification for bool/text/integer-valued targets with <= 20 levels, else regression."""
-    kind = kind_of(series)
+def infer_task(series: pd.Series, kind: ColumnKind | None = None) -> Task:
+    """classification for bool/text/integer-valued targets with <= 20 levels, else regression.
+
+    ``kind``: the column's :func:`kind_of`, when the caller has it already.
+    """
+    kind = kind or kind_of(series)
     if kind in ("boolean", "categorical"):
         return "classification"
     values = series.dropna()
@@ -193,7 +199,7 @@ def infer_contract(
         if spec.name == time_column:
             spec.role, spec.note = "time", None
     duplicate_share = float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
-    task = task or infer_task(df[target])
+    task = task or infer_task(df[target], kinds[target])
     counts = df[target].value_counts(dropna=True).to_dict() if task == "classification" else {}
     return DatasetContract(
         name=name,
