@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install lint test demo down clean bench help
+.PHONY: install test demo down clean bench help
 
 help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"

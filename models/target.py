@@ -10,8 +10,11 @@ multiclass) made here, once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+# The gate metric that fits a target when the user chose none: the contract's rule, defined once in core.
+from mloop.core.contract.inference import suggested_gate_metric as default_gate_metric  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -32,14 +35,6 @@ def class_counts(y: Any) -> dict[Any, int]:
 
     levels, counts = np.unique(np.asarray(y), return_counts=True)
     return {level.item() if hasattr(level, "item") else level: int(c) for level, c in zip(levels, counts, strict=True)}
-
-
-def default_gate_metric(task: str, class_counts: Mapping[Any, int]) -> str:
-    """The gate metric that fits the target when the user chose none: the contract's rule
-    (:func:`mloop.core.contract.inference.suggested_gate_metric`, pr_auc for a rare positive class)."""
-    from mloop.core.contract.inference import suggested_gate_metric
-
-    return suggested_gate_metric(task, dict(class_counts))  # type: ignore[arg-type]
 
 
 def infer_classes(y: Any, n_columns: int) -> np.ndarray:
