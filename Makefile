@@ -32,7 +32,8 @@ down: install
 	$(RUN) mloop down
 
 bench: install
-	$(RUN) python bench/ingest.py
+	$(RUN) python bench/cli_startup.py
+	$(RUN) python bench/ingest.py --shape all
 	$(RUN) python bench/train.py
 	$(RUN) python bench/serving.py
 	$(RUN) python bench/drift.py
