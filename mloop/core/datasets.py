@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 import uuid
@@ -52,12 +51,12 @@ from mloop.core.frames import (
     write_parquet,
 )
 from mloop.core.lineage import DatasetVersion, git_commit
+from mloop.core.names import NAME_PATTERN, check_name  # noqa: F401 - the one name rule, re-exported
 from mloop.core.settings import Settings
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 REMOTE_NAME = "mloop"
 
 Progress = Callable[[str], None]
@@ -88,15 +87,6 @@ class IngestResult(BaseModel):
 
 
 # ---- paths and the version index -------------------------------------------------------------
-
-
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
-        raise MloopError(
-            f"invalid dataset name {name!r}",
-            fix="use letters, digits, '-', '_' or '.', starting with a letter or digit (at most 100 characters)",
-        )
-    return name
 
 
 def data_dir(settings: Settings, name: str) -> Path:

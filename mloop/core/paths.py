@@ -100,6 +100,10 @@ class StatePaths:
         return self.root / "cache"
 
     def ensure(self) -> "StatePaths":
+        """Create every state folder; MLOOP_HOME itself is 0700 (owner only), whatever the umask."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.root.stat().st_mode & 0o077:
+            os.chmod(self.root, 0o700)
         for path in (
             self.prefect_home,
             self.mlflow_artifacts,

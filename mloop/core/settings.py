@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
 from mloop.core.paths import StatePaths
+from mloop.core.secrets import PlatformSecrets, ensure_secrets, load_secrets
+
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+"""Host header names every service accepts besides its configured host (see :meth:`Settings.host_allowlist`)."""
 
 
 def prefect_api_url(host: str, port: int) -> str:
@@ -74,7 +78,47 @@ class Settings(BaseSettings):
     )
     daily_retrain_budget: int = Field(default=6, description="At most this many automatic retrains a day.")
     api_token: SecretStr | None = Field(
-        default=None, description="Bearer token the write endpoints (/alerts, /notifications, /feedback, /admin/rollout) require when set."
+        default=None,
+        description="Bearer token of the write endpoints (/alerts, /notifications, /feedback, /admin/rollout); "
+        "default: the one generated in <home>/secrets/platform.json.",
+    )
+    auth: bool = Field(
+        default=True,
+        description="Every service requires credentials (bearer token, Prefect basic auth, MLflow basic auth). "
+        "MLOOP_AUTH=false turns all of it off: only on a machine nobody else can reach.",
+    )
+    predict_requires_token: bool = Field(
+        default=True, description="/predict also requires the bearer token (false: predictions are open, writes stay guarded)."
+    )
+    serve_host: str | None = Field(
+        default=None,
+        description="Address the prediction service binds to (default: host). Exposing predictions "
+        "(e.g. 0.0.0.0) does not expose Prefect, MLflow or the webhook.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header names every service accepts (JSON list); loopback names and the bind "
+        "addresses are always accepted. Guards against DNS rebinding.",
+    )
+    approve_feedback_retrains: bool = Field(
+        default=False,
+        description="Retrains whose labels came from feedback (drift or alert remediation) wait for a person's "
+        "approval in the Prefect UI before the champion moves.",
+    )
+    gate_trusted_tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        description="A challenger scoring more than this below the champion on the trusted holdout (ingested "
+        "data no feedback can change) is rejected, whatever the newest rows say.",
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest request body the prediction service and webhook read."
+    )
+    max_alerts_per_request: int = Field(default=100, ge=1, description="Most alerts one POST /alerts may carry.")
+    notifications_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Cap of notifications.jsonl; older lines move to notifications.jsonl.1 (one generation kept).",
     )
     alert_actions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ALERT_ACTIONS),
@@ -100,6 +144,54 @@ class Settings(BaseSettings):
     def prefect_api_url(self) -> str:
         """The local Prefect server's API URL (``mloop up`` runs it on host:prefect_port)."""
         return prefect_api_url(self.host, self.prefect_port)
+
+    @property
+    def serving_host(self) -> str:
+        """The prediction service's bind address (``serve_host``, else ``host``)."""
+        return self.serve_host or self.host
+
+    def host_allowlist(self) -> list[str]:
+        """Host header names every service accepts: loopback names, the bind addresses, ``allowed_hosts``.
+
+        A wildcard bind address (0.0.0.0, ::) is not a name and is left out: expose a service on all
+        interfaces and list the names clients use in ``MLOOP_ALLOWED_HOSTS``.
+        """
+        names = [*LOOPBACK_HOSTS, self.host, self.serving_host, *self.allowed_hosts]
+        out: list[str] = []
+        for name in names:
+            name = name.strip().strip("[]").lower()
+            if name and name not in ("0.0.0.0", "::") and name not in out:
+                out.append(name)
+        return out
+
+    def credentials(self) -> PlatformSecrets | None:
+        """The platform's credentials (created on first use, 0600), MLOOP_API_TOKEN overriding the
+        generated bearer token; None when ``auth`` is off."""
+        if not self.auth:
+            return None
+        found = ensure_secrets(self.state.root)
+        if self.api_token is not None and self.api_token.get_secret_value():
+            found = found.model_copy(update={"api_token": self.api_token})
+        return found
+
+    def bearer_token(self) -> str | None:
+        """The token the write endpoints require (None: auth is off)."""
+        found = self.credentials()
+        return found.api_token.get_secret_value() if found is not None else None
+
+    def client_auth_env(self) -> dict[str, str]:
+        """Client credentials of Prefect and MLflow for a process's environment (empty: auth off or no
+        secret created yet). Never logged."""
+        if not self.auth:
+            return {}
+        found = load_secrets(self.state.root)
+        if found is None:
+            return {}
+        return {
+            "PREFECT_API_AUTH_STRING": found.prefect_auth_string.get_secret_value(),
+            "MLFLOW_TRACKING_USERNAME": found.mlflow_username,
+            "MLFLOW_TRACKING_PASSWORD": found.mlflow_password.get_secret_value(),
+        }
 
     @property
     def remote_url(self) -> str:
@@ -130,9 +222,15 @@ class Settings(BaseSettings):
             # Libraries that would otherwise write under the user's home (~/.cache, ~/.config).
             "XDG_CACHE_HOME": str(s.cache),
             "MPLCONFIGDIR": str(s.cache / "matplotlib"),
+            **self.client_auth_env(),
         }
 
     def apply_env(self) -> None:
-        """Export :meth:`service_env` into this process (entry points only) and create the state folders."""
+        """Export :meth:`service_env` into this process (entry points only) and create the state folders.
+
+        Also sets the umask to 077: databases, logs and predictions this process (and every child it
+        starts) creates are readable by their owner only.
+        """
+        os.umask(0o077)
         self.state.ensure()
         os.environ.update(self.service_env())

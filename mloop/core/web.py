@@ -1,0 +1,100 @@
+"""ASGI guards every mloop HTTP service wears: a Host header allowlist and a request body limit.
+
+* **Host allowlist** (Starlette's ``TrustedHostMiddleware``): a request whose ``Host`` is not one
+  of :meth:`mloop.core.settings.Settings.host_allowlist` gets 400. Loopback is not a security
+  boundary: a web page can reach 127.0.0.1 through DNS rebinding, and then its requests carry the
+  attacker's host name, which this refuses.
+* **Body limit**: a body over ``max_body_bytes`` gets 413 before the application reads it (by
+  Content-Length, or while streaming a chunked body).
+
+Both answer JSON ``{"error": ...}``. Lifespan and other non-HTTP scopes pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _answer(send: Send, status: int, error: str) -> None:
+    body = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies larger than ``max_body_bytes`` with 413."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        error = f"request body larger than {limit} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request"
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _answer(send, 400, "Content-Length is not a number")
+                    return
+                if declared > limit:
+                    await _answer(send, 413, error)
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message.get("type") == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message.get("type") == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _answer(send, 413, error)
+
+
+def guard(app: ASGIApp, *, allowed_hosts: Sequence[str], max_body_bytes: int | None = None) -> ASGIApp:
+    """``app`` behind the Host allowlist (outermost) and, when given, the body limit."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    inner: ASGIApp = BodyLimitMiddleware(app, max_body_bytes) if max_body_bytes is not None else app
+    return TrustedHostMiddleware(inner, allowed_hosts=list(allowed_hosts))  # type: ignore[arg-type]
+
+
+class GuardMiddleware:
+    """:func:`guard` as a middleware class (for ``app.add_middleware`` / BentoML's ``add_asgi_middleware``)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str], max_body_bytes: int | None = None) -> None:
+        self.app = guard(app, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
