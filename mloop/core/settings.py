@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest request body the prediction service and webhook read."
     )
-    max_alerts_per_request: int = Field(default=100, ge=1, description="Most alerts one POST /alerts may carry.")
+    max_alerts_per_request: int = Field(
+        default=1000, ge=1, description="Most alerts one POST /alerts may carry (Alertmanager groups can be large)."
+    )
     notifications_max_bytes: int = Field(
         default=5 * 1024 * 1024,
         ge=1024,
