@@ -21,6 +21,7 @@ from mloop.core.contract import ValidationReport
 from mloop.core.datasets import DataRejected, IngestResult, ingest_dataset
 from mloop.core.errors import MloopError
 from mloop.core.lineage import DatasetVersion
+from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
 
 
@@ -90,7 +91,7 @@ def rejection_markdown(report: ValidationReport, path: str) -> str:
 @flow(name="ingest", flow_run_name="ingest-{dataset}")
 def ingest_flow(
     path: str,
-    dataset: str,
+    dataset: DatasetName,
     target: str | None = None,
     task: Literal["classification", "regression"] | None = None,
     time_column: str | None = None,

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
+from mloop.core.names import ModelName
 from mloop.core.settings import Settings
 from mloop.core.tags import TAG_MODEL_VERSION
 from monitoring.checks import MonitorOptions, check_window
@@ -88,7 +89,7 @@ def publish(
 
 @flow(name="monitor")
 def monitor_flow(
-    model_name: str,
+    model_name: ModelName,
     window_size: int = 5000,
     since: datetime | None = None,
     version: str = "champion",

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
+from mloop.core.names import ModelName
 from mloop.core.settings import Settings
 from models.audit import AuditRecord
 
@@ -39,7 +40,7 @@ def _markdown(record: AuditRecord) -> str:
 
 
 @flow(name="promote")
-def promote_flow(name: str, version: str, reason: str, actor: str | None = None) -> AuditRecord:
+def promote_flow(name: ModelName, version: str, reason: str, actor: str | None = None) -> AuditRecord:
     """Make a registered version the champion (the old champion becomes previous-champion).
 
     Args:
@@ -66,7 +67,7 @@ def promote_flow(name: str, version: str, reason: str, actor: str | None = None)
 
 
 @flow(name="rollback")
-def rollback_flow(name: str, reason: str, actor: str | None = None) -> AuditRecord:
+def rollback_flow(name: ModelName, reason: str, actor: str | None = None) -> AuditRecord:
     """Put the previous champion back (champion <- previous-champion).
 
     Args:

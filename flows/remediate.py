@@ -6,12 +6,19 @@ previous champion, audit record written; the ``mloop.model.rolled-back`` event t
 ``retrain`` runs the retrain flow (cooldown and budget apply), ``notify`` only notifies, ``ignore``
 records and does nothing. Every run publishes a markdown artifact and sends a notification saying
 what it did. Nothing is cached.
+
+One remediation per (model, alert name, fingerprint) at a time: the run claims a non-blocking lock
+under MLOOP_HOME/locks (:func:`monitoring.remediation.claim_remediation`); a second run for the same
+key while one runs ends at once as "skipped: already remediating". The model name is a validated
+:data:`mloop.core.names.ModelName` (Prefect refuses a bad one before the run starts), and one taken
+from the labels is checked by the same rule.
 """
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from mloop.core.names import ModelName
 from mloop.core.settings import Settings
 from monitoring.remediation import RemediationResult
 
@@ -52,9 +59,10 @@ def remediate_flow(
     alertname: str,
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
-    model_name: str | None = None,
+    model_name: ModelName | None = None,
     event_id: str | None = None,
     actions: dict[str, str] | None = None,
+    fingerprint: str | None = None,
 ) -> RemediationResult:
     """Run the remediation configured for an alert and record it.
 
@@ -65,12 +73,14 @@ def remediate_flow(
         model_name: The affected model, when not given by a label.
         event_id: Id of the `mloop.alert.*` event that triggered the run, if any.
         actions: Alert name -> action (rollback, retrain, notify, ignore) overriding the configuration.
+        fingerprint: The alert's (group's) fingerprint: one remediation per model, alert and fingerprint at a time.
     """
     from prefect.artifacts import create_markdown_artifact
 
     from flows.notify import notify
     from monitoring.alerts import action_for, alertname_from_event
-    from monitoring.remediation import REMEDIATION_ARTIFACT_KEY, affected_model, alert_reason, remediation_markdown
+    from monitoring.remediation import (REMEDIATION_ARTIFACT_KEY, affected_model, alert_reason, claim_remediation,
+                                        remediation_markdown, skipped_duplicate)
 
     logger = get_run_logger()
     settings = Settings()
@@ -82,7 +92,8 @@ def remediate_flow(
     reason = alert_reason(alertname, annotations, event_id)
     logger.info("alert %s on model %s -> action %s", alertname, model, action)
     result = RemediationResult(alertname=alertname, model_name=model, action=action, outcome="done", detail="")
-    result = _act(result, reason, event_id)
+    with claim_remediation(settings.state.locks, model, alertname, fingerprint) as claimed:
+        result = _act(result, reason, event_id) if claimed else skipped_duplicate(result, fingerprint)
     logger.info("remediation: %s", result.detail)
     create_markdown_artifact(markdown=remediation_markdown(result, labels, reason), key=REMEDIATION_ARTIFACT_KEY,
                              description=f"{alertname} -> {action}")

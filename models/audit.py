@@ -1,7 +1,9 @@
 """Append-only audit log of registry alias changes: ``<state.audit>/<model>.jsonl``.
 
 One JSON line per attempted change (applied or skipped), written while the registry lock is held,
-so the file order is the order in which changes happened. Never rewritten, only appended.
+so the file order is the order in which changes happened. Never rewritten, only appended. The
+model name is checked by the one name rule (:func:`mloop.core.names.check_name`) and the path must
+stay inside the audit folder, so no name can write elsewhere.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from mloop.core.names import check_name, child_path
 
 
 class AuditRecord(BaseModel):
@@ -31,13 +35,14 @@ class AuditRecord(BaseModel):
 
 
 def audit_path(audit_dir: Path, model_name: str) -> Path:
-    return audit_dir / f"{model_name}.jsonl"
+    """``<audit_dir>/<model>.jsonl``; raises MloopError for a name that breaks the rule."""
+    return child_path(audit_dir, f"{check_name(model_name, 'model')}.jsonl")
 
 
 def append_audit(audit_dir: Path, record: AuditRecord) -> Path:
     """Append one record (one write of a whole line, then fsync). Returns the log's path."""
-    audit_dir.mkdir(parents=True, exist_ok=True)
     path = audit_path(audit_dir, record.model_name)
+    audit_dir.mkdir(parents=True, exist_ok=True)
     line = (record.model_dump_json() + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

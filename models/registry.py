@@ -5,7 +5,9 @@ data md5, the gate decision and reason. Aliases: ``challenger`` (latest gated ca
 ``champion`` and ``previous-champion``. MLflow has no compare-and-set on aliases, so every alias
 move here happens under a per-model file lock (``<state.locks>/registry-<name>.lock``) and appends
 an audit record while the lock is held: concurrent promotions serialize, and the audit log order
-is the order the changes took effect.
+is the order the changes took effect. Every model name is checked by the one name rule
+(:func:`mloop.core.names.check_name`) before it reaches a lock path, the audit log or an MLflow
+filter string.
 
 Loading never unpickles: :func:`load_pipeline` refuses anything but the skops format and loads it
 with an explicit allowlist of types (:data:`models.pipeline.TRUSTED_TYPES`).
@@ -23,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core import lineage as L
 from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.names import check_name, child_path
 from mloop.core.paths import StatePaths
 from mloop.core.tags import (
     TAG_CODE_COMMIT,
@@ -119,6 +122,8 @@ def _not_found(name: str, what: str) -> NotFoundError:
 
 def list_versions(tracking_uri: str, name: str) -> list[RegisteredVersion]:
     """Every version of ``name``, newest first (empty when the model is not registered)."""
+    # The rule (letters, digits, '-', '_', '.') leaves no quote or backslash to escape in the filter.
+    check_name(name, "model")
     client = mlflow_client(tracking_uri)
     versions = client.search_model_versions(f"name = '{name}'")
     # search results may lack aliases on some stores: fill them from the registered model
@@ -240,6 +245,7 @@ def register_version(
     tracking_uri: str, name: str, *, source: str, run_id: str, tags: dict[str, str], description: str = ""
 ) -> RegisteredVersion:
     """Create the registered model if needed and a new version pointing at ``source``; no alias yet."""
+    check_name(name, "model")
     client = mlflow_client(tracking_uri)
     try:
         client.get_registered_model(name)
@@ -265,14 +271,17 @@ def set_challenger(tracking_uri: str, state: StatePaths, name: str, version: str
     """Point ``challenger`` at ``version`` (under the lock; not a champion change, so not audited)."""
     from filelock import FileLock
 
+    lock_path = _lock_path(state, name)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
-    with FileLock(_lock_path(state, name), timeout=300):
+    with FileLock(lock_path, timeout=300):
         with_retry(lambda: client.set_registered_model_alias(name, CHALLENGER, version))
 
 
 def _lock_path(state: StatePaths, name: str) -> Path:
+    """``<locks>/registry-<name>.lock``; raises MloopError for a name that breaks the rule."""
+    path = child_path(state.locks, f"registry-{check_name(name, 'model')}.lock")
     state.locks.mkdir(parents=True, exist_ok=True)
-    return state.locks / f"registry-{name}.lock"
+    return path
 
 
 _UNSET = object()
@@ -298,9 +307,10 @@ def promote(
     """
     from filelock import FileLock
 
+    lock_path = _lock_path(state, name)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
     get_version_info(tracking_uri, name, version)  # raises NotFoundError for unknown versions
-    with FileLock(_lock_path(state, name), timeout=300):
+    with FileLock(lock_path, timeout=300):
         current = champion_version(tracking_uri, name)
         record = AuditRecord(
             model_name=name, action="promote", from_version=current, to_version=version, reason=reason,
@@ -335,8 +345,9 @@ def rollback(
     """
     from filelock import FileLock
 
+    lock_path = _lock_path(state, name)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
-    with FileLock(_lock_path(state, name), timeout=300):
+    with FileLock(lock_path, timeout=300):
         current = champion_version(tracking_uri, name)
         try:
             previous = get_version_info(tracking_uri, name, PREVIOUS_CHAMPION).version

@@ -1,20 +1,27 @@
 """One remediation of an alert: which model it names, why it ran, its result and how that reads.
 
-Pure: the remediate flow decides the action (:func:`monitoring.alerts.action_for`), runs it (the
-rollback and retrain flows) and publishes what these functions build.
+Pure but for :func:`claim_remediation` (a lock file under ``MLOOP_HOME/locks``): the remediate
+flow decides the action (:func:`monitoring.alerts.action_for`), runs it (the rollback and retrain
+flows) while it holds the claim for its (model, alert name, fingerprint), and publishes what these
+functions build. A second run for a key that is being remediated ends at once as skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mloop.core.names import NAME_PATTERN, check_name, child_path
 from monitoring.alerts import MODEL_LABELS
 
 REMEDIATION_ARTIFACT_KEY = "remediation"
+ALREADY_REMEDIATING = "skipped: already remediating"
 
 
 class RemediationResult(BaseModel):
@@ -30,8 +37,55 @@ class RemediationResult(BaseModel):
 
 
 def affected_model(labels: Mapping[str, str], model_name: str | None = None) -> str | None:
-    """``model_name``, else the first model label (``model``, ``model_name``, ...) the alert carries."""
-    return model_name or next((labels[k] for k in MODEL_LABELS if labels.get(k)), None)
+    """``model_name``, else the first model label (``model``, ``model_name``, ...) the alert carries.
+
+    Raises MloopError when that name breaks the name rule (it would reach lock and audit paths).
+    """
+    found = model_name or next((labels[k] for k in MODEL_LABELS if labels.get(k)), None)
+    return check_name(found, "model") if found else None
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def remediation_lock_name(model_name: str | None, alertname: str, fingerprint: str | None) -> str:
+    """``remediate-<model>-<alertname>-<hash of the fingerprint>.lock``: validated parts only.
+
+    The model must follow the name rule; an alert name that does not is replaced by its hash.
+    """
+    model = check_name(model_name, "model") if model_name else "-"
+    alert = alertname if NAME_PATTERN.match(alertname) and ".." not in alertname else "h" + _hash(alertname)
+    return f"remediate-{model}-{alert}-{_hash(fingerprint or '')}.lock"
+
+
+@contextmanager
+def claim_remediation(locks_dir: Path, model_name: str | None, alertname: str,
+                      fingerprint: str | None) -> Iterator[bool]:
+    """Hold the (model, alert name, fingerprint) claim while the block runs; yields False at once
+    (without waiting) when another run holds it. A non-blocking OS file lock: released when the
+    holder ends, even by a crash."""
+    from filelock import FileLock, Timeout
+
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint)), blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def skipped_duplicate(result: RemediationResult, fingerprint: str | None) -> RemediationResult:
+    """``result`` marked as skipped: another run is remediating the same key."""
+    result.outcome = "skipped"
+    result.detail = (f"{ALREADY_REMEDIATING} {result.model_name or '-'} / {result.alertname} "
+                     f"(fingerprint {fingerprint or '-'}) in another run")
+    return result
 
 
 def alert_reason(alertname: str, annotations: Mapping[str, str] | None, event_id: str | None) -> str:

@@ -4,7 +4,8 @@ I/O edge of the monitoring capability. Every function gets its paths/URIs as arg
 cached (each check writes new files and a new run). Heavy libraries are imported inside functions.
 
 Layout: ``<reports>/<model>/<UTC timestamp>-v<version>/drift.html`` plus ``result.json`` (the typed
-result), one folder per check so older reports stay browsable.
+result), one folder per check so older reports stay browsable. The model name follows the one name
+rule and the folder must stay under ``<reports>`` (:func:`mloop.core.names.child_path`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.core.names import check_name, child_path
 from mloop.core.tags import (
     TAG_DATASET_DRIFT,
     TAG_FLOW_RUN_ID,
@@ -34,9 +36,10 @@ WORKSPACE_PROJECT_PREFIX = "mloop-"
 
 
 def report_folder(reports_root: Path, model_name: str, model_version: str | None, when: datetime | None = None) -> Path:
-    """A new, unique folder for one check's report files (not created)."""
+    """A new, unique folder for one check's report files (not created); raises MloopError for a model
+    name that breaks the rule or a version that would leave ``reports_root``."""
     stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
-    return reports_root / model_name / f"{stamp}-v{model_version or 'unknown'}"
+    return child_path(reports_root, check_name(model_name, "model"), f"{stamp}-v{model_version or 'unknown'}")
 
 
 def write_report(
@@ -198,6 +201,7 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
     from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
     from evidently.ui.workspace import Workspace
 
+    check_name(model_name, "model")
     workspace.mkdir(parents=True, exist_ok=True)
     ws = Workspace(str(workspace))
     project_name = WORKSPACE_PROJECT_PREFIX + model_name

@@ -1,11 +1,17 @@
 """Webhook receiver: Alertmanager alerts in, Prefect events out; notifications logged to MLOOP_HOME.
 
-``POST /alerts`` takes the JSON Alertmanager sends and emits one Prefect event
-``mloop.alert.<alertname>`` per firing alert (labels and annotations in the payload, resource
-``mloop.model.<name>`` when a label names the model). ``POST /notifications`` is where the Prefect
-notification block posts by default: each notification is appended to
-``MLOOP_HOME/notifications/notifications.jsonl`` so the demo needs no external service.
-Write endpoints require ``Authorization: Bearer <MLOOP_API_TOKEN>`` when that setting is set.
+``POST /alerts`` takes the JSON Alertmanager sends and emits ONE Prefect event
+``mloop.alert.<alertname>`` per (model, alert name) among its firing alerts (labels and annotations
+in the payload with how many alerts it stands for, resource ``mloop.model.<name>`` when a label
+names the model). ``POST /notifications`` is where the Prefect notification block posts by default:
+each notification is appended to ``MLOOP_HOME/notifications/notifications.jsonl`` (capped, one
+older generation kept) so the demo needs no external service.
+
+Secure by default: every endpoint but ``/healthz`` requires ``Authorization: Bearer <token>``
+(``Settings.bearer_token()``: the platform secret or MLOOP_API_TOKEN; only MLOOP_AUTH=false turns it
+off); the app wears :class:`mloop.core.web.GuardMiddleware` (Host allowlist, body limit); a POST
+carries at most ``max_alerts_per_request`` alerts; a model name that breaks the name rule refuses
+the whole POST (422) before anything is emitted.
 
 The app gets its event emitter as an argument (``create_app(settings, emit)``), so it has no
 Prefect import of its own; ``main()`` (``python -m monitoring.webhook``) wires in
@@ -17,22 +23,29 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mloop.core.events import alert_event, model_resource
 from mloop.core.settings import Settings
-from monitoring.alerts import AlertmanagerPayload
+from mloop.core.web import GuardMiddleware
+from monitoring.alerts import AlertmanagerPayload, group_alerts, invalid_model_names
 
 log = logging.getLogger("mloop.webhook")
 
 Emitter = Callable[..., Any]
 """``emit(event, resource_id, payload, **resource_labels) -> event id`` (see mloop.core.events.emit)."""
+
+MAX_SUBJECT_CHARS = 1_000
+MAX_NOTIFICATION_BODY_CHARS = 64_000
+"""Longest notification body the receiver logs (longer bodies are refused with 422)."""
 
 
 class EmittedAlert(BaseModel):
@@ -40,6 +53,8 @@ class EmittedAlert(BaseModel):
     event: str
     resource_id: str
     event_id: str | None
+    model_name: str | None = None
+    alert_count: int = Field(default=1, description="How many alerts of the POST this one event stands for.")
 
 
 class AlertsAnswer(BaseModel):
@@ -52,9 +67,9 @@ class Notification(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    subject: str = ""
-    body: str = ""
-    name: str | None = None
+    subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
+    body: str = Field(default="", max_length=MAX_NOTIFICATION_BODY_CHARS)
+    name: str | None = Field(default=None, max_length=MAX_SUBJECT_CHARS)
 
 
 def notifications_path(state_root: Path) -> Path:
@@ -62,7 +77,7 @@ def notifications_path(state_root: Path) -> Path:
 
 
 def read_notifications(state_root: Path, last_n: int | None = None) -> list[dict[str, Any]]:
-    """Logged notifications, oldest first (the last ``last_n`` when given)."""
+    """Logged notifications of the current file, oldest first (the last ``last_n`` when given)."""
     path = notifications_path(state_root)
     if not path.exists():
         return []
@@ -70,50 +85,85 @@ def read_notifications(state_root: Path, last_n: int | None = None) -> list[dict
     return rows[-last_n:] if last_n else rows
 
 
-def create_app(settings: Settings, emit: Emitter) -> FastAPI:
-    """The receiver app for ``settings`` (token, MLOOP_HOME); ``emit`` sends Prefect events."""
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    state_root = settings.state.root
+def append_capped(path: Path, line: str, max_bytes: int) -> None:
+    """Append ``line`` to ``path``; when that would pass ``max_bytes``, the file first moves to
+    ``<path>.1`` (replacing the older generation). A single line longer than the cap is still written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.encode()
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    if size and size + len(data) > max_bytes:
+        os.replace(path, path.with_name(path.name + ".1"))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _bearer_check(token: str | None) -> Callable[..., None]:
+    """A FastAPI dependency refusing (401) a request without ``Authorization: Bearer <token>``."""
 
     def require_token(authorization: str | None = Header(default=None)) -> None:
         if token is None:
             return
         expected = f"Bearer {token}"
         if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token (MLOOP_API_TOKEN)")
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token (see `mloop token`)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return require_token
+
+
+def create_app(settings: Settings, emit: Emitter) -> FastAPI:
+    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` sends Prefect events."""
+    token = settings.bearer_token()
+    state_root = settings.state.root
+    max_alerts = settings.max_alerts_per_request
+    write_lock = threading.Lock()  # rotation + append of the notifications file, one request at a time
+    guarded = [Depends(_bearer_check(token))]
 
     app = FastAPI(title="mloop webhook receiver", version="1")
+    app.add_middleware(GuardMiddleware, allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
+                       max_body_bytes=settings.max_body_bytes)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post("/alerts", dependencies=[Depends(require_token)])
+    @app.post("/alerts", dependencies=guarded)
     def alerts(payload: AlertmanagerPayload) -> AlertsAnswer:
+        if len(payload.alerts) > max_alerts:
+            raise HTTPException(status_code=413, detail=f"{len(payload.alerts)} alerts in one request: at most "
+                                f"{max_alerts} (MLOOP_MAX_ALERTS_PER_REQUEST); send smaller groups")
+        problems = invalid_model_names(payload)
+        if problems:
+            raise HTTPException(status_code=422, detail="; ".join(problems) + ": nothing was emitted")
         emitted: list[EmittedAlert] = []
-        for alert in payload.firing():
-            event = alert_event(alert.alertname)
-            model = alert.model_name(payload.common_labels)
-            resource_id = model_resource(model) if model else f"mloop.alert-source.{alert.fingerprint or alert.alertname}"
-            labels = {f"mloop.label.{k}": str(v) for k, v in alert.labels.items()}
-            event_id = emit(event, resource_id, alert.event_payload(payload.common_labels), **labels)
-            log.info("alert %s -> event %s (%s)", alert.alertname, event, event_id)
-            emitted.append(
-                EmittedAlert(alertname=alert.alertname, event=event, resource_id=resource_id, event_id=event_id)
-            )
+        for group in group_alerts(payload):
+            event = alert_event(group.alertname)
+            body = group.event_payload(payload.common_labels)
+            model = group.model_name
+            resource_id = model_resource(model) if model else f"mloop.alert-source.{body['fingerprint'] or group.alertname}"
+            labels = {f"mloop.label.{k}": str(v) for k, v in group.alerts[0].labels.items()}
+            event_id = emit(event, resource_id, body, **labels)
+            log.info("alert %s (%d) -> event %s (%s)", group.alertname, len(group.alerts), event, event_id)
+            emitted.append(EmittedAlert(alertname=group.alertname, event=event, resource_id=resource_id,
+                                        event_id=event_id, model_name=model, alert_count=len(group.alerts)))
         return AlertsAnswer(received=len(payload.alerts), emitted=emitted)
 
-    @app.post("/notifications", dependencies=[Depends(require_token)])
+    @app.post("/notifications", dependencies=guarded)
     def notifications(note: Notification) -> dict[str, str]:
-        path = notifications_path(state_root)
-        path.parent.mkdir(parents=True, exist_ok=True)
         row = {"received_at": datetime.now(UTC).isoformat(), **note.model_dump()}
-        with open(path, "a") as fh:
-            fh.write(json.dumps(row, default=str) + "\n")
-        log.info("notification: %s", note.subject)
+        with write_lock:
+            append_capped(notifications_path(state_root), json.dumps(row, default=str) + "\n",
+                          settings.notifications_max_bytes)
+        log.info("notification: %s", note.subject[:200])
         return {"status": "logged"}
 
-    @app.get("/notifications")
+    @app.get("/notifications", dependencies=guarded)
     def list_notifications(last_n: int = Query(default=50, ge=1, le=1000)) -> list[dict[str, Any]]:
         return read_notifications(state_root, last_n)
 

@@ -1,7 +1,12 @@
-"""CLI commands for the data stage: ``generate``, ``ingest``, ``data list``, ``data get``, ``data contract``."""
+"""CLI commands for the data stage: ``generate``, ``ingest``, ``data list``, ``data get``, ``data contract``.
+
+Also :func:`name_check`, the Typer callback every CLI module uses for dataset and model names: a
+name that breaks the one rule (:mod:`mloop.core.names`) is refused before the command runs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,6 +24,23 @@ from mloop.cli.common import (
 SCENARIO_HELP = "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
 
 data_app = typer.Typer(help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True)
+
+
+def name_check(what: str) -> Callable[[str | None], str | None]:
+    """A Typer callback refusing a ``what`` (dataset, model) name that breaks the name rule (usage error, exit 2)."""
+
+    def check(value: str | None) -> str | None:
+        from mloop.core.errors import MloopError
+        from mloop.core.names import check_name
+
+        if value is None:
+            return None
+        try:
+            return check_name(value, what)
+        except MloopError as exc:
+            raise typer.BadParameter(f"{exc.what}: {exc.fix}") from None
+
+    return check
 
 
 def generate_cmd(
@@ -81,7 +103,8 @@ def _print_version(version, created: bool, contract_path: str | None = None) -> 
 
 def ingest_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or parquet file to ingest.")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the model name).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the model name).",
+                                         callback=name_check("dataset"))],
     target: Annotated[str | None, typer.Option(help="Label column (first ingest; default 'target').")] = None,
     task: Annotated[
         Literal["classification", "regression"] | None,
@@ -125,7 +148,8 @@ def ingest_cmd(
 
 
 def list_cmd(
-    name: Annotated[str | None, typer.Argument(help="Dataset name (omit to list the datasets).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Dataset name (omit to list the datasets).",
+                                               callback=name_check("dataset"))] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of versions (md5, rows, created_at, ...).")] = False,
 ) -> None:
     """List the versions of a dataset, newest first (without NAME: the datasets and their latest version)."""
@@ -168,7 +192,7 @@ def list_cmd(
 
 
 def get_cmd(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name.", callback=name_check("dataset"))],
     out: Annotated[Path, typer.Option("--out", help="Where to write the parquet bytes of the version.")],
     version: Annotated[str | None, typer.Option("--version", help="Version md5 (or a unique prefix); default: latest.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (path, md5, rows).")] = False,
@@ -190,7 +214,7 @@ def get_cmd(
 
 
 def contract_cmd(
-    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    name: Annotated[str, typer.Argument(help="Dataset name.", callback=name_check("dataset"))],
     json_out: Annotated[bool, typer.Option("--json", help="Print the contract as JSON.")] = False,
 ) -> None:
     """Show the data contract of a dataset (data/NAME/contract.yaml)."""

@@ -19,10 +19,15 @@ from mloop.cli.common import (
     print_json,
     user_errors,
 )
+from mloop.cli.data import name_check
+
+ModelArg = Annotated[str, typer.Argument(help="Registered model name (= dataset name).", callback=name_check("model"))]
+"""A model name argument, refused (exit 2) when it breaks the name rule."""
 
 
 def train_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the registered model name).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the registered model name).",
+                                         callback=name_check("dataset"))],
     version: Annotated[str | None, typer.Option("--version", help="Dataset version md5 (or prefix); default: latest.")] = None,
     model: Annotated[
         list[str] | None,
@@ -81,7 +86,7 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
 
 
 def promote_cmd(
-    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    name: ModelArg,
     version: Annotated[str, typer.Argument(help="Version number to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
@@ -91,7 +96,7 @@ def promote_cmd(
 
 
 def rollback_cmd(
-    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    name: ModelArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
 ) -> None:
@@ -100,7 +105,7 @@ def rollback_cmd(
 
 
 def models_cmd(
-    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    name: ModelArg,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of {version, aliases, metrics, data_md5, decision}.")] = False,
 ) -> None:
     """List a model's versions with aliases, metrics, data md5 and gate decision (newest first)."""
@@ -128,7 +133,7 @@ def models_cmd(
 
 
 def audit_cmd(
-    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    name: ModelArg,
     json_out: Annotated[bool, typer.Option("--json", help="Print the audit records as a JSON list.")] = False,
 ) -> None:
     """Print the audit log of champion changes (oldest first)."""
@@ -154,7 +159,7 @@ def audit_cmd(
 
 
 def reproduce_cmd(
-    name: Annotated[str, typer.Argument(help="Registered model name (= dataset name).")],
+    name: ModelArg,
     version: Annotated[str, typer.Argument(help="Version number (or alias, e.g. champion).")],
     json_out: Annotated[bool, typer.Option("--json", help="Print the report (metric diffs) as JSON.")] = False,
 ) -> None:

@@ -14,10 +14,11 @@ from mloop.cli.common import (
     print_json,
     user_errors,
 )
+from mloop.cli.data import name_check
 
 
 def monitor_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.")],
+    model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model"))],
     window: Annotated[int, typer.Option("--window", min=1, help="Check the newest N logged predictions.")] = 5000,
     since: Annotated[
         datetime | None, typer.Option(help="Only predictions at/after this time (ISO, UTC when naive).")

@@ -20,13 +20,15 @@ from mloop.cli.common import (
     print_json,
     user_errors,
 )
+from mloop.cli.data import name_check
 from mloop.core.errors import MloopError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def package_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one with a champion.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one with a champion.",
+                                               callback=name_check("model"))] = None,
     version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -52,7 +54,8 @@ def package_cmd(
 
 
 def serve_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.",
+                                               callback=name_check("model"))] = None,
     host: Annotated[str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default: MLOOP_SERVE_PORT, 3000).")] = None,
 ) -> None:
@@ -73,7 +76,8 @@ def serve_cmd(
 
 
 def deploy_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.",
+                                               callback=name_check("model"))] = None,
     version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -121,7 +125,8 @@ def lineage_cmd(
 
 def feedback_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or parquet file with columns prediction_id,label.", exists=True, dir_okay=False)],
-    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one with a champion.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one with a champion.",
+                                                     callback=name_check("model"))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Record ground-truth labels for earlier predictions (used by quality monitoring)."""
