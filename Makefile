@@ -9,11 +9,12 @@ PYTEST_ARGS ?=
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test demo down clean bench help
+.PHONY: install test scan demo down clean bench help
 
 help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
-	@echo "make test   run the test suite"
+	@echo "make test   run the import layers check, the bandit scan and the test suite"
+	@echo "make scan   only the security scans (bandit + the model-loading check)"
 	@echo "make down   stop every local service mloop started"
 	@echo "make bench  run the benchmarks under bench/"
 
@@ -21,8 +22,13 @@ install:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@$(UV) sync --frozen
 
+# bandit: no medium/high finding in the code (config and accepted low findings: [tool.bandit] in
+# pyproject.toml); the model-loading check (no pickle, skops allowlist) is tests/core/test_security_scan.py.
+BANDIT_TARGETS := mloop flows models serving monitoring
+
 test: install
 	$(RUN) lint-imports
+	$(RUN) bandit -c pyproject.toml -r $(BANDIT_TARGETS) -ll -q
 	$(RUN) pytest $(PYTEST_ARGS)
 
 demo: install
@@ -30,6 +36,10 @@ demo: install
 
 down: install
 	$(RUN) mloop down
+
+scan: install
+	$(RUN) bandit -c pyproject.toml -r $(BANDIT_TARGETS) -ll -q
+	$(RUN) pytest -q tests/core/test_security_scan.py
 
 bench: install
 	$(RUN) python bench/cli_startup.py

@@ -131,7 +131,7 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     """md5 hex digest of a file's bytes (equals the md5 DVC records for a single file)."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # a content id (as DVC uses it), not a security hash
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)

@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         out: list[str] = []
         for name in names:
             name = name.strip().strip("[]").lower()
-            if name and name not in ("0.0.0.0", "::") and name not in out:
+            if name and name not in ("0.0.0.0", "::") and name not in out:  # nosec B104  # drops wildcards, binds nothing
                 out.append(name)
         return out
 
