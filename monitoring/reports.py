@@ -197,11 +197,11 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
     The project (and a dashboard: drifted-column share over time and per check) is created on first
     use, so ``evidently ui --workspace <workspace>`` shows drift over time.
     """
+    check_name(model_name, "model")
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
     from evidently.ui.workspace import Workspace
 
-    check_name(model_name, "model")
     workspace.mkdir(parents=True, exist_ok=True)
     ws = Workspace(str(workspace))
     project_name = WORKSPACE_PROJECT_PREFIX + model_name

@@ -1,4 +1,8 @@
-"""Alertmanager payload parsing, alert -> action mapping, and the webhook receiver app."""
+"""Alertmanager payload parsing, alert -> action mapping, and the webhook receiver app.
+
+The receiver requires the platform's bearer token on every endpoint but /healthz and accepts only
+allowed Host names, so the clients here send the token and a loopback Host (``client_for``).
+"""
 
 from __future__ import annotations
 
@@ -89,6 +93,15 @@ def test_model_name_from_common_labels() -> None:
     assert p.firing()[0].event_payload(p.common_labels)["model_name"] == "loans"
 
 
+def client_for(settings: Settings, emit: Any, token: str | None = "platform") -> TestClient:
+    """A test client of the receiver on a loopback Host, with the platform's token (``token="platform"``),
+    a given one, or none (``token=None``)."""
+    app = create_app(settings, emit)
+    bearer = settings.bearer_token() if token == "platform" else token
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    return TestClient(app, base_url="http://127.0.0.1", headers=headers)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
@@ -100,7 +113,7 @@ class Recorder:
 
 def test_webhook_turns_firing_alerts_into_events(settings: Settings) -> None:
     rec = Recorder()
-    client = TestClient(create_app(settings, rec))
+    client = client_for(settings, rec)
     resp = client.post("/alerts", json=am_payload(alert("HighErrorRate", model="loans"), alert("X", status="resolved")))
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -113,14 +126,14 @@ def test_webhook_turns_firing_alerts_into_events(settings: Settings) -> None:
 
 
 def test_webhook_refuses_broken_payload(settings: Settings) -> None:
-    client = TestClient(create_app(settings, Recorder()))
+    client = client_for(settings, Recorder())
     assert client.post("/alerts", json={"alerts": [{"status": "exploded"}]}).status_code == 422
 
 
 def test_webhook_token_required_when_set(settings: Settings) -> None:
     s = Settings(home=settings.home, project_dir=settings.project_dir, api_token="s3cret")
     rec = Recorder()
-    client = TestClient(create_app(s, rec))
+    client = client_for(s, rec, token=None)
     body = am_payload(alert("HighErrorRate", model="loans"))
     assert client.post("/alerts", json=body).status_code == 401
     assert client.post("/alerts", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -128,10 +141,31 @@ def test_webhook_token_required_when_set(settings: Settings) -> None:
     assert client.post("/alerts", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert len(rec.calls) == 1
     assert client.post("/notifications", json={"subject": "x"}).status_code == 401
+    assert client.get("/notifications").status_code == 401
+
+
+def test_webhook_token_required_by_default(settings: Settings) -> None:
+    """No MLOOP_API_TOKEN set: the platform secret's token is required all the same."""
+    assert settings.api_token is None and settings.auth
+    rec = Recorder()
+    client = client_for(settings, rec, token=None)
+    body = am_payload(alert("HighErrorRate", model="loans"))
+    assert client.post("/alerts", json=body).status_code == 401
+    assert client.post("/notifications", json={"subject": "x"}).status_code == 401
+    assert client.get("/notifications").status_code == 401
+    assert client.get("/healthz").status_code == 200
+    assert rec.calls == []
+    good = client_for(settings, rec)
+    assert good.post("/alerts", json=body).status_code == 200 and len(rec.calls) == 1
+
+
+def test_webhook_open_only_when_auth_is_off(settings: Settings) -> None:
+    s = Settings(home=settings.home, project_dir=settings.project_dir, auth=False)
+    assert client_for(s, Recorder(), token=None).post("/alerts", json=am_payload(alert("X"))).status_code == 200
 
 
 def test_notifications_are_logged_under_home(settings: Settings) -> None:
-    client = TestClient(create_app(settings, Recorder()))
+    client = client_for(settings, Recorder())
     assert client.post("/notifications", json={"subject": "promoted", "body": "v2", "name": "mloop"}).status_code == 200
     rows = read_notifications(settings.state.root)
     assert [r["subject"] for r in rows] == ["promoted"]
