@@ -50,13 +50,14 @@ def _hash(value: str) -> str:
 
 
 def remediation_lock_name(model_name: str | None, alertname: str, fingerprint: str | None) -> str:
-    """``remediate-<model>-<alertname>-<hash of the fingerprint>.lock``: validated parts only.
+    """``remediate~<model>~<alertname>~<hash of the fingerprint>.lock``: validated parts only.
 
-    The model must follow the name rule; an alert name that does not is replaced by its hash.
+    The model must follow the name rule; an alert name that does not is replaced by its hash. ``~``
+    is outside the rule, so two different keys never share a file name.
     """
-    model = check_name(model_name, "model") if model_name else "-"
+    model = check_name(model_name, "model") if model_name else "-"  # "-" cannot be a model name
     alert = alertname if NAME_PATTERN.match(alertname) and ".." not in alertname else "h" + _hash(alertname)
-    return f"remediate-{model}-{alert}-{_hash(fingerprint or '')}.lock"
+    return f"remediate~{model}~{alert}~{_hash(fingerprint or '')}.lock"
 
 
 @contextmanager
@@ -67,8 +68,9 @@ def claim_remediation(locks_dir: Path, model_name: str | None, alertname: str,
     holder ends, even by a crash."""
     from filelock import FileLock, Timeout
 
+    path = child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint))
     locks_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint)), blocking=False)
+    lock = FileLock(path, blocking=False)
     try:
         lock.acquire()
     except Timeout:

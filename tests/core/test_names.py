@@ -145,4 +145,4 @@ def test_good_names_pass_every_entry(home: Settings) -> None:
     assert report_folder(home.state.reports, "loans", "3").parent == home.state.reports.resolve() / "loans"
     assert affected_model({"model": "loans"}) == "loans"
     name = remediation_lock_name("loans", "High Error/Rate", "fp")
-    assert name.startswith("remediate-loans-h") and "/" not in name
+    assert name.startswith("remediate~loans~h") and "/" not in name

@@ -75,8 +75,8 @@ def test_one_claim_per_model_alert_and_fingerprint(tmp_path: Path) -> None:
 
 def test_the_lock_name_is_built_from_validated_parts() -> None:
     name = remediation_lock_name("loans", "HighErrorRate", "../../etc/passwd")
-    assert name.startswith("remediate-loans-HighErrorRate-") and name.endswith(".lock") and "/" not in name
-    assert remediation_lock_name("loans", "a/../b", None).startswith("remediate-loans-h")
+    assert name.startswith("remediate~loans~HighErrorRate~") and name.endswith(".lock") and "/" not in name
+    assert remediation_lock_name("loans", "a/../b", None).startswith("remediate~loans~h")
     assert remediation_lock_name("loans", "X", "fp") != remediation_lock_name("loans", "X", "fq")
     with pytest.raises(MloopError, match="invalid model name"):
         remediation_lock_name("x/../../../canary", "X", "fp")
@@ -113,3 +113,8 @@ def test_the_flow_skips_a_key_that_is_being_remediated(
     assert free.outcome == "done"
     with pytest.raises(MloopError, match="invalid model name"):
         remediate_flow(alertname="HighErrorRate", labels={"model": "x/../../../canary"}, actions=notify_only)
+
+
+def test_different_keys_never_share_a_lock_file() -> None:
+    assert remediation_lock_name("a-b", "c", "fp") != remediation_lock_name("a", "b-c", "fp")
+    assert remediation_lock_name(None, "X", "fp") != remediation_lock_name("X", "X", "fp")
