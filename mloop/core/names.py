@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from mloop.core.errors import MloopError
 
@@ -41,9 +41,12 @@ def _check_dataset_name(name: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
-ModelName = Annotated[str, AfterValidator(_check_model_name)]
+_SCHEMA = {"type": "string", "pattern": NAME_PATTERN.pattern, "maxLength": 100}
+"""What forms (the Prefect UI's parameter form) show and check before a run is even created."""
+
+ModelName = Annotated[str, AfterValidator(_check_model_name), WithJsonSchema(_SCHEMA)]
 """A registered model name (= its dataset's name) as a validated pydantic / flow parameter type."""
-DatasetName = Annotated[str, AfterValidator(_check_dataset_name)]
+DatasetName = Annotated[str, AfterValidator(_check_dataset_name), WithJsonSchema(_SCHEMA)]
 """A dataset name as a validated pydantic / flow parameter type."""
 
 
