@@ -99,16 +99,18 @@ def child_env(env: dict[str, str], unset: Iterable[str] = ()) -> dict[str, str]:
     return {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
 
 
+WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})  # nosec B104 - recognised in settings, never bound here
+"""Bind addresses meaning "every interface": not a name a client connects to or a Host header carries."""
+
+
 def connect_host(bind_host: str) -> str:
     """The address a local client uses to reach a service bound to ``bind_host``. Pure.
 
     A wildcard bind (``0.0.0.0``, ``::``, empty) is not an address to connect to: loopback is.
     """
     host = bind_host.strip().strip("[]")
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
+    if host in WILDCARD_BINDS:
+        return "::1" if host == "::" else "127.0.0.1"
     return host
 
 

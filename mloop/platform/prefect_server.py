@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from mloop.core.processes import WILDCARD_BINDS
 from mloop.core.settings import Settings
 
 
@@ -25,7 +26,7 @@ def allowed_hosts(settings: Settings, bind_host: str) -> list[str]:
     """Host header names the server accepts: the settings' allowlist and its own bind address. Pure."""
     names = settings.host_allowlist()
     bind = bind_host.strip().strip("[]").lower()
-    if bind and bind not in ("0.0.0.0", "::") and bind not in names:
+    if bind not in WILDCARD_BINDS and bind not in names:
         names.append(bind)
     return names
 
