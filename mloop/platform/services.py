@@ -173,7 +173,11 @@ def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
 
     Users live in ``<home>/mlflow/auth.db``. A user someone adds later sees nothing until granted
     (``NO_PERMISSIONS``). The admin password comes from ``MLFLOW_AUTH_ADMIN_PASSWORD`` in the
-    server's environment, so MLflow never creates a default one.
+    server's environment, so MLflow never creates a default one. Checked credentials are cached
+    for 5 minutes (``auth_cache_ttl_seconds``): each check is a scrypt hash (about 1 s of CPU here,
+    10-30 s per request on a loaded 2-core machine without the cache). The server runs one worker,
+    so a password changed through MLflow's API takes effect at once; only a change made directly
+    in auth.db waits for the cache.
     """
     config = configparser.ConfigParser()
     config["mlflow"] = {
@@ -182,6 +186,7 @@ def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
         "admin_username": admin_username,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access": "false",
+        "auth_cache_ttl_seconds": "300",
     }
     out = io.StringIO()
     config.write(out)

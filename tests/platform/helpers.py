@@ -99,7 +99,7 @@ class Platform:
             headers.update(self.auth_headers(auth))
         if host is not None:
             headers["Host"] = host
-        return httpx.request(method, url, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
+        return httpx.request(method, url, headers=headers, timeout=kwargs.pop("timeout", 90), **kwargs)
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -140,7 +140,9 @@ def platform_settings(root: Path) -> Settings:
 
 
 def platform_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_"))}
+    # Nothing of the test process's own platform settings or credentials (an in-process test may
+    # have exported another MLOOP_HOME's MLflow credentials): the CLI finds its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_", "MLFLOW_TRACKING_"))}
     env.update(settings.service_env())
     env.update(settings_env(settings))
     env["PREFECT_API_URL"] = settings.prefect_api_url
