@@ -2,9 +2,10 @@
 
 Triggered by ``mloop.model.promoted`` / ``mloop.model.rolled-back`` (prefect.yaml), by
 ``mloop deploy`` and from the Prefect UI. Steps: package (cached: an existing BentoML model/Bento
-is reused), then either roll out to the service at ``http://{host}:{serve_port}`` (the service
-loads and smoke-tests the model, then swaps it in atomically: zero failed requests) or, when no
-service answers, start one for this model. A refused rollout fails the flow loudly and leaves the
+is reused), then either roll out to the service at ``http://{serving_host}:{serve_port}`` (loopback
+when it binds a wildcard address) with the platform's bearer token (the service loads and
+smoke-tests the model, then swaps it in atomically: zero failed requests) or, when no service
+answers, start one for this model. A refused rollout fails the flow loudly and leaves the
 old model serving. Emits ``mloop.model.deployed`` and publishes a markdown artifact.
 """
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
+from mloop.core.processes import http_url
 from mloop.core.settings import Settings
 
 
@@ -50,11 +52,11 @@ def rollout_task(settings: Settings, model_tag: str, url: str) -> tuple[str, str
     from serving.launch import start_service
     from serving.rollout import RolloutFailed, current_model, rollout
 
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    token = settings.bearer_token()
     try:
         now = current_model(url, timeout=5)
     except RolloutFailed:
-        start_service(settings, model_tag, port=settings.serve_port, host=settings.host, name="serve")
+        start_service(settings, model_tag, port=settings.serve_port, host=settings.serving_host, name="serve")
         return "started", None
     if now.get("bentoml_tag") == model_tag:
         return "already-serving", str(now.get("model_version"))
@@ -91,7 +93,7 @@ def deploy_flow(name: str, version: str | None = None) -> DeployResult:
     settings = Settings()
     settings.apply_env()
     packaged = package_task(settings, name, version)
-    url = f"http://{settings.host}:{settings.serve_port}"
+    url = http_url(settings.serving_host, settings.serve_port)
     action, previous = rollout_task(settings, packaged.model_tag, url)
     result = DeployResult(
         name=name,

@@ -3,7 +3,10 @@
 The block (``mloop-notifications``, a Custom Webhook) posts ``{subject, body, name}`` to
 ``Settings.notify_url`` (default: the local webhook receiver's ``/notifications``, which logs to
 MLOOP_HOME, so the demo needs no external service; point it at Slack/Teams/any webhook to go
-live). The automation (``mloop-notify``) sends a notification on every promotion, rejection,
+live). With auth on, a block posting to the local receiver carries the platform's bearer token
+(a block secret; an external notify_url never gets it), and this
+setup authenticates to the Prefect server with ``PREFECT_API_AUTH_STRING`` from the platform
+environment. The automation (``mloop-notify``) sends a notification on every promotion, rejection,
 rollback and drift event. ``mloop up`` runs ``python -m flows.notify`` to create or refresh both.
 Flows may also call :func:`notify` directly for outcomes that have no event of their own.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 
 from mloop.core import events
+from mloop.core.processes import http_url
 from mloop.core.settings import Settings
 
 BLOCK_NAME = "mloop-notifications"
@@ -37,7 +41,7 @@ log = logging.getLogger("mloop.notify")
 
 
 def notify_url(settings: Settings) -> str:
-    return settings.notify_url or f"http://{settings.host}:{settings.webhook_port}/notifications"
+    return settings.notify_url or f"{http_url(settings.host, settings.webhook_port)}/notifications"
 
 
 def ensure_notifications(settings: Settings) -> str:
@@ -47,7 +51,8 @@ def ensure_notifications(settings: Settings) -> str:
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
 
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    # The bearer token goes only to the platform's own receiver, never to an external notify_url.
+    token = settings.bearer_token() if settings.notify_url is None else None
     block = CustomWebhookNotificationBlock(
         name="mloop",
         url=notify_url(settings),

@@ -2,7 +2,10 @@
 
 One Prefect server per test session (starting one costs 10-20 s), on a free loopback port with
 its own temporary PREFECT_HOME. The environment is set in ``pytest_configure`` because Prefect
-reads its settings when first imported, which happens while test modules are collected.
+reads its settings when first imported, which happens while test modules are collected. The
+session server starts through mloop's own starter (``mloop.platform.prefect_server``), so it checks
+the Host header like the platform's server, but it runs WITHOUT basic auth: it is a fixture for
+in-process flows, not a platform (tests/platform/test_security.py checks a real `mloop up`).
 Each test gets its own MLOOP_HOME and its own project checkout (a temporary git + DVC repo),
 so nothing touches the developer's checkout or home directory.
 """
@@ -40,8 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
     env["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
     env["MLOOP_TEST_PREFECT_PORT"] = str(port)
-    # Tests never inherit a developer's MLOOP_* settings.
-    for key in [k for k in os.environ if k.startswith("MLOOP_")]:
+    # Tests never inherit a developer's MLOOP_* settings nor Prefect credentials (the session
+    # server has no auth; a PREFECT_API_KEY would even be sent instead of an auth string).
+    credentials = ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")
+    for key in [k for k in os.environ if k.startswith("MLOOP_") or k in credentials]:
         del os.environ[key]
     os.environ.update(env)
     os.environ["HOME"] = str(_SESSION_DIR / "userhome")  # nothing may write to the real home

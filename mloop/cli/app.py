@@ -1,6 +1,6 @@
 """The ``mloop`` command line (Typer).
 
-Command groups live in the ``mloop/cli/`` modules (data, models, serving, monitor, platform, demo), one per lifecycle stage; each registers its
+Command groups live in the ``mloop/cli/`` modules (data, models, serving, monitor, platform, token, demo), one per lifecycle stage; each registers its
 commands here. Start-up stays light: heavy libraries are imported inside the commands.
 """
 
@@ -14,6 +14,7 @@ from mloop.cli import models as cli_models
 from mloop.cli import monitor as cli_monitor
 from mloop.cli import platform as cli_platform
 from mloop.cli import serving as cli_serving
+from mloop.cli import token as cli_token
 
 app = typer.Typer(
     name="mloop",
@@ -23,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_demo):
+for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_token, cli_demo):
     module.register(app)
 
 

@@ -169,12 +169,13 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
     wall0 = time.time()
     urls = service_urls(settings)
-    prefect = PrefectApi(urls["prefect_api"])
-    service = ServingClient(urls["serving"])
 
     with tl.step("platform up", "mloop up") as st:
         up = local.up(settings, serve_command=lambda: serve_command(settings))
         st.detail = f"{len(up.deployments)} deployments"
+    # The platform's credentials exist now (up creates them): every call below carries them.
+    prefect = PrefectApi.of(settings)
+    service = ServingClient(urls["serving"], token=settings.bearer_token())
 
     with tl.step(f"generate v1 ({rows} rows)", "mloop generate") as st:
         source = write_frame(generate("baseline", rows, 1), settings.state.tmp / "loans-v1.parquet")
@@ -240,7 +241,8 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
         f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",
         f"Drift report {verdict.get('report', '-')}",
         f"Serving      {urls['serving']}  (champion {v2}; OpenAPI at /docs.json)",
-        "The platform is still running for you to explore. Stop it with [bold]make down[/] (or `mloop down`).",
+        "The platform is still running for you to explore (the UIs ask for credentials: `mloop token`). "
+        "Stop it with [bold]make down[/] (or `mloop down`).",
     ]
 
 
@@ -258,6 +260,8 @@ def demo(
     with user_errors():
         if fresh:
             reset(settings)
+            settings.apply_env()
+        if settings.credentials() is not None:  # before any service environment is built
             settings.apply_env()
         try:
             run_demo(settings, rows=rows, traffic=traffic, timeout=timeout)

@@ -21,12 +21,17 @@ def up(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service); idempotent."""
+    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service); idempotent.
+
+    Every service requires the platform's credentials (created on first start; `mloop token` shows them).
+    """
     from mloop.platform import local
     from mloop.platform.services import urls
 
     with user_errors():
         settings = load_settings()
+        if settings.credentials() is not None:  # created before any environment is built
+            settings.apply_env()  # this process's own Prefect client authenticates too
         from mloop.platform.serve import (
             serve_command,  # packages the champion first if the store lacks it
         )
@@ -43,6 +48,8 @@ def up(
         console.print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
     u = urls(settings)
     console.print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
+    if settings.auth:
+        console.print("Both ask for credentials: `mloop token` prints them.")
 
 
 def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:

@@ -20,8 +20,11 @@ PREDICTION_SERVICE = "serving.service:PredictionService"
 """The BentoML service class (``bentoml serve`` / ``bentoml build``)."""
 CLI = "mloop.cli"
 """The ``mloop`` command (``python -m``)."""
+PREFECT_SERVER = "mloop.platform.prefect_server"
+"""The Prefect server (API, UI, services) behind mloop's Host allowlist (``python -m``): the local
+platform's server and the test suite's session server."""
 
-PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI)
+PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER)
 PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
 
 # -- third-party tools started as ``python -m``

@@ -9,6 +9,7 @@ worker ignores the first SIGINT while it has flow runs: see STACK_NOTES).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from mloop.core.entrypoints import PREFECT, python_m
+from mloop.core.entrypoints import PREFECT_SERVER, python_m
 from mloop.core.errors import MloopError
 from mloop.core.settings import prefect_api_url
 
@@ -61,15 +62,17 @@ def start_process(
     url: str = "",
     ready_url: str | None = None,
     timeout: float = 90.0,
+    unset: Iterable[str] = (),
 ) -> ServiceProcess:
     """Start ``argv`` detached in a new session; write ``<run_dir>/<name>.pid`` and ``.log``.
 
-    With ``ready_url``, wait until it answers; a process that dies or never answers is stopped
-    (by pid) and the error raised, so a failed start leaves nothing running.
+    The child gets this process's environment, updated with ``env`` and without the ``unset``
+    names. With ``ready_url``, wait until it answers; a process that dies or never answers is
+    stopped (by pid) and the error raised, so a failed start leaves nothing running.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / f"{name}.log"
-    full_env = {**os.environ, **(env or {})}
+    full_env = child_env(env or {}, unset)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             list(argv),
@@ -88,6 +91,33 @@ def start_process(
             stop_pid(proc.pid)
             raise
     return ServiceProcess(name=name, pid=proc.pid, url=url, log=log)
+
+
+def child_env(env: dict[str, str], unset: Iterable[str] = ()) -> dict[str, str]:
+    """This process's environment updated with ``env``, without the names in ``unset``."""
+    drop = set(unset)
+    return {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
+
+
+WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})  # nosec B104 - recognised in settings, never bound here
+"""Bind addresses meaning "every interface": not a name a client connects to or a Host header carries."""
+
+
+def connect_host(bind_host: str) -> str:
+    """The address a local client uses to reach a service bound to ``bind_host``. Pure.
+
+    A wildcard bind (``0.0.0.0``, ``::``, empty) is not an address to connect to: loopback is.
+    """
+    host = bind_host.strip().strip("[]")
+    if host in WILDCARD_BINDS:
+        return "::1" if host == "::" else "127.0.0.1"
+    return host
+
+
+def http_url(bind_host: str, port: int) -> str:
+    """``http://host:port`` of a service bound to ``bind_host`` (see :func:`connect_host`; IPv6 bracketed). Pure."""
+    host = connect_host(bind_host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def read_pid(run_dir: Path, name: str) -> int | None:
@@ -196,28 +226,48 @@ def stop_service(run_dir: Path, name: str, *, grace: float = 8.0) -> bool:
     return True
 
 
+ALLOWED_HOSTS_ENV = "MLOOP_ALLOWED_HOSTS"
+"""Where the Prefect server starter reads extra Host names (JSON list, as the Settings field)."""
+
+
 def prefect_server_argv(host: str, port: int) -> list[str]:
-    """``prefect server start`` on ``host:port`` with this interpreter."""
-    return python_m(PREFECT, "server", "start", "--host", host, "--port", str(port))
+    """The Prefect server behind mloop's Host allowlist (:data:`~mloop.core.entrypoints.PREFECT_SERVER`)
+    on ``host:port`` with this interpreter: what ``prefect server start`` runs in the foreground."""
+    return python_m(PREFECT_SERVER, "--host", host, "--port", str(port))
 
 
-def prefect_server_env(host: str, port: int) -> dict[str, str]:
-    """What the server process needs on top of the service env to bind ``host:port``."""
-    return {
-        "PREFECT_API_URL": prefect_api_url(host, port),
+def prefect_server_env(host: str, port: int, allowed_hosts: Sequence[str] = ()) -> dict[str, str]:
+    """What the server process needs on top of the service env to bind ``host:port``.
+
+    ``allowed_hosts``: Host header names it accepts besides loopback and its bind address (empty:
+    only those, or what ``MLOOP_ALLOWED_HOSTS`` of the env already says).
+    """
+    env = {
+        "PREFECT_API_URL": prefect_api_url(connect_host(host), port),
         "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
     }
+    if allowed_hosts:
+        env[ALLOWED_HOSTS_ENV] = json.dumps(list(allowed_hosts))
+    return env
 
 
-def start_prefect_server(run_dir: Path, env: dict[str, str], host: str, port: int, timeout: float = 90.0) -> ServiceProcess:
-    """Start ``prefect server start`` on host:port and wait until its health endpoint answers."""
-    api = prefect_api_url(host, port)
+def start_prefect_server(
+    run_dir: Path,
+    env: dict[str, str],
+    host: str,
+    port: int,
+    timeout: float = 90.0,
+    *,
+    allowed_hosts: Sequence[str] = (),
+) -> ServiceProcess:
+    """Start the Prefect server on host:port (Host allowlist on) and wait until its health endpoint answers."""
+    api = prefect_api_url(connect_host(host), port)
     return start_process(
         "prefect-server",
         prefect_server_argv(host, port),
         run_dir=run_dir,
-        env={**env, **prefect_server_env(host, port)},
+        env={**env, **prefect_server_env(host, port, allowed_hosts)},
         url=api,
         ready_url=f"{api}/health",
         timeout=timeout,

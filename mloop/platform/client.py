@@ -8,20 +8,29 @@ own). Code that imports Prefect anyway uses Prefect's client (``get_client(sync_
 ``prefect.events.emit_event``) instead. Like Prefect's client, every call is retried on connection
 errors and 5xx answers with exponential backoff until a deadline (:func:`request`).
 
+Both authenticate when the platform requires it (``Settings.auth``, the default): the Prefect
+client sends ``Authorization: Basic base64(auth string)`` (Prefect's server basic auth; its
+``/api/health`` stays open), the serving client ``Authorization: Bearer <token>`` on every request.
+
 :class:`ServingClient` talks to the BentoML prediction service (``/model``, ``/predict``,
 ``/feedback``), never to Prefect. Nothing is cached; every call is one request (plus retries).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+
+if TYPE_CHECKING:
+    from mloop.core.settings import Settings
 
 T = TypeVar("T")
 
@@ -83,22 +92,52 @@ def request(
         attempt += 1
 
 
-class PrefectApi:
-    """The REST API of one Prefect server (``api`` is its URL, ending in ``/api``); JSON in, JSON out."""
+def basic_auth_header(auth_string: str) -> dict[str, str]:
+    """``Authorization: Basic base64(auth_string)``, as Prefect's client sends its ``api.auth_string``. Pure."""
+    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
-    def __init__(self, api: str, *, deadline: float = 15.0) -> None:
+
+def bearer_header(token: str | None) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` (nothing without a token). Pure."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class PrefectApi:
+    """The REST API of one Prefect server (``api`` is its URL, ending in ``/api``); JSON in, JSON out.
+
+    ``auth_string`` (``user:password``) is the server's basic auth; None takes
+    ``PREFECT_API_AUTH_STRING`` from the environment, ``""`` sends none.
+    """
+
+    def __init__(self, api: str, *, deadline: float = 15.0, auth_string: str | None = None) -> None:
         self.api = api.rstrip("/")
         self.deadline = deadline
+        if auth_string is None:
+            auth_string = os.environ.get("PREFECT_API_AUTH_STRING", "")
+        self._headers = basic_auth_header(auth_string) if auth_string else {}
+
+    @classmethod
+    def of(cls, settings: Settings, *, deadline: float = 15.0) -> PrefectApi:
+        """The platform's own server (``settings.prefect_api_url``) with the platform's auth string, if any."""
+        auth = settings.client_auth_env().get("PREFECT_API_AUTH_STRING", "")
+        return cls(settings.prefect_api_url, deadline=deadline, auth_string=auth)
+
+    def __repr__(self) -> str:  # the auth header never shows
+        return f"PrefectApi({self.api!r}, auth={bool(self._headers)})"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return request(method, f"{self.api}{path}", deadline=self.deadline, headers=self._headers, **kwargs)
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
-        resp = request(method, f"{self.api}{path}", json=body, deadline=self.deadline)
+        resp = self._request(method, path, json=body)
         resp.raise_for_status()
         return resp.json() if resp.content else None  # 204: nothing to decode
 
     def healthy(self, *, deadline: float = 0.0, timeout: float = 2.0) -> bool:
         """True when ``/health`` answers 200 (one attempt unless ``deadline`` allows retries)."""
         try:
-            return request("GET", f"{self.api}/health", deadline=deadline, timeout=timeout).status_code == 200
+            resp = request("GET", f"{self.api}/health", deadline=deadline, timeout=timeout, headers=self._headers)
+            return resp.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -140,7 +179,7 @@ class PrefectApi:
     # -- work pools
 
     def work_pool_exists(self, pool: str) -> bool:
-        resp = request("GET", f"{self.api}/work_pools/{pool}", deadline=self.deadline)
+        resp = self._request("GET", f"/work_pools/{pool}")
         if resp.status_code == 404:
             return False
         resp.raise_for_status()
@@ -180,26 +219,34 @@ class PrefectApi:
 
 
 class ServingClient:
-    """HTTP client of the BentoML prediction service at ``url`` (not Prefect)."""
+    """HTTP client of the BentoML prediction service at ``url`` (not Prefect).
 
-    def __init__(self, url: str) -> None:
+    ``token``: the platform's bearer token (``Settings.bearer_token()``), sent on every request.
+    """
+
+    def __init__(self, url: str, token: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self._headers = bearer_header(token)
+
+    def __repr__(self) -> str:  # the token never shows
+        return f"ServingClient({self.url!r}, auth={bool(self._headers)})"
 
     def served_model(self) -> dict[str, Any] | None:
         """What the service reports it is serving (GET /model), or None while it is down."""
         try:
-            r = httpx.get(f"{self.url}/model", timeout=3)
+            r = httpx.get(f"{self.url}/model", headers=self._headers, timeout=3)
             return dict(r.json()) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        r = httpx.post(f"{self.url}/predict", json={"records": records}, timeout=60)
+        r = httpx.post(f"{self.url}/predict", json={"records": records}, headers=self._headers, timeout=60)
         r.raise_for_status()
         return list(r.json())
 
     def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        """POST /feedback; ``token`` overrides the client's own."""
+        headers = bearer_header(token) if token else self._headers
         r = httpx.post(f"{self.url}/feedback", json={"labels": labels}, headers=headers, timeout=60)
         r.raise_for_status()
         return dict(r.json())

@@ -3,23 +3,25 @@
 ``prefect --no-prompt deploy --all`` (Prefect's own CLI) deploys every deployment in prefect.yaml;
 ``python -m flows.notify`` creates the notification block and automation. A fingerprint of
 prefect.yaml plus the ``MLOOP_*`` settings (``run/prefect-deploy.sha256``) tells ``up`` whether a
-deploy is due.
+deploy is due. Both children get the platform environment, whose ``PREFECT_API_AUTH_STRING``
+authenticates them to the server (and no ``PREFECT_API_KEY``, which would override it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from mloop.core.entrypoints import NOTIFY_SETUP, PREFECT, python_m
 from mloop.core.errors import MloopError
 from mloop.core.paths import CODE_ROOT
+from mloop.core.processes import child_env
 from mloop.core.settings import Settings
 from mloop.platform.client import PrefectApi
-from mloop.platform.services import WORK_POOL, platform_env, settings_env
+from mloop.platform.services import WORK_POOL, platform_env, settings_env, unset_env
 
 DEPLOY_STAMP = "prefect-deploy.sha256"
 
@@ -31,30 +33,45 @@ def prefect_yaml() -> Path:
 def ensure_work_pool(settings: Settings) -> None:
     """Create the process work pool (with the process worker's default job template) if it is missing.
 
-    Uses Prefect's own client; Prefect is imported only when the pool has to be created.
+    Uses Prefect's own client (with the platform's auth string); Prefect is imported only when the
+    pool has to be created.
     """
-    if PrefectApi(settings.prefect_api_url).work_pool_exists(WORK_POOL):
+    if PrefectApi.of(settings).work_pool_exists(WORK_POOL):
         return
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
     from prefect.workers.process import ProcessWorker
 
     pool = WorkPoolCreate(
         name=WORK_POOL, type=ProcessWorker.type, base_job_template=ProcessWorker.get_default_base_job_template()
     )
-    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+    updates: dict[Any, Any] = {PREFECT_API_URL: settings.prefect_api_url}
+    auth = settings.client_auth_env().get("PREFECT_API_AUTH_STRING")
+    if auth:
+        updates[PREFECT_API_AUTH_STRING] = auth
+    with temporary_settings(updates=updates, restore_defaults={PREFECT_API_KEY} if auth else None), get_client(
+        sync_client=True
+    ) as client:
         try:
             client.create_work_pool(pool)
         except ObjectAlreadyExists:
             pass  # created meanwhile by someone else: same pool
 
 
-def _run(argv: list[str], *, env: dict[str, str], what: str, cwd: Path | None = None, timeout: float = 300) -> str:
+def _run(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    what: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    unset: tuple[str, ...] = (),
+) -> str:
     out = subprocess.run(
         argv,
-        env={**os.environ, **env},
+        env=child_env(env, unset),
         cwd=str(cwd) if cwd else None,
         capture_output=True,
         text=True,
@@ -73,6 +90,7 @@ def deploy(settings: Settings) -> list[str]:
         env={**platform_env(settings), "COLUMNS": "200"},
         cwd=CODE_ROOT,
         what="deploy prefect.yaml",
+        unset=unset_env(settings),
     )
     (settings.state.run / "prefect-deploy.log").write_text(out)
     deploy_stamp(settings).write_text(yaml_fingerprint(settings))
@@ -98,11 +116,17 @@ def deploy_is_fresh(settings: Settings) -> bool:
 
 def list_deployments(settings: Settings) -> list[str]:
     """``<flow>/<deployment>`` of every deployment on the platform's server, sorted."""
-    api = PrefectApi(settings.prefect_api_url)
+    api = PrefectApi.of(settings)
     flows = api.flow_names()
     return sorted(f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in api.deployments())
 
 
 def setup_notifications(settings: Settings) -> None:
     """Create/refresh the notification block and automation (``python -m flows.notify``)."""
-    _run(python_m(NOTIFY_SETUP), env=platform_env(settings), cwd=CODE_ROOT, what="set up notifications")
+    _run(
+        python_m(NOTIFY_SETUP),
+        env=platform_env(settings),
+        cwd=CODE_ROOT,
+        what="set up notifications",
+        unset=unset_env(settings),
+    )

@@ -4,11 +4,14 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 
 | name | what | health |
 |---|---|---|
-| prefect-server | ``prefect server start`` on host:prefect_port, PREFECT_HOME under MLOOP_HOME | ``/api/health`` |
+| prefect-server | Prefect server (``mloop.platform.prefect_server``: ``prefect server start`` plus a Host allowlist) on host:prefect_port, PREFECT_HOME under MLOOP_HOME, basic auth | ``/api/health`` |
 | prefect-worker | process worker on the ``mloop-local`` pool, polling every 1 s | registered in the pool |
-| mlflow | ``mlflow server`` on the SQLite DB, artifacts under MLOOP_HOME | ``/health`` |
-| webhook | alert/notification receiver (``monitoring.webhook``) | ``/healthz`` |
-| serve | the prediction service (current champion), when a champion exists | ``/readyz`` |
+| mlflow | ``mlflow server --app-name basic-auth`` on the SQLite DB, artifacts under MLOOP_HOME, ``--allowed-hosts`` | ``/health`` |
+| webhook | alert/notification receiver (``monitoring.webhook``), bearer token | ``/healthz`` |
+| serve | the prediction service (current champion) on serving_host, when a champion exists | ``/readyz`` |
+
+Auth is on by default (``MLOOP_AUTH``): ``up`` creates the platform secret (``<home>/secrets/
+platform.json``, 0600) before it builds any environment; ``mloop token`` shows how to log in.
 
 ``up`` is idempotent: a service whose pid file names a live process is left alone. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
 --all``) when the server was just started or ``prefect.yaml`` changed since the last deploy, and
@@ -66,6 +69,7 @@ def up(
     """
     t0 = time.monotonic()
     settings.state.ensure()
+    settings.credentials()  # the secret exists before any service environment is built
     run_dir = settings.state.run
     specs = {s.name: s for s in service_specs(settings)}
     states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)

@@ -32,7 +32,10 @@ def champion_model_name(settings: Settings) -> str | None:
 def serve_command(
     settings: Settings, name: str | None = None, *, host: str | None = None, port: int | None = None
 ) -> ServeSpec | None:
-    """Package the champion of ``name`` (if needed) and return how to serve it; None without a champion."""
+    """Package the champion of ``name`` (if needed) and return how to serve it; None without a champion.
+
+    The service binds ``host`` or ``settings.serving_host`` (exposing predictions exposes nothing else).
+    """
     from serving.package import package_model
 
     name = name or champion_model_name(settings)
@@ -40,7 +43,7 @@ def serve_command(
         return None
     packaged = package_model(settings, name)
     return ServeSpec(
-        argv=serve_argv(host or settings.host, port or settings.serve_port),
+        argv=serve_argv(host or settings.serving_host, port or settings.serve_port),
         env=serve_env(settings, packaged.model_tag),
         cwd=CODE_ROOT,
         model_tag=packaged.model_tag,

@@ -3,11 +3,21 @@
 Each service runs in its own session (process group) with ``run/<name>.pid`` and ``run/<name>.log``
 under MLOOP_HOME. A live pid file means "already running"; stopping is by process tree
 (:func:`mloop.core.processes.stop_pid`).
+
+With ``settings.auth`` (the default) every service requires the platform secret
+(:meth:`mloop.core.settings.Settings.credentials`, created by ``up`` before any environment is
+built): the Prefect server basic auth (``PREFECT_SERVER_API_AUTH_STRING``; every client gets
+``PREFECT_API_AUTH_STRING``), MLflow its basic-auth app (admin password from the secret, never
+MLflow's default), the webhook and the prediction service the bearer token (they read it from
+the secret file themselves). Secrets go to children by environment only, never by argv.
+Every service also checks the Host header against :meth:`Settings.host_allowlist`.
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
+import io
 import json
 import os
 import shlex
@@ -24,6 +34,7 @@ from mloop.core.errors import MloopError
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
     http_ok,
+    http_url,
     pid_alive,
     prefect_server_argv,
     prefect_server_env,
@@ -66,6 +77,10 @@ class ServiceSpec:
     timeout: float = 90.0
     cwd: Path | None = None
     stop_grace: float = 8.0
+    unset: tuple[str, ...] = ()
+    """Names removed from the environment the child inherits (see :func:`unset_env`)."""
+    prepare: Callable[[], None] | None = None
+    """Run just before the service is started (e.g. write its config file); not when it already runs."""
 
 
 @dataclass(frozen=True)
@@ -82,23 +97,31 @@ class ServeCommand:
 
 
 def urls(settings: Settings) -> dict[str, str]:
-    """Where each service answers."""
+    """Where each service answers (a wildcard bind address is reached on loopback). Pure.
+
+    The prediction service binds ``settings.serving_host`` (it may be exposed while the others are not).
+    """
     h = settings.host
     return {
-        "prefect_ui": f"http://{h}:{settings.prefect_port}",
+        "prefect_ui": http_url(h, settings.prefect_port),
         "prefect_api": settings.prefect_api_url,
-        "mlflow_ui": f"http://{h}:{settings.mlflow_port}",
-        "serving": f"http://{h}:{settings.serve_port}",
-        "webhook": f"http://{h}:{settings.webhook_port}",
+        "mlflow_ui": http_url(h, settings.mlflow_port),
+        "serving": http_url(settings.serving_host, settings.serve_port),
+        "webhook": http_url(h, settings.webhook_port),
     }
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``MLOOP_*`` variables that rebuild ``settings`` in a child process (secrets included, never logged)."""
+    """``MLOOP_*`` variables that rebuild ``settings`` in a child process.
+
+    ``MLOOP_API_TOKEN`` is passed only when the person set it; the generated token never is:
+    children read it from the secret file (0600) under MLOOP_HOME. Never logged.
+    """
     env: dict[str, str] = {}
     for name, value in settings.model_dump(exclude_none=True).items():
         if name == "api_token":
-            env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value() if settings.api_token else ""
+            if settings.api_token is not None and settings.api_token.get_secret_value():
+                env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
             continue
         key = f"MLOOP_{name.upper()}"
         env[key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
@@ -122,6 +145,93 @@ def platform_env(settings: Settings) -> dict[str, str]:
     return with_code_root({**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
 
 
+def unset_env(settings: Settings) -> tuple[str, ...]:
+    """Names a child must not inherit. Pure.
+
+    With auth on: ``PREFECT_API_KEY`` (a Prefect Cloud key in the person's shell). Prefect sends
+    it instead of the basic-auth string, and the local server answers 401.
+    """
+    return ("PREFECT_API_KEY",) if settings.auth else ()
+
+
+def prefect_server_auth_env(settings: Settings) -> dict[str, str]:
+    """``PREFECT_SERVER_API_AUTH_STRING`` for the server process (empty with auth off). Never logged.
+
+    Call :meth:`Settings.credentials` first (``up`` does): it creates the secret.
+    """
+    found = settings.credentials()
+    return {"PREFECT_SERVER_API_AUTH_STRING": found.prefect_auth_string.get_secret_value()} if found else {}
+
+
+def mlflow_auth_config_path(settings: Settings) -> Path:
+    """The basic-auth app's config file (``MLFLOW_AUTH_CONFIG_PATH``), under MLOOP_HOME/mlflow."""
+    return settings.state.mlflow_dir / "basic_auth.ini"
+
+
+def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
+    """The basic-auth app's config (MLflow's ``basic_auth.ini`` template, filled in). Pure; no secret in it.
+
+    Users live in ``<home>/mlflow/auth.db``. A user someone adds later sees nothing until granted
+    (``NO_PERMISSIONS``). The admin password comes from ``MLFLOW_AUTH_ADMIN_PASSWORD`` in the
+    server's environment, so MLflow never creates a default one. Checked credentials are cached
+    for 5 minutes (``auth_cache_ttl_seconds``): each check is a scrypt hash (about 1 s of CPU here,
+    10-30 s per request on a loaded 2-core machine without the cache). The server runs one worker,
+    so a password changed through MLflow's API takes effect at once; only a change made directly
+    in auth.db waits for the cache.
+    """
+    config = configparser.ConfigParser()
+    config["mlflow"] = {
+        "default_permission": "NO_PERMISSIONS",
+        "database_uri": f"sqlite:///{settings.state.mlflow_dir / 'auth.db'}",
+        "admin_username": admin_username,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        "grant_default_workspace_access": "false",
+        "auth_cache_ttl_seconds": "300",
+    }
+    out = io.StringIO()
+    config.write(out)
+    return out.getvalue()
+
+
+def mlflow_allowed_hosts(settings: Settings) -> str:
+    """``--allowed-hosts`` of the MLflow server: every allowlisted name, bare and with its port. Pure.
+
+    MLflow compares the whole Host header (``name:port``) with each entry.
+    """
+    port = settings.mlflow_port
+    entries: list[str] = []
+    for name in settings.host_allowlist():
+        bare = f"[{name}]" if ":" in name else name
+        entries += [bare, f"{bare}:{port}"]
+    return ",".join(entries)
+
+
+def mlflow_spec_parts(settings: Settings) -> tuple[list[str], dict[str, str], Callable[[], None] | None]:
+    """Extra argv, env and a config writer of the MLflow server: basic auth when ``settings.auth``.
+
+    Note: the flows write the tracking store directly (``MLFLOW_TRACKING_URI=sqlite:///...``, a
+    file under the 0700 MLOOP_HOME), not through this server: the auth guards the HTTP door (UI,
+    REST API) that anyone who can reach the port would otherwise use to move aliases.
+    """
+    found = settings.credentials()
+    if found is None:
+        return [], {}, None
+    path = mlflow_auth_config_path(settings)
+    text = mlflow_auth_ini(settings, found.mlflow_username)
+
+    def write_config() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.chmod(path, 0o600)
+
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(path),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": found.mlflow_password.get_secret_value(),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": found.mlflow_flask_secret.get_secret_value(),
+    }
+    return ["--app-name", "basic-auth"], env, write_config
+
+
 def worker_name(settings: Settings) -> str:
     return f"mloop-worker-{settings.prefect_port}"
 
@@ -129,7 +239,7 @@ def worker_name(settings: Settings) -> str:
 def _worker_online(settings: Settings) -> bool:
     """The platform's worker process is registered and ONLINE in the pool (False while the server is down)."""
     try:
-        return worker_name(settings) in PrefectApi(settings.prefect_api_url, deadline=0).online_workers(WORK_POOL)
+        return worker_name(settings) in PrefectApi.of(settings, deadline=0).online_workers(WORK_POOL)
     except Exception:  # noqa: BLE001 - a health check: any failure means "not yet"
         return False
 
@@ -138,33 +248,44 @@ def _worker_online(settings: Settings) -> bool:
 
 
 def service_specs(settings: Settings) -> list[ServiceSpec]:
-    """The services ``up`` manages, in start order (serve comes later: it may need a champion)."""
+    """The services ``up`` manages, in start order (serve comes later: it may need a champion).
+
+    With auth on, the platform secret is created here if missing (before any environment is built).
+    """
+    settings.credentials()
     env = platform_env(settings)
+    unset = unset_env(settings)
     h = settings.host
     u = urls(settings)
     s = settings.state
+    mlflow_argv, mlflow_env, mlflow_prepare = mlflow_spec_parts(settings)
     return [
         ServiceSpec(
             name="prefect-server",
             argv=prefect_server_argv(h, settings.prefect_port),
-            env={**env, **prefect_server_env(h, settings.prefect_port)},
+            env={**env, **prefect_server_env(h, settings.prefect_port), **prefect_server_auth_env(settings)},
             url=u["prefect_ui"],
             health=lambda: http_ok(f"{u['prefect_api']}/health"),
             timeout=120.0,
+            unset=unset,
         ),
         ServiceSpec(
             name="mlflow",
             argv=python_m(
                 MLFLOW, "server",
+                *mlflow_argv,
                 "--backend-store-uri", settings.tracking_uri,
                 "--default-artifact-root", str(s.mlflow_artifacts),
                 "--no-serve-artifacts",
                 "--host", h, "--port", str(settings.mlflow_port),
                 "--workers", "1",
+                "--allowed-hosts", mlflow_allowed_hosts(settings),
             ),
-            env=env,
+            env={**env, **mlflow_env},
             url=u["mlflow_ui"],
             health=lambda: http_ok(f"{u['mlflow_ui']}/health"),
+            unset=unset,
+            prepare=mlflow_prepare,
         ),
         ServiceSpec(
             name="webhook",
@@ -173,6 +294,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             url=u["webhook"],
             health=lambda: http_ok(f"{u['webhook']}/healthz"),
             cwd=CODE_ROOT,
+            unset=unset,
         ),
         ServiceSpec(
             name="prefect-worker",
@@ -187,6 +309,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             health=lambda: _worker_online(settings),
             cwd=CODE_ROOT,
             stop_grace=10.0,
+            unset=unset,
         ),
     ]
 
@@ -202,6 +325,7 @@ def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
         health=lambda: http_ok(f"{url}{command.health_path}"),
         timeout=180.0,
         cwd=command.cwd or CODE_ROOT,
+        unset=unset_env(settings),
     )
 
 
@@ -229,7 +353,11 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
                 fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
                 "MLOOP_SERVE_PORT, MLOOP_WEBHOOK_PORT)",
             )
-        proc = start_process(spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url)
+        if spec.prepare is not None:
+            spec.prepare()
+        proc = start_process(
+            spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url, unset=spec.unset
+        )
         states.append(ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log)))
     try:
         for spec, state in zip(specs, states, strict=True):

@@ -1,7 +1,8 @@
 """``mloop status``: services, models, the last drift verdict and recent flow runs of the local platform.
 
 Fast by design: plain HTTP (the light Prefect client, MLflow's REST API, the service's ``/model``),
-no Prefect import; every part answers "nothing" while its server is down.
+no Prefect import; every part answers "nothing" while its server is down. With auth on, each
+request carries the platform's credentials (Prefect basic auth, MLflow admin user, bearer token).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def service_states(settings: Settings) -> list[ServiceState]:
 
 def _prefect(settings: Settings) -> PrefectApi | None:
     """The platform's Prefect API when its server answers (one quick try), else None."""
-    api = PrefectApi(settings.prefect_api_url, deadline=5.0)
+    api = PrefectApi.of(settings, deadline=5.0)
     return api if api.healthy(timeout=2.0) else None
 
 
@@ -143,10 +144,13 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
     """
     deployed = served_version(settings)
     rows: list[tuple[str, dict[str, str]]]
+    auth = settings.client_auth_env()
+    user, password = auth.get("MLFLOW_TRACKING_USERNAME"), auth.get("MLFLOW_TRACKING_PASSWORD")
     try:
         resp = httpx.get(
             f"{urls(settings)['mlflow_ui']}/api/2.0/mlflow/registered-models/search",
             params={"max_results": 100},
+            auth=(user, password) if user and password else None,
             timeout=5,
         )
         resp.raise_for_status()
@@ -174,7 +178,7 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
 
 def served_version(settings: Settings) -> dict[str, str]:
     """Model name -> version the prediction service reports (GET /model); empty when it is down."""
-    info = ServingClient(urls(settings)["serving"]).served_model() or {}
+    info = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model() or {}
     name = info.get("model_name") or info.get("name")
     version = info.get("model_version") or info.get("version")
     return {str(name): str(version)} if name and version is not None else {}

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
-from mloop.core.processes import pid_alive, start_process, stop_pid
+from mloop.core.processes import ServiceProcess, connect_host, http_url, pid_alive, start_process, stop_pid
 
 # A parent that starts a child in a session of its own (as BentoML starts its workers), prints
 # the child's pid and sleeps; both ignore SIGINT, so stopping them needs the escalation.
@@ -87,3 +88,29 @@ def test_stop_pid_reaps_its_own_child(first: int) -> None:
     assert not pid_alive(proc.pid)
     with pytest.raises(psutil.NoSuchProcess):
         psutil.Process(proc.pid)  # reaped, not left a zombie
+
+
+def test_the_session_prefect_server_checks_the_host_header(prefect_server: ServiceProcess) -> None:
+    """The Prefect server starts through mloop's starter: a foreign Host gets 400 (DNS rebinding)."""
+    health = f"{prefect_server.url}/health"
+    assert httpx.get(health, timeout=10).status_code == 200
+    assert httpx.get(health, headers={"Host": "localhost"}, timeout=10).status_code == 200
+    assert httpx.get(health, headers={"Host": "evil.example"}, timeout=10).status_code == 400
+
+
+def test_a_wildcard_bind_is_reached_on_loopback() -> None:
+    assert connect_host("0.0.0.0") == "127.0.0.1"
+    assert connect_host("::") == "::1"
+    assert connect_host("10.0.0.5") == "10.0.0.5"
+    assert http_url("0.0.0.0", 3000) == "http://127.0.0.1:3000"
+    assert http_url("::1", 3000) == "http://[::1]:3000"
+
+
+def test_start_process_drops_the_unset_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_KEY", "cloud-key")
+    code = "import os; print(os.environ.get('PREFECT_API_KEY', 'none'), os.environ['X'])"
+    proc = start_process("env", [sys.executable, "-c", code], run_dir=tmp_path, env={"X": "1"}, unset=("PREFECT_API_KEY",))
+    deadline = time.monotonic() + 20
+    while pid_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "env.log").read_text().split() == ["none", "1"]

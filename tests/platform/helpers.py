@@ -5,6 +5,10 @@ free loopback ports with a temporary MLOOP_HOME and project checkout, exactly as
 start it (``python -m mloop.cli up``). Tests talk to it over HTTP only (Prefect REST API, the
 webhook, the prediction service), so the test process's own Prefect settings (the session server)
 are never touched.
+
+Auth is on, as by default: ``mloop up`` creates the platform secret, and the handle's clients carry
+its credentials (Prefect basic auth, the bearer token). :meth:`Platform.call` makes one request with
+or without them and with any Host header, for the security tests.
 """
 
 from __future__ import annotations
@@ -13,15 +17,23 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 import pandas as pd
 
 from mloop.core.entrypoints import CLI, python_m
 from mloop.core.generate import generate
 from mloop.core.processes import free_port
+from mloop.core.secrets import PlatformSecrets, load_secrets
 from mloop.core.settings import Settings
-from mloop.platform.client import PrefectApi, ServingClient, wait_for  # noqa: F401 - re-exported for the tests
+from mloop.platform.client import (  # noqa: F401 - re-exported for the tests
+    PrefectApi,
+    ServingClient,
+    basic_auth_header,
+    bearer_header,
+    wait_for,
+)
 from mloop.platform.client import records_of as records  # noqa: F401 - re-exported for the tests
 from mloop.platform.services import settings_env, urls
 from tests.helpers import make_project
@@ -31,13 +43,63 @@ class Platform:
     """A platform started by `mloop up` for a test: its settings, the env of its CLI, its HTTP clients."""
 
     def __init__(self, settings: Settings, env: dict[str, str], first_up: dict[str, Any] | None = None) -> None:
-        u = urls(settings)
-        self.prefect = PrefectApi(u["prefect_api"])
-        self.serving = ServingClient(u["serving"])
-        self.webhook_url = u["webhook"]
+        self.urls = urls(settings)
+        self.webhook_url = self.urls["webhook"]
         self.settings = settings
         self.env = env
         self.first_up = first_up or {}
+
+    # -- credentials (the secret `mloop up` created; read when asked, never cached before `up`)
+
+    @property
+    def secrets(self) -> PlatformSecrets:
+        found = load_secrets(self.settings.state.root)
+        assert found is not None, "no platform secret: has `mloop up` run?"
+        return found
+
+    @property
+    def token(self) -> str:
+        """The bearer token of the API (what ``Settings.bearer_token()`` gives a client)."""
+        token = self.settings.bearer_token()
+        assert token is not None
+        return token
+
+    @property
+    def prefect(self) -> PrefectApi:
+        """The platform's Prefect API, authenticated."""
+        return PrefectApi(self.urls["prefect_api"], auth_string=self.secrets.prefect_auth_string.get_secret_value())
+
+    @property
+    def serving(self) -> ServingClient:
+        """The prediction service, with the bearer token."""
+        return ServingClient(self.urls["serving"], token=self.token)
+
+    def auth_headers(self, service: Literal["prefect", "mlflow", "api"]) -> dict[str, str]:
+        """The ``Authorization`` header a client of ``service`` sends (api: serving and webhook)."""
+        found = self.secrets
+        if service == "prefect":
+            return basic_auth_header(found.prefect_auth_string.get_secret_value())
+        if service == "mlflow":
+            return basic_auth_header(f"{found.mlflow_username}:{found.mlflow_password.get_secret_value()}")
+        return bearer_header(self.token)
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: Literal["prefect", "mlflow", "api"] | None = None,
+        host: str | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request to ``url``: with the credentials of the service ``auth`` names (none without it)
+        and, when ``host`` is given, that Host header instead of the URL's (e.g. ``evil.example``)."""
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if auth is not None:
+            headers.update(self.auth_headers(auth))
+        if host is not None:
+            headers["Host"] = host
+        return httpx.request(method, url, headers=headers, timeout=kwargs.pop("timeout", 90), **kwargs)
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -78,7 +140,9 @@ def platform_settings(root: Path) -> Settings:
 
 
 def platform_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_"))}
+    # Nothing of the test process's own platform settings or credentials (an in-process test may
+    # have exported another MLOOP_HOME's MLflow credentials): the CLI finds its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_", "MLFLOW_TRACKING_"))}
     env.update(settings.service_env())
     env.update(settings_env(settings))
     env["PREFECT_API_URL"] = settings.prefect_api_url
