@@ -58,36 +58,37 @@ def _key(prediction_id: str) -> int | None:
 
 
 class RecentIds:
-    """The prediction ids a service issued recently, bounded (thread-safe).
+    """The prediction ids a service issued recently, per model, bounded (thread-safe).
 
-    ``capacity`` ids in ``generations`` sets: when the newest set is full the oldest is dropped, so
-    between ``capacity * (generations - 1) / generations`` and ``capacity`` of the newest ids are
-    kept (about 80 MB at one million).
+    Per model, ``capacity`` ids in ``generations`` sets: when the newest set is full the oldest is
+    dropped, so between ``capacity * (generations - 1) / generations`` and ``capacity`` of the
+    newest ids are kept (about 80 MB at one million).
     """
 
     def __init__(self, capacity: int = RECENT_IDS_DEFAULT, generations: int = 8) -> None:
         self.generation_size = max(1, capacity // generations)
-        self._generations: list[set[int]] = [set()]
         self._max_generations = max(1, generations)
+        self._by_model: dict[str, list[set[int]]] = {}
         self._lock = threading.Lock()
 
-    def add(self, ids: Iterable[str]) -> None:
-        """Remember ``ids`` (cheap: one int conversion and one set insert each)."""
+    def add(self, model_name: str, ids: Iterable[str]) -> None:
+        """Remember ``ids`` as issued by ``model_name`` (cheap: an int conversion and a set insert each)."""
         keys = [k for k in map(_key, ids) if k is not None]
         with self._lock:
+            gens = self._by_model.setdefault(model_name, [set()])
             for key in keys:
-                newest = self._generations[-1]
+                newest = gens[-1]
                 if len(newest) >= self.generation_size:
                     newest = set()
-                    self._generations.append(newest)
-                    if len(self._generations) > self._max_generations:
-                        self._generations.pop(0)
+                    gens.append(newest)
+                    if len(gens) > self._max_generations:
+                        gens.pop(0)
                 newest.add(key)
 
-    def known(self, ids: Iterable[str]) -> set[str]:
-        """The ids among ``ids`` that are in memory."""
+    def known(self, model_name: str, ids: Iterable[str]) -> set[str]:
+        """The ids among ``ids`` that ``model_name`` issued and are still in memory."""
         with self._lock:
-            gens = list(self._generations)
+            gens = list(self._by_model.get(model_name, ()))
         found = set()
         for pid in ids:
             key = _key(pid)
@@ -97,7 +98,7 @@ class RecentIds:
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(g) for g in self._generations)
+            return sum(len(g) for gens in self._by_model.values() for g in gens)
 
 
 def logged_ids(predictions_dir: Path, model_name: str, wanted: Iterable[str]) -> set[str]:
@@ -211,7 +212,7 @@ class FeedbackStore:
         folder = child_path(self.feedback_dir, model_name)
         result = FeedbackResult(model_name=model_name)
         ids = [str(pid) for pid, _ in items]
-        known = self.recent.known(ids) if self.recent is not None else set()
+        known = self.recent.known(model_name, ids) if self.recent is not None else set()
         rest = set(ids) - known
         if rest:
             known |= logged_ids(self.predictions_dir, model_name, rest)

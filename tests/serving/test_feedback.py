@@ -29,19 +29,20 @@ def _store(root: Path, recent: RecentIds | None = None) -> FeedbackStore:
 def test_recent_ids_are_bounded_and_keep_the_newest() -> None:
     recent = RecentIds(capacity=100, generations=4)
     old = new_prediction_ids(100)
-    recent.add(old)
+    recent.add("loans", old)
     new = new_prediction_ids(100)
-    recent.add(new)
+    recent.add("loans", new)
     assert len(recent) <= 100
-    assert recent.known(new) == set(new)
-    assert not recent.known(old[:25])  # the oldest generation was dropped
-    assert recent.known(["not-hex", "f" * 32]) == set()
+    assert recent.known("loans", new) == set(new)
+    assert not recent.known("loans", old[:25])  # the oldest generation was dropped
+    assert recent.known("loans", ["not-hex", "f" * 32]) == set()
+    assert recent.known("other", new) == set()  # ids are known per model
 
 
 def test_an_id_only_in_memory_is_known_before_the_log_is_written(tmp_path: Path) -> None:
     recent = RecentIds()
     (pid,) = new_prediction_ids(1)
-    recent.add([pid])
+    recent.add("loans", [pid])
     result = _store(tmp_path, recent).record("loans", [(pid, 1)])
     assert result.recorded == 1 and result.unknown == 0
     assert read_feedback(tmp_path / "feedback", "loans")["prediction_id"].tolist() == [pid]
