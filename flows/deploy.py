@@ -50,11 +50,11 @@ def rollout_task(settings: Settings, model_tag: str, url: str) -> tuple[str, str
     from serving.launch import start_service
     from serving.rollout import RolloutFailed, current_model, rollout
 
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    token = settings.bearer_token()
     try:
         now = current_model(url, timeout=5)
     except RolloutFailed:
-        start_service(settings, model_tag, port=settings.serve_port, host=settings.host, name="serve")
+        start_service(settings, model_tag, port=settings.serve_port, name="serve")
         return "started", None
     if now.get("bentoml_tag") == model_tag:
         return "already-serving", str(now.get("model_version"))
