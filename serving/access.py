@@ -32,7 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PREDICT_ROUTE = "/predict"
 LOOPBACK_ROUTES = ("/admin/rollout",)
-TOKEN_HINT = "send the header 'Authorization: Bearer <token>'; `mloop token` prints the platform's API token"
+AUTH_HINT = "send the header 'Authorization: Bearer <token>'; `mloop token` prints the platform's API token"
 
 
 def is_loopback(host: str) -> bool:
@@ -108,12 +108,11 @@ class AccessMiddleware:
                 await drain(receive)
                 await answer(send, 403, f"{path} only answers loopback clients: call it on the service's host")
                 return
-        if self.needs_token(method, path):
-            assert self._expected is not None
+        if self._expected is not None and self.needs_token(method, path):
             ok = bearer_ok(scope.get("headers", []), self._expected)
             if not ok:
                 what = "missing bearer token" if ok is None else "wrong bearer token"
                 await drain(receive)
-                await answer(send, 401, f"{what} for {method} {path}: {TOKEN_HINT}", [(b"www-authenticate", b"Bearer")])
+                await answer(send, 401, f"{what} for {method} {path}: {AUTH_HINT}", [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)

@@ -9,6 +9,7 @@ credentials: it never talks to them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -19,8 +20,6 @@ from mloop.core.processes import ServiceProcess, start_process
 from mloop.core.settings import Settings
 from serving.config import ServingSettings
 
-WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-"""Bind addresses that are not a host to connect to, and the loopback address that reaches them."""
 
 
 def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:
@@ -30,10 +29,24 @@ def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[
     return [*head, "serve", service, "--host", host, "--port", str(port)]
 
 
+def connect_host(bind: str) -> str:
+    """The address to connect to for a service bound to ``bind``: a wildcard bind (all interfaces,
+    IPv4 or IPv6, or empty) is reached on loopback; anything else as it is."""
+    if not bind:
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(bind.strip("[]"))
+    except ValueError:
+        return bind  # a host name
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else "127.0.0.1"
+    return bind
+
+
 def connect_url(host: str, port: int) -> str:
     """The URL that reaches a service bound to ``host:port`` from this machine (a wildcard bind is
     reached on loopback, whose name the Host allowlist always accepts)."""
-    host = WILDCARD_HOSTS.get(host, host)
+    host = connect_host(host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 

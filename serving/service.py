@@ -292,7 +292,8 @@ class PredictionService:
         (an equal second one is a duplicate, a different one a recorded conflict). 404 when no id is
         known."""
         live = self.live
-        assert live is not None
+        if live is None:
+            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
         request = ctx.request
         source = {
             "via": "POST /feedback",
