@@ -4,7 +4,8 @@ In one run, on loopback, all started together and stopped by pid at the end:
 
 - ``mloop``: ``bentoml serve serving.service:PredictionService`` with a demo-like champion (the
   demo generator's baseline data, the models helper's pipeline factory, logistic regression by
-  default), packaged by ``serving.package`` (ONNX), prediction log ON;
+  default), packaged by ``serving.package`` (ONNX), prediction log ON, secure defaults (bearer
+  token on /predict, Host allowlist, body limit: every service is sent the same token header);
 - ``mloop-nolog``: the same with the prediction log off (MLOOP_PREDICTION_LOG=0);
 - ``floor``: a BentoML service that parses the same body and returns a constant;
 - ``naive``: uvicorn + FastAPI + the same sklearn pipeline, one DataFrame per request;
@@ -74,15 +75,18 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-def _request(host: str, port: int, body: bytes) -> bytes:
+def _request(host: str, port: int, body: bytes, token: str | None = None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (
-        f"POST /predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"POST /predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
     ).encode() + body
 
 
-async def _load(host: str, port: int, bodies: list[bytes], concurrency: int, total: int) -> dict[str, Any]:
-    requests = [_request(host, port, b) for b in bodies]
+async def _load(
+    host: str, port: int, bodies: list[bytes], concurrency: int, total: int, token: str | None = None
+) -> dict[str, Any]:
+    requests = [_request(host, port, b, token) for b in bodies]
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
@@ -113,8 +117,10 @@ async def _load(host: str, port: int, bodies: list[bytes], concurrency: int, tot
     return {"requests": total, "errors": errors, "latencies": latencies, "wall": wall}
 
 
-def load(port: int, bodies: list[bytes], concurrency: int, total: int) -> dict[str, Any]:
-    return asyncio.run(_load("127.0.0.1", port, bodies, concurrency, total))
+def load(port: int, bodies: list[bytes], concurrency: int, total: int, token: str | None = None) -> dict[str, Any]:
+    """Send ``total`` requests at ``concurrency``; every service gets the same bytes, the bearer token
+    included (mloop requires it on /predict; the reference services ignore it)."""
+    return asyncio.run(_load("127.0.0.1", port, bodies, concurrency, total, token))
 
 
 def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,6 +249,7 @@ def main() -> None:
     services: dict[str, tuple[ServiceProcess, int]] = {}
     try:
         settings, bodies, skops_path, contract_path = prepare(work, args.model, args.rows)
+        token = settings.bearer_token()  # the generated platform secret of the work folder's MLOOP_HOME
         run_dir = settings.state.run
         starters = {
             "floor": lambda: start_floor(run_dir),
@@ -255,15 +262,15 @@ def main() -> None:
         chosen = [n for n in args.only.split(",") if n in starters]
         for name in chosen:
             services[name] = starters[name]()
-            load(services[name][1], bodies, 8, 400)  # warm-up (and BentoML's batching optimizer training)
+            load(services[name][1], bodies, 8, 400, token)  # warm-up (and BentoML's batching optimizer training)
         slices = max(1, args.slices)
         n1, n32 = max(1, args.n1 // slices), max(32, args.n32 // slices)
         parts: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"c1": [], "c32": []} for n in chosen}
         for k in range(slices):
             for name in chosen[k % len(chosen):] + chosen[: k % len(chosen)]:  # rotate: no fixed slot
                 port = services[name][1]
-                parts[name]["c1"].append(load(port, bodies, 1, n1))
-                parts[name]["c32"].append(load(port, bodies, 32, n32))
+                parts[name]["c1"].append(load(port, bodies, 1, n1, token))
+                parts[name]["c32"].append(load(port, bodies, 32, n32, token))
             print(f"slice {k + 1}/{slices}: " + ", ".join(
                 f"{n} c32 {len(parts[n]['c32'][-1]['latencies']) / parts[n]['c32'][-1]['wall']:.0f} req/s" for n in chosen))
         results = {n: {c: pooled(ps) for c, ps in d.items()} for n, d in parts.items()}

@@ -5,8 +5,9 @@ Every knob is an environment variable ``MLOOP_<FIELD>``. :mod:`serving.service` 
 request limits must be known then), and :func:`serving.launch.serve_env` writes the service
 process's environment with :meth:`ServingSettings.to_env`: the names exist only here.
 
-Platform-wide values the service also needs (MLOOP_HOME, MLOOP_API_TOKEN, MLOOP_SERVE_PORT) stay
-in :class:`mloop.core.settings.Settings`.
+Platform-wide values the service also needs (MLOOP_HOME, MLOOP_SERVE_HOST, MLOOP_SERVE_PORT, the
+token and the security settings: MLOOP_AUTH, MLOOP_API_TOKEN, MLOOP_PREDICT_REQUIRES_TOKEN,
+MLOOP_ALLOWED_HOSTS, MLOOP_MAX_BODY_BYTES) stay in :class:`mloop.core.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ class ServingSettings(BaseSettings):
     )
     predlog_flush_rows: int = Field(default=5000, ge=1, description="The prediction log writes a part once this many rows are pending.")
     predlog_flush_seconds: float = Field(default=1.0, gt=0, description="... or every this many seconds.")
+    feedback_index_size: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Prediction ids the service remembers for /feedback (about 80 MB at one million); older "
+        "ids are looked up in the prediction log.",
+    )
     onnx_threads: Annotated[int, BeforeValidator(_threads)] = Field(
         default=1, description="ONNX Runtime intra-op threads (1 on a small shared box)."
     )

@@ -1,33 +1,60 @@
-"""How to start the prediction service process (used by ``mloop serve``, tests and the benchmark)."""
+"""How to start the prediction service process (used by ``mloop serve``, tests and the benchmark).
+
+The service binds to ``Settings.serving_host`` (``MLOOP_SERVE_HOST``, default ``MLOOP_HOST``), so
+exposing predictions does not expose Prefect, MLflow or the webhook. It reads its bearer token
+itself (the platform secret under MLOOP_HOME): no secret is ever put in argv, and the token is put
+in its environment only when a person set ``MLOOP_API_TOKEN``. It gets no Prefect or MLflow
+credentials: it never talks to them.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
-from mloop.core.processes import ServiceProcess, start_process
+from mloop.core.processes import ServiceProcess, http_url, start_process
 from mloop.core.settings import Settings
 from serving.config import ServingSettings
 
 
+
 def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:
-    """``bentoml serve`` for the service, bound to ``host:port`` (loopback by default)."""
+    """``bentoml serve`` for the service, bound to ``host:port`` (pass ``Settings.serving_host``)."""
     bentoml = Path(sys.executable).with_name("bentoml")
     head = [str(bentoml)] if bentoml.exists() else python_m(BENTOML)
     return [*head, "serve", service, "--host", host, "--port", str(port)]
 
 
+def security_env(settings: Settings) -> dict[str, str]:
+    """The security settings of ``settings`` as the service process's environment (they may have
+    been set in code, not in this process's environment). No secret unless MLOOP_API_TOKEN was set."""
+    env = {
+        "MLOOP_AUTH": "true" if settings.auth else "false",
+        "MLOOP_PREDICT_REQUIRES_TOKEN": "true" if settings.predict_requires_token else "false",
+        "MLOOP_MAX_BODY_BYTES": str(settings.max_body_bytes),
+        "MLOOP_ALLOWED_HOSTS": json.dumps(settings.allowed_hosts),
+        "MLOOP_HOST": settings.host,
+        "MLOOP_SERVE_HOST": settings.serving_host,
+    }
+    if settings.api_token is not None and settings.api_token.get_secret_value():
+        env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
+    return env
+
+
 def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = True, **extra: str) -> dict[str, str]:
-    """Environment of the service process: the state paths, then the :class:`ServingSettings` it
-    reads (the model tag, the log switch, and any MLOOP_ serving knob set in this environment),
-    then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``)."""
+    """Environment of the service process: the state paths, the security settings, then the
+    :class:`ServingSettings` it reads (the model tag, the log switch, and any MLOOP_ serving knob set
+    in this environment), then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``).
+    Prefect and MLflow credentials are blanked (the process would otherwise inherit them)."""
     env = settings.service_env()
+    for key in settings.client_auth_env():
+        env[key] = ""
+    env.update(security_env(settings))
     env.update(ServingSettings(serve_model=model_tag, prediction_log=log_predictions).to_env())
     env = with_code_root(env)
-    if settings.api_token is not None:
-        env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
     env.update(extra)
     return env
 
@@ -37,18 +64,20 @@ def start_service(
     model_tag: str,
     *,
     port: int,
-    host: str = "127.0.0.1",
+    host: str | None = None,
     name: str = "bentoml-serve",
     run_dir: Path | None = None,
     timeout: float = 90.0,
     log_predictions: bool = True,
     **extra_env: str,
 ) -> ServiceProcess:
-    """Start the service in the background and wait until ``/readyz`` answers (model loaded)."""
-    url = f"http://{host}:{port}"
+    """Start the service bound to ``host`` (default ``settings.serving_host``) in the background and
+    wait until ``/readyz`` answers (model loaded)."""
+    bind = host if host is not None else settings.serving_host
+    url = http_url(bind, port)
     return start_process(
         name,
-        serve_argv(host, port),
+        serve_argv(bind, port),
         run_dir=run_dir or settings.state.run,
         env=serve_env(settings, model_tag, log_predictions=log_predictions, **extra_env),
         cwd=CODE_ROOT,

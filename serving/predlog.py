@@ -5,7 +5,9 @@ Layout (append-only parquet, readable with plain pandas):
 - ``<predictions_dir>/<model>/date=YYYY-MM-DD/part-<utc time>-<pid>-<seq>.parquet``: one row per
   answered record: ``prediction_id, timestamp (UTC), model_name, model_version``, every input
   feature, ``prediction`` and ``probability`` (classification) or ``score`` (regression).
-- ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``.
+- ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``
+  (one label per id: the first; see :mod:`serving.feedback` for the trust rule and
+  ``<feedback_dir>/<model>/conflicts/part-*.jsonl``).
 - ``<predictions_dir or feedback_dir>/<model>/dead-letter/part-*.jsonl`` (+ ``part-*.reason.txt``):
   rows that could not be written as parquet (a value parquet cannot hold, a write that kept
   failing), one JSON object per row, set aside so that logging goes on. Readers of the log skip
@@ -372,44 +374,66 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
     return None
 
 
+def feedback_parts(model_dir: Path) -> list[Path]:
+    """The label parts of one model's feedback folder, oldest first (conflicts and dead letters excluded)."""
+    return sorted(Path(model_dir).glob("part-*.parquet")) if Path(model_dir).is_dir() else []
+
+
 def record_feedback(
-    feedback_dir: Path, model_name: str, labels: Any, on_dead_letter: DeadLetterHook | None = None
+    feedback_dir: Path,
+    model_name: str,
+    labels: Any,
+    on_dead_letter: DeadLetterHook | None = None,
+    *,
+    predictions_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
 ) -> int:
-    """Append ground-truth labels (a DataFrame with ``prediction_id`` and ``label``). Returns rows
-    written; labels that cannot be written are set aside as a dead-letter part (0 returned)."""
-    import pandas as pd
+    """Record ground-truth labels (a DataFrame with ``prediction_id`` and ``label``) under the trust
+    rule of :mod:`serving.feedback` (known prediction ids only; a second label is a duplicate or a
+    recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
+    written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
+    ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
+    was refused use :meth:`serving.feedback.FeedbackStore.record`."""
+    return record_labels(
+        feedback_dir, model_name, labels, on_dead_letter, predictions_dir=predictions_dir, source=source
+    ).recorded
+
+
+def record_labels(
+    feedback_dir: Path,
+    model_name: str,
+    labels: Any,
+    on_dead_letter: DeadLetterHook | None = None,
+    *,
+    predictions_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
+) -> Any:
+    """:func:`record_feedback` returning the whole :class:`serving.feedback.FeedbackResult`
+    (recorded, duplicates, conflicts, unknown, set_aside, rejected ids with reasons)."""
+    from serving.feedback import FeedbackStore
 
     missing = {"prediction_id", "label"} - set(labels.columns)
     if missing:
         raise ValueError(f"feedback lacks columns {sorted(missing)}")
-    df = labels[["prediction_id", "label"]].copy()
-    df = df[df["prediction_id"].notna()]
-    if df.empty:
-        return 0
-    df["prediction_id"] = df["prediction_id"].astype(str)
-    df["timestamp"] = pd.Timestamp.now(tz="UTC")
-    import pyarrow as pa
-
-    try:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        _write_atomic(table, Path(feedback_dir) / model_name / _part_name())
-    except Exception as exc:  # noqa: BLE001 - a label parquet cannot hold, or a failed write
-        rows = [{**row, "timestamp": str(row["timestamp"])} for row in df.to_dict("records")]
-        reason = f"cannot write feedback: {type(exc).__name__}: {exc}"
-        set_aside(Path(feedback_dir) / model_name, rows, reason, "feedback", model_name, on_dead_letter)
-        return 0
-    return len(df)
+    df = labels[labels["prediction_id"].notna()]
+    items = list(zip(df["prediction_id"].astype(str), df["label"], strict=True))
+    feedback_dir = Path(feedback_dir)
+    store = FeedbackStore(
+        feedback_dir,
+        predictions_dir if predictions_dir is not None else feedback_dir.parent / "predictions",
+        on_dead_letter=on_dead_letter,
+    )
+    return store.record(model_name, items, source=source or {"via": "record_feedback"})
 
 
 def read_feedback(feedback_dir: Path, model_name: str) -> Any:
-    """Labels recorded for ``model_name``: prediction_id, label, timestamp (latest label per id)."""
+    """Labels recorded for ``model_name``: prediction_id, label, timestamp; the FIRST label per id
+    (a later one is a duplicate or a conflict, see :mod:`serving.feedback`; conflicts are not read)."""
     import pandas as pd
 
-    root = Path(feedback_dir) / model_name
-    files = sorted(root.glob("part-*.parquet")) if root.is_dir() else []
-    df = _read_parts(files)
+    df = _read_parts(feedback_parts(Path(feedback_dir) / model_name))
     if df is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
     df = df.sort_values("timestamp", kind="stable")
-    df = df.drop_duplicates("prediction_id", keep="last").reset_index(drop=True)
+    df = df.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
     return df[FEEDBACK_COLUMNS]

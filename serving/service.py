@@ -7,13 +7,34 @@ typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODEL`` (required),
 ``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
 ``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_ONNX_THREADS``: see its field
 descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
-to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_API_TOKEN``: bearer token for
-``/feedback`` and ``/admin/rollout`` when set; ``MLOOP_SERVE_PORT``). The model tag's contract
+to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_SERVE_HOST``/``MLOOP_HOST`` and
+``MLOOP_SERVE_PORT``: where it binds; the security settings below). The model tag's contract
 defines the request schema (see :mod:`serving.schema`), with the user's column names.
+
+Security (issue 10), in the order a request meets it (outermost first):
+
+1. **Host allowlist and body limit** (:class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
+   not in ``Settings.host_allowlist()`` (loopback names, the bind addresses, ``MLOOP_ALLOWED_HOSTS``)
+   gets 400 on EVERY route, health and metrics included (one rule, no exception to forget; a probe
+   uses the service's own address); a body over ``MLOOP_MAX_BODY_BYTES`` gets 413.
+2. **Access** (:mod:`serving.access`): the bearer token ``Settings().bearer_token()`` (the generated
+   secret under MLOOP_HOME, or ``MLOOP_API_TOKEN``; none only with ``MLOOP_AUTH=false``) is required
+   on every write (``/feedback``, ``/admin/rollout``) and on ``/predict`` unless
+   ``MLOOP_PREDICT_REQUIRES_TOKEN=false``; ``/admin/rollout`` answers loopback clients only.
+   Open without a token: the read-only ``GET`` routes: ``/healthz``, ``/livez``, ``/readyz``,
+   ``/metrics``, ``/docs.json`` and the docs page, ``GET /model``.
+3. **Request shape**: JSON only (415), the contract's schema (400), at most ``MLOOP_MAX_RECORDS``
+   records or labels per request, ``MLOOP_SERVE_STRICT`` ranges and categories.
+4. **Feedback you can trust** (:mod:`serving.feedback`): a label is recorded only for a prediction id
+   this model issued (the recent-id index, then its prediction log); the first label per id wins,
+   an equal second one is a duplicate, a different one a recorded conflict.
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
-``{"labels": [{"prediction_id", "label"}]}``, ``POST /admin/rollout`` ``{"model_tag"}`` (loopback
+``{"labels": [{"prediction_id", "label"}]}`` (answer: ``model_name``, ``recorded``, ``duplicates``,
+``conflicts``, ``unknown``, ``set_aside``, ``rejected`` (at most 100 ``{"prediction_id", "reason"}``),
+``rejected_truncated``; 404 with the same fields plus ``error`` when no id is known),
+``POST /admin/rollout`` ``{"model_tag"}`` (loopback
 only), BentoML's own ``/healthz`` ``/livez`` ``/readyz`` (ready only once a model is loaded) and
 ``/metrics`` (Prometheus; ``mloop_predictions_total`` and ``mloop_model_info`` carry the model
 version as a label; ``mloop_predlog_dead_letter_total`` counts rows the prediction log or the
@@ -30,8 +51,6 @@ with ONNX Runtime already runs near BentoML's own floor.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
 import threading
@@ -44,10 +63,13 @@ from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
 from mloop.core.settings import Settings
+from mloop.core.web import GuardMiddleware
+from serving.access import AccessMiddleware, drain
 from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
+from serving.feedback import FeedbackStore, RecentIds
 from serving.onnx_model import read_contract, read_meta
-from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
+from serving.predlog import PredictionLogger, new_prediction_ids
 from serving.runtime import (
     LiveModel,
     RolloutRefused,
@@ -156,19 +178,12 @@ class MloopMiddleware:
                         },
                     )
             if answer is not None:
-                await _drain(receive)
+                await drain(receive)
                 status, headers, body = answer
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
-
-
-async def _drain(receive: Any) -> None:
-    while True:
-        message = await receive()
-        if message.get("type") != "http.request" or not message.get("more_body"):
-            return
 
 
 def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
@@ -180,7 +195,7 @@ def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> 
     workers=1,
     threads=4,
     traffic={"timeout": 30},
-    http={"host": "127.0.0.1", "port": _SETTINGS.serve_port},
+    http={"host": _SETTINGS.serving_host, "port": _SETTINGS.serve_port},
     metrics={"enabled": True},
     logging={"access": {"enabled": False}},
 )
@@ -194,9 +209,11 @@ class PredictionService:
             bound_batching_wait()  # a lone request is not held back after a burst (serving/batching.py)
         self.live: LiveModel | None = None
         self._rollout_lock = threading.Lock()
-        self._token = _SETTINGS.api_token.get_secret_value() if _SETTINGS.api_token else None
         state = _SETTINGS.state
-        self.feedback_dir = state.feedback
+        self.recent_ids = RecentIds(_SERVING.feedback_index_size)
+        self.feedback_store = FeedbackStore(
+            state.feedback, state.predictions, recent=self.recent_ids, on_dead_letter=_count_dead_letter
+        )
         self.logger = (
             PredictionLogger(
                 state.predictions,
@@ -244,6 +261,7 @@ class PredictionService:
         out = live.predictor.predict(columns)
         n = len(out.predictions)
         ids = new_prediction_ids(n)
+        self.recent_ids.add(live.model_name, ids)  # feedback for them is accepted before the log is written
         values = out.probabilities if out.probabilities is not None else out.scores
         if self.logger is not None:
             self.logger.log(
@@ -267,41 +285,39 @@ class PredictionService:
             for p, i, fields in zip(out.predictions, ids, extra, strict=True)
         ]
 
-    def _authorize(self, ctx: bentoml.Context, *, loopback_only: bool = False) -> None:
-        request = ctx.request
-        if loopback_only:
-            host = request.client.host if request.client else ""
-            try:
-                is_loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                is_loopback = False
-            if not is_loopback:
-                raise _client_error("the admin endpoint only answers loopback clients", HTTPStatus.FORBIDDEN)
-        if self._token:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self._token}".encode()):
-                raise _client_error("missing or wrong bearer token", HTTPStatus.UNAUTHORIZED)
-
     @bentoml.api(route="/feedback")
     def feedback(self, labels: Labels, ctx: bentoml.Context) -> dict[str, Any]:  # type: ignore[valid-type]
-        """Record ground-truth labels by prediction id (bearer token required when configured);
-        a label's type follows the contract's target."""
-        self._authorize(ctx)
+        """Record ground-truth labels by prediction id (bearer token required; a label's type follows
+        the contract's target). Only ids this model issued are accepted; the first label per id wins
+        (an equal second one is a duplicate, a different one a recorded conflict). 404 when no id is
+        known."""
         live = self.live
-        assert live is not None
-        import pandas as pd
-
-        frame = pd.DataFrame([{"prediction_id": item.prediction_id, "label": item.label} for item in labels])
-        rows = record_feedback(self.feedback_dir, live.model_name, frame, on_dead_letter=_count_dead_letter)
-        answer: dict[str, Any] = {"recorded": rows, "model_name": live.model_name}
-        if rows < len(frame):
-            answer["set_aside"] = len(frame) - rows
+        if live is None:
+            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+        request = ctx.request
+        source = {
+            "via": "POST /feedback",
+            "client": request.client.host if request.client else None,
+            "user_agent": request.headers.get("user-agent"),
+            "labels": len(labels),
+            "model_version": live.model_version,
+        }
+        result = self.feedback_store.record(
+            live.model_name, [(item.prediction_id, item.label) for item in labels], source=source
+        )
+        answer = result.answer()
+        if result.unknown == len(labels):
+            ctx.response.status_code = HTTPStatus.NOT_FOUND
+            answer["error"] = (
+                f"none of the {len(labels)} prediction ids is known to model {live.model_name!r}: labels are "
+                "accepted only for predictions this model answered (prediction_id from /predict)"
+            )
         return answer
 
     @bentoml.api(route="/admin/rollout")
-    def rollout(self, model_tag: str, ctx: bentoml.Context) -> dict[str, Any]:
-        """Load ``model_tag`` from the BentoML store, smoke-test it, then switch to it atomically."""
-        self._authorize(ctx, loopback_only=True)
+    def rollout(self, model_tag: str) -> dict[str, Any]:
+        """Load ``model_tag`` from the BentoML store, smoke-test it, then switch to it atomically
+        (bearer token and a loopback client required: see :mod:`serving.access`)."""
         with self._rollout_lock:
             previous = self.live
             try:
@@ -321,4 +337,12 @@ class PredictionService:
         }
 
 
+# Order matters: the first added is the outermost. The guard answers before anything else (a forged
+# Host or an oversized body never reaches the access check or GET /model), then access, then ours.
+PredictionService.add_asgi_middleware(
+    GuardMiddleware, allowed_hosts=_SETTINGS.host_allowlist(), max_body_bytes=_SETTINGS.max_body_bytes
+)
+PredictionService.add_asgi_middleware(
+    AccessMiddleware, token=_SETTINGS.bearer_token, predict_requires_token=_SETTINGS.predict_requires_token
+)
 PredictionService.add_asgi_middleware(MloopMiddleware, holder=_HOLDER)

@@ -9,6 +9,7 @@ worker ignores the first SIGINT while it has flow runs: see STACK_NOTES).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -111,6 +112,12 @@ def connect_host(bind_host: str) -> str:
     host = bind_host.strip().strip("[]")
     if host in WILDCARD_BINDS:
         return "::1" if host == "::" else "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a host name
+    if address.is_unspecified:  # other spellings of a wildcard, e.g. 0:0::0
+        return "::1" if address.version == 6 else "127.0.0.1"
     return host
 
 

@@ -125,7 +125,7 @@ def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
     frame = served.table.frame.sample(frac=1.0, random_state=0).reset_index(drop=True).head(300)
     answers: list[dict] = []
     for start in range(0, len(frame), 50):
-        resp = httpx.post(f"{served.url}/predict", json={"records": _records(frame.iloc[start:start + 50])}, timeout=30)
+        resp = httpx.post(f"{served.url}/predict", json={"records": _records(frame.iloc[start:start + 50])}, headers=AUTH, timeout=30)
         assert resp.status_code == 200, resp.text
         answers.extend(resp.json())
     assert len(answers) == len(frame)
@@ -139,6 +139,7 @@ def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
               for a, y in zip(answers, frame["target"], strict=True)]
     fb = httpx.post(f"{served.url}/feedback", json={"labels": labels}, headers=AUTH, timeout=30)
     assert fb.status_code == 200, fb.text
+    assert fb.json()["recorded"] == len(labels) and fb.json()["unknown"] == 0
 
     state = served.settings.state
     deadline = time.monotonic() + 30  # the service flushes its log about once a second

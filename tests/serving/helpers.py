@@ -124,6 +124,8 @@ from mloop.core.processes import ServiceProcess, free_port  # noqa: E402
 from mloop.core.settings import Settings  # noqa: E402
 
 TOKEN = "test-token-123"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+"""The bearer token header every /predict, /feedback and /admin/rollout call of the tests sends."""
 
 
 @dataclass

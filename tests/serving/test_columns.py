@@ -15,6 +15,7 @@ from mloop.core.processes import ServiceProcess, stop_pid
 from serving.predlog import read_feedback, read_predictions
 from tests.helpers import assert_no_server_error
 from tests.serving.helpers import (
+    AUTH,
     TOKEN,
     Packaged,
     json_records,
@@ -22,8 +23,6 @@ from tests.serving.helpers import (
     package_odd,
     start,
 )
-
-AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +53,7 @@ def test_openapi_document_shows_the_users_column_names(odd) -> None:
 def test_predict_log_and_feedback_use_the_users_names(odd, packaged: Packaged) -> None:
     _, hold, proc = odd
     recs = json_records(hold.head(20), make_odd_contract())
-    resp = httpx.post(f"{proc.url}/predict", json={"records": recs}, timeout=20)
+    resp = httpx.post(f"{proc.url}/predict", json={"records": recs}, headers=AUTH, timeout=20)
     assert resp.status_code == 200, resp.text
     ids = [a["prediction_id"] for a in resp.json()]
     assert all(0 <= a["probability"] <= 1 for a in resp.json())
@@ -79,7 +78,7 @@ def test_a_value_out_of_bounds_is_refused_naming_the_users_column(odd) -> None:
     _, hold, proc = odd
     rec = json_records(hold.head(1), make_odd_contract())[0]
     for name, value in (("x.y", 2**63), ("naïve", 1e308), ("1st", "z" * 1001)):
-        resp = httpx.post(f"{proc.url}/predict", json={"records": [{**rec, name: value}]})
+        resp = httpx.post(f"{proc.url}/predict", json={"records": [{**rec, name: value}]}, headers=AUTH)
         assert resp.status_code == 400, resp.text
         assert name in resp.json()["detail"][0]["loc"], resp.text
 

@@ -63,12 +63,29 @@ def test_unknown_model_reads_as_empty_frame(tmp_path: Path) -> None:
     assert df.empty and list(df.columns)[:4] == ["prediction_id", "timestamp", "model_name", "model_version"]
 
 
-def test_feedback_keeps_the_latest_label_per_prediction(tmp_path: Path) -> None:
-    assert record_feedback(tmp_path, "loans", pd.DataFrame({"prediction_id": ["a", "b"], "label": [0, 1]})) == 2
-    record_feedback(tmp_path, "loans", pd.DataFrame({"prediction_id": ["a"], "label": [1]}))
-    fb = read_feedback(tmp_path, "loans").set_index("prediction_id")
-    assert fb.loc["a", "label"] == 1 and fb.loc["b", "label"] == 1
-    assert list(read_feedback(tmp_path, "other").columns) == ["prediction_id", "label", "timestamp"]
+def _logged(root: Path, n: int) -> list[str]:
+    """``n`` prediction ids of model ``loans`` in the prediction log under ``root/predictions``."""
+    logger = PredictionLogger(root / "predictions", flush_seconds=60)
+    ids = _log(logger, n)
+    logger.close()
+    return ids
+
+
+def test_feedback_keeps_the_first_label_per_prediction(tmp_path: Path) -> None:
+    a, b = _logged(tmp_path, 2)
+    fb_dir = tmp_path / "feedback"
+    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a, b], "label": [0, 1]})) == 2
+    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [1]})) == 0  # a conflict
+    fb = read_feedback(fb_dir, "loans").set_index("prediction_id")
+    assert fb.loc[a, "label"] == 0 and fb.loc[b, "label"] == 1
+    assert list(read_feedback(fb_dir, "other").columns) == ["prediction_id", "label", "timestamp"]
+
+
+def test_feedback_for_an_id_not_in_the_log_is_not_recorded(tmp_path: Path) -> None:
+    _logged(tmp_path, 1)
+    fb_dir = tmp_path / "feedback"
+    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": ["f" * 32, "nope"], "label": [1, 0]})) == 0
+    assert read_feedback(fb_dir, "loans").empty
 
 
 def _dead_letters(root: Path, model: str = "loans") -> list[Path]:
@@ -136,10 +153,14 @@ def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(tmp_pat
 
 
 def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> None:
+    a, b, c = _logged(tmp_path, 3)
+    fb_dir = tmp_path / "feedback"
     counted: list[tuple[str, str, int]] = []
-    labels = pd.DataFrame({"prediction_id": ["a", "b"], "label": [2**64, "x"]})
-    assert record_feedback(tmp_path, "loans", labels, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))) == 0
+    labels = pd.DataFrame({"prediction_id": [a, b], "label": [2**64, "x"]})
+    assert record_feedback(fb_dir, "loans", labels, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))) == 0
     assert counted == [("feedback", "loans", 2)]
-    assert len(_dead_letters(tmp_path)) == 1
-    assert record_feedback(tmp_path, "loans", pd.DataFrame({"prediction_id": ["c"], "label": [1]})) == 1
-    assert read_feedback(tmp_path, "loans")["prediction_id"].tolist() == ["c"]
+    assert len(_dead_letters(fb_dir)) == 1
+    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [c], "label": [1]})) == 1
+    assert read_feedback(fb_dir, "loans")["prediction_id"].tolist() == [c]
+    # a set-aside label was never recorded: the id can still get one
+    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [0]})) == 1

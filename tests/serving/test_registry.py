@@ -78,7 +78,8 @@ def test_deploy_starts_then_rolls_out_and_lineage_resolves_to_the_data_md5(stack
     url = f"http://127.0.0.1:{s.serve_port}"
     started = deploy_flow(name=NAME)
     assert started.action == "started" and started.version == stack["version"]
-    resp = httpx.post(f"{url}/predict", json={"records": [_record(s)]}, timeout=10)
+    auth = {"authorization": f"Bearer {s.bearer_token()}"}  # the generated platform secret (no MLOOP_API_TOKEN here)
+    resp = httpx.post(f"{url}/predict", json={"records": [_record(s)]}, headers=auth, timeout=10)
     assert resp.status_code == 200, resp.text
     answer = resp.json()[0]
     assert answer["model_version"] == stack["version"]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from serving.predlog import read_feedback, read_predictions
-from tests.serving.helpers import TOKEN, Packaged, records
+from tests.serving.helpers import AUTH, TOKEN, Packaged, records
 
 GOOD = {
     "income": 50000.0,
@@ -21,7 +21,7 @@ GOOD = {
     "purpose": "car",
     "region": "north",
 }
-JSON = {"content-type": "application/json"}
+JSON = {"content-type": "application/json", **AUTH}
 
 
 def body(**changes: object) -> bytes:
@@ -45,8 +45,8 @@ BAD_REQUESTS = [
     ("empty list", b'{"records": []}', JSON, 400, "at least 1"),
     ("too many records", json.dumps({"records": [GOOD] * 1001}).encode(), JSON, 400, "at most 1000"),
     ("malformed JSON", b'{"records": [{', JSON, 400, "Invalid JSON"),
-    ("wrong content type", body(), {"content-type": "text/plain"}, 415, "content type"),
-    ("no content type", body(), {}, 415, "content type"),
+    ("wrong content type", body(), {"content-type": "text/plain", **AUTH}, 415, "content type"),
+    ("no content type", body(), AUTH, 415, "content type"),
     ("top level is a list", json.dumps([GOOD]).encode(), JSON, 400, "object"),
     ("records key missing", json.dumps({"rows": [GOOD]}).encode(), JSON, 400, "records"),
     ("record is not an object", b'{"records": [1]}', JSON, 400, "object"),
@@ -78,7 +78,7 @@ def test_unknown_category_and_null_in_nullable_field_are_valid_input(server) -> 
 
 
 def test_answer_carries_prediction_probability_version_and_id(server) -> None:
-    resp = httpx.post(f"{server.url}/predict", json={"records": [GOOD, GOOD]})
+    resp = httpx.post(f"{server.url}/predict", json={"records": [GOOD, GOOD]}, headers=AUTH)
     assert resp.status_code == 200
     answers = resp.json()
     assert len(answers) == 2
@@ -102,7 +102,7 @@ def test_n_requests_give_exactly_n_log_records_with_the_serving_version(server, 
     pred_dir = packaged.settings.state.predictions
     ids: list[str] = []
     recs = records(packaged.holdout, 30)
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, headers=AUTH) as client:
         for i in range(30):
             resp = client.post("/predict", json={"records": [recs[i]]})
             assert resp.status_code == 200
@@ -128,7 +128,7 @@ def test_feedback_requires_the_token_and_records_labels(server, packaged: Packag
     assert httpx.post(f"{server.url}/feedback", json=payload).status_code == 401
     wrong = httpx.post(f"{server.url}/feedback", json=payload, headers={"authorization": "Bearer nope"})
     assert wrong.status_code == 401
-    ok = httpx.post(f"{server.url}/feedback", json=payload, headers={"authorization": f"Bearer {TOKEN}"})
+    ok = httpx.post(f"{server.url}/feedback", json=payload, headers=AUTH)
     assert ok.status_code == 200, ok.text
     assert ok.json()["recorded"] == 1
     labels = read_feedback(packaged.settings.state.feedback, "loans")
@@ -163,7 +163,7 @@ def test_rollout_under_load_has_zero_failures_and_switches_versions(server, pack
     recs = records(packaged.holdout, 50)
 
     def client_loop() -> None:
-        with httpx.Client(base_url=server.url, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30, headers=AUTH) as client:
             i = 0
             while not stop.is_set():
                 try:

@@ -11,7 +11,7 @@ import httpx
 
 from mloop.core.processes import pid_alive, stop_pid
 from serving.predlog import read_predictions
-from tests.serving.helpers import Packaged, records, start
+from tests.serving.helpers import AUTH, Packaged, records, start
 
 
 def test_sigterm_under_load_loses_no_answered_prediction(packaged: Packaged) -> None:
@@ -22,7 +22,7 @@ def test_sigterm_under_load_loses_no_answered_prediction(packaged: Packaged) -> 
     recs = records(packaged.holdout, 20)
 
     def client_loop() -> None:
-        with httpx.Client(base_url=proc.url, timeout=10) as client:
+        with httpx.Client(base_url=proc.url, timeout=10, headers=AUTH) as client:
             i = 0
             while not stop.is_set():
                 try:
@@ -80,7 +80,7 @@ def test_an_out_of_range_request_then_100_good_ones_all_reach_the_log_at_sigterm
     accepted_bad: list[str] = []
     good: list[str] = []
     try:
-        with httpx.Client(base_url=proc.url, timeout=10) as client:
+        with httpx.Client(base_url=proc.url, timeout=10, headers=AUTH) as client:
             for field, value in (("n_accounts", 2**63), ("age", 1e308), ("n_accounts", 1e308)):
                 resp = client.post("/predict", json={"records": [{**recs[0], field: value}]})
                 if resp.status_code == 200:

@@ -1,0 +1,48 @@
+"""How the service process is started: bind address, environment, no secret in argv (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mloop.core.settings import Settings
+from mloop.core.processes import http_url as connect_url
+from serving.launch import serve_argv, serve_env
+
+
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    s = Settings(home=tmp_path / "home", project_dir=tmp_path, **kw)  # type: ignore[arg-type]
+    s.state.ensure()
+    return s
+
+
+def test_the_generated_token_stays_out_of_argv_and_env(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    token = s.bearer_token()
+    assert token
+    env = serve_env(s, "loans:v1")
+    argv = serve_argv(s.serving_host, 3000)
+    assert "MLOOP_API_TOKEN" not in env
+    assert not any(token in v for v in env.values()) and not any(token in a for a in argv)
+    secret = s.credentials()
+    assert secret is not None
+    for key in ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_PASSWORD"):  # the service never talks to them
+        assert env.get(key) == ""
+    assert (env["MLOOP_AUTH"], env["MLOOP_PREDICT_REQUIRES_TOKEN"]) == ("true", "true")
+
+
+def test_a_token_the_user_set_is_passed_in_env_only(tmp_path: Path) -> None:
+    s = _settings(tmp_path, api_token="users-token", predict_requires_token=False, allowed_hosts=["ml.example"])
+    env = serve_env(s, "loans:v1")
+    assert env["MLOOP_API_TOKEN"] == "users-token"
+    assert env["MLOOP_PREDICT_REQUIRES_TOKEN"] == "false" and env["MLOOP_ALLOWED_HOSTS"] == '["ml.example"]'
+
+
+def test_the_service_binds_to_serve_host_and_is_probed_on_loopback(tmp_path: Path) -> None:
+    s = _settings(tmp_path, serve_host="0.0.0.0")
+    argv = serve_argv(s.serving_host, 3000)
+    assert argv[argv.index("--host") + 1] == "0.0.0.0"
+    assert serve_env(s, "loans:v1")["MLOOP_SERVE_HOST"] == "0.0.0.0"
+    assert _settings(tmp_path).serving_host == "127.0.0.1"
+    assert connect_url("0.0.0.0", 3000) == "http://127.0.0.1:3000"
+    assert connect_url("::", 3000) == "http://[::1]:3000"
+    assert connect_url("127.0.0.1", 3000) == "http://127.0.0.1:3000"
