@@ -22,6 +22,7 @@ from mloop.cli.common import (
 )
 from mloop.cli.data import name_check
 from mloop.core.errors import MloopError
+from mloop.core.processes import http_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -69,7 +70,7 @@ def serve_cmd(
         if spec is None:
             raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
     err_console.print(
-        f"serving {spec.name} v{spec.version} ({spec.model_tag}) on http://{host or settings.host}:{port or settings.serve_port}"
+        f"serving {spec.name} v{spec.version} ({spec.model_tag}) on {http_url(host or settings.serving_host, port or settings.serve_port)}"
     )
     os.chdir(spec.cwd or Path.cwd())
     os.execvpe(spec.argv[0], spec.argv, {**os.environ, **spec.env})

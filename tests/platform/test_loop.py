@@ -106,7 +106,8 @@ def test_drift_event_retrains_and_deploys_new_champion(platform, tmp_path: Path)
     # ... and the promotion deploys it: the service answers with the new version.
     wait_for(lambda: (m := platform.serving.served_model()) and str(m["model_version"]) == champion, 300,
              f"the service to answer with version {champion}")
-    r = httpx.post(f"{platform.serving.url}/predict", json={"records": records(drifted_traffic(3, 99))}, timeout=30)
+    r = httpx.post(f"{platform.serving.url}/predict", json={"records": records(drifted_traffic(3, 99))}, timeout=30,
+                   headers=platform.auth_headers("api"))
     assert r.status_code == 200 and {str(a["model_version"]) for a in r.json()} == {champion}
 
     # `mloop status` shows it all: champion and deployed version, the drift verdict, the runs.
@@ -151,7 +152,7 @@ def test_alert_rolls_back_with_audit_record(platform) -> None:  # noqa: ANN001
             }
         ],
     }
-    r = httpx.post(f"{platform.webhook_url}/alerts", json=body, timeout=30)
+    r = httpx.post(f"{platform.webhook_url}/alerts", json=body, timeout=30, headers=platform.auth_headers("api"))
     assert r.status_code == 200, r.text
     assert r.json()["emitted"][0]["event"] == "mloop.alert.HighErrorRate"
 
