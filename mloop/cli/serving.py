@@ -136,7 +136,7 @@ def feedback_cmd(
         import pandas as pd
 
         from mloop.platform.serve import champion_model_name
-        from serving.predlog import record_feedback
+        from serving.predlog import record_labels
 
         frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
         missing = {"prediction_id", "label"} - set(frame.columns)
@@ -147,12 +147,23 @@ def feedback_cmd(
         name = model or champion_model_name(settings)
         if name is None:
             raise MloopError("no model to attach the labels to", fix="pass --model NAME")
-        rows = record_feedback(settings.state.feedback, name, frame)
-    result = {"model": name, "recorded": rows, "source": str(path)}
+        # the service's trust rule: labels only for logged prediction ids, a different second label
+        # is a recorded conflict (never an overwrite)
+        outcome = record_labels(settings.state.feedback, name, frame, predictions_dir=settings.state.predictions,
+                                source={"via": "mloop feedback", "file": str(path)})
+        if len(frame) and outcome.unknown == len(frame):
+            raise MloopError(
+                f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log",
+                where=str(path), fix="send labels for ids the prediction service answered (its prediction_id field)",
+            )
+    result = {"model": name, **outcome.answer(), "source": str(path)}
     if json_out:
         print_json(result)
         return
-    console.print(f"recorded {rows} labels for [bold]{name}[/]")
+    console.print(
+        f"recorded {outcome.recorded} labels for [bold]{name}[/] (duplicates {outcome.duplicates}, "
+        f"conflicts {outcome.conflicts}, unknown ids {outcome.unknown})"
+    )
 
 
 def register(app: typer.Typer) -> None:
