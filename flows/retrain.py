@@ -61,7 +61,8 @@ def retrain_flow(
 
     from flows.train import train_flow
     from monitoring.retrain_data import build_retrain_dataset
-    from monitoring.retraining import approval_required, claim_retrain, drift_detail
+    from models.gating import approval_required
+    from monitoring.retraining import claim_retrain, drift_detail
 
     settings = Settings()
     name = model_name_from(model_name)

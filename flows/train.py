@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
-from mloop.core.lineage import LABEL_FEEDBACK, LABEL_INGESTED, DatasetVersion, LabelSource
+from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource
 from mloop.core.settings import Settings
 from models.candidates import CandidatePlan, CandidateResult
 from models.gate import GateConfig, GateParams, GateReport
@@ -124,7 +124,9 @@ class TrainRun:
     def needs_approval(self, requested: bool) -> bool:
         """A person approves the promotion: asked for, or the labels came from feedback and
         ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
-        return requested or (self.settings.approve_feedback_retrains and self.info.label_source == LABEL_FEEDBACK)
+        from models.gating import approval_required
+
+        return approval_required(self.settings, self.info.label_source, requested)
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)

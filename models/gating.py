@@ -25,13 +25,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mloop.core.contract import DatasetContract
-from mloop.core.lineage import LABEL_FEEDBACK, DatasetVersion
+from mloop.core.lineage import LABEL_FEEDBACK, DatasetVersion, LabelSource
 from mloop.core.settings import Settings
 from models.gate import GateConfig, GateReport
 from models.split import HoldoutSplit, SplitParams
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+
+
+def approval_required(settings: Settings, label_source: LabelSource, requested: bool = False) -> bool:
+    """Whether a train run waits for a person before the champion moves: asked for (``requested``), or
+    its labels came from feedback and ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
+    return requested or (settings.approve_feedback_retrains and label_source == LABEL_FEEDBACK)
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,6 @@ def model_name_from(value: str) -> str:
     return value[len(prefix) :] if value.startswith(prefix) else value
 
 
-def approval_required(settings: Settings, label_source: LabelSource) -> bool:
-    """Whether a retrain on data with ``label_source`` waits for a person before the champion moves."""
-    return settings.approve_feedback_retrains and label_source == "feedback"
-
-
 def claim_retrain(
     settings: Settings,
     model_name: str,

@@ -16,7 +16,13 @@ import pytest
 
 from mloop.core.lineage import DatasetVersion
 from mloop.core.settings import Settings
-from models.gate import GateConfig, GateReport, TrustedScores, decide, trusted_comparison
+from models.gate import (
+    GateConfig,
+    GateReport,
+    TrustedScores,
+    decide,
+    trusted_comparison,
+)
 from models.gating import align_columns
 from models.run_tags import trusted_tags
 
@@ -61,7 +67,7 @@ def test_poisoned_challenger_wins_the_newest_rows_but_is_rejected_on_the_trusted
     assert report.decision == "reject"
     t = report.trusted
     assert t is not None and not t.passed and t.reference == "champion" and t.rows == N
-    assert t.challenger < 0.3 < 0.7 < t.reference_value and t.loss == pytest.approx(t.reference_value - t.challenger)
+    assert t.challenger < 0.3 and t.reference_value > 0.7 and t.loss == pytest.approx(t.reference_value - t.challenger)
     assert t.loss > GateConfig().trusted_tolerance
     assert report.reasons[0].startswith("REJECTED on the trusted holdout (ingested version ffffffff")
     assert report.gain > 0.3 and report.ci_low > 0  # the newest rows alone still say "promote"
@@ -210,3 +216,11 @@ def test_label_source_in_the_version_index(tmp_path: Path) -> None:
     assert trusted_version(settings, "loans").md5 == "a" * 32  # an old row without the field is ingested
     with pytest.raises(ValueError):
         DatasetVersion.model_validate({**json.loads(row("d" * 32, None)), "label_source": "rumour"})
+
+
+def test_approval_is_required_for_feedback_labels_when_the_setting_says_so() -> None:
+    from models.gating import approval_required
+
+    off, on = Settings(), Settings(approve_feedback_retrains=True)
+    assert not approval_required(off, "feedback") and not approval_required(on, "ingested")
+    assert approval_required(on, "feedback") and approval_required(off, "ingested", requested=True)
