@@ -60,8 +60,8 @@ def retrain_flow(
     from prefect.runtime import flow_run
 
     from flows.train import train_flow
-    from monitoring.retrain_data import build_retrain_dataset
     from models.gating import approval_required
+    from monitoring.retrain_data import build_retrain_dataset
     from monitoring.retraining import claim_retrain, drift_detail
 
     settings = Settings()

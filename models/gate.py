@@ -418,8 +418,9 @@ def decide(
         ok = gain_ok and ci_ok and not blocked
     comparison = None
     if trusted is not None:
+        y_trusted = _encode_trusted(task, trusted.y, classes, challenger_scores, multiclass)
         comparison = trusted_comparison(
-            metric, _encode_trusted(task, trusted.y, classes, challenger_scores, multiclass), trusted, tolerance=config.trusted_tolerance, classes=codes_of,
+            metric, y_trusted, trusted, tolerance=config.trusted_tolerance, classes=codes_of,
             against_champion=champion_scores is not None,
         )
         if comparison.passed:
