@@ -1,5 +1,9 @@
 """Retrain on drift: policy check -> new labelled dataset version -> train (gate decides).
 
+The new version's labels came from feedback (label source ``feedback``): the gate also checks the
+challenger on a trusted holdout no feedback can change, and ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` makes
+the train run wait for a person before the champion moves.
+
 Triggered by ``mloop.drift.detected`` (prefect.yaml), by the remediate flow (alert -> retrain), or by
 hand from the UI/CLI. A burst of drift events starts one retrain: the deployment runs one at a time
 (``concurrency_limit: 1``, CANCEL_NEW), and every run first claims the persisted retrain ledger
@@ -56,6 +60,7 @@ def retrain_flow(
     from prefect.runtime import flow_run
 
     from flows.train import train_flow
+    from models.gating import approval_required
     from monitoring.retrain_data import build_retrain_dataset
     from monitoring.retraining import claim_retrain, drift_detail
 
@@ -73,11 +78,13 @@ def retrain_flow(
     if not built.created or built.version is None:
         no_data = RetrainResult(status="no-data", reason=f"nothing trained, nothing registered: {built.reason}", **base)
         return _report(no_data, f"retrain of {name}: {no_data.reason}", detail)
-    md5 = built.version.md5
-    get_run_logger().info("retrain of %s: new dataset version %s (%s)", name, md5, built.reason)
-    trained = train_flow(dataset=built.dataset, version=md5, trigger=f"retrain:{trigger}")
+    md5, labels = built.version.md5, built.version.label_source
+    approval = approval_required(settings, labels)
+    get_run_logger().info("retrain of %s: new dataset version %s (%s labels; %s)", name, md5, labels, built.reason)
+    trained = train_flow(dataset=built.dataset, version=md5, trigger=f"retrain:{trigger}", require_approval=approval)
     result = RetrainResult(
         status="trained", reason=f"trained on dataset version {md5}: {built.reason}", dataset_md5=md5,
-        trained_version=trained.version, promoted=trained.promoted, champion=trained.champion, **base,
+        trained_version=trained.version, promoted=trained.promoted, champion=trained.champion, label_source=labels,
+        approval_required=approval, gate=trained.gate.summary() if trained.gate else None, **base,
     )
     return _report(result, f"retrain of {name}: version {result.trained_version}, promoted={result.promoted}", detail)

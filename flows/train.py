@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
-from mloop.core.lineage import DatasetVersion
+from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource
 from mloop.core.settings import Settings
 from models.candidates import CandidatePlan, CandidateResult
 from models.gate import GateConfig, GateParams, GateReport
@@ -56,6 +56,7 @@ class TrainResult(BaseModel):
     champion: str | None = Field(default=None, description="Champion version after the run.")
     metrics: dict[str, float] = Field(default_factory=dict)
     gate: GateReport | None = None
+    label_source: LabelSource = Field(default=LABEL_INGESTED, description="Where the training data's labels came from.")
     candidates: list[CandidateResult] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
 
@@ -117,7 +118,15 @@ class TrainRun:
 
         self.timings["total"] = time.perf_counter() - self.started
         return TrainResult(dataset=self.dataset, data_md5=self.info.md5, run_id=best.run_id, candidates=candidates,
-                           champion=champion_version(self.uri, self.dataset), timings=self.timings, **fields)
+                           champion=champion_version(self.uri, self.dataset), timings=self.timings,
+                           label_source=self.info.label_source, **fields)
+
+    def needs_approval(self, requested: bool) -> bool:
+        """A person approves the promotion: asked for, or the labels came from feedback and
+        ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
+        from models.gating import approval_required
+
+        return approval_required(self.settings, self.info.label_source, requested)
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -169,12 +178,14 @@ def log_run(settings: Settings, experiment_id: str, run_id: str, result: FitResu
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate(settings: Settings, name: str, contract: DatasetContract, challenger_scores: Any, champion: str | None,
-         data: HoldoutSplit, config: GateConfig) -> GateReport:
-    """Score the champion (on THIS holdout, whatever data it was trained on) and a dummy; decide on the challenger."""
-    from models.gating import gate_challenger
+def gate(run: TrainRun, challenger: tuple[Any, Any], champion: str | None) -> GateReport:
+    """Score the champion (on THIS holdout, whatever data it was trained on) and a dummy, and both models on the
+    trusted holdout (the newest ingested version's); decide on the challenger (``challenger``: scores, model)."""
+    from models.gating import gate_train_run
 
-    return gate_challenger(settings.tracking_uri, name, contract, challenger_scores, champion, data, config)
+    scores, model = challenger
+    return gate_train_run(run.settings, run.dataset, run.contract, run.info, run.split_params, run.data, run.config,
+                          scores, model, champion)
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -201,7 +212,9 @@ def record_gate(run: TrainRun, version: str, run_id: str, report: GateReport) ->
 
     report = report.model_copy(update={"challenger_version": version})
     log_json(run.uri, run_id, report.model_dump(mode="json"), "gate_report.json")
-    tags = R.decision_tags(report.decision, report.summary(), report.interval())
+    from models.run_tags import trusted_tags
+
+    tags = {**R.decision_tags(report.decision, report.summary(), report.tag_metrics()), **trusted_tags(report)}
     R.set_version_tags(run.uri, run.dataset, version, tags)
     R.set_challenger(run.uri, run.settings.state, run.dataset, version)
     return report
@@ -258,7 +271,8 @@ def train_flow(
         gate_params: Promotion gate overrides (metric, min_gain, slice_tolerance, resamples, ...).
         force: Retrain even when a run with identical data, spec, seed, split and code exists.
         promote: Move the champion alias when the gate passes (False: gate and record only).
-        require_approval: Pause after the gate until a person approves in the Prefect UI (timeout = reject).
+        require_approval: Pause after the gate until a person approves in the Prefect UI (timeout = reject); also
+            on when the data's labels came from feedback and MLOOP_APPROVE_FEEDBACK_RETRAINS is set.
         approval_timeout_seconds: How long the approval pause waits.
         trigger: Why this run started (manual, drift, alert:<name>, ...): recorded as a run tag.
     """
@@ -276,8 +290,7 @@ def train_flow(
             _finish_logging(run, runs, logging)
             return _reused(run, best, existing, candidates)
         champion = champion_version(run.uri, dataset)
-        gating = gate.submit(run.settings, dataset, run.contract, _challenger_scores(run, best, fitted), champion,
-                             run.data, run.config)  # runs while the candidates are logged: it needs only holdout scores
+        gating = gate.submit(run, _challenger(run, best, fitted), champion)  # runs while the candidates are logged
         _finish_logging(run, runs, logging, keep=best.run_id)  # losers are complete: finished now, so cacheable
         registered = register(run, best)
         _emit_trained(run, registered, best)
@@ -352,14 +365,17 @@ def _finish_logging(run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[N
     run.lap("log")
 
 
-def _challenger_scores(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> Any:
-    """The winner's holdout scores: from its fit in this run, or (a former loser now wins) from its stored model."""
-    from models.candidates import rescore_stored
+def _challenger(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> tuple[Any, Any]:
+    """The winner's holdout scores and fitted model (the gate scores it on the trusted holdout too): from its fit
+    in this run, or (a former loser now wins) from its stored model."""
+    from models.evaluate import predict_scores
+    from models.registry import artifact_dir, load_pipeline_from_dir
 
     key = best.spec.key()
     if key in fitted:
-        return fitted[key].scores
-    return rescore_stored(run.uri, run.plan.cached[key].model_uri, run.contract.task, run.data.X_holdout)
+        return fitted[key].scores, fitted[key].pipeline
+    model = load_pipeline_from_dir(artifact_dir(run.plan.cached[key].model_uri, run.uri))
+    return predict_scores(model, run.data.X_holdout, run.contract.task), model
 
 
 def _reused(run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]) -> TrainResult:
@@ -378,7 +394,7 @@ def _emit_trained(run: TrainRun, version: str, best: CandidateResult) -> None:
     run.lap("register")
     events.emit(events.MODEL_TRAINED, events.model_resource(run.dataset), trained_payload(
         version=version, metrics=best.metrics, trigger=run.trigger, data_md5=run.info.md5, run_id=best.run_id,
-        spec=best.spec.label()))
+        spec=best.spec.label(), label_source=run.info.label_source))
 
 
 def _publish_gate(run: TrainRun, version: str, report: GateReport) -> None:
@@ -398,7 +414,7 @@ def _decide(run: TrainRun, best: CandidateResult, version: str, report: GateRepo
     from models.event_payloads import decision_event, decision_payload
 
     decision, reason = report.decision, report.summary()
-    if decision == "promote" and require_approval:
+    if decision == "promote" and run.needs_approval(require_approval):
         decision, reason = _ask_approval(report, timeout, reason)
         if decision == "reject":
             R.set_version_tags(run.uri, run.dataset, version, R.decision_tags("reject", reason, {}))

@@ -13,19 +13,23 @@ from models.gate import GateReport
 
 
 def trained_payload(
-    *, version: str, metrics: dict[str, float], trigger: str, data_md5: str, run_id: str, spec: str
+    *, version: str, metrics: dict[str, float], trigger: str, data_md5: str, run_id: str, spec: str,
+    label_source: str = "ingested",
 ) -> dict[str, Any]:
-    """``mloop.model.trained``: the registered version and where it came from."""
+    """``mloop.model.trained``: the registered version and where it came from (``label_source``: whether the
+    training labels were ingested from a file or came from feedback)."""
     return {"version": version, "metrics": metrics, "reason": trigger, "data_md5": data_md5, "run_id": run_id,
-            "spec": spec}
+            "spec": spec, "label_source": label_source}
 
 
 def decision_payload(
     *, version: str, metrics: dict[str, float], reason: str, data_md5: str, champion: str | None, report: GateReport
 ) -> dict[str, Any]:
-    """``mloop.model.promoted`` / ``mloop.model.rejected`` from the train flow."""
+    """``mloop.model.promoted`` / ``mloop.model.rejected`` from the train flow (``trusted``: the trusted
+    holdout comparison, None when it was not run)."""
     return {"version": version, "metrics": metrics, "reason": reason, "data_md5": data_md5, "champion": champion,
-            "gain": report.gain, "ci_low": report.ci_low}
+            "gain": report.gain, "ci_low": report.ci_low,
+            "trusted": report.trusted.model_dump(mode="json") if report.trusted is not None else None}
 
 
 def decision_event(*, promoted: bool, decision: str, promote: bool) -> str | None:

@@ -9,6 +9,14 @@ was trained on an older dataset version). Rules:
   bootstrap 95% interval of the gain is above zero AND no slice (categorical level with enough
   rows) loses more than ``slice_tolerance``.
 
+* the trusted holdout (every challenger, when the train flow has one): the challenger is ALSO scored
+  on the holdout of a dataset version whose labels were ingested from a file, which no feedback can
+  change (see :class:`TrustedScores` and :mod:`models.gating` for which version). With a champion,
+  the challenger is rejected when it is worse there than the champion by more than
+  ``trusted_tolerance``; without one, when it does not beat the dummy baseline there. This holds
+  whatever the newest rows say: the newest rows of a retrain built from feedback carry labels anyone
+  with the token could have forged, and the gate's own holdout is exactly those rows.
+
 Gains are signed so that positive is better, for higher-is-better (AUC) and lower-is-better
 (log loss, RMSE) metrics alike. Multiclass scores ((n, k) probabilities) use the same rules with
 macro one-vs-rest metrics (see :mod:`models.evaluate`). Without an explicit gate metric
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from copy import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
@@ -51,6 +60,7 @@ class GateConfig(BaseModel):
     slice_tolerance: Annotated[float, _setting("slice_tolerance"), Field(ge=0)]
     resamples: Annotated[int, _setting("resamples")]
     baseline_margin: Annotated[float, _setting("baseline_margin"), Field(ge=0)]
+    trusted_tolerance: Annotated[float, _setting("trusted_tolerance"), Field(ge=0)]
     seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
     min_slice_rows: int = Field(default=100, ge=1, description="Smallest categorical level checked as a slice.")
 
@@ -117,6 +127,50 @@ class SliceComparison(BaseModel):
     blocked: bool
 
 
+@dataclass(frozen=True)
+class TrustedScores:
+    """Inputs of the trusted check: labels and scores on the trusted holdout (pure data, no I/O).
+
+    ``champion`` is None when there is no champion (the baseline rule applies); ``baseline`` are the
+    dummy baseline's scores, fitted on the trusted version's training side. ``same_holdout``: the
+    trusted holdout is the gate's own holdout (the challenger trained on an ingested version).
+    """
+
+    dataset_md5: str
+    y: np.ndarray
+    challenger: np.ndarray
+    champion: np.ndarray | None
+    baseline: np.ndarray
+    same_holdout: bool = False
+
+
+class TrustedComparison(BaseModel):
+    """The challenger against the champion (or the dummy baseline) on the trusted holdout."""
+
+    dataset_md5: str = Field(description="The ingested dataset version whose holdout was scored.")
+    rows: int
+    reference: Literal["champion", "baseline"]
+    challenger: float = Field(description="The challenger's gate metric on the trusted holdout.")
+    reference_value: float = Field(description="The champion's (or the baseline's) gate metric there.")
+    loss: float = Field(description="How much worse the challenger is there (positive = worse), signed by the metric.")
+    tolerance: float = Field(description="Largest loss accepted against a champion (0 against the baseline).")
+    passed: bool
+    same_holdout: bool = Field(default=False, description="The trusted holdout is the gate's own holdout.")
+
+    def verdict(self, metric: str) -> str:
+        """One sentence: where, both scores, the loss and the verdict."""
+        where = f"trusted holdout (ingested version {self.dataset_md5[:8]}, {self.rows} rows)"
+        scores = f"{metric} {self.challenger:.4f} vs {self.reference} {self.reference_value:.4f}"
+        if self.reference == "champion":
+            rule = f"{self.loss:+.4f} worse (tolerance {self.tolerance})"
+        else:
+            rule = f"{-self.loss:+.4f} over the dummy baseline (must be > 0)"
+        if self.passed:
+            return f"{where}: {scores}, {rule}: passed"
+        why = "" if self.same_holdout else "; the newest rows' labels are not trusted"
+        return f"REJECTED on the {where}: {scores}, {rule}{why}"
+
+
 class GateReport(BaseModel):
     """The gate's decision and its evidence (rendered as markdown, stored as JSON and tags)."""
 
@@ -138,6 +192,9 @@ class GateReport(BaseModel):
     challenger_metrics: dict[str, float] = Field(default_factory=dict)
     reference_metrics: dict[str, float] = Field(default_factory=dict)
     slices: list[SliceComparison] = Field(default_factory=list)
+    trusted: TrustedComparison | None = Field(
+        default=None, description="The check on the trusted holdout (None: not run, see ``reasons``)."
+    )
     config: GateConfig
 
     @property
@@ -148,12 +205,28 @@ class GateReport(BaseModel):
         """The gain and its 95% interval (the version's ``mloop.gate_metrics`` tag)."""
         return {"gain": self.gain, "ci_low": self.ci_low, "ci_high": self.ci_high}
 
+    def trusted_metrics(self) -> dict[str, float]:
+        """Both values of the gate metric on the trusted holdout and the loss (empty: not run)."""
+        if self.trusted is None:
+            return {}
+        return {
+            f"trusted_challenger_{self.metric}": self.trusted.challenger,
+            f"trusted_reference_{self.metric}": self.trusted.reference_value,
+            "trusted_loss": self.trusted.loss,
+        }
+
+    def tag_metrics(self) -> dict[str, float]:
+        """The version's ``mloop.gate_metrics`` tag: the interval and the trusted comparison."""
+        return {**self.interval(), **self.trusted_metrics()}
+
     def audit_metrics(self) -> dict[str, float]:
-        """What a promotion's audit record keeps: the interval and both values of the gate metric."""
+        """What a promotion's audit record keeps: the interval, both values of the gate metric and, when
+        run, the trusted comparison."""
         return {
             **self.interval(),
             f"challenger_{self.metric}": self.challenger_value,
             f"reference_{self.metric}": self.reference_value,
+            **self.trusted_metrics(),
         }
 
     def summary(self) -> str:
@@ -190,6 +263,19 @@ class GateReport(BaseModel):
             for s in self.slices:
                 flag = " **blocks**" if s.blocked else ""
                 lines.append(f"| {s.column}={s.level} | {s.rows} | {s.challenger:.4f} | {s.champion:.4f} | {s.loss:+.4f}{flag} |")
+        if (t := self.trusted) is not None:
+            limit = f"tolerance {t.tolerance}" if t.reference == "champion" else "must beat the baseline"
+            lines += [
+                "",
+                f"## Trusted holdout: {'passed' if t.passed else '**REJECTED**'}",
+                "",
+                f"Ingested dataset version `{t.dataset_md5}`, {t.rows} holdout rows (labels no feedback can change)"
+                + (" = the gate's own holdout." if t.same_holdout else "."),
+                "",
+                f"| {self.metric} | {chal} | {ref} | loss ({limit}) |",
+                "|---|---|---|---|",
+                f"| trusted holdout | {t.challenger:.4f} | {t.reference_value:.4f} | {t.loss:+.4f} |",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -247,12 +333,19 @@ def decide(
     champion_version: str | None = None,
     classes: Sequence[Any] | np.ndarray | None = None,
     target_counts: Mapping[Any, int] | None = None,
+    trusted: TrustedScores | None = None,
+    require_trusted: bool = False,
 ) -> GateReport:
     """Compare the challenger with the champion (or, without one, the dummy baseline) on the same rows.
 
     Multiclass: the scores are (n, k) probabilities in ``classes`` order (``pipeline.classes_``;
     default: the sorted levels of ``y``). ``target_counts`` (rows per class of the training
     target) picks the default gate metric when none was set; default: the counts of ``y``.
+
+    ``trusted``: the same models scored on the trusted holdout (same metric, same class order); a
+    challenger failing there is rejected whatever the rules above say (:func:`trusted_comparison`).
+    ``require_trusted`` without ``trusted`` (a model trained on feedback labels, and no ingested version
+    to check it on) is a rejection too: nothing vouches for its labels.
     """
     import numpy as np
 
@@ -323,6 +416,22 @@ def decide(
         else:
             reasons.append(f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)")
         ok = gain_ok and ci_ok and not blocked
+    comparison = None
+    if trusted is not None:
+        y_trusted = _encode_trusted(task, trusted.y, classes, challenger_scores, multiclass)
+        comparison = trusted_comparison(
+            metric, y_trusted, trusted, tolerance=config.trusted_tolerance, classes=codes_of,
+            against_champion=champion_scores is not None,
+        )
+        if comparison.passed:
+            reasons.append(comparison.verdict(metric))
+        else:  # first, so the one-line summary and the version's reason tag lead with it
+            reasons.insert(0, comparison.verdict(metric))
+        ok = ok and comparison.passed
+    elif require_trusted:
+        reasons.insert(0, "REJECTED: no trusted holdout - the dataset has no ingested version, so nothing vouches "
+                          "for the feedback labels this challenger was trained and gated on")
+        ok = False
     return GateReport(
         model_name=model_name,
         challenger_version=challenger_version,
@@ -342,5 +451,61 @@ def decide(
         challenger_metrics=compute_metrics(task, y_arr, challenger_scores, codes_of),
         reference_metrics=compute_metrics(task, y_arr, ref_scores, codes_of),
         slices=comparisons,
+        trusted=comparison,
         config=config,
+    )
+
+
+def _encode_trusted(
+    task: str, y: np.ndarray, classes: Sequence[Any] | np.ndarray | None, scores: np.ndarray, multiclass: bool
+) -> np.ndarray:
+    """The trusted holdout's labels encoded like the gate's: class codes (multiclass), 0/1 with the
+    model's positive class ``classes[1]`` (binary: a holdout holding one class keeps its meaning),
+    floats (regression)."""
+    import numpy as np
+
+    from models.evaluate import binary_labels
+
+    if multiclass:
+        return class_codes(y, infer_classes(y, scores.shape[1]) if classes is None else classes)
+    if task != "classification":
+        return np.asarray(y, dtype=np.float64)
+    if classes is not None and len(classes) == 2:
+        return (np.asarray(y) == np.asarray(classes)[1]).astype(np.int8)
+    return binary_labels(y)
+
+
+def trusted_comparison(
+    metric: str,
+    y: np.ndarray,
+    trusted: TrustedScores,
+    *,
+    tolerance: float,
+    against_champion: bool,
+    classes: Sequence[Any] | None = None,
+) -> TrustedComparison:
+    """The trusted rule on encoded labels ``y`` (as :func:`decide` encodes them; ``classes``: the column
+    codes of multiclass scores). Pure.
+
+    With a champion (``against_champion``): passed unless the challenger's ``metric`` is worse than the
+    champion's by more than ``tolerance`` (signed by the metric's direction, so it holds for AUC and
+    RMSE alike). Without one: passed only if the challenger beats the dummy baseline (gain > 0).
+    A value that cannot be computed (e.g. one class in the holdout) fails: the check fails closed.
+    """
+    import numpy as np
+
+    if against_champion and trusted.champion is None:
+        raise ValueError("the trusted check against a champion needs the champion's trusted scores")
+    sign = direction(metric)
+    ones = np.ones((1, len(y)))
+    reference = trusted.champion if against_champion and trusted.champion is not None else trusted.baseline
+    chal = float(weighted_metric(metric, y, trusted.challenger, ones, classes)[0])
+    ref = float(weighted_metric(metric, y, reference, ones, classes)[0])
+    loss = sign * (ref - chal)
+    allowed = tolerance if against_champion else 0.0
+    passed = bool(np.isfinite(loss)) and (loss <= allowed if against_champion else loss < 0)
+    return TrustedComparison(
+        dataset_md5=trusted.dataset_md5, rows=len(y), reference="champion" if against_champion else "baseline",
+        challenger=chal, reference_value=ref, loss=loss, tolerance=allowed, passed=passed,
+        same_holdout=trusted.same_holdout,
     )

@@ -6,6 +6,8 @@ Pure: builds dicts of :mod:`mloop.core.tags` keys; the train flow writes them wi
 
 from __future__ import annotations
 
+import json
+
 from mloop.core.lineage import DatasetVersion
 from mloop.core.tags import (
     TAG_CACHE_KEY,
@@ -14,6 +16,8 @@ from mloop.core.tags import (
     TAG_DATASET_NAME,
     TAG_DATASET_POINTER_COMMIT,
     TAG_FLOW_RUN_ID,
+    TAG_GATE_TRUSTED,
+    TAG_LABEL_SOURCE,
     TAG_METRIC_PREFIX,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
@@ -24,7 +28,9 @@ from mloop.core.tags import (
     TAG_SPLIT_TEST_SIZE,
     TAG_TASK,
     TAG_TRIGGER,
+    tag_value,
 )
+from models.gate import GateReport
 from models.spec import ModelSpec
 from models.split import SplitParams
 
@@ -32,7 +38,8 @@ from models.split import SplitParams
 def lineage_tags(
     dataset: str, info: DatasetVersion, *, code_commit: str | None, flow_run_id: str, task: str, trigger: str
 ) -> dict[str, str]:
-    """Tags every run and version of a train run carries: data, code, flow run, task, trigger."""
+    """Tags every run and version of a train run carries: data (and where its labels came from), code,
+    flow run, task, trigger."""
     return {
         TAG_DATASET_NAME: dataset,
         TAG_DATASET_MD5: info.md5,
@@ -41,6 +48,7 @@ def lineage_tags(
         TAG_FLOW_RUN_ID: flow_run_id,
         TAG_TASK: task,
         TAG_TRIGGER: trigger,
+        TAG_LABEL_SOURCE: info.label_source,
     }
 
 
@@ -66,6 +74,13 @@ def version_tags(
 def registered_run_tags(model_name: str, version: str) -> dict[str, str]:
     """Tags written on the winning run once it is registered (what reuse reads back)."""
     return {TAG_REGISTERED_VERSION: version, TAG_MODEL_NAME: model_name, TAG_MODEL_VERSION: version}
+
+
+def trusted_tags(report: GateReport) -> dict[str, str]:
+    """The version's ``mloop.gate_trusted`` tag: the trusted holdout comparison as JSON (none if not run)."""
+    if report.trusted is None:
+        return {}
+    return {TAG_GATE_TRUSTED: tag_value(json.dumps(report.trusted.model_dump(mode="json"), sort_keys=True))}
 
 
 def version_description(spec: ModelSpec, dataset: str, data_md5: str, trigger: str) -> str:

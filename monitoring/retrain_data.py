@@ -17,8 +17,10 @@ Drift alone gives no labels. The path is:
    result depends only on the data, never on today's date.
 4. **Ingest.** The merged frame is written to a parquet file under MLOOP_HOME/tmp and goes through
    the normal ``ingest_dataset`` (contract check included: a batch of bad labels is rejected
-   there like any other bad data), which gives a new DVC-versioned dataset version. A retrain on
-   drift then trains on the newest version.
+   there like any other bad data), which gives a new DVC-versioned dataset version with label source
+   ``feedback`` in the version index. A retrain on drift then trains on the newest version; the gate
+   does not trust its labels and checks the challenger on the newest ``ingested`` version's holdout
+   too (see :mod:`models.gating`).
 
 Nothing is cached: every call re-reads the prediction log, the feedback and the latest version.
 """
@@ -33,7 +35,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
-from mloop.core.lineage import DatasetVersion
+from mloop.core.lineage import LABEL_FEEDBACK, DatasetVersion
 from mloop.core.settings import Settings
 
 
@@ -213,7 +215,7 @@ def build_retrain_dataset(
     state.tmp.mkdir(parents=True, exist_ok=True)
     source = state.tmp / f"retrain-{name}-{_digest(merged)}.parquet"
     _write_parquet(merged, source)
-    result: Any = ingest_dataset(settings, source, dataset=name)
+    result: Any = ingest_dataset(settings, source, dataset=name, label_source=LABEL_FEEDBACK)
     version: DatasetVersion = result.version
     created = bool(getattr(result, "created", True))
     return RetrainData(

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mloop.core.events import model_resource
+from mloop.core.lineage import LabelSource
 from mloop.core.settings import Settings
 from monitoring.policy import PolicyDecision
 
@@ -30,6 +31,13 @@ class RetrainResult(BaseModel):
     trained_version: str | None = Field(default=None, description="Registered model version, if one was trained.")
     promoted: bool | None = Field(default=None, description="The gate's verdict on the trained version.")
     champion: str | None = None
+    label_source: LabelSource | None = Field(
+        default=None, description="Where the trained data's labels came from (feedback for a version built from it)."
+    )
+    approval_required: bool | None = Field(
+        default=None, description="The train run waited for a person (MLOOP_APPROVE_FEEDBACK_RETRAINS and feedback labels)."
+    )
+    gate: str | None = Field(default=None, description="The gate's one-line summary, trusted holdout included.")
 
 
 def model_name_from(value: str) -> str:
@@ -73,8 +81,11 @@ def retrain_markdown(result: RetrainResult, detail: str = "") -> str:
         ("event id", result.event_id or "-"),
         ("dataset md5", result.dataset_md5 or "-"),
         ("trained version", result.trained_version or "-"),
+        ("label source", result.label_source or "-"),
+        ("approval required", "-" if result.approval_required is None else str(result.approval_required)),
         ("promoted", "-" if result.promoted is None else str(result.promoted)),
         ("champion now", result.champion or "-"),
+        ("gate", (result.gate or "-").replace("|", "\\|")),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return f"# Retrain {result.model_name}: {result.status}\n\n| | |\n|---|---|\n{table}\n\n{detail}"

@@ -5,7 +5,9 @@ default remote and DVC's site cache live under MLOOP_HOME; they are passed to DV
 overrides, so the project's ``.dvc/config`` is never rewritten. An accepted version is written
 as ``data/<name>/<name>.parquet`` (deterministic bytes), added with DVC and pushed to the remote;
 the version index ``<MLOOP_HOME>/datasets/<name>/versions.jsonl`` (append-only) lists every
-version. Rejected data touches none of these. Retrieval by md5 reads the DVC cache, or fetches
+version, with its label source (``ingested`` for a file, ``feedback`` for a version the retrain
+path built from feedback labels; rows written before the field existed read as ``ingested``).
+Rejected data touches none of these. Retrieval by md5 reads the DVC cache, or fetches
 the object from the remote when the cache was deleted, and verifies the md5 either way.
 
 Ingests of the same dataset are serialised with a file lock under ``<MLOOP_HOME>/locks``.
@@ -50,7 +52,7 @@ from mloop.core.frames import (
     read_frame,
     write_parquet,
 )
-from mloop.core.lineage import DatasetVersion, git_commit
+from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource, git_commit
 from mloop.core.names import NAME_PATTERN, check_name  # noqa: F401 - the one name rule, re-exported
 from mloop.core.settings import Settings
 
@@ -136,6 +138,14 @@ def get_version(settings: Settings, name: str, md5: str | None = None) -> Datase
             fix=f"pick one of: {known} (see: mloop data list {name})",
         )
     return next(iter(matches.values()))
+
+
+def trusted_version(settings: Settings, name: str) -> DatasetVersion | None:
+    """The newest version of ``name`` whose labels were ingested from a file (None: no such version).
+
+    Its holdout is what the promotion gate trusts: no feedback can change an ingested version's labels.
+    """
+    return next((v for v in list_versions(settings, name) if v.label_source == LABEL_INGESTED), None)
 
 
 def _append_index(settings: Settings, version: DatasetVersion) -> None:
@@ -342,13 +352,15 @@ def ingest_dataset(
     task: Task | None = None,
     time_column: str | None = None,
     progress: Progress | None = None,
+    label_source: LabelSource = LABEL_INGESTED,
 ) -> IngestResult:
     """Check ``source`` (CSV/parquet) against the dataset's contract and version it with DVC.
 
     The first ingest of ``dataset`` infers the contract (``target`` defaults to ``target``) and
     writes ``data/<dataset>/contract.yaml``. Raises DataRejected (nothing written anywhere) when
     a rule fails. Identical content to an existing version returns that version with
-    ``created=False`` and writes nothing.
+    ``created=False`` and writes nothing (it keeps the label source it was first versioned with).
+    ``label_source`` records where the labels came from (the retrain path passes ``feedback``).
     """
     say = progress or (lambda _msg: None)
     name = check_name(dataset)
@@ -450,6 +462,7 @@ def ingest_dataset(
             git_commit=pointer_commit,
             code_commit=git_commit(settings.project_dir),
             source=str(source),
+            label_source=label_source,
         )
         _append_index(settings, version)
         return IngestResult(

@@ -10,8 +10,17 @@ from __future__ import annotations
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+LabelSource = Literal["ingested", "feedback"]
+"""Where a dataset version's labels came from: ``ingested`` (a file a person ingested, contract-checked)
+or ``feedback`` (labels posted to /feedback, joined to logged predictions by the retrain path). Only
+ingested labels are trusted by the promotion gate: feedback can be careless or forged."""
+
+LABEL_INGESTED: LabelSource = "ingested"
+LABEL_FEEDBACK: LabelSource = "feedback"
 
 
 class DatasetVersion(BaseModel):
@@ -29,6 +38,11 @@ class DatasetVersion(BaseModel):
     )
     code_commit: str | None = Field(default=None, description="Code commit (HEAD) at ingest time.")
     source: str | None = Field(default=None, description="The file that was ingested.")
+    label_source: LabelSource = Field(
+        default=LABEL_INGESTED,
+        description="Where the labels came from: ingested (a file) or feedback (the retrain path). Index rows "
+        "written before this field existed were all ingested files, hence the default.",
+    )
 
 
 class ModelLineage(BaseModel):

@@ -35,8 +35,11 @@ def test_lineage_tags() -> None:
     assert _lineage() == {
         "mloop.dataset_name": "loans", "mloop.dataset_md5": INFO.md5, "mloop.code_commit": "",
         "mloop.dataset_pointer_commit": "", "mloop.prefect_flow_run_id": "fr-1", "mloop.task": "classification",
-        "mloop.trigger": "drift",
+        "mloop.trigger": "drift", "mloop.label_source": "ingested",
     }
+    feedback = INFO.model_copy(update={"label_source": "feedback"})
+    tags = lineage_tags("loans", feedback, code_commit=None, flow_run_id="fr-1", task="classification", trigger="drift")
+    assert tags["mloop.label_source"] == "feedback"
 
 
 def test_run_and_version_tags() -> None:
@@ -77,10 +80,10 @@ def test_gate_report_metrics() -> None:
 def test_event_payloads() -> None:
     assert trained_payload(version="3", metrics={"f1": 0.5}, trigger="manual", data_md5="m", run_id="r",
                            spec="lr") == {"version": "3", "metrics": {"f1": 0.5}, "reason": "manual", "data_md5": "m",
-                                          "run_id": "r", "spec": "lr"}
+                                          "run_id": "r", "spec": "lr", "label_source": "ingested"}
     payload = decision_payload(version="3", metrics={}, reason="why", data_md5="m", champion="2", report=_report())
     assert payload == {"version": "3", "metrics": {}, "reason": "why", "data_md5": "m", "champion": "2", "gain": 0.1,
-                       "ci_low": 0.05}
+                       "ci_low": 0.05, "trusted": None}
 
 
 @pytest.mark.parametrize(
@@ -100,7 +103,7 @@ def test_decision_event(promoted: bool, decision: str, promote: bool, event: str
 def test_gate_config_is_defined_by_the_settings() -> None:
     defaults = Settings()
     assert GateConfig.from_settings(defaults) == GateConfig()
-    for name in ("metric", "min_gain", "slice_tolerance", "resamples", "baseline_margin"):
+    for name in ("metric", "min_gain", "slice_tolerance", "resamples", "baseline_margin", "trusted_tolerance"):
         setting = Settings.model_fields[f"gate_{name}"]
         assert GateConfig.model_fields[name].default == setting.default
         assert GateConfig.model_fields[name].description == setting.description

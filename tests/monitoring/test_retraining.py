@@ -35,3 +35,14 @@ def test_retrain_markdown() -> None:
     assert "| status | **trained** |" in md and "| promoted | False |" in md and "| champion now | - |" in md
     assert md.endswith("Drift payload: `{'drift_share': 0.5}`")
     assert drift_detail(None) == ""
+    assert "| label source | - |" in md and "| approval required | - |" in md and "| gate | - |" in md
+
+
+def test_retrain_markdown_shows_the_label_source_and_the_trusted_verdict() -> None:
+    gate = "reject: roc_auc 0.7781 vs champion 0.2079; REJECTED on the trusted holdout (ingested version ecea1e28)"
+    result = RetrainResult(model_name="loans", status="trained", reason="ok", trigger="alert:DataDrift",
+                           trained_version="2", promoted=False, label_source="feedback", approval_required=True,
+                           gate=gate + " | x")
+    md = retrain_markdown(result)
+    assert "| label source | feedback |" in md and "| approval required | True |" in md
+    assert f"| gate | {gate} \\| x |" in md  # a pipe in the summary does not break the table
