@@ -84,13 +84,18 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def with_retry(fn: Callable[[], T], *, attempts: int = 8, delay: float = 0.25) -> T:
-    """Run ``fn``, retrying when SQLite reports 'database is locked' (several writers)."""
+def with_retry(
+    fn: Callable[[], T], *, attempts: int = 8, delay: float = 0.25, also: tuple[str, ...] = ()
+) -> T:
+    """Run ``fn``, retrying when SQLite reports 'database is locked' (several writers) or the error
+    text contains one of ``also`` (lower-case)."""
     for i in range(attempts):
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - only the lock error is retried
-            if "database is locked" not in str(exc) or i == attempts - 1:
+        except Exception as exc:  # noqa: BLE001 - only the named errors are retried
+            text = str(exc)
+            retry = "database is locked" in text or any(marker in text.lower() for marker in also)
+            if not retry or i == attempts - 1:
                 raise
             time.sleep(delay * (i + 1))
     raise AssertionError("unreachable")  # pragma: no cover

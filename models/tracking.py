@@ -162,8 +162,11 @@ def log_training_run(
         source=json.dumps({"path": data_source, "md5": data_md5}),
         profile=json.dumps({"num_rows": data_rows}),
     )
+    # Candidates logged at once insert the same dataset row: the loser of that race hits the unique
+    # constraint, and on retry finds the row and links to it.
     with_retry(
-        lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+        lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]),
+        also=("unique constraint",),
     )
     for path in plot_paths:
         client.log_artifact(run_id, str(path), "plots")

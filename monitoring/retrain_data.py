@@ -4,7 +4,7 @@ Drift alone gives no labels. The path is:
 
 1. **Join.** Every feedback record (``prediction_id``, ``label``) is joined to the logged prediction
    with the same ``prediction_id`` (inner join; feedback for unknown ids is ignored, and when a
-   prediction got several labels the newest one wins). The joined row becomes one labelled row in
+   prediction got several labels the first one stands, as in the feedback store's trust rule). The joined row becomes one labelled row in
    the dataset's schema: the contract's feature columns as logged, the target = the label, and the
    time column = the request's own value when the client sent it, else the prediction timestamp.
 2. **New rows only.** Rows already in the latest dataset version (same values in every column)
@@ -87,7 +87,7 @@ def labelled_rows(predictions: pd.DataFrame, feedback: pd.DataFrame, contract: D
     fb = feedback.dropna(subset=["prediction_id", "label"])
     if "timestamp" in fb.columns:
         fb = fb.sort_values("timestamp", kind="stable")
-    fb = fb.drop_duplicates("prediction_id", keep="last")[["prediction_id", "label"]]
+    fb = fb.drop_duplicates("prediction_id", keep="first")[["prediction_id", "label"]]
     preds = predictions.drop_duplicates("prediction_id", keep="last")
     joined = preds.merge(fb, on="prediction_id", how="inner", suffixes=("", "_feedback"))
     out = pd.DataFrame(index=joined.index)

@@ -152,3 +152,21 @@ def test_permutation_importance_ranks_the_signal(frame: pd.DataFrame, contract) 
     imp = permutation_importance(result.pipeline, prepare_features(test, contract), test["target"], "classification")
     assert max(imp, key=imp.get) == "income"
     assert imp["income"] > imp["flag"]
+
+
+def test_with_retry_retries_only_the_named_errors() -> None:
+    from models.registry import with_retry
+
+    calls: list[int] = []
+
+    def racing() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return "linked"
+
+    assert with_retry(racing, delay=0, also=("unique constraint",)) == "linked" and len(calls) == 2
+    calls.clear()
+    with pytest.raises(RuntimeError, match="UNIQUE"):
+        with_retry(racing, delay=0)  # not named: raised at once
+    assert len(calls) == 1

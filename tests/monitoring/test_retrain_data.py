@@ -34,13 +34,14 @@ def test_join_builds_rows_in_the_dataset_schema(contract: DatasetContract) -> No
     assert rows["event_time"].iloc[0] == pd.Timestamp("2026-01-01", tz="UTC")
 
 
-def test_newest_label_wins(contract: DatasetContract) -> None:
+def test_first_label_wins(contract: DatasetContract) -> None:
+    """The feedback trust rule: a later, different label for an id is a conflict, never an overwrite."""
     df = generate("baseline", 3, seed=3)
     preds, feedback = _log(df, contract, "2026-01-01")
     late = feedback.iloc[[0]].assign(label=1 - feedback["label"].iloc[0],
                                       timestamp=pd.Timestamp("2026-03-01", tz="UTC"))
     rows = labelled_rows(preds, pd.concat([late, feedback]), contract)
-    assert len(rows) == 3 and rows["target"].iloc[0] == 1 - df["target"].iloc[0]
+    assert len(rows) == 3 and rows["target"].iloc[0] == df["target"].iloc[0]
 
 
 def test_sliding_window_keeps_the_newest_rows(contract: DatasetContract) -> None:

@@ -7,14 +7,15 @@ exactly those rows, so on them the poisoned challenger wins by far. The gate als
 trusted holdout (the ingested version's), where it loses: it is rejected there, and the champion
 alias does not move.
 
-The platform runs with the default ``gate_trusted_tolerance`` (this module's own fixture), so the
-test shows what the default protects. Every serving and webhook call carries the bearer token.
+The platform (tests/platform/conftest.py, one per module) runs with the default
+``gate_trusted_tolerance``, so the test shows what the default protects. Every serving and webhook
+call carries the bearer token. The served champion also lets this module check the prediction
+service's own doors on a real platform: 401 without the token, 4xx for a foreign Host.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +23,13 @@ import httpx
 import pytest
 
 from mloop.core.generate import generate, write_frame
-from mloop.core.processes import pid_alive, stop_pid
-from mloop.core.settings import Settings
 from mloop.core.tags import TAG_DECISION, TAG_GATE_METRICS, TAG_GATE_TRUSTED, TAG_LABEL_SOURCE, TAG_REASON
-from tests.platform.helpers import Platform, platform_env, platform_settings, records, wait_for
+from tests.platform.helpers import Platform, records, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 MODEL = "loans"
 ROWS, TRAFFIC, BATCH = 3000, 2500, 500
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A `mloop up` platform with the default trusted-holdout tolerance; `mloop down` at the end."""
-    settings = platform_settings(tmp_path_factory.mktemp("poisoning"))
-    settings = settings.model_copy(update={"gate_trusted_tolerance": Settings.model_fields["gate_trusted_tolerance"].default})
-    p = Platform(settings=settings, env=platform_env(settings), first_up={})
-    try:
-        out = p.cli("up", "--json")
-        assert out.returncode == 0, f"mloop up failed:\n{out.stdout}\n{out.stderr}\n{p.logs_tail()}"
-        p.first_up = json.loads(out.stdout)
-        yield p
-    finally:
-        p.cli("down", "--json", timeout=180)
-        for pid_file in settings.state.run.glob("*.pid"):  # anything `down` missed
-            try:
-                pid = int(pid_file.read_text())
-            except ValueError:
-                continue
-            if pid_alive(pid):
-                stop_pid(pid)
 
 
 def _auth(token: str | None) -> dict[str, str]:
@@ -140,3 +117,30 @@ def test_flipped_feedback_and_a_drift_alert_do_not_move_the_champion(platform: P
     # The champion alias did not move, and the service still answers with it.
     assert champion_version(uri, MODEL) == v1
     assert str((p.serving.served_model() or {}).get("model_version")) == v1
+
+
+# ------------------------------------------------- the prediction service's doors, on the served champion
+
+EVIL = "evil.example"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/feedback", {"labels": [{"prediction_id": "f" * 32, "label": 1}]}),
+    ("/admin/rollout", {"model_tag": "loans:latest"}),
+    ("/predict", {"records": []}),
+])
+def test_serving_write_endpoints_answer_401_without_the_token(platform: Platform, path: str, body: dict) -> None:
+    assert platform.serving.served_model() is not None, "needs the champion the test above deployed"
+    url = f"{platform.serving.url}{path}"
+    assert platform.call("POST", url, json=body).status_code == 401
+    assert platform.call("POST", url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_serving_refuses_a_foreign_host(platform: Platform) -> None:
+    url = f"{platform.serving.url}/predict"
+    row = records(generate("baseline", 1, 3).drop(columns=["target"]))
+    own = platform.call("POST", url, auth="api", json={"records": row})
+    assert own.status_code == 200, own.text
+    evil = platform.call("POST", url, auth="api", json={"records": row}, host=EVIL)
+    assert 400 <= evil.status_code < 500, f"serving answered {evil.status_code} to Host: {EVIL}"
+    assert 400 <= platform.call("GET", f"{platform.serving.url}/readyz", host=EVIL).status_code < 500

@@ -78,6 +78,50 @@ def test_webhook_refuses_posts_without_the_bearer_token(platform: Platform, path
     assert platform.call("POST", url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 
+def _files_outside(root: Path, home: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` but outside ``home``: path -> (size, mtime ns)."""
+    out: dict[str, tuple[int, int]] = {}
+    for path in root.rglob("*"):
+        if home in path.parents or path == home or not path.is_file():
+            continue
+        st = path.stat()
+        out[str(path)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def test_an_alert_naming_a_path_is_refused_and_nothing_outside_home_changes(platform: Platform) -> None:
+    home = platform.settings.state.root
+    root = home.parent
+    before = _files_outside(root, home)
+    canary = "x/../../../canary"
+    body = {"alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate", "model": canary}}]}
+    r = platform.call("POST", f"{platform.webhook_url}/alerts", auth="api", json=body)
+    assert r.status_code == 422 and "model" in r.text, r.text
+    grouped = {**body, "commonLabels": {"model_name": canary}, "alerts": [{"labels": {"alertname": "DataDrift"}}]}
+    assert platform.call("POST", f"{platform.webhook_url}/alerts", auth="api", json=grouped).status_code == 422
+    assert _files_outside(root, home) == before
+    assert not any(p.name == "canary" for p in root.parent.rglob("canary*"))
+
+
+def test_500_alerts_in_one_post_start_one_remediation(platform: Platform) -> None:
+    """500 firing alerts of one (model, alertname) with 500 fingerprints: one event, one remediate run."""
+    alertname = "DiskAlmostFull"  # not in the alert table: remediation notifies, changes nothing
+    alerts = [{"status": "firing", "labels": {"alertname": alertname, "model": "loans", "instance": f"host-{i}"},
+               "fingerprint": f"fp{i:04d}"} for i in range(500)]
+    r = platform.call("POST", f"{platform.webhook_url}/alerts", auth="api", json={"alerts": alerts})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["received"] == 500 and len(answer["emitted"]) == 1, answer
+
+    def ours() -> list[dict]:
+        return [fr for fr in platform.prefect.flow_runs("remediate")
+                if alertname in json.dumps(fr.get("parameters", {}))]
+
+    first = wait_for(lambda: ours(), 120, "the remediate run of the alert group")[0]
+    assert platform.prefect.wait_run(first["id"], 300)["state_type"] == "COMPLETED", platform.logs_tail()
+    assert len(ours()) == 1
+
+
 # ---------------------------------------------------------------- (b) Host allowlist
 
 
