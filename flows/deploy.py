@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
+from mloop.core.names import ModelName
 from mloop.core.processes import http_url
 from mloop.core.settings import Settings
 
@@ -82,7 +83,7 @@ def _markdown(result: DeployResult) -> str:
 
 
 @flow(name="deploy")
-def deploy_flow(name: str, version: str | None = None) -> DeployResult:
+def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
     """Package a model version and put it into the running prediction service (zero downtime).
 
     Args:

@@ -32,6 +32,7 @@ from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.contract import DatasetContract
 from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource
+from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
 from models.candidates import CandidatePlan, CandidateResult
 from models.gate import GateConfig, GateParams, GateReport
@@ -248,7 +249,7 @@ def task_runner(address: str | None = None) -> Any:
 
 @flow(name="train", task_runner=task_runner())
 def train_flow(
-    dataset: str,
+    dataset: DatasetName,
     version: str | None = None,
     specs: list[ModelSpec] | None = None,
     split_params: SplitParams | None = None,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.events import model_resource
 from mloop.core.lineage import LabelSource
+from mloop.core.names import check_name
 from mloop.core.settings import Settings
 from monitoring.policy import PolicyDecision
 
@@ -41,9 +42,9 @@ class RetrainResult(BaseModel):
 
 
 def model_name_from(value: str) -> str:
-    """Accept ``loans`` or the event resource id ``mloop.model.loans``."""
+    """Accept ``loans`` or the event resource id ``mloop.model.loans``; the name must follow the name rule."""
     prefix = model_resource("")
-    return value[len(prefix) :] if value.startswith(prefix) else value
+    return check_name(value[len(prefix) :] if value.startswith(prefix) else value, "model")
 
 
 def claim_retrain(

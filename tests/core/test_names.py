@@ -96,12 +96,16 @@ def test_capabilities_refuse_bad_names_and_write_nothing(home: Settings, tmp_pat
 def test_flow_parameters_refuse_bad_names(bad: str) -> None:
     from prefect.exceptions import ParameterTypeError
 
+    from flows.deploy import deploy_flow
     from flows.ingest import ingest_flow
     from flows.monitor import monitor_flow
     from flows.promote import promote_flow, rollback_flow
     from flows.remediate import remediate_flow
+    from flows.train import train_flow
 
     cases = [
+        (train_flow, {"dataset": bad}),
+        (deploy_flow, {"name": bad}),
         (remediate_flow, {"alertname": "HighErrorRate", "model_name": bad}),
         (monitor_flow, {"model_name": bad}),
         (promote_flow, {"name": bad, "version": "1", "reason": "r"}),
@@ -112,6 +116,7 @@ def test_flow_parameters_refuse_bad_names(bad: str) -> None:
         with pytest.raises(ParameterTypeError, match="invalid (model|dataset) name"):
             flow_fn.validate_parameters(params)
     assert remediate_flow.validate_parameters({"alertname": "X", "model_name": "loans"})["model_name"] == "loans"
+    # retrain takes the event resource id too: its name is checked in the body (model_name_from)
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)

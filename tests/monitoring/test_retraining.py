@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import pytest
+
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mloop.core.settings import Settings
 from monitoring.policy import RetrainLedger, ledger_path
+from mloop.core.errors import MloopError
 from monitoring.retraining import RetrainResult, claim_retrain, drift_detail, model_name_from, retrain_markdown
 
 
 def test_model_name_from_event_resource() -> None:
     assert model_name_from("mloop.model.loans") == "loans" and model_name_from("loans") == "loans"
+
+
+@pytest.mark.parametrize("bad", ["mloop.model.x/../../canary", "../etc", "", "mloop.model."])
+def test_model_name_from_refuses_a_name_outside_the_rule(bad: str) -> None:
+    with pytest.raises(MloopError, match="invalid model name"):
+        model_name_from(bad)
 
 
 def test_claim_records_allowed_retrains_and_applies_the_cooldown(tmp_path: Path) -> None:

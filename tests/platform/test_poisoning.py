@@ -138,7 +138,7 @@ def test_serving_write_endpoints_answer_401_without_the_token(platform: Platform
 
 def test_serving_refuses_a_foreign_host(platform: Platform) -> None:
     url = f"{platform.serving.url}/predict"
-    row = records(generate("baseline", 1, 3).drop(columns=["target"]))
+    row = records(generate("baseline", 1, 3))
     own = platform.call("POST", url, auth="api", json={"records": row})
     assert own.status_code == 200, own.text
     evil = platform.call("POST", url, auth="api", json={"records": row}, host=EVIL)
