@@ -1,20 +1,21 @@
 """Append-only audit log of registry alias changes: ``<state.audit>/<model>.jsonl``.
 
 One JSON line per attempted change (applied or skipped), written while the registry lock is held,
-so the file order is the order in which changes happened. Never rewritten, only appended. The
+so the file order is the order in which changes happened. Only appended (fsynced); the one rewrite
+is :mod:`mloop.core.jsonl` setting a torn or unparseable line aside into ``<model>.jsonl.torn``. The
 model name is checked by the one name rule (:func:`mloop.core.names.check_name`) and the path must
 stay inside the audit folder, so no name can write elsewhere.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.names import check_name, child_path
 
 
@@ -43,19 +44,11 @@ def append_audit(audit_dir: Path, record: AuditRecord) -> Path:
     """Append one record (one write of a whole line, then fsync). Returns the log's path."""
     path = audit_path(audit_dir, record.model_name)
     audit_dir.mkdir(parents=True, exist_ok=True)
-    line = (record.model_dump_json() + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_jsonl(path, record.model_dump_json(), what=f"audit log of {record.model_name}", fsync=True, mode=0o644)
     return path
 
 
 def read_audit(audit_dir: Path, model_name: str) -> list[AuditRecord]:
     """Every record, oldest first (empty when the model has none)."""
     path = audit_path(audit_dir, model_name)
-    if not path.exists():
-        return []
-    return [AuditRecord.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path, AuditRecord.model_validate_json, what=f"audit log of {model_name}").rows

@@ -3,18 +3,20 @@
 ``decide_retrain`` is pure (history in, decision out). ``RetrainLedger`` is the I/O edge: a JSON
 lines file under MLOOP_HOME read and appended under a file lock, so two retrain runs that start at
 the same moment (a burst of drift events) cannot both pass the policy. Nothing is cached: the
-ledger is re-read on every claim because another process may have written it.
+ledger is re-read on every claim because another process may have written it. Appends are fsynced
+(a claim must survive a crash); a torn line is set aside by :mod:`mloop.core.jsonl`, not fatal.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from filelock import FileLock
 from pydantic import BaseModel, Field
+
+from mloop.core.jsonl import append_jsonl, read_jsonl
 
 BUDGET_WINDOW = timedelta(hours=24)
 
@@ -108,13 +110,7 @@ class RetrainLedger:
 
     def read(self) -> list[RetrainRecord]:
         """Every record, oldest first (an empty list when there is no ledger yet)."""
-        if not self.path.exists():
-            return []
-        return [
-            RetrainRecord.model_validate_json(line)
-            for line in self.path.read_text().splitlines()
-            if line.strip()
-        ]
+        return read_jsonl(self.path, RetrainRecord.model_validate_json, what="retrain ledger").rows
 
     def claim(
         self,
@@ -136,8 +132,7 @@ class RetrainLedger:
                 force=force,
             )
             if decision.allowed:
-                with open(self.path, "a") as fh:
-                    fh.write(json.dumps(record.model_dump(mode="json")) + "\n")
+                append_jsonl(self.path, record.model_dump_json(), what="retrain ledger", fsync=True)
         return decision
 
 

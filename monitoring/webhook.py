@@ -34,6 +34,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from mloop.core.events import alert_event, model_resource
+from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.settings import Settings
 from mloop.core.web import GuardMiddleware
 from monitoring.alerts import AlertmanagerPayload, group_alerts, invalid_model_names
@@ -78,16 +79,23 @@ def notifications_path(state_root: Path) -> Path:
 
 def read_notifications(state_root: Path, last_n: int | None = None) -> list[dict[str, Any]]:
     """Logged notifications of the current file, oldest first (the last ``last_n`` when given)."""
-    path = notifications_path(state_root)
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(notifications_path(state_root), _json_object, what="notifications").rows
     return rows[-last_n:] if last_n else rows
+
+
+def _json_object(line: str) -> dict[str, Any]:
+    """One notification line; ValueError for anything but a JSON object (set aside by the reader)."""
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError("a notification line must be a JSON object")
+    return row
 
 
 def append_capped(path: Path, line: str, max_bytes: int) -> None:
     """Append ``line`` to ``path``; when that would pass ``max_bytes``, the file first moves to
-    ``<path>.1`` (replacing the older generation). A single line longer than the cap is still written."""
+    ``<path>.1`` (replacing the older generation). A single line longer than the cap is still written.
+    Not fsynced (a notification is a copy of what Prefect already holds); a torn last line is repaired
+    first by :func:`mloop.core.jsonl.append_jsonl`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = line.encode()
     try:
@@ -96,11 +104,7 @@ def append_capped(path: Path, line: str, max_bytes: int) -> None:
         size = 0
     if size and size + len(data) > max_bytes:
         os.replace(path, path.with_name(path.name + ".1"))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    append_jsonl(path, line.rstrip("\n"), what="notifications", fsync=False)
 
 
 def _bearer_check(token: str | None) -> Callable[..., None]:

@@ -29,15 +29,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mloop.core.jsonl import read_jsonl
 from mloop.core.names import check_name, child_path
 from serving.predlog import (
     FEEDBACK_COLUMNS,
     DeadLetterHook,
     _part_name,
+    _readable,
     _write_atomic,
     feedback_parts,
     prediction_files,
+    read_part,
     set_aside,
+    set_aside_part,
 )
 
 log = logging.getLogger(__name__)
@@ -117,7 +121,11 @@ def logged_ids(predictions_dir: Path, model_name: str, wanted: Iterable[str]) ->
     for path in reversed(prediction_files(predictions_dir, model_name)):
         try:
             column = pq.read_table(path, columns=["prediction_id"]).column("prediction_id")
+        except FileNotFoundError:
+            continue
         except (OSError, KeyError, pa.ArrowInvalid) as exc:  # a part without the column, or unreadable
+            if not _readable(path):
+                set_aside_part(path, exc, "prediction log")
             log.warning("prediction log part %s skipped while checking feedback ids: %s", path.name, exc)
             continue
         values = pa.array(list(missing), type=pa.string())
@@ -275,9 +283,12 @@ class FeedbackStore:
         frames = []
         for path in new:
             try:
-                frames.append(pd.read_parquet(path, columns=FEEDBACK_COLUMNS))
-            except Exception as exc:  # noqa: BLE001 - a part read_feedback cannot read either: skipped there too
+                frame = read_part(path, "feedback", columns=FEEDBACK_COLUMNS)
+            except Exception as exc:  # noqa: BLE001 - readable but not a label part: skipped by read_feedback too
                 log.warning("feedback part %s unreadable: %s", path.name, exc)
+                frame = None
+            if frame is not None:
+                frames.append(frame)
             labelled.parts.add(path.name)
         if frames:
             df = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
@@ -331,5 +342,5 @@ def read_conflicts(feedback_dir: Path, model_name: str) -> list[dict[str, Any]]:
     folder = Path(feedback_dir) / model_name / CONFLICTS_DIR
     out: list[dict[str, Any]] = []
     for path in sorted(folder.glob("part-*.jsonl")) if folder.is_dir() else []:
-        out.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+        out.extend(read_jsonl(path, what=f"feedback conflicts of {model_name}").rows)
     return out

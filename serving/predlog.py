@@ -15,6 +15,9 @@ Layout (append-only parquet, readable with plain pandas):
   counter) counts them.
 
 Files are written to a dot-named temporary file and renamed, so a reader never sees half a file.
+A part that cannot be read all the same (truncated by a disk fault, garbage bytes) is skipped by
+every reader, moved to ``corrupt/`` beside it (with a ``.reason.txt``; never deleted), warned about
+and counted (:func:`count_corrupt`).
 
 Writing is off the request path: :class:`PredictionLogger.log` appends one tuple per batch to an
 in-memory list under a lock (O(1)); a background thread turns the pending batches into one parquet
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 BASE_COLUMNS = ["prediction_id", "timestamp", "model_name", "model_version"]
 FEEDBACK_COLUMNS = ["prediction_id", "label", "timestamp"]
 DEAD_LETTER_DIR = "dead-letter"
+CORRUPT_DIR = "corrupt"
 _SEQ = itertools.count()
 
 DeadLetterHook = Callable[[str, str, int, str], None]
@@ -308,11 +312,66 @@ def _arrow_array(name: str, values: list[Any]) -> Any:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def _read_parts(files: list[Path]) -> Any:
+def set_aside_part(path: Path, exc: BaseException, what: str) -> Path | None:
+    """Move an unreadable parquet part into ``corrupt/`` beside it (out of every part glob, never
+    deleted) with a ``.reason.txt``, and warn. Returns where it went (None: it was gone already or
+    could not be moved; the reader skips it either way)."""
+    folder = path.parent / CORRUPT_DIR
+    target = folder / path.name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        target.with_name(target.name + ".reason.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+    except FileNotFoundError:
+        return None  # another reader moved it first
+    except OSError as move_exc:
+        log.warning("%s part %s is unreadable (%s) and could not be moved aside: %s", what, path, exc, move_exc)
+        return None
+    log.warning("%s part %s is unreadable (%s); moved to %s", what, path.name, exc, target)
+    return target
+
+
+def read_part(path: Path, what: str, columns: list[str] | None = None) -> Any:
+    """One parquet part as a DataFrame; None when it is unreadable (then set aside, see
+    :func:`set_aside_part`) or gone. A readable part without one of ``columns`` still raises."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        raise  # not corruption: the operator must fix the permissions
+    except (pa.ArrowInvalid, OSError) as exc:  # truncated, empty or garbage bytes
+        if columns is not None and _readable(path):
+            raise
+        set_aside_part(path, exc, what)
+        return None
+
+
+def _readable(path: Path) -> bool:
+    """Whether the part's footer and schema can be read (a missing column is not corruption)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_schema(path)
+    except Exception:  # noqa: BLE001 - any failure to read the footer: unreadable
+        return False
+    return True
+
+
+def count_corrupt(model_dir: Path) -> int:
+    """How many parts of one model's log folder were set aside as unreadable (every ``corrupt/``)."""
+    root = Path(model_dir)
+    return sum(1 for _ in root.glob(f"**/{CORRUPT_DIR}/*.parquet")) if root.is_dir() else 0
+
+
+def _read_parts(files: list[Path], what: str = "prediction log") -> Any:
     import pandas as pd
 
-    frames = [pd.read_parquet(f) for f in files]
-    frames = [f for f in frames if len(f)]
+    frames = [read_part(f, what) for f in files]
+    frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return None
     return pd.concat(frames, ignore_index=True)
@@ -361,13 +420,20 @@ def read_predictions(
 
 def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any] | None:
     """The log row of one prediction id, searched across every model (newest files first)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     root = Path(predictions_dir)
     files = sorted(root.glob("*/date=*/part-*.parquet"), key=lambda p: (p.parent.name, p.name), reverse=True)
     for f in files:
-        table = pq.read_table(f)
+        try:
+            table = pq.read_table(f)
+        except FileNotFoundError:
+            continue
+        except (pa.ArrowInvalid, OSError) as exc:
+            set_aside_part(f, exc, "prediction log")
+            continue
         hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
         if hit.num_rows:
             return hit.slice(0, 1).to_pylist()[0]  # type: ignore[no-any-return]
@@ -431,7 +497,7 @@ def read_feedback(feedback_dir: Path, model_name: str) -> Any:
     (a later one is a duplicate or a conflict, see :mod:`serving.feedback`; conflicts are not read)."""
     import pandas as pd
 
-    df = _read_parts(feedback_parts(Path(feedback_dir) / model_name))
+    df = _read_parts(feedback_parts(Path(feedback_dir) / model_name), "feedback")
     if df is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
     df = df.sort_values("timestamp", kind="stable")

@@ -5,7 +5,7 @@ default remote and DVC's site cache live under MLOOP_HOME; they are passed to DV
 overrides, so the project's ``.dvc/config`` is never rewritten. An accepted version is written
 as ``data/<name>/<name>.parquet`` (deterministic bytes), added with DVC and pushed to the remote;
 the version index ``<MLOOP_HOME>/datasets/<name>/versions.jsonl`` (append-only) lists every
-version, with its label source (``ingested`` for a file, ``feedback`` for a version the retrain
+version (torn or unparseable lines are set aside by :mod:`mloop.core.jsonl`), with its label source (``ingested`` for a file, ``feedback`` for a version the retrain
 path built from feedback labels; rows written before the field existed read as ``ingested``).
 Rejected data touches none of these. Retrieval by md5 reads the DVC cache, or fetches
 the object from the remote when the cache was deleted, and verifies the md5 either way.
@@ -52,6 +52,7 @@ from mloop.core.frames import (
     read_frame,
     write_parquet,
 )
+from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource, git_commit
 from mloop.core.names import NAME_PATTERN, check_name  # noqa: F401 - the one name rule, re-exported
 from mloop.core.settings import Settings
@@ -109,7 +110,7 @@ def list_versions(settings: Settings, name: str) -> list[DatasetVersion]:
     path = index_path(settings, name)
     if not path.exists():
         return []
-    versions = [DatasetVersion.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    versions = read_jsonl(path, DatasetVersion.model_validate_json, what=f"dataset index of {name}").rows
     return versions[::-1]
 
 
@@ -150,11 +151,7 @@ def trusted_version(settings: Settings, name: str) -> DatasetVersion | None:
 
 def _append_index(settings: Settings, version: DatasetVersion) -> None:
     path = index_path(settings, version.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fh.write(version.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_jsonl(path, version.model_dump_json(), what=f"dataset index of {version.name}", fsync=True, mode=0o644)
 
 
 # ---- DVC -----------------------------------------------------------------------------------
