@@ -431,7 +431,9 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
             table = pq.read_table(f)
         except FileNotFoundError:
             continue
-        except (pa.ArrowInvalid, OSError) as exc:
+        except PermissionError:
+            raise  # not corruption: the operator must fix the permissions
+        except (pa.ArrowInvalid, OSError) as exc:  # truncated, empty or garbage bytes
             set_aside_part(f, exc, "prediction log")
             continue
         hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
