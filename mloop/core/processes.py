@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,6 +231,45 @@ def stop_service(run_dir: Path, name: str, *, grace: float = 8.0) -> bool:
         return False
     stop_pid(pid, grace=grace)
     return True
+
+
+def listening_pids(port: int) -> list[int]:
+    """Pids of the processes LISTENING on TCP ``port`` (any address). Sockets of other users'
+    processes may show without a pid (psutil needs root for those): they are left out."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return []
+    return sorted({
+        c.pid for c in conns
+        if c.pid is not None and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+    })
+
+
+def process_home(pid: int) -> str | None:
+    """The ``MLOOP_HOME`` in the environment of ``pid`` (None: not set, gone, or not ours to read)."""
+    try:
+        return psutil.Process(pid).environ().get("MLOOP_HOME")
+    except (psutil.Error, OSError):
+        return None
+
+
+def same_home(a: str | None, b: str | None) -> bool:
+    """True when both name the same MLOOP_HOME folder (resolved paths). Pure apart from path resolution."""
+    if not a or not b:
+        return False
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def split_listeners(homes: Mapping[int, str | None], home: str) -> tuple[list[int], list[int]]:
+    """(ours, foreign): listener pids whose ``MLOOP_HOME`` is ``home``, and all others. Pure.
+
+    Ownership is by environment (the MLOOP_HOME every service of this platform is started with),
+    never by process name: a process whose environment is unreadable or lacks it is foreign.
+    """
+    ours = sorted(pid for pid, h in homes.items() if same_home(h, home))
+    foreign = sorted(pid for pid in homes if pid not in ours)
+    return ours, foreign
 
 
 ALLOWED_HOSTS_ENV = "MLOOP_ALLOWED_HOSTS"

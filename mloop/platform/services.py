@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import shlex
 import signal
 import time
@@ -35,12 +36,15 @@ from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
     http_ok,
     http_url,
+    listening_pids,
     pid_alive,
     prefect_server_argv,
     prefect_server_env,
+    process_home,
     process_tree,
     read_pid,
     start_process,
+    split_listeners,
     stop_pid,
     wait_ready,
 )
@@ -81,6 +85,11 @@ class ServiceSpec:
     """Names removed from the environment the child inherits (see :func:`unset_env`)."""
     prepare: Callable[[], None] | None = None
     """Run just before the service is started (e.g. write its config file); not when it already runs."""
+    port: int | None = None
+    """The TCP port it listens on: a dead service's orphans still holding it are found by it."""
+    exclusive: bool = True
+    """True: a healthy answer without a live pid file means someone else runs it (refused). False for
+    the worker: its health is a pool registration, which outlives a dead worker by a minute or more."""
 
 
 @dataclass(frozen=True)
@@ -232,14 +241,31 @@ def mlflow_spec_parts(settings: Settings) -> tuple[list[str], dict[str, str], Ca
     return ["--app-name", "basic-auth"], env, write_config
 
 
-def worker_name(settings: Settings) -> str:
-    return f"mloop-worker-{settings.prefect_port}"
+WORKER_NAME_FILE = "prefect-worker.name"
+"""Under MLOOP_HOME/run: the name of the worker last started (each start gets a new one)."""
+
+
+def new_worker_name(port: int, token: str) -> str:
+    """``mloop-worker-<port>-<token>``: unique per start, so a dead worker's registration (ONLINE in
+    the pool until its heartbeat times out) is never mistaken for the new one. Pure."""
+    return f"mloop-worker-{port}-{token}"
+
+
+def worker_name(settings: Settings) -> str | None:
+    """The name of the worker this MLOOP_HOME started last (None: never started)."""
+    try:
+        return (settings.state.run / WORKER_NAME_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _worker_online(settings: Settings) -> bool:
-    """The platform's worker process is registered and ONLINE in the pool (False while the server is down)."""
+    """The worker this MLOOP_HOME started last is registered and ONLINE in the pool (False while the server is down)."""
+    name = worker_name(settings)
+    if name is None:
+        return False
     try:
-        return worker_name(settings) in PrefectApi.of(settings, deadline=0).online_workers(WORK_POOL)
+        return name in PrefectApi.of(settings, deadline=0).online_workers(WORK_POOL)
     except Exception:  # noqa: BLE001 - a health check: any failure means "not yet"
         return False
 
@@ -259,6 +285,12 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     u = urls(settings)
     s = settings.state
     mlflow_argv, mlflow_env, mlflow_prepare = mlflow_spec_parts(settings)
+    worker = new_worker_name(settings.prefect_port, secrets.token_hex(3))
+
+    def write_worker_name() -> None:
+        s.run.mkdir(parents=True, exist_ok=True)
+        (s.run / WORKER_NAME_FILE).write_text(worker)
+
     return [
         ServiceSpec(
             name="prefect-server",
@@ -268,6 +300,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             health=lambda: http_ok(f"{u['prefect_api']}/health"),
             timeout=120.0,
             unset=unset,
+            port=settings.prefect_port,
         ),
         ServiceSpec(
             name="mlflow",
@@ -286,6 +319,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             health=lambda: http_ok(f"{u['mlflow_ui']}/health"),
             unset=unset,
             prepare=mlflow_prepare,
+            port=settings.mlflow_port,
         ),
         ServiceSpec(
             name="webhook",
@@ -295,10 +329,11 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             health=lambda: http_ok(f"{u['webhook']}/healthz"),
             cwd=CODE_ROOT,
             unset=unset,
+            port=settings.webhook_port,
         ),
         ServiceSpec(
             name="prefect-worker",
-            argv=python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", worker_name(settings)),
+            argv=python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", worker),
             env={
                 **env,
                 "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (loopback: cheap)
@@ -310,6 +345,8 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             cwd=CODE_ROOT,
             stop_grace=10.0,
             unset=unset,
+            prepare=write_worker_name,
+            exclusive=False,
         ),
     ]
 
@@ -326,6 +363,7 @@ def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
         timeout=180.0,
         cwd=command.cwd or CODE_ROOT,
         unset=unset_env(settings),
+        port=settings.serve_port,
     )
 
 
@@ -335,9 +373,12 @@ def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
 def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceState]:
     """Start the services of ``specs`` that are not running (all at once), then wait for each to be healthy.
 
-    A live pid file means "already running": never started twice. A port that answers without a
-    pid file belongs to someone else: refused with a fix, never adopted. When one fails, the
-    services this call started are stopped again.
+    A live pid file means "already running": never started twice. Without one (the service died),
+    processes still LISTENING on its port whose environment names this MLOOP_HOME (e.g. BentoML's
+    worker, in a session of its own, outliving a SIGKILLed ``serve``) are orphans: stopped with
+    their trees before the start (see :func:`clear_orphans`). A port held or answered by anything
+    else is refused with a fix, never adopted. When one fails, the services this call started are
+    stopped again.
     """
     states: list[ServiceState] = []
     for spec in specs:
@@ -346,7 +387,8 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
         if pid is not None:
             states.append(ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log)))
             continue
-        if spec.health():
+        note = clear_orphans(spec, run_dir)
+        if spec.exclusive and spec.health():
             raise MloopError(
                 f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
                 where=str(run_dir),
@@ -358,7 +400,9 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
         proc = start_process(
             spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url, unset=spec.unset
         )
-        states.append(ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log)))
+        states.append(
+            ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log), note=note)
+        )
     try:
         for spec, state in zip(specs, states, strict=True):
             assert state.pid is not None
@@ -370,6 +414,37 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
                 (run_dir / f"{spec.name}.pid").unlink(missing_ok=True)
         raise
     return states
+
+
+def orphan_note(name: str, pids: list[int]) -> str:
+    """What ``up`` says after stopping the orphans of a dead service. Pure."""
+    if not pids:
+        return ""
+    which = ", ".join(str(p) for p in pids)
+    return f"stopped orphan pid{'s' if len(pids) > 1 else ''} {which} left by a dead {name}"
+
+
+def clear_orphans(spec: ServiceSpec, run_dir: Path, *, timeout: float = 30.0) -> str:
+    """Stop the processes of a dead ``spec`` still listening on its port; returns a note ("" when none).
+
+    Only processes whose environment has this platform's MLOOP_HOME (the one in ``spec.env``) are
+    stopped, each with its whole tree; if any listener is not ours (or unreadable), nothing is
+    stopped and :func:`ensure_services` refuses the port as before. Waits until the port is free.
+    """
+    home = spec.env.get("MLOOP_HOME")
+    if spec.port is None or not home:
+        return ""
+    listeners = listening_pids(spec.port)
+    if not listeners:
+        return ""
+    ours, foreign = split_listeners({pid: process_home(pid) for pid in listeners}, home)
+    if foreign or not ours:
+        return ""
+    for pid in ours:
+        stop_pid(pid, grace=spec.stop_grace, first=signal.SIGTERM)
+    port = spec.port
+    wait_ready(lambda: not listening_pids(port), what=f"port {port} of {spec.name} to be free", timeout=timeout)
+    return orphan_note(spec.name, ours)
 
 
 # ---------------------------------------------------------------- stop

@@ -13,7 +13,18 @@ import httpx
 import psutil
 import pytest
 
-from mloop.core.processes import ServiceProcess, connect_host, http_url, pid_alive, start_process, stop_pid
+from mloop.core.processes import (
+    ServiceProcess,
+    connect_host,
+    http_url,
+    listening_pids,
+    pid_alive,
+    process_home,
+    same_home,
+    split_listeners,
+    start_process,
+    stop_pid,
+)
 
 # A parent that starts a child in a session of its own (as BentoML starts its workers), prints
 # the child's pid and sleeps; both ignore SIGINT, so stopping them needs the escalation.
@@ -114,3 +125,36 @@ def test_start_process_drops_the_unset_names(tmp_path: Path, monkeypatch: pytest
     while pid_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (tmp_path / "env.log").read_text().split() == ["none", "1"]
+
+
+# -- orphans: who listens on a port, and whose MLOOP_HOME it is
+
+LISTENER = """
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(120)
+"""
+
+
+def test_split_listeners_by_home_not_name(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    homes = {10: str(home), 11: str(home / ".." / "home"), 12: str(tmp_path / "other"), 13: None}
+    assert split_listeners(homes, str(home)) == ([10, 11], [12, 13])
+    assert split_listeners({}, str(home)) == ([], [])
+    assert not same_home(None, str(home)) and not same_home("", "")
+
+
+def test_listening_pids_and_process_home(tmp_path: Path) -> None:
+    env = {**os.environ, "MLOOP_HOME": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        assert listening_pids(port) == [proc.pid]
+        assert same_home(process_home(proc.pid), str(tmp_path))
+    finally:
+        stop_pid(proc.pid)
+    assert listening_pids(port) == []
+    assert process_home(proc.pid) is None

@@ -69,7 +69,7 @@ def test_up_twice_starts_nothing_twice(platform) -> None:  # noqa: ANN001
         assert len(listeners) == 1, f"port {port} has listeners {listeners}"
     workers = [
         p for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"] and "worker" in p.info["cmdline"] and f"mloop-worker-{s.prefect_port}" in p.info["cmdline"]
+        if p.info["cmdline"] and "worker" in p.info["cmdline"] and any(a.startswith(f"mloop-worker-{s.prefect_port}-") for a in p.info["cmdline"])
     ]
     assert len(workers) == 1
 
