@@ -5,7 +5,7 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 | name | what | health |
 |---|---|---|
 | prefect-server | Prefect server (``mloop.platform.prefect_server``: ``prefect server start`` plus a Host allowlist) on host:prefect_port, PREFECT_HOME under MLOOP_HOME, basic auth | ``/api/health`` |
-| prefect-worker | process worker on the ``mloop-local`` pool, polling every 1 s | registered in the pool |
+| prefect-worker | process worker ``mloop-worker-<port>-<random>`` on the ``mloop-local`` pool, polling every 1 s | this start's name registered ONLINE in the pool |
 | mlflow | ``mlflow server --app-name basic-auth`` on the SQLite DB, artifacts under MLOOP_HOME, ``--allowed-hosts`` | ``/health`` |
 | webhook | alert/notification receiver (``monitoring.webhook``), bearer token | ``/healthz`` |
 | serve | the prediction service (current champion) on serving_host, when a champion exists | ``/readyz`` |
@@ -13,7 +13,11 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 Auth is on by default (``MLOOP_AUTH``): ``up`` creates the platform secret (``<home>/secrets/
 platform.json``, 0600) before it builds any environment; ``mloop token`` shows how to log in.
 
-``up`` is idempotent: a service whose pid file names a live process is left alone. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
+``up`` is idempotent: a service whose pid file names a live process is left alone. A dead one is
+started again; processes of it still listening on its port whose environment names this MLOOP_HOME
+(BentoML's worker outlives a SIGKILLed ``serve`` in a session of its own) are stopped first, and
+the state's ``note`` says so. Each worker start gets a new name (``run/prefect-worker.name``), so a
+dead worker's registration, ONLINE until its heartbeat times out, never blocks or passes for the new one. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
 --all``) when the server was just started or ``prefect.yaml`` changed since the last deploy, and
 sets up the notification block and automation. ``down`` stops every pid file under the run folder
 by process tree (the worker gets SIGINT, then a second signal after a grace period) and waits for
