@@ -20,7 +20,6 @@ Prefect import of its own; ``main()`` (``python -m monitoring.webhook``) wires i
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mloop.core.events import alert_event, model_resource
 from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.settings import Settings
-from mloop.core.web import GuardMiddleware
+from mloop.core.web import GuardMiddleware, bearer_matches
 from monitoring.alerts import AlertmanagerPayload, group_alerts, invalid_model_names
 
 log = logging.getLogger("mloop.webhook")
@@ -113,8 +112,7 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
     def require_token(authorization: str | None = Header(default=None)) -> None:
         if token is None:
             return
-        expected = f"Bearer {token}"
-        if authorization is None or not hmac.compare_digest(authorization.encode(), expected.encode()):
+        if authorization is None or not bearer_matches(authorization, token):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token (see `mloop token`)",
                                 headers={"WWW-Authenticate": "Bearer"})
 

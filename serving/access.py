@@ -17,17 +17,10 @@ Pure ASGI (no BentoML import), so it is testable on its own.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
-import json
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from mloop.core.web import ASGIApp, Receive, Scope, Send, answer, bearer_matches
 
 OPEN_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PREDICT_ROUTE = "/predict"
@@ -48,8 +41,8 @@ def route(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def bearer_ok(headers: Sequence[tuple[bytes, bytes]], expected: bytes) -> bool | None:
-    """True when the ``Authorization`` header equals ``expected`` (constant time); None when the
+def bearer_ok(headers: Sequence[tuple[bytes, bytes]], token: str) -> bool | None:
+    """True when the ``Authorization`` header is ``Bearer <token>`` (constant time); None when the
     request has no such header, False when it has a wrong one."""
     given = None
     for key, value in headers:
@@ -58,15 +51,7 @@ def bearer_ok(headers: Sequence[tuple[bytes, bytes]], expected: bytes) -> bool |
             break
     if given is None:
         return None
-    return hmac.compare_digest(given.strip(), expected)
-
-
-async def answer(send: Send, status: int, error: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """A JSON ``{"error": ...}`` response."""
-    body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return bearer_matches(given, token)
 
 
 async def drain(receive: Receive) -> None:
@@ -87,12 +72,12 @@ class AccessMiddleware:
     ) -> None:
         self.app = app
         value = token() if callable(token) else token
-        self._expected = f"Bearer {value}".encode() if value else None
+        self._token = value or None
         self.predict_requires_token = predict_requires_token
 
     def needs_token(self, method: str, path: str) -> bool:
         """Whether a ``method`` request to ``path`` must carry the token (pure)."""
-        if self._expected is None or method in OPEN_METHODS:
+        if self._token is None or method in OPEN_METHODS:
             return False
         return not (route(path) == PREDICT_ROUTE and not self.predict_requires_token)
 
@@ -108,8 +93,8 @@ class AccessMiddleware:
                 await drain(receive)
                 await answer(send, 403, f"{path} only answers loopback clients: call it on the service's host")
                 return
-        if self._expected is not None and self.needs_token(method, path):
-            ok = bearer_ok(scope.get("headers", []), self._expected)
+        if self._token is not None and self.needs_token(method, path):
+            ok = bearer_ok(scope.get("headers", []), self._token)
             if not ok:
                 what = "missing bearer token" if ok is None else "wrong bearer token"
                 await drain(receive)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from mloop.core.errors import MloopError
+from mloop.core.web import bearer_header
 
 
 class RolloutFailed(MloopError):
@@ -47,7 +48,7 @@ def rollout(url: str, model_tag: str, *, token: str | None = None, timeout: floa
     change, auth) or is unreachable, and when ``GET /model`` does not report the new tag afterwards.
     """
     base = url.rstrip("/")
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = bearer_header(token)
     try:
         resp = httpx.post(f"{base}/admin/rollout", json={"model_tag": model_tag}, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:

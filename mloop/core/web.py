@@ -12,6 +12,7 @@ Both answer JSON ``{"error": ...}``. Lifespan and other non-HTTP scopes pass thr
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -23,14 +24,26 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def bearer_header(token: str | None) -> dict[str, str]:
+    """``Authorization: Bearer <token>`` (nothing without a token). Pure."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def bearer_matches(authorization: str | bytes, token: str) -> bool:
+    """Whether an ``Authorization`` header value is exactly ``Bearer <token>`` (constant time). Pure."""
+    given = authorization.encode("latin-1") if isinstance(authorization, str) else authorization
+    return hmac.compare_digest(given.strip(), f"Bearer {token}".encode())
+
+
 class _BodyTooLarge(Exception):
     pass
 
 
-async def _answer(send: Send, status: int, error: str) -> None:
+async def answer(send: Send, status: int, error: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """A JSON ``{"error": ...}`` response."""
     body = json.dumps({"error": error}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -52,10 +65,10 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _answer(send, 400, "Content-Length is not a number")
+                    await answer(send, 400, "Content-Length is not a number")
                     return
                 if declared > limit:
-                    await _answer(send, 413, error)
+                    await answer(send, 413, error)
                     return
         received = 0
         started = False
@@ -79,7 +92,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _answer(send, 413, error)
+                await answer(send, 413, error)
 
 
 def guard(app: ASGIApp, *, allowed_hosts: Sequence[str], max_body_bytes: int | None = None) -> ASGIApp:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from mloop.core.web import bearer_header
+
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
 
@@ -95,11 +97,6 @@ def request(
 def basic_auth_header(auth_string: str) -> dict[str, str]:
     """``Authorization: Basic base64(auth_string)``, as Prefect's client sends its ``api.auth_string``. Pure."""
     return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
-
-
-def bearer_header(token: str | None) -> dict[str, str]:
-    """``Authorization: Bearer <token>`` (nothing without a token). Pure."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class PrefectApi:

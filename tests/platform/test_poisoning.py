@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from mloop.core.generate import generate, write_frame
+from mloop.core.web import bearer_header
 from mloop.core.tags import TAG_DECISION, TAG_GATE_METRICS, TAG_GATE_TRUSTED, TAG_LABEL_SOURCE, TAG_REASON
 from tests.platform.helpers import Platform, records, wait_for
 
@@ -32,13 +33,9 @@ MODEL = "loans"
 ROWS, TRAFFIC, BATCH = 3000, 2500, 500
 
 
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
 def _predict(p: Platform, rows: list[dict[str, Any]], token: str | None) -> list[dict[str, Any]]:
     """POST /predict with the bearer token (the service may require it: MLOOP_PREDICT_REQUIRES_TOKEN)."""
-    r = httpx.post(f"{p.serving.url}/predict", json={"records": rows}, headers=_auth(token), timeout=60)
+    r = httpx.post(f"{p.serving.url}/predict", json={"records": rows}, headers=bearer_header(token), timeout=60)
     assert r.status_code == 200, r.text
     return list(r.json())
 
@@ -91,7 +88,7 @@ def test_flipped_feedback_and_a_drift_alert_do_not_move_the_champion(platform: P
 
     # ... then a drift alert: remediation retrains on the newest rows (theirs).
     remediations_before = len(p.prefect.flow_runs("remediate"))
-    r = httpx.post(f"{p.webhook_url}/alerts", json=_drift_alert(), headers=_auth(token), timeout=30)
+    r = httpx.post(f"{p.webhook_url}/alerts", json=_drift_alert(), headers=bearer_header(token), timeout=30)
     assert r.status_code == 200, r.text
     run = wait_for(lambda: len(runs := p.prefect.flow_runs("remediate")) > remediations_before and runs[-1], 120,
                    "a remediate run triggered by the DataDrift alert")
