@@ -23,8 +23,8 @@ import httpx
 import pytest
 
 from mloop.core.generate import generate, write_frame
-from mloop.core.web import bearer_header
 from mloop.core.tags import TAG_DECISION, TAG_GATE_METRICS, TAG_GATE_TRUSTED, TAG_LABEL_SOURCE, TAG_REASON
+from mloop.core.web import bearer_header
 from tests.platform.helpers import Platform, records, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
