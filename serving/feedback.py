@@ -19,9 +19,7 @@ immutable, so only new parts are read on each call): about 150 bytes per labelle
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from serving.predlog import (
     read_part,
     set_aside,
     set_aside_part,
+    write_jsonl_part,
 )
 
 log = logging.getLogger(__name__)
@@ -316,7 +315,7 @@ class FeedbackStore:
 
     def _write_conflicts(self, model_name: str, folder: Path, rows: list[dict[str, Any]]) -> None:
         try:
-            write_jsonl(folder / CONFLICTS_DIR, rows)
+            write_jsonl_part(folder / CONFLICTS_DIR, rows)
         except Exception:  # noqa: BLE001 - the conflict is counted and answered; losing the record is logged
             log.exception("could not write %d feedback conflicts of %s", len(rows), model_name)
         log.warning("feedback for %s: %d conflicting labels recorded (first label kept)", model_name, len(rows))
@@ -325,16 +324,6 @@ class FeedbackStore:
 def _plain(value: Any) -> Any:
     """A JSON-ready value (numpy scalars become Python ones)."""
     return value.item() if hasattr(value, "item") else value
-
-
-def write_jsonl(folder: Path, rows: list[dict[str, Any]]) -> Path:
-    """``rows`` as a new ``<folder>/part-*.jsonl`` (written to a temporary name, then renamed)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _part_name(".jsonl")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
-    os.replace(tmp, path)
-    return path
 
 
 def read_conflicts(feedback_dir: Path, model_name: str) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ credentials: it never talks to them.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -28,31 +27,15 @@ def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[
     return [*head, "serve", service, "--host", host, "--port", str(port)]
 
 
-def security_env(settings: Settings) -> dict[str, str]:
-    """The security settings of ``settings`` as the service process's environment (they may have
-    been set in code, not in this process's environment). No secret unless MLOOP_API_TOKEN was set."""
-    env = {
-        "MLOOP_AUTH": "true" if settings.auth else "false",
-        "MLOOP_PREDICT_REQUIRES_TOKEN": "true" if settings.predict_requires_token else "false",
-        "MLOOP_MAX_BODY_BYTES": str(settings.max_body_bytes),
-        "MLOOP_ALLOWED_HOSTS": json.dumps(settings.allowed_hosts),
-        "MLOOP_HOST": settings.host,
-        "MLOOP_SERVE_HOST": settings.serving_host,
-    }
-    if settings.api_token is not None and settings.api_token.get_secret_value():
-        env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
-    return env
-
-
 def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = True, **extra: str) -> dict[str, str]:
-    """Environment of the service process: the state paths, the security settings, then the
+    """Environment of the service process: the state paths, the settings (security included), then the
     :class:`ServingSettings` it reads (the model tag, the log switch, and any MLOOP_ serving knob set
     in this environment), then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``).
     Prefect and MLflow credentials are blanked (the process would otherwise inherit them)."""
     env = settings.service_env()
     for key in settings.client_auth_env():
         env[key] = ""
-    env.update(security_env(settings))
+    env.update(settings.child_env())  # the security settings too (they may have been set in code)
     env.update(ServingSettings(serve_model=model_tag, prediction_log=log_predictions).to_env())
     env = with_code_root(env)
     env.update(extra)

@@ -69,16 +69,21 @@ def _part_name(suffix: str = ".parquet") -> str:
     return f"part-{now}-{os.getpid()}-{next(_SEQ):06d}-{uuid.uuid4().hex[:6]}{suffix}"
 
 
-def write_dead_letter(model_dir: Path, rows: list[dict[str, Any]], reason: str) -> Path:
-    """Set ``rows`` aside as ``<model_dir>/dead-letter/part-*.jsonl`` with a ``.reason.txt`` next to
-    it (values that JSON cannot hold become text). Returns the jsonl path."""
-    folder = model_dir / DEAD_LETTER_DIR
+def write_jsonl_part(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` as a new ``<folder>/part-*.jsonl`` (written to a temporary name, then renamed; values
+    JSON cannot hold become text)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _part_name(".jsonl")
-    lines = "".join(json.dumps(row, default=str) + "\n" for row in rows)
     tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text(lines)
+    tmp.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
     os.replace(tmp, path)
+    return path
+
+
+def write_dead_letter(model_dir: Path, rows: list[dict[str, Any]], reason: str) -> Path:
+    """Set ``rows`` aside as ``<model_dir>/dead-letter/part-*.jsonl`` with a ``.reason.txt`` next to
+    it. Returns the jsonl path."""
+    path = write_jsonl_part(model_dir / DEAD_LETTER_DIR, rows)
     path.with_suffix(".reason.txt").write_text(reason + "\n")
     return path
 

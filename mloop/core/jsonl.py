@@ -120,6 +120,7 @@ def _rewrite(path: Path, good: list[bytes]) -> None:
     mode = path.stat().st_mode & 0o777
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # os.open's mode is masked by the umask (077 in entry points): keep the file's own
         os.write(fd, b"".join(line + b"\n" for line in good))
         os.fsync(fd)
     finally:

@@ -7,6 +7,7 @@ Every value can be set with an environment variable named ``MLOOP_<FIELD>`` (for
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -201,6 +202,29 @@ class Settings(BaseSettings):
     def remote_url(self) -> str:
         """DVC remote URL: the setting, or a local folder under MLOOP_HOME."""
         return self.dvc_remote or str(self.state.dvc_remote)
+
+    def child_env(self) -> dict[str, str]:
+        """``MLOOP_*`` variables that rebuild these settings in a child process (the one rendering).
+
+        ``MLOOP_API_TOKEN`` is passed only when the person set it; the generated token never is:
+        children read it from the secret file (0600) under MLOOP_HOME. Never logged.
+        """
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if name == "api_token":
+                if self.api_token is not None and self.api_token.get_secret_value():
+                    env["MLOOP_API_TOKEN"] = self.api_token.get_secret_value()
+                continue
+            if isinstance(value, dict | list):
+                text = json.dumps(value)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[f"MLOOP_{name.upper()}"] = text
+        env["MLOOP_HOME"] = str(self.state.root)
+        env["MLOOP_PROJECT_DIR"] = str(self.project_dir.resolve())
+        return env
 
     def service_env(self) -> dict[str, str]:
         """Environment that points every library at MLOOP_HOME and turns telemetry off.

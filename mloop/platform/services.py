@@ -18,7 +18,6 @@ from __future__ import annotations
 import configparser
 import contextlib
 import io
-import json
 import os
 import secrets
 import shlex
@@ -121,22 +120,8 @@ def urls(settings: Settings) -> dict[str, str]:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """``MLOOP_*`` variables that rebuild ``settings`` in a child process.
-
-    ``MLOOP_API_TOKEN`` is passed only when the person set it; the generated token never is:
-    children read it from the secret file (0600) under MLOOP_HOME. Never logged.
-    """
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if name == "api_token":
-            if settings.api_token is not None and settings.api_token.get_secret_value():
-                env["MLOOP_API_TOKEN"] = settings.api_token.get_secret_value()
-            continue
-        key = f"MLOOP_{name.upper()}"
-        env[key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
-    env["MLOOP_HOME"] = str(settings.state.root)
-    env["MLOOP_PROJECT_DIR"] = str(settings.project_dir.resolve())
-    return env
+    """``MLOOP_*`` variables that rebuild ``settings`` in a child process (:meth:`Settings.child_env`)."""
+    return settings.child_env()
 
 
 def platform_env(settings: Settings) -> dict[str, str]:
