@@ -24,7 +24,11 @@ PREFECT_SERVER = "mloop.platform.prefect_server"
 """The Prefect server (API, UI, services) behind mloop's Host allowlist (``python -m``): the local
 platform's server and the test suite's session server."""
 
-PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER)
+WATCHDOG = "mloop.platform.watchdog"
+"""The platform's watchdog (``python -m``), a service of ``mloop up``: restarts dead services,
+reconciles what is served with each champion, delivers the event outbox."""
+
+PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER)  # + WATCHDOG once it exists
 PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
 
 # -- third-party tools started as ``python -m``

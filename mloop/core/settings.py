@@ -125,6 +125,16 @@ class Settings(BaseSettings):
         ge=1024,
         description="Cap of notifications.jsonl; older lines move to notifications.jsonl.1 (one generation kept).",
     )
+    watchdog: bool = Field(
+        default=True,
+        description="`mloop up` starts a watchdog: restarts dead services, serves each champion, delivers queued events.",
+    )
+    watchdog_seconds: float = Field(
+        default=5.0, gt=0, description="How often the watchdog checks every service's pid and health (seconds)."
+    )
+    reconcile_seconds: float = Field(
+        default=60.0, gt=0, description="How often the watchdog compares each champion with what is served (seconds)."
+    )
     alert_actions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ALERT_ACTIONS),
         description="Alert name -> remediation (rollback, retrain, notify, ignore); JSON in MLOOP_ALERT_ACTIONS.",

@@ -18,7 +18,6 @@ client sends ``Authorization: Basic base64(auth string)`` (Prefect's server basi
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -29,7 +28,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from mloop.core.http import RETRY_STATUS, backoff, basic_auth_header, request
 from mloop.core.web import bearer_header
+
+__all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "request", "records_of", "wait_for"]
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
-RETRY_STATUS = frozenset({408, 429})
-"""Retried besides every 5xx (as Prefect's own client does)."""
 
 
 def records_of(frame: Any) -> list[dict[str, Any]]:
@@ -56,47 +56,6 @@ def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, ev
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(every)
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before retry ``attempt`` (0-based): 0.1, 0.2, 0.4, ... capped at 2 s. Pure."""
-    return float(min(0.1 * 2**attempt, 2.0))
-
-
-def request(
-    method: str,
-    url: str,
-    *,
-    deadline: float = 15.0,
-    timeout: float = 10.0,
-    delays: Callable[[int], float] = backoff,
-    **kwargs: Any,
-) -> httpx.Response:
-    """One HTTP request, retried on connection errors, 5xx, 408 and 429 until ``deadline`` seconds.
-
-    Returns the last response (the caller decides about its status); re-raises the last
-    transport error when the deadline passes without an answer. ``deadline=0``: one attempt.
-    """
-    end = time.monotonic() + deadline
-    attempt = 0
-    while True:
-        try:
-            response = httpx.request(method, url, timeout=timeout, **kwargs)
-            if response.status_code < 500 and response.status_code not in RETRY_STATUS:
-                return response
-        except httpx.TransportError:
-            if time.monotonic() + delays(attempt) > end:
-                raise
-        else:
-            if time.monotonic() + delays(attempt) > end:
-                return response
-        time.sleep(delays(attempt))
-        attempt += 1
-
-
-def basic_auth_header(auth_string: str) -> dict[str, str]:
-    """``Authorization: Basic base64(auth_string)``, as Prefect's client sends its ``api.auth_string``. Pure."""
-    return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()}
 
 
 class PrefectApi:
