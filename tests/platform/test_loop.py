@@ -7,7 +7,8 @@ One platform for the whole module (the slowest tests of the suite). In file orde
    champion and the new version answering requests.
 3. An Alertmanager payload posted to /alerts rolls the champion back, with an audit record.
 4. Five drift events inside the cooldown lead to exactly one retrain.
-5. `mloop down` leaves none of the pids alive.
+5. A torn line in every JSONL file and a 10-byte parquet part in each log: the loop still works.
+6. `mloop down` leaves none of the pids alive.
 """
 
 from __future__ import annotations
@@ -191,6 +192,64 @@ def test_five_drift_events_in_cooldown_start_one_retrain(platform) -> None:  # n
     entries = ledger(platform, model)
     assert len(entries) == 1, entries
     assert entries[0]["flow_run_id"] in {f["id"] for f in finals}
+
+
+def test_torn_files_leave_the_loop_working(platform, tmp_path: Path) -> None:  # noqa: ANN001
+    """A torn last line in each JSONL file and a 10-byte parquet part in each log: listing, ingest,
+    retrain claims and monitoring still work on the running platform; the damaged pieces are set aside."""
+    from mloop.core.datasets import index_path
+    from mloop.core.jsonl import count_set_aside
+    from models.audit import audit_path
+    from monitoring.policy import ledger_path
+    from monitoring.webhook import notifications_path
+    from serving.predlog import CORRUPT_DIR
+
+    state = platform.settings.state
+    torn = {
+        "dataset index": index_path(platform.settings, MODEL),
+        "audit": audit_path(state.audit, MODEL),
+        "retrain ledger": ledger_path(state.root),
+        "notifications": notifications_path(state.root),
+    }
+    for what, path in torn.items():
+        assert path.exists(), f"the loop wrote no {what} yet ({path})"
+        with open(path, "a") as fh:
+            fh.write('{"torn": ')  # a write cut short by a crash: no newline
+    day = max((state.predictions / MODEL).glob("date=*"))
+    ten_bytes = [day / "part-00000000T000000000000-1-000000-abcdef.parquet",
+                 state.feedback / MODEL / "part-00000000T000000000000-1-000000-abcdef.parquet"]
+    for part in ten_bytes:
+        part.write_bytes(b"PAR1\x00\x00\x00\x00PA")
+
+    # listing and ingest
+    listed = platform.cli_json("data", "list", MODEL)
+    assert len(listed) >= 1
+    source = tmp_path / "loans-torn.parquet"
+    write_frame(generate("baseline", 500, 42), source)
+    out = platform.cli("ingest", str(source), "--dataset", MODEL, "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(platform.cli_json("data", "list", MODEL)) == len(listed) + 1
+
+    # a retrain claim reads the torn ledger (the drift event's run completes: retrained or skipped by policy)
+    before = len(retrain_runs(platform, MODEL))
+    platform.prefect.post_event("mloop.drift.detected", f"mloop.model.{MODEL}", {"share": 0.5, "torn": True})
+    run = wait_for(lambda: len(retrain_runs(platform, MODEL)) > before and retrain_runs(platform, MODEL)[-1], 120,
+                   "a retrain run after the torn ledger")
+    assert platform.prefect.wait_run(run["id"], 420)["state_type"] in ("COMPLETED", "CANCELLED"), platform.logs_tail()
+
+    # monitoring reads the prediction log and the feedback past the 10-byte parts
+    monitor = platform.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": 500})
+    assert platform.prefect.wait_run(monitor, 300)["state_type"] == "COMPLETED", platform.logs_tail()
+
+    # audit and notifications still read; every damaged piece is set aside, none deleted
+    from models.audit import read_audit
+    from monitoring.webhook import read_notifications
+
+    assert read_audit(state.audit, MODEL) and read_notifications(state.root)
+    for what, path in torn.items():
+        assert count_set_aside(path) >= 1, f"the torn line of the {what} was not set aside"
+    for part in ten_bytes:
+        assert not part.exists() and (part.parent / CORRUPT_DIR / part.name).exists()
 
 
 def test_down_leaves_no_process(platform) -> None:  # noqa: ANN001
