@@ -292,6 +292,10 @@ def prefect_server_env(host: str, port: int, allowed_hosts: Sequence[str] = ()) 
         "PREFECT_API_URL": prefect_api_url(connect_host(host), port),
         "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
+        # Deployment concurrency slots are leases; in memory (Prefect's default) they vanish when the
+        # server is killed while the slot's count stays taken, so a limit-1 deployment (deploy) would
+        # queue forever. On disk (PREFECT_HOME/concurrency_leases) they outlive a restart and expire.
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
     }
     if allowed_hosts:
         env[ALLOWED_HOSTS_ENV] = json.dumps(list(allowed_hosts))
