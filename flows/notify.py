@@ -7,13 +7,23 @@ live). With auth on, a block posting to the local receiver carries the platform'
 (a block secret; an external notify_url never gets it), and this
 setup authenticates to the Prefect server with ``PREFECT_API_AUTH_STRING`` from the platform
 environment. The automation (``mloop-notify``) sends a notification on every promotion, rejection,
-rollback and drift event. ``mloop up`` runs ``python -m flows.notify`` to create or refresh both.
-Flows may also call :func:`notify` directly for outcomes that have no event of their own.
+rollback and drift event. ``mloop up`` runs ``python -m flows.notify`` to create or refresh both,
+and the zombie automation. Flows may also call :func:`notify` directly for outcomes that have no
+event of their own.
+
+The zombie automation (``mloop-crash-zombie-runs``, Prefect's "detect zombie flows" recipe, which a
+self-hosted server must create itself): every flow run the worker starts sends a heartbeat event
+every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds (30, set in prefect.yaml's work-pool env); a run
+whose heartbeats stop for :data:`ZOMBIE_SECONDS` without a terminal state (its process was killed)
+is set Crashed, and the ``prefect.flow-run.Crashed`` event starts the ``recover`` flow
+(prefect.yaml). It is updated in place when it exists (same id), created otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+
+from typing import TYPE_CHECKING
 
 from mloop.core import events
 from mloop.core.processes import http_url
@@ -36,6 +46,21 @@ BODY = (
     "drift share: {{ event.payload.drift_share }}\n"
     "payload: {{ event.payload | tojson }}"
 )
+
+ZOMBIE_AUTOMATION_NAME = "mloop-crash-zombie-runs"
+ZOMBIE_SECONDS = 90
+"""A run without a heartbeat (sent every 30 s) or terminal state for this long is marked Crashed."""
+ZOMBIE_MESSAGE = (
+    "Crashed by mloop-crash-zombie-runs: no heartbeat for {seconds} s, its process died (worker killed or host "
+    "lost). The recover flow fails its open MLflow runs, frees its concurrency slot and retries train/retrain/deploy "
+    "once."
+)
+FLOW_RUN_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+                  "prefect.flow-run.Crashed")
+HEARTBEAT = "prefect.flow-run.heartbeat"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from prefect.automations import Automation
 
 log = logging.getLogger("mloop.notify")
 
@@ -81,6 +106,47 @@ def ensure_notifications(settings: Settings) -> str:
     return str(automation.id)
 
 
+def zombie_automation(seconds: int = ZOMBIE_SECONDS) -> Automation:
+    """The automation that marks a flow run Crashed when its heartbeats stop (one bucket per flow run)."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    return Automation(
+        name=ZOMBIE_AUTOMATION_NAME,
+        description=f"A flow run with no heartbeat or terminal state for {seconds} s is a zombie: mark it Crashed.",
+        trigger=EventTrigger(
+            after={HEARTBEAT},
+            expect={HEARTBEAT, *FLOW_RUN_ENDED},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=seconds),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed",
+                                    message=ZOMBIE_MESSAGE.format(seconds=seconds))],
+    )
+
+
+def ensure_zombie_automation(seconds: int = ZOMBIE_SECONDS) -> str:
+    """Create the zombie automation, or update the existing one in place; returns its id."""
+    from prefect.automations import Automation
+
+    wanted = zombie_automation(seconds)
+    try:
+        existing = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
+    except ValueError:
+        return str(wanted.create().id)
+    wanted.id = existing.id
+    wanted.update()
+    return str(existing.id)
+
+
 def notify(subject: str, body: str) -> bool:
     """Send through the notification block; False (and a warning) when that fails.
 
@@ -101,6 +167,8 @@ def main() -> None:
     settings.apply_env()
     automation_id = ensure_notifications(settings)
     print(f"notification block {BLOCK_NAME} -> {notify_url(settings)}; automation {AUTOMATION_NAME} ({automation_id})")
+    print(f"automation {ZOMBIE_AUTOMATION_NAME} ({ensure_zombie_automation()}): no heartbeat for {ZOMBIE_SECONDS} s "
+          "-> Crashed")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from mloop.core.tags import TAG_CACHE_KEY, TAG_REGISTERED_VERSION, tag_value
+from mloop.core.tags import TAG_CACHE_KEY, TAG_FLOW_RUN_ID, TAG_REGISTERED_VERSION, tag_value
 from models.registry import mlflow_client, with_retry
 from models.spec import ModelSpec
 
@@ -246,6 +246,33 @@ def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None
     """Mark the run terminated (FINISHED makes it eligible for the cache, FAILED/KILLED never)."""
     client = mlflow_client(tracking_uri)
     with_retry(lambda: client.set_terminated(run_id, status=status))
+
+
+OPEN_STATUSES = ("RUNNING", "SCHEDULED")
+"""MLflow run statuses of a run that has not ended."""
+
+
+def fail_open_runs(tracking_uri: str, flow_run_id: str) -> list[str]:
+    """Mark FAILED every run still open (RUNNING/SCHEDULED) that the Prefect flow run ``flow_run_id`` started.
+
+    A flow run whose process died (Crashed) never finished its MLflow runs: they would stay RUNNING
+    forever. FAILED makes them never cacheable and never a champion. Returns the run ids it marked.
+    """
+    from mlflow.entities import ViewType
+
+    if not flow_run_id or "'" in flow_run_id:
+        raise ValueError(f"not a flow-run id: {flow_run_id!r}")
+    client = mlflow_client(tracking_uri)
+    experiments = [e.experiment_id for e in with_retry(lambda: client.search_experiments(view_type=ViewType.ALL))]
+    if not experiments:
+        return []
+    runs = with_retry(lambda: client.search_runs(
+        experiments, filter_string=f"tags.`{TAG_FLOW_RUN_ID}` = '{flow_run_id}'", run_view_type=ViewType.ALL,
+        max_results=1000))
+    failed = [r.info.run_id for r in runs if r.info.status in OPEN_STATUSES]
+    for run_id in failed:
+        finish_run(tracking_uri, run_id, status="FAILED")
+    return failed
 
 
 class OpenRuns:

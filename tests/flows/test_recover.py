@@ -1,0 +1,131 @@
+"""The recover flow and the zombie automation on the session Prefect server (a real 3.9 server).
+
+A run of a ``train`` deployment with a limit-1 ENQUEUE concurrency slot (like deploy/local) is
+driven Pending -> Running -> Crashed the way the worker and the zombie automation drive it; no
+worker polls its queue, so nothing runs it. Then: the server has freed the slot by itself, and
+recover fails the MLflow run it left open, re-runs the deployment once with the same parameters,
+and declines a second recovery and the recovery of a crashed retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from mloop.core.settings import Settings
+from mloop.core.tags import TAG_FLOW_RUN_ID
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server: Any) -> Settings:
+    monkeypatch.setenv("MLOOP_HOME", str(settings.state.root))
+    monkeypatch.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
+    return settings
+
+
+@pytest.fixture
+def client(prefect_server: Any) -> Iterator[Any]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as c:
+        yield c
+
+
+def _active_slots(client: Any, deployment_id: UUID) -> int:
+    limit = client.read_deployment(deployment_id).global_concurrency_limit
+    assert limit is not None and limit.limit == 1
+    return int(limit.active_slots)
+
+
+def _crash(client: Any, run_id: UUID) -> None:
+    """What a worker and then the zombie automation do to a run: Pending, Running, Crashed (not forced)."""
+    from prefect.states import Crashed, Pending, Running
+
+    for state in (Pending(), Running(), Crashed(message="no heartbeat (test)")):
+        result = client.set_flow_run_state(run_id, state)
+        assert result.status.value == "ACCEPT", (state.type, result)
+
+
+def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(flow_env: Settings, client: Any) -> None:
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
+    from prefect.states import Crashed, Pending, Running
+
+    from flows.recover import recover_flow
+    from models.recovery import retry_tag
+    from models.tracking import ensure_experiment, get_run, start_run
+
+    flow_id = client.create_flow_from_name("train")
+    deployment = client.create_deployment(
+        flow_id, f"zombie-{uuid4().hex[:8]}", concurrency_limit=1, work_queue_name=f"nobody-{uuid4().hex[:8]}",
+        concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+    )
+    params = {"dataset": "loans", "seed": 7, "trigger": "new-dataset"}
+    run = client.create_flow_run_from_deployment(deployment, parameters=params, tags=["mloop"])
+    uri = flow_env.tracking_uri
+    experiment = ensure_experiment(uri, "loans", flow_env.state.mlflow_artifacts)
+    open_run = start_run(uri, experiment, run_name="loans-lr", tags={TAG_FLOW_RUN_ID: str(run.id)})
+
+    client.set_flow_run_state(run.id, Pending())
+    client.set_flow_run_state(run.id, Running())
+    assert _active_slots(client, deployment) == 1
+    client.set_flow_run_state(run.id, Crashed(message="no heartbeat (test)"))
+    assert _active_slots(client, deployment) == 0, "a crashed run kept its deployment concurrency slot"
+
+    report = recover_flow(flow_run_id=f"prefect.flow-run.{run.id}")
+    assert report.retried and report.retry_run_id and report.deployment.startswith("train/zombie-")
+    assert report.failed_mlflow_runs == [open_run] and get_run(uri, open_run).status == "FAILED"
+    assert len(report.released_leases) == 1  # the lease its Running state held (already released: a no-op)
+    assert _active_slots(client, deployment) == 0
+    retry = client.read_flow_run(UUID(report.retry_run_id))
+    assert retry.deployment_id == deployment and retry.parameters == params
+    assert set(retry.tags) == {"mloop", retry_tag(str(run.id))} and retry.parent_task_run_id is None
+
+    again = recover_flow(flow_run_id=str(run.id))
+    assert not again.retried and again.reason.startswith("already recovered")
+    assert again.failed_mlflow_runs == []
+
+    _crash(client, retry.id)
+    retry_report = recover_flow(flow_run_id=str(retry.id))
+    assert not retry_report.retried and "a crashed retry is not retried again" in retry_report.reason
+    assert _active_slots(client, deployment) == 0
+
+
+def test_recover_does_nothing_for_other_flows_or_live_runs(flow_env: Settings, client: Any) -> None:
+    from flows.recover import recover_flow
+
+    monitor = client.create_flow_run_from_deployment(
+        client.create_deployment(client.create_flow_from_name("monitor"), f"zombie-{uuid4().hex[:8]}",
+                                 work_queue_name=f"nobody-{uuid4().hex[:8]}"), parameters={})
+    _crash(client, monitor.id)
+    report = recover_flow(flow_run_id=str(monitor.id))
+    assert not report.retried and "'monitor' is not recovered" in report.reason and "nothing done" in report.reason
+
+    train = client.create_flow_run_from_deployment(
+        client.create_deployment(client.create_flow_from_name("train"), f"zombie-{uuid4().hex[:8]}",
+                                 work_queue_name=f"nobody-{uuid4().hex[:8]}"), parameters={})
+    report = recover_flow(flow_run_id=str(train.id))
+    assert not report.retried and "not CRASHED" in report.reason
+
+
+def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_server: Any) -> None:
+    from prefect.automations import Automation
+
+    from flows.notify import ZOMBIE_AUTOMATION_NAME, ensure_zombie_automation
+
+    first = ensure_zombie_automation(seconds=90)
+    second = ensure_zombie_automation(seconds=120)
+    assert first == second
+    stored = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
+    assert str(stored.id) == first and stored.trigger.within.total_seconds() == 120
+    assert stored.trigger.posture == "Proactive" and stored.trigger.for_each == {"prefect.resource.id"}
+    assert stored.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= \
+        stored.trigger.expect
+    action = stored.actions[0]
+    assert action.type == "change-flow-run-state" and action.state.value == "CRASHED" and "no heartbeat" in action.message
+    ensure_zombie_automation()  # back to the default for any later test
