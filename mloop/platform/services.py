@@ -66,7 +66,7 @@ SERVICE_ORDER = ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve
 
 WATCHDOG_SERVICE = "watchdog"
 HEARTBEAT_FILE = "watchdog.heartbeat"
-"""Under MLOOP_HOME/run: touched by the watchdog at start and after every cycle (its health)."""
+"""Under MLOOP_HOME/run: the watchdog writes its pid there at start and after every cycle (its health)."""
 
 
 class ServiceState(BaseModel):
@@ -378,9 +378,15 @@ def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
 
 
 def heartbeat_fresh(run_dir: Path, max_age: float) -> bool:
-    """True when the watchdog's heartbeat file was touched less than ``max_age`` seconds ago."""
+    """True when the watchdog named by ``watchdog.pid`` touched its heartbeat less than ``max_age`` s ago.
+
+    The heartbeat file holds the pid of the watchdog that wrote it: a dead watchdog's recent
+    heartbeat does not pass for its successor's.
+    """
+    path = run_dir / HEARTBEAT_FILE
     try:
-        return time.time() - (run_dir / HEARTBEAT_FILE).stat().st_mtime < max_age
+        fresh = time.time() - path.stat().st_mtime < max_age
+        return fresh and path.read_text().strip() == (run_dir / f"{WATCHDOG_SERVICE}.pid").read_text().strip()
     except OSError:
         return False
 

@@ -24,7 +24,7 @@ and the active deploy runs go into one pure decision (:func:`decide`). When the 
 not the champion, or serving is down while a champion exists, it triggers the ``deploy/local``
 deployment for that model (a flow run visible in the Prefect UI), unless a deploy run for it is
 already scheduled, pending or running, or the champion changed less than
-:data:`EVENT_GRACE_SECONDS` ago by an event whose own deploy is on its way. A divergence must be
+:data:`EVENT_GRACE_SECONDS` ago by an event whose own deploy run has not been created yet. A divergence must be
 seen twice, one cycle apart (:func:`confirmed`), before it acts. The heavy imports (MLflow, for
 the registry) happen in this step only.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import signal
 import sys
 import threading
@@ -168,7 +169,7 @@ def decide(
     champions: Mapping[str, str],
     serving: ServingState,
     active_deploys: AbstractSet[str],
-    recently_changed: AbstractSet[str] = frozenset(),
+    awaiting_event: AbstractSet[str] = frozenset(),
 ) -> Decision:
     """Make what is served equal to the champion: the one decision of the reconcile step. Pure.
 
@@ -188,7 +189,7 @@ def decide(
         return Decision("none", target, f"serving {target} version {want} (the champion)")
     if target in active_deploys:
         return Decision("wait", target, f"a deploy run of {target} is already active")
-    if target in recently_changed:
+    if target in awaiting_event:
         return Decision("wait", target, f"the champion of {target} just changed: its event's deploy is on the way")
     if isinstance(serving, Served):
         now = f"serving {serving.name} version {serving.version}"
@@ -215,20 +216,41 @@ def active_deploy_models(runs: Iterable[Mapping[str, Any]]) -> set[str]:
     }
 
 
-def recently_changed_models(
-    found: Iterable[Mapping[str, Any]], now: datetime, grace: float = EVENT_GRACE_SECONDS
+def _when(text: object) -> datetime | None:
+    """An ISO timestamp from the Prefect API (None when missing or unreadable). Pure."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def awaiting_event_deploy(
+    found: Iterable[Mapping[str, Any]],
+    runs: Iterable[Mapping[str, Any]],
+    now: datetime,
+    grace: float = EVENT_GRACE_SECONDS,
 ) -> set[str]:
-    """Models whose promotion/rollback event (``mloop.model.<name>``) occurred less than ``grace`` s ago. Pure."""
+    """Models whose promotion/rollback event occurred less than ``grace`` s ago with no deploy run since. Pure.
+
+    ``found``: events (``resource``, ``occurred``); ``runs``: deploy flow runs (``parameters.name``,
+    ``created``). Such a model's deploy run is on its way (the event's trigger creates it in
+    seconds); once a run was created after the event, the event no longer holds the reconcile back.
+    """
     prefix = events.model_resource("")
+    latest_run: dict[str, datetime] = {}
+    for r in runs:
+        name, created = (r.get("parameters") or {}).get("name"), _when(r.get("created"))
+        if name and created is not None:
+            latest_run[str(name)] = max(created, latest_run.get(str(name), created))
     out: set[str] = set()
     for e in found:
         resource = str((e.get("resource") or {}).get("prefect.resource.id", ""))
-        try:
-            occurred = datetime.fromisoformat(str(e["occurred"]).replace("Z", "+00:00"))
-        except (KeyError, ValueError):
+        occurred = _when(e.get("occurred"))
+        if not resource.startswith(prefix) or occurred is None or (now - occurred).total_seconds() >= grace:
             continue
-        if resource.startswith(prefix) and (now - occurred).total_seconds() < grace:
-            out.add(resource[len(prefix):])
+        model = resource[len(prefix):]
+        if model not in latest_run or latest_run[model] < occurred:
+            out.add(model)
     return out
 
 
@@ -406,7 +428,8 @@ class Watchdog:
         return decision
 
     def heartbeat(self) -> None:
-        (self.run_dir / HEARTBEAT_FILE).touch()
+        """Write this process's pid to the heartbeat file (its mtime is the watchdog's health, see ``up``)."""
+        (self.run_dir / HEARTBEAT_FILE).write_text(str(os.getpid()))
 
     def run(self, stop: threading.Event) -> None:
         """Cycle every ``settings.watchdog_seconds`` until ``stop`` is set."""
@@ -438,11 +461,9 @@ def observe_and_decide(settings: Settings) -> Decision:
     answer = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model()
     serving = served_state(answer, read_pid(settings.state.run, SERVE) is not None)
     api = PrefectApi.of(settings, deadline=5.0)
-    active = active_deploy_models(api.flow_runs(DEPLOY_FLOW, limit=50, newest_first=True))
-    recent = recently_changed_models(
-        api.events(names=[events.MODEL_PROMOTED, events.MODEL_ROLLED_BACK], limit=20), datetime.now(UTC)
-    )
-    return decide(found, serving, active, recent)
+    runs = api.flow_runs(DEPLOY_FLOW, limit=50, newest_first=True)
+    changes = api.events(names=[events.MODEL_PROMOTED, events.MODEL_ROLLED_BACK], limit=20)
+    return decide(found, serving, active_deploy_models(runs), awaiting_event_deploy(changes, runs, datetime.now(UTC)))
 
 
 def trigger_deploy(settings: Settings, decision: Decision) -> str:
