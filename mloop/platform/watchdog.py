@@ -505,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the watchdog of the platform the environment describes (``MLOOP_*``) until SIGTERM/SIGINT."""
     del argv
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("httpx", "httpcore"):  # one line per health GET would bury the actions
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     settings.apply_env()
     stop = threading.Event()
