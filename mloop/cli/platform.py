@@ -21,7 +21,7 @@ def up(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service); idempotent.
+    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service, watchdog); idempotent.
 
     Every service requires the platform's credentials (created on first start; `mloop token` shows them).
     """
@@ -46,6 +46,8 @@ def up(
         console.print(f"{s.name:15} {what:12} pid={s.pid or '-':<8} {s.url}{extra}")
     if result.deployed:
         console.print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
+    if result.reconcile:
+        console.print(f"reconcile: {result.reconcile}")
     u = urls(settings)
     console.print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
     if settings.auth:

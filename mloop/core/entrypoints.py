@@ -28,7 +28,7 @@ WATCHDOG = "mloop.platform.watchdog"
 """The platform's watchdog (``python -m``), a service of ``mloop up``: restarts dead services,
 reconciles what is served with each champion, delivers the event outbox."""
 
-PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER)  # + WATCHDOG once it exists
+PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER, WATCHDOG)
 PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
 
 # -- third-party tools started as ``python -m``

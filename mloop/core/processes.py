@@ -4,11 +4,19 @@ Each service is started in its own process group with its log and pid file under
 ``MLOOP_HOME/run``; stopping is by process tree (psutil: descendants, also those in sessions of
 their own, and the process group), with further signals after a grace period (the Prefect process
 worker ignores the first SIGINT while it has flow runs: see STACK_NOTES).
+
+Every service process gets ``MLOOP_SERVICE=<name>`` in its environment, which its children
+inherit: the processes whose environment names this MLOOP_HOME and that service are the service
+(:func:`service_members`), whatever session they moved to (BentoML's worker) and whether they
+still listen or not. Starting a service happens under ``run/<name>.lock`` (:func:`service_lock`)
+with a re-check of the pid file, so two starters (``mloop up``, the watchdog, the deploy flow)
+never run two copies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -16,7 +24,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +44,12 @@ class ServiceProcess:
     pid: int
     url: str
     log: Path
+    started: bool = True
+    """False when a live pid file showed the service already running (nothing was started)."""
+
+
+SERVICE_ENV = "MLOOP_SERVICE"
+"""Environment variable naming the service a process belongs to (set by :func:`spawn_process`, inherited)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,15 +79,49 @@ def start_process(
     timeout: float = 90.0,
     unset: Iterable[str] = (),
 ) -> ServiceProcess:
-    """Start ``argv`` detached in a new session; write ``<run_dir>/<name>.pid`` and ``.log``.
+    """Start ``argv`` detached in a new session unless ``<run_dir>/<name>.pid`` names a live process.
 
-    The child gets this process's environment, updated with ``env`` and without the ``unset``
-    names. With ``ready_url``, wait until it answers; a process that dies or never answers is
-    stopped (by pid) and the error raised, so a failed start leaves nothing running.
+    Under the service's lock (:func:`service_lock`) the pid file is read again: when another
+    starter got there first, nothing is started and its process is returned (``started=False``).
+    Otherwise see :func:`spawn_process`. With ``ready_url``, wait (outside the lock) until it
+    answers; a process this call started that dies or never answers is stopped (by pid) and the
+    error raised, so a failed start leaves nothing running.
+    """
+    with service_lock(run_dir, name):
+        running = read_pid(run_dir, name)
+        if running is not None:
+            proc = ServiceProcess(name=name, pid=running, url=url, log=run_dir / f"{name}.log", started=False)
+        else:
+            proc = spawn_process(name, argv, run_dir=run_dir, env=env, cwd=cwd, url=url, unset=unset)
+    if ready_url is not None:
+        try:
+            wait_ready(lambda: http_ok(ready_url), what=ready_url, timeout=timeout, pid=proc.pid, log=proc.log)
+        except Exception:
+            if proc.started:
+                stop_pid(proc.pid)
+            raise
+    return proc
+
+
+def spawn_process(
+    name: str,
+    argv: Sequence[str],
+    *,
+    run_dir: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    url: str = "",
+    unset: Iterable[str] = (),
+) -> ServiceProcess:
+    """Start ``argv`` detached in a new session; write ``<run_dir>/<name>.pid`` and append to ``.log``.
+
+    No check, no lock: callers hold :func:`service_lock` and have checked the pid file
+    (:func:`start_process`, the platform's ``ensure_services``). The child gets this process's
+    environment, updated with ``env``, without the ``unset`` names, and with ``MLOOP_SERVICE=name``.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / f"{name}.log"
-    full_env = child_env(env or {}, unset)
+    full_env = {**child_env(env or {}, unset), SERVICE_ENV: name}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             list(argv),
@@ -85,13 +133,37 @@ def start_process(
             start_new_session=True,
         )
     (run_dir / f"{name}.pid").write_text(str(proc.pid))
-    if ready_url is not None:
-        try:
-            wait_ready(lambda: http_ok(ready_url), what=ready_url, timeout=timeout, pid=proc.pid, log=log)
-        except Exception:
-            stop_pid(proc.pid)
-            raise
     return ServiceProcess(name=name, pid=proc.pid, url=url, log=log)
+
+
+@contextlib.contextmanager
+def service_lock(run_dir: Path, name: str, *, timeout: float = 300.0) -> Iterator[None]:
+    """Hold ``<run_dir>/<name>.lock`` (an exclusive ``fcntl`` lock) while checking and starting a service.
+
+    Every starter of a service takes it: the check of the pid file and the start are one step for
+    the others. The lock goes with the process (a killed holder releases it). Not reentrant: a
+    holder must not take it again. MloopError after ``timeout`` seconds of waiting.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / f"{name}.lock"
+    deadline = time.monotonic() + timeout
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise MloopError(
+                        f"{name} is being started by another process (lock held for {timeout:.0f}s)",
+                        where=str(path),
+                        fix="wait for the other start to finish, or stop the process that holds the lock",
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def child_env(env: dict[str, str], unset: Iterable[str] = ()) -> dict[str, str]:
@@ -270,6 +342,32 @@ def split_listeners(homes: Mapping[int, str | None], home: str) -> tuple[list[in
     ours = sorted(pid for pid, h in homes.items() if same_home(h, home))
     foreign = sorted(pid for pid in homes if pid not in ours)
     return ours, foreign
+
+
+def is_member(environ: Mapping[str, str], home: str, name: str) -> bool:
+    """True when an environment marks a process of service ``name`` of MLOOP_HOME ``home``. Pure apart
+    from path resolution (see :func:`same_home`)."""
+    return environ.get(SERVICE_ENV) == name and same_home(environ.get("MLOOP_HOME"), home)
+
+
+def service_members(home: str, name: str, *, exclude: Iterable[int] = ()) -> list[int]:
+    """Pids of the running processes of service ``name`` of MLOOP_HOME ``home`` (by environment marker).
+
+    Found by :data:`SERVICE_ENV` and ``MLOOP_HOME`` in each process's environment, never by process
+    name; processes whose environment is unreadable (other users') are left out. This process and
+    its ancestors, and ``exclude``, never count.
+    """
+    skip = set(exclude) | {os.getpid()}
+    with contextlib.suppress(psutil.Error):
+        skip |= {p.pid for p in psutil.Process().parents()}
+    found: list[int] = []
+    for proc in psutil.process_iter():
+        if proc.pid in skip:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if is_member(proc.environ(), home, name) and _running(proc):
+                found.append(proc.pid)
+    return sorted(found)
 
 
 ALLOWED_HOSTS_ENV = "MLOOP_ALLOWED_HOSTS"

@@ -9,6 +9,7 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 | mlflow | ``mlflow server --app-name basic-auth`` on the SQLite DB, artifacts under MLOOP_HOME, ``--allowed-hosts`` | ``/health`` |
 | webhook | alert/notification receiver (``monitoring.webhook``), bearer token | ``/healthz`` |
 | serve | the prediction service (current champion) on serving_host, when a champion exists | ``/readyz`` |
+| watchdog | ``mloop.platform.watchdog`` (when ``MLOOP_WATCHDOG``, the default): restarts dead services, reconciles what is served with each champion | heartbeat file touched every cycle |
 
 Auth is on by default (``MLOOP_AUTH``): ``up`` creates the platform secret (``<home>/secrets/
 platform.json``, 0600) before it builds any environment; ``mloop token`` shows how to log in.
@@ -19,9 +20,11 @@ started again; processes of it still listening on its port whose environment nam
 the state's ``note`` says so. Each worker start gets a new name (``run/prefect-worker.name``), so a
 dead worker's registration, ONLINE until its heartbeat times out, never blocks or passes for the new one. After the services, ``up`` deploys ``prefect.yaml`` (``prefect --no-prompt deploy
 --all``) when the server was just started or ``prefect.yaml`` changed since the last deploy, and
-sets up the notification block and automation. ``down`` stops every pid file under the run folder
-by process tree (the worker gets SIGINT, then a second signal after a grace period) and waits for
-each pid. Nothing here is cached beyond the pid files and the deploy fingerprint.
+sets up the notification block and automation. Then the reconcile step (:mod:`mloop.platform.watchdog`)
+runs: ``up`` asks the watchdog for it (a new one does it at start) and starts the watchdog last;
+with the watchdog off, ``up`` reconciles once itself. ``down`` stops the watchdog first, then every
+pid file under the run folder by process tree (the worker gets SIGINT, then a second signal after
+a grace period) and waits for each pid, then any process still marked as one of the services. Nothing here is cached beyond the pid files and the deploy fingerprint.
 
 The parts: :mod:`mloop.platform.services` (specs, start, stop), :mod:`mloop.platform.deploy`
 (work pool, prefect.yaml, notifications), :mod:`mloop.platform.status` (``mloop status``).
@@ -44,13 +47,16 @@ from mloop.platform.services import (
     serve_spec,
     service_specs,
     stop_services,
+    watchdog_spec,
 )
+from mloop.platform.watchdog import reconcile_once, request_reconcile
 
 
 class UpResult(BaseModel):
     services: list[ServiceState]
     deployed: bool = Field(description="True when prefect.yaml was (re)deployed by this call.")
     deployments: list[str] = Field(default_factory=list)
+    reconcile: str = Field(default="", description="What the reconcile step did (or that the watchdog was asked to).")
     seconds: float = 0.0
 
 
@@ -70,6 +76,7 @@ def up(
     ``do_deploy``: None = deploy when the server was just started or prefect.yaml/settings changed
     since the last deploy; True/False force it on/off. ``serve_command`` returns how to start the
     prediction service for the current champion (None: no champion yet, deploy starts it later).
+    Then the reconcile step, and the watchdog last (``settings.watchdog``).
     """
     t0 = time.monotonic()
     settings.state.ensure()
@@ -92,10 +99,23 @@ def up(
         states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
     else:
         states.append(ServiceState(name="serve", note="no champion yet: the deploy flow starts the service"))
-    return UpResult(services=states, deployed=must_deploy, deployments=deployments, seconds=time.monotonic() - t0)
+    if settings.watchdog:
+        request_reconcile(run_dir)  # a watchdog already running reconciles at its next cycle; a new one at start
+        states += ensure_services([watchdog_spec(settings)], run_dir)
+        reconciled = "asked the watchdog"
+    else:
+        try:
+            reconciled = reconcile_once(settings).reason
+        except Exception as exc:  # noqa: BLE001 - the services are up; reconcile is retried by the next `up`
+            reconciled = f"reconcile failed: {exc}"
+    return UpResult(
+        services=states, deployed=must_deploy, deployments=deployments, reconcile=reconciled, seconds=time.monotonic() - t0
+    )
 
 
 def down(settings: Settings) -> DownResult:
-    """Stop every service with a pid file under MLOOP_HOME/run (process trees), worker first, then reverse start order."""
-    stopped, still_alive = stop_services(settings.state.run)
+    """Stop every service with a pid file under MLOOP_HOME/run (process trees): the watchdog first (it must
+    not restart what is being stopped), the worker next, then reverse start order; then any process
+    still marked as one of this MLOOP_HOME's services."""
+    stopped, still_alive = stop_services(settings.state.run, settings.state.root)
     return DownResult(stopped=stopped, still_alive=still_alive)

@@ -18,14 +18,27 @@ class ServeSpec(ServeCommand):
     version: str = ""
 
 
-def champion_model_name(settings: Settings) -> str | None:
-    """The registered model to serve when none is named: the first (by name) that has a champion."""
+def champion_versions(settings: Settings) -> dict[str, str]:
+    """Registered model -> the version its ``champion`` alias names (the registry's desired state).
+
+    Reads the tracking store itself (no server needed). Empty when the store does not exist yet.
+    """
+    if settings.mlflow_tracking_uri is None and not settings.state.mlflow_db.exists():
+        return {}
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
-    names = sorted(
-        rm.name for rm in client.search_registered_models() if "champion" in (getattr(rm, "aliases", {}) or {})
-    )
+    found: dict[str, str] = {}
+    for rm in client.search_registered_models():
+        aliases = getattr(rm, "aliases", {}) or {}
+        if "champion" in aliases:
+            found[rm.name] = str(aliases["champion"])
+    return found
+
+
+def champion_model_name(settings: Settings) -> str | None:
+    """The registered model to serve when none is named: the first (by name) that has a champion."""
+    names = sorted(champion_versions(settings))
     return names[0] if names else None
 
 

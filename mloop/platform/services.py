@@ -1,8 +1,14 @@
 """The services ``mloop up`` runs: how each is started and health-checked, started together, stopped.
 
 Each service runs in its own session (process group) with ``run/<name>.pid`` and ``run/<name>.log``
-under MLOOP_HOME. A live pid file means "already running"; stopping is by process tree
-(:func:`mloop.core.processes.stop_pid`).
+under MLOOP_HOME, and ``MLOOP_SERVICE=<name>`` in its environment (inherited by its children). A
+live pid file means "already running"; a service is started under ``run/<name>.lock`` with a
+re-check of the pid file, so ``up``, the watchdog and the deploy flow never start two copies.
+Stopping is by process tree (:func:`mloop.core.processes.stop_pid`); the processes of a dead
+service are found by its environment marker (:func:`clear_orphans`).
+
+The watchdog (:mod:`mloop.platform.watchdog`) is a service too: started last by ``up`` (when
+``settings.watchdog``), stopped first by ``down`` so it never restarts what ``down`` stops.
 
 With ``settings.auth`` (the default) every service requires the platform secret
 (:meth:`mloop.core.settings.Settings.credentials`, created by ``up`` before any environment is
@@ -29,7 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from mloop.core.entrypoints import MLFLOW, PREFECT, PREFECT_ENGINE, WEBHOOK, python_m
+from mloop.core.entrypoints import MLFLOW, PREFECT, PREFECT_ENGINE, WATCHDOG, WEBHOOK, python_m
 from mloop.core.errors import MloopError
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
@@ -42,7 +48,9 @@ from mloop.core.processes import (
     process_home,
     process_tree,
     read_pid,
-    start_process,
+    service_lock,
+    service_members,
+    spawn_process,
     split_listeners,
     stop_pid,
     wait_ready,
@@ -53,7 +61,12 @@ from mloop.platform.client import PrefectApi
 WORK_POOL = "mloop-local"
 """The process work pool every deployment in prefect.yaml runs on."""
 
-SERVICE_ORDER = ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve")
+SERVICE_ORDER = ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve", "watchdog")
+"""Start order of the services ``up`` manages (the watchdog last: it watches the others)."""
+
+WATCHDOG_SERVICE = "watchdog"
+HEARTBEAT_FILE = "watchdog.heartbeat"
+"""Under MLOOP_HOME/run: the watchdog writes its pid there at start and after every cycle (its health)."""
 
 
 class ServiceState(BaseModel):
@@ -116,6 +129,17 @@ def urls(settings: Settings) -> dict[str, str]:
         "mlflow_ui": http_url(h, settings.mlflow_port),
         "serving": http_url(settings.serving_host, settings.serve_port),
         "webhook": http_url(h, settings.webhook_port),
+    }
+
+
+def health_urls(settings: Settings) -> dict[str, str]:
+    """Service name -> the URL whose 200 answer means healthy (the worker and the watchdog have none). Pure."""
+    u = urls(settings)
+    return {
+        "prefect-server": f"{u['prefect_api']}/health",
+        "mlflow": f"{u['mlflow_ui']}/health",
+        "webhook": f"{u['webhook']}/healthz",
+        "serve": f"{u['serving']}{ServeCommand.health_path}",
     }
 
 
@@ -268,6 +292,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     unset = unset_env(settings)
     h = settings.host
     u = urls(settings)
+    health = health_urls(settings)
     s = settings.state
     mlflow_argv, mlflow_env, mlflow_prepare = mlflow_spec_parts(settings)
     worker = new_worker_name(settings.prefect_port, secrets.token_hex(3))
@@ -282,7 +307,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             argv=prefect_server_argv(h, settings.prefect_port),
             env={**env, **prefect_server_env(h, settings.prefect_port), **prefect_server_auth_env(settings)},
             url=u["prefect_ui"],
-            health=lambda: http_ok(f"{u['prefect_api']}/health"),
+            health=lambda: http_ok(health["prefect-server"]),
             timeout=120.0,
             unset=unset,
             port=settings.prefect_port,
@@ -301,7 +326,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             ),
             env={**env, **mlflow_env},
             url=u["mlflow_ui"],
-            health=lambda: http_ok(f"{u['mlflow_ui']}/health"),
+            health=lambda: http_ok(health["mlflow"]),
             unset=unset,
             prepare=mlflow_prepare,
             port=settings.mlflow_port,
@@ -311,7 +336,7 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             argv=python_m(WEBHOOK),
             env=env,
             url=u["webhook"],
-            health=lambda: http_ok(f"{u['webhook']}/healthz"),
+            health=lambda: http_ok(health["webhook"]),
             cwd=CODE_ROOT,
             unset=unset,
             port=settings.webhook_port,
@@ -352,42 +377,54 @@ def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
     )
 
 
+def heartbeat_fresh(run_dir: Path, max_age: float) -> bool:
+    """True when the watchdog named by ``watchdog.pid`` touched its heartbeat less than ``max_age`` s ago.
+
+    The heartbeat file holds the pid of the watchdog that wrote it: a dead watchdog's recent
+    heartbeat does not pass for its successor's.
+    """
+    path = run_dir / HEARTBEAT_FILE
+    try:
+        fresh = time.time() - path.stat().st_mtime < max_age
+        return fresh and path.read_text().strip() == (run_dir / f"{WATCHDOG_SERVICE}.pid").read_text().strip()
+    except OSError:
+        return False
+
+
+def watchdog_spec(settings: Settings) -> ServiceSpec:
+    """The watchdog (``python -m mloop.platform.watchdog``) as a managed service; healthy while its heartbeat is fresh."""
+    run_dir = settings.state.run
+    max_age = max(3 * settings.watchdog_seconds, 30.0)
+    return ServiceSpec(
+        name=WATCHDOG_SERVICE,
+        argv=python_m(WATCHDOG),
+        env=platform_env(settings),
+        url="",
+        health=lambda: heartbeat_fresh(run_dir, max_age),
+        timeout=60.0,
+        cwd=CODE_ROOT,
+        unset=unset_env(settings),
+        exclusive=False,
+    )
+
+
 # ---------------------------------------------------------------- start
 
 
 def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceState]:
     """Start the services of ``specs`` that are not running (all at once), then wait for each to be healthy.
 
-    A live pid file means "already running": never started twice. Without one (the service died),
-    processes still LISTENING on its port whose environment names this MLOOP_HOME (e.g. BentoML's
-    worker, in a session of its own, outliving a SIGKILLed ``serve``) are orphans: stopped with
+    A live pid file means "already running": never started twice. The check and the start happen
+    under the service's lock (:func:`mloop.core.processes.service_lock`), which every starter
+    takes. Without a live pid file (the service died), its leftover processes are stopped with
     their trees before the start (see :func:`clear_orphans`). A port held or answered by anything
     else is refused with a fix, never adopted. When one fails, the services this call started are
     stopped again.
     """
     states: list[ServiceState] = []
     for spec in specs:
-        pid = read_pid(run_dir, spec.name)
-        log = run_dir / f"{spec.name}.log"
-        if pid is not None:
-            states.append(ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log)))
-            continue
-        note = clear_orphans(spec, run_dir)
-        if spec.exclusive and spec.health():
-            raise MloopError(
-                f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
-                where=str(run_dir),
-                fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
-                "MLOOP_SERVE_PORT, MLOOP_WEBHOOK_PORT)",
-            )
-        if spec.prepare is not None:
-            spec.prepare()
-        proc = start_process(
-            spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url, unset=spec.unset
-        )
-        states.append(
-            ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log), note=note)
-        )
+        with service_lock(run_dir, spec.name):
+            states.append(_ensure_one(spec, run_dir))
     try:
         for spec, state in zip(specs, states, strict=True):
             assert state.pid is not None
@@ -401,6 +438,26 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
     return states
 
 
+def _ensure_one(spec: ServiceSpec, run_dir: Path) -> ServiceState:
+    """Start one service unless its pid file names a live process (the caller holds its lock)."""
+    pid = read_pid(run_dir, spec.name)
+    log = run_dir / f"{spec.name}.log"
+    if pid is not None:
+        return ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log))
+    note = clear_orphans(spec, run_dir)
+    if spec.exclusive and spec.health():
+        raise MloopError(
+            f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
+            where=str(run_dir),
+            fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
+            "MLOOP_SERVE_PORT, MLOOP_WEBHOOK_PORT)",
+        )
+    if spec.prepare is not None:
+        spec.prepare()
+    proc = spawn_process(spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url, unset=spec.unset)
+    return ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log), note=note)
+
+
 def orphan_note(name: str, pids: list[int]) -> str:
     """What ``up`` says after stopping the orphans of a dead service. Pure."""
     if not pids:
@@ -410,26 +467,34 @@ def orphan_note(name: str, pids: list[int]) -> str:
 
 
 def clear_orphans(spec: ServiceSpec, run_dir: Path, *, timeout: float = 30.0) -> str:
-    """Stop the processes of a dead ``spec`` still listening on its port; returns a note ("" when none).
+    """Stop what a dead ``spec`` left running; returns a note ("" when nothing was left).
 
-    Only processes whose environment has this platform's MLOOP_HOME (the one in ``spec.env``) are
-    stopped, each with its whole tree; if any listener is not ours (or unreadable), nothing is
-    stopped and :func:`ensure_services` refuses the port as before. Waits until the port is free.
+    Two kinds, both only of this platform (the MLOOP_HOME in ``spec.env``), each stopped with its
+    whole tree: every process marked as this service (``MLOOP_SERVICE``, see
+    :func:`mloop.core.processes.service_members`: e.g. BentoML's worker, in a session of its own,
+    listening or not; flow runs of a dead worker), and every process listening on its port whose
+    environment names this MLOOP_HOME (services started before the marker existed). If any
+    listener is not ours (or unreadable), no listener is stopped and :func:`ensure_services`
+    refuses the port as before. Waits until the port is free. Call it only while the service has
+    no live pid file, under its lock.
     """
     home = spec.env.get("MLOOP_HOME")
-    if spec.port is None or not home:
+    if not home:
         return ""
-    listeners = listening_pids(spec.port)
-    if not listeners:
-        return ""
-    ours, foreign = split_listeners({pid: process_home(pid) for pid in listeners}, home)
-    if foreign or not ours:
-        return ""
-    for pid in ours:
+    doomed = set(service_members(home, spec.name))
+    wait_free = False
+    if spec.port is not None:
+        listeners = listening_pids(spec.port)
+        ours, foreign = split_listeners({pid: process_home(pid) for pid in listeners}, home)
+        if ours and not foreign:
+            doomed |= set(ours)
+            wait_free = True
+    for pid in sorted(doomed):
         stop_pid(pid, grace=spec.stop_grace, first=signal.SIGTERM)
-    port = spec.port
-    wait_ready(lambda: not listening_pids(port), what=f"port {port} of {spec.name} to be free", timeout=timeout)
-    return orphan_note(spec.name, ours)
+    if wait_free and spec.port is not None:
+        port = spec.port
+        wait_ready(lambda: not listening_pids(port), what=f"port {port} of {spec.name} to be free", timeout=timeout)
+    return orphan_note(spec.name, sorted(doomed))
 
 
 # ---------------------------------------------------------------- stop
@@ -441,33 +506,60 @@ def pid_files(run_dir: Path) -> dict[str, Path]:
 
 
 def stop_order(names: list[str]) -> list[str]:
-    """The worker first (it must not pick up new runs while the rest goes down), then reverse start order. Pure."""
+    """The watchdog first (it must not restart what is being stopped), then the worker (it must not pick up
+    new runs while the rest goes down), then reverse start order. Pure."""
     order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
-    order.sort(key=lambda n: 0 if n == "prefect-worker" else 1)
+    first = {WATCHDOG_SERVICE: 0, "prefect-worker": 1}
+    order.sort(key=lambda n: first.get(n, 2))
     return order
 
 
-def stop_services(run_dir: Path) -> tuple[dict[str, int], list[int]]:
-    """Stop every service with a pid file under ``run_dir``; returns (name -> pid stopped, pids still alive)."""
-    files = pid_files(run_dir)
+def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, int], list[int]]:
+    """Stop every service with a pid file under ``run_dir``; returns (name -> pid stopped, pids still alive).
+
+    The watchdog goes first; the pid files are listed after it is gone (a service it restarted
+    meanwhile is stopped too). With ``home`` (the MLOOP_HOME), processes still marked as one of
+    its services afterwards (e.g. the worker of a serve whose pid file names a dead process) are
+    stopped too; a service name that only had such leftovers is reported with the first of them.
+    """
     stopped: dict[str, int] = {}
     still_alive: list[int] = []
-    for name in stop_order(list(files)):
-        pid = read_pid(run_dir, name)
-        files[name].unlink(missing_ok=True)
-        if pid is None:
-            continue
-        if name == "prefect-worker":
-            _stop_worker(pid)
-        else:
-            stop_pid(pid, grace=8.0, first=signal.SIGTERM)
-        stopped[name] = pid
-        if pid_alive(pid):
-            still_alive.append(pid)
+    _stop_named(run_dir, WATCHDOG_SERVICE, stopped, still_alive)
+    names = stop_order(list(pid_files(run_dir)))
+    for name in names:
+        _stop_named(run_dir, name, stopped, still_alive)
+    if home is not None:
+        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER))):
+            for pid in service_members(str(home), name):
+                stop_service_pid(name, pid)
+                stopped.setdefault(name, pid)
+                if pid_alive(pid):
+                    still_alive.append(pid)
     return stopped, still_alive
 
 
-def _stop_worker(pid: int) -> None:
+def _stop_named(run_dir: Path, name: str, stopped: dict[str, int], still_alive: list[int]) -> bool:
+    """Stop the service whose pid file is ``run_dir/<name>.pid`` (recorded in ``stopped``/``still_alive``)."""
+    pid = read_pid(run_dir, name)
+    (run_dir / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    stop_service_pid(name, pid)
+    stopped[name] = pid
+    if pid_alive(pid):
+        still_alive.append(pid)
+    return True
+
+
+def stop_service_pid(name: str, pid: int, *, grace: float = 8.0) -> None:
+    """Stop service ``name`` running as ``pid`` with its tree (the worker its own way, see :func:`stop_worker`)."""
+    if name == "prefect-worker":
+        stop_worker(pid)
+    else:
+        stop_pid(pid, grace=grace, first=signal.SIGTERM)
+
+
+def stop_worker(pid: int) -> None:
     """SIGINT, a second SIGINT after a short grace (the worker then kills its flow runs), then the tree.
 
     The tree is taken before the first signal: flow-run processes the worker leaves behind when it

@@ -12,9 +12,13 @@ from tests.platform.helpers import Platform, platform_env, platform_settings
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A whole `mloop up` platform for one test module; `mloop down` (and a pid sweep) at the end."""
+def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A whole `mloop up` platform for one test module; `mloop down` (and a pid sweep) at the end.
+
+    A module may set ``PLATFORM_SETTINGS = {field: value}`` to change its platform's settings.
+    """
     settings = platform_settings(tmp_path_factory.mktemp("platform"))
+    settings = settings.model_copy(update=getattr(request.module, "PLATFORM_SETTINGS", {}))
     env = platform_env(settings)
     p = Platform(settings=settings, env=env, first_up={})
     try:

@@ -5,6 +5,10 @@ The pure parts and :func:`clear_orphans` on plain processes first; then one real
    `mloop up` stops that orphan (its environment names this MLOOP_HOME) and serves the champion again.
 2. SIGKILL of the Prefect worker: its registration stays ONLINE for a while, yet `mloop up` starts a
    new worker at once (a new name) and waits for THAT one to be ONLINE.
+
+This module's platform runs without the watchdog (``MLOOP_WATCHDOG=false``): it would restart the
+killed services before `mloop up` does, and what is tested here is `up`'s own supervision (the
+watchdog's is in tests/platform/test_watchdog.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tests.platform.helpers import Platform, wait_for
 
 MODEL = "loans"
 ROWS = 2000
+PLATFORM_SETTINGS = {"watchdog": False}  # see the module docstring
 
 LISTENER = """
 import socket, time

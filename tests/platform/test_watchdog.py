@@ -1,0 +1,322 @@
+"""The watchdog (:mod:`mloop.platform.watchdog`): its pure decisions, then one real platform.
+
+On the real `mloop up` platform (reconcile every 20 s instead of 60 so the test is short):
+(a) SIGKILL of the serving process group: WITHOUT `mloop up`, the watchdog has a new service
+    answering with the champion within 30 s, and nothing of the old tree is left;
+(b) a promotion whose deploy event is lost (the alias moved directly in MLflow): within 90 s the
+    champion is served, through a `deploy/local` run the watchdog triggered;
+(c) SIGKILL of the watchdog: `mloop up` starts a new one;
+(d) `mloop down` leaves no process of this MLOOP_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from mloop.core.generate import generate, write_frame
+from mloop.core.processes import listening_pids, pid_alive, process_tree, read_pid
+from mloop.core.settings import Settings
+from mloop.platform.services import HEARTBEAT_FILE, heartbeat_fresh, stop_order
+from mloop.platform.watchdog import (
+    Decision,
+    Observation,
+    PeriodicJob,
+    Served,
+    Watchdog,
+    active_deploy_models,
+    awaiting_event_deploy,
+    confirmed,
+    decide,
+    judge,
+    periodic_jobs,
+    retry_delay,
+    served_state,
+)
+from tests.platform.helpers import Platform, wait_for
+
+MODEL = "loans"
+ROWS = 2000
+PLATFORM_SETTINGS = {"reconcile_seconds": 20.0}
+
+
+# ---------------------------------------------------------------- supervision: pure parts
+
+
+def obs(**kw: Any) -> Observation:
+    base: dict[str, Any] = {"name": "mlflow", "has_pid_file": True, "alive": True, "healthy": True, "age": 500.0}
+    return Observation(**{**base, **kw})
+
+
+def test_judge_restarts_a_dead_pid_and_a_missing_required_service_at_once() -> None:
+    assert judge(obs(alive=False, healthy=False), 0).restart
+    assert judge(obs(has_pid_file=False, alive=False, healthy=False), 0) == judge(obs(has_pid_file=False), 0)
+    assert judge(obs(has_pid_file=False, alive=False), 0).reason == "no pid file"
+    # serve without a pid file is not meant to run (no champion yet, or stopped): left alone
+    assert not judge(obs(name="serve", has_pid_file=False, alive=False, required=False), 0).restart
+    assert judge(obs(name="serve", alive=False, required=False), 0).restart  # a pid file naming a dead process
+
+
+def test_judge_counts_failed_health_checks_in_a_row_past_the_startup_window() -> None:
+    assert judge(obs(), 3) == judge(obs(), 0) and judge(obs(), 3).misses == 0  # healthy resets the count
+    starting = judge(obs(healthy=False, age=10.0), 2, startup=180.0)
+    assert not starting.restart and starting.misses == 2 and starting.reason == "starting"
+    misses = 0
+    for _ in range(5):
+        verdict = judge(obs(healthy=False), misses, max_misses=6)
+        assert not verdict.restart
+        misses = verdict.misses
+    verdict = judge(obs(healthy=False), misses, max_misses=6)
+    assert verdict.restart and verdict.reason == "unhealthy for 6 checks in a row"
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert [retry_delay(n, 5.0) for n in (1, 2, 3, 4)] == [5.0, 10.0, 20.0, 40.0]
+    assert retry_delay(30, 5.0) == 300.0
+
+
+def test_down_stops_the_watchdog_first_then_the_worker() -> None:
+    order = stop_order(["serve", "prefect-server", "watchdog", "mlflow", "prefect-worker", "webhook"])
+    assert order[:2] == ["watchdog", "prefect-worker"] and order[-1] == "prefect-server"
+
+
+# ---------------------------------------------------------------- reconcile: pure parts
+
+
+def test_decide_in_sync_or_nothing_to_serve() -> None:
+    assert decide({}, "down", set()).action == "none"
+    assert decide({"loans": "2"}, Served("loans", "2"), set()) == Decision(
+        "none", "loans", "serving loans version 2 (the champion)"
+    )
+
+
+def test_decide_deploys_a_champion_that_is_not_served() -> None:
+    d = decide({"loans": "3"}, Served("loans", "2"), set())
+    assert d == Decision("deploy", "loans", "serving loans version 2, champion of loans is version 3")
+    d = decide({"loans": "3"}, "down", set())
+    assert d.action == "deploy" and d.model == "loans" and "serving is down" in d.reason
+
+
+def test_decide_waits_for_an_active_deploy_a_starting_service_or_an_event_on_its_way() -> None:
+    assert decide({"loans": "3"}, Served("loans", "2"), {"loans"}).action == "wait"
+    assert decide({"loans": "3"}, "starting", set()).action == "wait"
+    assert decide({"loans": "3"}, "down", set(), awaiting_event={"loans"}).action == "wait"
+    assert decide({"loans": "3"}, "down", {"other"}, awaiting_event={"other"}).action == "deploy"
+
+
+def test_decide_keeps_the_served_model_when_several_have_a_champion() -> None:
+    champions = {"apples": "1", "loans": "4"}
+    assert decide(champions, Served("loans", "4"), set()).action == "none"  # not flipped to "apples"
+    assert decide(champions, Served("loans", "3"), set()).model == "loans"
+    assert decide(champions, "down", set()).model == "apples"  # the first by name, as `up` serves
+    assert decide(champions, Served("gone", "1"), set()).model == "apples"  # serves a model without champion
+
+
+def test_a_divergence_is_acted_on_only_when_seen_twice() -> None:
+    d = decide({"loans": "3"}, Served("loans", "2"), set())
+    assert not confirmed(None, d)
+    assert confirmed(d, d)
+    assert not confirmed(d, decide({"loans": "4"}, Served("loans", "2"), set()))  # another divergence
+    waiting = decide({"loans": "3"}, Served("loans", "2"), {"loans"})
+    assert not confirmed(waiting, waiting)
+
+
+def test_active_deploys_and_events_awaiting_their_deploy() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def at(seconds_ago: float) -> str:
+        return (now - timedelta(seconds=seconds_ago)).isoformat()
+
+    runs = [
+        {"state_type": "SCHEDULED", "parameters": {"name": "a"}, "created": at(5)},
+        {"state_type": "RUNNING", "parameters": {"name": "b"}, "created": at(5)},
+        {"state_type": "COMPLETED", "parameters": {"name": "c"}, "created": at(10)},
+        {"state_type": "FAILED", "parameters": {}, "created": at(10)},
+    ]
+    assert active_deploy_models(runs) == {"a", "b"}
+    found = [
+        {"resource": {"prefect.resource.id": "mloop.model.c"}, "occurred": at(20)},  # run created after it
+        {"resource": {"prefect.resource.id": "mloop.model.d"}, "occurred": at(20)},  # no run yet: on its way
+        {"resource": {"prefect.resource.id": "mloop.model.e"}, "occurred": at(120)},  # too old: lost
+        {"resource": {"prefect.resource.id": "mloop.dataset.f"}, "occurred": at(1)},  # not a model
+        {"resource": {"prefect.resource.id": "mloop.model.g"}, "occurred": "garbage"},
+    ]
+    assert awaiting_event_deploy(found, runs, now, grace=60.0) == {"d"}
+
+
+def test_served_state_from_the_answer_and_the_process() -> None:
+    assert served_state({"model_name": "loans", "model_version": 2}, True) == Served("loans", "2")
+    assert served_state(None, True) == "starting"
+    assert served_state(None, False) == "down"
+    assert served_state({"error": "no model loaded yet"}, True) == "starting"
+
+
+# ---------------------------------------------------------------- the loop's jobs, without services
+
+
+def test_periodic_jobs_hold_the_reconcile_and_run_when_due(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", reconcile_seconds=60.0, watchdog_seconds=5.0)
+    assert [j.name for j in periodic_jobs(settings, lambda: None)] == ["reconcile"]
+    ran: list[str] = []
+    dog = Watchdog(settings, jobs=[PeriodicJob("reconcile", 60.0, lambda: ran.append("r")),
+                                   PeriodicJob("boom", 60.0, lambda: 1 / 0)])
+    dog.run_due_jobs()
+    dog.run_due_jobs()  # not due again for a minute
+    assert ran == ["r"]
+    dog.reconcile_soon()
+    dog.run_due_jobs()  # a failing job is logged, the others still run
+    assert ran == ["r", "r"]
+
+
+def test_reconcile_deploys_on_the_second_sighting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mloop.platform.watchdog as wd
+
+    settings = Settings(home=tmp_path / "home")
+    seen = [decide({"loans": "3"}, Served("loans", "2"), set())] * 2 + [decide({"loans": "3"}, Served("loans", "3"), set())]
+    triggered: list[Decision] = []
+    monkeypatch.setattr(wd, "observe_and_decide", lambda s: seen.pop(0))
+    monkeypatch.setattr(wd, "trigger_deploy", lambda s, d: triggered.append(d) or "run-id")
+    dog = Watchdog(settings)
+    dog.reconcile()
+    assert triggered == []  # first sighting: look again one cycle later
+    assert dog.jobs[0].due <= time.monotonic() + settings.watchdog_seconds
+    dog.reconcile()
+    assert [d.model for d in triggered] == ["loans"]
+    assert dog.reconcile().action == "none"
+
+
+# ---------------------------------------------------------------- a real platform
+
+
+def _champion(p: Platform) -> str | None:
+    r = p.call("GET", f"{p.urls['mlflow_ui']}/api/2.0/mlflow/registered-models/get", auth="mlflow", params={"name": MODEL})
+    if r.status_code != 200:
+        return None
+    aliases = {a["alias"]: a["version"] for a in r.json()["registered_model"].get("aliases", [])}
+    return aliases.get("champion")
+
+
+def _versions(p: Platform) -> list[str]:
+    r = p.call("GET", f"{p.urls['mlflow_ui']}/api/2.0/mlflow/model-versions/search", auth="mlflow",
+               params={"filter": f"name='{MODEL}'"})
+    return sorted((v["version"] for v in r.json().get("model_versions", [])), key=int) if r.status_code == 200 else []
+
+
+def _serves(p: Platform, version: str | None) -> bool:
+    m = p.serving.served_model()
+    return bool(m) and version is not None and str(m["model_version"]) == version
+
+
+def _quiet(p: Platform) -> bool:
+    """No flow run of the platform is scheduled, pending or running."""
+    return all(r["state_type"] not in ("SCHEDULED", "PENDING", "RUNNING") for r in p.prefect.flow_runs(limit=200))
+
+
+def _watchdog_log(p: Platform) -> str:
+    path = p.settings.state.run / "watchdog.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_sigkill_of_serving_is_healed_by_the_watchdog_without_up(platform: Platform, tmp_path: Path) -> None:
+    p = platform
+    run = p.settings.state.run
+    assert {s["name"]: s for s in p.first_up["services"]}["watchdog"]["started"]
+    source = write_frame(generate("baseline", ROWS, 1), tmp_path / "loans-v1.parquet")
+    p.cli_json("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
+    wait_for(lambda: _serves(p, _champion(p)), 420, "v1 to be trained, promoted and deployed by the triggers")
+    champion = _champion(p)
+    old_pid = int((run / "serve.pid").read_text())
+    old_tree = process_tree(old_pid)
+    assert len(old_tree) > 1, "bentoml serve without workers?"
+    old = {q.pid for q in old_tree}
+
+    os.killpg(os.getpgid(old_pid), signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def healed() -> bool:
+        pid = read_pid(run, "serve")
+        if pid is None or pid == old_pid or not _serves(p, champion):
+            return False
+        listeners = set(listening_pids(p.settings.serve_port))
+        return bool(listeners) and listeners <= {q.pid for q in process_tree(pid)}
+
+    wait_for(healed, 30, "the watchdog to serve the champion again from a new service (no `mloop up`)", every=0.5)
+    print(f"\nserving healed {time.monotonic() - t0:.1f}s after the SIGKILL")
+    left = [q.pid for q in old_tree if q.is_running() and q.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"processes of the killed serve tree still alive: {left}"
+    assert set(listening_pids(p.settings.serve_port)).isdisjoint(old)
+    assert "restarted serve" in _watchdog_log(p) and "process gone" in _watchdog_log(p)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_champion_moved_without_its_event_is_served_within_90s(platform: Platform, tmp_path: Path) -> None:
+    p = platform
+    # A second registered version: ingest another dataset version (the trigger trains it; the gate may
+    # promote it or not, either is fine), then wait until the platform is quiet and serves its champion.
+    source = write_frame(generate("regime-change", ROWS, 2), tmp_path / "loans-v2.parquet")
+    p.cli_json("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
+    wait_for(lambda: len(_versions(p)) >= 2, 420, "a second registered version")
+    wait_for(lambda: _quiet(p) and _serves(p, _champion(p)), 300, "the platform to settle on its champion")
+    before = _champion(p)
+    target = next(v for v in _versions(p) if v != before)
+    deploys_before = len(p.prefect.flow_runs("deploy"))
+
+    # The promotion whose event is lost: the alias moves in MLflow, no event is emitted.
+    body = {"name": MODEL, "alias": "champion", "version": target}
+    r = p.call("POST", f"{p.urls['mlflow_ui']}/api/2.0/mlflow/registered-models/alias", auth="mlflow", json=body)
+    assert r.status_code == 200, r.text
+    t0 = time.monotonic()
+    wait_for(lambda: _serves(p, target), 90, f"the champion (version {target}) to be served", every=1)
+    print(f"\nchampion {before} -> {target} (no event) served after {time.monotonic() - t0:.1f}s")
+    assert len(p.prefect.flow_runs("deploy")) > deploys_before
+    assert f"triggered deploy/local for {MODEL}" in _watchdog_log(p)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_killed_watchdog_is_restarted_by_up(platform: Platform) -> None:
+    p = platform
+    run = p.settings.state.run
+    old_pid = int((run / "watchdog.pid").read_text())
+    os.killpg(os.getpgid(old_pid), signal.SIGKILL)
+    wait_for(lambda: not pid_alive(old_pid), 10, "the watchdog to die")
+    st = {s["name"]: s for s in p.cli_json("status")["services"]}
+    assert st["watchdog"]["running"] is False
+
+    out = {s["name"]: s for s in p.cli_json("up")["services"]}
+    assert out["watchdog"]["started"] and out["watchdog"]["pid"] != old_pid and pid_alive(out["watchdog"]["pid"])
+    for name in ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve"):
+        assert out[name]["running"] and not out[name]["started"], f"{name} was started again"
+    assert heartbeat_fresh(run, 30) and (run / HEARTBEAT_FILE).read_text() == str(out["watchdog"]["pid"])
+    st = {s["name"]: s for s in p.cli_json("status")["services"]}
+    assert st["watchdog"]["running"] and st["watchdog"]["pid"] == out["watchdog"]["pid"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_down_leaves_no_process_of_this_home(platform: Platform) -> None:
+    p = platform
+    home = p.settings.state.root.resolve()
+    result = p.cli_json("down")
+    assert "watchdog" in result["stopped"] and result["still_alive"] == []
+
+    def ours(proc: psutil.Process) -> bool:
+        try:
+            found = proc.environ().get("MLOOP_HOME")
+        except (psutil.Error, OSError):
+            return False
+        return bool(found) and Path(found).resolve() == home and proc.status() != psutil.STATUS_ZOMBIE
+
+    left = [(q.pid, q.name()) for q in psutil.process_iter() if q.pid != os.getpid() and ours(q)]
+    assert left == [], f"processes of {home} still alive after mloop down: {left}"
+    assert list(p.settings.state.run.glob("*.pid")) == []
