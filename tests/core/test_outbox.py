@@ -8,6 +8,7 @@ the last test emits from inside a real flow run on the session Prefect server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import stat
@@ -75,8 +76,9 @@ class ScriptedServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+@contextlib.contextmanager
 def serve(server: ScriptedServer, port: int = 0) -> Iterator[ScriptedServer]:
-    """Run ``server`` in a thread until the generator is closed."""
+    """Run ``server`` in a thread for the duration of the ``with`` block."""
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
@@ -183,7 +185,7 @@ def test_queued_events_are_delivered_oldest_first_when_the_server_answers(home: 
     report = deliver_pending(home, deadline=0.3, target=down)
     assert report.delivered == 0 and report.pending == 3 and report.error and "not answering" in report.error
     port = int(down.api.split(":")[2].split("/")[0])
-    for server in serve(ScriptedServer([204]), port=port):
+    with serve(ScriptedServer([204]), port=port) as server:
         report = deliver_pending(home, target=down)
         assert report.delivered == 3 and report.pending == 0 and report.error is None
         assert [s.path for s in server.seen] == ["/api/events"] * 3
@@ -192,7 +194,7 @@ def test_queued_events_are_delivered_oldest_first_when_the_server_answers(home: 
 
 
 def test_emit_delivers_at_once_and_keeps_nothing(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    for server in serve(ScriptedServer([204])):
+    with serve(ScriptedServer([204])) as server:
         monkeypatch.setenv("PREFECT_API_URL", f"{server.url}/api")
         monkeypatch.setenv("PREFECT_API_AUTH_STRING", "user:s3cret")
         event_id = outbox.emit(home, "mloop.model.deployed", {"prefect.resource.id": "mloop.model.m"}, {"v": "1"})
@@ -204,7 +206,7 @@ def test_emit_delivers_at_once_and_keeps_nothing(home: Settings, monkeypatch: py
 
 def test_transient_errors_are_retried_within_the_deadline(home: Settings) -> None:
     ids = queue(home, 1)
-    for server in serve(ScriptedServer([503, DROP, 502, 204])):
+    with serve(ScriptedServer([503, DROP, 502, 204])) as server:
         report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api"))
         assert report.delivered == 1 and report.pending == 0
         assert [s.json()[0]["id"] for s in server.seen] == ids * 4  # the same id on every attempt
@@ -212,7 +214,7 @@ def test_transient_errors_are_retried_within_the_deadline(home: Settings) -> Non
 
 def test_a_server_error_past_the_deadline_keeps_the_event_and_its_order(home: Settings) -> None:
     ids = queue(home, 2)
-    for server in serve(ScriptedServer([500])):
+    with serve(ScriptedServer([500])) as server:
         report = deliver_pending(home, deadline=0.2, target=OutboxTarget(f"{server.url}/api"))
         assert report.delivered == 0 and report.pending == 2 and report.error is not None and "500" in report.error
         assert {s.json()[0]["id"] for s in server.seen} == {ids[0]}  # the second never overtakes the first
@@ -220,7 +222,7 @@ def test_a_server_error_past_the_deadline_keeps_the_event_and_its_order(home: Se
 
 def test_unauthorized_keeps_the_event_and_never_shows_the_secret(home: Settings) -> None:
     queue(home, 1)
-    for server in serve(ScriptedServer([401])):
+    with serve(ScriptedServer([401])) as server:
         report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api", auth_string="user:s3cret"))
         assert report.pending == 1 and report.error is not None and "401" in report.error
         assert "s3cret" not in repr(report) and "s3cret" not in repr(OutboxTarget("x", "user:s3cret"))
@@ -228,7 +230,7 @@ def test_unauthorized_keeps_the_event_and_never_shows_the_secret(home: Settings)
 
 def test_a_refused_event_is_set_aside_and_the_queue_goes_on(home: Settings, caplog: pytest.LogCaptureFixture) -> None:
     ids = queue(home, 2)
-    for server in serve(ScriptedServer([422, 204])):
+    with serve(ScriptedServer([422, 204])) as server:
         report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api"))
         assert (report.rejected, report.delivered, report.pending) == (1, 1, 0)
     rejected = list((outbox_dir(home.state.root) / "rejected").iterdir())
@@ -240,7 +242,7 @@ def test_a_corrupt_file_is_set_aside_counted_and_the_rest_delivered(home: Settin
     queue(home, 1)
     torn = outbox_dir(home.state.root) / f"{0:020d}-{uuid.uuid4()}.json"
     torn.write_bytes(b'{"id": "')  # a torn write (older than every other file)
-    for server in serve(ScriptedServer([204])):
+    with serve(ScriptedServer([204])) as server:
         report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api"))
         assert (report.corrupt, report.delivered, report.pending) == (1, 1, 0)
         assert len(server.seen) == 1
@@ -250,7 +252,7 @@ def test_a_corrupt_file_is_set_aside_counted_and_the_rest_delivered(home: Settin
 
 def test_concurrent_flushers_send_each_event_once(home: Settings) -> None:
     ids = queue(home, 40)
-    for server in serve(ScriptedServer([204])):
+    with serve(ScriptedServer([204])) as server:
         target = OutboxTarget(f"{server.url}/api")
         reports: list[outbox.DeliveryReport] = []
         threads = [threading.Thread(target=lambda: reports.append(deliver_pending(home, target=target))) for _ in range(4)]
