@@ -16,11 +16,12 @@ whose first delivery reached a server that then restarted could trigger again; t
 must not run twice key on the data themselves (train skips an identical run, retrain claims a
 ledger entry).
 
-Where events go: the Prefect API this process is configured for (``PREFECT_API_URL``, as every
-platform process and the CLI with a running server have it), else the platform's own server
-(``Settings.prefect_api_url``) - never a temporary server Prefect may start for a CLI command
-while the platform's server is down (the event would die with it). Basic auth is the process's
-``PREFECT_API_AUTH_STRING``, else the platform secret's.
+Where events go: :func:`deliver_pending` (``mloop up``, the watchdog) sends to the platform's own
+server (``Settings.prefect_api_url``, basic auth from the platform secret). :func:`emit` sends to
+the Prefect API its process is configured for (``PREFECT_API_URL``, as every platform process and
+the CLI with a running server have it; the tests' session server), else to the platform's server
+- never to a temporary server Prefect may start for a CLI command while the platform's server is
+down (the event would die with it).
 
 Two processes may flush at once (the watchdog, ``mloop up``, an emitting flow): each event file is
 claimed with a non-blocking ``flock`` and re-checked after the claim, so one process sends it. A
@@ -103,11 +104,23 @@ def outbox_dir(root: Path) -> Path:
     return root / OUTBOX_DIR
 
 
-def target_of(settings: Settings) -> OutboxTarget:
-    """The API this process's events belong to: ``PREFECT_API_URL``, else the platform's server (see module doc)."""
-    api = os.environ.get("PREFECT_API_URL") or settings.prefect_api_url
+def platform_target(settings: Settings) -> OutboxTarget:
+    """The platform's own Prefect server (``Settings.prefect_api_url``) with the platform secret's auth string."""
+    auth = settings.client_auth_env().get("PREFECT_API_AUTH_STRING", "")
+    return OutboxTarget(api=settings.prefect_api_url.rstrip("/"), auth_string=auth)
+
+
+def process_target(settings: Settings) -> OutboxTarget:
+    """Where this process's events go: ``PREFECT_API_URL`` when set, else the platform's server (see module doc).
+
+    A temporary server Prefect starts for a CLI command does not set ``PREFECT_API_URL``, so an
+    event emitted under one is queued for the platform's server instead.
+    """
+    configured = os.environ.get("PREFECT_API_URL")
+    if not configured:
+        return platform_target(settings)
     auth = os.environ.get("PREFECT_API_AUTH_STRING") or settings.client_auth_env().get("PREFECT_API_AUTH_STRING", "")
-    return OutboxTarget(api=api.rstrip("/"), auth_string=auth)
+    return OutboxTarget(api=configured.rstrip("/"), auth_string=auth)
 
 
 def _json_fallback(value: Any) -> Any:
@@ -277,10 +290,11 @@ def deliver_pending(
     """Deliver every queued event, oldest first, until the queue is empty or ``deadline`` seconds pass.
 
     Stops at the first event the server does not take (down, 5xx, 401...): later events wait with
-    it, so they keep their order. ``target``: where to (default :func:`target_of`).
+    it, so they keep their order. ``target``: where to (default: the platform's server,
+    :func:`platform_target`; :func:`emit` passes :func:`process_target`).
     """
     root = settings.state.root
-    target = target or target_of(settings)
+    target = target or platform_target(settings)
     end = time.monotonic() + deadline
     _remove_stale_tmp(root, time.time())
     delivered = rejected = corrupt = busy = 0
@@ -335,7 +349,7 @@ def emit(
     """
     body = build_event(event, resource, payload, related=run_related_resources() if related is None else related)
     write_event(settings.state.root, body)
-    report = deliver_pending(settings, deadline=deadline)
+    report = deliver_pending(settings, deadline=deadline, target=process_target(settings))
     if report.error is not None:
         log.warning("event %s (%s) queued in the outbox, delivered when the Prefect server answers: %s",
                     body["id"], event, report.error)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
+from mloop.core.outbox import deliver_pending
 from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
 from mloop.platform.deploy import deploy, deploy_is_fresh, ensure_work_pool, list_deployments, setup_notifications
@@ -92,6 +93,7 @@ def up(
         states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
     else:
         states.append(ServiceState(name="serve", note="no champion yet: the deploy flow starts the service"))
+    deliver_pending(settings)  # events queued in the outbox while the Prefect server was down
     return UpResult(services=states, deployed=must_deploy, deployments=deployments, seconds=time.monotonic() - t0)
 
 

@@ -316,3 +316,18 @@ def test_an_event_emitted_in_a_flow_run_is_on_the_server_related_to_the_run(
     related = {r.id: r.role for r in event.related}
     assert related[f"prefect.flow-run.{run_id}"] == "flow-run"
     assert "flow" in related.values()
+
+
+def test_emit_goes_to_the_configured_api_else_the_platform_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A temporary server Prefect starts for a CLI command sets no PREFECT_API_URL: the platform's is used."""
+    platform = Settings(home=tmp_path / "home", project_dir=tmp_path, prefect_port=free_port())
+    platform.state.ensure()
+    platform.credentials()  # the platform secret, as `mloop up` creates it
+    secret = platform.client_auth_env()["PREFECT_API_AUTH_STRING"]
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING", raising=False)
+    assert outbox.process_target(platform) == OutboxTarget(platform.prefect_api_url, secret)
+    assert outbox.platform_target(platform) == OutboxTarget(platform.prefect_api_url, secret)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api/")
+    assert outbox.process_target(platform) == OutboxTarget("http://127.0.0.1:1/api", secret)
+    assert outbox.platform_target(platform).api == platform.prefect_api_url  # `mloop up` and the watchdog
