@@ -78,6 +78,7 @@ def up(
     run_dir = settings.state.run
     specs = {s.name: s for s in service_specs(settings)}
     states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)
+    deliver_pending(settings)  # events queued while the server was down: to it as soon as it answers
     ensure_work_pool(settings)
     states += ensure_services([specs["prefect-worker"]], run_dir)
     server_started = states[0].started
@@ -93,7 +94,6 @@ def up(
         states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
     else:
         states.append(ServiceState(name="serve", note="no champion yet: the deploy flow starts the service"))
-    deliver_pending(settings)  # events queued in the outbox while the Prefect server was down
     return UpResult(services=states, deployed=must_deploy, deployments=deployments, seconds=time.monotonic() - t0)
 
 
