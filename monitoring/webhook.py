@@ -15,7 +15,9 @@ the whole POST (422) before anything is emitted.
 
 The app gets its event emitter as an argument (``create_app(settings, emit)``), so it has no
 Prefect import of its own; ``main()`` (``python -m monitoring.webhook``) wires in
-:func:`mloop.core.events.emit`. Nothing is cached.
+:func:`mloop.core.events.emit`, which writes each event into the durable outbox under MLOOP_HOME
+before it answers: an alert received while the Prefect server is down is delivered when it is
+back (the answer's ``event_id`` is the id it will carry). Nothing is cached.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
 
 
 def create_app(settings: Settings, emit: Emitter) -> FastAPI:
-    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` sends Prefect events."""
+    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
     token = settings.bearer_token()
     state_root = settings.state.root
     max_alerts = settings.max_alerts_per_request

@@ -1,7 +1,9 @@
 """Prefect event names and resources used across mloop, and one helper to emit them.
 
 Every arrow with an ``mloop.*`` label in docs/architecture.md is one of these events; deployment
-triggers in prefect.yaml turn them into flow runs.
+triggers in prefect.yaml turn them into flow runs. :func:`emit` writes each event ahead into the
+outbox under MLOOP_HOME (:mod:`mloop.core.outbox`), so an event emitted while the Prefect server
+is down is delivered when it answers again.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def alert_event(alertname: str) -> str:
     return ALERT_PREFIX + clean
 
 
-def emit(event: str, resource_id: str, payload: dict[str, Any], **resource_labels: str) -> str | None:
-    """Emit a Prefect event; returns the event id (None when events are disabled).
+def emit(event: str, resource_id: str, payload: dict[str, Any], **resource_labels: str) -> str:
+    """Emit a Prefect event through the durable outbox (:mod:`mloop.core.outbox`); returns its id.
 
-    Works inside a flow (the event is related to the flow run) and from a plain process.
+    The event is on disk under MLOOP_HOME before this returns and reaches the Prefect server now,
+    or when it answers again. Inside a flow or task run the event is related to that run (it shows
+    on the run in the Prefect UI); it works from a plain process too. Settings come from the
+    environment (MLOOP_HOME, the platform's Prefect URL and secret).
     """
-    from prefect.events import emit_event  # prefect is heavy: import where used
+    from mloop.core import outbox
+    from mloop.core.settings import Settings
 
     resource = {"prefect.resource.id": resource_id, **resource_labels}
-    sent = emit_event(event=event, resource=resource, payload=payload)
-    return str(sent.id) if sent is not None else None
+    return outbox.emit(Settings(), event, resource, payload)

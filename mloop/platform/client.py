@@ -4,9 +4,10 @@
 status``/``up``/``down``, the CLI's "is a server there?" check, the demo, the loop benchmark and
 the platform tests read a few JSON documents and must not import Prefect (about 2 s) nor touch
 the calling process's own Prefect settings (the tests' process talks to a session server of its
-own). Code that imports Prefect anyway uses Prefect's client (``get_client(sync_client=True)``,
-``prefect.events.emit_event``) instead. Like Prefect's client, every call is retried on connection
-errors and 5xx answers with exponential backoff until a deadline (:func:`request`).
+own). Code that imports Prefect anyway uses Prefect's client (``get_client(sync_client=True)``)
+instead; mloop's own events go through the durable outbox (:mod:`mloop.core.outbox`). Like
+Prefect's client, every call is retried on connection errors and 5xx answers with exponential
+backoff until a deadline (:func:`request`).
 
 Both authenticate when the platform requires it (``Settings.auth``, the default): the Prefect
 client sends ``Authorization: Basic base64(auth string)`` (Prefect's server basic auth; its
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from mloop.core.http import RETRY_STATUS, backoff, basic_auth_header, request
+from mloop.core.outbox import build_event
 from mloop.core.web import bearer_header
 
 __all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "request", "records_of", "wait_for"]
@@ -150,18 +152,9 @@ class PrefectApi:
 
     def post_event(self, event: str, resource_id: str, payload: dict[str, Any]) -> str:
         """Send one event (as ``emit_event`` would, without importing Prefect); returns its id."""
-        event_id = str(uuid.uuid4())
-        body = [
-            {
-                "id": event_id,
-                "occurred": datetime.now(UTC).isoformat(),
-                "event": event,
-                "resource": {"prefect.resource.id": resource_id},
-                "payload": payload,
-            }
-        ]
+        body = [build_event(event, {"prefect.resource.id": resource_id}, payload)]
         self._json("POST", "/events", body)
-        return event_id
+        return str(body[0]["id"])
 
     def events(self, *, names: list[str] | None = None, prefixes: list[str] | None = None, limit: int = 1) -> list[dict[str, Any]]:
         """The newest events with one of ``names`` or name ``prefixes``, newest first."""
@@ -178,39 +171,54 @@ class ServingClient:
     """HTTP client of the BentoML prediction service at ``url`` (not Prefect).
 
     ``token``: the platform's bearer token (``Settings.bearer_token()``), sent on every request.
+    Every call goes through :func:`request`: connection errors, 5xx (BentoML answers 503 when
+    overloaded), 408 and 429 are retried with backoff until ``deadline`` seconds. A retried
+    ``POST /predict`` whose first attempt was answered by the server but never reached us (the
+    worker died mid-answer) logs those rows twice, under different prediction ids; the caller holds
+    only the ids of the answer it got, so the first rows simply never get feedback. That is accepted:
+    the alternative is losing the request. ``POST /feedback`` is idempotent (the first label per
+    prediction id wins; sending the same label again counts as a duplicate, not a conflict).
     """
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, *, deadline: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.deadline = deadline
         self._headers = bearer_header(token)
 
     def __repr__(self) -> str:  # the token never shows
         return f"ServingClient({self.url!r}, auth={bool(self._headers)})"
 
-    def served_model(self) -> dict[str, Any] | None:
-        """What the service reports it is serving (GET /model), or None while it is down."""
+    def served_model(self, *, deadline: float = 2.0) -> dict[str, Any] | None:
+        """What the service reports it is serving (GET /model), or None while it is down.
+
+        ``deadline`` is short: callers poll this to learn whether the service is up.
+        """
         try:
-            r = httpx.get(f"{self.url}/model", headers=self._headers, timeout=3)
+            r = request("GET", f"{self.url}/model", headers=self._headers, timeout=3, deadline=deadline)
             return dict(r.json()) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        r = httpx.post(f"{self.url}/predict", json={"records": records}, headers=self._headers, timeout=60)
+        """POST /predict (retried on transient errors, see the class doc); the answers in record order."""
+        r = request("POST", f"{self.url}/predict", json={"records": records}, headers=self._headers,
+                    timeout=60, deadline=self.deadline)
         r.raise_for_status()
         return list(r.json())
 
     def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
-        """POST /feedback; ``token`` overrides the client's own."""
+        """POST /feedback (retried, idempotent); ``token`` overrides the client's own."""
         headers = bearer_header(token) if token else self._headers
-        r = httpx.post(f"{self.url}/feedback", json={"labels": labels}, headers=headers, timeout=60)
+        r = request("POST", f"{self.url}/feedback", json={"labels": labels}, headers=headers,
+                    timeout=60, deadline=self.deadline)
         r.raise_for_status()
         return dict(r.json())
 
     def send_traffic(self, frame: Any, *, with_feedback: bool, batch: int = 250) -> tuple[int, set[str]]:
         """POST a generated frame to /predict in batches (and its true labels to /feedback).
 
-        Returns (answered, model versions seen); raises when /feedback records fewer labels than sent.
+        Returns (answered, model versions seen); raises when /feedback keeps fewer labels than sent
+        (a label our own retried POST had already recorded comes back as a duplicate: it is kept).
         """
         answered, versions = 0, set()
         for start in range(0, len(frame), batch):
@@ -222,7 +230,8 @@ class ServingClient:
                     {"prediction_id": a["prediction_id"], "label": int(y)}
                     for a, y in zip(answers, chunk["target"], strict=True)
                 ]
-                recorded = self.feedback(labels)["recorded"]
+                answer = self.feedback(labels)
+                recorded = int(answer["recorded"]) + int(answer.get("duplicates", 0))
                 if recorded != len(labels):
                     raise RuntimeError(f"/feedback recorded {recorded} of {len(labels)} labels")
             answered += len(answers)

@@ -37,6 +37,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
+from mloop.core.outbox import deliver_pending
 from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
 from mloop.platform.deploy import deploy, deploy_is_fresh, ensure_work_pool, list_deployments, setup_notifications
@@ -84,6 +85,7 @@ def up(
     run_dir = settings.state.run
     specs = {s.name: s for s in service_specs(settings)}
     states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)
+    deliver_pending(settings)  # events queued while the server was down: to it as soon as it answers
     ensure_work_pool(settings)
     states += ensure_services([specs["prefect-worker"]], run_dir)
     server_started = states[0].started

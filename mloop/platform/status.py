@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
+from mloop.core.http import request
+from mloop.core.outbox import outbox_dir, pending_count
 from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
 from mloop.platform.client import PrefectApi, ServingClient
@@ -45,6 +47,7 @@ class PlatformStatus(BaseModel):
     models: list[ModelStatus] = Field(default_factory=list)
     last_drift: dict[str, Any] | None = None
     recent_flow_runs: list[FlowRunInfo] = Field(default_factory=list)
+    queued_events: int = Field(default=0, description="Events waiting in the outbox for the Prefect server.")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -147,11 +150,13 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
     auth = settings.client_auth_env()
     user, password = auth.get("MLFLOW_TRACKING_USERNAME"), auth.get("MLFLOW_TRACKING_PASSWORD")
     try:
-        resp = httpx.get(
+        resp = request(
+            "GET",
             f"{urls(settings)['mlflow_ui']}/api/2.0/mlflow/registered-models/search",
             params={"max_results": 100},
             auth=(user, password) if user and password else None,
             timeout=5,
+            deadline=2.0,
         )
         resp.raise_for_status()
         registered = resp.json().get("registered_models", [])
@@ -178,7 +183,7 @@ def model_statuses(settings: Settings) -> list[ModelStatus]:
 
 def served_version(settings: Settings) -> dict[str, str]:
     """Model name -> version the prediction service reports (GET /model); empty when it is down."""
-    info = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model() or {}
+    info = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model(deadline=0.5) or {}
     name = info.get("model_name") or info.get("name")
     version = info.get("model_version") or info.get("version")
     return {str(name): str(version)} if name and version is not None else {}
@@ -192,6 +197,10 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
     except Exception as exc:  # the registry may be mid-migration or locked: status still answers
         models = []
         notes.append(f"model registry unavailable: {exc}")
+    queued = pending_count(settings.state.root)
+    if queued:
+        notes.append(f"{queued} event(s) queued in {outbox_dir(settings.state.root)}: "
+                     "delivered when the Prefect server answers (`mloop up` delivers them)")
     return PlatformStatus(
         home=str(settings.state.root),
         urls=urls(settings),
@@ -199,5 +208,6 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
         models=models,
         last_drift=last_drift_verdict(settings),
         recent_flow_runs=recent_flow_runs(settings, runs),
+        queued_events=queued,
         notes=notes,
     )
