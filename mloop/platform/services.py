@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.entrypoints import MLFLOW, PREFECT, PREFECT_ENGINE, WATCHDOG, WEBHOOK, python_m
 from mloop.core.errors import MloopError
+from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
     http_ok,
@@ -151,6 +152,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment every service (and every flow run the worker starts) gets."""
     env = {
+        **retry_env(),  # Prefect's and MLflow's own clients ride out a restarting server
         **settings.service_env(),
         **settings_env(settings),
         "PREFECT_API_URL": settings.prefect_api_url,

@@ -16,7 +16,8 @@ Every ``settings.watchdog_seconds`` (a **cycle**, cheap: pid files, psutil, a fe
    processes, found by their ``MLOOP_SERVICE`` marker, stopped first). A restart that fails is
    retried with a growing delay (:func:`retry_delay`).
 2. **Periodic jobs** (:func:`periodic_jobs`): the reconcile step every
-   ``settings.reconcile_seconds``, and the hook where the events outbox delivery goes.
+   ``settings.reconcile_seconds``, and the delivery of the events outbox
+   (:func:`mloop.core.outbox.deliver_pending`) every cycle.
 
 **Reconcile** (:meth:`Watchdog.reconcile`; also on ``up`` and right after any serving restart):
 the registry's champions (MLflow alias ``champion``), what the service serves (``GET /model``)
@@ -50,6 +51,7 @@ from typing import Any, Literal
 import psutil
 
 from mloop.core import events
+from mloop.core.outbox import deliver_pending
 from mloop.core.processes import http_ok, read_pid, service_lock
 from mloop.core.settings import Settings
 from mloop.platform.client import PrefectApi, ServingClient
@@ -281,10 +283,8 @@ class PeriodicJob:
 def periodic_jobs(settings: Settings, reconcile: Callable[[], object]) -> list[PeriodicJob]:
     """The jobs of every watchdog cycle besides supervision (the hook list)."""
     jobs = [PeriodicJob("reconcile", settings.reconcile_seconds, reconcile)]
-    # ---- HOOK: events outbox (issue 11 item 4). The lead wires the delivery here at merge, e.g.
-    #   from mloop.core.outbox import deliver_pending
-    #   jobs.append(PeriodicJob("outbox", settings.watchdog_seconds, lambda: deliver_pending(settings)))
-    # ---- end of hook
+    # Events queued while the Prefect server was down (or lost between a write and its delivery).
+    jobs.append(PeriodicJob("outbox", settings.watchdog_seconds, lambda: deliver_pending(settings, deadline=2.0)))
     return jobs
 
 
