@@ -16,7 +16,9 @@ self-hosted server must create itself): every flow run the worker starts sends a
 every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds (30, set in prefect.yaml's work-pool env); a run
 whose heartbeats stop for :data:`ZOMBIE_SECONDS` without a terminal state (its process was killed)
 is set Crashed, and the ``prefect.flow-run.Crashed`` event starts the ``recover`` flow
-(prefect.yaml). It is updated in place when it exists (same id), created otherwise.
+(prefect.yaml). Its sibling ``mloop-crash-stuck-pending-runs`` crashes a run that stays Pending
+for :data:`STUCK_SECONDS` (a worker killed while submitting it: no process, so no heartbeat ever).
+Both are updated in place when they exist (same id), created otherwise.
 """
 
 from __future__ import annotations
@@ -55,9 +57,24 @@ ZOMBIE_MESSAGE = (
     "lost). The recover flow fails its open MLflow runs, frees its concurrency slot and retries train/retrain/deploy "
     "once."
 )
+STUCK_AUTOMATION_NAME = "mloop-crash-stuck-pending-runs"
+STUCK_SECONDS = 180
+"""A run handed to a worker (Pending) that neither starts nor changes state for this long is marked Crashed."""
+STUCK_MESSAGE = (
+    "Crashed by mloop-crash-stuck-pending-runs: Pending for {seconds} s without starting, the worker that took it "
+    "died before its process ran. The recover flow retries train/retrain/deploy once."
+)
 FLOW_RUN_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
                   "prefect.flow-run.Crashed")
 HEARTBEAT = "prefect.flow-run.heartbeat"
+PENDING = ("prefect.flow-run.Pending", "prefect.flow-run.Submitting")
+"""A worker sets a run it takes ``Submitting`` (a Pending state); the engine may set ``Pending``."""
+MOVED_ON = (
+    "prefect.flow-run.Running", "prefect.flow-run.Scheduled", "prefect.flow-run.AwaitingConcurrencySlot",
+    "prefect.flow-run.AwaitingRetry", "prefect.flow-run.Late", "prefect.flow-run.Cancelling",
+    "prefect.flow-run.Paused", "prefect.flow-run.Suspended", "prefect.flow-run.TimedOut",
+)
+"""Any state a Pending run moves on to (besides the terminal ones): it is not stuck."""
 
 if TYPE_CHECKING:  # pragma: no cover
     from prefect.automations import Automation
@@ -106,8 +123,10 @@ def ensure_notifications(settings: Settings) -> str:
     return str(automation.id)
 
 
-def zombie_automation(seconds: int = ZOMBIE_SECONDS) -> Automation:
-    """The automation that marks a flow run Crashed when its heartbeats stop (one bucket per flow run)."""
+def crash_automation(name: str, description: str, after: set[str], expect: set[str], seconds: int,
+                     message: str) -> Automation:
+    """A proactive automation, one bucket per flow run: after one of ``after``, one of ``expect`` must come
+    within ``seconds``, else the run is set Crashed with ``message``."""
     from datetime import timedelta
 
     from prefect.automations import Automation
@@ -117,34 +136,65 @@ def zombie_automation(seconds: int = ZOMBIE_SECONDS) -> Automation:
     from prefect.events.schemas.events import ResourceSpecification
 
     return Automation(
-        name=ZOMBIE_AUTOMATION_NAME,
-        description=f"A flow run with no heartbeat or terminal state for {seconds} s is a zombie: mark it Crashed.",
+        name=name,
+        description=description,
         trigger=EventTrigger(
-            after={HEARTBEAT},
-            expect={HEARTBEAT, *FLOW_RUN_ENDED},
+            after=after,
+            expect=expect,
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
             within=timedelta(seconds=seconds),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed",
-                                    message=ZOMBIE_MESSAGE.format(seconds=seconds))],
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed", message=message)],
     )
 
 
-def ensure_zombie_automation(seconds: int = ZOMBIE_SECONDS) -> str:
-    """Create the zombie automation, or update the existing one in place; returns its id."""
+def zombie_automation(seconds: int = ZOMBIE_SECONDS) -> Automation:
+    """The automation that marks a flow run Crashed when its heartbeats stop (one bucket per flow run)."""
+    return crash_automation(
+        ZOMBIE_AUTOMATION_NAME,
+        f"A flow run with no heartbeat or terminal state for {seconds} s is a zombie: mark it Crashed.",
+        after={HEARTBEAT},
+        expect={HEARTBEAT, *FLOW_RUN_ENDED},
+        seconds=seconds,
+        message=ZOMBIE_MESSAGE.format(seconds=seconds),
+    )
+
+
+def stuck_pending_automation(seconds: int = STUCK_SECONDS) -> Automation:
+    """The automation that marks a flow run Crashed when it stays Pending (its worker died while submitting it).
+
+    Such a run never sends a heartbeat, so the zombie automation never sees it; it would hold its place
+    (and, for deploy, its concurrency slot) forever.
+    """
+    return crash_automation(
+        STUCK_AUTOMATION_NAME,
+        f"A flow run Pending for {seconds} s without starting: its worker died; mark it Crashed.",
+        after=set(PENDING),
+        expect={HEARTBEAT, *MOVED_ON, *FLOW_RUN_ENDED},
+        seconds=seconds,
+        message=STUCK_MESSAGE.format(seconds=seconds),
+    )
+
+
+def ensure_automation(wanted: Automation) -> str:
+    """Create ``wanted``, or update the automation of the same name in place; returns its id."""
     from prefect.automations import Automation
 
-    wanted = zombie_automation(seconds)
     try:
-        existing = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
+        existing = Automation.read(name=wanted.name)
     except ValueError:
         return str(wanted.create().id)
     wanted.id = existing.id
     wanted.update()
     return str(existing.id)
+
+
+def ensure_zombie_automation(seconds: int = ZOMBIE_SECONDS) -> str:
+    """Create the zombie automation, or update the existing one in place; returns its id."""
+    return ensure_automation(zombie_automation(seconds))
 
 
 def notify(subject: str, body: str) -> bool:
@@ -169,6 +219,8 @@ def main() -> None:
     print(f"notification block {BLOCK_NAME} -> {notify_url(settings)}; automation {AUTOMATION_NAME} ({automation_id})")
     print(f"automation {ZOMBIE_AUTOMATION_NAME} ({ensure_zombie_automation()}): no heartbeat for {ZOMBIE_SECONDS} s "
           "-> Crashed")
+    stuck = ensure_automation(stuck_pending_automation())
+    print(f"automation {STUCK_AUTOMATION_NAME} ({stuck}): Pending for {STUCK_SECONDS} s -> Crashed")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often the watchdog checks every service's pid and health (seconds)."
     )
     reconcile_seconds: float = Field(
-        default=60.0, gt=0, description="How often the watchdog compares each champion with what is served (seconds)."
+        default=30.0,
+        gt=0,
+        description="How often the watchdog compares each champion with what is served (seconds; a champion whose "
+        "deploy event was lost is served within about two periods plus a deploy).",
     )
     alert_actions: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ALERT_ACTIONS),

@@ -129,3 +129,35 @@ def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_serv
     action = stored.actions[0]
     assert action.type == "change-flow-run-state" and action.state.value == "CRASHED" and "no heartbeat" in action.message
     ensure_zombie_automation()  # back to the default for any later test
+
+
+def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(prefect_server: Any, client: Any) -> None:
+    """A worker killed while submitting a run leaves it Pending ('Submitting') with no process: no heartbeat
+    ever comes, so only the stuck-pending automation ends it (here with a 20 s window)."""
+    import time
+
+    from prefect.automations import Automation
+    from prefect.states import Pending, Running
+
+    from flows.notify import STUCK_AUTOMATION_NAME, ensure_automation, stuck_pending_automation
+
+    automation_id = ensure_automation(stuck_pending_automation(seconds=20))
+    assert Automation.read(id=automation_id).name == STUCK_AUTOMATION_NAME
+    try:
+        deployment = client.create_deployment(client.create_flow_from_name("monitor"), f"stuck-{uuid4().hex[:8]}",
+                                              work_queue_name=f"nobody-{uuid4().hex[:8]}")
+        stuck = client.create_flow_run_from_deployment(deployment, parameters={})
+        started = client.create_flow_run_from_deployment(deployment, parameters={})
+        for run in (stuck, started):
+            assert client.set_flow_run_state(run.id, Pending(name="Submitting")).status.value == "ACCEPT"
+        assert client.set_flow_run_state(started.id, Running()).status.value == "ACCEPT"  # moved on: not stuck
+
+        deadline = time.monotonic() + 150
+        while client.read_flow_run(stuck.id).state_type.value != "CRASHED" and time.monotonic() < deadline:
+            time.sleep(2)
+        state = client.read_flow_run(stuck.id).state
+        assert state.type.value == "CRASHED", f"a run Pending for 20+ s was not crashed: {state}"
+        assert "stuck-pending" in (state.message or "")
+        assert client.read_flow_run(started.id).state_type.value == "RUNNING"
+    finally:
+        Automation.read(id=automation_id).delete()

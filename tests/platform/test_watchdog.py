@@ -44,7 +44,6 @@ from tests.platform.helpers import Platform, wait_for
 
 MODEL = "loans"
 ROWS = 2000
-PLATFORM_SETTINGS = {"reconcile_seconds": 20.0}
 
 
 # ---------------------------------------------------------------- supervision: pure parts
