@@ -5,7 +5,8 @@ imported, because BentoML builds the HTTP schema from the class at import time. 
 typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODEL`` (required), ``MLOOP_MAX_RECORDS``,
 ``MLOOP_MAX_STRING_LENGTH``, ``MLOOP_SERVE_STRICT``, ``MLOOP_PREDICTION_LOG``, ``MLOOP_BATCHING``,
 ``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
-``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_ONNX_THREADS``: see its field
+``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_PREDLOG_JOURNAL``,
+``MLOOP_ONNX_THREADS``: see its field
 descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
 to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_SERVE_HOST``/``MLOOP_HOST`` and
 ``MLOOP_SERVE_PORT``: where it binds; the security settings below). The model tag's contract
@@ -45,6 +46,12 @@ Rollout design: the serving model is ONE attribute (``self.live``) holding a :cl
 it, and only then assigns the attribute. A request reads the attribute once at its start, so each
 request (and each batch) is answered entirely by one model, requests in flight finish on the old
 model, and no request ever sees a half-loaded one. A failed smoke test leaves ``self.live`` alone.
+A successful rollout is persisted (:mod:`serving.rolled_out`), so a worker BentoML respawns after a
+crash serves the rolled-out model again, not the one the service was started with.
+
+Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
+journal that cannot be written answers 503 (no answer without its log line). At start the worker
+compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
 One worker process per service (``workers=1``): the swap is in-process, and on 2 cores one worker
 with ONNX Runtime already runs near BentoML's own floor.
 """
@@ -69,7 +76,9 @@ from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
 from serving.onnx_model import read_contract, read_meta
-from serving.predlog import PredictionLogger, new_prediction_ids
+from serving.journal import JournalError
+from serving.predlog import PredictionLogger, compact_journals, new_prediction_ids
+from serving.rolled_out import model_name_of, read_rolled_out, startup_tag, write_rolled_out
 from serving.runtime import (
     LiveModel,
     RolloutRefused,
@@ -220,14 +229,44 @@ class PredictionService:
                 flush_rows=_SERVING.predlog_flush_rows,
                 flush_seconds=_SERVING.predlog_flush_seconds,
                 on_dead_letter=_count_dead_letter,
+                journal=_SERVING.predlog_journal,
             )
             if _SERVING.prediction_log
             else None
         )
-        self._set_live(
-            load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
-        )
+        if self.logger is not None:
+            try:  # what a killed predecessor journaled but never wrote as parquet
+                compact_journals(state.predictions, _count_dead_letter)
+            except Exception:  # noqa: BLE001 - the readers compact too: serving must start
+                log.exception("could not compact the prediction journal at start")
+        initial = load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
+        self._set_live(self._restore_rollout(initial))
         _HOLDER.service = self
+
+    def _restore_rollout(self, initial: LiveModel) -> LiveModel:
+        """The model rolled out before this worker (re)started, when :func:`serving.rolled_out.startup_tag`
+        says so and it passes the rollout checks; else ``initial`` (with a warning)."""
+
+        def in_store(tag: str) -> bool:
+            try:
+                bentoml.models.get(tag)
+            except Exception:  # noqa: BLE001 - NotFound or an unreadable entry: not servable
+                return False
+            return True
+
+        tag, warning = startup_tag(_TAG, read_rolled_out(_SETTINGS.state.root, model_name_of(_TAG)), in_store)
+        if warning:
+            log.warning(warning)
+        if tag == _TAG:
+            return initial
+        model = bentoml.models.get(tag)
+        try:
+            live = prepare_live_model(str(model.tag), Path(model.path), initial, threads=_SERVING.onnx_threads)
+        except RolloutRefused as exc:
+            log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, _TAG)
+            return initial
+        log.info("restored the rolled-out model %s (started with %s)", tag, _TAG)
+        return live
 
     def _set_live(self, live: LiveModel) -> None:
         old = self.live
@@ -264,15 +303,19 @@ class PredictionService:
         self.recent_ids.add(live.model_name, ids)  # feedback for them is accepted before the log is written
         values = out.probabilities if out.probabilities is not None else out.scores
         if self.logger is not None:
-            self.logger.log(
-                ids=ids,
-                model_name=live.model_name,
-                model_version=live.model_version,
-                features=columns,
-                predictions=out.predictions,
-                values=values,
-                value_name=live.value_name,
-            )
+            try:  # write-ahead: journaled before the answer leaves
+                self.logger.log(
+                    ids=ids,
+                    model_name=live.model_name,
+                    model_version=live.model_version,
+                    features=columns,
+                    predictions=out.predictions,
+                    values=values,
+                    value_name=live.value_name,
+                )
+            except JournalError as exc:
+                log.error("%s: answering 503", exc)
+                raise _client_error("the prediction log cannot be written; try again", HTTPStatus.SERVICE_UNAVAILABLE) from exc
         _PREDICTIONS.labels(live.model_name, live.model_version).inc(n)
         key = live.value_name
         name, version = live.model_name, live.model_version
@@ -330,6 +373,10 @@ class PredictionService:
                 log.error("rollout refused: %s", exc)
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
             self._set_live(live)
+            try:
+                write_rolled_out(_SETTINGS.state.root, live.tag, _TAG)
+            except OSError:  # the switch happened; a respawned worker would serve the initial model
+                log.exception("could not persist the rollout of %s", live.tag)
         return {
             "status": "switched",
             "previous": previous.describe() if previous else None,
