@@ -29,6 +29,8 @@ Goals (PASS/FAIL each): c=32 throughput(mloop) >= 0.85 x floor; c=1 p50(mloop) <
 mloop >= 1.75 x naive at c=32; zero errors.
 
 Usage: ``python bench/serving.py [--model logistic_regression] [--n1 1000] [--n32 6000] [--slices 10]``
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -173,8 +175,18 @@ def save_mlflow_model(pipe: Any, frame: Any, path: Path) -> Path:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    from models.pipeline import TRUSTED_TYPES
+    from models.tracking import SERIALIZATION  # as the training flow saves models
+
     signature = infer_signature(frame, pipe.predict_proba(frame))
-    mlflow.sklearn.save_model(pipe, str(path), signature=signature, pyfunc_predict_fn="predict_proba")
+    mlflow.sklearn.save_model(
+        pipe,
+        str(path),
+        serialization_format=SERIALIZATION,
+        skops_trusted_types=TRUSTED_TYPES,
+        signature=signature,
+        pyfunc_predict_fn="predict_proba",
+    )
     return path
 
 
@@ -268,7 +280,12 @@ def start_mlflow(run_dir: Path, model_path: Path) -> tuple[ServiceProcess, int]:
         f"bench-mlflow-{port}",
         argv,
         run_dir=run_dir,
-        env={"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": f"file://{run_dir / 'mlruns'}"},
+        env={
+            "OMP_NUM_THREADS": "1",
+            "MLFLOW_TRACKING_URI": f"file://{run_dir / 'mlruns'}",
+            # mlflow runs `uvicorn` by name: this interpreter's scripts first on PATH
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        },
         cwd=run_dir,
         ready_url=f"http://127.0.0.1:{port}/ping",
         timeout=180,
