@@ -14,7 +14,11 @@ defines the request schema (see :mod:`serving.schema`), with the user's column n
 
 Security (issue 10), in the order a request meets it (outermost first):
 
-1. **Host allowlist and body limit** (:class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
+All of 1-2 and the 415 of 3 are checked by ONE ASGI layer, :class:`serving.access.ServingGate`
+(the behaviour of ``mloop.core.web.GuardMiddleware`` + :class:`serving.access.AccessMiddleware`, in
+one pass over the headers).
+
+1. **Host allowlist and body limit** (as :class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
    not in ``Settings.host_allowlist()`` (loopback names, the bind addresses, ``MLOOP_ALLOWED_HOSTS``)
    gets 400 on EVERY route, health and metrics included (one rule, no exception to forget; a probe
    uses the service's own address); a body over ``MLOOP_MAX_BODY_BYTES`` gets 413.
@@ -58,6 +62,8 @@ with ONNX Runtime already runs near BentoML's own floor.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import logging
 import threading
@@ -70,8 +76,7 @@ from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
 from mloop.core.settings import Settings
-from mloop.core.web import GuardMiddleware
-from serving.access import AccessMiddleware, drain
+from serving.access import LocalAnswer, ServingGate
 from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
@@ -148,51 +153,28 @@ class _Holder:
 _HOLDER = _Holder()
 
 
-class MloopMiddleware:
-    """Answers ``GET /model`` and refuses a non-JSON body on POST routes with 415.
+JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
 
-    BentoML would otherwise parse any content type as JSON; a client sending form data or text
-    deserves a clear "wrong content type" answer.
-    """
 
-    JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
-
-    def __init__(self, app: Any, holder: _Holder) -> None:
-        self.app = app
-        self.holder = holder
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
-            path = scope.get("path", "")
-            method = scope.get("method", "GET")
-            answer: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
-            if path in ("/model", "/model/") and method == "GET":
-                svc = self.holder.service
-                answer = (
-                    _json(200, svc.live.describe())
-                    if svc is not None and svc.live is not None
-                    else _json(503, {"error": "no model loaded yet"})
-                )
-            elif path in self.JSON_ROUTES and method == "POST":
-                ctype = ""
-                for key, value in scope.get("headers", []):
-                    if key == b"content-type":
-                        ctype = value.decode("latin-1").split(";")[0].strip().lower()
-                if ctype != "application/json":
-                    answer = _json(
-                        415,
-                        {
-                            "error": f"wrong content type {ctype or '(none)'!r}: send Content-Type: application/json",
-                            "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
-                        },
-                    )
-            if answer is not None:
-                await drain(receive)
-                status, headers, body = answer
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> LocalAnswer | None:
+    """The service's own answers before BentoML's routes (given by :class:`serving.access.ServingGate`
+    after the Host, body and access checks): ``GET /model`` (what is served), and 415 for a POST
+    route whose body is not JSON (BentoML would otherwise parse any content type as JSON; a client
+    sending form data or text deserves a clear "wrong content type" answer). None: on to the routes."""
+    if path == "/model" and method == "GET":
+        svc = holder.service
+        if svc is not None and svc.live is not None:
+            return _json(200, svc.live.describe())
+        return _json(503, {"error": "no model loaded yet"})
+    if path in JSON_ROUTES and method == "POST" and content_type != "application/json":
+        return _json(
+            415,
+            {
+                "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
+                "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
+            },
+        )
+    return None
 
 
 def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
@@ -242,6 +224,10 @@ class PredictionService:
         initial = load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
         self._set_live(self._restore_rollout(initial))
         _HOLDER.service = self
+        # Everything loaded so far (libraries, the model, schemas) lives as long as the process: keep
+        # it out of the collector, so each collection under load scans only the requests' objects.
+        gc.collect()
+        gc.freeze()
 
     def _restore_rollout(self, initial: LiveModel) -> LiveModel:
         """The model rolled out before this worker (re)started, when :func:`serving.rolled_out.startup_tag`
@@ -384,12 +370,13 @@ class PredictionService:
         }
 
 
-# Order matters: the first added is the outermost. The guard answers before anything else (a forged
+# One layer in front of BentoML's routes, in this order: the Host allowlist and the body limit (a forged
 # Host or an oversized body never reaches the access check or GET /model), then access, then ours.
 PredictionService.add_asgi_middleware(
-    GuardMiddleware, allowed_hosts=_SETTINGS.host_allowlist(), max_body_bytes=_SETTINGS.max_body_bytes
+    ServingGate,
+    allowed_hosts=_SETTINGS.host_allowlist(),
+    max_body_bytes=_SETTINGS.max_body_bytes,
+    token=_SETTINGS.bearer_token,
+    predict_requires_token=_SETTINGS.predict_requires_token,
+    local=functools.partial(local_answer, _HOLDER),
 )
-PredictionService.add_asgi_middleware(
-    AccessMiddleware, token=_SETTINGS.bearer_token, predict_requires_token=_SETTINGS.predict_requires_token
-)
-PredictionService.add_asgi_middleware(MloopMiddleware, holder=_HOLDER)
