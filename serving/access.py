@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from mloop.core.web import ASGIApp, Receive, Scope, Send, answer, bearer_matches
 
@@ -81,23 +82,167 @@ class AccessMiddleware:
             return False
         return not (route(path) == PREDICT_ROUTE and not self.predict_requires_token)
 
+    def refusal(
+        self, method: str, path: str, client: Any, authorization: bytes | None
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """Why a ``method`` request to ``path`` (already :func:`route`-normalised) from ``client``
+        with this ``Authorization`` value is refused: (status, message, extra headers); None: allowed."""
+        if path in LOOPBACK_ROUTES and method not in OPEN_METHODS:
+            peer = client or ("", 0)
+            if not is_loopback(str(peer[0])):
+                return 403, f"{path} only answers loopback clients: call it on the service's host", []
+        if self._token is not None and self.needs_token(method, path):
+            ok = None if authorization is None else bearer_matches(authorization, self._token)
+            if not ok:
+                what = "missing bearer token" if ok is None else "wrong bearer token"
+                return 401, f"{what} for {method} {path}: {AUTH_HINT}", [(b"www-authenticate", b"Bearer")]
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
         path = route(scope.get("path", ""))
-        if path in LOOPBACK_ROUTES and method not in OPEN_METHODS:
-            client = scope.get("client") or ("", 0)
-            if not is_loopback(str(client[0])):
-                await drain(receive)
-                await answer(send, 403, f"{path} only answers loopback clients: call it on the service's host")
-                return
-        if self._token is not None and self.needs_token(method, path):
-            ok = bearer_ok(scope.get("headers", []), self._token)
-            if not ok:
-                what = "missing bearer token" if ok is None else "wrong bearer token"
-                await drain(receive)
-                await answer(send, 401, f"{what} for {method} {path}: {AUTH_HINT}", [(b"www-authenticate", b"Bearer")])
-                return
+        authorization = None
+        for key, value in scope.get("headers", []):
+            if key.lower() == b"authorization":
+                authorization = value
+                break
+        refused = self.refusal(method, path, scope.get("client"), authorization)
+        if refused is not None:
+            status, message, extra = refused
+            await drain(receive)
+            await answer(send, status, message, extra)
+            return
         await self.app(scope, receive, send)
+
+
+LocalAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""An answer given without the application: (status, headers, body)."""
+LocalRoute = Callable[[str, str, str], "LocalAnswer | None"]
+"""``(method, path, content_type) -> answer or None``: the service's own answers before its routes."""
+HOST_CACHE_MAX = 256
+
+
+class ServingGate:
+    """Every check in front of the prediction service in ONE pure-ASGI layer, with the behaviour of
+    the stack it replaces (``GuardMiddleware`` (Host allowlist, then body limit) -> :class:`AccessMiddleware`
+    -> the service's own pre-routing answers), in that order:
+
+    1. ``Host`` not allowed: Starlette's ``TrustedHostMiddleware`` answers (the same 400, decided by
+       Starlette itself: an allowed Host value is remembered, up to ``HOST_CACHE_MAX`` of them);
+    2. a ``Content-Length`` over ``max_body_bytes``: 413 (not a number: 400); a body without a
+       ``Content-Length`` (chunked) is counted while it streams, as :class:`mloop.core.web.BodyLimitMiddleware`
+       does (a body with a Content-Length cannot outgrow it: the HTTP parser frames it);
+    3. the access rule of :class:`AccessMiddleware` (loopback-only routes, bearer token);
+    4. ``local(method, path, content_type)``: the service's own answer (``GET /model``, 415), if any.
+
+    One layer instead of four saves a coroutine frame, a header scan and a receive/send wrapper per
+    layer on every request (about 15 us of the ~0.5 ms a request costs on a 2-core box).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        allowed_hosts: Sequence[str],
+        max_body_bytes: int,
+        token: str | Callable[[], str | None] | None,
+        predict_requires_token: bool = True,
+        local: LocalRoute | None = None,
+    ) -> None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        from mloop.core.web import BodyLimitMiddleware
+
+        self.app = app
+        self.access = AccessMiddleware(app, token, predict_requires_token)
+        self.limited = BodyLimitMiddleware(app, max_body_bytes)  # for a body without a Content-Length
+        self.max_body_bytes = max_body_bytes
+        self.local = local
+        self._hosts = TrustedHostMiddleware(self._host_passed, allowed_hosts=list(allowed_hosts))
+        self._allowed_hosts: set[bytes] = set()
+
+    @staticmethod
+    async def _host_passed(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["mloop.host_ok"] = True
+
+    async def _host_ok(self, raw: bytes | None) -> bool:
+        """Whether Starlette's TrustedHostMiddleware lets a request with this Host value through."""
+        if raw is not None and raw in self._allowed_hosts:
+            return True
+        probe: Scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "scheme": "http",
+                        "server": None, "root_path": "",
+                        "headers": [(b"host", raw)] if raw is not None else []}
+
+        async def discard(message: Any) -> None:
+            return None
+
+        async def nothing() -> Any:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await self._hosts(probe, nothing, discard)
+        ok = bool(probe.get("mloop.host_ok"))
+        if ok and raw is not None and len(self._allowed_hosts) < HOST_CACHE_MAX:
+            self._allowed_hosts.add(raw)
+        return ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        host = authorization = ctype = None
+        lengths: list[bytes] = []
+        chunked = False
+        for raw_key, value in scope.get("headers", []):
+            key = raw_key.lower()  # ASGI servers send them lower-case already
+            if key == b"host":
+                if host is None:
+                    host = value
+            elif key == b"content-length":
+                lengths.append(value)
+            elif key == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif key == b"content-type":
+                ctype = value  # the last one, as before
+            elif key == b"transfer-encoding":
+                chunked = True
+        if not await self._host_ok(host):
+            await self._hosts(scope, receive, send)  # Starlette's own refusal
+            return
+        for value in lengths:
+            try:
+                declared = int(value)
+            except ValueError:
+                await answer(send, 400, "Content-Length is not a number")
+                return
+            if declared > self.max_body_bytes:
+                await answer(
+                    send,
+                    413,
+                    f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request",
+                )
+                return
+        method = scope.get("method", "GET")
+        path = route(scope.get("path", ""))
+        refusal = self.access.refusal(method, path, scope.get("client"), authorization)
+        if refusal is not None:
+            status, message, extra = refusal
+            await drain(receive)
+            await answer(send, status, message, extra)
+            return
+        if self.local is not None:
+            content_type = ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
+            local = self.local(method, path, content_type)
+            if local is not None:
+                await drain(receive)
+                status, headers, body = local
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        if lengths and not chunked:
+            await self.app(scope, receive, send)
+        else:
+            await self.limited(scope, receive, send)

@@ -67,6 +67,11 @@ class ServingSettings(BaseSettings):
     )
     predlog_flush_rows: int = Field(default=5000, ge=1, description="The prediction log writes a part once this many rows are pending.")
     predlog_flush_seconds: float = Field(default=1.0, gt=0, description="... or every this many seconds.")
+    predlog_journal: Flag = Field(
+        default=True,
+        description="Write-ahead journal: every answered batch is appended to a journal file before its answer "
+        "leaves, so a killed worker loses no logged prediction (0: in-memory buffer only).",
+    )
     feedback_index_size: int = Field(
         default=1_000_000,
         ge=1,

@@ -19,11 +19,17 @@ A part that cannot be read all the same (truncated by a disk fault, garbage byte
 every reader, moved to ``corrupt/`` beside it (with a ``.reason.txt``; never deleted), warned about
 and counted (:func:`count_corrupt`).
 
-Writing is off the request path: :class:`PredictionLogger.log` appends one tuple per batch to an
-in-memory list under a lock (O(1)); a background thread turns the pending batches into one parquet
-file when ``flush_rows`` rows are pending or every ``flush_seconds``. :meth:`PredictionLogger.close`
-(called from the service's ``on_shutdown`` hook) flushes what is left, so every answered request
-is on disk after a clean SIGTERM.
+Parquet writing is off the request path: :class:`PredictionLogger.log` appends the batch to the
+write-ahead journal (one ``os.write`` of one JSON line, see :mod:`serving.journal`) and to an
+in-memory list, under a lock; a background thread turns the pending batches into one parquet file
+when ``flush_rows`` rows are pending or every ``flush_seconds``, then deletes the journal segments
+those batches were in. :meth:`PredictionLogger.close` (called from the service's ``on_shutdown``
+hook) flushes what is left. A worker killed without SIGTERM leaves its segments behind:
+:func:`compact_journal` turns the segments of dead writers into parquet parts (idempotently: the
+part is named after the segment, and ids already in the writer's own parts are left out), at
+service start and in every reader (:func:`prediction_files`, :func:`find_prediction`), so every
+answered prediction is in the log after SIGTERM and after SIGKILL alike. With ``journal=False``
+(``MLOOP_PREDLOG_JOURNAL=0``) only the in-memory buffer is kept (the pre-journal behaviour).
 
 A batch is never retried forever: rows that cannot become a parquet table are set aside at once
 (the same rows would fail again), and a write that fails (disk, permissions) is retried on the
@@ -33,17 +39,19 @@ next ``max_attempts - 1`` flushes, then its batches are set aside too.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import threading
 import time
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from serving.journal import JOURNAL_DIR, Journal, batch_line, dead_segments, parse_segment_name, read_segment
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +145,11 @@ class PredictionLogger:
         flush_seconds: float = 1.0,
         max_attempts: int = 3,
         on_dead_letter: DeadLetterHook | None = None,
+        journal: bool = True,
     ) -> None:
         self.root = Path(predictions_dir)
+        self.journal = Journal(self.root) if journal else None
+        self._segments: list[Path] = []  # closed journal segments whose batches are not all written yet
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_attempts = max_attempts
@@ -167,9 +178,20 @@ class PredictionLogger:
         values: list[float] | None,
         value_name: str = "probability",
     ) -> None:
-        """Queue one batch of answered records (cheap: no I/O, no conversion)."""
+        """Journal one batch of answered records (one ``os.write``) and queue it for the parquet writer.
+
+        Call it BEFORE the answer is sent. Raises :class:`serving.journal.JournalError` when the
+        journal cannot be written (disk full, permissions): the batch is then not logged, and its
+        answer must not be sent (write-ahead: no answer without its log line)."""
         batch = _Batch(ids, datetime.now(UTC), model_name, model_version, features, predictions, values, value_name)
-        with self._lock:
+        line = (
+            batch_line(ids, batch.timestamp, model_name, model_version, features, predictions, values, value_name, self.journal.dumps)
+            if self.journal is not None
+            else b""
+        )
+        with self._lock:  # journal and queue together: a flush takes exactly the batches of the segments it closes
+            if self.journal is not None:
+                self.journal.append(model_name, line)
             self._pending.append(batch)
             self._pending_rows += len(ids)
             full = self._pending_rows >= self.flush_rows
@@ -191,7 +213,10 @@ class PredictionLogger:
         with self._write_lock:
             with self._lock:
                 batches, self._pending, self._pending_rows = self._pending, [], 0
+                if self.journal is not None:
+                    self._segments.extend(self.journal.rotate())
             if not batches:
+                self._drop_segments()
                 return 0
             written = 0
             failed: list[_Batch] = []
@@ -212,34 +237,25 @@ class PredictionLogger:
                 with self._lock:  # put them back in front, in order
                     self._pending = failed + self._pending
                     self._pending_rows += sum(len(b.ids) for b in failed)
+            else:  # every batch taken so far is in a part or set aside: their segments can go
+                self._drop_segments()
             if error is not None:
                 raise error
             return written
 
+    def _drop_segments(self) -> None:
+        segments, self._segments = self._segments, []
+        Journal.remove(segments)
+
     def _write_group(self, model: str, day: str, items: list[_Batch]) -> int:
-        """Write one model/day group as one part; rows that cannot become a table are set aside
-        (each batch on its own, so one bad batch costs only its own rows)."""
-        try:
-            tables = [_table(items)]
-        except Exception:  # noqa: BLE001 - find the batches that cannot be written
-            good = []
-            for b in items:
-                try:
-                    _table([b])
-                    good.append(b)
-                except Exception as exc:  # noqa: BLE001 - a value parquet cannot hold
-                    self._dead_letter(b, f"cannot convert to parquet: {type(exc).__name__}: {exc}")
-            try:
-                tables = [_table(good)] if good else []
-            except Exception:  # noqa: BLE001 - fine alone, not together: one part per batch
-                tables = [_table([b]) for b in good]
-        for table in tables:
-            _write_atomic(table, self.root / model / f"date={day}" / _part_name())
-        return sum(t.num_rows for t in tables)
+        """Write one model/day group as one part (see :func:`_write_batches`)."""
+        folder = self.root / model / f"date={day}"
+        return _write_batches(items, lambda: folder / _part_name(), self._dead_letter)
 
     def _dead_letter(self, batch: _Batch, reason: str) -> None:
         self.rows_dead_lettered += len(batch.ids)
         set_aside(self.root / batch.model_name, batch.rows(), reason, "predictions", batch.model_name, self.on_dead_letter)
+
 
     def close(self, timeout: float = 10.0) -> int:
         """Stop the flusher and write what is pending (idempotent). Returns rows written now."""
@@ -253,7 +269,170 @@ class PredictionLogger:
                 break
             except Exception:  # noqa: BLE001 - retried, then set aside: shutdown must finish
                 log.exception("prediction log flush failed at shutdown")
+        if self.journal is not None:
+            with self._write_lock, self._lock:
+                self._segments.extend(self.journal.close())
+                if not self._pending:  # else the segments stay: compacted once this process is gone
+                    self._drop_segments()
         return self.rows_written - before
+
+
+def _write_batches(items: list[_Batch], next_path: Callable[[], Path], dead_letter: Callable[[_Batch, str], None]) -> int:
+    """Write ``items`` as one part (at ``next_path()``); rows that cannot become a table are set
+    aside (each batch on its own, so one bad batch costs only its own rows). Returns rows written."""
+    try:
+        tables = [_table(items)]
+    except Exception:  # noqa: BLE001 - find the batches that cannot be written
+        good = []
+        for b in items:
+            try:
+                _table([b])
+                good.append(b)
+            except Exception as exc:  # noqa: BLE001 - a value parquet cannot hold
+                dead_letter(b, f"cannot convert to parquet: {type(exc).__name__}: {exc}")
+        try:
+            tables = [_table(good)] if good else []
+        except Exception:  # noqa: BLE001 - fine alone, not together: one part per batch
+            tables = [_table([b]) for b in good]
+    for table in tables:
+        _write_atomic(table, next_path())
+    return sum(t.num_rows for t in tables)
+
+
+# ----------------------------------------------------------------------------- journal compaction
+
+COMPACT_LOCK = ".compact.lock"
+COMPACT_LOCK_TIMEOUT_S = 60.0
+
+
+def _batch_from_journal(row: dict[str, Any]) -> _Batch:
+    """A journal line (see :func:`serving.journal.batch_line`) as a batch; raises on a malformed one."""
+    values = row.get("values")
+    return _Batch(
+        ids=[str(i) for i in row["ids"]],
+        timestamp=datetime.fromisoformat(str(row["ts"])),
+        model_name=str(row["model_name"]),
+        model_version=str(row["model_version"]),
+        features={str(k): list(v) for k, v in dict(row["features"]).items()},
+        predictions=list(row["predictions"]),
+        values=list(values) if values is not None else None,
+        value_name=str(row.get("value_name") or "probability"),
+    )
+
+
+def _without(batch: _Batch, known: set[str]) -> _Batch | None:
+    """``batch`` without the rows whose id is in ``known`` (None when none is left). Pure."""
+    keep = [i for i, pid in enumerate(batch.ids) if pid not in known]
+    if len(keep) == len(batch.ids):
+        return batch
+    if not keep:
+        return None
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in keep if i < len(values)]
+
+    return _Batch(
+        ids=pick(batch.ids),
+        timestamp=batch.timestamp,
+        model_name=batch.model_name,
+        model_version=batch.model_version,
+        features={k: pick(v) for k, v in batch.features.items()},
+        predictions=pick(batch.predictions),
+        values=pick(batch.values) if batch.values is not None else None,
+        value_name=batch.value_name,
+    )
+
+
+def _writer_ids(day_dir: Path, pid: int) -> set[str]:
+    """The prediction ids already in the parts process ``pid`` (or a compaction of its segments)
+    wrote in one day folder: a segment's rows may be there already if its writer died between
+    renaming the part and deleting the segment."""
+    ids: set[str] = set()
+    if not day_dir.is_dir():
+        return ids
+    for part in day_dir.glob(f"part-*-{pid}-*.parquet"):
+        frame = read_part(part, "prediction log", columns=["prediction_id"])
+        if frame is not None:
+            ids.update(frame["prediction_id"].astype(str))
+    return ids
+
+
+def _compaction_path(day_dir: Path, stem: str) -> Path:
+    """``part-journal-<segment>-<k>.parquet`` with the first free ``k`` (never overwrites a part)."""
+    for k in itertools.count():
+        path = day_dir / f"part-journal-{stem}-{k}.parquet"
+        if not path.exists():
+            return path
+    raise AssertionError("unreachable")
+
+
+def _compact_segment(model_dir: Path, segment: Path, hook: DeadLetterHook | None) -> int:
+    name = parse_segment_name(segment.name)
+    if name is None or not segment.exists():
+        return 0
+    model_name = model_dir.name
+    batches: list[_Batch] = []
+    for row in read_segment(segment):
+        try:
+            batches.append(_batch_from_journal(row))
+        except (KeyError, TypeError, ValueError) as exc:  # a line that parses but is not a batch
+            rows = [row] if isinstance(row, dict) else [{"line": str(row)}]
+            set_aside(model_dir, rows, f"unreadable journal line in {segment.name}: {exc}", "predictions", model_name, hook)
+    written = 0
+
+    def dead_letter(batch: _Batch, reason: str) -> None:
+        set_aside(model_dir, batch.rows(), reason, "predictions", model_name, hook)
+
+    for (_model, day), items in _groups(batches).items():
+        day_dir = model_dir / f"date={day}"
+        known = _writer_ids(day_dir, name.pid)
+        left = [b for b in (_without(b, known) for b in items) if b is not None]
+        if left:
+            written += _write_batches(left, lambda d=day_dir: _compaction_path(d, segment.stem), dead_letter)  # type: ignore[misc]
+    segment.unlink(missing_ok=True)
+    if written:
+        log.warning("prediction journal %s of a dead writer compacted: %d rows", segment.name, written)
+    return written
+
+
+def compact_journal(model_dir: Path, on_dead_letter: DeadLetterHook | None = None) -> int:
+    """Turn the journal segments of dead writers in one model's log folder into parquet parts.
+
+    Idempotent and safe to run from several processes (a file lock in the journal folder): rows
+    whose id is already in a part of the same writer are left out, so a crash between writing a part
+    and deleting its segment never duplicates a row. Segments of live writers are left alone (their
+    logger flushes them). Returns the rows written.
+    """
+    folder = Path(model_dir) / JOURNAL_DIR
+    segments = dead_segments(folder)
+    if not segments:
+        return 0
+    from filelock import FileLock
+
+    written = 0
+    with FileLock(str(folder / COMPACT_LOCK), timeout=COMPACT_LOCK_TIMEOUT_S):
+        for segment in segments:
+            written += _compact_segment(Path(model_dir), segment, on_dead_letter)
+    return written
+
+
+def compact_journals(predictions_dir: Path, on_dead_letter: DeadLetterHook | None = None) -> int:
+    """:func:`compact_journal` for every model under ``predictions_dir`` (run at service start)."""
+    root = Path(predictions_dir)
+    if not root.is_dir():
+        return 0
+    return sum(compact_journal(d, on_dead_letter) for d in sorted(root.iterdir()) if (d / JOURNAL_DIR).is_dir())
+
+
+def _compact_quietly(model_dirs: list[Path]) -> None:
+    """Compaction for a reader: a failure (read-only folder, lock timeout) is warned about, never raised."""
+    for model_dir in model_dirs:
+        if not (model_dir / JOURNAL_DIR).is_dir():
+            continue
+        try:
+            compact_journal(model_dir)
+        except Exception as exc:  # noqa: BLE001 - the reader still answers with the parts there are
+            log.warning("could not compact the prediction journal of %s: %s", model_dir, exc)
 
 
 def set_aside(
@@ -383,10 +562,12 @@ def _read_parts(files: list[Path], what: str = "prediction log") -> Any:
 
 
 def prediction_files(predictions_dir: Path, model_name: str, since: datetime | None = None) -> list[Path]:
-    """Parquet parts of ``model_name`` (optionally only day partitions on/after ``since``)."""
+    """Parquet parts of ``model_name`` (optionally only day partitions on/after ``since``), after
+    compacting the journal segments of dead writers (:func:`compact_journal`)."""
     root = Path(predictions_dir) / model_name
     if not root.is_dir():
         return []
+    _compact_quietly([root])
     files = []
     for day_dir in sorted(root.glob("date=*")):
         if since is not None and day_dir.name[5:] < since.astimezone(UTC).strftime("%Y-%m-%d"):
@@ -430,6 +611,8 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
     import pyarrow.parquet as pq
 
     root = Path(predictions_dir)
+    if root.is_dir():
+        _compact_quietly(sorted(root.iterdir()))
     files = sorted(root.glob("*/date=*/part-*.parquet"), key=lambda p: (p.parent.name, p.name), reverse=True)
     for f in files:
         try:

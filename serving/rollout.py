@@ -1,7 +1,10 @@
 """Client side of a rollout: ask the running service to switch to a model tag, and check it did.
 
 The service does the work (load, smoke test, atomic swap: see :mod:`serving.service`); this module
-turns its answer into a result or a loud :class:`RolloutFailed`.
+turns its answer into a result or a loud :class:`RolloutFailed`. Every call goes through
+:func:`mloop.core.http.request`: connection errors and 5xx (a service restarting, a worker being
+respawned) are retried with backoff until a deadline; a 4xx (refused, unknown tag, auth) is final.
+A rollout is idempotent (switching to the served tag again is harmless), so retrying it is safe.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 import httpx
 
 from mloop.core.errors import MloopError
+from mloop.core.http import request
 from mloop.core.web import bearer_header
 
 
@@ -30,10 +34,10 @@ def _error_text(resp: httpx.Response) -> str:
     return str(data)[:500]
 
 
-def current_model(url: str, timeout: float = 10.0) -> dict[str, Any]:
-    """What the service at ``url`` serves now (``GET /model``)."""
+def current_model(url: str, timeout: float = 10.0, *, deadline: float = 10.0) -> dict[str, Any]:
+    """What the service at ``url`` serves now (``GET /model``; retried until ``deadline`` seconds)."""
     try:
-        resp = httpx.get(f"{url.rstrip('/')}/model", timeout=timeout)
+        resp = request("GET", f"{url.rstrip('/')}/model", timeout=timeout, deadline=deadline)
     except httpx.HTTPError as exc:
         raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
     if resp.status_code != 200:
@@ -41,8 +45,11 @@ def current_model(url: str, timeout: float = 10.0) -> dict[str, Any]:
     return resp.json()  # type: ignore[no-any-return]
 
 
-def rollout(url: str, model_tag: str, *, token: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
-    """Switch the service at ``url`` to BentoML model ``model_tag``; returns its answer.
+def rollout(
+    url: str, model_tag: str, *, token: str | None = None, timeout: float = 120.0, deadline: float = 60.0
+) -> dict[str, Any]:
+    """Switch the service at ``url`` to BentoML model ``model_tag``; returns its answer. Connection
+    errors and 5xx are retried until ``deadline`` seconds (``timeout``: one attempt).
 
     Raises :class:`RolloutFailed` when the service refuses (smoke test failed, unknown tag, schema
     change, auth) or is unreachable, and when ``GET /model`` does not report the new tag afterwards.
@@ -50,7 +57,9 @@ def rollout(url: str, model_tag: str, *, token: str | None = None, timeout: floa
     base = url.rstrip("/")
     headers = bearer_header(token)
     try:
-        resp = httpx.post(f"{base}/admin/rollout", json={"model_tag": model_tag}, headers=headers, timeout=timeout)
+        resp = request(
+            "POST", f"{base}/admin/rollout", json={"model_tag": model_tag}, headers=headers, timeout=timeout, deadline=deadline
+        )
     except httpx.HTTPError as exc:
         raise RolloutFailed(
             f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve"
@@ -62,7 +71,7 @@ def rollout(url: str, model_tag: str, *, token: str | None = None, timeout: floa
             fix="the previous model is still serving; fix the model or package it again",
         )
     result: dict[str, Any] = resp.json()
-    now = current_model(base)
+    now = current_model(base, deadline=deadline)
     if now.get("bentoml_tag") != model_tag:
         raise RolloutFailed(f"after the rollout the service reports {now.get('bentoml_tag')}, not {model_tag}", where=base)
     return result

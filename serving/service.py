@@ -5,7 +5,8 @@ imported, because BentoML builds the HTTP schema from the class at import time. 
 typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODEL`` (required), ``MLOOP_MAX_RECORDS``,
 ``MLOOP_MAX_STRING_LENGTH``, ``MLOOP_SERVE_STRICT``, ``MLOOP_PREDICTION_LOG``, ``MLOOP_BATCHING``,
 ``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
-``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_ONNX_THREADS``: see its field
+``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_PREDLOG_JOURNAL``,
+``MLOOP_ONNX_THREADS``: see its field
 descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
 to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_SERVE_HOST``/``MLOOP_HOST`` and
 ``MLOOP_SERVE_PORT``: where it binds; the security settings below). The model tag's contract
@@ -13,7 +14,11 @@ defines the request schema (see :mod:`serving.schema`), with the user's column n
 
 Security (issue 10), in the order a request meets it (outermost first):
 
-1. **Host allowlist and body limit** (:class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
+All of 1-2 and the 415 of 3 are checked by ONE ASGI layer, :class:`serving.access.ServingGate`
+(the behaviour of ``mloop.core.web.GuardMiddleware`` + :class:`serving.access.AccessMiddleware`, in
+one pass over the headers).
+
+1. **Host allowlist and body limit** (as :class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
    not in ``Settings.host_allowlist()`` (loopback names, the bind addresses, ``MLOOP_ALLOWED_HOSTS``)
    gets 400 on EVERY route, health and metrics included (one rule, no exception to forget; a probe
    uses the service's own address); a body over ``MLOOP_MAX_BODY_BYTES`` gets 413.
@@ -45,12 +50,20 @@ Rollout design: the serving model is ONE attribute (``self.live``) holding a :cl
 it, and only then assigns the attribute. A request reads the attribute once at its start, so each
 request (and each batch) is answered entirely by one model, requests in flight finish on the old
 model, and no request ever sees a half-loaded one. A failed smoke test leaves ``self.live`` alone.
+A successful rollout is persisted (:mod:`serving.rolled_out`), so a worker BentoML respawns after a
+crash serves the rolled-out model again, not the one the service was started with.
+
+Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
+journal that cannot be written answers 503 (no answer without its log line). At start the worker
+compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
 One worker process per service (``workers=1``): the swap is in-process, and on 2 cores one worker
 with ONNX Runtime already runs near BentoML's own floor.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import logging
 import threading
@@ -63,13 +76,14 @@ from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
 from mloop.core.settings import Settings
-from mloop.core.web import GuardMiddleware
-from serving.access import AccessMiddleware, drain
+from serving.access import LocalAnswer, ServingGate
 from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
 from serving.onnx_model import read_contract, read_meta
-from serving.predlog import PredictionLogger, new_prediction_ids
+from serving.journal import JournalError
+from serving.predlog import PredictionLogger, compact_journals, new_prediction_ids
+from serving.rolled_out import model_name_of, read_rolled_out, startup_tag, write_rolled_out
 from serving.runtime import (
     LiveModel,
     RolloutRefused,
@@ -139,51 +153,28 @@ class _Holder:
 _HOLDER = _Holder()
 
 
-class MloopMiddleware:
-    """Answers ``GET /model`` and refuses a non-JSON body on POST routes with 415.
+JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
 
-    BentoML would otherwise parse any content type as JSON; a client sending form data or text
-    deserves a clear "wrong content type" answer.
-    """
 
-    JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
-
-    def __init__(self, app: Any, holder: _Holder) -> None:
-        self.app = app
-        self.holder = holder
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
-            path = scope.get("path", "")
-            method = scope.get("method", "GET")
-            answer: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
-            if path in ("/model", "/model/") and method == "GET":
-                svc = self.holder.service
-                answer = (
-                    _json(200, svc.live.describe())
-                    if svc is not None and svc.live is not None
-                    else _json(503, {"error": "no model loaded yet"})
-                )
-            elif path in self.JSON_ROUTES and method == "POST":
-                ctype = ""
-                for key, value in scope.get("headers", []):
-                    if key == b"content-type":
-                        ctype = value.decode("latin-1").split(";")[0].strip().lower()
-                if ctype != "application/json":
-                    answer = _json(
-                        415,
-                        {
-                            "error": f"wrong content type {ctype or '(none)'!r}: send Content-Type: application/json",
-                            "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
-                        },
-                    )
-            if answer is not None:
-                await drain(receive)
-                status, headers, body = answer
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> LocalAnswer | None:
+    """The service's own answers before BentoML's routes (given by :class:`serving.access.ServingGate`
+    after the Host, body and access checks): ``GET /model`` (what is served), and 415 for a POST
+    route whose body is not JSON (BentoML would otherwise parse any content type as JSON; a client
+    sending form data or text deserves a clear "wrong content type" answer). None: on to the routes."""
+    if path == "/model" and method == "GET":
+        svc = holder.service
+        if svc is not None and svc.live is not None:
+            return _json(200, svc.live.describe())
+        return _json(503, {"error": "no model loaded yet"})
+    if path in JSON_ROUTES and method == "POST" and content_type != "application/json":
+        return _json(
+            415,
+            {
+                "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
+                "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
+            },
+        )
+    return None
 
 
 def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
@@ -220,14 +211,48 @@ class PredictionService:
                 flush_rows=_SERVING.predlog_flush_rows,
                 flush_seconds=_SERVING.predlog_flush_seconds,
                 on_dead_letter=_count_dead_letter,
+                journal=_SERVING.predlog_journal,
             )
             if _SERVING.prediction_log
             else None
         )
-        self._set_live(
-            load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
-        )
+        if self.logger is not None:
+            try:  # what a killed predecessor journaled but never wrote as parquet
+                compact_journals(state.predictions, _count_dead_letter)
+            except Exception:  # noqa: BLE001 - the readers compact too: serving must start
+                log.exception("could not compact the prediction journal at start")
+        initial = load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
+        self._set_live(self._restore_rollout(initial))
         _HOLDER.service = self
+        # Everything loaded so far (libraries, the model, schemas) lives as long as the process: keep
+        # it out of the collector, so each collection under load scans only the requests' objects.
+        gc.collect()
+        gc.freeze()
+
+    def _restore_rollout(self, initial: LiveModel) -> LiveModel:
+        """The model rolled out before this worker (re)started, when :func:`serving.rolled_out.startup_tag`
+        says so and it passes the rollout checks; else ``initial`` (with a warning)."""
+
+        def in_store(tag: str) -> bool:
+            try:
+                bentoml.models.get(tag)
+            except Exception:  # noqa: BLE001 - NotFound or an unreadable entry: not servable
+                return False
+            return True
+
+        tag, warning = startup_tag(_TAG, read_rolled_out(_SETTINGS.state.root, model_name_of(_TAG)), in_store)
+        if warning:
+            log.warning(warning)
+        if tag == _TAG:
+            return initial
+        model = bentoml.models.get(tag)
+        try:
+            live = prepare_live_model(str(model.tag), Path(model.path), initial, threads=_SERVING.onnx_threads)
+        except RolloutRefused as exc:
+            log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, _TAG)
+            return initial
+        log.info("restored the rolled-out model %s (started with %s)", tag, _TAG)
+        return live
 
     def _set_live(self, live: LiveModel) -> None:
         old = self.live
@@ -264,15 +289,19 @@ class PredictionService:
         self.recent_ids.add(live.model_name, ids)  # feedback for them is accepted before the log is written
         values = out.probabilities if out.probabilities is not None else out.scores
         if self.logger is not None:
-            self.logger.log(
-                ids=ids,
-                model_name=live.model_name,
-                model_version=live.model_version,
-                features=columns,
-                predictions=out.predictions,
-                values=values,
-                value_name=live.value_name,
-            )
+            try:  # write-ahead: journaled before the answer leaves
+                self.logger.log(
+                    ids=ids,
+                    model_name=live.model_name,
+                    model_version=live.model_version,
+                    features=columns,
+                    predictions=out.predictions,
+                    values=values,
+                    value_name=live.value_name,
+                )
+            except JournalError as exc:
+                log.error("%s: answering 503", exc)
+                raise _client_error("the prediction log cannot be written; try again", HTTPStatus.SERVICE_UNAVAILABLE) from exc
         _PREDICTIONS.labels(live.model_name, live.model_version).inc(n)
         key = live.value_name
         name, version = live.model_name, live.model_version
@@ -330,6 +359,10 @@ class PredictionService:
                 log.error("rollout refused: %s", exc)
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
             self._set_live(live)
+            try:
+                write_rolled_out(_SETTINGS.state.root, live.tag, _TAG)
+            except OSError:  # the switch happened; a respawned worker would serve the initial model
+                log.exception("could not persist the rollout of %s", live.tag)
         return {
             "status": "switched",
             "previous": previous.describe() if previous else None,
@@ -337,12 +370,13 @@ class PredictionService:
         }
 
 
-# Order matters: the first added is the outermost. The guard answers before anything else (a forged
+# One layer in front of BentoML's routes, in this order: the Host allowlist and the body limit (a forged
 # Host or an oversized body never reaches the access check or GET /model), then access, then ours.
 PredictionService.add_asgi_middleware(
-    GuardMiddleware, allowed_hosts=_SETTINGS.host_allowlist(), max_body_bytes=_SETTINGS.max_body_bytes
+    ServingGate,
+    allowed_hosts=_SETTINGS.host_allowlist(),
+    max_body_bytes=_SETTINGS.max_body_bytes,
+    token=_SETTINGS.bearer_token,
+    predict_requires_token=_SETTINGS.predict_requires_token,
+    local=functools.partial(local_answer, _HOLDER),
 )
-PredictionService.add_asgi_middleware(
-    AccessMiddleware, token=_SETTINGS.bearer_token, predict_requires_token=_SETTINGS.predict_requires_token
-)
-PredictionService.add_asgi_middleware(MloopMiddleware, holder=_HOLDER)
