@@ -1,8 +1,10 @@
 """Events never lost (issue 11, item 4), on one real `mloop up` platform:
 
-1. The Prefect server is stopped (only it, by its pid), a dataset version is ingested with the CLI
-   (the version is stored; its ``mloop.dataset.versioned`` event waits in the outbox), the server is
-   started again with `mloop up`: the train run for that version starts within 60 s of the restart.
+1. A first version is ingested, trained and served (so the restart below has a running prediction
+   service and `mloop up` never races the deploy flow to start one). Then the Prefect server is stopped
+   (only it, by its pid), a second version is ingested with the CLI (the version is stored; its
+   ``mloop.dataset.versioned`` event waits in the outbox), and the server is started again with
+   `mloop up`: the train run for that version starts within 60 s of the restart.
 2. The same event (same id) delivered again triggers nothing: after a fresh event with the same
    payload has triggered its own run, there are exactly two train runs of that version.
 """
@@ -25,6 +27,7 @@ from mloop.core.events import DATASET_VERSIONED
 from mloop.core.generate import generate, write_frame
 from mloop.core.outbox import deliver_pending, parse_event, pending_files, write_event
 from mloop.core.processes import read_pid, stop_pid
+from mloop.platform.client import TERMINAL_STATES
 from tests.platform.helpers import Platform, wait_for
 
 MODEL = "loans"
@@ -53,6 +56,12 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     platform: Platform, tmp_path: Path
 ) -> None:
     settings = platform.settings
+    first = write_frame(generate("baseline", ROWS, 6), tmp_path / "v0.csv")
+    platform.cli_json("ingest", str(first), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
+    wait_for(lambda: platform.serving.served_model(), 600, "the first version's champion served")
+    wait_for(lambda: all(r["state_type"] in TERMINAL_STATES for r in platform.prefect.flow_runs()), 300,
+             "no flow run in flight")
+
     pid = read_pid(settings.state.run, "prefect-server")
     assert pid is not None
     stop_pid(pid)
@@ -60,7 +69,7 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
 
     # An operator's shell: no PREFECT_API_URL, so the CLI runs the flow on a temporary server.
     shell = Platform(settings, {k: v for k, v in platform.env.items() if k != "PREFECT_API_URL"})
-    source = write_frame(generate("baseline", ROWS, 7), tmp_path / "v1.csv")
+    source = write_frame(generate("baseline", ROWS, 7), tmp_path / "v1.csv")  # another seed: another md5
     out = shell.cli("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time", "--json")
     assert out.returncode == 0, f"ingest failed:\n{out.stdout}\n{out.stderr}"
     md5 = json.loads(out.stdout)["md5"]
