@@ -15,7 +15,7 @@ help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
 	@echo "make test   run the import layers check, the bandit scan and the test suite"
 	@echo "make scan   only the security scans (bandit + the model-loading check)"
-	@echo "make chaos  the chaos test with a long schedule (40 random kills; MLOOP_CHAOS_KILLS, MLOOP_CHAOS_SEED)"
+	@echo "make chaos  the chaos test with a long schedule (40 random kills; CHAOS_KILLS, CHAOS_SEED)"
 	@echo "make down   stop every local service mloop started"
 	@echo "make bench  run the benchmarks under bench/"
 
@@ -35,7 +35,7 @@ test: install
 # The chaos test (tests/platform/test_chaos.py) also runs in `make test`, with 10 kills.
 CHAOS_KILLS ?= 40
 chaos: install
-	MLOOP_CHAOS_KILLS=$(CHAOS_KILLS) $(RUN) pytest -q -s -p no:cacheprovider tests/platform/test_chaos.py
+	CHAOS_KILLS=$(CHAOS_KILLS) $(RUN) pytest -q -s -p no:cacheprovider tests/platform/test_chaos.py
 
 demo: install
 	$(RUN) mloop demo

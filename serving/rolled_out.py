@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mloop.core.files import write_atomic
 from mloop.core.names import check_name, child_path
 
 log = logging.getLogger(__name__)
@@ -62,18 +61,7 @@ def write_rolled_out(home: Path, model_tag: str, initial_tag: str, now: datetime
     )
     path = rolled_out_path(home, record.model_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (json.dumps(asdict(record)) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(asdict(record)) + "\n").encode())
     return record
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from filelock import FileLock
+
+from mloop.core.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -116,20 +117,7 @@ def _set_aside(path: Path, bad: list[BadLine], what: str) -> None:
 
 def _rewrite(path: Path, good: list[bytes]) -> None:
     """Replace ``path`` with ``good`` lines atomically (temporary file, fsync, rename; mode kept)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    mode = path.stat().st_mode & 0o777
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # os.open's mode is masked by the umask (077 in entry points): keep the file's own
-        os.write(fd, b"".join(line + b"\n" for line in good))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, b"".join(line + b"\n" for line in good), mode=path.stat().st_mode & 0o777)
 
 
 def read_jsonl(path: Path, parse: Callable[[str], T] = json.loads, *, what: str) -> JsonlRead[T]:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic_core import to_jsonable_python
 
+from mloop.core.files import write_atomic
 from mloop.core.http import basic_auth_header, request
 
 if TYPE_CHECKING:
@@ -193,25 +194,10 @@ def write_event(root: Path, body: dict[str, Any]) -> Path:
     folder = outbox_dir(root)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = f"{time.time_ns():020d}-{body['id']}{SUFFIX}"
-    tmp = folder / f"{TMP_PREFIX}{name}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, json.dumps(body, separators=(",", ":")).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     path = folder / name
-    os.replace(tmp, path)
-    _fsync_dir(folder)
+    write_atomic(path, json.dumps(body, separators=(",", ":")).encode(), tmp=folder / f"{TMP_PREFIX}{name}",
+                 sync_dir=True)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pending_files(root: Path) -> list[Path]:

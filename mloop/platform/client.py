@@ -22,9 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx

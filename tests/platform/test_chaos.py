@@ -7,8 +7,8 @@ worker, Prefect server, MLflow, webhook) at random moments. After the last kill 
 converge: every service up, the champion served, no flow run left Running or Pending, every
 prediction id a client was answered in the prediction log; `mloop down` then leaves no process.
 
-`make test` runs a short schedule (MLOOP_CHAOS_KILLS, default 10 kills); `make chaos` a longer one.
-The seed is printed (MLOOP_CHAOS_SEED replays a schedule).
+`make test` runs a short schedule (CHAOS_KILLS, default 10 kills); `make chaos` a longer one.
+The seed is printed (CHAOS_SEED replays a schedule).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from tests.platform.helpers import drifted_traffic, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
 
 MODEL = "loans"
-KILLS = int(os.environ.get("MLOOP_CHAOS_KILLS", "10"))
-SEED = int(os.environ.get("MLOOP_CHAOS_SEED", str(random.SystemRandom().randrange(1_000_000))))
+KILLS = int(os.environ.get("CHAOS_KILLS", "10"))
+SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(1_000_000))))
 CONVERGE_SECONDS = 600
 ACTIVE = ("RUNNING", "PENDING")
 
@@ -63,7 +63,7 @@ def _converged(platform) -> str | None:  # noqa: ANN001
 
 
 def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:  # noqa: ANN001
-    print(f"chaos: {KILLS} kills, seed {SEED} (MLOOP_CHAOS_SEED={SEED} replays it)")
+    print(f"chaos: {KILLS} kills, seed {SEED} (CHAOS_SEED={SEED} replays it)")
     # v1 through the triggers, before any fault.
     source = tmp_path / "loans-v1.parquet"
     write_frame(generate("baseline", 3000, 1), source)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path

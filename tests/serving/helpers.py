@@ -7,6 +7,11 @@ data and models helpers' code except where lineage needs the real registry.
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -281,3 +286,39 @@ def json_records(frame: pd.DataFrame, contract: DatasetContract) -> list[dict]:
     return [
         {k: (int(cols[k][i]) if k in ints and cols[k][i] is not None else cols[k][i]) for k in names} for i in range(len(frame))
     ]
+
+
+class PredictLoad:
+    """``threads`` clients POSTing two-record /predict requests to ``url`` in a loop (connection errors
+    ignored: the service may be restarting); ``answered`` keeps every prediction id answered 200."""
+
+    def __init__(self, url: str, recs: list[dict[str, Any]], threads: int = 4) -> None:
+        self.url, self.recs = url, recs
+        self.answered: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        n = len(self.recs)
+        with httpx.Client(base_url=self.url, timeout=10, headers=AUTH) as client:
+            i = 0
+            while not self._stop.is_set():
+                try:
+                    resp = client.post("/predict", json={"records": [self.recs[i % n], self.recs[(i + 1) % n]]})
+                except httpx.HTTPError:
+                    time.sleep(0.01)
+                    continue
+                finally:
+                    i += 1
+                if resp.status_code == 200:
+                    self.answered.extend(a["prediction_id"] for a in resp.json())
+
+    def __enter__(self) -> PredictLoad:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,7 +16,7 @@ import pytest
 from mloop.core.processes import ServiceProcess, stop_pid
 from serving.predlog import read_predictions
 from serving.rolled_out import read_rolled_out, rolled_out_path
-from tests.serving.helpers import AUTH, TOKEN, Packaged, records, start
+from tests.serving.helpers import AUTH, TOKEN, Packaged, PredictLoad, records, start
 
 
 def _worker_pid(arbiter: int) -> int | None:
@@ -95,36 +94,12 @@ def test_a_respawned_worker_serves_the_model_rolled_out_before_the_kill(service:
 
 
 def test_sigkill_of_the_worker_under_load_loses_no_answered_prediction(service: ServiceProcess, packaged: Packaged) -> None:
-    answered: list[str] = []
-    stop = threading.Event()
-    recs = records(packaged.holdout, 20)
-
-    def client_loop() -> None:
-        with httpx.Client(base_url=service.url, timeout=10, headers=AUTH) as client:
-            i = 0
-            while not stop.is_set():
-                try:
-                    resp = client.post("/predict", json={"records": [recs[i % 20], recs[(i + 1) % 20]]})
-                except httpx.HTTPError:
-                    time.sleep(0.01)
-                    continue
-                finally:
-                    i += 1
-                if resp.status_code == 200:
-                    answered.extend(a["prediction_id"] for a in resp.json())
-
-    threads = [threading.Thread(target=client_loop) for _ in range(4)]
-    try:
-        for t in threads:
-            t.start()
-        _wait_for(lambda: len(answered) >= 600, 60, "600 answered predictions")
-        before_kill = len(answered)
+    with PredictLoad(service.url, records(packaged.holdout, 20)) as load:
+        _wait_for(lambda: len(load.answered) >= 600, 60, "600 answered predictions")
+        before_kill = len(load.answered)
         _kill_worker(service)
-        _wait_for(lambda: len(answered) >= before_kill + 200, 60, "answers from the respawned worker")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+        _wait_for(lambda: len(load.answered) >= before_kill + 200, 60, "answers from the respawned worker")
+    answered = load.answered
     # the new worker's rows are still in its buffer (60 s flush) and journal; the dead worker's only in
     # its journal: the reader compacts the dead writer's segments
     logged = read_predictions(packaged.settings.state.predictions, "loans")
