@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,9 +87,12 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     with log.open("w") as out_file:
         up = subprocess.Popen(python_m(CLI, "up", "--json"), env=platform.env, cwd=str(settings.project_dir),
                               stdout=out_file, stderr=subprocess.STDOUT)
+        t0 = time.monotonic()
         try:
             started = wait_for(lambda: started_train_runs(platform, md5), RESTART_BOUND_S,
                                f"a train run of {md5} started within {RESTART_BOUND_S:.0f}s of the restart", every=0.5)
+            print(f"\ntrain run of the version ingested during the outage started {time.monotonic() - t0:.1f}s "
+                  "after mloop up began")
         finally:
             code = up.wait(timeout=600)
     assert code == 0, f"mloop up failed:\n{log.read_text()}\n{platform.logs_tail()}"
