@@ -47,16 +47,23 @@ def kill_plan(seed: int, kills: int, *, min_gap: float, max_gap: float) -> list[
 
 
 def serving_worker(run_dir: Path) -> int | None:
-    """The pid of BentoML's worker of the running service (a descendant of serve's pid that is a leaf)."""
+    """The pid of BentoML's worker of the running service (a live leaf below serve's pid), if any."""
     pid = read_pid(run_dir, "serve")
     if pid is None:
         return None
+    found: list[tuple[bool, int]] = []
     try:
-        leaves = [c for c in psutil.Process(pid).children(recursive=True) if not c.children()]
-    except psutil.NoSuchProcess:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
         return None
-    workers = [c.pid for c in leaves if any("worker" in part for part in (c.cmdline() or []))] or [c.pid for c in leaves]
-    return workers[0] if workers else None
+    for child in children:
+        try:  # a worker killed a moment ago may be a zombie its arbiter has not reaped yet
+            if child.status() == psutil.STATUS_ZOMBIE or child.children():
+                continue
+            found.append((any("worker" in part for part in child.cmdline()), child.pid))
+        except psutil.Error:
+            continue
+    return max(found)[1] if found else None
 
 
 def kill(target: str, run_dir: Path) -> int | None:
@@ -91,7 +98,10 @@ def run_chaos(plan: list[Kill], run_dir: Path, stop: threading.Event, log: Chaos
             return
         order = [step.target] + [t for t in TARGETS if t != step.target]
         for target in order:
-            pid = kill(target, run_dir)
+            try:
+                pid = kill(target, run_dir)
+            except (OSError, psutil.Error):  # it died between the lookup and the signal: next target
+                pid = None
             if pid is not None:
                 log.kills.append((round(time.monotonic() - t0, 1), target, pid))
                 break
