@@ -302,6 +302,9 @@ class Watchdog:
     last_decision: Decision | None = None
     serve_pid: int | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
+    wanted: set[str] = field(default_factory=lambda: set(REQUIRED))
+    """Services that must run: the required ones, and serve once it was seen running (a restart of it
+    that fails drops its pid file, yet it stays wanted: retried with backoff, its orphans stopped)."""
 
     def __post_init__(self) -> None:
         self.run_dir = self.settings.state.run
@@ -340,7 +343,9 @@ class Watchdog:
                 age = time.time() - psutil.Process(pid).create_time()
         url = self.health.get(name)
         healthy = alive and (url is None or http_ok(url, timeout=3.0))
-        return Observation(name, pid_file.exists(), alive, healthy, age, required=name in REQUIRED)
+        if alive:
+            self.wanted.add(name)
+        return Observation(name, pid_file.exists(), alive, healthy, age, required=name in self.wanted)
 
     def run_due_jobs(self) -> None:
         now = time.monotonic()
@@ -368,6 +373,7 @@ class Watchdog:
             if spec is None:
                 log.info("serve is down (%s) and no model has a champion: not restarted", reason)
                 (self.run_dir / f"{SERVE}.pid").unlink(missing_ok=True)  # not meant to run: stop watching it
+                self.wanted.discard(SERVE)
                 return False
             self.stop_hung(name)
             state = ensure_services([spec], self.run_dir)[0]

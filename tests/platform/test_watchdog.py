@@ -30,6 +30,7 @@ from mloop.platform.watchdog import (
     Observation,
     PeriodicJob,
     Served,
+    Verdict,
     Watchdog,
     active_deploy_models,
     awaiting_event_deploy,
@@ -162,7 +163,7 @@ def test_served_state_from_the_answer_and_the_process() -> None:
 
 def test_periodic_jobs_hold_the_reconcile_and_run_when_due(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", reconcile_seconds=60.0, watchdog_seconds=5.0)
-    assert [j.name for j in periodic_jobs(settings, lambda: None)] == ["reconcile"]
+    assert [j.name for j in periodic_jobs(settings, lambda: None)] == ["reconcile", "outbox"]
     ran: list[str] = []
     dog = Watchdog(settings, jobs=[PeriodicJob("reconcile", 60.0, lambda: ran.append("r")),
                                    PeriodicJob("boom", 60.0, lambda: 1 / 0)])
@@ -172,6 +173,28 @@ def test_periodic_jobs_hold_the_reconcile_and_run_when_due(tmp_path: Path) -> No
     dog.reconcile_soon()
     dog.run_due_jobs()  # a failing job is logged, the others still run
     assert ran == ["r", "r"]
+
+
+def test_serve_seen_running_stays_wanted_after_its_pid_file_goes(tmp_path: Path) -> None:
+    """A restart of serve killed while starting drops its pid file: serve must still be restarted."""
+    import subprocess
+    import sys
+
+    settings = Settings(home=tmp_path / "home")
+    run = settings.state.run
+    run.mkdir(parents=True)
+    dog = Watchdog(settings, jobs=[])
+    assert not dog.observe("serve").required  # never seen: not started yet, nothing to restart
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "serve.pid").write_text(str(proc.pid))
+        dog.health.pop("serve", None)  # no HTTP check for this stand-in process
+        assert dog.observe("serve").alive
+    finally:
+        proc.kill()
+        proc.wait()
+    (run / "serve.pid").unlink()
+    assert judge(dog.observe("serve"), 0) == Verdict(True, "no pid file")
 
 
 def test_reconcile_deploys_on_the_second_sighting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
