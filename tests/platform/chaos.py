@@ -23,7 +23,7 @@ import httpx
 import pandas as pd
 import psutil
 
-from mloop.core.processes import pid_alive, read_pid
+from mloop.core.processes import pid_alive, process_home, read_pid, same_home
 from tests.platform.helpers import Platform, records
 
 TARGETS = ("serve", "serve-worker", "prefect-worker", "prefect-server", "mlflow", "webhook")
@@ -149,11 +149,5 @@ class Traffic:
 
 def platform_processes(home: Path) -> list[int]:
     """Every process whose environment names this MLOOP_HOME (what `mloop down` must leave none of)."""
-    found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if proc.environ().get("MLOOP_HOME") == str(home) and proc.pid != os.getpid() and pid_alive(proc.pid):
-                found.append(proc.pid)
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    return found
+    return [p.pid for p in psutil.process_iter()
+            if p.pid != os.getpid() and same_home(process_home(p.pid), str(home)) and pid_alive(p.pid)]
