@@ -276,7 +276,10 @@ def test_a_sigkill_of_serving_is_healed_by_the_watchdog_without_up(platform: Pla
     left = [q.pid for q in old_tree if q.is_running() and q.status() != psutil.STATUS_ZOMBIE]
     assert left == [], f"processes of the killed serve tree still alive: {left}"
     assert set(listening_pids(p.settings.serve_port)).isdisjoint(old)
-    assert "restarted serve" in _watchdog_log(p) and "process gone" in _watchdog_log(p)
+    # The watchdog logs its restart once `up`'s readiness wait returns, which may be a poll after the
+    # test already sees the new service answer.
+    wait_for(lambda: "restarted serve" in _watchdog_log(p), 30, "the watchdog to log its restart of serve")
+    assert "process gone" in _watchdog_log(p)
 
 
 @pytest.mark.integration
