@@ -28,8 +28,27 @@ import pandas as pd
 
 from mloop.core.frames import write_frame
 
-__all__ = ["SCENARIOS", "generate", "write_frame"]
+__all__ = ["FEATURE_ORDER", "SCENARIOS", "TASKS", "generate", "write_frame"]
 
+TASKS = ("classification", "regression")
+MIN_FEATURES = 3
+FEATURE_ORDER = (
+    "credit_score",
+    "annual_income",
+    "loan_amount",
+    "debt_to_income",
+    "loan_purpose",
+    "employment_type",
+    "age",
+    "employment_years",
+    "home_ownership",
+    "region",
+    "loan_term_months",
+    "interest_rate",
+    "num_open_accounts",
+    "num_delinquencies",
+)
+"""The generator's features, most telling first: ``generate(features=N)`` keeps the first N."""
 SCENARIOS = ("baseline", "covariate-shift", "concept-drift", "new-category", "missing-surge", "regime-change")
 
 HOME_OWNERSHIP = {"RENT": 0.40, "MORTGAGE": 0.42, "OWN": 0.15, "OTHER": 0.03}
@@ -133,14 +152,29 @@ def _with_nulls(rng: np.random.Generator, values: np.ndarray, share: float) -> n
     return values
 
 
-def generate(scenario: str = "baseline", rows: int = 100_000, seed: int = 42) -> pd.DataFrame:
+def generate(
+    scenario: str = "baseline",
+    rows: int = 100_000,
+    seed: int = 42,
+    *,
+    task: str = "classification",
+    features: int | None = None,
+) -> pd.DataFrame:
     """A loan-application dataset of ``rows`` rows for ``scenario`` (pure, deterministic in ``seed``).
 
     Columns: 14 features (9 numeric, 4 categorical + ``loan_term_months``), ``event_time``
-    (sorted, within a half-year window) and ``target`` (0/1, default within 12 months).
+    (sorted, within a half-year window) and ``target``: for ``task="classification"`` 0/1 (default
+    within 12 months), for ``task="regression"`` the expected loss in percent (the default
+    probability times 100, plus noise; the same mechanism and the same drift scenarios).
+    ``features`` keeps only the first N columns of :data:`FEATURE_ORDER` (3 to 14; None: all), so
+    several datasets of different shapes come from one generator (the multi-model benchmark).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    if features is not None and not MIN_FEATURES <= features <= len(FEATURE_ORDER):
+        raise ValueError(f"features must be between {MIN_FEATURES} and {len(FEATURE_ORDER)} (or None for all)")
     if rows < 1:
         raise ValueError("rows must be at least 1")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
@@ -174,7 +208,7 @@ def generate(scenario: str = "baseline", rows: int = 100_000, seed: int = 42) ->
     open_accounts = rng.poisson(8, n).astype(np.int64)
     delinquencies = rng.poisson(np.where(credit_score < 620, 0.8, 0.2)).astype(np.int64)
 
-    features = {
+    columns = {
         "age": age,
         "annual_income": income,
         "employment_years": employment_years,
@@ -191,20 +225,26 @@ def generate(scenario: str = "baseline", rows: int = 100_000, seed: int = 42) ->
         "num_delinquencies": delinquencies,
     }
     mechanism = DRIFTED_MECHANISM if scenario in ("concept-drift", "regime-change") else BASELINE_MECHANISM
-    p_default = 1.0 / (1.0 + np.exp(-_log_odds(features, mechanism)))
-    target = (rng.random(n) < p_default).astype(np.int64)
+    p_default = 1.0 / (1.0 + np.exp(-_log_odds(columns, mechanism)))
+    draw = rng.random(n)  # the classification draw, as before (the same bytes as without `task`)
+    if task == "regression":
+        target: np.ndarray = (100 * p_default + rng.normal(0, 1.5, n)).round(3)
+    else:
+        target = (draw < p_default).astype(np.int64)
 
     # Nulls are applied after the target: the outcome depends on the true values.
     surge = scenario == "missing-surge"
-    features["annual_income"] = _with_nulls(rng, income, 0.30 if surge else 0.02)
-    features["employment_years"] = _with_nulls(rng, employment_years, 0.25 if surge else 0.03)
-    features["debt_to_income"] = _with_nulls(rng, dti, 0.20 if surge else 0.015)
+    columns["annual_income"] = _with_nulls(rng, income, 0.30 if surge else 0.02)
+    columns["employment_years"] = _with_nulls(rng, employment_years, 0.25 if surge else 0.03)
+    columns["debt_to_income"] = _with_nulls(rng, dti, 0.20 if surge else 0.015)
 
     start = BASELINE_START if scenario == "baseline" else LATER_START
     offsets = np.sort(rng.integers(0, WINDOW_SECONDS, n))
     event_time = start + pd.to_timedelta(offsets, unit="s")
 
-    df = pd.DataFrame({"event_time": event_time, **features, "target": target})
+    keep = set(FEATURE_ORDER[: features or len(FEATURE_ORDER)])
+    df = pd.DataFrame({"event_time": event_time, **{k: v for k, v in columns.items() if k in keep}, "target": target})
     for name in ("employment_type", "home_ownership", "loan_purpose", "region"):
-        df[name] = df[name].astype(object)
+        if name in df:
+            df[name] = df[name].astype(object)
     return df

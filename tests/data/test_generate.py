@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mloop.core.frames import file_md5, read_frame
-from mloop.core.generate import NEW_PURPOSE, SCENARIOS, generate, write_frame
+from mloop.core.generate import FEATURE_ORDER, NEW_PURPOSE, SCENARIOS, generate, write_frame
 
 ROWS = 20_000
 NUMERIC = ["age", "annual_income", "employment_years", "credit_score", "loan_amount", "interest_rate", "debt_to_income"]
@@ -144,3 +144,30 @@ def test_regime_change_shifts_features_and_mechanism(frames: dict[str, pd.DataFr
     # ... and the credit score no longer drives defaults (the concept changed)
     assert base["credit_score"].corr(base["target"]) < -0.2
     assert abs(regime["credit_score"].corr(regime["target"])) < 0.08
+
+
+# -- shapes: tasks and feature counts (the multi-model benchmark's datasets)
+
+
+def test_classification_without_shape_options_is_unchanged() -> None:
+    pd.testing.assert_frame_equal(generate("baseline", 500, 3), generate("baseline", 500, 3, task="classification"))
+    assert set(generate("baseline", 500, 3)["target"].unique()) <= {0, 1}
+
+
+def test_regression_target_is_continuous_with_the_same_features() -> None:
+    clf = generate("baseline", 2000, 7)
+    reg = generate("baseline", 2000, 7, task="regression")
+    assert reg["target"].dtype.kind == "f" and reg["target"].nunique() > 1000
+    pd.testing.assert_series_equal(clf["credit_score"], reg["credit_score"])
+
+
+def test_features_keeps_the_first_n_columns_in_dataset_order() -> None:
+    df = generate("baseline", 300, 1, features=5)
+    assert set(df.columns) == {"event_time", "target", *FEATURE_ORDER[:5]}
+    assert df.shape == (300, 7)
+
+
+@pytest.mark.parametrize("bad", [{"task": "ranking"}, {"features": 2}, {"features": len(FEATURE_ORDER) + 1}])
+def test_bad_shape_options_are_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="task|features"):
+        generate("baseline", 10, 1, **bad)  # type: ignore[arg-type]
