@@ -97,6 +97,13 @@ def load_live_model(
     )
 
 
+def served_name(model_dir: Path, tag: str) -> str:
+    """The name a stored model is served under (its registered model name, as :func:`load_live_model`
+    reads it): ``/models/<name>/...``."""
+    meta = read_meta(model_dir)
+    return str(meta.get("model_name") or read_contract(model_dir).name or tag.partition(":")[0])
+
+
 def folder_mb(folder: Path) -> float:
     """Size of the files in ``folder`` (not recursive), in MB; 0 when it cannot be read."""
     try:

@@ -110,6 +110,7 @@ from serving.runtime import (
     answer_schema,
     load_live_model,
     prepare_live_model,
+    served_name,
 )
 from serving.schema import (
     build_feedback_model,
@@ -399,7 +400,7 @@ class PredictionService:
         """Serve ``live`` (add or replace its model's entry), with its request schemas built first."""
         self.routes.schemas(live)
         previous = self.models.slot(live.model_name).info if live.model_name in self.models else None
-        change = self.models.put(live, cost, initial_tag_for(live.model_name, _TAGS))
+        change = self.models.put(live, cost, initial_tag_for(model_name_of(live.tag), _TAGS))
         if previous is not None and previous.get("bentoml_tag") != live.tag:
             _MODEL_INFO.labels(previous["model_name"], previous["model_version"], previous["backend"]).set(0)
         _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
@@ -479,7 +480,7 @@ class PredictionService:
         with self._rollout_lock:
             try:
                 model = bentoml.models.get(model_tag)
-                name = check_name(model_name_of(str(model.tag)), "model")
+                name = check_name(served_name(Path(model.path), str(model.tag)), "model")
             except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
                 raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
             slot = self.models.slot(name) if name in self.models else None
@@ -499,7 +500,7 @@ class PredictionService:
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
             change = self._put(live, cost)
             try:
-                write_rolled_out(_SETTINGS.state.root, live.tag, initial_tag_for(name, _TAGS))
+                write_rolled_out(_SETTINGS.state.root, live.tag, initial_tag_for(model_name_of(live.tag), _TAGS))
             except OSError:  # the switch happened; a respawned worker would serve the initial model
                 log.exception("could not persist the rollout of %s", live.tag)
         return {"status": change.status, "previous": change.previous, "current": live.describe()}
