@@ -20,10 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "MLOOP_"
 MAX_RECORDS_DEFAULT = 1000
 MAX_STRING_LENGTH_DEFAULT = 256
-SERVE_MEMORY_MB_DEFAULT = 2048
-"""Half of the issue's 4 GiB goal for 20 served models: a small ONNX model costs a few MB loaded
-(measured with bench/serving_models.py), so 20 fit many times over, while a box full of big
-models (forests of hundreds of MB) unloads cold ones instead of swapping."""
+SERVE_MEMORY_MB_DEFAULT = 2048.0
+"""Half of the issue's 4 GiB goal for 20 served models, the other half left to the process itself
+(about 0.4 GB) and to request buffers: a small ONNX model costs well under 1 MB loaded (0.3 MB
+each measured over 180 loads; see bench/serving_models.py for the serving tree), so hundreds of
+them fit, while a box of big models (forests of hundreds of MB) unloads cold ones instead of
+growing into swap."""
 _OFF = ("0", "false", "no", "off")
 
 
@@ -59,7 +61,7 @@ class ServingSettings(BaseSettings):
         description="Comma-separated BentoML model tags the service loads at start (loans:v3,rates:v1), one per model "
         "name; each is served at /models/<name>/..., the first one's contract types the legacy /predict.",
     )
-    serve_memory_mb: int = Field(
+    serve_memory_mb: float = Field(
         default=SERVE_MEMORY_MB_DEFAULT,
         ge=0,
         description="Memory budget of the loaded models, in MB (each model's measured cost): over it, the least "

@@ -14,7 +14,9 @@ signature, whether it is loaded, its cost in MB, when it was last used). Rules:
   models answer meanwhile.
 - **Cost**: what one load adds to the process's resident memory (``rss_mb`` before and after), but
   at least the model's own estimate (``estimate_mb``: its files' size): RSS deltas are noisy while
-  other threads allocate and can even be negative after a collection. The sum of the recorded
+  other threads allocate and can even be negative after a collection; a reload keeps the
+  highest cost measured for the model (a reload into memory the allocator kept from the last
+  unload looks free, but the model costs the same). The sum of the recorded
   costs (not the process RSS: freed memory is not always returned to the OS) is what the budget
   is checked against, so the rule is deterministic and testable.
 - **Isolation**: a rollout replaces one slot's model (:meth:`ModelSet.put`); no other slot is
@@ -239,7 +241,7 @@ class ModelSet(Generic[M]):
 
     def _adopt_locked(self, slot: Slot[M], model: M, cost: float) -> list[tuple[str, str]]:
         slot.live = model
-        slot.cost_mb = cost
+        slot.cost_mb = max(cost, slot.cost_mb) if slot.tag == model.tag else cost
         slot.loads += 1
         slot.in_use += 1
         slot.last_used = next(self._clock)
@@ -272,10 +274,13 @@ class ModelSet(Generic[M]):
         while self.used_mb > self.budget_mb:
             cold = [s for s in self._slots.values() if s.live is not None and s.name != keep and s.in_use == 0]
             if not cold:
-                log.warning(
-                    "the loaded models need %.0f MB, over the %.0f MB budget (MLOOP_SERVE_MEMORY_MB), and none can be unloaded",
+                busy = {s.name: s.in_use for s in self._slots.values() if s.live is not None and s.name != keep}
+                log.log(
+                    logging.WARNING if busy else logging.INFO,
+                    "the loaded models need %.0f MB, over the %.0f MB budget (MLOOP_SERVE_MEMORY_MB); %s",
                     self.used_mb,
                     self.budget_mb,
+                    f"the others are answering requests now (in use: {busy})" if busy else f"{keep} alone needs more",
                 )
                 break
             victim = min(cold, key=lambda s: s.last_used)

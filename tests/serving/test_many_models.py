@@ -227,8 +227,8 @@ def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(two: Servi
     loans = load.answers["loans"]
     assert {a["model_version"] for _, a in loans} == {"1"}
     first: dict[int, float] = {}
-    for k, a in loans:  # the same record always gets the same answer: loans never changed
-        assert first.setdefault(k, a["probability"]) == a["probability"]
+    for k, a in loans:  # the same record always gets the same answer (float32 batches round at 1e-7): loans never changed
+        assert a["probability"] == pytest.approx(first.setdefault(k, a["probability"]), abs=1e-6)
     assert httpx.get(f"{two.url}/models/loans").json()["bentoml_tag"] == "loans:v1"
 
 
@@ -257,10 +257,11 @@ def test_the_client_never_takes_an_unreachable_service_for_an_empty_one() -> Non
 
 @pytest.fixture(scope="module")
 def tiny(packaged: Packaged, shapes: Shapes, two: ServiceProcess) -> Iterator[ServiceProcess]:
-    """``rates:v1`` and ``loans:v1`` with a 1 MB budget: only the model last used stays loaded.
+    """``rates:v1`` and ``loans:v1`` with a 10 kB budget (each model needs more): only the model
+    last used stays loaded.
     (Started after ``two``'s tests: it forgets their rollout records.)"""
     _forget_rollouts(packaged)
-    proc = start(packaged, ["rates:v1", "loans:v1"], MLOOP_SERVE_MEMORY_MB="1")
+    proc = start(packaged, ["rates:v1", "loans:v1"], MLOOP_SERVE_MEMORY_MB="0.01")
     try:
         yield proc
     finally:

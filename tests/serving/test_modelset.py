@@ -214,3 +214,16 @@ def test_the_cost_is_the_rss_growth_but_at_least_the_estimate() -> None:
     assert cost == 80  # the process grew by 80 MB
     _, cost = models.measure(lambda: Fake("b:v1", cost=5))
     assert cost == 5  # shrank (a collection ran): the estimate is the floor
+
+
+def test_a_reload_keeps_the_highest_cost_measured() -> None:
+    rss = iter([0.0, 30.0, 0.0, 0.0, 0.0, 1.0])  # the reload of a looks almost free (memory reused)
+    store = Store(costs={"a:v1": 1.0, "b:v1": 1.0})
+    models: ModelSet[Fake] = ModelSet(store.load, budget_mb=35, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost)
+    a, cost = models.measure(lambda: Fake("a:v1", 1.0))
+    models.put(a, cost, "a:v1")
+    models.slot("a").live = None  # as if unloaded
+    b, cost_b = models.measure(lambda: Fake("b:v1", 1.0))
+    models.put(b, cost_b, "b:v1")
+    use(models, "a")
+    assert models.slot("a").cost_mb == 30
