@@ -174,7 +174,7 @@ def main() -> None:
                 use(many.url, token, model)
             loaded = step
             rss[step] = settle_rss(many.pid)
-            print(f"{step} models loaded: serving tree {rss[step]:.0f} MB (added {step - 1 - (steps[steps.index(step) - 1] - 1)} "
+            print(f"{step} models loaded: serving tree {rss[step]:.0f} MB (added {step - steps[steps.index(step) - 1]} "
                   f"models in {time.perf_counter() - t1:.1f} s)", flush=True)
         one = start_service(settings, hot.tag, port=free_port(), name="bench-one")
         procs.append(one)

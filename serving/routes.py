@@ -335,6 +335,9 @@ class ModelRoutes:
             if parts[1] == "predict":
                 return await self._predict(live, body)
             return await self._feedback(live, body, scope)
+        except Exception:  # noqa: BLE001 - as BentoML answers an unexpected error: logged, no detail leaked
+            log.exception("%s %s failed", method, path)
+            return json_answer(500, {"error": "An unexpected error has occurred, please check the server log."})
         finally:
             self.models.checkin(name)
 
