@@ -20,6 +20,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "MLOOP_"
 MAX_RECORDS_DEFAULT = 1000
 MAX_STRING_LENGTH_DEFAULT = 256
+SERVE_MEMORY_MB_DEFAULT = 2048.0
+"""Half of the issue's 4 GiB goal for 20 served models, the other half left to the process itself
+(about 0.4 GB) and to request buffers: a small ONNX model costs well under 1 MB loaded (0.3 MB
+each measured over 180 loads; see bench/serving_models.py for the serving tree), so hundreds of
+them fit, while a box of big models (forests of hundreds of MB) unloads cold ones instead of
+growing into swap."""
 _OFF = ("0", "false", "no", "off")
 
 
@@ -48,7 +54,18 @@ class ServingSettings(BaseSettings):
 
     serve_model: str = Field(
         default="",
-        description="BentoML model tag the service loads first (<name>:v<version>); its contract defines the request schema.",
+        description="BentoML model tag the service loads first (<name>:v<version>); the same as a one-tag MLOOP_SERVE_MODELS.",
+    )
+    serve_models: str = Field(
+        default="",
+        description="Comma-separated BentoML model tags the service loads at start (loans:v3,rates:v1), one per model "
+        "name; each is served at /models/<name>/..., the first one's contract types the legacy /predict.",
+    )
+    serve_memory_mb: float = Field(
+        default=SERVE_MEMORY_MB_DEFAULT,
+        ge=0,
+        description="Memory budget of the loaded models, in MB (each model's measured cost): over it, the least "
+        "recently used models are unloaded and reloaded on their next request. 0: no limit.",
     )
     prediction_log: Flag = Field(default=True, description="Write every answered record to the prediction log (0 turns it off).")
     max_records: int = Field(default=MAX_RECORDS_DEFAULT, ge=1, description="Largest number of records in one /predict request.")
@@ -81,6 +98,20 @@ class ServingSettings(BaseSettings):
     onnx_threads: Annotated[int, BeforeValidator(_threads)] = Field(
         default=1, description="ONNX Runtime intra-op threads (1 on a small shared box)."
     )
+
+    def tags(self) -> list[str]:
+        """The start tags: ``serve_models`` in order, then ``serve_model`` if not among them (blanks
+        and repeats dropped). Pure; raises ValueError for two tags of the same model name."""
+        out: list[str] = []
+        for tag in [*self.serve_models.split(","), self.serve_model]:
+            tag = tag.strip()
+            if tag and tag not in out:
+                out.append(tag)
+        names = [t.partition(":")[0] for t in out]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"two start tags of the same model {doubled}: give one tag per model name ({out})")
+        return out
 
     def to_env(self) -> dict[str, str]:
         """The explicitly set values (arguments or environment) as environment variables, for the

@@ -10,6 +10,7 @@ credentials: it never talks to them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
@@ -19,6 +20,16 @@ from mloop.core.settings import Settings
 from serving.config import ServingSettings
 
 
+def tag_list(model_tags: str | Sequence[str]) -> list[str]:
+    """One tag, a comma-separated string of tags, or a sequence of tags as a list (blanks and
+    repeats dropped, order kept). Pure."""
+    items = model_tags.split(",") if isinstance(model_tags, str) else list(model_tags)
+    out: list[str] = []
+    for tag in (t.strip() for t in items):
+        if tag and tag not in out:
+            out.append(tag)
+    return out
+
 
 def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:
     """``bentoml serve`` for the service, bound to ``host:port`` (pass ``Settings.serving_host``)."""
@@ -27,16 +38,22 @@ def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[
     return [*head, "serve", service, "--host", host, "--port", str(port)]
 
 
-def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = True, **extra: str) -> dict[str, str]:
+def serve_env(
+    settings: Settings, model_tags: str | Sequence[str], *, log_predictions: bool = True, **extra: str
+) -> dict[str, str]:
     """Environment of the service process: the state paths, the settings (security included), then the
-    :class:`ServingSettings` it reads (the model tag, the log switch, and any MLOOP_ serving knob set
-    in this environment), then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``).
+    :class:`ServingSettings` it reads (the model tags as ``MLOOP_SERVE_MODELS``, the first also as
+    ``MLOOP_SERVE_MODEL``, the log switch, and any MLOOP_ serving knob set in this environment),
+    then ``extra`` (raw variables, e.g. ``MLOOP_PREDLOG_FLUSH_SECONDS="60"``).
     Prefect and MLflow credentials are blanked (the process would otherwise inherit them)."""
+    tags = tag_list(model_tags)
+    if not tags:
+        raise ValueError("serve_env needs at least one model tag")
     env = settings.service_env()
     for key in settings.client_auth_env():
         env[key] = ""
     env.update(settings.child_env())  # the security settings too (they may have been set in code)
-    env.update(ServingSettings(serve_model=model_tag, prediction_log=log_predictions).to_env())
+    env.update(ServingSettings(serve_model=tags[0], serve_models=",".join(tags), prediction_log=log_predictions).to_env())
     env = with_code_root(env)
     env.update(extra)
     return env
@@ -44,7 +61,7 @@ def serve_env(settings: Settings, model_tag: str, *, log_predictions: bool = Tru
 
 def start_service(
     settings: Settings,
-    model_tag: str,
+    model_tags: str | Sequence[str],
     *,
     port: int,
     host: str | None = None,
@@ -54,15 +71,15 @@ def start_service(
     log_predictions: bool = True,
     **extra_env: str,
 ) -> ServiceProcess:
-    """Start the service bound to ``host`` (default ``settings.serving_host``) in the background and
-    wait until ``/readyz`` answers (model loaded)."""
+    """Start the service of ``model_tags`` (one tag or many) bound to ``host`` (default
+    ``settings.serving_host``) in the background and wait until ``/readyz`` answers (the start models loaded)."""
     bind = host if host is not None else settings.serving_host
     url = http_url(bind, port)
     return start_process(
         name,
         serve_argv(bind, port),
         run_dir=run_dir or settings.state.run,
-        env=serve_env(settings, model_tag, log_predictions=log_predictions, **extra_env),
+        env=serve_env(settings, model_tags, log_predictions=log_predictions, **extra_env),
         cwd=CODE_ROOT,
         url=url,
         ready_url=f"{url}/readyz",

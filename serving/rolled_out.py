@@ -11,13 +11,20 @@ tag the worker is started with (a respawned worker, or the service restarted wit
 command), and its tag is in the BentoML store; a service started with another tag (e.g. a new
 champion) serves that tag: the newest explicit instruction wins. A record whose tag is gone from
 the store is ignored with a warning (the initial tag serves).
+
+Many models (one service, :mod:`serving.modelset`): every model has its own record. A model in the
+service's start tags keeps the rule above with its own start tag as the initial tag. A model ADDED
+by a rollout (its name not among the start tags) is recorded with the service's whole start list
+(:func:`start_key`, e.g. ``loans:v3,rates:v1``) as its initial tag, and :func:`startup_tags`
+restores it when the worker is started with that same list (a respawn, or the same command again);
+a service started with another list does not pick up models another service once added.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,3 +98,60 @@ def startup_tag(initial_tag: str, record: RolledOut | None, in_store: Callable[[
             f"initial {initial_tag}"
         )
     return record.model_tag, None
+
+
+def start_key(start_tags: Sequence[str]) -> str:
+    """The initial tag recorded for a model a rollout ADDED: the service's start tags, joined. Pure."""
+    return ",".join(start_tags)
+
+
+def initial_tag_for(model_name: str, start_tags: Sequence[str]) -> str:
+    """The initial tag of ``model_name``'s record: its own start tag, else :func:`start_key`. Pure."""
+    for tag in start_tags:
+        if model_name_of(tag) == model_name:
+            return tag
+    return start_key(start_tags)
+
+
+def read_all_rolled_out(home: Path) -> dict[str, RolledOut]:
+    """Every readable rollout record under ``<home>/serving/``, by model name."""
+    root = Path(home) / SERVING_DIR
+    out: dict[str, RolledOut] = {}
+    if not root.is_dir():
+        return out
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            record = read_rolled_out(home, folder.name)
+        except Exception as exc:  # noqa: BLE001 - a folder name that is not a model name: not ours
+            log.warning("ignoring %s: %s", folder, exc)
+            continue
+        if record is not None and record.model_name == folder.name:
+            out[folder.name] = record
+    return out
+
+
+def startup_tags(
+    start_tags: Sequence[str], records: Mapping[str, RolledOut], in_store: Callable[[str], bool]
+) -> tuple[list[str], list[str]]:
+    """The tags a starting worker serves (start models first, in order, then restored added ones by
+    name) and the warnings to log. Pure given ``in_store``: :func:`startup_tag` per start model; an
+    added model's record is restored when its initial tag is :func:`start_key` of ``start_tags``
+    and its tag is in the store."""
+    tags: list[str] = []
+    warnings: list[str] = []
+    names = {model_name_of(t) for t in start_tags}
+    for tag in start_tags:
+        chosen, warning = startup_tag(tag, records.get(model_name_of(tag)), in_store)
+        tags.append(chosen)
+        if warning:
+            warnings.append(warning)
+    key = start_key(start_tags)
+    for name in sorted(records):
+        record = records[name]
+        if name in names or record.initial_tag != key:
+            continue
+        if in_store(record.model_tag):
+            tags.append(record.model_tag)
+        else:
+            warnings.append(f"the added model {record.model_tag} is not in the BentoML store any more; not restored")
+    return tags, warnings

@@ -41,6 +41,7 @@ class LiveModel:
     answer: type[BaseModel]  # the answer schema: regression, binary or multiclass
     class_labels: list[str] | None = None  # multiclass: the keys of an answer's probabilities, in class order
     value_name: str = "probability"
+    size_mb: float = 0.0  # its files in the store: the floor of its memory cost (serving/modelset.py)
 
     @property
     def signature(self) -> list[tuple[str, str]]:
@@ -92,26 +93,51 @@ def load_live_model(
         answer=answer,
         class_labels=[str(c) for c in meta["classes"]] if answer is MulticlassAnswer else None,
         value_name="score" if contract.task == "regression" else "probability",
+        size_mb=folder_mb(model_dir),
     )
 
 
-def prepare_live_model(tag: str, model_dir: Path, current: LiveModel | None, *, threads: int = 1) -> LiveModel:
+def served_name(model_dir: Path, tag: str) -> str:
+    """The name a stored model is served under (its registered model name, as :func:`load_live_model`
+    reads it): ``/models/<name>/...``."""
+    meta = read_meta(model_dir)
+    return str(meta.get("model_name") or read_contract(model_dir).name or tag.partition(":")[0])
+
+
+def folder_mb(folder: Path) -> float:
+    """Size of the files in ``folder`` (not recursive), in MB; 0 when it cannot be read."""
+    try:
+        return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file()) / 2**20
+    except OSError:
+        return 0.0
+
+
+def prepare_live_model(
+    tag: str,
+    model_dir: Path,
+    current: LiveModel | None,
+    *,
+    threads: int = 1,
+    signature: list[tuple[str, str]] | None = None,
+) -> LiveModel:
     """Load ``tag`` and check it can replace ``current``; raises :class:`RolloutRefused` otherwise.
 
     Checks: the files load; the stored sample records predict with finite outputs (probabilities in
     [0, 1]) that match sklearn's stored outputs; its :attr:`LiveModel.signature` (feature columns
     and kinds, the target's kind, the answer schema) equals the running model's: a schema change
-    needs a new service, i.e. blue/green, not an in-place swap.
+    needs a new service, i.e. blue/green, not an in-place swap. ``signature``: the running model's,
+    when it is not loaded (unloaded by the memory budget); neither given: a new model, no comparison.
     """
     try:
         live = load_live_model(tag, model_dir, threads=threads)
     except Exception as exc:  # noqa: BLE001 - any load failure refuses the rollout
         raise RolloutRefused(f"model {tag} does not load: {type(exc).__name__}: {exc}") from exc
     problems = smoke_test(live.predictor, live.meta)
-    if current is not None and live.signature != current.signature:
+    expected = current.signature if current is not None else signature
+    if expected is not None and live.signature != expected:
         problems.append(
             "its feature columns, target kind or answer schema differ from the running service's "
-            f"({live.signature} vs {current.signature}): restart the service"
+            f"({live.signature} vs {expected}): restart the service"
         )
     if problems:
         raise RolloutRefused(f"model {tag} failed its smoke test: " + "; ".join(problems))

@@ -2,15 +2,25 @@
 
 This module is BentoML's entry point, not a library module: it reads its configuration when
 imported, because BentoML builds the HTTP schema from the class at import time. The knobs are one
-typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODEL`` (required), ``MLOOP_MAX_RECORDS``,
+typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODELS`` and/or ``MLOOP_SERVE_MODEL`` (at
+least one tag), ``MLOOP_SERVE_MEMORY_MB``, ``MLOOP_MAX_RECORDS``,
 ``MLOOP_MAX_STRING_LENGTH``, ``MLOOP_SERVE_STRICT``, ``MLOOP_PREDICTION_LOG``, ``MLOOP_BATCHING``,
 ``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
 ``MLOOP_PREDLOG_FLUSH_ROWS``, ``MLOOP_PREDLOG_FLUSH_SECONDS``, ``MLOOP_PREDLOG_JOURNAL``,
 ``MLOOP_ONNX_THREADS``: see its field
 descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
 to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_SERVE_HOST``/``MLOOP_HOST`` and
-``MLOOP_SERVE_PORT``: where it binds; the security settings below). The model tag's contract
-defines the request schema (see :mod:`serving.schema`), with the user's column names.
+``MLOOP_SERVE_PORT``: where it binds; the security settings below). Each model's contract defines
+its request schema (see :mod:`serving.schema`), with the user's column names; the FIRST start
+tag's types BentoML's ``/predict``.
+
+Many models, one process (issue 12): the service holds a :class:`serving.modelset.ModelSet` (every
+start tag, plus models added by ``/admin/rollout``), with a memory budget and least-recently-used
+unloading (``MLOOP_SERVE_MEMORY_MB``). Each model answers at ``/models/<name>/predict`` and
+``/models/<name>/feedback`` (:mod:`serving.routes`, in the ASGI layer: BentoML's routes are fixed
+at import). With exactly one model served, ``/predict``, ``/feedback`` and ``GET /model`` are
+BentoML's typed routes as before (the fast path measured by bench/serving.py); with several they
+answer 409 with the list of models: a client is never answered by a model it did not name.
 
 Security (issue 10), in the order a request meets it (outermost first):
 
@@ -40,31 +50,36 @@ BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POS
 ``conflicts``, ``unknown``, ``set_aside``, ``rejected`` (at most 100 ``{"prediction_id", "reason"}``),
 ``rejected_truncated``; 404 with the same fields plus ``error`` when no id is known),
 ``POST /admin/rollout`` ``{"model_tag"}`` (loopback
-only), BentoML's own ``/healthz`` ``/livez`` ``/readyz`` (ready only once a model is loaded) and
+only: replaces the served version of the tag's model, ``"status": "switched"``, or adds the model,
+``"added"``), ``GET /models`` and ``GET /models/<name>`` (what is served, ``loaded`` or not),
+``/models/<name>/predict`` and ``/models/<name>/feedback``, BentoML's own ``/healthz`` ``/livez``
+``/readyz`` (ready once the start models are loaded) and
 ``/metrics`` (Prometheus; ``mloop_predictions_total`` and ``mloop_model_info`` carry the model
 version as a label; ``mloop_predlog_dead_letter_total`` counts rows the prediction log or the
-feedback store had to set aside, see :mod:`serving.predlog`).
+feedback store had to set aside, see :mod:`serving.predlog`; ``mloop_models_loaded``,
+``mloop_model_loads_total``, ``mloop_model_evictions_total`` and ``mloop_model_memory_mb`` show the
+model set and its budget).
 
-Rollout design: the serving model is ONE attribute (``self.live``) holding a :class:`LiveModel`
+Rollout design: each served model is ONE entry of the model set holding a :class:`LiveModel`
 (predictor, version, contract). A rollout loads the new tag from the BentoML store, smoke-tests
-it, and only then assigns the attribute. A request reads the attribute once at its start, so each
-request (and each batch) is answered entirely by one model, requests in flight finish on the old
-model, and no request ever sees a half-loaded one. A failed smoke test leaves ``self.live`` alone.
-A successful rollout is persisted (:mod:`serving.rolled_out`), so a worker BentoML respawns after a
-crash serves the rolled-out model again, not the one the service was started with.
+it, and only then replaces that entry (no other entry is touched). A request takes the model once
+at its start, so each request (and each batch) is answered entirely by one model version,
+requests in flight finish on the old one, and no request ever sees a half-loaded one. A failed
+smoke test leaves the entry alone. A successful rollout is persisted (:mod:`serving.rolled_out`),
+so a worker BentoML respawns after a crash serves the start models and every model rolled out
+since (:func:`serving.rolled_out.startup_tags`), not only the ones it was started with.
 
 Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
 journal that cannot be written answers 503 (no answer without its log line). At start the worker
 compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
-One worker process per service (``workers=1``): the swap is in-process, and on 2 cores one worker
-with ONNX Runtime already runs near BentoML's own floor.
+One worker process per service (``workers=1``): the swap is in-process, the models are loaded
+once, and on 2 cores one worker with ONNX Runtime already runs near BentoML's own floor.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import json
 import logging
 import threading
 from http import HTTPStatus
@@ -75,21 +90,27 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
 
+from mloop.core.names import check_name
 from mloop.core.settings import Settings
+from mloop.core.web import ASGIApp, Receive, Scope, Send
 from serving.access import LocalAnswer, ServingGate
+from serving.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
-from serving.onnx_model import read_contract, read_meta
 from serving.journal import JournalError
-from serving.predlog import PredictionLogger, compact_journals, new_prediction_ids
-from serving.rolled_out import model_name_of, read_rolled_out, startup_tag, write_rolled_out
+from serving.modelset import ModelSet
+from serving.onnx_model import read_contract, read_meta
+from serving.predlog import PredictionLogger, compact_journals
+from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
+from serving.routes import ModelRoutes, json_answer
 from serving.runtime import (
     LiveModel,
     RolloutRefused,
     answer_schema,
     load_live_model,
     prepare_live_model,
+    served_name,
 )
 from serving.schema import (
     build_feedback_model,
@@ -101,9 +122,12 @@ from serving.schema import (
 log = logging.getLogger("mloop.serving")
 
 _SERVING = ServingSettings()
-_TAG = _SERVING.serve_model.strip()
-if not _TAG:
-    raise RuntimeError("MLOOP_SERVE_MODEL is not set: give the BentoML model tag to serve (e.g. loans:v1)")
+_TAGS = _SERVING.tags()
+if not _TAGS:
+    raise RuntimeError(
+        "MLOOP_SERVE_MODELS (or MLOOP_SERVE_MODEL) is not set: give the BentoML model tags to serve (e.g. loans:v1,rates:v2)"
+    )
+_TAG = _TAGS[0]  # types BentoML's /predict (the route of a one-model service) and is the Bento's model
 _SETTINGS = Settings()
 
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
@@ -119,7 +143,7 @@ Answers = Annotated[list[Answer], ContentType("application/json")]  # type: igno
 
 _PREDICTIONS = bentoml.metrics.Counter(
     name="mloop_predictions",
-    documentation="Records answered by /predict",
+    documentation="Records answered by /predict and /models/<name>/predict",
     labelnames=["model_name", "model_version"],
 )
 _MODEL_INFO = bentoml.metrics.Gauge(
@@ -133,15 +157,51 @@ _DEAD_LETTER = bentoml.metrics.Counter(
     documentation="Rows the prediction log (log=predictions) or the feedback store (log=feedback) set aside as dead letter",
     labelnames=["model_name", "log"],
 )
+_LOADED = bentoml.metrics.Gauge(
+    name="mloop_models_loaded",
+    documentation="Models loaded in memory now (the others are served but unloaded by the memory budget)",
+    multiprocess_mode="livemax",
+)
+_LOADS = bentoml.metrics.Counter(
+    name="mloop_model_loads",
+    documentation="Loads of a model into memory (start, rollout, reload on demand after an unload)",
+    labelnames=["model_name"],
+)
+_EVICTIONS = bentoml.metrics.Counter(
+    name="mloop_model_evictions",
+    documentation="Least-recently-used unloads of a model to stay within MLOOP_SERVE_MEMORY_MB",
+    labelnames=["model_name"],
+)
+_MEMORY = bentoml.metrics.Gauge(
+    name="mloop_model_memory_mb",
+    documentation="Measured memory cost of a loaded model, in MB (0 while unloaded)",
+    labelnames=["model_name"],
+    multiprocess_mode="livemax",
+)
 
 
 def _count_dead_letter(kind: str, model_name: str, rows: int, reason: str) -> None:
     _DEAD_LETTER.labels(model_name, kind).inc(rows)
 
 
-def _json(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    data = json.dumps(body, default=str).encode()
-    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())], data
+def _count_predictions(model_name: str, model_version: str, rows: int) -> None:
+    _PREDICTIONS.labels(model_name, model_version).inc(rows)
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def _load_tag(tag: str) -> LiveModel:
+    """A model from the BentoML store, as served (no checks: it passed them when it was put)."""
+    model = bentoml.models.get(tag)
+    return load_live_model(str(model.tag), Path(model.path), threads=_SERVING.onnx_threads)
+
+
+def _json(status: int, body: dict[str, Any]) -> LocalAnswer:
+    return json_answer(status, body)
 
 
 class _Holder:
@@ -154,17 +214,24 @@ _HOLDER = _Holder()
 
 
 JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
+LEGACY_ROUTES = {("POST", "/predict"): "predict", ("POST", "/feedback"): "feedback", ("GET", "/model"): ""}
 
 
 def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> LocalAnswer | None:
     """The service's own answers before BentoML's routes (given by :class:`serving.access.ServingGate`
-    after the Host, body and access checks): ``GET /model`` (what is served), and 415 for a POST
-    route whose body is not JSON (BentoML would otherwise parse any content type as JSON; a client
-    sending form data or text deserves a clear "wrong content type" answer). None: on to the routes."""
+    after the Host, body and access checks): ``GET /model`` (what is served), 409 for the legacy
+    routes while several models are served (never a wrong model), and 415 for a POST route whose
+    body is not JSON (BentoML would otherwise parse any content type as JSON; a client sending
+    form data or text deserves a clear "wrong content type" answer). None: on to the routes."""
+    svc = holder.service
+    legacy = LEGACY_ROUTES.get((method, path))
+    if legacy is not None and svc is not None and len(svc.models) > 1:
+        names = svc.models.names()
+        use = f"/models/<name>/{legacy}" if legacy else "GET /models/<name> (or GET /models)"
+        return _json(409, {"error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}", "models": names})
     if path == "/model" and method == "GET":
-        svc = holder.service
-        if svc is not None and svc.live is not None:
-            return _json(200, svc.live.describe())
+        if svc is not None and len(svc.models) == 1:
+            return _json(200, svc.models.slot(svc.models.names()[0]).info)
         return _json(503, {"error": "no model loaded yet"})
     if path in JSON_ROUTES and method == "POST" and content_type != "application/json":
         return _json(
@@ -175,6 +242,23 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
             },
         )
     return None
+
+
+class _Routes:
+    """The service's :class:`serving.routes.ModelRoutes`, once ``__init__`` has made it."""
+
+    prefixes = ModelRoutes.prefixes
+
+    def __init__(self, holder: _Holder) -> None:
+        self.holder = holder
+
+    async def __call__(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, method: str, path: str, content_type: str
+    ) -> bool:
+        svc = self.holder.service
+        if svc is None:
+            return False
+        return await svc.routes(app, scope, receive, send, method, path, content_type)
 
 
 def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
@@ -191,21 +275,19 @@ def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> 
     logging={"access": {"enabled": False}},
 )
 class PredictionService:
-    """Serves one registered model version (swappable at runtime by ``/admin/rollout``)."""
+    """Serves many registered models, each version swappable at runtime by ``/admin/rollout``."""
 
-    model_ref = _INITIAL_REF  # a Bento built from this service embeds the initial model
+    model_ref = _INITIAL_REF  # a Bento built from this service embeds the first start model
 
     def __init__(self) -> None:
         if _SERVING.batching and _SERVING.batch_wait_bound:
             bound_batching_wait()  # a lone request is not held back after a burst (serving/batching.py)
-        self.live: LiveModel | None = None
+        import onnxruntime  # noqa: F401 - imported before any load is measured: not a model's cost
+
         self._rollout_lock = threading.Lock()
         state = _SETTINGS.state
-        self.recent_ids = RecentIds(_SERVING.feedback_index_size)
-        self.feedback_store = FeedbackStore(
-            state.feedback, state.predictions, recent=self.recent_ids, on_dead_letter=_count_dead_letter
-        )
-        self.logger = (
+        recent = RecentIds(_SERVING.feedback_index_size)
+        logger = (
             PredictionLogger(
                 state.predictions,
                 flush_rows=_SERVING.predlog_flush_rows,
@@ -216,22 +298,47 @@ class PredictionService:
             if _SERVING.prediction_log
             else None
         )
-        if self.logger is not None:
+        self.logger = logger
+        self.answering = Answering(
+            logger=logger,
+            recent=recent,
+            feedback_store=FeedbackStore(state.feedback, state.predictions, recent=recent, on_dead_letter=_count_dead_letter),
+            count=_count_predictions,
+        )
+        if logger is not None:
             try:  # what a killed predecessor journaled but never wrote as parquet
                 compact_journals(state.predictions, _count_dead_letter)
             except Exception:  # noqa: BLE001 - the readers compact too: serving must start
                 log.exception("could not compact the prediction journal at start")
-        initial = load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
-        self._set_live(self._restore_rollout(initial))
+        self.models: ModelSet[LiveModel] = ModelSet(
+            _load_tag,
+            budget_mb=_SERVING.serve_memory_mb,
+            rss_mb=_rss_mb,
+            estimate_mb=lambda live: live.size_mb,
+            on_load=self._loaded,
+            on_evict=self._evicted,
+        )
+        self.routes = ModelRoutes(
+            self.models,
+            self.answering,
+            max_records=_SERVING.max_records,
+            max_string_length=_SERVING.max_string_length,
+            strict=_SERVING.serve_strict,
+            max_body_bytes=_SETTINGS.max_body_bytes,
+            batch_max_size=_SERVING.batch_max_size,
+        )
+        self._start_models()
         _HOLDER.service = self
-        # Everything loaded so far (libraries, the model, schemas) lives as long as the process: keep
+        # Everything loaded so far (libraries, the models, schemas) lives as long as the process: keep
         # it out of the collector, so each collection under load scans only the requests' objects.
         gc.collect()
         gc.freeze()
 
-    def _restore_rollout(self, initial: LiveModel) -> LiveModel:
-        """The model rolled out before this worker (re)started, when :func:`serving.rolled_out.startup_tag`
-        says so and it passes the rollout checks; else ``initial`` (with a warning)."""
+    # ------------------------------------------------------------------ the model set
+
+    def _start_models(self) -> None:
+        """Load the start tags, or what was rolled out since (per model, :func:`serving.rolled_out.startup_tags`),
+        plus the models rolled out (added) since this service's start."""
 
         def in_store(tag: str) -> bool:
             try:
@@ -240,30 +347,78 @@ class PredictionService:
                 return False
             return True
 
-        tag, warning = startup_tag(_TAG, read_rolled_out(_SETTINGS.state.root, model_name_of(_TAG)), in_store)
-        if warning:
+        tags, warnings = startup_tags(_TAGS, read_all_rolled_out(_SETTINGS.state.root), in_store)
+        for warning in warnings:
             log.warning(warning)
-        if tag == _TAG:
-            return initial
+        start = {model_name_of(t): t for t in _TAGS}
+        for tag in tags:
+            name = model_name_of(tag)
+            initial = start.get(name)
+            if initial is not None:
+                live = self._start_model(initial, tag)
+            else:  # added by a rollout since this service started: the rollout checks again
+                try:
+                    model = bentoml.models.get(tag)
+                    live, cost = self.models.measure(
+                        lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
+                    )
+                except (RolloutRefused, Exception) as exc:  # noqa: BLE001 - one model must not stop the others
+                    log.warning("the added model %s is not restored at start: %s", tag, exc)
+                    continue
+                self._put(live, cost)
+                log.info("restored the added model %s", tag)
+                continue
+            if live is not None:
+                log.info("serving %s (%s)", name, tag)
+
+    def _start_model(self, initial: str, tag: str) -> LiveModel | None:
+        """Load start tag ``initial``, then ``tag`` in its place when a rollout since says so and it
+        passes the rollout checks (else ``initial``, with a warning)."""
+        if initial == _TAG:
+            first, cost = self.models.measure(
+                lambda: load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
+            )
+        else:
+            first, cost = self.models.measure(lambda: _load_tag(initial))
+        if tag == initial:
+            self._put(first, cost)
+            return first
         model = bentoml.models.get(tag)
         try:
-            live = prepare_live_model(str(model.tag), Path(model.path), initial, threads=_SERVING.onnx_threads)
+            live, cost = self.models.measure(
+                lambda: prepare_live_model(str(model.tag), Path(model.path), first, threads=_SERVING.onnx_threads)
+            )
         except RolloutRefused as exc:
-            log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, _TAG)
-            return initial
-        log.info("restored the rolled-out model %s (started with %s)", tag, _TAG)
+            log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, initial)
+            self._put(first, cost)
+            return first
+        log.info("restored the rolled-out model %s (started with %s)", tag, initial)
+        self._put(live, cost)
         return live
 
-    def _set_live(self, live: LiveModel) -> None:
-        old = self.live
-        self.live = live  # the atomic switch: one reference assignment
-        if old is not None:
-            _MODEL_INFO.labels(old.model_name, old.model_version, old.predictor.backend).set(0)
+    def _put(self, live: LiveModel, cost: float) -> Any:
+        """Serve ``live`` (add or replace its model's entry), with its request schemas built first."""
+        self.routes.schemas(live)
+        previous = self.models.slot(live.model_name).info if live.model_name in self.models else None
+        change = self.models.put(live, cost, initial_tag_for(model_name_of(live.tag), _TAGS))
+        if previous is not None and previous.get("bentoml_tag") != live.tag:
+            _MODEL_INFO.labels(previous["model_name"], previous["model_version"], previous["backend"]).set(0)
         _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
         log.info("serving %s version %s (%s backend)", live.model_name, live.model_version, live.predictor.backend)
+        return change
+
+    def _loaded(self, name: str, tag: str, cost: float) -> None:
+        _LOADS.labels(name).inc()
+        _MEMORY.labels(name).set(cost)
+        _LOADED.set(len(self.models.loaded))
+
+    def _evicted(self, name: str, tag: str) -> None:
+        _EVICTIONS.labels(name).inc()
+        _MEMORY.labels(name).set(0)
+        _LOADED.set(len(self.models.loaded))
 
     def __is_ready__(self) -> bool:
-        return self.live is not None
+        return _HOLDER.service is self
 
     @bentoml.on_shutdown
     def flush_prediction_log(self) -> None:
@@ -272,106 +427,88 @@ class PredictionService:
             rows = self.logger.close()
             log.info("prediction log flushed on shutdown (%d rows)", rows)
 
+    # ------------------------------------------------------------------ the one-model routes
+
+    def _sole(self) -> LiveModel:
+        live = self.models.sole()
+        if live is None:  # several models: the gate answered 409 already; none: still starting
+            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+        return live
+
     @bentoml.api(
         batchable=_SERVING.batching,
         max_batch_size=_SERVING.batch_max_size,
         max_latency_ms=_SERVING.batch_max_latency_ms,
     )
     async def predict(self, records: Records) -> Answers:  # type: ignore[valid-type]
-        """Predict a list of records; one answer per record, in order."""
-        live = self.live
-        if live is None:
-            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+        """Predict a list of records; one answer per record, in order (while one model is served;
+        with several, use /models/<name>/predict)."""
+        live = self._sole()
         columns = {name: [getattr(r, key) for r in records] for name, key in live.keys.items()}
-        out = live.predictor.predict(columns)
-        n = len(out.predictions)
-        ids = new_prediction_ids(n)
-        self.recent_ids.add(live.model_name, ids)  # feedback for them is accepted before the log is written
-        values = out.probabilities if out.probabilities is not None else out.scores
-        if self.logger is not None:
-            try:  # write-ahead: journaled before the answer leaves
-                self.logger.log(
-                    ids=ids,
-                    model_name=live.model_name,
-                    model_version=live.model_version,
-                    features=columns,
-                    predictions=out.predictions,
-                    values=values,
-                    value_name=live.value_name,
-                )
-            except JournalError as exc:
-                log.error("%s: answering 503", exc)
-                raise _client_error("the prediction log cannot be written; try again", HTTPStatus.SERVICE_UNAVAILABLE) from exc
-        _PREDICTIONS.labels(live.model_name, live.model_version).inc(n)
-        key = live.value_name
-        name, version = live.model_name, live.model_version
-        extra = [{key: v} for v in (values if values is not None else [None] * n)]
-        if live.class_labels is not None:  # multiclass: every class's probability too
-            for fields, row in zip(extra, out.class_probabilities or (), strict=True):
-                fields["probabilities"] = dict(zip(live.class_labels, row, strict=True))
-        return [
-            Answer.model_construct(prediction=p, model_name=name, model_version=version, prediction_id=i, **fields)
-            for p, i, fields in zip(out.predictions, ids, extra, strict=True)
-        ]
+        try:
+            answers = answer_batch(live, columns, self.answering)
+        except JournalError as exc:
+            log.error("%s: answering 503", exc)
+            raise _client_error(PREDICT_LOG_UNWRITABLE, HTTPStatus.SERVICE_UNAVAILABLE) from exc
+        construct = Answer.model_construct
+        return [construct(**a) for a in answers]
 
     @bentoml.api(route="/feedback")
     def feedback(self, labels: Labels, ctx: bentoml.Context) -> dict[str, Any]:  # type: ignore[valid-type]
         """Record ground-truth labels by prediction id (bearer token required; a label's type follows
         the contract's target). Only ids this model issued are accepted; the first label per id wins
         (an equal second one is a duplicate, a different one a recorded conflict). 404 when no id is
-        known."""
-        live = self.live
-        if live is None:
-            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+        known. With several models served, use /models/<name>/feedback."""
+        live = self._sole()
         request = ctx.request
         source = {
             "via": "POST /feedback",
             "client": request.client.host if request.client else None,
             "user_agent": request.headers.get("user-agent"),
             "labels": len(labels),
-            "model_version": live.model_version,
         }
-        result = self.feedback_store.record(
-            live.model_name, [(item.prediction_id, item.label) for item in labels], source=source
-        )
-        answer = result.answer()
-        if result.unknown == len(labels):
-            ctx.response.status_code = HTTPStatus.NOT_FOUND
-            answer["error"] = (
-                f"none of the {len(labels)} prediction ids is known to model {live.model_name!r}: labels are "
-                "accepted only for predictions this model answered (prediction_id from /predict)"
-            )
+        status, answer = answer_feedback(live, [(item.prediction_id, item.label) for item in labels], source, self.answering)
+        if status != HTTPStatus.OK:
+            ctx.response.status_code = status
         return answer
 
     @bentoml.api(route="/admin/rollout")
     def rollout(self, model_tag: str) -> dict[str, Any]:
-        """Load ``model_tag`` from the BentoML store, smoke-test it, then switch to it atomically
-        (bearer token and a loopback client required: see :mod:`serving.access`)."""
+        """Load ``model_tag`` from the BentoML store, smoke-test it, then switch its model to it
+        atomically, or add the model when its name is not served yet (bearer token and a loopback
+        client required: see :mod:`serving.access`). No other model is touched."""
         with self._rollout_lock:
-            previous = self.live
             try:
                 model = bentoml.models.get(model_tag)
+                name = check_name(served_name(Path(model.path), str(model.tag)), "model")
             except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
                 raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
+            slot = self.models.slot(name) if name in self.models else None
+            previous = slot.live if slot is not None else None
             try:
-                live = prepare_live_model(str(model.tag), Path(model.path), previous, threads=_SERVING.onnx_threads)
+                live, cost = self.models.measure(
+                    lambda: prepare_live_model(
+                        str(model.tag),
+                        Path(model.path),
+                        previous,
+                        threads=_SERVING.onnx_threads,
+                        signature=slot.signature if slot is not None else None,
+                    )
+                )
             except RolloutRefused as exc:
                 log.error("rollout refused: %s", exc)
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
-            self._set_live(live)
+            change = self._put(live, cost)
             try:
-                write_rolled_out(_SETTINGS.state.root, live.tag, _TAG)
+                write_rolled_out(_SETTINGS.state.root, live.tag, initial_tag_for(model_name_of(live.tag), _TAGS))
             except OSError:  # the switch happened; a respawned worker would serve the initial model
                 log.exception("could not persist the rollout of %s", live.tag)
-        return {
-            "status": "switched",
-            "previous": previous.describe() if previous else None,
-            "current": live.describe(),
-        }
+        return {"status": change.status, "previous": change.previous, "current": live.describe()}
 
 
 # One layer in front of BentoML's routes, in this order: the Host allowlist and the body limit (a forged
-# Host or an oversized body never reaches the access check or GET /model), then access, then ours.
+# Host or an oversized body never reaches the access check or GET /model), then access, then ours
+# (GET /model, 409, 415), then the per-model routes and /docs.json (serving/routes.py).
 PredictionService.add_asgi_middleware(
     ServingGate,
     allowed_hosts=_SETTINGS.host_allowlist(),
@@ -379,4 +516,5 @@ PredictionService.add_asgi_middleware(
     token=_SETTINGS.bearer_token,
     predict_requires_token=_SETTINGS.predict_requires_token,
     local=functools.partial(local_answer, _HOLDER),
+    routes=_Routes(_HOLDER),
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -174,7 +175,7 @@ def make_packaged(root: Path) -> Packaged:
     return Packaged(settings=settings, v1=v1, v2=v2, broken=v3, holdout=hold)
 
 
-def start(packaged: Packaged, tag: str = "loans:v1", **env: str) -> ServiceProcess:
+def start(packaged: Packaged, tag: str | Sequence[str] = "loans:v1", **env: str) -> ServiceProcess:
     from serving.launch import start_service
 
     return start_service(packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env)
@@ -322,3 +323,47 @@ class PredictLoad:
         self._stop.set()
         for t in self._threads:
             t.join()
+
+
+# ----------------------------------------------------------------------------- generated datasets of other shapes
+
+
+@dataclass
+class Generated:
+    """A model trained on the demo generator's data, packaged (no Bento), and request records for it."""
+
+    model: object  # PackagedModel
+    contract: DatasetContract
+    records: list[dict[str, Any]]
+
+
+def package_generated(
+    settings: Settings,
+    name: str,
+    *,
+    task: str = "classification",
+    features: int | None = None,
+    seed: int = 0,
+    version: str = "1",
+    rows: int = 3000,
+) -> Generated:
+    """``generate(task=..., features=...)`` trained (logistic regression, or a linear model for a
+    regression) and packaged as ``<name>:v<version>`` into ``settings``' store."""
+    from threadpoolctl import threadpool_limits
+
+    from mloop.core.contract import infer_contract
+    from mloop.core.generate import generate
+    from models.pipeline import build_pipeline, prepare_features
+    from models.spec import ModelSpec
+    from models.split import split_dataset
+    from serving.package import package_pipeline
+
+    df = generate("baseline", rows=rows, seed=seed, task=task, features=features)
+    contract = infer_contract(df, name=name, target="target", time_column="event_time")
+    train, hold = split_dataset(df, contract)
+    estimator = "linear" if contract.task == "regression" else "logistic_regression"
+    pipe = build_pipeline(contract, ModelSpec(estimator=estimator))  # type: ignore[arg-type]
+    with threadpool_limits(1):
+        pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
+    model = package_pipeline(settings, name=name, version=version, pipeline=pipe, contract=contract, holdout=hold, build=False)
+    return Generated(model=model, contract=contract, records=json_records(hold.head(200), contract))

@@ -7,14 +7,14 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from serving.access import AccessMiddleware, is_loopback
+from serving.access import AccessMiddleware, is_loopback, is_predict
 
 
 def _app(token: str | None, predict_requires_token: bool = True, client: tuple[str, int] = ("127.0.0.1", 5000)) -> TestClient:
     async def ok(request) -> PlainTextResponse:  # noqa: ANN001
         return PlainTextResponse("ok")
 
-    paths = ("/predict", "/feedback", "/admin/rollout", "/model", "/other")
+    paths = ("/predict", "/feedback", "/admin/rollout", "/model", "/other", "/models/rates/predict", "/models/rates/feedback")
     app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
     return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)  # type: ignore[arg-type]
 
@@ -46,3 +46,13 @@ def test_rollout_answers_loopback_clients_only() -> None:
     no_auth = _app(None, client=("203.0.113.9", 5000))
     assert no_auth.post("/admin/rollout").status_code == 403
     assert is_loopback("::1") and is_loopback("127.0.0.2") and not is_loopback("testclient")
+
+
+def test_a_model_route_follows_the_rule_of_its_legacy_route() -> None:
+    closed, opened = _app("s3cret"), _app("s3cret", predict_requires_token=False)
+    assert closed.post("/models/rates/predict").status_code == 401
+    assert opened.post("/models/rates/predict").status_code == 200
+    assert opened.post("/models/rates/predict/").status_code != 401  # a trailing slash is the same route
+    assert opened.post("/models/rates/feedback").status_code == 401
+    assert is_predict("/models/a/predict") and not is_predict("/models//predict")
+    assert not is_predict("/models/a/b/predict") and not is_predict("/models/a/feedback")

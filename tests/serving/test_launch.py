@@ -46,3 +46,25 @@ def test_the_service_binds_to_serve_host_and_is_probed_on_loopback(tmp_path: Pat
     assert connect_url("0.0.0.0", 3000) == "http://127.0.0.1:3000"
     assert connect_url("::", 3000) == "http://[::1]:3000"
     assert connect_url("127.0.0.1", 3000) == "http://127.0.0.1:3000"
+
+
+def test_many_tags_go_to_the_service_as_one_list(tmp_path: Path) -> None:
+    from serving.config import ServingSettings
+
+    s = _settings(tmp_path)
+    env = serve_env(s, ["loans:v3", "rates:v1", "loans:v3"])
+    assert (env["MLOOP_SERVE_MODELS"], env["MLOOP_SERVE_MODEL"]) == ("loans:v3,rates:v1", "loans:v3")
+    assert serve_env(s, "loans:v1")["MLOOP_SERVE_MODELS"] == "loans:v1"  # one tag: a one-tag list
+    assert ServingSettings(serve_models="loans:v3,rates:v1", serve_model="loans:v3").tags() == ["loans:v3", "rates:v1"]
+    assert ServingSettings(serve_model="loans:v1").tags() == ["loans:v1"]
+
+
+def test_two_tags_of_one_model_are_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from serving.config import ServingSettings
+
+    with pytest.raises(ValueError, match="same model"):
+        ServingSettings(serve_models="loans:v1,loans:v2").tags()
+    with pytest.raises(ValueError, match="at least one"):
+        serve_env(_settings(tmp_path), [])
