@@ -172,18 +172,15 @@ def last_drift_verdict(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def newest_results(reports_root: Path) -> dict[str, Path]:
-    """Model name -> its newest ``result.json`` (by modification time) under ``reports_root``."""
-    newest: dict[str, tuple[float, Path]] = {}
+def results_newest_first(reports_root: Path) -> dict[str, list[tuple[float, Path]]]:
+    """Model name -> its ``result.json`` files under ``reports_root`` with their mtimes, newest first."""
+    found: dict[str, list[tuple[float, Path]]] = {}
     for path in reports_root.glob("*/*/result.json"):
         try:
-            mtime = path.stat().st_mtime
+            found.setdefault(path.parent.parent.name, []).append((path.stat().st_mtime, path))
         except OSError:
             continue
-        model = path.parent.parent.name
-        if model not in newest or mtime > newest[model][0]:
-            newest[model] = (mtime, path)
-    return {model: path for model, (_, path) in newest.items()}
+    return {model: sorted(items, reverse=True) for model, items in found.items()}
 
 
 def drift_verdict(result: Mapping[str, Any], checked_at: datetime, report: str) -> DriftVerdict:
@@ -205,16 +202,17 @@ def drift_verdict(result: Mapping[str, Any], checked_at: datetime, report: str) 
 
 
 def model_drift(reports_root: Path) -> dict[str, DriftVerdict]:
-    """Model name -> its newest drift verdict (unreadable results are left out)."""
+    """Model name -> its newest readable drift verdict (a torn or unreadable result.json is skipped)."""
     out: dict[str, DriftVerdict] = {}
-    for model, path in newest_results(reports_root).items():
-        try:
-            result = json.loads(path.read_text())
-            when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        except (OSError, ValueError):
-            continue
-        if isinstance(result, dict):
-            out[model] = drift_verdict(result, when, str(path.with_name("drift.html")))
+    for model, items in results_newest_first(reports_root).items():
+        for mtime, path in items:
+            try:
+                result = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(result, dict):
+                out[model] = drift_verdict(result, datetime.fromtimestamp(mtime, UTC), str(path.with_name("drift.html")))
+                break
     return out
 
 
