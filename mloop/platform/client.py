@@ -13,7 +13,7 @@ Both authenticate when the platform requires it (``Settings.auth``, the default)
 client sends ``Authorization: Basic base64(auth string)`` (Prefect's server basic auth; its
 ``/api/health`` stays open), the serving client ``Authorization: Bearer <token>`` on every request.
 
-:class:`ServingClient` talks to the BentoML prediction service (``/model``, ``/predict``,
+:class:`ServingClient` talks to the BentoML prediction service (``/models``, ``/model``, ``/predict``,
 ``/feedback``), never to Prefect. Nothing is cached; every call is one request (plus retries).
 """
 
