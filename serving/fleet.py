@@ -161,9 +161,9 @@ def to_deploy(champions: Mapping[str, str], served: Mapping[str, str]) -> dict[s
     for name, want in sorted(champions.items()):
         have = served.get(name)
         if have is None:
-            out[name] = f"{name} is not served, its champion is version {want}"
+            out[name] = f"{name} is not served, champion of {name} is version {want}"
         elif have != want:
-            out[name] = f"serving {name} version {have}, its champion is version {want}"
+            out[name] = f"serving {name} version {have}, champion of {name} is version {want}"
     return out
 
 

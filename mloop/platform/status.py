@@ -329,13 +329,6 @@ def served_models(settings: Settings) -> dict[str, dict[str, Any]]:
     return ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models(deadline=0.5) or {}
 
 
-def served_version(settings: Settings) -> dict[str, str]:
-    """Model name -> version the prediction service serves; empty when it is down."""
-    from serving.fleet import served_versions
-
-    return served_versions(served_models(settings))
-
-
 def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
     """URLs, services, every model (champion, served version, last drift, last retrain), the last drift
     verdict of any model, recent flow runs."""

@@ -190,29 +190,27 @@ def decide(
         return [Decision("none", None, "no champion")]
     if serving == "starting":
         return [Decision("wait", name, "serving is starting") for name in sorted(champions)]
+    from serving.fleet import to_deploy  # pure, light
+
     served = {} if serving == "down" else {s.name: s.version for s in serving}
+    diverged = to_deploy(champions, served)
     on_its_way = set(active_deploys) | set(awaiting_event)
     # While serving is down, one deploy (already on its way, or the first by name) starts it for all.
     starter = next((n for n in sorted(champions) if n in on_its_way), min(champions)) if serving == "down" else None
     out: list[Decision] = []
     for name in sorted(champions):
-        want, have = champions[name], served.get(name)
-        if have == want:
-            out.append(Decision("none", name, f"serving {name} version {want} (the champion)"))
+        if name not in diverged:
+            out.append(Decision("none", name, f"serving {name} version {champions[name]} (the champion)"))
         elif name in active_deploys:
             out.append(Decision("wait", name, f"a deploy run of {name} is already active"))
         elif name in awaiting_event:
             out.append(Decision("wait", name, f"the champion of {name} just changed: its event's deploy is on the way"))
         elif starter is not None and name != starter:
             out.append(Decision("wait", name, f"serving is down: the deploy of {starter} starts it with every champion"))
+        elif serving == "down":
+            out.append(Decision("deploy", name, f"serving is down, champion of {name} is version {champions[name]}"))
         else:
-            if serving == "down":
-                now = "serving is down"
-            elif have is None:
-                now = f"{name} is not served"
-            else:
-                now = f"serving {name} version {have}"
-            out.append(Decision("deploy", name, f"{now}, champion of {name} is version {want}"))
+            out.append(Decision("deploy", name, diverged[name]))
     return out
 
 

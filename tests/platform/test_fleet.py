@@ -40,8 +40,8 @@ def test_to_deploy_lists_only_the_models_that_differ() -> None:
     champions = {"loans": "3", "rates": "2", "apples": "1"}
     served = {"loans": "3", "rates": "1", "gone": "9"}
     assert fleet.to_deploy(champions, served) == {
-        "apples": "apples is not served, its champion is version 1",
-        "rates": "serving rates version 1, its champion is version 2",
+        "apples": "apples is not served, champion of apples is version 1",
+        "rates": "serving rates version 1, champion of rates is version 2",
     }
     assert fleet.to_deploy(champions, {"loans": "3", "rates": "2", "apples": "1"}) == {}
     assert fleet.to_deploy({}, served) == {}  # a served model without champion: nothing to deploy
