@@ -1,17 +1,27 @@
 """Deploy flow: package a registry version and roll it into the running prediction service.
 
-Triggered by ``mloop.model.promoted`` / ``mloop.model.rolled-back`` (prefect.yaml), by
-``mloop deploy`` and from the Prefect UI. Steps: package (cached: an existing BentoML model/Bento
-is reused), then either roll out to the service at ``http://{serving_host}:{serve_port}`` (loopback
-when it binds a wildcard address) with the platform's bearer token (the service loads and
-smoke-tests the model, then swaps it in atomically: zero failed requests) or, when no service
-answers, start one for this model. A refused rollout fails the flow loudly and leaves the
-old model serving. Emits ``mloop.model.deployed`` and publishes a markdown artifact.
+Triggered by ``mloop.model.promoted`` / ``mloop.model.rolled-back`` (prefect.yaml), by the
+watchdog's reconcile, by ``mloop deploy`` and from the Prefect UI. Steps: package (cached: an
+existing BentoML model/Bento is reused), then look at what the service at
+``http://{serving_host}:{serve_port}`` (loopback when it binds a wildcard address) serves
+(``GET /models``) and act for THIS model only (:func:`deploy_action`):
+
+- served at this tag already: nothing to do (``already-serving``);
+- served at another version: ``POST /admin/rollout`` with the platform's bearer token (the service
+  loads and smoke-tests the model, then swaps that one model's entry atomically: zero failed
+  requests, the other models untouched) (``rolled-out``);
+- not served yet: the same rollout ADDS it beside the others (``added``);
+- no service answers: start one with every champion, this version in place of its model's champion
+  (``started``); if another starter won the race, roll out into its service.
+
+A refused rollout fails the flow loudly and leaves what was served serving. Emits
+``mloop.model.deployed`` and publishes a markdown artifact, both per model.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -34,7 +44,7 @@ class DeployResult(BaseModel):
     bento_tag: str | None = None
     backend: str
     url: str
-    action: str = Field(description="rolled-out, already-serving or started")
+    action: str = Field(description="rolled-out, added, already-serving or started")
     previous_version: str | None = None
     packaged_now: bool = False
 
@@ -47,22 +57,42 @@ def package_task(settings: Settings, name: str, version: str | None) -> Any:
     return package_model(settings, name, version)
 
 
+Action = Literal["already-serving", "rolled-out", "added"]
+
+
+def deploy_action(served: Mapping[str, Mapping[str, Any]], name: str, model_tag: str) -> tuple[Action, str | None]:
+    """What a deploy of ``model_tag`` (model ``name``) does to a service serving ``served``
+    (:func:`serving.fleet.served_models`), and the version it replaces. Pure: only ``name`` counts."""
+    now = served.get(name)
+    if now is None:
+        return "added", None
+    previous = now.get("model_version")
+    if now.get("bentoml_tag") == model_tag:
+        return "already-serving", None if previous is None else str(previous)
+    return "rolled-out", None if previous is None else str(previous)
+
+
 @task(name="roll-out", cache_policy=NO_CACHE)
-def rollout_task(settings: Settings, model_tag: str, url: str) -> tuple[str, str | None]:
-    """Switch the running service to ``model_tag``, or start a service when none answers."""
+def rollout_task(settings: Settings, name: str, model_tag: str, url: str) -> tuple[str, str | None]:
+    """Put ``model_tag`` into the running service (switch or add that one model), or start a service
+    with every champion when none answers."""
+    from serving.fleet import champion_tags, one_or_many, served_models, start_tags
     from serving.launch import start_service
-    from serving.rollout import RolloutFailed, current_model, rollout
+    from serving.rollout import RolloutFailed, rollout
 
     token = settings.bearer_token()
     try:
-        now = current_model(url, timeout=5)
+        served = served_models(url, timeout=5, token=token)
     except RolloutFailed:
-        start_service(settings, model_tag, port=settings.serve_port, host=settings.serving_host, name="serve")
-        return "started", None
-    if now.get("bentoml_tag") == model_tag:
-        return "already-serving", str(now.get("model_version"))
-    rollout(url, model_tag, token=token)
-    return "rolled-out", str(now.get("model_version"))
+        tags = start_tags(champion_tags(settings), model_tag)
+        proc = start_service(settings, one_or_many(tags), port=settings.serve_port, host=settings.serving_host, name="serve")
+        if proc.started:
+            return "started", None
+        served = served_models(url, timeout=5, token=token)  # another starter won: its service may lack this model
+    action, previous = deploy_action(served, name, model_tag)
+    if action != "already-serving":
+        rollout(url, model_tag, token=token)
+    return action, previous
 
 
 def _markdown(result: DeployResult) -> str:
@@ -84,7 +114,8 @@ def _markdown(result: DeployResult) -> str:
 
 @flow(name="deploy")
 def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
-    """Package a model version and put it into the running prediction service (zero downtime).
+    """Package a model version and put it into the running prediction service beside the other
+    models (zero downtime; the other models' serving is never changed).
 
     Args:
         name: Registered model name (= dataset name).
@@ -95,7 +126,7 @@ def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
     settings.apply_env()
     packaged = package_task(settings, name, version)
     url = http_url(settings.serving_host, settings.serve_port)
-    action, previous = rollout_task(settings, packaged.model_tag, url)
+    action, previous = rollout_task(settings, name, packaged.model_tag, url)
     result = DeployResult(
         name=name,
         version=packaged.version,

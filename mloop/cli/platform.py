@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mloop.cli.common import console, load_settings, print_json, user_errors
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from mloop.platform.status import ModelStatus
 
 
 def up(
@@ -76,7 +81,7 @@ def status(
     runs: Annotated[int, typer.Option(help="How many recent flow runs to show.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Show URLs, services, champion and deployed version, the last drift verdict and recent flow runs."""
+    """Show URLs, services, every model (champion, served version, last drift check, last retrain) and recent flow runs."""
     from mloop.platform.status import status as platform_status
 
     with user_errors():
@@ -94,10 +99,7 @@ def status(
         t.add_row(s.name, "yes" if s.running else "no", str(s.pid or "-"), s.url)
     console.print(t)
     if st.models:
-        m = Table("model", "champion", "challenger", "deployed")
-        for ms in st.models:
-            m.add_row(ms.name, ms.champion or "-", ms.challenger or "-", ms.deployed or "-")
-        console.print(m)
+        console.print(models_table(st.models))
     else:
         console.print("no registered models yet")
     d = st.last_drift
@@ -115,6 +117,21 @@ def status(
         console.print(r)
     for note in st.notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def models_table(models: list[ModelStatus]) -> Table:
+    """The models of ``mloop status`` as a rich table: one row per registered model."""
+    from rich.table import Table
+
+    t = Table("model", "champion", "challenger", "served", "loaded", "last drift check", "last retrain")
+    for ms in models:
+        loaded = "-" if ms.loaded is None else ("yes" if ms.loaded else "no (on demand)")
+        d = ms.last_drift
+        drift = "-" if d is None else f"{d.verdict} (share {d.drift_share}) v{d.version or '?'} at {d.checked_at[:19]}"
+        r = ms.last_retrain
+        retrain = "-" if r is None else f"{r.started_at[:19]} {r.trigger}" + (f", {r.state}" if r.state else "")
+        t.add_row(ms.name, ms.champion or "-", ms.challenger or "-", ms.deployed or "-", loaded, drift, retrain)
+    return t
 
 
 def register(app: typer.Typer) -> None:

@@ -28,7 +28,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document."
 
 
 def package_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one with a champion.",
+    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one model "
+                                               "with a champion (name it when several have one).",
                                                callback=name_check("model"))] = None,
     version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
     json_out: JsonOpt = False,
@@ -36,12 +37,10 @@ def package_cmd(
     """Package a registry version as a BentoML model (ONNX, verified vs sklearn) and a Bento; reuses existing ones."""
     settings = load_settings()
     with user_errors():
-        from mloop.platform.serve import champion_model_name
+        from mloop.platform.serve import default_model_name
         from serving.package import package_model
 
-        name = name or champion_model_name(settings)
-        if name is None:
-            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+        name = name or default_model_name(settings)
         with err_console.status(f"packaging {name} {version or 'champion'}"):
             packaged = package_model(settings, name, version)
     if json_out:
@@ -55,41 +54,47 @@ def package_cmd(
 
 
 def serve_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.",
+    name: Annotated[str | None, typer.Argument(help="Serve only this registered model; default: every model with a champion.",
                                                callback=name_check("model"))] = None,
+    only: Annotated[str | None, typer.Option("--name", help="Serve only this model (same as the argument).",
+                                             callback=name_check("model"))] = None,
     host: Annotated[str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (default: MLOOP_SERVE_PORT, 3000).")] = None,
 ) -> None:
-    """Serve the current champion in the foreground (Ctrl-C stops it; queued predictions are flushed)."""
+    """Serve every champion (or only the named model) in the foreground from one service, each at
+    /models/<name>/predict (Ctrl-C stops it; queued predictions are flushed)."""
     settings = load_settings()
     with user_errors():
+        if name and only and name != only:
+            raise MloopError(f"two model names given ({name}, {only})", fix="give one: mloop serve NAME")
         from mloop.platform.serve import serve_command
 
-        with err_console.status("packaging the champion"):
-            spec = serve_command(settings, name, host=host, port=port)
+        with err_console.status("packaging the champions"):
+            spec = serve_command(settings, name or only, host=host, port=port)
         if spec is None:
             raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
     err_console.print(
-        f"serving {spec.name} v{spec.version} ({spec.model_tag}) on {http_url(host or settings.serving_host, port or settings.serve_port)}"
+        f"serving {spec.describe()} ({', '.join(spec.model_tags)}) on "
+        f"{http_url(host or settings.serving_host, port or settings.serve_port)}"
     )
     os.chdir(spec.cwd or Path.cwd())
     os.execvpe(spec.argv[0], spec.argv, {**os.environ, **spec.env})
 
 
 def deploy_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one with a champion.",
+    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one model with a champion "
+                                               "(name it when several have one).",
                                                callback=name_check("model"))] = None,
     version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Package a version and roll it into the running service (zero downtime; starts one if none runs)."""
+    """Package a version and roll it into the running service, beside the other models (zero downtime;
+    adds the model when it is not served yet; starts a service with every champion if none runs)."""
     with user_errors():
         settings = load_flow_settings()
-        from mloop.platform.serve import champion_model_name
+        from mloop.platform.serve import default_model_name
 
-        name = name or champion_model_name(settings)
-        if name is None:
-            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+        name = name or default_model_name(settings)
         from flows.deploy import deploy_flow
 
         with err_console.status(f"deploying {name} {version or 'champion'}"):
@@ -126,7 +131,7 @@ def lineage_cmd(
 
 def feedback_cmd(
     path: Annotated[Path, typer.Argument(help="CSV or parquet file with columns prediction_id,label.", exists=True, dir_okay=False)],
-    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one with a champion.",
+    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one model with a champion.",
                                                      callback=name_check("model"))] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -135,7 +140,7 @@ def feedback_cmd(
     with user_errors():
         import pandas as pd
 
-        from mloop.platform.serve import champion_model_name
+        from mloop.platform.serve import default_model_name
         from serving.predlog import record_labels
 
         frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
@@ -144,9 +149,7 @@ def feedback_cmd(
             raise MloopError(
                 f"{path.name} lacks columns {sorted(missing)}", where=str(path), fix="provide prediction_id,label columns"
             )
-        name = model or champion_model_name(settings)
-        if name is None:
-            raise MloopError("no model to attach the labels to", fix="pass --model NAME")
+        name = model or default_model_name(settings, "model the labels belong to (--model)")
         # the service's trust rule: labels only for logged prediction ids, a different second label
         # is a recorded conflict (never an overwrite)
         outcome = record_labels(settings.state.feedback, name, frame, predictions_dir=settings.state.predictions,

@@ -13,7 +13,7 @@ Both authenticate when the platform requires it (``Settings.auth``, the default)
 client sends ``Authorization: Basic base64(auth string)`` (Prefect's server basic auth; its
 ``/api/health`` stays open), the serving client ``Authorization: Bearer <token>`` on every request.
 
-:class:`ServingClient` talks to the BentoML prediction service (``/model``, ``/predict``,
+:class:`ServingClient` talks to the BentoML prediction service (``/models``, ``/model``, ``/predict``,
 ``/feedback``), never to Prefect. Nothing is cached; every call is one request (plus retries).
 """
 
@@ -113,6 +113,11 @@ class PrefectApi:
             body["flows"] = {"name": {"any_": [flow_name]}}
         return list(self._json("POST", "/flow_runs/filter", body))
 
+    def flow_runs_by_id(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """The flow runs with these ids (one request; unknown ids are simply absent)."""
+        body = {"flow_runs": {"id": {"any_": list(run_ids)}}, "limit": max(len(run_ids), 1)}
+        return list(self._json("POST", "/flow_runs/filter", body))
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/flow_runs/{run_id}"))
 
@@ -194,6 +199,21 @@ class ServingClient:
         try:
             r = request("GET", f"{self.url}/model", headers=self._headers, timeout=3, deadline=deadline)
             return dict(r.json()) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def served_models(self, *, deadline: float = 2.0) -> dict[str, dict[str, Any]] | None:
+        """Every model the service holds (GET /models: name -> its /model fields and ``loaded``), or
+        None while it is down or answers an error. A service without ``/models`` (404) is asked
+        ``GET /model`` (its one model). ``deadline`` is short, as for :meth:`served_model`."""
+        from serving.fleet import models_of, single_model_answer  # pure parsers, no heavy import
+
+        try:
+            r = request("GET", f"{self.url}/models", headers=self._headers, timeout=3, deadline=deadline)
+            if r.status_code == 404:
+                one = self.served_model(deadline=deadline)
+                return None if one is None else single_model_answer(one)
+            return models_of(r.json()) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
 

@@ -8,8 +8,8 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 | prefect-worker | process worker ``mloop-worker-<port>-<random>`` on the ``mloop-local`` pool, polling every 1 s | this start's name registered ONLINE in the pool |
 | mlflow | ``mlflow server --app-name basic-auth`` on the SQLite DB, artifacts under MLOOP_HOME, ``--allowed-hosts`` | ``/health`` |
 | webhook | alert/notification receiver (``monitoring.webhook``), bearer token | ``/healthz`` |
-| serve | the prediction service (current champion) on serving_host, when a champion exists | ``/readyz`` |
-| watchdog | ``mloop.platform.watchdog`` (when ``MLOOP_WATCHDOG``, the default): restarts dead services, reconciles what is served with each champion | heartbeat file touched every cycle |
+| serve | the prediction service on serving_host: ONE process holding every champion (``/models/<name>/...``), when a champion exists | ``/readyz`` |
+| watchdog | ``mloop.platform.watchdog`` (when ``MLOOP_WATCHDOG``, the default): restarts dead services, reconciles what is served with each champion, per model | heartbeat file touched every cycle |
 
 Auth is on by default (``MLOOP_AUTH``): ``up`` creates the platform secret (``<home>/secrets/
 platform.json``, 0600) before it builds any environment; ``mloop token`` shows how to log in.
@@ -50,7 +50,7 @@ from mloop.platform.services import (
     stop_services,
     watchdog_spec,
 )
-from mloop.platform.watchdog import reconcile_once, request_reconcile
+from mloop.platform.watchdog import reconcile_once, request_reconcile, summary
 
 
 class UpResult(BaseModel):
@@ -76,7 +76,7 @@ def up(
 
     ``do_deploy``: None = deploy when the server was just started or prefect.yaml/settings changed
     since the last deploy; True/False force it on/off. ``serve_command`` returns how to start the
-    prediction service for the current champion (None: no champion yet, deploy starts it later).
+    prediction service with every champion (None: no champion yet, deploy starts it later).
     Then the reconcile step, and the watchdog last (``settings.watchdog``).
     """
     t0 = time.monotonic()
@@ -107,7 +107,7 @@ def up(
         reconciled = "asked the watchdog"
     else:
         try:
-            reconciled = reconcile_once(settings).reason
+            reconciled = summary(reconcile_once(settings))
         except Exception as exc:  # noqa: BLE001 - the services are up; reconcile is retried by the next `up`
             reconciled = f"reconcile failed: {exc}"
     return UpResult(

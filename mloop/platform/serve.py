@@ -1,65 +1,72 @@
-"""How the platform (``mloop up``) and ``mloop serve`` start the prediction service for a champion."""
+"""How the platform (``mloop up``) and ``mloop serve`` start the prediction service: one service
+process holding every champion (``MLOOP_SERVE_MODELS``), or just the named model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
 from mloop.platform.services import ServeCommand
+from serving.fleet import champion_versions, one_or_many
 from serving.launch import CODE_ROOT, serve_argv, serve_env
+
+__all__ = ["ServeSpec", "champion_versions", "default_model_name", "serve_command"]
 
 
 @dataclass(frozen=True)
 class ServeSpec(ServeCommand):
-    """The platform's ServeCommand for one packaged model, plus which model it serves."""
+    """The platform's ServeCommand plus which models it serves (model name -> version, and the tags)."""
 
-    model_tag: str = ""
-    name: str = ""
-    version: str = ""
+    model_tags: tuple[str, ...] = ()
+    models: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``loans v3, rates v1`` (for a person). Pure."""
+        return ", ".join(f"{n} v{v}" for n, v in sorted(self.models.items()))
 
 
-def champion_versions(settings: Settings) -> dict[str, str]:
-    """Registered model -> the version its ``champion`` alias names (the registry's desired state).
+def default_model_name(settings: Settings, what: str = "model") -> str:
+    """The one model with a champion, for commands whose model name is optional.
 
-    Reads the tracking store itself (no server needed). Empty when the store does not exist yet.
+    Raises a :class:`MloopError` when no model has a champion, or when several do (never guesses one:
+    the answer would silently be about the wrong model).
     """
-    if settings.mlflow_tracking_uri is None and not settings.state.mlflow_db.exists():
-        return {}
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    found: dict[str, str] = {}
-    for rm in client.search_registered_models():
-        aliases = getattr(rm, "aliases", {}) or {}
-        if "champion" in aliases:
-            found[rm.name] = str(aliases["champion"])
-    return found
-
-
-def champion_model_name(settings: Settings) -> str | None:
-    """The registered model to serve when none is named: the first (by name) that has a champion."""
     names = sorted(champion_versions(settings))
-    return names[0] if names else None
+    if not names:
+        raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+    if len(names) > 1:
+        raise MloopError(
+            f"{len(names)} models have a champion ({', '.join(names)}): name the {what}",
+            fix=f"pass the model name, e.g. {names[0]}",
+        )
+    return names[0]
 
 
 def serve_command(
     settings: Settings, name: str | None = None, *, host: str | None = None, port: int | None = None
 ) -> ServeSpec | None:
-    """Package the champion of ``name`` (if needed) and return how to serve it; None without a champion.
+    """How to serve every champion (packaged first if needed), or only ``name``'s; None when nothing
+    can be served (no champion, or none could be packaged).
 
     The service binds ``host`` or ``settings.serving_host`` (exposing predictions exposes nothing else).
+    A champion that fails to package is logged and left out (:func:`serving.fleet.package_champions`);
+    a named model that fails raises.
     """
+    from serving.fleet import package_champions
     from serving.package import package_model
 
-    name = name or champion_model_name(settings)
-    if name is None:
+    if name is not None:
+        packaged = {name: package_model(settings, name)}
+    else:
+        packaged = package_champions(settings)
+    if not packaged:
         return None
-    packaged = package_model(settings, name)
+    tags = tuple(p.model_tag for p in packaged.values())
     return ServeSpec(
         argv=serve_argv(host or settings.serving_host, port or settings.serve_port),
-        env=serve_env(settings, packaged.model_tag),
+        env=serve_env(settings, one_or_many(tags)),
         cwd=CODE_ROOT,
-        model_tag=packaged.model_tag,
-        name=name,
-        version=packaged.version,
+        model_tags=tags,
+        models={n: p.version for n, p in packaged.items()},
     )

@@ -1,14 +1,21 @@
-"""``mloop status``: services, models, the last drift verdict and recent flow runs of the local platform.
+"""``mloop status``: services, every model, the last drift verdict and recent flow runs of the local platform.
 
-Fast by design: plain HTTP (the light Prefect client, MLflow's REST API, the service's ``/model``),
-no Prefect import; every part answers "nothing" while its server is down. With auth on, each
+The models table has one row per registered model: champion and challenger (MLflow aliases), the
+version the prediction service serves and whether it is loaded now (``GET /models``), the model's
+newest drift verdict (its newest ``<reports>/<model>/<stamp>/result.json``) and its newest retrain
+(the retrain ledger's newest entry for it, with its flow run's state when Prefect answers).
+
+Fast by design: plain HTTP (the light Prefect client, MLflow's REST API, the service's ``/models``),
+files, no Prefect import; every part answers "nothing" while its server is down. With auth on, each
 request carries the platform's credentials (Prefect basic auth, MLflow admin user, bearer token).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +40,36 @@ class FlowRunInfo(BaseModel):
     end_time: str | None = None
 
 
+class DriftVerdict(BaseModel):
+    """A model's newest drift check (its result.json)."""
+
+    verdict: str = Field(description="drift or no drift")
+    drifted: bool
+    drift_share: float
+    threshold: float | None = None
+    version: str | None = Field(default=None, description="The model version the check looked at.")
+    quality_degraded: bool | None = None
+    checked_at: str
+    report: str
+
+
+class RetrainInfo(BaseModel):
+    """A model's newest retrain (its newest retrain ledger entry)."""
+
+    started_at: str
+    trigger: str
+    flow_run_id: str | None = None
+    state: str | None = Field(default=None, description="Its flow run's state (None: unknown, Prefect down or no run id).")
+
+
 class ModelStatus(BaseModel):
     name: str
     champion: str | None = None
     challenger: str | None = None
-    deployed: str | None = None
+    deployed: str | None = Field(default=None, description="The version the prediction service serves (None: not served).")
+    loaded: bool | None = Field(default=None, description="Served and in memory now (None: not served).")
+    last_drift: DriftVerdict | None = None
+    last_retrain: RetrainInfo | None = None
 
 
 class PlatformStatus(BaseModel):
@@ -140,60 +172,169 @@ def last_drift_verdict(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-def model_statuses(settings: Settings) -> list[ModelStatus]:
-    """Champion/challenger per registered model and the version the service is serving.
+def results_newest_first(reports_root: Path) -> dict[str, list[tuple[float, Path]]]:
+    """Model name -> its ``result.json`` files under ``reports_root`` with their mtimes, newest first."""
+    found: dict[str, list[tuple[float, Path]]] = {}
+    for path in reports_root.glob("*/*/result.json"):
+        try:
+            found.setdefault(path.parent.parent.name, []).append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    return {model: sorted(items, reverse=True) for model, items in found.items()}
+
+
+def drift_verdict(result: Mapping[str, Any], checked_at: datetime, report: str) -> DriftVerdict:
+    """One drift check's result.json as a status row. Pure."""
+    quality = result.get("quality") or {}
+    drifted = bool(result.get("dataset_drift"))
+    threshold = result.get("drift_share_threshold")
+    version = result.get("model_version")
+    return DriftVerdict(
+        verdict="drift" if drifted else "no drift",
+        drifted=drifted,
+        drift_share=round(float(result.get("drift_share") or 0.0), 4),
+        threshold=None if threshold is None else float(threshold),
+        version=None if version is None else str(version),
+        quality_degraded=quality.get("degraded") if isinstance(quality, dict) else None,
+        checked_at=checked_at.isoformat(),
+        report=str(result.get("report_path") or report),
+    )
+
+
+def model_drift(reports_root: Path) -> dict[str, DriftVerdict]:
+    """Model name -> its newest readable drift verdict (a torn or unreadable result.json is skipped)."""
+    out: dict[str, DriftVerdict] = {}
+    for model, items in results_newest_first(reports_root).items():
+        for mtime, path in items:
+            try:
+                result = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(result, dict):
+                out[model] = drift_verdict(result, datetime.fromtimestamp(mtime, UTC), str(path.with_name("drift.html")))
+                break
+    return out
+
+
+def newest_retrains(records: Iterable[Any]) -> dict[str, Any]:
+    """Model name -> its newest retrain ledger record (``model_name``, ``started_at``). Pure."""
+    out: dict[str, Any] = {}
+    for r in records:
+        if r.model_name not in out or r.started_at >= out[r.model_name].started_at:
+            out[r.model_name] = r
+    return out
+
+
+def model_retrains(settings: Settings, api: PrefectApi | None) -> dict[str, RetrainInfo]:
+    """Model name -> its newest retrain (the ledger), with its flow run's state when ``api`` answers."""
+    from monitoring.policy import RetrainLedger, ledger_path
+
+    newest = newest_retrains(RetrainLedger(ledger_path(settings.state.root)).read())
+    states: dict[str, str] = {}
+    ids = [r.flow_run_id for r in newest.values() if r.flow_run_id]
+    if api is not None and ids:
+        try:
+            states = {
+                str(fr["id"]): (fr.get("state") or {}).get("name") or fr.get("state_type") or "?"
+                for fr in api.flow_runs_by_id(ids)
+            }
+        except (httpx.HTTPError, ValueError, KeyError):
+            states = {}
+    return {
+        name: RetrainInfo(
+            started_at=r.started_at.isoformat(),
+            trigger=r.trigger,
+            flow_run_id=r.flow_run_id,
+            state=states.get(r.flow_run_id or ""),
+        )
+        for name, r in newest.items()
+    }
+
+
+def model_rows(
+    registry: Iterable[tuple[str, Mapping[str, str]]],
+    served: Mapping[str, Mapping[str, Any]],
+    drift: Mapping[str, DriftVerdict],
+    retrains: Mapping[str, RetrainInfo],
+) -> list[ModelStatus]:
+    """One row per registered model (by name): aliases, what is served, last drift, last retrain. Pure.
+
+    ``registry``: (name, alias -> version); ``served``: the service's models (GET /models).
+    """
+    rows = []
+    for name, aliases in sorted(registry, key=lambda row: row[0]):
+        info = served.get(name)
+        version = None if info is None else info.get("model_version", info.get("version"))
+        rows.append(
+            ModelStatus(
+                name=name,
+                champion=aliases.get("champion"),
+                challenger=aliases.get("challenger"),
+                deployed=None if version is None else str(version),
+                loaded=None if info is None else bool(info.get("loaded", True)),
+                last_drift=drift.get(name),
+                last_retrain=retrains.get(name),
+            )
+        )
+    return rows
+
+
+def registry_aliases(settings: Settings) -> list[tuple[str, dict[str, str]]]:
+    """(registered model, alias -> version) for every registered model.
 
     Asks the running MLflow server's REST API (fast); falls back to the tracking store itself.
     """
-    deployed = served_version(settings)
-    rows: list[tuple[str, dict[str, str]]]
     auth = settings.client_auth_env()
     user, password = auth.get("MLFLOW_TRACKING_USERNAME"), auth.get("MLFLOW_TRACKING_PASSWORD")
+    rows: list[tuple[str, dict[str, str]]] = []
     try:
-        resp = request(
-            "GET",
-            f"{urls(settings)['mlflow_ui']}/api/2.0/mlflow/registered-models/search",
-            params={"max_results": 100},
-            auth=(user, password) if user and password else None,
-            timeout=5,
-            deadline=2.0,
-        )
-        resp.raise_for_status()
-        registered = resp.json().get("registered_models", [])
-        # Most recently changed model first (the one `up` serves when several have a champion).
-        registered.sort(key=lambda rm: -int(rm.get("last_updated_timestamp", 0)))
-        rows = [(rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])}) for rm in registered]
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"max_results": 1000}
+            if token:
+                params["page_token"] = token
+            resp = request(
+                "GET",
+                f"{urls(settings)['mlflow_ui']}/api/2.0/mlflow/registered-models/search",
+                params=params,
+                auth=(user, password) if user and password else None,
+                timeout=5,
+                deadline=2.0,
+            )
+            resp.raise_for_status()
+            page = resp.json()
+            rows += [(rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])})
+                     for rm in page.get("registered_models", [])]
+            token = page.get("next_page_token")
+            if not token:
+                return rows
     except (httpx.HTTPError, ValueError, KeyError):
         if not settings.state.mlflow_db.exists() and settings.mlflow_tracking_uri is None:
             return []
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=settings.tracking_uri)
-        rows = [(rm.name, dict(getattr(rm, "aliases", {}) or {})) for rm in client.search_registered_models()]
-    return [
-        ModelStatus(
-            name=name,
-            champion=aliases.get("champion"),
-            challenger=aliases.get("challenger"),
-            deployed=deployed.get(name),
-        )
-        for name, aliases in rows
-    ]
+        return [(rm.name, dict(getattr(rm, "aliases", {}) or {})) for rm in client.search_registered_models()]
 
 
-def served_version(settings: Settings) -> dict[str, str]:
-    """Model name -> version the prediction service reports (GET /model); empty when it is down."""
-    info = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model(deadline=0.5) or {}
-    name = info.get("model_name") or info.get("name")
-    version = info.get("model_version") or info.get("version")
-    return {str(name): str(version)} if name and version is not None else {}
+def model_statuses(settings: Settings, api: PrefectApi | None = None) -> list[ModelStatus]:
+    """Every registered model: champion/challenger, the version served (and loaded or not), its last
+    drift verdict and last retrain."""
+    return model_rows(registry_aliases(settings), served_models(settings), model_drift(settings.state.reports),
+                      model_retrains(settings, api))
+
+
+def served_models(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Model name -> what the prediction service reports for it (GET /models); empty when it is down."""
+    return ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models(deadline=0.5) or {}
 
 
 def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
-    """URLs, services, champion/deployed versions, last drift verdict, recent flow runs."""
+    """URLs, services, every model (champion, served version, last drift, last retrain), the last drift
+    verdict of any model, recent flow runs."""
     notes: list[str] = []
     try:
-        models = model_statuses(settings)
+        models = model_statuses(settings, _prefect(settings))
     except Exception as exc:  # the registry may be mid-migration or locked: status still answers
         models = []
         notes.append(f"model registry unavailable: {exc}")

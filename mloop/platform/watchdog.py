@@ -19,15 +19,18 @@ Every ``settings.watchdog_seconds`` (a **cycle**, cheap: pid files, psutil, a fe
    ``settings.reconcile_seconds``, and the delivery of the events outbox
    (:func:`mloop.core.outbox.deliver_pending`) every cycle.
 
-**Reconcile** (:meth:`Watchdog.reconcile`; also on ``up`` and right after any serving restart):
-the registry's champions (MLflow alias ``champion``), what the service serves (``GET /model``)
-and the active deploy runs go into one pure decision (:func:`decide`). When the served model is
-not the champion, or serving is down while a champion exists, it triggers the ``deploy/local``
-deployment for that model (a flow run visible in the Prefect UI), unless a deploy run for it is
-already scheduled, pending or running, or the champion changed less than
-:data:`EVENT_GRACE_SECONDS` ago by an event whose own deploy run has not been created yet. A divergence must be
-seen twice, one cycle apart (:func:`confirmed`), before it acts. The heavy imports (MLflow, for
-the registry) happen in this step only.
+**Reconcile** (:meth:`Watchdog.reconcile`; also on ``up`` and right after any serving restart),
+**per model**: the registry's champions (MLflow alias ``champion``), what the service serves
+(``GET /models``: every model it holds, loaded or not) and the active deploy runs go into one pure
+decision per model (:func:`decide`). A model whose served version is not its champion, or that is
+not served at all, gets the ``deploy/local`` deployment for THAT model (a flow run visible in the
+Prefect UI; it rolls that model in beside the others), unless a deploy run for it is already
+scheduled, pending or running, or its champion changed less than :data:`EVENT_GRACE_SECONDS` ago
+by an event whose own deploy run has not been created yet. While serving is down, one deploy run
+(the first model by name) is enough: it starts the service with every champion. A divergence must
+be seen twice, one cycle apart (:func:`confirmed`, per model), before it acts. A served model
+without a champion is left alone. The heavy imports (MLflow, for the registry) happen in this
+step only.
 """
 
 from __future__ import annotations
@@ -148,19 +151,21 @@ def retry_delay(failures: int, base: float, cap: float = 300.0) -> float:
 
 @dataclass(frozen=True)
 class Served:
-    """What the prediction service reports it serves (``GET /model``)."""
+    """One model the prediction service reports it serves (an entry of ``GET /models``)."""
 
     name: str
     version: str
 
 
-ServingState = Served | Literal["down", "starting"]
-"""``down``: no live serve process; ``starting``: a live one that does not answer ``/model`` yet."""
+ServingState = frozenset[Served] | Literal["down", "starting"]
+"""What the service serves (one :class:`Served` per model; empty: it serves nothing yet), or ``down``:
+no live serve process; ``starting``: a live one that does not answer ``/models`` yet."""
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The reconcile step's verdict: ``none`` (in sync or nothing to serve), ``wait``, or ``deploy`` ``model``."""
+    """The reconcile step's verdict for one model: ``none`` (in sync or nothing to serve), ``wait``,
+    or ``deploy`` ``model``."""
 
     action: Literal["none", "wait", "deploy"]
     model: str | None
@@ -172,32 +177,46 @@ def decide(
     serving: ServingState,
     active_deploys: AbstractSet[str],
     awaiting_event: AbstractSet[str] = frozenset(),
-) -> Decision:
-    """Make what is served equal to the champion: the one decision of the reconcile step. Pure.
+) -> list[Decision]:
+    """Make what is served equal to each champion: one decision per model with a champion, by name. Pure.
 
-    ``champions``: registered model -> champion version. The service serves one model: the one it
-    serves now when that has a champion, else the first by name (the model ``up`` serves). Deploy
-    it unless it is served at its champion version already, the service is still starting, a
-    deploy run for it is active, or its champion changed recently by an event (its own deploy run
-    is on the way).
+    ``champions``: registered model -> champion version. A model is deployed unless it is served at
+    its champion version already, the service is still starting, a deploy run for it is active, or
+    its champion changed recently by an event (its own deploy run is on the way). Models never
+    affect each other's decision, except while serving is down: then only the first model by name
+    is deployed (its deploy starts the service with every champion), the others wait for it.
     """
     if not champions:
-        return Decision("none", None, "no champion")
+        return [Decision("none", None, "no champion")]
     if serving == "starting":
-        return Decision("wait", None, "serving is starting")
-    target = serving.name if isinstance(serving, Served) and serving.name in champions else min(champions)
-    want = champions[target]
-    if isinstance(serving, Served) and serving.name == target and serving.version == want:
-        return Decision("none", target, f"serving {target} version {want} (the champion)")
-    if target in active_deploys:
-        return Decision("wait", target, f"a deploy run of {target} is already active")
-    if target in awaiting_event:
-        return Decision("wait", target, f"the champion of {target} just changed: its event's deploy is on the way")
-    if isinstance(serving, Served):
-        now = f"serving {serving.name} version {serving.version}"
-    else:
-        now = "serving is down"
-    return Decision("deploy", target, f"{now}, champion of {target} is version {want}")
+        return [Decision("wait", name, "serving is starting") for name in sorted(champions)]
+    from serving.fleet import to_deploy  # pure, light
+
+    served = {} if serving == "down" else {s.name: s.version for s in serving}
+    diverged = to_deploy(champions, served)
+    on_its_way = set(active_deploys) | set(awaiting_event)
+    # While serving is down, one deploy (already on its way, or the first by name) starts it for all.
+    starter = next((n for n in sorted(champions) if n in on_its_way), min(champions)) if serving == "down" else None
+    out: list[Decision] = []
+    for name in sorted(champions):
+        if name not in diverged:
+            out.append(Decision("none", name, f"serving {name} version {champions[name]} (the champion)"))
+        elif name in active_deploys:
+            out.append(Decision("wait", name, f"a deploy run of {name} is already active"))
+        elif name in awaiting_event:
+            out.append(Decision("wait", name, f"the champion of {name} just changed: its event's deploy is on the way"))
+        elif starter is not None and name != starter:
+            out.append(Decision("wait", name, f"serving is down: the deploy of {starter} starts it with every champion"))
+        elif serving == "down":
+            out.append(Decision("deploy", name, f"serving is down, champion of {name} is version {champions[name]}"))
+        else:
+            out.append(Decision("deploy", name, diverged[name]))
+    return out
+
+
+def summary(decisions: Sequence[Decision]) -> str:
+    """One line for ``up``/the log: every decision's reason. Pure."""
+    return "; ".join(d.reason for d in decisions)
 
 
 def confirmed(previous: Decision | None, current: Decision) -> bool:
@@ -256,13 +275,16 @@ def awaiting_event_deploy(
     return out
 
 
-def served_state(answer: Mapping[str, Any] | None, process_alive: bool) -> ServingState:
-    """The serving state from a ``GET /model`` answer (None: no answer) and whether serve's process runs. Pure."""
-    if answer:
-        name = answer.get("model_name") or answer.get("name")
-        version = answer.get("model_version") or answer.get("version")
-        if name and version is not None:
-            return Served(str(name), str(version))
+def served_state(models: Mapping[str, Mapping[str, Any]] | None, process_alive: bool) -> ServingState:
+    """The serving state from the service's models (:func:`serving.fleet.served_models`; None: no
+    answer) and whether serve's process runs. Pure."""
+    if models is not None:
+        found = set()
+        for name, info in models.items():
+            version = info.get("model_version", info.get("version"))
+            if version is not None:
+                found.add(Served(str(name), str(version)))
+        return frozenset(found)
     return "starting" if process_alive else "down"
 
 
@@ -299,7 +321,8 @@ class Watchdog:
     misses: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     not_before: dict[str, float] = field(default_factory=dict)
-    last_decision: Decision | None = None
+    last_decisions: dict[str, Decision] = field(default_factory=dict)
+    """Per model: the decision of the previous reconcile (a divergence acts when seen twice)."""
     serve_pid: int | None = None
     jobs: list[PeriodicJob] = field(default_factory=list)
     wanted: set[str] = field(default_factory=lambda: set(REQUIRED))
@@ -406,7 +429,7 @@ class Watchdog:
                     (self.run_dir / f"{name}.pid").unlink()
 
     def spec(self, name: str) -> ServiceSpec | None:
-        """How ``up`` starts ``name``; for serve, the current champion's command (None: no champion)."""
+        """How ``up`` starts ``name``; for serve, every champion's command (None: no champion)."""
         if name != SERVE:
             return {s.name: s for s in service_specs(self.settings)}[name]
         from mloop.platform.serve import serve_command  # heavy (MLflow, packaging): only for a dead serve
@@ -416,22 +439,31 @@ class Watchdog:
 
     # -- reconcile
 
-    def reconcile(self) -> Decision:
-        """Compare each champion with what is served and trigger ``deploy/local`` when they differ."""
-        decision = observe_and_decide(self.settings)
-        if decision.action == "deploy":
-            if confirmed(self.last_decision, decision):
-                self.last_decision = None
-                trigger_deploy(self.settings, decision)
-                return decision
-            log.info("reconcile: %s; checking again in %.0fs before deploying", decision.reason, self.settings.watchdog_seconds)
-            self.last_decision = decision
+    def reconcile(self) -> list[Decision]:
+        """Compare each champion with what is served and trigger ``deploy/local`` for each model that
+        differs (seen twice, one cycle apart); every model on its own."""
+        decisions = observe_and_decide(self.settings)
+        previous, self.last_decisions = self.last_decisions, {}
+        look_again = False
+        for decision in decisions:
+            key = decision.model or ""
+            before = previous.get(key)
+            if decision.action == "deploy":
+                if confirmed(before, decision):
+                    try:
+                        trigger_deploy(self.settings, decision)
+                    except Exception as exc:  # noqa: BLE001 - one model's trigger failing must not stop the others
+                        log.warning("reconcile: triggering %s for %s failed: %s", DEPLOYMENT, decision.model, exc)
+                    continue  # not remembered: a divergence still there later needs two sightings again
+                log.info("reconcile: %s; checking again in %.0fs before deploying", decision.reason,
+                         self.settings.watchdog_seconds)
+                look_again = True
+            elif decision != before:
+                log.info("reconcile: %s", decision.reason)
+            self.last_decisions[key] = decision
+        if look_again:
             self.reconcile_soon(self.settings.watchdog_seconds)
-            return decision
-        if decision != self.last_decision:
-            log.info("reconcile: %s", decision.reason)
-        self.last_decision = decision
-        return decision
+        return decisions
 
     def heartbeat(self) -> None:
         """Write this process's pid to the heartbeat file (its mtime is the watchdog's health, see ``up``)."""
@@ -454,18 +486,18 @@ class Watchdog:
 
 def champions(settings: Settings) -> dict[str, str]:
     """Registered model -> champion version (MLflow registry; heavy import, reconcile only)."""
-    from mloop.platform.serve import champion_versions
+    from serving.fleet import champion_versions
 
     return champion_versions(settings)
 
 
-def observe_and_decide(settings: Settings) -> Decision:
-    """Read the champions, the service's answer and the active deploy runs, then :func:`decide`."""
+def observe_and_decide(settings: Settings) -> list[Decision]:
+    """Read the champions, the service's models and the active deploy runs, then :func:`decide`."""
     found = champions(settings)
     if not found:
         return decide(found, "down", set())
-    answer = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_model()
-    serving = served_state(answer, read_pid(settings.state.run, SERVE) is not None)
+    models = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models()
+    serving = served_state(models, read_pid(settings.state.run, SERVE) is not None)
     api = PrefectApi.of(settings, deadline=5.0)
     runs = api.flow_runs(DEPLOY_FLOW, limit=50, newest_first=True)
     changes = api.events(names=[events.MODEL_PROMOTED, events.MODEL_ROLLED_BACK], limit=20)
@@ -480,12 +512,13 @@ def trigger_deploy(settings: Settings, decision: Decision) -> str:
     return run_id
 
 
-def reconcile_once(settings: Settings) -> Decision:
-    """One reconcile without a watchdog (``up`` with ``settings.watchdog`` off): acts at once."""
-    decision = observe_and_decide(settings)
-    if decision.action == "deploy":
-        trigger_deploy(settings, decision)
-    return decision
+def reconcile_once(settings: Settings) -> list[Decision]:
+    """One reconcile without a watchdog (``up`` with ``settings.watchdog`` off): acts at once, per model."""
+    decisions = observe_and_decide(settings)
+    for decision in decisions:
+        if decision.action == "deploy":
+            trigger_deploy(settings, decision)
+    return decisions
 
 
 def request_reconcile(run_dir: Path) -> None:

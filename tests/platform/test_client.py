@@ -129,6 +129,19 @@ def test_served_model_rides_out_a_blip_and_is_none_while_down() -> None:
     assert time.monotonic() - started < 3
 
 
+def test_served_models_lists_every_model_or_the_one_of_an_older_service() -> None:
+    both = {"models": {"loans": {"model_version": "3", "loaded": True}, "rates": {"model_version": "1", "loaded": False}}}
+    with _serving(DROP, 200, body=both) as (server, serving):
+        assert serving.served_models() == both["models"]
+        assert [(s.method, s.path) for s in server.seen] == [("GET", "/models")] * 2
+    with _serving(404, 200, body={"model_name": "loans", "model_version": "3"}) as (server, serving):
+        assert serving.served_models() == {"loans": {"model_name": "loans", "model_version": "3", "loaded": True}}
+        assert [s.path for s in server.seen] == ["/models", "/model"]
+    with _serving(500, body={"error": "boom"}) as (server, serving):
+        assert serving.served_models(deadline=0.2) is None
+    assert ServingClient(f"http://127.0.0.1:{free_port()}").served_models(deadline=0.2) is None
+
+
 def test_send_traffic_counts_labels_a_retry_had_already_recorded() -> None:
     """A retried /feedback answers "duplicate" for labels its lost first attempt recorded: they count."""
     import pandas as pd

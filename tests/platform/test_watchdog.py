@@ -4,7 +4,8 @@ On the real `mloop up` platform (reconcile every 20 s instead of 60 so the test 
 (a) SIGKILL of the serving process group: WITHOUT `mloop up`, the watchdog has a new service
     answering with the champion within 30 s, and nothing of the old tree is left;
 (b) a promotion whose deploy event is lost (the alias moved directly in MLflow): within 90 s the
-    champion is served, through a `deploy/local` run the watchdog triggered;
+    champion is served, through a `deploy/local` run the watchdog triggered (per model: the reconcile
+    compares each champion with `GET /models`);
 (c) SIGKILL of the watchdog: `mloop up` starts a new one;
 (d) `mloop down` leaves no process of this MLOOP_HOME.
 """
@@ -90,41 +91,77 @@ def test_down_stops_the_watchdog_first_then_the_worker() -> None:
 # ---------------------------------------------------------------- reconcile: pure parts
 
 
+def served(**versions: str) -> frozenset[Served]:
+    return frozenset(Served(name, version) for name, version in versions.items())
+
+
+def one(decisions: list[Decision], model: str | None = None) -> Decision:
+    """The decision about ``model`` (the only one when None)."""
+    if model is None:
+        assert len(decisions) == 1, decisions
+        return decisions[0]
+    return next(d for d in decisions if d.model == model)
+
+
 def test_decide_in_sync_or_nothing_to_serve() -> None:
-    assert decide({}, "down", set()).action == "none"
-    assert decide({"loans": "2"}, Served("loans", "2"), set()) == Decision(
-        "none", "loans", "serving loans version 2 (the champion)"
-    )
+    assert decide({}, "down", set()) == [Decision("none", None, "no champion")]
+    assert decide({"loans": "2"}, served(loans="2"), set()) == [
+        Decision("none", "loans", "serving loans version 2 (the champion)")
+    ]
 
 
 def test_decide_deploys_a_champion_that_is_not_served() -> None:
-    d = decide({"loans": "3"}, Served("loans", "2"), set())
+    d = one(decide({"loans": "3"}, served(loans="2"), set()))
     assert d == Decision("deploy", "loans", "serving loans version 2, champion of loans is version 3")
-    d = decide({"loans": "3"}, "down", set())
+    d = one(decide({"loans": "3"}, "down", set()))
     assert d.action == "deploy" and d.model == "loans" and "serving is down" in d.reason
+    d = one(decide({"loans": "3"}, frozenset(), set()))  # a service serving nothing yet
+    assert d == Decision("deploy", "loans", "loans is not served, champion of loans is version 3")
 
 
 def test_decide_waits_for_an_active_deploy_a_starting_service_or_an_event_on_its_way() -> None:
-    assert decide({"loans": "3"}, Served("loans", "2"), {"loans"}).action == "wait"
-    assert decide({"loans": "3"}, "starting", set()).action == "wait"
-    assert decide({"loans": "3"}, "down", set(), awaiting_event={"loans"}).action == "wait"
-    assert decide({"loans": "3"}, "down", {"other"}, awaiting_event={"other"}).action == "deploy"
+    assert one(decide({"loans": "3"}, served(loans="2"), {"loans"})).action == "wait"
+    assert one(decide({"loans": "3"}, "starting", set())).action == "wait"
+    assert one(decide({"loans": "3"}, "down", set(), awaiting_event={"loans"})).action == "wait"
+    assert one(decide({"loans": "3"}, "down", {"other"}, awaiting_event={"other"})).action == "deploy"
 
 
-def test_decide_keeps_the_served_model_when_several_have_a_champion() -> None:
+def test_decide_is_per_model_when_several_have_a_champion() -> None:
+    champions = {"apples": "1", "loans": "4", "rates": "2"}
+    # every model in sync: nothing to do, and no model is flipped to another
+    assert [d.action for d in decide(champions, served(apples="1", loans="4", rates="2"), set())] == ["none"] * 3
+    # one model behind, one missing: each gets ITS deploy, the one in sync is left alone
+    ds = decide(champions, served(apples="1", loans="3"), set())
+    assert [(d.model, d.action) for d in ds] == [("apples", "none"), ("loans", "deploy"), ("rates", "deploy")]
+    assert one(ds, "loans").reason == "serving loans version 3, champion of loans is version 4"
+    assert one(ds, "rates").reason == "rates is not served, champion of rates is version 2"
+    # an active deploy or an event on its way holds back only that model
+    ds = decide(champions, served(apples="0", loans="3"), {"loans"}, awaiting_event={"rates"})
+    assert [(d.model, d.action) for d in ds] == [("apples", "deploy"), ("loans", "wait"), ("rates", "wait")]
+    # a served model without a champion is left alone (nothing to deploy for it)
+    assert [d.model for d in decide({"loans": "4"}, served(gone="1", loans="4"), set())] == ["loans"]
+    assert one(decide({"loans": "4"}, served(gone="1", loans="4"), set())).action == "none"
+
+
+def test_decide_starts_a_down_service_with_one_deploy() -> None:
     champions = {"apples": "1", "loans": "4"}
-    assert decide(champions, Served("loans", "4"), set()).action == "none"  # not flipped to "apples"
-    assert decide(champions, Served("loans", "3"), set()).model == "loans"
-    assert decide(champions, "down", set()).model == "apples"  # the first by name, as `up` serves
-    assert decide(champions, Served("gone", "1"), set()).model == "apples"  # serves a model without champion
+    ds = decide(champions, "down", set())
+    assert [(d.model, d.action) for d in ds] == [("apples", "deploy"), ("loans", "wait")]  # the first by name
+    assert "the deploy of apples starts it" in one(ds, "loans").reason
+    # the starter's deploy is on its way: nobody else starts one
+    ds = decide(champions, "down", {"apples"})
+    assert [d.action for d in ds] == ["wait", "wait"]
+    ds = decide(champions, "down", set(), awaiting_event={"loans"})
+    assert [d.action for d in ds] == ["wait", "wait"]
+    assert [d.action for d in decide(champions, "starting", set())] == ["wait", "wait"]
 
 
 def test_a_divergence_is_acted_on_only_when_seen_twice() -> None:
-    d = decide({"loans": "3"}, Served("loans", "2"), set())
+    d = one(decide({"loans": "3"}, served(loans="2"), set()))
     assert not confirmed(None, d)
     assert confirmed(d, d)
-    assert not confirmed(d, decide({"loans": "4"}, Served("loans", "2"), set()))  # another divergence
-    waiting = decide({"loans": "3"}, Served("loans", "2"), {"loans"})
+    assert not confirmed(d, one(decide({"loans": "4"}, served(loans="2"), set())))  # another divergence
+    waiting = one(decide({"loans": "3"}, served(loans="2"), {"loans"}))
     assert not confirmed(waiting, waiting)
 
 
@@ -152,10 +189,13 @@ def test_active_deploys_and_events_awaiting_their_deploy() -> None:
 
 
 def test_served_state_from_the_answer_and_the_process() -> None:
-    assert served_state({"model_name": "loans", "model_version": 2}, True) == Served("loans", "2")
+    models = {"loans": {"model_name": "loans", "model_version": 2, "loaded": True},
+              "rates": {"model_version": "7", "loaded": False}}
+    assert served_state(models, True) == served(loans="2", rates="7")  # loaded or not: both are served
+    assert served_state({}, True) == frozenset()  # answers, serves nothing yet
     assert served_state(None, True) == "starting"
     assert served_state(None, False) == "down"
-    assert served_state({"error": "no model loaded yet"}, True) == "starting"
+    assert served_state({"broken": {"error": "no version"}}, True) == frozenset()
 
 
 # ---------------------------------------------------------------- the loop's jobs, without services
@@ -201,7 +241,7 @@ def test_reconcile_deploys_on_the_second_sighting(tmp_path: Path, monkeypatch: p
     import mloop.platform.watchdog as wd
 
     settings = Settings(home=tmp_path / "home")
-    seen = [decide({"loans": "3"}, Served("loans", "2"), set())] * 2 + [decide({"loans": "3"}, Served("loans", "3"), set())]
+    seen = [decide({"loans": "3"}, served(loans="2"), set())] * 2 + [decide({"loans": "3"}, served(loans="3"), set())]
     triggered: list[Decision] = []
     monkeypatch.setattr(wd, "observe_and_decide", lambda s: seen.pop(0))
     monkeypatch.setattr(wd, "trigger_deploy", lambda s, d: triggered.append(d) or "run-id")
@@ -211,7 +251,42 @@ def test_reconcile_deploys_on_the_second_sighting(tmp_path: Path, monkeypatch: p
     assert dog.jobs[0].due <= time.monotonic() + settings.watchdog_seconds
     dog.reconcile()
     assert [d.model for d in triggered] == ["loans"]
-    assert dog.reconcile().action == "none"
+    assert [d.action for d in dog.reconcile()] == ["none"]
+
+
+def test_reconcile_confirms_and_deploys_each_model_on_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model b's divergence seen once does not ride on model a's second sighting; a failing trigger
+    of one model does not keep the other's from happening."""
+    import mloop.platform.watchdog as wd
+
+    settings = Settings(home=tmp_path / "home")
+    champions = {"a": "2", "b": "5", "c": "1"}
+    seen = [
+        decide(champions, served(a="1", b="5", c="1"), set()),  # a diverges
+        decide(champions, served(a="1", b="4", c="1"), set()),  # a again (deploy), b diverges for the first time
+        decide(champions, served(a="1", b="4", c="0"), {"a"}),  # b again (deploy, its trigger fails), c first
+        decide(champions, served(a="2", b="4", c="0"), set()),  # b: two sightings needed again; c again (deploy)
+    ]
+    triggered: list[str] = []
+
+    def trigger(s: Settings, d: Decision) -> str:
+        triggered.append(str(d.model))
+        if d.model == "b":
+            raise RuntimeError("prefect is restarting")
+        return "run-id"
+
+    monkeypatch.setattr(wd, "observe_and_decide", lambda s: seen.pop(0))
+    monkeypatch.setattr(wd, "trigger_deploy", trigger)
+    dog = Watchdog(settings)
+    dog.reconcile()
+    assert triggered == []
+    dog.reconcile()
+    assert triggered == ["a"]
+    dog.reconcile()
+    assert triggered == ["a", "b"]
+    dog.reconcile()
+    assert triggered == ["a", "b", "c"]
+    assert "b" in dog.last_decisions and dog.last_decisions["b"].action == "deploy"  # b seen once more: next time
 
 
 # ---------------------------------------------------------------- a real platform

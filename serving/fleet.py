@@ -1,0 +1,180 @@
+"""The fleet: every registered model with a champion, served side by side by one prediction service.
+
+Used by the platform (``mloop up``/``serve``, the watchdog's reconcile, ``mloop status``) and by the
+deploy flow, so it sits in the capability layer. Three parts:
+
+- the desired state: :func:`champion_versions` (registry: model -> champion version) and
+  :func:`package_champions` / :func:`champion_tags` (each champion packaged, cached by
+  :func:`serving.package.package_model`; one model that fails to package is logged and left out,
+  never fatal for the others);
+- what is served: :func:`served_models` / :func:`current_model` (``GET /models`` and
+  ``GET /models/<name>`` of the service, see the shared interface in :mod:`serving.service`);
+- pure comparisons: :func:`served_versions`, :func:`to_deploy`, :func:`start_tags`.
+
+MLflow and BentoML are imported inside the functions that need them: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from mloop.core.http import request
+from mloop.core.web import bearer_header
+from serving.rollout import RolloutFailed, _error_text
+
+if TYPE_CHECKING:
+    from mloop.core.settings import Settings
+    from serving.package import PackagedModel
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+# ---------------------------------------------------------------- desired state (the registry)
+
+
+def champion_versions(settings: Settings) -> dict[str, str]:
+    """Registered model -> the version its ``champion`` alias names (the registry's desired state).
+
+    Reads the tracking store itself (no server needed). Empty when the store does not exist yet.
+    """
+    if settings.mlflow_tracking_uri is None and not settings.state.mlflow_db.exists():
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    found: dict[str, str] = {}
+    for rm in client.search_registered_models():
+        aliases = getattr(rm, "aliases", {}) or {}
+        if CHAMPION in aliases:
+            found[rm.name] = str(aliases[CHAMPION])
+    return dict(sorted(found.items()))
+
+
+def package_champions(settings: Settings, champions: Mapping[str, str] | None = None) -> dict[str, PackagedModel]:
+    """Model name -> its champion packaged for serving (cached: a version already in the store is reused).
+
+    ``champions`` defaults to :func:`champion_versions`. A model whose packaging fails is logged and
+    left out: one broken model never keeps the others from being served.
+    """
+    from serving.package import package_model
+
+    wanted = champion_versions(settings) if champions is None else champions
+    packaged: dict[str, PackagedModel] = {}
+    for name, version in sorted(wanted.items()):
+        try:
+            packaged[name] = package_model(settings, name, version)
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the fleet
+            log.error("could not package %s version %s (left out of serving): %s", name, version, exc)
+    return packaged
+
+
+def champion_tags(settings: Settings, champions: Mapping[str, str] | None = None) -> list[str]:
+    """The BentoML tags of every champion (packaged if needed), ordered by model name."""
+    return [p.model_tag for p in package_champions(settings, champions).values()]
+
+
+# ---------------------------------------------------------------- what is served (the service)
+
+
+def _get(url: str, path: str, *, token: str | None, timeout: float, deadline: float) -> httpx.Response:
+    try:
+        return request("GET", f"{url.rstrip('/')}{path}", headers=bearer_header(token), timeout=timeout, deadline=deadline)
+    except httpx.HTTPError as exc:
+        raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
+
+
+def models_of(body: Any) -> dict[str, dict[str, Any]]:
+    """The ``models`` mapping of a ``GET /models`` answer (name -> fields); empty when malformed. Pure."""
+    models = body.get("models") if isinstance(body, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {str(name): dict(info) for name, info in models.items() if isinstance(info, dict)}
+
+
+def single_model_answer(body: Any) -> dict[str, dict[str, Any]]:
+    """A ``GET /model`` answer of a single-model service as a ``GET /models`` mapping. Pure."""
+    if not isinstance(body, dict) or not body.get("model_name"):
+        return {}
+    return {str(body["model_name"]): {**body, "loaded": True}}
+
+
+def served_models(
+    url: str, timeout: float = 10.0, deadline: float = 10.0, *, token: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every model the service at ``url`` serves: name -> its ``GET /model`` fields plus ``loaded``.
+
+    ``GET /models``; a service that predates it (404 there) is asked ``GET /model``. Raises
+    :class:`RolloutFailed` when the service is unreachable or answers an error: an empty mapping
+    always means "a service that serves nothing", never "no service".
+    """
+    resp = _get(url, "/models", token=token, timeout=timeout, deadline=deadline)
+    if resp.status_code == 404:
+        legacy = _get(url, "/model", token=token, timeout=timeout, deadline=deadline)
+        if legacy.status_code == 200:
+            return single_model_answer(legacy.json())
+        resp = legacy
+    if resp.status_code != 200:
+        raise RolloutFailed(f"the prediction service at {url} did not list its models: {_error_text(resp)}")
+    return models_of(resp.json())
+
+
+def current_model(
+    url: str, name: str | None = None, timeout: float = 10.0, *, deadline: float = 10.0, token: str | None = None
+) -> dict[str, Any]:
+    """What the service serves as model ``name`` (``GET /models/<name>``), or with no name its one
+    model (``GET /model``). Raises :class:`RolloutFailed` when unreachable or not served."""
+    if name is None:
+        from serving.rollout import current_model as legacy
+
+        return legacy(url, timeout, deadline=deadline)
+    models = served_models(url, timeout, deadline, token=token)
+    if name not in models:
+        raise RolloutFailed(f"the prediction service at {url} does not serve {name!r} (it serves {sorted(models)})")
+    return models[name]
+
+
+# ---------------------------------------------------------------- pure comparisons
+
+
+def served_versions(models: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Model name -> the version the service reports for it (from :func:`served_models`). Pure."""
+    out: dict[str, str] = {}
+    for name, info in models.items():
+        version = info.get("model_version", info.get("version"))
+        if version is not None:
+            out[name] = str(version)
+    return out
+
+
+def to_deploy(champions: Mapping[str, str], served: Mapping[str, str]) -> dict[str, str]:
+    """Models whose champion is not what is served -> why (missing, or serving another version). Pure.
+
+    A served model without a champion is not listed: nothing to deploy for it.
+    """
+    out: dict[str, str] = {}
+    for name, want in sorted(champions.items()):
+        have = served.get(name)
+        if have is None:
+            out[name] = f"{name} is not served, champion of {name} is version {want}"
+        elif have != want:
+            out[name] = f"serving {name} version {have}, champion of {name} is version {want}"
+    return out
+
+
+def start_tags(champion_tags: Sequence[str], model_tag: str) -> list[str]:
+    """The tags a new service starts with to serve ``model_tag``: every champion, with ``model_tag``
+    in place of its model's champion (a deploy of a version that is not the champion). Pure."""
+    name = model_tag.partition(":")[0]
+    return sorted({t for t in champion_tags if t.partition(":")[0] != name} | {model_tag})
+
+
+def one_or_many(tags: Sequence[str]) -> str | list[str]:
+    """The ``model_tags`` argument of :func:`serving.launch.serve_env`/``start_service``: one tag as a
+    string (what every service understands), several as a list. Pure."""
+    return tags[0] if len(tags) == 1 else list(tags)
