@@ -58,16 +58,19 @@ def claim_retrain(
     now: datetime | None = None,
 ) -> PolicyDecision:
     """Claim a retrain of ``model_name`` on the persisted ledger (under its lock): allowed only inside
-    the daily budget and outside the cooldown (``MLOOP_DAILY_RETRAIN_BUDGET``,
-    ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; an allowed claim is recorded."""
+    the model's daily budget and outside its cooldown (its own values from ``mloop monitor configure``,
+    else ``MLOOP_DAILY_RETRAIN_BUDGET`` / ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; both
+    count this model's retrains only. An allowed claim is recorded."""
+    from monitoring.model_config import resolve_config
     from monitoring.policy import RetrainLedger, RetrainRecord, ledger_path
 
+    config = resolve_config(settings, model_name)
     record = RetrainRecord(
         model_name=model_name, started_at=now or datetime.now(UTC), trigger=trigger, event_id=event_id,
         flow_run_id=flow_run_id,
     )
     return RetrainLedger(ledger_path(settings.state.root)).claim(
-        record, cooldown_minutes=settings.retrain_cooldown_minutes, daily_budget=settings.daily_retrain_budget,
+        record, cooldown_minutes=config.retrain_cooldown_minutes, daily_budget=config.daily_retrain_budget,
         force=force,
     )
 
