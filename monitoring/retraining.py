@@ -6,18 +6,22 @@ the rest is pure. The retrain flow wires them to the dataset builder and the tra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from mloop.core.events import model_resource
 from mloop.core.lineage import LabelSource
-from mloop.core.names import check_name
+from mloop.core.names import check_name, child_path
 from mloop.core.settings import Settings
 from monitoring.policy import PolicyDecision
 
 RetrainStatus = Literal["skipped", "no-data", "trained"]
+ALREADY_RETRAINING = "already retraining"
 
 
 class RetrainResult(BaseModel):
@@ -73,6 +77,26 @@ def claim_retrain(
         record, cooldown_minutes=config.retrain_cooldown_minutes, daily_budget=config.daily_retrain_budget,
         force=force,
     )
+
+
+@contextmanager
+def hold_model_retrain(locks_dir: Path, model_name: str) -> Iterator[bool]:
+    """Hold the model's retrain lock (``locks/retrain~<model>.lock``) while the block runs; yields False at
+    once (without waiting) when another run of the same model holds it. Runs of different models never
+    wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash."""
+    from filelock import FileLock, Timeout
+
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock"), blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def retrain_markdown(result: RetrainResult, detail: str = "") -> str:

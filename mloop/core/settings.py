@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     monitor_min_rows: int = Field(
         default=100, ge=1, description="A model with fewer predictions in its window is skipped by the monitor."
     )
+    monitor_sweep_schedule: bool = Field(
+        default=True,
+        description="The 10-minute schedule of the monitor sweep (`monitor-sweep/local`, every served model) is "
+        "active; false pauses it (the sweep still runs from the UI or `mloop monitor sweep`).",
+    )
     monitor_sweep_workers: int = Field(
         default=2, ge=1, le=32, description="How many models one monitor sweep checks at once (threads)."
     )
