@@ -25,7 +25,7 @@ fails is listed as failed and the others go on. A model with nothing new since i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -95,11 +95,17 @@ def read_window(
 
 
 @task(name="model-config", cache_policy=NO_CACHE)
-def model_config(settings: Settings, model_name: str) -> Any:
-    """The model's monitoring values in force (its own, else the global settings)."""
+def window_limits(
+    settings: Settings, model_name: str, window_size: int | None, min_rows: int | None
+) -> tuple[int, int, str]:
+    """(window size, minimum rows, log fingerprint): the values asked for, else the model's own (else the
+    global settings), and the digest of its log files before they are read (see ``monitoring.sweep``)."""
     from monitoring.model_config import resolve_config
+    from monitoring.sweep import log_fingerprint
 
-    return resolve_config(settings, model_name)
+    config = resolve_config(settings, model_name)
+    fingerprint = log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+    return window_size or config.window_size, min_rows or config.min_rows, fingerprint
 
 
 run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
@@ -141,20 +147,17 @@ def monitor_flow(
     from monitoring import sweep, verdict
     from monitoring.checks import quality_metric, reference_version
 
-    logger = get_run_logger()
     options = options or MonitorOptions()
     settings = Settings()
     settings.state.ensure()
-    config = model_config(settings, model_name)
-    window_size = window_size or config.window_size
-    min_rows = options.min_rows or config.min_rows
+    window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows)
     info, lineage = resolve_model(settings, model_name, version)
     window, feedback = read_window(settings, model_name, window_size, since)
     versions = verdict.window_versions(window)
     if (skipped := verdict.skip_reason(len(window), min_rows)) is not None:
         return _skipped(model_name, info.version, skipped, versions)
-    mark = sweep.window_mark(window, len(feedback), info.version)
-    if skip_unchanged and (same := sweep.unchanged_reason(sweep.read_mark(settings.state.root, model_name), mark)):
+    mark, same = sweep.compare_mark(settings.state.root, model_name, window, len(feedback), info.version)
+    if skip_unchanged and same:
         return _skipped(model_name, info.version, same, versions, status="unchanged")
     dataset, md5 = reference_version(lineage)
     reference, contract = reference_data(settings, model_name, info.version, dataset, md5, options)
@@ -173,8 +176,8 @@ def monitor_flow(
         description=f"drift check of {model_name} v{info.version}",
     )
     emitted = _emit(model_name, info.version, result)
-    sweep.write_mark(settings.state.root, model_name, mark.model_copy(update={"checked_at": datetime.now(UTC)}))
-    logger.info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
+    sweep.write_mark(settings.state.root, model_name, mark.model_copy(update={"log_fingerprint": fingerprint}))
+    get_run_logger().info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
     return MonitorResult(
         model_name=model_name, model_version=info.version, status=verdict.status(result),
         reason=verdict.reason(result), drift=result, report_path=html, mlflow_run_id=mlflow_run,
@@ -183,13 +186,20 @@ def monitor_flow(
 
 
 @task(name="check-model", cache_policy=NO_CACHE)
-def check_model(model_name: str, skip_unchanged: bool) -> SweepEntry:
-    """One model of a sweep: its monitor flow run (a subflow), summed up; a failure is an entry, not an error."""
+def check_model(settings: Settings, model_name: str, champion: str, skip_unchanged: bool) -> SweepEntry:
+    """One model of a sweep: its monitor flow run (a subflow), summed up; a failure is an entry, not an error.
+
+    A model whose champion and log files are as at its last check is not run at all (``unchanged``)."""
     import time
 
-    from monitoring.sweep import SweepEntry
+    from monitoring import sweep
 
     started = time.perf_counter()
+    if skip_unchanged:
+        fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+        if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
+            return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
+                              seconds=round(time.perf_counter() - started, 2))
     state = monitor_flow(model_name, skip_unchanged=skip_unchanged, return_state=True)
     run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     seconds = round(time.perf_counter() - started, 2)
@@ -233,13 +243,15 @@ def monitor_sweep_flow(
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
-    selected, unknown = select_models(served_models(settings.tracking_uri), models)
+    champions = served_models(settings.tracking_uri)
+    selected, unknown = select_models(champions, models)
     if unknown:
         logger.warning("not served (no champion): %s", ", ".join(unknown))
     entries: list[SweepEntry] = []
     if selected:
         with ThreadPoolTaskRunner(max_workers=min(workers or settings.monitor_sweep_workers, len(selected))) as runner:
-            futures = [runner.submit(check_model, {"model_name": n, "skip_unchanged": skip_unchanged}) for n in selected]
+            futures = [runner.submit(check_model, {"settings": settings, "model_name": n, "champion": champions[n],
+                                                   "skip_unchanged": skip_unchanged}) for n in selected]
             entries = [f.result() for f in futures]
     result = SweepResult(models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2))
     create_markdown_artifact(key=SWEEP_ARTIFACT_KEY, markdown=sweep_markdown(result, _links(settings, entries)),

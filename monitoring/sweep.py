@@ -58,6 +58,9 @@ class WindowMark(BaseModel):
     newest_timestamp: datetime | None = None
     newest_prediction_id: str | None = None
     feedback_rows: int = 0
+    log_fingerprint: str | None = Field(
+        default=None, description="Digest of the model's prediction and label files when the check read them."
+    )
     checked_at: datetime | None = None
 
 
@@ -88,6 +91,40 @@ def unchanged_reason(previous: WindowMark | None, current: WindowMark) -> str | 
     return f"no new predictions or labels since the last check of v{current.model_version} ({when})"
 
 
+def compare_mark(
+    state_root: Path, model_name: str, window: pd.DataFrame, feedback_rows: int, model_version: str
+) -> tuple[WindowMark, str | None]:
+    """The window's mark, and why it may be skipped (None: something is new since the last check)."""
+    mark = window_mark(window, feedback_rows, model_version)
+    return mark, unchanged_reason(read_mark(state_root, model_name), mark)
+
+
+def log_fingerprint(predictions_dir: Path, feedback_dir: Path, model_name: str) -> str:
+    """Digest of the names, sizes and mtimes of the model's prediction-log and feedback parts: cheap (no
+    parquet is read) and it changes whenever a prediction or a label is added (parts are append-only)."""
+    import hashlib
+
+    from serving.predlog import feedback_parts, prediction_files
+
+    digest = hashlib.sha256()
+    files = prediction_files(predictions_dir, model_name) + feedback_parts(feedback_dir / check_name(model_name, "model"))
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def unchanged_since_mark(previous: WindowMark | None, champion_version: str, fingerprint: str) -> str | None:
+    """The sweep's pre-check, before any flow run: same champion and same log files as the last check."""
+    if previous is None or previous.log_fingerprint != fingerprint or previous.model_version != champion_version:
+        return None
+    when = previous.checked_at.isoformat(timespec="seconds") if previous.checked_at else "an earlier run"
+    return f"no new predictions or labels since the last check of v{champion_version} ({when})"
+
+
 def marks_dir(state_root: Path) -> Path:
     return state_root / "monitoring" / "marks"
 
@@ -102,8 +139,13 @@ def read_mark(state_root: Path, model_name: str) -> WindowMark | None:
 
 
 def write_mark(state_root: Path, model_name: str, mark: WindowMark) -> None:
-    """Record the mark of a completed check (atomic write)."""
+    """Record the mark of a completed check (atomic write; ``checked_at`` now unless set)."""
+    from datetime import UTC
+
     from mloop.core.files import write_atomic
+
+    if mark.checked_at is None:
+        mark = mark.model_copy(update={"checked_at": datetime.now(UTC)})
 
     path = child_path(marks_dir(state_root), check_name(model_name, "model") + ".json")
     path.parent.mkdir(parents=True, exist_ok=True)

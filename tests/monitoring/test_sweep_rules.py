@@ -102,3 +102,25 @@ def test_reference_cache_round_trips_and_keeps_one_entry_per_model(tmp_path: Pat
         cache_path(tmp_path, "../x", "1", "abc", 0, 1)
     with pytest.raises(ValueError):
         cache_path(tmp_path, "loans", "1", "../../etc", 0, 1)
+
+
+def test_log_fingerprint_changes_with_a_new_prediction_or_label_part(tmp_path: Path) -> None:
+    from monitoring.sweep import log_fingerprint, unchanged_since_mark
+
+    preds, labels = tmp_path / "predictions", tmp_path / "feedback"
+    day = preds / "loans" / "date=2025-01-01"
+    day.mkdir(parents=True)
+    (day / "part-1.parquet").write_bytes(b"x")
+    first = log_fingerprint(preds, labels, "loans")
+    assert log_fingerprint(preds, labels, "loans") == first
+    mark = WindowMark(model_version="2", rows=1, log_fingerprint=first, checked_at=T0)
+    assert "no new predictions" in unchanged_since_mark(mark, "2", first)
+    assert unchanged_since_mark(mark, "3", first) is None  # a new champion
+    assert unchanged_since_mark(None, "2", first) is None
+    (day / "part-2.parquet").write_bytes(b"y")
+    second = log_fingerprint(preds, labels, "loans")
+    (labels / "loans").mkdir(parents=True)
+    (labels / "loans" / "part-1.parquet").write_bytes(b"z")
+    third = log_fingerprint(preds, labels, "loans")
+    assert len({first, second, third}) == 3 and unchanged_since_mark(mark, "2", third) is None
+    assert log_fingerprint(preds, labels, "rates") != first  # another model's files are not its own
