@@ -14,6 +14,12 @@ Data: ``mloop.core.generate`` baseline (reference) vs covariate-shift (current),
 
 Run: ``.venv/bin/python bench/drift.py`` (``--rows 1000000 --reference-rows 100000``).
 Each measured step runs in its own subprocess so the memory figures do not mix.
+
+``--sweep N`` instead times the monitor sweep over N models (no platform: a temporary MLOOP_HOME and
+a Prefect server on a free loopback port, stopped by pid at the end): N datasets from the demo
+generator (seed i; classification and regression alternating; 3 to 14 features), each trained,
+1,500 logged predictions each (every third drifted); then one sweep that checks every model
+(cold reference cache), one more (warm), and one with nothing new (every model ``unchanged``).
 """
 
 from __future__ import annotations
@@ -167,10 +173,14 @@ def main() -> int:
     ap.add_argument("--reference-rows", type=int, default=100_000)
     ap.add_argument("--full-timeout", type=float, default=600.0, help="limit for the unsampled Evidently run (s)")
     ap.add_argument("--skip-full", action="store_true", help="skip the unsampled Evidently run")
+    ap.add_argument("--sweep", type=int, default=0, help="time the monitor sweep over N models instead")
+    ap.add_argument("--workers", type=int, default=2, help="models a sweep checks at once (--sweep)")
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--ref", help=argparse.SUPPRESS)
     ap.add_argument("--cur", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sweep:
+        return bench_sweep(args.sweep, args.workers)
 
     if args.step:
         fn = {"mloop": step_mloop, "full": step_full, "scipy": step_scipy}[args.step]
@@ -224,6 +234,76 @@ def main() -> int:
         print(f"goal (<= 15 s incl. import, <= 4 GiB): {'met' if goal else 'NOT met'}"
               + (f"; agreement {'met' if full and agree == len(feats) else 'NOT met'}" if full else ""))
         return 0 if goal and (full is None or agree == len(feats)) else 1
+
+
+def _log_traffic(settings, name: str, version: str, df: pd.DataFrame) -> None:  # noqa: ANN001 - Settings
+    """Score ``df`` with the model and write it to the prediction log as the service does."""
+    from mloop.core.contract import load_contract
+    from monitoring.scoring import add_predictions
+    from serving.predlog import PredictionLogger, new_prediction_ids
+
+    contract = load_contract(settings.project_dir, name)
+    scored = add_predictions(settings, name, version, df, contract)
+    value = "probability" if "probability" in scored else "score"
+    logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
+    logger.log(
+        ids=new_prediction_ids(len(df)), model_name=name, model_version=version,
+        features={c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
+                  for c in contract.feature_columns},
+        predictions=scored["prediction"].tolist(), values=scored[value].tolist(), value_name=value,
+    )
+    logger.close()
+
+
+def bench_sweep(models: int, workers: int) -> int:
+    """Build ``models`` models in a temporary home, then time sweeps (see the module docstring)."""
+    import os
+    import shutil
+
+    sys.path.insert(0, str(ROOT))  # before bench/ itself: bench/serving.py would shadow the serving package
+
+    from mloop.core.processes import free_port, start_prefect_server, stop_pid
+    from mloop.core.settings import Settings, prefect_api_url
+    from tests.helpers import make_project
+
+    root = Path(tempfile.mkdtemp(prefix="mloop-bench-sweep-"))
+    settings = Settings(home=root / "home", project_dir=make_project(root / "project"), auth=False)
+    settings.state.ensure()
+    port = free_port()
+    os.environ.update({**settings.service_env(), **settings.child_env(), "PREFECT_LOGGING_LEVEL": "WARNING",
+                       "PREFECT_API_URL": prefect_api_url("127.0.0.1", port)})
+    server = start_prefect_server(settings.state.run, dict(os.environ), "127.0.0.1", port)
+    try:
+        from mloop.core.datasets import ingest_dataset
+        from mloop.core.generate import generate, write_frame
+
+        t0 = time.perf_counter()
+        from flows.monitor import monitor_sweep_flow
+        from flows.train import train_flow
+
+        for i in range(models):
+            task, feats = ("classification", "regression")[i % 2], 3 + (i * 5) % 12
+            src = write_frame(generate("baseline", 3000, seed=i, task=task, features=feats), root / f"m{i:02d}.parquet")
+            ingest_dataset(settings, src, dataset=f"m{i:02d}", target="target", task=task, time_column="event_time")
+            trained = train_flow(dataset=f"m{i:02d}")
+            scenario = "covariate-shift" if i % 3 == 0 else "baseline"
+            _log_traffic(settings, f"m{i:02d}", str(trained.version),
+                         generate(scenario, 1500, seed=100 + i, task=task, features=feats))
+        print(f"built {models} models in {time.perf_counter() - t0:.0f} s", flush=True)
+        for label, skip in (("cold: every model checked", False), ("warm: every model checked", False),
+                            ("nothing new: every model unchanged", True)):
+            t1 = time.perf_counter()
+            result = monitor_sweep_flow(workers=workers, skip_unchanged=skip)
+            statuses = sorted({e.status for e in result.models})
+            print(f"sweep of {len(result.models)} models, {workers} workers, {label}: {time.perf_counter() - t1:.1f} s "
+                  f"(flow {result.seconds:.1f} s; {', '.join(statuses)}; goal <= 60 s for 20)", flush=True)
+            checked = [e.seconds for e in result.models if e.status not in ("unchanged", "skipped")]
+            if checked:
+                print(f"  per model check: median {sorted(checked)[len(checked) // 2]:.1f} s, max {max(checked):.1f} s")
+    finally:
+        stop_pid(server.pid)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,10 +8,19 @@ quality vs the champion's holdout metrics when feedback labels exist for the win
 report under MLOOP_HOME/reports, MLflow monitoring run, Evidently workspace snapshot, Prefect
 markdown artifact -> ``mloop.drift.detected`` / ``mloop.quality.degraded`` events.
 
-Nothing is cached: every run re-reads the log, since the window moves. Tasks run in-process
-(DataFrames are passed directly); the only retries are on the I/O steps that can hit a busy
-SQLite (MLflow). Evidently is imported inside the check, so importing this module stays cheap.
-The work itself lives in ``monitoring/`` (scoring, checks, verdict, reports).
+The window size and minimum rows default to the model's own values (``mloop monitor configure``,
+else MLOOP_MONITOR_WINDOW_SIZE / MLOOP_MONITOR_MIN_ROWS). Every run re-reads the log, since the
+window moves; only the scored reference sample is cached (``monitoring.reference_cache``: it changes
+only with the model version, dataset md5, seed and sample size). Tasks run in-process (DataFrames
+are passed directly); the only retries are on the I/O steps that can hit a busy SQLite (MLflow).
+Evidently is imported inside the check, so importing this module stays cheap. The work itself
+lives in ``monitoring/`` (scoring, checks, verdict, reports).
+
+The sweep (``monitor-sweep``, :func:`monitor_sweep_flow`) runs this flow for every served model
+(every registered model with a champion), a few at a time in threads: each model gets its own
+flow run, reports, MLflow run, artifact and events, exactly as when it is checked alone; one that
+fails is listed as failed and the others go on. A model with nothing new since its last check
+(same champion, same newest prediction, same number of labels) is skipped as ``unchanged``.
 """
 
 from __future__ import annotations
@@ -32,9 +41,13 @@ from mloop.core.tags import TAG_MODEL_VERSION
 from monitoring.checks import MonitorOptions, check_window
 from monitoring.drift import DriftResult
 from monitoring.scoring import LABEL_COLUMN, add_predictions
-from monitoring.verdict import MonitorResult
+from monitoring.sweep import SweepEntry, SweepResult
+from monitoring.verdict import MonitorResult, MonitorStatus
 
-__all__ = ["LABEL_COLUMN", "MonitorOptions", "MonitorResult", "add_predictions", "monitor_flow"]
+__all__ = [
+    "LABEL_COLUMN", "MonitorOptions", "MonitorResult", "SweepEntry", "SweepResult", "add_predictions", "monitor_flow",
+    "monitor_sweep_flow",
+]
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1)
@@ -51,14 +64,22 @@ def resolve_model(settings: Settings, model_name: str, version: str) -> tuple[An
 def reference_data(
     settings: Settings, model_name: str, model_version: str, dataset: str, md5: str, options: MonitorOptions
 ) -> tuple[pd.DataFrame, DatasetContract]:
-    """The champion's training data version (exact bytes), sampled (seeded), with the model's predictions."""
+    """The champion's training data version (exact bytes), sampled (seeded), with the model's predictions;
+    cached per (model, version, dataset md5, seed, sample size) under MLOOP_HOME."""
     from mloop.core.contract import load_contract
     from mloop.core.datasets import read_version
+    from monitoring.reference_cache import cache_path, load_cached, store_cached
     from monitoring.window import sample_rows
 
     contract = load_contract(settings.project_dir, dataset)
+    path = cache_path(settings.state.root, model_name, model_version, md5, options.seed, options.reference_rows)
+    cached = load_cached(path)
+    if cached is not None:
+        return cached, contract
     df = sample_rows(read_version(settings, dataset, md5), options.reference_rows, options.seed)
-    return add_predictions(settings, model_name, model_version, df, contract), contract
+    scored = add_predictions(settings, model_name, model_version, df, contract).reset_index(drop=True)
+    store_cached(path, scored)
+    return scored, contract
 
 
 @task(name="read-window", cache_policy=NO_CACHE)
@@ -71,6 +92,20 @@ def read_window(
     window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since)
     feedback = read_feedback(settings.state.feedback, model_name)
     return window, feedback
+
+
+@task(name="model-config", cache_policy=NO_CACHE)
+def window_limits(
+    settings: Settings, model_name: str, window_size: int | None, min_rows: int | None
+) -> tuple[int, int, str]:
+    """(window size, minimum rows, log fingerprint): the values asked for, else the model's own (else the
+    global settings), and the digest of its log files before they are read (see ``monitoring.sweep``)."""
+    from monitoring.model_config import resolve_config
+    from monitoring.sweep import log_fingerprint
+
+    config = resolve_config(settings, model_name)
+    fingerprint = log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+    return window_size or config.window_size, min_rows or config.min_rows, fingerprint
 
 
 run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
@@ -90,35 +125,40 @@ def publish(
 @flow(name="monitor")
 def monitor_flow(
     model_name: ModelName,
-    window_size: int = 5000,
+    window_size: int | None = None,
     since: datetime | None = None,
     version: str = "champion",
     options: MonitorOptions | None = None,
+    skip_unchanged: bool = False,
 ) -> MonitorResult:
     """Check the newest predictions of a model for data drift and quality loss; emit events.
 
     Args:
         model_name: Registered model (== dataset) name.
-        window_size: Check the newest N logged predictions.
+        window_size: Check the newest N logged predictions; empty = the model's window (`mloop monitor configure`).
         since: Only predictions at/after this time (UTC); empty = no time limit.
         version: Model version or alias whose training data is the reference (default: champion).
-        options: Sampling, seeds, quality tolerance, minimum rows, publishing.
+        options: Sampling, seeds, quality tolerance, minimum rows (empty = the model's), publishing.
+        skip_unchanged: Skip when no prediction or label arrived since the last check of this version.
     """
     from prefect.artifacts import create_markdown_artifact
     from prefect.runtime import flow_run
 
-    from monitoring import verdict
+    from monitoring import sweep, verdict
     from monitoring.checks import quality_metric, reference_version
 
-    logger = get_run_logger()
     options = options or MonitorOptions()
     settings = Settings()
     settings.state.ensure()
+    window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows)
     info, lineage = resolve_model(settings, model_name, version)
     window, feedback = read_window(settings, model_name, window_size, since)
     versions = verdict.window_versions(window)
-    if (skipped := verdict.skip_reason(len(window), options.min_rows)) is not None:
+    if (skipped := verdict.skip_reason(len(window), min_rows)) is not None:
         return _skipped(model_name, info.version, skipped, versions)
+    mark, same = sweep.compare_mark(settings.state.root, model_name, window, len(feedback), info.version)
+    if skip_unchanged and same:
+        return _skipped(model_name, info.version, same, versions, status="unchanged")
     dataset, md5 = reference_version(lineage)
     reference, contract = reference_data(settings, model_name, info.version, dataset, md5, options)
     result, snapshot, quality_snapshot = run_checks(
@@ -136,12 +176,112 @@ def monitor_flow(
         description=f"drift check of {model_name} v{info.version}",
     )
     emitted = _emit(model_name, info.version, result)
-    logger.info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
+    sweep.write_mark(settings.state.root, model_name, mark.model_copy(update={"log_fingerprint": fingerprint}))
+    get_run_logger().info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
     return MonitorResult(
         model_name=model_name, model_version=info.version, status=verdict.status(result),
         reason=verdict.reason(result), drift=result, report_path=html, mlflow_run_id=mlflow_run,
         workspace_snapshot_id=snap_id, events=emitted, window_versions=versions,
     )
+
+
+@task(name="check-model", cache_policy=NO_CACHE)
+def check_model(settings: Settings, model_name: str, champion: str, skip_unchanged: bool) -> SweepEntry:
+    """One model of a sweep: its monitor flow run (a subflow), summed up; a failure is an entry, not an error.
+
+    A model whose champion and log files are as at its last check is not run at all (``unchanged``)."""
+    import time
+
+    from monitoring import sweep
+
+    started = time.perf_counter()
+    if skip_unchanged:
+        fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+        if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
+            return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
+                              seconds=round(time.perf_counter() - started, 2))
+    state = monitor_flow(model_name, skip_unchanged=skip_unchanged, return_state=True)
+    run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+    seconds = round(time.perf_counter() - started, 2)
+    if not state.is_completed():
+        try:
+            state.result()
+            reason = state.message or state.name
+        except Exception as exc:  # noqa: BLE001 - the model's failure is reported, the sweep goes on
+            reason = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+        return SweepEntry(model_name=model_name, status="failed", reason=str(reason)[:500], flow_run_id=run_id,
+                          seconds=seconds)
+    result: MonitorResult = state.result()
+    return SweepEntry(
+        model_name=model_name, model_version=result.model_version, status=result.status, reason=result.reason,
+        events=result.events, flow_run_id=run_id, report_path=result.report_path, mlflow_run_id=result.mlflow_run_id,
+        seconds=seconds,
+    )
+
+
+@flow(name="monitor-sweep")
+def monitor_sweep_flow(
+    models: list[ModelName] | None = None,
+    workers: int | None = None,
+    skip_unchanged: bool = True,
+) -> SweepResult:
+    """Check every served model (every registered model with a champion) with its own window and minimum.
+
+    Args:
+        models: Only these models; empty = every model with a champion.
+        workers: Models checked at once (threads); empty = MLOOP_MONITOR_SWEEP_WORKERS.
+        skip_unchanged: Skip a model with no new prediction or label since its last check.
+    """
+    import time
+
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, served_models, sweep_markdown
+
+    logger = get_run_logger()
+    started = time.perf_counter()
+    settings = Settings()
+    settings.state.ensure()
+    champions = served_models(settings.tracking_uri)
+    selected, unknown = select_models(champions, models)
+    if unknown:
+        logger.warning("not served (no champion): %s", ", ".join(unknown))
+    entries: list[SweepEntry] = []
+    if selected:
+        with ThreadPoolTaskRunner(max_workers=min(workers or settings.monitor_sweep_workers, len(selected))) as runner:
+            futures = [runner.submit(check_model, {"settings": settings, "model_name": n, "champion": champions[n],
+                                                   "skip_unchanged": skip_unchanged}) for n in selected]
+            entries = [f.result() for f in futures]
+    result = SweepResult(models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2))
+    create_markdown_artifact(key=SWEEP_ARTIFACT_KEY, markdown=sweep_markdown(result, _links(settings, entries)),
+                             description=f"monitor sweep of {len(entries)} models")
+    logger.info("sweep of %d models in %.1f s: %d failed, %d with events", len(entries), result.seconds,
+                len(result.failed), sum(1 for e in entries if e.events))
+    return result
+
+
+def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str, str]]:
+    """Per model: its monitor flow run in the Prefect UI, its HTML report, its MLflow run."""
+    from mloop.core.processes import connect_host
+    from monitoring.reports import mlflow_run_link
+
+    prefect_ui = f"http://{connect_host(settings.host)}:{settings.prefect_port}"
+    out: dict[str, dict[str, str]] = {}
+    for e in entries:
+        links: dict[str, str] = {}
+        if e.flow_run_id:
+            links["flow run"] = f"{prefect_ui}/runs/flow-run/{e.flow_run_id}"
+        if e.report_path:
+            links["report"] = f"file://{e.report_path}"
+        if e.mlflow_run_id:
+            try:
+                links["MLflow run"] = mlflow_run_link(settings.tracking_uri, settings.host, settings.mlflow_port,
+                                                      e.mlflow_run_id)
+            except Exception:  # noqa: BLE001 - a link is a convenience: the sweep's summary still publishes
+                pass
+        out[e.model_name] = links
+    return out
 
 
 def _summary(settings: Settings, result: DriftResult, html: str | None, mlflow_run: str | None) -> str:
@@ -154,15 +294,17 @@ def _summary(settings: Settings, result: DriftResult, html: str | None, mlflow_r
     return markdown_summary(result, report_link=html and f"file://{html}", mlflow_link=mlflow_link)
 
 
-def _skipped(model_name: str, model_version: str, reason: str, versions: list[str]) -> MonitorResult:
-    """Too few predictions to compare: say so (log, artifact) and check nothing."""
+def _skipped(
+    model_name: str, model_version: str, reason: str, versions: list[str], status: MonitorStatus = "skipped"
+) -> MonitorResult:
+    """Too few (or no new) predictions to compare: say so (log, artifact) and check nothing."""
     from prefect.artifacts import create_markdown_artifact
 
     from monitoring.verdict import skipped_markdown
 
     get_run_logger().info(reason)
     create_markdown_artifact(key=artifact_key("drift", model_name), markdown=skipped_markdown(model_name, reason))
-    return MonitorResult(model_name=model_name, model_version=model_version, status="skipped", reason=reason,
+    return MonitorResult(model_name=model_name, model_version=model_version, status=status, reason=reason,
                          window_versions=versions)
 
 

@@ -5,12 +5,15 @@ challenger on a trusted holdout no feedback can change, and ``MLOOP_APPROVE_FEED
 the train run wait for a person before the champion moves.
 
 Triggered by ``mloop.drift.detected`` (prefect.yaml), by the remediate flow (alert -> retrain), or by
-hand from the UI/CLI. A burst of drift events starts one retrain: the deployment runs one at a time
-(``concurrency_limit: 1``, CANCEL_NEW), and every run first claims the persisted retrain ledger
-under a file lock (``MLOOP_HOME/retrain/ledger.jsonl``, see ``monitoring.policy``): a run inside the
-cooldown or over the daily budget stops there and says why (log, markdown artifact, return value).
-A claimed run that finds no new labelled data says so and registers nothing; the claim still
-counts, so a drift storm without labels does not spin.
+hand from the UI/CLI. Many models share the deployment: up to 2 runs at once, more wait in line
+(``concurrency_limit: 2``, ENQUEUE), so a drift on one model is never dropped while another model
+retrains. Per model, a burst of drift events trains once: a run first takes the model's retrain lock
+(``locks/retrain~<model>.lock``; a second run of the same model meanwhile stops at once as skipped),
+then claims the persisted retrain ledger under its file lock (``MLOOP_HOME/retrain/ledger.jsonl``,
+see ``monitoring.policy``): a run inside THAT model's cooldown or over its daily budget (its own values
+from ``mloop monitor configure``, else the global settings) stops there and says why (log, markdown
+artifact, return value). A claimed run that finds no new labelled data says so and registers
+nothing; the claim still counts, so a drift storm without labels does not spin.
 
 Nothing is cached: each run re-reads the ledger, the prediction log and the feedback.
 """
@@ -23,7 +26,7 @@ from prefect import flow, get_run_logger
 
 from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
-from monitoring.retraining import RetrainResult, RetrainStatus, model_name_from
+from monitoring.retraining import RetrainResult, RetrainStatus, drift_detail, model_name_from
 
 __all__ = ["RetrainResult", "RetrainStatus", "model_name_from", "retrain_flow"]
 
@@ -59,17 +62,28 @@ def retrain_flow(
     """
     from prefect.runtime import flow_run
 
-    from flows.train import train_flow
-    from models.gating import approval_required
-    from monitoring.retrain_data import build_retrain_dataset
-    from monitoring.retraining import claim_retrain, drift_detail
+    from monitoring.retraining import ALREADY_RETRAINING, hold_model_retrain
 
     settings = Settings()
     name = model_name_from(model_name)
     base = {"model_name": name, "trigger": trigger, "event_id": event_id}
-    detail = drift_detail(drift)
-    claim = claim_retrain(settings, name, trigger=trigger, event_id=event_id, force=force,
-                          flow_run_id=str(flow_run.get_id() or ""))
+    with hold_model_retrain(settings.state.locks, name) as held:
+        if not held:
+            skipped = RetrainResult(status="skipped", reason=f"{ALREADY_RETRAINING} {name} in another run", **base)
+            return _report(skipped, f"retrain of {name} skipped: {skipped.reason}", drift_detail(drift))
+        return _retrain(settings, name, base, force, str(flow_run.get_id() or ""), drift_detail(drift))
+
+
+def _retrain(settings: Settings, name: str, base: dict[str, Any], force: bool, flow_run_id: str,
+             detail: str) -> RetrainResult:
+    """Claim (cooldown, budget), build the new labelled dataset version, train it: the run's result."""
+    from flows.train import train_flow
+    from models.gating import approval_required
+    from monitoring.retrain_data import build_retrain_dataset
+    from monitoring.retraining import claim_retrain
+
+    trigger, event_id = base["trigger"], base["event_id"]
+    claim = claim_retrain(settings, name, trigger=trigger, event_id=event_id, force=force, flow_run_id=flow_run_id)
     if not claim.allowed:
         skipped = RetrainResult(status="skipped", reason=claim.reason, **base)
         return _report(skipped, f"retrain of {name} skipped: {claim.reason}", detail)

@@ -32,7 +32,10 @@ class MonitorOptions(BaseModel):
         default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded)."
     )
     seed: int = Field(default=0, description="Seed of every sample.")
-    min_rows: int = Field(default=100, ge=1, description="Fewer predictions in the window: skip the check.")
+    min_rows: int | None = Field(
+        default=None, ge=1,
+        description="Fewer predictions in the window: skip the check (empty = the model's minimum, MLOOP_MONITOR_MIN_ROWS).",
+    )
     quality_tolerance: float = Field(
         default=0.05, ge=0, description="Largest accepted drop of the gate metric vs the champion's holdout."
     )

@@ -198,12 +198,37 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
     use, so ``evidently ui --workspace <workspace>`` shows drift over time.
     """
     check_name(model_name, "model")
-    from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
-    from evidently.ui.workspace import Workspace
+    from filelock import FileLock
 
     workspace.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(str(workspace))
+    with FileLock(str(workspace / f".mloop-{model_name}.lock"), timeout=60):  # one project per model, even in a sweep
+        return _add_snapshot(_snapshot_workspace(workspace), model_name, snapshot, name)
+
+
+def _snapshot_workspace(workspace: Path) -> Any:
+    """Evidently's local ``Workspace`` on its file state only.
+
+    ``Workspace.__init__`` also builds a dataset manager that reads and parses every snapshot of
+    every project in the folder (measured: 8-10 s with 80 snapshots, and it grows with every check of
+    every model). Adding a snapshot without its data (``include_data=False``), finding and creating a
+    project and saving its dashboard use only the file state (``LocalState``), so that is all this opens.
+    """
+    from evidently.ui.storage.local.base import LocalState
+    from evidently.ui.workspace import Workspace
+
+    class _StateOnlyWorkspace(Workspace):
+        def __init__(self, path: str) -> None:  # noqa: D107 - see _snapshot_workspace
+            self.path = path
+            self.state = LocalState(path)
+
+    return _StateOnlyWorkspace(str(workspace))
+
+
+def _add_snapshot(ws: Any, model_name: str, snapshot: Snapshot, name: str | None) -> str:
+    """Add ``snapshot`` to the project ``mloop-<model>`` of ``ws``, creating it (and its dashboard) first."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import counter_panel, line_plot_panel, text_panel
+
     project_name = WORKSPACE_PROJECT_PREFIX + model_name
     found = ws.search_project(project_name)
     if found:

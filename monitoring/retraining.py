@@ -6,18 +6,22 @@ the rest is pure. The retrain flow wires them to the dataset builder and the tra
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from mloop.core.events import model_resource
 from mloop.core.lineage import LabelSource
-from mloop.core.names import check_name
+from mloop.core.names import check_name, child_path
 from mloop.core.settings import Settings
 from monitoring.policy import PolicyDecision
 
 RetrainStatus = Literal["skipped", "no-data", "trained"]
+ALREADY_RETRAINING = "already retraining"
 
 
 class RetrainResult(BaseModel):
@@ -58,18 +62,41 @@ def claim_retrain(
     now: datetime | None = None,
 ) -> PolicyDecision:
     """Claim a retrain of ``model_name`` on the persisted ledger (under its lock): allowed only inside
-    the daily budget and outside the cooldown (``MLOOP_DAILY_RETRAIN_BUDGET``,
-    ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; an allowed claim is recorded."""
+    the model's daily budget and outside its cooldown (its own values from ``mloop monitor configure``,
+    else ``MLOOP_DAILY_RETRAIN_BUDGET`` / ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; both
+    count this model's retrains only. An allowed claim is recorded."""
+    from monitoring.model_config import resolve_config
     from monitoring.policy import RetrainLedger, RetrainRecord, ledger_path
 
+    config = resolve_config(settings, model_name)
     record = RetrainRecord(
         model_name=model_name, started_at=now or datetime.now(UTC), trigger=trigger, event_id=event_id,
         flow_run_id=flow_run_id,
     )
     return RetrainLedger(ledger_path(settings.state.root)).claim(
-        record, cooldown_minutes=settings.retrain_cooldown_minutes, daily_budget=settings.daily_retrain_budget,
+        record, cooldown_minutes=config.retrain_cooldown_minutes, daily_budget=config.daily_retrain_budget,
         force=force,
     )
+
+
+@contextmanager
+def hold_model_retrain(locks_dir: Path, model_name: str) -> Iterator[bool]:
+    """Hold the model's retrain lock (``locks/retrain~<model>.lock``) while the block runs; yields False at
+    once (without waiting) when another run of the same model holds it. Runs of different models never
+    wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash."""
+    from filelock import FileLock, Timeout
+
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock"), blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def retrain_markdown(result: RetrainResult, detail: str = "") -> str:

@@ -16,7 +16,8 @@ from monitoring.drift import DriftResult
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-MonitorStatus = Literal["ok", "drift", "degraded", "drift+degraded", "skipped"]
+MonitorStatus = Literal["ok", "drift", "degraded", "drift+degraded", "skipped", "unchanged"]
+"""``skipped``: too few predictions; ``unchanged``: nothing new since the last check (sweep)."""
 
 
 class MonitorResult(BaseModel):

@@ -1,4 +1,11 @@
-"""CLI command for the monitoring stage: ``mloop monitor`` runs the monitor flow and prints its verdict."""
+"""CLI commands of the monitoring stage (``mloop monitor ...``).
+
+- ``mloop monitor [check] MODEL``: the monitor flow for one model, its verdict printed (``check`` is
+  the default sub-command, so ``mloop monitor loans`` works as before);
+- ``mloop monitor configure MODEL [--window-size N --min-rows N --cooldown-minutes M --daily-budget N]``:
+  the model's own monitoring and retrain values (shown when no option is given);
+- ``mloop monitor sweep``: the monitor sweep over every served model, one line per model.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from mloop.cli.common import (
     console,
@@ -15,18 +23,23 @@ from mloop.cli.common import (
     user_errors,
 )
 from mloop.cli.data import name_check
+from mloop.core.errors import MloopError
 
 
 def monitor_cmd(
     model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model"))],
-    window: Annotated[int, typer.Option("--window", min=1, help="Check the newest N logged predictions.")] = 5000,
+    window: Annotated[
+        int | None, typer.Option("--window", min=1, help="Check the newest N logged predictions (default: the model's).")
+    ] = None,
     since: Annotated[
         datetime | None, typer.Option(help="Only predictions at/after this time (ISO, UTC when naive).")
     ] = None,
     version: Annotated[
         str, typer.Option(help="Model version or alias whose training data is the reference.")
     ] = "champion",
-    min_rows: Annotated[int, typer.Option(min=1, help="Skip the check below this many predictions.")] = 100,
+    min_rows: Annotated[
+        int | None, typer.Option(min=1, help="Skip the check below this many predictions (default: the model's).")
+    ] = None,
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Do not write the HTML report, MLflow run and Evidently snapshot.")
     ] = False,
@@ -38,7 +51,7 @@ def monitor_cmd(
         load_flow_settings()
         from flows.monitor import MonitorOptions, monitor_flow
 
-        with err_console.status(f"checking the newest {window:,} predictions of {model}"):
+        with err_console.status(f"checking the newest {f'{window:,}' if window else ''} predictions of {model}"):
             result = monitor_flow(
                 model, window_size=window, since=since, version=version,
                 options=MonitorOptions(min_rows=min_rows, publish=not no_publish),
@@ -75,6 +88,106 @@ def _print_result(result) -> None:  # noqa: ANN001 - flows.monitor.MonitorResult
         console.print(f"events: {', '.join(result.events)}")
 
 
+class _CheckByDefault(TyperGroup):
+    """``mloop monitor MODEL ...`` means ``mloop monitor check MODEL ...`` (the command before it was a group)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:  # noqa: ANN001 - click.Context
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+def configure_cmd(
+    model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model"))],
+    window_size: Annotated[int | None, typer.Option(min=1, help="Check the newest N logged predictions.")] = None,
+    min_rows: Annotated[int | None, typer.Option(min=1, help="Skip the check below this many predictions.")] = None,
+    cooldown_minutes: Annotated[
+        float | None, typer.Option(min=0, help="No retrain within this many minutes of the model's last one.")
+    ] = None,
+    daily_budget: Annotated[
+        int | None, typer.Option(min=0, help="At most this many automatic retrains of the model a day (0: none).")
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Drop the model's own values first (back to the globals).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the values in force as one JSON document.")] = False,
+) -> None:
+    """Set (without options: show) a model's own monitor window, min rows, retrain cooldown and daily budget.
+
+    Unset values follow MLOOP_MONITOR_WINDOW_SIZE, MLOOP_MONITOR_MIN_ROWS, MLOOP_RETRAIN_COOLDOWN_MINUTES and
+    MLOOP_DAILY_RETRAIN_BUDGET. The sweep and the retrain policy read them on every run.
+    """
+    from mloop.cli.common import load_settings
+
+    with user_errors():
+        settings = load_settings()
+        from monitoring.model_config import resolve_config, update_model_config
+
+        changes = {"window_size": window_size, "min_rows": min_rows, "retrain_cooldown_minutes": cooldown_minutes,
+                   "daily_retrain_budget": daily_budget}
+        if reset or any(v is not None for v in changes.values()):
+            config = update_model_config(settings, model, changes, reset=reset)
+        else:
+            config = resolve_config(settings, model)
+    if json_out:
+        print_json(config)
+        return
+    from rich.table import Table
+
+    table = Table("setting", "value", "source", title=f"monitoring of {model}")
+    for field in ("window_size", "min_rows", "retrain_cooldown_minutes", "daily_retrain_budget"):
+        source = "model" if field in config.overridden else f"global (MLOOP_{_GLOBAL_NAMES[field].upper()})"
+        table.add_row(field, f"{getattr(config, field):g}", source)
+    console.print(table)
+
+
+_GLOBAL_NAMES = {"window_size": "monitor_window_size", "min_rows": "monitor_min_rows",
+                 "retrain_cooldown_minutes": "retrain_cooldown_minutes", "daily_retrain_budget": "daily_retrain_budget"}
+
+
+def sweep_cmd(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Only this model (repeatable); default: every served model.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Models checked at once (default: settings).")] = None,
+    check_all: Annotated[
+        bool, typer.Option("--all", help="Check every model, even one with nothing new since its last check.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the typed result as one JSON document.")] = False,
+) -> None:
+    """Check every served model (each registered model with a champion) with its own window and minimum.
+
+    The same flow the `monitor-sweep/local` deployment runs on its schedule; one line per model.
+    """
+    from mloop.core.names import check_name
+
+    for name in model or []:
+        try:
+            check_name(name, "model")
+        except MloopError as exc:
+            raise typer.BadParameter(f"{exc.what}: {exc.fix}") from None
+    with user_errors():
+        load_flow_settings()
+        from flows.monitor import monitor_sweep_flow
+
+        with err_console.status("sweeping the served models"):
+            result = monitor_sweep_flow(models=model or None, workers=workers, skip_unchanged=not check_all)
+    if json_out:
+        print_json(result)
+        return
+    for e in result.models:
+        colour = {"ok": "green", "skipped": "yellow", "unchanged": "yellow"}.get(e.status, "bold red")
+        console.print(f"[{colour}]{e.status}[/] {e.model_name} v{e.model_version or '-'}: {e.reason}")
+    if result.unknown:
+        console.print(f"[yellow]not served[/] (no champion): {', '.join(result.unknown)}")
+    console.print(f"{len(result.models)} models in {result.seconds:.1f} s")
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
-    app.command("monitor")(monitor_cmd)
+    """Add the ``monitor`` command group to the main app."""
+    group = typer.Typer(cls=_CheckByDefault, no_args_is_help=True,
+                        help="Drift and quality checks: one model (check), every served model (sweep), per-model settings.")
+    group.command("check")(monitor_cmd)
+    group.command("configure")(configure_cmd)
+    group.command("sweep")(sweep_cmd)
+    app.add_typer(group, name="monitor")

@@ -75,9 +75,27 @@ class Settings(BaseSettings):
         default=0.3, description="Share of drifted columns that counts as dataset drift."
     )
     retrain_cooldown_minutes: float = Field(
-        default=30.0, description="A drift-triggered retrain within this many minutes of the last one is skipped."
+        default=30.0, description="A drift-triggered retrain within this many minutes of the last one of the same model is "
+        "skipped (per model: `mloop monitor configure`)."
     )
-    daily_retrain_budget: int = Field(default=6, description="At most this many automatic retrains a day.")
+    daily_retrain_budget: int = Field(
+        default=6, description="At most this many automatic retrains of one model a day (per model: `mloop monitor configure`)."
+    )
+    monitor_window_size: int = Field(
+        default=5000, ge=1,
+        description="The monitor checks the newest N logged predictions of a model (per model: `mloop monitor configure`).",
+    )
+    monitor_min_rows: int = Field(
+        default=100, ge=1, description="A model with fewer predictions in its window is skipped by the monitor."
+    )
+    monitor_sweep_schedule: bool = Field(
+        default=True,
+        description="The 10-minute schedule of the monitor sweep (`monitor-sweep/local`, every served model) is "
+        "active; false pauses it (the sweep still runs from the UI or `mloop monitor sweep`).",
+    )
+    monitor_sweep_workers: int = Field(
+        default=2, ge=1, le=32, description="How many models one monitor sweep checks at once (threads)."
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the write endpoints (/alerts, /notifications, /feedback, /admin/rollout); "

@@ -1,0 +1,163 @@
+"""The monitor sweep on real parts: three models of different shapes (classification with 14 and with
+4 features, regression with 6), DVC-versioned data, MLflow on SQLite, the serving prediction log, the
+session Prefect server. Then drift on two models retrains both.
+
+One module-wide MLOOP_HOME: the tests run in order, each logging the traffic it checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from mloop.core.contract import load_contract
+from mloop.core.frames import write_frame
+from mloop.core.generate import generate
+from mloop.core.settings import Settings
+from tests.helpers import make_project
+
+pytestmark = pytest.mark.integration
+SHAPES = {"loans": ("classification", None), "rates": ("regression", 6), "small": ("classification", 4)}
+ROWS = 1200
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:  # noqa: ANN001
+    """Settings of a home with three champions trained on 3,000 baseline rows each."""
+    from mloop.core.datasets import ingest_dataset
+
+    root = tmp_path_factory.mktemp("sweep")
+    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
+    settings.state.ensure()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_HOME", str(settings.state.root))
+        mp.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
+        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+        from flows.train import train_flow
+
+        for i, (name, (task, features)) in enumerate(SHAPES.items()):
+            src = write_frame(generate("baseline", 3000, seed=i + 1, task=task, features=features), root / f"{name}.parquet")
+            ingest_dataset(settings, src, dataset=name, target="target", task=task, time_column="event_time")
+            assert train_flow(dataset=name).promoted
+        yield settings
+
+
+def _traffic(settings: Settings, name: str, scenario: str, seed: int, labels: bool = False) -> None:
+    """Score ``ROWS`` generated rows with ``name``'s champion and log them as the service does (+ labels)."""
+    from models.registry import champion_version
+    from monitoring.scoring import add_predictions
+    from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
+
+    task, features = SHAPES[name]
+    df = generate(scenario, ROWS, seed=seed, task=task, features=features)
+    contract = load_contract(settings.project_dir, name)
+    version = str(champion_version(settings.tracking_uri, name))
+    scored = add_predictions(settings, name, version, df, contract)
+    value = "probability" if "probability" in scored else "score"
+    ids = new_prediction_ids(len(df))
+    logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
+    logger.log(
+        ids=ids, model_name=name, model_version=version,
+        features={c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
+                  for c in contract.feature_columns},
+        predictions=scored["prediction"].tolist(), values=scored[value].tolist(), value_name=value,
+    )
+    logger.close()
+    if labels:
+        record_feedback(settings.state.feedback, name, pd.DataFrame({"prediction_id": ids, "label": df["target"].to_numpy()}))
+
+
+def _events(name: str, model: str, since: datetime, timeout: float) -> list[dict]:
+    url = os.environ["PREFECT_API_URL"] + "/events/filter"
+    body = {"filter": {"occurred": {"since": since.isoformat()}, "event": {"name": [name]},
+                       "resource": {"id": [f"mloop.model.{model}"]}}, "limit": 50}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = httpx.post(url, json=body, timeout=10).json()["events"]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _by_model(result) -> dict[str, object]:  # noqa: ANN001 - SweepResult
+    return {e.model_name: e for e in result.models}
+
+
+def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(env: Settings) -> None:
+    from flows.monitor import monitor_sweep_flow
+    from monitoring.model_config import update_model_config
+
+    update_model_config(env, "rates", {"window_size": 800})
+    update_model_config(env, "small", {"min_rows": ROWS + 1})  # too few predictions: skipped fast
+    since = datetime.now(UTC)
+    _traffic(env, "loans", "covariate-shift", seed=5)
+    _traffic(env, "rates", "baseline", seed=6)
+    _traffic(env, "small", "covariate-shift", seed=7)
+    result = monitor_sweep_flow()
+    got = _by_model(result)
+    assert list(got) == ["loans", "rates", "small"] and result.failed == []
+    assert got["loans"].status == "drift" and got["loans"].events == ["mloop.drift.detected"]
+    assert got["rates"].status == "ok" and got["rates"].events == []
+    assert got["small"].status == "skipped" and f"(< {ROWS + 1})" in got["small"].reason
+    checked = json.loads((Path(got["rates"].report_path).parent / "result.json").read_text())
+    assert checked["window"]["rows"] == 800  # its own window
+    for name in ("loans", "rates"):  # each model publishes as when checked alone: report, MLflow run, flow run
+        assert Path(got[name].report_path).parent.parent.name == name and got[name].mlflow_run_id
+        assert got[name].flow_run_id
+    assert len(_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
+    assert _events("mloop.drift.detected", "rates", since, timeout=2) == []  # drift on one: only its event
+    assert _events("mloop.drift.detected", "small", since, timeout=2) == []
+    assert len(list((env.state.root / "monitoring" / "reference").glob("*/*.parquet"))) == 2  # cached references
+
+
+def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_others(env: Settings) -> None:
+    from flows.monitor import monitor_sweep_flow
+
+    again = _by_model(monitor_sweep_flow())
+    assert again["loans"].status == "unchanged" and again["rates"].status == "unchanged"
+    assert again["loans"].events == []  # the same window does not re-emit its drift
+    _traffic(env, "loans", "baseline", seed=8)
+    _traffic(env, "rates", "baseline", seed=9)
+    contract = env.project_dir / "data" / "rates" / "contract.yaml"
+    saved = contract.read_bytes()
+    contract.unlink()
+    try:
+        result = monitor_sweep_flow()
+    finally:
+        contract.write_bytes(saved)
+    got = _by_model(result)
+    assert result.failed == ["rates"] and got["rates"].flow_run_id and "rates" in got["rates"].reason
+    assert got["loans"].status in ("ok", "drift") and got["loans"].report_path  # checked all the same
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(limit=200)
+    sweep = [a for a in artifact if a.key == "monitor-sweep"]
+    assert sweep and "**failed**" in sweep[0].data and f"runs/flow-run/{got['rates'].flow_run_id}" in sweep[0].data
+
+
+def test_drift_on_two_models_retrains_both(env: Settings) -> None:
+    """Drift with labels on loans and rates: the sweep emits one drift event per model, and each model's
+    retrain (what the ENQUEUE retrain deployment runs for each event) trains; a second drift of the same
+    model inside its cooldown does not."""
+    from flows.monitor import monitor_sweep_flow
+    from flows.retrain import retrain_flow
+
+    _traffic(env, "loans", "covariate-shift", seed=10, labels=True)
+    _traffic(env, "rates", "covariate-shift", seed=11, labels=True)
+    got = _by_model(monitor_sweep_flow(models=["loans", "rates"]))
+    assert "mloop.drift.detected" in got["loans"].events and "mloop.drift.detected" in got["rates"].events
+    first = retrain_flow(model_name="mloop.model.loans", trigger="drift")
+    second = retrain_flow(model_name="mloop.model.rates", trigger="drift")
+    assert (first.status, second.status) == ("trained", "trained"), (first.reason, second.reason)
+    assert first.trained_version and second.trained_version
+    repeat = retrain_flow(model_name="mloop.model.loans", trigger="drift")
+    assert repeat.status == "skipped" and repeat.reason.startswith("cooldown")
