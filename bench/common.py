@@ -9,6 +9,7 @@ helpers read times from the Prefect server's own timestamps (same host as this p
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,7 +54,9 @@ def bench_platform(prefix: str, *, keep: bool = False) -> Iterator[tuple[Platfor
     """A fresh ``mloop up`` in a temporary folder for one bench run: yields (platform handle, folder).
 
     At the end (``keep`` False): ``mloop down``, a stop by pid of anything it missed, the folder removed.
+    A SIGTERM meanwhile ends the bench through the same clean-up (Python's default would skip it).
     """
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     root = Path(tempfile.mkdtemp(prefix=prefix))
     settings = platform_settings(root)
     p = Platform(settings=settings, env=platform_env(settings), first_up={})
@@ -76,3 +79,9 @@ def bench_platform(prefix: str, *, keep: bool = False) -> Iterator[tuple[Platfor
                 if pid_alive(pid):
                     stop_pid(pid)
             shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks (the platform's clean-up) run."""
+    raise SystemExit(128 + signum)
