@@ -56,7 +56,7 @@ bench: install
 	$(RUN) python bench/drift.py
 	$(RUN) python bench/loop.py
 
-# Its own target (not in `make bench`): it onboards 20 models on a real platform, about half an hour.
+# Its own target (not in `make bench`): it onboards 20 models on a real platform (tens of minutes).
 BENCH_MODELS_ARGS ?=
 bench-models: install
 	$(RUN) python bench/models.py $(BENCH_MODELS_ARGS)

@@ -256,7 +256,7 @@ def onboard(p: Platform, service: Service, plans: Sequence[ModelPlan], folder: P
 def flow_times(p: Platform, flow: str, key: str, names: set[str]) -> tuple[list[float], list[float]]:
     """Run times and created -> running waits of the finished ``flow`` runs whose parameter ``key`` is in ``names``."""
     runs, waits = [], []
-    for r in p.prefect.flow_runs(flow, limit=500):
+    for r in p.prefect.flow_runs(flow):
         if str(r["parameters"].get(key)) in names and r.get("start_time") and r.get("end_time"):
             runs.append(ts(r["end_time"]) - ts(r["start_time"]))
             waits.append(ts(r["start_time"]) - ts(r["created"]))
@@ -298,10 +298,14 @@ def throughput(p: Platform, plan: ModelPlan, requests: int, slices: int, concurr
 
 def sweep(p: Platform) -> tuple[float | None, float | None, str]:
     """One run of the monitoring sweep deployment: (run time, created -> end, final state)."""
+    import httpx
+
     try:
         run_id = p.prefect.run_deployment(SWEEP, {})
-    except Exception as exc:  # noqa: BLE001 - deployment missing (the sweep is not deployed on this platform)
-        return None, None, f"not run: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return None, None, f"{SWEEP} not deployed"
+        raise
     run = p.prefect.wait_run(run_id, 900)
     if not run.get("start_time") or not run.get("end_time"):
         return None, None, run["state_type"]
@@ -396,9 +400,9 @@ def report(stages: Sequence[Stage]) -> None:
           "| ratio | sweep s |")
     print("|---|---|---|---|---|---|---|---|")
     for s in stages:
-        per_model = (s.rss_mib - first.rss_mib) / (s.models - first.models) if s.models > first.models else float("nan")
+        per_model = f"{(s.rss_mib - first.rss_mib) / (s.models - first.models):.1f}" if s.models > first.models else "-"
         sweep_s = f"{s.sweep_s:.1f}" if s.sweep_s is not None else "-"
-        print(f"| {s.models} | {s.onboard_s:.0f} s | {s.rss_mib:.0f} | {s.pss_mib:.0f} | {per_model:.1f} | {s.rps:.0f} | "
+        print(f"| {s.models} | {s.onboard_s:.0f} s | {s.rss_mib:.0f} | {s.pss_mib:.0f} | {per_model} | {s.rps:.0f} | "
               f"{s.rps / first.rps if first.rps else 0:.2f}x | {sweep_s} |")
     print()
     for g in goals(stages):

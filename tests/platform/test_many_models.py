@@ -189,8 +189,8 @@ def test_two_shapes_onboard_with_one_command_and_answer_on_their_routes(platform
     assert all(0.0 <= a["probability"] <= 1.0 for a in cls_answers)  # a classifier's answer
     assert all("score" in a and a["score"] == a["prediction"] for a in reg_answers)  # a regressor's answer
 
-    # Each route validates against its own contract: a loans record lacks nothing rates needs, but a
-    # rates record lacks most of what loans needs.
+    # Each route validates against its own contract: a rates record (6 features) lacks most of the 14
+    # a loans record needs.
     bad = platform.call("POST", f"{platform.serving.url}/models/{CLS}/predict", auth="api",
                         json={"records": records(dataset(REG, 13, rows=2))}, timeout=30)
     assert bad.status_code == 400, bad.text
