@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test scan chaos demo down clean bench help
+.PHONY: install test scan chaos demo down clean bench bench-models help
 
 help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
@@ -18,6 +18,7 @@ help:
 	@echo "make chaos  the chaos test with a long schedule (40 random kills; CHAOS_KILLS, CHAOS_SEED)"
 	@echo "make down   stop every local service mloop started"
 	@echo "make bench  run the benchmarks under bench/"
+	@echo "make bench-models  many models on one platform: memory, hot-model throughput, sweep, loop latency (1, 5, 20 models)"
 
 install:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -54,6 +55,11 @@ bench: install
 	$(RUN) python bench/serving.py
 	$(RUN) python bench/drift.py
 	$(RUN) python bench/loop.py
+
+# Its own target (not in `make bench`): it onboards 20 models on a real platform (tens of minutes).
+BENCH_MODELS_ARGS ?=
+bench-models: install
+	$(RUN) python bench/models.py $(BENCH_MODELS_ARGS)
 
 clean: down
 	rm -rf .mloop

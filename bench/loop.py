@@ -19,25 +19,19 @@ machine's clock (same host).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mloop.core.events import DRIFT_DETECTED  # noqa: E402
+from bench.common import bench_platform, completed, drift_event, ts  # noqa: E402
 from mloop.core.generate import generate, write_frame  # noqa: E402
 from tests.platform.helpers import (  # noqa: E402  (the platform tests' helpers: same REST calls, same traffic)
     Platform,
     drifted_traffic,
-    platform_env,
-    platform_settings,
     send_traffic_with_feedback,
     wait_for,
 )
@@ -45,24 +39,8 @@ from tests.platform.helpers import (  # noqa: E402  (the platform tests' helpers
 MODEL = "loans"
 
 
-def ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
 def retrain_runs(p: Platform) -> list[dict[str, Any]]:
     return p.prefect.flow_runs("retrain")
-
-
-def drift_event(p: Platform) -> dict[str, Any] | None:
-    events = p.prefect.events(names=[DRIFT_DETECTED], limit=1)
-    return events[0] if events else None
-
-
-def completed(p: Platform, run_id: str, timeout: float = 600) -> dict[str, Any]:
-    run = p.prefect.wait_run(run_id, timeout)
-    if run["state_type"] != "COMPLETED":
-        raise SystemExit(f"flow run {run['name']} ended {run['state_type']}\n{p.logs_tail()}")
-    return run
 
 
 def main() -> None:
@@ -72,13 +50,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="Leave the platform up and the temp folder in place.")
     args = ap.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="mloop-bench-loop-"))
-    settings = platform_settings(root)
-    b = Platform(settings=settings, env=platform_env(settings), first_up={})
-    t_up = time.perf_counter()
-    b.first_up = b.cli_json("up")
-    print(f"platform up in {time.perf_counter() - t_up:.1f}s (home {settings.state.root})")
-    try:
+    with bench_platform("mloop-bench-loop-", keep=args.keep) as (b, root):
         source = root / "loans-v1.parquet"
         write_frame(generate("baseline", args.rows, 1), source)
         t_setup = time.perf_counter()
@@ -120,13 +92,6 @@ def main() -> None:
         print(f"breakdown: event -> run created {to_created:.2f} s; created -> Running {to_running - to_created:.2f} s; "
               f"retrain run {ts(finished['end_time']) - ts(finished['start_time']):.1f} s; "
               f"retrain end -> new version answering {champion_seen[0] - ts(finished['end_time']):.1f} s")
-    finally:
-        if not args.keep:
-            b.cli("down", "--json")
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"platform left up: stop it with MLOOP_HOME={settings.state.root} "
-                  f"MLOOP_PREFECT_PORT={settings.prefect_port} mloop down")
 
 
 if __name__ == "__main__":
