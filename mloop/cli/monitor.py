@@ -92,7 +92,7 @@ class _CheckByDefault(TyperGroup):
     """``mloop monitor MODEL ...`` means ``mloop monitor check MODEL ...`` (the command before it was a group)."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:  # noqa: ANN001 - click.Context
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
