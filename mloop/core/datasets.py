@@ -10,7 +10,8 @@ path built from feedback labels; rows written before the field existed read as `
 Rejected data touches none of these. Retrieval by md5 reads the DVC cache, or fetches
 the object from the remote when the cache was deleted, and verifies the md5 either way.
 
-Ingests of the same dataset are serialised with a file lock under ``<MLOOP_HOME>/locks``.
+Ingests of the same dataset are serialised with a file lock under ``<MLOOP_HOME>/locks``; ingests of
+different datasets take turns (another lock there) only for the repo-wide DVC add/push and git commit.
 """
 
 from __future__ import annotations
@@ -189,6 +190,9 @@ def _quiet_dvc(settings: Settings) -> Iterator[None]:
         else:
             os.environ["DVC_SITE_CACHE_DIR"] = old_env
 
+
+REPO_LOCK = "project-repo.lock"
+"""File lock (under ``<MLOOP_HOME>/locks``) around an ingest's DVC add/push and git commit."""
 
 @contextmanager
 def open_repo(settings: Settings) -> Iterator[Repo]:
@@ -438,16 +442,20 @@ def ingest_dataset(
         if contract_created:
             save_contract(contract, settings.project_dir.resolve())
         say("versioning with DVC and pushing to the remote")
-        with open_repo(settings) as repo:
-            stages = _dvc_add(repo, target_path)
-            dvc_md5 = stages[0].outs[0].hash_info.value
-            repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
-        if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes
-            raise MloopError(f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path))
-        pointer_commit = None
-        if settings.git_commit_data:
-            say("committing the pointer and contract in git")
-            pointer_commit = _git_commit_pointer(settings, name, md5, len(df))
+        # DVC's repository lock and git's index lock are repo-wide and fail at once (DVC gives up
+        # after ~3 s) when another dataset's ingest holds them: ingests of different datasets take
+        # turns here instead (onboarding many datasets at once must not fail).
+        with FileLock(str(settings.state.locks / REPO_LOCK)):
+            with open_repo(settings) as repo:
+                stages = _dvc_add(repo, target_path)
+                dvc_md5 = stages[0].outs[0].hash_info.value
+                repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
+            if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes
+                raise MloopError(f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path))
+            pointer_commit = None
+            if settings.git_commit_data:
+                say("committing the pointer and contract in git")
+                pointer_commit = _git_commit_pointer(settings, name, md5, len(df))
         version = DatasetVersion(
             name=name,
             md5=md5,

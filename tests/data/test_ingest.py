@@ -295,3 +295,21 @@ def test_git_ignored_dataset_folder_is_refused_with_a_fix(tmp_path: Path) -> Non
     assert ".gitignore rule" in str(err.value.fix)
     assert list_versions(settings, DATASET) == []
     assert not parquet_path(settings, DATASET).exists()
+
+
+def _ingest_in_child(settings: Settings, path: Path, dataset: str) -> str:
+    """One ingest in a separate process (DVC's and git's repo locks are per process)."""
+    return ingest_dataset(settings, path, dataset=dataset).version.md5
+
+
+def test_parallel_ingests_of_different_datasets_all_become_versions(settings: Settings, tmp_path: Path) -> None:
+    """Onboarding several datasets at once: each ingest (its own process) waits its turn for the
+    repo-wide DVC add/push and git commit instead of failing on DVC's lock (LockError)."""
+    import multiprocessing
+
+    names = [f"shape{i}" for i in range(4)]
+    paths = [write_frame(generate("baseline", 800, i, features=3 + i), tmp_path / f"{n}.csv") for i, n in enumerate(names)]
+    with multiprocessing.get_context("spawn").Pool(len(names)) as pool:
+        md5s = pool.starmap(_ingest_in_child, [(settings, p, n) for p, n in zip(paths, names, strict=True)])
+    for name, md5 in zip(names, md5s, strict=True):
+        assert [v.md5 for v in list_versions(settings, name)] == [md5]
