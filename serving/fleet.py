@@ -8,7 +8,7 @@ deploy flow, so it sits in the capability layer. Three parts:
   :func:`serving.package.package_model`; one model that fails to package is logged and left out,
   never fatal for the others);
 - what is served: :func:`served_models` / :func:`current_model` (``GET /models`` and
-  ``GET /models/<name>`` of the service, see the shared interface in :mod:`serving.service`);
+  ``GET /models/<name>`` of the service; the client lives in :mod:`serving.rollout`, re-exported here);
 - pure comparisons: :func:`served_versions`, :func:`to_deploy`, :func:`start_tags`.
 
 MLflow and BentoML are imported inside the functions that need them: importing this module is cheap.
@@ -20,11 +20,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from serving.rollout import current_model, models_of, served_models, single_model_answer
 
-from mloop.core.http import request
-from mloop.core.web import bearer_header
-from serving.rollout import RolloutFailed, _error_text
+__all__ = [
+    "champion_tags", "champion_versions", "current_model", "models_of", "one_or_many", "package_champions",
+    "served_models", "served_versions", "single_model_answer", "start_tags", "to_deploy",
+]
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
@@ -80,63 +81,6 @@ def champion_tags(settings: Settings, champions: Mapping[str, str] | None = None
 
 
 # ---------------------------------------------------------------- what is served (the service)
-
-
-def _get(url: str, path: str, *, token: str | None, timeout: float, deadline: float) -> httpx.Response:
-    try:
-        return request("GET", f"{url.rstrip('/')}{path}", headers=bearer_header(token), timeout=timeout, deadline=deadline)
-    except httpx.HTTPError as exc:
-        raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
-
-
-def models_of(body: Any) -> dict[str, dict[str, Any]]:
-    """The ``models`` mapping of a ``GET /models`` answer (name -> fields); empty when malformed. Pure."""
-    models = body.get("models") if isinstance(body, dict) else None
-    if not isinstance(models, dict):
-        return {}
-    return {str(name): dict(info) for name, info in models.items() if isinstance(info, dict)}
-
-
-def single_model_answer(body: Any) -> dict[str, dict[str, Any]]:
-    """A ``GET /model`` answer of a single-model service as a ``GET /models`` mapping. Pure."""
-    if not isinstance(body, dict) or not body.get("model_name"):
-        return {}
-    return {str(body["model_name"]): {**body, "loaded": True}}
-
-
-def served_models(
-    url: str, timeout: float = 10.0, deadline: float = 10.0, *, token: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """Every model the service at ``url`` serves: name -> its ``GET /model`` fields plus ``loaded``.
-
-    ``GET /models``; a service that predates it (404 there) is asked ``GET /model``. Raises
-    :class:`RolloutFailed` when the service is unreachable or answers an error: an empty mapping
-    always means "a service that serves nothing", never "no service".
-    """
-    resp = _get(url, "/models", token=token, timeout=timeout, deadline=deadline)
-    if resp.status_code == 404:
-        legacy = _get(url, "/model", token=token, timeout=timeout, deadline=deadline)
-        if legacy.status_code == 200:
-            return single_model_answer(legacy.json())
-        resp = legacy
-    if resp.status_code != 200:
-        raise RolloutFailed(f"the prediction service at {url} did not list its models: {_error_text(resp)}")
-    return models_of(resp.json())
-
-
-def current_model(
-    url: str, name: str | None = None, timeout: float = 10.0, *, deadline: float = 10.0, token: str | None = None
-) -> dict[str, Any]:
-    """What the service serves as model ``name`` (``GET /models/<name>``), or with no name its one
-    model (``GET /model``). Raises :class:`RolloutFailed` when unreachable or not served."""
-    if name is None:
-        from serving.rollout import current_model as legacy
-
-        return legacy(url, timeout, deadline=deadline)
-    models = served_models(url, timeout, deadline, token=token)
-    if name not in models:
-        raise RolloutFailed(f"the prediction service at {url} does not serve {name!r} (it serves {sorted(models)})")
-    return models[name]
 
 
 # ---------------------------------------------------------------- pure comparisons

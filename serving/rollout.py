@@ -34,36 +34,62 @@ def _error_text(resp: httpx.Response) -> str:
     return str(data)[:500]
 
 
-def _get(url: str, path: str, timeout: float, deadline: float) -> httpx.Response:
+def _get(url: str, path: str, *, token: str | None, timeout: float, deadline: float) -> httpx.Response:
     try:
-        return request("GET", f"{url.rstrip('/')}{path}", timeout=timeout, deadline=deadline)
+        return request("GET", f"{url.rstrip('/')}{path}", headers=bearer_header(token), timeout=timeout, deadline=deadline)
     except httpx.HTTPError as exc:
         raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
 
 
-def served_models(url: str, timeout: float = 10.0, deadline: float = 10.0) -> dict[str, dict[str, Any]]:
-    """Every model the service at ``url`` serves, by name (``GET /models``: the ``GET /model`` fields
-    plus ``loaded``); retried until ``deadline`` seconds. Never ``{}`` for an unreachable service:
-    that raises :class:`RolloutFailed`."""
-    resp = _get(url, "/models", timeout, deadline)
+def models_of(body: Any) -> dict[str, dict[str, Any]]:
+    """The ``models`` mapping of a ``GET /models`` answer (name -> fields); empty when malformed. Pure."""
+    models = body.get("models") if isinstance(body, dict) else None
+    if not isinstance(models, dict):
+        return {}
+    return {str(name): dict(info) for name, info in models.items() if isinstance(info, dict)}
+
+
+def single_model_answer(body: Any) -> dict[str, dict[str, Any]]:
+    """A ``GET /model`` answer of a single-model service as a ``GET /models`` mapping. Pure."""
+    if not isinstance(body, dict) or not body.get("model_name"):
+        return {}
+    return {str(body["model_name"]): {**body, "loaded": True}}
+
+
+def served_models(
+    url: str, timeout: float = 10.0, deadline: float = 10.0, *, token: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every model the service at ``url`` serves: name -> its ``GET /model`` fields plus ``loaded``.
+
+    ``GET /models``; a service that predates it (404 there) is asked ``GET /model``. Raises
+    :class:`RolloutFailed` when the service is unreachable or answers an error: an empty mapping
+    always means "a service that serves nothing", never "no service".
+    """
+    resp = _get(url, "/models", token=token, timeout=timeout, deadline=deadline)
+    if resp.status_code == 404:
+        legacy = _get(url, "/model", token=token, timeout=timeout, deadline=deadline)
+        if legacy.status_code == 200:
+            return single_model_answer(legacy.json())
+        resp = legacy
     if resp.status_code != 200:
         raise RolloutFailed(f"the prediction service at {url} did not list its models: {_error_text(resp)}")
-    models: dict[str, dict[str, Any]] = resp.json()["models"]
-    return models
+    return models_of(resp.json())
 
 
-def current_model(url: str, name: str | None = None, timeout: float = 10.0, *, deadline: float = 10.0) -> dict[str, Any]:
-    """What the service at ``url`` serves now: model ``name`` (``GET /models/<name>``), or the one
-    model of a one-model service (``GET /model``; 409 with several); retried until ``deadline`` seconds."""
-    if name is not None:
-        resp = _get(url, f"/models/{name}", timeout, deadline)
+def current_model(
+    url: str, name: str | None = None, timeout: float = 10.0, *, deadline: float = 10.0, token: str | None = None
+) -> dict[str, Any]:
+    """What the service serves as model ``name`` (``GET /models/<name>``), or with no name its one
+    model (``GET /model``). Raises :class:`RolloutFailed` when unreachable or not served."""
+    if name is None:
+        resp = _get(url, "/model", token=token, timeout=timeout, deadline=deadline)
         if resp.status_code != 200:
-            raise RolloutFailed(f"the prediction service at {url} does not serve model {name!r}: {_error_text(resp)}")
+            raise RolloutFailed(f"the prediction service at {url} has no model loaded: {_error_text(resp)}")
         return resp.json()  # type: ignore[no-any-return]
-    resp = _get(url, "/model", timeout, deadline)
-    if resp.status_code != 200:
-        raise RolloutFailed(f"the prediction service at {url} has no model loaded: {_error_text(resp)}")
-    return resp.json()  # type: ignore[no-any-return]
+    models = served_models(url, timeout, deadline, token=token)
+    if name not in models:
+        raise RolloutFailed(f"the prediction service at {url} does not serve {name!r} (it serves {sorted(models)})")
+    return models[name]
 
 
 def rollout(

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import serving.fleet as fleet
+import serving.rollout as rollout_client
 from mloop.core.settings import Settings
 from serving.rollout import RolloutFailed
 
@@ -68,30 +69,30 @@ def test_start_tags_put_the_deployed_version_in_place_of_its_champion() -> None:
 
 
 def test_served_models_lists_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet, "request", routes({"/models": (200, {"models": {"loans": LOANS, "rates": RATES}})}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/models": (200, {"models": {"loans": LOANS, "rates": RATES}})}))
     assert fleet.served_models(URL) == {"loans": LOANS, "rates": RATES}
     assert fleet.current_model(URL, "rates") == RATES
     with pytest.raises(RolloutFailed, match="does not serve 'apples'"):
         fleet.current_model(URL, "apples")
-    monkeypatch.setattr(fleet, "request", routes({"/models": (200, {"models": {}})}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/models": (200, {"models": {}})}))
     assert fleet.served_models(URL) == {}  # a service that serves nothing: empty, and only then
 
 
 def test_served_models_of_a_single_model_service(monkeypatch: pytest.MonkeyPatch) -> None:
     """A service without ``/models`` (404 there) is asked ``GET /model``: its one model, loaded."""
     one = {k: v for k, v in LOANS.items() if k != "loaded"}
-    monkeypatch.setattr(fleet, "request", routes({"/model": (200, one)}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/model": (200, one)}))
     assert fleet.served_models(URL) == {"loans": LOANS}
-    monkeypatch.setattr(fleet, "request", routes({"/model": (503, {"error": "no model loaded yet"})}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/model": (503, {"error": "no model loaded yet"})}))
     with pytest.raises(RolloutFailed, match="no model loaded yet"):
         fleet.served_models(URL)
 
 
 def test_served_models_never_answers_empty_for_an_unreachable_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet, "request", routes({"/models": httpx.ConnectError("refused")}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/models": httpx.ConnectError("refused")}))
     with pytest.raises(RolloutFailed, match="not reachable"):
         fleet.served_models(URL)
-    monkeypatch.setattr(fleet, "request", routes({"/models": (500, {"error": "boom"})}))
+    monkeypatch.setattr(rollout_client, "request", routes({"/models": (500, {"error": "boom"})}))
     with pytest.raises(RolloutFailed, match="boom"):
         fleet.served_models(URL)
 
