@@ -97,15 +97,24 @@ def run_chaos(plan: list[Kill], run_dir: Path, stop: threading.Event, log: Chaos
         if stop.wait(max(0.0, step.at - (time.monotonic() - t0))):
             return
         order = [step.target] + [t for t in TARGETS if t != step.target]
-        for target in order:
-            try:
-                pid = kill(target, run_dir)
-            except (OSError, psutil.Error):  # it died between the lookup and the signal: next target
-                pid = None
-            if pid is not None:
-                log.kills.append((round(time.monotonic() - t0, 1), target, pid))
-                break
-            log.skipped.append((round(time.monotonic() - t0, 1), target))
+        # Every target down or restarting at once (a loaded machine) postpones the kill, it does not drop it.
+        while not _kill_first_live(order, run_dir, t0, log):
+            if stop.wait(2.0):
+                return
+
+
+def _kill_first_live(order: list[str], run_dir: Path, t0: float, log: ChaosLog) -> bool:
+    """Kill the first live target of ``order``; False when none is live."""
+    for target in order:
+        try:
+            pid = kill(target, run_dir)
+        except (OSError, psutil.Error):  # it died between the lookup and the signal: next target
+            pid = None
+        if pid is not None:
+            log.kills.append((round(time.monotonic() - t0, 1), target, pid))
+            return True
+        log.skipped.append((round(time.monotonic() - t0, 1), target))
+    return False
 
 
 @dataclass
