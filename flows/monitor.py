@@ -237,13 +237,14 @@ def monitor_sweep_flow(
     from prefect.artifacts import create_markdown_artifact
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, served_models, sweep_markdown
+    from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, sweep_markdown
+    from serving.fleet import champion_versions
 
     logger = get_run_logger()
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
-    champions = served_models(settings.tracking_uri)
+    champions = champion_versions(settings)  # every served model: each registered model with a champion
     selected, unknown = select_models(champions, models)
     if unknown:
         logger.warning("not served (no champion): %s", ", ".join(unknown))

@@ -1,7 +1,6 @@
 """The monitor sweep: which models to check, what changed since their last check, how the sweep reads.
 
-Pure apart from three small edges: :func:`served_models` (the MLflow registry: every registered
-model with a champion), and :func:`read_mark` / :func:`write_mark` (one JSON file per model under
+Pure apart from two small edges, :func:`read_mark` / :func:`write_mark` (one JSON file per model under
 ``MLOOP_HOME/monitoring/marks``: what the last completed check looked at). The sweep flow
 (``flows/monitor.py``) checks each selected model with the per-model monitor flow.
 
@@ -26,20 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SWEEP_ARTIFACT_KEY = "monitor-sweep"
 SweepStatus = Literal["ok", "drift", "degraded", "drift+degraded", "skipped", "unchanged", "failed"]
-
-
-def served_models(tracking_uri: str) -> dict[str, str]:
-    """Registered model -> its champion version, for every model that has one (sorted by name)."""
-    from mlflow import MlflowClient
-
-    from models.registry import CHAMPION
-
-    found: dict[str, str] = {}
-    for rm in MlflowClient(tracking_uri).search_registered_models():
-        aliases = getattr(rm, "aliases", {}) or {}
-        if CHAMPION in aliases:
-            found[rm.name] = str(aliases[CHAMPION])
-    return dict(sorted(found.items()))
 
 
 def select_models(champions: Mapping[str, str], requested: Iterable[str] | None) -> tuple[list[str], list[str]]:
