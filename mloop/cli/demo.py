@@ -256,7 +256,11 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for any one step.")] = 420.0,
 ) -> None:
     """Run the whole closed loop on this machine and print its timeline (make demo)."""
-    settings = load_settings()
+    # The demo runs its own monitor at a chosen moment; a scheduled sweep at a 10-minute mark could
+    # check the traffic before its labels are in and spend the retrain cooldown on a retrain without
+    # data. Its platform is deployed with the sweep schedule paused (resume it in the Prefect UI, or
+    # `mloop up` again without the demo).
+    settings = load_settings().model_copy(update={"monitor_sweep_schedule": False})
     with user_errors():
         if fresh:
             reset(settings)
