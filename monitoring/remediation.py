@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mloop.core.files import try_lock
 from mloop.core.names import NAME_PATTERN, check_name, child_path
 from monitoring.alerts import MODEL_LABELS
 
@@ -66,20 +67,8 @@ def claim_remediation(locks_dir: Path, model_name: str | None, alertname: str,
     """Hold the (model, alert name, fingerprint) claim while the block runs; yields False at once
     (without waiting) when another run holds it. A non-blocking OS file lock: released when the
     holder ends, even by a crash."""
-    from filelock import FileLock, Timeout
-
-    path = child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint))
-    locks_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(path, blocking=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.release()
+    with try_lock(child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint))) as held:
+        yield held
 
 
 def skipped_duplicate(result: RemediationResult, fingerprint: str | None) -> RemediationResult:

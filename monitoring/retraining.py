@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mloop.core.events import model_resource
+from mloop.core.files import try_lock
 from mloop.core.lineage import LabelSource
 from mloop.core.names import check_name, child_path
 from mloop.core.settings import Settings
@@ -84,19 +85,8 @@ def hold_model_retrain(locks_dir: Path, model_name: str) -> Iterator[bool]:
     """Hold the model's retrain lock (``locks/retrain~<model>.lock``) while the block runs; yields False at
     once (without waiting) when another run of the same model holds it. Runs of different models never
     wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash."""
-    from filelock import FileLock, Timeout
-
-    locks_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock"), blocking=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.release()
+    with try_lock(child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock")) as held:
+        yield held
 
 
 def retrain_markdown(result: RetrainResult, detail: str = "") -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -34,3 +36,22 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, tmp: Path | None
         finally:
             os.close(dir_fd)
     return path
+
+
+@contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """Hold the OS file lock ``path`` while the block runs; yields False at once (without waiting)
+    when another process holds it. Released when the holder ends, even by a crash."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
