@@ -261,16 +261,18 @@ def model_rows(
 
     ``registry``: (name, alias -> version); ``served``: the service's models (GET /models).
     """
+    from serving.fleet import served_versions  # pure, light
+
+    versions = served_versions(served)
     rows = []
     for name, aliases in sorted(registry, key=lambda row: row[0]):
         info = served.get(name)
-        version = None if info is None else info.get("model_version", info.get("version"))
         rows.append(
             ModelStatus(
                 name=name,
                 champion=aliases.get("champion"),
                 challenger=aliases.get("challenger"),
-                deployed=None if version is None else str(version),
+                deployed=versions.get(name),
                 loaded=None if info is None else bool(info.get("loaded", True)),
                 last_drift=drift.get(name),
                 last_retrain=retrains.get(name),

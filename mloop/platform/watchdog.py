@@ -279,12 +279,9 @@ def served_state(models: Mapping[str, Mapping[str, Any]] | None, process_alive: 
     """The serving state from the service's models (:func:`serving.fleet.served_models`; None: no
     answer) and whether serve's process runs. Pure."""
     if models is not None:
-        found = set()
-        for name, info in models.items():
-            version = info.get("model_version", info.get("version"))
-            if version is not None:
-                found.add(Served(str(name), str(version)))
-        return frozenset(found)
+        from serving.fleet import served_versions  # pure, light
+
+        return frozenset(Served(name, version) for name, version in served_versions(models).items())
     return "starting" if process_alive else "down"
 
 
