@@ -20,6 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from serving.rolled_out import model_name_of
 from serving.rollout import current_model, models_of, served_models, single_model_answer
 
 __all__ = [
@@ -80,9 +81,6 @@ def champion_tags(settings: Settings, champions: Mapping[str, str] | None = None
     return [p.model_tag for p in package_champions(settings, champions).values()]
 
 
-# ---------------------------------------------------------------- what is served (the service)
-
-
 # ---------------------------------------------------------------- pure comparisons
 
 
@@ -114,8 +112,8 @@ def to_deploy(champions: Mapping[str, str], served: Mapping[str, str]) -> dict[s
 def start_tags(champion_tags: Sequence[str], model_tag: str) -> list[str]:
     """The tags a new service starts with to serve ``model_tag``: every champion, with ``model_tag``
     in place of its model's champion (a deploy of a version that is not the champion). Pure."""
-    name = model_tag.partition(":")[0]
-    return sorted({t for t in champion_tags if t.partition(":")[0] != name} | {model_tag})
+    name = model_name_of(model_tag)
+    return sorted({t for t in champion_tags if model_name_of(t) != name} | {model_tag})
 
 
 def one_or_many(tags: Sequence[str]) -> str | list[str]:

@@ -209,7 +209,7 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
     with tl.step("drift + quality check", "monitor deployment") as st:
         run = prefect.run_deployment("monitor/local", {"model_name": DATASET, "window_size": traffic})
         final = prefect.wait_run(run, timeout)
-        verdict = last_drift_verdict(settings) or {}
+        verdict = last_drift_verdict(settings, prefect) or {}
         st.detail = f"{verdict.get('verdict', '?')}: share {verdict.get('drift_share', '?')}"
         if final["state_type"] != "COMPLETED" or verdict.get("verdict") != "drift":
             raise MloopError("the monitor run did not detect drift", where=str(verdict.get("report", "")))

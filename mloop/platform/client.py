@@ -186,6 +186,7 @@ class ServingClient:
     def __init__(self, url: str, token: str | None = None, *, deadline: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.deadline = deadline
+        self._token = token
         self._headers = bearer_header(token)
 
     def __repr__(self) -> str:  # the token never shows
@@ -205,16 +206,13 @@ class ServingClient:
     def served_models(self, *, deadline: float = 2.0) -> dict[str, dict[str, Any]] | None:
         """Every model the service holds (GET /models: name -> its /model fields and ``loaded``), or
         None while it is down or answers an error. A service without ``/models`` (404) is asked
-        ``GET /model`` (its one model). ``deadline`` is short, as for :meth:`served_model`."""
-        from serving.fleet import models_of, single_model_answer  # pure parsers, no heavy import
+        ``GET /model`` (its one model): :func:`serving.rollout.served_models` with a short
+        ``deadline``, as for :meth:`served_model`."""
+        from serving.rollout import RolloutFailed, served_models  # the one GET /models reader (light)
 
         try:
-            r = request("GET", f"{self.url}/models", headers=self._headers, timeout=3, deadline=deadline)
-            if r.status_code == 404:
-                one = self.served_model(deadline=deadline)
-                return None if one is None else single_model_answer(one)
-            return models_of(r.json()) if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            return served_models(self.url, timeout=3, deadline=deadline, token=self._token)
+        except (RolloutFailed, ValueError):
             return None
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -119,9 +119,8 @@ def flow_run_infos(runs: list[dict[str, Any]], flows: dict[str, str], deployment
     ]
 
 
-def recent_flow_runs(settings: Settings, limit: int = 10) -> list[FlowRunInfo]:
-    """The newest flow runs on the platform's Prefect server (empty when it is down)."""
-    api = _prefect(settings)
+def recent_flow_runs(api: PrefectApi | None, limit: int = 10) -> list[FlowRunInfo]:
+    """The newest flow runs on the platform's Prefect server ``api`` (empty when it is down: None)."""
     if api is None:
         return []
     try:
@@ -131,9 +130,8 @@ def recent_flow_runs(settings: Settings, limit: int = 10) -> list[FlowRunInfo]:
         return []
 
 
-def last_drift_event(settings: Settings) -> dict[str, Any] | None:
-    """The newest mloop.drift.* / quality event the Prefect server has seen (None if none or down)."""
-    api = _prefect(settings)
+def last_drift_event(api: PrefectApi | None) -> dict[str, Any] | None:
+    """The newest mloop.drift.* / quality event the Prefect server ``api`` has seen (None if none or down)."""
     if api is None:
         return None
     try:
@@ -146,18 +144,19 @@ def last_drift_event(settings: Settings) -> dict[str, Any] | None:
     return {"event": e["event"], "occurred": e["occurred"], "resource": e["resource"].get("prefect.resource.id"), "payload": e.get("payload", {})}
 
 
-def last_drift_verdict(settings: Settings) -> dict[str, Any] | None:
+def last_drift_verdict(settings: Settings, api: PrefectApi | None) -> dict[str, Any] | None:
     """The newest drift check's verdict (``<reports>/<model>/<stamp>/result.json``), drift or not.
 
-    Falls back to the newest drift/quality event on the Prefect server when no report exists.
+    Falls back to the newest drift/quality event on the Prefect server ``api`` (None: down) when no
+    report exists.
     """
     reports = sorted(settings.state.reports.glob("*/*/result.json"), key=lambda p: p.stat().st_mtime)
     if not reports:
-        return last_drift_event(settings)
+        return last_drift_event(api)
     try:
         r = json.loads(reports[-1].read_text())
     except (OSError, ValueError):
-        return last_drift_event(settings)
+        return last_drift_event(api)
     quality = r.get("quality") or {}
     return {
         "model": r.get("model_name"),
@@ -261,16 +260,18 @@ def model_rows(
 
     ``registry``: (name, alias -> version); ``served``: the service's models (GET /models).
     """
+    from serving.fleet import served_versions  # pure, light
+
+    versions = served_versions(served)
     rows = []
     for name, aliases in sorted(registry, key=lambda row: row[0]):
         info = served.get(name)
-        version = None if info is None else info.get("model_version", info.get("version"))
         rows.append(
             ModelStatus(
                 name=name,
                 champion=aliases.get("champion"),
                 challenger=aliases.get("challenger"),
-                deployed=None if version is None else str(version),
+                deployed=versions.get(name),
                 loaded=None if info is None else bool(info.get("loaded", True)),
                 last_drift=drift.get(name),
                 last_retrain=retrains.get(name),
@@ -333,8 +334,9 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
     """URLs, services, every model (champion, served version, last drift, last retrain), the last drift
     verdict of any model, recent flow runs."""
     notes: list[str] = []
+    api = _prefect(settings)  # one health check for every Prefect part below
     try:
-        models = model_statuses(settings, _prefect(settings))
+        models = model_statuses(settings, api)
     except Exception as exc:  # the registry may be mid-migration or locked: status still answers
         models = []
         notes.append(f"model registry unavailable: {exc}")
@@ -347,8 +349,8 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
         urls=urls(settings),
         services=service_states(settings),
         models=models,
-        last_drift=last_drift_verdict(settings),
-        recent_flow_runs=recent_flow_runs(settings, runs),
+        last_drift=last_drift_verdict(settings, api),
+        recent_flow_runs=recent_flow_runs(api, runs),
         queued_events=queued,
         notes=notes,
     )

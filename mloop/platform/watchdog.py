@@ -68,6 +68,7 @@ from mloop.platform.services import (
     stop_service_pid,
     urls,
 )
+from serving.fleet import champion_versions, served_versions, to_deploy  # light: MLflow only inside champion_versions
 
 log = logging.getLogger("mloop.watchdog")
 
@@ -190,8 +191,6 @@ def decide(
         return [Decision("none", None, "no champion")]
     if serving == "starting":
         return [Decision("wait", name, "serving is starting") for name in sorted(champions)]
-    from serving.fleet import to_deploy  # pure, light
-
     served = {} if serving == "down" else {s.name: s.version for s in serving}
     diverged = to_deploy(champions, served)
     on_its_way = set(active_deploys) | set(awaiting_event)
@@ -279,12 +278,7 @@ def served_state(models: Mapping[str, Mapping[str, Any]] | None, process_alive: 
     """The serving state from the service's models (:func:`serving.fleet.served_models`; None: no
     answer) and whether serve's process runs. Pure."""
     if models is not None:
-        found = set()
-        for name, info in models.items():
-            version = info.get("model_version", info.get("version"))
-            if version is not None:
-                found.add(Served(str(name), str(version)))
-        return frozenset(found)
+        return frozenset(Served(name, version) for name, version in served_versions(models).items())
     return "starting" if process_alive else "down"
 
 
@@ -484,16 +478,9 @@ class Watchdog:
         log.info("watchdog stopped")
 
 
-def champions(settings: Settings) -> dict[str, str]:
-    """Registered model -> champion version (MLflow registry; heavy import, reconcile only)."""
-    from serving.fleet import champion_versions
-
-    return champion_versions(settings)
-
-
 def observe_and_decide(settings: Settings) -> list[Decision]:
     """Read the champions, the service's models and the active deploy runs, then :func:`decide`."""
-    found = champions(settings)
+    found = champion_versions(settings)  # MLflow is imported here (reconcile only)
     if not found:
         return decide(found, "down", set())
     models = ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models()
