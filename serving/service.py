@@ -99,7 +99,7 @@ from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
 from serving.journal import JournalError
-from serving.modelset import ModelSet
+from serving.modelset import Change, ModelSet
 from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, compact_journals
 from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
@@ -396,11 +396,11 @@ class PredictionService:
         self._put(live, cost)
         return live
 
-    def _put(self, live: LiveModel, cost: float) -> Any:
+    def _put(self, live: LiveModel, cost: float) -> Change:
         """Serve ``live`` (add or replace its model's entry), with its request schemas built first."""
         self.routes.schemas(live)
-        previous = self.models.slot(live.model_name).info if live.model_name in self.models else None
-        change = self.models.put(live, cost, initial_tag_for(model_name_of(live.tag), _TAGS))
+        change = self.models.put(live, cost)
+        previous = change.previous
         if previous is not None and previous.get("bentoml_tag") != live.tag:
             _MODEL_INFO.labels(previous["model_name"], previous["model_version"], previous["backend"]).set(0)
         _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
