@@ -357,8 +357,7 @@ class ModelRoutes:
         return json_answer(200, answers)
 
     def _run(self, live: LiveModel, records: list[Any]) -> list[dict[str, Any]]:
-        columns = {column: [getattr(r, key) for r in records] for column, key in live.keys.items()}
-        return answer_batch(live, columns, self.answering)
+        return answer_batch(live, records, self.answering)
 
     async def _feedback(self, live: LiveModel, body: bytes, scope: Scope) -> Answer:
         try:
@@ -374,9 +373,8 @@ class ModelRoutes:
             "user_agent": headers.get(b"user-agent", b"").decode("latin-1") or None,
             "labels": len(labels),
         }
-        items = [(item.prediction_id, item.label) for item in labels]
         status, answer = await asyncio.get_running_loop().run_in_executor(
-            self._executor, answer_feedback, live, items, source, self.answering
+            self._executor, answer_feedback, live, labels, source, self.answering
         )
         return json_answer(status, answer)
 

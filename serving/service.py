@@ -444,9 +444,8 @@ class PredictionService:
         """Predict a list of records; one answer per record, in order (while one model is served;
         with several, use /models/<name>/predict)."""
         live = self._sole()
-        columns = {name: [getattr(r, key) for r in records] for name, key in live.keys.items()}
         try:
-            answers = answer_batch(live, columns, self.answering)
+            answers = answer_batch(live, records, self.answering)
         except JournalError as exc:
             log.error("%s: answering 503", exc)
             raise _client_error(PREDICT_LOG_UNWRITABLE, HTTPStatus.SERVICE_UNAVAILABLE) from exc
@@ -467,7 +466,7 @@ class PredictionService:
             "user_agent": request.headers.get("user-agent"),
             "labels": len(labels),
         }
-        status, answer = answer_feedback(live, [(item.prediction_id, item.label) for item in labels], source, self.answering)
+        status, answer = answer_feedback(live, labels, source, self.answering)
         if status != HTTPStatus.OK:
             ctx.response.status_code = status
         return answer
