@@ -61,45 +61,16 @@ def shape(i: int) -> tuple[str, int]:
 
 def package_models(settings: Settings, n: int, rows: int = 3000) -> list[Packaged]:
     """``n`` demo-generator models (``m00``, ``m01``...) packaged into ``settings``' BentoML store."""
-    from threadpoolctl import threadpool_limits
-
-    from mloop.core.contract import infer_contract
-    from mloop.core.generate import generate
-    from models.pipeline import build_pipeline, prepare_features
-    from models.spec import ModelSpec
-    from models.split import split_dataset
-    from serving.onnx_model import columns_from_frame
-    from serving.package import package_pipeline
+    from tests.serving.helpers import package_generated
 
     out = []
     for i in range(n):
         task, features = shape(i)
-        name = f"m{i:02d}"
-        df = generate("baseline", rows=rows, seed=100 + i, task=task, features=features)
-        contract = infer_contract(df, name=name, target="target", time_column="event_time")
-        train, hold = split_dataset(df, contract)
-        estimator = "linear" if contract.task == "regression" else "logistic_regression"
-        pipe = build_pipeline(contract, ModelSpec(estimator=estimator))  # type: ignore[arg-type]
-        with threadpool_limits(1):
-            pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
-        packaged = package_pipeline(settings, name=name, version="1", pipeline=pipe, contract=contract, holdout=hold, build=False)
-        kinds = {c.name: c.kind for c in contract.feature_columns}
-        cols = columns_from_frame(hold.head(200), list(kinds))
-        bodies = []
-        for k in range(len(cols[next(iter(kinds))])):
-            rec = {}
-            for col, kind in kinds.items():
-                v = cols[col][k]
-                if v is not None and kind == "integer":
-                    v = int(v)
-                elif v is not None and kind == "numeric":
-                    v = float(v)
-                elif v is not None and kind in ("categorical", "datetime"):
-                    v = str(v)
-                rec[col] = v
-            bodies.append(json.dumps({"records": [rec]}).encode())
-        out.append(Packaged(name, packaged.model_tag, contract.task, features, bodies))
-        print(f"packaged {packaged.model_tag}: {contract.task}, {features} features, {packaged.backend}", flush=True)
+        gen = package_generated(settings, f"m{i:02d}", task=task, features=features, seed=100 + i, rows=rows)
+        packaged = gen.model
+        bodies = [json.dumps({"records": [rec]}).encode() for rec in gen.records]
+        out.append(Packaged(gen.contract.name, packaged.model_tag, gen.contract.task, features, bodies))  # type: ignore[attr-defined]
+        print(f"packaged {packaged.model_tag}: {gen.contract.task}, {features} features, {packaged.backend}", flush=True)  # type: ignore[attr-defined]
     return out
 
 

@@ -259,9 +259,8 @@ class ServingGate:
             await drain(receive)
             await answer(send, status, message, extra)
             return
-        content_type = ""
+        content_type = ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
         if self.local is not None:
-            content_type = ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
             local = self.local(method, path, content_type)
             if local is not None:
                 await drain(receive)
@@ -270,8 +269,6 @@ class ServingGate:
                 await send({"type": "http.response.body", "body": body})
                 return
         if self.routes is not None and path.startswith(self._route_prefixes):
-            if self.local is None:
-                content_type = ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
             if await self.routes(self.app, scope, receive, send, method, path, content_type):
                 return
         if lengths and not chunked:

@@ -34,9 +34,11 @@ class Answering:
     count: Callable[[str, str, int], None]
 
 
-def answer_batch(live: LiveModel, columns: dict[str, list[Any]], answering: Answering) -> list[dict[str, Any]]:
-    """Answer records (``columns``: feature column name -> values, one per record) with ``live``:
-    one answer dict per record, in order (fields of ``live.answer``). Raises JournalError (answer 503)."""
+def answer_batch(live: LiveModel, records: Sequence[Any], answering: Answering) -> list[dict[str, Any]]:
+    """Answer ``records`` (validated request records: one attribute per feature, named by
+    ``live.keys``) with ``live``: one answer dict per record, in order (fields of ``live.answer``).
+    Raises JournalError (answer 503)."""
+    columns = {column: [getattr(r, key) for r in records] for column, key in live.keys.items()}
     out = live.predictor.predict(columns)
     n = len(out.predictions)
     ids = new_prediction_ids(n)
@@ -66,10 +68,12 @@ def answer_batch(live: LiveModel, columns: dict[str, list[Any]], answering: Answ
 
 
 def answer_feedback(
-    live: LiveModel, items: Sequence[tuple[str, Any]], source: dict[str, Any], answering: Answering
+    live: LiveModel, labels: Sequence[Any], source: dict[str, Any], answering: Answering
 ) -> tuple[int, dict[str, Any]]:
-    """Record labels ``(prediction_id, label)`` for ``live``'s model under the trust rule of
-    :mod:`serving.feedback`: (HTTP status, answer); 404 with an ``error`` when no id is known."""
+    """Record ``labels`` (validated feedback items: ``prediction_id``, ``label``) for ``live``'s model
+    under the trust rule of :mod:`serving.feedback`: (HTTP status, answer); 404 with an ``error``
+    when no id is known."""
+    items = [(item.prediction_id, item.label) for item in labels]
     result = answering.feedback_store.record(live.model_name, items, source={**source, "model_version": live.model_version})
     answer = result.answer()
     if result.unknown == len(items):

@@ -12,6 +12,7 @@ MLOOP_ALLOWED_HOSTS, MLOOP_MAX_BODY_BYTES) stay in :class:`mloop.core.settings.S
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -45,6 +46,17 @@ def _threads(value: Any) -> int:
 
 
 Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+def tag_list(model_tags: str | Sequence[str]) -> list[str]:
+    """One tag, a comma-separated string of tags, or a sequence of tags as a list (blanks and
+    repeats dropped, order kept). Pure."""
+    items = model_tags.split(",") if isinstance(model_tags, str) else list(model_tags)
+    out: list[str] = []
+    for tag in (t.strip() for t in items):
+        if tag and tag not in out:
+            out.append(tag)
+    return out
 
 
 class ServingSettings(BaseSettings):
@@ -102,11 +114,7 @@ class ServingSettings(BaseSettings):
     def tags(self) -> list[str]:
         """The start tags: ``serve_models`` in order, then ``serve_model`` if not among them (blanks
         and repeats dropped). Pure; raises ValueError for two tags of the same model name."""
-        out: list[str] = []
-        for tag in [*self.serve_models.split(","), self.serve_model]:
-            tag = tag.strip()
-            if tag and tag not in out:
-                out.append(tag)
+        out = tag_list([*self.serve_models.split(","), self.serve_model])
         names = [t.partition(":")[0] for t in out]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:

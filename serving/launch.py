@@ -17,18 +17,7 @@ from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import ServiceProcess, http_url, start_process
 from mloop.core.settings import Settings
-from serving.config import ServingSettings
-
-
-def tag_list(model_tags: str | Sequence[str]) -> list[str]:
-    """One tag, a comma-separated string of tags, or a sequence of tags as a list (blanks and
-    repeats dropped, order kept). Pure."""
-    items = model_tags.split(",") if isinstance(model_tags, str) else list(model_tags)
-    out: list[str] = []
-    for tag in (t.strip() for t in items):
-        if tag and tag not in out:
-            out.append(tag)
-    return out
+from serving.config import ServingSettings, tag_list
 
 
 def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:

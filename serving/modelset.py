@@ -64,7 +64,6 @@ class Slot(Generic[M]):
 
     name: str
     tag: str
-    initial_tag: str  # what its rollout record names as the initial tag (serving/rolled_out.py)
     info: dict[str, Any]  # describe() of the served version (kept while unloaded)
     signature: Any  # its schema signature (kept while unloaded: a rollout checks against it)
     live: M | None
@@ -173,7 +172,7 @@ class ModelSet(Generic[M]):
         delta = self._rss_mb() - before
         return model, max(delta, self._estimate_mb(model), 0.0)
 
-    def put(self, model: M, cost_mb: float, initial_tag: str) -> Change:
+    def put(self, model: M, cost_mb: float) -> Change:
         """Serve ``model`` under its name: add a slot, or replace the slot's model (a rollout). Only
         that slot changes; then cold models are unloaded to fit the budget."""
         name = model.model_name
@@ -183,7 +182,6 @@ class ModelSet(Generic[M]):
             slot: Slot[M] = Slot(
                 name=name,
                 tag=model.tag,
-                initial_tag=initial_tag,
                 info=model.describe(),
                 signature=model.signature,
                 live=model,

@@ -38,7 +38,7 @@ from mloop.core.names import NAME_PATTERN
 from mloop.core.web import ASGIApp, Receive, Scope, Send
 from serving.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.journal import JournalError
-from serving.modelset import ModelSet, UnknownModel
+from serving.modelset import ModelSet
 from serving.runtime import LiveModel
 from serving.schema import build_feedback_model, build_request_model, feedback_annotation, model_suffix
 
@@ -297,15 +297,12 @@ class ModelRoutes:
                 return json_answer(405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")])
             return json_answer(200, {"models": self.models.describe_all()})
         name = parts[0]
-        if name not in self.models:
+        if name not in self.models:  # models are added and replaced, never removed: it stays served
             return self._unknown(name)
         if len(parts) == 1:
             if method not in ("GET", "HEAD"):
                 return json_answer(405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")])
-            try:
-                return json_answer(200, self.models.describe(name))
-            except UnknownModel:
-                return self._unknown(name)
+            return json_answer(200, self.models.describe(name))
         if len(parts) != 2 or parts[1] not in ("predict", "feedback"):
             return json_answer(404, {"error": f"no route {path}: use /models/{name}/predict or /models/{name}/feedback"})
         if method != "POST":
@@ -326,8 +323,6 @@ class ModelRoutes:
             live = self.models.checkout(name)
             if live is None:  # unloaded by the budget: load it again, off the event loop
                 live = await asyncio.get_running_loop().run_in_executor(self._executor, self.models.checkout_loading, name)
-        except UnknownModel:
-            return self._unknown(name)
         except Exception as exc:  # noqa: BLE001 - the store lost it, or it no longer loads
             log.exception("could not load model %s on demand", name)
             return json_answer(503, {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"})
@@ -357,8 +352,7 @@ class ModelRoutes:
         return json_answer(200, answers)
 
     def _run(self, live: LiveModel, records: list[Any]) -> list[dict[str, Any]]:
-        columns = {column: [getattr(r, key) for r in records] for column, key in live.keys.items()}
-        return answer_batch(live, columns, self.answering)
+        return answer_batch(live, records, self.answering)
 
     async def _feedback(self, live: LiveModel, body: bytes, scope: Scope) -> Answer:
         try:
@@ -374,9 +368,8 @@ class ModelRoutes:
             "user_agent": headers.get(b"user-agent", b"").decode("latin-1") or None,
             "labels": len(labels),
         }
-        items = [(item.prediction_id, item.label) for item in labels]
         status, answer = await asyncio.get_running_loop().run_in_executor(
-            self._executor, answer_feedback, live, items, source, self.answering
+            self._executor, answer_feedback, live, labels, source, self.answering
         )
         return json_answer(status, answer)
 

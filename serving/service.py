@@ -99,7 +99,7 @@ from serving.batching import bound_batching_wait
 from serving.config import ServingSettings
 from serving.feedback import FeedbackStore, RecentIds
 from serving.journal import JournalError
-from serving.modelset import ModelSet
+from serving.modelset import Change, ModelSet
 from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, compact_journals
 from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
@@ -200,10 +200,6 @@ def _load_tag(tag: str) -> LiveModel:
     return load_live_model(str(model.tag), Path(model.path), threads=_SERVING.onnx_threads)
 
 
-def _json(status: int, body: dict[str, Any]) -> LocalAnswer:
-    return json_answer(status, body)
-
-
 class _Holder:
     """Lets the ASGI middleware reach the service instance (set in ``__init__``)."""
 
@@ -228,13 +224,13 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
     if legacy is not None and svc is not None and len(svc.models) > 1:
         names = svc.models.names()
         use = f"/models/<name>/{legacy}" if legacy else "GET /models/<name> (or GET /models)"
-        return _json(409, {"error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}", "models": names})
+        return json_answer(409, {"error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}", "models": names})
     if path == "/model" and method == "GET":
         if svc is not None and len(svc.models) == 1:
-            return _json(200, svc.models.slot(svc.models.names()[0]).info)
-        return _json(503, {"error": "no model loaded yet"})
+            return json_answer(200, svc.models.slot(svc.models.names()[0]).info)
+        return json_answer(503, {"error": "no model loaded yet"})
     if path in JSON_ROUTES and method == "POST" and content_type != "application/json":
-        return _json(
+        return json_answer(
             415,
             {
                 "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
@@ -352,26 +348,22 @@ class PredictionService:
             log.warning(warning)
         start = {model_name_of(t): t for t in _TAGS}
         for tag in tags:
-            name = model_name_of(tag)
-            initial = start.get(name)
+            initial = start.get(model_name_of(tag))
             if initial is not None:
-                live = self._start_model(initial, tag)
-            else:  # added by a rollout since this service started: the rollout checks again
-                try:
-                    model = bentoml.models.get(tag)
-                    live, cost = self.models.measure(
-                        lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
-                    )
-                except (RolloutRefused, Exception) as exc:  # noqa: BLE001 - one model must not stop the others
-                    log.warning("the added model %s is not restored at start: %s", tag, exc)
-                    continue
-                self._put(live, cost)
-                log.info("restored the added model %s", tag)
+                self._start_model(initial, tag)
                 continue
-            if live is not None:
-                log.info("serving %s (%s)", name, tag)
+            try:  # added by a rollout since this service started: the rollout checks again
+                model = bentoml.models.get(tag)
+                live, cost = self.models.measure(
+                    lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
+                )
+            except Exception as exc:  # noqa: BLE001 - RolloutRefused or any other: one model must not stop the others
+                log.warning("the added model %s is not restored at start: %s", tag, exc)
+                continue
+            self._put(live, cost)
+            log.info("restored the added model %s", tag)
 
-    def _start_model(self, initial: str, tag: str) -> LiveModel | None:
+    def _start_model(self, initial: str, tag: str) -> None:
         """Load start tag ``initial``, then ``tag`` in its place when a rollout since says so and it
         passes the rollout checks (else ``initial``, with a warning)."""
         if initial == _TAG:
@@ -382,7 +374,7 @@ class PredictionService:
             first, cost = self.models.measure(lambda: _load_tag(initial))
         if tag == initial:
             self._put(first, cost)
-            return first
+            return
         model = bentoml.models.get(tag)
         try:
             live, cost = self.models.measure(
@@ -391,16 +383,15 @@ class PredictionService:
         except RolloutRefused as exc:
             log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, initial)
             self._put(first, cost)
-            return first
+            return
         log.info("restored the rolled-out model %s (started with %s)", tag, initial)
         self._put(live, cost)
-        return live
 
-    def _put(self, live: LiveModel, cost: float) -> Any:
+    def _put(self, live: LiveModel, cost: float) -> Change:
         """Serve ``live`` (add or replace its model's entry), with its request schemas built first."""
         self.routes.schemas(live)
-        previous = self.models.slot(live.model_name).info if live.model_name in self.models else None
-        change = self.models.put(live, cost, initial_tag_for(model_name_of(live.tag), _TAGS))
+        change = self.models.put(live, cost)
+        previous = change.previous
         if previous is not None and previous.get("bentoml_tag") != live.tag:
             _MODEL_INFO.labels(previous["model_name"], previous["model_version"], previous["backend"]).set(0)
         _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
@@ -444,9 +435,8 @@ class PredictionService:
         """Predict a list of records; one answer per record, in order (while one model is served;
         with several, use /models/<name>/predict)."""
         live = self._sole()
-        columns = {name: [getattr(r, key) for r in records] for name, key in live.keys.items()}
         try:
-            answers = answer_batch(live, columns, self.answering)
+            answers = answer_batch(live, records, self.answering)
         except JournalError as exc:
             log.error("%s: answering 503", exc)
             raise _client_error(PREDICT_LOG_UNWRITABLE, HTTPStatus.SERVICE_UNAVAILABLE) from exc
@@ -467,7 +457,7 @@ class PredictionService:
             "user_agent": request.headers.get("user-agent"),
             "labels": len(labels),
         }
-        status, answer = answer_feedback(live, [(item.prediction_id, item.label) for item in labels], source, self.answering)
+        status, answer = answer_feedback(live, labels, source, self.answering)
         if status != HTTPStatus.OK:
             ctx.response.status_code = status
         return answer

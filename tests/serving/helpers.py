@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import numpy as np
@@ -289,14 +289,33 @@ def json_records(frame: pd.DataFrame, contract: DatasetContract) -> list[dict]:
     ]
 
 
-class PredictLoad:
+class LoadThreads:
+    """Client threads (``_threads``, made by a subclass) that loop until ``_stop`` is set: started
+    when the ``with`` block begins, stopped and joined when it ends."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Self:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+class PredictLoad(LoadThreads):
     """``threads`` clients POSTing two-record /predict requests to ``url`` in a loop (connection errors
     ignored: the service may be restarting); ``answered`` keeps every prediction id answered 200."""
 
     def __init__(self, url: str, recs: list[dict[str, Any]], threads: int = 4) -> None:
+        super().__init__()
         self.url, self.recs = url, recs
         self.answered: list[str] = []
-        self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop) for _ in range(threads)]
 
     def _loop(self) -> None:
@@ -313,16 +332,6 @@ class PredictLoad:
                     i += 1
                 if resp.status_code == 200:
                     self.answered.extend(a["prediction_id"] for a in resp.json())
-
-    def __enter__(self) -> PredictLoad:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
 
 # ----------------------------------------------------------------------------- generated datasets of other shapes

@@ -20,7 +20,7 @@ import pytest
 from mloop.core.processes import ServiceProcess, stop_pid
 from serving.rolled_out import SERVING_DIR
 from tests.helpers import assert_no_server_error
-from tests.serving.helpers import AUTH, TOKEN, Generated, Packaged, package_generated, records, start
+from tests.serving.helpers import AUTH, TOKEN, Generated, LoadThreads, Packaged, package_generated, records, start
 from tests.serving.test_service import BAD_REQUESTS
 from tests.serving.test_worker_kill import _wait_for, _worker_pid
 
@@ -169,14 +169,14 @@ def test_schemathesis_finds_no_server_error(two: ServiceProcess, tmp_path: Path)
 # ----------------------------------------------------------------------------- rollouts
 
 
-class _Load:
+class _Load(LoadThreads):
     """Clients POSTing to both models' routes in a loop; every answer and failure kept."""
 
     def __init__(self, url: str, bodies: dict[str, list[dict]], threads: int = 2) -> None:
+        super().__init__()
         self.url, self.bodies = url, bodies
         self.answers: dict[str, list[tuple[int, dict]]] = {name: [] for name in bodies}
         self.failures: list[str] = []
-        self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(name,)) for name in bodies for _ in range(threads)]
 
     def _loop(self, name: str) -> None:
@@ -199,16 +199,6 @@ class _Load:
 
     def count(self, name: str) -> int:
         return len(self.answers[name])
-
-    def __enter__(self) -> _Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
 
 def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(two: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:

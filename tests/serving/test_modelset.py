@@ -62,7 +62,7 @@ def make(budget: float = 0.0, store: Store | None = None) -> tuple[ModelSet[Fake
 
 def put(models: ModelSet[Fake], tag: str, cost: float = 10.0, shape: str = "a") -> Any:
     live, measured = models.measure(lambda: Fake(tag, cost, shape))
-    return models.put(live, measured, initial_tag=tag)
+    return models.put(live, measured)
 
 
 def use(models: ModelSet[Fake], name: str) -> Fake:
@@ -221,9 +221,9 @@ def test_a_reload_keeps_the_highest_cost_measured() -> None:
     store = Store(costs={"a:v1": 1.0, "b:v1": 1.0})
     models: ModelSet[Fake] = ModelSet(store.load, budget_mb=35, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost)
     a, cost = models.measure(lambda: Fake("a:v1", 1.0))
-    models.put(a, cost, "a:v1")
+    models.put(a, cost)
     models.slot("a").live = None  # as if unloaded
     b, cost_b = models.measure(lambda: Fake("b:v1", 1.0))
-    models.put(b, cost_b, "b:v1")
+    models.put(b, cost_b)
     use(models, "a")
     assert models.slot("a").cost_mb == 30
