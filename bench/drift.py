@@ -236,25 +236,6 @@ def main() -> int:
         return 0 if goal and (full is None or agree == len(feats)) else 1
 
 
-def _log_traffic(settings, name: str, version: str, df: pd.DataFrame) -> None:  # noqa: ANN001 - Settings
-    """Score ``df`` with the model and write it to the prediction log as the service does."""
-    from mloop.core.contract import load_contract
-    from monitoring.scoring import add_predictions
-    from serving.predlog import PredictionLogger, new_prediction_ids
-
-    contract = load_contract(settings.project_dir, name)
-    scored = add_predictions(settings, name, version, df, contract)
-    value = "probability" if "probability" in scored else "score"
-    logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
-    logger.log(
-        ids=new_prediction_ids(len(df)), model_name=name, model_version=version,
-        features={c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
-                  for c in contract.feature_columns},
-        predictions=scored["prediction"].tolist(), values=scored[value].tolist(), value_name=value,
-    )
-    logger.close()
-
-
 def bench_sweep(models: int, workers: int) -> int:
     """Build ``models`` models in a temporary home, then time sweeps (see the module docstring)."""
     import os
@@ -265,6 +246,7 @@ def bench_sweep(models: int, workers: int) -> int:
     from mloop.core.processes import free_port, start_prefect_server, stop_pid
     from mloop.core.settings import Settings, prefect_api_url
     from tests.helpers import make_project
+    from tests.monitoring.helpers import log_traffic
 
     root = Path(tempfile.mkdtemp(prefix="mloop-bench-sweep-"))
     settings = Settings(home=root / "home", project_dir=make_project(root / "project"), auth=False)
@@ -287,8 +269,8 @@ def bench_sweep(models: int, workers: int) -> int:
             ingest_dataset(settings, src, dataset=f"m{i:02d}", target="target", task=task, time_column="event_time")
             trained = train_flow(dataset=f"m{i:02d}")
             scenario = "covariate-shift" if i % 3 == 0 else "baseline"
-            _log_traffic(settings, f"m{i:02d}", str(trained.version),
-                         generate(scenario, 1500, seed=100 + i, task=task, features=feats))
+            log_traffic(settings, f"m{i:02d}", str(trained.version),
+                        generate(scenario, 1500, seed=100 + i, task=task, features=feats))
         print(f"built {models} models in {time.perf_counter() - t0:.0f} s", flush=True)
         for label, skip in (("cold: every model checked", False), ("warm: every model checked", False),
                             ("nothing new: every model unchanged", True)):

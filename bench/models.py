@@ -177,11 +177,7 @@ class Service:
 
     def models(self) -> dict[str, dict[str, Any]]:
         """``GET /models``; {} while the service is down or does not answer it."""
-        try:
-            r = self.client.get(f"{self.url}/models")
-        except Exception:  # noqa: BLE001 - down or starting: nothing served yet
-            return {}
-        return dict(r.json().get("models", {})) if r.status_code == 200 else {}
+        return self.p.serving.served_models() or {}
 
     def version(self, name: str) -> str | None:
         r = self.client.get(f"{self.url}/models/{name}")
@@ -216,9 +212,11 @@ def _client(p: Platform) -> Any:
 
 
 def champions(p: Platform, names: Sequence[str]) -> dict[str, str | None]:
-    from models.registry import champion_version
+    """The champion version of each of ``names`` (None: none yet), from one registry read."""
+    from serving.fleet import champion_versions
 
-    return {n: champion_version(p.settings.tracking_uri, n) for n in names}
+    found = champion_versions(p.settings)
+    return {n: found.get(n) for n in names}
 
 
 def onboard(p: Platform, service: Service, plans: Sequence[ModelPlan], folder: Path, args: argparse.Namespace

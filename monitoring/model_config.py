@@ -21,7 +21,14 @@ from mloop.core.errors import MloopError
 from mloop.core.names import check_name, child_path
 from mloop.core.settings import Settings
 
-CONFIG_FIELDS = ("window_size", "min_rows", "retrain_cooldown_minutes", "daily_retrain_budget")
+GLOBAL_SETTINGS = {
+    "window_size": "monitor_window_size",
+    "min_rows": "monitor_min_rows",
+    "retrain_cooldown_minutes": "retrain_cooldown_minutes",
+    "daily_retrain_budget": "daily_retrain_budget",
+}
+"""Per-model field -> the :class:`Settings` field it falls back to (``MLOOP_<NAME>``)."""
+CONFIG_FIELDS = tuple(GLOBAL_SETTINGS)
 """The per-model fields, in the order they are shown."""
 
 
@@ -57,12 +64,7 @@ class EffectiveModelConfig(BaseModel):
 
 def global_defaults(settings: Settings) -> dict[str, int | float]:
     """The global settings every model falls back to."""
-    return {
-        "window_size": settings.monitor_window_size,
-        "min_rows": settings.monitor_min_rows,
-        "retrain_cooldown_minutes": settings.retrain_cooldown_minutes,
-        "daily_retrain_budget": settings.daily_retrain_budget,
-    }
+    return {field: getattr(settings, name) for field, name in GLOBAL_SETTINGS.items()}
 
 
 def effective_config(settings: Settings, model_name: str, own: ModelMonitorConfig) -> EffectiveModelConfig:

@@ -11,8 +11,6 @@ An unreadable entry is removed and recomputed, never trusted.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,14 +45,11 @@ def load_cached(path: Path) -> pd.DataFrame | None:
 
 
 def store_cached(path: Path, frame: pd.DataFrame) -> None:
-    """Write ``frame`` atomically (temporary file + rename) and drop the model's other entries."""
+    """Write ``frame`` atomically (:func:`~mloop.core.files.write_atomic`) and drop the model's other entries."""
+    from mloop.core.files import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.reset_index(drop=True).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, frame.reset_index(drop=True).to_parquet(index=False))
     for other in path.parent.glob("*.parquet"):
         if other != path:
             other.unlink(missing_ok=True)

@@ -70,10 +70,7 @@ def unchanged_reason(previous: WindowMark | None, current: WindowMark) -> str | 
         and previous.newest_timestamp == current.newest_timestamp
         and previous.feedback_rows == current.feedback_rows
     )
-    if not same:
-        return None
-    when = previous.checked_at.isoformat(timespec="seconds") if previous.checked_at else "an earlier run"
-    return f"no new predictions or labels since the last check of v{current.model_version} ({when})"
+    return _nothing_new(previous) if same else None
 
 
 def compare_mark(
@@ -106,19 +103,24 @@ def unchanged_since_mark(previous: WindowMark | None, champion_version: str, fin
     """The sweep's pre-check, before any flow run: same champion and same log files as the last check."""
     if previous is None or previous.log_fingerprint != fingerprint or previous.model_version != champion_version:
         return None
+    return _nothing_new(previous)
+
+
+def _nothing_new(previous: WindowMark) -> str:
+    """The skip reason of a model with nothing new since ``previous`` (same version by then)."""
     when = previous.checked_at.isoformat(timespec="seconds") if previous.checked_at else "an earlier run"
-    return f"no new predictions or labels since the last check of v{champion_version} ({when})"
+    return f"no new predictions or labels since the last check of v{previous.model_version} ({when})"
 
 
-def marks_dir(state_root: Path) -> Path:
-    return state_root / "monitoring" / "marks"
+def mark_path(state_root: Path, model_name: str) -> Path:
+    """``<MLOOP_HOME>/monitoring/marks/<name>.json`` for a name that follows the name rule."""
+    return child_path(state_root / "monitoring" / "marks", check_name(model_name, "model") + ".json")
 
 
 def read_mark(state_root: Path, model_name: str) -> WindowMark | None:
     """The mark of the model's last completed check (None: none yet, or an unreadable file: check again)."""
-    path = child_path(marks_dir(state_root), check_name(model_name, "model") + ".json")
     try:
-        return WindowMark.model_validate_json(path.read_bytes())
+        return WindowMark.model_validate_json(mark_path(state_root, model_name).read_bytes())
     except (OSError, ValidationError):
         return None
 
@@ -131,8 +133,7 @@ def write_mark(state_root: Path, model_name: str, mark: WindowMark) -> None:
 
     if mark.checked_at is None:
         mark = mark.model_copy(update={"checked_at": datetime.now(UTC)})
-
-    path = child_path(marks_dir(state_root), check_name(model_name, "model") + ".json")
+    path = mark_path(state_root, model_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, mark.model_dump_json().encode())
 

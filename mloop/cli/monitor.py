@@ -119,7 +119,7 @@ def configure_cmd(
 
     with user_errors():
         settings = load_settings()
-        from monitoring.model_config import resolve_config, update_model_config
+        from monitoring.model_config import CONFIG_FIELDS, GLOBAL_SETTINGS, resolve_config, update_model_config
 
         changes = {"window_size": window_size, "min_rows": min_rows, "retrain_cooldown_minutes": cooldown_minutes,
                    "daily_retrain_budget": daily_budget}
@@ -133,14 +133,10 @@ def configure_cmd(
     from rich.table import Table
 
     table = Table("setting", "value", "source", title=f"monitoring of {model}")
-    for field in ("window_size", "min_rows", "retrain_cooldown_minutes", "daily_retrain_budget"):
-        source = "model" if field in config.overridden else f"global (MLOOP_{_GLOBAL_NAMES[field].upper()})"
+    for field in CONFIG_FIELDS:
+        source = "model" if field in config.overridden else f"global (MLOOP_{GLOBAL_SETTINGS[field].upper()})"
         table.add_row(field, f"{getattr(config, field):g}", source)
     console.print(table)
-
-
-_GLOBAL_NAMES = {"window_size": "monitor_window_size", "min_rows": "monitor_min_rows",
-                 "retrain_cooldown_minutes": "retrain_cooldown_minutes", "daily_retrain_budget": "daily_retrain_budget"}
 
 
 def sweep_cmd(

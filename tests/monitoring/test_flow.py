@@ -7,21 +7,19 @@ One module-wide MLOOP_HOME: the tests run in order and each logs its own window 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
-from mloop.core.contract import load_contract
 from mloop.core.datasets import ingest_dataset, list_versions
 from mloop.core.frames import write_frame
 from mloop.core.generate import generate
 from mloop.core.settings import Settings
 from tests.helpers import make_project
+from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
 NAME = "loans"
@@ -49,44 +47,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tu
         yield settings, str(trained.version)
 
 
-def _log_traffic(settings: Settings, version: str, df: pd.DataFrame) -> list[str]:
-    """Score ``df`` with the model and write it to the prediction log as the service does."""
-    from monitoring.scoring import add_predictions
-    from serving.predlog import PredictionLogger, new_prediction_ids
-
-    contract = load_contract(settings.project_dir, NAME)
-    scored = add_predictions(settings, NAME, version, df, contract)
-    feats = [c.name for c in contract.feature_columns]
-    ids = new_prediction_ids(len(df))
-    logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
-    logger.log(
-        ids=ids, model_name=NAME, model_version=version,
-        features={c: scored[c].astype(object).where(scored[c].notna(), None).tolist() for c in feats},
-        predictions=scored["prediction"].tolist(), values=scored["probability"].tolist(),
-    )
-    logger.close()
-    return ids
-
-
 def _feedback(settings: Settings, ids: list[str], labels: pd.Series) -> None:
     from serving.predlog import record_feedback
 
     record_feedback(settings.state.feedback, NAME, pd.DataFrame({"prediction_id": ids, "label": labels.to_numpy()}))
-
-
-def _events(name: str, since: datetime, timeout: float = 30.0) -> list[dict]:
-    """Events ``name`` on resource mloop.model.<NAME> since ``since``, read back from the Prefect API."""
-    import os
-
-    url = os.environ["PREFECT_API_URL"] + "/events/filter"
-    body = {"filter": {"occurred": {"since": since.isoformat()}, "event": {"name": [name]},
-                       "resource": {"id": [f"mloop.model.{NAME}"]}}, "limit": 50}
-    deadline = time.monotonic() + timeout
-    while True:
-        found = httpx.post(url, json=body, timeout=10).json()["events"]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
@@ -94,7 +58,7 @@ def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
 
     settings, version = env
     since = datetime.now(UTC)
-    _log_traffic(settings, version, generate("covariate-shift", WINDOW, seed=5))
+    log_traffic(settings, NAME, version, generate("covariate-shift", WINDOW, seed=5))
     result = monitor_flow(NAME, window_size=WINDOW)
     assert result.status == "drift" and result.events == ["mloop.drift.detected"]
     drift = result.drift
@@ -102,7 +66,7 @@ def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
     assert drift.window.rows == WINDOW
     assert any(c.is_prediction for c in drift.columns)
     assert Path(result.report_path).is_file() and Path(result.report_path).parent.parent.name == NAME
-    events = _events("mloop.drift.detected", since)
+    events = model_events("mloop.drift.detected", NAME, since)
     assert len(events) == 1
     payload = events[0]["payload"]
     assert payload["model_version"] == version and payload["report_path"] == result.report_path
@@ -126,11 +90,11 @@ def test_same_population_emits_nothing(env: tuple[Settings, str]) -> None:
 
     settings, version = env
     since = datetime.now(UTC)
-    _log_traffic(settings, version, generate("baseline", WINDOW, seed=77))
+    log_traffic(settings, NAME, version, generate("baseline", WINDOW, seed=77))
     result = monitor_flow(NAME, window_size=WINDOW)
     assert result.status == "ok" and result.events == []
     assert not result.drift.dataset_drift
-    assert _events("mloop.drift.detected", since, timeout=3) == []
+    assert model_events("mloop.drift.detected", NAME, since, timeout=3) == []
 
 
 def test_concept_drift_with_labels_emits_quality_degraded(env: tuple[Settings, str]) -> None:
@@ -139,14 +103,14 @@ def test_concept_drift_with_labels_emits_quality_degraded(env: tuple[Settings, s
     settings, version = env
     since = datetime.now(UTC)
     df = generate("concept-drift", WINDOW, seed=8)
-    ids = _log_traffic(settings, version, df)
+    ids = log_traffic(settings, NAME, version, df)
     _feedback(settings, ids, df["target"])
     result = monitor_flow(NAME, window_size=WINDOW)
     assert result.drift.quality is not None and result.drift.quality.labelled_rows == WINDOW
     assert result.drift.quality.degraded and "mloop.quality.degraded" in result.events
     assert not result.drift.dataset_drift  # same applicants: only the labels tell
     assert (Path(result.report_path).parent / "quality.html").is_file()
-    events = _events("mloop.quality.degraded", since)
+    events = model_events("mloop.quality.degraded", NAME, since)
     assert len(events) == 1 and events[0]["payload"]["degraded_metrics"] == [settings.gate_metric]
 
 

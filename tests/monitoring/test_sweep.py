@@ -8,21 +8,18 @@ One module-wide MLOOP_HOME: the tests run in order, each logging the traffic it 
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 
-from mloop.core.contract import load_contract
 from mloop.core.frames import write_frame
 from mloop.core.generate import generate
 from mloop.core.settings import Settings
 from tests.helpers import make_project
+from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
 SHAPES = {"loans": ("classification", None), "rates": ("regression", 6), "small": ("classification", 4)}
@@ -53,38 +50,13 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Se
 def _traffic(settings: Settings, name: str, scenario: str, seed: int, labels: bool = False) -> None:
     """Score ``ROWS`` generated rows with ``name``'s champion and log them as the service does (+ labels)."""
     from models.registry import champion_version
-    from monitoring.scoring import add_predictions
-    from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
+    from serving.predlog import record_feedback
 
     task, features = SHAPES[name]
     df = generate(scenario, ROWS, seed=seed, task=task, features=features)
-    contract = load_contract(settings.project_dir, name)
-    version = str(champion_version(settings.tracking_uri, name))
-    scored = add_predictions(settings, name, version, df, contract)
-    value = "probability" if "probability" in scored else "score"
-    ids = new_prediction_ids(len(df))
-    logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
-    logger.log(
-        ids=ids, model_name=name, model_version=version,
-        features={c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
-                  for c in contract.feature_columns},
-        predictions=scored["prediction"].tolist(), values=scored[value].tolist(), value_name=value,
-    )
-    logger.close()
+    ids = log_traffic(settings, name, str(champion_version(settings.tracking_uri, name)), df)
     if labels:
         record_feedback(settings.state.feedback, name, pd.DataFrame({"prediction_id": ids, "label": df["target"].to_numpy()}))
-
-
-def _events(name: str, model: str, since: datetime, timeout: float) -> list[dict]:
-    url = os.environ["PREFECT_API_URL"] + "/events/filter"
-    body = {"filter": {"occurred": {"since": since.isoformat()}, "event": {"name": [name]},
-                       "resource": {"id": [f"mloop.model.{model}"]}}, "limit": 50}
-    deadline = time.monotonic() + timeout
-    while True:
-        found = httpx.post(url, json=body, timeout=10).json()["events"]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def _by_model(result) -> dict[str, object]:  # noqa: ANN001 - SweepResult
@@ -112,9 +84,9 @@ def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(en
     for name in ("loans", "rates"):  # each model publishes as when checked alone: report, MLflow run, flow run
         assert Path(got[name].report_path).parent.parent.name == name and got[name].mlflow_run_id
         assert got[name].flow_run_id
-    assert len(_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
-    assert _events("mloop.drift.detected", "rates", since, timeout=2) == []  # drift on one: only its event
-    assert _events("mloop.drift.detected", "small", since, timeout=2) == []
+    assert len(model_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
+    assert model_events("mloop.drift.detected", "rates", since, timeout=2) == []  # drift on one: only its event
+    assert model_events("mloop.drift.detected", "small", since, timeout=2) == []
     assert len(list((env.state.root / "monitoring" / "reference").glob("*/*.parquet"))) == 2  # cached references
 
 

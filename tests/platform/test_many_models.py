@@ -39,11 +39,7 @@ SERVE_TIMEOUT = 420  # seconds for the deploy flows to put the champions into se
 
 def served(platform: Platform) -> dict[str, dict[str, Any]]:
     """``GET /models`` (name -> what is served); {} while the service does not answer it."""
-    try:
-        r = platform.call("GET", f"{platform.serving.url}/models", auth="api", timeout=10)
-    except httpx.HTTPError:
-        return {}
-    return dict(r.json().get("models", {})) if r.status_code == 200 else {}
+    return platform.serving.served_models() or {}
 
 
 def served_version(platform: Platform, name: str) -> str | None:
