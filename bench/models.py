@@ -48,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_platform, drift_event, ts  # noqa: E402
 from bench.serving import _load  # noqa: E402  (the serving bench's keep-alive load client)
+from bench.serving_models import tree_memory  # noqa: E402
 from mloop.core.generate import FEATURE_ORDER, MIN_FEATURES, generate, write_frame  # noqa: E402
-from mloop.core.processes import free_port, process_tree, read_pid, stop_pid  # noqa: E402
+from mloop.core.processes import free_port, read_pid, stop_pid  # noqa: E402
 from tests.platform.helpers import Platform, drifted_traffic, records, wait_for  # noqa: E402
 
 HOT = "m00"
@@ -276,16 +277,7 @@ def memory(p: Platform) -> tuple[float, float, int]:
     pid = read_pid(p.settings.state.run, "serve")
     if pid is None:
         raise SystemExit("no serve.pid: the prediction service is not running")
-    rss = pss = 0
-    tree = process_tree(pid)
-    for proc in tree:
-        try:
-            info = proc.memory_full_info()
-        except Exception:  # noqa: BLE001 - a process gone meanwhile counts as nothing
-            continue
-        rss += info.rss
-        pss += getattr(info, "pss", info.rss)
-    return rss / MIB, pss / MIB, len(tree)
+    return tree_memory(pid)
 
 
 def throughput(p: Platform, plan: ModelPlan, requests: int, slices: int, concurrency: int = 32,

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.serving import Target, load, pooled  # noqa: E402
-from mloop.core.processes import ServiceProcess, free_port, stop_pid  # noqa: E402
+from mloop.core.processes import ServiceProcess, free_port, process_tree, stop_pid  # noqa: E402
 from mloop.core.settings import Settings  # noqa: E402
 
 GOAL_RATIO = 0.9
@@ -74,22 +74,24 @@ def package_models(settings: Settings, n: int, rows: int = 3000) -> list[Package
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, in MB (a process gone meanwhile counts 0)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
+def tree_memory(pid: int) -> tuple[float, float, int]:
+    """(RSS MiB, PSS MiB, processes) of ``pid``'s process tree (:func:`mloop.core.processes.process_tree`:
+    the ``bentoml serve`` arbiter and its workers); a process gone meanwhile counts as nothing."""
+    rss = pss = 0
+    tree = process_tree(pid)
+    for proc in tree:
         try:
-            total += proc.memory_info().rss
-        except psutil.NoSuchProcess:
+            info = proc.memory_full_info()
+        except Exception:  # noqa: BLE001 - gone meanwhile, or no access to its smaps
             continue
-    return total / 2**20
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return rss / 2**20, pss / 2**20, len(tree)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, in MB."""
+    return tree_memory(pid)[0]
 
 
 def settle_rss(pid: int, seconds: float = 3.0) -> float:
