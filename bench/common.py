@@ -24,7 +24,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mloop.core.events import DRIFT_DETECTED  # noqa: E402
-from mloop.core.processes import pid_alive, stop_pid  # noqa: E402
 from tests.platform.helpers import Platform, platform_env, platform_settings  # noqa: E402
 
 
@@ -70,14 +69,7 @@ def bench_platform(prefix: str, *, keep: bool = False) -> Iterator[tuple[Platfor
             print(f"platform left up: stop it with MLOOP_HOME={settings.state.root} "
                   f"MLOOP_PREFECT_PORT={settings.prefect_port} mloop down")
         else:
-            p.cli("down", "--json", timeout=180)
-            for pid_file in settings.state.run.glob("*.pid"):  # anything `down` missed
-                try:
-                    pid = int(pid_file.read_text())
-                except ValueError:
-                    continue
-                if pid_alive(pid):
-                    stop_pid(pid)
+            p.down()
             shutil.rmtree(root, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from mloop.core.processes import pid_alive, stop_pid
 from tests.platform.helpers import Platform, platform_env, platform_settings
 
 
@@ -27,11 +26,4 @@ def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         p.first_up = json.loads(out.stdout)
         yield p
     finally:
-        p.cli("down", "--json", timeout=180)
-        for pid_file in settings.state.run.glob("*.pid"):  # anything `down` missed
-            try:
-                pid = int(pid_file.read_text())
-            except ValueError:
-                continue
-            if pid_alive(pid):
-                stop_pid(pid)
+        p.down()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mloop.core.entrypoints import CLI, python_m
 from mloop.core.generate import generate
-from mloop.core.processes import free_port
+from mloop.core.processes import free_port, pid_alive, stop_pid
 from mloop.core.secrets import PlatformSecrets, load_secrets
 from mloop.core.settings import Settings
 from mloop.platform.client import (  # noqa: F401 - re-exported for the tests
@@ -121,6 +121,17 @@ class Platform:
         for log in sorted(self.settings.state.run.glob("*.log")):
             out.append(f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}")
         return "\n".join(out)
+
+    def down(self) -> None:
+        """``mloop down``, then a stop by pid of anything it missed (a test or a bench leaves nothing)."""
+        self.cli("down", "--json", timeout=180)
+        for pid_file in self.settings.state.run.glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text())
+            except ValueError:
+                continue
+            if pid_alive(pid):
+                stop_pid(pid)
 
 
 def platform_settings(root: Path) -> Settings:
