@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pytest
+
+    from mloop.core.settings import Settings
 
 
 def make_project(root: Path) -> Path:
@@ -13,6 +21,24 @@ def make_project(root: Path) -> Path:
     for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "README.md"], ["git", "commit", "-q", "-m", "init"]):
         subprocess.run(argv, cwd=root, check=True, capture_output=True)
     return root
+
+
+@contextmanager
+def flow_home(root: Path) -> Iterator[tuple[Settings, pytest.MonkeyPatch]]:
+    """A MLOOP_HOME (``root/home``) and a project checkout (``root/project``) that flows run in
+    in-process read from the environment: MLOOP_HOME, MLOOP_PROJECT_DIR and MLFLOW_TRACKING_URI are set
+    while the block runs (the monkeypatch is yielded for more). Yields (settings, monkeypatch)."""
+    import pytest
+
+    from mloop.core.settings import Settings
+
+    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
+    settings.state.ensure()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_HOME", str(settings.state.root))
+        mp.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
+        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+        yield settings, mp
 
 
 def assert_no_server_error(openapi_url: str, token: str, *, min_cases: int, cwd: Path) -> None:

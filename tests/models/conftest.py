@@ -9,7 +9,7 @@ import pytest
 
 from mloop.core.contract import DatasetContract
 from mloop.core.settings import Settings
-from tests.helpers import make_project
+from tests.helpers import flow_home
 from tests.models.helpers import synth_contract, synth_frame
 
 
@@ -29,11 +29,5 @@ def contract() -> DatasetContract:
 def models_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """One MLOOP_HOME + project checkout per test module (flows read it from the environment)."""
     root = tmp_path_factory.mktemp("models")
-    project = make_project(root / "project")
-    settings = Settings(home=root / "home", project_dir=project)
-    settings.state.ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOOP_HOME", str(settings.state.root))
-        mp.setenv("MLOOP_PROJECT_DIR", str(project))
-        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    with flow_home(root) as (settings, _mp):
         yield settings

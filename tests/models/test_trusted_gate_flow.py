@@ -31,7 +31,7 @@ from mloop.core.tags import (
     TAG_LABEL_SOURCE,
     TAG_REASON,
 )
-from tests.helpers import make_project
+from tests.helpers import flow_home
 
 pytestmark = pytest.mark.integration
 ROWS, TRAFFIC = 3000, 2500
@@ -40,12 +40,7 @@ ROWS, TRAFFIC = 3000, 2500
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:  # noqa: ANN001
     root = tmp_path_factory.mktemp("trusted")
-    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
-    settings.state.ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOOP_HOME", str(settings.state.root))
-        mp.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
-        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    with flow_home(root) as (settings, mp):
         mp.setenv("MLOOP_WEBHOOK_PORT", "9")  # nothing listens: notifications must not fail a flow
         yield settings
 

@@ -18,7 +18,7 @@ from mloop.core.datasets import ingest_dataset, list_versions
 from mloop.core.frames import write_frame
 from mloop.core.generate import generate
 from mloop.core.settings import Settings
-from tests.helpers import make_project
+from tests.helpers import flow_home
 from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
@@ -32,12 +32,7 @@ WINDOW = 1500
 def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tuple[Settings, str]]:  # noqa: ANN001
     """Settings + the champion version of a model trained on 3,000 baseline rows."""
     root = tmp_path_factory.mktemp("monitoring")
-    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
-    settings.state.ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOOP_HOME", str(settings.state.root))
-        mp.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
-        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    with flow_home(root) as (settings, _mp):
         src = write_frame(generate("baseline", 3000, seed=1), root / "v1.parquet")
         ingest_dataset(settings, src, dataset=NAME, target="target", task="classification", time_column="event_time")
         from flows.train import train_flow

@@ -18,7 +18,7 @@ import pytest
 from mloop.core.frames import write_frame
 from mloop.core.generate import generate
 from mloop.core.settings import Settings
-from tests.helpers import make_project
+from tests.helpers import flow_home
 from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
@@ -32,12 +32,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Se
     from mloop.core.datasets import ingest_dataset
 
     root = tmp_path_factory.mktemp("sweep")
-    settings = Settings(home=root / "home", project_dir=make_project(root / "project"))
-    settings.state.ensure()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOOP_HOME", str(settings.state.root))
-        mp.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
-        mp.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    with flow_home(root) as (settings, _mp):
         from flows.train import train_flow
 
         for i, (name, (task, features)) in enumerate(SHAPES.items()):
