@@ -57,6 +57,22 @@ class Settings(BaseSettings):
         default=None,
         description="MLflow tracking URI (default: sqlite DB under <home>/mlflow).",
     )
+    # Team mode (issue 13): shared PostgreSQL and S3. Unset = today's single-machine defaults.
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Team mode: PostgreSQL URL (postgresql://user:password@host:port/mloop). Prefect and MLflow each "
+        "use a database of their own beside it (<name>_prefect, <name>_mlflow); mloop's shared records use <name>.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Team mode: the S3 endpoint (e.g. http://127.0.0.1:8333 for `mloop infra up`); credentials "
+        "come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.",
+    )
+    artifacts_uri: str | None = Field(
+        default=None,
+        description="Team mode: s3://bucket/prefix holding the DVC remote, MLflow artifacts, BentoML models and "
+        "the prediction log.",
+    )
     # The promotion gate's settable parameters: models.gate.GateConfig (and the train flow's
     # GateParams form) take their defaults, descriptions and bounds from these fields.
     gate_metric: str = Field(
