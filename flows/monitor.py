@@ -20,7 +20,11 @@ The sweep (``monitor-sweep``, :func:`monitor_sweep_flow`) runs this flow for eve
 (every registered model with a champion), a few at a time in threads: each model gets its own
 flow run, reports, MLflow run, artifact and events, exactly as when it is checked alone; one that
 fails is listed as failed and the others go on. A model with nothing new since its last check
-(same champion, same newest prediction, same number of labels) is skipped as ``unchanged``.
+(same champion, same newest prediction, same number of labels) is skipped as ``unchanged``. The
+sweep builds Evidently's full report (HTML, workspace snapshot) only for a model whose check finds
+drift or quality loss: the others are scored with the same Evidently stat tests, methods and
+thresholds, without the report's widgets, which are most of a check's time (``full_reports`` asks
+for every report).
 """
 
 from __future__ import annotations
@@ -186,10 +190,14 @@ def monitor_flow(
 
 
 @task(name="check-model", cache_policy=NO_CACHE)
-def check_model(settings: Settings, model_name: str, champion: str, skip_unchanged: bool) -> SweepEntry:
+def check_model(
+    settings: Settings, model_name: str, champion: str, skip_unchanged: bool, full_reports: bool = False
+) -> SweepEntry:
     """One model of a sweep: its monitor flow run (a subflow), summed up; a failure is an entry, not an error.
 
-    A model whose champion and log files are as at its last check is not run at all (``unchanged``)."""
+    A model whose champion and log files are as at its last check is not run at all (``unchanged``).
+    Unless ``full_reports``, only a model whose check finds drift or quality loss gets the Evidently
+    report (``MonitorOptions.full_report="on-finding"``): the others are scored with the same stat tests."""
     import time
 
     from monitoring import sweep
@@ -200,7 +208,8 @@ def check_model(settings: Settings, model_name: str, champion: str, skip_unchang
         if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
             return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
                               seconds=round(time.perf_counter() - started, 2))
-    state = monitor_flow(model_name, skip_unchanged=skip_unchanged, return_state=True)
+    options = MonitorOptions(full_report="always" if full_reports else "on-finding")
+    state = monitor_flow(model_name, skip_unchanged=skip_unchanged, options=options, return_state=True)
     run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     seconds = round(time.perf_counter() - started, 2)
     if not state.is_completed():
@@ -224,6 +233,7 @@ def monitor_sweep_flow(
     models: list[ModelName] | None = None,
     workers: int | None = None,
     skip_unchanged: bool = True,
+    full_reports: bool = False,
 ) -> SweepResult:
     """Check every served model (every registered model with a champion) with its own window and minimum.
 
@@ -231,6 +241,8 @@ def monitor_sweep_flow(
         models: Only these models; empty = every model with a champion.
         workers: Models checked at once (threads); empty = MLOOP_MONITOR_SWEEP_WORKERS.
         skip_unchanged: Skip a model with no new prediction or label since its last check.
+        full_reports: Build the Evidently report of every model; off = only of a model whose check finds
+            drift or quality loss (the others are scored with the same stat tests, several times faster).
     """
     import time
 
@@ -252,7 +264,8 @@ def monitor_sweep_flow(
     if selected:
         with ThreadPoolTaskRunner(max_workers=min(workers or settings.monitor_sweep_workers, len(selected))) as runner:
             futures = [runner.submit(check_model, {"settings": settings, "model_name": n, "champion": champions[n],
-                                                   "skip_unchanged": skip_unchanged}) for n in selected]
+                                                   "skip_unchanged": skip_unchanged, "full_reports": full_reports})
+                       for n in selected]
             entries = [f.result() for f in futures]
     result = SweepResult(models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2))
     create_markdown_artifact(key=SWEEP_ARTIFACT_KEY, markdown=sweep_markdown(result, _links(settings, entries)),

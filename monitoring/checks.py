@@ -6,7 +6,7 @@ typed result and the Evidently snapshots to publish.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -41,6 +41,13 @@ class MonitorOptions(BaseModel):
     )
     min_labels: int = Field(default=30, ge=1, description="Fewer feedback labels in the window: no quality verdict.")
     publish: bool = Field(default=True, description="Write the HTML report, MLflow run and Evidently snapshot.")
+    full_report: Literal["always", "on-finding"] = Field(
+        default="always",
+        description="always: every check builds Evidently's full report (HTML, workspace snapshot); on-finding: "
+        "the columns are scored with the same Evidently stat tests first, and only a check that finds drift or "
+        "quality loss builds the full report (the monitor sweep's default: a check with no finding costs a "
+        "fraction of one with the report).",
+    )
 
 
 def quality_metric(task: str, gate_metric: str) -> str:
@@ -73,7 +80,14 @@ def check_window(
     options: MonitorOptions,
 ) -> tuple[DriftResult, Snapshot | None, Snapshot | None]:
     """Drift (Evidently) and, with enough labels, quality; the result, the drift snapshot and the
-    quality snapshot (None unless quality was judged and ``options.publish``)."""
+    quality snapshot (None unless quality was judged and ``options.publish``).
+
+    With ``options.full_report == "on-finding"`` the drift scores come from the screen first (the same
+    Evidently stat tests without the report, :func:`monitoring.drift.screen_scores`); the snapshots are
+    built only when the screen or the quality check finds something, so a check with no finding
+    publishes its scores and a summary page but no Evidently report."""
+    from functools import partial
+
     from monitoring.drift import DriftOptions, drift_report
     from monitoring.quality import check_quality, quality_report
     from monitoring.scoring import LABEL_COLUMN, labelled_window, score_column
@@ -81,20 +95,26 @@ def check_window(
     drift_options = DriftOptions(
         drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
     )
-    result, snapshot = drift_report(
-        reference, window, contract, options=drift_options, model_name=model_name, model_version=model_version,
-        time_column="timestamp",
-    )
+    drift = partial(drift_report, reference, window, contract, options=drift_options, model_name=model_name,
+                    model_version=model_version, time_column="timestamp")
+    screen_first = options.full_report == "on-finding" or not options.publish
+    result, snapshot = drift(report=not screen_first)
     labelled = labelled_window(window, feedback)
-    if labelled is None:
-        return result, snapshot, None
-    score = score_column(labelled, contract.task)
-    quality = check_quality(
-        labelled, contract.task, baseline_metrics, tolerance=options.quality_tolerance, min_rows=options.min_labels,
-        label_column=LABEL_COLUMN, score_column=score, only=[gate_metric] if gate_metric else None,
-    )
-    result = result.model_copy(update={"quality": quality})
+    quality = None
+    if labelled is not None:
+        score = score_column(labelled, contract.task)
+        quality = check_quality(
+            labelled, contract.task, baseline_metrics, tolerance=options.quality_tolerance,
+            min_rows=options.min_labels, label_column=LABEL_COLUMN, score_column=score,
+            only=[gate_metric] if gate_metric else None,
+        )
+        result = result.model_copy(update={"quality": quality})
+    finding = result.dataset_drift or (quality is not None and quality.degraded)
+    full = options.publish and (not screen_first or finding)
+    if full and screen_first:  # the screen found something: the full report, for the people who look at it
+        reported, snapshot = drift(report=True)
+        result = reported.model_copy(update={"quality": quality, "seconds": result.seconds + reported.seconds})
     quality_snapshot = None
-    if quality is not None and options.publish:
+    if quality is not None and full and labelled is not None:
         quality_snapshot = quality_report(labelled, contract.task, label_column=LABEL_COLUMN, score_column=score)
     return result, snapshot, quality_snapshot

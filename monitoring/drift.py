@@ -122,6 +122,9 @@ class DriftResult(BaseModel):
     options: DriftOptions
     seconds: float = Field(default=0.0, description="Wall time of the check.")
     report_path: str | None = Field(default=None, description="HTML report, once written.")
+    full_report: bool = Field(
+        default=True, description="False: scored by the screen (Evidently's stat tests, no report widgets)."
+    )
     quality: QualityResult | None = None
 
 
@@ -237,6 +240,49 @@ def _parse_snapshot(snapshot_dict: dict[str, Any]) -> dict[str, tuple[str, float
     return scores
 
 
+def _evidently_report(
+    ref_p: pd.DataFrame, cur_p: pd.DataFrame, columns: dict[str, list[str]], few_values: dict[str, str],
+    opts: DriftOptions,
+) -> Snapshot:
+    """Evidently's DataDriftPreset (with its tests) on the prepared samples: the snapshot of a full report."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(**columns)
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=list(ref_p.columns),
+                per_column_method=few_values or None,
+                num_method=opts.num_method,
+                cat_method=opts.cat_method,
+                threshold=opts.threshold,
+                drift_share=opts.drift_share_threshold,
+            )
+        ],
+        include_tests=True,
+    )
+    return report.run(
+        Dataset.from_pandas(cur_p, data_definition=definition),
+        Dataset.from_pandas(ref_p, data_definition=definition),
+    )
+
+
+def screen_scores(
+    ref_p: pd.DataFrame, cur_p: pd.DataFrame, kinds: dict[str, tuple[ColumnKind, bool]], few_values: dict[str, str],
+    opts: DriftOptions,
+) -> dict[str, tuple[str, float, float, bool | None]]:
+    """column -> (method, threshold, score, drifted): what the report's ValueDrift metric and its test give
+    for each column, computed with the same Evidently stat-test function, method, threshold and
+    samples, without the report (the same result as :func:`_parse_snapshot` of a report)."""
+    out: dict[str, tuple[str, float, float, bool | None]] = {}
+    for name, (kind, _) in kinds.items():
+        method = few_values.get(name) or (opts.num_method if kind == "numeric" else opts.cat_method)
+        score, drifted = _exact_score(ref_p[name], cur_p[name], kind, method, opts.threshold)
+        out[name] = (method, opts.threshold, score, drifted)
+    return out
+
+
 def drift_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -247,15 +293,17 @@ def drift_report(
     model_version: str | None = None,
     time_column: str | None = "timestamp",
     prediction_columns: Sequence[str] = PREDICTION_COLUMNS,
+    report: bool = True,
 ) -> tuple[DriftResult, Snapshot | None]:
     """Run the drift check and return the typed result and the Evidently snapshot (for reports).
 
     Checks the contract's feature columns, plus the prediction columns present in both frames.
-    The snapshot is None when no column could go through Evidently (all null on one side).
+    The snapshot is None when no column could go through Evidently (all null on one side), or when
+    ``report`` is False: then each column's score comes straight from Evidently's stat-test function
+    on the same samples with the same method and threshold (:func:`screen_scores`), which gives the
+    same scores and verdict without building the report's widgets (measured: the widgets are about
+    90% of a check's time; see the monitor sweep).
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
     opts = options or DriftOptions()
     started = time.perf_counter()
     common = [c for c in reference.columns if c in set(current.columns)]
@@ -277,10 +325,10 @@ def drift_report(
     parsed: dict[str, tuple[str, float, float, bool | None]] = {}
     if in_report:
         ref_p, cur_p = _prepare(ref_s, in_report), _prepare(cur_s, in_report)
-        definition = DataDefinition(
-            numerical_columns=[c for c, (k, _) in in_report.items() if k == "numeric"],
-            categorical_columns=[c for c, (k, _) in in_report.items() if k == "categorical"],
-        )
+        definition = {
+            "numerical_columns": [c for c, (k, _) in in_report.items() if k == "numeric"],
+            "categorical_columns": [c for c, (k, _) in in_report.items() if k == "categorical"],
+        }
         # Like Evidently's own large-sample default: a numeric column with <= 5 distinct values
         # (e.g. a loan term of 36/60) is compared as a distribution over its values (JS distance).
         # Counted on all rows, not on the sample, so the method never depends on the sample.
@@ -291,24 +339,11 @@ def drift_report(
             and opts.num_method == NUM_METHOD
             and _few_values(reference[c], current[c], ref_s[c], cur_s[c])
         }
-        report = Report(
-            [
-                DataDriftPreset(
-                    columns=list(in_report),
-                    per_column_method=few_values or None,
-                    num_method=opts.num_method,
-                    cat_method=opts.cat_method,
-                    threshold=opts.threshold,
-                    drift_share=opts.drift_share_threshold,
-                )
-            ],
-            include_tests=True,
-        )
-        snapshot = report.run(
-            Dataset.from_pandas(cur_p, data_definition=definition),
-            Dataset.from_pandas(ref_p, data_definition=definition),
-        )
-        parsed = _parse_snapshot(snapshot.dict())
+        if report:
+            snapshot = _evidently_report(ref_p, cur_p, definition, few_values, opts)
+            parsed = _parse_snapshot(snapshot.dict())
+        else:
+            parsed = screen_scores(ref_p, cur_p, in_report, few_values, opts)
 
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
     # Sampling error shrinks like 1/sqrt(n): the margin is border_margin at 50k sampled rows.
@@ -374,6 +409,7 @@ def drift_report(
         window=window,
         options=opts,
         seconds=time.perf_counter() - started,
+        full_report=report,
     )
     return result, snapshot
 
@@ -402,6 +438,7 @@ def check_drift(
         model_version=model_version,
         time_column=time_column,
         prediction_columns=prediction_columns,
+        report=False,  # only the verdict is wanted: the screen gives the report's scores without its widgets
     )
     return result
 

@@ -54,14 +54,32 @@ def write_report(
     html = folder / "drift.html"
     if snapshot is not None:
         snapshot.save_html(str(html))
-    else:  # every column was null on one side: nothing for Evidently to draw
-        rows = "".join(f"<li>{c.column}: {c.method}</li>" for c in result.columns)
-        html.write_text(f"<html><body><h1>Drift</h1><ul>{rows}</ul></body></html>")
+    else:  # screened (no finding, see MonitorOptions.full_report) or every column null on one side
+        html.write_text(summary_html(result))
     for extra in extra_snapshots or []:
         extra.save_html(str(folder / "quality.html"))
     result = result.model_copy(update={"report_path": str(html)})
     (folder / "result.json").write_text(result.model_dump_json(indent=2))
     return html
+
+
+def summary_html(result: DriftResult) -> str:
+    """A plain HTML page of the check's column scores, for a check without an Evidently report."""
+    from html import escape
+
+    why = ("Scored with Evidently's stat tests (the report's methods and thresholds) and nothing was found, so no "
+           "Evidently report was built. <code>mloop monitor check MODEL</code> builds the full report."
+           if not result.full_report else "No column could go through Evidently (all null on one side).")
+    rows = "".join(
+        f"<tr><td>{escape(c.column)}</td><td>{escape(c.method)}</td><td>{c.score:.4f}</td><td>{c.threshold:g}</td>"
+        f"<td>{'yes' if c.drifted else 'no'}</td></tr>"
+        for c in result.columns
+    )
+    title = escape(f"Drift check: {result.model_name or '?'} v{result.model_version or '?'}")
+    return (f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1><p>{why}</p>"
+            f"<p>Drift share {result.drift_share:.2f} (threshold {result.drift_share_threshold:.2f}); window "
+            f"{result.window.rows} rows.</p><table border='1'><tr><th>column</th><th>method</th><th>score</th>"
+            f"<th>threshold</th><th>drifted</th></tr>{rows}</table></body></html>")
 
 
 def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow_link: str | None = None) -> str:
@@ -100,6 +118,9 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
             "|---|---|---|---|",
         ]
         lines += [f"| {c.metric} | {c.current:.4f} | {c.baseline:.4f} | {c.drop:+.4f} |" for c in q.comparisons]
+    if not result.full_report:
+        lines += ["", "Screened with Evidently's stat tests, nothing found: no Evidently report was built "
+                  "(`mloop monitor check` builds it)."]
     if report_link or result.report_path:
         lines += ["", f"Report: [{report_link or result.report_path}]({report_link or result.report_path})"]
     if mlflow_link:

@@ -147,6 +147,10 @@ def sweep_cmd(
     check_all: Annotated[
         bool, typer.Option("--all", help="Check every model, even one with nothing new since its last check.")
     ] = False,
+    full_reports: Annotated[
+        bool, typer.Option("--full-reports", help="Build the Evidently report of every model, not only of those "
+                           "with a finding (slower).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the typed result as one JSON document.")] = False,
 ) -> None:
     """Check every served model (each registered model with a champion) with its own window and minimum.
@@ -165,7 +169,8 @@ def sweep_cmd(
         from flows.monitor import monitor_sweep_flow
 
         with err_console.status("sweeping the served models"):
-            result = monitor_sweep_flow(models=model or None, workers=workers, skip_unchanged=not check_all)
+            result = monitor_sweep_flow(models=model or None, workers=workers, skip_unchanged=not check_all,
+                                        full_reports=full_reports)
     if json_out:
         print_json(result)
         return

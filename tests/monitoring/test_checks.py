@@ -32,10 +32,31 @@ def test_labelled_window_gets_a_quality_verdict(
         baseline_metrics={"roc_auc": 0.99}, gate_metric="roc_auc", drift_share_threshold=0.3,
         options=MonitorOptions(min_labels=30, publish=publish),
     )
-    assert not result.dataset_drift and snapshot is not None
+    assert not result.dataset_drift
+    assert (snapshot is not None) == publish  # not published: the screen's scores, no report to build
     assert result.quality is not None and result.quality.labelled_rows == len(window)
     assert result.quality.degraded_metrics == ["roc_auc"]  # far below the 0.99 baseline
     assert (quality_snapshot is not None) == publish
+
+
+@pytest.mark.parametrize("baseline_auc", [0.99, 0.5])
+def test_on_finding_builds_the_report_only_when_the_check_finds_something(
+    scored: tuple[pd.DataFrame, pd.DataFrame], contract: DatasetContract, baseline_auc: float
+) -> None:
+    """The sweep's mode: a degraded window (baseline 0.99) gets both Evidently reports, a healthy one (0.5) none,
+    and both verdicts are the ones the full report gives."""
+    reference, window = scored
+    feedback = pd.DataFrame({"prediction_id": window["prediction_id"], "label": window["target"]})
+    kwargs = dict(model_name="loans", model_version="3", baseline_metrics={"roc_auc": baseline_auc},
+                  gate_metric="roc_auc", drift_share_threshold=0.3)
+    result, snapshot, quality_snapshot = check_window(
+        reference, window, feedback, contract, options=MonitorOptions(full_report="on-finding"), **kwargs)
+    always, _, _ = check_window(reference, window, feedback, contract, options=MonitorOptions(), **kwargs)
+    finding = baseline_auc == 0.99
+    assert result.quality is not None and result.quality.degraded == finding
+    assert (snapshot is not None, quality_snapshot is not None, result.full_report) == (finding, finding, finding)
+    assert result.drifted_columns == always.drifted_columns
+    assert [c.score for c in result.columns] == pytest.approx([c.score for c in always.columns])
 
 
 def test_without_feedback_only_drift(scored: tuple[pd.DataFrame, pd.DataFrame], contract: DatasetContract) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mloop.core.contract import DatasetContract
 from mloop.core.generate import generate
@@ -101,3 +102,49 @@ def test_null_surge_marks_columns_drifted(baseline: pd.DataFrame, contract: Data
     assert income.null_surge and income.null_share_current > 0.25 and income.null_share_reference < 0.05
     assert income.distribution_drifted is False  # the non-null values did not move
     assert not by["region"].null_surge and by["region"].distribution_drifted is False
+
+
+def _screen_and_report(ref: pd.DataFrame, cur: pd.DataFrame, contract: DatasetContract, **kw: object) -> tuple:
+    from monitoring.drift import drift_report
+
+    screened, no_snapshot = drift_report(ref, cur, contract, report=False, **kw)  # type: ignore[arg-type]
+    reported, snapshot = drift_report(ref, cur, contract, report=True, **kw)  # type: ignore[arg-type]
+    assert no_snapshot is None and snapshot is not None
+    return screened, reported
+
+
+def _assert_same_verdict(screened, reported) -> None:  # noqa: ANN001 - two DriftResults
+    assert screened.drifted_columns == reported.drifted_columns
+    assert screened.dataset_drift == reported.dataset_drift
+    for a, b in zip(screened.columns, reported.columns, strict=True):
+        assert (a.column, a.method, a.threshold, a.drifted, a.exact) == (b.column, b.method, b.threshold, b.drifted, b.exact)
+        assert a.score == pytest.approx(b.score, rel=1e-9, abs=1e-12), a.column
+
+
+@pytest.mark.parametrize("scenario", ["baseline", "covariate-shift", "new-category", "missing-surge"])
+def test_the_screen_gives_the_reports_scores_and_verdict(baseline: pd.DataFrame, contract: DatasetContract,
+                                                         scenario: str) -> None:
+    """The sweep's screen (Evidently's stat tests without the report) and the full report agree column by column."""
+    current = generate(scenario, 1500, seed=11)
+    _assert_same_verdict(*_screen_and_report(baseline, current, contract, time_column="event_time",
+                                             options=DriftOptions(max_rows=1000)))
+
+
+@pytest.mark.parametrize("loader", ["load_wine", "load_diabetes"])
+def test_the_screen_agrees_with_the_report_on_scikit_learn_tables(loader: str) -> None:
+    """Tables we did not design, with awkward column names (spaces, slashes, parentheses) and a low-cardinality
+    numeric column (the JS-distance rule)."""
+    import sklearn.datasets
+    from mloop.core.contract import infer_contract
+
+    frame = getattr(sklearn.datasets, loader)(as_frame=True).frame
+    frame.columns = [f"{c} (x/y)" if i % 2 else c for i, c in enumerate(frame.columns)]
+    frame = frame.rename(columns={frame.columns[-1]: "target"})
+    frame["few"] = np.arange(len(frame)) % 3
+    task = "regression" if loader == "load_diabetes" else "classification"
+    contract = infer_contract(frame, name="table", target="target", task=task)
+    half = len(frame) // 2
+    ref, cur = frame.iloc[:half].reset_index(drop=True), frame.iloc[half:].reset_index(drop=True)
+    screened, reported = _screen_and_report(ref, cur, contract, time_column=None)
+    _assert_same_verdict(screened, reported)
+    assert any(c.method == "jensenshannon" for c in screened.columns if c.column == "few")
