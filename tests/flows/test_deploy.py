@@ -120,18 +120,22 @@ def test_the_flow_reports_and_emits_per_model(
     monkeypatch.setenv("MLOOP_HOME", str(settings.state.root))
     monkeypatch.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
     monkeypatch.setenv("MLOOP_AUTH", "false")
-    monkeypatch.setattr(
-        serving.package,
-        "package_model",
-        lambda s, name, version=None, **kw: PackagedModel(
-            name=name, version="2", model_tag=f"{name}:v2", bento_tag=f"{name}-service:v2", backend="onnx", created=True
-        ),
-    )
+    calls: list[tuple[bool, list[str]]] = []  # (build, what had been rolled out by then)
+
+    def package_model(s: Settings, name: str, version: str | None = None, *, build: bool = True) -> PackagedModel:
+        calls.append((build, list(service.rollouts)))
+        return PackagedModel(name=name, version="2", model_tag=f"{name}:v2", bento_tag=f"{name}-service:v2" if build else None,
+                             backend="onnx", created=True)
+
+    monkeypatch.setattr(serving.package, "package_model", package_model)
     emitted: list[tuple[str, str, dict[str, Any]]] = []
     monkeypatch.setattr(events, "emit", lambda event, resource, payload: emitted.append((event, resource, payload)))
     result = deploy_flow(name="rates")
     assert (result.name, result.version, result.action, result.previous_version) == ("rates", "2", "rolled-out", "1")
     assert service.rollouts == ["rates:v2"]
+    # The model first (what the service loads), the Bento only once the new version answers.
+    assert calls == [(False, []), (True, ["rates:v2"])]
+    assert result.bento_tag == "rates-service:v2"
     assert [(e, r) for e, r, _ in emitted] == [(events.MODEL_DEPLOYED, events.model_resource("rates"))]
     assert emitted[0][2]["model"] == "rates" and emitted[0][2]["action"] == "rolled-out"
 
