@@ -547,7 +547,7 @@ def _init_postgres(paths: InfraPaths, found: InfraSecrets, prefix: list[str], bi
     paths.run.mkdir(parents=True, exist_ok=True)
     try:
         with open(log, "ab") as out:
-            done = subprocess.run(  # nosec B603 - argv list, bundled binary, no secret in argv
+            done = subprocess.run(
                 initdb_argv(bin_dir, paths.pg_data, pwfile, prefix),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -569,6 +569,22 @@ def _init_postgres(paths: InfraPaths, found: InfraSecrets, prefix: list[str], bi
 
 def _scrubbed_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in CHILD_UNSET}
+
+
+def _clear_stale_postmaster(data: Path) -> None:
+    """After a crash (kill -9) ``postmaster.pid`` outlives the server. A leftover server of this data folder
+    (our pid file lost) is stopped; a file naming any other process is removed: otherwise PostgreSQL, not
+    root inside its namespace, cannot signal a reused pid and refuses to start."""
+    lock = data / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        if _alive(proc) and str(data) in proc.cmdline():
+            stop_postgres(pid)
+    lock.unlink(missing_ok=True)
 
 
 def _create_databases(url: str) -> None:
@@ -596,6 +612,7 @@ def _start_postgres(paths: InfraPaths, found: InfraSecrets, port: int, timeout: 
     prefix = _namespace()
     bin_dir = postgres_bin()
     _init_postgres(paths, found, prefix, bin_dir)
+    _clear_stale_postmaster(paths.pg_data)
     write_private(paths.pg_data / "mloop.conf", postgres_conf(port))
     write_private(paths.pg_data / "pg_hba.conf", pg_hba_conf())
     proc = start_process(
