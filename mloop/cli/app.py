@@ -10,6 +10,7 @@ import typer
 
 from mloop.cli import data as cli_data
 from mloop.cli import demo as cli_demo
+from mloop.cli import infra as cli_infra
 from mloop.cli import models as cli_models
 from mloop.cli import monitor as cli_monitor
 from mloop.cli import platform as cli_platform
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_token, cli_demo):
+for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_infra, cli_token, cli_demo):
     module.register(app)
 
 
