@@ -147,7 +147,7 @@ def plan(settings: Settings, info: DatasetVersion, specs: list[ModelSpec], seed:
     """Cache keys of the candidates and the finished runs with the same key (reused unless ``force``)."""
     from models.candidates import plan_candidates
 
-    return plan_candidates(settings.tracking_uri, settings.state.mlflow_artifacts, settings.project_dir, info, specs,
+    return plan_candidates(settings.tracking_uri, settings.state.mlflow_artifact_root, settings.project_dir, info, specs,
                            seed=seed, split=split_params, force=force)
 
 

@@ -62,7 +62,7 @@ def cache_keys(
 
 def plan_candidates(
     tracking_uri: str,
-    artifact_root: Path,
+    artifact_root: Path | None,
     project_dir: Path,
     info: DatasetVersion,
     specs: list[ModelSpec],

@@ -65,16 +65,20 @@ def cache_key(data_md5: str, spec: ModelSpec, seed: int, test_size: float, split
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path) -> str:
-    """The experiment named after the dataset, created with an explicit artifact location under MLOOP_HOME."""
+def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) -> str:
+    """The experiment named after the dataset, created with an explicit artifact location under MLOOP_HOME
+    (``artifact_root``; None: the tracking server chooses, e.g. its S3 store in team mode)."""
     client = mlflow_client(tracking_uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return str(exp.experiment_id)
-    location = (artifact_root / name).resolve()
-    location.mkdir(parents=True, exist_ok=True)
+    location: str | None = None
+    if artifact_root is not None:
+        folder = (artifact_root / name).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        location = folder.as_uri()
     try:
-        return str(with_retry(lambda: client.create_experiment(name, artifact_location=location.as_uri())))
+        return str(with_retry(lambda: client.create_experiment(name, artifact_location=location)))
     except Exception as exc:  # noqa: BLE001 - created concurrently
         exp = client.get_experiment_by_name(name)
         if exp is None:

@@ -133,7 +133,7 @@ def log_monitoring_run(
     result: DriftResult,
     report_folder_path: Path,
     *,
-    artifact_root: Path,
+    artifact_root: Path | None,
     flow_run_id: str | None = None,
 ) -> str:
     """Log the check as an MLflow run in experiment ``mloop-monitoring``; returns the run id.
@@ -147,10 +147,13 @@ def log_monitoring_run(
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
     if exp is None:
-        location = (artifact_root / "monitoring").resolve()
-        location.mkdir(parents=True, exist_ok=True)
+        location: str | None = None  # None: the tracking server chooses (team mode: its S3 store)
+        if artifact_root is not None:
+            folder = (artifact_root / "monitoring").resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            location = folder.as_uri()
         try:
-            exp_id = client.create_experiment(MONITORING_EXPERIMENT, artifact_location=location.as_uri())
+            exp_id = client.create_experiment(MONITORING_EXPERIMENT, artifact_location=location)
         except Exception:  # created concurrently by another check
             exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
             if exp is None:
@@ -291,7 +294,7 @@ def publish_check(
         tracking_uri,
         result.model_copy(update={"report_path": str(html)}),
         folder,
-        artifact_root=state.mlflow_artifacts,
+        artifact_root=state.mlflow_artifact_root,
         flow_run_id=flow_run_id,
     )
     snap_id = None

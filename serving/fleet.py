@@ -45,7 +45,8 @@ def champion_versions(settings: Settings) -> dict[str, str]:
 
     Reads the tracking store itself (no server needed). Empty when the store does not exist yet.
     """
-    if settings.mlflow_tracking_uri is None and not settings.state.mlflow_db.exists():
+    db = settings.local_tracking_db
+    if db is not None and not db.exists():
         return {}
     from mlflow.tracking import MlflowClient
 

@@ -57,6 +57,7 @@ from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource, git_commit
 from mloop.core.names import NAME_PATTERN, check_name  # noqa: F401 - the one name rule, re-exported
 from mloop.core.settings import Settings
+from mloop.core.team import team_config
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -158,6 +159,20 @@ def _append_index(settings: Settings, version: DatasetVersion) -> None:
 # ---- DVC -----------------------------------------------------------------------------------
 
 
+def remote_config(settings: Settings) -> dict[str, str]:
+    """The DVC remote's config: its URL, and in team mode the S3 endpoint (``endpointurl``) of an s3:// remote.
+
+    No credentials: dvc-s3 takes them from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, so they are
+    never written into ``.dvc/config`` (which these overrides never touch anyway).
+    """
+    url = settings.remote_url
+    team = team_config(settings)
+    endpoint = team.artifacts.endpoint_url if team is not None else None
+    if endpoint and url.startswith("s3://"):
+        return {"url": url, "endpointurl": endpoint}
+    return {"url": url}
+
+
 def dvc_config(settings: Settings) -> dict[str, Any]:
     """DVC config overrides: cache, remote and site cache under MLOOP_HOME, analytics off."""
     state = settings.state
@@ -169,7 +184,7 @@ def dvc_config(settings: Settings) -> dict[str, Any]:
             "site_cache_dir": str(state.dvc_site_cache),
         },
         "cache": {"dir": str(state.dvc_cache)},
-        "remote": {REMOTE_NAME: {"url": settings.remote_url}},
+        "remote": {REMOTE_NAME: remote_config(settings)},
     }
 
 

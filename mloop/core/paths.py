@@ -22,6 +22,8 @@ class StatePaths:
     """Absolute paths of every state folder and file. Pure: creating them is :meth:`ensure`."""
 
     root: Path
+    local_stores: bool = True
+    """False in team mode: the MLflow artifacts and the DVC remote live in S3, their local folders are not created."""
 
     @property
     def prefect_home(self) -> Path:
@@ -38,6 +40,12 @@ class StatePaths:
     @property
     def mlflow_artifacts(self) -> Path:
         return self.mlflow_dir / "artifacts"
+
+    @property
+    def mlflow_artifact_root(self) -> Path | None:
+        """Folder under which new MLflow experiments keep their artifacts (a subfolder each); None in team
+        mode: the MLflow server stores them (in the bucket) and clients give no location."""
+        return self.mlflow_artifacts if self.local_stores else None
 
     @property
     def bentoml_home(self) -> Path:
@@ -104,11 +112,11 @@ class StatePaths:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.root.stat().st_mode & 0o077:
             os.chmod(self.root, 0o700)
+        local = (self.mlflow_artifacts, self.dvc_remote) if self.local_stores else ()
         for path in (
             self.prefect_home,
-            self.mlflow_artifacts,
+            *local,
             self.bentoml_home,
-            self.dvc_remote,
             self.dvc_site_cache,
             self.datasets,
             self.predictions,

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
 from mloop.core.paths import StatePaths
 from mloop.core.secrets import PlatformSecrets, ensure_secrets, load_secrets
+from mloop.core.team import is_team, require_team
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 """Host header names every service accepts besides its configured host (see :meth:`Settings.host_allowlist`)."""
@@ -185,12 +186,26 @@ class Settings(BaseSettings):
     def state(self) -> StatePaths:
         """The state layout under MLOOP_HOME (absolute paths)."""
         home = self.home if self.home is not None else self.project_dir / ".mloop"
-        return StatePaths(root=home.expanduser().resolve())
+        return StatePaths(root=home.expanduser().resolve(), local_stores=not is_team(self))
 
     @property
     def tracking_uri(self) -> str:
-        """MLflow tracking URI: the setting, or the SQLite DB under MLOOP_HOME."""
-        return self.mlflow_tracking_uri or f"sqlite:///{self.state.mlflow_db}"
+        """MLflow tracking URI: the setting; in team mode the MLflow server (``mloop up`` runs it on
+        host:mlflow_port, on PostgreSQL and S3); else the SQLite DB under MLOOP_HOME."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if is_team(self):
+            from mloop.core.processes import http_url  # lazy: processes imports this module
+
+            require_team(self)  # a wrong team setting is reported here, not as a confusing MLflow error
+            return http_url(self.host, self.mlflow_port)
+        return f"sqlite:///{self.state.mlflow_db}"
+
+    @property
+    def local_tracking_db(self) -> Path | None:
+        """The SQLite file of the tracking store when it is the local default (None: a tracking URI is set,
+        or team mode): code that reads the store directly checks it exists before creating it by accident."""
+        return None if self.mlflow_tracking_uri or is_team(self) else self.state.mlflow_db
 
     @property
     def prefect_api_url(self) -> str:
@@ -247,8 +262,12 @@ class Settings(BaseSettings):
 
     @property
     def remote_url(self) -> str:
-        """DVC remote URL: the setting, or a local folder under MLOOP_HOME."""
-        return self.dvc_remote or str(self.state.dvc_remote)
+        """DVC remote URL: the setting; in team mode ``s3://bucket/prefix/dvc``; else a local folder under MLOOP_HOME."""
+        if self.dvc_remote:
+            return self.dvc_remote
+        if is_team(self):
+            return require_team(self).artifacts.dvc_remote
+        return str(self.state.dvc_remote)
 
     def child_env(self) -> dict[str, str]:
         """``MLOOP_*`` variables that rebuild these settings in a child process (the one rendering).
@@ -262,7 +281,9 @@ class Settings(BaseSettings):
                 if self.api_token is not None and self.api_token.get_secret_value():
                     env["MLOOP_API_TOKEN"] = self.api_token.get_secret_value()
                 continue
-            if isinstance(value, dict | list):
+            if isinstance(value, SecretStr):  # e.g. MLOOP_DATABASE_URL: the value, not pydantic's mask
+                text = value.get_secret_value()
+            elif isinstance(value, dict | list):
                 text = json.dumps(value)
             elif isinstance(value, bool):
                 text = "true" if value else "false"

@@ -10,7 +10,10 @@ plus the bind address) gets 400. Lifespan (Prefect's background services) passes
 
 Everything else comes from Prefect's own settings in the environment, as for ``prefect server
 start``: PREFECT_HOME, the database, and ``PREFECT_SERVER_API_AUTH_STRING`` (basic auth, which
-``mloop up`` sets; the test suite's session server runs without it).
+``mloop up`` sets; the test suite's session server runs without it). The database is SQLite under
+PREFECT_HOME, or in team mode PostgreSQL: ``mloop up`` puts ``PREFECT_SERVER_DATABASE_CONNECTION_URL``
+(``postgresql+asyncpg://.../<name>_prefect``, see :mod:`mloop.core.team`) in this process's
+environment only, never in its argv; Prefect masks the password when it prints the URL.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ from mloop.core.processes import (
     wait_ready,
 )
 from mloop.core.settings import Settings
+from mloop.core.team import TeamConfig, TeamDatabases, redact_url, team_config
 from mloop.platform.client import PrefectApi
 
 WORK_POOL = "mloop-local"
@@ -191,7 +192,8 @@ def mlflow_auth_config_path(settings: Settings) -> Path:
 def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
     """The basic-auth app's config (MLflow's ``basic_auth.ini`` template, filled in). Pure; no secret in it.
 
-    Users live in ``<home>/mlflow/auth.db``. A user someone adds later sees nothing until granted
+    Users live in ``<home>/mlflow/auth.db``; in team mode in the ``NAME_mlflow_auth`` database (its
+    URI without the password: the server gets ``PGPASSWORD``, see :func:`mlflow_team_parts`). A user someone adds later sees nothing until granted
     (``NO_PERMISSIONS``). The admin password comes from ``MLFLOW_AUTH_ADMIN_PASSWORD`` in the
     server's environment, so MLflow never creates a default one. Checked credentials are cached
     for 5 minutes (``auth_cache_ttl_seconds``): each check is a scrypt hash (about 1 s of CPU here,
@@ -202,7 +204,8 @@ def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
     config = configparser.ConfigParser()
     config["mlflow"] = {
         "default_permission": "NO_PERMISSIONS",
-        "database_uri": f"sqlite:///{settings.state.mlflow_dir / 'auth.db'}",
+        # configparser's interpolation reads % specially: a percent-encoded URL needs %% in the file.
+        "database_uri": mlflow_auth_db_uri(settings).replace("%", "%%"),
         "admin_username": admin_username,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
         "grant_default_workspace_access": "false",
@@ -211,6 +214,15 @@ def mlflow_auth_ini(settings: Settings, admin_username: str) -> str:
     out = io.StringIO()
     config.write(out)
     return out.getvalue()
+
+
+def mlflow_auth_db_uri(settings: Settings) -> str:
+    """Where the basic-auth app keeps its users: ``<home>/mlflow/auth.db``, or in team mode the
+    ``NAME_mlflow_auth`` database (no password in the URI). Pure."""
+    team = team_config(settings)
+    if team is not None:
+        return team.databases.mlflow_auth_uri
+    return f"sqlite:///{settings.state.mlflow_dir / 'auth.db'}"
 
 
 def mlflow_allowed_hosts(settings: Settings) -> str:
@@ -229,9 +241,10 @@ def mlflow_allowed_hosts(settings: Settings) -> str:
 def mlflow_spec_parts(settings: Settings) -> tuple[list[str], dict[str, str], Callable[[], None] | None]:
     """Extra argv, env and a config writer of the MLflow server: basic auth when ``settings.auth``.
 
-    Note: the flows write the tracking store directly (``MLFLOW_TRACKING_URI=sqlite:///...``, a
-    file under the 0700 MLOOP_HOME), not through this server: the auth guards the HTTP door (UI,
-    REST API) that anyone who can reach the port would otherwise use to move aliases.
+    Note: on a single machine the flows write the tracking store directly (``MLFLOW_TRACKING_URI=
+    sqlite:///...``, a file under the 0700 MLOOP_HOME), not through this server: the auth guards the
+    HTTP door (UI, REST API) that anyone who can reach the port would otherwise use to move aliases.
+    In team mode every client goes through this server, with the same credentials.
     """
     found = settings.credentials()
     if found is None:
@@ -251,6 +264,106 @@ def mlflow_spec_parts(settings: Settings) -> tuple[list[str], dict[str, str], Ca
     }
     return ["--app-name", "basic-auth"], env, write_config
 
+
+def mlflow_store_argv(settings: Settings) -> list[str]:
+    """Where the MLflow server keeps runs, registry and artifacts. Pure.
+
+    Single machine: the SQLite tracking URI and a local artifact folder the clients write themselves
+    (``--no-serve-artifacts``). Team mode: the ``NAME_mlflow`` PostgreSQL database (URI without the
+    password) and artifacts in ``s3://bucket/prefix/mlflow`` through the server (``--serve-artifacts``:
+    clients get ``mlflow-artifacts:/`` locations and need no S3 credentials of their own).
+    """
+    team = team_config(settings)
+    if team is None:
+        return [
+            "--backend-store-uri", settings.tracking_uri,
+            "--default-artifact-root", str(settings.state.mlflow_artifacts),
+            "--no-serve-artifacts",
+        ]
+    return [
+        "--backend-store-uri", team.databases.mlflow_store_uri,
+        "--artifacts-destination", team.artifacts.mlflow_artifacts,
+        "--serve-artifacts",
+    ]
+
+
+def mlflow_team_env(team: TeamConfig | None) -> dict[str, str]:
+    """The MLflow server's environment in team mode: ``PGPASSWORD`` (for the password-less store and
+    auth URIs) and ``MLFLOW_S3_ENDPOINT_URL``. The AWS keys come from the environment ``up`` inherits.
+    Empty on a single machine. Never logged. Pure."""
+    if team is None:
+        return {}
+    endpoint = team.artifacts.endpoint_url
+    return {**team.databases.password_env(), **({"MLFLOW_S3_ENDPOINT_URL": endpoint} if endpoint else {})}
+
+
+def prefect_database_env(team: TeamConfig | None) -> dict[str, str]:
+    """The Prefect server's database in team mode (``postgresql+asyncpg://.../NAME_prefect``, password
+    included: the server's environment only, never argv or logs); empty on a single machine (SQLite
+    under PREFECT_HOME). Both names Prefect 3 reads are set, so neither can come from elsewhere. Pure."""
+    if team is None:
+        return {}
+    url = team.databases.prefect_url.get_secret_value()
+    return {"PREFECT_SERVER_DATABASE_CONNECTION_URL": url, "PREFECT_API_DATABASE_CONNECTION_URL": url}
+
+
+def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[str]:
+    """Create the databases ``names`` on the team's PostgreSQL server when missing; returns those created.
+
+    Connects to mloop's own database (``NAME`` of MLOOP_DATABASE_URL) with psycopg2. A role that may
+    not create databases gets an MloopError with the commands an administrator runs instead. No error
+    or log line carries the password.
+    """
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    where = f"MLOOP_DATABASE_URL ({redact_url(databases.mloop_uri)})"
+    secret = databases.password.get_secret_value()
+
+    def clean(exc: Exception) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return text.replace(secret, "***") if secret else text
+
+    try:
+        conn = psycopg2.connect(databases.mloop_uri, password=secret or None, connect_timeout=10)
+    except psycopg2.Error as exc:
+        raise MloopError(
+            f"cannot connect to PostgreSQL database {databases.name!r}: {clean(exc)}",
+            where=where,
+            fix="check the server runs (`mloop infra status`), the user and password, and that the database "
+            f"{databases.name} exists (createdb {databases.name})",
+        ) from None
+    created: list[str] = []
+    try:
+        conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+        with conn.cursor() as cur:
+            for name in names:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is not None:
+                    continue
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    created.append(name)
+                except errors.DuplicateDatabase:
+                    continue  # created meanwhile by another host's `up`
+                except errors.InsufficientPrivilege:
+                    raise MloopError(
+                        f"the PostgreSQL role may not create database {name!r}",
+                        where=where,
+                        fix="let it (ALTER ROLE <user> CREATEDB), or have an administrator run: "
+                        + "; ".join(f"CREATE DATABASE {n} OWNER <user>" for n in names),
+                    ) from None
+                except psycopg2.Error as exc:
+                    raise MloopError(f"cannot create database {name!r}: {clean(exc)}", where=where) from None
+    finally:
+        conn.close()
+    return created
+
+
+FIRST_START_TEAM_TIMEOUT = 240.0
+"""Seconds the Prefect and MLflow servers get to answer in team mode: a first start migrates fresh
+databases on a server that may be across the network (Prefect's alone: about 40 s on a loaded 2-core
+machine)."""
 
 WORKER_NAME_FILE = "prefect-worker.name"
 """Under MLOOP_HOME/run: the name of the worker last started (each start gets a new one)."""
@@ -296,22 +409,40 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     u = urls(settings)
     health = health_urls(settings)
     s = settings.state
-    mlflow_argv, mlflow_env, mlflow_prepare = mlflow_spec_parts(settings)
+    mlflow_argv, mlflow_env, write_auth_config = mlflow_spec_parts(settings)
+    team = team_config(settings)
     worker = new_worker_name(settings.prefect_port, secrets.token_hex(3))
 
     def write_worker_name() -> None:
         s.run.mkdir(parents=True, exist_ok=True)
         (s.run / WORKER_NAME_FILE).write_text(worker)
 
+    def prepare_prefect() -> None:
+        if team is not None:
+            ensure_databases(team.databases, (team.databases.prefect_db,))
+
+    def prepare_mlflow() -> None:
+        if team is not None:
+            auth_db = (team.databases.mlflow_auth_db,) if write_auth_config is not None else ()
+            ensure_databases(team.databases, (team.databases.mlflow_db, *auth_db))
+        if write_auth_config is not None:
+            write_auth_config()
+
     return [
         ServiceSpec(
             name="prefect-server",
             argv=prefect_server_argv(h, settings.prefect_port),
-            env={**env, **prefect_server_env(h, settings.prefect_port), **prefect_server_auth_env(settings)},
+            env={
+                **env,
+                **prefect_server_env(h, settings.prefect_port),
+                **prefect_server_auth_env(settings),
+                **prefect_database_env(team),
+            },
             url=u["prefect_ui"],
             health=lambda: http_ok(health["prefect-server"]),
-            timeout=120.0,
+            timeout=120.0 if team is None else FIRST_START_TEAM_TIMEOUT,
             unset=unset,
+            prepare=prepare_prefect,
             port=settings.prefect_port,
         ),
         ServiceSpec(
@@ -319,18 +450,17 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             argv=python_m(
                 MLFLOW, "server",
                 *mlflow_argv,
-                "--backend-store-uri", settings.tracking_uri,
-                "--default-artifact-root", str(s.mlflow_artifacts),
-                "--no-serve-artifacts",
+                *mlflow_store_argv(settings),
                 "--host", h, "--port", str(settings.mlflow_port),
                 "--workers", "1",
                 "--allowed-hosts", mlflow_allowed_hosts(settings),
             ),
-            env={**env, **mlflow_env},
+            env={**env, **mlflow_env, **mlflow_team_env(team)},
             url=u["mlflow_ui"],
             health=lambda: http_ok(health["mlflow"]),
+            timeout=90.0 if team is None else FIRST_START_TEAM_TIMEOUT,
             unset=unset,
-            prepare=mlflow_prepare,
+            prepare=prepare_mlflow,
             port=settings.mlflow_port,
         ),
         ServiceSpec(

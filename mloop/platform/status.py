@@ -25,6 +25,7 @@ from mloop.core.http import request
 from mloop.core.outbox import outbox_dir, pending_count
 from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
+from mloop.core.team import is_team
 from mloop.platform.client import PrefectApi, ServingClient
 from mloop.platform.services import SERVICE_ORDER, ServiceState, pid_files, urls
 
@@ -310,7 +311,8 @@ def registry_aliases(settings: Settings) -> list[tuple[str, dict[str, str]]]:
             if not token:
                 return rows
     except (httpx.HTTPError, ValueError, KeyError):
-        if not settings.state.mlflow_db.exists() and settings.mlflow_tracking_uri is None:
+        db = settings.local_tracking_db
+        if (db is not None and not db.exists()) or is_team(settings):  # team: the store IS that server
             return []
         from mlflow.tracking import MlflowClient
 
