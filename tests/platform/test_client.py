@@ -103,7 +103,9 @@ def test_predict_gives_up_at_the_deadline_with_the_last_answer() -> None:
     with _serving(503, deadline=0.3) as (server, serving):
         with pytest.raises(httpx.HTTPStatusError, match="503"):
             serving.predict([{"x": 1}])
-        assert 2 <= len(server.seen) <= 6
+        # At least the first attempt; how many more fit in 0.3 s depends on the machine's load (a busy CI
+        # machine answered the first one after the deadline), so only the stop is asserted, not the count.
+        assert 1 <= len(server.seen) <= 6
 
 
 def test_a_client_error_is_not_retried() -> None:
