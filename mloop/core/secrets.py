@@ -87,20 +87,27 @@ def ensure_secrets(root: Path) -> PlatformSecrets:
     path = secrets_path(root)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
+    create_secret_file(path, PlatformSecrets.generate().revealed())
+    created = load_secrets(root)
+    assert created is not None
+    return created
+
+
+def create_secret_file(path: Path, content: dict[str, str]) -> None:
+    """Write ``content`` as JSON to ``path`` (mode 0600) unless it exists: written to a private temporary
+    name and hard-linked into place, so of two processes creating it at once one wins and the other
+    leaves the winner's file as it is (both then read the same secret)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(PlatformSecrets.generate().revealed(), fh)
+            json.dump(content, fh)
             fh.flush()
             os.fsync(fh.fileno())
         with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    created = load_secrets(root)
-    assert created is not None
-    return created
 
 
 def _tighten(path: Path) -> None:

@@ -40,6 +40,7 @@ import psutil
 from pydantic import BaseModel, Field, SecretStr
 
 from mloop.core.errors import MloopError
+from mloop.core.secrets import create_secret_file
 from mloop.core.processes import (
     free_port,
     listening_pids,
@@ -391,7 +392,7 @@ def load_infra_secrets(paths: InfraPaths) -> InfraSecrets | None:
         return None
     try:
         return InfraSecrets.model_validate_json(text)
-    except ValueError as exc:
+    except ValueError:
         raise MloopError(
             "the infra secrets file is unreadable (torn or edited by hand)",
             where=str(paths.secrets),
@@ -407,17 +408,7 @@ def ensure_infra_secrets(paths: InfraPaths) -> InfraSecrets:
             os.chmod(paths.secrets, SECRETS_MODE)
         return existing
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = paths.secrets.with_name(f".secrets.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRETS_MODE)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(InfraSecrets.generate().revealed(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with contextlib.suppress(FileExistsError):  # another process won the race: use its secrets
-            os.link(tmp, paths.secrets)
-    finally:
-        tmp.unlink(missing_ok=True)
+    create_secret_file(paths.secrets, InfraSecrets.generate().revealed())
     created = load_infra_secrets(paths)
     assert created is not None
     return created
@@ -712,35 +703,21 @@ def up(home: Path, *, pg_port: int = DEFAULT_PG_PORT, s3_port: int = DEFAULT_S3_
 
 
 def _pg_status(paths: InfraPaths, found: InfraSecrets | None, port: int, *, started: bool = False, note: str = "") -> ServerStatus:
-    pid = read_pid(paths.run, PG_SERVICE)
-    healthy = pid is not None and found is not None and pg_ready(database_url(found.pg_password.get_secret_value(), port, DB_NAME))
-    return ServerStatus(
-        name="postgres",
-        pid=pid,
-        port=port,
-        running=pid is not None,
-        healthy=healthy,
-        started=started,
-        data_dir=str(paths.pg_data),
-        log=str(paths.log(PG_SERVICE)),
-        note=note,
-    )
+    return _server_status(paths, "postgres", PG_SERVICE, port, paths.pg_data, started=started, note=note, healthy=lambda: (
+        found is not None and pg_ready(database_url(found.pg_password.get_secret_value(), port, DB_NAME))))
 
 
 def _s3_status(paths: InfraPaths, found: InfraSecrets | None, port: int, *, started: bool = False, note: str = "") -> ServerStatus:
-    pid = read_pid(paths.run, S3_SERVICE)
-    healthy = pid is not None and found is not None and s3_ready(f"http://{HOST}:{port}", found)
-    return ServerStatus(
-        name="s3",
-        pid=pid,
-        port=port,
-        running=pid is not None,
-        healthy=healthy,
-        started=started,
-        data_dir=str(paths.s3_data),
-        log=str(paths.log(S3_SERVICE)),
-        note=note,
-    )
+    return _server_status(paths, "s3", S3_SERVICE, port, paths.s3_data, started=started, note=note, healthy=lambda: (
+        found is not None and s3_ready(f"http://{HOST}:{port}", found)))
+
+
+def _server_status(paths: InfraPaths, name: str, service: str, port: int, data_dir: Path, *, started: bool, note: str,
+                   healthy: Callable[[], bool]) -> ServerStatus:
+    """One server's status: its pid file, and ``healthy()`` asked only while it has a pid."""
+    pid = read_pid(paths.run, service)
+    return ServerStatus(name=name, pid=pid, port=port, running=pid is not None, healthy=pid is not None and healthy(),
+                        started=started, data_dir=str(data_dir), log=str(paths.log(service)), note=note)
 
 
 def status(home: Path) -> InfraStatus:
