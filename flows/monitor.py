@@ -71,19 +71,11 @@ def reference_data(
     """The champion's training data version (exact bytes), sampled (seeded), with the model's predictions;
     cached per (model, version, dataset md5, seed, sample size) under MLOOP_HOME."""
     from mloop.core.contract import load_contract
-    from mloop.core.datasets import read_version
-    from monitoring.reference_cache import cache_path, load_cached, store_cached
-    from monitoring.window import sample_rows
+    from monitoring.reference_cache import scored_reference
 
     contract = load_contract(settings.project_dir, dataset)
-    path = cache_path(settings.state.root, model_name, model_version, md5, options.seed, options.reference_rows)
-    cached = load_cached(path)
-    if cached is not None:
-        return cached, contract
-    df = sample_rows(read_version(settings, dataset, md5), options.reference_rows, options.seed)
-    scored = add_predictions(settings, model_name, model_version, df, contract).reset_index(drop=True)
-    store_cached(path, scored)
-    return scored, contract
+    return scored_reference(settings, model_name, model_version, dataset, md5, contract, seed=options.seed,
+                            rows=options.reference_rows), contract
 
 
 @task(name="read-window", cache_policy=NO_CACHE)

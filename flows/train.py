@@ -83,6 +83,8 @@ class TrainRun:
     contract: DatasetContract
     plan: CandidatePlan
     data: HoldoutSplit
+    frame: Any
+    """The dataset version's rows as read (the monitor's reference is sampled from them)."""
     flow_run_id: str
     actor: str
     started: float
@@ -230,6 +232,34 @@ def promote_challenger(run: TrainRun, version: str, report: GateReport, champion
                    flow_run_id=run.flow_run_id, gate_metrics=report.audit_metrics(), expected_champion=champion)
 
 
+@task(name="package-model", cache_policy=NO_CACHE)
+def package_champion(run: TrainRun, version: str, pipeline: Any) -> str:
+    """Package the version just promoted as its BentoML model (no Bento), here where its fitted pipeline and
+    holdout are in memory, while the deploy flow the promotion triggered is still starting: that flow waits on
+    the tag's packaging lock and finds the model in the store (drift event -> new version answering is shorter
+    by the deploy's registry load and conversion). Best effort: on failure the deploy flow packages it."""
+    from models.registry import get_lineage
+    from serving.package import package_pipeline
+
+    lineage = get_lineage(run.uri, run.dataset, version).model_dump()
+    return package_pipeline(run.settings, name=run.dataset, version=version, pipeline=pipeline, contract=run.contract,
+                            holdout=run.data.holdout, lineage=lineage, build=False).model_tag
+
+
+@task(name="monitor-reference", cache_policy=NO_CACHE)
+def monitor_reference(run: TrainRun, version: str, pipeline: Any) -> int:
+    """Score the monitor's reference sample of the version just promoted (the default sampling of
+    :class:`monitoring.checks.MonitorOptions`) with the rows and pipeline in memory, and cache it
+    (:mod:`monitoring.reference_cache`): its first drift check, in a sweep too, skips the registry load
+    and the re-read of the dataset version. Best effort: on failure the check computes it. Returns its rows."""
+    from monitoring.checks import MonitorOptions
+    from monitoring.reference_cache import scored_reference
+
+    options = MonitorOptions()
+    return len(scored_reference(run.settings, run.dataset, version, run.dataset, run.info.md5, run.contract,
+                                seed=options.seed, rows=options.reference_rows, frame=run.frame, pipeline=pipeline))
+
+
 def task_runner(address: str | None = None) -> Any:
     """ThreadPoolTaskRunner, or a DaskTaskRunner for ``address`` (default: MLOOP_DASK_ADDRESS).
 
@@ -291,7 +321,8 @@ def train_flow(
             _finish_logging(run, runs, logging)
             return _reused(run, best, existing, candidates)
         champion = champion_version(run.uri, dataset)
-        gating = gate.submit(run, _challenger(run, best, fitted), champion)  # runs while the candidates are logged
+        challenger = _challenger(run, best, fitted)
+        gating = gate.submit(run, challenger, champion)  # runs while the candidates are logged
         _finish_logging(run, runs, logging, keep=best.run_id)  # losers are complete: finished now, so cacheable
         registered = register(run, best)
         _emit_trained(run, registered, best)
@@ -300,6 +331,10 @@ def train_flow(
         decision, reason, promoted = _decide(run, best, registered, report, champion, promote=promote,
                                              require_approval=require_approval, timeout=approval_timeout_seconds)
         runs.finish()
+    if promoted:  # what the new champion's deploy and first monitor check need, from what is in memory here
+        if run.settings.package_on_promote:
+            package_champion(run, registered, challenger[1], return_state=True)
+        monitor_reference(run, registered, challenger[1], return_state=True)
     get_run_logger().info("%s v%s: %s", dataset, registered, reason)
     return run.result(best, candidates, version=registered, decision=decision, promoted=promoted, metrics=best.metrics,
                       gate=report)
@@ -319,7 +354,7 @@ def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_pa
     candidate_plan = plan(settings, info, specs, seed, split_params, force)
     run = TrainRun(
         settings=settings, dataset=dataset, trigger=trigger, seed=seed, split_params=split_params, config=config,
-        info=info, contract=contract, plan=candidate_plan, data=split(df, contract, split_params),
+        info=info, contract=contract, plan=candidate_plan, data=split(df, contract, split_params), frame=df,
         flow_run_id=str(flow_run.get_id() or ""), actor=f"flow:{flow_run.get_name() or 'train'}", started=started,
     )
     run.lap("materialize")

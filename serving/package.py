@@ -15,6 +15,11 @@
 
 Cached: BentoML tags are immutable, so a version whose model and Bento are already in the store
 is not repackaged (checked on the filesystem, without importing BentoML or MLflow: ~1 ms).
+
+One packager per tag at a time: the train flow packages a version it has just promoted (its fitted
+pipeline and holdout are in memory) while the deploy flow it triggered is still starting, and both
+take the tag's file lock (``<locks>/package-<name>-v<version>.lock``), so the later one finds the
+model in the store instead of converting it again or racing the store's write.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from mloop.core.tags import (
     TAG_MODEL_VERSION,
     TAG_RUN_ID,
 )
+from mloop.core.names import check_name, child_path
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.settings import Settings
 
@@ -202,10 +208,35 @@ def package_pipeline(
 ) -> PackagedModel:
     """Package an in-memory fitted pipeline as model ``<name>:v<version>`` (+ Bento when ``build``).
 
-    The registry-free core of :func:`package_model` (tests use it directly). Reuses what exists.
+    The registry-free core of :func:`package_model` (the train flow and tests use it directly). Reuses
+    what exists; holds the tag's packaging lock.
     """
+    from filelock import FileLock
+
+    with FileLock(package_lock_path(settings, name, version), timeout=600):
+        return _package_pipeline(settings, name=name, version=str(version), pipeline=pipeline, contract=contract,
+                                 holdout=holdout, lineage=lineage, build=build)
+
+
+def package_lock_path(settings: Settings, name: str, version: str | int) -> Path:
+    """``<locks>/package-<name>-v<version>.lock``: one packager per tag (the name is checked first)."""
+    settings.state.locks.mkdir(parents=True, exist_ok=True)
+    return child_path(settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock")
+
+
+def _package_pipeline(
+    settings: Settings,
+    *,
+    name: str,
+    version: str,
+    pipeline: Any,
+    contract: DatasetContract,
+    holdout: Any,
+    lineage: dict[str, Any] | None,
+    build: bool,
+) -> PackagedModel:
+    """:func:`package_pipeline` with the tag's lock held."""
     start = time.perf_counter()
-    version = str(version)
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
     btag = f"{bento_name(name)}:v{version}"
@@ -245,28 +276,26 @@ def package_pipeline(
 
 
 def package_model(settings: Settings, name: str, version: str | None = None, *, build: bool = True) -> PackagedModel:
-    """Package registry version ``version`` of model ``name`` (default: the champion alias)."""
+    """Package registry version ``version`` of model ``name`` (default: the champion alias).
+
+    Waits for another packager of the same tag (the train flow's, see the module doc) and then reuses
+    its model rather than loading the pipeline from the registry again."""
+    from filelock import FileLock
+
     from models.registry import get_lineage, get_version_info, load_pipeline
 
     info = get_version_info(settings.tracking_uri, name, version or "champion")
     version = str(info.version)
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
-    if model_in_store(home, tag) and (not build or bento_in_store(home, f"{bento_name(name)}:v{version}")):
-        return _from_store(home, name, version, tag, 0.0)
-    lineage = get_lineage(settings.tracking_uri, name, version)
-    pipeline = load_pipeline(settings.tracking_uri, name, version)
-    contract, holdout = _holdout(settings, name, lineage.dataset_md5, lineage.run_id)
-    return package_pipeline(
-        settings,
-        name=name,
-        version=version,
-        pipeline=pipeline,
-        contract=contract,
-        holdout=holdout,
-        lineage=lineage.model_dump(),
-        build=build,
-    )
+    with FileLock(package_lock_path(settings, name, version), timeout=600):
+        if model_in_store(home, tag) and (not build or bento_in_store(home, f"{bento_name(name)}:v{version}")):
+            return _from_store(home, name, version, tag, 0.0)
+        lineage = get_lineage(settings.tracking_uri, name, version)
+        pipeline = load_pipeline(settings.tracking_uri, name, version)
+        contract, holdout = _holdout(settings, name, lineage.dataset_md5, lineage.run_id)
+        return _package_pipeline(settings, name=name, version=version, pipeline=pipeline, contract=contract,
+                                 holdout=holdout, lineage=lineage.model_dump(), build=build)
 
 
 def _holdout(settings: Settings, name: str, md5: str, run_id: str) -> tuple[DatasetContract, Any]:

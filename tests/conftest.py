@@ -49,6 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for key in [k for k in os.environ if k.startswith("MLOOP_") or k in credentials]:
         del os.environ[key]
     os.environ.update(env)
+    # In-process flow tests train and promote often: packaging each promoted version costs a BentoML
+    # child process. The platform tests (tests/platform/helpers.platform_settings) turn it back on.
+    os.environ["MLOOP_PACKAGE_ON_PROMOTE"] = "false"
     os.environ["HOME"] = str(_SESSION_DIR / "userhome")  # nothing may write to the real home
     (_SESSION_DIR / "userhome").mkdir(exist_ok=True)
     os.environ.setdefault("GIT_AUTHOR_NAME", "mloop-test")

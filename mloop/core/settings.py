@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     monitor_sweep_workers: int = Field(
         default=2, ge=1, le=32, description="How many models one monitor sweep checks at once (threads)."
     )
+    package_on_promote: bool = Field(
+        default=True,
+        description="The train flow packages a version it promotes as its BentoML model, so the deploy flow "
+        "the promotion triggers finds it packaged (off: the deploy flow packages it).",
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the write endpoints (/alerts, /notifications, /feedback, /admin/rollout); "

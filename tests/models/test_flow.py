@@ -171,3 +171,34 @@ def test_specs_fit_on_a_dask_cluster(models_settings) -> None:
         prefixes = cluster.scheduler.task_prefixes  # every task the cluster ran, by Prefect task name
         assert {"fit", "gate"} <= set(prefixes), dict(prefixes)
 
+
+
+def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(models_settings, monkeypatch) -> None:
+    """With MLOOP_PACKAGE_ON_PROMOTE (a platform's default) the promoted version is packaged for the deploy flow
+    it triggers, and its monitor reference is cached exactly as the monitor computes it from the registry and
+    DVC; a rejected version gets neither."""
+    import pandas as pd
+
+    from mloop.core.contract import load_contract
+    from monitoring.checks import MonitorOptions
+    from monitoring.reference_cache import cache_path, scored_reference
+    from serving.package import model_in_store, model_tag, package_model
+
+    s, name, options = models_settings, "prepared", MonitorOptions()
+    monkeypatch.setenv("MLOOP_PACKAGE_ON_PROMOTE", "true")
+    good = train_flow(dataset=name, version=ingest_frame(s, synth_frame(ROWS, seed=11), name))
+    assert good.promoted
+    assert model_in_store(s.state.bentoml_home, model_tag(name, good.version))
+    assert not package_model(s, name, good.version, build=False).created  # the deploy flow's step reuses it
+    path = cache_path(s.state.root, name, good.version, good.data_md5, options.seed, options.reference_rows)
+    cached = pd.read_parquet(path)
+    path.unlink()
+    fresh = scored_reference(s, name, good.version, name, good.data_md5, load_contract(s.project_dir, name),
+                             seed=options.seed, rows=options.reference_rows)
+    assert len(cached) == ROWS
+    pd.testing.assert_frame_equal(cached, fresh)
+
+    worse = train_flow(dataset=name, version=ingest_frame(s, synth_frame(ROWS, seed=12, scramble_feature="income"), name))
+    assert worse.decision == "reject" and not worse.promoted
+    assert not model_in_store(s.state.bentoml_home, model_tag(name, worse.version))
+    assert not cache_path(s.state.root, name, worse.version, worse.data_md5, options.seed, options.reference_rows).exists()

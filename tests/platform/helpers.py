@@ -148,6 +148,7 @@ def platform_settings(root: Path) -> Settings:
         # that is far better overall (seen: +0.24 AUC overall, one 178-row slice -0.04).
         gate_slice_tolerance=0.1,
         monitor_sweep_schedule=False,  # no unplanned drift checks: a test runs the sweep when it means to
+        package_on_promote=True,  # as a user's platform (the in-process tests turn it off)
     )
 
 
