@@ -10,7 +10,8 @@ per-dataset ingest lock). :func:`shared_records` picks where they live:
 - team mode (:class:`PostgresRecords`): PostgreSQL database ``NAME`` of ``MLOOP_DATABASE_URL``. A lock is
   an advisory lock (:func:`lock_key` of its name) held by a dedicated connection for the block, so
   PostgreSQL frees it when the holder's connection dies (the same guarantee as an OS file lock); a log
-  is a table of ``(id bigserial, key, row jsonb)``, read in ``id`` order, created on first use.
+  is a table of ``(id bigserial, key, row jsonb)``, read in ``id`` order, created on first use. A
+  lock whose connection breaks (server restart) is gone: the block runs on, as with a deleted lock file.
 
 Rows are the callers' pydantic models as JSON in both cases; this module knows no model (it is in the
 core layer), callers pass the parser. No password appears in an error or log line here.
@@ -222,6 +223,16 @@ def _none(lock: Any) -> Iterator[None]:
 SCHEMA_LOCK = "schema"
 
 
+def schema_objects() -> list[str]:
+    """Every table and index :func:`create_table_sql` creates (checked before any DDL runs)."""
+    return [name for table in TABLES.values() for name in (table, f"{table}_key_id")]
+
+
+def lock_timeout_setting(timeout: float | None) -> str:
+    """PostgreSQL's ``lock_timeout`` for a wait of ``timeout`` s (None: forever, which PostgreSQL spells 0)."""
+    return "0" if timeout is None else f"{max(1, round(timeout * 1000))}ms"
+
+
 def create_table_sql(table: str) -> str:
     """The DDL of one log table (``table`` is one of :data:`TABLES`, never user input)."""
     if table not in TABLES.values():
@@ -268,9 +279,12 @@ class PostgresRecords(SharedRecords):
         if not self._schema_ready:
             try:
                 with conn, conn.cursor() as cur:  # one transaction: the DDL under a transaction-scoped lock
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
-                    for table in TABLES.values():
-                        cur.execute(create_table_sql(table))
+                    cur.execute("SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
+                                (schema_objects(),))
+                    if not cur.fetchone()[0]:  # only a first use runs DDL (it would lock the tables)
+                        cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
+                        for table in TABLES.values():
+                            cur.execute(create_table_sql(table))
             except psycopg2.Error as exc:
                 conn.close()
                 raise self._error(exc, "create the shared-records tables") from None
@@ -284,7 +298,7 @@ class PostgresRecords(SharedRecords):
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
-                cur.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int((timeout or 0) * 1000)}ms",))
+                cur.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout_setting(timeout),))
                 cur.execute("SELECT pg_advisory_lock(%s)", (lock_key(name),))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"take lock {name!r} within {timeout} s") from None
@@ -298,14 +312,22 @@ class PostgresRecords(SharedRecords):
 
     @contextmanager
     def try_lock(self, name: str) -> Iterator[bool]:
+        import psycopg2
+
         with closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
+            try:
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
+            except psycopg2.Error as exc:
+                raise self._error(exc, f"try lock {name!r}") from None
             held = bool(cur.fetchone()[0])
             try:
                 yield held
             finally:
                 if held:
-                    cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+                    try:
+                        cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+                    except psycopg2.Error:  # the connection died: PostgreSQL released the lock with it
+                        pass
 
     def append(self, kind: Kind, key: str, row: BaseModel) -> None:
         import psycopg2
@@ -325,12 +347,23 @@ class PostgresRecords(SharedRecords):
         return [text for (text,) in cur.fetchall()]
 
     def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
+        import psycopg2
+
         with closing(self.connect()) as conn, conn.cursor() as cur:
-            return parse_rows(self._select(cur, kind, key), parse)
+            try:
+                texts = self._select(cur, kind, key)
+            except psycopg2.Error as exc:
+                raise self._error(exc, f"read the {WHAT[kind]}") from None
+        return parse_rows(texts, parse)
 
     def keys(self, kind: Kind) -> list[str]:
+        import psycopg2
+
         with closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT DISTINCT key FROM {TABLES[kind]} ORDER BY key")
+            try:
+                cur.execute(f"SELECT DISTINCT key FROM {TABLES[kind]} ORDER BY key")
+            except psycopg2.Error as exc:
+                raise self._error(exc, f"read the {WHAT[kind]}") from None
             return [key for (key,) in cur.fetchall()]
 
     def claim(self, kind: Kind, key: str, parse: Callable[[str], M], decide: Decide[M, T]) -> T:

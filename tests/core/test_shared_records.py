@@ -29,8 +29,10 @@ from mloop.core.shared import (
     create_table_sql,
     key_of,
     lock_key,
+    lock_timeout_setting,
     parse_rows,
     row_json,
+    schema_objects,
     shared_records,
 )
 from mloop.core.team import parse_database_url
@@ -82,7 +84,10 @@ def test_rows_round_trip_and_carry_their_key() -> None:
 
 
 def test_table_ddl_only_for_known_tables() -> None:
-    assert "CREATE TABLE IF NOT EXISTS mloop_audit" in create_table_sql(TABLES["audit"])
+    ddl = create_table_sql(TABLES["audit"])
+    assert "CREATE TABLE IF NOT EXISTS mloop_audit" in ddl and "mloop_audit_key_id" in ddl
+    assert set(schema_objects()) == {*TABLES.values(), *(f"{t}_key_id" for t in TABLES.values())}
+    assert (lock_timeout_setting(None), lock_timeout_setting(0.5), lock_timeout_setting(0)) == ("0", "500ms", "1ms")
     with pytest.raises(ValueError):
         create_table_sql("users; DROP TABLE x")
 
