@@ -14,6 +14,7 @@ from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.names import ModelName
 from mloop.core.settings import Settings
+from mloop.core.shared import shared_records
 from models.audit import AuditRecord
 
 
@@ -54,7 +55,7 @@ def promote_flow(name: ModelName, version: str, reason: str, actor: str | None =
     settings = Settings()
     who, run_id = _actor("cli")
     record = promote(settings.tracking_uri, settings.state, name, str(version), reason=reason,
-                     actor=actor or who, flow_run_id=run_id)
+                     actor=actor or who, flow_run_id=run_id, records=shared_records(settings))
     create_markdown_artifact(key=artifact_key("promote", name), markdown=_markdown(record),
                              description=f"promote {name}")
     if record.outcome == "applied":
@@ -79,7 +80,8 @@ def rollback_flow(name: ModelName, reason: str, actor: str | None = None) -> Aud
 
     settings = Settings()
     who, run_id = _actor("cli")
-    record = rollback(settings.tracking_uri, settings.state, name, reason=reason, actor=actor or who, flow_run_id=run_id)
+    record = rollback(settings.tracking_uri, settings.state, name, reason=reason, actor=actor or who, flow_run_id=run_id,
+                      records=shared_records(settings))
     create_markdown_artifact(key=artifact_key("rollback", name), markdown=_markdown(record),
                              description=f"rollback {name}")
     info = get_version_info(settings.tracking_uri, name, record.to_version or "champion")

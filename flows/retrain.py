@@ -26,6 +26,7 @@ from prefect import flow, get_run_logger
 
 from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
+from mloop.core.shared import shared_records
 from monitoring.retraining import RetrainResult, RetrainStatus, drift_detail, model_name_from
 
 __all__ = ["RetrainResult", "RetrainStatus", "model_name_from", "retrain_flow"]
@@ -67,7 +68,7 @@ def retrain_flow(
     settings = Settings()
     name = model_name_from(model_name)
     base = {"model_name": name, "trigger": trigger, "event_id": event_id}
-    with hold_model_retrain(settings.state.locks, name) as held:
+    with hold_model_retrain(settings.state.locks, name, records=shared_records(settings)) as held:
         if not held:
             skipped = RetrainResult(status="skipped", reason=f"{ALREADY_RETRAINING} {name} in another run", **base)
             return _report(skipped, f"retrain of {name} skipped: {skipped.reason}", drift_detail(drift))

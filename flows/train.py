@@ -34,6 +34,7 @@ from mloop.core.contract import DatasetContract
 from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource
 from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
+from mloop.core.shared import shared_records
 from models.candidates import CandidatePlan, CandidateResult
 from models.gate import GateConfig, GateParams, GateReport
 from models.spec import ModelSpec
@@ -219,7 +220,7 @@ def record_gate(run: TrainRun, version: str, run_id: str, report: GateReport) ->
 
     tags = {**R.decision_tags(report.decision, report.summary(), report.tag_metrics()), **trusted_tags(report)}
     R.set_version_tags(run.uri, run.dataset, version, tags)
-    R.set_challenger(run.uri, run.settings.state, run.dataset, version)
+    R.set_challenger(run.uri, run.settings.state, run.dataset, version, records=shared_records(run.settings))
     return report
 
 
@@ -229,7 +230,8 @@ def promote_challenger(run: TrainRun, version: str, report: GateReport, champion
     from models.registry import promote
 
     return promote(run.uri, run.settings.state, run.dataset, version, reason=reason, actor=run.actor,
-                   flow_run_id=run.flow_run_id, gate_metrics=report.audit_metrics(), expected_champion=champion)
+                   flow_run_id=run.flow_run_id, gate_metrics=report.audit_metrics(), expected_champion=champion,
+                   records=shared_records(run.settings))
 
 
 @task(name="package-model", cache_policy=NO_CACHE)

@@ -1,7 +1,8 @@
 """Append-only audit log of registry alias changes: ``<state.audit>/<model>.jsonl``.
 
 One JSON line per attempted change (applied or skipped), written while the registry lock is held,
-so the file order is the order in which changes happened. Only appended (fsynced); the one rewrite
+so the file order is the order in which changes happened. In team mode the log is a table of the
+team's PostgreSQL instead (pass ``records``, :func:`mloop.core.shared.shared_records`), read in insertion order. Only appended (fsynced); the one rewrite
 is :mod:`mloop.core.jsonl` setting a torn or unparseable line aside into ``<model>.jsonl.torn``. The
 model name is checked by the one name rule (:func:`mloop.core.names.check_name`) and the path must
 stay inside the audit folder, so no name can write elsewhere.
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.names import check_name, child_path
+from mloop.core.shared import SharedRecords
 
 
 class AuditRecord(BaseModel):
@@ -40,15 +42,21 @@ def audit_path(audit_dir: Path, model_name: str) -> Path:
     return child_path(audit_dir, f"{check_name(model_name, 'model')}.jsonl")
 
 
-def append_audit(audit_dir: Path, record: AuditRecord) -> Path:
-    """Append one record (one write of a whole line, then fsync). Returns the log's path."""
+def append_audit(audit_dir: Path, record: AuditRecord, *, records: SharedRecords | None = None) -> Path:
+    """Append one record (one write of a whole line, then fsync). Returns the log's path (in team mode,
+    with ``records``, the row goes to the shared table and the path is where the file would be)."""
     path = audit_path(audit_dir, record.model_name)
+    if records is not None:
+        records.append("audit", record.model_name, record)
+        return path
     audit_dir.mkdir(parents=True, exist_ok=True)
     append_jsonl(path, record.model_dump_json(), what=f"audit log of {record.model_name}", fsync=True, mode=0o644)
     return path
 
 
-def read_audit(audit_dir: Path, model_name: str) -> list[AuditRecord]:
-    """Every record, oldest first (empty when the model has none)."""
+def read_audit(audit_dir: Path, model_name: str, *, records: SharedRecords | None = None) -> list[AuditRecord]:
+    """Every record, oldest first (empty when the model has none); from ``records`` when given (team mode)."""
     path = audit_path(audit_dir, model_name)
+    if records is not None:
+        return records.read("audit", model_name, AuditRecord.model_validate_json)
     return read_jsonl(path, AuditRecord.model_validate_json, what=f"audit log of {model_name}").rows

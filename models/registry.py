@@ -9,6 +9,10 @@ is the order the changes took effect. Every model name is checked by the one nam
 (:func:`mloop.core.names.check_name`) before it reaches a lock path, the audit log or an MLflow
 filter string.
 
+In team mode the callers pass ``records`` (:func:`mloop.core.shared.shared_records`): the lock is then a
+PostgreSQL advisory lock of the same name and the audit log a table, so two hosts cannot both move a
+champion. Without it, the lock file and audit file under ``state`` are used, as on a single machine.
+
 Loading never unpickles: :func:`load_pipeline` refuses anything but the skops format and loads it
 with an explicit allowlist of types (:data:`models.pipeline.TRUSTED_TYPES`).
 """
@@ -27,6 +31,7 @@ from mloop.core import lineage as L
 from mloop.core.errors import MloopError, NotFoundError
 from mloop.core.names import check_name, child_path
 from mloop.core.paths import StatePaths
+from mloop.core.shared import FileRecords, SharedRecords
 from mloop.core.tags import (
     TAG_CODE_COMMIT,
     TAG_DATASET_MD5,
@@ -272,13 +277,13 @@ def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str,
         with_retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, tag_value(v)))
 
 
-def set_challenger(tracking_uri: str, state: StatePaths, name: str, version: str) -> None:
+def set_challenger(
+    tracking_uri: str, state: StatePaths, name: str, version: str, *, records: SharedRecords | None = None
+) -> None:
     """Point ``challenger`` at ``version`` (under the lock; not a champion change, so not audited)."""
-    from filelock import FileLock
-
-    lock_path = _lock_path(state, name)  # checks the name before anything else
+    shared = _records(state, name, records)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
-    with FileLock(lock_path, timeout=300):
+    with shared.lock(_lock_name(name), timeout=LOCK_TIMEOUT_S):
         with_retry(lambda: client.set_registered_model_alias(name, CHALLENGER, version))
 
 
@@ -287,6 +292,20 @@ def _lock_path(state: StatePaths, name: str) -> Path:
     path = child_path(state.locks, f"registry-{check_name(name, 'model')}.lock")
     state.locks.mkdir(parents=True, exist_ok=True)
     return path
+
+
+LOCK_TIMEOUT_S = 300.0
+
+
+def _lock_name(name: str) -> str:
+    """The registry lock of model ``name`` (``<locks>/<this>.lock`` on one machine)."""
+    return f"registry-{name}"
+
+
+def _records(state: StatePaths, name: str, records: SharedRecords | None) -> SharedRecords:
+    """``records``, or the files under ``state``; raises MloopError first for a name that breaks the rule."""
+    _lock_path(state, name)
+    return records if records is not None else FileRecords.from_state(state)
 
 
 _UNSET = object()
@@ -303,6 +322,7 @@ def promote(
     flow_run_id: str | None = None,
     gate_metrics: dict[str, float] | None = None,
     expected_champion: Any = _UNSET,
+    records: SharedRecords | None = None,
 ) -> AuditRecord:
     """Make ``version`` the champion; the old champion becomes ``previous-champion``.
 
@@ -310,12 +330,10 @@ def promote(
     (the one the gate compared against; if another promotion won meanwhile, nothing moves and the
     record says "skipped"), move the aliases, append the audit record, tag the registry.
     """
-    from filelock import FileLock
-
-    lock_path = _lock_path(state, name)  # checks the name before anything else
+    shared = _records(state, name, records)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
     get_version_info(tracking_uri, name, version)  # raises NotFoundError for unknown versions
-    with FileLock(lock_path, timeout=300):
+    with shared.lock(_lock_name(name), timeout=LOCK_TIMEOUT_S):
         current = champion_version(tracking_uri, name)
         record = AuditRecord(
             model_name=name, action="promote", from_version=current, to_version=version, reason=reason,
@@ -336,23 +354,28 @@ def promote(
             except Exception:  # noqa: BLE001 - no challenger alias
                 pass
             with_retry(lambda: client.set_model_version_tag(name, version, TAG_PROMOTED_REASON, tag_value(reason)))
-        append_audit(state.audit, record)
+        append_audit(state.audit, record, records=records)
         with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
     return record
 
 
 def rollback(
-    tracking_uri: str, state: StatePaths, name: str, *, reason: str, actor: str, flow_run_id: str | None = None
+    tracking_uri: str,
+    state: StatePaths,
+    name: str,
+    *,
+    reason: str,
+    actor: str,
+    flow_run_id: str | None = None,
+    records: SharedRecords | None = None,
 ) -> AuditRecord:
     """Champion goes back to ``previous-champion``; the rolled-back version is tagged and loses its alias.
 
     Raises NotFoundError when there is no previous champion to return to.
     """
-    from filelock import FileLock
-
-    lock_path = _lock_path(state, name)  # checks the name before anything else
+    shared = _records(state, name, records)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
-    with FileLock(lock_path, timeout=300):
+    with shared.lock(_lock_name(name), timeout=LOCK_TIMEOUT_S):
         current = champion_version(tracking_uri, name)
         try:
             previous = get_version_info(tracking_uri, name, PREVIOUS_CHAMPION).version
@@ -370,7 +393,7 @@ def rollback(
             model_name=name, action="rollback", from_version=current, to_version=previous, reason=reason,
             actor=actor, flow_run_id=flow_run_id,
         )
-        append_audit(state.audit, record)
+        append_audit(state.audit, record, records=records)
         with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
     return record
 

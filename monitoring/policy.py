@@ -5,6 +5,9 @@ lines file under MLOOP_HOME read and appended under a file lock, so two retrain 
 the same moment (a burst of drift events) cannot both pass the policy. Nothing is cached: the
 ledger is re-read on every claim because another process may have written it. Appends are fsynced
 (a claim must survive a crash); a torn line is set aside by :mod:`mloop.core.jsonl`, not fatal.
+In team mode (:meth:`RetrainLedger.of`) the ledger is a table of the team's PostgreSQL
+(:mod:`mloop.core.shared`): a claim reads the model's rows, decides and inserts in one transaction
+under the model's advisory lock, so two hosts cannot both spend the last retrain of the budget.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from filelock import FileLock
 from pydantic import BaseModel, Field
 
-from mloop.core.jsonl import append_jsonl, read_jsonl
+from mloop.core.shared import FileRecords, SharedRecords
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mloop.core.settings import Settings
 
 BUDGET_WINDOW = timedelta(hours=24)
 
@@ -102,15 +108,23 @@ def ledger_path(state_root: Path) -> Path:
 
 
 class RetrainLedger:
-    """The persisted retrain history (JSON lines), guarded by a file lock next to it."""
+    """The persisted retrain history: JSON lines guarded by a file lock next to it (``path``), or the
+    team's shared table when ``records`` is given (see :meth:`of`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, records: SharedRecords | None = None) -> None:
         self.path = path
-        self._lock = FileLock(str(path) + ".lock", timeout=60)
+        self.records = records if records is not None else _file_records(path)
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetrainLedger:
+        """The ledger of ``settings``: ``<MLOOP_HOME>/retrain/ledger.jsonl``, or in team mode the shared table."""
+        from mloop.core.shared import shared_records
+
+        return cls(ledger_path(settings.state.root), shared_records(settings))
 
     def read(self) -> list[RetrainRecord]:
         """Every record, oldest first (an empty list when there is no ledger yet)."""
-        return read_jsonl(self.path, RetrainRecord.model_validate_json, what="retrain ledger").rows
+        return self.records.read("retrain", None, RetrainRecord.model_validate_json)
 
     def claim(
         self,
@@ -121,19 +135,25 @@ class RetrainLedger:
         force: bool = False,
     ) -> PolicyDecision:
         """Decide under the lock; append ``record`` only when the retrain is allowed."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+
+        def decide(history: list[RetrainRecord]) -> tuple[PolicyDecision, RetrainRecord | None]:
             decision = decide_retrain(
-                self.read(),
+                history,
                 model_name=record.model_name,
                 now=record.started_at,
                 cooldown_minutes=cooldown_minutes,
                 daily_budget=daily_budget,
                 force=force,
             )
-            if decision.allowed:
-                append_jsonl(self.path, record.model_dump_json(), what="retrain ledger", fsync=True)
-        return decision
+            return decision, record if decision.allowed else None
+
+        return self.records.claim("retrain", record.model_name, RetrainRecord.model_validate_json, decide)
+
+
+def _file_records(path: Path) -> FileRecords:
+    """The file implementation with its ledger at ``path`` (a claim locks ``<path>.lock``, 60 s)."""
+    root = path.parent.parent
+    return FileRecords(locks=root / "locks", audit=root / "audit", ledger=path, datasets=root / "datasets")
 
 
 def utcnow() -> datetime:

@@ -19,6 +19,7 @@ from mloop.core.files import try_lock
 from mloop.core.lineage import LabelSource
 from mloop.core.names import check_name, child_path
 from mloop.core.settings import Settings
+from mloop.core.shared import SharedRecords
 from monitoring.policy import PolicyDecision
 
 RetrainStatus = Literal["skipped", "no-data", "trained"]
@@ -67,25 +68,32 @@ def claim_retrain(
     else ``MLOOP_DAILY_RETRAIN_BUDGET`` / ``MLOOP_RETRAIN_COOLDOWN_MINUTES``) unless ``force``; both
     count this model's retrains only. An allowed claim is recorded."""
     from monitoring.model_config import resolve_config
-    from monitoring.policy import RetrainLedger, RetrainRecord, ledger_path
+    from monitoring.policy import RetrainLedger, RetrainRecord
 
     config = resolve_config(settings, model_name)
     record = RetrainRecord(
         model_name=model_name, started_at=now or datetime.now(UTC), trigger=trigger, event_id=event_id,
         flow_run_id=flow_run_id,
     )
-    return RetrainLedger(ledger_path(settings.state.root)).claim(
+    return RetrainLedger.of(settings).claim(
         record, cooldown_minutes=config.retrain_cooldown_minutes, daily_budget=config.daily_retrain_budget,
         force=force,
     )
 
 
 @contextmanager
-def hold_model_retrain(locks_dir: Path, model_name: str) -> Iterator[bool]:
+def hold_model_retrain(locks_dir: Path, model_name: str, *, records: SharedRecords | None = None) -> Iterator[bool]:
     """Hold the model's retrain lock (``locks/retrain~<model>.lock``) while the block runs; yields False at
     once (without waiting) when another run of the same model holds it. Runs of different models never
-    wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash."""
-    with try_lock(child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock")) as held:
+    wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash. In
+    team mode (``records`` from :func:`mloop.core.shared.shared_records`) the same-named PostgreSQL
+    advisory lock instead, released when the holder's connection ends."""
+    path = child_path(locks_dir, f"retrain~{check_name(model_name, 'model')}.lock")
+    if records is not None:
+        with records.try_lock(path.stem) as held:
+            yield held
+        return
+    with try_lock(path) as held:
         yield held
 
 

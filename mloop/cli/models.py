@@ -139,10 +139,11 @@ def audit_cmd(
     """Print the audit log of champion changes (oldest first)."""
     from rich.table import Table
 
+    from mloop.core.shared import shared_records
     from models.audit import read_audit
 
     settings = load_settings()
-    records = read_audit(settings.state.audit, name)
+    records = read_audit(settings.state.audit, name, records=shared_records(settings))
     if json_out:
         print_json(records)
         return

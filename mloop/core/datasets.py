@@ -12,6 +12,9 @@ the object from the remote when the cache was deleted, and verifies the md5 eith
 
 Ingests of the same dataset are serialised with a file lock under ``<MLOOP_HOME>/locks``; ingests of
 different datasets take turns (another lock there) only for the repo-wide DVC add/push and git commit.
+In team mode the version index is a table of the team's PostgreSQL and the per-dataset ingest lock a
+PostgreSQL advisory lock (:mod:`mloop.core.shared`), so every host sees every version; the repo-wide
+lock stays a file lock (the DVC repo and git checkout are this host's).
 """
 
 from __future__ import annotations
@@ -53,10 +56,10 @@ from mloop.core.frames import (
     read_frame,
     write_parquet,
 )
-from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource, git_commit
 from mloop.core.names import NAME_PATTERN, check_name  # noqa: F401 - the one name rule, re-exported
 from mloop.core.settings import Settings
+from mloop.core.shared import shared_records
 from mloop.core.team import team_config
 
 if TYPE_CHECKING:
@@ -109,19 +112,12 @@ def index_path(settings: Settings, name: str) -> Path:
 def list_versions(settings: Settings, name: str) -> list[DatasetVersion]:
     """Every accepted version of ``name``, newest first (empty if none)."""
     check_name(name)
-    path = index_path(settings, name)
-    if not path.exists():
-        return []
-    versions = read_jsonl(path, DatasetVersion.model_validate_json, what=f"dataset index of {name}").rows
-    return versions[::-1]
+    return shared_records(settings).read("datasets", name, DatasetVersion.model_validate_json)[::-1]
 
 
 def list_datasets(settings: Settings) -> list[str]:
     """Names of datasets with at least one version."""
-    root = settings.state.datasets
-    if not root.exists():
-        return []
-    return sorted(p.parent.name for p in root.glob("*/versions.jsonl"))
+    return shared_records(settings).keys("datasets")
 
 
 def get_version(settings: Settings, name: str, md5: str | None = None) -> DatasetVersion:
@@ -152,8 +148,7 @@ def trusted_version(settings: Settings, name: str) -> DatasetVersion | None:
 
 
 def _append_index(settings: Settings, version: DatasetVersion) -> None:
-    path = index_path(settings, version.name)
-    append_jsonl(path, version.model_dump_json(), what=f"dataset index of {version.name}", fsync=True, mode=0o644)
+    shared_records(settings).append("datasets", version.name, version)
 
 
 # ---- DVC -----------------------------------------------------------------------------------
@@ -384,8 +379,7 @@ def ingest_dataset(
     from filelock import FileLock
 
     settings.state.ensure()
-    lock = FileLock(str(settings.state.locks / f"dataset-{name}.lock"))
-    with lock:
+    with shared_records(settings).lock(f"dataset-{name}"):
         contract_file = contract_path(settings.project_dir.resolve(), name)
         contract = load_contract(settings.project_dir.resolve(), name) if contract_file.exists() else None
         if contract is not None:

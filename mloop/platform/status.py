@@ -227,9 +227,9 @@ def newest_retrains(records: Iterable[Any]) -> dict[str, Any]:
 
 def model_retrains(settings: Settings, api: PrefectApi | None) -> dict[str, RetrainInfo]:
     """Model name -> its newest retrain (the ledger), with its flow run's state when ``api`` answers."""
-    from monitoring.policy import RetrainLedger, ledger_path
+    from monitoring.policy import RetrainLedger
 
-    newest = newest_retrains(RetrainLedger(ledger_path(settings.state.root)).read())
+    newest = newest_retrains(RetrainLedger.of(settings).read())
     states: dict[str, str] = {}
     ids = [r.flow_run_id for r in newest.values() if r.flow_run_id]
     if api is not None and ids:
