@@ -19,7 +19,6 @@ Everything is stopped by pid at the end.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +164,8 @@ def test_rows_are_in_postgresql_and_objects_in_the_bucket(team: TeamPlatform) ->
     assert ("champion",) in aliases
     users = team.query("mloop_mlflow_auth", "SELECT username FROM users")
     assert users  # the basic-auth app keeps its users in PostgreSQL too
+    audit = team.query("mloop", "SELECT row->>'to_version' FROM mloop_audit WHERE key = 'loans' ORDER BY id")
+    assert audit == [("1",)]  # the promotion's audit record is a row of mloop's own database
 
     mlflow_keys = team.bucket_keys("mlflow")
     assert any(k.endswith("/MLmodel") for k in mlflow_keys), mlflow_keys[:20]
@@ -189,19 +190,21 @@ def test_model_loads_and_data_reads_back_through_the_shared_stores(
     frame = generate("baseline", 5, 3).drop(columns=["target"])
     assert len(pipeline.predict(frame)) == 5
 
-    # A fresh MLOOP_HOME (another host) with the same team settings reads the version from the S3 remote.
-    # The dataset index is still a file under MLOOP_HOME (it moves to PostgreSQL later): copy it.
-    from mloop.core.datasets import index_path, read_version
+    # A fresh MLOOP_HOME (another host) with the same team settings finds the version in the dataset index
+    # in PostgreSQL and reads its bytes from the S3 remote.
+    from mloop.core.datasets import index_path, list_versions, read_version
 
     for name, value in team.infra.env.items():
         monkeypatch.setenv(name, value)
     other = p.settings.model_copy(update={"home": tmp_path / "other-home"})
     other.state.ensure()
-    index_path(other, MODEL).parent.mkdir(parents=True)
-    shutil.copy(index_path(p.settings, MODEL), index_path(other, MODEL))
+    assert not index_path(p.settings, MODEL).exists()  # the index is rows in PostgreSQL, not a file
+    assert [v.md5 for v in list_versions(other, MODEL)] == [v.md5 for v in list_versions(p.settings, MODEL)]
     assert not other.state.dvc_cache.exists()
     assert len(read_version(other, MODEL)) == ROWS
     assert not (other.state.root / "dvc-remote").exists()
+    rows = team.query("mloop", "SELECT count(*) FROM mloop_dataset_versions WHERE key = 'loans'")
+    assert rows == [(1,)]
 
 
 def test_nothing_fell_back_to_local_stores(team: TeamPlatform) -> None:
@@ -214,6 +217,8 @@ def test_nothing_fell_back_to_local_stores(team: TeamPlatform) -> None:
     assert not (home / "dvc-remote").exists()
     assert not (home / "mlflow" / "artifacts").exists()
     assert not (home / "mlflow" / "mlflow.db").exists() and not (home / "prefect" / "prefect.db").exists()
+    assert not list(home.glob("audit/*.jsonl")) and not list(home.glob("datasets/*/versions.jsonl"))
+    assert not list(home.glob("locks/registry-*.lock")) and not (home / "retrain" / "ledger.jsonl").exists()
 
     secret = team.infra.database_password
     for log in (home / "run").glob("*.log"):
