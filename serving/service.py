@@ -102,6 +102,7 @@ from serving.journal import JournalError
 from serving.modelset import Change, ModelSet
 from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, compact_journals
+from serving.remote_models import ensure_local
 from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
 from serving.routes import ModelRoutes, json_answer
 from serving.runtime import (
@@ -130,6 +131,15 @@ if not _TAGS:
 _TAG = _TAGS[0]  # types BentoML's /predict (the route of a one-model service) and is the Bento's model
 _SETTINGS = Settings()
 
+
+def _get_model(tag: str) -> Any:
+    """``bentoml.models.get(tag)``, imported from the team's S3 first when the local store lacks it
+    (team mode, :func:`serving.remote_models.ensure_local`; a single machine only checks the store)."""
+    ensure_local(_SETTINGS, tag)
+    return bentoml.models.get(tag)
+
+
+ensure_local(_SETTINGS, _TAG)  # a host that did not package it serves the exact model another host exported
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
 _INITIAL_DIR = Path(_INITIAL_REF.stored.path)
 _CONTRACT, _META = read_contract(_INITIAL_DIR), read_meta(_INITIAL_DIR)  # read once: __init__ reuses them
@@ -196,7 +206,7 @@ def _rss_mb() -> float:
 
 def _load_tag(tag: str) -> LiveModel:
     """A model from the BentoML store, as served (no checks: it passed them when it was put)."""
-    model = bentoml.models.get(tag)
+    model = _get_model(tag)
     return load_live_model(str(model.tag), Path(model.path), threads=_SERVING.onnx_threads)
 
 
@@ -338,7 +348,7 @@ class PredictionService:
 
         def in_store(tag: str) -> bool:
             try:
-                bentoml.models.get(tag)
+                _get_model(tag)
             except Exception:  # noqa: BLE001 - NotFound or an unreadable entry: not servable
                 return False
             return True
@@ -353,7 +363,7 @@ class PredictionService:
                 self._start_model(initial, tag)
                 continue
             try:  # added by a rollout since this service started: the rollout checks again
-                model = bentoml.models.get(tag)
+                model = _get_model(tag)
                 live, cost = self.models.measure(
                     lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
                 )
@@ -375,7 +385,7 @@ class PredictionService:
         if tag == initial:
             self._put(first, cost)
             return
-        model = bentoml.models.get(tag)
+        model = _get_model(tag)
         try:
             live, cost = self.models.measure(
                 lambda: prepare_live_model(str(model.tag), Path(model.path), first, threads=_SERVING.onnx_threads)
@@ -469,7 +479,7 @@ class PredictionService:
         client required: see :mod:`serving.access`). No other model is touched."""
         with self._rollout_lock:
             try:
-                model = bentoml.models.get(model_tag)
+                model = _get_model(model_tag)
                 name = check_name(served_name(Path(model.path), str(model.tag)), "model")
             except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
                 raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
