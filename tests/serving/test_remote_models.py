@@ -80,6 +80,15 @@ def home_a(team: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tu
     return settings, hold
 
 
+@pytest.fixture(scope="module")
+def on_a(home_a: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The holdout's first 200 rows (a parquet file) and what ``loans:v1`` in A's store predicts for them."""
+    settings_a, hold = home_a
+    frame = tmp_path_factory.mktemp("frame") / "holdout.parquet"
+    hold.head(200).to_parquet(frame)
+    return frame, predict_in_child(settings_a, TAG, frame)
+
+
 def s3(settings: Settings) -> tuple[Any, ArtifactLayout]:
     from serving.remote_models import _client, remote_layout
 
@@ -162,25 +171,22 @@ def test_exporting_again_uploads_nothing(home_a: tuple[Settings, pd.DataFrame], 
 
 
 def test_fresh_home_imports_the_exact_model(
-    home_a: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+    on_a: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from serving.package import model_in_store
     from serving.remote_models import ensure_local
 
-    settings_a, hold = home_a
+    frame, expected = on_a
     settings_b = team_settings(tmp_path_factory.mktemp("home-b"))
     assert not model_in_store(settings_b.state.bentoml_home, TAG)
     assert ensure_local(settings_b, TAG) is True
     assert model_in_store(settings_b.state.bentoml_home, TAG)
     assert ensure_local(settings_b, TAG) is True  # now local: no second import
-    frame = tmp_path_factory.mktemp("frame") / "holdout.parquet"
-    hold.head(200).to_parquet(frame)
-    on_a = predict_in_child(settings_a, TAG, frame)
     on_b = predict_in_child(settings_b, TAG, frame)
     assert on_b["tag"] == TAG
-    assert on_b["outputs"] == on_a["outputs"]
+    assert on_b["outputs"] == expected["outputs"]
     assert len(on_b["outputs"]["predictions"]) == 200
-    assert on_b["labels"] == on_a["labels"]
+    assert on_b["labels"] == expected["labels"]
     assert on_b["labels"][TAG_RUN_ID] == "run-remote-1" and on_b["labels"][TAG_DATASET_MD5] == "a" * 32
     assert on_b["labels"][TAG_MODEL_VERSION] == "1"
 
@@ -215,3 +221,31 @@ def test_object_with_another_tag_is_refused(home_a: tuple[Settings, pd.DataFrame
         assert not model_in_store(settings.state.bentoml_home, TAG)
     finally:
         client.delete_object(Bucket=layout.bucket, Key=object_key(layout, "loans:v2"))
+
+
+def test_service_on_a_fresh_host_serves_the_exported_model(
+    home_a: tuple[Settings, pd.DataFrame], on_a: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """``bentoml serve`` of a tag its store lacks imports it from S3 at start and answers with it."""
+    import httpx
+
+    from mloop.core.processes import free_port, stop_pid
+    from serving.launch import start_service
+    from serving.package import model_in_store
+    from tests.serving.helpers import AUTH, TOKEN, records
+
+    _, hold = home_a
+    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, api_token=TOKEN)  # type: ignore[arg-type]
+    settings.state.ensure()
+    assert not model_in_store(settings.state.bentoml_home, TAG)
+    proc = start_service(settings, TAG, port=free_port(), name="serve-remote", timeout=120)
+    try:
+        resp = httpx.post(f"{proc.url}/predict", json={"records": records(hold, 20)}, headers=AUTH, timeout=30)
+        assert resp.status_code == 200, resp.text
+        answers = resp.json()
+    finally:
+        stop_pid(proc.pid, first=15)
+    assert model_in_store(settings.state.bentoml_home, TAG)
+    expected = on_a[1]["outputs"]["probabilities"][:20]
+    assert [a["model_version"] for a in answers] == ["1"] * 20
+    assert [a["probability"] for a in answers] == pytest.approx(expected, abs=1e-6)
