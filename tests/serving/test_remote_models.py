@@ -249,3 +249,24 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
     expected = on_a[1]["outputs"]["probabilities"][:20]
     assert [a["model_version"] for a in answers] == ["1"] * 20
     assert [a["probability"] for a in answers] == pytest.approx(expected, abs=1e-6)
+
+
+def test_deploy_on_another_host_imports_rather_than_repackages(
+    home_a: tuple[Settings, pd.DataFrame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``package_model`` (the deploy flow's step) on a host without the model imports A's export: the
+    registry is asked for the version only, never for the pipeline or the holdout."""
+    from types import SimpleNamespace
+
+    import models.registry
+    from serving.package import package_model
+
+    def never(*args: object, **kwargs: object) -> Any:
+        raise AssertionError("repackaged from the registry although S3 has the model")
+
+    monkeypatch.setattr(models.registry, "get_version_info", lambda uri, name, version: SimpleNamespace(version=1))
+    monkeypatch.setattr(models.registry, "get_lineage", never)
+    monkeypatch.setattr(models.registry, "load_pipeline", never)
+    packaged = package_model(team_settings(tmp_path), "loans", "1", build=False)
+    assert (packaged.model_tag, packaged.created) == (TAG, False)
+    assert packaged.labels[TAG_RUN_ID] == "run-remote-1"
