@@ -69,6 +69,12 @@ smoke test leaves the entry alone. A successful rollout is persisted (:mod:`serv
 so a worker BentoML respawns after a crash serves the start models and every model rolled out
 since (:func:`serving.rolled_out.startup_tags`), not only the ones it was started with.
 
+Team mode (issue 13): every tag is loaded through :func:`serving.remote_models.ensure_local`, so a
+start tag, a rolled-out or an added one that this host's store lacks is first imported from the
+team's S3 (the exact model another host packaged and exported); a tag in neither place fails the
+start (or the rollout, 404) with an error that says where it looked. A single machine only checks
+its store, as before.
+
 Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
 journal that cannot be written answers 503 (no answer without its log line). At start the worker
 compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
