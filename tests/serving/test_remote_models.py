@@ -51,14 +51,14 @@ print(json.dumps({"tag": str(model.tag), "labels": dict(model.info.labels), "out
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A running infra; its settings (secrets: never printed) set in this process for the module."""
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A running infra; its settings (secrets: not yielded, never printed) set in this process for the module."""
     from tests.infra_fixture import running_infra
 
     with running_infra(tmp_path_factory.mktemp("infra")) as found, pytest.MonkeyPatch.context() as mp:
         for key, value in found.env.items():
             mp.setenv(key, value)
-        yield found.env
+        yield
 
 
 def team_settings(root: Path) -> Settings:
@@ -69,7 +69,7 @@ def team_settings(root: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def home_a(team: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
+def home_a(team: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
     """Home A with ``loans:v1`` packaged (model only, no Bento); returns (settings, holdout)."""
     from serving.package import package_pipeline
 
