@@ -11,7 +11,9 @@
    backend as the BentoML label ``mloop.serving_backend``;
 3. in a child process pointed at ``state.bentoml_home`` (see :mod:`serving.store`), imports it as
    BentoML model ``<name>:v<version>`` labelled with the lineage, and builds the Bento
-   ``<name>-service:v<version>``.
+   ``<name>-service:v<version>``;
+4. in team mode, exports the model to the team's S3 (:mod:`serving.remote_models`); a deploy on a
+   host that did not package imports that exact model from S3 instead of packaging it again.
 
 Cached: BentoML tags are immutable, so a version whose model and Bento are already in the store
 is not repackaged (checked on the filesystem, without importing BentoML or MLflow: ~1 ms).
@@ -173,7 +175,7 @@ def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.
     )
     if proc.returncode != 0:
         raise MloopError(
-            "BentoML packaging failed",
+            f"BentoML {job.get('op', 'packaging')} failed",
             where=f"python -m {SERVING_STORE} (BENTOML_HOME={settings.state.bentoml_home})",
             fix="read the error below; packaging runs offline and needs no network\n" + proc.stderr[-2500:],
         )
@@ -241,6 +243,7 @@ def _package_pipeline(
     home = settings.state.bentoml_home
     btag = f"{bento_name(name)}:v{version}"
     if model_in_store(home, tag) and (not build or bento_in_store(home, btag)):
+        _export(settings, tag)
         return _from_store(home, name, version, tag, time.perf_counter() - start)
     lineage = {**(lineage or {}), "model_name": name, "model_version": version}
     labels = lineage_labels(lineage)
@@ -265,7 +268,11 @@ def _package_pipeline(
             "code_root": str(CODE_ROOT),
             "tmp_root": str(settings.state.tmp),
         }
+        exported = stage / "export.bentomodel" if _team(settings) else None
+        if exported is not None:  # the store child writes the export; the upload below skips an existing object
+            job["export_path"] = str(exported)
         result = run_store_job(settings, job)
+        _export(settings, tag, Path(result["exported"]) if result.get("exported") else exported)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     packaged = _from_store(home, name, version, tag, time.perf_counter() - start)
@@ -289,13 +296,35 @@ def package_model(settings: Settings, name: str, version: str | None = None, *, 
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
     with FileLock(package_lock_path(settings, name, version), timeout=600):
+        if _team(settings):  # packaged on another host: import that exact model rather than packaging again
+            from serving.remote_models import fetch_model
+
+            fetch_model(settings, tag)
         if model_in_store(home, tag) and (not build or bento_in_store(home, f"{bento_name(name)}:v{version}")):
+            _export(settings, tag)
             return _from_store(home, name, version, tag, 0.0)
         lineage = get_lineage(settings.tracking_uri, name, version)
         pipeline = load_pipeline(settings.tracking_uri, name, version)
         contract, holdout = _holdout(settings, name, lineage.dataset_md5, lineage.run_id)
         return _package_pipeline(settings, name=name, version=version, pipeline=pipeline, contract=contract,
                                  holdout=holdout, lineage=lineage.model_dump(), build=build)
+
+
+def _team(settings: Settings) -> bool:
+    from mloop.core.team import is_team
+
+    return is_team(settings)
+
+
+def _export(settings: Settings, tag: str, exported: Path | None = None) -> None:
+    """Team mode: make sure ``tag`` is in the team's S3 (:func:`serving.remote_models.export_model`; a
+    failure raises: there is no local fallback). Single machine: nothing (no S3, no boto3)."""
+    if not _team(settings):
+        return
+    from serving.remote_models import export_model
+
+    if export_model(settings, tag, exported):
+        log.info("exported BentoML model %s to the team's S3", tag)
 
 
 def _holdout(settings: Settings, name: str, md5: str, run_id: str) -> tuple[DatasetContract, Any]:

@@ -69,6 +69,12 @@ smoke test leaves the entry alone. A successful rollout is persisted (:mod:`serv
 so a worker BentoML respawns after a crash serves the start models and every model rolled out
 since (:func:`serving.rolled_out.startup_tags`), not only the ones it was started with.
 
+Team mode (issue 13): every tag is loaded through :func:`serving.remote_models.ensure_local`, so a
+start tag, a rolled-out or an added one that this host's store lacks is first imported from the
+team's S3 (the exact model another host packaged and exported); a tag in neither place fails the
+start (or the rollout, 404) with an error that says where it looked. A single machine only checks
+its store, as before.
+
 Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
 journal that cannot be written answers 503 (no answer without its log line). At start the worker
 compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
@@ -102,6 +108,7 @@ from serving.journal import JournalError
 from serving.modelset import Change, ModelSet
 from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, compact_journals
+from serving.remote_models import ensure_local
 from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
 from serving.routes import ModelRoutes, json_answer
 from serving.runtime import (
@@ -130,6 +137,15 @@ if not _TAGS:
 _TAG = _TAGS[0]  # types BentoML's /predict (the route of a one-model service) and is the Bento's model
 _SETTINGS = Settings()
 
+
+def _get_model(tag: str) -> Any:
+    """``bentoml.models.get(tag)``, imported from the team's S3 first when the local store lacks it
+    (team mode, :func:`serving.remote_models.ensure_local`; a single machine only checks the store)."""
+    ensure_local(_SETTINGS, tag)
+    return bentoml.models.get(tag)
+
+
+ensure_local(_SETTINGS, _TAG)  # a host that did not package it serves the exact model another host exported
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
 _INITIAL_DIR = Path(_INITIAL_REF.stored.path)
 _CONTRACT, _META = read_contract(_INITIAL_DIR), read_meta(_INITIAL_DIR)  # read once: __init__ reuses them
@@ -196,7 +212,7 @@ def _rss_mb() -> float:
 
 def _load_tag(tag: str) -> LiveModel:
     """A model from the BentoML store, as served (no checks: it passed them when it was put)."""
-    model = bentoml.models.get(tag)
+    model = _get_model(tag)
     return load_live_model(str(model.tag), Path(model.path), threads=_SERVING.onnx_threads)
 
 
@@ -338,7 +354,7 @@ class PredictionService:
 
         def in_store(tag: str) -> bool:
             try:
-                bentoml.models.get(tag)
+                _get_model(tag)
             except Exception:  # noqa: BLE001 - NotFound or an unreadable entry: not servable
                 return False
             return True
@@ -353,7 +369,7 @@ class PredictionService:
                 self._start_model(initial, tag)
                 continue
             try:  # added by a rollout since this service started: the rollout checks again
-                model = bentoml.models.get(tag)
+                model = _get_model(tag)
                 live, cost = self.models.measure(
                     lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
                 )
@@ -375,7 +391,7 @@ class PredictionService:
         if tag == initial:
             self._put(first, cost)
             return
-        model = bentoml.models.get(tag)
+        model = _get_model(tag)
         try:
             live, cost = self.models.measure(
                 lambda: prepare_live_model(str(model.tag), Path(model.path), first, threads=_SERVING.onnx_threads)
@@ -469,7 +485,7 @@ class PredictionService:
         client required: see :mod:`serving.access`). No other model is touched."""
         with self._rollout_lock:
             try:
-                model = bentoml.models.get(model_tag)
+                model = _get_model(model_tag)
                 name = check_name(served_name(Path(model.path), str(model.tag)), "model")
             except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
                 raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc

@@ -10,7 +10,11 @@ Steps (JSON argument on stdin, JSON result on stdout):
   store as ``<name>:v<version>`` with lineage labels and metadata (skipped if the tag exists);
 - build: build the Bento ``<name>-service:v<version>`` from a copy of the service code (the build
   context is a fresh folder under MLOOP_HOME/tmp, never containing BENTOML_HOME), offline
-  (``lock_packages: false``), embedding that model (skipped if the tag exists).
+  (``lock_packages: false``), embedding that model (skipped if the tag exists);
+- export (team mode, :mod:`serving.remote_models`): the model as a ``.bentomodel`` file (BentoML's own
+  format), after an import when the job has ``export_path``, or alone with ``"op": "export"``;
+- import (``"op": "import"``): a ``.bentomodel`` file into the store, refused (and removed) unless
+  it holds exactly the expected tag.
 """
 
 from __future__ import annotations
@@ -90,9 +94,44 @@ def build_bento(
         shutil.rmtree(ctx, ignore_errors=True)
 
 
+def export_model(tag: str, path: Path) -> str:
+    """Write model ``tag`` to ``path`` in BentoML's export format; returns the file written."""
+    import bentoml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(bentoml.models.export_model(tag, str(path)))
+
+
+def import_exported(path: Path, tag: str) -> bool:
+    """Import the export at ``path`` as ``tag``; False when the tag was already in the store.
+    SystemExit (a message, no traceback) when the file holds another tag: that import is undone."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.models.get(tag)
+        return False
+    except NotFound:
+        pass
+    model = bentoml.models.import_model(str(path))
+    if str(model.tag) != tag:
+        bentoml.models.delete(model.tag)
+        raise SystemExit(f"{path} holds model {model.tag}, not {tag}: not imported")
+    return True
+
+
 def main() -> None:
     job = json.load(sys.stdin)
     result: dict[str, Any] = {}
+    op = job.get("op", "package")
+    if op == "export":
+        result["exported"] = export_model(job["tag"], Path(job["path"]))
+        sys.stdout.write("\n" + json.dumps(result) + "\n")
+        return
+    if op == "import":
+        result["model_created"] = import_exported(Path(job["path"]), job["tag"])
+        sys.stdout.write("\n" + json.dumps(result) + "\n")
+        return
     result["model_created"] = import_model(Path(job["stage_dir"]), job["tag"], job["labels"], job["metadata"])
     if job.get("build", True):
         bento_tag, created = build_bento(
@@ -105,6 +144,8 @@ def main() -> None:
         )
         result["bento_tag"] = bento_tag
         result["bento_created"] = created
+    if job.get("export_path"):
+        result["exported"] = export_model(job["tag"], Path(job["export_path"]))
     sys.stdout.write("\n" + json.dumps(result) + "\n")
 
 
