@@ -31,6 +31,12 @@ service start and in every reader (:func:`prediction_files`, :func:`find_predict
 answered prediction is in the log after SIGTERM and after SIGKILL alike. With ``journal=False``
 (``MLOOP_PREDLOG_JOURNAL=0``) only the in-memory buffer is kept (the pre-journal behaviour).
 
+Team mode (``MLOOP_ARTIFACTS_URI`` set; pass ``remote=serving.remote_log.remote_log(settings)``): every
+finished part is also uploaded to S3 under the same relative path (the logger's thread after each flush,
+the feedback store after each label part; a failed upload keeps the part local and is retried at the
+next flush, the periodic rescan or a restart), and the readers given ``remote`` read the objects in S3
+instead of the local folders, so the monitor runs on any host. See :mod:`serving.remote_log`.
+
 A batch is never retried forever: rows that cannot become a parquet table are set aside at once
 (the same rows would fail again), and a write that fails (disk, permissions) is retried on the
 next ``max_attempts - 1`` flushes, then its batches are set aside too.
@@ -692,7 +698,8 @@ def record_feedback(
     recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
     written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
     ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
-    was refused use :meth:`serving.feedback.FeedbackStore.record`."""
+    was refused use :meth:`serving.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
+    also looked up in the log in S3 and the label part is uploaded there."""
     return record_labels(
         feedback_dir, model_name, labels, on_dead_letter, predictions_dir=predictions_dir, source=source, remote=remote
     ).recorded

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from mloop.core.names import check_name
+from mloop.core.names import NAME_PATTERN, check_name
 from mloop.core.team import ArtifactLayout, team_config
 
 if TYPE_CHECKING:
@@ -239,7 +239,11 @@ def local_parts(kind: Kind, root: Path, model_name: str | None = None) -> list[P
     base = Path(root)
     if not base.is_dir():
         return []
-    models = [model_name] if model_name is not None else sorted(p.name for p in base.iterdir() if p.is_dir())
+    models = (
+        [check_name(model_name, "model")]
+        if model_name is not None
+        else sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name) and ".." not in p.name)
+    )
     pattern = "date=*/part-*.parquet" if kind == "predictions" else "part-*.parquet"
     found: list[Path] = []
     for model in models:
