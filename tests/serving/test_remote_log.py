@@ -123,6 +123,11 @@ def test_parts_shipped_and_read_on_another_home(infra: InfraEnv, tmp_path: Path)
     assert_frame_equal(read_feedback(fb_b, "loans", remote=remote_b), read_feedback(fb_a, "loans"))
     assert read_feedback(fb_b, "rates", remote=remote_b).empty
     assert not preds_b.exists() and not fb_b.exists()
+    from flows.monitor import read_window  # the monitor chooses S3 by the team settings alone
+
+    window, labels = read_window.fn(_settings(infra, home_b, prefix), "loans", 10, None)
+    assert_frame_equal(window, read_predictions(preds_a, "loans", last_n=10))
+    assert_frame_equal(labels, read_feedback(fb_a, "loans"))
 
     local = read_predictions(preds_a, "loans")
     since = local["timestamp"].iloc[7].to_pydatetime()
