@@ -84,9 +84,11 @@ def read_window(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The newest ``window_size`` logged predictions (at/after ``since``) and the feedback labels."""
     from serving.predlog import read_feedback, read_predictions
+    from serving.remote_log import remote_log
 
-    window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since)
-    feedback = read_feedback(settings.state.feedback, model_name)
+    remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
+    window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since, remote=remote)
+    feedback = read_feedback(settings.state.feedback, model_name, remote=remote)
     return window, feedback
 
 
@@ -98,9 +100,10 @@ def window_limits(
     global settings), and the digest of its log files before they are read (see ``monitoring.sweep``)."""
     from monitoring.model_config import resolve_config
     from monitoring.sweep import log_fingerprint
+    from serving.remote_log import remote_log
 
     config = resolve_config(settings, model_name)
-    fingerprint = log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+    fingerprint = log_fingerprint(settings.state.predictions, settings.state.feedback, model_name, remote_log(settings))
     return window_size or config.window_size, min_rows or config.min_rows, fingerprint
 
 
@@ -193,10 +196,12 @@ def check_model(
     import time
 
     from monitoring import sweep
+    from serving.remote_log import remote_log
 
     started = time.perf_counter()
     if skip_unchanged:
-        fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name)
+        fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name,
+                                            remote_log(settings))
         if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
             return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
                               seconds=round(time.perf_counter() - started, 2))

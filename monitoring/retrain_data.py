@@ -177,14 +177,16 @@ def build_retrain_dataset(
     from mloop.core.datasets import get_version, ingest_dataset, read_version
     from mloop.core.errors import NotFoundError
     from serving.predlog import read_feedback, read_predictions
+    from serving.remote_log import remote_log
 
     rule = rule or RetrainRule()
     name = dataset or model_name
     state = settings.state
-    feedback = read_feedback(state.feedback, model_name)
+    remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
+    feedback = read_feedback(state.feedback, model_name, remote=remote)
     if feedback is None or feedback.empty:
         return RetrainData(dataset=name, created=False, reason=f"no feedback labels for model {model_name}", rule=rule)
-    predictions = read_predictions(state.predictions, model_name)
+    predictions = read_predictions(state.predictions, model_name, remote=remote)
     contract = load_contract(settings.project_dir, name)
     labelled = labelled_rows(predictions, feedback, contract)
     if labelled.empty:

@@ -22,6 +22,7 @@ from mloop.core.names import check_name, child_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+    from serving.remote_log import RemoteLog
 
 SWEEP_ARTIFACT_KEY = "monitor-sweep"
 SweepStatus = Literal["ok", "drift", "degraded", "drift+degraded", "skipped", "unchanged", "failed"]
@@ -81,14 +82,21 @@ def compare_mark(
     return mark, unchanged_reason(read_mark(state_root, model_name), mark)
 
 
-def log_fingerprint(predictions_dir: Path, feedback_dir: Path, model_name: str) -> str:
+def log_fingerprint(
+    predictions_dir: Path, feedback_dir: Path, model_name: str, remote: RemoteLog | None = None
+) -> str:
     """Digest of the names, sizes and mtimes of the model's prediction-log and feedback parts: cheap (no
-    parquet is read) and it changes whenever a prediction or a label is added (parts are append-only)."""
+    parquet is read) and it changes whenever a prediction or a label is added (parts are append-only).
+    With ``remote`` (team mode) the parts are the objects in S3 (one listing each)."""
     import hashlib
 
     from serving.predlog import feedback_parts, prediction_files
 
     digest = hashlib.sha256()
+    if remote is not None:
+        for part in remote.prediction_parts(model_name) + remote.feedback_parts(check_name(model_name, "model")):
+            digest.update(f"{part.path}\0{part.size}\0{part.mtime_ns}\n".encode())
+        return digest.hexdigest()
     files = prediction_files(predictions_dir, model_name) + feedback_parts(feedback_dir / check_name(model_name, "model"))
     for path in files:
         try:

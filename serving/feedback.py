@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop.core.jsonl import read_jsonl
 from mloop.core.names import check_name, child_path
@@ -42,6 +42,9 @@ from serving.predlog import (
     set_aside_part,
     write_jsonl_part,
 )
+
+if TYPE_CHECKING:
+    from serving.remote_log import RemoteLog, Shipper
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +107,13 @@ class RecentIds:
             return sum(len(g) for gens in self._by_model.values() for g in gens)
 
 
-def logged_ids(predictions_dir: Path, model_name: str, wanted: Iterable[str]) -> set[str]:
+def logged_ids(
+    predictions_dir: Path, model_name: str, wanted: Iterable[str], remote: RemoteLog | None = None
+) -> set[str]:
     """The ids among ``wanted`` that ``model_name``'s prediction log holds.
 
-    Reads only the ``prediction_id`` column, newest part first, and stops once every id is found.
+    Reads only the ``prediction_id`` column, newest part first, and stops once every id is found. With
+    ``remote`` (team mode) the parts in S3 that are not local (another host's) are searched too.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -135,6 +141,33 @@ def logged_ids(predictions_dir: Path, model_name: str, wanted: Iterable[str]) ->
             missing -= new
             if not missing:
                 break
+    if missing and remote is not None:
+        found |= _remote_logged_ids(predictions_dir, model_name, missing, remote)
+    return found
+
+
+def _remote_logged_ids(predictions_dir: Path, model_name: str, missing: set[str], remote: RemoteLog) -> set[str]:
+    """:func:`logged_ids` over the S3 parts whose name is not among the local parts (newest first)."""
+    local = {p.name for p in prediction_files(predictions_dir, model_name)}
+    found: set[str] = set()
+    try:
+        parts = [p for p in remote.prediction_parts(model_name) if p.name not in local]
+    except OSError as exc:  # the store is down: only the local log vouches for ids now
+        log.warning("could not list %s's prediction log in S3 to check feedback ids: %s", model_name, exc)
+        return found
+    for part in reversed(parts):
+        try:
+            frame = remote.read_part(part, "prediction log", columns=["prediction_id"])
+        except Exception as exc:  # noqa: BLE001 - readable but without the column
+            log.warning("prediction log part %s skipped while checking feedback ids: %s", part.name, exc)
+            continue
+        if frame is None:
+            continue
+        new = missing & set(frame["prediction_id"].astype(str))
+        found |= new
+        missing -= new
+        if not missing:
+            break
     return found
 
 
@@ -200,8 +233,15 @@ class FeedbackStore:
         *,
         recent: RecentIds | None = None,
         on_dead_letter: DeadLetterHook | None = None,
+        remote: RemoteLog | None = None,
     ) -> None:
         self.feedback_dir = Path(feedback_dir)
+        self.remote = remote
+        self.shipper: Shipper | None = None
+        if remote is not None:  # team mode: every label part also goes to S3 (serving.remote_log)
+            from serving.remote_log import Shipper
+
+            self.shipper = Shipper(remote, "feedback", self.feedback_dir)
         self.predictions_dir = Path(predictions_dir)
         self.recent = recent
         self.on_dead_letter = on_dead_letter
@@ -222,7 +262,7 @@ class FeedbackStore:
         known = self.recent.known(model_name, ids) if self.recent is not None else set()
         rest = set(ids) - known
         if rest:
-            known |= logged_ids(self.predictions_dir, model_name, rest)
+            known |= logged_ids(self.predictions_dir, model_name, rest, self.remote)
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock, FileLock(str(folder / LOCK_FILE), timeout=60):
             labelled = self._refresh(model_name, folder)
@@ -271,6 +311,8 @@ class FeedbackStore:
                         result.reject(pid, "set_aside")
             if conflicts:
                 self._write_conflicts(model_name, folder, conflicts)
+            if self.shipper is not None:  # this part and any an earlier upload left behind; never raises
+                self.shipper.ship_missed(model_name)
         return result
 
     def _refresh(self, model_name: str, folder: Path) -> _Labelled:
@@ -289,12 +331,34 @@ class FeedbackStore:
             if frame is not None:
                 frames.append(frame)
             labelled.parts.add(path.name)
+        if self.remote is not None:  # team mode: the labels other hosts wrote (best effort: no cross-host lock)
+            frames.extend(self._remote_frames(model_name, labelled))
         if frames:
             df = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
             df = df.drop_duplicates("prediction_id", keep="first")
             for pid, label, stamp in zip(df["prediction_id"], df["label"], df["timestamp"], strict=True):
                 labelled.labels.setdefault(str(pid), (label, str(stamp)))
         return labelled
+
+    def _remote_frames(self, model_name: str, labelled: _Labelled) -> list[Any]:
+        """The label parts in S3 not read yet (another host's); none when the store does not answer."""
+        assert self.remote is not None
+        try:
+            parts = [p for p in self.remote.feedback_parts(model_name) if p.name not in labelled.parts]
+        except OSError as exc:
+            log.warning("could not list %s's feedback in S3: %s", model_name, exc)
+            return []
+        frames = []
+        for part in parts:
+            try:
+                frame = self.remote.read_part(part, "feedback", columns=FEEDBACK_COLUMNS)
+            except Exception as exc:  # noqa: BLE001 - readable but not a label part
+                log.warning("feedback part %s in S3 unreadable: %s", part.name, exc)
+                frame = None
+            if frame is not None:
+                frames.append(frame)
+                labelled.parts.add(part.name)
+        return frames
 
     def _write(self, model_name: str, folder: Path, accepted: dict[str, Any], now: datetime) -> Path | None:
         """One parquet part of the accepted labels; None when they had to be set aside."""

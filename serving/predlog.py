@@ -31,6 +31,12 @@ service start and in every reader (:func:`prediction_files`, :func:`find_predict
 answered prediction is in the log after SIGTERM and after SIGKILL alike. With ``journal=False``
 (``MLOOP_PREDLOG_JOURNAL=0``) only the in-memory buffer is kept (the pre-journal behaviour).
 
+Team mode (``MLOOP_ARTIFACTS_URI`` set; pass ``remote=serving.remote_log.remote_log(settings)``): every
+finished part is also uploaded to S3 under the same relative path (the logger's thread after each flush,
+the feedback store after each label part; a failed upload keeps the part local and is retried at the
+next flush, the periodic rescan or a restart), and the readers given ``remote`` read the objects in S3
+instead of the local folders, so the monitor runs on any host. See :mod:`serving.remote_log`.
+
 A batch is never retried forever: rows that cannot become a parquet table are set aside at once
 (the same rows would fail again), and a write that fails (disk, permissions) is retried on the
 next ``max_attempts - 1`` flushes, then its batches are set aside too.
@@ -49,9 +55,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving.journal import JOURNAL_DIR, Journal, batch_line, dead_segments, parse_segment_name, read_segment
+
+if TYPE_CHECKING:
+    from serving.remote_log import RemoteLog, Shipper
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +155,18 @@ class PredictionLogger:
         max_attempts: int = 3,
         on_dead_letter: DeadLetterHook | None = None,
         journal: bool = True,
+        remote: RemoteLog | None = None,
+        ship_rescan_seconds: float = 60.0,
     ) -> None:
         self.root = Path(predictions_dir)
+        self.shipper: Shipper | None = None
+        if remote is not None:  # team mode: every part also goes to S3 (serving.remote_log)
+            from serving.remote_log import Shipper
+
+            self.shipper = Shipper(remote, "predictions", self.root)
+        self.ship_rescan_seconds = ship_rescan_seconds
+        self._unshipped: list[Path] = []
+        self._rescan_at = 0.0  # monotonic time of the next scan for parts not shipped (0: at the first flush)
         self.journal = Journal(self.root) if journal else None
         self._segments: list[Path] = []  # closed journal segments whose batches are not all written yet
         self.flush_rows = flush_rows
@@ -217,13 +236,15 @@ class PredictionLogger:
                     self._segments.extend(self.journal.rotate())
             if not batches:
                 self._drop_segments()
+                self._ship([])
                 return 0
             written = 0
+            new_parts: list[Path] = []
             failed: list[_Batch] = []
             error: Exception | None = None
             for (model, day), items in _groups(batches).items():
                 try:
-                    written += self._write_group(model, day, items)
+                    written += self._write_group(model, day, items, new_parts)
                 except Exception as exc:  # noqa: BLE001 - an I/O failure: retried, then set aside
                     error = exc
                     for b in items:
@@ -239,6 +260,7 @@ class PredictionLogger:
                     self._pending_rows += sum(len(b.ids) for b in failed)
             else:  # every batch taken so far is in a part or set aside: their segments can go
                 self._drop_segments()
+            self._ship(new_parts)
             if error is not None:
                 raise error
             return written
@@ -247,10 +269,29 @@ class PredictionLogger:
         segments, self._segments = self._segments, []
         Journal.remove(segments)
 
-    def _write_group(self, model: str, day: str, items: list[_Batch]) -> int:
-        """Write one model/day group as one part (see :func:`_write_batches`)."""
+    def _write_group(self, model: str, day: str, items: list[_Batch], new_parts: list[Path] | None = None) -> int:
+        """Write one model/day group as one part (see :func:`_write_batches`); its paths go to ``new_parts``."""
         folder = self.root / model / f"date={day}"
-        return _write_batches(items, lambda: folder / _part_name(), self._dead_letter)
+
+        def next_path() -> Path:
+            path = folder / _part_name()
+            if new_parts is not None:
+                new_parts.append(path)
+            return path
+
+        return _write_batches(items, next_path, self._dead_letter)
+
+    def _ship(self, new_parts: list[Path], *, rescan: bool = False) -> None:
+        """Team mode: upload the parts just written, the ones an earlier upload left behind and, at the first
+        flush, every ``ship_rescan_seconds`` and at close, any local part not recorded as shipped (a restart's
+        or the journal compaction's). Never raises: the local part stays until its upload succeeds."""
+        if self.shipper is None:
+            return
+        todo = self._unshipped + [p for p in new_parts if p not in self._unshipped]
+        if rescan or time.monotonic() >= self._rescan_at:
+            self._rescan_at = time.monotonic() + self.ship_rescan_seconds
+            todo += [p for p in self.shipper.unshipped() if p not in todo]
+        self._unshipped = self.shipper.ship(todo) if todo else []
 
     def _dead_letter(self, batch: _Batch, reason: str) -> None:
         self.rows_dead_lettered += len(batch.ids)
@@ -274,6 +315,8 @@ class PredictionLogger:
                 self._segments.extend(self.journal.close())
                 if not self._pending:  # else the segments stay: compacted once this process is gone
                     self._drop_segments()
+        with self._write_lock:
+            self._ship([], rescan=True)
         return self.rows_written - before
 
 
@@ -582,18 +625,23 @@ def read_predictions(
     *,
     last_n: int | None = None,
     since: datetime | None = None,
+    remote: RemoteLog | None = None,
 ) -> Any:
     """The logged predictions of ``model_name`` as a DataFrame, oldest first.
 
     Columns: prediction_id, timestamp (UTC), model_name, model_version, each input feature,
     prediction, probability or score. ``since`` keeps rows at/after that time (naive = UTC);
     ``last_n`` keeps the newest n rows. Empty frame with the base columns when nothing is logged.
+    With ``remote`` (team mode, :func:`serving.remote_log.remote_log`) the parts are read from S3.
     """
     import pandas as pd
 
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    df = _read_parts(prediction_files(predictions_dir, model_name, since))
+    if remote is not None:
+        df = remote.read_parts(remote.prediction_parts(model_name, since), "prediction log")
+    else:
+        df = _read_parts(prediction_files(predictions_dir, model_name, since))
     if df is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
     df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
@@ -643,15 +691,17 @@ def record_feedback(
     *,
     predictions_dir: Path | None = None,
     source: dict[str, Any] | None = None,
+    remote: RemoteLog | None = None,
 ) -> int:
     """Record ground-truth labels (a DataFrame with ``prediction_id`` and ``label``) under the trust
     rule of :mod:`serving.feedback` (known prediction ids only; a second label is a duplicate or a
     recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
     written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
     ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
-    was refused use :meth:`serving.feedback.FeedbackStore.record`."""
+    was refused use :meth:`serving.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
+    also looked up in the log in S3 and the label part is uploaded there."""
     return record_labels(
-        feedback_dir, model_name, labels, on_dead_letter, predictions_dir=predictions_dir, source=source
+        feedback_dir, model_name, labels, on_dead_letter, predictions_dir=predictions_dir, source=source, remote=remote
     ).recorded
 
 
@@ -663,6 +713,7 @@ def record_labels(
     *,
     predictions_dir: Path | None = None,
     source: dict[str, Any] | None = None,
+    remote: RemoteLog | None = None,
 ) -> Any:
     """:func:`record_feedback` returning the whole :class:`serving.feedback.FeedbackResult`
     (recorded, duplicates, conflicts, unknown, set_aside, rejected ids with reasons)."""
@@ -678,16 +729,21 @@ def record_labels(
         feedback_dir,
         predictions_dir if predictions_dir is not None else feedback_dir.parent / "predictions",
         on_dead_letter=on_dead_letter,
+        remote=remote,
     )
     return store.record(model_name, items, source=source or {"via": "record_feedback"})
 
 
-def read_feedback(feedback_dir: Path, model_name: str) -> Any:
+def read_feedback(feedback_dir: Path, model_name: str, *, remote: RemoteLog | None = None) -> Any:
     """Labels recorded for ``model_name``: prediction_id, label, timestamp; the FIRST label per id
-    (a later one is a duplicate or a conflict, see :mod:`serving.feedback`; conflicts are not read)."""
+    (a later one is a duplicate or a conflict, see :mod:`serving.feedback`; conflicts are not read).
+    With ``remote`` (team mode) the parts are read from S3."""
     import pandas as pd
 
-    df = _read_parts(feedback_parts(Path(feedback_dir) / model_name), "feedback")
+    if remote is not None:
+        df = remote.read_parts(remote.feedback_parts(model_name), "feedback")
+    else:
+        df = _read_parts(feedback_parts(Path(feedback_dir) / model_name), "feedback")
     if df is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
     df = df.sort_values("timestamp", kind="stable")

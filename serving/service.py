@@ -108,6 +108,7 @@ from serving.journal import JournalError
 from serving.modelset import Change, ModelSet
 from serving.onnx_model import read_contract, read_meta
 from serving.predlog import PredictionLogger, compact_journals
+from serving.remote_log import remote_log
 from serving.remote_models import ensure_local
 from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
 from serving.routes import ModelRoutes, json_answer
@@ -299,6 +300,7 @@ class PredictionService:
         self._rollout_lock = threading.Lock()
         state = _SETTINGS.state
         recent = RecentIds(_SERVING.feedback_index_size)
+        remote = remote_log(_SETTINGS)  # team mode: log parts and labels also go to S3
         logger = (
             PredictionLogger(
                 state.predictions,
@@ -306,6 +308,7 @@ class PredictionService:
                 flush_seconds=_SERVING.predlog_flush_seconds,
                 on_dead_letter=_count_dead_letter,
                 journal=_SERVING.predlog_journal,
+                remote=remote,
             )
             if _SERVING.prediction_log
             else None
@@ -314,7 +317,9 @@ class PredictionService:
         self.answering = Answering(
             logger=logger,
             recent=recent,
-            feedback_store=FeedbackStore(state.feedback, state.predictions, recent=recent, on_dead_letter=_count_dead_letter),
+            feedback_store=FeedbackStore(
+                state.feedback, state.predictions, recent=recent, on_dead_letter=_count_dead_letter, remote=remote
+            ),
             count=_count_predictions,
         )
         if logger is not None:

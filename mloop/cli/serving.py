@@ -142,6 +142,7 @@ def feedback_cmd(
 
         from mloop.platform.serve import default_model_name
         from serving.predlog import record_labels
+        from serving.remote_log import remote_log
 
         frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
         missing = {"prediction_id", "label"} - set(frame.columns)
@@ -153,7 +154,7 @@ def feedback_cmd(
         # the service's trust rule: labels only for logged prediction ids, a different second label
         # is a recorded conflict (never an overwrite)
         outcome = record_labels(settings.state.feedback, name, frame, predictions_dir=settings.state.predictions,
-                                source={"via": "mloop feedback", "file": str(path)})
+                                source={"via": "mloop feedback", "file": str(path)}, remote=remote_log(settings))
         if len(frame) and outcome.unknown == len(frame):
             raise MloopError(
                 f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log",

@@ -1,0 +1,317 @@
+"""The prediction log and the feedback labels in S3 (team mode, issue 13): shipping and reading parts.
+
+In team mode (``MLOOP_ARTIFACTS_URI`` = ``s3://bucket/prefix``, see :mod:`mloop.core.team`) every
+finished parquet part of the prediction log and of the feedback labels is also stored in S3, under the
+same relative path it has locally:
+
+- ``prefix/predictions/<model>/date=YYYY-MM-DD/part-*.parquet``
+- ``prefix/feedback/<model>/part-*.parquet``
+
+The local part (written atomically by :mod:`serving.predlog` / :mod:`serving.feedback`) is the buffer;
+the S3 object is the record every host's monitor reads. :class:`Shipper` uploads a part after its local
+write (one PUT: an object is whole or absent) and appends its relative path to ``<model>/.shipped`` in
+the local folder; a failed upload is logged and the part stays local, so the next flush, the periodic
+rescan or a restart ships it (an upload twice is harmless: same key, same bytes).
+
+The readers (:meth:`RemoteLog.prediction_parts`, :meth:`RemoteLog.feedback_parts`, :meth:`RemoteLog.read_parts`)
+list and read the objects with :mod:`pyarrow.fs` and ``pandas.read_parquet`` (so the columns and dtypes are
+the local readers'); an object that is not parquet is skipped with a warning and moved to ``corrupt/``
+beside it when the credentials allow (best effort: a reader never blocks on it).
+
+Single-machine mode never imports this module's S3 side: :func:`remote_log` returns None and pyarrow.fs is
+imported lazily. Names from outside (model names, listed keys) are checked before they become keys or paths.
+Credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (read when the file system is made,
+never stored here, never logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from mloop.core.names import NAME_PATTERN, check_name
+from mloop.core.team import ArtifactLayout, team_config
+
+if TYPE_CHECKING:
+    from mloop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["predictions", "feedback"]
+MANIFEST = ".shipped"
+"""Per model folder: the relative paths of the parts already in S3, one a line (append-only)."""
+CORRUPT_DIR = "corrupt"
+PART_NAME = re.compile(r"part-[A-Za-z0-9_.-]+\.parquet")
+DAY_DIR = re.compile(r"date=\d{4}-\d{2}-\d{2}")
+CONNECT_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 30.0
+S3_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class RemotePart:
+    """One part in S3: its path in the file system (``bucket/key``), size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def check_relative(kind: Kind, relative: str) -> str:
+    """``relative`` (``model/date=day/part`` or ``model/part``) when every segment follows its rule; else
+    ValueError. Pure: what may become an S3 key or a local path."""
+    segments = relative.split("/")
+    expected = 3 if kind == "predictions" else 2
+    if len(segments) != expected:
+        raise ValueError(f"not a {kind} part path: {relative!r}")
+    check_name(segments[0], "model")
+    if kind == "predictions" and not DAY_DIR.fullmatch(segments[1]):
+        raise ValueError(f"not a day folder: {segments[1]!r}")
+    if not PART_NAME.fullmatch(segments[-1]):
+        raise ValueError(f"not a part name: {segments[-1]!r}")
+    return relative
+
+
+def day_of(relative: str) -> str | None:
+    """``YYYY-MM-DD`` of a predictions part path (None for feedback). Pure."""
+    segments = relative.split("/")
+    return segments[1][5:] if len(segments) == 3 else None
+
+
+@dataclass
+class RemoteLog:
+    """The prediction log and feedback under one :class:`~mloop.core.team.ArtifactLayout`."""
+
+    layout: ArtifactLayout
+    region: str = "us-east-1"
+    _fs: Any = field(default=None, init=False, repr=False, compare=False)
+
+    # ------------------------------------------------------------ keys
+
+    def root(self, kind: Kind) -> str:
+        """``bucket/prefix/<kind>`` (a path of the pyarrow file system)."""
+        return f"{self.layout.bucket}/{self.layout.key(kind)}"
+
+    def path_of(self, kind: Kind, relative: str) -> str:
+        """The file-system path of one part (``relative`` checked by :func:`check_relative`)."""
+        return f"{self.root(kind)}/{check_relative(kind, relative)}"
+
+    # ------------------------------------------------------------ S3
+
+    def filesystem(self) -> Any:
+        """A pyarrow S3FileSystem on the layout's endpoint (made once per instance; short timeouts so an
+        outage costs a flush seconds, not minutes)."""
+        if self._fs is None:
+            from pyarrow import fs
+
+            options: dict[str, Any] = {}
+            if self.layout.endpoint_url:
+                parts = urlsplit(self.layout.endpoint_url)
+                options = {"scheme": parts.scheme, "endpoint_override": parts.netloc}
+            self._fs = fs.S3FileSystem(
+                access_key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+                secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+                region=os.environ.get("AWS_DEFAULT_REGION") or self.region,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                request_timeout=REQUEST_TIMEOUT_S,
+                retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+                **options,
+            )
+        return self._fs
+
+    def upload(self, kind: Kind, local: Path, relative: str) -> None:
+        """Store the local part ``local`` as the object of ``relative`` (raises on failure)."""
+        target = self.path_of(kind, relative)
+        data = Path(local).read_bytes()
+        with self.filesystem().open_output_stream(target) as out:
+            out.write(data)
+
+    def _list(self, base: str) -> list[Any]:
+        from pyarrow import fs
+
+        return list(self.filesystem().get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)))
+
+    def _parts(self, kind: Kind, model_name: str, since: datetime | None = None) -> list[RemotePart]:
+        from pyarrow import fs
+
+        check_name(model_name, "model")
+        root = self.root(kind)
+        first_day = since.astimezone(UTC).strftime("%Y-%m-%d") if since is not None else None
+        found = []
+        for info in self._list(f"{root}/{model_name}"):
+            if info.type != fs.FileType.File or not info.path.startswith(root + "/"):
+                continue
+            relative = info.path[len(root) + 1 :]
+            try:
+                check_relative(kind, relative)
+            except Exception:  # noqa: BLE001 - corrupt/, foreign objects: not parts
+                continue
+            day = day_of(relative)
+            if first_day is not None and day is not None and day < first_day:
+                continue
+            mtime = info.mtime_ns if info.mtime_ns is not None else 0
+            found.append(RemotePart(info.path, int(info.size or 0), int(mtime)))
+        if kind == "predictions":
+            found.sort(key=lambda p: (p.path.rsplit("/", 2)[-2], p.name))
+        else:
+            found.sort(key=lambda p: p.name)
+        return found
+
+    def prediction_parts(self, model_name: str, since: datetime | None = None) -> list[RemotePart]:
+        """The prediction-log parts of ``model_name`` in S3 (only day partitions on/after ``since``), oldest first."""
+        return self._parts("predictions", model_name, since)
+
+    def feedback_parts(self, model_name: str) -> list[RemotePart]:
+        """The feedback label parts of ``model_name`` in S3, oldest first."""
+        return self._parts("feedback", model_name)
+
+    def read_part(self, part: RemotePart, what: str, columns: list[str] | None = None) -> Any:
+        """One part as a DataFrame (``pandas.read_parquet``, as the local reader); None when it is gone or
+        unreadable (then warned about and set aside, best effort). A readable part without one of
+        ``columns`` still raises."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fs = self.filesystem()
+        try:
+            return pd.read_parquet(part.path, columns=columns, filesystem=fs)
+        except FileNotFoundError:
+            return None
+        except pa.ArrowInvalid as exc:  # not parquet (garbage, truncated, empty)
+            if columns is not None:
+                try:
+                    pq.read_schema(part.path, filesystem=fs)
+                except Exception:  # noqa: BLE001 - unreadable footer: corrupt
+                    pass
+                else:
+                    raise
+            self.set_aside(part, exc, what)
+            return None
+        except OSError as exc:  # the store did not answer: skip now, read next time
+            log.warning("%s part %s skipped: could not read it from S3: %s", what, part.name, exc)
+            return None
+
+    def set_aside(self, part: RemotePart, exc: BaseException, what: str) -> None:
+        """Warn about an unreadable object and move it to ``corrupt/`` beside it (best effort, never raises)."""
+        folder, _, name = part.path.rpartition("/")
+        target = f"{folder}/{CORRUPT_DIR}/{name}"
+        try:
+            self.filesystem().move(part.path, target)
+        except Exception as move_exc:  # noqa: BLE001 - read-only credentials, a race: the reader skips it anyway
+            log.warning("%s part %s in S3 is unreadable (%s); skipped (not moved: %s)", what, part.name, exc, move_exc)
+            return
+        log.warning("%s part %s in S3 is unreadable (%s); skipped and moved to %s", what, part.name, exc, target)
+
+    def read_parts(self, parts: Iterable[RemotePart], what: str = "prediction log") -> Any:
+        """The readable ``parts`` as one DataFrame (None when none has rows)."""
+        import pandas as pd
+
+        frames = [self.read_part(p, what) for p in parts]
+        frames = [f for f in frames if f is not None and len(f)]
+        if not frames:
+            return None
+        return pd.concat(frames, ignore_index=True)
+
+
+def remote_log(settings: Settings) -> RemoteLog | None:
+    """The S3 side of the log in team mode; None on a single machine (then nothing S3 is imported)."""
+    found = team_config(settings)
+    return RemoteLog(found.artifacts) if found is not None else None
+
+
+# ---------------------------------------------------------------- shipping
+
+
+def local_parts(kind: Kind, root: Path, model_name: str | None = None) -> list[Path]:
+    """The finished local parts under ``root`` (one model's, or every model's), oldest first."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    models = (
+        [check_name(model_name, "model")]
+        if model_name is not None
+        else sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name) and ".." not in p.name)
+    )
+    pattern = "date=*/part-*.parquet" if kind == "predictions" else "part-*.parquet"
+    found: list[Path] = []
+    for model in models:
+        found.extend(sorted((base / model).glob(pattern)))
+    return found
+
+
+def read_manifest(model_dir: Path) -> set[str]:
+    """The relative paths already shipped from one model folder."""
+    try:
+        text = (Path(model_dir) / MANIFEST).read_text()
+    except FileNotFoundError:
+        return set()
+    return {line for line in text.splitlines() if line}
+
+
+class Shipper:
+    """Uploads finished local parts of one log (``kind`` under ``root``) to S3 and records them."""
+
+    def __init__(self, remote: RemoteLog, kind: Kind, root: Path) -> None:
+        self.remote = remote
+        self.kind: Kind = kind
+        self.root = Path(root)
+        self.shipped = 0
+        self.failures = 0
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the log root, as an S3 key suffix (checked)."""
+        return check_relative(self.kind, Path(path).relative_to(self.root).as_posix())
+
+    def unshipped(self, model_name: str | None = None) -> list[Path]:
+        """Local parts not yet recorded as shipped (one model's or all)."""
+        out: list[Path] = []
+        manifests: dict[Path, set[str]] = {}
+        for path in local_parts(self.kind, self.root, model_name):
+            model_dir = self.root / path.relative_to(self.root).parts[0]
+            done = manifests.setdefault(model_dir, read_manifest(model_dir))
+            if path.relative_to(model_dir).as_posix() not in done:
+                out.append(path)
+        return out
+
+    def ship(self, paths: Iterable[Path]) -> list[Path]:
+        """Upload ``paths`` in order; stops at the first failure (warned; the rest wait for the next call).
+        Never raises. Returns the parts still not shipped."""
+        todo = [Path(p) for p in paths]
+        for i, path in enumerate(todo):
+            if not path.exists():
+                continue  # set aside as corrupt, or never written
+            try:
+                relative = self.relative(path)
+                self.remote.upload(self.kind, path, relative)
+                model_dir = self.root / relative.split("/", 1)[0]
+                with open(model_dir / MANIFEST, "a") as manifest:
+                    manifest.write(relative.split("/", 1)[1] + "\n")
+            except ValueError as exc:  # a path that may not become a key: never shipped
+                log.error("%s part %s not shipped to S3: %s", self.kind, path, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the store is down: keep the part local, retry later
+                self.failures += 1
+                left = [p for p in todo[i:] if p.exists()]
+                log.warning(
+                    "%s: %d part(s) not shipped to S3 yet (kept locally, retried): %s: %s",
+                    self.kind, len(left), type(exc).__name__, exc,
+                )
+                return left
+            self.shipped += 1
+        return []
+
+    def ship_missed(self, model_name: str | None = None) -> list[Path]:
+        """Ship every local part not recorded as shipped (at start, periodically, at shutdown)."""
+        return self.ship(self.unshipped(model_name))

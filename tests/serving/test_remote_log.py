@@ -1,0 +1,208 @@
+"""The prediction log and feedback in S3 (team mode, issue 13 item 1) against a real SeaweedFS S3.
+
+One infra for the module (:func:`tests.infra_fixture.running_infra`: PostgreSQL + SeaweedFS on loopback,
+free ports, a temporary home). Home A logs and labels in team mode; a fresh home B with the same team
+settings and no local files reads the same frames from S3. Every test uses its own key prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from mloop.core.processes import free_port
+from mloop.core.settings import Settings
+from monitoring.sweep import log_fingerprint
+from serving.feedback import FeedbackStore
+from serving.predlog import (
+    PredictionLogger,
+    new_prediction_ids,
+    read_feedback,
+    read_predictions,
+    record_labels,
+)
+from serving.remote_log import MANIFEST, RemoteLog, check_relative, remote_log
+from tests.infra_fixture import InfraEnv, running_infra
+
+AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+
+
+@pytest.fixture(scope="module")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraEnv]:
+    with running_infra(tmp_path_factory.mktemp("infra")) as found, pytest.MonkeyPatch.context() as mp:
+        for key in AWS_KEYS:  # the S3 credentials travel in the environment only
+            mp.setenv(key, found.env[key])
+        yield found
+
+
+def _settings(infra: InfraEnv, home: Path, prefix: str) -> Settings:
+    bucket = infra.env["MLOOP_ARTIFACTS_URI"].removeprefix("s3://").split("/", 1)[0]
+    return Settings(
+        home=home,
+        database_url=infra.env["MLOOP_DATABASE_URL"],
+        s3_endpoint_url=infra.env["MLOOP_S3_ENDPOINT_URL"],
+        artifacts_uri=f"s3://{bucket}/{prefix}",
+    )
+
+
+def _remote(infra: InfraEnv, home: Path, prefix: str) -> RemoteLog:
+    found = remote_log(_settings(infra, home, prefix))
+    assert found is not None
+    return found
+
+
+def _keys(remote: RemoteLog, kind: str) -> list[str]:
+    from pyarrow import fs
+
+    base = remote.root(kind)  # type: ignore[arg-type]
+    infos = remote.filesystem().get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(base) + 1 :] for i in infos if i.type == fs.FileType.File)
+
+
+def _log(logger: PredictionLogger, model: str, n: int, version: str = "1") -> list[str]:
+    ids = new_prediction_ids(n)
+    logger.log(
+        ids=ids,
+        model_name=model,
+        model_version=version,
+        features={"age": [30.0 + i for i in range(n)], "purpose": ["car"] * n},
+        predictions=[i % 2 for i in range(n)],
+        values=[0.5 + i / (10 * n) for i in range(n)],
+    )
+    return ids
+
+
+def test_single_machine_has_no_remote_log(tmp_path: Path) -> None:
+    assert remote_log(Settings(home=tmp_path, database_url=None, s3_endpoint_url=None, artifacts_uri=None)) is None
+
+
+def test_names_from_outside_never_become_keys() -> None:
+    assert check_relative("feedback", "loans/part-1.parquet") == "loans/part-1.parquet"
+    for bad in ("../x/part-1.parquet", "loans/../part-1.parquet", "loans/part-1.parquet/x", "lo ans/part-1.parquet"):
+        with pytest.raises(Exception):  # noqa: B017,PT011 - MloopError or ValueError
+            check_relative("feedback", bad)
+    with pytest.raises(ValueError, match="day folder"):
+        check_relative("predictions", "loans/2026-01-01/part-1.parquet")
+
+
+def test_parts_shipped_and_read_on_another_home(infra: InfraEnv, tmp_path: Path) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+    remote_a = _remote(infra, home_a, prefix)
+    preds_a, fb_a = home_a / "predictions", home_a / "feedback"
+    logger = PredictionLogger(preds_a, flush_seconds=3600, remote=remote_a)
+    loans: list[str] = []
+    for n in (5, 7, 3):  # three parts of loans, two of rates
+        loans += _log(logger, "loans", n)
+        _log(logger, "rates", n - 1, version="2")
+        logger.flush()
+    assert logger.close() == 0
+    store = FeedbackStore(fb_a, preds_a, remote=remote_a)
+    assert store.record("loans", [(pid, i % 2) for i, pid in enumerate(loans[:6])]).recorded == 6
+
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    predictions = _keys(remote_a, "predictions")
+    assert len([k for k in predictions if k.startswith(f"loans/date={day}/part-")]) == 3
+    assert len([k for k in predictions if k.startswith(f"rates/date={day}/part-")]) == 3
+    assert [k.split("/")[0] for k in _keys(remote_a, "feedback")] == ["loans"]
+    assert (preds_a / "loans" / MANIFEST).read_text().count("part-") == 3
+
+    remote_b = _remote(infra, home_b, prefix)  # another host: same team settings, no local files
+    preds_b, fb_b = home_b / "predictions", home_b / "feedback"
+    for model in ("loans", "rates"):
+        assert_frame_equal(read_predictions(preds_b, model, remote=remote_b), read_predictions(preds_a, model))
+    assert len(read_predictions(preds_b, "loans", remote=remote_b)) == 15
+    assert_frame_equal(read_feedback(fb_b, "loans", remote=remote_b), read_feedback(fb_a, "loans"))
+    assert read_feedback(fb_b, "rates", remote=remote_b).empty
+    assert not preds_b.exists() and not fb_b.exists()
+    from flows.monitor import read_window  # the monitor chooses S3 by the team settings alone
+
+    window, labels = read_window.fn(_settings(infra, home_b, prefix), "loans", 10, None)
+    assert_frame_equal(window, read_predictions(preds_a, "loans", last_n=10))
+    assert_frame_equal(labels, read_feedback(fb_a, "loans"))
+
+    local = read_predictions(preds_a, "loans")
+    since = local["timestamp"].iloc[7].to_pydatetime()
+    for kwargs in ({"last_n": 4}, {"since": since}, {"since": since, "last_n": 2}, {"since": datetime(2999, 1, 1)}):
+        assert_frame_equal(
+            read_predictions(preds_b, "loans", remote=remote_b, **kwargs), read_predictions(preds_a, "loans", **kwargs)
+        )
+
+    # the monitor's pre-check sees a label arrive; host B's labels are checked against A's log in S3
+    before = log_fingerprint(preds_b, fb_b, "loans", remote_b)
+    assert log_fingerprint(preds_b, fb_b, "loans", remote_b) == before
+    outcome = record_labels(
+        fb_b, "loans", pd.DataFrame({"prediction_id": [loans[10], loans[0]], "label": [1, 1]}), remote=remote_b
+    )
+    assert (outcome.recorded, outcome.duplicates, outcome.conflicts) == (1, 0, 1)  # loans[0] has label 0 from A
+    assert log_fingerprint(preds_b, fb_b, "loans", remote_b) != before
+    both = read_feedback(fb_a, "loans", remote=remote_a)
+    assert set(both["prediction_id"]) == set(loans[:6]) | {loans[10]}
+    assert both.set_index("prediction_id").loc[loans[0], "label"] == 0  # the first label wins
+
+
+def test_corrupt_object_is_skipped_with_a_warning(
+    infra: InfraEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    remote = _remote(infra, tmp_path / "a", prefix)
+    logger = PredictionLogger(tmp_path / "a" / "predictions", flush_seconds=3600, remote=remote)
+    _log(logger, "loans", 4)
+    logger.close()
+    expected = read_predictions(tmp_path / "a" / "predictions", "loans")
+    bad = "loans/date=2000-01-01/part-garbage.parquet"
+    with remote.filesystem().open_output_stream(remote.path_of("predictions", bad)) as out:
+        out.write(b"not parquet at all")
+    reader = _remote(infra, tmp_path / "b", prefix)
+    with caplog.at_level(logging.WARNING, logger="serving.remote_log"):
+        got = read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader)
+    assert_frame_equal(got, expected)
+    assert any("part-garbage.parquet" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
+    assert "loans/date=2000-01-01/corrupt/part-garbage.parquet" in _keys(remote, "predictions")  # kept, out of reach
+    assert_frame_equal(read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader), expected)
+
+
+def test_an_outage_keeps_parts_local_and_they_ship_later(
+    infra: InfraEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    up = _remote(infra, tmp_path / "a", prefix)
+    down = RemoteLog(replace(up.layout, endpoint_url=f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    preds, fb = tmp_path / "a" / "predictions", tmp_path / "a" / "feedback"
+
+    logger = PredictionLogger(preds, flush_seconds=3600, remote=down)
+    with caplog.at_level(logging.WARNING, logger="serving.remote_log"):
+        ids = _log(logger, "loans", 6)
+        assert logger.flush() == 6
+    assert any("not shipped to S3 yet" in r.getMessage() for r in caplog.records)
+    assert len(list(preds.glob("loans/date=*/part-*.parquet"))) == 1  # the part is kept locally
+    assert _keys(up, "predictions") == []
+    assert logger.shipper is not None
+    logger.shipper.remote = up  # the store is back: the next flush ships what was left behind
+    assert logger.flush() == 0
+    assert len(_keys(up, "predictions")) == 1
+
+    ids += _log(logger, "loans", 2)
+    logger.shipper.remote = down  # down again when it closes: shipped at the next start instead
+    logger.close()
+    assert len(_keys(up, "predictions")) == 1
+    store = FeedbackStore(fb, preds, remote=down)
+    assert store.record("loans", [(ids[0], 1)]).recorded == 1  # recorded locally all the same
+    assert _keys(up, "feedback") == []
+
+    restarted = PredictionLogger(preds, flush_seconds=3600, remote=up)  # a restart ships what was missed
+    restarted.close()
+    FeedbackStore(fb, preds, remote=up).record("loans", [(ids[1], 0)])
+    assert len(_keys(up, "predictions")) == 2
+    assert len(_keys(up, "feedback")) == 2
+    reader = _remote(infra, tmp_path / "b", prefix)
+    assert_frame_equal(read_predictions(tmp_path / "b", "loans", remote=reader), read_predictions(preds, "loans"))
+    assert_frame_equal(read_feedback(tmp_path / "b", "loans", remote=reader), read_feedback(fb, "loans"))
