@@ -7,11 +7,16 @@ SeaweedFS ``weed mini`` on free loopback ports (``mloop infra``, :func:`tests.in
 In file order:
 1. ``mloop ingest`` of a demo dataset; the trigger trains it and the train flow promotes it (through the
    MLflow server).
-2. The Prefect flow runs are rows in ``mloop_prefect``; the MLflow runs, registered model and versions
-   rows in ``mloop_mlflow``; the MLflow artifacts and the DVC objects are objects in the bucket.
-3. The champion loads in this process through the MLflow server (artifacts proxied from S3), and the
+2. The loop closes in team mode: the deploy flow serves v1 (its BentoML model exported to S3 and loaded
+   from there), drifted traffic with labels (the prediction log and labels shipped to S3), one monitor
+   run (reading them from S3), the drift event retrains (the ledger claim a row in PostgreSQL), and v2
+   answers.
+3. The Prefect flow runs are rows in ``mloop_prefect``; the MLflow runs, registered model and versions
+   rows in ``mloop_mlflow``; audit records, ledger claims and dataset versions rows in ``mloop``; the
+   MLflow artifacts, DVC objects, BentoML models, prediction log and labels are objects in the bucket.
+4. The champion loads in this process through the MLflow server (artifacts proxied from S3), and the
    dataset version reads back from the S3 remote on a fresh MLOOP_HOME.
-4. Nothing fell back to a local store: no SQLite file, no dvc-remote or mlflow/artifacts folder under
+5. Nothing fell back to a local store: no SQLite file, no dvc-remote or mlflow/artifacts folder under
    MLOOP_HOME; the database password is in no log and no service's argv.
 Everything is stopped by pid at the end.
 """
@@ -34,7 +39,14 @@ from pydantic import SecretStr
 from mloop.core.generate import generate, write_frame
 from mloop.core.processes import pid_alive
 from tests.infra_fixture import InfraEnv, running_infra
-from tests.platform.helpers import Platform, platform_env, platform_settings, wait_for
+from tests.platform.helpers import (
+    Platform,
+    drifted_traffic,
+    platform_env,
+    platform_settings,
+    send_traffic_with_feedback,
+    wait_for,
+)
 
 pytest.importorskip("psycopg2", reason="team mode tests need psycopg2")
 pytest.importorskip("boto3", reason="team mode tests need boto3")
@@ -44,6 +56,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 MODEL = "loans"
 ROWS = 3000
+TRAFFIC = 2000
 
 
 # ----------------------------------------------------------------------------- PostgreSQL + S3
@@ -154,6 +167,28 @@ def test_ingest_trains_and_promotes_through_the_team_services(team: TeamPlatform
             assert p.prefect.wait_run(run["id"], 300)["state_type"] == "COMPLETED", (flow, p.logs_tail())
 
 
+def test_the_loop_closes_in_team_mode(team: TeamPlatform) -> None:
+    """Deploy (the model exported to and loaded from S3) -> drifted traffic with labels (the log shipped to S3)
+    -> one monitor run (reading the log from S3) -> the drift event retrains (ledger claim in PostgreSQL) ->
+    the new champion answers."""
+    p = team.platform
+    served = wait_for(lambda: p.serving.served_model(), 420, "v1 to be deployed by the triggers")
+    v1 = str(served["model_version"])
+    assert send_traffic_with_feedback(p, drifted_traffic(TRAFFIC, 7)) == TRAFFIC
+    wait_for(lambda: len(team.bucket_keys("predictions")) > 0 and len(team.bucket_keys("feedback")) > 0, 120,
+             "the prediction log and the labels to be shipped to S3")
+    monitor = p.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": TRAFFIC})
+    assert p.prefect.wait_run(monitor, 300)["state_type"] == "COMPLETED", p.logs_tail()
+    run = wait_for(lambda: next(iter(p.prefect.flow_runs("retrain")), None), 120, "a retrain run on the drift event")
+    assert p.prefect.wait_run(run["id"], 420)["state_type"] == "COMPLETED", p.logs_tail()
+    new = champion(p)
+    assert new is not None and new != v1, f"no new champion (still {new})"
+    wait_for(lambda: (m := p.serving.served_model()) and str(m["model_version"]) == new, 300,
+             f"the service to answer with version {new}")
+    ledger = team.query("mloop", "SELECT row->>'trigger' FROM mloop_retrain_ledger WHERE key = 'loans' ORDER BY id")
+    assert ledger == [("drift",)]
+
+
 def test_rows_are_in_postgresql_and_objects_in_the_bucket(team: TeamPlatform) -> None:
     flows = {name for (name,) in team.query("mloop_prefect", "SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id")}
     assert {"ingest", "train"} <= flows
@@ -161,16 +196,22 @@ def test_rows_are_in_postgresql_and_objects_in_the_bucket(team: TeamPlatform) ->
     assert runs >= 1
     assert (MODEL,) in team.query("mloop_mlflow", "SELECT name FROM registered_models")
     aliases = team.query("mloop_mlflow", f"SELECT alias FROM registered_model_aliases WHERE name = '{MODEL}'")
+    flows = {name for (name,) in team.query("mloop_prefect", "SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id")}
+    assert {"deploy", "monitor", "retrain"} <= flows
     assert ("champion",) in aliases
     users = team.query("mloop_mlflow_auth", "SELECT username FROM users")
     assert users  # the basic-auth app keeps its users in PostgreSQL too
     audit = team.query("mloop", "SELECT row->>'to_version' FROM mloop_audit WHERE key = 'loans' ORDER BY id")
-    assert audit == [("1",)]  # the promotion's audit record is a row of mloop's own database
+    assert audit == [("1",), ("2",)]  # the promotions' audit records are rows of mloop's own database
 
     mlflow_keys = team.bucket_keys("mlflow")
     assert any(k.endswith("/MLmodel") for k in mlflow_keys), mlflow_keys[:20]
     dvc_keys = team.bucket_keys("dvc")
     assert any("/files/md5/" in k for k in dvc_keys), dvc_keys
+    models = team.bucket_keys("bentoml")
+    assert {f"{team.infra.prefix}/bentoml/{MODEL}/v{v}.bentomodel" for v in (1, 2)} <= set(models), models
+    assert any(k.endswith(".parquet") for k in team.bucket_keys("predictions"))
+    assert any(k.endswith(".parquet") for k in team.bucket_keys("feedback"))
 
 
 def test_model_loads_and_data_reads_back_through_the_shared_stores(
@@ -204,15 +245,17 @@ def test_model_loads_and_data_reads_back_through_the_shared_stores(
     assert len(read_version(other, MODEL)) == ROWS
     assert not (other.state.root / "dvc-remote").exists()
     rows = team.query("mloop", "SELECT count(*) FROM mloop_dataset_versions WHERE key = 'loans'")
-    assert rows == [(1,)]
+    assert rows == [(2,)]  # v1 and the feedback version the drift retrain trained on
 
 
 def test_nothing_fell_back_to_local_stores(team: TeamPlatform) -> None:
     p = team.platform
     home = p.settings.state.root
     caches = {"dvc-site-cache", "dvc-cache", "cache"}  # DVC's own hash indexes are SQLite files: caches, not stores
+    metrics = ("bentoml", "prometheus_multiproc_dir")  # BentoML's Prometheus shards of the running service: not a store
     local_dbs = [str(f.relative_to(home)) for f in home.rglob("*")
-                 if f.suffix in (".db", ".sqlite", ".sqlite3") and f.relative_to(home).parts[0] not in caches]
+                 if f.suffix in (".db", ".sqlite", ".sqlite3") and f.relative_to(home).parts[0] not in caches
+                 and f.relative_to(home).parts[:2] != metrics]
     assert local_dbs == []
     assert not (home / "dvc-remote").exists()
     assert not (home / "mlflow" / "artifacts").exists()
