@@ -5,6 +5,9 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: the modules that start a whole platform mostly wait on timers and services,
+# so the in-process modules run beside them on the other worker (groups: tests/conftest.py).
+PYTEST_WORKERS ?= 2
 # Compile bytecode at install: the environment may set PYTHONDONTWRITEBYTECODE, and every CLI
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
@@ -31,7 +34,7 @@ BANDIT_TARGETS := mloop flows models serving monitoring
 test: install
 	$(RUN) lint-imports
 	$(RUN) bandit -c pyproject.toml -r $(BANDIT_TARGETS) -ll -q
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The chaos test (tests/platform/test_chaos.py) also runs in `make test`, with 10 kills.
 CHAOS_KILLS ?= 40

@@ -60,6 +60,27 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("GIT_COMMITTER_EMAIL", "mloop-test@example.invalid")
 
 
+PLATFORM_GROUP = "platform"
+"""The xdist group of every test that uses the ``platform`` fixture (a whole ``mloop up``): one worker runs them."""
+
+OWN_GROUP_MODULES = frozenset({"test_zombie.py"})
+"""Platform modules that mostly wait (the zombie automation's 90 s): their own group, so the other worker runs
+them beside the platform group."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``make test``'s ``-n 2 --dist loadgroup`` (pytest-xdist): the tests of one module stay on
+    one worker, in file order (module fixtures start one platform or one home per module, and some modules'
+    tests build on each other); the modules that start a platform run one after another on one worker, so at
+    most two platforms run at once (that group and one other module) and their timed bounds keep their
+    margin on a 2-core machine. Without ``-n`` the marks change nothing."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        uses_platform = "platform" in getattr(item, "fixturenames", ())
+        group = PLATFORM_GROUP if uses_platform and Path(module).name not in OWN_GROUP_MODULES else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[ServiceProcess]:
     """A real Prefect server on loopback, shared by the whole session; stopped by pid at the end."""
