@@ -334,16 +334,16 @@ class PostgresRecords(SharedRecords):
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
-                cur.execute(f"INSERT INTO {TABLES[kind]} (key, row) VALUES (%s, %s::jsonb)", (key, row_json(row)))
+                cur.execute(table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind), (key, row_json(row)))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"append to the {WHAT[kind]}") from None
 
     @staticmethod
     def _select(cur: Any, kind: Kind, key: str | None) -> list[str]:
         if key is None:
-            cur.execute(f"SELECT row::text FROM {TABLES[kind]} ORDER BY id")
+            cur.execute(table_sql("SELECT row::text FROM {} ORDER BY id", kind))
         else:
-            cur.execute(f"SELECT row::text FROM {TABLES[kind]} WHERE key = %s ORDER BY id", (key,))
+            cur.execute(table_sql("SELECT row::text FROM {} WHERE key = %s ORDER BY id", kind), (key,))
         return [text for (text,) in cur.fetchall()]
 
     def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
@@ -361,7 +361,7 @@ class PostgresRecords(SharedRecords):
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
-                cur.execute(f"SELECT DISTINCT key FROM {TABLES[kind]} ORDER BY key")
+                cur.execute(table_sql("SELECT DISTINCT key FROM {} ORDER BY key", kind))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"read the {WHAT[kind]}") from None
             return [key for (key,) in cur.fetchall()]
@@ -378,11 +378,19 @@ class PostgresRecords(SharedRecords):
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(claim_lock_name(kind, key)),))
                     answer, row = decide(parse_rows(self._select(cur, kind, key), parse))
                     if row is not None:
-                        cur.execute(f"INSERT INTO {TABLES[kind]} (key, row) VALUES (%s, %s::jsonb)",
+                        cur.execute(table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
                                     (key, row_json(row)))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"claim on the {WHAT[kind]}") from None
             return answer
+
+
+def table_sql(template: str, kind: Kind) -> Any:
+    """``template`` with its ``{}`` filled by the kind's table as a quoted SQL identifier (psycopg2.sql):
+    the table name never goes into the query as plain text, values still go as parameters."""
+    from psycopg2 import sql
+
+    return sql.SQL(template).format(sql.Identifier(TABLES[kind]))
 
 
 # ---------------------------------------------------------------- the choice
