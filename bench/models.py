@@ -337,6 +337,13 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
     """Drifted traffic with labels to m00, one monitor run: seconds from the drift event to a new m00
     version answering (None when the retrain promoted nothing), and a breakdown. Raises SystemExit
     when another model's version changed."""
+    # Measured on an idle platform: what the sweeps started (retrains of models they found drifted, their
+    # deploys) ends first, and m00 has no cooldown left from such a retrain.
+    waited = settle(p)
+    out = p.cli("monitor", "configure", HOT, "--cooldown-minutes", "0", "--daily-budget", "100")
+    if out.returncode != 0:
+        raise SystemExit(f"mloop monitor configure {HOT}: {out.stdout}\n{out.stderr}")
+    print(f"  (waited {waited:.0f} s for the sweeps' retrains and deploys to end)", flush=True)
     others_before = {n: str(m["model_version"]) for n, m in service.models().items() if n != HOT}
     v_before = service.version(HOT)
     service.traffic(HOT, drifted_traffic(DRIFT_TRAFFIC, 7))
@@ -371,6 +378,24 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
         changed = {n for n in others_before if others_after.get(n) != others_before[n]}
         raise SystemExit(f"the drift retrain of {HOT} changed other models' versions: {sorted(changed)}")
     return seen[0] - t0, detail + f"; the other {len(others_after)} models kept their versions"
+
+
+def settle(p: Platform, timeout: float = 900) -> float:
+    """Wait until no flow run is pending, running or due (scheduled for now or earlier); the seconds waited."""
+    started = time.time()
+
+    def idle() -> bool:
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).isoformat()
+        running = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": [
+            "PENDING", "RUNNING"]}}}, "limit": 1})
+        due = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                                                                         "expected_start_time": {"before_": now}}, "limit": 1})
+        return not running and not due
+
+    wait_for(idle, timeout, "the platform to be idle (no scheduled, pending or running flow run)", every=1.0)
+    return time.time() - started
 
 
 def retrain_summary(p: Platform, name: str) -> str:
