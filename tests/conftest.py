@@ -13,9 +13,11 @@ so nothing touches the developer's checkout or home directory.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,24 +63,42 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 PLATFORM_GROUP = "platform"
-"""The xdist group of every test that uses the ``platform`` fixture (a whole ``mloop up``): one worker runs them."""
+"""The scheduling unit of every module that starts a whole ``mloop up`` (its tests use the ``platform`` fixture)."""
 
-OWN_GROUP_MODULES = frozenset({"test_zombie.py"})
-"""Platform modules that mostly wait (the zombie automation's 90 s): their own group, so the other worker runs
-them beside the platform group."""
+OWN_UNIT_MODULES = frozenset({"test_zombie.py"})
+"""Platform modules that mostly wait (the zombie automation's 90 s): a unit of their own, so the other worker
+runs them beside the platform unit."""
+
+_USES_PLATFORM = re.compile(r"def test_\w+\(\s*platform\b")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``make test``'s ``-n 2 --dist loadgroup`` (pytest-xdist): the tests of one module stay on
-    one worker, in file order (module fixtures start one platform or one home per module, and some modules'
-    tests build on each other); the modules that start a platform run one after another on one worker, so at
-    most two platforms run at once (that group and one other module) and their timed bounds keep their
-    margin on a 2-core machine. Without ``-n`` the marks change nothing."""
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        uses_platform = "platform" in getattr(item, "fixturenames", ())
-        group = PLATFORM_GROUP if uses_platform and Path(module).name not in OWN_GROUP_MODULES else module
-        item.add_marker(pytest.mark.xdist_group(group))
+def platform_modules(tests_dir: Path) -> frozenset[str]:
+    """Node-id paths (``tests/platform/test_loop.py``) of the modules whose tests take the ``platform`` fixture."""
+    root = tests_dir.parent
+    return frozenset(str(f.relative_to(root)) for f in sorted(tests_dir.rglob("test_*.py"))
+                     if f.name not in OWN_UNIT_MODULES and _USES_PLATFORM.search(f.read_text()))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` runs ``-n 2 --dist loadgroup``: each module is one unit of work on one worker, in file order
+    (module fixtures start one platform or one home per module; some modules' tests build on each other), and
+    every platform module is in one unit, so they run one after another: at most two platforms run at once
+    (that unit and one other module), keeping the margin of their timed bounds on a 2-core machine.
+
+    A scheduler of our own, because xdist 3.8's ``xdist_group`` marks no longer group anything under pytest 9
+    (it renames ``item._nodeid``, which pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    in_platform_unit = platform_modules(Path(__file__).resolve().parent)
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return PLATFORM_GROUP if module in in_platform_unit else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
