@@ -31,6 +31,8 @@ CRASHED_WITHIN = 180  # the issue's bound, seconds after the kill
 SLOW_GATE = {"resamples": 300_000}  # ~5 s per paired bootstrap on a 400-row holdout: a window to kill in
 
 pytestmark = pytest.mark.integration
+# `mloop up` is the one that starts the new worker here: the watchdog (every 5 s) would race it.
+PLATFORM_SETTINGS = {"watchdog": False}
 
 
 def _mlflow_runs(uri: str, flow_run_id: str) -> list[Any]:

@@ -24,9 +24,21 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Packaged:
 
 @pytest.fixture(scope="module")
 def server(packaged: Packaged) -> Iterator[ServiceProcess]:
-    """A real ``bentoml serve`` of loans:v1 on a free loopback port (token set); stopped by pid."""
+    """A real ``bentoml serve`` of loans:v1 on a free loopback port (token set); stopped by pid.
+
+    Each module's service starts as a new one: the rollout records an earlier module's service left in the
+    session's MLOOP_HOME would otherwise be restored by this one (started with the same tag)."""
+    forget_rollouts(packaged)
     proc = start(packaged)
     try:
         yield proc
     finally:
         stop_pid(proc.pid, first=15)
+
+
+def forget_rollouts(packaged: Packaged) -> None:
+    """Remove every ``<home>/serving/<model>/rolled-out.json`` (what a service restores at start)."""
+    from serving.rolled_out import ROLLED_OUT_FILE, SERVING_DIR
+
+    for record in (packaged.settings.state.root / SERVING_DIR).glob(f"*/{ROLLED_OUT_FILE}"):
+        record.unlink()
