@@ -67,6 +67,7 @@ STUCK_MESSAGE = (
 FLOW_RUN_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
                   "prefect.flow-run.Crashed")
 HEARTBEAT = "prefect.flow-run.heartbeat"
+RUNNING = "prefect.flow-run.Running"
 PENDING = ("prefect.flow-run.Pending", "prefect.flow-run.Submitting")
 """A worker sets a run it takes ``Submitting`` (a Pending state); the engine may set ``Pending``."""
 MOVED_ON = (
@@ -152,11 +153,15 @@ def crash_automation(name: str, description: str, after: set[str], expect: set[s
 
 
 def zombie_automation(seconds: int = ZOMBIE_SECONDS) -> Automation:
-    """The automation that marks a flow run Crashed when its heartbeats stop (one bucket per flow run)."""
+    """The automation that marks a flow run Crashed when its heartbeats stop (one bucket per flow run).
+
+    The bucket opens on the run's Running state as well as on a heartbeat: a run killed before its first
+    heartbeat (sent ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` s after it starts) would otherwise stay Running
+    forever (seen in the chaos test: a monitor run killed with its worker seconds after it began)."""
     return crash_automation(
         ZOMBIE_AUTOMATION_NAME,
         f"A flow run with no heartbeat or terminal state for {seconds} s is a zombie: mark it Crashed.",
-        after={HEARTBEAT},
+        after={HEARTBEAT, RUNNING},
         expect={HEARTBEAT, *FLOW_RUN_ENDED},
         seconds=seconds,
         message=ZOMBIE_MESSAGE.format(seconds=seconds),

@@ -123,7 +123,7 @@ def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_serv
     stored = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
     assert str(stored.id) == first and stored.trigger.within.total_seconds() == 120
     assert stored.trigger.posture == "Proactive" and stored.trigger.for_each == {"prefect.resource.id"}
-    assert stored.trigger.after == {"prefect.flow-run.heartbeat"}
+    assert stored.trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}  # killed before a heartbeat too
     assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= \
         stored.trigger.expect
     action = stored.actions[0]
