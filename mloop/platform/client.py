@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -31,7 +32,7 @@ from mloop.core.http import RETRY_STATUS, backoff, basic_auth_header, request
 from mloop.core.outbox import build_event
 from mloop.core.web import bearer_header
 
-__all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "request", "records_of", "wait_for"]
+__all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "parse_time", "request", "records_of", "wait_for"]
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
+def parse_time(text: object) -> datetime | None:
+    """An ISO timestamp from the Prefect API (None when missing or unreadable). Pure."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def records_of(frame: Any) -> list[dict[str, Any]]:
@@ -112,6 +121,23 @@ class PrefectApi:
         if flow_name:
             body["flows"] = {"name": {"any_": [flow_name]}}
         return list(self._json("POST", "/flow_runs/filter", body))
+
+    def flow_runs_in_states(self, states: Sequence[str], *, pool: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The flow runs of work pool ``pool`` whose state type is one of ``states`` (oldest first)."""
+        body = {
+            "flow_runs": {"state": {"type": {"any_": list(states)}}},
+            "work_pools": {"name": {"any_": [pool]}},
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": limit,
+        }
+        return list(self._json("POST", "/flow_runs/filter", body))
+
+    def set_flow_run_state(self, run_id: str, state_type: str, message: str) -> str:
+        """Propose state ``state_type`` (``CRASHED``, ...) for a flow run; returns the server's verdict
+        (``ACCEPT``, ``REJECT``, ``ABORT`` or ``WAIT``)."""
+        name = state_type.capitalize()
+        body = {"state": {"type": state_type, "name": name, "message": message}}
+        return str(self._json("POST", f"/flow_runs/{run_id}/set_state", body).get("status", ""))
 
     def flow_runs_by_id(self, run_ids: list[str]) -> list[dict[str, Any]]:
         """The flow runs with these ids (one request; unknown ids are simply absent)."""

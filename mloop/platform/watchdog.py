@@ -16,8 +16,10 @@ Every ``settings.watchdog_seconds`` (a **cycle**, cheap: pid files, psutil, a fe
    processes, found by their ``MLOOP_SERVICE`` marker, stopped first). A restart that fails is
    retried with a growing delay (:func:`retry_delay`).
 2. **Periodic jobs** (:func:`periodic_jobs`): the reconcile step every
-   ``settings.reconcile_seconds``, and the delivery of the events outbox
-   (:func:`mloop.core.outbox.deliver_pending`) every cycle.
+   ``settings.reconcile_seconds``, the delivery of the events outbox
+   (:func:`mloop.core.outbox.deliver_pending`) every cycle, and, every
+   ``settings.reconcile_seconds``, the flow runs left Running or Pending with their process gone
+   set Crashed (:mod:`mloop.platform.orphans`).
 
 **Reconcile** (:meth:`Watchdog.reconcile`; also on ``up`` and right after any serving restart),
 **per model**: the registry's champions (MLflow alias ``champion``), what the service serves
@@ -57,7 +59,8 @@ from mloop.core import events
 from mloop.core.outbox import deliver_pending
 from mloop.core.processes import http_ok, read_pid, service_lock
 from mloop.core.settings import Settings
-from mloop.platform.client import PrefectApi, ServingClient
+from mloop.platform.client import PrefectApi, ServingClient, parse_time
+from mloop.platform.orphans import crash_orphaned_runs
 from mloop.platform.services import (
     HEARTBEAT_FILE,
     ServiceSpec,
@@ -236,14 +239,6 @@ def active_deploy_models(runs: Iterable[Mapping[str, Any]]) -> set[str]:
     }
 
 
-def _when(text: object) -> datetime | None:
-    """An ISO timestamp from the Prefect API (None when missing or unreadable). Pure."""
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def awaiting_event_deploy(
     found: Iterable[Mapping[str, Any]],
     runs: Iterable[Mapping[str, Any]],
@@ -259,13 +254,13 @@ def awaiting_event_deploy(
     prefix = events.model_resource("")
     latest_run: dict[str, datetime] = {}
     for r in runs:
-        name, created = (r.get("parameters") or {}).get("name"), _when(r.get("created"))
+        name, created = (r.get("parameters") or {}).get("name"), parse_time(r.get("created"))
         if name and created is not None:
             latest_run[str(name)] = max(created, latest_run.get(str(name), created))
     out: set[str] = set()
     for e in found:
         resource = str((e.get("resource") or {}).get("prefect.resource.id", ""))
-        occurred = _when(e.get("occurred"))
+        occurred = parse_time(e.get("occurred"))
         if not resource.startswith(prefix) or occurred is None or (now - occurred).total_seconds() >= grace:
             continue
         model = resource[len(prefix):]
@@ -301,6 +296,8 @@ def periodic_jobs(settings: Settings, reconcile: Callable[[], object]) -> list[P
     jobs = [PeriodicJob("reconcile", settings.reconcile_seconds, reconcile)]
     # Events queued while the Prefect server was down (or lost between a write and its delivery).
     jobs.append(PeriodicJob("outbox", settings.watchdog_seconds, lambda: deliver_pending(settings, deadline=2.0)))
+    # Runs whose process died while the events that would crash them were lost (mloop.platform.orphans).
+    jobs.append(PeriodicJob("orphans", settings.reconcile_seconds, lambda: crash_orphaned_runs(settings, datetime.now(UTC))))
     return jobs
 
 

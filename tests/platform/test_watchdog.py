@@ -203,7 +203,7 @@ def test_served_state_from_the_answer_and_the_process() -> None:
 
 def test_periodic_jobs_hold_the_reconcile_and_run_when_due(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", reconcile_seconds=60.0, watchdog_seconds=5.0)
-    assert [j.name for j in periodic_jobs(settings, lambda: None)] == ["reconcile", "outbox"]
+    assert [j.name for j in periodic_jobs(settings, lambda: None)] == ["reconcile", "outbox", "orphans"]
     ran: list[str] = []
     dog = Watchdog(settings, jobs=[PeriodicJob("reconcile", 60.0, lambda: ran.append("r")),
                                    PeriodicJob("boom", 60.0, lambda: 1 / 0)])
