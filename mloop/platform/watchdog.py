@@ -79,6 +79,9 @@ REQUIRED: tuple[str, ...] = ("prefect-server", "mlflow", "webhook", "prefect-wor
 """Services that always run while the platform is up (restarted even without a pid file)."""
 SERVE = "serve"
 WATCHED: tuple[str, ...] = (*REQUIRED, SERVE)
+NEEDS: dict[str, tuple[str, ...]] = {"prefect-worker": ("prefect-server",)}
+"""Services that cannot start while another is down: a worker waits up to 90 s for its server to answer,
+which would hold the whole cycle (and the server's own restart) back."""
 UNHEALTHY_CHECKS = 6
 """Failed health checks in a row (past the start-up window) after which a live service counts as dead."""
 STARTUP_SECONDS = 180.0
@@ -143,6 +146,11 @@ def judge(
     if misses >= max_misses:
         return Verdict(True, f"unhealthy for {misses} checks in a row", misses)
     return Verdict(False, f"unhealthy ({misses}/{max_misses})", misses)
+
+
+def waiting_for(name: str, down: AbstractSet[str]) -> bool:
+    """True when a service ``name`` needs (:data:`NEEDS`) is down: it is not restarted yet. Pure."""
+    return any(need in down for need in NEEDS.get(name, ()))
 
 
 def retry_delay(failures: int, base: float, cap: float = 300.0) -> float:
@@ -331,11 +339,19 @@ class Watchdog:
     def cycle(self) -> None:
         """Supervise every service, then run the periodic jobs that are due."""
         restarted_serve = False
+        down: set[str] = set()
         for name in WATCHED:
-            verdict = judge(self.observe(name), self.misses.get(name, 0))
+            obs = self.observe(name)
+            verdict = judge(obs, self.misses.get(name, 0))
             self.misses[name] = verdict.misses
+            if waiting_for(name, down):
+                continue  # its dependency is restarted first; this one at a later cycle
             if verdict.restart and time.monotonic() >= self.not_before.get(name, 0.0):
                 restarted_serve |= self.restart(name, verdict.reason) and name == SERVE
+                if name in self.failures:  # the restart failed: still down
+                    down.add(name)
+            elif verdict.restart or not obs.healthy:
+                down.add(name)
         serve_pid = read_pid(self.run_dir, SERVE)
         if restarted_serve or (serve_pid is not None and self.serve_pid not in (None, serve_pid)):
             self.reconcile_soon()  # after any serving restart (ours, up's or the deploy flow's)

@@ -41,6 +41,7 @@ from mloop.platform.watchdog import (
     periodic_jobs,
     retry_delay,
     served_state,
+    waiting_for,
 )
 from tests.platform.helpers import Platform, wait_for
 
@@ -81,6 +82,39 @@ def test_judge_counts_failed_health_checks_in_a_row_past_the_startup_window() ->
 def test_retry_delay_grows_and_is_capped() -> None:
     assert [retry_delay(n, 5.0) for n in (1, 2, 3, 4)] == [5.0, 10.0, 20.0, 40.0]
     assert retry_delay(30, 5.0) == 300.0
+
+
+def test_the_worker_waits_while_its_server_is_down() -> None:
+    assert waiting_for("prefect-worker", {"prefect-server"})
+    assert not waiting_for("prefect-worker", {"mlflow"})
+    assert not waiting_for("prefect-server", {"prefect-worker"})
+
+
+def test_a_cycle_restarts_the_server_before_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server and worker both dead: the worker (which would wait 90 s for the server) comes a cycle later."""
+    dog = Watchdog(Settings(home=tmp_path / "home"), jobs=[])
+    dead = {"prefect-server", "prefect-worker"}
+    monkeypatch.setattr(dog, "observe", lambda name: obs(name=name, has_pid_file=name not in dead,
+                                                         alive=name not in dead, healthy=name not in dead))
+    restarted: list[str] = []
+    fail_server = [True]
+
+    def restart(name: str, reason: str) -> bool:
+        del reason
+        restarted.append(name)
+        if name == "prefect-server" and fail_server[0]:
+            dog.failures[name] = 1  # what a failed restart leaves
+            return False
+        dog.failures.pop(name, None)
+        dead.discard(name)
+        return True
+
+    monkeypatch.setattr(dog, "restart", restart)
+    dog.cycle()
+    assert restarted == ["prefect-server"]  # failed: the worker is not tried behind it
+    fail_server[0] = False
+    dog.cycle()
+    assert restarted == ["prefect-server", "prefect-server", "prefect-worker"]  # up again: the worker follows
 
 
 def test_down_stops_the_watchdog_first_then_the_worker() -> None:
