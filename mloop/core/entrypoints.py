@@ -34,7 +34,7 @@ PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
 # -- third-party tools started as ``python -m``
 PREFECT = "prefect"
 PREFECT_ENGINE = "prefect.engine"
-"""One flow run per process (the worker's job command, see ``MLOOP_ENGINE_COMMAND``)."""
+"""One flow run per process (the worker's job command: prefect.yaml job variable ``command``)."""
 MLFLOW = "mlflow"
 BENTOML = "bentoml"
 

@@ -26,8 +26,8 @@ import contextlib
 import io
 import os
 import secrets
-import shlex
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from mloop.core.entrypoints import MLFLOW, PREFECT, PREFECT_ENGINE, WATCHDOG, WEBHOOK, python_m
+from mloop.core.entrypoints import MLFLOW, PREFECT, WATCHDOG, WEBHOOK, python_m
 from mloop.core.errors import MloopError
 from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
@@ -150,6 +150,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return settings.child_env()
 
 
+def interpreter_path(path: str) -> str:
+    """``path`` with the running interpreter's folder first (a virtualenv's ``bin``). Pure."""
+    first = str(Path(sys.executable).parent)
+    return os.pathsep.join([first, *[p for p in path.split(os.pathsep) if p and p != first]])
+
+
 def platform_env(settings: Settings) -> dict[str, str]:
     """Environment every service (and every flow run the worker starts) gets."""
     env = {
@@ -158,10 +164,9 @@ def platform_env(settings: Settings) -> dict[str, str]:
         **settings_env(settings),
         "PREFECT_API_URL": settings.prefect_api_url,
         "MLOOP_CODE_DIR": str(CODE_ROOT),
-        # The worker starts flow runs with this command (prefect.yaml job variable `command`): one
-        # Python process per run. Without it Prefect 3.9 starts a workspace supervisor that execs
-        # a second interpreter, importing prefect twice (about a second more per triggered run).
-        "MLOOP_ENGINE_COMMAND": shlex.join(python_m(PREFECT_ENGINE)),
+        # The worker starts each flow run as `python -m prefect.engine` (prefect.yaml job variable
+        # `command`), found on this PATH: this host's interpreter, whatever host deployed the flows.
+        "PATH": interpreter_path(os.environ.get("PATH", "")),
     }
     return with_code_root({**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
 
