@@ -134,8 +134,28 @@ def models_table(models: list[ModelStatus]) -> Table:
     return t
 
 
+def worker(
+    name: Annotated[
+        str | None,
+        typer.Option(help="The worker's name in the pool. Default: mloop-worker-<host>-<random>, new at each start."),
+    ] = None,
+) -> None:
+    """Run one more worker of the platform's pool in the foreground (Ctrl-C stops it).
+
+    On the platform's own MLOOP_HOME it adds parallel runs; with the team settings (docs/team-mode.md) it
+    joins from another home or host, whose paths and caches its runs then use. It needs the platform's
+    credentials in this home (copy secrets/platform.json from the platform's MLOOP_HOME) and, from another
+    host, MLOOP_HOST / MLOOP_PREFECT_PORT / MLOOP_MLFLOW_PORT of the platform's host.
+    """
+    from mloop.platform.worker import run_worker
+
+    with user_errors():
+        run_worker(load_settings(), name)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("up")(up)
+    app.command("worker")(worker)
     app.command("down")(down)
     app.command("status")(status)

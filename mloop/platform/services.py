@@ -380,6 +380,22 @@ def new_worker_name(port: int, token: str) -> str:
     return f"mloop-worker-{port}-{token}"
 
 
+JOINED_WORKER = "worker"
+"""The ``MLOOP_SERVICE`` marker of a worker ``mloop worker`` started (no pid file; ``down`` finds it by marker)."""
+
+WORKER_ENV: dict[str, str] = {
+    "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (a cheap query)
+    "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+    "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+}
+"""What every mloop worker (``up``'s and ``mloop worker``) adds to the platform environment."""
+
+
+def worker_argv(name: str) -> list[str]:
+    """The command of a process worker named ``name`` on the platform's pool. Pure."""
+    return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name)
+
+
 def worker_name(settings: Settings) -> str | None:
     """The name of the worker this MLOOP_HOME started last (None: never started)."""
     try:
@@ -480,13 +496,8 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ),
         ServiceSpec(
             name="prefect-worker",
-            argv=python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", worker),
-            env={
-                **env,
-                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (loopback: cheap)
-                "PREFECT_WORKER_PREFETCH_SECONDS": "10",
-                "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-            },
+            argv=worker_argv(worker),
+            env={**env, **WORKER_ENV},
             url="",
             health=lambda: _worker_online(settings),
             cwd=CODE_ROOT,
@@ -646,7 +657,7 @@ def stop_order(names: list[str]) -> list[str]:
     """The watchdog first (it must not restart what is being stopped), then the worker (it must not pick up
     new runs while the rest goes down), then reverse start order. Pure."""
     order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
-    first = {WATCHDOG_SERVICE: 0, "prefect-worker": 1}
+    first = {WATCHDOG_SERVICE: 0, "prefect-worker": 1, JOINED_WORKER: 1}
     order.sort(key=lambda n: first.get(n, 2))
     return order
 
@@ -666,7 +677,7 @@ def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, in
     for name in names:
         _stop_named(run_dir, name, stopped, still_alive)
     if home is not None:
-        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER))):
+        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER) | {JOINED_WORKER})):
             for pid in service_members(str(home), name):
                 stop_service_pid(name, pid)
                 stopped.setdefault(name, pid)
@@ -690,7 +701,7 @@ def _stop_named(run_dir: Path, name: str, stopped: dict[str, int], still_alive: 
 
 def stop_service_pid(name: str, pid: int, *, grace: float = 8.0) -> None:
     """Stop service ``name`` running as ``pid`` with its tree (the worker its own way, see :func:`stop_worker`)."""
-    if name == "prefect-worker":
+    if name in ("prefect-worker", JOINED_WORKER):
         stop_worker(pid)
     else:
         stop_pid(pid, grace=grace, first=signal.SIGTERM)
