@@ -139,6 +139,12 @@ def worker(
         str | None,
         typer.Option(help="The worker's name in the pool. Default: mloop-worker-<host>-<random>, new at each start."),
     ] = None,
+    work_queue: Annotated[
+        list[str] | None,
+        typer.Option("--work-queue", help="Poll only this queue of the pool (repeatable; created if missing). "
+                     "Default: every queue. Runs reach a named queue when created for it (the UI's 'Work queue', "
+                     "or `work_queue_name`)."),
+    ] = None,
 ) -> None:
     """Run one more worker of the platform's pool in the foreground (Ctrl-C stops it).
 
@@ -150,7 +156,7 @@ def worker(
     from mloop.platform.worker import run_worker
 
     with user_errors():
-        run_worker(load_settings(), name)
+        run_worker(load_settings(), name, work_queue or ())
 
 
 def register(app: typer.Typer) -> None:

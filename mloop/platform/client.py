@@ -108,11 +108,15 @@ class PrefectApi:
 
     # -- flow runs and deployments
 
-    def run_deployment(self, name: str, parameters: dict[str, Any]) -> str:
-        """Create a flow run of deployment ``<flow>/<deployment>``; returns its id (the worker runs it)."""
+    def run_deployment(self, name: str, parameters: dict[str, Any], *, work_queue: str | None = None) -> str:
+        """Create a flow run of deployment ``<flow>/<deployment>``; returns its id (a worker runs it). With
+        ``work_queue``, the run waits in that queue of the pool (only a worker polling it takes it)."""
         flow, dep = name.split("/")
         deployment = self._json("GET", f"/deployments/name/{flow}/{dep}")
-        run = self._json("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": parameters})
+        body: dict[str, Any] = {"parameters": parameters}
+        if work_queue is not None:
+            body["work_queue_name"] = work_queue
+        run = self._json("POST", f"/deployments/{deployment['id']}/create_flow_run", body)
         return str(run["id"])
 
     def flow_runs(self, flow_name: str | None = None, limit: int = 200, *, newest_first: bool = False) -> list[dict[str, Any]]:
@@ -171,6 +175,14 @@ class PrefectApi:
             return False
         resp.raise_for_status()
         return True
+
+    def ensure_work_queue(self, pool: str, queue: str) -> None:
+        """Create work queue ``queue`` in ``pool`` unless it exists."""
+        if self._request("GET", f"/work_pools/{pool}/queues/{queue}").status_code == 200:
+            return
+        resp = self._request("POST", f"/work_pools/{pool}/queues", json={"name": queue})
+        if resp.status_code != 409:  # 409: created meanwhile by another worker
+            resp.raise_for_status()
 
     def online_workers(self, pool: str) -> set[str]:
         """Names of the pool's workers whose heartbeat the server still counts as ONLINE."""

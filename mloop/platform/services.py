@@ -29,7 +29,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -391,9 +391,15 @@ WORKER_ENV: dict[str, str] = {
 """What every mloop worker (``up``'s and ``mloop worker``) adds to the platform environment."""
 
 
-def worker_argv(name: str) -> list[str]:
-    """The command of a process worker named ``name`` on the platform's pool. Pure."""
-    return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name)
+DEFAULT_QUEUE = "default"
+"""The work queue of every deployment in prefect.yaml: the one the platform's own worker polls."""
+
+
+def worker_argv(name: str, queues: Sequence[str] = ()) -> list[str]:
+    """The command of a process worker named ``name`` on the platform's pool, polling ``queues`` (none:
+    every queue of the pool). Pure."""
+    by_queue = [arg for queue in queues for arg in ("--work-queue", queue)]
+    return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name, *by_queue)
 
 
 def worker_name(settings: Settings) -> str | None:
@@ -496,7 +502,8 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
         ),
         ServiceSpec(
             name="prefect-worker",
-            argv=worker_argv(worker),
+            # The default queue only: a named queue is for workers that joined (`mloop worker --work-queue`).
+            argv=worker_argv(worker, (DEFAULT_QUEUE,)),
             env={**env, **WORKER_ENV},
             url="",
             health=lambda: _worker_online(settings),

@@ -9,7 +9,9 @@ on this worker reads and writes this home's caches and the shared stores.
 Before it starts, what would make every run fail is checked and reported as an error with its fix:
 no platform credentials in this home, a single-machine home with no platform running, a Prefect
 server that does not answer or refuses the credentials, and a pool that does not exist yet. The
-worker then replaces this process (``exec``): Ctrl-C or SIGTERM stops it as any Prefect worker.
+worker polls every queue of the pool, or only the ones ``--work-queue`` names (a GPU host's
+queue, say; the platform's own worker polls ``default``, the queue of every deployment). It then
+replaces this process (``exec``): Ctrl-C or SIGTERM stops it as any Prefect worker.
 Its processes carry ``MLOOP_SERVICE=worker``, so ``mloop down`` of the same home stops them too.
 """
 
@@ -19,6 +21,7 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Sequence
 
 import httpx
 
@@ -86,11 +89,15 @@ def worker_environment(settings: Settings, base: dict[str, str]) -> dict[str, st
     return env
 
 
-def run_worker(settings: Settings, name: str | None = None) -> None:
-    """Check, then replace this process with a worker of the pool (never returns unless a check fails)."""
+def run_worker(settings: Settings, name: str | None = None, queues: Sequence[str] = ()) -> None:
+    """Check, then replace this process with a worker of the pool polling ``queues`` (none: every queue;
+    missing ones are created). Never returns unless a check fails."""
     settings.state.ensure()
-    check_can_join(settings, PrefectApi.of(settings))
-    argv = worker_argv(name or joined_worker_name(socket.gethostname(), secrets.token_hex(3)))
+    api = PrefectApi.of(settings)
+    check_can_join(settings, api)
+    for queue in queues:
+        api.ensure_work_queue(WORK_POOL, queue)
+    argv = worker_argv(name or joined_worker_name(socket.gethostname(), secrets.token_hex(3)), queues)
     env = worker_environment(settings, dict(os.environ))
     os.chdir(CODE_ROOT)
     os.execvpe(argv[0], argv, env)  # nosec B606  # argv is this interpreter and fixed arguments, no shell

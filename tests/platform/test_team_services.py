@@ -24,6 +24,7 @@ Everything is stopped by pid at the end.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,3 +278,117 @@ def test_nothing_fell_back_to_local_stores(team: TeamPlatform) -> None:
             except psutil.Error:
                 continue
             assert secret not in argv and quote(secret, safe="") not in argv, f"database password in argv of {pid_file.stem}"
+
+
+# ----------------------------------------------------------------------------- a second host's worker
+
+SECOND_QUEUE = "second-host"
+RACE = "race"
+
+
+def _resume(p: Platform, run_id: str) -> None:
+    """What a person's "approve" in the UI sends (the train flow's ApprovalInput)."""
+    resp = p.call("POST", f"{p.urls['prefect_api']}/flow_runs/{run_id}/resume", auth="prefect",
+                  json={"run_input": {"approve": True, "comment": "racing approval (test)"}})
+    assert resp.status_code in (200, 201), resp.text
+
+
+@pytest.mark.timeout(1800)
+def test_a_worker_on_another_home_runs_flows_and_racing_promotions_leave_one_champion(
+    team: TeamPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13, item 3: `mloop worker` on a second MLOOP_HOME (a second host: its own home and project
+    checkout, the platform's credentials file copied, the team settings) joins the pool. 8 train runs of 4
+    datasets at once, half on each worker (work queues route them): all complete, no "database is locked".
+    Two of them train the same new dataset and wait for approval; both are approved at once, so two
+    promotions from two workers race for the registry lock: one champion, two audit records in order."""
+    import shutil
+    import subprocess
+
+    from mloop.core.datasets import ingest_dataset
+    from mloop.core.entrypoints import CLI, python_m
+    from mloop.core.secrets import secrets_path
+    from mloop.platform.services import stop_worker
+
+    p = team.platform
+    # Two more datasets through the triggers (trained and promoted on the platform's worker), and one
+    # versioned without its event (no train yet, no champion: the race's).
+    datasets = [MODEL]
+    for i, name in enumerate(("churn-a", "churn-b")):
+        source = tmp_path / f"{name}.parquet"
+        write_frame(generate("baseline", ROWS, 11 + i), source)
+        out = p.cli("ingest", str(source), "--dataset", name, "--target", "target", "--time-column", "event_time")
+        assert out.returncode == 0, out.stderr
+        datasets.append(name)
+    for name, value in team.infra.env.items():
+        monkeypatch.setenv(name, value)
+    race_source = tmp_path / "race.parquet"
+    write_frame(generate("baseline", ROWS, 21), race_source)
+    ingest_dataset(p.settings, race_source, dataset=RACE, target="target", time_column="event_time")
+    datasets.append(RACE)
+    for name in datasets[1:3]:
+        wait_for(lambda n=name: mlflow_get(p, "registered-models/alias", name=n, alias="champion").status_code == 200,
+                 420, f"the triggers to promote {name}")
+
+    # The second host: a clone of the project (contracts and .dvc pointers come with git), its own home.
+    second = tmp_path / "second-host"
+    project = second / "project"
+    subprocess.run(["git", "clone", "-q", str(p.settings.project_dir), str(project)], check=True, capture_output=True)
+    settings = p.settings.model_copy(update={"home": second / "home", "project_dir": project})
+    settings.state.ensure()
+    copied = secrets_path(settings.state.root)
+    copied.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(secrets_path(p.settings.state.root), copied)
+    copied.chmod(0o600)
+    env = {**platform_env(settings), **team.infra.env}
+    log_path = second / "worker.log"
+    name = "mloop-worker-second-host-test"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(python_m(CLI, "worker", "--name", name, "--work-queue", SECOND_QUEUE), env=env,
+                                  cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: name in p.prefect.online_workers("mloop-local"), 120,
+                 f"the second worker to be ONLINE:\n{log_path.read_text(errors='replace')[-3000:]}")
+        runs: dict[str, tuple[str, str | None]] = {}
+        for dataset in datasets:
+            for queue in (None, SECOND_QUEUE):
+                params: dict[str, Any] = {"dataset": dataset, "force": True, "trigger": "manual"}
+                if dataset == RACE:
+                    params |= {"require_approval": True, "approval_timeout_seconds": 900}
+                runs[p.prefect.run_deployment("train/local", params, work_queue=queue)] = (dataset, queue)
+        assert len(runs) == 8
+
+        race = [run_id for run_id, (dataset, _) in runs.items() if dataset == RACE]
+        wait_for(lambda: all(p.prefect.flow_run(r)["state_type"] == "PAUSED" for r in race), 600,
+                 "both race runs to pass the gate and wait for approval")
+        approvals = [threading.Thread(target=_resume, args=(p, r)) for r in race]
+        for t in approvals:
+            t.start()
+        for t in approvals:
+            t.join(60)
+        states = {r: p.prefect.wait_run(r, 600)["state_type"] for r in runs}
+        assert set(states.values()) == {"COMPLETED"}, (states, p.logs_tail())
+
+        worker_log = log_path.read_text(errors="replace")
+        on_second = {r for r, (_, queue) in runs.items() if queue == SECOND_QUEUE}
+        assert all(f"submitting flow run '{r}'" in worker_log for r in on_second), worker_log[-3000:]
+        platform_log = (p.settings.state.run / "prefect-worker.log").read_text(errors="replace")
+        assert not any(f"submitting flow run '{r}'" in platform_log for r in on_second)
+        logs = [worker_log, *(f.read_text(errors="replace") for f in p.settings.state.run.glob("*.log"))]
+        assert not any("database is locked" in text for text in logs)
+        # The second host's runs used its own home: its DVC cache holds the bytes they trained on.
+        assert list(settings.state.dvc_cache.rglob("*")), "no run of the second worker read data into its home"
+
+        champion_of_race = mlflow_get(p, "registered-models/alias", name=RACE, alias="champion").json()
+        winner = str(champion_of_race["model_version"]["version"])
+        audit = team.query("mloop", "SELECT row->>'outcome', row->>'from_version', row->>'to_version', "
+                                    f"row->>'flow_run_id' FROM mloop_audit WHERE key = '{RACE}' ORDER BY id")
+        assert len(audit) == 2, audit
+        (first, second_record) = audit
+        assert first[:3] == ("applied", None, winner), audit  # the winner moved the alias from nothing
+        assert second_record[:3] == ("skipped", winner, winner), audit  # the loser saw it moved: nothing moved
+        assert {first[3], second_record[3]} == set(race)  # one promotion from each worker
+    finally:
+        if worker.poll() is None:
+            stop_worker(worker.pid)
+        worker.wait(30)
