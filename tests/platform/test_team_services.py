@@ -330,7 +330,10 @@ def test_a_worker_on_another_home_runs_flows_and_racing_promotions_leave_one_cha
         wait_for(lambda n=name: mlflow_get(p, "registered-models/alias", name=n, alias="champion").status_code == 200,
                  420, f"the triggers to promote {name}")
 
-    # The second host: a clone of the project (contracts and .dvc pointers come with git), its own home.
+    # The second host: a clone of the project, its own home. The contracts and .dvc pointers come with git
+    # (committed here as MLOOP_GIT_COMMIT_DATA=true would at each ingest).
+    for argv in (["git", "add", "data"], ["git", "commit", "-q", "-m", "datasets"]):
+        subprocess.run(argv, cwd=p.settings.project_dir, check=True, capture_output=True)
     second = tmp_path / "second-host"
     project = second / "project"
     subprocess.run(["git", "clone", "-q", str(p.settings.project_dir), str(project)], check=True, capture_output=True)
