@@ -455,27 +455,16 @@ def pg_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def s3_client(endpoint: str, found: InfraSecrets):  # type: ignore[no-untyped-def]  # boto3 client type is dynamic
-    """A boto3 S3 client with the infra's keys (short timeouts, no retries: for checks)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=found.s3_access_key.get_secret_value(),
-        aws_secret_access_key=found.s3_secret_key.get_secret_value(),
-        region_name=REGION,
-        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
-    )
-
-
 def s3_ready(endpoint: str, found: InfraSecrets) -> bool:
     """True when a signed list-buckets answers and shows the ``mloop`` bucket."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    try:
-        names = {b["Name"] for b in s3_client(endpoint, found).list_buckets().get("Buckets", [])}
+    from mloop.core.s3 import CHECK, s3_client
+
+    try:  # the infra's own keys; short timeouts, no retries
+        client = s3_client(endpoint, found.s3_access_key.get_secret_value(), found.s3_secret_key.get_secret_value(),
+                           region=REGION, timeouts=CHECK)
+        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except (BotoCoreError, ClientError):
         return False
     return BUCKET in names
