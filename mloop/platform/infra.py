@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from mloop.core.processes import (
     free_port,
     listening_pids,
     pid_alive,
+    poll,
     process_tree,
     read_pid,
     service_members,
@@ -741,7 +741,7 @@ def stop_postgres(pid: int, *, grace: float = 60.0) -> None:
     tree = process_tree(pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    _wait(lambda: not pid_alive(pid), grace)
+    poll(lambda: not pid_alive(pid), grace)
     stop_pid(pid, first=signal.SIGTERM, grace=5.0, also=[p for p in tree if _alive(p)])
 
 
@@ -749,15 +749,6 @@ def _alive(proc: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     return False
-
-
-def _wait(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def down(home: Path, *, timeout: float = 30.0) -> InfraDown:
@@ -782,7 +773,7 @@ def down(home: Path, *, timeout: float = 30.0) -> InfraDown:
         (paths.s3_dir / sock).unlink(missing_ok=True)
     if ports is not None and stopped:
         all_ports = [ports.postgres, ports.s3, *ports.weed.values()]
-        _wait(lambda: all(port_free(p) for p in all_ports), timeout)
+        poll(lambda: all(port_free(p) for p in all_ports), timeout)
     still = [pid for pid in stopped.values() if pid_alive(pid)]
     still += [p for name in (S3_SERVICE, PG_SERVICE) for p in service_members(str(home), name) if p not in still]
     return InfraDown(stopped=stopped, still_alive=still)
