@@ -197,6 +197,27 @@ def test_audit_rows_read_back_equal_and_in_order(pg: PostgresRecords, tmp_path: 
     assert not (tmp_path / "audit").exists()  # nothing written to files in team mode
 
 
+@pytest.mark.integration
+def test_reads_and_writes_share_one_connection_replaced_when_the_server_ends_it(pg: PostgresRecords) -> None:
+    from contextlib import closing
+
+    def backend() -> int:
+        with pg._session() as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            return int(cur.fetchone()[0])
+
+    pg.append("audit", "shared-conn", audit("shared-conn", 0))
+    first = backend()
+    pg.read("audit", "shared-conn", AuditRecord.model_validate_json)
+    pg.keys("audit")
+    assert backend() == first  # no new connection per call
+    with closing(pg.connect()) as other, other.cursor() as cur:  # the server ends it (as a restart would)
+        cur.execute("SELECT pg_terminate_backend(%s)", (first,))
+    assert poll(lambda: pg.read("audit", "shared-conn", AuditRecord.model_validate_json) == [audit("shared-conn", 0)],
+                timeout=10)
+    assert backend() != first
+
+
 CLAIMER = textwrap.dedent(
     """
     import os, sys, time
