@@ -15,12 +15,19 @@ The check and the write are one critical section: a thread lock (the service run
 threads) and a file lock in the model's feedback folder (``mloop feedback`` writes from another
 process). :class:`FeedbackStore` keeps an incremental index of the labels already written (parts are
 immutable, so only new parts are read on each call): about 150 bytes per labelled id.
+
+In team mode the labels other hosts wrote are in S3. The store lists a model's label parts there on its
+first write and again only when a write has new labels to accept and its view is older than
+``remote_refresh_seconds`` (default :data:`REMOTE_REFRESH_SECONDS`), never on every request: a label
+another host wrote within that window is not seen as a conflict here, and the readers still keep the
+first label per id (cross-host first-label-wins was best effort already: no lock spans hosts).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +60,8 @@ LOCK_FILE = ".feedback.lock"
 REJECTED_LIST_MAX = 100
 """At most this many rejected ids (with reasons) are listed in an answer; the counts are complete."""
 RECENT_IDS_DEFAULT = 1_000_000
+REMOTE_REFRESH_SECONDS = 30.0
+"""Team mode: how old a store's view of the label parts in S3 may get before a write lists them again."""
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -221,6 +230,8 @@ class _Labelled:
 
     labels: dict[str, tuple[Any, str]] = field(default_factory=dict)
     parts: set[str] = field(default_factory=set)
+    remote_listed_at: float | None = None
+    """Team mode: when the label parts in S3 were last listed (``time.monotonic``); None: not yet."""
 
 
 class FeedbackStore:
@@ -234,9 +245,11 @@ class FeedbackStore:
         recent: RecentIds | None = None,
         on_dead_letter: DeadLetterHook | None = None,
         remote: RemoteLog | None = None,
+        remote_refresh_seconds: float = REMOTE_REFRESH_SECONDS,
     ) -> None:
         self.feedback_dir = Path(feedback_dir)
         self.remote = remote
+        self.remote_refresh_seconds = remote_refresh_seconds
         self.shipper: Shipper | None = None
         if remote is not None:  # team mode: every label part also goes to S3 (serving.remote_log)
             from serving.remote_log import Shipper
@@ -265,7 +278,7 @@ class FeedbackStore:
             known |= logged_ids(self.predictions_dir, model_name, rest, self.remote)
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock, FileLock(str(folder / LOCK_FILE), timeout=60):
-            labelled = self._refresh(model_name, folder)
+            labelled = self._refresh(model_name, folder, known)
             now = datetime.now(UTC)
             accepted: dict[str, Any] = {}
             conflicts: list[dict[str, Any]] = []
@@ -315,8 +328,10 @@ class FeedbackStore:
                 self.shipper.ship_missed(model_name)
         return result
 
-    def _refresh(self, model_name: str, folder: Path) -> _Labelled:
-        """The label index of ``model_name`` with every part written since the last call read in."""
+    def _refresh(self, model_name: str, folder: Path, candidates: set[str]) -> _Labelled:
+        """The label index of ``model_name`` with every local part written since the last call read in, and
+        in team mode the S3 parts when a ``candidates`` id (known, to be labelled) has no label in the
+        index yet and the S3 view is due (:meth:`_remote_due`)."""
         import pandas as pd
 
         labelled = self._labelled.setdefault(model_name, _Labelled())
@@ -331,8 +346,8 @@ class FeedbackStore:
             if frame is not None:
                 frames.append(frame)
             labelled.parts.add(path.name)
-        if self.remote is not None:  # team mode: the labels other hosts wrote (best effort: no cross-host lock)
-            frames.extend(self._remote_frames(model_name, labelled))
+        if self._remote_due(labelled) and any(pid not in labelled.labels for pid in candidates):
+            frames.extend(self._remote_frames(model_name, labelled))  # other hosts' labels (best effort)
         if frames:
             df = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
             df = df.drop_duplicates("prediction_id", keep="first")
@@ -340,9 +355,18 @@ class FeedbackStore:
                 labelled.labels.setdefault(str(pid), (label, str(stamp)))
         return labelled
 
+    def _remote_due(self, labelled: _Labelled) -> bool:
+        """Team mode: the S3 view was never listed, or is ``remote_refresh_seconds`` old."""
+        if self.remote is None:
+            return False
+        seen = labelled.remote_listed_at
+        return seen is None or time.monotonic() - seen >= self.remote_refresh_seconds
+
     def _remote_frames(self, model_name: str, labelled: _Labelled) -> list[Any]:
-        """The label parts in S3 not read yet (another host's); none when the store does not answer."""
+        """The label parts in S3 not read yet (another host's); none when the store does not answer (then
+        the next try waits for the refresh period too: an outage costs one timeout per period, not per request)."""
         assert self.remote is not None
+        labelled.remote_listed_at = time.monotonic()
         try:
             parts = [p for p in self.remote.feedback_parts(model_name) if p.name not in labelled.parts]
         except OSError as exc:

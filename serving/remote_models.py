@@ -29,6 +29,7 @@ from typing import Any
 
 from mloop.core.errors import MloopError
 from mloop.core.names import check_name
+from mloop.core.s3 import s3_client
 from mloop.core.settings import Settings
 from mloop.core.team import ArtifactLayout, team_config
 
@@ -79,15 +80,9 @@ def object_uri(layout: ArtifactLayout, tag: str) -> str:
 
 
 def _client(layout: ArtifactLayout) -> Any:
-    """A boto3 S3 client for ``layout`` (keys and region from the ``AWS_*`` environment)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=layout.endpoint_url,
-        config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}),
-    )
+    """The S3 client for ``layout`` (:func:`mloop.core.s3.s3_client`: keys and region from the ``AWS_*``
+    environment); the one place this module makes one (a single machine never calls it)."""
+    return s3_client(layout.endpoint_url)
 
 
 def _s3_error(action: str, layout: ArtifactLayout, tag: str, exc: Exception) -> MloopError:

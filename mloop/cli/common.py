@@ -16,8 +16,16 @@ from rich.console import Console
 from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+
+def console() -> Console:
+    """A Rich console on stdout, made now: its width follows the terminal (or ``COLUMNS``) when the
+    command prints, not when the CLI was imported (a module-level console fixes it once per process)."""
+    return Console()
+
+
+def err_console() -> Console:
+    """:func:`console` on stderr (status spinners, errors)."""
+    return Console(stderr=True)
 
 
 def load_settings() -> Settings:
@@ -85,9 +93,9 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except MloopError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.what}")
+        err_console().print(f"[bold red]error:[/] {exc.what}")
         if exc.where:
-            err_console.print(f"  [bold]where:[/] {exc.where}")
+            err_console().print(f"  [bold]where:[/] {exc.where}")
         if exc.fix:
-            err_console.print(f"  [bold]fix:[/] {exc.fix}")
+            err_console().print(f"  [bold]fix:[/] {exc.fix}")
         raise typer.Exit(exc.exit_code) from None

@@ -60,7 +60,7 @@ def generate_cmd(
             raise MloopError(f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}")
         if out.suffix.lower() not in (".csv", ".parquet"):
             raise MloopError(f"unsupported output extension {out.suffix or '(none)'!r}", fix="use .csv or .parquet")
-        with err_console.status(f"generating {rows:,} rows ({scenario})"):
+        with err_console().status(f"generating {rows:,} rows ({scenario})"):
             df = generate(scenario, rows, seed)
             path = write_frame(df, out)
         info = {
@@ -75,7 +75,7 @@ def generate_cmd(
     if json_out:
         print_json(info)
     else:
-        console.print(
+        console().print(
             f"wrote [bold]{info['path']}[/] ({info['rows']:,} rows x {info['columns']} columns, "
             f"scenario {scenario}, {info['positive_share']:.1%} positives, md5 {info['md5']})"
         )
@@ -98,7 +98,7 @@ def _print_version(version, created: bool, contract_path: str | None = None) -> 
         table.add_row(f"[bold]{key}[/]", value)
     if contract_path:
         table.add_row("[bold]contract[/]", contract_path)
-    console.print(table)
+    console().print(table)
 
 
 def ingest_cmd(
@@ -129,7 +129,7 @@ def ingest_cmd(
             raise NotFoundError(f"file not found: {path}", fix="check the path")
         before = {v.md5 for v in list_versions(settings, dataset)}
         try:
-            with err_console.status(f"ingesting {path.name} into {dataset}"):
+            with err_console().status(f"ingesting {path.name} into {dataset}"):
                 from flows.ingest import ingest_flow
 
                 version = ingest_flow(
@@ -175,20 +175,20 @@ def list_cmd(
         for row in rows:
             v = row["latest"]
             table.add_row(row["name"], str(row["versions"]), v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}")
-        console.print(table)
+        console().print(table)
         return
     if json_out:
         print_json(versions)
         return
     if not versions:
-        console.print(f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})")
+        console().print(f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})")
         return
     table = Table(title=f"{name}: {len(versions)} version(s), newest first", box=box.SIMPLE_HEAD)
     for col in ("md5", "rows", "created (UTC)", "commit"):
         table.add_column(col, no_wrap=True, min_width=32 if col == "md5" else None)
     for v in versions:
         table.add_row(v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}", (v.git_commit or "-")[:8])
-    console.print(table)
+    console().print(table)
 
 
 def get_cmd(
@@ -204,13 +204,13 @@ def get_cmd(
     settings = load_settings()
     with user_errors():
         info = get_version(settings, name, version)
-        with err_console.status(f"fetching {name} {info.md5}"):
+        with err_console().status(f"fetching {name} {info.md5}"):
             path = export_version(settings, name, info.md5, out)
         result = {"path": str(path.resolve()), "dataset": name, "md5": file_md5(path), "rows": info.rows, "verified": True}
     if json_out:
         print_json(result)
     else:
-        console.print(f"wrote [bold]{result['path']}[/] ({name} {info.md5}, {info.rows:,} rows, md5 verified)")
+        console().print(f"wrote [bold]{result['path']}[/] ({name} {info.md5}, {info.rows:,} rows, md5 verified)")
 
 
 def contract_cmd(
@@ -226,7 +226,7 @@ def contract_cmd(
     if json_out:
         print_json(contract)
     else:
-        console.print(contract_to_yaml(contract), markup=False, highlight=False)
+        console().print(contract_to_yaml(contract), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

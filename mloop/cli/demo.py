@@ -27,6 +27,8 @@ from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mloop.platform.client import PrefectApi
 
 DATASET = "loans"
@@ -48,13 +50,15 @@ class Timeline:
 
     t0: float = field(default_factory=time.monotonic)
     steps: list[Step] = field(default_factory=list)
+    out: Console = field(default_factory=console)
+    """One console for the run: a step's spinner and its result line must share it (Rich's live display)."""
 
     @contextmanager
     def step(self, name: str, how: str) -> Iterator[Step]:
         """Time one step; ``how`` says what started it (a command, a deployment run, an automation)."""
         step = Step(name=name, how=how, start=time.monotonic() - self.t0)
         self.steps.append(step)
-        with console.status(f"[bold]{name}[/] ..."):
+        with self.out.status(f"[bold]{name}[/] ..."):
             try:
                 yield step
             except BaseException:
@@ -63,7 +67,7 @@ class Timeline:
             finally:
                 step.seconds = time.monotonic() - self.t0 - step.start
                 mark = "[green]ok[/]" if step.ok else "[red]FAILED[/]"
-                console.print(f"{mark} {name} [dim]({step.seconds:.1f}s)[/] {step.detail}")
+                self.out.print(f"{mark} {name} [dim]({step.seconds:.1f}s)[/] {step.detail}")
 
     def table(self) -> Any:
         from rich.table import Table
@@ -153,9 +157,9 @@ def run_demo(settings: Settings, *, rows: int, traffic: int, timeout: float) -> 
     try:
         links = _loop(settings, tl, rows=rows, traffic=traffic, timeout=timeout)
     finally:
-        console.print(tl.table())
+        tl.out.print(tl.table())
     for line in links:
-        console.print(line)
+        tl.out.print(line)
 
 
 def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> list[Any]:

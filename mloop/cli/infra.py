@@ -56,8 +56,8 @@ def up(
     if json_out:
         print_json(result)
         return
-    console.print(status_table(result))
-    console.print('Point mloop at it: eval "$(mloop infra env)"   (stop with `mloop infra down`)', highlight=False)
+    console().print(status_table(result))
+    console().print('Point mloop at it: eval "$(mloop infra env)"   (stop with `mloop infra down`)', highlight=False)
 
 
 @infra_app.command("down")
@@ -71,12 +71,12 @@ def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON d
         print_json(result)
     else:
         if not result.stopped:
-            console.print("nothing was running")
+            console().print("nothing was running")
         for name, pid in result.stopped.items():
-            console.print(f"stopped {name} (pid {pid})")
+            console().print(f"stopped {name} (pid {pid})")
     if result.still_alive:
         if not json_out:
-            console.print(f"[red]still alive:[/] {result.still_alive}")
+            console().print(f"[red]still alive:[/] {result.still_alive}")
         raise typer.Exit(1)
 
 
@@ -90,7 +90,7 @@ def status(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON
     if json_out:
         print_json(result)
         return
-    console.print(status_table(result))
+    console().print(status_table(result))
 
 
 @infra_app.command("env")

@@ -49,7 +49,7 @@ def train_cmd(
     with user_errors():
         load_flow_settings()
         specs = [parse_spec(m) for m in (model or ["logistic_regression"])]
-        with err_console.status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
+        with err_console().status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
             from flows.train import train_flow
 
             result = train_flow(
@@ -61,10 +61,10 @@ def train_cmd(
         print_json(result)
         return
     state = "reused (identical inputs; --force retrains)" if result.reused else result.decision
-    console.print(f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}")
-    console.print("  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
+    console().print(f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}")
+    console().print("  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
     if result.gate is not None:
-        console.print(f"  gate: {result.gate.summary()}", markup=False)
+        console().print(f"  gate: {result.gate.summary()}", markup=False)
 
 
 def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
@@ -81,7 +81,7 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
         print_json(record)
     else:
         detail = f": {record.detail}" if record.detail else ""
-        console.print(f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
+        console().print(f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
                       f"v{record.to_version or '-'} ({record.outcome}{detail})")
 
 
@@ -121,7 +121,7 @@ def models_cmd(
                      "decision": v.decision, "run_id": v.run_id} for v in versions])
         return
     if not versions:
-        console.print(f"model {name!r} has no versions (train one: mloop train --dataset {name})")
+        console().print(f"model {name!r} has no versions (train one: mloop train --dataset {name})")
         return
     table = Table(title=f"{name}: {len(versions)} version(s)")
     for col in ("version", "aliases", "decision", "metrics", "data md5"):
@@ -129,7 +129,7 @@ def models_cmd(
     for v in versions:
         metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()) if k in ("roc_auc", "pr_auc", "rmse", "r2"))
         table.add_row(v.version, ", ".join(v.aliases), v.decision or "-", metrics, (v.data_md5 or "-")[:12])
-    console.print(table)
+    console().print(table)
 
 
 def audit_cmd(
@@ -148,7 +148,7 @@ def audit_cmd(
         print_json(records)
         return
     if not records:
-        console.print(f"no alias changes recorded for {name!r}")
+        console().print(f"no alias changes recorded for {name!r}")
         return
     table = Table(title=f"{name}: audit log")
     for col in ("when", "action", "from", "to", "outcome", "by", "reason"):
@@ -156,7 +156,7 @@ def audit_cmd(
     for r in records:
         table.add_row(r.when.isoformat(timespec="seconds"), r.action, r.from_version or "-", r.to_version or "-",
                       r.outcome, r.actor, r.reason + (f" ({r.detail})" if r.detail else ""))
-    console.print(table)
+    console().print(table)
 
 
 def reproduce_cmd(
@@ -171,7 +171,7 @@ def reproduce_cmd(
 
     settings = load_settings()
     with user_errors():
-        with err_console.status(f"reproducing {name} v{version}"):
+        with err_console().status(f"reproducing {name} v{version}"):
             report = reproduce_version(settings, name, version)
     if json_out:
         print_json({**report.model_dump(mode="json"), "max_abs_diff": report.max_abs_diff})
@@ -181,8 +181,8 @@ def reproduce_cmd(
         table.add_column(col)
     for d in report.diffs:
         table.add_row(d.metric, f"{d.recorded:.6f}", f"{d.reproduced:.6f}", f"{d.diff:+.2e}")
-    console.print(table)
-    console.print(f"max |diff| = {report.max_abs_diff:.3g}")
+    console().print(table)
+    console().print(f"max |diff| = {report.max_abs_diff:.3g}")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,7 +51,7 @@ def monitor_cmd(
         load_flow_settings()
         from flows.monitor import MonitorOptions, monitor_flow
 
-        with err_console.status(f"checking the newest {f'{window:,}' if window else ''} predictions of {model}"):
+        with err_console().status(f"checking the newest {f'{window:,}' if window else ''} predictions of {model}"):
             result = monitor_flow(
                 model, window_size=window, since=since, version=version,
                 options=MonitorOptions(min_rows=min_rows, publish=not no_publish),
@@ -66,7 +66,7 @@ def _print_result(result) -> None:  # noqa: ANN001 - flows.monitor.MonitorResult
     from rich.table import Table
 
     colour = {"ok": "green", "skipped": "yellow"}.get(result.status, "bold red")
-    console.print(f"[{colour}]{result.status}[/]: {result.model_name} v{result.model_version}: {result.reason}")
+    console().print(f"[{colour}]{result.status}[/]: {result.model_name} v{result.model_version}: {result.reason}")
     drift = result.drift
     if drift is None:
         return
@@ -74,18 +74,18 @@ def _print_result(result) -> None:  # noqa: ANN001 - flows.monitor.MonitorResult
     for c in sorted(drift.columns, key=lambda c: (not c.drifted, c.column)):
         name = f"{c.column} (prediction)" if c.is_prediction else c.column
         table.add_row(name, c.method, f"{c.score:.4f}", f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
-    console.print(table)
+    console().print(table)
     if drift.quality is not None:
         q = drift.quality
         for comp in q.comparisons:
-            console.print(
+            console().print(
                 f"quality {comp.metric}: {comp.current:.4f} vs champion holdout {comp.baseline:.4f} "
                 f"(drop {comp.drop:+.4f}, tolerance {comp.tolerance:g})"
             )
     if result.report_path:
-        console.print(f"report: {result.report_path}")
+        console().print(f"report: {result.report_path}")
     if result.events:
-        console.print(f"events: {', '.join(result.events)}")
+        console().print(f"events: {', '.join(result.events)}")
 
 
 class _CheckByDefault(TyperGroup):
@@ -136,7 +136,7 @@ def configure_cmd(
     for field in CONFIG_FIELDS:
         source = "model" if field in config.overridden else f"global (MLOOP_{GLOBAL_SETTINGS[field].upper()})"
         table.add_row(field, f"{getattr(config, field):g}", source)
-    console.print(table)
+    console().print(table)
 
 
 def sweep_cmd(
@@ -168,7 +168,7 @@ def sweep_cmd(
         load_flow_settings()
         from flows.monitor import monitor_sweep_flow
 
-        with err_console.status("sweeping the served models"):
+        with err_console().status("sweeping the served models"):
             result = monitor_sweep_flow(models=model or None, workers=workers, skip_unchanged=not check_all,
                                         full_reports=full_reports)
     if json_out:
@@ -176,10 +176,10 @@ def sweep_cmd(
         return
     for e in result.models:
         colour = {"ok": "green", "skipped": "yellow", "unchanged": "yellow"}.get(e.status, "bold red")
-        console.print(f"[{colour}]{e.status}[/] {e.model_name} v{e.model_version or '-'}: {e.reason}")
+        console().print(f"[{colour}]{e.status}[/] {e.model_name} v{e.model_version or '-'}: {e.reason}")
     if result.unknown:
-        console.print(f"[yellow]not served[/] (no champion): {', '.join(result.unknown)}")
-    console.print(f"{len(result.models)} models in {result.seconds:.1f} s")
+        console().print(f"[yellow]not served[/] (no champion): {', '.join(result.unknown)}")
+    console().print(f"{len(result.models)} models in {result.seconds:.1f} s")
     if result.failed:
         raise typer.Exit(1)
 

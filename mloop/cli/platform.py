@@ -48,15 +48,15 @@ def up(
     for s in result.services:
         what = "started" if s.started else ("running" if s.running else "not running")
         extra = f"  {s.note}" if s.note else ""
-        console.print(f"{s.name:15} {what:12} pid={s.pid or '-':<8} {s.url}{extra}")
+        console().print(f"{s.name:15} {what:12} pid={s.pid or '-':<8} {s.url}{extra}")
     if result.deployed:
-        console.print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
+        console().print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
     if result.reconcile:
-        console.print(f"reconcile: {result.reconcile}")
+        console().print(f"reconcile: {result.reconcile}")
     u = urls(settings)
-    console.print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
+    console().print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
     if settings.auth:
-        console.print("Both ask for credentials: `mloop token` prints them.")
+        console().print("Both ask for credentials: `mloop token` prints them.")
 
 
 def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
@@ -69,11 +69,11 @@ def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON d
         print_json(result)
         return
     if not result.stopped:
-        console.print("nothing was running")
+        console().print("nothing was running")
     for name, pid in result.stopped.items():
-        console.print(f"stopped {name} (pid {pid})")
+        console().print(f"stopped {name} (pid {pid})")
     if result.still_alive:
-        console.print(f"[red]still alive:[/] {result.still_alive}")
+        console().print(f"[red]still alive:[/] {result.still_alive}")
         raise typer.Exit(1)
 
 
@@ -91,32 +91,32 @@ def status(
         return
     from rich.table import Table
 
-    console.print(f"MLOOP_HOME {st.home}")
+    console().print(f"MLOOP_HOME {st.home}")
     for key, url in st.urls.items():
-        console.print(f"  {key:12} {url}")
+        console().print(f"  {key:12} {url}")
     t = Table("service", "running", "pid", "url")
     for s in st.services:
         t.add_row(s.name, "yes" if s.running else "no", str(s.pid or "-"), s.url)
-    console.print(t)
+    console().print(t)
     if st.models:
-        console.print(models_table(st.models))
+        console().print(models_table(st.models))
     else:
-        console.print("no registered models yet")
+        console().print("no registered models yet")
     d = st.last_drift
     if d and "verdict" in d:
-        console.print(f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
+        console().print(f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
                       f"(share {d['drift_share']}, threshold {d['threshold']}); report {d['report']}")
     elif d:
-        console.print(f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}")
+        console().print(f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}")
     else:
-        console.print("last drift verdict: no drift check yet")
+        console().print("last drift verdict: no drift check yet")
     if st.recent_flow_runs:
         r = Table("flow run", "flow", "deployment", "state", "start")
         for fr in st.recent_flow_runs:
             r.add_row(fr.name, fr.flow, fr.deployment or "-", fr.state, fr.start_time or "-")
-        console.print(r)
+        console().print(r)
     for note in st.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console().print(f"[yellow]note:[/] {note}")
 
 
 def models_table(models: list[ModelStatus]) -> Table:

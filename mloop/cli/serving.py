@@ -41,16 +41,16 @@ def package_cmd(
         from serving.package import package_model
 
         name = name or default_model_name(settings)
-        with err_console.status(f"packaging {name} {version or 'champion'}"):
+        with err_console().status(f"packaging {name} {version or 'champion'}"):
             packaged = package_model(settings, name, version)
     if json_out:
         print_json(packaged)
         return
     state = "packaged" if packaged.created else "already packaged (reused)"
-    console.print(f"[bold]{packaged.name}[/] v{packaged.version}: {state} in {packaged.seconds:.1f}s")
-    console.print(f"  model {packaged.model_tag} ({packaged.backend}), bento {packaged.bento_tag}")
+    console().print(f"[bold]{packaged.name}[/] v{packaged.version}: {state} in {packaged.seconds:.1f}s")
+    console().print(f"  model {packaged.model_tag} ({packaged.backend}), bento {packaged.bento_tag}")
     if packaged.fallback_reason:
-        console.print(f"  [yellow]sklearn fallback:[/] {packaged.fallback_reason}", markup=True)
+        console().print(f"  [yellow]sklearn fallback:[/] {packaged.fallback_reason}", markup=True)
 
 
 def serve_cmd(
@@ -69,11 +69,11 @@ def serve_cmd(
             raise MloopError(f"two model names given ({name}, {only})", fix="give one: mloop serve NAME")
         from mloop.platform.serve import serve_command
 
-        with err_console.status("packaging the champions"):
+        with err_console().status("packaging the champions"):
             spec = serve_command(settings, name or only, host=host, port=port)
         if spec is None:
             raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
-    err_console.print(
+    err_console().print(
         f"serving {spec.describe()} ({', '.join(spec.model_tags)}) on "
         f"{http_url(host or settings.serving_host, port or settings.serve_port)}"
     )
@@ -97,7 +97,7 @@ def deploy_cmd(
         name = name or default_model_name(settings)
         from flows.deploy import deploy_flow
 
-        with err_console.status(f"deploying {name} {version or 'champion'}"):
+        with err_console().status(f"deploying {name} {version or 'champion'}"):
             try:
                 result = deploy_flow(name=name, version=version)
             except MloopError:
@@ -107,7 +107,7 @@ def deploy_cmd(
     if json_out:
         print_json(result)
         return
-    console.print(f"[bold]{result.name}[/] v{result.version}: {result.action} at {result.url} ({result.backend})")
+    console().print(f"[bold]{result.name}[/] v{result.version}: {result.action} at {result.url} ({result.backend})")
 
 
 def lineage_cmd(
@@ -124,9 +124,9 @@ def lineage_cmd(
         print_json(chain)
         return
     for label, value in chain.rows():
-        console.print(f"[bold]{label:>14}[/]  {value}", highlight=False)
+        console().print(f"[bold]{label:>14}[/]  {value}", highlight=False)
     for note in chain.notes:
-        console.print(f"  [yellow]note:[/] {note}")
+        console().print(f"  [yellow]note:[/] {note}")
 
 
 def feedback_cmd(
@@ -164,7 +164,7 @@ def feedback_cmd(
     if json_out:
         print_json(result)
         return
-    console.print(
+    console().print(
         f"recorded {outcome.recorded} labels for [bold]{name}[/] (duplicates {outcome.duplicates}, "
         f"conflicts {outcome.conflicts}, unknown ids {outcome.unknown})"
     )

@@ -53,10 +53,10 @@ def token(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON 
         print_json(token_document(found))
         return
     if found is None:
-        console.print("auth is off (MLOOP_AUTH=false): no service asks for credentials.")
+        console().print("auth is off (MLOOP_AUTH=false): no service asks for credentials.")
         return
     for line in how_to(settings, found):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console().print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

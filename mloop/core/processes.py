@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -34,6 +35,8 @@ import psutil
 from mloop.core.entrypoints import PREFECT_SERVER, python_m
 from mloop.core.errors import MloopError
 from mloop.core.settings import prefect_api_url
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,18 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def poll(check: Callable[[], T], timeout: float, every: float = 0.1) -> T:
+    """Call ``check`` every ``every`` s until it returns something truthy, for at most ``timeout`` s (the
+    last call is at or after the deadline); returns that last value. Never raises by itself: a caller
+    that must fail on a timeout raises its own error (e.g. :func:`mloop.platform.client.wait_for`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(every)
 
 
 def wait_ready(

@@ -12,6 +12,8 @@ per-dataset ingest lock). :func:`shared_records` picks where they live:
   PostgreSQL frees it when the holder's connection dies (the same guarantee as an OS file lock); a log
   is a table of ``(id bigserial, key, row jsonb)``, read in ``id`` order, created on first use. A
   lock whose connection breaks (server restart) is gone: the block runs on, as with a deleted lock file.
+  Reads, appends and claims share one connection per instance (opened on first use, one caller at a
+  time, replaced when the server closed it).
 
 Rows are the callers' pydantic models as JSON in both cases; this module knows no model (it is in the
 core layer), callers pass the parser. No password appears in an error or log line here.
@@ -21,6 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import select
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
@@ -248,7 +253,14 @@ def create_table_sql(table: str) -> str:
 
 
 class PostgresRecords(SharedRecords):
-    """The shared records in PostgreSQL database ``NAME`` (team mode): advisory locks and jsonb tables."""
+    """The shared records in PostgreSQL database ``NAME`` (team mode): advisory locks and jsonb tables.
+
+    Reads, appends and claims run on the instance's one connection (:meth:`_session`: opened lazily, one
+    thread at a time, replaced when it is closed, broken or inherited across a fork). Each held lock has a
+    connection of its own for its block: a session-level advisory lock is re-entrant within its session,
+    so a lock on the shared connection would not exclude another lock of the same process (nor survive the
+    block's own reads and writes there), and its holder's death must free it alone.
+    """
 
     def __init__(self, dsn: str, password: str | None = None, *, connect_timeout: int = 10) -> None:
         """``dsn`` is password-less (``postgresql://user@host:port/NAME``); the password is passed apart."""
@@ -256,6 +268,11 @@ class PostgresRecords(SharedRecords):
         self._password = password or None
         self._connect_timeout = connect_timeout
         self._schema_ready = False
+        self._conn: Any = None
+        self._conn_pid = 0
+        self._inherited: list[Any] = []
+        """Connections a forked child inherited: kept, never closed here (closing would end the parent's session)."""
+        self._guard = threading.Lock()
 
     def _error(self, exc: Exception, doing: str) -> MloopError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -291,6 +308,36 @@ class PostgresRecords(SharedRecords):
             self._schema_ready = True
         conn.autocommit = True
         return conn
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """The instance's connection (autocommit) for one statement or transaction, held by this caller
+        alone. A connection the server closed while it was idle (restart, idle timeout: its socket is
+        readable) is replaced before use, so no statement goes to a dead session; one a statement broke is
+        dropped, so the next call connects again."""
+        with self._guard:
+            conn = self._conn
+            if conn is not None and self._conn_pid != os.getpid():  # a forked child: the parent's session
+                self._inherited.append(conn)
+                conn = None
+            if conn is not None and (conn.closed or _readable_while_idle(conn)):
+                conn.close()
+                conn = None
+            if conn is None:
+                conn = self._conn = self.connect()
+                self._conn_pid = os.getpid()
+            try:
+                yield conn
+            finally:
+                if conn.closed:
+                    self._conn = None
+
+    def close(self) -> None:
+        """Close the instance's connection (the next call opens another); held locks are not affected."""
+        with self._guard:
+            if self._conn is not None and self._conn_pid == os.getpid():
+                self._conn.close()
+            self._conn = None
 
     @contextmanager
     def lock(self, name: str, *, timeout: float | None = None) -> Iterator[None]:
@@ -332,7 +379,7 @@ class PostgresRecords(SharedRecords):
     def append(self, kind: Kind, key: str, row: BaseModel) -> None:
         import psycopg2
 
-        with closing(self.connect()) as conn, conn.cursor() as cur:
+        with self._session() as conn, conn.cursor() as cur:
             try:
                 cur.execute(table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind), (key, row_json(row)))
             except psycopg2.Error as exc:
@@ -349,7 +396,7 @@ class PostgresRecords(SharedRecords):
     def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
         import psycopg2
 
-        with closing(self.connect()) as conn, conn.cursor() as cur:
+        with self._session() as conn, conn.cursor() as cur:
             try:
                 texts = self._select(cur, kind, key)
             except psycopg2.Error as exc:
@@ -359,7 +406,7 @@ class PostgresRecords(SharedRecords):
     def keys(self, kind: Kind) -> list[str]:
         import psycopg2
 
-        with closing(self.connect()) as conn, conn.cursor() as cur:
+        with self._session() as conn, conn.cursor() as cur:
             try:
                 cur.execute(table_sql("SELECT DISTINCT key FROM {} ORDER BY key", kind))
             except psycopg2.Error as exc:
@@ -371,7 +418,7 @@ class PostgresRecords(SharedRecords):
         (the lock ends with the commit, so the next claimer reads this row)."""
         import psycopg2
 
-        with closing(self.connect()) as conn:
+        with self._session() as conn:  # the lock and the work: one transaction of one session
             conn.autocommit = False
             try:
                 with conn, conn.cursor() as cur:
@@ -382,7 +429,19 @@ class PostgresRecords(SharedRecords):
                                     (key, row_json(row)))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"claim on the {WHAT[kind]}") from None
+            finally:
+                if not conn.closed:
+                    conn.autocommit = True  # back to the shared connection's mode (no transaction is open)
             return answer
+
+
+def _readable_while_idle(conn: Any) -> bool:
+    """True when an idle connection's socket has something to read: the server closed it (a restart,
+    an idle timeout) and sent its goodbye or EOF. No round trip: a zero-timeout select."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def table_sql(template: str, kind: Kind) -> Any:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +29,7 @@ import httpx
 
 from mloop.core.http import RETRY_STATUS, backoff, basic_auth_header, request
 from mloop.core.outbox import build_event
+from mloop.core.processes import poll
 from mloop.core.web import bearer_header
 
 __all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "parse_time", "request", "records_of", "wait_for"]
@@ -56,15 +56,12 @@ def records_of(frame: Any) -> list[dict[str, Any]]:
 
 
 def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, every: float = 1.0) -> T:
-    """Poll ``check`` until it returns something truthy; raise TimeoutError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+    """Poll ``check`` until it returns something truthy (:func:`~mloop.core.processes.poll`); raise
+    TimeoutError naming ``what``."""
+    value = poll(check, timeout, every)
+    if not value:
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return value  # type: ignore[return-value]
 
 
 class PrefectApi:

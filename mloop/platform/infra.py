@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from mloop.core.processes import (
     free_port,
     listening_pids,
     pid_alive,
+    poll,
     process_tree,
     read_pid,
     service_members,
@@ -455,27 +455,16 @@ def pg_ready(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def s3_client(endpoint: str, found: InfraSecrets):  # type: ignore[no-untyped-def]  # boto3 client type is dynamic
-    """A boto3 S3 client with the infra's keys (short timeouts, no retries: for checks)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=found.s3_access_key.get_secret_value(),
-        aws_secret_access_key=found.s3_secret_key.get_secret_value(),
-        region_name=REGION,
-        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 1}),
-    )
-
-
 def s3_ready(endpoint: str, found: InfraSecrets) -> bool:
     """True when a signed list-buckets answers and shows the ``mloop`` bucket."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    try:
-        names = {b["Name"] for b in s3_client(endpoint, found).list_buckets().get("Buckets", [])}
+    from mloop.core.s3 import CHECK, s3_client
+
+    try:  # the infra's own keys; short timeouts, no retries
+        client = s3_client(endpoint, found.s3_access_key.get_secret_value(), found.s3_secret_key.get_secret_value(),
+                           region=REGION, timeouts=CHECK)
+        names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except (BotoCoreError, ClientError):
         return False
     return BUCKET in names
@@ -752,7 +741,7 @@ def stop_postgres(pid: int, *, grace: float = 60.0) -> None:
     tree = process_tree(pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    _wait(lambda: not pid_alive(pid), grace)
+    poll(lambda: not pid_alive(pid), grace)
     stop_pid(pid, first=signal.SIGTERM, grace=5.0, also=[p for p in tree if _alive(p)])
 
 
@@ -760,15 +749,6 @@ def _alive(proc: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     return False
-
-
-def _wait(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 def down(home: Path, *, timeout: float = 30.0) -> InfraDown:
@@ -793,7 +773,7 @@ def down(home: Path, *, timeout: float = 30.0) -> InfraDown:
         (paths.s3_dir / sock).unlink(missing_ok=True)
     if ports is not None and stopped:
         all_ports = [ports.postgres, ports.s3, *ports.weed.values()]
-        _wait(lambda: all(port_free(p) for p in all_ports), timeout)
+        poll(lambda: all(port_free(p) for p in all_ports), timeout)
     still = [pid for pid in stopped.values() if pid_alive(pid)]
     still += [p for name in (S3_SERVICE, PG_SERVICE) for p in service_members(str(home), name) if p not in still]
     return InfraDown(stopped=stopped, still_alive=still)

@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from mloop.core.errors import MloopError
 from mloop.core.lineage import DatasetVersion
 from mloop.core.paths import StatePaths
+from mloop.core.processes import poll
 from mloop.core.settings import Settings
 from mloop.core.shared import (
     TABLES,
@@ -52,15 +52,6 @@ def audit(model: str, i: int, **extra: object) -> AuditRecord:
 def version(name: str, i: int) -> DatasetVersion:
     return DatasetVersion(name=name, md5=f"{i:032x}", rows=10 + i, columns=["a", "target"], created_at=T0,
                           path=f"data/{name}/{name}.parquet", size=100 + i, source=f"/tmp/{name}-{i}.csv")
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 # ---------------------------------------------------------------- pure parts
@@ -186,7 +177,7 @@ def test_advisory_lock_excludes_others_and_dies_with_its_holder(pg: PostgresReco
             with pg.try_lock("t-killed") as got:
                 return got
 
-        assert wait_for(free, timeout=30)
+        assert poll(free, timeout=30)
     finally:
         holder.kill()
         holder.communicate(timeout=30)
@@ -204,6 +195,27 @@ def test_audit_rows_read_back_equal_and_in_order(pg: PostgresRecords, tmp_path: 
     assert pg.read("audit", "audited", AuditRecord.model_validate_json) == rows
     assert {"audited", "other-model"} <= set(pg.keys("audit"))
     assert not (tmp_path / "audit").exists()  # nothing written to files in team mode
+
+
+@pytest.mark.integration
+def test_reads_and_writes_share_one_connection_replaced_when_the_server_ends_it(pg: PostgresRecords) -> None:
+    from contextlib import closing
+
+    def backend() -> int:
+        with pg._session() as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            return int(cur.fetchone()[0])
+
+    pg.append("audit", "shared-conn", audit("shared-conn", 0))
+    first = backend()
+    pg.read("audit", "shared-conn", AuditRecord.model_validate_json)
+    pg.keys("audit")
+    assert backend() == first  # no new connection per call
+    with closing(pg.connect()) as other, other.cursor() as cur:  # the server ends it (as a restart would)
+        cur.execute("SELECT pg_terminate_backend(%s)", (first,))
+    assert poll(lambda: pg.read("audit", "shared-conn", AuditRecord.model_validate_json) == [audit("shared-conn", 0)],
+                timeout=10)
+    assert backend() != first
 
 
 CLAIMER = textwrap.dedent(
@@ -238,7 +250,7 @@ def test_ledger_claims_from_8_processes_spend_exactly_the_budget(
         for _ in range(8)
     ]
     try:
-        assert wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == 8, timeout=120)
+        assert poll(lambda: len(list(tmp_path.glob("ready-*"))) == 8, timeout=120)
         go.touch()
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:
@@ -320,7 +332,7 @@ def test_two_hosts_racing_a_promotion_leave_one_champion_and_an_ordered_audit(
         for v in (v1, v2)
     ]
     try:
-        assert wait_for(lambda: all((tmp_path / f"ready-{v}").exists() for v in (v1, v2)), timeout=120)
+        assert poll(lambda: all((tmp_path / f"ready-{v}").exists() for v in (v1, v2)), timeout=120)
         go.touch()  # both are ready: release them at the same moment
         outputs = [p.communicate(timeout=120) for p in procs]
     finally:

@@ -130,10 +130,7 @@ def test_mloop_status_prints_the_models_table_and_json(home: Settings, monkeypat
     models = rows_for_rendering(home, monkeypatch)
     st = PlatformStatus(home=str(home.state.root), urls={}, services=[], models=models)
     monkeypatch.setattr(status_mod, "status", lambda settings, runs=10: st)
-    from mloop.cli import common
-
-    # Rich reads COLUMNS once, when the CLI's console is made (at import, maybe by an earlier test).
-    monkeypatch.setattr(common.console, "width", 250)
+    monkeypatch.setenv("COLUMNS", "250")  # the CLI makes its console when it prints: the width is read then
     out = CliRunner().invoke(app, ["status"])
     assert out.exit_code == 0, out.output
     assert "last drift check" in out.output and "no (on demand)" in out.output

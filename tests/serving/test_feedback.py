@@ -146,3 +146,35 @@ def test_same_label_survives_the_parquet_round_trip() -> None:
 
     assert same_label(np.int64(1), 1) and same_label(1, 1.0) and same_label("yes", "yes")
     assert not same_label(np.int64(1), 0) and not same_label("class_0", "class_1")
+
+
+class _CountingRemote:
+    """A stand-in for :class:`serving.remote_log.RemoteLog`: counts the listings of label parts, keeps nothing."""
+
+    def __init__(self) -> None:
+        self.listings = 0
+        self.uploads: list[str] = []
+
+    def feedback_parts(self, model_name: str) -> list[object]:
+        self.listings += 1
+        return []
+
+    def upload(self, kind: str, local: Path, relative: str) -> None:
+        self.uploads.append(relative)
+
+
+def test_team_mode_lists_s3_labels_at_the_first_write_and_when_stale_not_per_request(tmp_path: Path) -> None:
+    recent = RecentIds()
+    ids = new_prediction_ids(4)
+    recent.add("loans", ids)
+    remote = _CountingRemote()
+    store = FeedbackStore(tmp_path / "feedback", tmp_path / "predictions", recent=recent, remote=remote)  # type: ignore[arg-type]
+    for pid in ids[:3]:
+        assert store.record("loans", [(pid, 1)]).recorded == 1
+    assert remote.listings == 1  # the first write only
+    store.remote_refresh_seconds = 0  # the view is stale at once
+    assert store.record("loans", [(ids[0], 1)]).duplicates == 1
+    assert remote.listings == 1  # nothing new to accept: no listing
+    assert store.record("loans", [(ids[3], 0)]).recorded == 1
+    assert remote.listings == 2  # a write with a new label and a stale view lists again
+    assert len(remote.uploads) == 4  # every label part is shipped all the same
