@@ -35,7 +35,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -197,24 +197,17 @@ def lineage_labels(lineage: dict[str, Any]) -> dict[str, str]:
     return {label: str(lineage[k]) for k, label in keys.items() if lineage.get(k) not in (None, "")}
 
 
-class _RequiredInputs(TypedDict):
-    name: str
-    version: str | int
-    pipeline: Any
-    contract: DatasetContract
-    holdout: Any
-
-
-class PipelineInputs(_RequiredInputs, total=False):
-    """What packaging an in-memory fitted pipeline takes (the keyword arguments of :func:`package_pipeline`,
-    declared once for it and its unlocked core): the required ones above, and optionally ``lineage`` and
-    ``build`` (also build the Bento; default True)."""
-
-    lineage: dict[str, Any] | None
-    build: bool
-
-
-def package_pipeline(settings: Settings, **inputs: Unpack[PipelineInputs]) -> PackagedModel:
+def package_pipeline(
+    settings: Settings,
+    *,
+    name: str,
+    version: str,
+    pipeline: Any,
+    contract: DatasetContract,
+    holdout: Any,
+    lineage: dict[str, Any] | None = None,
+    build: bool = True,
+) -> PackagedModel:
     """Package an in-memory fitted pipeline as model ``<name>:v<version>`` (+ Bento when ``build``).
 
     The registry-free core of :func:`package_model` (the train flow and tests use it directly). Reuses
@@ -222,17 +215,9 @@ def package_pipeline(settings: Settings, **inputs: Unpack[PipelineInputs]) -> Pa
     """
     from filelock import FileLock
 
-    check_inputs(inputs)
-    with FileLock(package_lock_path(settings, inputs["name"], inputs["version"]), timeout=600):
-        return _package_pipeline(settings, **inputs)
-
-
-def check_inputs(inputs: Any) -> None:
-    """TypeError for a missing or unknown keyword, as a spelled-out signature would raise. Pure."""
-    missing = PipelineInputs.__required_keys__ - inputs.keys()
-    unknown = inputs.keys() - PipelineInputs.__required_keys__ - PipelineInputs.__optional_keys__
-    if missing or unknown:
-        raise TypeError(f"package_pipeline(): missing {sorted(missing)}, unexpected {sorted(unknown)} keyword arguments")
+    with FileLock(package_lock_path(settings, name, version), timeout=600):
+        return _package_pipeline(settings, name=name, version=str(version), pipeline=pipeline, contract=contract,
+                                 holdout=holdout, lineage=lineage, build=build)
 
 
 def package_lock_path(settings: Settings, name: str, version: str | int) -> Path:
@@ -241,9 +226,18 @@ def package_lock_path(settings: Settings, name: str, version: str | int) -> Path
     return child_path(settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock")
 
 
-def _package_pipeline(settings: Settings, **inputs: Unpack[PipelineInputs]) -> PackagedModel:
+def _package_pipeline(
+    settings: Settings,
+    *,
+    name: str,
+    version: str,
+    pipeline: Any,
+    contract: DatasetContract,
+    holdout: Any,
+    lineage: dict[str, Any] | None,
+    build: bool,
+) -> PackagedModel:
     """:func:`package_pipeline` with the tag's lock held."""
-    name, version, build = inputs["name"], str(inputs["version"]), inputs.get("build", True)
     start = time.perf_counter()
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
@@ -251,7 +245,7 @@ def _package_pipeline(settings: Settings, **inputs: Unpack[PipelineInputs]) -> P
     if model_in_store(home, tag) and (not build or bento_in_store(home, btag)):
         _export(settings, tag)
         return _from_store(home, name, version, tag, time.perf_counter() - start)
-    lineage = {**(inputs.get("lineage") or {}), "model_name": name, "model_version": version}
+    lineage = {**(lineage or {}), "model_name": name, "model_version": version}
     labels = lineage_labels(lineage)
     settings.state.ensure()
     stage = Path(tempfile.mkdtemp(prefix="stage-", dir=settings.state.tmp))
@@ -259,8 +253,7 @@ def _package_pipeline(settings: Settings, **inputs: Unpack[PipelineInputs]) -> P
         if model_in_store(home, tag):  # only the Bento is missing: no need to convert again
             meta: dict[str, Any] = {}
         else:
-            meta = stage_model(stage, pipeline=inputs["pipeline"], contract=inputs["contract"], holdout=inputs["holdout"],
-                               metadata=lineage)
+            meta = stage_model(stage, pipeline=pipeline, contract=contract, holdout=holdout, metadata=lineage)
             labels[LABEL_BACKEND] = str(meta["backend"])  # onnx, or sklearn with metadata fallback_reason
         job = {
             "stage_dir": str(stage),
