@@ -12,7 +12,7 @@ PYTEST_WORKERS ?= 2
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test scan chaos demo down clean bench bench-models help
+.PHONY: install test scan chaos demo down clean bench bench-models bench-team help
 
 help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
@@ -22,6 +22,7 @@ help:
 	@echo "make down   stop every local service mloop started"
 	@echo "make bench  run the benchmarks under bench/"
 	@echo "make bench-models  many models on one platform: memory, hot-model throughput, sweep, loop latency (1, 5, 20 models)"
+	@echo "make bench-team    8 concurrent trains: single machine vs team mode (real PostgreSQL + S3)"
 
 install:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -63,6 +64,9 @@ bench: install
 BENCH_MODELS_ARGS ?=
 bench-models: install
 	$(RUN) python bench/models.py $(BENCH_MODELS_ARGS)
+
+bench-team: install
+	$(RUN) python bench/team.py $(BENCH_TEAM_ARGS)
 
 clean: down
 	rm -rf .mloop

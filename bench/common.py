@@ -49,16 +49,27 @@ def drift_event(p: Platform, model: str | None = None, limit: int = 50) -> dict[
 
 
 @contextmanager
-def bench_platform(prefix: str, *, keep: bool = False) -> Iterator[tuple[Platform, Path]]:
+def bench_platform(
+    prefix: str, *, keep: bool = False, team_env: dict[str, str] | None = None
+) -> Iterator[tuple[Platform, Path]]:
     """A fresh ``mloop up`` in a temporary folder for one bench run: yields (platform handle, folder).
 
+    ``team_env``: the ``mloop infra env`` settings (team mode on those servers); None: single machine.
     At the end (``keep`` False): ``mloop down``, a stop by pid of anything it missed, the folder removed.
     A SIGTERM meanwhile ends the bench through the same clean-up (Python's default would skip it).
     """
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     root = Path(tempfile.mkdtemp(prefix=prefix))
     settings = platform_settings(root)
-    p = Platform(settings=settings, env=platform_env(settings), first_up={})
+    if team_env is not None:
+        from pydantic import SecretStr
+
+        settings = settings.model_copy(update={
+            "database_url": SecretStr(team_env["MLOOP_DATABASE_URL"]),
+            "s3_endpoint_url": team_env["MLOOP_S3_ENDPOINT_URL"],
+            "artifacts_uri": team_env["MLOOP_ARTIFACTS_URI"],
+        })
+    p = Platform(settings=settings, env={**platform_env(settings), **(team_env or {})}, first_up={})
     try:
         t_up = time.perf_counter()
         p.first_up = p.cli_json("up")
