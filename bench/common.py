@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mloop.core.events import DRIFT_DETECTED  # noqa: E402
-from tests.platform.helpers import Platform, platform_env, platform_settings  # noqa: E402
+from tests.platform.helpers import Platform, platform_env, platform_settings, wait_for  # noqa: E402
 
 
 def ts(value: str) -> float:
@@ -48,6 +48,24 @@ def drift_event(p: Platform, model: str | None = None, limit: int = 50) -> dict[
     return None
 
 
+def settle(p: Platform, timeout: float = 900) -> float:
+    """Wait until no flow run is pending, running or due (scheduled for now or earlier); the seconds waited."""
+    started = time.time()
+
+    def idle() -> bool:
+        from datetime import UTC
+
+        now = datetime.now(UTC).isoformat()
+        running = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": [
+            "PENDING", "RUNNING"]}}}, "limit": 1})
+        due = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
+                                                                         "expected_start_time": {"before_": now}}, "limit": 1})
+        return not running and not due
+
+    wait_for(idle, timeout, "the platform to be idle (no scheduled, pending or running flow run)", every=1.0)
+    return time.time() - started
+
+
 @contextmanager
 def bench_platform(
     prefix: str, *, keep: bool = False, team_env: dict[str, str] | None = None
@@ -62,13 +80,9 @@ def bench_platform(
     root = Path(tempfile.mkdtemp(prefix=prefix))
     settings = platform_settings(root)
     if team_env is not None:
-        from pydantic import SecretStr
+        from tests.infra_fixture import in_team_mode
 
-        settings = settings.model_copy(update={
-            "database_url": SecretStr(team_env["MLOOP_DATABASE_URL"]),
-            "s3_endpoint_url": team_env["MLOOP_S3_ENDPOINT_URL"],
-            "artifacts_uri": team_env["MLOOP_ARTIFACTS_URI"],
-        })
+        settings = in_team_mode(settings, team_env)
     p = Platform(settings=settings, env={**platform_env(settings), **(team_env or {})}, first_up={})
     try:
         t_up = time.perf_counter()

@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_platform, drift_event, ts  # noqa: E402
+from bench.common import bench_platform, drift_event, settle, ts  # noqa: E402
 from bench.serving import _load  # noqa: E402  (the serving bench's keep-alive load client)
 from bench.serving_models import tree_memory  # noqa: E402
 from mloop.core.generate import FEATURE_ORDER, MIN_FEATURES, generate, write_frame  # noqa: E402
@@ -378,24 +378,6 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
         changed = {n for n in others_before if others_after.get(n) != others_before[n]}
         raise SystemExit(f"the drift retrain of {HOT} changed other models' versions: {sorted(changed)}")
     return seen[0] - t0, detail + f"; the other {len(others_after)} models kept their versions"
-
-
-def settle(p: Platform, timeout: float = 900) -> float:
-    """Wait until no flow run is pending, running or due (scheduled for now or earlier); the seconds waited."""
-    started = time.time()
-
-    def idle() -> bool:
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC).isoformat()
-        running = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": [
-            "PENDING", "RUNNING"]}}}, "limit": 1})
-        due = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
-                                                                         "expected_start_time": {"before_": now}}, "limit": 1})
-        return not running and not due
-
-    wait_for(idle, timeout, "the platform to be idle (no scheduled, pending or running flow run)", every=1.0)
-    return time.time() - started
 
 
 def retrain_summary(p: Platform, name: str) -> str:

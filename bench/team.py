@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_platform, ts  # noqa: E402
+from bench.common import bench_platform, settle, ts  # noqa: E402
 from mloop.core.generate import generate, write_frame  # noqa: E402
 from tests.platform.helpers import Platform, wait_for  # noqa: E402
 
@@ -53,8 +53,7 @@ def one_mode(mode: str, args: argparse.Namespace, team_env: dict[str, str] | Non
         if out.returncode != 0:
             raise SystemExit(f"{mode}: ingest failed\n{out.stderr}")
         wait_for(p.serving.served_model, 600, f"{mode}: v1 trained, promoted and served", every=1.0)
-        wait_for(lambda: all(r["state_type"] not in ("SCHEDULED", "PENDING", "RUNNING")
-                             for r in p.prefect.flow_runs(limit=50)), 300, f"{mode}: the platform to be idle")
+        settle(p, 300)
         result = concurrent_trains(p, args.runs, args.timeout)
         print(f"{mode:7} {args.runs} trains: {result['seconds']:.1f}s to all ended, {result['completed']} completed, "
               f"{result['failed']} not, {result['locked']} '{LOCKED}'", flush=True)

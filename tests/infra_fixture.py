@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from mloop.core.processes import free_port
+from mloop.core.settings import Settings
 from mloop.platform import infra
 from mloop.platform.infra import InfraPorts
 
@@ -36,6 +39,15 @@ class InfraEnv:
     def database_url(self, database: str = infra.DB_NAME) -> str:
         """The PostgreSQL URL of one of the infra's databases (``mloop``, ``mloop_prefect``, ...)."""
         return self.env["MLOOP_DATABASE_URL"].rsplit("/", 1)[0] + f"/{database}"
+
+
+def in_team_mode(settings: Settings, env: dict[str, str]) -> Settings:
+    """``settings`` pointed at the infra whose ``mloop infra env`` settings are ``env`` (team mode)."""
+    return settings.model_copy(update={
+        "database_url": SecretStr(env["MLOOP_DATABASE_URL"]),
+        "s3_endpoint_url": env["MLOOP_S3_ENDPOINT_URL"],
+        "artifacts_uri": env["MLOOP_ARTIFACTS_URI"],
+    })
 
 
 @contextmanager

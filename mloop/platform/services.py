@@ -382,6 +382,8 @@ def new_worker_name(port: int, token: str) -> str:
 
 JOINED_WORKER = "worker"
 """The ``MLOOP_SERVICE`` marker of a worker ``mloop worker`` started (no pid file; ``down`` finds it by marker)."""
+WORKER_SERVICES = ("prefect-worker", JOINED_WORKER)
+"""Services that are Prefect workers: stopped right after the watchdog, their own way (:func:`stop_worker`)."""
 
 WORKER_ENV: dict[str, str] = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (a cheap query)
@@ -664,8 +666,7 @@ def stop_order(names: list[str]) -> list[str]:
     """The watchdog first (it must not restart what is being stopped), then the worker (it must not pick up
     new runs while the rest goes down), then reverse start order. Pure."""
     order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
-    first = {WATCHDOG_SERVICE: 0, "prefect-worker": 1, JOINED_WORKER: 1}
-    order.sort(key=lambda n: first.get(n, 2))
+    order.sort(key=lambda n: 0 if n == WATCHDOG_SERVICE else 1 if n in WORKER_SERVICES else 2)
     return order
 
 
@@ -708,7 +709,7 @@ def _stop_named(run_dir: Path, name: str, stopped: dict[str, int], still_alive: 
 
 def stop_service_pid(name: str, pid: int, *, grace: float = 8.0) -> None:
     """Stop service ``name`` running as ``pid`` with its tree (the worker its own way, see :func:`stop_worker`)."""
-    if name in ("prefect-worker", JOINED_WORKER):
+    if name in WORKER_SERVICES:
         stop_worker(pid)
     else:
         stop_pid(pid, grace=grace, first=signal.SIGTERM)

@@ -27,7 +27,7 @@ import httpx
 
 from mloop.core.errors import MloopError
 from mloop.core.paths import CODE_ROOT
-from mloop.core.processes import SERVICE_ENV, read_pid
+from mloop.core.processes import SERVICE_ENV, child_env, read_pid
 from mloop.core.secrets import load_secrets, secrets_path
 from mloop.core.settings import Settings
 from mloop.core.team import is_team
@@ -80,13 +80,11 @@ def check_can_join(settings: Settings, api: PrefectApi, pool: str = WORK_POOL) -
         )
 
 
-def worker_environment(settings: Settings, base: dict[str, str]) -> dict[str, str]:
-    """The worker's environment: ``base`` (this process's) with the platform's, the worker settings and
-    the ``worker`` marker; the names a child must not inherit removed. Pure."""
-    env = {**base, **platform_env(settings), **WORKER_ENV, SERVICE_ENV: JOINED_WORKER}
-    for name in unset_env(settings):
-        env.pop(name, None)
-    return env
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The worker's environment, as ``up`` builds a service's (:func:`mloop.core.processes.child_env`): this
+    process's with the platform's and the worker settings, without the names a child must not inherit, and
+    the ``worker`` marker."""
+    return {**child_env({**platform_env(settings), **WORKER_ENV}, unset_env(settings)), SERVICE_ENV: JOINED_WORKER}
 
 
 def run_worker(settings: Settings, name: str | None = None, queues: Sequence[str] = ()) -> None:
@@ -98,6 +96,6 @@ def run_worker(settings: Settings, name: str | None = None, queues: Sequence[str
     for queue in queues:
         api.ensure_work_queue(WORK_POOL, queue)
     argv = worker_argv(name or joined_worker_name(socket.gethostname(), secrets.token_hex(3)), queues)
-    env = worker_environment(settings, dict(os.environ))
+    env = worker_environment(settings)
     os.chdir(CODE_ROOT)
     os.execvpe(argv[0], argv, env)  # nosec B606  # argv is this interpreter and fixed arguments, no shell

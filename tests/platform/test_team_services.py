@@ -35,11 +35,10 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import psutil
 import pytest
-from pydantic import SecretStr
 
 from mloop.core.generate import generate, write_frame
 from mloop.core.processes import pid_alive
-from tests.infra_fixture import InfraEnv, running_infra
+from tests.infra_fixture import InfraEnv, in_team_mode, running_infra
 from tests.platform.helpers import (
     Platform,
     drifted_traffic,
@@ -108,10 +107,10 @@ class TeamPlatform:
 
     def bucket_keys(self, part: str) -> list[str]:
         """Object keys under ``<prefix>/part/`` in the bucket."""
-        import boto3
+        from mloop.core.s3 import s3_client
 
-        s3 = boto3.client("s3", endpoint_url=self.infra.s3_endpoint, aws_access_key_id=self.infra.env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=self.infra.env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+        s3 = s3_client(self.infra.s3_endpoint, self.infra.env["AWS_ACCESS_KEY_ID"],
+                       self.infra.env["AWS_SECRET_ACCESS_KEY"], region="us-east-1")
         prefix = f"{self.infra.prefix}/{part}/" if self.infra.prefix else f"{part}/"
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.infra.bucket, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
@@ -122,11 +121,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamPlatform]:
     """Real PostgreSQL + S3, then `mloop up` in team mode; `mloop down`, then the servers, by pid."""
     with running_infra(tmp_path_factory.mktemp("infra")) as found:
         infra = TeamInfra.of(found)
-        settings = platform_settings(tmp_path_factory.mktemp("team")).model_copy(update={
-            "database_url": SecretStr(infra.env["MLOOP_DATABASE_URL"]),
-            "s3_endpoint_url": infra.env["MLOOP_S3_ENDPOINT_URL"],
-            "artifacts_uri": infra.env["MLOOP_ARTIFACTS_URI"],
-        })
+        settings = in_team_mode(platform_settings(tmp_path_factory.mktemp("team")), infra.env)
         env = {**platform_env(settings), **infra.env}
         p = Platform(settings=settings, env=env, first_up={})
         try:

@@ -98,10 +98,12 @@ def test_a_pool_that_does_not_exist_yet_is_an_error(tmp_path: Path, prefect_serv
     assert "mloop up" in (err.value.fix or "")
 
 
-def test_the_environment_is_this_home_s_with_the_worker_marker(tmp_path: Path) -> None:
+def test_the_environment_is_this_home_s_with_the_worker_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = _team(tmp_path)
     ensure_secrets(settings.state.root)
-    env = worker_environment(settings, {"PREFECT_API_KEY": "a cloud key", "PATH": "/usr/bin", "KEEP": "1"})
+    for name, value in {"PREFECT_API_KEY": "a cloud key", "PATH": "/usr/bin", "KEEP": "1"}.items():
+        monkeypatch.setenv(name, value)
+    env = worker_environment(settings)
     assert env[SERVICE_ENV] == JOINED_WORKER and env["KEEP"] == "1"
     assert env["MLOOP_HOME"] == str(settings.state.root) and env["PREFECT_API_URL"] == settings.prefect_api_url
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
