@@ -16,10 +16,12 @@ are passed directly); the only retries are on the I/O steps that can hit a busy 
 Evidently is imported inside the check, so importing this module stays cheap. The work itself
 lives in ``monitoring/`` (scoring, checks, verdict, reports).
 
-The sweep (``monitor-sweep``, :func:`monitor_sweep_flow`) runs this flow for every served model
-(every registered model with a champion), a few at a time in threads: each model gets its own
-flow run, reports, MLflow run, artifact and events, exactly as when it is checked alone; one that
-fails is listed as failed and the others go on. A model with nothing new since its last check
+The sweep (``monitor-sweep``, :func:`monitor_sweep_flow`) runs the same steps
+(:func:`check_one_model`) for every served model (every registered model with a champion), a few at a
+time in threads, each model in its own ``check-model`` task run with the steps nested under it (not
+a subflow per model: a flow run's setup cost about 3 s of thread time per model, more than half of a
+20-model sweep). Each model gets its own reports, MLflow run, artifact and events, exactly as when
+it is checked alone; one that fails is listed as failed and the others go on. A model with nothing new since its last check
 (same champion, same newest prediction, same number of labels) is skipped as ``unchanged``. The
 sweep builds Evidently's full report (HTML, workspace snapshot) only for a model whose check finds
 drift or quality loss: the others are scored with the same Evidently stat tests, methods and
@@ -140,14 +142,32 @@ def monitor_flow(
         options: Sampling, seeds, quality tolerance, minimum rows (empty = the model's), publishing.
         skip_unchanged: Skip when no prediction or label arrived since the last check of this version.
     """
-    from prefect.artifacts import create_markdown_artifact
     from prefect.runtime import flow_run
+
+    return check_one_model(Settings(), model_name, window_size=window_size, since=since, version=version,
+                           options=options or MonitorOptions(), skip_unchanged=skip_unchanged,
+                           run_id=str(flow_run.get_id() or "") or None)
+
+
+def check_one_model(
+    settings: Settings,
+    model_name: str,
+    *,
+    window_size: int | None,
+    since: datetime | None,
+    version: str,
+    options: MonitorOptions,
+    skip_unchanged: bool,
+    run_id: str | None,
+) -> MonitorResult:
+    """The monitor's steps for one model, as tasks of the calling run: the ``monitor`` flow's whole body,
+    and one model's part of a sweep (inside its ``check-model`` task, so a sweep of many models pays no
+    subflow per model). ``run_id`` is the flow run recorded on the MLflow monitoring run."""
+    from prefect.artifacts import create_markdown_artifact
 
     from monitoring import sweep, verdict
     from monitoring.checks import quality_metric, reference_version
 
-    options = options or MonitorOptions()
-    settings = Settings()
     settings.state.ensure()
     window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows)
     info, lineage = resolve_model(settings, model_name, version)
@@ -167,8 +187,7 @@ def monitor_flow(
     )
     html = mlflow_run = snap_id = None
     if options.publish:
-        flow_run_id = str(flow_run.get_id() or "") or None
-        html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, flow_run_id)
+        html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, run_id)
         result = result.model_copy(update={"report_path": html})
     create_markdown_artifact(
         key=artifact_key("drift", model_name), markdown=_summary(settings, result, html, mlflow_run),
@@ -184,44 +203,46 @@ def monitor_flow(
     )
 
 
-@task(name="check-model", cache_policy=NO_CACHE)
+@task(name="check-model", cache_policy=NO_CACHE, task_run_name="check-{model_name}")
 def check_model(
-    settings: Settings, model_name: str, champion: str, skip_unchanged: bool, full_reports: bool = False
+    settings: Settings, model_name: str, champion: str, skip_unchanged: bool, full_reports: bool = False,
+    sweep_run_id: str | None = None,
 ) -> SweepEntry:
-    """One model of a sweep: its monitor flow run (a subflow), summed up; a failure is an entry, not an error.
+    """One model of a sweep: the monitor's steps as nested tasks of this task run (no subflow: a flow run
+    per model cost the sweep about 3 s of thread time per model), summed up; a failure is an entry, not an
+    error. Each model still gets its own report, MLflow run, ``drift-<model>`` artifact and events.
 
     A model whose champion and log files are as at its last check is not run at all (``unchanged``).
     Unless ``full_reports``, only a model whose check finds drift or quality loss gets the Evidently
     report (``MonitorOptions.full_report="on-finding"``): the others are scored with the same stat tests."""
     import time
 
+    from prefect.runtime import task_run
+
     from monitoring import sweep
     from serving.remote_log import remote_log
 
     started = time.perf_counter()
+    task_run_id = str(task_run.get_id() or "") or None
     if skip_unchanged:
         fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name,
                                             remote_log(settings))
         if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
             return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
-                              seconds=round(time.perf_counter() - started, 2))
+                              task_run_id=task_run_id, seconds=round(time.perf_counter() - started, 2))
     options = MonitorOptions(full_report="always" if full_reports else "on-finding")
-    state = monitor_flow(model_name, skip_unchanged=skip_unchanged, options=options, return_state=True)
-    run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
-    seconds = round(time.perf_counter() - started, 2)
-    if not state.is_completed():
-        try:
-            state.result()
-            reason = state.message or state.name
-        except Exception as exc:  # noqa: BLE001 - the model's failure is reported, the sweep goes on
-            reason = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
-        return SweepEntry(model_name=model_name, status="failed", reason=str(reason)[:500], flow_run_id=run_id,
-                          seconds=seconds)
-    result: MonitorResult = state.result()
+    try:
+        result = check_one_model(settings, model_name, window_size=None, since=None, version="champion",
+                                 options=options, skip_unchanged=skip_unchanged, run_id=sweep_run_id)
+    except Exception as exc:  # noqa: BLE001 - the model's failure is reported, the sweep goes on
+        get_run_logger().warning("check of %s failed: %s", model_name, exc)
+        reason = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+        return SweepEntry(model_name=model_name, status="failed", reason=str(reason)[:500], task_run_id=task_run_id,
+                          seconds=round(time.perf_counter() - started, 2))
     return SweepEntry(
         model_name=model_name, model_version=result.model_version, status=result.status, reason=result.reason,
-        events=result.events, flow_run_id=run_id, report_path=result.report_path, mlflow_run_id=result.mlflow_run_id,
-        seconds=seconds,
+        events=result.events, task_run_id=task_run_id, report_path=result.report_path,
+        mlflow_run_id=result.mlflow_run_id, seconds=round(time.perf_counter() - started, 2),
     )
 
 
@@ -244,6 +265,7 @@ def monitor_sweep_flow(
     import time
 
     from prefect.artifacts import create_markdown_artifact
+    from prefect.runtime import flow_run
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, sweep_markdown
@@ -253,6 +275,7 @@ def monitor_sweep_flow(
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
+    sweep_run_id = str(flow_run.get_id() or "") or None
     champions = champion_versions(settings)  # every served model: each registered model with a champion
     selected, unknown = select_models(champions, models)
     if unknown:
@@ -261,7 +284,8 @@ def monitor_sweep_flow(
     if selected:
         with ThreadPoolTaskRunner(max_workers=min(workers or settings.monitor_sweep_workers, len(selected))) as runner:
             futures = [runner.submit(check_model, {"settings": settings, "model_name": n, "champion": champions[n],
-                                                   "skip_unchanged": skip_unchanged, "full_reports": full_reports})
+                                                   "skip_unchanged": skip_unchanged, "full_reports": full_reports,
+                                                   "sweep_run_id": sweep_run_id})
                        for n in selected]
             entries = [f.result() for f in futures]
     result = SweepResult(models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2))
@@ -273,7 +297,8 @@ def monitor_sweep_flow(
 
 
 def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str, str]]:
-    """Per model: its monitor flow run in the Prefect UI, its HTML report, its MLflow run."""
+    """Per model: its check-model task run in the Prefect UI (its steps, logs and artifact), its HTML report,
+    its MLflow run."""
     from mloop.core.processes import connect_host
     from monitoring.reports import mlflow_run_link
 
@@ -281,8 +306,8 @@ def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str,
     out: dict[str, dict[str, str]] = {}
     for e in entries:
         links: dict[str, str] = {}
-        if e.flow_run_id:
-            links["flow run"] = f"{prefect_ui}/runs/flow-run/{e.flow_run_id}"
+        if e.task_run_id:
+            links["check"] = f"{prefect_ui}/runs/task-run/{e.task_run_id}"
         if e.report_path:
             links["report"] = f"file://{e.report_path}"
         if e.mlflow_run_id:

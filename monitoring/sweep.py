@@ -154,7 +154,7 @@ class SweepEntry(BaseModel):
     status: SweepStatus
     reason: str
     events: list[str] = Field(default_factory=list)
-    flow_run_id: str | None = Field(default=None, description="The model's monitor flow run.")
+    task_run_id: str | None = Field(default=None, description="The model's check-model task run in the sweep.")
     report_path: str | None = None
     mlflow_run_id: str | None = None
     seconds: float = 0.0

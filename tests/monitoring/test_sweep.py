@@ -76,9 +76,9 @@ def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(en
     assert got["small"].status == "skipped" and f"(< {ROWS + 1})" in got["small"].reason
     checked = json.loads((Path(got["rates"].report_path).parent / "result.json").read_text())
     assert checked["window"]["rows"] == 800  # its own window
-    for name in ("loans", "rates"):  # each model publishes as when checked alone: report, MLflow run, flow run
+    for name in ("loans", "rates"):  # each model publishes as when checked alone: report, MLflow run, artifact
         assert Path(got[name].report_path).parent.parent.name == name and got[name].mlflow_run_id
-        assert got[name].flow_run_id
+        assert got[name].task_run_id
     assert len(model_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
     assert model_events("mloop.drift.detected", "rates", since, timeout=2) == []  # drift on one: only its event
     assert model_events("mloop.drift.detected", "small", since, timeout=2) == []
@@ -104,14 +104,14 @@ def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_othe
     finally:
         contract.write_bytes(saved)
     got = _by_model(result)
-    assert result.failed == ["rates"] and got["rates"].flow_run_id and "rates" in got["rates"].reason
+    assert result.failed == ["rates"] and got["rates"].task_run_id and "rates" in got["rates"].reason
     assert got["loans"].status in ("ok", "drift") and got["loans"].report_path  # checked all the same
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=200)
     sweep = [a for a in artifact if a.key == "monitor-sweep"]
-    assert sweep and "**failed**" in sweep[0].data and f"runs/flow-run/{got['rates'].flow_run_id}" in sweep[0].data
+    assert sweep and "**failed**" in sweep[0].data and f"runs/task-run/{got['rates'].task_run_id}" in sweep[0].data
 
 
 def test_drift_on_two_models_retrains_both(env: Settings) -> None:

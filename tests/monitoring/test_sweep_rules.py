@@ -64,8 +64,8 @@ def test_sweep_markdown_lists_every_model_with_its_links_and_failures() -> None:
     result = SweepResult(
         models=[
             SweepEntry(model_name="loans", model_version="3", status="drift", reason="4/14 columns drifted",
-                       events=["mloop.drift.detected"], flow_run_id="f1", report_path="/r/drift.html"),
-            SweepEntry(model_name="rates", status="failed", reason="NotFoundError: no | dataset", flow_run_id="f2"),
+                       events=["mloop.drift.detected"], task_run_id="f1", report_path="/r/drift.html"),
+            SweepEntry(model_name="rates", status="failed", reason="NotFoundError: no | dataset", task_run_id="f2"),
             SweepEntry(model_name="churn", model_version="1", status="unchanged", reason="no new predictions"),
         ],
         unknown=["ghost"], seconds=12.34,
