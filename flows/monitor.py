@@ -84,12 +84,16 @@ def reference_data(
 def read_window(
     settings: Settings, model_name: str, window_size: int, since: datetime | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The newest ``window_size`` logged predictions (at/after ``since``) and the feedback labels."""
+    """The newest ``window_size`` logged predictions (at/after ``since``) and the feedback labels. In team mode
+    the window's parts are read from S3, one task per part on Dask when MLOOP_DASK_ADDRESS is set."""
+    from mloop.core.partitions import partition_mapper
     from serving.predlog import read_feedback, read_predictions
     from serving.remote_log import remote_log
 
     remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
-    window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since, remote=remote)
+    with partition_mapper("" if remote is None else None) as map_parts:
+        window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since,
+                                  remote=remote, map_parts=map_parts)
     feedback = read_feedback(settings.state.feedback, model_name, remote=remote)
     return window, feedback
 

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from serving.journal import JOURNAL_DIR, Journal, batch_line, dead_segments, parse_segment_name, read_segment
 
 if TYPE_CHECKING:
+    from mloop.core.partitions import Mapper
     from serving.remote_log import RemoteLog, Shipper
 
 log = logging.getLogger(__name__)
@@ -626,20 +627,26 @@ def read_predictions(
     last_n: int | None = None,
     since: datetime | None = None,
     remote: RemoteLog | None = None,
+    map_parts: Mapper | None = None,
 ) -> Any:
     """The logged predictions of ``model_name`` as a DataFrame, oldest first.
 
     Columns: prediction_id, timestamp (UTC), model_name, model_version, each input feature,
     prediction, probability or score. ``since`` keeps rows at/after that time (naive = UTC);
     ``last_n`` keeps the newest n rows. Empty frame with the base columns when nothing is logged.
-    With ``remote`` (team mode, :func:`serving.remote_log.remote_log`) the parts are read from S3.
+    With ``remote`` (team mode, :func:`serving.remote_log.remote_log`) the parts are read from S3: with
+    ``last_n`` only the parts that can hold the newest rows (from their footers), each read by a task of
+    ``map_parts`` when given (e.g. on Dask, :mod:`mloop.core.partitions`).
     """
     import pandas as pd
 
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     if remote is not None:
-        df = remote.read_parts(remote.prediction_parts(model_name, since), "prediction log")
+        parts = remote.prediction_parts(model_name, since)
+        if last_n is not None:
+            parts = remote.newest(parts, last_n, "prediction log", map_parts)
+        df = remote.read_parts(parts, "prediction log", map_parts)
     else:
         df = _read_parts(prediction_files(predictions_dir, model_name, since))
     if df is None:

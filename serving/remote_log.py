@@ -29,8 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,6 +41,7 @@ from mloop.core.names import NAME_PATTERN, check_name
 from mloop.core.team import ArtifactLayout, team_config
 
 if TYPE_CHECKING:
+    from mloop.core.partitions import Mapper
     from mloop.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,40 @@ class RemotePart:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class PartStats:
+    """A part's row count and time range, from its parquet footer (no row is read)."""
+
+    part: RemotePart
+    rows: int
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+def newest_parts(stats: Sequence[PartStats], last_n: int) -> list[RemotePart]:
+    """The parts that can hold the newest ``last_n`` rows, in the order given. Pure.
+
+    Parts from several serving hosts overlap in time, so "the newest parts by name" is not enough:
+    take parts by their newest row until they hold ``last_n`` rows; the ``last_n``-th newest row is then no
+    older than the oldest row among them, so every other part whose newest row reaches that far is kept too.
+    Every part is kept when a non-empty part has no time statistics (nothing can be ruled out)."""
+    filled = [s for s in stats if s.rows > 0]
+    if last_n <= 0 or not filled:
+        return []
+    if any(s.first is None or s.last is None for s in filled):
+        return [s.part for s in filled]
+    chosen: list[PartStats] = []
+    rows = 0
+    for s in sorted(filled, key=lambda s: s.last, reverse=True):  # type: ignore[arg-type, return-value]
+        if rows >= last_n:
+            break
+        chosen.append(s)
+        rows += s.rows
+    floor = min(s.first for s in chosen)  # type: ignore[type-var]
+    kept = set(chosen)
+    return [s.part for s in filled if s in kept or s.last >= floor]  # type: ignore[operator]
 
 
 def check_relative(kind: Kind, relative: str) -> str:
@@ -214,15 +250,67 @@ class RemoteLog:
             return
         log.warning("%s part %s in S3 is unreadable (%s); skipped and moved to %s", what, part.name, exc, target)
 
-    def read_parts(self, parts: Iterable[RemotePart], what: str = "prediction log") -> Any:
-        """The readable ``parts`` as one DataFrame (None when none has rows)."""
+    def part_stats(self, part: RemotePart, what: str, column: str = "timestamp") -> PartStats | None:
+        """The part's rows and ``column``'s min/max from its parquet footer; None when it is gone or could not
+        be read now; an unreadable footer is set aside as :meth:`read_part` does."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(part.path, filesystem=self.filesystem())
+        except FileNotFoundError:
+            return None
+        except pa.ArrowInvalid as exc:
+            self.set_aside(part, exc, what)
+            return None
+        except OSError as exc:
+            log.warning("%s part %s skipped: could not read its footer from S3: %s", what, part.name, exc)
+            return None
+        names = meta.schema.names
+        first = last = None
+        if column in names and meta.num_row_groups:
+            index = names.index(column)
+            stats = [meta.row_group(i).column(index).statistics for i in range(meta.num_row_groups)]
+            if all(st is not None and st.has_min_max for st in stats):
+                first, last = min(st.min for st in stats), max(st.max for st in stats)
+        return PartStats(part, meta.num_rows, first, last)
+
+    def newest(self, parts: Sequence[RemotePart], last_n: int, what: str = "prediction log",
+               map_parts: Mapper | None = None) -> list[RemotePart]:
+        """The parts that can hold the newest ``last_n`` rows (:func:`newest_parts`), from their footers (read
+        with ``map_parts``): a window of the newest rows reads those parts, not the whole log."""
+        stats = self._map(map_parts, _stats_of, parts, what)
+        return newest_parts([s for s in stats if s is not None], last_n)
+
+    def read_parts(self, parts: Iterable[RemotePart], what: str = "prediction log",
+                   map_parts: Mapper | None = None) -> Any:
+        """The readable ``parts`` as one DataFrame (None when none has rows), in the order given. With
+        ``map_parts`` (:func:`mloop.core.partitions.partition_mapper`) each part is read by one task of it,
+        e.g. on a Dask cluster."""
         import pandas as pd
 
-        frames = [self.read_part(p, what) for p in parts]
+        frames = self._map(map_parts, _read_of, list(parts), what)
         frames = [f for f in frames if f is not None and len(f)]
         if not frames:
             return None
         return pd.concat(frames, ignore_index=True)
+
+    def _map(self, map_parts: Mapper | None, fn: Any, parts: Sequence[RemotePart], what: str) -> list[Any]:
+        """``fn(remote, part, what)`` per part: in this thread, or by ``map_parts`` with a copy of this instance
+        that holds no file system (so nothing with credentials is sent; each task makes its own)."""
+        if map_parts is None:
+            return [fn(self, part, what) for part in parts]
+        return map_parts(partial(fn, replace(self), what=what), list(parts))
+
+
+def _read_of(remote: RemoteLog, part: RemotePart, what: str) -> Any:
+    """One part as a DataFrame (module level: a Dask task can carry it)."""
+    return remote.read_part(part, what)
+
+
+def _stats_of(remote: RemoteLog, part: RemotePart, what: str) -> PartStats | None:
+    """One part's footer statistics (module level: a Dask task can carry it)."""
+    return remote.part_stats(part, what)
 
 
 def remote_log(settings: Settings) -> RemoteLog | None:

@@ -29,7 +29,7 @@ from serving.predlog import (
     read_predictions,
     record_labels,
 )
-from serving.remote_log import MANIFEST, RemoteLog, check_relative, remote_log
+from serving.remote_log import MANIFEST, PartStats, RemoteLog, RemotePart, check_relative, newest_parts, remote_log
 from tests.infra_fixture import InfraEnv, running_infra
 
 AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -206,3 +206,69 @@ def test_an_outage_keeps_parts_local_and_they_ship_later(
     reader = _remote(infra, tmp_path / "b", prefix)
     assert_frame_equal(read_predictions(tmp_path / "b", "loans", remote=reader), read_predictions(preds, "loans"))
     assert_frame_equal(read_feedback(tmp_path / "b", "loans", remote=reader), read_feedback(fb, "loans"))
+
+
+# ---------------------------------------------------------------- big windows: the newest parts, in partitions
+
+def _stats(name: str, rows: int, first: int | None, last: int | None) -> PartStats:
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    at = (lambda m: None if m is None else day.replace(minute=m))  # noqa: E731
+    return PartStats(RemotePart(f"b/p/{name}", 1, 0), rows, at(first), at(last))
+
+
+def test_newest_parts_keep_every_part_that_can_hold_the_newest_rows() -> None:
+    a, b, c, d = _stats("a", 10, 0, 10), _stats("b", 10, 11, 20), _stats("c", 10, 21, 30), _stats("d", 10, 25, 28)
+    assert newest_parts([a, b, c, d], 5) == [c.part, d.part]  # d (another host) overlaps c: it may hold newer rows
+    assert newest_parts([a, b, c, d], 20) == [c.part, d.part]
+    assert newest_parts([a, b, c, d], 25) == [b.part, c.part, d.part]  # b reaches past the floor (21 > 20 rows)
+    assert newest_parts([a, b, c, d], 100) == [a.part, b.part, c.part, d.part]  # not enough rows: all of them
+    assert newest_parts([a, b, c, d], 0) == []
+    empty = _stats("e", 0, None, None)
+    assert newest_parts([a, empty, c], 5) == [c.part]  # an empty part holds nothing
+    blind = _stats("f", 3, None, None)
+    assert newest_parts([a, blind, c], 5) == [a.part, blind.part, c.part]  # no statistics: nothing ruled out
+
+
+def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error() -> None:
+    from mloop.core.errors import MloopError
+    from mloop.core.partitions import partition_mapper
+
+    with pytest.raises(MloopError, match="MLOOP_DASK_ADDRESS"):
+        with partition_mapper(f"tcp://127.0.0.1:{free_port()}"):
+            pass
+
+
+def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(infra: InfraEnv, tmp_path: Path) -> None:
+    """Two serving hosts log overlapping parts; the newest-N window read from footers + only the parts that can
+    hold it equals the whole log's tail, serially, on Dask threads and on a real Dask scheduler (two worker
+    processes, which make their own S3 file system from their environment)."""
+    from distributed import LocalCluster
+
+    from mloop.core.partitions import partition_mapper
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    host_a = PredictionLogger(tmp_path / "a", flush_seconds=3600, remote=_remote(infra, tmp_path / "a", prefix))
+    host_c = PredictionLogger(tmp_path / "c", flush_seconds=3600, remote=_remote(infra, tmp_path / "c", prefix))
+    for n in (40, 30, 20):  # older parts, one host after the other
+        _log(host_a, "loans", n)
+        host_a.flush()
+    _log(host_a, "loans", 6)  # then both hosts buffer at once: their newest parts overlap in time
+    _log(host_c, "loans", 5)
+    _log(host_a, "loans", 4)
+    host_a.flush()
+    _log(host_c, "loans", 3)
+    host_c.flush()
+    assert host_a.close() == 0 and host_c.close() == 0
+    reader = _remote(infra, tmp_path / "b", prefix)
+    every = read_predictions(tmp_path / "b", "loans", remote=reader)
+    parts = reader.prediction_parts("loans")
+    assert len(every) == 108 and len(parts) == 5
+    assert [len(reader.newest(parts, n)) for n in (8, 18, 30, 108)] == [2, 2, 3, 5]  # 18: both overlapping parts
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        for address in ("", "local", cluster.scheduler_address):
+            with partition_mapper(address) as map_parts:
+                for n in (8, 18, 30, 200):
+                    got = read_predictions(tmp_path / "b", "loans", last_n=n, remote=reader, map_parts=map_parts)
+                    assert_frame_equal(got, every.tail(n).reset_index(drop=True)), (address, n)
