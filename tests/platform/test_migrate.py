@@ -7,8 +7,13 @@ in tests/core/test_shared_records.py); the bucket is an in-memory stand-in of th
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import BaseModel
@@ -18,6 +23,9 @@ from mloop.core.paths import StatePaths
 from mloop.core.shared import FileRecords
 from mloop.core.team import ArtifactLayout
 from mloop.platform.migrate import import_home
+
+if TYPE_CHECKING:
+    from tests.infra_fixture import InfraEnv
 
 LAYOUT = ArtifactLayout(bucket="team", prefix="prod")
 
@@ -119,35 +127,77 @@ def test_a_missing_home_is_refused(tmp_path: Path, target: FileRecords) -> None:
         import_home(tmp_path / "nothing", target, MemoryStore(), LAYOUT)
 
 
-@pytest.mark.integration
-def test_import_home_into_a_real_postgresql_and_s3(source: Path, tmp_path: Path) -> None:
-    """The command itself, against `mloop infra`'s real PostgreSQL and S3: twice (the second copies nothing)."""
-    import json
-    import subprocess
-    import sys
+@pytest.fixture(scope="module")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraEnv]:
+    """`mloop infra`'s real PostgreSQL and S3 (stopped by pid at the end)."""
+    from tests.infra_fixture import running_infra
 
+    with running_infra(tmp_path_factory.mktemp("infra")) as found:
+        yield found
+
+
+@pytest.mark.integration
+def test_import_home_into_a_real_postgresql_and_s3(source: Path, tmp_path: Path, infra: InfraEnv) -> None:
+    """The command itself, against real PostgreSQL and S3: twice (the second copies nothing)."""
     from mloop.core.s3 import s3_client
     from mloop.core.settings import Settings
     from mloop.core.shared import shared_records
     from mloop.core.team import require_team
-    from tests.infra_fixture import in_team_mode, running_infra
+    from tests.infra_fixture import in_team_mode
 
-    with running_infra(tmp_path / "infra") as found:
-        env = {**os.environ, **found.env, "MLOOP_HOME": str(tmp_path / "team-home")}
-        mloop = [str(Path(sys.executable).parent / "mloop"), "infra", "import-home", str(source), "--json"]
-        runs = [subprocess.run(mloop, env=env, capture_output=True, text=True, timeout=120, check=False) for _ in range(2)]
-        for run in runs:
-            assert run.returncode == 0, run.stdout + run.stderr
-        first, second = (json.loads(run.stdout) for run in runs)
-        assert sum(s["copied"] for s in first["steps"]) == 10
-        assert sum(s["copied"] for s in second["steps"]) == 0
+    env = {**os.environ, **infra.env, "MLOOP_HOME": str(tmp_path / "team-home")}
+    mloop = [str(Path(sys.executable).parent / "mloop"), "infra", "import-home", str(source), "--json"]
+    runs = [subprocess.run(mloop, env=env, capture_output=True, text=True, timeout=120, check=False) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+    first, second = (json.loads(run.stdout) for run in runs)
+    assert sum(s["copied"] for s in first["steps"]) == 10
+    assert sum(s["copied"] for s in second["steps"]) == 0
 
-        settings = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=tmp_path), found.env)
-        layout = require_team(settings).artifacts
-        client = s3_client(layout.endpoint_url, found.env["AWS_ACCESS_KEY_ID"], found.env["AWS_SECRET_ACCESS_KEY"])
-        listed = client.list_objects_v2(Bucket=layout.bucket, Prefix=f"{layout.prefix}/")
-        keys = {item["Key"].removeprefix(f"{layout.prefix}/") for item in listed.get("Contents", [])}
-        assert {"dvc/files/md5/ab/cdef", "predictions/loans/date=2026-11-30/part-1.parquet", "feedback/loans/part-7.parquet"} <= keys
-        records = shared_records(settings)
-        assert [r.n for r in records.read("audit", "loans", Row.model_validate_json)] == [1, 2, 3]
-        assert records.keys("retrain") == ["churn", "loans"]
+    settings = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=tmp_path), infra.env)
+    layout = require_team(settings).artifacts
+    client = s3_client(layout.endpoint_url, infra.env["AWS_ACCESS_KEY_ID"], infra.env["AWS_SECRET_ACCESS_KEY"])
+    listed = client.list_objects_v2(Bucket=layout.bucket, Prefix=f"{layout.prefix}/")
+    keys = {item["Key"].removeprefix(f"{layout.prefix}/") for item in listed.get("Contents", [])}
+    assert {"dvc/files/md5/ab/cdef", "predictions/loans/date=2026-11-30/part-1.parquet", "feedback/loans/part-7.parquet"} <= keys
+    records = shared_records(settings)
+    assert [r.n for r in records.read("audit", "loans", Row.model_validate_json)] == [1, 2, 3]
+    assert records.keys("retrain") == ["churn", "loans"]
+
+
+@pytest.mark.integration
+def test_an_imported_dataset_version_is_read_back_in_team_mode(
+    tmp_path: Path, infra: InfraEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset ingested on one machine (DVC remote in the home, index file) is listed and read, md5-verified,
+    by a team-mode home after the import: the copied DVC objects are where DVC's S3 remote looks."""
+    from mloop.core.datasets import export_version, ingest_dataset, list_versions
+    from mloop.core.frames import file_md5, write_frame
+    from mloop.core.generate import generate
+    from mloop.core.s3 import s3_client
+    from mloop.core.settings import Settings
+    from mloop.core.shared import shared_records
+    from mloop.core.team import require_team
+    from mloop.platform.migrate import S3Store
+    from tests.helpers import make_project
+    from tests.infra_fixture import in_team_mode
+
+    project = make_project(tmp_path / "project")
+    single = Settings(home=tmp_path / "old-home", project_dir=project)
+    single.state.ensure()
+    frame = generate("baseline", 300, 1)
+    versions = [
+        ingest_dataset(single, write_frame(frame.iloc[: 200 + 50 * i], tmp_path / f"v{i}.csv"), dataset="ds").version.md5
+        for i in range(2)
+    ]
+    for name, value in infra.env.items():
+        monkeypatch.setenv(name, value)
+    team = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=project), infra.env)
+    team.state.ensure()
+    layout = require_team(team).artifacts
+    import_home(single.state.root, shared_records(team), S3Store(s3_client(layout.endpoint_url), layout.bucket), layout)
+
+    assert [v.md5 for v in list_versions(team, "ds")] == versions[::-1]
+    for md5 in versions:
+        out = export_version(team, "ds", md5, tmp_path / f"{md5}.parquet")
+        assert file_md5(out) == md5
