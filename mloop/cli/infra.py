@@ -1,4 +1,5 @@
-"""``mloop infra up|down|status|env``: a real PostgreSQL server and S3 store on loopback for team mode.
+"""``mloop infra up|down|status|env``: a real PostgreSQL server and S3 store on loopback for team mode;
+``mloop infra import-home``: copy a single-machine home into the team's stores (:mod:`mloop.platform.migrate`).
 
 The servers live under ``MLOOP_HOME/infra`` and are independent of the platform (``mloop down``
 leaves them running). Only ``mloop infra env`` prints credentials.
@@ -6,6 +7,7 @@ leaves them running). Only ``mloop infra env`` prints credentials.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -101,6 +103,39 @@ def env() -> None:
     with user_errors():
         lines = infra.env_lines(infra.env(load_settings().state.root))
     typer.echo("\n".join(lines))
+
+
+@infra_app.command("import-home")
+def import_home(
+    source: Annotated[Path, typer.Argument(help="The single-machine MLOOP_HOME to copy from (only read; stop its platform first).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be copied.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Copy a single-machine home's DVC remote, prediction log, feedback labels, audit log, retrain ledger and
+    dataset index into the team's S3 and PostgreSQL (the team settings must be set); safe to run again."""
+    from mloop.core.s3 import s3_client
+    from mloop.core.shared import shared_records
+    from mloop.core.team import require_team
+    from mloop.platform.migrate import S3Store
+    from mloop.platform.migrate import import_home as run_import
+
+    with user_errors():
+        settings = load_settings()
+        layout = require_team(settings).artifacts
+        store = S3Store(s3_client(layout.endpoint_url), layout.bucket)
+        result = run_import(source.expanduser().resolve(), shared_records(settings), store, layout, dry_run=dry_run)
+    if json_out:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"import of {result.source}" + (" (dry run: nothing copied)" if dry_run else ""))
+    for column in ("what", "copied" if not dry_run else "to copy", "already there", "note"):
+        table.add_column(column)
+    for step in result.steps:
+        table.add_row(step.what, str(step.copied), str(step.already_there), step.note)
+    console().print(table)
+    console().print("Not moved: " + "; ".join(result.not_moved), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
