@@ -390,3 +390,37 @@ def test_a_worker_on_another_home_runs_flows_and_racing_promotions_leave_one_cha
         if worker.poll() is None:
             stop_worker(worker.pid)
         worker.wait(30)
+
+
+def test_down_in_team_mode_leaves_no_process(team: TeamPlatform, tmp_path: Path) -> None:
+    """Issue 13 must-show: `mloop down` of a team-mode home stops every process of that home, a worker
+    joined with `mloop worker` included. The last test of the module: the platform is down after it."""
+    import subprocess
+
+    from mloop.core.entrypoints import CLI, python_m
+    from mloop.platform.services import stop_worker
+    from tests.platform.chaos import platform_processes
+
+    p = team.platform
+    home = p.settings.state.root
+    name = "mloop-worker-joined-test"
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(python_m(CLI, "worker", "--name", name), env=p.env, cwd=p.settings.project_dir,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: name in p.prefect.online_workers("mloop-local"), 120,
+                 f"the joined worker to be ONLINE:\n{log_path.read_text(errors='replace')[-3000:]}")
+        before = platform_processes(home)
+        assert worker.pid in before and len(before) >= 5, before  # server, worker, MLflow, webhook, serve, joined
+        result = p.cli_json("down")
+        assert result["still_alive"] == [], result
+        deadline = time.monotonic() + 30
+        while platform_processes(home) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert platform_processes(home) == [], f"left running after mloop down: {platform_processes(home)}"
+        assert worker.wait(30) is not None
+    finally:
+        if worker.poll() is None:
+            stop_worker(worker.pid)
+            worker.wait(30)
