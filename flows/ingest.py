@@ -8,7 +8,6 @@ retried once; a contract rejection is not retried, since the same bytes would fa
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow, task
@@ -45,8 +44,9 @@ def version_dataset(
     task_kind: Literal["classification", "regression"] | None,
     time_column: str | None,
 ) -> IngestResult:
-    """Validate ``path`` against the contract and version it (not cached: it writes state)."""
-    return ingest_dataset(settings, Path(path), dataset=dataset, target=target, task=task_kind, time_column=time_column)
+    """Validate ``path`` (a file, or ``s3://bucket/key`` in team mode) against the contract and version it
+    (not cached: it writes state)."""
+    return ingest_dataset(settings, path, dataset=dataset, target=target, task=task_kind, time_column=time_column)
 
 
 def version_markdown(result: IngestResult) -> str:
@@ -103,7 +103,8 @@ def ingest_flow(
     without an event.
 
     Args:
-        path: CSV or parquet file to ingest (absolute, or relative to the flow's working dir).
+        path: CSV or parquet file to ingest (absolute, or relative to the flow's working dir); in team mode also
+            s3://bucket/key, so the run does not depend on the worker's host.
         dataset: Dataset name (letters, digits, '-', '_', '.'); also the registered model name.
         target: Label column (first ingest only; default "target").
         task: classification or regression (first ingest only; inferred from the target if empty).

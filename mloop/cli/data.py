@@ -102,7 +102,7 @@ def _print_version(version, created: bool, contract_path: str | None = None) -> 
 
 
 def ingest_cmd(
-    path: Annotated[Path, typer.Argument(help="CSV or parquet file to ingest.")],
+    path: Annotated[str, typer.Argument(help="CSV or parquet file to ingest (in team mode also s3://bucket/key).")],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the model name).",
                                          callback=name_check("dataset"))],
     target: Annotated[str | None, typer.Option(help="Label column (first ingest; default 'target').")] = None,
@@ -119,22 +119,21 @@ def ingest_cmd(
     else a temporary one). Exit code 2 and a report naming each failed rule when the data is rejected.
     """
     from mloop.core.contract import contract_path
-    from mloop.core.datasets import DataRejected, list_versions
+    from mloop.core.datasets import DataRejected, is_s3_uri, list_versions
 
     with user_errors():
         settings = load_flow_settings()
-        if not path.exists():
+        source = path.strip() if is_s3_uri(path) else str(Path(path).expanduser().resolve())
+        if not is_s3_uri(source) and not Path(source).exists():
             from mloop.core.errors import NotFoundError
 
             raise NotFoundError(f"file not found: {path}", fix="check the path")
         before = {v.md5 for v in list_versions(settings, dataset)}
         try:
-            with err_console().status(f"ingesting {path.name} into {dataset}"):
+            with err_console().status(f"ingesting {source.rsplit('/', 1)[-1]} into {dataset}"):
                 from flows.ingest import ingest_flow
 
-                version = ingest_flow(
-                    path=str(path.resolve()), dataset=dataset, target=target, task=task, time_column=time_column
-                )
+                version = ingest_flow(path=source, dataset=dataset, target=target, task=task, time_column=time_column)
         except DataRejected as exc:
             if json_out:
                 print_json({"rejected": True, "dataset": dataset, "report": exc.report})

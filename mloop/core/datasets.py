@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -354,6 +355,68 @@ def _git_commit_pointer(settings: Settings, name: str, md5: str, rows: int) -> s
     return git_commit(root)
 
 
+S3_SCHEME = "s3://"
+_OBJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+def is_s3_uri(source: Path | str) -> bool:
+    """Whether ``source`` is an ``s3://`` URI (a str: a Path would have folded its ``//``). Pure."""
+    return isinstance(source, str) and source.strip().lower().startswith(S3_SCHEME)
+
+
+@contextmanager
+def s3_source(settings: Settings, uri: str) -> Iterator[Path]:
+    """A local copy of the object ``uri`` (``s3://bucket/key``, read with team mode's endpoint and the AWS
+    keys of the environment) in a folder of its own under MLOOP_HOME/tmp, removed afterwards: an ingest run
+    (a deployment's, on any worker) then reads a file that lives on no particular host. The object's name
+    becomes the local file's name only when it is a plain file name."""
+    import tempfile
+
+    from mloop.core.s3 import s3_client
+    from mloop.core.team import team_config
+
+    team = team_config(settings)
+    if team is None:
+        raise MloopError(
+            "an s3:// source needs team mode (its S3 endpoint and keys)", where=uri,
+            fix="set MLOOP_S3_ENDPOINT_URL, MLOOP_ARTIFACTS_URI and MLOOP_DATABASE_URL (docs/team-mode.md), "
+            "or give a local file",
+        )
+    bucket, _, key = uri.strip()[len(S3_SCHEME):].partition("/")
+    name = key.rsplit("/", 1)[-1]
+    if not bucket or not _OBJECT_NAME.fullmatch(name) or ".." in name:
+        raise MloopError(
+            "not the URI of a CSV or parquet object", where=uri,
+            fix="give s3://BUCKET/KEY whose last segment is a file name such as data.csv or data.parquet",
+        )
+    settings.state.tmp.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="ingest-", dir=settings.state.tmp))
+    try:
+        local = folder / name
+        _download(s3_client(team.artifacts.endpoint_url), bucket, key, local, uri)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _download(client: Any, bucket: str, key: str, local: Path, uri: str) -> None:
+    """``client.download_file`` with its failures as errors that say what, where and how to fix (no keys)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.download_file(bucket, key, str(local))
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NoSuchBucket"):
+            raise NotFoundError(f"no object at {uri}", where="MLOOP_S3_ENDPOINT_URL",
+                                fix="check the bucket and key (e.g. list them with your S3 tool)") from None
+        raise MloopError(f"S3 refused to read {uri} ({code or type(exc).__name__})", where="MLOOP_S3_ENDPOINT_URL",
+                         fix="check that AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY may read that bucket") from None
+    except BotoCoreError as exc:
+        raise MloopError(f"could not read {uri} from S3: {type(exc).__name__}", where="MLOOP_S3_ENDPOINT_URL",
+                         fix="check that the S3 endpoint answers, then ingest again") from None
+
+
 def ingest_dataset(
     settings: Settings,
     source: Path | str,
@@ -364,6 +427,7 @@ def ingest_dataset(
     time_column: str | None = None,
     progress: Progress | None = None,
     label_source: LabelSource = LABEL_INGESTED,
+    origin: str | None = None,
 ) -> IngestResult:
     """Check ``source`` (CSV/parquet) against the dataset's contract and version it with DVC.
 
@@ -372,7 +436,13 @@ def ingest_dataset(
     a rule fails. Identical content to an existing version returns that version with
     ``created=False`` and writes nothing (it keeps the label source it was first versioned with).
     ``label_source`` records where the labels came from (the retrain path passes ``feedback``).
+    In team mode ``source`` may be ``s3://bucket/key`` (:func:`s3_source`); ``origin`` is what the
+    version records as its source (default: the file's path).
     """
+    if is_s3_uri(source):
+        with s3_source(settings, str(source)) as local:
+            return ingest_dataset(settings, local, dataset=dataset, target=target, task=task, time_column=time_column,
+                                  progress=progress, label_source=label_source, origin=str(source).strip())
     say = progress or (lambda _msg: None)
     name = check_name(dataset)
     source = Path(source).expanduser().resolve()
@@ -475,7 +545,7 @@ def ingest_dataset(
             size=size,
             git_commit=pointer_commit,
             code_commit=git_commit(settings.project_dir),
-            source=str(source),
+            source=origin or str(source),
             label_source=label_source,
         )
         _append_index(settings, version)

@@ -201,3 +201,49 @@ def test_an_imported_dataset_version_is_read_back_in_team_mode(
     for md5 in versions:
         out = export_version(team, "ds", md5, tmp_path / f"{md5}.parquet")
         assert file_md5(out) == md5
+
+
+@pytest.mark.integration
+def test_an_s3_object_is_ingested_on_any_host_and_bad_uris_are_clear_errors(
+    tmp_path: Path, infra: InfraEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: an ingest run's `path` may be `s3://bucket/key` in team mode, so a deployment's run does not
+    depend on the worker's host: the object is copied under MLOOP_HOME/tmp, versioned, and the copy removed;
+    the version records the URI. A missing object, a URI without a file name and single-machine mode are
+    errors that say what and how to fix, and version nothing."""
+    from mloop.core.datasets import ingest_dataset, list_versions
+    from mloop.core.errors import MloopError, NotFoundError
+    from mloop.core.frames import write_frame
+    from mloop.core.generate import generate
+    from mloop.core.s3 import s3_client
+    from mloop.core.settings import Settings
+    from mloop.core.team import require_team
+    from tests.helpers import make_project
+    from tests.infra_fixture import in_team_mode
+
+    for name, value in infra.env.items():
+        monkeypatch.setenv(name, value)
+    project = make_project(tmp_path / "project")
+    team = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=project), infra.env)
+    team.state.ensure()
+    layout = require_team(team).artifacts
+    key = f"{layout.key('incoming')}/loans-2026-11.csv"
+    s3_client(layout.endpoint_url).upload_file(str(write_frame(generate("baseline", 400, 3), tmp_path / "l.csv")),
+                                               layout.bucket, key)
+    uri = f"s3://{layout.bucket}/{key}"
+
+    result = ingest_dataset(team, uri, dataset="from-s3")
+    assert result.created and result.version.source == uri and result.version.rows == 400
+    assert [v.md5 for v in list_versions(team, "from-s3")] == [result.version.md5]
+    assert list(team.state.tmp.iterdir()) == []  # the local copy is gone
+    assert not ingest_dataset(team, uri, dataset="from-s3").created  # the same bytes again: the same version
+
+    with pytest.raises(NotFoundError, match="no object at"):
+        ingest_dataset(team, f"s3://{layout.bucket}/{layout.key('incoming')}/missing.csv", dataset="from-s3")
+    with pytest.raises(MloopError, match="not the URI of a CSV or parquet object"):
+        ingest_dataset(team, f"s3://{layout.bucket}/", dataset="from-s3")
+    single = Settings(home=tmp_path / "single", project_dir=project, database_url=None, s3_endpoint_url=None,
+                      artifacts_uri=None)
+    with pytest.raises(MloopError, match="needs team mode"):
+        ingest_dataset(single, uri, dataset="from-s3")
+    assert len(list_versions(team, "from-s3")) == 1 and list(team.state.tmp.iterdir()) == []
