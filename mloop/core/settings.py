@@ -24,7 +24,7 @@ LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 
 
 MAX_WORKERS = 8
-"""Most local workers ``mloop up`` runs (``MLOOP_WORKERS``): each is a ~100 MB Python process, and workers add
+"""Most local workers ``mloop up`` runs (``MLOOP_WORKERS``): each is a Python process of about 130 MB, and workers add
 pick-up capacity and resilience, not parallelism (every worker runs any number of flow runs at once)."""
 
 

@@ -9,9 +9,10 @@ Every ``settings.watchdog_seconds`` (a **cycle**, cheap: pid files, psutil, a fe
 
 1. **Supervision.** Each service ``up`` runs is judged (:func:`judge`): a pid file naming a dead
    process, or a live one that failed :data:`UNHEALTHY_CHECKS` health checks in a row once past
-   its start-up window, is dead. The Prefect server, MLflow, the webhook and the worker must
-   always run; ``serve`` is supervised once it was started (its pid file exists) and restarted
-   only when a champion exists. A dead service is restarted by the code ``up`` uses
+   its start-up window, is dead. The Prefect server, MLflow, the webhook and the workers (as
+   many as the last ``up`` asked for, ``run/prefect-workers.wanted``) must always run; ``serve``
+   is supervised once it was started (its pid file exists) and restarted only when a champion
+   exists. A dead service is restarted by the code ``up`` uses
    (:func:`mloop.platform.services.ensure_services`: under the service's lock, its leftover
    processes, found by their ``MLOOP_SERVICE`` marker, stopped first). A restart that fails is
    retried with a growing delay (:func:`retry_delay`).
