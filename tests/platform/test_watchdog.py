@@ -484,8 +484,10 @@ def test_a_smaller_up_stops_the_extra_worker_and_the_watchdog_leaves_it_stopped(
     pid2, _ = _worker(p, "prefect-worker-2")
     pid1, _ = _worker(p, "prefect-worker")
     assert pid1 and pid2
+    started = time.monotonic()
     out = p.cli_json("up", "--workers", "1")
     t0 = time.time()
+    print(f"\nmloop up --workers 1 (stopping prefect-worker-2) took {time.monotonic() - started:.1f}s")
     states = {s["name"]: s for s in out["services"]}
     assert states["prefect-worker-2"]["pid"] == pid2 and states["prefect-worker-2"]["running"] is False
     assert states["prefect-worker-2"]["note"] == "stopped: 1 worker(s) wanted"
@@ -506,7 +508,9 @@ def test_a_smaller_up_stops_the_extra_worker_and_the_watchdog_leaves_it_stopped(
 def test_down_leaves_no_process_of_this_home(platform: Platform) -> None:
     p = platform
     home = p.settings.state.root.resolve()
+    t0 = time.monotonic()
     result = p.cli_json("down")
+    print(f"\nmloop down took {time.monotonic() - t0:.1f}s")
     assert {"watchdog", "prefect-worker", "prefect-worker-2"} <= set(result["stopped"]) and result["still_alive"] == []
 
     def ours(proc: psutil.Process) -> bool:
