@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from mloop.core.errors import MloopError
@@ -28,9 +28,28 @@ def err_console() -> Console:
     return Console(stderr=True)
 
 
+def settings_error(exc: ValidationError) -> MloopError:
+    """An invalid ``MLOOP_*`` value as an error naming the variable and the rule, never the value (it may be a
+    secret, e.g. MLOOP_DATABASE_URL). Pure."""
+    problems = []
+    for e in exc.errors():
+        loc = e.get("loc") or ()
+        name = f"MLOOP_{str(loc[0]).upper()}" if loc else "an MLOOP_* setting"
+        problems.append(f"{name}: {e.get('msg', 'invalid')}")
+    return MloopError(
+        f"invalid setting {'; '.join(problems)}",
+        where="environment (MLOOP_* variables)",
+        fix="set a valid value or unset it; README.md's settings table describes each setting",
+    )
+
+
 def load_settings() -> Settings:
-    """Settings from the environment, applied to this process (entry points only)."""
-    settings = Settings()
+    """Settings from the environment, applied to this process (entry points only); an invalid value is an
+    MloopError (:func:`settings_error`), not a traceback."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
     settings.apply_env()
     return settings
 

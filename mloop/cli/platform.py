@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from mloop.cli.common import console, load_settings, print_json, user_errors
+from mloop.core.settings import MAX_WORKERS
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -24,9 +25,19 @@ def up(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="How many local Prefect workers to run on the platform's pool (default: MLOOP_WORKERS, 1). "
+            "Fewer than are running stops the extra ones.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Start the local platform (Prefect server + worker, MLflow UI, webhook receiver, prediction service, watchdog); idempotent.
+    """Start the local platform (Prefect server + workers, MLflow UI, webhook receiver, prediction service, watchdog); idempotent.
 
     Every service requires the platform's credentials (created on first start; `mloop token` shows them).
     """
@@ -35,6 +46,8 @@ def up(
 
     with user_errors():
         settings = load_settings()
+        if workers is not None:  # in range (Typer checked it): every service gets it as MLOOP_WORKERS
+            settings = settings.model_copy(update={"workers": workers})
         if settings.credentials() is not None:  # created before any environment is built
             settings.apply_env()  # this process's own Prefect client authenticates too
         from mloop.platform.serve import (
@@ -96,7 +109,7 @@ def status(
         console().print(f"  {key:12} {url}")
     t = Table("service", "running", "pid", "url")
     for s in st.services:
-        t.add_row(s.name, "yes" if s.running else "no", str(s.pid or "-"), s.url)
+        t.add_row(s.name, "yes" if s.running else "no", str(s.pid or "-"), s.url or s.note)
     console().print(t)
     if st.models:
         console().print(models_table(st.models))

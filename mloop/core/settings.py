@@ -23,6 +23,11 @@ LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 """Host header names every service accepts besides its configured host (see :meth:`Settings.host_allowlist`)."""
 
 
+MAX_WORKERS = 8
+"""Most local workers ``mloop up`` runs (``MLOOP_WORKERS``): each is a Python process of about 130 MB, and workers add
+pick-up capacity and resilience, not parallelism (every worker runs any number of flow runs at once)."""
+
+
 def prefect_api_url(host: str, port: int) -> str:
     """The REST API URL of a Prefect server listening on ``host:port`` (the one place it is spelled)."""
     return f"http://{host}:{port}/api"
@@ -168,6 +173,13 @@ class Settings(BaseSettings):
     watchdog: bool = Field(
         default=True,
         description="`mloop up` starts a watchdog: restarts dead services, serves each champion, delivers queued events.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WORKERS,
+        description="How many Prefect process workers `mloop up` runs on the platform's pool (`mloop up --workers N`), "
+        "each supervised, all polling its default queue; a later `mloop up` with fewer stops the extra ones.",
     )
     watchdog_seconds: float = Field(
         default=5.0, gt=0, description="How often the watchdog checks every service's pid and health (seconds)."

@@ -24,6 +24,8 @@ from mloop.platform.client import PrefectApi
 from mloop.platform.services import WORK_POOL, platform_env, settings_env, unset_env
 
 DEPLOY_STAMP = "prefect-deploy.sha256"
+NOT_DEPLOYED = frozenset({"MLOOP_WORKERS"})
+"""Settings that change no deployment: left out of the deploy fingerprint."""
 
 
 def prefect_yaml() -> Path:
@@ -102,9 +104,13 @@ def deploy_stamp(settings: Settings) -> Path:
 
 
 def yaml_fingerprint(settings: Settings) -> str:
-    """sha256 of prefect.yaml and the settings the deployments get (a change means: deploy again)."""
+    """sha256 of prefect.yaml and the settings the deployments get (a change means: deploy again).
+
+    ``MLOOP_WORKERS`` is left out: how many workers run changes no deployment, and ``up --workers N`` must
+    not redeploy (and recreate every automation) for it."""
     digest = hashlib.sha256(prefect_yaml().read_bytes())
-    digest.update(json.dumps(settings_env(settings), sort_keys=True).encode())
+    env = {k: v for k, v in settings_env(settings).items() if k not in NOT_DEPLOYED}
+    digest.update(json.dumps(env, sort_keys=True).encode())
     return digest.hexdigest()
 
 

@@ -5,7 +5,7 @@ Services (each with its own pid file and log under ``MLOOP_HOME/run``):
 | name | what | health |
 |---|---|---|
 | prefect-server | Prefect server (``mloop.platform.prefect_server``: ``prefect server start`` plus a Host allowlist) on host:prefect_port, PREFECT_HOME under MLOOP_HOME, basic auth | ``/api/health`` |
-| prefect-worker | process worker ``mloop-worker-<port>-<random>`` on the ``mloop-local`` pool, polling every 1 s | this start's name registered ONLINE in the pool |
+| prefect-worker | process worker ``mloop-worker-<port>-<random>`` on the ``mloop-local`` pool, polling its default queue every 1 s; ``prefect-worker-2`` ... ``-N`` the same with ``MLOOP_WORKERS`` / ``--workers N`` | this start's name registered ONLINE in the pool |
 | mlflow | ``mlflow server --app-name basic-auth`` on the SQLite DB, artifacts under MLOOP_HOME, ``--allowed-hosts`` | ``/health`` |
 | webhook | alert/notification receiver (``monitoring.webhook``), bearer token | ``/healthz`` |
 | serve | the prediction service on serving_host: ONE process holding every champion (``/models/<name>/...``), when a champion exists | ``/readyz`` |
@@ -47,8 +47,11 @@ from mloop.platform.services import (
     ensure_services,
     serve_spec,
     service_specs,
+    stop_extra_workers,
     stop_services,
     watchdog_spec,
+    worker_services,
+    write_wanted_workers,
 )
 from mloop.platform.watchdog import reconcile_once, request_reconcile, summary
 
@@ -78,6 +81,9 @@ def up(
     since the last deploy; True/False force it on/off. ``serve_command`` returns how to start the
     prediction service with every champion (None: no champion yet, deploy starts it later).
     Then the reconcile step, and the watchdog last (``settings.watchdog``).
+
+    ``settings.workers`` workers run afterwards: the count is recorded first (the watchdog follows it), workers
+    beyond it are stopped, the missing ones started together.
     """
     t0 = time.monotonic()
     settings.state.ensure()
@@ -87,7 +93,10 @@ def up(
     states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)
     deliver_pending(settings)  # events queued while the server was down: to it as soon as it answers
     ensure_work_pool(settings)
-    states += ensure_services([specs["prefect-worker"]], run_dir)
+    write_wanted_workers(run_dir, settings.workers)
+    stopped_workers = stop_extra_workers(run_dir, settings.state.root, settings.workers)
+    states += ensure_services([specs[n] for n in worker_services(settings.workers)], run_dir)
+    states += stopped_workers
     server_started = states[0].started
     must_deploy = do_deploy if do_deploy is not None else (server_started or not deploy_is_fresh(settings))
     if must_deploy:

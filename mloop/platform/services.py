@@ -25,11 +25,12 @@ import configparser
 import contextlib
 import io
 import os
+import re
 import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,8 +371,58 @@ FIRST_START_TEAM_TIMEOUT = 240.0
 databases on a server that may be across the network (Prefect's alone: about 40 s on a loaded 2-core
 machine)."""
 
-WORKER_NAME_FILE = "prefect-worker.name"
-"""Under MLOOP_HOME/run: the name of the worker last started (each start gets a new one)."""
+WORKER_SERVICE = "prefect-worker"
+"""The first of the platform's own workers (``mloop up --workers N`` adds ``prefect-worker-2`` ... ``-N``)."""
+WORKER_NAME_FILE = f"{WORKER_SERVICE}.name"
+"""Under MLOOP_HOME/run: the name of the first worker last started (each start gets a new one; worker k's
+is ``prefect-worker-k.name``)."""
+WORKERS_FILE = "prefect-workers.wanted"
+"""Under MLOOP_HOME/run: how many workers the last ``up`` asked for. The watchdog reads it every cycle, so a
+later ``up`` with another count is followed without restarting the watchdog."""
+_EXTRA_WORKER = re.compile(rf"{WORKER_SERVICE}-([1-9][0-9]*)")
+
+
+def worker_service(index: int) -> str:
+    """The service name of the platform's worker ``index`` (1-based): ``prefect-worker``, ``prefect-worker-2``... Pure."""
+    if index < 1:
+        raise ValueError(f"worker index must be >= 1, got {index}")
+    return WORKER_SERVICE if index == 1 else f"{WORKER_SERVICE}-{index}"
+
+
+def worker_index(name: str) -> int | None:
+    """The index of the platform's worker service ``name`` (None: not one of them). Pure."""
+    if name == WORKER_SERVICE:
+        return 1
+    found = _EXTRA_WORKER.fullmatch(name)
+    return int(found.group(1)) if found and int(found.group(1)) > 1 else None
+
+
+def worker_services(count: int) -> tuple[str, ...]:
+    """The service names of ``count`` platform workers, in start order. Pure."""
+    return tuple(worker_service(i) for i in range(1, count + 1))
+
+
+def service_order(workers: int = 1) -> tuple[str, ...]:
+    """:data:`SERVICE_ORDER` with ``workers`` worker services in place of the one. Pure."""
+    out: list[str] = []
+    for name in SERVICE_ORDER:
+        out += worker_services(workers) if name == WORKER_SERVICE else [name]
+    return tuple(out)
+
+
+def write_wanted_workers(run_dir: Path, count: int) -> None:
+    """Record that ``count`` workers are wanted (``up`` does, before it starts or stops any)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / WORKERS_FILE).write_text(f"{count}\n")
+
+
+def wanted_workers(run_dir: Path, default: int) -> int:
+    """How many workers the last ``up`` asked for (``default`` when it never said, or the file is unreadable)."""
+    try:
+        count = int((run_dir / WORKERS_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return default
+    return count if count >= 1 else default
 
 
 def new_worker_name(port: int, token: str) -> str:
@@ -382,8 +433,13 @@ def new_worker_name(port: int, token: str) -> str:
 
 JOINED_WORKER = "worker"
 """The ``MLOOP_SERVICE`` marker of a worker ``mloop worker`` started (no pid file; ``down`` finds it by marker)."""
-WORKER_SERVICES = ("prefect-worker", JOINED_WORKER)
-"""Services that are Prefect workers: stopped right after the watchdog, their own way (:func:`stop_worker`)."""
+WORKER_SERVICES = (WORKER_SERVICE, JOINED_WORKER)
+"""Services that are Prefect workers (besides ``prefect-worker-k``, see :func:`is_worker_service`)."""
+
+
+def is_worker_service(name: str) -> bool:
+    """True for a Prefect worker's service: stopped right after the watchdog, its own way (:func:`stop_worker`). Pure."""
+    return name == JOINED_WORKER or worker_index(name) is not None
 
 WORKER_ENV: dict[str, str] = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (a cheap query)
@@ -404,17 +460,18 @@ def worker_argv(name: str, queues: Sequence[str] = ()) -> list[str]:
     return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name, *by_queue)
 
 
-def worker_name(settings: Settings) -> str | None:
-    """The name of the worker this MLOOP_HOME started last (None: never started)."""
+def worker_name(settings: Settings, service: str = WORKER_SERVICE) -> str | None:
+    """The Prefect name of the worker ``service`` this MLOOP_HOME started last (None: never started)."""
     try:
-        return (settings.state.run / WORKER_NAME_FILE).read_text().strip() or None
+        return (settings.state.run / f"{service}.name").read_text().strip() or None
     except OSError:
         return None
 
 
-def _worker_online(settings: Settings) -> bool:
-    """The worker this MLOOP_HOME started last is registered and ONLINE in the pool (False while the server is down)."""
-    name = worker_name(settings)
+def _worker_online(settings: Settings, service: str = WORKER_SERVICE) -> bool:
+    """The worker ``service`` this MLOOP_HOME started last is registered and ONLINE in the pool (False while the
+    server is down)."""
+    name = worker_name(settings, service)
     if name is None:
         return False
     try:
@@ -426,8 +483,9 @@ def _worker_online(settings: Settings) -> bool:
 # ---------------------------------------------------------------- service specs
 
 
-def service_specs(settings: Settings) -> list[ServiceSpec]:
-    """The services ``up`` manages, in start order (serve comes later: it may need a champion).
+def service_specs(settings: Settings, workers: int | None = None) -> list[ServiceSpec]:
+    """The services ``up`` manages, in start order (serve comes later: it may need a champion), with
+    ``workers`` worker services (default ``settings.workers``).
 
     With auth on, the platform secret is created here if missing (before any environment is built).
     """
@@ -437,14 +495,8 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
     h = settings.host
     u = urls(settings)
     health = health_urls(settings)
-    s = settings.state
     mlflow_argv, mlflow_env, write_auth_config = mlflow_spec_parts(settings)
     team = team_config(settings)
-    worker = new_worker_name(settings.prefect_port, secrets.token_hex(3))
-
-    def write_worker_name() -> None:
-        s.run.mkdir(parents=True, exist_ok=True)
-        (s.run / WORKER_NAME_FILE).write_text(worker)
 
     def prepare_prefect() -> None:
         if team is not None:
@@ -502,20 +554,45 @@ def service_specs(settings: Settings) -> list[ServiceSpec]:
             unset=unset,
             port=settings.webhook_port,
         ),
-        ServiceSpec(
-            name="prefect-worker",
-            # The default queue only: a named queue is for workers that joined (`mloop worker --work-queue`).
-            argv=worker_argv(worker, (DEFAULT_QUEUE,)),
-            env={**env, **WORKER_ENV},
-            url="",
-            health=lambda: _worker_online(settings),
-            cwd=CODE_ROOT,
-            stop_grace=10.0,
-            unset=unset,
-            prepare=write_worker_name,
-            exclusive=False,
-        ),
+        *(worker_spec(settings, i, env, unset) for i in range(1, (workers or settings.workers) + 1)),
     ]
+
+
+def worker_spec(settings: Settings, index: int, env: dict[str, str], unset: tuple[str, ...]) -> ServiceSpec:
+    """The platform's worker ``index`` (service :func:`worker_service`), with the platform environment ``env``.
+
+    Each start gets a new Prefect name (written to ``run/<service>.name`` just before the start). The
+    start is refused (under the service's lock) when the last ``up`` wants fewer workers
+    (:func:`wanted_workers`): a watchdog that saw the old count never restarts a worker ``up`` stopped.
+    """
+    service = worker_service(index)
+    worker = new_worker_name(settings.prefect_port, secrets.token_hex(3))
+    run_dir = settings.state.run
+
+    def check_wanted_and_write_name() -> None:
+        wanted = wanted_workers(run_dir, settings.workers)
+        if index > wanted:
+            raise MloopError(
+                f"{service} is not wanted: the last `mloop up` asked for {wanted} worker(s)",
+                where=str(run_dir / WORKERS_FILE),
+                fix=f"run `mloop up --workers {index}` (or more) to run it",
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / f"{service}.name").write_text(worker)
+
+    return ServiceSpec(
+        name=service,
+        # The default queue only: a named queue is for workers that joined (`mloop worker --work-queue`).
+        argv=worker_argv(worker, (DEFAULT_QUEUE,)),
+        env={**env, **WORKER_ENV},
+        url="",
+        health=lambda: _worker_online(settings, service),
+        cwd=CODE_ROOT,
+        stop_grace=10.0,
+        unset=unset,
+        prepare=check_wanted_and_write_name,
+        exclusive=False,
+    )
 
 
 def serve_spec(settings: Settings, command: ServeCommand) -> ServiceSpec:
@@ -663,11 +740,38 @@ def pid_files(run_dir: Path) -> dict[str, Path]:
 
 
 def stop_order(names: list[str]) -> list[str]:
-    """The watchdog first (it must not restart what is being stopped), then the worker (it must not pick up
+    """The watchdog first (it must not restart what is being stopped), then the workers (they must not pick up
     new runs while the rest goes down), then reverse start order. Pure."""
     order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
-    order.sort(key=lambda n: 0 if n == WATCHDOG_SERVICE else 1 if n in WORKER_SERVICES else 2)
+    order.sort(key=lambda n: 0 if n == WATCHDOG_SERVICE else 1 if is_worker_service(n) else 2)
     return order
+
+
+def extra_workers(names: Iterable[str], wanted: int) -> list[str]:
+    """The platform worker services among ``names`` beyond the first ``wanted``, highest index first. Pure."""
+    extra = [(index, n) for n in names if (index := worker_index(n)) is not None and index > wanted]
+    return [n for _, n in sorted(extra, reverse=True)]
+
+
+def stop_extra_workers(run_dir: Path, home: Path, wanted: int) -> list[ServiceState]:
+    """Stop the platform's workers beyond the first ``wanted`` (each under its lock, by pid, then anything still
+    carrying its marker; ``up`` with a smaller count). Call :func:`write_wanted_workers` first, so no watchdog
+    starts one again. Their flow runs stop with them (as on ``down``); the watchdog's orphans job marks such
+    runs Crashed."""
+    states: list[ServiceState] = []
+    for name in extra_workers(pid_files(run_dir), wanted):
+        with service_lock(run_dir, name):
+            pid = read_pid(run_dir, name)
+            if pid is not None:
+                stop_service_pid(name, pid)
+            for member in service_members(str(home), name):  # e.g. flow runs of a dead worker
+                stop_pid(member, first=signal.SIGTERM)
+            (run_dir / f"{name}.pid").unlink(missing_ok=True)
+            (run_dir / f"{name}.name").unlink(missing_ok=True)
+        note = f"stopped: {wanted} worker(s) wanted" if pid is not None else ""
+        states.append(ServiceState(name=name, pid=pid, running=pid is not None and pid_alive(pid),
+                                   log=str(run_dir / f"{name}.log"), note=note))
+    return states
 
 
 def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, int], list[int]]:
@@ -685,7 +789,8 @@ def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, in
     for name in names:
         _stop_named(run_dir, name, stopped, still_alive)
     if home is not None:
-        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER) | {JOINED_WORKER})):
+        workers = worker_services(max([wanted_workers(run_dir, 1), *(worker_index(n) or 1 for n in names)]))
+        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER) | set(workers) | {JOINED_WORKER})):
             for pid in service_members(str(home), name):
                 stop_service_pid(name, pid)
                 stopped.setdefault(name, pid)
@@ -709,7 +814,7 @@ def _stop_named(run_dir: Path, name: str, stopped: dict[str, int], still_alive: 
 
 def stop_service_pid(name: str, pid: int, *, grace: float = 8.0) -> None:
     """Stop service ``name`` running as ``pid`` with its tree (the worker its own way, see :func:`stop_worker`)."""
-    if name in WORKER_SERVICES:
+    if is_worker_service(name):
         stop_worker(pid)
     else:
         stop_pid(pid, grace=grace, first=signal.SIGTERM)

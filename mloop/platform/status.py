@@ -27,7 +27,7 @@ from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
 from mloop.core.team import is_team
 from mloop.platform.client import PrefectApi, ServingClient
-from mloop.platform.services import SERVICE_ORDER, ServiceState, pid_files, urls
+from mloop.platform.services import ServiceState, pid_files, service_order, urls, wanted_workers, worker_index, worker_name
 
 DRIFT_EVENT_PREFIXES = ["mloop.drift.", "mloop.quality."]
 
@@ -85,16 +85,20 @@ class PlatformStatus(BaseModel):
 
 
 def service_states(settings: Settings) -> list[ServiceState]:
-    """Every known service and every pid file: running when its pid file names a live process."""
+    """Every known service (each of the workers the last ``up`` asked for) and every pid file: running when its
+    pid file names a live process. A worker's note is its name in the Prefect pool."""
     run_dir = settings.state.run
     u = urls(settings)
-    names = list(SERVICE_ORDER) + [n for n in pid_files(run_dir) if n not in SERVICE_ORDER]
+    known = service_order(wanted_workers(run_dir, settings.workers))
+    names = list(known) + [n for n in pid_files(run_dir) if n not in known]
     where = {"prefect-server": u["prefect_ui"], "mlflow": u["mlflow_ui"], "webhook": u["webhook"], "serve": u["serving"]}
     out = []
     for name in names:
         pid = read_pid(run_dir, name)
+        prefect_name = worker_name(settings, name) if worker_index(name) is not None else None
         out.append(
-            ServiceState(name=name, pid=pid, running=pid is not None, url=where.get(name, ""), log=str(run_dir / f"{name}.log"))
+            ServiceState(name=name, pid=pid, running=pid is not None, url=where.get(name, ""), log=str(run_dir / f"{name}.log"),
+                         note=f"Prefect worker {prefect_name}" if prefect_name else "")
         )
     return out
 

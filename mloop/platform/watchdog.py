@@ -9,9 +9,10 @@ Every ``settings.watchdog_seconds`` (a **cycle**, cheap: pid files, psutil, a fe
 
 1. **Supervision.** Each service ``up`` runs is judged (:func:`judge`): a pid file naming a dead
    process, or a live one that failed :data:`UNHEALTHY_CHECKS` health checks in a row once past
-   its start-up window, is dead. The Prefect server, MLflow, the webhook and the worker must
-   always run; ``serve`` is supervised once it was started (its pid file exists) and restarted
-   only when a champion exists. A dead service is restarted by the code ``up`` uses
+   its start-up window, is dead. The Prefect server, MLflow, the webhook and the workers (as
+   many as the last ``up`` asked for, ``run/prefect-workers.wanted``) must always run; ``serve``
+   is supervised once it was started (its pid file exists) and restarted only when a champion
+   exists. A dead service is restarted by the code ``up`` uses
    (:func:`mloop.platform.services.ensure_services`: under the service's lock, its leftover
    processes, found by their ``MLOOP_SERVICE`` marker, stopped first). A restart that fails is
    retried with a growing delay (:func:`retry_delay`).
@@ -63,6 +64,7 @@ from mloop.platform.client import PrefectApi, ServingClient, parse_time
 from mloop.platform.orphans import crash_orphaned_runs
 from mloop.platform.services import (
     HEARTBEAT_FILE,
+    WORKER_SERVICE,
     ServiceSpec,
     ensure_services,
     health_urls,
@@ -70,18 +72,22 @@ from mloop.platform.services import (
     service_specs,
     stop_service_pid,
     urls,
+    wanted_workers,
+    worker_index,
+    worker_services,
 )
 from serving.fleet import champion_versions, served_versions, to_deploy  # light: MLflow only inside champion_versions
 
 log = logging.getLogger("mloop.watchdog")
 
-REQUIRED: tuple[str, ...] = ("prefect-server", "mlflow", "webhook", "prefect-worker")
-"""Services that always run while the platform is up (restarted even without a pid file)."""
+REQUIRED: tuple[str, ...] = ("prefect-server", "mlflow", "webhook", WORKER_SERVICE)
+"""Services that always run while the platform is up (restarted even without a pid file); so do the
+``prefect-worker-k`` the last ``up`` asked for (:func:`watched_services`)."""
 SERVE = "serve"
 WATCHED: tuple[str, ...] = (*REQUIRED, SERVE)
-NEEDS: dict[str, tuple[str, ...]] = {"prefect-worker": ("prefect-server",)}
-"""Services that cannot start while another is down: a worker waits up to 90 s for its server to answer,
-which would hold the whole cycle (and the server's own restart) back."""
+NEEDS: dict[str, tuple[str, ...]] = {WORKER_SERVICE: ("prefect-server",)}
+"""Services that cannot start while another is down: a worker (each ``prefect-worker-k`` too) waits up to 90 s
+for its server to answer, which would hold the whole cycle (and the server's own restart) back."""
 UNHEALTHY_CHECKS = 6
 """Failed health checks in a row (past the start-up window) after which a live service counts as dead."""
 STARTUP_SECONDS = 180.0
@@ -149,8 +155,15 @@ def judge(
 
 
 def waiting_for(name: str, down: AbstractSet[str]) -> bool:
-    """True when a service ``name`` needs (:data:`NEEDS`) is down: it is not restarted yet. Pure."""
-    return any(need in down for need in NEEDS.get(name, ()))
+    """True when a service ``name`` needs (:data:`NEEDS`; every worker what the first needs) is down: it is
+    not restarted yet. Pure."""
+    needs = NEEDS.get(WORKER_SERVICE if worker_index(name) is not None else name, ())
+    return any(need in down for need in needs)
+
+
+def watched_services(workers: int) -> tuple[str, ...]:
+    """The services a cycle supervises, in order, with ``workers`` worker services (the last ``up``'s count). Pure."""
+    return tuple(n for name in WATCHED for n in (worker_services(workers) if name == WORKER_SERVICE else (name,)))
 
 
 def retry_delay(failures: int, base: float, cap: float = 300.0) -> float:
@@ -340,7 +353,7 @@ class Watchdog:
         """Supervise every service, then run the periodic jobs that are due."""
         restarted_serve = False
         down: set[str] = set()
-        for name in WATCHED:
+        for name in watched_services(wanted_workers(self.run_dir, self.settings.workers)):
             obs = self.observe(name)
             verdict = judge(obs, self.misses.get(name, 0))
             self.misses[name] = verdict.misses
@@ -375,7 +388,8 @@ class Watchdog:
         healthy = alive and (url is None or http_ok(url, timeout=3.0))
         if alive:
             self.wanted.add(name)
-        return Observation(name, pid_file.exists(), alive, healthy, age, required=name in self.wanted)
+        required = name in self.wanted or worker_index(name) is not None  # only wanted workers are observed
+        return Observation(name, pid_file.exists(), alive, healthy, age, required=required)
 
     def run_due_jobs(self) -> None:
         now = time.monotonic()
@@ -400,6 +414,9 @@ class Watchdog:
         """Restart one dead service through :func:`ensure_services`; True when it was (re)started."""
         try:
             spec = self.spec(name)
+            if spec is None and name != SERVE:
+                log.info("%s is down (%s) but no longer wanted (the last `mloop up` asked for fewer workers)", name, reason)
+                return False
             if spec is None:
                 log.info("serve is down (%s) and no model has a champion: not restarted", reason)
                 (self.run_dir / f"{SERVE}.pid").unlink(missing_ok=True)  # not meant to run: stop watching it
@@ -436,9 +453,11 @@ class Watchdog:
                     (self.run_dir / f"{name}.pid").unlink()
 
     def spec(self, name: str) -> ServiceSpec | None:
-        """How ``up`` starts ``name``; for serve, every champion's command (None: no champion)."""
+        """How ``up`` starts ``name``; for serve, every champion's command (None: no champion); None for a
+        worker the last ``up`` no longer wants."""
         if name != SERVE:
-            return {s.name: s for s in service_specs(self.settings)}[name]
+            workers = wanted_workers(self.run_dir, self.settings.workers)
+            return {s.name: s for s in service_specs(self.settings, workers=workers)}.get(name)
         from mloop.platform.serve import serve_command  # heavy (MLflow, packaging): only for a dead serve
 
         command = serve_command(self.settings)

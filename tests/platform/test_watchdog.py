@@ -7,7 +7,10 @@ On the real `mloop up` platform (reconcile every 20 s instead of 60 so the test 
     champion is served, through a `deploy/local` run the watchdog triggered (per model: the reconcile
     compares each champion with `GET /models`);
 (c) SIGKILL of the watchdog: `mloop up` starts a new one;
-(d) `mloop down` leaves no process of this MLOOP_HOME.
+(d) the platform runs two workers (MLOOP_WORKERS=2): both are ONLINE in the pool, a SIGKILLed one is
+    restarted by the watchdog, `mloop up --workers 1` stops the second (and the watchdog leaves it
+    stopped), `mloop up` brings it back;
+(e) `mloop down` leaves no process of this MLOOP_HOME (both workers included).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from tests.platform.helpers import Platform, wait_for
 
 MODEL = "loans"
 ROWS = 2000
+PLATFORM_SETTINGS = {"workers": 2}  # see (d)
+POOL = "mloop-local"
 
 
 # ---------------------------------------------------------------- supervision: pure parts
@@ -436,13 +441,77 @@ def test_a_killed_watchdog_is_restarted_by_up(platform: Platform) -> None:
     assert st["watchdog"]["running"] and st["watchdog"]["pid"] == out["watchdog"]["pid"]
 
 
+def _worker(p: Platform, service: str) -> tuple[int | None, str]:
+    """The pid (None: not running) and the Prefect name of the platform's worker ``service``."""
+    name = p.settings.state.run / f"{service}.name"
+    return read_pid(p.settings.state.run, service), name.read_text().strip() if name.exists() else ""
+
+
+def _cycles_after(p: Platform, t0: float, cycles: int) -> bool:
+    """The watchdog has written its heartbeat ``cycles`` periods after ``t0`` (wall clock): it has cycled since."""
+    beat = p.settings.state.run / HEARTBEAT_FILE
+    return beat.exists() and beat.stat().st_mtime > t0 + cycles * p.settings.watchdog_seconds
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_two_workers_are_in_the_pool_and_a_killed_one_is_restarted_by_the_watchdog(platform: Platform) -> None:
+    p = platform
+    (pid1, name1), (pid2, name2) = _worker(p, "prefect-worker"), _worker(p, "prefect-worker-2")
+    assert pid1 and pid2 and pid1 != pid2 and name1 != name2
+    assert {name1, name2} <= p.prefect.online_workers(POOL)  # POST /work_pools/<pool>/workers/filter
+    status = {s["name"]: s for s in p.cli_json("status")["services"]}
+    assert status["prefect-worker-2"]["running"] and status["prefect-worker-2"]["note"] == f"Prefect worker {name2}"
+
+    os.killpg(os.getpgid(pid2), signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid2), 10, "prefect-worker-2 to die")
+
+    def restarted() -> bool:
+        pid, name = _worker(p, "prefect-worker-2")
+        return pid not in (None, pid2) and name not in ("", name2) and name in p.prefect.online_workers(POOL)
+
+    t0 = time.monotonic()
+    wait_for(restarted, 120, "the watchdog to start prefect-worker-2 again, ONLINE under a new name")
+    print(f"\nprefect-worker-2 back ONLINE {time.monotonic() - t0:.1f}s after its SIGKILL")
+    assert _worker(p, "prefect-worker") == (pid1, name1)  # the other worker was left alone
+    wait_for(lambda: "restarted prefect-worker-2" in _watchdog_log(p), 30, "the watchdog to log its restart")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_smaller_up_stops_the_extra_worker_and_the_watchdog_leaves_it_stopped(platform: Platform) -> None:
+    p = platform
+    pid2, _ = _worker(p, "prefect-worker-2")
+    pid1, _ = _worker(p, "prefect-worker")
+    assert pid1 and pid2
+    started = time.monotonic()
+    out = p.cli_json("up", "--workers", "1")
+    t0 = time.time()
+    print(f"\nmloop up --workers 1 (stopping prefect-worker-2) took {time.monotonic() - started:.1f}s")
+    states = {s["name"]: s for s in out["services"]}
+    assert states["prefect-worker-2"]["pid"] == pid2 and states["prefect-worker-2"]["running"] is False
+    assert states["prefect-worker-2"]["note"] == "stopped: 1 worker(s) wanted"
+    assert not pid_alive(pid2) and states["prefect-worker"]["pid"] == pid1 and not states["prefect-worker"]["started"]
+    assert out["deployed"] is False  # the worker count is no reason to redeploy
+
+    wait_for(lambda: _cycles_after(p, t0, 2), 60, "two watchdog cycles after `mloop up --workers 1`")
+    assert _worker(p, "prefect-worker-2")[0] is None, "the watchdog started the worker `up` stopped"
+    assert "prefect-worker-2" not in {s["name"] for s in p.cli_json("status")["services"]}
+
+    again = {s["name"]: s for s in p.cli_json("up")["services"]}  # MLOOP_WORKERS=2 again (the watchdog may start it first)
+    assert again["prefect-worker-2"]["running"] and again["prefect-worker"]["pid"] == pid1
+    assert _worker(p, "prefect-worker-2")[0] not in (None, pid2)
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_down_leaves_no_process_of_this_home(platform: Platform) -> None:
     p = platform
     home = p.settings.state.root.resolve()
+    t0 = time.monotonic()
     result = p.cli_json("down")
-    assert "watchdog" in result["stopped"] and result["still_alive"] == []
+    print(f"\nmloop down took {time.monotonic() - t0:.1f}s")
+    assert {"watchdog", "prefect-worker", "prefect-worker-2"} <= set(result["stopped"]) and result["still_alive"] == []
 
     def ours(proc: psutil.Process) -> bool:
         try:
