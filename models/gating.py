@@ -31,6 +31,8 @@ from models.gate import GateConfig, GateReport
 from models.split import HoldoutSplit, SplitParams
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import numpy as np
 
 
@@ -90,6 +92,7 @@ def gate_train_run(
     return gate_challenger(
         settings.tracking_uri, dataset, contract, challenger_scores, champion, data, config,
         challenger_model=challenger_model, trusted=trusted, require_trusted=training.label_source == LABEL_FEEDBACK,
+        model_cache=settings.state.model_downloads,
     )
 
 
@@ -105,19 +108,22 @@ def gate_challenger(
     challenger_model: Any = None,
     trusted: TrustedHoldout | None = None,
     require_trusted: bool = False,
+    model_cache: Path | None = None,
 ) -> GateReport:
     """The gate's report on a challenger (holdout ``challenger_scores``) vs version ``champion`` or, without
     one, the dummy baseline fitted on the training side of ``data``.
 
     ``trusted``: also score the challenger (``challenger_model``, needed unless the trusted holdout is
     ``data`` itself) and the champion (or a dummy fitted on the trusted training side) there; see
-    :func:`models.gate.decide` for the rule and ``require_trusted``."""
+    :func:`models.gate.decide` for the rule and ``require_trusted``. ``model_cache``: where a champion
+    downloaded from a remote artifact store is kept for the next gate on this host (None: not kept)."""
     from models.evaluate import predict_scores, slice_masks
     from models.gate import decide
     from models.pipeline import build_baseline
     from models.registry import load_pipeline
 
-    champion_model = load_pipeline(tracking_uri, name, champion) if champion is not None else None
+    champion_model = (load_pipeline(tracking_uri, name, champion, cache_root=model_cache)
+                      if champion is not None else None)
     champion_scores = None
     if champion_model is not None:
         champion_scores = predict_scores(champion_model, data.X_holdout, contract.task)

@@ -106,6 +106,35 @@ def with_retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+REMOTE_PARALLEL = 4
+"""Requests to a remote tracking server that :func:`run_calls` keeps in flight at once."""
+
+
+def is_remote_store(tracking_uri: str) -> bool:
+    """True for a tracking server reached over HTTP (team mode), False for a local store (SQLite). Pure."""
+    return tracking_uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def run_calls(tracking_uri: str, calls: list[Callable[[], Any]]) -> None:
+    """Run independent MLflow calls: a few at a time against a remote server, one after another on a
+    local store.
+
+    Why: against the MLflow server each call is an HTTP round trip (with basic auth, and for artifacts a
+    proxied S3 write), so N calls in sequence wait N round trips; the server answers several at once. A
+    local SQLite store has one writer at a time, so there they stay sequential, as before. The first
+    error is raised after every call has ended."""
+    if len(calls) < 2 or not is_remote_store(tracking_uri):
+        for call in calls:
+            call()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=REMOTE_PARALLEL, thread_name_prefix="mlflow-call") as pool:
+        futures = [pool.submit(call) for call in calls]
+    for future in futures:
+        future.result()
+
+
 def _to_registered(mv: Any) -> RegisteredVersion:
     tags = dict(mv.tags or {})
     metrics = {k[len(TAG_METRIC_PREFIX) :]: float(v) for k, v in tags.items() if k.startswith(TAG_METRIC_PREFIX)}
@@ -160,13 +189,9 @@ def get_version_info(tracking_uri: str, name: str, version_or_alias: str | int) 
         mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
     except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException for "not found"
         raise _not_found(name, f"version or alias {ref!r}") from exc
-    info = _to_registered(mv)
-    try:
-        aliases = client.get_registered_model(name).aliases or {}
-        info.aliases = sorted(a for a, v in aliases.items() if str(v) == info.version)
-    except Exception:  # noqa: BLE001
-        pass
-    return info
+    # The version carries its own aliases (SQLite and REST stores alike): no second request for the
+    # registered model (in team mode each request is a round trip through the MLflow server).
+    return _to_registered(mv)
 
 
 def champion_version(tracking_uri: str, name: str) -> str | None:
@@ -177,16 +202,35 @@ def champion_version(tracking_uri: str, name: str) -> str | None:
         return None
 
 
-def model_dir(tracking_uri: str, name: str, version_or_alias: str | int) -> Path:
-    """Local folder of the stored MLflow model (downloads it when the artifact store is remote)."""
+def model_dir(tracking_uri: str, name: str, version_or_alias: str | int, *, cache_root: Path | None = None) -> Path:
+    """Local folder of the stored MLflow model (downloads it when the artifact store is remote;
+    ``cache_root``: see :func:`artifact_dir`)."""
     info = get_version_info(tracking_uri, name, version_or_alias)
     if info.source is None:  # pragma: no cover
         raise _not_found(name, f"artifact for version {info.version}")
-    return artifact_dir(info.source, tracking_uri)
+    return artifact_dir(info.source, tracking_uri, cache_root=cache_root)
 
 
-def artifact_dir(uri: str, tracking_uri: str) -> Path:
-    """A local folder for an artifact URI: the folder itself for local (file://) stores, else a download."""
+def artifact_cache_dir(cache_root: Path, uri: str, tracking_uri: str) -> Path:
+    """Where :func:`artifact_dir` keeps the download of ``uri`` from ``tracking_uri``'s store. Pure."""
+    import hashlib
+
+    return cache_root / hashlib.sha256(f"{tracking_uri}\n{uri}".encode()).hexdigest()[:32]
+
+
+def artifact_dir(uri: str, tracking_uri: str, *, cache_root: Path | None = None) -> Path:
+    """A local folder for an artifact URI: the folder itself for local (file://) stores, else a download.
+
+    ``cache_root`` (team mode: artifacts proxied by the MLflow server from S3): the download is kept there,
+    one folder per (store, URI), and reused. Why: every train run's gate loads the champion, and 8 runs at
+    once each downloaded the same model through the server (a listing plus one proxied S3 read per file)
+    into a temporary folder nobody removed. A stored model's artifacts are written once, before its
+    version is registered, and mloop never rewrites them, so a folder complete once stays valid. The
+    download goes to a private temporary folder first and is renamed into place, so a concurrent reader
+    sees a whole folder or none. Without ``cache_root``: a fresh download each call (as before).
+    """
+    import shutil
+    import tempfile
     from urllib.parse import unquote, urlparse
 
     import mlflow.artifacts
@@ -194,7 +238,22 @@ def artifact_dir(uri: str, tracking_uri: str) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme == "file" and Path(unquote(parsed.path)).is_dir():
         return Path(unquote(parsed.path))
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    if cache_root is None:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    target = artifact_cache_dir(cache_root, uri, tracking_uri)
+    if target.is_dir():
+        return target
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_root))
+    try:
+        Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri,
+                                                 dst_path=str(staging))).rename(target)
+    except OSError:
+        if not target.is_dir():  # not a lost race with another download of the same folder
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def stored_format(path: Path) -> str:
@@ -230,9 +289,10 @@ def load_pipeline_from_dir(path: Path) -> Pipeline:
     return sio.load(file, trusted=TRUSTED_TYPES)
 
 
-def load_pipeline(tracking_uri: str, name: str, version: str | int) -> Pipeline:
-    """The fitted sklearn Pipeline of a version (number or alias), loaded with skops (trusted types)."""
-    return load_pipeline_from_dir(model_dir(tracking_uri, name, version))
+def load_pipeline(tracking_uri: str, name: str, version: str | int, *, cache_root: Path | None = None) -> Pipeline:
+    """The fitted sklearn Pipeline of a version (number or alias), loaded with skops (trusted types);
+    ``cache_root``: keep and reuse a remote store's download there (:func:`artifact_dir`)."""
+    return load_pipeline_from_dir(model_dir(tracking_uri, name, version, cache_root=cache_root))
 
 
 def get_lineage(tracking_uri: str, name: str, version: str | int) -> L.ModelLineage:
@@ -273,8 +333,10 @@ def register_version(
 
 def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
     client = mlflow_client(tracking_uri)
-    for key, value in tags.items():
-        with_retry(lambda k=key, v=value: client.set_model_version_tag(name, version, k, tag_value(v)))
+    run_calls(tracking_uri, [
+        lambda k=key, v=value: with_retry(lambda: client.set_model_version_tag(name, version, k, tag_value(v)))
+        for key, value in tags.items()
+    ])
 
 
 def set_challenger(

@@ -17,13 +17,14 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from mloop.core.tags import TAG_CACHE_KEY, TAG_FLOW_RUN_ID, TAG_REGISTERED_VERSION, tag_value
-from models.registry import mlflow_client, with_retry
+from models.registry import mlflow_client, run_calls, with_retry
 from models.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,10 +173,9 @@ def log_training_run(
         lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]),
         also=("unique constraint",),
     )
-    for path in plot_paths:
-        client.log_artifact(run_id, str(path), "plots")
-    for name, obj in (extra_json or {}).items():
-        client.log_dict(run_id, obj, name)
+    uploads: list[Callable[[], None]] = [lambda p=path: client.log_artifact(run_id, str(p), "plots")
+                                         for path in plot_paths]
+    uploads += [lambda n=name, o=obj: client.log_dict(run_id, o, n) for name, obj in (extra_json or {}).items()]
 
     model_path = work_dir / MODEL_ARTIFACT
     if model_path.exists():
@@ -191,9 +191,18 @@ def log_training_run(
         input_example=X_example.head(3),
         pip_requirements=pip_requirements(),
     )
-    client.log_artifacts(run_id, str(model_path), MODEL_ARTIFACT)
+    uploads += [lambda f=file, d=folder: client.log_artifact(run_id, str(f), d)
+                for file, folder in artifact_files(model_path, MODEL_ARTIFACT)]
+    run_calls(tracking_uri, uploads)  # one round trip per file: several at once to a remote server
     shutil.rmtree(model_path, ignore_errors=True)
     return _record(client.get_run(run_id))
+
+
+def artifact_files(folder: Path, artifact_path: str) -> list[tuple[Path, str]]:
+    """Every file under ``folder`` with the artifact folder it goes to (``artifact_path``, plus its
+    sub-folder): what ``MlflowClient.log_artifacts(run_id, folder, artifact_path)`` uploads. Pure."""
+    return [(file, "/".join((artifact_path, *file.parent.relative_to(folder).parts)))
+            for file in sorted(folder.rglob("*")) if file.is_file()]
 
 
 def log_fitted_run(

@@ -107,6 +107,12 @@ class StatePaths:
         """Libraries' own caches (XDG_CACHE_HOME: matplotlib fonts, onnxruntime's device id), not ~/.cache."""
         return self.root / "cache"
 
+    @property
+    def model_downloads(self) -> Path:
+        """Registered models downloaded from a remote MLflow artifact store (team mode), one folder each,
+        reused by later loads on this host (:func:`models.registry.artifact_dir`)."""
+        return self.cache / "mlflow-models"
+
     def ensure(self) -> "StatePaths":
         """Create every state folder; MLOOP_HOME itself is 0700 (owner only), whatever the umask."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -135,3 +135,47 @@ def test_loading_refuses_pickle(tmp_path: Path) -> None:
     assert R.stored_format(tmp_path / "m5") == "cloudpickle"
     with pytest.raises(MloopError, match="only skops"):
         R.load_pipeline_from_dir(tmp_path / "m5")
+
+
+def test_version_info_aliases_come_with_the_version(settings: Settings) -> None:
+    """By number and by alias, a version reports exactly its own aliases (read from the version itself)."""
+    uri = settings.tracking_uri
+    v1, v2 = _register(settings, "m-aliases", 2)
+    R.promote(uri, settings.state, "m-aliases", v1, reason="r", actor="a")
+    R.promote(uri, settings.state, "m-aliases", v2, reason="r", actor="a")
+    assert R.get_version_info(uri, "m-aliases", v1).aliases == ["previous-champion"]
+    assert R.get_version_info(uri, "m-aliases", "champion").aliases == ["champion"]
+    R.set_challenger(uri, settings.state, "m-aliases", v2)
+    assert R.get_version_info(uri, "m-aliases", v2).aliases == ["challenger", "champion"]
+
+
+def _stored_model_run(settings: Settings, tmp_path: Path) -> tuple[str, Path]:
+    """A run with a ``model`` folder artifact in a local store: (its ``runs:/`` URI, the stored folder)."""
+    from models.tracking import ensure_experiment, start_run
+
+    uri = settings.tracking_uri
+    exp = ensure_experiment(uri, "m-download", settings.state.mlflow_artifact_root)
+    run_id = start_run(uri, exp, run_name="r", tags={})
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "MLmodel").write_text("flavors: {}\n")
+    R.mlflow_client(uri).log_artifacts(run_id, str(source), "model")
+    stored = Path(R.mlflow_client(uri).get_run(run_id).info.artifact_uri.removeprefix("file://")) / "model"
+    assert (stored / "MLmodel").is_file()
+    return f"runs:/{run_id}/model", stored
+
+
+def test_artifact_dir_keeps_a_download_in_the_cache_and_reuses_it(settings: Settings, tmp_path: Path) -> None:
+    import shutil
+
+    model_uri, stored = _stored_model_run(settings, tmp_path)
+    cache = tmp_path / "cache"
+    first = R.artifact_dir(model_uri, settings.tracking_uri, cache_root=cache)
+    assert first == R.artifact_cache_dir(cache, model_uri, settings.tracking_uri)
+    assert (first / "MLmodel").read_text() == "flavors: {}\n"
+    assert [p.name for p in cache.iterdir()] == [first.name]  # no staging folder left behind
+    shutil.rmtree(stored)  # the store no longer has it: only the cache can answer now
+    assert R.artifact_dir(model_uri, settings.tracking_uri, cache_root=cache) == first
+    assert (first / "MLmodel").is_file()
+    with pytest.raises(Exception):  # noqa: B017 - MLflow's own error type: without the cache it downloads again
+        R.artifact_dir(model_uri, settings.tracking_uri)
