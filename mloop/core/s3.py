@@ -42,11 +42,15 @@ def s3_client(
     region: str | None = None,
     timeouts: S3Timeouts = TRANSFER,
 ) -> Any:
-    """A boto3 S3 client on ``endpoint_url`` (None: AWS S3) with these keys, or the AWS environment's when None."""
+    """A boto3 S3 client on ``endpoint_url`` (None: AWS S3) with these keys, or the AWS environment's when None.
+
+    Each client gets its own boto3 session: the default session resolves the environment's keys once and
+    keeps them for the life of the process, so a process whose AWS variables changed (another team, a test
+    with its own S3 server) would sign with stale keys and be refused (InvalidAccessKeyId)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint_url,
         aws_access_key_id=access_key,
