@@ -100,17 +100,24 @@ def read_window(
 
 @task(name="model-config", cache_policy=NO_CACHE)
 def window_limits(
-    settings: Settings, model_name: str, window_size: int | None, min_rows: int | None
+    settings: Settings, model_name: str, window_size: int | None, min_rows: int | None,
+    fingerprint: str | None = None,
 ) -> tuple[int, int, str]:
     """(window size, minimum rows, log fingerprint): the values asked for, else the model's own (else the
-    global settings), and the digest of its log files before they are read (see ``monitoring.sweep``)."""
+    global settings), and the digest of its log files before they are read (see ``monitoring.sweep``;
+    ``fingerprint`` when the caller took it already, e.g. the sweep's pre-check: one listing, not two)."""
     from monitoring.model_config import resolve_config
+
+    config = resolve_config(settings, model_name)
+    return window_size or config.window_size, min_rows or config.min_rows, fingerprint or _fingerprint(settings, model_name)
+
+
+def _fingerprint(settings: Settings, model_name: str) -> str:
+    """:func:`monitoring.sweep.log_fingerprint` of the model's local or (team mode) S3 log parts."""
     from monitoring.sweep import log_fingerprint
     from serving.remote_log import remote_log
 
-    config = resolve_config(settings, model_name)
-    fingerprint = log_fingerprint(settings.state.predictions, settings.state.feedback, model_name, remote_log(settings))
-    return window_size or config.window_size, min_rows or config.min_rows, fingerprint
+    return log_fingerprint(settings.state.predictions, settings.state.feedback, model_name, remote_log(settings))
 
 
 run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
@@ -163,17 +170,20 @@ def check_one_model(
     options: MonitorOptions,
     skip_unchanged: bool,
     run_id: str | None,
+    fingerprint: str | None = None,
 ) -> MonitorResult:
     """The monitor's steps for one model, as tasks of the calling run: the ``monitor`` flow's whole body,
     and one model's part of a sweep (inside its ``check-model`` task, so a sweep of many models pays no
-    subflow per model). ``run_id`` is the flow run recorded on the MLflow monitoring run."""
+    subflow per model). ``run_id`` is the flow run recorded on the MLflow monitoring run; ``fingerprint`` the
+    log fingerprint when the caller took it already (:func:`window_limits`)."""
     from prefect.artifacts import create_markdown_artifact
 
     from monitoring import sweep, verdict
     from monitoring.checks import quality_metric, reference_version
 
     settings.state.ensure()
-    window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows)
+    window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows,
+                                                       fingerprint)
     info, lineage = resolve_model(settings, model_name, version)
     window, feedback = read_window(settings, model_name, window_size, since)
     versions = verdict.window_versions(window)
@@ -224,20 +234,20 @@ def check_model(
     from prefect.runtime import task_run
 
     from monitoring import sweep
-    from serving.remote_log import remote_log
 
     started = time.perf_counter()
     task_run_id = str(task_run.get_id() or "") or None
+    fingerprint = None
     if skip_unchanged:
-        fingerprint = sweep.log_fingerprint(settings.state.predictions, settings.state.feedback, model_name,
-                                            remote_log(settings))
+        fingerprint = _fingerprint(settings, model_name)
         if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
             return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
                               task_run_id=task_run_id, seconds=round(time.perf_counter() - started, 2))
     options = MonitorOptions(full_report="always" if full_reports else "on-finding")
     try:
         result = check_one_model(settings, model_name, window_size=None, since=None, version="champion",
-                                 options=options, skip_unchanged=skip_unchanged, run_id=sweep_run_id)
+                                 options=options, skip_unchanged=skip_unchanged, run_id=sweep_run_id,
+                                 fingerprint=fingerprint)
     except Exception as exc:  # noqa: BLE001 - the model's failure is reported, the sweep goes on
         get_run_logger().warning("check of %s failed: %s", model_name, exc)
         reason = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"

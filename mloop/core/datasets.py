@@ -403,18 +403,16 @@ def _download(client: Any, bucket: str, key: str, local: Path, uri: str) -> None
     """``client.download_file`` with its failures as errors that say what, where and how to fix (no keys)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from mloop.core.s3 import MISSING_CODES, error_code, s3_error
+
     try:
         client.download_file(bucket, key, str(local))
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NoSuchBucket"):
+    except (ClientError, BotoCoreError) as exc:
+        if error_code(exc) in MISSING_CODES:
             raise NotFoundError(f"no object at {uri}", where="MLOOP_S3_ENDPOINT_URL",
                                 fix="check the bucket and key (e.g. list them with your S3 tool)") from None
-        raise MloopError(f"S3 refused to read {uri} ({code or type(exc).__name__})", where="MLOOP_S3_ENDPOINT_URL",
-                         fix="check that AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY may read that bucket") from None
-    except BotoCoreError as exc:
-        raise MloopError(f"could not read {uri} from S3: {type(exc).__name__}", where="MLOOP_S3_ENDPOINT_URL",
-                         fix="check that the S3 endpoint answers, then ingest again") from None
+        raise s3_error(exc, f"read {uri}", fix="check that the S3 endpoint answers and that AWS_ACCESS_KEY_ID / "
+                       "AWS_SECRET_ACCESS_KEY may read that bucket, then ingest again") from None
 
 
 def ingest_dataset(

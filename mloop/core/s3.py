@@ -11,6 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mloop.core.errors import MloopError
+
+S3_WHERE = "MLOOP_S3_ENDPOINT_URL / MLOOP_ARTIFACTS_URI"
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NoSuchBucket"})
+"""S3 error codes of an object or bucket that does not exist."""
+
 
 @dataclass(frozen=True)
 class S3Timeouts:
@@ -58,3 +64,16 @@ def s3_client(
         region_name=region,
         config=Config(connect_timeout=timeouts.connect, read_timeout=timeouts.read, retries=timeouts.retries()),
     )
+
+
+def error_code(exc: BaseException) -> str:
+    """The S3 error code of a botocore ``ClientError`` (``NoSuchKey``, ``InvalidAccessKeyId`` ...); '' for any
+    other failure (no answer, a timeout). Pure."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def s3_error(exc: BaseException, doing: str, fix: str) -> MloopError:
+    """A failed S3 call as an error that says what (``could not <doing>`` and the S3 code), where (the S3
+    settings) and how to fix; never a key."""
+    return MloopError(f"could not {doing}: {error_code(exc) or type(exc).__name__}", where=S3_WHERE, fix=fix)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, RootModel
 
 from mloop.core.errors import MloopError
 from mloop.core.paths import StatePaths
+from mloop.core.s3 import s3_error
 from mloop.core.shared import FileRecords, Kind, SharedRecords
 from mloop.core.team import ArtifactLayout
 
@@ -77,9 +78,8 @@ class S3Store:
 
 
 def _s3_error(exc: Exception, doing: str) -> MloopError:
-    return MloopError(
-        f"could not {doing}: {type(exc).__name__}",
-        where="MLOOP_S3_ENDPOINT_URL / MLOOP_ARTIFACTS_URI",
+    return s3_error(
+        exc, doing,
         fix="check the S3 endpoint answers, the bucket exists and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY may "
         "write it; then run the import again (what is in the bucket already is not uploaded twice)",
     )

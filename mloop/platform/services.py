@@ -373,9 +373,6 @@ machine)."""
 
 WORKER_SERVICE = "prefect-worker"
 """The first of the platform's own workers (``mloop up --workers N`` adds ``prefect-worker-2`` ... ``-N``)."""
-WORKER_NAME_FILE = f"{WORKER_SERVICE}.name"
-"""Under MLOOP_HOME/run: the name of the first worker last started (each start gets a new one; worker k's
-is ``prefect-worker-k.name``)."""
 WORKERS_FILE = "prefect-workers.wanted"
 """Under MLOOP_HOME/run: how many workers the last ``up`` asked for. The watchdog reads it every cycle, so a
 later ``up`` with another count is followed without restarting the watchdog."""
@@ -460,10 +457,15 @@ def worker_argv(name: str, queues: Sequence[str] = ()) -> list[str]:
     return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name, *by_queue)
 
 
+def worker_name_path(run_dir: Path, service: str) -> Path:
+    """``run/<service>.name``: the Prefect name of the worker ``service`` last started (each start gets a new one)."""
+    return run_dir / f"{service}.name"
+
+
 def worker_name(settings: Settings, service: str = WORKER_SERVICE) -> str | None:
     """The Prefect name of the worker ``service`` this MLOOP_HOME started last (None: never started)."""
     try:
-        return (settings.state.run / f"{service}.name").read_text().strip() or None
+        return worker_name_path(settings.state.run, service).read_text().strip() or None
     except OSError:
         return None
 
@@ -578,7 +580,7 @@ def worker_spec(settings: Settings, index: int, env: dict[str, str], unset: tupl
                 fix=f"run `mloop up --workers {index}` (or more) to run it",
             )
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / f"{service}.name").write_text(worker)
+        worker_name_path(run_dir, service).write_text(worker)
 
     return ServiceSpec(
         name=service,
@@ -760,14 +762,13 @@ def stop_extra_workers(run_dir: Path, home: Path, wanted: int) -> list[ServiceSt
     runs Crashed."""
     states: list[ServiceState] = []
     for name in extra_workers(pid_files(run_dir), wanted):
+        stopped: dict[str, int] = {}
         with service_lock(run_dir, name):
-            pid = read_pid(run_dir, name)
-            if pid is not None:
-                stop_service_pid(name, pid)
+            _stop_named(run_dir, name, stopped, [])
             for member in service_members(str(home), name):  # e.g. flow runs of a dead worker
                 stop_pid(member, first=signal.SIGTERM)
-            (run_dir / f"{name}.pid").unlink(missing_ok=True)
-            (run_dir / f"{name}.name").unlink(missing_ok=True)
+            worker_name_path(run_dir, name).unlink(missing_ok=True)
+        pid = stopped.get(name)
         note = f"stopped: {wanted} worker(s) wanted" if pid is not None else ""
         states.append(ServiceState(name=name, pid=pid, running=pid is not None and pid_alive(pid),
                                    log=str(run_dir / f"{name}.log"), note=note))
