@@ -393,25 +393,33 @@ class PostgresRecords(SharedRecords):
             cur.execute(table_sql("SELECT row::text FROM {} WHERE key = %s ORDER BY id", kind), (key,))
         return [text for (text,) in cur.fetchall()]
 
-    def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
+    def _query(self, doing: str, run: Callable[[Any], T]) -> T:
+        """``run(cursor)`` for a read-only query on the shared connection. A connection that broke under
+        it (the server ended the session just before, faster than :meth:`_session` could see) is
+        dropped and the query asked once more on a new one: a read is safe to repeat. Writes are not
+        retried (an insert whose answer was lost may have committed)."""
         import psycopg2
 
-        with self._session() as conn, conn.cursor() as cur:
-            try:
-                texts = self._select(cur, kind, key)
-            except psycopg2.Error as exc:
-                raise self._error(exc, f"read the {WHAT[kind]}") from None
+        for attempt in (1, 2):
+            with self._session() as conn, conn.cursor() as cur:
+                try:
+                    return run(cur)
+                except psycopg2.Error as exc:
+                    if attempt == 1 and conn.closed:
+                        continue
+                    raise self._error(exc, doing) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
+        texts = self._query(f"read the {WHAT[kind]}", lambda cur: self._select(cur, kind, key))
         return parse_rows(texts, parse)
 
     def keys(self, kind: Kind) -> list[str]:
-        import psycopg2
-
-        with self._session() as conn, conn.cursor() as cur:
-            try:
-                cur.execute(table_sql("SELECT DISTINCT key FROM {} ORDER BY key", kind))
-            except psycopg2.Error as exc:
-                raise self._error(exc, f"read the {WHAT[kind]}") from None
+        def select_keys(cur: Any) -> list[str]:
+            cur.execute(table_sql("SELECT DISTINCT key FROM {} ORDER BY key", kind))
             return [key for (key,) in cur.fetchall()]
+
+        return self._query(f"read the {WHAT[kind]}", select_keys)
 
     def claim(self, kind: Kind, key: str, parse: Callable[[str], M], decide: Decide[M, T]) -> T:
         """One transaction under the key's transaction-scoped advisory lock: read, decide, insert, commit
