@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("GIT_AUTHOR_EMAIL", "mloop-test@example.invalid")
     os.environ.setdefault("GIT_COMMITTER_NAME", "mloop-test")
     os.environ.setdefault("GIT_COMMITTER_EMAIL", "mloop-test@example.invalid")
+
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's temporary directory goes with the session (its servers are stopped by then)."""
+    if _SESSION_DIR is not None:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 PLATFORM_GROUP = "platform"

@@ -275,6 +275,7 @@ def weed_argv(weed: str, paths: InfraPaths, ports: InfraPorts) -> list[str]:
     argv = [
         weed,
         f"-config_dir={paths.s3_dir}",
+        "-logtostderr",  # into its log under MLOOP_HOME: glog would otherwise write weed.* files into /tmp
         "mini",
         f"-options={paths.s3_dir / 'options'}",
         f"-dir={paths.s3_data}",

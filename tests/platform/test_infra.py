@@ -81,6 +81,7 @@ def test_weed_config_files_carry_the_secrets_not_argv(tmp_path: Path) -> None:
     ports = InfraPorts(postgres=1, s3=2, weed={name: 10 + i for i, name in enumerate(infra.WEED_INTERNAL_PORTS)})
     argv = infra.weed_argv("weed", InfraPaths(tmp_path), ports)
     assert "-ip.bind=127.0.0.1" in argv and "-s3.port=2" in argv and "-webdav=false" in argv
+    assert argv.index("-logtostderr") < argv.index("mini")  # a global flag: no glog files in /tmp
     toml = infra.weed_security_toml(found)
     assert toml.count("key = ") == 4 and found.weed_filer_jwt_read.get_secret_value() in toml
     assert infra.weed_options(found) == f"admin.password={found.weed_admin_password.get_secret_value()}\n"
