@@ -42,6 +42,18 @@ def test_kill_plan_is_seeded_and_spread() -> None:
     assert len({k.target for k in kill_plan(1, 60, min_gap=1, max_gap=2)}) == 6  # every target comes up
 
 
+def _describe(run: dict) -> str:
+    """What a failure message needs to tell a stuck run's cause: its state and age, its process, its parent."""
+    from mloop.core.processes import pid_alive
+    from mloop.platform.orphans import run_pid
+
+    pid = run_pid(run.get("infrastructure_pid"))
+    process = "no pid" if pid is None else f"pid {pid} {'alive' if pid_alive(pid) else 'gone'}"
+    parent = f", subflow of task run {run['parent_task_run_id']}" if run.get("parent_task_run_id") else ""
+    since = (run.get("state") or {}).get("timestamp")
+    return f"{run['name']} {run['state_type']} since {since} ({process}, deployment {run.get('deployment_id')}{parent})"
+
+
 def _converged(platform) -> str | None:  # noqa: ANN001
     """None when the loop has converged, else what is still missing."""
     from models.registry import champion_version
@@ -54,7 +66,7 @@ def _converged(platform) -> str | None:  # noqa: ANN001
         return "prefect server not answering"
     active = [r for r in platform.prefect.flow_runs(limit=200) if r["state_type"] in ACTIVE]
     if active:
-        return f"{len(active)} flow run(s) still active: {[(r['name'], r['state_type']) for r in active][:5]}"
+        return f"{len(active)} flow run(s) still active: {[_describe(r) for r in active][:5]}"
     champion = champion_version(st.tracking_uri, MODEL)
     served = platform.serving.served_model()
     if served is None or str(served.get("model_version")) != str(champion):
