@@ -26,6 +26,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,6 +69,16 @@ def pid_alive(pid: int) -> bool:
         return _running(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return False
+
+
+def process_started(pid: int) -> datetime | None:
+    """When the process ``pid`` started (UTC); None when none runs (a zombie counts as gone). Telling
+    when lets a caller see that a recorded pid now names another, younger process."""
+    try:
+        proc = psutil.Process(pid)
+        return datetime.fromtimestamp(proc.create_time(), UTC) if _running(proc) else None
+    except psutil.NoSuchProcess:
+        return None
 
 
 def start_process(

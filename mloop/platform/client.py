@@ -133,6 +133,18 @@ class PrefectApi:
         }
         return list(self._json("POST", "/flow_runs/filter", body))
 
+    def subflow_runs_in_states(self, states: Sequence[str], *, limit: int = 200) -> list[dict[str, Any]]:
+        """The flow runs started from inside another flow run (subflows) whose state type is one of ``states``."""
+        body = {
+            "flow_runs": {"state": {"type": {"any_": list(states)}}, "parent_task_run_id": {"is_null_": False}},
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": limit,
+        }
+        return list(self._json("POST", "/flow_runs/filter", body))
+
+    def task_run(self, task_run_id: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/task_runs/{task_run_id}"))
+
     def set_flow_run_state(self, run_id: str, state_type: str, message: str) -> str:
         """Propose state ``state_type`` (``CRASHED``, ...) for a flow run; returns the server's verdict
         (``ACCEPT``, ``REJECT``, ``ABORT`` or ``WAIT``)."""
