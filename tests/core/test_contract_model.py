@@ -34,6 +34,8 @@ def test_kind_of(values: pd.Series, kind: str) -> None:
         (pd.Series([0.0, 1.0, np.nan]), "classification"),  # whole floats with few levels
         (pd.Series([0.5, 1.0]), "regression"),
         (pd.Series(np.arange(21)), "regression"),  # more than MAX_CLASSES levels
+        (pd.Series([191.0, 189.0, 193.0, 162.0, 189.0, 182.0]), "regression"),  # levels that hardly repeat
+        (pd.Series([1, 2, 3, 1, 2, 3]), "classification"),  # each of 3 levels twice
     ],
 )
 def test_infer_task(values: pd.Series, task: str) -> None:

@@ -17,6 +17,7 @@ from mloop.core.contract.report import (
     RULE_DTYPE,
     RULE_DUPLICATES,
     RULE_MISSING_COLUMN,
+    RULE_NON_FINITE,
     RULE_NULL_SHARE,
     RULE_OUT_OF_RANGE,
     RULE_SINGLE_CLASS,
@@ -85,6 +86,14 @@ def test_out_of_range_failure_uses_widened_bounds() -> None:
     assert "3 rows (75.0%) outside [-1, 11], above max_out_of_range_share 1.0%" in failure.message
 
 
+def test_non_finite_failure_names_the_rows_with_infinity() -> None:
+    assert v.non_finite_failure(pd.Series([1.0, np.nan, -2.0]), spec(), 3) is None  # a null is no infinity
+    failure = v.non_finite_failure(pd.Series([1.0, np.inf, 3.0, -np.inf]), spec(), 4)
+    assert failure is not None and failure.rule == RULE_NON_FINITE and failure.rows == 2
+    assert failure.examples == ["row 1", "row 3"] and failure.limit == 0.0
+    assert "column 'x' has 2 infinite value(s); write an unknown value as empty (null)" in failure.message
+
+
 def test_bounds_need_a_range() -> None:
     with pytest.raises(ValueError, match="no range"):
         spec().bounds()
@@ -150,9 +159,9 @@ def test_schema_checks_are_named_by_rule() -> None:
     schema = v.build_schema(toy_contract(), ROWS, v.Findings())
     names = {col: [check.name for check in column.checks] for col, column in schema.columns.items()}
     assert names == {
-        "x": [RULE_DTYPE, RULE_NULL_SHARE, RULE_OUT_OF_RANGE],
+        "x": [RULE_DTYPE, RULE_NULL_SHARE, RULE_NON_FINITE, RULE_OUT_OF_RANGE],
         "c": [RULE_DTYPE, RULE_NULL_SHARE, RULE_UNKNOWN_CATEGORY],
-        "target": [RULE_DTYPE, RULE_TARGET_NULL],
+        "target": [RULE_DTYPE, RULE_TARGET_NULL, RULE_NON_FINITE],
     }
     assert [check.name for check in schema.checks] == [RULE_DUPLICATES, RULE_SINGLE_CLASS]
     regression = v.build_schema(toy_contract(task="regression"), ROWS, v.Findings())

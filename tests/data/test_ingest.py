@@ -92,6 +92,12 @@ def out_of_range(base: pd.DataFrame, d: Path) -> Path:
     return _csv(df, d / "f.csv")
 
 
+def infinite_income(base: pd.DataFrame, d: Path) -> Path:
+    df = base.copy()
+    df.loc[[4, 8], "annual_income"] = [np.inf, -np.inf]  # written as inf / -inf, read back as infinity
+    return _csv(df, d / "f.csv")
+
+
 def new_category(base: pd.DataFrame, d: Path) -> Path:
     return _csv(generate("new-category", 2000, 3), d / "f.parquet")
 
@@ -113,6 +119,7 @@ REJECTIONS: list[tuple[Callable[[pd.DataFrame, Path], Path], str, str | None, st
     (ragged_csv, c.RULE_UNREADABLE, None, "cannot parse f.csv: CSV parse error: Expected 16 columns, got 3"),
     (missing_surge, c.RULE_NULL_SHARE, "annual_income", "column 'annual_income' has"),
     (out_of_range, c.RULE_OUT_OF_RANGE, "loan_amount", "column 'loan_amount' has 100 rows (5.0%) outside ["),
+    (infinite_income, c.RULE_NON_FINITE, "annual_income", "column 'annual_income' has 2 infinite value(s)"),
     (new_category, c.RULE_UNKNOWN_CATEGORY, "loan_purpose", "with unknown categories, above max_unknown_share 1.0%"),
     (duplicates, c.RULE_DUPLICATES, None, "100 duplicate rows (4.8%), above max_duplicate_share 1.0%"),
 ]
@@ -179,6 +186,12 @@ def test_first_ingest_rejection_writes_no_contract(settings: Settings, tmp_path:
     with pytest.raises(DataRejected, match="target column 'label' is absent"):
         ingest_dataset(settings, path, dataset="fresh", target="label")
     assert not (settings.project_dir / "data" / "fresh").exists()
+    frame = generate("baseline", 300, 1)
+    frame.loc[7, "loan_amount"] = np.inf
+    with pytest.raises(DataRejected, match="column 'loan_amount' has 1 infinite value") as info:
+        ingest_dataset(settings, write_frame(frame, tmp_path / "inf.csv"), dataset="fresh")
+    assert info.value.report.rules == [c.RULE_NON_FINITE] and info.value.report.failures[0].examples == ["row 7"]
+    assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
 
 
 def test_round_trip_from_remote_after_cache_and_parquet_deleted(settings: Settings, tmp_path: Path) -> None:

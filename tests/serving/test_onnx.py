@@ -12,6 +12,7 @@ from serving.onnx_model import (
     columns_from_frame,
     convert_pipeline,
     input_kinds,
+    outputs_agree,
     smoke_test,
 )
 from tests.serving.helpers import fit, make_contract
@@ -83,3 +84,31 @@ def test_smoke_test_passes_a_good_model_and_catches_a_bad_one() -> None:
     bad = {"sample_columns": cols, "expected": {"probabilities": [p + 0.2 for p in expected.probabilities]}}
     assert any("differ" in p for p in smoke_test(predictor, bad))
     assert smoke_test(predictor, {"sample_columns": {}, "expected": {}}) != []
+
+
+def test_outputs_agree_absolutely_on_probabilities_and_relatively_on_scores() -> None:
+    want = np.array([0.25, 190.0, -3000.0])
+    close = want + np.array([5e-6, 1.5e-3, -2.5e-2])  # float32 rounding at each size
+    assert outputs_agree(want, close, "regression", 1e-5)
+    assert not outputs_agree(want, close, "classification", 1e-5)
+    assert not outputs_agree(want, want + np.array([0.0, 3e-3, 0.0]), "regression", 1e-5)  # beyond 1e-5 x 190
+    assert outputs_agree(np.array([0.5]), np.array([0.500009]), "classification", 1e-5)
+
+
+def test_a_regression_on_a_large_scale_target_is_served_by_onnx() -> None:
+    """A table nobody here designed: linnerud's weights (about 190). float32 rounding of such a score is
+    above 1e-5 in absolute terms; the check is relative, so the forest still converts."""
+    from sklearn import datasets
+
+    from mloop.core.contract.inference import infer_contract
+    from models.spec import ModelSpec
+    from models.train import fit_and_evaluate
+
+    bunch = datasets.load_linnerud(as_frame=True)
+    frame = bunch.data.assign(Weight=bunch.target["Weight"])
+    contract = infer_contract(frame, name="linnerud", target="Weight")
+    assert contract.task == "regression"  # 17 weights in 20 rows are measurements, not classes
+    train, holdout = frame.iloc[:15], frame.iloc[15:]
+    fitted = fit_and_evaluate(contract, ModelSpec(estimator="random_forest"), train, holdout)
+    conv = convert_pipeline(fitted.pipeline, contract, holdout)
+    assert conv.backend == "onnx", conv.reason

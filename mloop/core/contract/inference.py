@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mloop.core.contract.model import ColumnKind, ColumnRole, ColumnSpec, DatasetContract, Task
@@ -82,7 +83,9 @@ def holds_bools(series: pd.Series) -> bool:
 
 
 def infer_task(series: pd.Series, kind: ColumnKind | None = None) -> Task:
-    """classification for bool/text/integer-valued targets with <= 20 levels, else regression.
+    """classification for bool/text targets, and for integer-valued ones with at most 20 levels that
+    repeat (beyond two levels, each seen twice on average: 17 distinct weights in 20 rows are
+    measurements, not classes); else regression.
 
     ``kind``: the column's :func:`kind_of`, when the caller has it already.
     """
@@ -92,7 +95,8 @@ def infer_task(series: pd.Series, kind: ColumnKind | None = None) -> Task:
     values = series.dropna()
     if kind == "numeric" and not (values == values.round()).all():
         return "regression"
-    return "classification" if values.nunique() <= MAX_CLASSES else "regression"
+    levels = values.nunique()
+    return "classification" if levels <= MAX_CLASSES and (levels <= 2 or len(values) >= 2 * levels) else "regression"
 
 
 def null_tolerance(null_share: float, *, is_target: bool) -> float:
@@ -156,8 +160,9 @@ def infer_column(series: pd.Series, *, name: str, rows: int, is_target: bool, ki
         spec.role = "target"
     else:
         spec.role, spec.note = column_role(series, kind, nulls=nulls, distinct=None if counts is None else len(counts))
-    if kind in ("numeric", "integer") and nulls < len(series):
-        spec.min, spec.max = float(series.min()), float(series.max())
+    finite = series[np.isfinite(series.to_numpy(dtype=float, na_value=np.nan))] if kind in ("numeric", "integer") else series
+    if kind in ("numeric", "integer") and len(finite):  # infinities are the non_finite rule's, not the range's
+        spec.min, spec.max = float(finite.min()), float(finite.max())
         spec.range_tolerance = RANGE_TOLERANCE
         spec.max_out_of_range_share = OUT_OF_RANGE_SHARE
     elif counts is not None and len(counts):

@@ -21,6 +21,7 @@ from mloop.core.contract.report import (
     RULE_DUPLICATES,
     RULE_EMPTY,
     RULE_MISSING_COLUMN,
+    RULE_NON_FINITE,
     RULE_NULL_SHARE,
     RULE_OUT_OF_RANGE,
     RULE_SINGLE_CLASS,
@@ -141,6 +142,26 @@ def null_failure(series: pd.Series, spec: ColumnSpec, rows: int, rule: str, null
         return None
     examples = _row_examples(series.isna() if mask is None else mask)
     return _share_failure(rule, spec, nulls, rows, spec.max_null_share, examples, "null rows ({share})")
+
+
+def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure | None:
+    """``non_finite``: any +/-infinity in a numeric column (no tolerance: a fit would fail on it later,
+    after the version was made). Examples are row numbers."""
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    infinite = np.isinf(values)
+    count = int(np.count_nonzero(infinite))
+    if count == 0:
+        return None
+    return RuleFailure(
+        rule=RULE_NON_FINITE,
+        column=spec.name,
+        rows=count,
+        share=count / rows,
+        limit=0.0,
+        examples=_row_examples(infinite),
+        message=f"column {spec.name!r} has {count} infinite value(s); write an unknown value as empty (null), "
+                "or a finite number",
+    )
 
 
 def out_of_range_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure | None:
@@ -292,6 +313,8 @@ def column_measures(spec: ColumnSpec, contract: DatasetContract, rows: int) -> d
 
     null_rule = RULE_TARGET_NULL if spec.name == contract.target else RULE_NULL_SHARE
     measures: dict[str, Measure] = {RULE_DTYPE: dtype, null_rule: nulls}
+    if spec.kind in ("numeric", "integer"):  # a column of the wrong kind is reported by the dtype rule alone
+        measures[RULE_NON_FINITE] = lambda s: non_finite_failure(s, spec, rows) if data.kind_ok(s) else None
     if spec.kind in ("numeric", "integer") and spec.min is not None and spec.max is not None:
         # a column of the wrong kind is reported by the dtype rule alone
         measures[RULE_OUT_OF_RANGE] = lambda s: out_of_range_failure(s, spec, rows) if data.kind_ok(s) else None
