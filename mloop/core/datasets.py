@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.contract import (
     RULE_EMPTY,
+    RULE_NO_FEATURES,
     RULE_TARGET_MISSING,
     RULE_UNREADABLE,
     DatasetContract,
@@ -288,6 +289,14 @@ def export_version(settings: Settings, name: str, md5: str | None, out: Path) ->
 # ---- ingest --------------------------------------------------------------------------------
 
 
+def no_features_message(contract: DatasetContract) -> str:
+    """Why a new dataset has no feature: what each of its columns is instead. Pure."""
+    roles = [f"{c.name!r} ({'target' if c.name == contract.target else 'time column' if c.name == contract.time_column else c.role})"
+             for c in contract.columns]
+    return (f"no column is left to learn from: {', '.join(roles[:10])}; add the columns a model should use "
+            "(an id-like column, unique on every row, is never a feature)")
+
+
 def _reject(name: str, rule: str, message: str, source: Path, rows: int = 0, columns: int = 0) -> DataRejected:
     report = ValidationReport(
         dataset=name, rows=rows, columns=columns, failures=[RuleFailure(rule=rule, rows=rows, message=message)]
@@ -486,6 +495,8 @@ def ingest_dataset(
             contract = infer_contract(
                 df, name=name, target=target, task=task, time_column=time_column, duplicated=duplicated
             )
+            if not contract.feature_columns:
+                raise _reject(name, RULE_NO_FEATURES, no_features_message(contract), source, len(df), len(df.columns))
         elif contract.time_column and contract.time_column in df.columns:
             if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
                 converted = pd.to_datetime(df[contract.time_column], errors="coerce")

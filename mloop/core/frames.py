@@ -71,7 +71,7 @@ def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return to_pandas(pq.read_table(path))
+        return to_pandas(checked_table(pq.read_table(path)))
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -81,10 +81,48 @@ def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str
         strings_can_be_null=True,
         timestamp_parsers=[pacsv.ISO8601],
     )
-    return to_pandas(read_csv_table(path, convert))
+    parse = pacsv.ParseOptions(delimiter=csv_delimiter(first_line(path)))
+    return to_pandas(checked_table(read_csv_table(path, convert, parse)))
 
 
-def read_csv_table(path: Path, convert):  # noqa: ANN001, ANN201 - pyarrow types, imported lazily
+CSV_DELIMITERS = (";", "\t", "|")
+"""Separators other than the comma that spreadsheets write (a European locale's Excel writes ``;``)."""
+
+
+def first_line(path: Path, limit: int = 1 << 16) -> str:
+    """The file's first line (its header), at most ``limit`` bytes, decoded leniently."""
+    with open(path, "rb") as fh:
+        return fh.read(limit).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+
+
+def csv_delimiter(header: str) -> str:
+    """The CSV's separator, read off its header: a comma, unless the header has none and one of
+    :data:`CSV_DELIMITERS` splits it (the most frequent). Pure."""
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in CSV_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def checked_table(table):  # noqa: ANN001, ANN201 - pyarrow.Table, imported lazily
+    """``table`` when pandas can hold it as a dataset; ValueError (what, and how to fix it) when two
+    columns share a name, or a column holds bytes that are not UTF-8 text (Arrow reads those as binary)."""
+    import pyarrow as pa
+
+    names = [str(n) for n in table.column_names]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"the header names column(s) {', '.join(map(repr, repeated))} more than once: "
+                         "give each column its own name")
+    binary = [n for n, t in zip(names, table.schema.types, strict=True) if pa.types.is_binary(t) or pa.types.is_large_binary(t)]
+    if binary:
+        raise ValueError(f"column(s) {', '.join(map(repr, binary[:5]))} hold bytes that are not UTF-8 text: "
+                         "save the file with UTF-8 encoding")
+    return table
+
+
+def read_csv_table(path: Path, convert, parse=None):  # noqa: ANN001, ANN201 - pyarrow types, imported lazily
     """A CSV as an Arrow table, streamed: only one block of the file is in memory at a time.
 
     The streaming reader types each column from the first block; when a later block does not fit
@@ -96,10 +134,10 @@ def read_csv_table(path: Path, convert):  # noqa: ANN001, ANN201 - pyarrow types
     import pyarrow.csv as pacsv
 
     try:
-        with pacsv.open_csv(path, convert_options=convert) as reader:
+        with pacsv.open_csv(path, convert_options=convert, parse_options=parse) as reader:
             return reader.read_all()
     except pa.ArrowInvalid:  # types change after the first block, or the file is malformed
-        return pacsv.read_csv(path, convert_options=convert)
+        return pacsv.read_csv(path, convert_options=convert, parse_options=parse)
 
 
 def to_pandas(table) -> pd.DataFrame:  # noqa: ANN001 - pyarrow.Table, imported lazily

@@ -192,6 +192,11 @@ def test_first_ingest_rejection_writes_no_contract(settings: Settings, tmp_path:
         ingest_dataset(settings, write_frame(frame, tmp_path / "inf.csv"), dataset="fresh")
     assert info.value.report.rules == [c.RULE_NON_FINITE] and info.value.report.failures[0].examples == ["row 7"]
     assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
+    only_target = write_frame(generate("baseline", 300, 1)[["target"]], tmp_path / "only-target.csv")
+    with pytest.raises(DataRejected, match="no column is left to learn from: 'target' \\(target\\)") as info:
+        ingest_dataset(settings, only_target, dataset="fresh")
+    assert info.value.report.rules == [c.RULE_NO_FEATURES]
+    assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
 
 
 def test_round_trip_from_remote_after_cache_and_parquet_deleted(settings: Settings, tmp_path: Path) -> None:
