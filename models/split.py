@@ -46,12 +46,34 @@ def split_dataset(
         times = pd.to_datetime(df[contract.time_column], utc=True, errors="coerce")
         order = times.reset_index(drop=True).sort_values(kind="mergesort").index.to_numpy()
         ordered = df.iloc[order]
-        return ordered.iloc[: len(df) - n_test], ordered.iloc[len(df) - n_test :]
-    stratify = df[contract.target] if contract.task == "classification" else None
-    if stratify is not None and stratify.value_counts().min() < 2:
-        stratify = None
-    train, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+        train, test = ordered.iloc[: len(df) - n_test], ordered.iloc[len(df) - n_test :]
+        how = f"the holdout is the newest {test_size:.0%} of rows by {contract.time_column!r}"
+    else:
+        stratify = df[contract.target] if contract.task == "classification" else None
+        if stratify is not None and stratify.value_counts().min() < 2:
+            stratify = None
+        train, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+        how = "a class with one row cannot be on both sides of the split"
+    if contract.task == "classification":
+        unseen = holdout_only_classes(train[contract.target], test[contract.target])
+        if unseen:
+            listed = ", ".join(f"{label!r} ({rows} rows)" for label, rows in list(unseen.items())[:10])
+            raise MloopError(
+                f"class(es) {listed} of {contract.target!r} are only in the holdout ({how}): no model learns a "
+                "class it never saw in training",
+                where=f"dataset {contract.name}",
+                fix="ingest a version with earlier rows of these classes (or without them), or train on one "
+                    "that has them",
+            )
     return train, test
+
+
+def holdout_only_classes(train_labels: pd.Series, holdout_labels: pd.Series) -> dict[str, int]:
+    """Rows per class (named as text) that the holdout has and the training side has not. Pure."""
+    held = holdout_labels.dropna()
+    unseen = held[~held.isin(train_labels.dropna().unique())]
+    counts = unseen.astype(str).value_counts(sort=False)
+    return {label: int(rows) for label, rows in sorted(counts.items())}
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from models.evaluate import (
 )
 from models.pipeline import build_pipeline, prepare_features
 from models.spec import ModelSpec, parse_spec
-from models.split import split_dataset
+from models.split import holdout_only_classes, split_dataset
 from models.train import fit_and_evaluate
 from tests.models.helpers import synth_contract, synth_frame
 
@@ -87,6 +87,26 @@ def test_stratified_split_is_deterministic_and_stratified(frame: pd.DataFrame) -
 def test_split_refuses_tiny_frames(contract) -> None:
     with pytest.raises(MloopError):
         split_dataset(synth_frame(3), contract, test_size=0.1)
+
+
+def test_a_class_only_in_the_newest_rows_is_refused_by_name(frame: pd.DataFrame, contract) -> None:
+    """The holdout of a time split is the newest rows: a class first seen there cannot be learned (the
+    fit would otherwise fail later, in evaluation, with no word of why)."""
+    late = frame.sort_values("event_time").reset_index(drop=True).astype({"target": object})
+    late.loc[len(late) - 3 :, "target"] = "new"
+    with pytest.raises(MloopError, match="class\\(es\\) 'new' \\(3 rows\\) of 'target' are only in the holdout "
+                                         "\\(the holdout is the newest 20% of rows by 'event_time'\\)"):
+        split_dataset(late, contract, test_size=0.2)
+    early = late.copy()
+    early.loc[0, "target"] = "new"  # one earlier row of it: learnable
+    train, test = split_dataset(early, contract, test_size=0.2)
+    assert "new" in set(train["target"]) and "new" in set(test["target"])
+
+
+def test_holdout_only_classes_counts_by_label_text() -> None:
+    train, holdout = pd.Series([0, 1, 1, None]), pd.Series([1, 2, 2, "0", None])  # 1.0 is 1; "0" is not 0
+    assert holdout_only_classes(train, holdout) == {"0": 1, "2": 2}
+    assert holdout_only_classes(holdout, train) == {"0.0": 1}  # 0 is on one side only
 
 
 @pytest.mark.parametrize("metric", ["roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier"])
