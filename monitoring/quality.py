@@ -127,8 +127,13 @@ def _multiclass_quality(
     for name, fn in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
         out[name] = float(fn(yt, yp, labels=levels, average="macro", zero_division=0))
     if class_scores is not None:
-        probs = multiclass_metrics(yt.to_numpy(), class_scores.astype(float).to_numpy(), classes=levels)
-        out.update({k: v for k, v in probs.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier")})
+        # A label the model has no class for (feedback may name a class born after training) counts as a
+        # miss above; it has no probability column, so the probability metrics are of the other rows.
+        known = yt.isin(levels).to_numpy()
+        if known.any():
+            scores = class_scores.astype(float).to_numpy()[known]
+            probs = multiclass_metrics(yt.to_numpy()[known], scores, classes=levels)
+            out.update({k: v for k, v in probs.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier")})
     return out
 
 

@@ -96,6 +96,19 @@ def test_multiclass_string_labels_quality() -> None:
     assert with_scores["roc_auc"] > 0.85 and "log_loss" in with_scores
 
 
+def test_a_label_of_a_class_the_model_lacks_counts_as_a_miss_not_an_error() -> None:
+    """Feedback may name a class born after training ('fish'): the window's quality is still computed."""
+    window = _multiclass_window(600, 0.9, 1)
+    window.loc[:29, "label"] = "fish"
+    scores = window[["p_bird", "p_cat", "p_dog"]]
+    m = compute_metrics(window["label"], window["prediction"], None, "classification",
+                        classes=["bird", "cat", "dog"], class_scores=scores)
+    assert m["accuracy"] == pytest.approx((window["label"] == window["prediction"]).mean())
+    known = compute_metrics(window["label"][30:], window["prediction"][30:], None, "classification",
+                            classes=["bird", "cat", "dog"], class_scores=scores[30:])
+    assert m["roc_auc"] == pytest.approx(known["roc_auc"]) and m["accuracy"] < known["accuracy"]
+
+
 def test_multiclass_quality_verdict_falls_back_to_accuracy() -> None:
     baseline = {"accuracy": 0.9, "roc_auc": 0.97, "f1": 0.9}
     good = check_quality(_multiclass_window(600, 0.9, 2), "classification", baseline, only=["roc_auc"])
