@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from mloop.core.contract import (
     RULE_EMPTY,
     RULE_NO_FEATURES,
+    RULE_RESERVED_NAME,
     RULE_TARGET_MISSING,
     RULE_UNREADABLE,
     DatasetContract,
@@ -47,6 +48,8 @@ from mloop.core.contract import (
     duplicated_rows,
     infer_contract,
     load_contract,
+    reserved_features,
+    reserved_name_message,
     save_contract,
     validate_frame,
 )
@@ -497,6 +500,8 @@ def ingest_dataset(
             )
             if not contract.feature_columns:
                 raise _reject(name, RULE_NO_FEATURES, no_features_message(contract), source, len(df), len(df.columns))
+            if reserved := reserved_features(contract):
+                raise _reject(name, RULE_RESERVED_NAME, reserved_name_message(reserved), source, len(df), len(df.columns))
         elif contract.time_column and contract.time_column in df.columns:
             if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
                 converted = pd.to_datetime(df[contract.time_column], errors="coerce")

@@ -164,3 +164,13 @@ def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> 
     assert read_feedback(fb_dir, "loans")["prediction_id"].tolist() == [c]
     # a set-aside label was never recorded: the id can still get one
     assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [0]})) == 1
+
+
+def test_every_column_the_log_adds_beside_the_inputs_is_reserved() -> None:
+    """A log column not in RESERVED_FEATURE_NAMES would let ingest accept a feature of that name, whose
+    values would then collide with it (a log table of two columns in one)."""
+    from mloop.core.contract import RESERVED_FEATURE_NAMES
+    from monitoring.drift import PREDICTION_COLUMNS
+    from serving.predlog import BASE_COLUMNS, FEEDBACK_COLUMNS
+
+    assert {*BASE_COLUMNS, *FEEDBACK_COLUMNS, *PREDICTION_COLUMNS} <= set(RESERVED_FEATURE_NAMES)

@@ -24,6 +24,10 @@ ColumnRole = Literal["feature", "id", "ignored", "target", "time"]
 Task = Literal["classification", "regression"]
 
 CONTRACT_FILE = "contract.yaml"
+RESERVED_FEATURE_NAMES = ("prediction_id", "timestamp", "model_name", "model_version", "prediction", "probability",
+                          "score", "label")
+"""Names no feature may have: the prediction log, the scored reference and the feedback give their own
+columns these names beside the model inputs, so a feature of one of them would be mixed up with it."""
 
 
 class ColumnSpec(BaseModel):
@@ -92,6 +96,18 @@ class DatasetContract(BaseModel):
         return [c.name for c in self.feature_columns if c.kind in ("categorical", "boolean")]
 
 
+def reserved_features(contract: DatasetContract) -> list[str]:
+    """The contract's feature columns named one of :data:`RESERVED_FEATURE_NAMES`. Pure."""
+    return [c.name for c in contract.feature_columns if c.name in RESERVED_FEATURE_NAMES]
+
+
+def reserved_name_message(names: list[str]) -> str:
+    listed = ", ".join(repr(n) for n in names)
+    return (f"feature column(s) {listed} have a name the prediction log uses for its own columns "
+            f"({', '.join(RESERVED_FEATURE_NAMES)}): their values would be mixed up with those; rename them "
+            f"(e.g. {names[0] + '_value'!r})")
+
+
 # ---- the YAML file ---------------------------------------------------------------------------
 
 
@@ -150,6 +166,11 @@ def load_contract(project_dir: Path, name: str) -> DatasetContract:
             fix=f"onboard it first: mloop ingest FILE --dataset {name}",
         )
     try:
-        return DatasetContract.model_validate(yaml.safe_load(path.read_text()))
+        contract = DatasetContract.model_validate(yaml.safe_load(path.read_text()))
     except Exception as exc:  # yaml or pydantic error: say which file
         raise MloopError(f"contract file is invalid: {exc}", where=str(path), fix="fix the YAML or delete it to re-infer") from exc
+    reserved = reserved_features(contract)
+    if reserved:  # a role flipped to feature by hand (ingest refuses such a name in a new dataset)
+        raise MloopError(reserved_name_message(reserved), where=str(path),
+                         fix="give those columns role: ignored here, or rename them in the data and onboard it again")
+    return contract
