@@ -11,6 +11,7 @@ resulting frame instead of the file + the parsed table + the frame (see :func:`r
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def checked_table(table):  # noqa: ANN001, ANN201 - pyarrow.Table, imported lazi
     import pyarrow as pa
 
     names = [str(n) for n in table.column_names]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted(n for n, times in Counter(names).items() if times > 1)
     if repeated:
         raise ValueError(f"the header names column(s) {', '.join(map(repr, repeated))} more than once: "
                          "give each column its own name")

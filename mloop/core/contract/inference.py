@@ -160,11 +160,13 @@ def infer_column(series: pd.Series, *, name: str, rows: int, is_target: bool, ki
         spec.role = "target"
     else:
         spec.role, spec.note = column_role(series, kind, nulls=nulls, distinct=None if counts is None else len(counts))
-    finite = series[np.isfinite(series.to_numpy(dtype=float, na_value=np.nan))] if kind in ("numeric", "integer") else series
-    if kind in ("numeric", "integer") and len(finite):  # infinities are the non_finite rule's, not the range's
-        spec.min, spec.max = float(finite.min()), float(finite.max())
-        spec.range_tolerance = RANGE_TOLERANCE
-        spec.max_out_of_range_share = OUT_OF_RANGE_SHARE
+    if kind in ("numeric", "integer"):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        finite = values[np.isfinite(values)]  # infinities are the non_finite rule's, not the range's
+        if finite.size:
+            spec.min, spec.max = float(finite.min()), float(finite.max())
+            spec.range_tolerance = RANGE_TOLERANCE
+            spec.max_out_of_range_share = OUT_OF_RANGE_SHARE
     elif counts is not None and len(counts):
         levels = pd.unique(counts.index.astype(str))
         if len(levels) <= MAX_CATEGORIES:

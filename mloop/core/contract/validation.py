@@ -144,10 +144,16 @@ def null_failure(series: pd.Series, spec: ColumnSpec, rows: int, rule: str, null
     return _share_failure(rule, spec, nulls, rows, spec.max_null_share, examples, "null rows ({share})")
 
 
-def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure | None:
+def float_values(series: pd.Series) -> np.ndarray:
+    """A numeric column as float64 (nulls as NaN): what the numeric rules measure."""
+    return series.to_numpy(dtype=float, na_value=np.nan)
+
+
+def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None) -> RuleFailure | None:
     """``non_finite``: any +/-infinity in a numeric column (no tolerance: a fit would fail on it later,
-    after the version was made). Examples are row numbers."""
-    values = series.to_numpy(dtype=float, na_value=np.nan)
+    after the version was made). Examples are row numbers. ``values``: :func:`float_values` of ``series``
+    when the caller has them already."""
+    values = float_values(series) if values is None else values
     infinite = np.isinf(values)
     count = int(np.count_nonzero(infinite))
     if count == 0:
@@ -164,10 +170,11 @@ def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFa
     )
 
 
-def out_of_range_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure | None:
-    """``out_of_range_share``: more values outside the widened ``[min, max]`` than tolerated."""
+def out_of_range_failure(series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None) -> RuleFailure | None:
+    """``out_of_range_share``: more values outside the widened ``[min, max]`` than tolerated (``values`` as in
+    :func:`non_finite_failure`)."""
     low, high = spec.bounds()
-    values = series.to_numpy(dtype=float, na_value=np.nan)
+    values = float_values(series) if values is None else values
     outside = (values < low) | (values > high)
     count = int(np.count_nonzero(outside))
     if count <= spec.max_out_of_range_share * rows:
@@ -284,6 +291,13 @@ class _ColumnData:
         self.spec = spec
         self._kind_ok: bool | None = None
         self._levels: pd.Series | None = None
+        self._floats: np.ndarray | None = None
+
+    def floats(self, s: pd.Series) -> np.ndarray:
+        """The column as float64, converted once for the numeric rules (non_finite, out_of_range_share)."""
+        if self._floats is None:
+            self._floats = float_values(s)
+        return self._floats
 
     def kind_ok(self, s: pd.Series) -> bool:
         if self._kind_ok is None:
@@ -313,11 +327,13 @@ def column_measures(spec: ColumnSpec, contract: DatasetContract, rows: int) -> d
 
     null_rule = RULE_TARGET_NULL if spec.name == contract.target else RULE_NULL_SHARE
     measures: dict[str, Measure] = {RULE_DTYPE: dtype, null_rule: nulls}
-    if spec.kind in ("numeric", "integer"):  # a column of the wrong kind is reported by the dtype rule alone
-        measures[RULE_NON_FINITE] = lambda s: non_finite_failure(s, spec, rows) if data.kind_ok(s) else None
-    if spec.kind in ("numeric", "integer") and spec.min is not None and spec.max is not None:
-        # a column of the wrong kind is reported by the dtype rule alone
-        measures[RULE_OUT_OF_RANGE] = lambda s: out_of_range_failure(s, spec, rows) if data.kind_ok(s) else None
+    # a column of the wrong kind is reported by the dtype rule alone
+    if spec.kind in ("numeric", "integer"):
+        measures[RULE_NON_FINITE] = lambda s: non_finite_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
+        if spec.min is not None and spec.max is not None:
+            measures[RULE_OUT_OF_RANGE] = (
+                lambda s: out_of_range_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
+            )
     if spec.kind == "categorical" and spec.categories is not None:
         measures[RULE_UNKNOWN_CATEGORY] = lambda s: unknown_category_failure(data.levels(s), spec, rows) if data.kind_ok(s) else None
     return measures
