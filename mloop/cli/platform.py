@@ -66,6 +66,9 @@ def up(
         console().print(f"deployed prefect.yaml: {', '.join(result.deployments)}")
     if result.reconcile:
         console().print(f"reconcile: {result.reconcile}")
+    if result.queued_events:
+        console().print(f"{result.queued_events} event(s) still queued in the outbox: delivered when the Prefect "
+                        "server takes them (the watchdog retries every cycle; `mloop status` counts them)")
     u = urls(settings)
     console().print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
     if settings.auth:

@@ -61,6 +61,7 @@ class UpResult(BaseModel):
     deployed: bool = Field(description="True when prefect.yaml was (re)deployed by this call.")
     deployments: list[str] = Field(default_factory=list)
     reconcile: str = Field(default="", description="What the reconcile step did (or that the watchdog was asked to).")
+    queued_events: int = Field(default=0, description="Events still in the outbox when up returned (delivered later).")
     seconds: float = 0.0
 
 
@@ -119,8 +120,13 @@ def up(
             reconciled = summary(reconcile_once(settings))
         except Exception as exc:  # noqa: BLE001 - the services are up; reconcile is retried by the next `up`
             reconciled = f"reconcile failed: {exc}"
+    # Once more at the end: the first delivery may have met a server still warming up (its answer
+    # timed out after it took the event; the id makes a second delivery harmless), and runs started
+    # meanwhile may have queued theirs. Without a watchdog nothing else would send them soon.
+    queued = deliver_pending(settings).pending
     return UpResult(
-        services=states, deployed=must_deploy, deployments=deployments, reconcile=reconciled, seconds=time.monotonic() - t0
+        services=states, deployed=must_deploy, deployments=deployments, reconcile=reconciled, queued_events=queued,
+        seconds=time.monotonic() - t0,
     )
 
 

@@ -100,10 +100,17 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
         finally:
             code = up.wait(timeout=600)
     assert code == 0, f"mloop up failed:\n{log.read_text()}\n{platform.logs_tail()}"
-    assert pending_files(settings.state.root) == []
+    # The outage's event is delivered. Runs started meanwhile may queue events of their own when the
+    # loaded server answers slowly (emit waits 2 s); those are not this test's: shown, not counted.
+    left = {p.name: parse_event(p.read_bytes()) for p in pending_files(settings.state.root)}
+    assert not [n for n, e in left.items() if e["id"] == event["id"]], (
+        f"the outage's event is still queued after mloop up:\n{json.dumps(left, indent=1)}\n{log.read_text()}")
     assert len(train_runs(platform, md5)) == 1
     run = platform.prefect.wait_run(started[0]["id"], timeout=600)
     assert run["state_type"] == "COMPLETED", run["state"]
+    # Whatever the train run queued is sent by the next delivery (the watchdog's, here off): the queue drains.
+    report = deliver_pending(settings)
+    assert report.pending == 0 and report.error is None, report
     _state.update(event=event, md5=md5)
 
 
@@ -113,13 +120,15 @@ def test_the_same_event_delivered_twice_triggers_one_run(platform: Platform) -> 
     settings, event, md5 = platform.settings, _state["event"], _state["md5"]
     assert len(train_runs(platform, md5)) == 1
 
-    write_event(settings.state.root, event)  # the very event delivered at the restart, same id
-    assert deliver_pending(settings).delivered == 1
+    # By file, not by count: runs of the first test may still queue events of their own meanwhile.
+    again = write_event(settings.state.root, event)  # the very event delivered at the restart, same id
+    report = deliver_pending(settings)
+    assert not again.exists() and report.error is None, report
     # A fresh id with the same payload: its run shows that the server has processed what came before.
     fresh = {**event, "id": str(uuid.uuid4()), "occurred": datetime.now(UTC).isoformat()}
-    write_event(settings.state.root, fresh)
+    queued = write_event(settings.state.root, fresh)
     report = deliver_pending(settings)
-    assert report.delivered == 1 and report.pending == 0
+    assert not queued.exists() and report.error is None, report
 
     runs = wait_for(lambda: (rs := train_runs(platform, md5)) and len(rs) >= 2 and rs, 60,
                     "the train run of the fresh event")
