@@ -65,6 +65,9 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     wait_for(lambda: platform.serving.served_model(), 600, "the first version's champion served")
     wait_for(lambda: all(r["state_type"] in TERMINAL_STATES for r in platform.prefect.flow_runs()), 300,
              "no flow run in flight")
+    # Those runs may have queued events when the server answered slowly; the watchdog is off: sent here.
+    drained = deliver_pending(settings)
+    assert drained.pending == 0 and drained.error is None, drained
 
     pid = read_pid(settings.state.run, "prefect-server")
     assert pid is not None
