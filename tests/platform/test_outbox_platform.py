@@ -27,6 +27,7 @@ from mloop.core.events import DATASET_VERSIONED
 from mloop.core.generate import generate, write_frame
 from mloop.core.outbox import deliver_pending, parse_event, pending_files, write_event
 from mloop.core.processes import read_pid, stop_pid
+from mloop.core.settings import Settings
 from mloop.platform.client import TERMINAL_STATES
 from tests.platform.helpers import Platform, wait_for
 
@@ -56,6 +57,12 @@ def started_train_runs(platform: Platform, md5: str) -> list[dict[str, Any]]:
         return []
 
 
+def drain_outbox(settings: Settings) -> None:
+    """Deliver what is queued (the watchdog would, here it is off): every event is taken, none left."""
+    report = deliver_pending(settings)
+    assert report.pending == 0 and report.error is None, report
+
+
 def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restart(
     platform: Platform, tmp_path: Path
 ) -> None:
@@ -65,9 +72,7 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     wait_for(lambda: platform.serving.served_model(), 600, "the first version's champion served")
     wait_for(lambda: all(r["state_type"] in TERMINAL_STATES for r in platform.prefect.flow_runs()), 300,
              "no flow run in flight")
-    # Those runs may have queued events when the server answered slowly; the watchdog is off: sent here.
-    drained = deliver_pending(settings)
-    assert drained.pending == 0 and drained.error is None, drained
+    drain_outbox(settings)  # those runs may have queued events when the server answered slowly
 
     pid = read_pid(settings.state.run, "prefect-server")
     assert pid is not None
@@ -104,16 +109,14 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
             code = up.wait(timeout=600)
     assert code == 0, f"mloop up failed:\n{log.read_text()}\n{platform.logs_tail()}"
     # The outage's event is delivered. Runs started meanwhile may queue events of their own when the
-    # loaded server answers slowly (emit waits 2 s); those are not this test's: shown, not counted.
+    # loaded server answers slowly (emit waits 5 s for an answer); those are not this test's: shown, not counted.
     left = {p.name: parse_event(p.read_bytes()) for p in pending_files(settings.state.root)}
     assert not [n for n, e in left.items() if e["id"] == event["id"]], (
         f"the outage's event is still queued after mloop up:\n{json.dumps(left, indent=1)}\n{log.read_text()}")
     assert len(train_runs(platform, md5)) == 1
     run = platform.prefect.wait_run(started[0]["id"], timeout=600)
     assert run["state_type"] == "COMPLETED", run["state"]
-    # Whatever the train run queued is sent by the next delivery (the watchdog's, here off): the queue drains.
-    report = deliver_pending(settings)
-    assert report.pending == 0 and report.error is None, report
+    drain_outbox(settings)  # whatever the train run queued is sent by the next delivery
     _state.update(event=event, md5=md5)
 
 

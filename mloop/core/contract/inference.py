@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mloop.core.contract.model import ColumnKind, ColumnRole, ColumnSpec, DatasetContract, Task
-from mloop.core.contract.validation import duplicated_rows
+from mloop.core.contract.validation import duplicated_rows, float_values
 
 MAX_CATEGORIES = 100  # a text column with more levels is free text: no category rule
 NULL_SHARE_SLACK = 0.02  # accepted null share = 2 x seen + this, for columns that had nulls
@@ -161,7 +161,7 @@ def infer_column(series: pd.Series, *, name: str, rows: int, is_target: bool, ki
     else:
         spec.role, spec.note = column_role(series, kind, nulls=nulls, distinct=None if counts is None else len(counts))
     if kind in ("numeric", "integer"):
-        values = series.to_numpy(dtype=float, na_value=np.nan)
+        values = float_values(series)
         finite = values[np.isfinite(values)]  # infinities are the non_finite rule's, not the range's
         if finite.size:
             spec.min, spec.max = float(finite.min()), float(finite.max())
