@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _export(rev: str, dest: Path) -> None:
-    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", rev], cwd=ROOT, check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
 
@@ -39,13 +41,23 @@ def _entry(tree: Path) -> str:
 def _time(tree: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _entry(tree), "--help"], cwd=tree, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", _entry(tree), "--help"],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", default="95a323c", help="baseline git revision (default: before the layered tree)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--base", default="95a323c", help="baseline git revision (default: before the layered tree)"
+    )
     parser.add_argument("--runs", type=int, default=11, help="runs per side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mloop-bench-cli-") as tmp:
@@ -58,8 +70,10 @@ def main() -> None:
             times["current"].append(_time(ROOT))
     med = {k: statistics.median(v) for k, v in times.items()}
     for side, values in times.items():
-        print(f"{side:8s} ({args.base if side == 'base' else 'working tree'}): median {med[side] * 1000:.0f} ms, "
-              f"min {min(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms over {len(values)} runs")
+        print(
+            f"{side:8s} ({args.base if side == 'base' else 'working tree'}): median {med[side] * 1000:.0f} ms, "
+            f"min {min(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms over {len(values)} runs"
+        )
     print(f"ratio current/base: {med['current'] / med['base']:.3f} (goal: <= 1.0 within noise)")
 
 

@@ -43,7 +43,10 @@ def completed(p: Platform, run_id: str, timeout: float = 600) -> dict[str, Any]:
 def drift_event(p: Platform, model: str | None = None, limit: int = 50) -> dict[str, Any] | None:
     """The newest ``mloop.drift.detected`` event (of ``model`` when given), or None."""
     for event in p.prefect.events(names=[DRIFT_DETECTED], limit=limit if model else 1):
-        if model is None or event.get("resource", {}).get("prefect.resource.id") == f"mloop.model.{model}":
+        if (
+            model is None
+            or event.get("resource", {}).get("prefect.resource.id") == f"mloop.model.{model}"
+        ):
             return event
     return None
 
@@ -56,13 +59,30 @@ def settle(p: Platform, timeout: float = 900) -> float:
         from datetime import UTC
 
         now = datetime.now(UTC).isoformat()
-        running = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": [
-            "PENDING", "RUNNING"]}}}, "limit": 1})
-        due = p.prefect._json("POST", "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}},
-                                                                         "expected_start_time": {"before_": now}}, "limit": 1})
+        running = p.prefect._json(
+            "POST",
+            "/flow_runs/filter",
+            {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING"]}}}, "limit": 1},
+        )
+        due = p.prefect._json(
+            "POST",
+            "/flow_runs/filter",
+            {
+                "flow_runs": {
+                    "state": {"type": {"any_": ["SCHEDULED"]}},
+                    "expected_start_time": {"before_": now},
+                },
+                "limit": 1,
+            },
+        )
         return not running and not due
 
-    wait_for(idle, timeout, "the platform to be idle (no scheduled, pending or running flow run)", every=1.0)
+    wait_for(
+        idle,
+        timeout,
+        "the platform to be idle (no scheduled, pending or running flow run)",
+        every=1.0,
+    )
     return time.time() - started
 
 
@@ -87,12 +107,17 @@ def bench_platform(
     try:
         t_up = time.perf_counter()
         p.first_up = p.cli_json("up")
-        print(f"platform up in {time.perf_counter() - t_up:.1f}s (home {settings.state.root})", flush=True)
+        print(
+            f"platform up in {time.perf_counter() - t_up:.1f}s (home {settings.state.root})",
+            flush=True,
+        )
         yield p, root
     finally:
         if keep:
-            print(f"platform left up: stop it with MLOOP_HOME={settings.state.root} "
-                  f"MLOOP_PREFECT_PORT={settings.prefect_port} mloop down")
+            print(
+                f"platform left up: stop it with MLOOP_HOME={settings.state.root} "
+                f"MLOOP_PREFECT_PORT={settings.prefect_port} mloop down"
+            )
         else:
             p.down()
             shutil.rmtree(root, ignore_errors=True)

@@ -39,7 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region", "credit_band", "age_band"]
+CATEGORICAL = [
+    "employment_type",
+    "home_ownership",
+    "loan_purpose",
+    "region",
+    "credit_band",
+    "age_band",
+]
 
 
 def expand(df: pd.DataFrame) -> pd.DataFrame:
@@ -47,12 +54,18 @@ def expand(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     out["loan_to_income"] = (df["loan_amount"] / df["annual_income"]).round(4)
     out["log_income"] = np.log(df["annual_income"]).round(4)
-    out["monthly_payment"] = (df["loan_amount"] * (1 + df["interest_rate"] / 100) / df["loan_term_months"]).round(2)
+    out["monthly_payment"] = (
+        df["loan_amount"] * (1 + df["interest_rate"] / 100) / df["loan_term_months"]
+    ).round(2)
     out["accounts_per_year"] = (df["num_open_accounts"] / (df["employment_years"] + 1)).round(4)
     out["credit_band"] = pd.cut(
-        df["credit_score"], [0, 580, 670, 740, 800, 900], labels=["poor", "fair", "good", "very_good", "excellent"]
+        df["credit_score"],
+        [0, 580, 670, 740, 800, 900],
+        labels=["poor", "fair", "good", "very_good", "excellent"],
     ).astype(str)
-    out["age_band"] = pd.cut(df["age"], [0, 30, 45, 60, 120], labels=["<30", "30-44", "45-59", "60+"]).astype(str)
+    out["age_band"] = pd.cut(
+        df["age"], [0, 30, 45, 60, 120], labels=["<30", "30-44", "45-59", "60+"]
+    ).astype(str)
     return out
 
 
@@ -70,7 +83,9 @@ def contract_for(df: pd.DataFrame):  # -> DatasetContract
         else:
             kind = "numeric"
         cols.append(ColumnSpec(name=name, kind=kind, nullable=bool(df[name].isna().any())))
-    return DatasetContract(name="bench", task="classification", target="target", time_column="event_time", columns=cols)
+    return DatasetContract(
+        name="bench", task="classification", target="target", time_column="event_time", columns=cols
+    )
 
 
 def _rss_mib() -> float:
@@ -114,7 +129,9 @@ def step_full(ref_path: str, cur_path: str) -> dict:
     from evidently.presets import DataDriftPreset
 
     num = [c for c in feats if c not in CATEGORICAL]
-    definition = DataDefinition(numerical_columns=num, categorical_columns=[c for c in feats if c in CATEGORICAL])
+    definition = DataDefinition(
+        numerical_columns=num, categorical_columns=[c for c in feats if c in CATEGORICAL]
+    )
     t0 = time.perf_counter()
     snap = Report([DataDriftPreset(columns=feats)], include_tests=True).run(
         Dataset.from_pandas(cur[feats], data_definition=definition),
@@ -171,10 +188,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="current window rows")
     ap.add_argument("--reference-rows", type=int, default=100_000)
-    ap.add_argument("--full-timeout", type=float, default=600.0, help="limit for the unsampled Evidently run (s)")
+    ap.add_argument(
+        "--full-timeout",
+        type=float,
+        default=600.0,
+        help="limit for the unsampled Evidently run (s)",
+    )
     ap.add_argument("--skip-full", action="store_true", help="skip the unsampled Evidently run")
-    ap.add_argument("--sweep", type=int, default=0, help="time the monitor sweep over N models instead")
-    ap.add_argument("--workers", type=int, default=2, help="models a sweep checks at once (--sweep)")
+    ap.add_argument(
+        "--sweep", type=int, default=0, help="time the monitor sweep over N models instead"
+    )
+    ap.add_argument(
+        "--workers", type=int, default=2, help="models a sweep checks at once (--sweep)"
+    )
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--ref", help=argparse.SUPPRESS)
     ap.add_argument("--cur", help=argparse.SUPPRESS)
@@ -197,42 +223,64 @@ def main() -> int:
         ref.to_parquet(ref_path)
         cur.to_parquet(cur_path)
         feats = [c.name for c in contract_for(ref).feature_columns]
-        print(f"data: reference {len(ref):,} rows, current {len(cur):,} rows x {len(feats)} feature columns "
-              f"(baseline vs covariate-shift), built in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"data: reference {len(ref):,} rows, current {len(cur):,} rows x {len(feats)} feature columns "
+            f"(baseline vs covariate-shift), built in {time.perf_counter() - t0:.1f} s"
+        )
         del ref, cur
 
         m = run_step("mloop", ref_path, cur_path, None)
         assert m is not None
-        print(f"mloop check_drift: {m['check_s']:.2f} s (+ import evidently {m['import_s']:.2f} s), "
-              f"peak RSS {m['peak_mib']:.0f} MiB (data loaded: {m['data_mib']:.0f} MiB), "
-              f"drift share {m['drift_share']:.2f}, exact-recomputed columns: {m['exact'] or 'none'}")
+        print(
+            f"mloop check_drift: {m['check_s']:.2f} s (+ import evidently {m['import_s']:.2f} s), "
+            f"peak RSS {m['peak_mib']:.0f} MiB (data loaded: {m['data_mib']:.0f} MiB), "
+            f"drift share {m['drift_share']:.2f}, exact-recomputed columns: {m['exact'] or 'none'}"
+        )
         s = run_step("scipy", ref_path, cur_path, None)
         assert s is not None
         full = None if args.skip_full else run_step("full", ref_path, cur_path, args.full_timeout)
         if full:
-            print(f"unsampled Evidently: {full['run_s']:.1f} s (report run), peak RSS {full['peak_mib']:.0f} MiB")
-        print(f"scipy baseline (K-S numeric / chi2 categorical, all rows): {s['run_s']:.2f} s, "
-              f"peak RSS {s['peak_mib']:.0f} MiB")
+            print(
+                f"unsampled Evidently: {full['run_s']:.1f} s (report run), peak RSS {full['peak_mib']:.0f} MiB"
+            )
+        print(
+            f"scipy baseline (K-S numeric / chi2 categorical, all rows): {s['run_s']:.2f} s, "
+            f"peak RSS {s['peak_mib']:.0f} MiB"
+        )
 
-        print(f"\n{'column':22} {'method':14} {'mloop':>8} {'full':>8} {'mloop':>6} {'full':>6}  scipy p")
+        print(
+            f"\n{'column':22} {'method':14} {'mloop':>8} {'full':>8} {'mloop':>6} {'full':>6}  scipy p"
+        )
         agree = 0
         for c in feats:
             fs = f"{full['scores'][c]:.4f}" if full else "-"
             fv = str(full["verdicts"][c]) if full else "-"
             agree += bool(full and full["verdicts"][c] == m["verdicts"][c])
-            print(f"{c:22} {m['methods'][c]:14} {m['scores'][c]:8.4f} {fs:>8} {m['verdicts'][c]!s:>6} {fv:>6}  "
-                  f"{s['pvalues'][c]:.2g}")
+            print(
+                f"{c:22} {m['methods'][c]:14} {m['scores'][c]:8.4f} {fs:>8} {m['verdicts'][c]!s:>6} {fv:>6}  "
+                f"{s['pvalues'][c]:.2g}"
+            )
         ks_flags = sum(p < 0.05 for p in s["pvalues"].values())
         print()
         if full:
             print(f"agreement mloop vs unsampled Evidently: {agree}/{len(feats)} columns")
-            print(f"speed-up vs unsampled Evidently: {full['run_s'] / m['check_s']:.1f}x "
-                  f"(memory {full['peak_mib'] / m['peak_mib']:.1f}x less)")
-        print(f"scipy baseline flags {ks_flags}/{len(feats)} columns (p < 0.05); mloop flags "
-              f"{sum(m['verdicts'].values())}/{len(feats)}; mloop time / scipy time: {m['check_s'] / s['run_s']:.2f}")
+            print(
+                f"speed-up vs unsampled Evidently: {full['run_s'] / m['check_s']:.1f}x "
+                f"(memory {full['peak_mib'] / m['peak_mib']:.1f}x less)"
+            )
+        print(
+            f"scipy baseline flags {ks_flags}/{len(feats)} columns (p < 0.05); mloop flags "
+            f"{sum(m['verdicts'].values())}/{len(feats)}; mloop time / scipy time: {m['check_s'] / s['run_s']:.2f}"
+        )
         goal = m["check_s"] + m["import_s"] <= 15 and m["peak_mib"] <= 4096
-        print(f"goal (<= 15 s incl. import, <= 4 GiB): {'met' if goal else 'NOT met'}"
-              + (f"; agreement {'met' if full and agree == len(feats) else 'NOT met'}" if full else ""))
+        print(
+            f"goal (<= 15 s incl. import, <= 4 GiB): {'met' if goal else 'NOT met'}"
+            + (
+                f"; agreement {'met' if full and agree == len(feats) else 'NOT met'}"
+                if full
+                else ""
+            )
+        )
         return 0 if goal and (full is None or agree == len(feats)) else 1
 
 
@@ -241,7 +289,9 @@ def bench_sweep(models: int, workers: int) -> int:
     import os
     import shutil
 
-    sys.path.insert(0, str(ROOT))  # before bench/ itself: bench/serving.py would shadow the serving package
+    sys.path.insert(
+        0, str(ROOT)
+    )  # before bench/ itself: bench/serving.py would shadow the serving package
 
     from mloop.core.processes import free_port, start_prefect_server, stop_pid
     from mloop.core.settings import Settings, prefect_api_url
@@ -252,8 +302,14 @@ def bench_sweep(models: int, workers: int) -> int:
     settings = Settings(home=root / "home", project_dir=make_project(root / "project"), auth=False)
     settings.state.ensure()
     port = free_port()
-    os.environ.update({**settings.service_env(), **settings.child_env(), "PREFECT_LOGGING_LEVEL": "WARNING",
-                       "PREFECT_API_URL": prefect_api_url("127.0.0.1", port)})
+    os.environ.update(
+        {
+            **settings.service_env(),
+            **settings.child_env(),
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_API_URL": prefect_api_url("127.0.0.1", port),
+        }
+    )
     server = start_prefect_server(settings.state.run, dict(os.environ), "127.0.0.1", port)
     try:
         from mloop.core.datasets import ingest_dataset
@@ -265,23 +321,45 @@ def bench_sweep(models: int, workers: int) -> int:
 
         for i in range(models):
             task, feats = ("classification", "regression")[i % 2], 3 + (i * 5) % 12
-            src = write_frame(generate("baseline", 3000, seed=i, task=task, features=feats), root / f"m{i:02d}.parquet")
-            ingest_dataset(settings, src, dataset=f"m{i:02d}", target="target", task=task, time_column="event_time")
+            src = write_frame(
+                generate("baseline", 3000, seed=i, task=task, features=feats),
+                root / f"m{i:02d}.parquet",
+            )
+            ingest_dataset(
+                settings,
+                src,
+                dataset=f"m{i:02d}",
+                target="target",
+                task=task,
+                time_column="event_time",
+            )
             trained = train_flow(dataset=f"m{i:02d}")
             scenario = "covariate-shift" if i % 3 == 0 else "baseline"
-            log_traffic(settings, f"m{i:02d}", str(trained.version),
-                        generate(scenario, 1500, seed=100 + i, task=task, features=feats))
+            log_traffic(
+                settings,
+                f"m{i:02d}",
+                str(trained.version),
+                generate(scenario, 1500, seed=100 + i, task=task, features=feats),
+            )
         print(f"built {models} models in {time.perf_counter() - t0:.0f} s", flush=True)
-        for label, skip in (("cold: every model checked", False), ("warm: every model checked", False),
-                            ("nothing new: every model unchanged", True)):
+        for label, skip in (
+            ("cold: every model checked", False),
+            ("warm: every model checked", False),
+            ("nothing new: every model unchanged", True),
+        ):
             t1 = time.perf_counter()
             result = monitor_sweep_flow(workers=workers, skip_unchanged=skip)
             statuses = sorted({e.status for e in result.models})
-            print(f"sweep of {len(result.models)} models, {workers} workers, {label}: {time.perf_counter() - t1:.1f} s "
-                  f"(flow {result.seconds:.1f} s; {', '.join(statuses)}; goal <= 60 s for 20)", flush=True)
+            print(
+                f"sweep of {len(result.models)} models, {workers} workers, {label}: {time.perf_counter() - t1:.1f} s "
+                f"(flow {result.seconds:.1f} s; {', '.join(statuses)}; goal <= 60 s for 20)",
+                flush=True,
+            )
             checked = [e.seconds for e in result.models if e.status not in ("unchanged", "skipped")]
             if checked:
-                print(f"  per model check: median {sorted(checked)[len(checked) // 2]:.1f} s, max {max(checked):.1f} s")
+                print(
+                    f"  per model check: median {sorted(checked)[len(checked) // 2]:.1f} s, max {max(checked):.1f} s"
+                )
     finally:
         stop_pid(server.pid)
         shutil.rmtree(root, ignore_errors=True)

@@ -53,7 +53,7 @@ MEMORY_GOAL = 1.5  # ingest peak RSS <= this x pandas'
 SHAPES = ("default", "wide", "long")
 
 
-def write_csv(df, path: Path) -> None:  # noqa: ANN001 - pandas is imported lazily
+def write_csv(df, path: Path) -> None:
     """Write the benchmark CSV with pyarrow (the generator's own writer takes minutes at 5M rows)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -61,7 +61,7 @@ def write_csv(df, path: Path) -> None:  # noqa: ANN001 - pandas is imported lazi
     pacsv.write_csv(pa.Table.from_pandas(df, preserve_index=False), path)
 
 
-def default_frame(rows: int, seed: int):  # noqa: ANN201
+def default_frame(rows: int, seed: int):
     """The demo dataset (16 columns) plus 4 extra columns: 20 columns in all."""
     import numpy as np
 
@@ -71,12 +71,16 @@ def default_frame(rows: int, seed: int):  # noqa: ANN201
     rng = np.random.default_rng(seed + 100)
     df.insert(len(df.columns) - 1, "utilization", rng.uniform(0, 1, rows).round(4))
     df.insert(len(df.columns) - 1, "months_since_last_default", rng.integers(0, 120, rows))
-    df.insert(len(df.columns) - 1, "channel", rng.choice(["web", "branch", "broker", "app"], rows).astype(object))
+    df.insert(
+        len(df.columns) - 1,
+        "channel",
+        rng.choice(["web", "branch", "broker", "app"], rows).astype(object),
+    )
     df.insert(len(df.columns) - 1, "score_b", rng.normal(0, 1, rows).round(5))
     return df
 
 
-def wide_frame(rows: int, seed: int):  # noqa: ANN201
+def wide_frame(rows: int, seed: int):
     """300 columns: a time column, 200 floats (2% nulls in every 10th), 60 integers, 38 texts, the target."""
     import numpy as np
     import pandas as pd
@@ -145,7 +149,13 @@ def child(variant: str, csv: Path, work: Path) -> dict[str, object]:
         rows = result.version.rows
     end = time.perf_counter()
     stages.append(("end", end - t1, rss()))
-    return {"total_s": end - t0, "work_s": end - t1, "peak_mb": rss(), "rows": rows, "stages": stages}
+    return {
+        "total_s": end - t0,
+        "work_s": end - t1,
+        "peak_mb": rss(),
+        "rows": rows,
+        "stages": stages,
+    }
 
 
 def child_env() -> dict[str, str]:
@@ -180,7 +190,18 @@ def git_project(project: Path) -> None:
     project.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=project, check=True)
     subprocess.run(
-        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid", "commit", "-q", "--allow-empty", "-m", "init"],
+        [
+            "git",
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
         cwd=project,
         check=True,
     )
@@ -193,14 +214,28 @@ def bench_shape(base: Path, shape: str, rows: int, repeat: int) -> dict[str, dic
     v1, v2 = folder / "v1.csv", folder / "v2.csv"
     t = time.perf_counter()
     for path, seed in ((v1, 1), (v2, 2)):  # in a subprocess: the parent stays small
-        argv = [sys.executable, __file__, "--make", shape, "--csv", str(path), "--rows", str(rows), "--seed", str(seed)]
+        argv = [
+            sys.executable,
+            __file__,
+            "--make",
+            shape,
+            "--csv",
+            str(path),
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+        ]
         made = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=child_env())
         if made.returncode != 0:
             raise RuntimeError(f"generating {path.name} failed:\n{made.stderr[-3000:]}")
         columns = int(made.stdout.strip().splitlines()[-1])
     size = v1.stat().st_size / 1e6
     took = time.perf_counter() - t
-    print(f"[{shape}] generated 2 CSVs of {rows:,} rows x {columns} columns ({size:.0f} MB each) in {took:.1f}s", flush=True)
+    print(
+        f"[{shape}] generated 2 CSVs of {rows:,} rows x {columns} columns ({size:.0f} MB each) in {took:.1f}s",
+        flush=True,
+    )
     results: dict[str, dict[str, Any]] = {}
     for r in range(repeat):
         work = folder / f"run{r}"
@@ -222,7 +257,9 @@ def verdict(ratio: float, goal: float) -> str:
 def print_shape(shape: str, results: dict[str, dict[str, Any]], stages: bool) -> None:
     pandas = results["pandas"]
     print(f"\n[{shape}] {pandas['rows']:,} rows")
-    print(f"{'variant':<10} {'total s':>8} {'work s':>8} {'peak MB':>8} {'x pandas time':>14} {'x pandas work':>14} {'x pandas mem':>13}")
+    print(
+        f"{'variant':<10} {'total s':>8} {'work s':>8} {'peak MB':>8} {'x pandas time':>14} {'x pandas work':>14} {'x pandas mem':>13}"
+    )
     for variant, got in results.items():
         print(
             f"{variant:<10} {got['total_s']:8.2f} {got['work_s']:8.2f} {got['peak_mb']:8.0f} "
@@ -236,22 +273,34 @@ def print_shape(shape: str, results: dict[str, dict[str, Any]], stages: bool) ->
 
 def summary(all_results: dict[str, dict[str, dict[str, Any]]]) -> None:
     """One line per shape: ingest vs pandas, time and memory ratios, MET/NOT MET for both goals."""
-    print(f"\n{'shape':<8} {'rows':>10} {'time x':>7} {f'<= {TIME_GOAL}x':>10} {'memory x':>9} {f'<= {MEMORY_GOAL}x':>10}")
+    print(
+        f"\n{'shape':<8} {'rows':>10} {'time x':>7} {f'<= {TIME_GOAL}x':>10} {'memory x':>9} {f'<= {MEMORY_GOAL}x':>10}"
+    )
     for shape, results in all_results.items():
         pandas, ingest = results["pandas"], results["ingest"]
         t = ingest["total_s"] / pandas["total_s"]
         m = ingest["peak_mb"] / pandas["peak_mb"]
-        print(f"{shape:<8} {pandas['rows']:>10,} {t:7.2f} {verdict(t, TIME_GOAL):>10} {m:9.2f} {verdict(m, MEMORY_GOAL):>10}")
+        print(
+            f"{shape:<8} {pandas['rows']:>10,} {t:7.2f} {verdict(t, TIME_GOAL):>10} {m:9.2f} {verdict(m, MEMORY_GOAL):>10}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="default", help="Table shape(s) to run.")
+    parser.add_argument(
+        "--shape", choices=[*SHAPES, "all"], default="default", help="Table shape(s) to run."
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="Rows of the default shape.")
-    parser.add_argument("--wide-rows", type=int, default=100_000, help="Rows of the 300-column shape.")
+    parser.add_argument(
+        "--wide-rows", type=int, default=100_000, help="Rows of the 300-column shape."
+    )
     parser.add_argument("--long-rows", type=int, default=5_000_000, help="Rows of the long shape.")
-    parser.add_argument("--repeat", type=int, default=1, help="Runs per variant; the fastest is reported.")
-    parser.add_argument("--stages", action="store_true", help="Also print peak memory at each ingest stage.")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="Runs per variant; the fastest is reported."
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="Also print peak memory at each ingest stage."
+    )
     parser.add_argument("--keep", type=Path, default=None, help="Keep the work folder here.")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, default=None, help=argparse.SUPPRESS)

@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_platform, completed, drift_event, ts  # noqa: E402
-from mloop.core.generate import generate, write_frame  # noqa: E402
-from tests.platform.helpers import (  # noqa: E402  (the platform tests' helpers: same REST calls, same traffic)
+from bench.common import bench_platform, completed, drift_event, ts
+from mloop.core.generate import generate, write_frame
+from tests.platform.helpers import (
     Platform,
     drifted_traffic,
     send_traffic_with_feedback,
@@ -47,51 +47,90 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=3000, help="Baseline dataset rows.")
     ap.add_argument("--traffic", type=int, default=2000, help="Drifted requests (with labels).")
-    ap.add_argument("--keep", action="store_true", help="Leave the platform up and the temp folder in place.")
+    ap.add_argument(
+        "--keep", action="store_true", help="Leave the platform up and the temp folder in place."
+    )
     args = ap.parse_args()
 
     with bench_platform("mloop-bench-loop-", keep=args.keep) as (b, root):
         source = root / "loans-v1.parquet"
         write_frame(generate("baseline", args.rows, 1), source)
         t_setup = time.perf_counter()
-        completed(b, b.prefect.run_deployment("ingest/local", {"path": str(source), "dataset": MODEL, "target": "target",
-                                                        "time_column": "event_time"}))
+        completed(
+            b,
+            b.prefect.run_deployment(
+                "ingest/local",
+                {
+                    "path": str(source),
+                    "dataset": MODEL,
+                    "target": "target",
+                    "time_column": "event_time",
+                },
+            ),
+        )
         v1 = wait_for(b.serving.served_model, 600, "v1 deployed", every=0.5)
-        print(f"setup: ingest -> train -> promote -> deploy v{v1['model_version']} in {time.perf_counter() - t_setup:.1f}s")
+        print(
+            f"setup: ingest -> train -> promote -> deploy v{v1['model_version']} in {time.perf_counter() - t_setup:.1f}s"
+        )
 
         # Baseline: a retrain run created directly (no event), for a model with no data.
-        base_id = b.prefect.run_deployment("retrain/local", {"model_name": f"bench-noop-{uuid.uuid4().hex[:6]}", "trigger": "bench"})
+        base_id = b.prefect.run_deployment(
+            "retrain/local",
+            {"model_name": f"bench-noop-{uuid.uuid4().hex[:6]}", "trigger": "bench"},
+        )
         base = completed(b, base_id)
         baseline = ts(base["start_time"]) - ts(base["created"])
 
         send_traffic_with_feedback(b, drifted_traffic(args.traffic, 7))
         before = {r["id"] for r in retrain_runs(b)}
 
-        b.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": args.traffic})
+        b.prefect.run_deployment(
+            "monitor/local", {"model_name": MODEL, "window_size": args.traffic}
+        )
         event = wait_for(lambda: drift_event(b), 300, "the drift event", every=0.2)
         t0 = ts(event["occurred"])
-        run = wait_for(lambda: next((r for r in retrain_runs(b) if r["id"] not in before and r.get("start_time")), None),
-                       120, "the retrain run to start", every=0.2)
+        run = wait_for(
+            lambda: next(
+                (r for r in retrain_runs(b) if r["id"] not in before and r.get("start_time")), None
+            ),
+            120,
+            "the retrain run to start",
+            every=0.2,
+        )
         to_running = ts(run["start_time"]) - t0
         to_created = ts(run["created"]) - t0
         champion_seen = wait_for(
-            lambda: (m := b.serving.served_model()) and str(m["model_version"]) != str(v1["model_version"]) and (time.time(), m),
-            600, "the new version to answer", every=0.2,
+            lambda: (
+                (m := b.serving.served_model())
+                and str(m["model_version"]) != str(v1["model_version"])
+                and (time.time(), m)
+            ),
+            600,
+            "the new version to answer",
+            every=0.2,
         )
         to_serving = champion_seen[0] - t0
         finished = completed(b, run["id"])
         new_version = champion_seen[1]["model_version"]
 
         print()
-        print(f"drift event -> retrain flow running : {to_running:6.2f} s  (goal <= 5 s)   "
-              f"{'OK' if to_running <= 5 else 'MISSED'}")
-        print(f"drift event -> v{new_version} answering       : {to_serving:6.2f} s  (goal <= 60 s)  "
-              f"{'OK' if to_serving <= 60 else 'MISSED'}")
-        print(f"baseline: run created -> Running (worker pick-up + flow subprocess), same run: {baseline:.2f} s; "
-              f"event path / baseline = {to_running / baseline:.2f}x")
-        print(f"breakdown: event -> run created {to_created:.2f} s; created -> Running {to_running - to_created:.2f} s; "
-              f"retrain run {ts(finished['end_time']) - ts(finished['start_time']):.1f} s; "
-              f"retrain end -> new version answering {champion_seen[0] - ts(finished['end_time']):.1f} s")
+        print(
+            f"drift event -> retrain flow running : {to_running:6.2f} s  (goal <= 5 s)   "
+            f"{'OK' if to_running <= 5 else 'MISSED'}"
+        )
+        print(
+            f"drift event -> v{new_version} answering       : {to_serving:6.2f} s  (goal <= 60 s)  "
+            f"{'OK' if to_serving <= 60 else 'MISSED'}"
+        )
+        print(
+            f"baseline: run created -> Running (worker pick-up + flow subprocess), same run: {baseline:.2f} s; "
+            f"event path / baseline = {to_running / baseline:.2f}x"
+        )
+        print(
+            f"breakdown: event -> run created {to_created:.2f} s; created -> Running {to_running - to_created:.2f} s; "
+            f"retrain run {ts(finished['end_time']) - ts(finished['start_time']):.1f} s; "
+            f"retrain end -> new version answering {champion_seen[0] - ts(finished['end_time']):.1f} s"
+        )
 
 
 if __name__ == "__main__":

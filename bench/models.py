@@ -46,12 +46,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_platform, drift_event, settle, ts  # noqa: E402
-from bench.serving import _load  # noqa: E402  (the serving bench's keep-alive load client)
-from bench.serving_models import tree_memory  # noqa: E402
-from mloop.core.generate import FEATURE_ORDER, MIN_FEATURES, generate, write_frame  # noqa: E402
-from mloop.core.processes import free_port, read_pid, stop_pid  # noqa: E402
-from tests.platform.helpers import Platform, drifted_traffic, records, wait_for  # noqa: E402
+from bench.common import bench_platform, drift_event, settle, ts
+from bench.serving import _load
+from bench.serving_models import tree_memory
+from mloop.core.generate import FEATURE_ORDER, MIN_FEATURES, generate, write_frame
+from mloop.core.processes import free_port, read_pid, stop_pid
+from tests.platform.helpers import Platform, drifted_traffic, records, wait_for
 
 HOT = "m00"
 GIB = 1024**3
@@ -89,9 +89,13 @@ def dataset_rows(plan: ModelPlan, rows: int, hot_rows: int) -> int:
     return hot_rows if plan.name == HOT else rows
 
 
-def frame_of(plan: ModelPlan, rows: int, seed: int | None = None, scenario: str = "baseline") -> Any:
+def frame_of(
+    plan: ModelPlan, rows: int, seed: int | None = None, scenario: str = "baseline"
+) -> Any:
     """The plan's dataset (or more traffic of the same population with another ``seed``)."""
-    return generate(scenario, rows, plan.seed if seed is None else seed, task=plan.task, features=plan.features)
+    return generate(
+        scenario, rows, plan.seed if seed is None else seed, task=plan.task, features=plan.features
+    )
 
 
 def parse_stages(text: str) -> list[int]:
@@ -131,7 +135,9 @@ class Stage:
     rps_slices: list[float] = field(default_factory=list)
     p50_ms: float = 0.0
     errors: int = 0
-    ref_rps_slices: list[float] = field(default_factory=list)  # a 1-model service, slices interleaved
+    ref_rps_slices: list[float] = field(
+        default_factory=list
+    )  # a 1-model service, slices interleaved
     sweep_s: float | None = None
     sweep_total_s: float | None = None
     sweep_state: str = ""
@@ -142,19 +148,56 @@ class Stage:
 def goals(stages: Sequence[Stage]) -> list[Goal]:
     """The issue's goals from the stage figures (the last stage is the "20 models" one)."""
     last = stages[-1]
-    out = [Goal(f"serving RSS with {last.models} models loaded", last.rss_mib / 1024, "GiB", "<= 4 GiB",
-                last.rss_mib <= 4 * 1024 and last.loaded == last.models)]
+    out = [
+        Goal(
+            f"serving RSS with {last.models} models loaded",
+            last.rss_mib / 1024,
+            "GiB",
+            "<= 4 GiB",
+            last.rss_mib <= 4 * 1024 and last.loaded == last.models,
+        )
+    ]
     for s in stages[1:]:
         ratio = interleaved_ratio(s)
-        out.append(Goal(f"c=32 throughput to {HOT}, {s.models} loaded / 1 loaded (interleaved)", ratio, "x", ">= 0.9x",
-                        ratio >= 0.9 and s.errors == 0))
+        out.append(
+            Goal(
+                f"c=32 throughput to {HOT}, {s.models} loaded / 1 loaded (interleaved)",
+                ratio,
+                "x",
+                ">= 0.9x",
+                ratio >= 0.9 and s.errors == 0,
+            )
+        )
     if last.sweep_s is not None:
-        out.append(Goal(f"monitoring sweep of {last.models} models", last.sweep_s, "s", "<= 60 s",
-                        last.sweep_s <= 60 and last.sweep_state == "COMPLETED"))
+        out.append(
+            Goal(
+                f"monitoring sweep of {last.models} models",
+                last.sweep_s,
+                "s",
+                "<= 60 s",
+                last.sweep_s <= 60 and last.sweep_state == "COMPLETED",
+            )
+        )
     else:
-        out.append(Goal(f"monitoring sweep of {last.models} models ({last.sweep_state})", float("nan"), "s", "<= 60 s", False))
+        out.append(
+            Goal(
+                f"monitoring sweep of {last.models} models ({last.sweep_state})",
+                float("nan"),
+                "s",
+                "<= 60 s",
+                False,
+            )
+        )
     loop = last.loop_s if last.loop_s is not None else float("nan")
-    out.append(Goal(f"drift event -> new {HOT} version answering, {last.models} served", loop, "s", "<= 60 s", loop <= 60))
+    out.append(
+        Goal(
+            f"drift event -> new {HOT} version answering, {last.models} served",
+            loop,
+            "s",
+            "<= 60 s",
+            loop <= 60,
+        )
+    )
     return out
 
 
@@ -196,8 +239,10 @@ class Service:
             chunk = frame.iloc[start : start + batch]
             answers = self.predict(name, chunk)
             cast: Callable[[Any], Any] = int if chunk["target"].dtype.kind in "iub" else float
-            labels = [{"prediction_id": a["prediction_id"], "label": cast(y)}
-                      for a, y in zip(answers, chunk["target"], strict=True)]
+            labels = [
+                {"prediction_id": a["prediction_id"], "label": cast(y)}
+                for a, y in zip(answers, chunk["target"], strict=True)
+            ]
             r = self.client.post(f"{self.url}/models/{name}/feedback", json={"labels": labels})
             if r.status_code != 200:
                 raise SystemExit(f"/models/{name}/feedback: HTTP {r.status_code} {r.text[:300]}")
@@ -214,24 +259,34 @@ def _client(p: Platform) -> Any:
 
 def champions(p: Platform, names: Sequence[str]) -> dict[str, str | None]:
     """The champion version of each of ``names`` (None: none yet), from one registry read."""
-    from serving.fleet import champion_versions
+    from serving.control.fleet import champion_versions
 
     found = champion_versions(p.settings)
     return {n: found.get(n) for n in names}
 
 
-def onboard(p: Platform, service: Service, plans: Sequence[ModelPlan], folder: Path, args: argparse.Namespace
-            ) -> tuple[float, list[float]]:
+def onboard(
+    p: Platform,
+    service: Service,
+    plans: Sequence[ModelPlan],
+    folder: Path,
+    args: argparse.Namespace,
+) -> tuple[float, list[float]]:
     """``mloop ingest`` every plan's dataset (``concurrency`` at once, retried on a DVC lock clash),
     then wait until every champion answers; returns (seconds to all served, seconds per ingest)."""
     for plan in plans:
-        write_frame(frame_of(plan, dataset_rows(plan, args.rows, args.hot_rows)), folder / f"{plan.name}.parquet")
+        write_frame(
+            frame_of(plan, dataset_rows(plan, args.rows, args.hot_rows)),
+            folder / f"{plan.name}.parquet",
+        )
     t0 = time.perf_counter()
 
     def ingest(plan: ModelPlan) -> float:
         t = time.perf_counter()
         for _attempt in range(5):
-            out = p.cli("ingest", str(folder / f"{plan.name}.parquet"), "--dataset", plan.name, "--json")
+            out = p.cli(
+                "ingest", str(folder / f"{plan.name}.parquet"), "--dataset", plan.name, "--json"
+            )
             if out.returncode == 0:
                 return time.perf_counter() - t
             if "LockError" not in out.stderr:
@@ -242,8 +297,11 @@ def onboard(p: Platform, service: Service, plans: Sequence[ModelPlan], folder: P
     with ThreadPoolExecutor(args.ingest_concurrency) as pool:
         took = list(pool.map(ingest, plans))
     names = [plan.name for plan in plans]
-    print(f"  ingested {len(plans)} in {time.perf_counter() - t0:.1f}s "
-          f"(per ingest: median {statistics.median(took):.1f}s, max {max(took):.1f}s)", flush=True)
+    print(
+        f"  ingested {len(plans)} in {time.perf_counter() - t0:.1f}s "
+        f"(per ingest: median {statistics.median(took):.1f}s, max {max(took):.1f}s)",
+        flush=True,
+    )
 
     def all_served() -> bool:
         c = champions(p, names)
@@ -257,12 +315,17 @@ def onboard(p: Platform, service: Service, plans: Sequence[ModelPlan], folder: P
     for flow, key in (("train", "dataset"), ("deploy", "name")):
         runs, waits = flow_times(p, flow, key, set(names))
         if runs:
-            print(f"  {flow} runs: {len(runs)}, run time median {statistics.median(runs):.1f}s max {max(runs):.1f}s; "
-                  f"created -> running median {statistics.median(waits):.1f}s max {max(waits):.1f}s", flush=True)
+            print(
+                f"  {flow} runs: {len(runs)}, run time median {statistics.median(runs):.1f}s max {max(runs):.1f}s; "
+                f"created -> running median {statistics.median(waits):.1f}s max {max(waits):.1f}s",
+                flush=True,
+            )
     return elapsed, took
 
 
-def flow_times(p: Platform, flow: str, key: str, names: set[str]) -> tuple[list[float], list[float]]:
+def flow_times(
+    p: Platform, flow: str, key: str, names: set[str]
+) -> tuple[list[float], list[float]]:
     """Run times and created -> running waits of the finished ``flow`` runs whose parameter ``key`` is in ``names``."""
     runs, waits = [], []
     for r in p.prefect.flow_runs(flow):
@@ -280,25 +343,48 @@ def memory(p: Platform) -> tuple[float, float, int]:
     return tree_memory(pid)
 
 
-def throughput(p: Platform, plan: ModelPlan, requests: int, slices: int, concurrency: int = 32,
-               reference_port: int | None = None) -> tuple[list[float], float, int, list[float]]:
+def throughput(
+    p: Platform,
+    plan: ModelPlan,
+    requests: int,
+    slices: int,
+    concurrency: int = 32,
+    reference_port: int | None = None,
+) -> tuple[list[float], float, int, list[float]]:
     """c=``concurrency`` single-record requests to ``/models/<plan>/predict``: (rps per slice, p50 ms,
     errors, rps per slice of the service on ``reference_port`` (each run right after the platform's
     slice; empty without one))."""
-    bodies = [json.dumps({"records": [r]}).encode() for r in records(frame_of(plan, 200, seed=plan.seed + 5000))]
+    bodies = [
+        json.dumps({"records": [r]}).encode()
+        for r in records(frame_of(plan, 200, seed=plan.seed + 5000))
+    ]
     path = f"/models/{plan.name}/predict"
     token = p.token
     ports = [p.settings.serve_port] + ([reference_port] if reference_port else [])
     for port in ports:
-        asyncio.run(_load("127.0.0.1", port, bodies, concurrency, max(200, requests // 10), token, path))  # warm-up
+        asyncio.run(
+            _load("127.0.0.1", port, bodies, concurrency, max(200, requests // 10), token, path)
+        )  # warm-up
     rps, ref_rps, latencies, errors = [], [], [], 0
     for _ in range(slices):
-        r = asyncio.run(_load("127.0.0.1", ports[0], bodies, concurrency, requests // slices, token, path))
+        r = asyncio.run(
+            _load("127.0.0.1", ports[0], bodies, concurrency, requests // slices, token, path)
+        )
         rps.append(len(r["latencies"]) / r["wall"])
         latencies += r["latencies"]
         errors += r["errors"]
         if reference_port:
-            ref = asyncio.run(_load("127.0.0.1", reference_port, bodies, concurrency, requests // slices, token, path))
+            ref = asyncio.run(
+                _load(
+                    "127.0.0.1",
+                    reference_port,
+                    bodies,
+                    concurrency,
+                    requests // slices,
+                    token,
+                    path,
+                )
+            )
             ref_rps.append(len(ref["latencies"]) / ref["wall"])
             errors += ref["errors"]
     return rps, 1000 * statistics.median(latencies), errors, ref_rps
@@ -307,7 +393,7 @@ def throughput(p: Platform, plan: ModelPlan, requests: int, slices: int, concurr
 def one_model_service(p: Platform, name: str, folder: Path) -> tuple[int, int]:
     """A second prediction service serving only ``name``'s current tag (same MLOOP_HOME, token and
     BentoML store), on a free port: the 1-model side of the interleaved throughput ratio. (pid, port)."""
-    from serving.launch import start_service
+    from serving.control.process_spec import start_service
 
     tag = str(Service(p).models()[name]["bentoml_tag"])
     port = free_port()
@@ -330,7 +416,11 @@ def sweep(p: Platform) -> tuple[float | None, float | None, str]:
     run = p.prefect.wait_run(run_id, 900)
     if not run.get("start_time") or not run.get("end_time"):
         return None, None, run["state_type"]
-    return ts(run["end_time"]) - ts(run["start_time"]), ts(run["end_time"]) - ts(run["created"]), run["state_type"]
+    return (
+        ts(run["end_time"]) - ts(run["start_time"]),
+        ts(run["end_time"]) - ts(run["created"]),
+        run["state_type"],
+    )
 
 
 def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
@@ -350,33 +440,60 @@ def loop_latency(p: Platform, service: Service) -> tuple[float | None, str]:
     retrains_before = {r["id"] for r in p.prefect.flow_runs("retrain")}
     since = time.time()
     p.prefect.run_deployment("monitor/local", {"model_name": HOT, "window_size": DRIFT_TRAFFIC})
-    event = wait_for(lambda: (e := drift_event(p, HOT)) and ts(e["occurred"]) >= since - 5 and e, 300,
-                     f"the drift event of {HOT}", every=0.2)
+    event = wait_for(
+        lambda: (e := drift_event(p, HOT)) and ts(e["occurred"]) >= since - 5 and e,
+        300,
+        f"the drift event of {HOT}",
+        every=0.2,
+    )
     t0 = ts(event["occurred"])
-    run = wait_for(lambda: next((r for r in p.prefect.flow_runs("retrain") if r["id"] not in retrains_before
-                                 and str(r["parameters"].get("model_name", "")).endswith(HOT)), None),
-                   120, f"the retrain run of {HOT}", every=0.2)
+    run = wait_for(
+        lambda: next(
+            (
+                r
+                for r in p.prefect.flow_runs("retrain")
+                if r["id"] not in retrains_before
+                and str(r["parameters"].get("model_name", "")).endswith(HOT)
+            ),
+            None,
+        ),
+        120,
+        f"the retrain run of {HOT}",
+        every=0.2,
+    )
 
     def answered() -> tuple[float, str | None] | None:
         if (v := service.version(HOT)) and v != v_before:
             return time.time(), v
         ended = p.prefect.flow_run(run["id"])
-        if ended["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and champions(p, [HOT])[HOT] == v_before:
-            return time.time(), None  # the retrain ended without a new champion: nothing new will answer
+        if (
+            ended["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+            and champions(p, [HOT])[HOT] == v_before
+        ):
+            return (
+                time.time(),
+                None,
+            )  # the retrain ended without a new champion: nothing new will answer
         return None
 
     seen = wait_for(answered, 600, f"a new {HOT} version to answer", every=0.2)
     finished = p.prefect.wait_run(run["id"], 600)
     if seen[1] is None:
-        return None, (f"the retrain run ended {finished['state_type']} without a new champion; its summary: "
-                      + retrain_summary(p, HOT))
-    detail = (f"v{v_before} -> v{seen[1]}; event -> retrain running {ts(finished['start_time']) - t0:.1f} s, retrain run "
-              f"{ts(finished['end_time']) - ts(finished['start_time']):.1f} s, retrain end -> answering "
-              f"{seen[0] - ts(finished['end_time']):.1f} s")
+        return None, (
+            f"the retrain run ended {finished['state_type']} without a new champion; its summary: "
+            + retrain_summary(p, HOT)
+        )
+    detail = (
+        f"v{v_before} -> v{seen[1]}; event -> retrain running {ts(finished['start_time']) - t0:.1f} s, retrain run "
+        f"{ts(finished['end_time']) - ts(finished['start_time']):.1f} s, retrain end -> answering "
+        f"{seen[0] - ts(finished['end_time']):.1f} s"
+    )
     others_after = {n: str(m["model_version"]) for n, m in service.models().items() if n != HOT}
     if others_after != others_before:
         changed = {n for n in others_before if others_after.get(n) != others_before[n]}
-        raise SystemExit(f"the drift retrain of {HOT} changed other models' versions: {sorted(changed)}")
+        raise SystemExit(
+            f"the drift retrain of {HOT} changed other models' versions: {sorted(changed)}"
+        )
     return seen[0] - t0, detail + f"; the other {len(others_after)} models kept their versions"
 
 
@@ -384,8 +501,15 @@ def retrain_summary(p: Platform, name: str) -> str:
     """The newest retrain artifact of ``name`` (why a retrain promoted nothing: cooldown, budget, gate), one line."""
     from mloop.core.artifacts import artifact_key
 
-    found = p.prefect._json("POST", "/artifacts/filter", {"artifacts": {"key": {"any_": [artifact_key("retrain", name)]}},
-                                                          "sort": "CREATED_DESC", "limit": 1})
+    found = p.prefect._json(
+        "POST",
+        "/artifacts/filter",
+        {
+            "artifacts": {"key": {"any_": [artifact_key("retrain", name)]}},
+            "sort": "CREATED_DESC",
+            "limit": 1,
+        },
+    )
     text = str(found[0].get("data") or "") if found else "no retrain artifact"
     return " ".join(text.split())[:600]
 
@@ -400,58 +524,97 @@ def touch_all(service: Service, plans: Sequence[ModelPlan]) -> int:
 # ----------------------------------------------------------------------------- the run
 
 
-def run_stage(p: Platform, service: Service, plans: list[ModelPlan], new: list[ModelPlan], folder: Path,
-              args: argparse.Namespace, last: bool) -> Stage:
+def run_stage(
+    p: Platform,
+    service: Service,
+    plans: list[ModelPlan],
+    new: list[ModelPlan],
+    folder: Path,
+    args: argparse.Namespace,
+    last: bool,
+) -> Stage:
     stage = Stage(models=len(plans))
-    print(f"\n== {len(plans)} model(s): onboarding {len(new)} ({', '.join(f'{x.name}:{x.task[:3]}/{x.features}f' for x in new)})",
-          flush=True)
+    print(
+        f"\n== {len(plans)} model(s): onboarding {len(new)} ({', '.join(f'{x.name}:{x.task[:3]}/{x.features}f' for x in new)})",
+        flush=True,
+    )
     stage.onboard_s, stage.ingest_s = onboard(p, service, new, folder, args)
-    print(f"  all {len(plans)} served; onboarding {len(new)} took {stage.onboard_s:.1f}s", flush=True)
+    print(
+        f"  all {len(plans)} served; onboarding {len(new)} took {stage.onboard_s:.1f}s", flush=True
+    )
     # Fresh labelled predictions for the new models (the sweep checks every model with enough rows).
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda x: service.traffic(x.name, frame_of(x, args.traffic, seed=x.seed + 1000)), new))
+        list(
+            pool.map(
+                lambda x: service.traffic(x.name, frame_of(x, args.traffic, seed=x.seed + 1000)),
+                new,
+            )
+        )
     stage.loaded = touch_all(service, plans)
     time.sleep(2)  # let the service settle after the loads
     stage.rss_mib, stage.pss_mib, stage.processes = memory(p)
-    print(f"  serving tree: {stage.processes} processes, RSS {stage.rss_mib:.0f} MiB, PSS {stage.pss_mib:.0f} MiB, "
-          f"{stage.loaded}/{len(plans)} loaded", flush=True)
+    print(
+        f"  serving tree: {stage.processes} processes, RSS {stage.rss_mib:.0f} MiB, PSS {stage.pss_mib:.0f} MiB, "
+        f"{stage.loaded}/{len(plans)} loaded",
+        flush=True,
+    )
     ref_pid, ref_port = one_model_service(p, HOT, folder) if len(plans) > 1 else (None, None)
     try:
         stage.rps_slices, stage.p50_ms, stage.errors, stage.ref_rps_slices = throughput(
-            p, plans[0], args.requests, args.slices, reference_port=ref_port)
+            p, plans[0], args.requests, args.slices, reference_port=ref_port
+        )
     finally:
         if ref_pid is not None:
             stop_pid(ref_pid)
     stage.rps = statistics.median(stage.rps_slices)
     loaded_after = sum(1 for m in service.models().values() if m.get("loaded"))
-    print(f"  c=32 to {HOT}: {stage.rps:.0f} req/s (slices {', '.join(f'{x:.0f}' for x in stage.rps_slices)}), "
-          f"p50 {stage.p50_ms:.1f} ms, {stage.errors} errors; {loaded_after}/{len(plans)} still loaded", flush=True)
+    print(
+        f"  c=32 to {HOT}: {stage.rps:.0f} req/s (slices {', '.join(f'{x:.0f}' for x in stage.rps_slices)}), "
+        f"p50 {stage.p50_ms:.1f} ms, {stage.errors} errors; {loaded_after}/{len(plans)} still loaded",
+        flush=True,
+    )
     if stage.ref_rps_slices:
-        print(f"  the same load to a 1-model service, interleaved: slices {', '.join(f'{x:.0f}' for x in stage.ref_rps_slices)} "
-              f"req/s; ratio {len(plans)} loaded / 1 loaded {interleaved_ratio(stage):.2f}x", flush=True)
+        print(
+            f"  the same load to a 1-model service, interleaved: slices {', '.join(f'{x:.0f}' for x in stage.ref_rps_slices)} "
+            f"req/s; ratio {len(plans)} loaded / 1 loaded {interleaved_ratio(stage):.2f}x",
+            flush=True,
+        )
     stage.sweep_s, stage.sweep_total_s, stage.sweep_state = sweep(p)
     if stage.sweep_s is not None:
-        print(f"  monitoring sweep: {stage.sweep_s:.1f}s run ({stage.sweep_total_s:.1f}s from creation), {stage.sweep_state}",
-              flush=True)
+        print(
+            f"  monitoring sweep: {stage.sweep_s:.1f}s run ({stage.sweep_total_s:.1f}s from creation), {stage.sweep_state}",
+            flush=True,
+        )
     else:
         print(f"  monitoring sweep: {stage.sweep_state}", flush=True)
     if last:
         stage.loop_s, stage.loop_detail = loop_latency(p, service)
         took = f"{stage.loop_s:.1f}s" if stage.loop_s is not None else "no new version"
-        print(f"  drift event -> new {HOT} version answering: {took} ({stage.loop_detail})", flush=True)
+        print(
+            f"  drift event -> new {HOT} version answering: {took} ({stage.loop_detail})",
+            flush=True,
+        )
     return stage
 
 
 def report(stages: Sequence[Stage]) -> None:
     first = stages[0]
-    print("\n| models | onboarding (new ones) | serving RSS MiB | PSS MiB | added RSS MiB/model | c=32 rps to hot "
-          "| ratio | sweep s |")
+    print(
+        "\n| models | onboarding (new ones) | serving RSS MiB | PSS MiB | added RSS MiB/model | c=32 rps to hot "
+        "| ratio | sweep s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for s in stages:
-        per_model = f"{(s.rss_mib - first.rss_mib) / (s.models - first.models):.1f}" if s.models > first.models else "-"
+        per_model = (
+            f"{(s.rss_mib - first.rss_mib) / (s.models - first.models):.1f}"
+            if s.models > first.models
+            else "-"
+        )
         sweep_s = f"{s.sweep_s:.1f}" if s.sweep_s is not None else "-"
-        print(f"| {s.models} | {s.onboard_s:.0f} s | {s.rss_mib:.0f} | {s.pss_mib:.0f} | {per_model} | {s.rps:.0f} | "
-              f"{s.rps / first.rps if first.rps else 0:.2f}x | {sweep_s} |")
+        print(
+            f"| {s.models} | {s.onboard_s:.0f} s | {s.rss_mib:.0f} | {s.pss_mib:.0f} | {per_model} | {s.rps:.0f} | "
+            f"{s.rps / first.rps if first.rps else 0:.2f}x | {sweep_s} |"
+        )
     print()
     for g in goals(stages):
         print(g.line())
@@ -459,16 +622,48 @@ def report(stages: Sequence[Stage]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", type=parse_stages, default=parse_stages("1,5,20"), help="Model counts, increasing.")
-    ap.add_argument("--rows", type=int, default=2000, help="Rows of each model's dataset (but m00's).")
-    ap.add_argument("--hot-rows", type=int, default=3000, help="Rows of m00's dataset (the drifted model, as bench/loop.py).")
-    ap.add_argument("--traffic", type=int, default=300, help="Labelled predictions per model before the sweep.")
-    ap.add_argument("--requests", type=int, default=3000, help="Requests of the c=32 throughput run (in slices).")
-    ap.add_argument("--slices", type=int, default=6, help="Throughput slices (the median slice is the figure).")
-    ap.add_argument("--ingest-concurrency", type=int, default=1,
-                    help="Parallel `mloop ingest` commands (the DVC repo lock serializes them anyway).")
-    ap.add_argument("--onboard-timeout", type=float, default=1800, help="Seconds to wait for a stage's champions.")
-    ap.add_argument("--keep", action="store_true", help="Leave the platform up and the temp folder in place.")
+    ap.add_argument(
+        "--stages",
+        type=parse_stages,
+        default=parse_stages("1,5,20"),
+        help="Model counts, increasing.",
+    )
+    ap.add_argument(
+        "--rows", type=int, default=2000, help="Rows of each model's dataset (but m00's)."
+    )
+    ap.add_argument(
+        "--hot-rows",
+        type=int,
+        default=3000,
+        help="Rows of m00's dataset (the drifted model, as bench/loop.py).",
+    )
+    ap.add_argument(
+        "--traffic", type=int, default=300, help="Labelled predictions per model before the sweep."
+    )
+    ap.add_argument(
+        "--requests",
+        type=int,
+        default=3000,
+        help="Requests of the c=32 throughput run (in slices).",
+    )
+    ap.add_argument(
+        "--slices", type=int, default=6, help="Throughput slices (the median slice is the figure)."
+    )
+    ap.add_argument(
+        "--ingest-concurrency",
+        type=int,
+        default=1,
+        help="Parallel `mloop ingest` commands (the DVC repo lock serializes them anyway).",
+    )
+    ap.add_argument(
+        "--onboard-timeout",
+        type=float,
+        default=1800,
+        help="Seconds to wait for a stage's champions.",
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="Leave the platform up and the temp folder in place."
+    )
     args = ap.parse_args()
 
     plans = fleet_plan(args.stages[-1])
@@ -478,7 +673,9 @@ def main() -> None:
         done = 0
         for count in args.stages:
             last = count == args.stages[-1]
-            stages.append(run_stage(p, service, plans[:count], plans[done:count], root, args, last=last))
+            stages.append(
+                run_stage(p, service, plans[:count], plans[done:count], root, args, last=last)
+            )
             done = count
         report(stages)
     if any(not g.passed for g in goals(stages)):

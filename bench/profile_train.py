@@ -60,7 +60,7 @@ mlflow.artifacts.download_artifacts = timed("download_artifacts", mlflow.artifac
 import mlflow.sklearn
 mlflow.sklearn.save_model = timed("sklearn.save_model", mlflow.sklearn.save_model)
 from flows.train import train_flow
-import models.registry as R, models.gating as G
+import models.registry as R, models.gate_scoring as G
 R.load_pipeline_from_dir = timed("load_pipeline_from_dir", R.load_pipeline_from_dir)
 out = {}
 for i in range(int(sys.argv[2])):
@@ -90,12 +90,22 @@ json.dump({"import": t_import, "wall": time.perf_counter() - t0, "timings": resu
 def task_profile(p: Platform, run_id: str) -> dict[str, Any]:
     """The flow run's pick-up and run time and its task runs' durations (Prefect server timestamps)."""
     run = p.prefect._json("GET", f"/flow_runs/{run_id}")
-    tasks = p.prefect._json("POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200})
+    tasks = p.prefect._json(
+        "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200}
+    )
     start = ts(run["start_time"])
     rows = sorted(
-        ({"name": t["name"], "from_start": ts(t["start_time"]) - start,
-          "seconds": ts(t["end_time"]) - ts(t["start_time"])} for t in tasks if t.get("start_time") and t.get("end_time")),
-        key=lambda r: r["from_start"])
+        (
+            {
+                "name": t["name"],
+                "from_start": ts(t["start_time"]) - start,
+                "seconds": ts(t["end_time"]) - ts(t["start_time"]),
+            }
+            for t in tasks
+            if t.get("start_time") and t.get("end_time")
+        ),
+        key=lambda r: r["from_start"],
+    )
     return {"pickup": start - ts(run["created"]), "run": ts(run["end_time"]) - start, "tasks": rows}
 
 
@@ -134,8 +144,10 @@ def concurrent(p: Platform, runs: int, infra_pids: dict[str, int]) -> dict[str, 
     pids = roots(p, infra_pids)
     before = {name: tree_cpu(pid) for name, pid in pids.items()}
     t0 = time.time()
-    ids = [p.prefect.run_deployment("train/local", {"dataset": MODEL, "force": True, "seed": 200 + i})
-           for i in range(runs)]
+    ids = [
+        p.prefect.run_deployment("train/local", {"dataset": MODEL, "force": True, "seed": 200 + i})
+        for i in range(runs)
+    ]
     finals = {r: p.prefect.wait_run(r, 1200) for r in ids}
     seconds = max(ts(r["end_time"]) for r in finals.values() if r.get("end_time")) - t0
     cpu = {name: round(tree_cpu(pid) - before[name], 1) for name, pid in pids.items()}
@@ -146,16 +158,22 @@ def concurrent(p: Platform, runs: int, infra_pids: dict[str, int]) -> dict[str, 
         pickups.append(found["pickup"])
         run_times.append(found["run"])
         for t in found["tasks"]:
-            per_task.setdefault(t["name"].rsplit("-", 1)[0] if not t["name"].startswith("fit-") else "fit",
-                                []).append(t["seconds"])
+            per_task.setdefault(
+                t["name"].rsplit("-", 1)[0] if not t["name"].startswith("fit-") else "fit", []
+            ).append(t["seconds"])
     timeline = []
     for run_id in ids:
         states = p.prefect._json("GET", f"/flow_run_states/?flow_run_id={run_id}")
         timeline.append(sorted((round(ts(st["timestamp"]) - t0, 1), st["type"]) for st in states))
-    return {"timeline": [" ".join(f"{t}:{kind[:3]}" for t, kind in row) for row in timeline],
-            "seconds": round(seconds, 1), "states": [r["state_type"] for r in finals.values()], "cpu": cpu,
-            "mean_pickup": round(sum(pickups) / runs, 1), "mean_run": round(sum(run_times) / runs, 1),
-            "mean_task": {k: round(sum(v) / len(v), 2) for k, v in per_task.items()}}
+    return {
+        "timeline": [" ".join(f"{t}:{kind[:3]}" for t, kind in row) for row in timeline],
+        "seconds": round(seconds, 1),
+        "states": [r["state_type"] for r in finals.values()],
+        "cpu": cpu,
+        "mean_pickup": round(sum(pickups) / runs, 1),
+        "mean_run": round(sum(run_times) / runs, 1),
+        "mean_task": {k: round(sum(v) / len(v), 2) for k, v in per_task.items()},
+    }
 
 
 def main() -> None:
@@ -163,27 +181,48 @@ def main() -> None:
     ap.add_argument("mode", choices=["single", "team"])
     ap.add_argument("--out", type=Path, default=Path("/tmp/mloop-profile"))
     ap.add_argument("--rows", type=int, default=3000)
-    ap.add_argument("--concurrent", type=int, default=0, help="Then this many train runs at once (0: none).")
-    ap.add_argument("--calls", type=int, default=0, help="Then this many in-process train runs with MLflow calls timed.")
+    ap.add_argument(
+        "--concurrent", type=int, default=0, help="Then this many train runs at once (0: none)."
+    )
+    ap.add_argument(
+        "--calls",
+        type=int,
+        default=0,
+        help="Then this many in-process train runs with MLflow calls timed.",
+    )
     ap.add_argument("--no-single", action="store_true", help="Skip the one-run profile.")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.mode == "team":
         from tests.infra_fixture import running_infra
 
-        with tempfile.TemporaryDirectory(prefix="mloop-prof-infra-") as folder, running_infra(Path(folder)) as infra:
+        with (
+            tempfile.TemporaryDirectory(prefix="mloop-prof-infra-") as folder,
+            running_infra(Path(folder)) as infra,
+        ):
             profile(args, infra.env, infra.pids)
     else:
         profile(args, None, {})
 
 
-def profile(args: argparse.Namespace, team_env: dict[str, str] | None, infra_pids: dict[str, int]) -> None:
+def profile(
+    args: argparse.Namespace, team_env: dict[str, str] | None, infra_pids: dict[str, int]
+) -> None:
     from mloop.platform.services import platform_env
 
     with bench_platform(f"mloop-prof-{args.mode}-", team_env=team_env) as (p, root):
         source = root / "loans.parquet"
         write_frame(generate("baseline", args.rows, 1), source)
-        out = p.cli("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
+        out = p.cli(
+            "ingest",
+            str(source),
+            "--dataset",
+            MODEL,
+            "--target",
+            "target",
+            "--time-column",
+            "event_time",
+        )
         if out.returncode != 0:
             raise SystemExit(f"ingest failed\n{out.stderr}")
         wait_for(p.serving.served_model, 600, "v1 served", every=1.0)
@@ -192,10 +231,19 @@ def profile(args: argparse.Namespace, team_env: dict[str, str] | None, infra_pid
             one_run(p, args, team_env)
         if args.calls:
             env = {**platform_env(p.settings), **(team_env or {})}
-            done = subprocess.run([sys.executable, "-c", TIMED, str(args.out / args.mode), str(args.calls)], env=env,
-                                  cwd=str(ROOT), capture_output=True, text=True)
-            print(done.stderr[-3000:] if done.returncode else (args.out / f"{args.mode}-calls.json").read_text(),
-                  flush=True)
+            done = subprocess.run(
+                [sys.executable, "-c", TIMED, str(args.out / args.mode), str(args.calls)],
+                env=env,
+                cwd=str(ROOT),
+                capture_output=True,
+                text=True,
+            )
+            print(
+                done.stderr[-3000:]
+                if done.returncode
+                else (args.out / f"{args.mode}-calls.json").read_text(),
+                flush=True,
+            )
             settle(p, 300)
         if args.concurrent:
             found = concurrent(p, args.concurrent, infra_pids)
@@ -217,10 +265,18 @@ def one_run(p: Platform, args: argparse.Namespace, team_env: dict[str, str] | No
     settle(p, 300)
     env = {**platform_env(p.settings), **(team_env or {})}
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PROFILED, str(args.out / args.mode)], env=env, cwd=str(ROOT),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROFILED, str(args.out / args.mode)],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+    )
     print(f"in-process flow: rc {done.returncode}, {time.perf_counter() - t0:.1f}s", flush=True)
-    print(done.stderr[-4000:] if done.returncode else (args.out / f"{args.mode}.json").read_text(), flush=True)
+    print(
+        done.stderr[-4000:] if done.returncode else (args.out / f"{args.mode}.json").read_text(),
+        flush=True,
+    )
     settle(p, 300)
 
 

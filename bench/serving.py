@@ -2,9 +2,9 @@
 
 In one run, on loopback, all started together and stopped by pid at the end:
 
-- ``mloop``: ``bentoml serve serving.service:PredictionService`` with a demo-like champion (the
+- ``mloop``: ``bentoml serve serving.api.bento:PredictionService`` with a demo-like champion (the
   demo generator's baseline data, the models helper's pipeline factory, logistic regression by
-  default), packaged by ``serving.package`` (ONNX), prediction log ON with its write-ahead journal
+  default), packaged by ``serving.bundle.package`` (ONNX), prediction log ON with its write-ahead journal
   (every answered batch is written to the journal before the answer leaves), secure defaults (bearer
   token on /predict, Host allowlist, body limit: every service is sent the same token header);
 - ``mloop-nolog``: the same with the prediction log off (MLOOP_PREDICTION_LOG=0): the logging cost;
@@ -15,7 +15,7 @@ In one run, on loopback, all started together and stopped by pid at the end:
 - ``naive``: uvicorn + FastAPI + the same sklearn pipeline, one DataFrame per request;
 - ``mloop-nojournal``, ``mloop-nobatch``, ``mloop-unbounded`` (only with ``--only``): mloop with
   the journal off (MLOOP_PREDLOG_JOURNAL=0), with adaptive batching off (MLOOP_BATCHING=0), without
-  the batching-wait bound (serving/batching.py).
+  the batching-wait bound (serving/api/batching.py).
 
 One load generator (a minimal asyncio HTTP/1.1 keep-alive client, so the client's own CPU cost
 stays small on 2 cores) sends single-record requests (varied holdout rows) at concurrency 1 and 32,
@@ -82,7 +82,9 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-def _request(host: str, port: int, body: bytes, token: str | None = None, path: str = "/predict") -> bytes:
+def _request(
+    host: str, port: int, body: bytes, token: str | None = None, path: str = "/predict"
+) -> bytes:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{auth}"
@@ -91,7 +93,13 @@ def _request(host: str, port: int, body: bytes, token: str | None = None, path: 
 
 
 async def _load(
-    host: str, port: int, bodies: list[bytes], concurrency: int, total: int, token: str | None = None, path: str = "/predict"
+    host: str,
+    port: int,
+    bodies: list[bytes],
+    concurrency: int,
+    total: int,
+    token: str | None = None,
+    path: str = "/predict",
 ) -> dict[str, Any]:
     requests = [_request(host, port, b, token, path) for b in bodies]
     latencies: list[float] = []
@@ -137,7 +145,9 @@ class Target:
 def load(target: Target, concurrency: int, total: int, token: str | None = None) -> dict[str, Any]:
     """Send ``total`` requests at ``concurrency``; every service gets the same records (in its own
     request shape) and the bearer token (mloop requires it on /predict; the others ignore it)."""
-    return asyncio.run(_load("127.0.0.1", target.port, target.bodies, concurrency, total, token, target.path))
+    return asyncio.run(
+        _load("127.0.0.1", target.port, target.bodies, concurrency, total, token, target.path)
+    )
 
 
 def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,8 +211,8 @@ def prepare(work: Path, model: str, rows: int) -> Prepared:
     from models.pipeline import build_pipeline, prepare_features
     from models.spec import ModelSpec
     from models.split import split_dataset
-    from serving.onnx_model import columns_from_frame
-    from serving.package import package_pipeline
+    from serving.bundle.onnx_model import columns_from_frame
+    from serving.bundle.package import package_pipeline
 
     settings = Settings(home=work / "home", project_dir=work)
     settings.state.ensure()
@@ -213,9 +223,17 @@ def prepare(work: Path, model: str, rows: int) -> Prepared:
     with threadpool_limits(1):
         pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
     packaged = package_pipeline(
-        settings, name=NAME, version="1", pipeline=pipe, contract=contract, holdout=hold, build=False
+        settings,
+        name=NAME,
+        version="1",
+        pipeline=pipe,
+        contract=contract,
+        holdout=hold,
+        build=False,
     )
-    print(f"packaged {packaged.model_tag}: backend {packaged.backend}, max |onnx-sklearn| {packaged.onnx_max_abs_diff}")
+    print(
+        f"packaged {packaged.model_tag}: backend {packaged.backend}, max |onnx-sklearn| {packaged.onnx_max_abs_diff}"
+    )
     names = [c.name for c in contract.feature_columns]
     cols = columns_from_frame(hold.head(500), names)
     kinds = {c.name: c.kind for c in contract.feature_columns}
@@ -238,30 +256,43 @@ def prepare(work: Path, model: str, rows: int) -> Prepared:
     sio.dump(pipe, skops_path)
     contract_path = work / "contract.json"
     contract_path.write_text(contract.model_dump_json())
-    mlflow_model = save_mlflow_model(pipe, prepare_features(train.head(200), contract), work / "mlflow-model")
+    mlflow_model = save_mlflow_model(
+        pipe, prepare_features(train.head(200), contract), work / "mlflow-model"
+    )
     return Prepared(settings, recs, skops_path, contract_path, mlflow_model)
 
 
-def start_mloop(settings: Settings, log_on: bool, batching: bool = True, **env: str) -> tuple[ServiceProcess, int]:
-    from serving.launch import start_service
+def start_mloop(
+    settings: Settings, log_on: bool, batching: bool = True, **env: str
+) -> tuple[ServiceProcess, int]:
+    from serving.control.process_spec import start_service
 
     port = free_port()
     proc = start_service(
-        settings, f"{NAME}:v1", port=port, name=f"bench-mloop-{port}", log_predictions=log_on,
-        MLOOP_BATCHING="1" if batching else "0", **env,
+        settings,
+        f"{NAME}:v1",
+        port=port,
+        name=f"bench-mloop-{port}",
+        log_predictions=log_on,
+        MLOOP_BATCHING="1" if batching else "0",
+        **env,
     )
     return proc, port
 
 
 def start_floor(run_dir: Path) -> tuple[ServiceProcess, int]:
-    from serving.launch import serve_argv
+    from serving.control.process_spec import serve_argv
 
     port = free_port()
     proc = start_process(
         f"bench-floor-{port}",
         serve_argv("127.0.0.1", port, service="bench.serving_apps:FloorService"),
         run_dir=run_dir,
-        env={"PYTHONPATH": str(ROOT), "BENTOML_DO_NOT_TRACK": "true", "BENTOML_HOME": str(run_dir / "bentoml")},
+        env={
+            "PYTHONPATH": str(ROOT),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "BENTOML_HOME": str(run_dir / "bentoml"),
+        },
         cwd=ROOT,
         ready_url=f"http://127.0.0.1:{port}/readyz",
         timeout=120,
@@ -274,8 +305,21 @@ def start_mlflow(run_dir: Path, model_path: Path) -> tuple[ServiceProcess, int]:
     port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     head = [str(mlflow_cli)] if mlflow_cli.exists() else [sys.executable, "-m", "mlflow"]
-    argv = [*head, "models", "serve", "-m", str(model_path), "--env-manager", "local", "-h", "127.0.0.1",
-            "-p", str(port), "-w", "1"]
+    argv = [
+        *head,
+        "models",
+        "serve",
+        "-m",
+        str(model_path),
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
     proc = start_process(
         f"bench-mlflow-{port}",
         argv,
@@ -295,14 +339,32 @@ def start_mlflow(run_dir: Path, model_path: Path) -> tuple[ServiceProcess, int]:
 
 def start_naive(run_dir: Path, skops_path: Path, contract_path: Path) -> tuple[ServiceProcess, int]:
     port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "--factory", "bench.serving_apps:naive_app", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning"]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "bench.serving_apps:naive_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     proc = start_process(
         f"bench-naive-{port}",
         argv,
         run_dir=run_dir,
-        env={"PYTHONPATH": str(ROOT), "BENCH_PIPELINE": str(skops_path), "BENCH_CONTRACT": str(contract_path),
-             "OMP_NUM_THREADS": "1"},
+        env={
+            "PYTHONPATH": str(ROOT),
+            "BENCH_PIPELINE": str(skops_path),
+            "BENCH_CONTRACT": str(contract_path),
+            "OMP_NUM_THREADS": "1",
+        },
         cwd=ROOT,
         ready_url=f"http://127.0.0.1:{port}/docs",
         timeout=120,
@@ -311,14 +373,26 @@ def start_naive(run_dir: Path, skops_path: Path, contract_path: Path) -> tuple[S
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="logistic_regression", help="estimator of the champion")
-    parser.add_argument("--rows", type=int, default=20000, help="rows of the generated training data")
+    parser.add_argument(
+        "--rows", type=int, default=20000, help="rows of the generated training data"
+    )
     parser.add_argument("--n1", type=int, default=1000, help="requests at concurrency 1")
     parser.add_argument("--n32", type=int, default=6000, help="requests at concurrency 32")
-    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temporary)")
-    parser.add_argument("--only", default="floor,mloop,mloop-nolog,mlflow,naive", help="comma-separated services to run")
-    parser.add_argument("--slices", type=int, default=10, help="turns each service takes (requests split evenly)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="work folder to keep (default: temporary)"
+    )
+    parser.add_argument(
+        "--only",
+        default="floor,mloop,mloop-nolog,mlflow,naive",
+        help="comma-separated services to run",
+    )
+    parser.add_argument(
+        "--slices", type=int, default=10, help="turns each service takes (requests split evenly)"
+    )
     args = parser.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="mloop-bench-serving-"))
@@ -327,38 +401,61 @@ def main() -> None:
     try:
         prep = prepare(work, args.model, args.rows)
         settings = prep.settings
-        token = settings.bearer_token()  # the generated platform secret of the work folder's MLOOP_HOME
+        token = (
+            settings.bearer_token()
+        )  # the generated platform secret of the work folder's MLOOP_HOME
         run_dir = settings.state.run
         bodies, mlflow_bodies = prep.bodies(), prep.bodies("dataframe_records")
 
-        def target(started: tuple[ServiceProcess, int], shape: list[bytes] = bodies, path: str = "/predict") -> Target:
+        def target(
+            started: tuple[ServiceProcess, int], shape: list[bytes] = bodies, path: str = "/predict"
+        ) -> Target:
             return Target(started[0], started[1], shape, path)
 
         starters = {
             "floor": lambda: target(start_floor(run_dir)),
             "mloop": lambda: target(start_mloop(settings, True)),
             "mloop-nolog": lambda: target(start_mloop(settings, False)),
-            "mloop-nojournal": lambda: target(start_mloop(settings, True, MLOOP_PREDLOG_JOURNAL="0")),
+            "mloop-nojournal": lambda: target(
+                start_mloop(settings, True, MLOOP_PREDLOG_JOURNAL="0")
+            ),
             "mloop-nobatch": lambda: target(start_mloop(settings, True, batching=False)),
-            "mloop-unbounded": lambda: target(start_mloop(settings, True, MLOOP_BATCH_WAIT_BOUND="0")),
-            "mlflow": lambda: target(start_mlflow(run_dir, prep.mlflow_model), mlflow_bodies, "/invocations"),
+            "mloop-unbounded": lambda: target(
+                start_mloop(settings, True, MLOOP_BATCH_WAIT_BOUND="0")
+            ),
+            "mlflow": lambda: target(
+                start_mlflow(run_dir, prep.mlflow_model), mlflow_bodies, "/invocations"
+            ),
             "naive": lambda: target(start_naive(run_dir, prep.skops_path, prep.contract_path)),
         }
         chosen = [n for n in args.only.split(",") if n in starters]
         for name in chosen:
             services[name] = starters[name]()
-            warm = load(services[name], 8, 400, token)  # warm-up (and BentoML's batching optimizer training)
+            warm = load(
+                services[name], 8, 400, token
+            )  # warm-up (and BentoML's batching optimizer training)
             if warm["errors"]:
-                print(f"warning: {name} answered {warm['errors']} of 400 warm-up requests with an error")
+                print(
+                    f"warning: {name} answered {warm['errors']} of 400 warm-up requests with an error"
+                )
         slices = max(1, args.slices)
         n1, n32 = max(1, args.n1 // slices), max(32, args.n32 // slices)
-        parts: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"c1": [], "c32": []} for n in chosen}
+        parts: dict[str, dict[str, list[dict[str, Any]]]] = {
+            n: {"c1": [], "c32": []} for n in chosen
+        }
         for k in range(slices):
-            for name in chosen[k % len(chosen):] + chosen[: k % len(chosen)]:  # rotate: no fixed slot
+            for name in (
+                chosen[k % len(chosen) :] + chosen[: k % len(chosen)]
+            ):  # rotate: no fixed slot
                 parts[name]["c1"].append(load(services[name], 1, n1, token))
                 parts[name]["c32"].append(load(services[name], 32, n32, token))
-            print(f"slice {k + 1}/{slices}: " + ", ".join(
-                f"{n} c32 {len(parts[n]['c32'][-1]['latencies']) / parts[n]['c32'][-1]['wall']:.0f} req/s" for n in chosen))
+            print(
+                f"slice {k + 1}/{slices}: "
+                + ", ".join(
+                    f"{n} c32 {len(parts[n]['c32'][-1]['latencies']) / parts[n]['c32'][-1]['wall']:.0f} req/s"
+                    for n in chosen
+                )
+            )
         results = {n: {c: pooled(ps) for c, ps in d.items()} for n, d in parts.items()}
         report(results)
         if {"mloop", "floor"} <= set(parts):
@@ -366,8 +463,10 @@ def main() -> None:
                 (len(m["latencies"]) / m["wall"]) / (len(f["latencies"]) / f["wall"])
                 for m, f in zip(parts["mloop"]["c32"], parts["floor"]["c32"], strict=True)
             )
-            print(f"per-slice c=32 mloop/floor throughput: min {ratios[0]:.3f}, median "
-                  f"{statistics.median(ratios):.3f}, max {ratios[-1]:.3f}")
+            print(
+                f"per-slice c=32 mloop/floor throughput: min {ratios[0]:.3f}, median "
+                f"{statistics.median(ratios):.3f}, max {ratios[-1]:.3f}"
+            )
     finally:
         for t in services.values():
             stop_pid(t.proc.pid, first=15)
@@ -390,7 +489,9 @@ def goals(r: dict[str, dict[str, Any]]) -> list[tuple[str, float, bool]]:
     if "mloop-nolog" in r:
         q = r["mloop-nolog"]
         cost = (q["c32"]["rps"] - m["c32"]["rps"]) / q["c32"]["rps"]
-        out.append(("logging cost (nolog - mloop) / nolog at c=32 (goal <= 0.10)", cost, cost <= 0.10))
+        out.append(
+            ("logging cost (nolog - mloop) / nolog at c=32 (goal <= 0.10)", cost, cost <= 0.10)
+        )
     if "mlflow" in r:
         ratio = m["c32"]["rps"] / r["mlflow"]["c32"]["rps"]
         out.append(("c=32 throughput mloop / mlflow (goal >= 3)", ratio, ratio >= 3.0))
@@ -403,10 +504,14 @@ def goals(r: dict[str, dict[str, Any]]) -> list[tuple[str, float, bool]]:
 
 
 def report(r: dict[str, dict[str, Any]]) -> None:
-    print(f"\n{'service':<16} {'c':>3} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(
+        f"\n{'service':<16} {'c':>3} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}"
+    )
     for name, runs in r.items():
         for c, m in runs.items():
-            print(f"{name:<16} {c[1:]:>3} {m['requests']:>8} {m['errors']:>6} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['rps']:>8.0f}")
+            print(
+                f"{name:<16} {c[1:]:>3} {m['requests']:>8} {m['errors']:>6} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['rps']:>8.0f}"
+            )
     print()
     for label, value, ok in goals(r):
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value:.3f}")

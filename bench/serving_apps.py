@@ -52,7 +52,12 @@ def naive_app() -> Any:
             frame[c] = frame[c].map(lambda v: np.nan if v is None else str(v)).astype(object)
         proba = pipeline.predict_proba(frame[numeric + categorical])[:, 1]
         return [
-            {"prediction": int(p >= 0.5), "probability": float(p), "model_name": "naive", "model_version": "0"}
+            {
+                "prediction": int(p >= 0.5),
+                "probability": float(p),
+                "model_name": "naive",
+                "model_version": "0",
+            }
             for p in proba
         ]
 

@@ -66,11 +66,18 @@ def package_models(settings: Settings, n: int, rows: int = 3000) -> list[Package
     out = []
     for i in range(n):
         task, features = shape(i)
-        gen = package_generated(settings, f"m{i:02d}", task=task, features=features, seed=100 + i, rows=rows)
+        gen = package_generated(
+            settings, f"m{i:02d}", task=task, features=features, seed=100 + i, rows=rows
+        )
         packaged = gen.model
         bodies = [json.dumps({"records": [rec]}).encode() for rec in gen.records]
-        out.append(Packaged(gen.contract.name, packaged.model_tag, gen.contract.task, features, bodies))  # type: ignore[attr-defined]
-        print(f"packaged {packaged.model_tag}: {gen.contract.task}, {features} features, {packaged.backend}", flush=True)  # type: ignore[attr-defined]
+        out.append(
+            Packaged(gen.contract.name, packaged.model_tag, gen.contract.task, features, bodies)
+        )  # type: ignore[attr-defined]
+        print(
+            f"packaged {packaged.model_tag}: {gen.contract.task}, {features} features, {packaged.backend}",
+            flush=True,
+        )  # type: ignore[attr-defined]
     return out
 
 
@@ -82,7 +89,7 @@ def tree_memory(pid: int) -> tuple[float, float, int]:
     for proc in tree:
         try:
             info = proc.memory_full_info()
-        except Exception:  # noqa: BLE001 - gone meanwhile, or no access to its smaps
+        except Exception:
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
@@ -106,21 +113,31 @@ def settle_rss(pid: int, seconds: float = 3.0) -> float:
 def use(url: str, token: str, model: Packaged) -> None:
     import httpx
 
-    resp = httpx.post(f"{url}/models/{model.name}/predict", content=model.bodies[0], timeout=60,
-                      headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+    resp = httpx.post(
+        f"{url}/models/{model.name}/predict",
+        content=model.bodies[0],
+        timeout=60,
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )
     resp.raise_for_status()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=20, help="models in the many-model service (at least 5)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", type=int, default=20, help="models in the many-model service (at least 5)"
+    )
     parser.add_argument("--n1", type=int, default=400, help="requests at concurrency 1")
     parser.add_argument("--n32", type=int, default=4000, help="requests at concurrency 32")
     parser.add_argument("--slices", type=int, default=8, help="turns each service takes")
-    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: temporary)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="work folder to keep (default: temporary)"
+    )
     args = parser.parse_args()
-    from serving.launch import start_service
-    from serving.rollout import rollout
+    from serving.control.process_spec import start_service
+    from serving.control.rollout_client import rollout
 
     n = max(5, args.models)
     steps = [s for s in STEPS if s < n] + [n]
@@ -135,7 +152,9 @@ def main() -> None:
         models = package_models(settings, n)
         print(f"packaged {n} models in {time.perf_counter() - t0:.0f} s")
         hot = models[0]
-        many = start_service(settings, hot.tag, port=free_port(), name="bench-many", MLOOP_SERVE_MEMORY_MB="0")
+        many = start_service(
+            settings, hot.tag, port=free_port(), name="bench-many", MLOOP_SERVE_MEMORY_MB="0"
+        )
         procs.append(many)
         use(many.url, token, hot)
         rss: dict[int, float] = {1: settle_rss(many.pid)}
@@ -147,24 +166,35 @@ def main() -> None:
                 use(many.url, token, model)
             loaded = step
             rss[step] = settle_rss(many.pid)
-            print(f"{step} models loaded: serving tree {rss[step]:.0f} MB (added {step - steps[steps.index(step) - 1]} "
-                  f"models in {time.perf_counter() - t1:.1f} s)", flush=True)
+            print(
+                f"{step} models loaded: serving tree {rss[step]:.0f} MB (added {step - steps[steps.index(step) - 1]} "
+                f"models in {time.perf_counter() - t1:.1f} s)",
+                flush=True,
+            )
         one = start_service(settings, hot.tag, port=free_port(), name="bench-one")
         procs.append(one)
         path = f"/models/{hot.name}/predict"
-        targets = {"one": Target(one, int(one.url.rsplit(":", 1)[1]), hot.bodies, path),
-                   "many": Target(many, int(many.url.rsplit(":", 1)[1]), hot.bodies, path)}
+        targets = {
+            "one": Target(one, int(one.url.rsplit(":", 1)[1]), hot.bodies, path),
+            "many": Target(many, int(many.url.rsplit(":", 1)[1]), hot.bodies, path),
+        }
         for name, target in targets.items():
             warm = load(target, 8, 400, token)
             if warm["errors"]:
-                print(f"warning: {name} answered {warm['errors']} of 400 warm-up requests with an error")
+                print(
+                    f"warning: {name} answered {warm['errors']} of 400 warm-up requests with an error"
+                )
         slices = max(1, args.slices)
-        parts: dict[str, dict[str, list[dict[str, Any]]]] = {k: {"c1": [], "c32": []} for k in targets}
+        parts: dict[str, dict[str, list[dict[str, Any]]]] = {
+            k: {"c1": [], "c32": []} for k in targets
+        }
         for k in range(slices):
             order = list(targets) if k % 2 == 0 else list(reversed(targets))
             for name in order:
                 parts[name]["c1"].append(load(targets[name], 1, max(1, args.n1 // slices), token))
-                parts[name]["c32"].append(load(targets[name], 32, max(32, args.n32 // slices), token))
+                parts[name]["c32"].append(
+                    load(targets[name], 32, max(32, args.n32 // slices), token)
+                )
         results = {name: {c: pooled(ps) for c, ps in d.items()} for name, d in parts.items()}
         ratios = sorted(
             (len(m["latencies"]) / m["wall"]) / (len(o["latencies"]) / o["wall"])
@@ -178,28 +208,46 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def goals(rss: dict[int, float], r: dict[str, dict[str, Any]], n: int) -> list[tuple[str, float, bool]]:
+def goals(
+    rss: dict[int, float], r: dict[str, dict[str, Any]], n: int
+) -> list[tuple[str, float, bool]]:
     """(label, value, met) of every goal. Pure."""
     ratio = r["many"]["c32"]["rps"] / r["one"]["c32"]["rps"]
     errors = sum(m["errors"] for runs in r.values() for m in runs.values())
     return [
-        (f"c=32 throughput to the hot model, {n} loaded / 1 loaded (goal >= {GOAL_RATIO})", ratio, ratio >= GOAL_RATIO),
-        (f"serving tree RSS with {n} models, MB (goal <= {GOAL_TREE_MB})", rss[n], rss[n] <= GOAL_TREE_MB),
+        (
+            f"c=32 throughput to the hot model, {n} loaded / 1 loaded (goal >= {GOAL_RATIO})",
+            ratio,
+            ratio >= GOAL_RATIO,
+        ),
+        (
+            f"serving tree RSS with {n} models, MB (goal <= {GOAL_TREE_MB})",
+            rss[n],
+            rss[n] <= GOAL_TREE_MB,
+        ),
         ("errors (goal 0)", float(errors), errors == 0),
     ]
 
 
-def report(rss: dict[int, float], r: dict[str, dict[str, Any]], ratios: list[float], n: int) -> None:
+def report(
+    rss: dict[int, float], r: dict[str, dict[str, Any]], ratios: list[float], n: int
+) -> None:
     print(f"\n{'models loaded':>14} {'tree RSS MB':>12} {'added MB/model':>15}")
     base = rss[1]
     for step, mb in rss.items():
         per = (mb - base) / (step - 1) if step > 1 else float("nan")
         print(f"{step:>14} {mb:>12.0f} {per:>15.1f}")
-    print(f"\n{'service':<8} {'c':>3} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(
+        f"\n{'service':<8} {'c':>3} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}"
+    )
     for name, runs in r.items():
         for c, m in runs.items():
-            print(f"{name:<8} {c[1:]:>3} {m['requests']:>8} {m['errors']:>6} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['rps']:>8.0f}")
-    print(f"per-slice c=32 many/one: min {ratios[0]:.3f}, median {statistics.median(ratios):.3f}, max {ratios[-1]:.3f}\n")
+            print(
+                f"{name:<8} {c[1:]:>3} {m['requests']:>8} {m['errors']:>6} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['rps']:>8.0f}"
+            )
+    print(
+        f"per-slice c=32 many/one: min {ratios[0]:.3f}, median {statistics.median(ratios):.3f}, max {ratios[-1]:.3f}\n"
+    )
     for label, value, ok in goals(rss, r, n):
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value:.3f}")
     print(json.dumps({"rss_mb": rss, "results": r}, default=float))

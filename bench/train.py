@@ -28,12 +28,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mloop.core.processes import free_port, start_prefect_server, stop_pid  # noqa: E402
-from mloop.core.settings import Settings  # noqa: E402
+from mloop.core.processes import free_port, start_prefect_server, stop_pid
+from mloop.core.settings import Settings
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -41,10 +43,23 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mloop-bench-train-"))
     project = root / "project"
     project.mkdir()
-    for argv in (["git", "init", "-q", "-b", "main"], ["git", "commit", "-q", "--allow-empty", "-m", "init"]):
-        subprocess.run(argv, cwd=project, check=True, capture_output=True,
-                       env={**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@x.invalid",
-                            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@x.invalid"})
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "commit", "-q", "--allow-empty", "-m", "init"],
+    ):
+        subprocess.run(
+            argv,
+            cwd=project,
+            check=True,
+            capture_output=True,
+            env={
+                **os.environ,
+                "GIT_AUTHOR_NAME": "bench",
+                "GIT_AUTHOR_EMAIL": "b@x.invalid",
+                "GIT_COMMITTER_NAME": "bench",
+                "GIT_COMMITTER_EMAIL": "b@x.invalid",
+            },
+        )
     settings = Settings(home=root / "home", project_dir=project)
     settings.apply_env()
     os.environ["MLOOP_HOME"] = str(settings.state.root)
@@ -60,8 +75,8 @@ def main() -> None:
     try:
         t = time.perf_counter()
         import matplotlib.backends.backend_agg  # noqa: F401
-        import mlflow  # noqa: F401
-        import mlflow.models  # noqa: F401
+        import mlflow
+        import mlflow.models
         import mlflow.sklearn  # noqa: F401
         import prefect  # noqa: F401
         import sklearn  # noqa: F401
@@ -82,7 +97,9 @@ def main() -> None:
         df = generate("baseline", args.rows, args.seed)
         source = write_frame(df, root / "baseline.parquet")
         version = ingest_dataset(settings, source, dataset="demo").version
-        ensure_experiment(settings.tracking_uri, "demo", settings.state.mlflow_artifacts)  # creates the SQLite store
+        ensure_experiment(
+            settings.tracking_uri, "demo", settings.state.mlflow_artifacts
+        )  # creates the SQLite store
         setup_s = time.perf_counter() - t
 
         # bare work: the estimator's own fit + evaluate on the same split the flow uses
@@ -108,28 +125,50 @@ def main() -> None:
             empty_flow()
             floor.append(time.perf_counter() - t)
         runs = []
-        for _ in range(2):  # both fresh fits (force): run 1 also pays the process's lazy first-call costs
+        for _ in range(
+            2
+        ):  # both fresh fits (force): run 1 also pays the process's lazy first-call costs
             t = time.perf_counter()
-            result = train_flow(dataset="demo", version=version.md5, specs=[ModelSpec()], force=True, trigger="bench")
+            result = train_flow(
+                dataset="demo",
+                version=version.md5,
+                specs=[ModelSpec()],
+                force=True,
+                trigger="bench",
+            )
             runs.append((time.perf_counter() - t, result))
         t = time.perf_counter()
-        reused = train_flow(dataset="demo", version=version.md5, specs=[ModelSpec()], trigger="bench")
+        reused = train_flow(
+            dataset="demo", version=version.md5, specs=[ModelSpec()], trigger="bench"
+        )
         reuse_s = time.perf_counter() - t
     finally:
         stop_pid(server.pid)
 
-    print(f"dataset: generator baseline, {args.rows:,} rows ({len(train):,} train / {len(holdout):,} holdout), "
-          f"{len(contract.feature_columns)} features, logistic regression")
-    print(f"one-time (not counted): prefect server start {server_s:.1f} s, imports {import_s:.1f} s, "
-          f"generate+ingest+mlflow store {setup_s:.1f} s")
-    print(f"empty Prefect flow run:  {min(floor):6.2f} s  (the orchestration floor on this server, best of 3)")
-    print(f"bare fit+evaluate:       {bare_s:6.2f} s  (best of 2; last: fit {bare.fit_seconds:.2f} s, evaluate {bare.evaluate_seconds:.2f} s)"
-          f"  roc_auc {bare.evaluation.metrics['roc_auc']:.4f}")
+    print(
+        f"dataset: generator baseline, {args.rows:,} rows ({len(train):,} train / {len(holdout):,} holdout), "
+        f"{len(contract.feature_columns)} features, logistic regression"
+    )
+    print(
+        f"one-time (not counted): prefect server start {server_s:.1f} s, imports {import_s:.1f} s, "
+        f"generate+ingest+mlflow store {setup_s:.1f} s"
+    )
+    print(
+        f"empty Prefect flow run:  {min(floor):6.2f} s  (the orchestration floor on this server, best of 3)"
+    )
+    print(
+        f"bare fit+evaluate:       {bare_s:6.2f} s  (best of 2; last: fit {bare.fit_seconds:.2f} s, evaluate {bare.evaluate_seconds:.2f} s)"
+        f"  roc_auc {bare.evaluation.metrics['roc_auc']:.4f}"
+    )
     for i, (wall, result) in enumerate(runs, 1):
         parts = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-        print(f"train flow run {i} wall:   {wall:6.2f} s  overhead {wall - bare_s:+.2f} s ({wall / bare_s:.2f}x)  "
-              f"v{result.version} {result.decision}  [{parts}]")
-    print(f"identical inputs again:   {reuse_s:6.2f} s  (reused={reused.reused}, v{reused.version}: nothing fitted or registered)")
+        print(
+            f"train flow run {i} wall:   {wall:6.2f} s  overhead {wall - bare_s:+.2f} s ({wall / bare_s:.2f}x)  "
+            f"v{result.version} {result.decision}  [{parts}]"
+        )
+    print(
+        f"identical inputs again:   {reuse_s:6.2f} s  (reused={reused.reused}, v{reused.version}: nothing fitted or registered)"
+    )
     best = min(w for w, _ in runs)
     verdict = "meets" if best - bare_s <= 3.0 else "misses"
     print(f"overhead (best run): {best - bare_s:+.2f} s -> {verdict} the <= 3 s goal")

@@ -54,7 +54,7 @@ class DeployResult(BaseModel):
 @task(name="package-model", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def package_task(settings: Settings, name: str, version: str | None) -> Any:
     """Package the version as a BentoML model (what the service loads); reuses what the store holds."""
-    from serving.package import package_model
+    from serving.bundle.package import package_model
 
     return package_model(settings, name, version, build=False)
 
@@ -63,7 +63,7 @@ def package_task(settings: Settings, name: str, version: str | None) -> Any:
 def build_bento_task(settings: Settings, name: str, version: str) -> Any:
     """Build the version's Bento (the deployable artefact for containers) from the model already in the
     store; runs after the rollout, so the new version answers without waiting for it."""
-    from serving.package import package_model
+    from serving.bundle.package import package_model
 
     return package_model(settings, name, version, build=True)
 
@@ -71,9 +71,11 @@ def build_bento_task(settings: Settings, name: str, version: str) -> Any:
 Action = Literal["already-serving", "rolled-out", "added"]
 
 
-def deploy_action(served: Mapping[str, Mapping[str, Any]], name: str, model_tag: str) -> tuple[Action, str | None]:
+def deploy_action(
+    served: Mapping[str, Mapping[str, Any]], name: str, model_tag: str
+) -> tuple[Action, str | None]:
     """What a deploy of ``model_tag`` (model ``name``) does to a service serving ``served``
-    (:func:`serving.fleet.served_models`), and the version it replaces. Pure: only ``name`` counts."""
+    (:func:`serving.control.fleet.served_models`), and the version it replaces. Pure: only ``name`` counts."""
     now = served.get(name)
     if now is None:
         return "added", None
@@ -87,19 +89,27 @@ def deploy_action(served: Mapping[str, Mapping[str, Any]], name: str, model_tag:
 def rollout_task(settings: Settings, name: str, model_tag: str, url: str) -> tuple[str, str | None]:
     """Put ``model_tag`` into the running service (switch or add that one model), or start a service
     with every champion when none answers."""
-    from serving.fleet import champion_tags, one_or_many, served_models, start_tags
-    from serving.launch import start_service
-    from serving.rollout import RolloutFailed, rollout
+    from serving.control.fleet import champion_tags, one_or_many, served_models, start_tags
+    from serving.control.process_spec import start_service
+    from serving.control.rollout_client import RolloutFailed, rollout
 
     token = settings.bearer_token()
     try:
         served = served_models(url, timeout=5, token=token)
     except RolloutFailed:
         tags = start_tags(champion_tags(settings), model_tag)
-        proc = start_service(settings, one_or_many(tags), port=settings.serve_port, host=settings.serving_host, name="serve")
+        proc = start_service(
+            settings,
+            one_or_many(tags),
+            port=settings.serve_port,
+            host=settings.serving_host,
+            name="serve",
+        )
         if proc.started:
             return "started", None
-        served = served_models(url, timeout=5, token=token)  # another starter won: its service may lack this model
+        served = served_models(
+            url, timeout=5, token=token
+        )  # another starter won: its service may lack this model
     action, previous = deploy_action(served, name, model_tag)
     if action != "already-serving":
         rollout(url, model_tag, token=token)
@@ -107,20 +117,23 @@ def rollout_task(settings: Settings, name: str, model_tag: str, url: str) -> tup
 
 
 def _markdown(result: DeployResult) -> str:
-    return "\n".join(
-        [
-            f"# Deploy `{result.name}` version {result.version}: {result.action}",
-            "",
-            "| field | value |",
-            "|---|---|",
-            f"| service | {result.url} |",
-            f"| BentoML model | `{result.model_tag}` |",
-            f"| Bento | `{result.bento_tag or '-'}` |",
-            f"| inference backend | {result.backend} |",
-            f"| previous version | {result.previous_version or '-'} |",
-            f"| packaged in this run | {result.packaged_now} |",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"# Deploy `{result.name}` version {result.version}: {result.action}",
+                "",
+                "| field | value |",
+                "|---|---|",
+                f"| service | {result.url} |",
+                f"| BentoML model | `{result.model_tag}` |",
+                f"| Bento | `{result.bento_tag or '-'}` |",
+                f"| inference backend | {result.backend} |",
+                f"| previous version | {result.previous_version or '-'} |",
+                f"| packaged in this run | {result.packaged_now} |",
+            ]
+        )
+        + "\n"
+    )
 
 
 @flow(name="deploy")
@@ -139,7 +152,9 @@ def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
     url = http_url(settings.serving_host, settings.serve_port)
     action, previous = rollout_task(settings, name, packaged.model_tag, url)
     built = build_bento_task(settings, name, packaged.version)
-    packaged = packaged.model_copy(update={"bento_tag": built.bento_tag, "created": packaged.created or built.created})
+    packaged = packaged.model_copy(
+        update={"bento_tag": built.bento_tag, "created": packaged.created or built.created}
+    )
     result = DeployResult(
         name=name,
         version=packaged.version,
@@ -152,7 +167,9 @@ def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
         packaged_now=packaged.created,
     )
     if packaged.backend != "onnx":
-        logger.warning("serving %s with sklearn (slower): %s", packaged.model_tag, packaged.fallback_reason)
+        logger.warning(
+            "serving %s with sklearn (slower): %s", packaged.model_tag, packaged.fallback_reason
+        )
     logger.info("%s %s version %s at %s", action, name, packaged.version, url)
     create_markdown_artifact(
         key=artifact_key("deploy", name), markdown=_markdown(result), description=f"deploy {name}"
@@ -160,6 +177,12 @@ def deploy_flow(name: ModelName, version: str | None = None) -> DeployResult:
     events.emit(
         events.MODEL_DEPLOYED,
         events.model_resource(name),
-        {"version": packaged.version, "model": name, "url": url, "action": action, "backend": packaged.backend},
+        {
+            "version": packaged.version,
+            "model": name,
+            "url": url,
+            "action": action,
+            "backend": packaged.backend,
+        },
     )
     return result

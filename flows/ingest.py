@@ -24,7 +24,7 @@ from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
 
 
-def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's callback signature
+def _retry_transient(task, task_run, state) -> bool:
     """Retry only errors that are not the user's (a rejected file fails the same way twice)."""
     try:
         state.result()
@@ -35,7 +35,13 @@ def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's
     return False
 
 
-@task(name="version-dataset", retries=1, retry_delay_seconds=2, retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+@task(
+    name="version-dataset",
+    retries=1,
+    retry_delay_seconds=2,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def version_dataset(
     settings: Settings,
     path: str,
@@ -46,12 +52,16 @@ def version_dataset(
 ) -> IngestResult:
     """Validate ``path`` (a file, or ``s3://bucket/key`` in team mode) against the contract and version it
     (not cached: it writes state)."""
-    return ingest_dataset(settings, path, dataset=dataset, target=target, task=task_kind, time_column=time_column)
+    return ingest_dataset(
+        settings, path, dataset=dataset, target=target, task=task_kind, time_column=time_column
+    )
 
 
 def version_markdown(result: IngestResult) -> str:
     v = result.version
-    status = "new version" if result.created else "identical to an existing version (nothing written)"
+    status = (
+        "new version" if result.created else "identical to an existing version (nothing written)"
+    )
     lines = [
         f"# Dataset `{v.name}`: {status}",
         "",
@@ -84,7 +94,9 @@ def rejection_markdown(report: ValidationReport, path: str) -> str:
         share = f"{f.share:.2%}" if f.share is not None else "-"
         limit = f"{f.limit:.2%}" if f.limit is not None else "-"
         examples = ", ".join(f.examples).replace("|", "\\|")
-        lines.append(f"| {f.rule} | {f.column or '-'} | {f.rows:,} | {share} | {limit} | {examples} |")
+        lines.append(
+            f"| {f.rule} | {f.column or '-'} | {f.rows:,} | {share} | {limit} | {examples} |"
+        )
     return "\n".join(lines)
 
 

@@ -51,7 +51,13 @@ from monitoring.sweep import SweepEntry, SweepResult
 from monitoring.verdict import MonitorResult, MonitorStatus
 
 __all__ = [
-    "LABEL_COLUMN", "MonitorOptions", "MonitorResult", "SweepEntry", "SweepResult", "add_predictions", "monitor_flow",
+    "LABEL_COLUMN",
+    "MonitorOptions",
+    "MonitorResult",
+    "SweepEntry",
+    "SweepResult",
+    "add_predictions",
+    "monitor_flow",
     "monitor_sweep_flow",
 ]
 
@@ -68,7 +74,12 @@ def resolve_model(settings: Settings, model_name: str, version: str) -> tuple[An
 
 @task(name="reference-data", cache_policy=NO_CACHE)
 def reference_data(
-    settings: Settings, model_name: str, model_version: str, dataset: str, md5: str, options: MonitorOptions
+    settings: Settings,
+    model_name: str,
+    model_version: str,
+    dataset: str,
+    md5: str,
+    options: MonitorOptions,
 ) -> tuple[pd.DataFrame, DatasetContract]:
     """The champion's training data version (exact bytes), sampled (seeded), with the model's predictions;
     cached per (model, version, dataset md5, seed, sample size) under MLOOP_HOME."""
@@ -76,8 +87,16 @@ def reference_data(
     from monitoring.reference_cache import scored_reference
 
     contract = load_contract(settings.project_dir, dataset)
-    return scored_reference(settings, model_name, model_version, dataset, md5, contract, seed=options.seed,
-                            rows=options.reference_rows), contract
+    return scored_reference(
+        settings,
+        model_name,
+        model_version,
+        dataset,
+        md5,
+        contract,
+        seed=options.seed,
+        rows=options.reference_rows,
+    ), contract
 
 
 @task(name="read-window", cache_policy=NO_CACHE)
@@ -87,20 +106,29 @@ def read_window(
     """The newest ``window_size`` logged predictions (at/after ``since``) and the feedback labels. In team mode
     the window's parts are read from S3, one task per part on Dask when MLOOP_DASK_ADDRESS is set."""
     from mloop.core.partitions import partition_mapper
-    from serving.predlog import read_feedback, read_predictions
-    from serving.remote_log import remote_log
+    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.remote_parts import remote_log
 
     remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
     with partition_mapper("" if remote is None else None) as map_parts:
-        window = read_predictions(settings.state.predictions, model_name, last_n=window_size, since=since,
-                                  remote=remote, map_parts=map_parts)
+        window = read_predictions(
+            settings.state.predictions,
+            model_name,
+            last_n=window_size,
+            since=since,
+            remote=remote,
+            map_parts=map_parts,
+        )
     feedback = read_feedback(settings.state.feedback, model_name, remote=remote)
     return window, feedback
 
 
 @task(name="model-config", cache_policy=NO_CACHE)
 def window_limits(
-    settings: Settings, model_name: str, window_size: int | None, min_rows: int | None,
+    settings: Settings,
+    model_name: str,
+    window_size: int | None,
+    min_rows: int | None,
     fingerprint: str | None = None,
 ) -> tuple[int, int, str]:
     """(window size, minimum rows, log fingerprint): the values asked for, else the model's own (else the
@@ -109,15 +137,21 @@ def window_limits(
     from monitoring.model_config import resolve_config
 
     config = resolve_config(settings, model_name)
-    return window_size or config.window_size, min_rows or config.min_rows, fingerprint or _fingerprint(settings, model_name)
+    return (
+        window_size or config.window_size,
+        min_rows or config.min_rows,
+        fingerprint or _fingerprint(settings, model_name),
+    )
 
 
 def _fingerprint(settings: Settings, model_name: str) -> str:
     """:func:`monitoring.sweep.log_fingerprint` of the model's local or (team mode) S3 log parts."""
     from monitoring.sweep import log_fingerprint
-    from serving.remote_log import remote_log
+    from serving.log.remote_parts import remote_log
 
-    return log_fingerprint(settings.state.predictions, settings.state.feedback, model_name, remote_log(settings))
+    return log_fingerprint(
+        settings.state.predictions, settings.state.feedback, model_name, remote_log(settings)
+    )
 
 
 run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
@@ -126,12 +160,18 @@ run_checks = task(name="check", cache_policy=NO_CACHE)(check_window)
 
 @task(name="publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def publish(
-    settings: Settings, result: DriftResult, snapshot: Any, quality_snapshot: Any, flow_run_id: str | None
+    settings: Settings,
+    result: DriftResult,
+    snapshot: Any,
+    quality_snapshot: Any,
+    flow_run_id: str | None,
 ) -> tuple[str, str | None, str | None]:
     """HTML reports (drift.html, quality.html) + result.json, MLflow monitoring run, Evidently workspace snapshot."""
     from monitoring.reports import publish_check
 
-    return publish_check(settings.state, settings.tracking_uri, result, snapshot, quality_snapshot, flow_run_id)
+    return publish_check(
+        settings.state, settings.tracking_uri, result, snapshot, quality_snapshot, flow_run_id
+    )
 
 
 @flow(name="monitor")
@@ -155,9 +195,16 @@ def monitor_flow(
     """
     from prefect.runtime import flow_run
 
-    return check_one_model(Settings(), model_name, window_size=window_size, since=since, version=version,
-                           options=options or MonitorOptions(), skip_unchanged=skip_unchanged,
-                           run_id=str(flow_run.get_id() or "") or None)
+    return check_one_model(
+        Settings(),
+        model_name,
+        window_size=window_size,
+        since=since,
+        version=version,
+        options=options or MonitorOptions(),
+        skip_unchanged=skip_unchanged,
+        run_id=str(flow_run.get_id() or "") or None,
+    )
 
 
 def check_one_model(
@@ -182,44 +229,68 @@ def check_one_model(
     from monitoring.checks import quality_metric, reference_version
 
     settings.state.ensure()
-    window_size, min_rows, fingerprint = window_limits(settings, model_name, window_size, options.min_rows,
-                                                       fingerprint)
+    window_size, min_rows, fingerprint = window_limits(
+        settings, model_name, window_size, options.min_rows, fingerprint
+    )
     info, lineage = resolve_model(settings, model_name, version)
     window, feedback = read_window(settings, model_name, window_size, since)
     versions = verdict.window_versions(window)
     if (skipped := verdict.skip_reason(len(window), min_rows)) is not None:
         return _skipped(model_name, info.version, skipped, versions)
-    mark, same = sweep.compare_mark(settings.state.root, model_name, window, len(feedback), info.version)
+    mark, same = sweep.compare_mark(
+        settings.state.root, model_name, window, len(feedback), info.version
+    )
     if skip_unchanged and same:
         return _skipped(model_name, info.version, same, versions, status="unchanged")
     dataset, md5 = reference_version(lineage)
     reference, contract = reference_data(settings, model_name, info.version, dataset, md5, options)
     result, snapshot, quality_snapshot = run_checks(
-        reference, window, feedback, contract, model_name=model_name, model_version=info.version,
-        baseline_metrics=info.metrics, gate_metric=quality_metric(contract.task, settings.gate_metric),
-        drift_share_threshold=settings.drift_share_threshold, options=options,
+        reference,
+        window,
+        feedback,
+        contract,
+        model_name=model_name,
+        model_version=info.version,
+        baseline_metrics=info.metrics,
+        gate_metric=quality_metric(contract.task, settings.gate_metric),
+        drift_share_threshold=settings.drift_share_threshold,
+        options=options,
     )
     html = mlflow_run = snap_id = None
     if options.publish:
         html, mlflow_run, snap_id = publish(settings, result, snapshot, quality_snapshot, run_id)
         result = result.model_copy(update={"report_path": html})
     create_markdown_artifact(
-        key=artifact_key("drift", model_name), markdown=_summary(settings, result, html, mlflow_run),
+        key=artifact_key("drift", model_name),
+        markdown=_summary(settings, result, html, mlflow_run),
         description=f"drift check of {model_name} v{info.version}",
     )
     emitted = _emit(model_name, info.version, result)
-    sweep.write_mark(settings.state.root, model_name, mark.model_copy(update={"log_fingerprint": fingerprint}))
+    sweep.write_mark(
+        settings.state.root, model_name, mark.model_copy(update={"log_fingerprint": fingerprint})
+    )
     get_run_logger().info("monitor %s v%s: %s", model_name, info.version, verdict.reason(result))
     return MonitorResult(
-        model_name=model_name, model_version=info.version, status=verdict.status(result),
-        reason=verdict.reason(result), drift=result, report_path=html, mlflow_run_id=mlflow_run,
-        workspace_snapshot_id=snap_id, events=emitted, window_versions=versions,
+        model_name=model_name,
+        model_version=info.version,
+        status=verdict.status(result),
+        reason=verdict.reason(result),
+        drift=result,
+        report_path=html,
+        mlflow_run_id=mlflow_run,
+        workspace_snapshot_id=snap_id,
+        events=emitted,
+        window_versions=versions,
     )
 
 
 @task(name="check-model", cache_policy=NO_CACHE, task_run_name="check-{model_name}")
 def check_model(
-    settings: Settings, model_name: str, champion: str, skip_unchanged: bool, full_reports: bool = False,
+    settings: Settings,
+    model_name: str,
+    champion: str,
+    skip_unchanged: bool,
+    full_reports: bool = False,
     sweep_run_id: str | None = None,
 ) -> SweepEntry:
     """One model of a sweep: the monitor's steps as nested tasks of this task run (no subflow: a flow run
@@ -240,23 +311,50 @@ def check_model(
     fingerprint = None
     if skip_unchanged:
         fingerprint = _fingerprint(settings, model_name)
-        if same := sweep.unchanged_since_mark(sweep.read_mark(settings.state.root, model_name), champion, fingerprint):
-            return SweepEntry(model_name=model_name, model_version=champion, status="unchanged", reason=same,
-                              task_run_id=task_run_id, seconds=round(time.perf_counter() - started, 2))
+        if same := sweep.unchanged_since_mark(
+            sweep.read_mark(settings.state.root, model_name), champion, fingerprint
+        ):
+            return SweepEntry(
+                model_name=model_name,
+                model_version=champion,
+                status="unchanged",
+                reason=same,
+                task_run_id=task_run_id,
+                seconds=round(time.perf_counter() - started, 2),
+            )
     options = MonitorOptions(full_report="always" if full_reports else "on-finding")
     try:
-        result = check_one_model(settings, model_name, window_size=None, since=None, version="champion",
-                                 options=options, skip_unchanged=skip_unchanged, run_id=sweep_run_id,
-                                 fingerprint=fingerprint)
-    except Exception as exc:  # noqa: BLE001 - the model's failure is reported, the sweep goes on
+        result = check_one_model(
+            settings,
+            model_name,
+            window_size=None,
+            since=None,
+            version="champion",
+            options=options,
+            skip_unchanged=skip_unchanged,
+            run_id=sweep_run_id,
+            fingerprint=fingerprint,
+        )
+    except Exception as exc:
         get_run_logger().warning("check of %s failed: %s", model_name, exc)
         reason = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
-        return SweepEntry(model_name=model_name, status="failed", reason=str(reason)[:500], task_run_id=task_run_id,
-                          seconds=round(time.perf_counter() - started, 2))
+        return SweepEntry(
+            model_name=model_name,
+            status="failed",
+            reason=str(reason)[:500],
+            task_run_id=task_run_id,
+            seconds=round(time.perf_counter() - started, 2),
+        )
     return SweepEntry(
-        model_name=model_name, model_version=result.model_version, status=result.status, reason=result.reason,
-        events=result.events, task_run_id=task_run_id, report_path=result.report_path,
-        mlflow_run_id=result.mlflow_run_id, seconds=round(time.perf_counter() - started, 2),
+        model_name=model_name,
+        model_version=result.model_version,
+        status=result.status,
+        reason=result.reason,
+        events=result.events,
+        task_run_id=task_run_id,
+        report_path=result.report_path,
+        mlflow_run_id=result.mlflow_run_id,
+        seconds=round(time.perf_counter() - started, 2),
     )
 
 
@@ -283,30 +381,54 @@ def monitor_sweep_flow(
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, sweep_markdown
-    from serving.fleet import champion_versions
+    from serving.control.fleet import champion_versions
 
     logger = get_run_logger()
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
     sweep_run_id = str(flow_run.get_id() or "") or None
-    champions = champion_versions(settings)  # every served model: each registered model with a champion
+    champions = champion_versions(
+        settings
+    )  # every served model: each registered model with a champion
     selected, unknown = select_models(champions, models)
     if unknown:
         logger.warning("not served (no champion): %s", ", ".join(unknown))
     entries: list[SweepEntry] = []
     if selected:
-        with ThreadPoolTaskRunner(max_workers=min(workers or settings.monitor_sweep_workers, len(selected))) as runner:
-            futures = [runner.submit(check_model, {"settings": settings, "model_name": n, "champion": champions[n],
-                                                   "skip_unchanged": skip_unchanged, "full_reports": full_reports,
-                                                   "sweep_run_id": sweep_run_id})
-                       for n in selected]
+        with ThreadPoolTaskRunner(
+            max_workers=min(workers or settings.monitor_sweep_workers, len(selected))
+        ) as runner:
+            futures = [
+                runner.submit(
+                    check_model,
+                    {
+                        "settings": settings,
+                        "model_name": n,
+                        "champion": champions[n],
+                        "skip_unchanged": skip_unchanged,
+                        "full_reports": full_reports,
+                        "sweep_run_id": sweep_run_id,
+                    },
+                )
+                for n in selected
+            ]
             entries = [f.result() for f in futures]
-    result = SweepResult(models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2))
-    create_markdown_artifact(key=SWEEP_ARTIFACT_KEY, markdown=sweep_markdown(result, _links(settings, entries)),
-                             description=f"monitor sweep of {len(entries)} models")
-    logger.info("sweep of %d models in %.1f s: %d failed, %d with events", len(entries), result.seconds,
-                len(result.failed), sum(1 for e in entries if e.events))
+    result = SweepResult(
+        models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2)
+    )
+    create_markdown_artifact(
+        key=SWEEP_ARTIFACT_KEY,
+        markdown=sweep_markdown(result, _links(settings, entries)),
+        description=f"monitor sweep of {len(entries)} models",
+    )
+    logger.info(
+        "sweep of %d models in %.1f s: %d failed, %d with events",
+        len(entries),
+        result.seconds,
+        len(result.failed),
+        sum(1 for e in entries if e.events),
+    )
     return result
 
 
@@ -326,26 +448,35 @@ def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str,
             links["report"] = f"file://{e.report_path}"
         if e.mlflow_run_id:
             try:
-                links["MLflow run"] = mlflow_run_link(settings.tracking_uri, settings.host, settings.mlflow_port,
-                                                      e.mlflow_run_id)
-            except Exception:  # noqa: BLE001 - a link is a convenience: the sweep's summary still publishes
+                links["MLflow run"] = mlflow_run_link(
+                    settings.tracking_uri, settings.host, settings.mlflow_port, e.mlflow_run_id
+                )
+            except Exception:
                 pass
         out[e.model_name] = links
     return out
 
 
-def _summary(settings: Settings, result: DriftResult, html: str | None, mlflow_run: str | None) -> str:
+def _summary(
+    settings: Settings, result: DriftResult, html: str | None, mlflow_run: str | None
+) -> str:
     """The markdown artifact: the check's summary with links to the HTML report and the MLflow run."""
     from monitoring.reports import markdown_summary, mlflow_run_link
 
     mlflow_link = None
     if mlflow_run:
-        mlflow_link = mlflow_run_link(settings.tracking_uri, settings.host, settings.mlflow_port, mlflow_run)
+        mlflow_link = mlflow_run_link(
+            settings.tracking_uri, settings.host, settings.mlflow_port, mlflow_run
+        )
     return markdown_summary(result, report_link=html and f"file://{html}", mlflow_link=mlflow_link)
 
 
 def _skipped(
-    model_name: str, model_version: str, reason: str, versions: list[str], status: MonitorStatus = "skipped"
+    model_name: str,
+    model_version: str,
+    reason: str,
+    versions: list[str],
+    status: MonitorStatus = "skipped",
 ) -> MonitorResult:
     """Too few (or no new) predictions to compare: say so (log, artifact) and check nothing."""
     from prefect.artifacts import create_markdown_artifact
@@ -353,9 +484,16 @@ def _skipped(
     from monitoring.verdict import skipped_markdown
 
     get_run_logger().info(reason)
-    create_markdown_artifact(key=artifact_key("drift", model_name), markdown=skipped_markdown(model_name, reason))
-    return MonitorResult(model_name=model_name, model_version=model_version, status=status, reason=reason,
-                         window_versions=versions)
+    create_markdown_artifact(
+        key=artifact_key("drift", model_name), markdown=skipped_markdown(model_name, reason)
+    )
+    return MonitorResult(
+        model_name=model_name,
+        model_version=model_version,
+        status=status,
+        reason=reason,
+        window_versions=versions,
+    )
 
 
 def _emit(model_name: str, model_version: str, result: DriftResult) -> list[str]:
@@ -364,6 +502,11 @@ def _emit(model_name: str, model_version: str, result: DriftResult) -> list[str]
 
     emitted = []
     for event, payload in monitor_events(result):
-        events.emit(event, events.model_resource(model_name), payload, **{TAG_MODEL_VERSION: str(model_version)})
+        events.emit(
+            event,
+            events.model_resource(model_name),
+            payload,
+            **{TAG_MODEL_VERSION: str(model_version)},
+        )
         emitted.append(event)
     return emitted

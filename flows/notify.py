@@ -24,7 +24,6 @@ Both are updated in place when they exist (same id), created otherwise.
 from __future__ import annotations
 
 import logging
-
 from typing import TYPE_CHECKING
 
 from mloop.core import events
@@ -64,16 +63,26 @@ STUCK_MESSAGE = (
     "Crashed by mloop-crash-stuck-pending-runs: Pending for {seconds} s without starting, the worker that took it "
     "died before its process ran. The recover flow retries train/retrain/deploy once."
 )
-FLOW_RUN_ENDED = ("prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
-                  "prefect.flow-run.Crashed")
+FLOW_RUN_ENDED = (
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Failed",
+    "prefect.flow-run.Cancelled",
+    "prefect.flow-run.Crashed",
+)
 HEARTBEAT = "prefect.flow-run.heartbeat"
 RUNNING = "prefect.flow-run.Running"
 PENDING = ("prefect.flow-run.Pending", "prefect.flow-run.Submitting")
 """A worker sets a run it takes ``Submitting`` (a Pending state); the engine may set ``Pending``."""
 MOVED_ON = (
-    "prefect.flow-run.Running", "prefect.flow-run.Scheduled", "prefect.flow-run.AwaitingConcurrencySlot",
-    "prefect.flow-run.AwaitingRetry", "prefect.flow-run.Late", "prefect.flow-run.Cancelling",
-    "prefect.flow-run.Paused", "prefect.flow-run.Suspended", "prefect.flow-run.TimedOut",
+    "prefect.flow-run.Running",
+    "prefect.flow-run.Scheduled",
+    "prefect.flow-run.AwaitingConcurrencySlot",
+    "prefect.flow-run.AwaitingRetry",
+    "prefect.flow-run.Late",
+    "prefect.flow-run.Cancelling",
+    "prefect.flow-run.Paused",
+    "prefect.flow-run.Suspended",
+    "prefect.flow-run.TimedOut",
 )
 """Any state a Pending run moves on to (besides the terminal ones): it is not stuck."""
 
@@ -124,8 +133,9 @@ def ensure_notifications(settings: Settings) -> str:
     return str(automation.id)
 
 
-def crash_automation(name: str, description: str, after: set[str], expect: set[str], seconds: int,
-                     message: str) -> Automation:
+def crash_automation(
+    name: str, description: str, after: set[str], expect: set[str], seconds: int, message: str
+) -> Automation:
     """A proactive automation, one bucket per flow run: after one of ``after``, one of ``expect`` must come
     within ``seconds``, else the run is set Crashed with ``message``."""
     from datetime import timedelta
@@ -212,7 +222,7 @@ def notify(subject: str, body: str) -> bool:
 
         CustomWebhookNotificationBlock.load(BLOCK_NAME).notify(body, subject=subject)
         return True
-    except Exception as exc:  # noqa: BLE001 - delivery is best effort by design
+    except Exception as exc:
         log.warning("notification %r not delivered: %s", subject, exc)
         return False
 
@@ -221,9 +231,13 @@ def main() -> None:
     settings = Settings()
     settings.apply_env()
     automation_id = ensure_notifications(settings)
-    print(f"notification block {BLOCK_NAME} -> {notify_url(settings)}; automation {AUTOMATION_NAME} ({automation_id})")
-    print(f"automation {ZOMBIE_AUTOMATION_NAME} ({ensure_zombie_automation()}): no heartbeat for {ZOMBIE_SECONDS} s "
-          "-> Crashed")
+    print(
+        f"notification block {BLOCK_NAME} -> {notify_url(settings)}; automation {AUTOMATION_NAME} ({automation_id})"
+    )
+    print(
+        f"automation {ZOMBIE_AUTOMATION_NAME} ({ensure_zombie_automation()}): no heartbeat for {ZOMBIE_SECONDS} s "
+        "-> Crashed"
+    )
     stuck = ensure_automation(stuck_pending_automation())
     print(f"automation {STUCK_AUTOMATION_NAME} ({stuck}): Pending for {STUCK_SECONDS} s -> Crashed")
 

@@ -26,22 +26,29 @@ def _actor(default: str) -> tuple[str, str | None]:
 
 
 def _markdown(record: AuditRecord) -> str:
-    return "\n".join([
-        f"# {record.action.title()} `{record.model_name}`: {record.outcome}",
-        "",
-        "| field | value |",
-        "|---|---|",
-        f"| champion before | {record.from_version or '-'} |",
-        f"| champion after | {record.to_version or '-'} |",
-        f"| reason | {record.reason} |",
-        f"| by | {record.actor} |",
-        f"| when | {record.when.isoformat()} |",
-        *([f"| detail | {record.detail} |"] if record.detail else []),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"# {record.action.title()} `{record.model_name}`: {record.outcome}",
+                "",
+                "| field | value |",
+                "|---|---|",
+                f"| champion before | {record.from_version or '-'} |",
+                f"| champion after | {record.to_version or '-'} |",
+                f"| reason | {record.reason} |",
+                f"| by | {record.actor} |",
+                f"| when | {record.when.isoformat()} |",
+                *([f"| detail | {record.detail} |"] if record.detail else []),
+            ]
+        )
+        + "\n"
+    )
 
 
 @flow(name="promote")
-def promote_flow(name: ModelName, version: str, reason: str, actor: str | None = None) -> AuditRecord:
+def promote_flow(
+    name: ModelName, version: str, reason: str, actor: str | None = None
+) -> AuditRecord:
     """Make a registered version the champion (the old champion becomes previous-champion).
 
     Args:
@@ -54,15 +61,32 @@ def promote_flow(name: ModelName, version: str, reason: str, actor: str | None =
 
     settings = Settings()
     who, run_id = _actor("cli")
-    record = promote(settings.tracking_uri, settings.state, name, str(version), reason=reason,
-                     actor=actor or who, flow_run_id=run_id, records=shared_records(settings))
-    create_markdown_artifact(key=artifact_key("promote", name), markdown=_markdown(record),
-                             description=f"promote {name}")
+    record = promote(
+        settings.tracking_uri,
+        settings.state,
+        name,
+        str(version),
+        reason=reason,
+        actor=actor or who,
+        flow_run_id=run_id,
+        records=shared_records(settings),
+    )
+    create_markdown_artifact(
+        key=artifact_key("promote", name), markdown=_markdown(record), description=f"promote {name}"
+    )
     if record.outcome == "applied":
         info = get_version_info(settings.tracking_uri, name, record.to_version or version)
-        events.emit(events.MODEL_PROMOTED, events.model_resource(name),
-                    {"version": record.to_version, "previous": record.from_version, "metrics": info.metrics,
-                     "reason": reason, "manual": True})
+        events.emit(
+            events.MODEL_PROMOTED,
+            events.model_resource(name),
+            {
+                "version": record.to_version,
+                "previous": record.from_version,
+                "metrics": info.metrics,
+                "reason": reason,
+                "manual": True,
+            },
+        )
     get_run_logger().info("promote %s v%s: %s %s", name, version, record.outcome, record.detail)
     return record
 
@@ -80,13 +104,30 @@ def rollback_flow(name: ModelName, reason: str, actor: str | None = None) -> Aud
 
     settings = Settings()
     who, run_id = _actor("cli")
-    record = rollback(settings.tracking_uri, settings.state, name, reason=reason, actor=actor or who, flow_run_id=run_id,
-                      records=shared_records(settings))
-    create_markdown_artifact(key=artifact_key("rollback", name), markdown=_markdown(record),
-                             description=f"rollback {name}")
+    record = rollback(
+        settings.tracking_uri,
+        settings.state,
+        name,
+        reason=reason,
+        actor=actor or who,
+        flow_run_id=run_id,
+        records=shared_records(settings),
+    )
+    create_markdown_artifact(
+        key=artifact_key("rollback", name),
+        markdown=_markdown(record),
+        description=f"rollback {name}",
+    )
     info = get_version_info(settings.tracking_uri, name, record.to_version or "champion")
-    events.emit(events.MODEL_ROLLED_BACK, events.model_resource(name),
-                {"version": record.to_version, "from_version": record.from_version, "metrics": info.metrics,
-                 "reason": reason})
+    events.emit(
+        events.MODEL_ROLLED_BACK,
+        events.model_resource(name),
+        {
+            "version": record.to_version,
+            "from_version": record.from_version,
+            "metrics": info.metrics,
+            "reason": reason,
+        },
+    )
     get_run_logger().info("rollback %s: v%s -> v%s", name, record.from_version, record.to_version)
     return record

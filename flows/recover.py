@@ -34,7 +34,11 @@ __all__ = ["RecoveryReport", "recover_flow"]
 def read_crashed(flow_run_id: str) -> tuple[CrashedRun, list[str], list[str]]:
     """The run as recovery sees it, the ids of its subflow runs, and the ids of runs already retrying it."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId, FlowRunFilterTags
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        FlowRunFilterTags,
+    )
 
     from models.recovery import retry_tag
 
@@ -42,20 +46,36 @@ def read_crashed(flow_run_id: str) -> tuple[CrashedRun, list[str], list[str]]:
         run = client.read_flow_run(UUID(flow_run_id))
         flow_name = client.read_flow(run.flow_id).name
         deployment = client.read_deployment(run.deployment_id).name if run.deployment_id else None
-        leases = {str(s.state_details.deployment_concurrency_lease_id)
-                  for s in client.read_flow_run_states(run.id) if s.state_details.deployment_concurrency_lease_id}
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
-        retries = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=[retry_tag(flow_run_id)])))
+        leases = {
+            str(s.state_details.deployment_concurrency_lease_id)
+            for s in client.read_flow_run_states(run.id)
+            if s.state_details.deployment_concurrency_lease_id
+        }
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
+        retries = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[retry_tag(flow_run_id)]))
+        )
     crashed = CrashedRun(
-        id=flow_run_id, name=run.name, flow_name=flow_name, state_type=run.state_type.value if run.state_type else "",
+        id=flow_run_id,
+        name=run.name,
+        flow_name=flow_name,
+        state_type=run.state_type.value if run.state_type else "",
         deployment_id=str(run.deployment_id) if run.deployment_id else None,
         deployment_name=f"{flow_name}/{deployment}" if deployment else None,
         parent_task_run_id=str(run.parent_task_run_id) if run.parent_task_run_id else None,
-        parameters=dict(run.parameters or {}), tags=list(run.tags or []), lease_ids=sorted(leases),
+        parameters=dict(run.parameters or {}),
+        tags=list(run.tags or []),
+        lease_ids=sorted(leases),
     )
-    return crashed, [str(c.id) for c in children], [str(r.id) for r in retries if str(r.id) != flow_run_id]
+    return (
+        crashed,
+        [str(c.id) for c in children],
+        [str(r.id) for r in retries if str(r.id) != flow_run_id],
+    )
 
 
 @task(name="fail-mlflow-runs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -63,7 +83,11 @@ def fail_mlflow_runs(tracking_uri: str, flow_run_ids: list[str]) -> list[str]:
     """Mark FAILED the MLflow runs these flow runs left open."""
     from models.tracking import fail_open_runs
 
-    return [run_id for flow_run_id in flow_run_ids for run_id in fail_open_runs(tracking_uri, flow_run_id)]
+    return [
+        run_id
+        for flow_run_id in flow_run_ids
+        for run_id in fail_open_runs(tracking_uri, flow_run_id)
+    ]
 
 
 @task(name="release-leases", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -86,9 +110,12 @@ def rerun(run: CrashedRun) -> str:
 
     assert run.deployment_id is not None
     started = run_deployment(
-        UUID(run.deployment_id), parameters=retry_parameters(run.flow_name, run.parameters), timeout=0,
+        UUID(run.deployment_id),
+        parameters=retry_parameters(run.flow_name, run.parameters),
+        timeout=0,
         tags=[t for t in run.tags if retry_of([t]) is None] + [retry_tag(run.id)],
-        idempotency_key=retry_tag(run.id), as_subflow=False,
+        idempotency_key=retry_tag(run.id),
+        as_subflow=False,
     )
     return str(started.id)
 
@@ -107,16 +134,28 @@ def recover_flow(flow_run_id: str) -> RecoveryReport:
     run_id = flow_run_id_from(flow_run_id)
     crashed, children, retries = read_crashed(run_id)
     plan = plan_recovery(crashed, retries)
-    report = RecoveryReport(flow_run_id=run_id, flow_name=crashed.flow_name, deployment=crashed.deployment_name,
-                            reason=plan.reason)
+    report = RecoveryReport(
+        flow_run_id=run_id,
+        flow_name=crashed.flow_name,
+        deployment=crashed.deployment_name,
+        reason=plan.reason,
+    )
     if plan.clean_up:
         report.failed_mlflow_runs = fail_mlflow_runs(Settings().tracking_uri, [run_id, *children])
         report.released_leases = release_leases(crashed.lease_ids)
     if plan.retry:
         report.retried, report.retry_run_id = True, rerun(crashed)
-    get_run_logger().info("recovery of %s (%s): %s%s", run_id, crashed.flow_name, plan.reason,
-                          f"; retry {report.retry_run_id}" if report.retried else "")
-    create_markdown_artifact(key=artifact_key("recover", run_id), markdown=recovery_markdown(report),
-                             description=f"recover {crashed.flow_name} run {crashed.name}: "
-                                         f"{'retried' if report.retried else 'not retried'}")
+    get_run_logger().info(
+        "recovery of %s (%s): %s%s",
+        run_id,
+        crashed.flow_name,
+        plan.reason,
+        f"; retry {report.retry_run_id}" if report.retried else "",
+    )
+    create_markdown_artifact(
+        key=artifact_key("recover", run_id),
+        markdown=recovery_markdown(report),
+        description=f"recover {crashed.flow_name} run {crashed.name}: "
+        f"{'retried' if report.retried else 'not retried'}",
+    )
     return report

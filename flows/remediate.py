@@ -32,19 +32,26 @@ def _act(result: RemediationResult, reason: str, event_id: str | None) -> Remedi
 
     model, action = result.model_name, result.action
     if action in ("rollback", "retrain") and not model:
-        result.outcome, result.detail = "skipped", "the alert names no model (label `model` or `model_name`)"
+        result.outcome, result.detail = (
+            "skipped",
+            "the alert names no model (label `model` or `model_name`)",
+        )
     elif action == "rollback":
         from flows.promote import rollback_flow
 
         try:
-            result.audit = as_dict(rollback_flow(name=model, reason=reason, actor=f"remediate:{result.alertname}"))
+            result.audit = as_dict(
+                rollback_flow(name=model, reason=reason, actor=f"remediate:{result.alertname}")
+            )
             result.detail = f"rolled back {model}: " + describe_audit(result.audit)
         except MloopError as exc:
             result.outcome, result.detail = "failed", f"rollback of {model} failed: {exc.what}"
     elif action == "retrain":
         from flows.retrain import retrain_flow
 
-        retrained = retrain_flow(model_name=model, trigger=f"alert:{result.alertname}", event_id=event_id)
+        retrained = retrain_flow(
+            model_name=model, trigger=f"alert:{result.alertname}", event_id=event_id
+        )
         result.retrain = as_dict(retrained)
         result.detail = f"retrain of {model}: {retrained.status} ({retrained.reason})"
     elif action == "notify":
@@ -79,8 +86,14 @@ def remediate_flow(
 
     from flows.notify import notify
     from monitoring.alerts import action_for, alertname_from_event
-    from monitoring.remediation import (REMEDIATION_ARTIFACT_KEY, affected_model, alert_reason, claim_remediation,
-                                        remediation_markdown, skipped_duplicate)
+    from monitoring.remediation import (
+        REMEDIATION_ARTIFACT_KEY,
+        affected_model,
+        alert_reason,
+        claim_remediation,
+        remediation_markdown,
+        skipped_duplicate,
+    )
 
     logger = get_run_logger()
     settings = Settings()
@@ -91,11 +104,21 @@ def remediate_flow(
     action = action_for(alertname, actions if actions is not None else settings.alert_actions)
     reason = alert_reason(alertname, annotations, event_id)
     logger.info("alert %s on model %s -> action %s", alertname, model, action)
-    result = RemediationResult(alertname=alertname, model_name=model, action=action, outcome="done", detail="")
+    result = RemediationResult(
+        alertname=alertname, model_name=model, action=action, outcome="done", detail=""
+    )
     with claim_remediation(settings.state.locks, model, alertname, fingerprint) as claimed:
-        result = _act(result, reason, event_id) if claimed else skipped_duplicate(result, fingerprint)
+        result = (
+            _act(result, reason, event_id) if claimed else skipped_duplicate(result, fingerprint)
+        )
     logger.info("remediation: %s", result.detail)
-    create_markdown_artifact(markdown=remediation_markdown(result, labels, reason), key=REMEDIATION_ARTIFACT_KEY,
-                             description=f"{alertname} -> {action}")
-    notify(f"mloop remediation: {alertname} -> {action} ({result.outcome})", f"{reason}\n{result.detail}")
+    create_markdown_artifact(
+        markdown=remediation_markdown(result, labels, reason),
+        key=REMEDIATION_ARTIFACT_KEY,
+        description=f"{alertname} -> {action}",
+    )
+    notify(
+        f"mloop remediation: {alertname} -> {action} ({result.outcome})",
+        f"{reason}\n{result.detail}",
+    )
     return result

@@ -39,8 +39,11 @@ def _report(result: RetrainResult, message: str, detail: str) -> RetrainResult:
     from monitoring.retraining import retrain_markdown
 
     get_run_logger().info(message)
-    create_markdown_artifact(markdown=retrain_markdown(result, detail), key=artifact_key("retrain", result.model_name),
-                             description=f"retrain {result.model_name}: {result.status}")
+    create_markdown_artifact(
+        markdown=retrain_markdown(result, detail),
+        key=artifact_key("retrain", result.model_name),
+        description=f"retrain {result.model_name}: {result.status}",
+    )
     return result
 
 
@@ -70,36 +73,62 @@ def retrain_flow(
     base = {"model_name": name, "trigger": trigger, "event_id": event_id}
     with hold_model_retrain(settings.state.locks, name, records=shared_records(settings)) as held:
         if not held:
-            skipped = RetrainResult(status="skipped", reason=f"{ALREADY_RETRAINING} {name} in another run", **base)
-            return _report(skipped, f"retrain of {name} skipped: {skipped.reason}", drift_detail(drift))
-        return _retrain(settings, name, base, force, str(flow_run.get_id() or ""), drift_detail(drift))
+            skipped = RetrainResult(
+                status="skipped", reason=f"{ALREADY_RETRAINING} {name} in another run", **base
+            )
+            return _report(
+                skipped, f"retrain of {name} skipped: {skipped.reason}", drift_detail(drift)
+            )
+        return _retrain(
+            settings, name, base, force, str(flow_run.get_id() or ""), drift_detail(drift)
+        )
 
 
-def _retrain(settings: Settings, name: str, base: dict[str, Any], force: bool, flow_run_id: str,
-             detail: str) -> RetrainResult:
+def _retrain(
+    settings: Settings, name: str, base: dict[str, Any], force: bool, flow_run_id: str, detail: str
+) -> RetrainResult:
     """Claim (cooldown, budget), build the new labelled dataset version, train it: the run's result."""
     from flows.train import train_flow
-    from models.gating import approval_required
+    from models.gate_scoring import approval_required
     from monitoring.retrain_data import build_retrain_dataset
     from monitoring.retraining import claim_retrain
 
     trigger, event_id = base["trigger"], base["event_id"]
-    claim = claim_retrain(settings, name, trigger=trigger, event_id=event_id, force=force, flow_run_id=flow_run_id)
+    claim = claim_retrain(
+        settings, name, trigger=trigger, event_id=event_id, force=force, flow_run_id=flow_run_id
+    )
     if not claim.allowed:
         skipped = RetrainResult(status="skipped", reason=claim.reason, **base)
         return _report(skipped, f"retrain of {name} skipped: {claim.reason}", detail)
     get_run_logger().info("retrain of %s allowed: %s", name, claim.reason)
     built = build_retrain_dataset(settings, name)
     if not built.created or built.version is None:
-        no_data = RetrainResult(status="no-data", reason=f"nothing trained, nothing registered: {built.reason}", **base)
+        no_data = RetrainResult(
+            status="no-data", reason=f"nothing trained, nothing registered: {built.reason}", **base
+        )
         return _report(no_data, f"retrain of {name}: {no_data.reason}", detail)
     md5, labels = built.version.md5, built.version.label_source
     approval = approval_required(settings, labels)
-    get_run_logger().info("retrain of %s: new dataset version %s (%s labels; %s)", name, md5, labels, built.reason)
-    trained = train_flow(dataset=built.dataset, version=md5, trigger=f"retrain:{trigger}", require_approval=approval)
-    result = RetrainResult(
-        status="trained", reason=f"trained on dataset version {md5}: {built.reason}", dataset_md5=md5,
-        trained_version=trained.version, promoted=trained.promoted, champion=trained.champion, label_source=labels,
-        approval_required=approval, gate=trained.gate.summary() if trained.gate else None, **base,
+    get_run_logger().info(
+        "retrain of %s: new dataset version %s (%s labels; %s)", name, md5, labels, built.reason
     )
-    return _report(result, f"retrain of {name}: version {result.trained_version}, promoted={result.promoted}", detail)
+    trained = train_flow(
+        dataset=built.dataset, version=md5, trigger=f"retrain:{trigger}", require_approval=approval
+    )
+    result = RetrainResult(
+        status="trained",
+        reason=f"trained on dataset version {md5}: {built.reason}",
+        dataset_md5=md5,
+        trained_version=trained.version,
+        promoted=trained.promoted,
+        champion=trained.champion,
+        label_source=labels,
+        approval_required=approval,
+        gate=trained.gate.summary() if trained.gate else None,
+        **base,
+    )
+    return _report(
+        result,
+        f"retrain of {name}: version {result.trained_version}, promoted={result.promoted}",
+        detail,
+    )

@@ -36,13 +36,20 @@ from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
 from mloop.core.shared import shared_records
 from models.candidates import CandidatePlan, CandidateResult
-from models.gate import GateConfig, GateParams, GateReport
+from models.gate_decision import GateConfig, GateParams, GateReport
 from models.spec import ModelSpec
 from models.split import HoldoutSplit, SplitParams
 from models.tracking import OpenRuns
 from models.train import FitResult
 
-__all__ = ["ApprovalInput", "CandidateResult", "GateParams", "TrainResult", "task_runner", "train_flow"]
+__all__ = [
+    "ApprovalInput",
+    "CandidateResult",
+    "GateParams",
+    "TrainResult",
+    "task_runner",
+    "train_flow",
+]
 
 
 class TrainResult(BaseModel):
@@ -50,15 +57,21 @@ class TrainResult(BaseModel):
 
     dataset: str
     data_md5: str
-    version: str | None = Field(default=None, description="Registered model version of the challenger.")
+    version: str | None = Field(
+        default=None, description="Registered model version of the challenger."
+    )
     run_id: str | None = None
-    reused: bool = Field(default=False, description="True: identical inputs, the existing run/version was reused.")
+    reused: bool = Field(
+        default=False, description="True: identical inputs, the existing run/version was reused."
+    )
     decision: str | None = Field(default=None, description="Gate decision: promote or reject.")
     promoted: bool = False
     champion: str | None = Field(default=None, description="Champion version after the run.")
     metrics: dict[str, float] = Field(default_factory=dict)
     gate: GateReport | None = None
-    label_source: LabelSource = Field(default=LABEL_INGESTED, description="Where the training data's labels came from.")
+    label_source: LabelSource = Field(
+        default=LABEL_INGESTED, description="Where the training data's labels came from."
+    )
     candidates: list[CandidateResult] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
 
@@ -108,33 +121,50 @@ class TrainRun:
         """Tags every run and version of this train run carries."""
         from models.run_tags import lineage_tags
 
-        return lineage_tags(self.dataset, self.info, code_commit=self.plan.code_commit, flow_run_id=self.flow_run_id,
-                            task=self.contract.task, trigger=self.trigger)
+        return lineage_tags(
+            self.dataset,
+            self.info,
+            code_commit=self.plan.code_commit,
+            flow_run_id=self.flow_run_id,
+            task=self.contract.task,
+            trigger=self.trigger,
+        )
 
     def lap(self, name: str) -> None:
         """Record the seconds since the previous lap as ``timings[name]``."""
         now = time.perf_counter()
         self.timings[name], self._lap_start = now - self._lap_start, now
 
-    def result(self, best: CandidateResult, candidates: list[CandidateResult], **fields: Any) -> TrainResult:
+    def result(
+        self, best: CandidateResult, candidates: list[CandidateResult], **fields: Any
+    ) -> TrainResult:
         """The flow's result for ``best`` (``fields``: version, decision, promoted, metrics, gate, reused)."""
         from models.registry import champion_version
 
         self.timings["total"] = time.perf_counter() - self.started
-        return TrainResult(dataset=self.dataset, data_md5=self.info.md5, run_id=best.run_id, candidates=candidates,
-                           champion=champion_version(self.uri, self.dataset), timings=self.timings,
-                           label_source=self.info.label_source, **fields)
+        return TrainResult(
+            dataset=self.dataset,
+            data_md5=self.info.md5,
+            run_id=best.run_id,
+            candidates=candidates,
+            champion=champion_version(self.uri, self.dataset),
+            timings=self.timings,
+            label_source=self.info.label_source,
+            **fields,
+        )
 
     def needs_approval(self, requested: bool) -> bool:
         """A person approves the promotion: asked for, or the labels came from feedback and
         ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
-        from models.gating import approval_required
+        from models.gate_scoring import approval_required
 
         return approval_required(self.settings, self.info.label_source, requested)
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
-def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[DatasetVersion, Any, DatasetContract]:
+def materialize(
+    settings: Settings, dataset: str, version: str | None
+) -> tuple[DatasetVersion, Any, DatasetContract]:
     """The exact bytes of the dataset version (md5-verified, from the DVC cache or remote) and its contract."""
     from mloop.core.contract import load_contract
     from mloop.core.datasets import get_version, read_version
@@ -145,13 +175,27 @@ def materialize(settings: Settings, dataset: str, version: str | None) -> tuple[
 
 
 @task(name="plan", cache_policy=NO_CACHE)
-def plan(settings: Settings, info: DatasetVersion, specs: list[ModelSpec], seed: int, split_params: SplitParams,
-         force: bool) -> CandidatePlan:
+def plan(
+    settings: Settings,
+    info: DatasetVersion,
+    specs: list[ModelSpec],
+    seed: int,
+    split_params: SplitParams,
+    force: bool,
+) -> CandidatePlan:
     """Cache keys of the candidates and the finished runs with the same key (reused unless ``force``)."""
     from models.candidates import plan_candidates
 
-    return plan_candidates(settings.tracking_uri, settings.state.mlflow_artifact_root, settings.project_dir, info, specs,
-                           seed=seed, split=split_params, force=force)
+    return plan_candidates(
+        settings.tracking_uri,
+        settings.state.mlflow_artifact_root,
+        settings.project_dir,
+        info,
+        specs,
+        seed=seed,
+        split=split_params,
+        force=force,
+    )
 
 
 @task(name="split", cache_policy=NO_CACHE)
@@ -163,33 +207,71 @@ def split(df: Any, contract: DatasetContract, params: SplitParams) -> HoldoutSpl
 
 
 @task(name="fit", cache_policy=NO_CACHE, task_run_name="fit-{spec.estimator}")
-def fit(contract: DatasetContract, spec: ModelSpec, data: HoldoutSplit, seed: int, min_slice_rows: int) -> FitResult:
+def fit(
+    contract: DatasetContract, spec: ModelSpec, data: HoldoutSplit, seed: int, min_slice_rows: int
+) -> FitResult:
     """Fit one spec and evaluate it on the holdout (overall and per slice)."""
     from models.train import fit_and_evaluate
 
-    return fit_and_evaluate(contract, spec, data.train, data.holdout, seed=seed, min_slice_rows=min_slice_rows,
-                            X_train=data.X_train, X_holdout=data.X_holdout)
+    return fit_and_evaluate(
+        contract,
+        spec,
+        data.train,
+        data.holdout,
+        seed=seed,
+        min_slice_rows=min_slice_rows,
+        X_train=data.X_train,
+        X_holdout=data.X_holdout,
+    )
 
 
 @task(name="log", cache_policy=NO_CACHE)
-def log_run(settings: Settings, experiment_id: str, run_id: str, result: FitResult, params: dict[str, Any],
-            contract: DatasetContract, info: DatasetVersion, X_holdout: Any, y_holdout: Any) -> None:
+def log_run(
+    settings: Settings,
+    experiment_id: str,
+    run_id: str,
+    result: FitResult,
+    params: dict[str, Any],
+    contract: DatasetContract,
+    info: DatasetVersion,
+    X_holdout: Any,
+    y_holdout: Any,
+) -> None:
     """Params, metrics, plots, dataset input (digest = DVC md5) and the skops model to the MLflow run."""
     from models.tracking import log_fitted_run
 
-    log_fitted_run(settings.tracking_uri, run_id, result, params=params, task=contract.task, info=info,
-                   X_holdout=X_holdout, y_holdout=y_holdout, tmp_root=settings.state.tmp)
+    log_fitted_run(
+        settings.tracking_uri,
+        run_id,
+        result,
+        params=params,
+        task=contract.task,
+        info=info,
+        X_holdout=X_holdout,
+        y_holdout=y_holdout,
+        tmp_root=settings.state.tmp,
+    )
 
 
 @task(name="gate", cache_policy=NO_CACHE)
 def gate(run: TrainRun, challenger: tuple[Any, Any], champion: str | None) -> GateReport:
     """Score the champion (on THIS holdout, whatever data it was trained on) and a dummy, and both models on the
     trusted holdout (the newest ingested version's); decide on the challenger (``challenger``: scores, model)."""
-    from models.gating import gate_train_run
+    from models.gate_scoring import gate_train_run
 
     scores, model = challenger
-    return gate_train_run(run.settings, run.dataset, run.contract, run.info, run.split_params, run.data, run.config,
-                          scores, model, champion)
+    return gate_train_run(
+        run.settings,
+        run.dataset,
+        run.contract,
+        run.info,
+        run.split_params,
+        run.data,
+        run.config,
+        scores,
+        model,
+        champion,
+    )
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -199,9 +281,19 @@ def register(run: TrainRun, best: CandidateResult) -> str:
     from models import tracking as T
     from models.run_tags import registered_run_tags, version_description, version_tags
 
-    tags = version_tags(run.lineage, spec=best.spec, run_id=best.run_id, split=run.split_params, metrics=best.metrics)
+    tags = version_tags(
+        run.lineage,
+        spec=best.spec,
+        run_id=best.run_id,
+        split=run.split_params,
+        metrics=best.metrics,
+    )
     registered = R.register_version(
-        run.uri, run.dataset, source=T.get_run(run.uri, best.run_id).model_uri, run_id=best.run_id, tags=tags,
+        run.uri,
+        run.dataset,
+        source=T.get_run(run.uri, best.run_id).model_uri,
+        run_id=best.run_id,
+        tags=tags,
         description=version_description(best.spec, run.dataset, run.info.md5, run.trigger),
     )
     T.set_run_tags(run.uri, best.run_id, registered_run_tags(run.dataset, registered.version))
@@ -218,20 +310,36 @@ def record_gate(run: TrainRun, version: str, run_id: str, report: GateReport) ->
     log_json(run.uri, run_id, report.model_dump(mode="json"), "gate_report.json")
     from models.run_tags import trusted_tags
 
-    tags = {**R.decision_tags(report.decision, report.summary(), report.tag_metrics()), **trusted_tags(report)}
+    tags = {
+        **R.decision_tags(report.decision, report.summary(), report.tag_metrics()),
+        **trusted_tags(report),
+    }
     R.set_version_tags(run.uri, run.dataset, version, tags)
-    R.set_challenger(run.uri, run.settings.state, run.dataset, version, records=shared_records(run.settings))
+    R.set_challenger(
+        run.uri, run.settings.state, run.dataset, version, records=shared_records(run.settings)
+    )
     return report
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote_challenger(run: TrainRun, version: str, report: GateReport, champion: str | None, reason: str) -> Any:
+def promote_challenger(
+    run: TrainRun, version: str, report: GateReport, champion: str | None, reason: str
+) -> Any:
     """Move the champion alias (last step, under the registry lock, only if the champion is unchanged)."""
     from models.registry import promote
 
-    return promote(run.uri, run.settings.state, run.dataset, version, reason=reason, actor=run.actor,
-                   flow_run_id=run.flow_run_id, gate_metrics=report.audit_metrics(), expected_champion=champion,
-                   records=shared_records(run.settings))
+    return promote(
+        run.uri,
+        run.settings.state,
+        run.dataset,
+        version,
+        reason=reason,
+        actor=run.actor,
+        flow_run_id=run.flow_run_id,
+        gate_metrics=report.audit_metrics(),
+        expected_champion=champion,
+        records=shared_records(run.settings),
+    )
 
 
 @task(name="package-model", cache_policy=NO_CACHE)
@@ -241,11 +349,19 @@ def package_champion(run: TrainRun, version: str, pipeline: Any) -> str:
     the tag's packaging lock and finds the model in the store (drift event -> new version answering is shorter
     by the deploy's registry load and conversion). Best effort: on failure the deploy flow packages it."""
     from models.registry import get_lineage
-    from serving.package import package_pipeline
+    from serving.bundle.package import package_pipeline
 
     lineage = get_lineage(run.uri, run.dataset, version).model_dump()
-    return package_pipeline(run.settings, name=run.dataset, version=version, pipeline=pipeline, contract=run.contract,
-                            holdout=run.data.holdout, lineage=lineage, build=False).model_tag
+    return package_pipeline(
+        run.settings,
+        name=run.dataset,
+        version=version,
+        pipeline=pipeline,
+        contract=run.contract,
+        holdout=run.data.holdout,
+        lineage=lineage,
+        build=False,
+    ).model_tag
 
 
 @task(name="monitor-reference", cache_policy=NO_CACHE)
@@ -258,8 +374,20 @@ def monitor_reference(run: TrainRun, version: str, pipeline: Any) -> int:
     from monitoring.reference_cache import scored_reference
 
     options = MonitorOptions()
-    return len(scored_reference(run.settings, run.dataset, version, run.dataset, run.info.md5, run.contract,
-                                seed=options.seed, rows=options.reference_rows, frame=run.frame, pipeline=pipeline))
+    return len(
+        scored_reference(
+            run.settings,
+            run.dataset,
+            version,
+            run.dataset,
+            run.info.md5,
+            run.contract,
+            seed=options.seed,
+            rows=options.reference_rows,
+            frame=run.frame,
+            pipeline=pipeline,
+        )
+    )
 
 
 def task_runner(address: str | None = None) -> Any:
@@ -313,8 +441,16 @@ def train_flow(
     from models.registry import champion_version
     from models.tracking import registered_version
 
-    run = _prepare(dataset, version, specs or [ModelSpec()], split_params or SplitParams(), seed, gate_params, force,
-                   trigger)
+    run = _prepare(
+        dataset,
+        version,
+        specs or [ModelSpec()],
+        split_params or SplitParams(),
+        seed,
+        gate_params,
+        force,
+        trigger,
+    )
     fitted = _fit_all(run)
     with OpenRuns(run.uri) as runs:
         candidates, logging = _log_candidates(run, runs, fitted)
@@ -325,25 +461,52 @@ def train_flow(
         champion = champion_version(run.uri, dataset)
         challenger = _challenger(run, best, fitted)
         gating = gate.submit(run, challenger, champion)  # runs while the candidates are logged
-        _finish_logging(run, runs, logging, keep=best.run_id)  # losers are complete: finished now, so cacheable
+        _finish_logging(
+            run, runs, logging, keep=best.run_id
+        )  # losers are complete: finished now, so cacheable
         registered = register(run, best)
         _emit_trained(run, registered, best)
         report = record_gate(run, registered, best.run_id, gating.result())
         _publish_gate(run, registered, report)
-        decision, reason, promoted = _decide(run, best, registered, report, champion, promote=promote,
-                                             require_approval=require_approval, timeout=approval_timeout_seconds)
+        decision, reason, promoted = _decide(
+            run,
+            best,
+            registered,
+            report,
+            champion,
+            promote=promote,
+            require_approval=require_approval,
+            timeout=approval_timeout_seconds,
+        )
         runs.finish()
-    if promoted:  # what the new champion's deploy and first monitor check need, from what is in memory here
+    if (
+        promoted
+    ):  # what the new champion's deploy and first monitor check need, from what is in memory here
         if run.settings.package_on_promote:
             package_champion(run, registered, challenger[1], return_state=True)
         monitor_reference(run, registered, challenger[1], return_state=True)
     get_run_logger().info("%s v%s: %s", dataset, registered, reason)
-    return run.result(best, candidates, version=registered, decision=decision, promoted=promoted, metrics=best.metrics,
-                      gate=report)
+    return run.result(
+        best,
+        candidates,
+        version=registered,
+        decision=decision,
+        promoted=promoted,
+        metrics=best.metrics,
+        gate=report,
+    )
 
 
-def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_params: SplitParams, seed: int,
-             gate_params: BaseModel | None, force: bool, trigger: str) -> TrainRun:
+def _prepare(
+    dataset: str,
+    version: str | None,
+    specs: list[ModelSpec],
+    split_params: SplitParams,
+    seed: int,
+    gate_params: BaseModel | None,
+    force: bool,
+    trigger: str,
+) -> TrainRun:
     """Settings and gate config, then materialize -> plan (cache hits) -> split: what every step shares."""
     from prefect.runtime import flow_run
 
@@ -355,9 +518,20 @@ def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_pa
     config = config.with_suggested_metric(contract.gate_metric)
     candidate_plan = plan(settings, info, specs, seed, split_params, force)
     run = TrainRun(
-        settings=settings, dataset=dataset, trigger=trigger, seed=seed, split_params=split_params, config=config,
-        info=info, contract=contract, plan=candidate_plan, data=split(df, contract, split_params), frame=df,
-        flow_run_id=str(flow_run.get_id() or ""), actor=f"flow:{flow_run.get_name() or 'train'}", started=started,
+        settings=settings,
+        dataset=dataset,
+        trigger=trigger,
+        seed=seed,
+        split_params=split_params,
+        config=config,
+        info=info,
+        contract=contract,
+        plan=candidate_plan,
+        data=split(df, contract, split_params),
+        frame=df,
+        flow_run_id=str(flow_run.get_id() or ""),
+        actor=f"flow:{flow_run.get_name() or 'train'}",
+        started=started,
     )
     run.lap("materialize")
     return run
@@ -365,15 +539,18 @@ def _prepare(dataset: str, version: str | None, specs: list[ModelSpec], split_pa
 
 def _fit_all(run: TrainRun) -> dict[str, FitResult]:
     """Fit every spec without a reusable run, concurrently on the flow's task runner (spec key -> fit)."""
-    futures = {s.key(): fit.submit(run.contract, s, run.data, run.seed, run.config.min_slice_rows)
-               for s in run.plan.to_fit}
+    futures = {
+        s.key(): fit.submit(run.contract, s, run.data, run.seed, run.config.min_slice_rows)
+        for s in run.plan.to_fit
+    }
     fitted = {k: f.result() for k, f in futures.items()}
     run.lap("fit_evaluate")
     return fitted
 
 
-def _log_candidates(run: TrainRun, runs: OpenRuns, fitted: dict[str, FitResult]
-                    ) -> tuple[list[CandidateResult], list[PrefectFuture[None]]]:
+def _log_candidates(
+    run: TrainRun, runs: OpenRuns, fitted: dict[str, FitResult]
+) -> tuple[list[CandidateResult], list[PrefectFuture[None]]]:
     """Each fitted spec gets an open MLflow run, logged in the background; the others come from their cached runs."""
     from models.candidates import cached_candidate, fitted_candidate, run_params
     from models.run_tags import candidate_run_tags
@@ -385,17 +562,40 @@ def _log_candidates(run: TrainRun, runs: OpenRuns, fitted: dict[str, FitResult]
         if key not in fitted:
             candidates.append(cached_candidate(spec, run.plan.cached[key]))
             continue
-        run_id = runs.start(run.plan.experiment_id, run_name=f"{run.dataset}-{spec.label()}",
-                            tags=candidate_run_tags(run.lineage, cache_key=run.plan.cache_keys[key], spec=spec))
-        params = run_params(spec, seed=run.seed, split=run.split_params, contract=run.contract,
-                            train_rows=len(run.data.train), holdout_rows=len(run.data.holdout), data_md5=run.info.md5)
-        logging.append(log_run.submit(run.settings, run.plan.experiment_id, run_id, fitted[key], params, run.contract,
-                                      run.info, run.data.X_holdout, run.data.y_holdout))
+        run_id = runs.start(
+            run.plan.experiment_id,
+            run_name=f"{run.dataset}-{spec.label()}",
+            tags=candidate_run_tags(run.lineage, cache_key=run.plan.cache_keys[key], spec=spec),
+        )
+        params = run_params(
+            spec,
+            seed=run.seed,
+            split=run.split_params,
+            contract=run.contract,
+            train_rows=len(run.data.train),
+            holdout_rows=len(run.data.holdout),
+            data_md5=run.info.md5,
+        )
+        logging.append(
+            log_run.submit(
+                run.settings,
+                run.plan.experiment_id,
+                run_id,
+                fitted[key],
+                params,
+                run.contract,
+                run.info,
+                run.data.X_holdout,
+                run.data.y_holdout,
+            )
+        )
         candidates.append(fitted_candidate(run_id, fitted[key]))
     return candidates, logging
 
 
-def _finish_logging(run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[None]], keep: str | None = None) -> None:
+def _finish_logging(
+    run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[None]], keep: str | None = None
+) -> None:
     """Wait for the background logging, then finish every open run but ``keep``."""
     for future in logging:
         future.result()
@@ -403,7 +603,9 @@ def _finish_logging(run: TrainRun, runs: OpenRuns, logging: list[PrefectFuture[N
     run.lap("log")
 
 
-def _challenger(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]) -> tuple[Any, Any]:
+def _challenger(
+    run: TrainRun, best: CandidateResult, fitted: dict[str, FitResult]
+) -> tuple[Any, Any]:
     """The winner's holdout scores and fitted model (the gate scores it on the trusted holdout too): from its fit
     in this run, or (a former loser now wins) from its stored model."""
     from models.evaluate import predict_scores
@@ -416,36 +618,71 @@ def _challenger(run: TrainRun, best: CandidateResult, fitted: dict[str, FitResul
     return predict_scores(model, run.data.X_holdout, run.contract.task), model
 
 
-def _reused(run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]) -> TrainResult:
+def _reused(
+    run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]
+) -> TrainResult:
     """Identical inputs: the result of the run and version registered before."""
     from models.registry import get_version_info
 
     v = get_version_info(run.uri, run.dataset, version)
-    get_run_logger().info("identical inputs: reusing run %s and version %s (force=True retrains)", best.run_id, version)
-    return run.result(best, candidates, version=v.version, reused=True, decision=v.decision,
-                      promoted="champion" in v.aliases, metrics=v.metrics)
+    get_run_logger().info(
+        "identical inputs: reusing run %s and version %s (force=True retrains)",
+        best.run_id,
+        version,
+    )
+    return run.result(
+        best,
+        candidates,
+        version=v.version,
+        reused=True,
+        decision=v.decision,
+        promoted="champion" in v.aliases,
+        metrics=v.metrics,
+    )
 
 
 def _emit_trained(run: TrainRun, version: str, best: CandidateResult) -> None:
     from models.event_payloads import trained_payload
 
     run.lap("register")
-    events.emit(events.MODEL_TRAINED, events.model_resource(run.dataset), trained_payload(
-        version=version, metrics=best.metrics, trigger=run.trigger, data_md5=run.info.md5, run_id=best.run_id,
-        spec=best.spec.label(), label_source=run.info.label_source))
+    events.emit(
+        events.MODEL_TRAINED,
+        events.model_resource(run.dataset),
+        trained_payload(
+            version=version,
+            metrics=best.metrics,
+            trigger=run.trigger,
+            data_md5=run.info.md5,
+            run_id=best.run_id,
+            spec=best.spec.label(),
+            label_source=run.info.label_source,
+        ),
+    )
 
 
 def _publish_gate(run: TrainRun, version: str, report: GateReport) -> None:
     """The gate report as a markdown artifact (key ``gate-<dataset>``)."""
     from prefect.artifacts import create_markdown_artifact
 
-    create_markdown_artifact(key=artifact_key("gate", run.dataset), markdown=report.to_markdown(),
-                             description=f"{run.dataset} v{version}: {report.decision}")
+    create_markdown_artifact(
+        key=artifact_key("gate", run.dataset),
+        markdown=report.to_markdown(),
+        description=f"{run.dataset} v{version}: {report.decision}",
+    )
     run.lap("gate_record")
 
 
-def _decide(run: TrainRun, best: CandidateResult, version: str, report: GateReport, champion: str | None, *,
-            promote: bool, require_approval: bool, timeout: int) -> tuple[str, str, bool]:
+def _decide(
+    run: TrainRun,
+    best: CandidateResult,
+    version: str,
+    report: GateReport,
+    champion: str | None,
+    *,
+    promote: bool,
+    require_approval: bool,
+    timeout: int,
+) -> tuple[str, str, bool]:
     """(decision, reason, promoted): the gate's verdict, a person's when approval is required, then the
     guarded alias move; emits ``mloop.model.promoted`` or ``mloop.model.rejected``."""
     from models import registry as R
@@ -464,9 +701,18 @@ def _decide(run: TrainRun, best: CandidateResult, version: str, report: GateRepo
             reason = f"not promoted: {record.detail}"
     event = decision_event(promoted=promoted, decision=decision, promote=promote)
     if event is not None:
-        events.emit(event, events.model_resource(run.dataset), decision_payload(
-            version=version, metrics=best.metrics, reason=reason, data_md5=run.info.md5,
-            champion=R.champion_version(run.uri, run.dataset), report=report))
+        events.emit(
+            event,
+            events.model_resource(run.dataset),
+            decision_payload(
+                version=version,
+                metrics=best.metrics,
+                reason=reason,
+                data_md5=run.info.md5,
+                champion=R.champion_version(run.uri, run.dataset),
+                report=report,
+            ),
+        )
     return decision, reason, promoted
 
 
@@ -474,10 +720,14 @@ def _ask_approval(report: GateReport, timeout: int, reason: str) -> tuple[str, s
     """Pause until a person approves or rejects in the UI; a timeout is a reject."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
+
     try:
         answer = pause_flow_run(
-            wait_for_input=ApprovalInput.with_initial_data(description=report.to_markdown(), approve=False),
-            timeout=timeout, poll_interval=2,
+            wait_for_input=ApprovalInput.with_initial_data(
+                description=report.to_markdown(), approve=False
+            ),
+            timeout=timeout,
+            poll_interval=2,
         )
     except FlowPauseTimeout:
         return "reject", f"approval timed out after {timeout}s; {reason}"

@@ -27,7 +27,9 @@ class AuditRecord(BaseModel):
     when: datetime = Field(default_factory=lambda: datetime.now(UTC))
     model_name: str
     action: Literal["promote", "rollback"]
-    from_version: str | None = Field(description="Champion before the change (None: there was none).")
+    from_version: str | None = Field(
+        description="Champion before the change (None: there was none)."
+    )
     to_version: str | None = Field(description="Champion after the change.")
     reason: str
     actor: str = Field(description="Who asked: a user name, or 'flow:<flow run name>'.")
@@ -42,7 +44,9 @@ def audit_path(audit_dir: Path, model_name: str) -> Path:
     return child_path(audit_dir, f"{check_name(model_name, 'model')}.jsonl")
 
 
-def append_audit(audit_dir: Path, record: AuditRecord, *, records: SharedRecords | None = None) -> Path:
+def append_audit(
+    audit_dir: Path, record: AuditRecord, *, records: SharedRecords | None = None
+) -> Path:
     """Append one record (one write of a whole line, then fsync). Returns the log's path (in team mode,
     with ``records``, the row goes to the shared table and the path is where the file would be)."""
     path = audit_path(audit_dir, record.model_name)
@@ -50,11 +54,19 @@ def append_audit(audit_dir: Path, record: AuditRecord, *, records: SharedRecords
         records.append("audit", record.model_name, record)
         return path
     audit_dir.mkdir(parents=True, exist_ok=True)
-    append_jsonl(path, record.model_dump_json(), what=f"audit log of {record.model_name}", fsync=True, mode=0o644)
+    append_jsonl(
+        path,
+        record.model_dump_json(),
+        what=f"audit log of {record.model_name}",
+        fsync=True,
+        mode=0o644,
+    )
     return path
 
 
-def read_audit(audit_dir: Path, model_name: str, *, records: SharedRecords | None = None) -> list[AuditRecord]:
+def read_audit(
+    audit_dir: Path, model_name: str, *, records: SharedRecords | None = None
+) -> list[AuditRecord]:
     """Every record, oldest first (empty when the model has none); from ``records`` when given (team mode)."""
     path = audit_path(audit_dir, model_name)
     if records is not None:

@@ -43,7 +43,9 @@ class CandidatePlan(BaseModel):
     experiment_id: str
     code_commit: str | None = None
     cache_keys: dict[str, str] = Field(description="Spec key -> cache key of its run.")
-    cached: dict[str, RunRecord] = Field(default_factory=dict, description="Spec key -> reusable finished run.")
+    cached: dict[str, RunRecord] = Field(
+        default_factory=dict, description="Spec key -> reusable finished run."
+    )
 
     @property
     def to_fit(self) -> list[ModelSpec]:
@@ -57,7 +59,10 @@ def cache_keys(
     """Spec key -> cache key (the identity of the run that spec would produce)."""
     from models.tracking import cache_key
 
-    return {s.key(): cache_key(data_md5, s, seed, split.test_size, split.seed, code_commit) for s in specs}
+    return {
+        s.key(): cache_key(data_md5, s, seed, split.test_size, split.seed, code_commit)
+        for s in specs
+    }
 
 
 def plan_candidates(
@@ -78,9 +83,16 @@ def plan_candidates(
     experiment_id = ensure_experiment(tracking_uri, info.name, artifact_root)
     code_commit = git_commit(project_dir)
     keys = cache_keys(specs, info.md5, seed, split, code_commit)
-    found = {} if force else {k: find_cached_run(tracking_uri, experiment_id, key) for k, key in keys.items()}
+    found = (
+        {}
+        if force
+        else {k: find_cached_run(tracking_uri, experiment_id, key) for k, key in keys.items()}
+    )
     return CandidatePlan(
-        specs=specs, experiment_id=experiment_id, code_commit=code_commit, cache_keys=keys,
+        specs=specs,
+        experiment_id=experiment_id,
+        code_commit=code_commit,
+        cache_keys=keys,
         cached={k: run for k, run in found.items() if run is not None},
     )
 
@@ -101,7 +113,11 @@ def best_candidate(candidates: list[CandidateResult], metric: str) -> CandidateR
 def fitted_candidate(run_id: str, result: FitResult) -> CandidateResult:
     """The candidate of a spec fitted in this run."""
     return CandidateResult(
-        spec=result.spec, run_id=run_id, metrics=result.evaluation.metrics, reused=False, fit_seconds=result.fit_seconds
+        spec=result.spec,
+        run_id=run_id,
+        metrics=result.evaluation.metrics,
+        reused=False,
+        fit_seconds=result.fit_seconds,
     )
 
 
@@ -135,7 +151,9 @@ def run_params(
     }
 
 
-def rescore_stored(tracking_uri: str, model_uri: str, task: str, X_holdout: pd.DataFrame) -> np.ndarray:
+def rescore_stored(
+    tracking_uri: str, model_uri: str, task: str, X_holdout: pd.DataFrame
+) -> np.ndarray:
     """The holdout scores of a model already stored in a run (skops, trusted types).
 
     Used when a reused run wins that was never registered (it lost to another spec before): the
@@ -144,4 +162,6 @@ def rescore_stored(tracking_uri: str, model_uri: str, task: str, X_holdout: pd.D
     from models.evaluate import predict_scores
     from models.registry import artifact_dir, load_pipeline_from_dir
 
-    return predict_scores(load_pipeline_from_dir(artifact_dir(model_uri, tracking_uri)), X_holdout, task)
+    return predict_scores(
+        load_pipeline_from_dir(artifact_dir(model_uri, tracking_uri)), X_holdout, task
+    )

@@ -37,7 +37,9 @@ def direction(metric: str) -> Literal[1, -1]:
         return 1
     if metric in LOWER_IS_BETTER:
         return -1
-    raise ValueError(f"unknown metric {metric!r}; known: {sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}")
+    raise ValueError(
+        f"unknown metric {metric!r}; known: {sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER)}"
+    )
 
 
 def metrics_for(task: str) -> tuple[str, ...]:
@@ -126,7 +128,9 @@ def compute_metrics(
     return out
 
 
-def multiclass_metrics(y: Any, scores: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None) -> dict[str, float]:
+def multiclass_metrics(
+    y: Any, scores: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None
+) -> dict[str, float]:
     """accuracy, macro f1, log_loss, brier, and macro one-vs-rest roc_auc / pr_auc (averaged over
     the classes present with both positives and negatives; omitted when there is none)."""
     import numpy as np
@@ -146,11 +150,15 @@ def multiclass_metrics(y: Any, scores: np.ndarray, classes: Sequence[Any] | np.n
     present = [c for c in labels if 0 < (codes == c).sum() < len(codes)]
     if present:
         out["roc_auc"] = float(np.mean([m.roc_auc_score(codes == c, s[:, c]) for c in present]))
-        out["pr_auc"] = float(np.mean([m.average_precision_score(codes == c, s[:, c]) for c in present]))
+        out["pr_auc"] = float(
+            np.mean([m.average_precision_score(codes == c, s[:, c]) for c in present])
+        )
     return out
 
 
-def slice_masks(X: pd.DataFrame, contract: DatasetContract, min_rows: int) -> dict[tuple[str, str], np.ndarray]:
+def slice_masks(
+    X: pd.DataFrame, contract: DatasetContract, min_rows: int
+) -> dict[tuple[str, str], np.ndarray]:
     """Boolean masks of every categorical level with at least ``min_rows`` holdout rows."""
     out: dict[tuple[str, str], Any] = {}
     for column in contract.categorical_features:
@@ -176,14 +184,21 @@ def evaluate_scores(
 
     y_arr = np.asarray(y)
     if classes is None and task == "classification" and is_multiclass_scores(scores):
-        classes = infer_classes(y_arr, scores.shape[1])  # once, from the whole holdout (a slice may lack a class)
+        classes = infer_classes(
+            y_arr, scores.shape[1]
+        )  # once, from the whole holdout (a slice may lack a class)
     slices = [
         SliceMetrics(
-            column=col, level=lvl, rows=int(mask.sum()), metrics=compute_metrics(task, y_arr[mask], scores[mask], classes)
+            column=col,
+            level=lvl,
+            rows=int(mask.sum()),
+            metrics=compute_metrics(task, y_arr[mask], scores[mask], classes),
         )
         for (col, lvl), mask in (masks or {}).items()
     ]
-    return Evaluation(rows=len(y_arr), metrics=compute_metrics(task, y_arr, scores, classes), slices=slices)
+    return Evaluation(
+        rows=len(y_arr), metrics=compute_metrics(task, y_arr, scores, classes), slices=slices
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +206,11 @@ def evaluate_scores(
 
 
 def weighted_metric(
-    metric: str, y: np.ndarray, scores: np.ndarray, W: np.ndarray, classes: Sequence[Any] | np.ndarray | None = None
+    metric: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    W: np.ndarray,
+    classes: Sequence[Any] | np.ndarray | None = None,
 ) -> np.ndarray:
     """``metric`` under each row of weights ``W`` (shape (B, n)); returns shape (B,).
 
@@ -241,7 +260,9 @@ def weighted_metric(
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def _weighted_multiclass(metric: str, codes: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
+def _weighted_multiclass(
+    metric: str, codes: np.ndarray, s: np.ndarray, W: np.ndarray
+) -> np.ndarray:
     """Multiclass metrics under weights: macro one-vs-rest AUC / AP are the mean of the k weighted
     binary ones (classes without both positives and negatives under a weight row are left out of
     that row's mean), macro f1 from weighted per-class counts; log loss and brier per row."""
@@ -251,7 +272,9 @@ def _weighted_multiclass(metric: str, codes: np.ndarray, s: np.ndarray, W: np.nd
     total = W.sum(axis=1)
     if metric in ("roc_auc", "pr_auc"):
         per_class = _weighted_auc if metric == "roc_auc" else _weighted_ap
-        values = np.stack([per_class((codes == c).astype(np.float64), s[:, c], W) for c in range(k)])
+        values = np.stack(
+            [per_class((codes == c).astype(np.float64), s[:, c], W) for c in range(k)]
+        )
         defined = ~np.isnan(values)
         n_defined = defined.sum(axis=0)
         summed = np.where(defined, values, 0.0).sum(axis=0)
@@ -264,8 +287,14 @@ def _weighted_multiclass(metric: str, codes: np.ndarray, s: np.ndarray, W: np.nd
         for c in range(k):
             truth, guess = codes == c, pred == c
             tp = _dot(W, (truth & guess).astype(np.float64))
-            denom = 2 * tp + _dot(W, (~truth & guess).astype(np.float64)) + _dot(W, (truth & ~guess).astype(np.float64))
-            f1[c] = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
+            denom = (
+                2 * tp
+                + _dot(W, (~truth & guess).astype(np.float64))
+                + _dot(W, (truth & ~guess).astype(np.float64))
+            )
+            f1[c] = np.divide(
+                2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0
+            )
         return f1.mean(axis=0)
     if metric == "log_loss":
         p_true = np.clip(s[np.arange(len(codes)), codes], _EPS, 1.0)
@@ -323,7 +352,9 @@ def _weighted_ap(y: np.ndarray, s: np.ndarray, W: np.ndarray) -> np.ndarray:
     seen = np.cumsum(Ws, axis=1)
     pos_idx = np.flatnonzero(ys == 1)
     l_ = last[pos_idx]
-    precision = np.divide(tp[:, l_], seen[:, l_], out=np.zeros((W.shape[0], len(pos_idx))), where=seen[:, l_] > 0)
+    precision = np.divide(
+        tp[:, l_], seen[:, l_], out=np.zeros((W.shape[0], len(pos_idx))), where=seen[:, l_] > 0
+    )
     num = (Ws[:, pos_idx] * precision).sum(axis=1)
     n_pos = tp[:, -1]
     return np.divide(num, n_pos, out=np.full_like(num, np.nan), where=n_pos > 0)
@@ -352,7 +383,9 @@ def permutation_importance(
         X, y = X.iloc[take], np.asarray(y)[take]
     classes = getattr(model, "classes_", None) if task == "classification" else None
     codes_of = None
-    if classes is not None and len(classes) > 2:  # multiclass: codes in the model's class order (the
+    if (
+        classes is not None and len(classes) > 2
+    ):  # multiclass: codes in the model's class order (the
         y_arr, codes_of = class_codes(y, classes), range(len(classes))  # sample may lack a class)
     else:
         y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
@@ -360,7 +393,12 @@ def permutation_importance(
     ones = np.ones((1, len(y_arr)))
 
     def score(estimator: Any, X_: pd.DataFrame, y_: np.ndarray) -> float:
-        return float(weighted_metric(metric, y_, predict_scores(estimator, X_, task), ones, codes_of)[0])
+        return float(
+            weighted_metric(metric, y_, predict_scores(estimator, X_, task), ones, codes_of)[0]
+        )
 
     result = shuffled_importance(model, X, y_arr, scoring=score, n_repeats=1, random_state=seed)
-    return {str(column): float(value) for column, value in zip(X.columns, result.importances_mean, strict=True)}
+    return {
+        str(column): float(value)
+        for column, value in zip(X.columns, result.importances_mean, strict=True)
+    }

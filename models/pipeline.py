@@ -81,7 +81,9 @@ def prepare_features(df: pd.DataFrame, contract: DatasetContract) -> pd.DataFram
 
 def bounded_features(contract: DatasetContract) -> list[str]:
     """Text features without a level list (more than MAX_CATEGORIES levels): target-encoded."""
-    return [c.name for c in contract.feature_columns if c.kind == "categorical" and c.categories is None]
+    return [
+        c.name for c in contract.feature_columns if c.kind == "categorical" and c.categories is None
+    ]
 
 
 def _estimator(contract: DatasetContract, spec: ModelSpec, seed: int) -> Any:
@@ -119,11 +121,15 @@ def build_pipeline(contract: DatasetContract, spec: ModelSpec, seed: int = 42) -
 
     if not feature_names(contract):
         raise MloopError(
-            "the contract has no feature columns", where=f"dataset {contract.name}", fix="check the contract's columns"
+            "the contract has no feature columns",
+            where=f"dataset {contract.name}",
+            fix="check the contract's columns",
         )
     transformers = []
     if contract.numeric_features:
-        numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
         transformers.append(("numeric", numeric, contract.numeric_features))
     bounded = bounded_features(contract)
     listed = [name for name in contract.categorical_features if name not in bounded]
@@ -136,9 +142,16 @@ def build_pipeline(contract: DatasetContract, spec: ModelSpec, seed: int = 42) -
         )
         transformers.append(("categorical", categorical, listed))
     if bounded:
-        folds = StratifiedKFold if contract.task == "classification" else KFold  # cross-fitting, seeded
+        folds = (
+            StratifiedKFold if contract.task == "classification" else KFold
+        )  # cross-fitting, seeded
         encoder = TargetEncoder(cv=folds(n_splits=5, shuffle=True, random_state=seed))
-        encoded = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)), ("encode", encoder)])
+        encoded = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("encode", encoder),
+            ]
+        )
         transformers.append(("high_cardinality", encoded, bounded))
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
     return Pipeline([("preprocess", pre), ("model", _estimator(contract, spec, seed))])
@@ -148,4 +161,6 @@ def build_baseline(contract: DatasetContract) -> Any:
     """The dummy baseline a first model must beat (class prior / training mean)."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    return DummyClassifier(strategy="prior") if contract.task == "classification" else DummyRegressor()
+    return (
+        DummyClassifier(strategy="prior") if contract.task == "classification" else DummyRegressor()
+    )

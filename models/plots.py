@@ -24,7 +24,9 @@ def _figure() -> Figure:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=_SIZE, dpi=_DPI)
-    fig.subplots_adjust(left=0.17, bottom=0.15, right=0.97, top=0.9)  # fixed margins: no layout engine pass
+    fig.subplots_adjust(
+        left=0.17, bottom=0.15, right=0.97, top=0.9
+    )  # fixed margins: no layout engine pass
     return fig
 
 
@@ -98,7 +100,13 @@ def classification_plots(
     ax.imshow(cm, cmap="Blues")
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual", title="Confusion matrix (0.5)")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xlabel="predicted",
+        ylabel="actual",
+        title="Confusion matrix (0.5)",
+    )
     paths.append(_save(fig, out / "confusion_matrix.png"))
 
     frac_pos, mean_pred = calibration_curve(y, scores, n_bins=10, strategy="quantile")
@@ -113,7 +121,11 @@ def classification_plots(
 
 
 def _multiclass_plots(
-    y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path, classes: Sequence[Any] | np.ndarray | None
+    y: np.ndarray,
+    scores: np.ndarray,
+    importances: dict[str, float],
+    out: Path,
+    classes: Sequence[Any] | np.ndarray | None,
 ) -> list[Path]:
     """One-vs-rest ROC per class and the confusion matrix of the argmax class."""
     import numpy as np
@@ -142,7 +154,9 @@ def _multiclass_plots(
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
     ticks = list(range(k))
-    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    ax.set(
+        xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="actual", title="Confusion matrix"
+    )
     ax.set_xticklabels([str(n) for n in names], fontsize=6, rotation=45)
     ax.set_yticklabels([str(n) for n in names], fontsize=6)
     paths.append(_save(fig, out / "confusion_matrix.png"))
@@ -150,7 +164,9 @@ def _multiclass_plots(
     return paths
 
 
-def regression_plots(y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path) -> list[Path]:
+def regression_plots(
+    y: np.ndarray, scores: np.ndarray, importances: dict[str, float], out: Path
+) -> list[Path]:
     """Write the regression PNGs into ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     fig = _figure()

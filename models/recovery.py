@@ -41,7 +41,11 @@ def retry_of(tags: list[str]) -> str | None:
 def flow_run_id_from(value: str) -> str:
     """A flow-run id from the id itself or the event resource id ``prefect.flow-run.<id>``."""
     value = value.strip()
-    return value[len(FLOW_RUN_RESOURCE_PREFIX) :] if value.startswith(FLOW_RUN_RESOURCE_PREFIX) else value
+    return (
+        value[len(FLOW_RUN_RESOURCE_PREFIX) :]
+        if value.startswith(FLOW_RUN_RESOURCE_PREFIX)
+        else value
+    )
 
 
 class CrashedRun(BaseModel):
@@ -52,11 +56,17 @@ class CrashedRun(BaseModel):
     flow_name: str
     state_type: str = Field(description="Prefect state type, e.g. CRASHED.")
     deployment_id: str | None = None
-    deployment_name: str | None = Field(default=None, description="<flow>/<deployment>, e.g. train/local.")
-    parent_task_run_id: str | None = Field(default=None, description="Set for a subflow run (no retry of its own).")
+    deployment_name: str | None = Field(
+        default=None, description="<flow>/<deployment>, e.g. train/local."
+    )
+    parent_task_run_id: str | None = Field(
+        default=None, description="Set for a subflow run (no retry of its own)."
+    )
     parameters: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
-    lease_ids: list[str] = Field(default_factory=list, description="Deployment concurrency leases its states held.")
+    lease_ids: list[str] = Field(
+        default_factory=list, description="Deployment concurrency leases its states held."
+    )
 
 
 class RecoveryPlan(BaseModel):
@@ -74,24 +84,42 @@ def plan_recovery(run: CrashedRun, existing_retries: list[str]) -> RecoveryPlan:
     ``existing_retries``: ids of flow runs already tagged :func:`retry_tag` of this run.
     """
     if run.state_type != "CRASHED":
-        return RecoveryPlan(clean_up=False, retry=False,
-                            reason=f"run is {run.state_type or 'unknown'}, not CRASHED: nothing to recover")
+        return RecoveryPlan(
+            clean_up=False,
+            retry=False,
+            reason=f"run is {run.state_type or 'unknown'}, not CRASHED: nothing to recover",
+        )
     if run.flow_name not in RECOVERABLE_FLOWS:
-        return RecoveryPlan(clean_up=False, retry=False,
-                            reason=f"flow {run.flow_name!r} is not recovered (only {', '.join(RECOVERABLE_FLOWS)}): "
-                                   "nothing done")
+        return RecoveryPlan(
+            clean_up=False,
+            retry=False,
+            reason=f"flow {run.flow_name!r} is not recovered (only {', '.join(RECOVERABLE_FLOWS)}): "
+            "nothing done",
+        )
     if existing_retries:
-        return RecoveryPlan(clean_up=True, retry=False,
-                            reason=f"already recovered: retried by {', '.join(existing_retries)}")
+        return RecoveryPlan(
+            clean_up=True,
+            retry=False,
+            reason=f"already recovered: retried by {', '.join(existing_retries)}",
+        )
     if (original := retry_of(run.tags)) is not None:
-        return RecoveryPlan(clean_up=True, retry=False,
-                            reason=f"run is the retry of {original}: a crashed retry is not retried again")
+        return RecoveryPlan(
+            clean_up=True,
+            retry=False,
+            reason=f"run is the retry of {original}: a crashed retry is not retried again",
+        )
     if run.parent_task_run_id or not run.deployment_id:
-        return RecoveryPlan(clean_up=True, retry=False,
-                            reason="not a deployment run of its own (a subflow or a local run): the run that "
-                                   "started it is retried, not this one")
-    return RecoveryPlan(clean_up=True, retry=True,
-                        reason=f"crashed {run.deployment_name or run.flow_name} run: re-run once, same parameters")
+        return RecoveryPlan(
+            clean_up=True,
+            retry=False,
+            reason="not a deployment run of its own (a subflow or a local run): the run that "
+            "started it is retried, not this one",
+        )
+    return RecoveryPlan(
+        clean_up=True,
+        retry=True,
+        reason=f"crashed {run.deployment_name or run.flow_name} run: re-run once, same parameters",
+    )
 
 
 def retry_parameters(flow_name: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -127,9 +155,20 @@ def recovery_markdown(report: RecoveryReport) -> str:
         ("deployment", report.deployment or "-"),
         ("retry", action),
         ("why", report.reason.replace("|", "\\|")),
-        ("MLflow runs marked FAILED", ", ".join(f"`{r}`" for r in report.failed_mlflow_runs) or "none open"),
-        ("concurrency leases released", ", ".join(f"`{x}`" for x in report.released_leases) or "none held"),
+        (
+            "MLflow runs marked FAILED",
+            ", ".join(f"`{r}`" for r in report.failed_mlflow_runs) or "none open",
+        ),
+        (
+            "concurrency leases released",
+            ", ".join(f"`{x}`" for x in report.released_leases) or "none held",
+        ),
     ]
-    lines = [f"# Recovery of crashed run `{report.flow_run_id}`: {action}", "", "| | |", "|---|---|"]
+    lines = [
+        f"# Recovery of crashed run `{report.flow_run_id}`: {action}",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + "\n"

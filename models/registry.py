@@ -69,9 +69,13 @@ class RegisteredVersion(BaseModel):
     version: str
     run_id: str | None
     aliases: list[str] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict, description="Holdout metrics of the training run.")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Holdout metrics of the training run."
+    )
     data_md5: str | None = None
-    decision: str | None = Field(default=None, description="Gate decision: promote, reject (None: not gated).")
+    decision: str | None = Field(
+        default=None, description="Gate decision: promote, reject (None: not gated)."
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     source: str | None = Field(default=None, description="Artifact URI of the stored model.")
 
@@ -79,7 +83,9 @@ class RegisteredVersion(BaseModel):
     def split(self) -> tuple[float, int]:
         """(test_size, seed) of the training split: ``models.split.split_dataset`` with these and the
         dataset version ``data_md5`` re-derives the exact holdout the metrics were measured on."""
-        return float(self.tags.get(TAG_SPLIT_TEST_SIZE, 0.2)), int(self.tags.get(TAG_SPLIT_SEED, 42))
+        return float(self.tags.get(TAG_SPLIT_TEST_SIZE, 0.2)), int(
+            self.tags.get(TAG_SPLIT_SEED, 42)
+        )
 
 
 def mlflow_client(tracking_uri: str) -> MlflowClient:
@@ -97,7 +103,7 @@ def with_retry(
     for i in range(attempts):
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - only the named errors are retried
+        except Exception as exc:
             text = str(exc)
             retry = "database is locked" in text or any(marker in text.lower() for marker in also)
             if not retry or i == attempts - 1:
@@ -137,7 +143,11 @@ def run_calls(tracking_uri: str, calls: list[Callable[[], Any]]) -> None:
 
 def _to_registered(mv: Any) -> RegisteredVersion:
     tags = dict(mv.tags or {})
-    metrics = {k[len(TAG_METRIC_PREFIX) :]: float(v) for k, v in tags.items() if k.startswith(TAG_METRIC_PREFIX)}
+    metrics = {
+        k[len(TAG_METRIC_PREFIX) :]: float(v)
+        for k, v in tags.items()
+        if k.startswith(TAG_METRIC_PREFIX)
+    }
     return RegisteredVersion(
         name=mv.name,
         version=str(mv.version),
@@ -168,7 +178,7 @@ def list_versions(tracking_uri: str, name: str) -> list[RegisteredVersion]:
     # search results may lack aliases on some stores: fill them from the registered model
     try:
         rm = client.get_registered_model(name)
-    except Exception:  # noqa: BLE001 - not registered yet
+    except Exception:
         return []
     by_version: dict[str, list[str]] = {}
     for alias, version in (rm.aliases or {}).items():
@@ -181,13 +191,19 @@ def list_versions(tracking_uri: str, name: str) -> list[RegisteredVersion]:
     return sorted(out, key=lambda v: int(v.version), reverse=True)
 
 
-def get_version_info(tracking_uri: str, name: str, version_or_alias: str | int) -> RegisteredVersion:
+def get_version_info(
+    tracking_uri: str, name: str, version_or_alias: str | int
+) -> RegisteredVersion:
     """One version by number (``"3"``) or alias (``"champion"``); raises NotFoundError."""
     client = mlflow_client(tracking_uri)
     ref = str(version_or_alias)
     try:
-        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises MlflowException for "not found"
+        mv = (
+            client.get_model_version(name, ref)
+            if ref.isdigit()
+            else client.get_model_version_by_alias(name, ref)
+        )
+    except Exception as exc:
         raise _not_found(name, f"version or alias {ref!r}") from exc
     # The version carries its own aliases (SQLite and REST stores alike): no second request for the
     # registered model (in team mode each request is a round trip through the MLflow server).
@@ -202,7 +218,9 @@ def champion_version(tracking_uri: str, name: str) -> str | None:
         return None
 
 
-def model_dir(tracking_uri: str, name: str, version_or_alias: str | int, *, cache_root: Path | None = None) -> Path:
+def model_dir(
+    tracking_uri: str, name: str, version_or_alias: str | int, *, cache_root: Path | None = None
+) -> Path:
     """Local folder of the stored MLflow model (downloads it when the artifact store is remote;
     ``cache_root``: see :func:`artifact_dir`)."""
     info = get_version_info(tracking_uri, name, version_or_alias)
@@ -239,15 +257,20 @@ def artifact_dir(uri: str, tracking_uri: str, *, cache_root: Path | None = None)
     if parsed.scheme == "file" and Path(unquote(parsed.path)).is_dir():
         return Path(unquote(parsed.path))
     if cache_root is None:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+        return Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri)
+        )
     target = artifact_cache_dir(cache_root, uri, tracking_uri)
     if target.is_dir():
         return target
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache_root))
     try:
-        Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri,
-                                                 dst_path=str(staging))).rename(target)
+        Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, tracking_uri=tracking_uri, dst_path=str(staging)
+            )
+        ).rename(target)
     except OSError:
         if not target.is_dir():  # not a lost race with another download of the same folder
             raise
@@ -284,12 +307,16 @@ def load_pipeline_from_dir(path: Path) -> Pipeline:
     untrusted = set(sio.get_untrusted_types(file=file)) - set(TRUSTED_TYPES)
     if untrusted:
         raise MloopError(
-            f"model needs types outside the allowlist: {sorted(untrusted)}", where=str(file), fix="retrain with mloop"
+            f"model needs types outside the allowlist: {sorted(untrusted)}",
+            where=str(file),
+            fix="retrain with mloop",
         )
     return sio.load(file, trusted=TRUSTED_TYPES)
 
 
-def load_pipeline(tracking_uri: str, name: str, version: str | int, *, cache_root: Path | None = None) -> Pipeline:
+def load_pipeline(
+    tracking_uri: str, name: str, version: str | int, *, cache_root: Path | None = None
+) -> Pipeline:
     """The fitted sklearn Pipeline of a version (number or alias), loaded with skops (trusted types);
     ``cache_root``: keep and reuse a remote store's download there (:func:`artifact_dir`)."""
     return load_pipeline_from_dir(model_dir(tracking_uri, name, version, cache_root=cache_root))
@@ -312,35 +339,57 @@ def get_lineage(tracking_uri: str, name: str, version: str | int) -> L.ModelLine
 
 
 def register_version(
-    tracking_uri: str, name: str, *, source: str, run_id: str, tags: dict[str, str], description: str = ""
+    tracking_uri: str,
+    name: str,
+    *,
+    source: str,
+    run_id: str,
+    tags: dict[str, str],
+    description: str = "",
 ) -> RegisteredVersion:
     """Create the registered model if needed and a new version pointing at ``source``; no alias yet."""
     check_name(name, "model")
     client = mlflow_client(tracking_uri)
     try:
         client.get_registered_model(name)
-    except Exception:  # noqa: BLE001
+    except Exception:
         try:
-            with_retry(lambda: client.create_registered_model(name, description=f"mloop model of dataset {name}"))
-        except Exception as exc:  # noqa: BLE001 - lost a creation race: fine
+            with_retry(
+                lambda: client.create_registered_model(
+                    name, description=f"mloop model of dataset {name}"
+                )
+            )
+        except Exception as exc:
             if "already exists" not in str(exc).lower():
                 raise
     mv = with_retry(
-        lambda: client.create_model_version(name, source=source, run_id=run_id, tags=tags, description=description)
+        lambda: client.create_model_version(
+            name, source=source, run_id=run_id, tags=tags, description=description
+        )
     )
     return _to_registered(mv)
 
 
 def set_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
     client = mlflow_client(tracking_uri)
-    run_calls(tracking_uri, [
-        lambda k=key, v=value: with_retry(lambda: client.set_model_version_tag(name, version, k, tag_value(v)))
-        for key, value in tags.items()
-    ])
+    run_calls(
+        tracking_uri,
+        [
+            lambda k=key, v=value: with_retry(
+                lambda: client.set_model_version_tag(name, version, k, tag_value(v))
+            )
+            for key, value in tags.items()
+        ],
+    )
 
 
 def set_challenger(
-    tracking_uri: str, state: StatePaths, name: str, version: str, *, records: SharedRecords | None = None
+    tracking_uri: str,
+    state: StatePaths,
+    name: str,
+    version: str,
+    *,
+    records: SharedRecords | None = None,
 ) -> None:
     """Point ``challenger`` at ``version`` (under the lock; not a champion change, so not audited)."""
     shared = _records(state, name, records)  # checks the name before anything else
@@ -398,8 +447,14 @@ def promote(
     with shared.lock(_lock_name(name), timeout=LOCK_TIMEOUT_S):
         current = champion_version(tracking_uri, name)
         record = AuditRecord(
-            model_name=name, action="promote", from_version=current, to_version=version, reason=reason,
-            actor=actor, flow_run_id=flow_run_id, gate_metrics=gate_metrics or {},
+            model_name=name,
+            action="promote",
+            from_version=current,
+            to_version=version,
+            reason=reason,
+            actor=actor,
+            flow_run_id=flow_run_id,
+            gate_metrics=gate_metrics or {},
         )
         if expected_champion is not _UNSET and current != expected_champion:
             record.outcome, record.to_version = "skipped", current
@@ -408,16 +463,26 @@ def promote(
             record.outcome, record.detail = "skipped", "already champion"
         else:
             if current is not None:
-                with_retry(lambda: client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current))
+                with_retry(
+                    lambda: client.set_registered_model_alias(name, PREVIOUS_CHAMPION, current)
+                )
             with_retry(lambda: client.set_registered_model_alias(name, CHAMPION, version))
             try:
                 if client.get_model_version_by_alias(name, CHALLENGER).version == version:
                     with_retry(lambda: client.delete_registered_model_alias(name, CHALLENGER))
-            except Exception:  # noqa: BLE001 - no challenger alias
+            except Exception:
                 pass
-            with_retry(lambda: client.set_model_version_tag(name, version, TAG_PROMOTED_REASON, tag_value(reason)))
+            with_retry(
+                lambda: client.set_model_version_tag(
+                    name, version, TAG_PROMOTED_REASON, tag_value(reason)
+                )
+            )
         append_audit(state.audit, record, records=records)
-        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
+        with_retry(
+            lambda: client.set_registered_model_tag(
+                name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())
+            )
+        )
     return record
 
 
@@ -450,13 +515,26 @@ def rollback(
         with_retry(lambda: client.set_registered_model_alias(name, CHAMPION, previous))
         with_retry(lambda: client.delete_registered_model_alias(name, PREVIOUS_CHAMPION))
         if current is not None:
-            with_retry(lambda: client.set_model_version_tag(name, current, TAG_ROLLED_BACK, tag_value(reason)))
+            with_retry(
+                lambda: client.set_model_version_tag(
+                    name, current, TAG_ROLLED_BACK, tag_value(reason)
+                )
+            )
         record = AuditRecord(
-            model_name=name, action="rollback", from_version=current, to_version=previous, reason=reason,
-            actor=actor, flow_run_id=flow_run_id,
+            model_name=name,
+            action="rollback",
+            from_version=current,
+            to_version=previous,
+            reason=reason,
+            actor=actor,
+            flow_run_id=flow_run_id,
         )
         append_audit(state.audit, record, records=records)
-        with_retry(lambda: client.set_registered_model_tag(name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())))
+        with_retry(
+            lambda: client.set_registered_model_tag(
+                name, TAG_LAST_CHANGE, tag_value(record.model_dump_json())
+            )
+        )
     return record
 
 

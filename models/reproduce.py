@@ -50,14 +50,24 @@ def reproduce_version(settings: Settings, name: str, version: str) -> ReproduceR
 
     info = get_version_info(settings.tracking_uri, name, version)
     if not info.run_id:
-        raise MloopError(f"version {info.version} of {name!r} has no training run", fix="reproduce a version trained by mloop")
+        raise MloopError(
+            f"version {info.version} of {name!r} has no training run",
+            fix="reproduce a version trained by mloop",
+        )
     run = get_run(settings.tracking_uri, info.run_id)
     try:
         spec = ModelSpec.model_validate_json(run.params["spec"])
-        seed, test_size, split_seed = int(run.params["seed"]), float(run.params["split_test_size"]), int(run.params["split_seed"])
+        seed, test_size, split_seed = (
+            int(run.params["seed"]),
+            float(run.params["split_test_size"]),
+            int(run.params["split_seed"]),
+        )
     except KeyError as exc:
-        raise MloopError(f"run {info.run_id} lacks the parameter {exc}", where="MLflow run params",
-                         fix="only versions trained by mloop's train flow can be reproduced") from exc
+        raise MloopError(
+            f"run {info.run_id} lacks the parameter {exc}",
+            where="MLflow run params",
+            fix="only versions trained by mloop's train flow can be reproduced",
+        ) from exc
     md5 = run.tags.get(TAG_DATASET_MD5) or info.data_md5 or ""
     dataset = run.tags.get(TAG_DATASET_NAME, name)
     df = read_version(settings, dataset, md5)
@@ -66,7 +76,17 @@ def reproduce_version(settings: Settings, name: str, version: str) -> ReproduceR
     result = fit_and_evaluate(contract, spec, train, holdout, seed=seed)
     diffs = [
         MetricDiff(metric=m, recorded=run.metrics[m], reproduced=v, diff=v - run.metrics[m])
-        for m, v in sorted(result.evaluation.metrics.items()) if m in run.metrics
+        for m, v in sorted(result.evaluation.metrics.items())
+        if m in run.metrics
     ]
-    return ReproduceReport(name=name, version=info.version, run_id=info.run_id, data_md5=md5, spec=spec, seed=seed,
-                           split_test_size=test_size, split_seed=split_seed, diffs=diffs)
+    return ReproduceReport(
+        name=name,
+        version=info.version,
+        run_id=info.run_id,
+        data_md5=md5,
+        spec=spec,
+        seed=seed,
+        split_test_size=test_size,
+        split_seed=split_seed,
+        diffs=diffs,
+    )

@@ -30,13 +30,19 @@ from mloop.core.tags import (
     TAG_TRIGGER,
     tag_value,
 )
-from models.gate import GateReport
+from models.gate_decision import GateReport
 from models.spec import ModelSpec
 from models.split import SplitParams
 
 
 def lineage_tags(
-    dataset: str, info: DatasetVersion, *, code_commit: str | None, flow_run_id: str, task: str, trigger: str
+    dataset: str,
+    info: DatasetVersion,
+    *,
+    code_commit: str | None,
+    flow_run_id: str,
+    task: str,
+    trigger: str,
 ) -> dict[str, str]:
     """Tags every run and version of a train run carries: data (and where its labels came from), code,
     flow run, task, trigger."""
@@ -52,13 +58,20 @@ def lineage_tags(
     }
 
 
-def candidate_run_tags(lineage: dict[str, str], *, cache_key: str, spec: ModelSpec) -> dict[str, str]:
+def candidate_run_tags(
+    lineage: dict[str, str], *, cache_key: str, spec: ModelSpec
+) -> dict[str, str]:
     """Tags of a candidate's MLflow run: the lineage plus its cache identity."""
     return {**lineage, TAG_CACHE_KEY: cache_key, TAG_SPEC: spec.key()}
 
 
 def version_tags(
-    lineage: dict[str, str], *, spec: ModelSpec, run_id: str, split: SplitParams, metrics: dict[str, float]
+    lineage: dict[str, str],
+    *,
+    spec: ModelSpec,
+    run_id: str,
+    split: SplitParams,
+    metrics: dict[str, float],
 ) -> dict[str, str]:
     """Tags of the registered version: lineage, spec, run, split (to re-derive the holdout), metrics."""
     return {
@@ -80,7 +93,11 @@ def trusted_tags(report: GateReport) -> dict[str, str]:
     """The version's ``mloop.gate_trusted`` tag: the trusted holdout comparison as JSON (none if not run)."""
     if report.trusted is None:
         return {}
-    return {TAG_GATE_TRUSTED: tag_value(json.dumps(report.trusted.model_dump(mode="json"), sort_keys=True))}
+    return {
+        TAG_GATE_TRUSTED: tag_value(
+            json.dumps(report.trusted.model_dump(mode="json"), sort_keys=True)
+        )
+    }
 
 
 def version_description(spec: ModelSpec, dataset: str, data_md5: str, trigger: str) -> str:

@@ -17,7 +17,12 @@ from mloop.core.errors import MloopError
 
 EstimatorName = Literal["logistic_regression", "linear", "hist_gradient_boosting", "random_forest"]
 
-ESTIMATORS: tuple[str, ...] = ("logistic_regression", "linear", "hist_gradient_boosting", "random_forest")
+ESTIMATORS: tuple[str, ...] = (
+    "logistic_regression",
+    "linear",
+    "hist_gradient_boosting",
+    "random_forest",
+)
 
 
 class ModelSpec(BaseModel):
@@ -33,12 +38,14 @@ class ModelSpec(BaseModel):
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Hyperparameters passed to the estimator (e.g. {\"C\": 0.5} or {\"max_depth\": 6}).",
+        description='Hyperparameters passed to the estimator (e.g. {"C": 0.5} or {"max_depth": 6}).',
     )
 
     def key(self) -> str:
         """Canonical JSON (sorted keys): equal specs give equal keys."""
-        return json.dumps({"estimator": self.estimator, "params": self.params}, sort_keys=True, default=str)
+        return json.dumps(
+            {"estimator": self.estimator, "params": self.params}, sort_keys=True, default=str
+        )
 
     def label(self) -> str:
         """Short human label, e.g. ``random_forest(max_depth=6)``."""
@@ -66,6 +73,8 @@ def parse_spec(text: str) -> ModelSpec:
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise MloopError(f"bad hyperparameter {item!r}", where=f"--model {text}", fix="write key=value pairs")
+            raise MloopError(
+                f"bad hyperparameter {item!r}", where=f"--model {text}", fix="write key=value pairs"
+            )
         params[key.strip()] = _parse_value(value.strip())
     return ModelSpec(estimator=name, params=params)  # type: ignore[arg-type]

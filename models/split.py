@@ -22,8 +22,12 @@ if TYPE_CHECKING:  # pragma: no cover
 class SplitParams(BaseModel):
     """How the holdout is cut: the newest rows when the contract has a time column, else stratified."""
 
-    test_size: float = Field(default=0.2, gt=0, lt=1, description="Share of rows held out for evaluation and the gate.")
-    seed: int = Field(default=42, description="Seed of the stratified shuffle (ignored by a time-based split).")
+    test_size: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of rows held out for evaluation and the gate."
+    )
+    seed: int = Field(
+        default=42, description="Seed of the stratified shuffle (ignored by a time-based split)."
+    )
 
 
 def split_dataset(
@@ -36,11 +40,15 @@ def split_dataset(
     from sklearn.model_selection import train_test_split
 
     if contract.target not in df.columns:
-        raise MloopError(f"target column {contract.target!r} missing", where=f"dataset {contract.name}")
+        raise MloopError(
+            f"target column {contract.target!r} missing", where=f"dataset {contract.name}"
+        )
     n_test = int(round(len(df) * test_size))
     if n_test < 1 or n_test >= len(df):
         raise MloopError(
-            f"cannot hold out {test_size:.0%} of {len(df)} rows", where=f"dataset {contract.name}", fix="use more rows"
+            f"cannot hold out {test_size:.0%} of {len(df)} rows",
+            where=f"dataset {contract.name}",
+            fix="use more rows",
         )
     if contract.time_column and contract.time_column in df.columns:
         times = pd.to_datetime(df[contract.time_column], utc=True, errors="coerce")
@@ -57,13 +65,15 @@ def split_dataset(
     if contract.task == "classification":
         unseen = holdout_only_classes(train[contract.target], test[contract.target])
         if unseen:
-            listed = ", ".join(f"{label!r} ({rows} rows)" for label, rows in list(unseen.items())[:10])
+            listed = ", ".join(
+                f"{label!r} ({rows} rows)" for label, rows in list(unseen.items())[:10]
+            )
             raise MloopError(
                 f"class(es) {listed} of {contract.target!r} are only in the holdout ({how}): no model learns a "
                 "class it never saw in training",
                 where=f"dataset {contract.name}",
                 fix="ingest a version with earlier rows of these classes (or without them), or train on one "
-                    "that has them",
+                "that has them",
             )
     return train, test
 
@@ -102,5 +112,7 @@ def prepare_split(df: pd.DataFrame, contract: DatasetContract, params: SplitPara
         X_train=prepare_features(train, contract),
         X_holdout=prepare_features(holdout, contract),
         y_holdout=holdout[contract.target].to_numpy(),
-        train_class_counts=class_counts(train[contract.target]) if contract.task == "classification" else None,
+        train_class_counts=class_counts(train[contract.target])
+        if contract.task == "classification"
+        else None,
     )

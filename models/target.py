@@ -34,7 +34,10 @@ def class_counts(y: Any) -> dict[Any, int]:
     import numpy as np
 
     levels, counts = np.unique(np.asarray(y), return_counts=True)
-    return {level.item() if hasattr(level, "item") else level: int(c) for level, c in zip(levels, counts, strict=True)}
+    return {
+        level.item() if hasattr(level, "item") else level: int(c)
+        for level, c in zip(levels, counts, strict=True)
+    }
 
 
 def infer_classes(y: Any, n_columns: int) -> np.ndarray:
@@ -60,8 +63,12 @@ def class_codes(y: Any, classes: Sequence[Any] | np.ndarray) -> np.ndarray:
 
     codes = pd.Index(list(classes)).get_indexer(pd.Index(np.asarray(y)))
     if (codes < 0).any():
-        unknown = sorted({str(v) for v, c in zip(np.asarray(y).tolist(), codes, strict=True) if c < 0})
-        raise ValueError(f"labels {unknown[:10]} are not among the model's classes {list(classes)[:20]}")
+        unknown = sorted(
+            {str(v) for v, c in zip(np.asarray(y).tolist(), codes, strict=True) if c < 0}
+        )
+        raise ValueError(
+            f"labels {unknown[:10]} are not among the model's classes {list(classes)[:20]}"
+        )
     return codes.astype(np.int64)
 
 

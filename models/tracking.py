@@ -56,11 +56,24 @@ class RunRecord(BaseModel):
         return f"{self.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
 
 
-def cache_key(data_md5: str, spec: ModelSpec, seed: int, test_size: float, split_seed: int, code_commit: str | None) -> str:
+def cache_key(
+    data_md5: str,
+    spec: ModelSpec,
+    seed: int,
+    test_size: float,
+    split_seed: int,
+    code_commit: str | None,
+) -> str:
     """Identity of a training run: same key, same model (the flow reuses the run)."""
     raw = json.dumps(
-        {"md5": data_md5, "spec": spec.key(), "seed": seed, "test_size": test_size, "split_seed": split_seed,
-         "code": code_commit or ""},
+        {
+            "md5": data_md5,
+            "spec": spec.key(),
+            "seed": seed,
+            "test_size": test_size,
+            "split_seed": split_seed,
+            "code": code_commit or "",
+        },
         sort_keys=True,
     )
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
@@ -80,7 +93,7 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
         location = folder.as_uri()
     try:
         return str(with_retry(lambda: client.create_experiment(name, artifact_location=location)))
-    except Exception as exc:  # noqa: BLE001 - created concurrently
+    except Exception as exc:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise exc
@@ -119,7 +132,9 @@ def pip_requirements() -> list[str]:
     """Pinned requirements of a stored pipeline (explicit: inferring them costs ~9 s a model)."""
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "skops", "numpy", "pandas", "scipy")]
+    return [
+        f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "skops", "numpy", "pandas", "scipy")
+    ]
 
 
 def start_run(tracking_uri: str, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> str:
@@ -170,12 +185,18 @@ def log_training_run(
     # Candidates logged at once insert the same dataset row: the loser of that race hits the unique
     # constraint, and on retry finds the row and links to it.
     with_retry(
-        lambda: client.log_inputs(run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]),
+        lambda: client.log_inputs(
+            run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
+        ),
         also=("unique constraint",),
     )
-    uploads: list[Callable[[], None]] = [lambda p=path: client.log_artifact(run_id, str(p), "plots")
-                                         for path in plot_paths]
-    uploads += [lambda n=name, o=obj: client.log_dict(run_id, o, n) for name, obj in (extra_json or {}).items()]
+    uploads: list[Callable[[], None]] = [
+        lambda p=path: client.log_artifact(run_id, str(p), "plots") for path in plot_paths
+    ]
+    uploads += [
+        lambda n=name, o=obj: client.log_dict(run_id, o, n)
+        for name, obj in (extra_json or {}).items()
+    ]
 
     model_path = work_dir / MODEL_ARTIFACT
     if model_path.exists():
@@ -191,8 +212,10 @@ def log_training_run(
         input_example=X_example.head(3),
         pip_requirements=pip_requirements(),
     )
-    uploads += [lambda f=file, d=folder: client.log_artifact(run_id, str(f), d)
-                for file, folder in artifact_files(model_path, MODEL_ARTIFACT)]
+    uploads += [
+        lambda f=file, d=folder: client.log_artifact(run_id, str(f), d)
+        for file, folder in artifact_files(model_path, MODEL_ARTIFACT)
+    ]
     run_calls(tracking_uri, uploads)  # one round trip per file: several at once to a remote server
     shutil.rmtree(model_path, ignore_errors=True)
     return _record(client.get_run(run_id))
@@ -201,8 +224,11 @@ def log_training_run(
 def artifact_files(folder: Path, artifact_path: str) -> list[tuple[Path, str]]:
     """Every file under ``folder`` with the artifact folder it goes to (``artifact_path``, plus its
     sub-folder): what ``MlflowClient.log_artifacts(run_id, folder, artifact_path)`` uploads. Pure."""
-    return [(file, "/".join((artifact_path, *file.parent.relative_to(folder).parts)))
-            for file in sorted(folder.rglob("*")) if file.is_file()]
+    return [
+        (file, "/".join((artifact_path, *file.parent.relative_to(folder).parts)))
+        for file in sorted(folder.rglob("*"))
+        if file.is_file()
+    ]
 
 
 def log_fitted_run(
@@ -224,17 +250,32 @@ def log_fitted_run(
 
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         work = Path(tmp)
-        importances = permutation_importance(result.pipeline, X_holdout, y_holdout, task, seed=0, max_rows=1000)
+        importances = permutation_importance(
+            result.pipeline, X_holdout, y_holdout, task, seed=0, max_rows=1000
+        )
         if task == "classification":  # multiclass: raw labels in the pipeline's class order
             labels = y_holdout if is_multiclass_scores(result.scores) else binary_labels(y_holdout)
-            plots = classification_plots(labels, result.scores, importances, work / "plots",
-                                         getattr(result.pipeline, "classes_", None))
+            plots = classification_plots(
+                labels,
+                result.scores,
+                importances,
+                work / "plots",
+                getattr(result.pipeline, "classes_", None),
+            )
         else:
             plots = regression_plots(y_holdout, result.scores, importances, work / "plots")
         return log_training_run(
-            tracking_uri, run_id,
-            params=params, metrics=result.evaluation.metrics, pipeline=result.pipeline, X_example=X_holdout,
-            plot_paths=plots, dataset_name=info.name, data_md5=info.md5, data_source=info.path, data_rows=info.rows,
+            tracking_uri,
+            run_id,
+            params=params,
+            metrics=result.evaluation.metrics,
+            pipeline=result.pipeline,
+            X_example=X_holdout,
+            plot_paths=plots,
+            dataset_name=info.name,
+            data_md5=info.md5,
+            data_source=info.path,
+            data_rows=info.rows,
             work_dir=work,
             extra_json={
                 "evaluation.json": result.evaluation.model_dump(mode="json"),
@@ -252,7 +293,9 @@ def set_run_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
     client = mlflow_client(tracking_uri)
-    with_retry(lambda: client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()]))
+    with_retry(
+        lambda: client.log_batch(run_id, tags=[RunTag(k, tag_value(v)) for k, v in tags.items()])
+    )
 
 
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
@@ -276,12 +319,20 @@ def fail_open_runs(tracking_uri: str, flow_run_id: str) -> list[str]:
     if not flow_run_id or "'" in flow_run_id:
         raise ValueError(f"not a flow-run id: {flow_run_id!r}")
     client = mlflow_client(tracking_uri)
-    experiments = [e.experiment_id for e in with_retry(lambda: client.search_experiments(view_type=ViewType.ALL))]
+    experiments = [
+        e.experiment_id
+        for e in with_retry(lambda: client.search_experiments(view_type=ViewType.ALL))
+    ]
     if not experiments:
         return []
-    runs = with_retry(lambda: client.search_runs(
-        experiments, filter_string=f"tags.`{TAG_FLOW_RUN_ID}` = '{flow_run_id}'", run_view_type=ViewType.ALL,
-        max_results=1000))
+    runs = with_retry(
+        lambda: client.search_runs(
+            experiments,
+            filter_string=f"tags.`{TAG_FLOW_RUN_ID}` = '{flow_run_id}'",
+            run_view_type=ViewType.ALL,
+            max_results=1000,
+        )
+    )
     failed = [r.info.run_id for r in runs if r.info.status in OPEN_STATUSES]
     for run_id in failed:
         finish_run(tracking_uri, run_id, status="FAILED")
@@ -318,7 +369,7 @@ class OpenRuns:
         for run_id in self.run_ids:
             try:
                 finish_run(self.tracking_uri, run_id, status="FAILED")
-            except Exception:  # noqa: BLE001 - best effort while an error propagates
+            except Exception:
                 pass
         self.run_ids.clear()
 

@@ -58,7 +58,10 @@ def fit_and_evaluate(
     t1 = time.perf_counter()
     scores = predict_scores(pipeline, X_ho, contract.task)
     evaluation = evaluate_scores(
-        contract.task, target_values(holdout, contract), scores, slice_masks(X_ho, contract, min_slice_rows),
+        contract.task,
+        target_values(holdout, contract),
+        scores,
+        slice_masks(X_ho, contract, min_slice_rows),
         classes=getattr(pipeline, "classes_", None),
     )
     t2 = time.perf_counter()

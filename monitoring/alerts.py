@@ -8,7 +8,7 @@ per (model, alert name) (:func:`group_alerts`): each group becomes ONE Prefect e
 the one name rule (:func:`invalid_model_names`), since it reaches file paths and the registry.
 The remediate flow maps the alert name to an action with
 :func:`action_for` (configuration: ``Settings.alert_actions``, whose default is the table
-:data:`mloop.core.alerts.DEFAULT_ALERT_ACTIONS`).
+:data:`mloop.core.alert_actions.DEFAULT_ALERT_ACTIONS`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mloop.core.alerts import ACTIONS, DEFAULT_ALERT_ACTIONS, UNKNOWN_ALERT_ACTION, AlertAction
+from mloop.core.alert_actions import (
+    ACTIONS,
+    DEFAULT_ALERT_ACTIONS,
+    UNKNOWN_ALERT_ACTION,
+    AlertAction,
+)
 from mloop.core.errors import MloopError
 from mloop.core.names import check_name
 
@@ -104,8 +109,11 @@ class AlertGroup(BaseModel):
         """The distinct fingerprints of the group's alerts, sorted (so a repost gives the same order)."""
         return sorted({a.fingerprint for a in self.alerts if a.fingerprint})
 
-    def event_payload(self, common_labels: Mapping[str, str] | None = None,
-                      max_fingerprints: int = MAX_FINGERPRINTS) -> dict[str, Any]:
+    def event_payload(
+        self,
+        common_labels: Mapping[str, str] | None = None,
+        max_fingerprints: int = MAX_FINGERPRINTS,
+    ) -> dict[str, Any]:
         """The first alert's event payload plus ``alert_count`` and ``fingerprints`` (capped).
 
         ``fingerprint`` is the group's smallest fingerprint: the key a remediation locks on, stable
@@ -166,7 +174,9 @@ def action_for(alertname: str, mapping: Mapping[str, str] | None = None) -> Aler
         lowered = {k.lower(): v for k, v in table.items()}
         action = lowered.get(alertname.lower(), UNKNOWN_ALERT_ACTION)
     if action not in ACTIONS:
-        raise ValueError(f"alert {alertname!r} maps to unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        raise ValueError(
+            f"alert {alertname!r} maps to unknown action {action!r} (known: {', '.join(ACTIONS)})"
+        )
     return action  # type: ignore[return-value]
 
 

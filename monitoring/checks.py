@@ -26,21 +26,32 @@ class MonitorOptions(BaseModel):
     """How the monitor compares the window with the reference."""
 
     reference_rows: int = Field(
-        default=50_000, ge=100, description="Sample the reference (training) data to at most this many rows (seeded)."
+        default=50_000,
+        ge=100,
+        description="Sample the reference (training) data to at most this many rows (seeded).",
     )
     max_rows: int = Field(
-        default=50_000, ge=100, description="Evidently sees at most this many rows per side (seeded)."
+        default=50_000,
+        ge=100,
+        description="Evidently sees at most this many rows per side (seeded).",
     )
     seed: int = Field(default=0, description="Seed of every sample.")
     min_rows: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Fewer predictions in the window: skip the check (empty = the model's minimum, MLOOP_MONITOR_MIN_ROWS).",
     )
     quality_tolerance: float = Field(
-        default=0.05, ge=0, description="Largest accepted drop of the gate metric vs the champion's holdout."
+        default=0.05,
+        ge=0,
+        description="Largest accepted drop of the gate metric vs the champion's holdout.",
     )
-    min_labels: int = Field(default=30, ge=1, description="Fewer feedback labels in the window: no quality verdict.")
-    publish: bool = Field(default=True, description="Write the HTML report, MLflow run and Evidently snapshot.")
+    min_labels: int = Field(
+        default=30, ge=1, description="Fewer feedback labels in the window: no quality verdict."
+    )
+    publish: bool = Field(
+        default=True, description="Write the HTML report, MLflow run and Evidently snapshot."
+    )
     full_report: Literal["always", "on-finding"] = Field(
         default="always",
         description="always: every check builds Evidently's full report (HTML, workspace snapshot); on-finding: "
@@ -95,8 +106,16 @@ def check_window(
     drift_options = DriftOptions(
         drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
     )
-    drift = partial(drift_report, reference, window, contract, options=drift_options, model_name=model_name,
-                    model_version=model_version, time_column="timestamp")
+    drift = partial(
+        drift_report,
+        reference,
+        window,
+        contract,
+        options=drift_options,
+        model_name=model_name,
+        model_version=model_version,
+        time_column="timestamp",
+    )
     screen_first = options.full_report == "on-finding" or not options.publish
     result, snapshot = drift(report=not screen_first)
     labelled = labelled_window(window, feedback)
@@ -104,17 +123,28 @@ def check_window(
     if labelled is not None:
         score = score_column(labelled, contract.task)
         quality = check_quality(
-            labelled, contract.task, baseline_metrics, tolerance=options.quality_tolerance,
-            min_rows=options.min_labels, label_column=LABEL_COLUMN, score_column=score,
+            labelled,
+            contract.task,
+            baseline_metrics,
+            tolerance=options.quality_tolerance,
+            min_rows=options.min_labels,
+            label_column=LABEL_COLUMN,
+            score_column=score,
             only=[gate_metric] if gate_metric else None,
         )
         result = result.model_copy(update={"quality": quality})
     finding = result.dataset_drift or (quality is not None and quality.degraded)
     full = options.publish and (not screen_first or finding)
-    if full and screen_first:  # the screen found something: the full report, for the people who look at it
+    if (
+        full and screen_first
+    ):  # the screen found something: the full report, for the people who look at it
         reported, snapshot = drift(report=True)
-        result = reported.model_copy(update={"quality": quality, "seconds": result.seconds + reported.seconds})
+        result = reported.model_copy(
+            update={"quality": quality, "seconds": result.seconds + reported.seconds}
+        )
     quality_snapshot = None
     if quality is not None and full and labelled is not None:
-        quality_snapshot = quality_report(labelled, contract.task, label_column=LABEL_COLUMN, score_column=score)
+        quality_snapshot = quality_report(
+            labelled, contract.task, label_column=LABEL_COLUMN, score_column=score
+        )
     return result, snapshot, quality_snapshot

@@ -57,14 +57,20 @@ PREDICTION_COLUMNS = ("prediction", "probability", "score")
 class DriftOptions(BaseModel):
     """How a drift check runs (all have defaults that suit the monitor flow)."""
 
-    num_method: str = Field(default=NUM_METHOD, description="Evidently stat test for numeric columns.")
-    cat_method: str = Field(default=CAT_METHOD, description="Evidently stat test for categorical columns.")
+    num_method: str = Field(
+        default=NUM_METHOD, description="Evidently stat test for numeric columns."
+    )
+    cat_method: str = Field(
+        default=CAT_METHOD, description="Evidently stat test for categorical columns."
+    )
     threshold: float = Field(default=DEFAULT_THRESHOLD, description="Per-column drift threshold.")
     drift_share_threshold: float = Field(
-        default=0.3, description="Share of drifted columns at or above which the dataset counts as drifted."
+        default=0.3,
+        description="Share of drifted columns at or above which the dataset counts as drifted.",
     )
     max_rows: int | None = Field(
-        default=50_000, description="Sample each side to at most this many rows (None: never sample)."
+        default=50_000,
+        description="Sample each side to at most this many rows (None: never sample).",
     )
     border_margin: float = Field(
         default=0.025,
@@ -87,12 +93,17 @@ class ColumnDrift(BaseModel):
 
     column: str
     kind: ColumnKind
-    method: str = Field(description="Evidently stat test name (e.g. wasserstein, jensenshannon, all-null).")
+    method: str = Field(
+        description="Evidently stat test name (e.g. wasserstein, jensenshannon, all-null)."
+    )
     threshold: float
-    score: float = Field(description="Drift score (distance: higher is more drift; p-value methods: lower).")
+    score: float = Field(
+        description="Drift score (distance: higher is more drift; p-value methods: lower)."
+    )
     drifted: bool = Field(description="distribution_drifted or null_surge.")
     distribution_drifted: bool | None = Field(
-        default=None, description="The stat test's verdict alone (what Evidently reports for the column)."
+        default=None,
+        description="The stat test's verdict alone (what Evidently reports for the column).",
     )
     null_share_reference: float = 0.0
     null_share_current: float = 0.0
@@ -105,7 +116,9 @@ class ColumnDrift(BaseModel):
     sampled_score: float | None = Field(
         default=None, description="Score on the sample, when the exact recomputation replaced it."
     )
-    is_prediction: bool = Field(default=False, description="The model's own output (prediction drift).")
+    is_prediction: bool = Field(
+        default=False, description="The model's own output (prediction drift)."
+    )
 
 
 class DriftResult(BaseModel):
@@ -123,19 +136,33 @@ class DriftResult(BaseModel):
     seconds: float = Field(default=0.0, description="Wall time of the check.")
     report_path: str | None = Field(default=None, description="HTML report, once written.")
     full_report: bool = Field(
-        default=True, description="False: scored by the screen (Evidently's stat tests, no report widgets)."
+        default=True,
+        description="False: scored by the screen (Evidently's stat tests, no report widgets).",
     )
     quality: QualityResult | None = None
 
 
 def _is_p_value(method: str) -> bool:
     """Whether a score is a p-value (drift when below threshold) rather than a distance."""
-    return method in {"ks", "chisquare", "z", "fisher_exact", "g_test", "mannw", "anderson", "cramer_von_mises",
-                      "epps_singleton", "t_test", "empirical_mmd"}
+    return method in {
+        "ks",
+        "chisquare",
+        "z",
+        "fisher_exact",
+        "g_test",
+        "mannw",
+        "anderson",
+        "cramer_von_mises",
+        "epps_singleton",
+        "t_test",
+        "empirical_mmd",
+    }
 
 
 def column_kinds(
-    contract: DatasetContract, frame_columns: Sequence[str], prediction_columns: Sequence[str] = PREDICTION_COLUMNS
+    contract: DatasetContract,
+    frame_columns: Sequence[str],
+    prediction_columns: Sequence[str] = PREDICTION_COLUMNS,
 ) -> dict[str, tuple[ColumnKind, bool]]:
     """Columns to check -> (kind, is_prediction): contract features, then prediction columns present.
 
@@ -147,11 +174,16 @@ def column_kinds(
     for spec in contract.feature_columns:
         if spec.name not in present or spec.kind == "datetime":
             continue
-        out[spec.name] = ("numeric" if spec.kind in ("numeric", "integer") else "categorical", False)
+        out[spec.name] = (
+            "numeric" if spec.kind in ("numeric", "integer") else "categorical",
+            False,
+        )
     for name in prediction_columns:
         if name in present and name not in out:
             kind: ColumnKind = (
-                "categorical" if name == "prediction" and contract.task == "classification" else "numeric"
+                "categorical"
+                if name == "prediction" and contract.task == "classification"
+                else "numeric"
             )
             out[name] = (kind, True)
     return out
@@ -180,7 +212,9 @@ def _level(value: Any) -> str | None:
     return str(value)
 
 
-def _with_null_shares(col: ColumnDrift, reference: pd.DataFrame, current: pd.DataFrame, jump: float) -> ColumnDrift:
+def _with_null_shares(
+    col: ColumnDrift, reference: pd.DataFrame, current: pd.DataFrame, jump: float
+) -> ColumnDrift:
     """Add null shares (all rows) and the null-surge verdict to a column's stat-test verdict."""
     ref_null = float(reference[col.column].isna().mean())
     cur_null = float(current[col.column].isna().mean())
@@ -196,7 +230,9 @@ def _with_null_shares(col: ColumnDrift, reference: pd.DataFrame, current: pd.Dat
     )
 
 
-def _few_values(reference: pd.Series, current: pd.Series, ref_sample: pd.Series, cur_sample: pd.Series) -> bool:
+def _few_values(
+    reference: pd.Series, current: pd.Series, ref_sample: pd.Series, cur_sample: pd.Series
+) -> bool:
     """At most 5 distinct non-null values over both full columns (Evidently's default-method rule).
 
     The samples answer "no" cheaply (a sample's distinct count is a lower bound); only columns
@@ -207,7 +243,9 @@ def _few_values(reference: pd.Series, current: pd.Series, ref_sample: pd.Series,
     return int(pd.concat([reference, current], ignore_index=True).nunique()) <= 5
 
 
-def _exact_score(ref: pd.Series, cur: pd.Series, kind: ColumnKind, method: str, threshold: float) -> tuple[float, bool]:
+def _exact_score(
+    ref: pd.Series, cur: pd.Series, kind: ColumnKind, method: str, threshold: float
+) -> tuple[float, bool]:
     """The stat test Evidently runs for a column, on all rows (same cleaning as Evidently)."""
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
@@ -220,7 +258,9 @@ def _exact_score(ref: pd.Series, cur: pd.Series, kind: ColumnKind, method: str, 
     return float(res.drift_score), bool(res.drifted)
 
 
-def _parse_snapshot(snapshot_dict: dict[str, Any]) -> dict[str, tuple[str, float, float, bool | None]]:
+def _parse_snapshot(
+    snapshot_dict: dict[str, Any],
+) -> dict[str, tuple[str, float, float, bool | None]]:
     """column -> (method, threshold, score, drifted from the test status or None)."""
     scores: dict[str, tuple[str, float, float, bool | None]] = {}
     by_id: dict[str, str] = {}
@@ -228,7 +268,12 @@ def _parse_snapshot(snapshot_dict: dict[str, Any]) -> dict[str, tuple[str, float
         cfg = metric.get("config", {})
         if str(cfg.get("type", "")).endswith(":ValueDrift"):
             col = cfg["column"]
-            scores[col] = (str(cfg.get("method")), float(cfg.get("threshold")), float(metric["value"]), None)
+            scores[col] = (
+                str(cfg.get("method")),
+                float(cfg.get("threshold")),
+                float(metric["value"]),
+                None,
+            )
             by_id[metric["id"]] = col
     for test in snapshot_dict.get("tests", []):
         col = by_id.get(test.get("metric_config", {}).get("metric_id", ""))
@@ -241,7 +286,10 @@ def _parse_snapshot(snapshot_dict: dict[str, Any]) -> dict[str, tuple[str, float
 
 
 def _evidently_report(
-    ref_p: pd.DataFrame, cur_p: pd.DataFrame, columns: dict[str, list[str]], few_values: dict[str, str],
+    ref_p: pd.DataFrame,
+    cur_p: pd.DataFrame,
+    columns: dict[str, list[str]],
+    few_values: dict[str, str],
     opts: DriftOptions,
 ) -> Snapshot:
     """Evidently's DataDriftPreset (with its tests) on the prepared samples: the snapshot of a full report."""
@@ -269,7 +317,10 @@ def _evidently_report(
 
 
 def screen_scores(
-    ref_p: pd.DataFrame, cur_p: pd.DataFrame, kinds: dict[str, tuple[ColumnKind, bool]], few_values: dict[str, str],
+    ref_p: pd.DataFrame,
+    cur_p: pd.DataFrame,
+    kinds: dict[str, tuple[ColumnKind, bool]],
+    few_values: dict[str, str],
     opts: DriftOptions,
 ) -> dict[str, tuple[str, float, float, bool | None]]:
     """column -> (method, threshold, score, drifted): what the report's ValueDrift metric and its test give
@@ -309,7 +360,9 @@ def drift_report(
     common = [c for c in reference.columns if c in set(current.columns)]
     kinds = column_kinds(contract, common, prediction_columns)
     if not kinds:
-        raise ValueError("no column to check: reference and current share no contract feature column")
+        raise ValueError(
+            "no column to check: reference and current share no contract feature column"
+        )
 
     # A column that is entirely null on one side cannot be tested by Evidently; it drifted.
     null_cols = [c for c in kinds if reference[c].isna().all() or current[c].isna().all()]
@@ -353,8 +406,15 @@ def drift_report(
         method = opts.num_method if kind == "numeric" else opts.cat_method
         if name in null_cols:
             columns.append(
-                ColumnDrift(column=name, kind=kind, method="all-null", threshold=opts.threshold, score=1.0,
-                            drifted=True, is_prediction=is_pred)
+                ColumnDrift(
+                    column=name,
+                    kind=kind,
+                    method="all-null",
+                    threshold=opts.threshold,
+                    score=1.0,
+                    drifted=True,
+                    is_prediction=is_pred,
+                )
             )
             continue
         full = {name: (kind, is_pred)}
@@ -365,24 +425,57 @@ def drift_report(
             near = abs(score - thr) <= margin
             if sampled and near and not _is_p_value(method):
                 exact, exact_drifted = _exact_score(
-                    _prepare(reference, full)[name], _prepare(current, full)[name], kind, method, thr
+                    _prepare(reference, full)[name],
+                    _prepare(current, full)[name],
+                    kind,
+                    method,
+                    thr,
                 )
                 columns.append(
-                    ColumnDrift(column=name, kind=kind, method=method, threshold=thr, score=exact,
-                                drifted=exact_drifted, exact=True, sampled_score=score, is_prediction=is_pred)
+                    ColumnDrift(
+                        column=name,
+                        kind=kind,
+                        method=method,
+                        threshold=thr,
+                        score=exact,
+                        drifted=exact_drifted,
+                        exact=True,
+                        sampled_score=score,
+                        is_prediction=is_pred,
+                    )
                 )
             else:
                 columns.append(
-                    ColumnDrift(column=name, kind=kind, method=method, threshold=thr, score=score,
-                                drifted=bool(drifted), exact=not sampled, is_prediction=is_pred)
+                    ColumnDrift(
+                        column=name,
+                        kind=kind,
+                        method=method,
+                        threshold=thr,
+                        score=score,
+                        drifted=bool(drifted),
+                        exact=not sampled,
+                        is_prediction=is_pred,
+                    )
                 )
         else:  # all-null in the sample only
             score, drifted = _exact_score(
-                _prepare(reference, full)[name], _prepare(current, full)[name], kind, method, opts.threshold
+                _prepare(reference, full)[name],
+                _prepare(current, full)[name],
+                kind,
+                method,
+                opts.threshold,
             )
             columns.append(
-                ColumnDrift(column=name, kind=kind, method=method, threshold=opts.threshold, score=score,
-                            drifted=drifted, exact=True, is_prediction=is_pred)
+                ColumnDrift(
+                    column=name,
+                    kind=kind,
+                    method=method,
+                    threshold=opts.threshold,
+                    score=score,
+                    drifted=drifted,
+                    exact=True,
+                    is_prediction=is_pred,
+                )
             )
 
     columns = [_with_null_shares(c, reference, current, opts.null_share_jump) for c in columns]
@@ -441,4 +534,3 @@ def check_drift(
         report=False,  # only the verdict is wanted: the screen gives the report's scores without its widgets
     )
     return result
-

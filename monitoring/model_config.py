@@ -37,13 +37,21 @@ class ModelMonitorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    window_size: int | None = Field(default=None, ge=1, description="Check the newest N logged predictions.")
-    min_rows: int | None = Field(default=None, ge=1, description="Fewer predictions in the window: skip the check.")
+    window_size: int | None = Field(
+        default=None, ge=1, description="Check the newest N logged predictions."
+    )
+    min_rows: int | None = Field(
+        default=None, ge=1, description="Fewer predictions in the window: skip the check."
+    )
     retrain_cooldown_minutes: float | None = Field(
-        default=None, ge=0, description="A retrain of this model within this many minutes of its last one is skipped."
+        default=None,
+        ge=0,
+        description="A retrain of this model within this many minutes of its last one is skipped.",
     )
     daily_retrain_budget: int | None = Field(
-        default=None, ge=0, description="At most this many automatic retrains of this model a day (0: none)."
+        default=None,
+        ge=0,
+        description="At most this many automatic retrains of this model a day (0: none).",
     )
 
     def overridden(self) -> list[str]:
@@ -67,7 +75,9 @@ def global_defaults(settings: Settings) -> dict[str, int | float]:
     return {field: getattr(settings, name) for field, name in GLOBAL_SETTINGS.items()}
 
 
-def effective_config(settings: Settings, model_name: str, own: ModelMonitorConfig) -> EffectiveModelConfig:
+def effective_config(
+    settings: Settings, model_name: str, own: ModelMonitorConfig
+) -> EffectiveModelConfig:
     """``own`` over the global defaults (pure)."""
     values = global_defaults(settings)
     values.update({f: getattr(own, f) for f in own.overridden()})
@@ -112,11 +122,17 @@ def load_model_config(state_root: Path, model_name: str) -> ModelMonitorConfig:
 
 def resolve_config(settings: Settings, model_name: str) -> EffectiveModelConfig:
     """The values in force for ``model_name`` now (its file over the global settings)."""
-    return effective_config(settings, model_name, load_model_config(settings.state.root, model_name))
+    return effective_config(
+        settings, model_name, load_model_config(settings.state.root, model_name)
+    )
 
 
 def update_model_config(
-    settings: Settings, model_name: str, changes: dict[str, int | float | None], *, reset: bool = False
+    settings: Settings,
+    model_name: str,
+    changes: dict[str, int | float | None],
+    *,
+    reset: bool = False,
 ) -> EffectiveModelConfig:
     """Apply ``changes`` (None values are left as they are) to the model's file under its lock and
     return the values now in force; ``reset`` first drops every own value. Nothing is written when
@@ -135,7 +151,9 @@ def update_model_config(
             new = ModelMonitorConfig.model_validate(merged)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise MloopError(f"invalid {'.'.join(map(str, err['loc']))}: {err['msg']}", fix="see --help") from None
+            raise MloopError(
+                f"invalid {'.'.join(map(str, err['loc']))}: {err['msg']}", fix="see --help"
+            ) from None
         effective = check_consistent(effective_config(settings, model_name, new))
         if new.overridden():
             write_atomic(path, new.model_dump_json(indent=2, exclude_none=True).encode() + b"\n")
@@ -151,4 +169,6 @@ def configured_models(state_root: Path) -> list[str]:
     folder = config_dir(state_root)
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.json") if NAME_PATTERN.match(p.stem) and ".." not in p.stem)
+    return sorted(
+        p.stem for p in folder.glob("*.json") if NAME_PATTERN.match(p.stem) and ".." not in p.stem
+    )

@@ -32,8 +32,12 @@ class RetrainRecord(BaseModel):
 
     model_name: str
     started_at: datetime
-    trigger: str = Field(default="drift", description="What asked for the retrain (drift, alert, manual).")
-    event_id: str | None = Field(default=None, description="Prefect event id that triggered the run, if any.")
+    trigger: str = Field(
+        default="drift", description="What asked for the retrain (drift, alert, manual)."
+    )
+    event_id: str | None = Field(
+        default=None, description="Prefect event id that triggered the run, if any."
+    )
     flow_run_id: str | None = None
 
 
@@ -42,9 +46,13 @@ class PolicyDecision(BaseModel):
 
     allowed: bool
     reason: str
-    retrains_in_window: int = Field(description="Retrains of this model in the last 24 h (before this one).")
+    retrains_in_window: int = Field(
+        description="Retrains of this model in the last 24 h (before this one)."
+    )
     last_retrain_at: datetime | None = None
-    next_allowed_at: datetime | None = Field(default=None, description="Earliest time a retrain could pass again.")
+    next_allowed_at: datetime | None = Field(
+        default=None, description="Earliest time a retrain could pass again."
+    )
 
 
 def decide_retrain(
@@ -67,7 +75,9 @@ def decide_retrain(
     last = mine[-1].started_at if mine else None
     common = {"retrains_in_window": len(in_window), "last_retrain_at": last}
     if force:
-        return PolicyDecision(allowed=True, reason="forced: cooldown and budget not applied", **common)
+        return PolicyDecision(
+            allowed=True, reason="forced: cooldown and budget not applied", **common
+        )
     cooldown = timedelta(minutes=cooldown_minutes)
     if last is not None and now - last < cooldown:
         wait_until = last + cooldown
@@ -83,7 +93,9 @@ def decide_retrain(
     if len(in_window) >= daily_budget:
         if not in_window:  # budget 0: automatic retraining is switched off
             return PolicyDecision(
-                allowed=False, reason="daily budget: 0 (automatic retrains are switched off)", **common
+                allowed=False,
+                reason="daily budget: 0 (automatic retrains are switched off)",
+                **common,
             )
         next_at = in_window[0].started_at + BUDGET_WINDOW
         return PolicyDecision(
@@ -147,13 +159,17 @@ class RetrainLedger:
             )
             return decision, record if decision.allowed else None
 
-        return self.records.claim("retrain", record.model_name, RetrainRecord.model_validate_json, decide)
+        return self.records.claim(
+            "retrain", record.model_name, RetrainRecord.model_validate_json, decide
+        )
 
 
 def _file_records(path: Path) -> FileRecords:
     """The file implementation with its ledger at ``path`` (a claim locks ``<path>.lock``, 60 s)."""
     root = path.parent.parent
-    return FileRecords(locks=root / "locks", audit=root / "audit", ledger=path, datasets=root / "datasets")
+    return FileRecords(
+        locks=root / "locks", audit=root / "audit", ledger=path, datasets=root / "datasets"
+    )
 
 
 def utcnow() -> datetime:

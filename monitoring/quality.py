@@ -42,7 +42,9 @@ class QualityResult(BaseModel):
 
     labelled_rows: int
     metrics: dict[str, float]
-    baseline: dict[str, float] = Field(description="The champion's holdout metrics used for comparison.")
+    baseline: dict[str, float] = Field(
+        description="The champion's holdout metrics used for comparison."
+    )
     comparisons: list[MetricComparison]
     tolerance: float
     degraded: bool
@@ -124,7 +126,11 @@ def _multiclass_quality(
     from models.evaluate import multiclass_metrics
 
     out = {"accuracy": float(skm.accuracy_score(yt, yp))}
-    for name, fn in (("f1", skm.f1_score), ("precision", skm.precision_score), ("recall", skm.recall_score)):
+    for name, fn in (
+        ("f1", skm.f1_score),
+        ("precision", skm.precision_score),
+        ("recall", skm.recall_score),
+    ):
         out[name] = float(fn(yt, yp, labels=levels, average="macro", zero_division=0))
     if class_scores is not None:
         # A label the model has no class for (feedback may name a class born after training) counts as a
@@ -133,7 +139,9 @@ def _multiclass_quality(
         if known.any():
             scores = class_scores.astype(float).to_numpy()[known]
             probs = multiclass_metrics(yt.to_numpy()[known], scores, classes=levels)
-            out.update({k: v for k, v in probs.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier")})
+            out.update(
+                {k: v for k, v in probs.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier")}
+            )
     return out
 
 
@@ -144,7 +152,7 @@ def normalise_baseline(metrics: Mapping[str, float]) -> dict[str, float]:
         name = key
         for prefix in _PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 break
         # exact names win over prefixed ones
         if name not in out or key == name:
@@ -168,8 +176,14 @@ def compare_quality(
             continue
         drop = value - base[name] if name in LOWER_IS_BETTER else base[name] - value
         comparisons.append(
-            MetricComparison(metric=name, current=value, baseline=base[name], drop=drop, tolerance=tolerance,
-                             degraded=drop > tolerance)
+            MetricComparison(
+                metric=name,
+                current=value,
+                baseline=base[name],
+                drop=drop,
+                tolerance=tolerance,
+                degraded=drop > tolerance,
+            )
         )
     bad = [c.metric for c in comparisons if c.degraded]
     return QualityResult(
@@ -212,11 +226,15 @@ def check_quality(
     class_scores = rows[list(class_score_columns)] if class_score_columns else None
     current = compute_metrics(y, pred, score, task, classes=classes, class_scores=class_scores)
     if (
-        only is not None and task != "regression" and not any(m in current for m in only)
+        only is not None
+        and task != "regression"
+        and not any(m in current for m in only)
         and len(_labels(y, pred, classes)[2]) > 2
     ):
         only = ["accuracy"]  # e.g. roc_auc needs every class's probability, which the log lacks
-    return compare_quality(current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only)
+    return compare_quality(
+        current, baseline, tolerance=tolerance, labelled_rows=len(rows), only=only
+    )
 
 
 def quality_report(
@@ -240,15 +258,22 @@ def quality_report(
     labels = None if task == "regression" else _labels(rows[label_column], rows[prediction_column])
     if labels is None:
         frame = pd.DataFrame(
-            {"target": rows[label_column].astype(float), "prediction": rows[prediction_column].astype(float)}
+            {
+                "target": rows[label_column].astype(float),
+                "prediction": rows[prediction_column].astype(float),
+            }
         )
-        definition = DataDefinition(regression=[Regression(target="target", prediction="prediction")])
+        definition = DataDefinition(
+            regression=[Regression(target="target", prediction="prediction")]
+        )
         preset: Any = RegressionPreset()
     elif len(labels[2]) > 2:
         target, prediction, _ = labels
         frame = pd.DataFrame({"target": target.astype(str), "prediction": prediction.astype(str)})
         definition = DataDefinition(
-            classification=[MulticlassClassification(target="target", prediction_labels="prediction")]
+            classification=[
+                MulticlassClassification(target="target", prediction_labels="prediction")
+            ]
         )
         preset = ClassificationPreset()
     else:

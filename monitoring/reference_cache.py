@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 
-def cache_path(state_root: Path, model_name: str, model_version: str, md5: str, seed: int, rows: int) -> Path:
+def cache_path(
+    state_root: Path, model_name: str, model_version: str, md5: str, seed: int, rows: int
+) -> Path:
     """Where the scored reference of this (model, version, dataset md5, seed, sample size) is kept."""
     if not (md5.isalnum() and str(model_version).isalnum()):
         raise ValueError(f"unexpected version {model_version!r} / md5 {md5!r}")
@@ -47,8 +49,10 @@ def load_cached(path: Path) -> pd.DataFrame | None:
 
     try:
         return pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - a torn or foreign file: recompute
-        log.warning("reference cache %s unreadable (%s): recomputing", path.name, type(exc).__name__)
+    except Exception as exc:
+        log.warning(
+            "reference cache %s unreadable (%s): recomputing", path.name, type(exc).__name__
+        )
         path.unlink(missing_ok=True)
         return None
 
@@ -88,7 +92,9 @@ def scored_reference(
     cached = load_cached(path)
     if cached is not None:
         return cached
-    sample = sample_rows(read_version(settings, dataset, md5) if frame is None else frame, rows, seed)
+    sample = sample_rows(
+        read_version(settings, dataset, md5) if frame is None else frame, rows, seed
+    )
     if pipeline is None:
         scored = add_predictions(settings, model_name, model_version, sample, contract)
     else:

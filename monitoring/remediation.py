@@ -33,7 +33,9 @@ class RemediationResult(BaseModel):
     action: str
     outcome: str = Field(description="done, skipped, failed: with the detail in `detail`.")
     detail: str
-    audit: dict[str, Any] | None = Field(default=None, description="The audit record a rollback wrote.")
+    audit: dict[str, Any] | None = Field(
+        default=None, description="The audit record a rollback wrote."
+    )
     retrain: dict[str, Any] | None = None
 
 
@@ -57,33 +59,48 @@ def remediation_lock_name(model_name: str | None, alertname: str, fingerprint: s
     is outside the rule, so two different keys never share a file name.
     """
     model = check_name(model_name, "model") if model_name else "-"  # "-" cannot be a model name
-    alert = alertname if NAME_PATTERN.match(alertname) and ".." not in alertname else "h" + _hash(alertname)
+    alert = (
+        alertname
+        if NAME_PATTERN.match(alertname) and ".." not in alertname
+        else "h" + _hash(alertname)
+    )
     return f"remediate~{model}~{alert}~{_hash(fingerprint or '')}.lock"
 
 
 @contextmanager
-def claim_remediation(locks_dir: Path, model_name: str | None, alertname: str,
-                      fingerprint: str | None) -> Iterator[bool]:
+def claim_remediation(
+    locks_dir: Path, model_name: str | None, alertname: str, fingerprint: str | None
+) -> Iterator[bool]:
     """Hold the (model, alert name, fingerprint) claim while the block runs; yields False at once
     (without waiting) when another run holds it. A non-blocking OS file lock: released when the
     holder ends, even by a crash."""
-    with try_lock(child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint))) as held:
+    with try_lock(
+        child_path(locks_dir, remediation_lock_name(model_name, alertname, fingerprint))
+    ) as held:
         yield held
 
 
 def skipped_duplicate(result: RemediationResult, fingerprint: str | None) -> RemediationResult:
     """``result`` marked as skipped: another run is remediating the same key."""
     result.outcome = "skipped"
-    result.detail = (f"{ALREADY_REMEDIATING} {result.model_name or '-'} / {result.alertname} "
-                     f"(fingerprint {fingerprint or '-'}) in another run")
+    result.detail = (
+        f"{ALREADY_REMEDIATING} {result.model_name or '-'} / {result.alertname} "
+        f"(fingerprint {fingerprint or '-'}) in another run"
+    )
     return result
 
 
-def alert_reason(alertname: str, annotations: Mapping[str, str] | None, event_id: str | None) -> str:
+def alert_reason(
+    alertname: str, annotations: Mapping[str, str] | None, event_id: str | None
+) -> str:
     """``alert <name>: <summary or description> (event <id>)``: recorded with the action."""
     notes = annotations or {}
     summary = notes.get("summary") or notes.get("description") or ""
-    return f"alert {alertname}" + (f": {summary}" if summary else "") + (f" (event {event_id})" if event_id else "")
+    return (
+        f"alert {alertname}"
+        + (f": {summary}" if summary else "")
+        + (f" (event {event_id})" if event_id else "")
+    )
 
 
 def as_dict(value: Any) -> dict[str, Any] | None:
@@ -113,5 +130,9 @@ def remediation_markdown(result: RemediationResult, labels: Mapping[str, str], r
         f"## Alert labels\n\n| label | value |\n|---|---|\n{label_rows}\n"
     )
     if result.audit:
-        md += "\n## Audit record\n\n```json\n" + json.dumps(result.audit, indent=2, default=str) + "\n```\n"
+        md += (
+            "\n## Audit record\n\n```json\n"
+            + json.dumps(result.audit, indent=2, default=str)
+            + "\n```\n"
+        )
     return md

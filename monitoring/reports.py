@@ -35,15 +35,22 @@ MONITORING_EXPERIMENT = "mloop-monitoring"
 WORKSPACE_PROJECT_PREFIX = "mloop-"
 
 
-def report_folder(reports_root: Path, model_name: str, model_version: str | None, when: datetime | None = None) -> Path:
+def report_folder(
+    reports_root: Path, model_name: str, model_version: str | None, when: datetime | None = None
+) -> Path:
     """A new, unique folder for one check's report files (not created); raises MloopError for a model
     name that breaks the rule or a version that would leave ``reports_root``."""
     stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
-    return child_path(reports_root, check_name(model_name, "model"), f"{stamp}-v{model_version or 'unknown'}")
+    return child_path(
+        reports_root, check_name(model_name, "model"), f"{stamp}-v{model_version or 'unknown'}"
+    )
 
 
 def write_report(
-    result: DriftResult, snapshot: Snapshot | None, folder: Path, extra_snapshots: list[Snapshot] | None = None
+    result: DriftResult,
+    snapshot: Snapshot | None,
+    folder: Path,
+    extra_snapshots: list[Snapshot] | None = None,
 ) -> Path:
     """Write ``drift.html`` (the Evidently report) and ``result.json``; returns the HTML path.
 
@@ -67,22 +74,29 @@ def summary_html(result: DriftResult) -> str:
     """A plain HTML page of the check's column scores, for a check without an Evidently report."""
     from html import escape
 
-    why = ("Scored with Evidently's stat tests (the report's methods and thresholds) and nothing was found, so no "
-           "Evidently report was built. <code>mloop monitor check MODEL</code> builds the full report."
-           if not result.full_report else "No column could go through Evidently (all null on one side).")
+    why = (
+        "Scored with Evidently's stat tests (the report's methods and thresholds) and nothing was found, so no "
+        "Evidently report was built. <code>mloop monitor check MODEL</code> builds the full report."
+        if not result.full_report
+        else "No column could go through Evidently (all null on one side)."
+    )
     rows = "".join(
         f"<tr><td>{escape(c.column)}</td><td>{escape(c.method)}</td><td>{c.score:.4f}</td><td>{c.threshold:g}</td>"
         f"<td>{'yes' if c.drifted else 'no'}</td></tr>"
         for c in result.columns
     )
     title = escape(f"Drift check: {result.model_name or '?'} v{result.model_version or '?'}")
-    return (f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1><p>{why}</p>"
-            f"<p>Drift share {result.drift_share:.2f} (threshold {result.drift_share_threshold:.2f}); window "
-            f"{result.window.rows} rows.</p><table border='1'><tr><th>column</th><th>method</th><th>score</th>"
-            f"<th>threshold</th><th>drifted</th></tr>{rows}</table></body></html>")
+    return (
+        f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h1>{title}</h1><p>{why}</p>"
+        f"<p>Drift share {result.drift_share:.2f} (threshold {result.drift_share_threshold:.2f}); window "
+        f"{result.window.rows} rows.</p><table border='1'><tr><th>column</th><th>method</th><th>score</th>"
+        f"<th>threshold</th><th>drifted</th></tr>{rows}</table></body></html>"
+    )
 
 
-def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow_link: str | None = None) -> str:
+def markdown_summary(
+    result: DriftResult, report_link: str | None = None, mlflow_link: str | None = None
+) -> str:
     """A short markdown table for a Prefect artifact: verdict, window, drifted columns, quality."""
     verdict = "**DRIFT**" if result.dataset_drift else "no dataset drift"
     w = result.window
@@ -92,7 +106,11 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
         f"{verdict}: {len(result.drifted_columns)}/{len(result.columns)} columns drifted "
         f"(share {result.drift_share:.2f}, threshold {result.drift_share_threshold:.2f}).",
         f"Window: {w.rows} rows ({w.start} to {w.end}); reference {w.reference_rows} rows"
-        + (f"; sampled {w.sampled_rows}/{w.sampled_reference_rows} (seed {w.seed})" if w.sampled_rows < w.rows else "")
+        + (
+            f"; sampled {w.sampled_rows}/{w.sampled_reference_rows} (seed {w.seed})"
+            if w.sampled_rows < w.rows
+            else ""
+        )
         + ".",
         "",
         "| column | method | score | threshold | drifted |",
@@ -101,8 +119,12 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
     ordered = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
     for c in ordered[:12]:
         name = f"{c.column} (prediction)" if c.is_prediction else c.column
-        verdict = "no" if not c.drifted else "yes" if not c.null_surge else (
-            f"yes (nulls {c.null_share_reference:.0%} -> {c.null_share_current:.0%})"
+        verdict = (
+            "no"
+            if not c.drifted
+            else "yes"
+            if not c.null_surge
+            else (f"yes (nulls {c.null_share_reference:.0%} -> {c.null_share_current:.0%})")
         )
         lines.append(f"| {name} | {c.method} | {c.score:.4f} | {c.threshold:g} | {verdict} |")
     if len(ordered) > 12:
@@ -117,12 +139,21 @@ def markdown_summary(result: DriftResult, report_link: str | None = None, mlflow
             "| metric | current | champion holdout | drop |",
             "|---|---|---|---|",
         ]
-        lines += [f"| {c.metric} | {c.current:.4f} | {c.baseline:.4f} | {c.drop:+.4f} |" for c in q.comparisons]
+        lines += [
+            f"| {c.metric} | {c.current:.4f} | {c.baseline:.4f} | {c.drop:+.4f} |"
+            for c in q.comparisons
+        ]
     if not result.full_report:
-        lines += ["", "Screened with Evidently's stat tests, nothing found: no Evidently report was built "
-                  "(`mloop monitor check` builds it)."]
+        lines += [
+            "",
+            "Screened with Evidently's stat tests, nothing found: no Evidently report was built "
+            "(`mloop monitor check` builds it).",
+        ]
     if report_link or result.report_path:
-        lines += ["", f"Report: [{report_link or result.report_path}]({report_link or result.report_path})"]
+        lines += [
+            "",
+            f"Report: [{report_link or result.report_path}]({report_link or result.report_path})",
+        ]
     if mlflow_link:
         lines.append(f"MLflow monitoring run: {mlflow_link}")
     return "\n".join(lines)
@@ -171,7 +202,9 @@ def log_monitoring_run(
         tags[TAG_MODEL_VERSION] = str(result.model_version)
     if flow_run_id:
         tags[TAG_FLOW_RUN_ID] = flow_run_id
-    run = client.create_run(exp_id, run_name=f"monitor-{result.model_name}-v{result.model_version}", tags=tags)
+    run = client.create_run(
+        exp_id, run_name=f"monitor-{result.model_name}-v{result.model_version}", tags=tags
+    )
     run_id = run.info.run_id
     metrics: dict[str, float] = {
         "drift_share": result.drift_share,
@@ -206,7 +239,7 @@ def log_monitoring_run(
             client.set_model_version_tag(
                 result.model_name, str(result.model_version), TAG_LAST_MONITORING_RUN, run_id
             )
-        except Exception:  # noqa: BLE001 - the version may not be in this registry (e.g. a stand-in)
+        except Exception:
             pass
     return run_id
 
@@ -215,7 +248,9 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in name)
 
 
-def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name: str | None = None) -> str:
+def add_to_workspace(
+    workspace: Path, model_name: str, snapshot: Snapshot, name: str | None = None
+) -> str:
     """Add a snapshot to the Evidently workspace project ``mloop-<model>``; returns the snapshot id.
 
     The project (and a dashboard: drifted-column share over time and per check) is created on first
@@ -225,7 +260,9 @@ def add_to_workspace(workspace: Path, model_name: str, snapshot: Snapshot, name:
     from filelock import FileLock
 
     workspace.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(workspace / f".mloop-{model_name}.lock"), timeout=60):  # one project per model, even in a sweep
+    with FileLock(
+        str(workspace / f".mloop-{model_name}.lock"), timeout=60
+    ):  # one project per model, even in a sweep
         return _add_snapshot(_snapshot_workspace(workspace), model_name, snapshot, name)
 
 
@@ -241,7 +278,7 @@ def _snapshot_workspace(workspace: Path) -> Any:
     from evidently.ui.workspace import Workspace
 
     class _StateOnlyWorkspace(Workspace):
-        def __init__(self, path: str) -> None:  # noqa: D107 - see _snapshot_workspace
+        def __init__(self, path: str) -> None:
             self.path = path
             self.state = LocalState(path)
 
@@ -258,7 +295,9 @@ def _add_snapshot(ws: Any, model_name: str, snapshot: Snapshot, name: str | None
     if found:
         project = found[0]
     else:
-        project = ws.create_project(project_name, description=f"mloop drift checks of model {model_name}")
+        project = ws.create_project(
+            project_name, description=f"mloop drift checks of model {model_name}"
+        )
         share = PanelMetric(
             legend="share of drifted columns",
             metric="evidently:metric_v2:DriftedColumnsCount",
@@ -267,10 +306,15 @@ def _add_snapshot(ws: Any, model_name: str, snapshot: Snapshot, name: str | None
         project.dashboard.add_panel(text_panel(title=f"mloop drift: {model_name}"))
         project.dashboard.add_panel(
             counter_panel(
-                title="Share of drifted columns (last check)", values=[share], aggregation="last", size="half"
+                title="Share of drifted columns (last check)",
+                values=[share],
+                aggregation="last",
+                size="half",
             )
         )
-        project.dashboard.add_panel(line_plot_panel(title="Share of drifted columns over time", values=[share]))
+        project.dashboard.add_panel(
+            line_plot_panel(title="Share of drifted columns over time", values=[share])
+        )
     ref = ws.add_run(project.id, snapshot, include_data=False, name=name)
     return str(ref.id)
 
@@ -289,7 +333,9 @@ def publish_check(
     Returns (HTML path, MLflow run id, workspace snapshot id or None without a drift snapshot).
     """
     folder = report_folder(state.reports, result.model_name or "model", result.model_version)
-    html = write_report(result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None)
+    html = write_report(
+        result, snapshot, folder, [quality_snapshot] if quality_snapshot is not None else None
+    )
     run_id = log_monitoring_run(
         tracking_uri,
         result.model_copy(update={"report_path": str(html)}),
@@ -300,7 +346,9 @@ def publish_check(
     snap_id = None
     if snapshot is not None:
         snap_id = add_to_workspace(
-            state.evidently_workspace, result.model_name or "model", snapshot,
+            state.evidently_workspace,
+            result.model_name or "model",
+            snapshot,
             name=f"v{result.model_version} {folder.name}",
         )
     return str(html), run_id, snap_id

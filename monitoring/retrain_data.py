@@ -20,7 +20,7 @@ Drift alone gives no labels. The path is:
    there like any other bad data), which gives a new DVC-versioned dataset version with label source
    ``feedback`` in the version index. A retrain on drift then trains on the newest version; the gate
    does not trust its labels and checks the challenger on the newest ``ingested`` version's holdout
-   too (see :mod:`models.gating`).
+   too (see :mod:`models.gate_scoring`).
 
 Nothing is cached: every call re-reads the prediction log, the feedback and the latest version.
 """
@@ -49,9 +49,13 @@ class RetrainRule(BaseModel):
         "or the new rows' count if larger).",
     )
     max_age_days: float | None = Field(
-        default=None, gt=0, description="Also drop rows older than this many days before the newest row."
+        default=None,
+        gt=0,
+        description="Also drop rows older than this many days before the newest row.",
     )
-    min_new_rows: int = Field(default=1, ge=1, description="Fewer new labelled rows than this: build nothing.")
+    min_new_rows: int = Field(
+        default=1, ge=1, description="Fewer new labelled rows than this: build nothing."
+    )
 
 
 class MergeStats(BaseModel):
@@ -69,14 +73,20 @@ class RetrainData(BaseModel):
     dataset: str
     created: bool
     reason: str
-    version: DatasetVersion | None = Field(default=None, description="The new (or identical existing) version.")
+    version: DatasetVersion | None = Field(
+        default=None, description="The new (or identical existing) version."
+    )
     previous_md5: str | None = None
     stats: MergeStats | None = None
     rule: RetrainRule = Field(default_factory=RetrainRule)
-    source: str | None = Field(default=None, description="The merged parquet file that was ingested.")
+    source: str | None = Field(
+        default=None, description="The merged parquet file that was ingested."
+    )
 
 
-def labelled_rows(predictions: pd.DataFrame, feedback: pd.DataFrame, contract: DatasetContract) -> pd.DataFrame:
+def labelled_rows(
+    predictions: pd.DataFrame, feedback: pd.DataFrame, contract: DatasetContract
+) -> pd.DataFrame:
     """Feedback joined to predictions by ``prediction_id``, in the dataset's schema (pure).
 
     Columns: the contract's columns in contract order (features, target, time column).
@@ -97,7 +107,11 @@ def labelled_rows(predictions: pd.DataFrame, feedback: pd.DataFrame, contract: D
         elif spec.name == contract.time_column:
             logged = joined[spec.name] if spec.name in joined.columns else None
             stamp = pd.to_datetime(joined["timestamp"], utc=True, errors="coerce")
-            value = stamp if logged is None else pd.to_datetime(logged, utc=True, errors="coerce").fillna(stamp)
+            value = (
+                stamp
+                if logged is None
+                else pd.to_datetime(logged, utc=True, errors="coerce").fillna(stamp)
+            )
             out[spec.name] = value
         elif spec.name in joined.columns:
             out[spec.name] = joined[spec.name]
@@ -165,7 +179,11 @@ def merge_window(
 
 
 def build_retrain_dataset(
-    settings: Settings, model_name: str, *, rule: RetrainRule | None = None, dataset: str | None = None
+    settings: Settings,
+    model_name: str,
+    *,
+    rule: RetrainRule | None = None,
+    dataset: str | None = None,
 ) -> RetrainData:
     """Build and ingest a new labelled version of the model's dataset from feedback (see module doc).
 
@@ -176,8 +194,8 @@ def build_retrain_dataset(
     from mloop.core.contract import load_contract
     from mloop.core.datasets import get_version, ingest_dataset, read_version
     from mloop.core.errors import NotFoundError
-    from serving.predlog import read_feedback, read_predictions
-    from serving.remote_log import remote_log
+    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.remote_parts import remote_log
 
     rule = rule or RetrainRule()
     name = dataset or model_name
@@ -185,7 +203,12 @@ def build_retrain_dataset(
     remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
     feedback = read_feedback(state.feedback, model_name, remote=remote)
     if feedback is None or feedback.empty:
-        return RetrainData(dataset=name, created=False, reason=f"no feedback labels for model {model_name}", rule=rule)
+        return RetrainData(
+            dataset=name,
+            created=False,
+            reason=f"no feedback labels for model {model_name}",
+            rule=rule,
+        )
     predictions = read_predictions(state.predictions, model_name, remote=remote)
     contract = load_contract(settings.project_dir, name)
     labelled = labelled_rows(predictions, feedback, contract)
@@ -200,7 +223,9 @@ def build_retrain_dataset(
         prev_version: DatasetVersion | None = get_version(settings, name)
     except NotFoundError:
         prev_version = None
-    previous = read_version(settings, name, prev_version.md5) if prev_version else labelled.iloc[0:0]
+    previous = (
+        read_version(settings, name, prev_version.md5) if prev_version else labelled.iloc[0:0]
+    )
     merged, stats = merge_window(previous, labelled, contract, rule)
     if stats.new_rows < rule.min_new_rows:
         return RetrainData(

@@ -35,16 +35,24 @@ class RetrainResult(BaseModel):
     trigger: str
     event_id: str | None = None
     dataset_md5: str | None = Field(default=None, description="The dataset version trained on.")
-    trained_version: str | None = Field(default=None, description="Registered model version, if one was trained.")
-    promoted: bool | None = Field(default=None, description="The gate's verdict on the trained version.")
+    trained_version: str | None = Field(
+        default=None, description="Registered model version, if one was trained."
+    )
+    promoted: bool | None = Field(
+        default=None, description="The gate's verdict on the trained version."
+    )
     champion: str | None = None
     label_source: LabelSource | None = Field(
-        default=None, description="Where the trained data's labels came from (feedback for a version built from it)."
+        default=None,
+        description="Where the trained data's labels came from (feedback for a version built from it).",
     )
     approval_required: bool | None = Field(
-        default=None, description="The train run waited for a person (MLOOP_APPROVE_FEEDBACK_RETRAINS and feedback labels)."
+        default=None,
+        description="The train run waited for a person (MLOOP_APPROVE_FEEDBACK_RETRAINS and feedback labels).",
     )
-    gate: str | None = Field(default=None, description="The gate's one-line summary, trusted holdout included.")
+    gate: str | None = Field(
+        default=None, description="The gate's one-line summary, trusted holdout included."
+    )
 
 
 def model_name_from(value: str) -> str:
@@ -72,17 +80,24 @@ def claim_retrain(
 
     config = resolve_config(settings, model_name)
     record = RetrainRecord(
-        model_name=model_name, started_at=now or datetime.now(UTC), trigger=trigger, event_id=event_id,
+        model_name=model_name,
+        started_at=now or datetime.now(UTC),
+        trigger=trigger,
+        event_id=event_id,
         flow_run_id=flow_run_id,
     )
     return RetrainLedger.of(settings).claim(
-        record, cooldown_minutes=config.retrain_cooldown_minutes, daily_budget=config.daily_retrain_budget,
+        record,
+        cooldown_minutes=config.retrain_cooldown_minutes,
+        daily_budget=config.daily_retrain_budget,
         force=force,
     )
 
 
 @contextmanager
-def hold_model_retrain(locks_dir: Path, model_name: str, *, records: SharedRecords | None = None) -> Iterator[bool]:
+def hold_model_retrain(
+    locks_dir: Path, model_name: str, *, records: SharedRecords | None = None
+) -> Iterator[bool]:
     """Hold the model's retrain lock (``locks/retrain~<model>.lock``) while the block runs; yields False at
     once (without waiting) when another run of the same model holds it. Runs of different models never
     wait for each other. A non-blocking OS file lock: released when the holder ends, even by a crash. In
@@ -108,13 +123,18 @@ def retrain_markdown(result: RetrainResult, detail: str = "") -> str:
         ("dataset md5", result.dataset_md5 or "-"),
         ("trained version", result.trained_version or "-"),
         ("label source", result.label_source or "-"),
-        ("approval required", "-" if result.approval_required is None else str(result.approval_required)),
+        (
+            "approval required",
+            "-" if result.approval_required is None else str(result.approval_required),
+        ),
         ("promoted", "-" if result.promoted is None else str(result.promoted)),
         ("champion now", result.champion or "-"),
         ("gate", (result.gate or "-").replace("|", "\\|")),
     ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return f"# Retrain {result.model_name}: {result.status}\n\n| | |\n|---|---|\n{table}\n\n{detail}"
+    return (
+        f"# Retrain {result.model_name}: {result.status}\n\n| | |\n|---|---|\n{table}\n\n{detail}"
+    )
 
 
 def drift_detail(drift: dict[str, object] | None) -> str:

@@ -41,12 +41,18 @@ def predict_frame(pipeline: Any, df: pd.DataFrame, contract: DatasetContract) ->
 
 
 def add_predictions(
-    settings: Settings, model_name: str, model_version: str, df: pd.DataFrame, contract: DatasetContract
+    settings: Settings,
+    model_name: str,
+    model_version: str,
+    df: pd.DataFrame,
+    contract: DatasetContract,
 ) -> pd.DataFrame:
     """:func:`predict_frame` with the registered version ``model_name`` v``model_version``."""
     from models.registry import load_pipeline
 
-    return predict_frame(load_pipeline(settings.tracking_uri, model_name, model_version), df, contract)
+    return predict_frame(
+        load_pipeline(settings.tracking_uri, model_name, model_version), df, contract
+    )
 
 
 def labelled_window(window: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame | None:

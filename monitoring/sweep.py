@@ -22,13 +22,16 @@ from mloop.core.names import check_name, child_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    from serving.remote_log import RemoteLog
+
+    from serving.log.remote_parts import RemoteLog
 
 SWEEP_ARTIFACT_KEY = "monitor-sweep"
 SweepStatus = Literal["ok", "drift", "degraded", "drift+degraded", "skipped", "unchanged", "failed"]
 
 
-def select_models(champions: Mapping[str, str], requested: Iterable[str] | None) -> tuple[list[str], list[str]]:
+def select_models(
+    champions: Mapping[str, str], requested: Iterable[str] | None
+) -> tuple[list[str], list[str]]:
     """(models to check, requested names that have no champion): every champion when ``requested`` is None."""
     if requested is None:
         return sorted(champions), []
@@ -45,7 +48,8 @@ class WindowMark(BaseModel):
     newest_prediction_id: str | None = None
     feedback_rows: int = 0
     log_fingerprint: str | None = Field(
-        default=None, description="Digest of the model's prediction and label files when the check read them."
+        default=None,
+        description="Digest of the model's prediction and label files when the check read them.",
     )
     checked_at: datetime | None = None
 
@@ -55,10 +59,19 @@ def window_mark(window: pd.DataFrame, feedback_rows: int, model_version: str) ->
     newest_ts = newest_id = None
     if len(window) and "timestamp" in window.columns:
         last = window.iloc[-1]
-        newest_ts = last["timestamp"].to_pydatetime() if hasattr(last["timestamp"], "to_pydatetime") else None
+        newest_ts = (
+            last["timestamp"].to_pydatetime()
+            if hasattr(last["timestamp"], "to_pydatetime")
+            else None
+        )
         newest_id = str(last["prediction_id"]) if "prediction_id" in window.columns else None
-    return WindowMark(model_version=str(model_version), rows=len(window), newest_timestamp=newest_ts,
-                      newest_prediction_id=newest_id, feedback_rows=feedback_rows)
+    return WindowMark(
+        model_version=str(model_version),
+        rows=len(window),
+        newest_timestamp=newest_ts,
+        newest_prediction_id=newest_id,
+        feedback_rows=feedback_rows,
+    )
 
 
 def unchanged_reason(previous: WindowMark | None, current: WindowMark) -> str | None:
@@ -90,14 +103,18 @@ def log_fingerprint(
     With ``remote`` (team mode) the parts are the objects in S3 (one listing each)."""
     import hashlib
 
-    from serving.predlog import feedback_parts, prediction_files
+    from serving.log.predictions import feedback_parts, prediction_files
 
     digest = hashlib.sha256()
     if remote is not None:
-        for part in remote.prediction_parts(model_name) + remote.feedback_parts(check_name(model_name, "model")):
+        for part in remote.prediction_parts(model_name) + remote.feedback_parts(
+            check_name(model_name, "model")
+        ):
             digest.update(f"{part.path}\0{part.size}\0{part.mtime_ns}\n".encode())
         return digest.hexdigest()
-    files = prediction_files(predictions_dir, model_name) + feedback_parts(feedback_dir / check_name(model_name, "model"))
+    files = prediction_files(predictions_dir, model_name) + feedback_parts(
+        feedback_dir / check_name(model_name, "model")
+    )
     for path in files:
         try:
             st = path.stat()
@@ -107,22 +124,36 @@ def log_fingerprint(
     return digest.hexdigest()
 
 
-def unchanged_since_mark(previous: WindowMark | None, champion_version: str, fingerprint: str) -> str | None:
+def unchanged_since_mark(
+    previous: WindowMark | None, champion_version: str, fingerprint: str
+) -> str | None:
     """The sweep's pre-check, before any flow run: same champion and same log files as the last check."""
-    if previous is None or previous.log_fingerprint != fingerprint or previous.model_version != champion_version:
+    if (
+        previous is None
+        or previous.log_fingerprint != fingerprint
+        or previous.model_version != champion_version
+    ):
         return None
     return _nothing_new(previous)
 
 
 def _nothing_new(previous: WindowMark) -> str:
     """The skip reason of a model with nothing new since ``previous`` (same version by then)."""
-    when = previous.checked_at.isoformat(timespec="seconds") if previous.checked_at else "an earlier run"
-    return f"no new predictions or labels since the last check of v{previous.model_version} ({when})"
+    when = (
+        previous.checked_at.isoformat(timespec="seconds")
+        if previous.checked_at
+        else "an earlier run"
+    )
+    return (
+        f"no new predictions or labels since the last check of v{previous.model_version} ({when})"
+    )
 
 
 def mark_path(state_root: Path, model_name: str) -> Path:
     """``<MLOOP_HOME>/monitoring/marks/<name>.json`` for a name that follows the name rule."""
-    return child_path(state_root / "monitoring" / "marks", check_name(model_name, "model") + ".json")
+    return child_path(
+        state_root / "monitoring" / "marks", check_name(model_name, "model") + ".json"
+    )
 
 
 def read_mark(state_root: Path, model_name: str) -> WindowMark | None:
@@ -154,7 +185,9 @@ class SweepEntry(BaseModel):
     status: SweepStatus
     reason: str
     events: list[str] = Field(default_factory=list)
-    task_run_id: str | None = Field(default=None, description="The model's check-model task run in the sweep.")
+    task_run_id: str | None = Field(
+        default=None, description="The model's check-model task run in the sweep."
+    )
     report_path: str | None = None
     mlflow_run_id: str | None = None
     seconds: float = 0.0
@@ -164,7 +197,9 @@ class SweepResult(BaseModel):
     """What one sweep found, per model."""
 
     models: list[SweepEntry] = Field(default_factory=list)
-    unknown: list[str] = Field(default_factory=list, description="Requested models without a champion.")
+    unknown: list[str] = Field(
+        default_factory=list, description="Requested models without a champion."
+    )
     seconds: float = 0.0
 
     def by_status(self, *statuses: str) -> list[str]:
@@ -191,11 +226,24 @@ def sweep_markdown(result: SweepResult, links: Mapping[str, Mapping[str, str]]) 
         "|---|---|---|---|---|---|",
     ]
     for e in result.models:
-        status = f"**{e.status}**" if e.status in ("drift", "degraded", "drift+degraded", "failed") else e.status
-        link_text = " · ".join(f"[{label}]({url})" for label, url in links.get(e.model_name, {}).items()) or "-"
+        status = (
+            f"**{e.status}**"
+            if e.status in ("drift", "degraded", "drift+degraded", "failed")
+            else e.status
+        )
+        link_text = (
+            " · ".join(f"[{label}]({url})" for label, url in links.get(e.model_name, {}).items())
+            or "-"
+        )
         reason = e.reason.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{e.model_name}` | {e.model_version or '-'} | {status} | {reason} | "
-                     f"{', '.join(e.events) or '-'} | {link_text} |")
+        lines.append(
+            f"| `{e.model_name}` | {e.model_version or '-'} | {status} | {reason} | "
+            f"{', '.join(e.events) or '-'} | {link_text} |"
+        )
     if result.unknown:
-        lines += ["", "Requested but not served (no champion): " + ", ".join(f"`{n}`" for n in result.unknown)]
+        lines += [
+            "",
+            "Requested but not served (no champion): "
+            + ", ".join(f"`{n}`" for n in result.unknown),
+        ]
     return "\n".join(lines) + "\n"

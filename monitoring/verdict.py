@@ -32,7 +32,9 @@ class MonitorResult(BaseModel):
     mlflow_run_id: str | None = None
     workspace_snapshot_id: str | None = None
     events: list[str] = Field(default_factory=list, description="Names of the events emitted.")
-    window_versions: list[str] = Field(default_factory=list, description="Model versions that served the window.")
+    window_versions: list[str] = Field(
+        default_factory=list, description="Model versions that served the window."
+    )
 
 
 def window_versions(window: pd.DataFrame) -> list[str]:

@@ -56,7 +56,9 @@ class EmittedAlert(BaseModel):
     resource_id: str
     event_id: str | None
     model_name: str | None = None
-    alert_count: int = Field(default=1, description="How many alerts of the POST this one event stands for.")
+    alert_count: int = Field(
+        default=1, description="How many alerts of the POST this one event stands for."
+    )
 
 
 class AlertsAnswer(BaseModel):
@@ -115,8 +117,11 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
         if token is None:
             return
         if authorization is None or not bearer_matches(authorization, token):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token (see `mloop token`)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong bearer token (see `mloop token`)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return require_token
 
@@ -126,12 +131,17 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     token = settings.bearer_token()
     state_root = settings.state.root
     max_alerts = settings.max_alerts_per_request
-    write_lock = threading.Lock()  # rotation + append of the notifications file, one request at a time
+    write_lock = (
+        threading.Lock()
+    )  # rotation + append of the notifications file, one request at a time
     guarded = [Depends(_bearer_check(token))]
 
     app = FastAPI(title="mloop webhook receiver", version="1")
-    app.add_middleware(GuardMiddleware, allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
-                       max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        GuardMiddleware,
+        allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
+        max_body_bytes=settings.max_body_bytes,
+    )
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -140,30 +150,56 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     @app.post("/alerts", dependencies=guarded)
     def alerts(payload: AlertmanagerPayload) -> AlertsAnswer:
         if len(payload.alerts) > max_alerts:
-            raise HTTPException(status_code=413, detail=f"{len(payload.alerts)} alerts in one request: at most "
-                                f"{max_alerts} (MLOOP_MAX_ALERTS_PER_REQUEST); send smaller groups")
+            raise HTTPException(
+                status_code=413,
+                detail=f"{len(payload.alerts)} alerts in one request: at most "
+                f"{max_alerts} (MLOOP_MAX_ALERTS_PER_REQUEST); send smaller groups",
+            )
         problems = invalid_model_names(payload)
         if problems:
-            raise HTTPException(status_code=422, detail="; ".join(problems) + ": nothing was emitted")
+            raise HTTPException(
+                status_code=422, detail="; ".join(problems) + ": nothing was emitted"
+            )
         emitted: list[EmittedAlert] = []
         for group in group_alerts(payload):
             event = alert_event(group.alertname)
             body = group.event_payload(payload.common_labels)
             model = group.model_name
-            resource_id = model_resource(model) if model else f"mloop.alert-source.{body['fingerprint'] or group.alertname}"
+            resource_id = (
+                model_resource(model)
+                if model
+                else f"mloop.alert-source.{body['fingerprint'] or group.alertname}"
+            )
             labels = {f"mloop.label.{k}": str(v) for k, v in group.alerts[0].labels.items()}
             event_id = emit(event, resource_id, body, **labels)
-            log.info("alert %s (%d) -> event %s (%s)", group.alertname, len(group.alerts), event, event_id)
-            emitted.append(EmittedAlert(alertname=group.alertname, event=event, resource_id=resource_id,
-                                        event_id=event_id, model_name=model, alert_count=len(group.alerts)))
+            log.info(
+                "alert %s (%d) -> event %s (%s)",
+                group.alertname,
+                len(group.alerts),
+                event,
+                event_id,
+            )
+            emitted.append(
+                EmittedAlert(
+                    alertname=group.alertname,
+                    event=event,
+                    resource_id=resource_id,
+                    event_id=event_id,
+                    model_name=model,
+                    alert_count=len(group.alerts),
+                )
+            )
         return AlertsAnswer(received=len(payload.alerts), emitted=emitted)
 
     @app.post("/notifications", dependencies=guarded)
     def notifications(note: Notification) -> dict[str, str]:
         row = {"received_at": datetime.now(UTC).isoformat(), **note.model_dump()}
         with write_lock:
-            append_capped(notifications_path(state_root), json.dumps(row, default=str) + "\n",
-                          settings.notifications_max_bytes)
+            append_capped(
+                notifications_path(state_root),
+                json.dumps(row, default=str) + "\n",
+                settings.notifications_max_bytes,
+            )
         log.info("notification: %s", note.subject[:200])
         return {"status": "logged"}
 
@@ -182,8 +218,12 @@ def main() -> None:  # pragma: no cover - exercised through `mloop up`
 
     settings = Settings()
     settings.apply_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings, emit), host=settings.host, port=settings.webhook_port, log_level="info")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings, emit), host=settings.host, port=settings.webhook_port, log_level="info"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,12 @@ class Window(BaseModel):
     rows: int = Field(description="Rows in the current window (before any sampling).")
     start: datetime | None = Field(default=None, description="Earliest timestamp in the window.")
     end: datetime | None = Field(default=None, description="Latest timestamp in the window.")
-    reference_rows: int = Field(default=0, description="Rows of reference data (before any sampling).")
-    sampled_rows: int = Field(default=0, description="Current rows Evidently saw (== rows unless sampled).")
+    reference_rows: int = Field(
+        default=0, description="Rows of reference data (before any sampling)."
+    )
+    sampled_rows: int = Field(
+        default=0, description="Current rows Evidently saw (== rows unless sampled)."
+    )
     sampled_reference_rows: int = Field(default=0, description="Reference rows Evidently saw.")
     seed: int = Field(default=0, description="Seed of the row sample.")
 
@@ -46,4 +50,3 @@ def time_range(df: pd.DataFrame, column: str | None) -> tuple[datetime | None, d
     if ts.empty:
         return None, None
     return ts.min().to_pydatetime(), ts.max().to_pydatetime()
-

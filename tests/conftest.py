@@ -63,7 +63,6 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("GIT_COMMITTER_EMAIL", "mloop-test@example.invalid")
 
 
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The session's temporary directory goes with the session (its servers are stopped by then)."""
     if _SESSION_DIR is not None:
@@ -83,8 +82,11 @@ _USES_PLATFORM = re.compile(r"def test_\w+\(\s*platform\b")
 def platform_modules(tests_dir: Path) -> frozenset[str]:
     """Node-id paths (``tests/platform/test_loop.py``) of the modules whose tests take the ``platform`` fixture."""
     root = tests_dir.parent
-    return frozenset(str(f.relative_to(root)) for f in sorted(tests_dir.rglob("test_*.py"))
-                     if f.name not in OWN_UNIT_MODULES and _USES_PLATFORM.search(f.read_text()))
+    return frozenset(
+        str(f.relative_to(root))
+        for f in sorted(tests_dir.rglob("test_*.py"))
+        if f.name not in OWN_UNIT_MODULES and _USES_PLATFORM.search(f.read_text())
+    )
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -119,8 +121,6 @@ def prefect_server() -> Iterator[ServiceProcess]:
         yield proc
     finally:
         stop_pid(proc.pid)
-
-
 
 
 @pytest.fixture

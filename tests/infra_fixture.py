@@ -43,18 +43,24 @@ class InfraEnv:
 
 def in_team_mode(settings: Settings, env: dict[str, str]) -> Settings:
     """``settings`` pointed at the infra whose ``mloop infra env`` settings are ``env`` (team mode)."""
-    return settings.model_copy(update={
-        "database_url": SecretStr(env["MLOOP_DATABASE_URL"]),
-        "s3_endpoint_url": env["MLOOP_S3_ENDPOINT_URL"],
-        "artifacts_uri": env["MLOOP_ARTIFACTS_URI"],
-    })
+    return settings.model_copy(
+        update={
+            "database_url": SecretStr(env["MLOOP_DATABASE_URL"]),
+            "s3_endpoint_url": env["MLOOP_S3_ENDPOINT_URL"],
+            "artifacts_uri": env["MLOOP_ARTIFACTS_URI"],
+        }
+    )
 
 
 @contextmanager
-def running_infra(home: Path, *, pg_port: int | None = None, s3_port: int | None = None) -> Iterator[InfraEnv]:
+def running_infra(
+    home: Path, *, pg_port: int | None = None, s3_port: int | None = None
+) -> Iterator[InfraEnv]:
     """Start the infra under ``home`` (free loopback ports unless given); always stop it afterwards."""
     try:
-        status = infra.up(home, pg_port=pg_port or free_port(), s3_port=s3_port or free_port(), timeout=120)
+        status = infra.up(
+            home, pg_port=pg_port or free_port(), s3_port=s3_port or free_port(), timeout=120
+        )
         ports = infra.load_ports(infra.InfraPaths(home))
         assert ports is not None
         pids = {s.name: s.pid for s in status.servers if s.pid is not None}

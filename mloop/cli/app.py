@@ -25,7 +25,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (cli_data, cli_models, cli_serving, cli_monitor, cli_platform, cli_infra, cli_token, cli_demo):
+for module in (
+    cli_data,
+    cli_models,
+    cli_serving,
+    cli_monitor,
+    cli_platform,
+    cli_infra,
+    cli_token,
+    cli_demo,
+):
     module.register(app)
 
 

@@ -21,9 +21,13 @@ from mloop.cli.common import (
     user_errors,
 )
 
-SCENARIO_HELP = "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
+SCENARIO_HELP = (
+    "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
+)
 
-data_app = typer.Typer(help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True
+)
 
 
 def name_check(what: str) -> Callable[[str | None], str | None]:
@@ -44,11 +48,16 @@ def name_check(what: str) -> Callable[[str | None], str | None]:
 
 
 def generate_cmd(
-    out: Annotated[Path, typer.Option("--out", help="Output file; .csv or .parquet (format from the extension).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Output file; .csv or .parquet (format from the extension)."),
+    ],
     scenario: Annotated[str, typer.Option(help=SCENARIO_HELP)] = "baseline",
     rows: Annotated[int, typer.Option(min=1, help="Number of rows.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 42,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (path, rows, md5).")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (path, rows, md5).")
+    ] = False,
 ) -> None:
     """Write a deterministic loan-default demo dataset (label `target`, timestamp `event_time`)."""
     from mloop.core.errors import MloopError
@@ -57,9 +66,14 @@ def generate_cmd(
 
     with user_errors():
         if scenario not in SCENARIOS:
-            raise MloopError(f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}")
+            raise MloopError(
+                f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}"
+            )
         if out.suffix.lower() not in (".csv", ".parquet"):
-            raise MloopError(f"unsupported output extension {out.suffix or '(none)'!r}", fix="use .csv or .parquet")
+            raise MloopError(
+                f"unsupported output extension {out.suffix or '(none)'!r}",
+                fix="use .csv or .parquet",
+            )
         with err_console().status(f"generating {rows:,} rows ({scenario})"):
             df = generate(scenario, rows, seed)
             path = write_frame(df, out)
@@ -81,7 +95,7 @@ def generate_cmd(
         )
 
 
-def _print_version(version, created: bool, contract_path: str | None = None) -> None:  # noqa: ANN001
+def _print_version(version, created: bool, contract_path: str | None = None) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, box=None)
@@ -93,7 +107,10 @@ def _print_version(version, created: bool, contract_path: str | None = None) -> 
         ("created_at", version.created_at.isoformat(timespec="seconds")),
         ("path", version.path),
         ("git commit", version.git_commit or "-"),
-        ("status", "new version" if created else "identical to an existing version (nothing written)"),
+        (
+            "status",
+            "new version" if created else "identical to an existing version (nothing written)",
+        ),
     ):
         table.add_row(f"[bold]{key}[/]", value)
     if contract_path:
@@ -102,16 +119,33 @@ def _print_version(version, created: bool, contract_path: str | None = None) -> 
 
 
 def ingest_cmd(
-    path: Annotated[str, typer.Argument(help="CSV or parquet file to ingest (in team mode also s3://bucket/key).")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the model name).",
-                                         callback=name_check("dataset"))],
-    target: Annotated[str | None, typer.Option(help="Label column (first ingest; default 'target').")] = None,
+    path: Annotated[
+        str,
+        typer.Argument(help="CSV or parquet file to ingest (in team mode also s3://bucket/key)."),
+    ],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset", help="Dataset name (also the model name).", callback=name_check("dataset")
+        ),
+    ],
+    target: Annotated[
+        str | None, typer.Option(help="Label column (first ingest; default 'target').")
+    ] = None,
     task: Annotated[
         Literal["classification", "regression"] | None,
         typer.Option(help="classification | regression (first ingest; inferred when omitted)."),
     ] = None,
-    time_column: Annotated[str | None, typer.Option(help="Event-time column (first ingest; default: the only datetime column).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the version as one JSON object (key md5 is the version).")] = False,
+    time_column: Annotated[
+        str | None,
+        typer.Option(help="Event-time column (first ingest; default: the only datetime column)."),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the version as one JSON object (key md5 is the version)."
+        ),
+    ] = False,
 ) -> None:
     """Check a file against the dataset's contract (inferred on first ingest) and version it with DVC.
 
@@ -133,7 +167,9 @@ def ingest_cmd(
             with err_console().status(f"ingesting {source.rsplit('/', 1)[-1]} into {dataset}"):
                 from flows.ingest import ingest_flow
 
-                version = ingest_flow(path=source, dataset=dataset, target=target, task=task, time_column=time_column)
+                version = ingest_flow(
+                    path=source, dataset=dataset, target=target, task=task, time_column=time_column
+                )
         except DataRejected as exc:
             if json_out:
                 print_json({"rejected": True, "dataset": dataset, "report": exc.report})
@@ -147,9 +183,16 @@ def ingest_cmd(
 
 
 def list_cmd(
-    name: Annotated[str | None, typer.Argument(help="Dataset name (omit to list the datasets).",
-                                               callback=name_check("dataset"))] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of versions (md5, rows, created_at, ...).")] = False,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Dataset name (omit to list the datasets).", callback=name_check("dataset")
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Print a JSON list of versions (md5, rows, created_at, ...)."),
+    ] = False,
 ) -> None:
     """List the versions of a dataset, newest first (without NAME: the datasets and their latest version)."""
     from rich import box
@@ -173,28 +216,45 @@ def list_cmd(
             table.add_column(col, no_wrap=True, min_width=32 if col == "latest md5" else None)
         for row in rows:
             v = row["latest"]
-            table.add_row(row["name"], str(row["versions"]), v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(
+                row["name"],
+                str(row["versions"]),
+                v.md5,
+                f"{v.rows:,}",
+                f"{v.created_at:%Y-%m-%d %H:%M}",
+            )
         console().print(table)
         return
     if json_out:
         print_json(versions)
         return
     if not versions:
-        console().print(f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})")
+        console().print(
+            f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})"
+        )
         return
     table = Table(title=f"{name}: {len(versions)} version(s), newest first", box=box.SIMPLE_HEAD)
     for col in ("md5", "rows", "created (UTC)", "commit"):
         table.add_column(col, no_wrap=True, min_width=32 if col == "md5" else None)
     for v in versions:
-        table.add_row(v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}", (v.git_commit or "-")[:8])
+        table.add_row(
+            v.md5, f"{v.rows:,}", f"{v.created_at:%Y-%m-%d %H:%M}", (v.git_commit or "-")[:8]
+        )
     console().print(table)
 
 
 def get_cmd(
     name: Annotated[str, typer.Argument(help="Dataset name.", callback=name_check("dataset"))],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the parquet bytes of the version.")],
-    version: Annotated[str | None, typer.Option("--version", help="Version md5 (or a unique prefix); default: latest.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object (path, md5, rows).")] = False,
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the parquet bytes of the version.")
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Version md5 (or a unique prefix); default: latest."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (path, md5, rows).")
+    ] = False,
 ) -> None:
     """Write the exact bytes of a dataset version (from the DVC cache, or the remote), md5-verified."""
     from mloop.core.datasets import export_version, get_version
@@ -205,11 +265,19 @@ def get_cmd(
         info = get_version(settings, name, version)
         with err_console().status(f"fetching {name} {info.md5}"):
             path = export_version(settings, name, info.md5, out)
-        result = {"path": str(path.resolve()), "dataset": name, "md5": file_md5(path), "rows": info.rows, "verified": True}
+        result = {
+            "path": str(path.resolve()),
+            "dataset": name,
+            "md5": file_md5(path),
+            "rows": info.rows,
+            "verified": True,
+        }
     if json_out:
         print_json(result)
     else:
-        console().print(f"wrote [bold]{result['path']}[/] ({name} {info.md5}, {info.rows:,} rows, md5 verified)")
+        console().print(
+            f"wrote [bold]{result['path']}[/] ({name} {info.md5}, {info.rows:,} rows, md5 verified)"
+        )
 
 
 def contract_cmd(

@@ -74,7 +74,14 @@ class Timeline:
 
         t = Table("step", "started by", "start s", "took s", "result", title="demo timeline")
         for s in self.steps:
-            t.add_row(s.name, s.how, f"{s.start:.1f}", f"{s.seconds:.1f}", s.detail, style=None if s.ok else "red")
+            t.add_row(
+                s.name,
+                s.how,
+                f"{s.start:.1f}",
+                f"{s.seconds:.1f}",
+                s.detail,
+                style=None if s.ok else "red",
+            )
         return t
 
 
@@ -84,7 +91,10 @@ def _untracked_demo_data(project_dir: Path) -> Path | None:
     if not folder.exists():
         return None
     tracked = subprocess.run(
-        ["git", "-C", str(project_dir), "ls-files", str(folder)], capture_output=True, text=True, check=False
+        ["git", "-C", str(project_dir), "ls-files", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     return None if tracked else folder
 
@@ -109,7 +119,7 @@ def _champion(settings: Settings) -> str | None:
 def _lineage(settings: Settings, prediction_id: str) -> Any:
     """The lineage chain of a logged prediction, or None while the log has not flushed it yet."""
     from mloop.core.errors import NotFoundError
-    from serving.lineage import resolve_prediction
+    from serving.log.trace import resolve_prediction
 
     try:
         return resolve_prediction(settings, prediction_id)
@@ -120,7 +130,9 @@ def _lineage(settings: Settings, prediction_id: str) -> Any:
 def _lineage_table(chain: Any) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"Lineage of prediction {chain.prediction_id} (mloop lineage --prediction-id ...)")
+    table = Table(
+        title=f"Lineage of prediction {chain.prediction_id} (mloop lineage --prediction-id ...)"
+    )
     table.add_column("link")
     table.add_column("value", overflow="fold")
     for link, value in chain.rows()[1:]:  # the prediction itself is in the title
@@ -137,7 +149,15 @@ def _flow_runs_table(prefect: PrefectApi, since: float) -> Any:
     from rich.table import Table
 
     names = prefect.flow_names()
-    t = Table("flow", "run", "started by", "state", "start (UTC)", "seconds", title="Prefect flow runs of this demo")
+    t = Table(
+        "flow",
+        "run",
+        "started by",
+        "state",
+        "start (UTC)",
+        "seconds",
+        title="Prefect flow runs of this demo",
+    )
     for r in _runs_after(prefect, None, since):
         by = (r.get("created_by") or {}).get("type") or "api"
         t.add_row(
@@ -162,12 +182,14 @@ def run_demo(settings: Settings, *, rows: int, traffic: int, timeout: float) -> 
         tl.out.print(line)
 
 
-def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float) -> list[Any]:
+def _loop(
+    settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float
+) -> list[Any]:
     """The steps; returns what to print after the timeline (flow-run table, links)."""
     from mloop.core.generate import generate, write_frame
     from mloop.platform import local
     from mloop.platform.client import PrefectApi, ServingClient, records_of, wait_for
-    from mloop.platform.serve import serve_command
+    from mloop.platform.serve_command import serve_command
     from mloop.platform.services import urls as service_urls
     from mloop.platform.status import last_drift_verdict
 
@@ -187,18 +209,34 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
     with tl.step("ingest v1: contract + DVC", "ingest deployment") as st:
         run = prefect.run_deployment(
-            "ingest/local", {"path": str(source), "dataset": DATASET, "target": "target", "time_column": "event_time"}
+            "ingest/local",
+            {
+                "path": str(source),
+                "dataset": DATASET,
+                "target": "target",
+                "time_column": "event_time",
+            },
         )
         final = prefect.wait_run(run, timeout)
         if final["state_type"] != "COMPLETED":
-            raise MloopError(f"ingest run ended {final['state_type']}", where=str(settings.state.run / "prefect-worker.log"))
+            raise MloopError(
+                f"ingest run ended {final['state_type']}",
+                where=str(settings.state.run / "prefect-worker.log"),
+            )
 
     with tl.step("train, gate, promote v1", "on mloop.dataset.versioned") as st:
-        v1 = wait_for(lambda: _champion(settings), timeout, "a champion from the triggered train run", every=2)
+        v1 = wait_for(
+            lambda: _champion(settings), timeout, "a champion from the triggered train run", every=2
+        )
         st.detail = f"champion = version {v1}"
 
     with tl.step("deploy v1", "on mloop.model.promoted") as st:
-        wait_for(lambda: (m := service.served_model()) and str(m["model_version"]) == v1, timeout, f"version {v1} serving", every=1)
+        wait_for(
+            lambda: (m := service.served_model()) and str(m["model_version"]) == v1,
+            timeout,
+            f"version {v1} serving",
+            every=1,
+        )
         st.detail = f"{urls['serving']} answers with version {v1}"
 
     with tl.step("baseline traffic", "POST /predict") as st:
@@ -211,23 +249,36 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
     retrain_since = time.time()
     with tl.step("drift + quality check", "monitor deployment") as st:
-        run = prefect.run_deployment("monitor/local", {"model_name": DATASET, "window_size": traffic})
+        run = prefect.run_deployment(
+            "monitor/local", {"model_name": DATASET, "window_size": traffic}
+        )
         final = prefect.wait_run(run, timeout)
         verdict = last_drift_verdict(settings, prefect) or {}
         st.detail = f"{verdict.get('verdict', '?')}: share {verdict.get('drift_share', '?')}"
         if final["state_type"] != "COMPLETED" or verdict.get("verdict") != "drift":
-            raise MloopError("the monitor run did not detect drift", where=str(verdict.get("report", "")))
+            raise MloopError(
+                "the monitor run did not detect drift", where=str(verdict.get("report", ""))
+            )
 
     with tl.step("retrain on new labels, gate", "on mloop.drift.detected") as st:
-        retrain = wait_for(lambda: _runs_after(prefect, "retrain", retrain_since), 120, "a triggered retrain run")[-1]
+        retrain = wait_for(
+            lambda: _runs_after(prefect, "retrain", retrain_since), 120, "a triggered retrain run"
+        )[-1]
         final = prefect.wait_run(retrain["id"], timeout)
         v2 = _champion(settings)
         st.detail = f"retrain {final['state_type'].lower()}; champion {v1} -> {v2}"
         if final["state_type"] != "COMPLETED" or v2 == v1:
-            raise MloopError("the retrain did not produce a new champion", where=f"flow run {retrain['name']}")
+            raise MloopError(
+                "the retrain did not produce a new champion", where=f"flow run {retrain['name']}"
+            )
 
     with tl.step("deploy the new champion", "on mloop.model.promoted") as st:
-        wait_for(lambda: (m := service.served_model()) and str(m["model_version"]) == v2, timeout, f"version {v2} serving", every=1)
+        wait_for(
+            lambda: (m := service.served_model()) and str(m["model_version"]) == v2,
+            timeout,
+            f"version {v2} serving",
+            every=1,
+        )
         _, versions = service.send_traffic(generate("regime-change", 5, 4), with_feedback=False)
         st.detail = f"answers now come from version(s) {sorted(versions)}"
         if versions != {v2}:
@@ -235,7 +286,12 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
     with tl.step("trace a served prediction", "mloop lineage") as st:
         answer = service.predict(records_of(generate("regime-change", 1, 5)))[0]
-        chain = wait_for(lambda: _lineage(settings, answer["prediction_id"]), 30, "the prediction in the log", every=0.5)
+        chain = wait_for(
+            lambda: _lineage(settings, answer["prediction_id"]),
+            30,
+            "the prediction in the log",
+            every=0.5,
+        )
         st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
 
     return [
@@ -252,10 +308,18 @@ def _loop(settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout:
 
 def demo(
     rows: Annotated[int, typer.Option(help="Rows of the first dataset version.")] = 10_000,
-    traffic: Annotated[int, typer.Option(help="Drifted predictions sent (with labels fed back); the retrain keeps the newest rows-many rows, so traffic > rows/2 puts new-regime rows in both its train and holdout split.")] = 6_000,
+    traffic: Annotated[
+        int,
+        typer.Option(
+            help="Drifted predictions sent (with labels fed back); the retrain keeps the newest rows-many rows, so traffic > rows/2 puts new-regime rows in both its train and holdout split."
+        ),
+    ] = 6_000,
     fresh: Annotated[
         bool,
-        typer.Option("--fresh/--keep", help="Start from a clean state: stop the platform, delete MLOOP_HOME and data/loans (if untracked)."),
+        typer.Option(
+            "--fresh/--keep",
+            help="Start from a clean state: stop the platform, delete MLOOP_HOME and data/loans (if untracked).",
+        ),
     ] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for any one step.")] = 420.0,
 ) -> None:
@@ -274,7 +338,11 @@ def demo(
         try:
             run_demo(settings, rows=rows, traffic=traffic, timeout=timeout)
         except TimeoutError as exc:
-            raise MloopError(str(exc), where=str(settings.state.run), fix="see the logs there; `mloop status` shows the runs") from exc
+            raise MloopError(
+                str(exc),
+                where=str(settings.state.run),
+                fix="see the logs there; `mloop status` shows the runs",
+            ) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -37,16 +37,26 @@ def status_table(result: InfraStatus) -> Table:
     for column in ("server", "state", "pid", "port", "data", "note"):
         table.add_column(column)
     for s in result.servers:
-        state = "started" if s.started and s.healthy else ("healthy" if s.healthy else ("running, not healthy" if s.running else "stopped"))
+        state = (
+            "started"
+            if s.started and s.healthy
+            else ("healthy" if s.healthy else ("running, not healthy" if s.running else "stopped"))
+        )
         table.add_row(s.name, state, str(s.pid or "-"), str(s.port), s.data_dir, s.note)
     return table
 
 
 @infra_app.command("up")
 def up(
-    pg_port: Annotated[int, typer.Option("--pg-port", help="Port of PostgreSQL on 127.0.0.1.")] = DEFAULT_PG_PORT,
-    s3_port: Annotated[int, typer.Option("--s3-port", help="Port of the S3 endpoint on 127.0.0.1.")] = DEFAULT_S3_PORT,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for each server to answer.")] = 60.0,
+    pg_port: Annotated[
+        int, typer.Option("--pg-port", help="Port of PostgreSQL on 127.0.0.1.")
+    ] = DEFAULT_PG_PORT,
+    s3_port: Annotated[
+        int, typer.Option("--s3-port", help="Port of the S3 endpoint on 127.0.0.1.")
+    ] = DEFAULT_S3_PORT,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for each server to answer.")
+    ] = 60.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Start PostgreSQL and the S3 store on loopback (idempotent: what runs is left as it is and reported)."""
@@ -59,11 +69,16 @@ def up(
         print_json(result)
         return
     console().print(status_table(result))
-    console().print('Point mloop at it: eval "$(mloop infra env)"   (stop with `mloop infra down`)', highlight=False)
+    console().print(
+        'Point mloop at it: eval "$(mloop infra env)"   (stop with `mloop infra down`)',
+        highlight=False,
+    )
 
 
 @infra_app.command("down")
-def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+def down(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
     """Stop both servers (whole process trees, by pid) and wait until their ports are free; idempotent."""
     from mloop.platform import infra
 
@@ -83,7 +98,9 @@ def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON d
 
 
 @infra_app.command("status")
-def status(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
     """Each server's pid, port, health (a SQL query / a signed S3 request) and data folder."""
     from mloop.platform import infra
 
@@ -107,8 +124,15 @@ def env() -> None:
 
 @infra_app.command("import-home")
 def import_home(
-    source: Annotated[Path, typer.Argument(help="The single-machine MLOOP_HOME to copy from (only read; stop its platform first).")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be copied.")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="The single-machine MLOOP_HOME to copy from (only read; stop its platform first)."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be copied.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Copy a single-machine home's DVC remote, prediction log, feedback labels, audit log, retrain ledger and
@@ -123,13 +147,17 @@ def import_home(
         settings = load_settings()
         layout = require_team(settings).artifacts
         store = S3Store(s3_client(layout.endpoint_url), layout.bucket)
-        result = run_import(source.expanduser().resolve(), shared_records(settings), store, layout, dry_run=dry_run)
+        result = run_import(
+            source.expanduser().resolve(), shared_records(settings), store, layout, dry_run=dry_run
+        )
     if json_out:
         print_json(result)
         return
     from rich.table import Table
 
-    table = Table(title=f"import of {result.source}" + (" (dry run: nothing copied)" if dry_run else ""))
+    table = Table(
+        title=f"import of {result.source}" + (" (dry run: nothing copied)" if dry_run else "")
+    )
     for column in ("what", "copied" if not dry_run else "to copy", "already there", "note"):
         table.add_column(column)
     for step in result.steps:

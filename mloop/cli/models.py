@@ -21,26 +21,52 @@ from mloop.cli.common import (
 )
 from mloop.cli.data import name_check
 
-ModelArg = Annotated[str, typer.Argument(help="Registered model name (= dataset name).", callback=name_check("model"))]
+ModelArg = Annotated[
+    str,
+    typer.Argument(help="Registered model name (= dataset name).", callback=name_check("model")),
+]
 """A model name argument, refused (exit 2) when it breaks the name rule."""
 
 
 def train_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (also the registered model name).",
-                                         callback=name_check("dataset"))],
-    version: Annotated[str | None, typer.Option("--version", help="Dataset version md5 (or prefix); default: latest.")] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help="Dataset name (also the registered model name).",
+            callback=name_check("dataset"),
+        ),
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Dataset version md5 (or prefix); default: latest."),
+    ] = None,
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", help="Model spec ESTIMATOR[:k=v,...], repeatable (logistic_regression, linear, "
-                     "hist_gradient_boosting, random_forest). Default: logistic_regression."),
+        typer.Option(
+            "--model",
+            help="Model spec ESTIMATOR[:k=v,...], repeatable (logistic_regression, linear, "
+            "hist_gradient_boosting, random_forest). Default: logistic_regression.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Estimator seed.")] = 42,
     test_size: Annotated[float, typer.Option(help="Holdout share.")] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="Seed of the stratified split (time-based splits ignore it).")] = 42,
-    force: Annotated[bool, typer.Option("--force", help="Retrain even when identical inputs were trained before.")] = False,
-    no_promote: Annotated[bool, typer.Option("--no-promote", help="Gate and record, but do not move the champion.")] = False,
-    require_approval: Annotated[bool, typer.Option(help="Pause after the gate for approval in the Prefect UI.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the train result as one JSON object.")] = False,
+    split_seed: Annotated[
+        int, typer.Option(help="Seed of the stratified split (time-based splits ignore it).")
+    ] = 42,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Retrain even when identical inputs were trained before."),
+    ] = False,
+    no_promote: Annotated[
+        bool, typer.Option("--no-promote", help="Gate and record, but do not move the champion.")
+    ] = False,
+    require_approval: Annotated[
+        bool, typer.Option(help="Pause after the gate for approval in the Prefect UI.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the train result as one JSON object.")
+    ] = False,
 ) -> None:
     """Train model spec(s) on a dataset version, register the best, run the promotion gate, promote if it passes."""
     from models.spec import parse_spec
@@ -53,15 +79,23 @@ def train_cmd(
             from flows.train import train_flow
 
             result = train_flow(
-                dataset=dataset, version=version, specs=specs, seed=seed, force=force, promote=not no_promote,
-                split_params=SplitParams(test_size=test_size, seed=split_seed), require_approval=require_approval,
+                dataset=dataset,
+                version=version,
+                specs=specs,
+                seed=seed,
+                force=force,
+                promote=not no_promote,
+                split_params=SplitParams(test_size=test_size, seed=split_seed),
+                require_approval=require_approval,
                 trigger="cli",
             )
     if json_out:
         print_json(result)
         return
     state = "reused (identical inputs; --force retrains)" if result.reused else result.decision
-    console().print(f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}")
+    console().print(
+        f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}"
+    )
     console().print("  " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
     if result.gate is not None:
         console().print(f"  gate: {result.gate.summary()}", markup=False)
@@ -81,15 +115,19 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
         print_json(record)
     else:
         detail = f": {record.detail}" if record.detail else ""
-        console().print(f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
-                      f"v{record.to_version or '-'} ({record.outcome}{detail})")
+        console().print(
+            f"{record.model_name}: {flow_name} champion v{record.from_version or '-'} -> "
+            f"v{record.to_version or '-'} ({record.outcome}{detail})"
+        )
 
 
 def promote_cmd(
     name: ModelArg,
     version: Annotated[str, typer.Argument(help="Version number to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the audit record as JSON.")
+    ] = False,
 ) -> None:
     """Make VERSION the champion (the current one becomes previous-champion); audited."""
     _alias_change("promote", json_out, name=name, version=version, reason=reason)
@@ -98,7 +136,9 @@ def promote_cmd(
 def rollback_cmd(
     name: ModelArg,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the audit record as JSON.")
+    ] = False,
 ) -> None:
     """Put the previous champion back (champion <- previous-champion); audited."""
     _alias_change("rollback", json_out, name=name, reason=reason)
@@ -106,7 +146,12 @@ def rollback_cmd(
 
 def models_cmd(
     name: ModelArg,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of {version, aliases, metrics, data_md5, decision}.")] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print a JSON list of {version, aliases, metrics, data_md5, decision}."
+        ),
+    ] = False,
 ) -> None:
     """List a model's versions with aliases, metrics, data md5 and gate decision (newest first)."""
     from rich.table import Table
@@ -117,8 +162,19 @@ def models_cmd(
     with user_errors():
         versions = list_versions(settings.tracking_uri, name)
     if json_out:
-        print_json([{"version": v.version, "aliases": v.aliases, "metrics": v.metrics, "data_md5": v.data_md5,
-                     "decision": v.decision, "run_id": v.run_id} for v in versions])
+        print_json(
+            [
+                {
+                    "version": v.version,
+                    "aliases": v.aliases,
+                    "metrics": v.metrics,
+                    "data_md5": v.data_md5,
+                    "decision": v.decision,
+                    "run_id": v.run_id,
+                }
+                for v in versions
+            ]
+        )
         return
     if not versions:
         console().print(f"model {name!r} has no versions (train one: mloop train --dataset {name})")
@@ -127,14 +183,22 @@ def models_cmd(
     for col in ("version", "aliases", "decision", "metrics", "data md5"):
         table.add_column(col)
     for v in versions:
-        metrics = ", ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()) if k in ("roc_auc", "pr_auc", "rmse", "r2"))
-        table.add_row(v.version, ", ".join(v.aliases), v.decision or "-", metrics, (v.data_md5 or "-")[:12])
+        metrics = ", ".join(
+            f"{k}={val:.4f}"
+            for k, val in sorted(v.metrics.items())
+            if k in ("roc_auc", "pr_auc", "rmse", "r2")
+        )
+        table.add_row(
+            v.version, ", ".join(v.aliases), v.decision or "-", metrics, (v.data_md5 or "-")[:12]
+        )
     console().print(table)
 
 
 def audit_cmd(
     name: ModelArg,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the audit records as a JSON list.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the audit records as a JSON list.")
+    ] = False,
 ) -> None:
     """Print the audit log of champion changes (oldest first)."""
     from rich.table import Table
@@ -154,15 +218,24 @@ def audit_cmd(
     for col in ("when", "action", "from", "to", "outcome", "by", "reason"):
         table.add_column(col)
     for r in records:
-        table.add_row(r.when.isoformat(timespec="seconds"), r.action, r.from_version or "-", r.to_version or "-",
-                      r.outcome, r.actor, r.reason + (f" ({r.detail})" if r.detail else ""))
+        table.add_row(
+            r.when.isoformat(timespec="seconds"),
+            r.action,
+            r.from_version or "-",
+            r.to_version or "-",
+            r.outcome,
+            r.actor,
+            r.reason + (f" ({r.detail})" if r.detail else ""),
+        )
     console().print(table)
 
 
 def reproduce_cmd(
     name: ModelArg,
     version: Annotated[str, typer.Argument(help="Version number (or alias, e.g. champion).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report (metric diffs) as JSON.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the report (metric diffs) as JSON.")
+    ] = False,
 ) -> None:
     """Retrain a version from its recorded data md5, spec, seed and split; print the metric differences."""
     from rich.table import Table
@@ -170,13 +243,14 @@ def reproduce_cmd(
     from models.reproduce import reproduce_version
 
     settings = load_settings()
-    with user_errors():
-        with err_console().status(f"reproducing {name} v{version}"):
-            report = reproduce_version(settings, name, version)
+    with user_errors(), err_console().status(f"reproducing {name} v{version}"):
+        report = reproduce_version(settings, name, version)
     if json_out:
         print_json({**report.model_dump(mode="json"), "max_abs_diff": report.max_abs_diff})
         return
-    table = Table(title=f"{name} v{report.version}: {report.spec.label()} seed {report.seed} on {report.data_md5[:12]}")
+    table = Table(
+        title=f"{name} v{report.version}: {report.spec.label()} seed {report.seed} on {report.data_md5[:12]}"
+    )
     for col in ("metric", "recorded", "reproduced", "diff"):
         table.add_column(col)
     for d in report.diffs:

@@ -27,23 +27,38 @@ from mloop.core.errors import MloopError
 
 
 def monitor_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model"))],
+    model: Annotated[
+        str,
+        typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model")),
+    ],
     window: Annotated[
-        int | None, typer.Option("--window", min=1, help="Check the newest N logged predictions (default: the model's).")
+        int | None,
+        typer.Option(
+            "--window", min=1, help="Check the newest N logged predictions (default: the model's)."
+        ),
     ] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="Only predictions at/after this time (ISO, UTC when naive).")
+        datetime | None,
+        typer.Option(help="Only predictions at/after this time (ISO, UTC when naive)."),
     ] = None,
     version: Annotated[
         str, typer.Option(help="Model version or alias whose training data is the reference.")
     ] = "champion",
     min_rows: Annotated[
-        int | None, typer.Option(min=1, help="Skip the check below this many predictions (default: the model's).")
+        int | None,
+        typer.Option(
+            min=1, help="Skip the check below this many predictions (default: the model's)."
+        ),
     ] = None,
     no_publish: Annotated[
-        bool, typer.Option("--no-publish", help="Do not write the HTML report, MLflow run and Evidently snapshot.")
+        bool,
+        typer.Option(
+            "--no-publish", help="Do not write the HTML report, MLflow run and Evidently snapshot."
+        ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the typed result as one JSON document.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the typed result as one JSON document.")
+    ] = False,
 ) -> None:
     """Compare the newest predictions with the champion's training data (Evidently drift, quality
     when feedback labels exist); emit mloop.drift.detected / mloop.quality.degraded."""
@@ -51,9 +66,14 @@ def monitor_cmd(
         load_flow_settings()
         from flows.monitor import MonitorOptions, monitor_flow
 
-        with err_console().status(f"checking the newest {f'{window:,}' if window else ''} predictions of {model}"):
+        with err_console().status(
+            f"checking the newest {f'{window:,}' if window else ''} predictions of {model}"
+        ):
             result = monitor_flow(
-                model, window_size=window, since=since, version=version,
+                model,
+                window_size=window,
+                since=since,
+                version=version,
                 options=MonitorOptions(min_rows=min_rows, publish=not no_publish),
             )
     if json_out:
@@ -62,18 +82,26 @@ def monitor_cmd(
     _print_result(result)
 
 
-def _print_result(result) -> None:  # noqa: ANN001 - flows.monitor.MonitorResult (imported lazily)
+def _print_result(result) -> None:
     from rich.table import Table
 
     colour = {"ok": "green", "skipped": "yellow"}.get(result.status, "bold red")
-    console().print(f"[{colour}]{result.status}[/]: {result.model_name} v{result.model_version}: {result.reason}")
+    console().print(
+        f"[{colour}]{result.status}[/]: {result.model_name} v{result.model_version}: {result.reason}"
+    )
     drift = result.drift
     if drift is None:
         return
     table = Table("column", "method", "score", "threshold", "drifted")
     for c in sorted(drift.columns, key=lambda c: (not c.drifted, c.column)):
         name = f"{c.column} (prediction)" if c.is_prediction else c.column
-        table.add_row(name, c.method, f"{c.score:.4f}", f"{c.threshold:g}", "[red]yes[/]" if c.drifted else "no")
+        table.add_row(
+            name,
+            c.method,
+            f"{c.score:.4f}",
+            f"{c.threshold:g}",
+            "[red]yes[/]" if c.drifted else "no",
+        )
     console().print(table)
     if drift.quality is not None:
         q = drift.quality
@@ -91,24 +119,40 @@ def _print_result(result) -> None:  # noqa: ANN001 - flows.monitor.MonitorResult
 class _CheckByDefault(TyperGroup):
     """``mloop monitor MODEL ...`` means ``mloop monitor check MODEL ...`` (the command before it was a group)."""
 
-    def parse_args(self, ctx, args: list[str]) -> list[str]:  # noqa: ANN001 - click.Context
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
 
 def configure_cmd(
-    model: Annotated[str, typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model"))],
-    window_size: Annotated[int | None, typer.Option(min=1, help="Check the newest N logged predictions.")] = None,
-    min_rows: Annotated[int | None, typer.Option(min=1, help="Skip the check below this many predictions.")] = None,
+    model: Annotated[
+        str,
+        typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model")),
+    ],
+    window_size: Annotated[
+        int | None, typer.Option(min=1, help="Check the newest N logged predictions.")
+    ] = None,
+    min_rows: Annotated[
+        int | None, typer.Option(min=1, help="Skip the check below this many predictions.")
+    ] = None,
     cooldown_minutes: Annotated[
-        float | None, typer.Option(min=0, help="No retrain within this many minutes of the model's last one.")
+        float | None,
+        typer.Option(min=0, help="No retrain within this many minutes of the model's last one."),
     ] = None,
     daily_budget: Annotated[
-        int | None, typer.Option(min=0, help="At most this many automatic retrains of the model a day (0: none).")
+        int | None,
+        typer.Option(
+            min=0, help="At most this many automatic retrains of the model a day (0: none)."
+        ),
     ] = None,
-    reset: Annotated[bool, typer.Option("--reset", help="Drop the model's own values first (back to the globals).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the values in force as one JSON document.")] = False,
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Drop the model's own values first (back to the globals)."),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the values in force as one JSON document.")
+    ] = False,
 ) -> None:
     """Set (without options: show) a model's own monitor window, min rows, retrain cooldown and daily budget.
 
@@ -119,10 +163,19 @@ def configure_cmd(
 
     with user_errors():
         settings = load_settings()
-        from monitoring.model_config import CONFIG_FIELDS, GLOBAL_SETTINGS, resolve_config, update_model_config
+        from monitoring.model_config import (
+            CONFIG_FIELDS,
+            GLOBAL_SETTINGS,
+            resolve_config,
+            update_model_config,
+        )
 
-        changes = {"window_size": window_size, "min_rows": min_rows, "retrain_cooldown_minutes": cooldown_minutes,
-                   "daily_retrain_budget": daily_budget}
+        changes = {
+            "window_size": window_size,
+            "min_rows": min_rows,
+            "retrain_cooldown_minutes": cooldown_minutes,
+            "daily_retrain_budget": daily_budget,
+        }
         if reset or any(v is not None for v in changes.values()):
             config = update_model_config(settings, model, changes, reset=reset)
         else:
@@ -134,24 +187,40 @@ def configure_cmd(
 
     table = Table("setting", "value", "source", title=f"monitoring of {model}")
     for field in CONFIG_FIELDS:
-        source = "model" if field in config.overridden else f"global (MLOOP_{GLOBAL_SETTINGS[field].upper()})"
+        source = (
+            "model"
+            if field in config.overridden
+            else f"global (MLOOP_{GLOBAL_SETTINGS[field].upper()})"
+        )
         table.add_row(field, f"{getattr(config, field):g}", source)
     console().print(table)
 
 
 def sweep_cmd(
     model: Annotated[
-        list[str] | None, typer.Option("--model", help="Only this model (repeatable); default: every served model.")
+        list[str] | None,
+        typer.Option("--model", help="Only this model (repeatable); default: every served model."),
     ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Models checked at once (default: settings).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Models checked at once (default: settings).")
+    ] = None,
     check_all: Annotated[
-        bool, typer.Option("--all", help="Check every model, even one with nothing new since its last check.")
+        bool,
+        typer.Option(
+            "--all", help="Check every model, even one with nothing new since its last check."
+        ),
     ] = False,
     full_reports: Annotated[
-        bool, typer.Option("--full-reports", help="Build the Evidently report of every model, not only of those "
-                           "with a finding (slower).")
+        bool,
+        typer.Option(
+            "--full-reports",
+            help="Build the Evidently report of every model, not only of those "
+            "with a finding (slower).",
+        ),
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the typed result as one JSON document.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the typed result as one JSON document.")
+    ] = False,
 ) -> None:
     """Check every served model (each registered model with a champion) with its own window and minimum.
 
@@ -169,14 +238,22 @@ def sweep_cmd(
         from flows.monitor import monitor_sweep_flow
 
         with err_console().status("sweeping the served models"):
-            result = monitor_sweep_flow(models=model or None, workers=workers, skip_unchanged=not check_all,
-                                        full_reports=full_reports)
+            result = monitor_sweep_flow(
+                models=model or None,
+                workers=workers,
+                skip_unchanged=not check_all,
+                full_reports=full_reports,
+            )
     if json_out:
         print_json(result)
         return
     for e in result.models:
-        colour = {"ok": "green", "skipped": "yellow", "unchanged": "yellow"}.get(e.status, "bold red")
-        console().print(f"[{colour}]{e.status}[/] {e.model_name} v{e.model_version or '-'}: {e.reason}")
+        colour = {"ok": "green", "skipped": "yellow", "unchanged": "yellow"}.get(
+            e.status, "bold red"
+        )
+        console().print(
+            f"[{colour}]{e.status}[/] {e.model_name} v{e.model_version or '-'}: {e.reason}"
+        )
     if result.unknown:
         console().print(f"[yellow]not served[/] (no champion): {', '.join(result.unknown)}")
     console().print(f"{len(result.models)} models in {result.seconds:.1f} s")
@@ -186,8 +263,11 @@ def sweep_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add the ``monitor`` command group to the main app."""
-    group = typer.Typer(cls=_CheckByDefault, no_args_is_help=True,
-                        help="Drift and quality checks: one model (check), every served model (sweep), per-model settings.")
+    group = typer.Typer(
+        cls=_CheckByDefault,
+        no_args_is_help=True,
+        help="Drift and quality checks: one model (check), every served model (sweep), per-model settings.",
+    )
     group.command("check")(monitor_cmd)
     group.command("configure")(configure_cmd)
     group.command("sweep")(sweep_cmd)

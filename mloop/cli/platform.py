@@ -46,11 +46,13 @@ def up(
 
     with user_errors():
         settings = load_settings()
-        if workers is not None:  # in range (Typer checked it): every service gets it as MLOOP_WORKERS
+        if (
+            workers is not None
+        ):  # in range (Typer checked it): every service gets it as MLOOP_WORKERS
             settings = settings.model_copy(update={"workers": workers})
         if settings.credentials() is not None:  # created before any environment is built
             settings.apply_env()  # this process's own Prefect client authenticates too
-        from mloop.platform.serve import (
+        from mloop.platform.serve_command import (
             serve_command,  # packages the champion first if the store lacks it
         )
 
@@ -67,15 +69,21 @@ def up(
     if result.reconcile:
         console().print(f"reconcile: {result.reconcile}")
     if result.queued_events:
-        console().print(f"{result.queued_events} event(s) still queued in the outbox: delivered when the Prefect "
-                        "server takes them (the watchdog retries every cycle; `mloop status` counts them)")
+        console().print(
+            f"{result.queued_events} event(s) still queued in the outbox: delivered when the Prefect "
+            "server takes them (the watchdog retries every cycle; `mloop status` counts them)"
+        )
     u = urls(settings)
-    console().print(f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)")
+    console().print(
+        f"Prefect UI {u['prefect_ui']}   MLflow UI {u['mlflow_ui']}   (stop with `mloop down`)"
+    )
     if settings.auth:
         console().print("Both ask for credentials: `mloop token` prints them.")
 
 
-def down(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+def down(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
     """Stop every service `mloop up` started (each one's whole process tree, by pid) and wait until they are gone."""
     from mloop.platform import local
 
@@ -120,10 +128,14 @@ def status(
         console().print("no registered models yet")
     d = st.last_drift
     if d and "verdict" in d:
-        console().print(f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
-                      f"(share {d['drift_share']}, threshold {d['threshold']}); report {d['report']}")
+        console().print(
+            f"last drift check: [bold]{d['verdict']}[/] on {d['model']} v{d['version']} at {d['checked_at']} "
+            f"(share {d['drift_share']}, threshold {d['threshold']}); report {d['report']}"
+        )
     elif d:
-        console().print(f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}")
+        console().print(
+            f"last drift/quality event: {d['event']} at {d['occurred']} on {d['resource']}"
+        )
     else:
         console().print("last drift verdict: no drift check yet")
     if st.recent_flow_runs:
@@ -139,27 +151,50 @@ def models_table(models: list[ModelStatus]) -> Table:
     """The models of ``mloop status`` as a rich table: one row per registered model."""
     from rich.table import Table
 
-    t = Table("model", "champion", "challenger", "served", "loaded", "last drift check", "last retrain")
+    t = Table(
+        "model", "champion", "challenger", "served", "loaded", "last drift check", "last retrain"
+    )
     for ms in models:
         loaded = "-" if ms.loaded is None else ("yes" if ms.loaded else "no (on demand)")
         d = ms.last_drift
-        drift = "-" if d is None else f"{d.verdict} (share {d.drift_share}) v{d.version or '?'} at {d.checked_at[:19]}"
+        drift = (
+            "-"
+            if d is None
+            else f"{d.verdict} (share {d.drift_share}) v{d.version or '?'} at {d.checked_at[:19]}"
+        )
         r = ms.last_retrain
-        retrain = "-" if r is None else f"{r.started_at[:19]} {r.trigger}" + (f", {r.state}" if r.state else "")
-        t.add_row(ms.name, ms.champion or "-", ms.challenger or "-", ms.deployed or "-", loaded, drift, retrain)
+        retrain = (
+            "-"
+            if r is None
+            else f"{r.started_at[:19]} {r.trigger}" + (f", {r.state}" if r.state else "")
+        )
+        t.add_row(
+            ms.name,
+            ms.champion or "-",
+            ms.challenger or "-",
+            ms.deployed or "-",
+            loaded,
+            drift,
+            retrain,
+        )
     return t
 
 
 def worker(
     name: Annotated[
         str | None,
-        typer.Option(help="The worker's name in the pool. Default: mloop-worker-<host>-<random>, new at each start."),
+        typer.Option(
+            help="The worker's name in the pool. Default: mloop-worker-<host>-<random>, new at each start."
+        ),
     ] = None,
     work_queue: Annotated[
         list[str] | None,
-        typer.Option("--work-queue", help="Poll only this queue of the pool (repeatable; created if missing). "
-                     "Default: every queue. Runs reach a named queue when created for it (the UI's 'Work queue', "
-                     "or `work_queue_name`)."),
+        typer.Option(
+            "--work-queue",
+            help="Poll only this queue of the pool (repeatable; created if missing). "
+            "Default: every queue. Runs reach a named queue when created for it (the UI's 'Work queue', "
+            "or `work_queue_name`).",
+        ),
     ] = None,
 ) -> None:
     """Run one more worker of the platform's pool in the foreground (Ctrl-C stops it).

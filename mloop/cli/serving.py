@@ -28,17 +28,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document."
 
 
 def package_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name (= dataset name); default: the one model "
-                                               "with a champion (name it when several have one).",
-                                               callback=name_check("model"))] = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registered model name (= dataset name); default: the one model "
+            "with a champion (name it when several have one).",
+            callback=name_check("model"),
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Registry version; default: the champion.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Package a registry version as a BentoML model (ONNX, verified vs sklearn) and a Bento; reuses existing ones."""
     settings = load_settings()
     with user_errors():
-        from mloop.platform.serve import default_model_name
-        from serving.package import package_model
+        from mloop.platform.serve_command import default_model_name
+        from serving.bundle.package import package_model
 
         name = name or default_model_name(settings)
         with err_console().status(f"packaging {name} {version or 'champion'}"):
@@ -47,32 +54,55 @@ def package_cmd(
         print_json(packaged)
         return
     state = "packaged" if packaged.created else "already packaged (reused)"
-    console().print(f"[bold]{packaged.name}[/] v{packaged.version}: {state} in {packaged.seconds:.1f}s")
-    console().print(f"  model {packaged.model_tag} ({packaged.backend}), bento {packaged.bento_tag}")
+    console().print(
+        f"[bold]{packaged.name}[/] v{packaged.version}: {state} in {packaged.seconds:.1f}s"
+    )
+    console().print(
+        f"  model {packaged.model_tag} ({packaged.backend}), bento {packaged.bento_tag}"
+    )
     if packaged.fallback_reason:
         console().print(f"  [yellow]sklearn fallback:[/] {packaged.fallback_reason}", markup=True)
 
 
 def serve_cmd(
-    name: Annotated[str | None, typer.Argument(help="Serve only this registered model; default: every model with a champion.",
-                                               callback=name_check("model"))] = None,
-    only: Annotated[str | None, typer.Option("--name", help="Serve only this model (same as the argument).",
-                                             callback=name_check("model"))] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="Port (default: MLOOP_SERVE_PORT, 3000).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Serve only this registered model; default: every model with a champion.",
+            callback=name_check("model"),
+        ),
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Serve only this model (same as the argument).",
+            callback=name_check("model"),
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default: MLOOP_SERVE_PORT, 3000).")
+    ] = None,
 ) -> None:
     """Serve every champion (or only the named model) in the foreground from one service, each at
     /models/<name>/predict (Ctrl-C stops it; queued predictions are flushed)."""
     settings = load_settings()
     with user_errors():
         if name and only and name != only:
-            raise MloopError(f"two model names given ({name}, {only})", fix="give one: mloop serve NAME")
-        from mloop.platform.serve import serve_command
+            raise MloopError(
+                f"two model names given ({name}, {only})", fix="give one: mloop serve NAME"
+            )
+        from mloop.platform.serve_command import serve_command
 
         with err_console().status("packaging the champions"):
             spec = serve_command(settings, name or only, host=host, port=port)
         if spec is None:
-            raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+            raise MloopError(
+                "no registered model has a champion", fix="train one: mloop train --dataset NAME"
+            )
     err_console().print(
         f"serving {spec.describe()} ({', '.join(spec.model_tags)}) on "
         f"{http_url(host or settings.serving_host, port or settings.serve_port)}"
@@ -82,17 +112,24 @@ def serve_cmd(
 
 
 def deploy_cmd(
-    name: Annotated[str | None, typer.Argument(help="Registered model name; default: the one model with a champion "
-                                               "(name it when several have one).",
-                                               callback=name_check("model"))] = None,
-    version: Annotated[str | None, typer.Option("--version", help="Registry version; default: the champion.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Registered model name; default: the one model with a champion "
+            "(name it when several have one).",
+            callback=name_check("model"),
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Registry version; default: the champion.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Package a version and roll it into the running service, beside the other models (zero downtime;
     adds the model when it is not served yet; starts a service with every champion if none runs)."""
     with user_errors():
         settings = load_flow_settings()
-        from mloop.platform.serve import default_model_name
+        from mloop.platform.serve_command import default_model_name
 
         name = name or default_model_name(settings)
         from flows.deploy import deploy_flow
@@ -103,21 +140,27 @@ def deploy_cmd(
             except MloopError:
                 raise
             except Exception as exc:  # a flow failure (e.g. refused rollout) as a readable error
-                raise MloopError(f"deploy failed: {exc}", fix="the previous model keeps serving") from None
+                raise MloopError(
+                    f"deploy failed: {exc}", fix="the previous model keeps serving"
+                ) from None
     if json_out:
         print_json(result)
         return
-    console().print(f"[bold]{result.name}[/] v{result.version}: {result.action} at {result.url} ({result.backend})")
+    console().print(
+        f"[bold]{result.name}[/] v{result.version}: {result.action} at {result.url} ({result.backend})"
+    )
 
 
 def lineage_cmd(
-    prediction_id: Annotated[str, typer.Option("--prediction-id", help="A prediction_id returned by /predict.")],
+    prediction_id: Annotated[
+        str, typer.Option("--prediction-id", help="A prediction_id returned by /predict.")
+    ],
     json_out: JsonOpt = False,
 ) -> None:
     """Trace a prediction: model version -> MLflow run -> dataset md5 -> code commit -> .dvc pointer commit."""
     settings = load_settings()
     with user_errors():
-        from serving.lineage import resolve_prediction
+        from serving.log.trace import resolve_prediction
 
         chain = resolve_prediction(settings, prediction_id)
     if json_out:
@@ -130,9 +173,22 @@ def lineage_cmd(
 
 
 def feedback_cmd(
-    path: Annotated[Path, typer.Argument(help="CSV or parquet file with columns prediction_id,label.", exists=True, dir_okay=False)],
-    model: Annotated[str | None, typer.Option("--model", help="Model name; default: the one model with a champion.",
-                                                     callback=name_check("model"))] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or parquet file with columns prediction_id,label.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Model name; default: the one model with a champion.",
+            callback=name_check("model"),
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Record ground-truth labels for earlier predictions (used by quality monitoring)."""
@@ -140,25 +196,38 @@ def feedback_cmd(
     with user_errors():
         import pandas as pd
 
-        from mloop.platform.serve import default_model_name
-        from serving.predlog import record_labels
-        from serving.remote_log import remote_log
+        from mloop.platform.serve_command import default_model_name
+        from serving.log.predictions import record_labels
+        from serving.log.remote_parts import remote_log
 
-        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+        frame = (
+            pd.read_parquet(path)
+            if path.suffix.lower() in (".parquet", ".pq")
+            else pd.read_csv(path)
+        )
         missing = {"prediction_id", "label"} - set(frame.columns)
         if missing:
             raise MloopError(
-                f"{path.name} lacks columns {sorted(missing)}", where=str(path), fix="provide prediction_id,label columns"
+                f"{path.name} lacks columns {sorted(missing)}",
+                where=str(path),
+                fix="provide prediction_id,label columns",
             )
         name = model or default_model_name(settings, "model the labels belong to (--model)")
         # the service's trust rule: labels only for logged prediction ids, a different second label
         # is a recorded conflict (never an overwrite)
-        outcome = record_labels(settings.state.feedback, name, frame, predictions_dir=settings.state.predictions,
-                                source={"via": "mloop feedback", "file": str(path)}, remote=remote_log(settings))
+        outcome = record_labels(
+            settings.state.feedback,
+            name,
+            frame,
+            predictions_dir=settings.state.predictions,
+            source={"via": "mloop feedback", "file": str(path)},
+            remote=remote_log(settings),
+        )
         if len(frame) and outcome.unknown == len(frame):
             raise MloopError(
                 f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log",
-                where=str(path), fix="send labels for ids the prediction service answered (its prediction_id field)",
+                where=str(path),
+                fix="send labels for ids the prediction service answered (its prediction_id field)",
             )
     result = {"model": name, **outcome.answer(), "source": str(path)}
     if json_out:

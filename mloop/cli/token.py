@@ -44,7 +44,9 @@ def how_to(settings: Settings, found: PlatformSecrets) -> list[str]:
     ]
 
 
-def token(json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False) -> None:
+def token(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
     """Print the credentials of the platform: Prefect UI login, MLflow user and password, the API bearer token."""
     with user_errors():
         settings = load_settings()

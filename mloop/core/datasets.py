@@ -93,8 +93,12 @@ class IngestResult(BaseModel):
     """What an ingest did: the version (new or existing) and whether anything was written."""
 
     version: DatasetVersion
-    created: bool = Field(description="False when identical content was already a version (nothing written).")
-    contract_created: bool = Field(default=False, description="True on the first ingest of a dataset.")
+    created: bool = Field(
+        description="False when identical content was already a version (nothing written)."
+    )
+    contract_created: bool = Field(
+        default=False, description="True on the first ingest of a dataset."
+    )
     contract_path: str = Field(description="The contract file the data was checked against.")
     report: ValidationReport
 
@@ -130,11 +134,16 @@ def get_version(settings: Settings, name: str, md5: str | None = None) -> Datase
     or the latest when ``md5`` is None. NotFoundError otherwise."""
     versions = list_versions(settings, name)
     if not versions:
-        raise NotFoundError(f"dataset {name!r} has no versions", fix=f"ingest one: mloop ingest FILE --dataset {name}")
+        raise NotFoundError(
+            f"dataset {name!r} has no versions",
+            fix=f"ingest one: mloop ingest FILE --dataset {name}",
+        )
     if md5 is None:
         return versions[0]
     md5 = md5.strip().lower()
-    matches = {v.md5: v for v in versions if v.md5 == md5 or (len(md5) >= 6 and v.md5.startswith(md5))}
+    matches = {
+        v.md5: v for v in versions if v.md5 == md5 or (len(md5) >= 6 and v.md5.startswith(md5))
+    }
     if len(matches) != 1:
         known = ", ".join(v.md5 for v in versions[:5])
         raise NotFoundError(
@@ -149,7 +158,9 @@ def trusted_version(settings: Settings, name: str) -> DatasetVersion | None:
 
     Its holdout is what the promotion gate trusts: no feedback can change an ingested version's labels.
     """
-    return next((v for v in list_versions(settings, name) if v.label_source == LABEL_INGESTED), None)
+    return next(
+        (v for v in list_versions(settings, name) if v.label_source == LABEL_INGESTED), None
+    )
 
 
 def _append_index(settings: Settings, version: DatasetVersion) -> None:
@@ -208,6 +219,7 @@ def _quiet_dvc(settings: Settings) -> Iterator[None]:
 
 REPO_LOCK = "project-repo.lock"
 """File lock (under ``<MLOOP_HOME>/locks``) around an ingest's DVC add/push and git commit."""
+
 
 @contextmanager
 def open_repo(settings: Settings) -> Iterator[Repo]:
@@ -294,15 +306,24 @@ def export_version(settings: Settings, name: str, md5: str | None, out: Path) ->
 
 def no_features_message(contract: DatasetContract) -> str:
     """Why a new dataset has no feature: what each of its columns is instead. Pure."""
-    roles = [f"{c.name!r} ({'target' if c.name == contract.target else 'time column' if c.name == contract.time_column else c.role})"
-             for c in contract.columns]
-    return (f"no column is left to learn from: {', '.join(roles[:10])}; add the columns a model should use "
-            "(an id-like column, unique on every row, is never a feature)")
+    roles = [
+        f"{c.name!r} ({'target' if c.name == contract.target else 'time column' if c.name == contract.time_column else c.role})"
+        for c in contract.columns
+    ]
+    return (
+        f"no column is left to learn from: {', '.join(roles[:10])}; add the columns a model should use "
+        "(an id-like column, unique on every row, is never a feature)"
+    )
 
 
-def _reject(name: str, rule: str, message: str, source: Path, rows: int = 0, columns: int = 0) -> DataRejected:
+def _reject(
+    name: str, rule: str, message: str, source: Path, rows: int = 0, columns: int = 0
+) -> DataRejected:
     report = ValidationReport(
-        dataset=name, rows=rows, columns=columns, failures=[RuleFailure(rule=rule, rows=rows, message=message)]
+        dataset=name,
+        rows=rows,
+        columns=columns,
+        failures=[RuleFailure(rule=rule, rows=rows, message=message)],
     )
     return DataRejected(report, where=str(source))
 
@@ -322,10 +343,21 @@ def _read_source(source: Path, name: str, contract: DatasetContract | None) -> p
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError with the parser's reason
         reason = str(exc).strip().splitlines()[0][:300]
         if "Empty CSV file" in reason:
-            raise _reject(name, RULE_EMPTY, "the file is empty (no header, no rows)", source) from None
-        raise _reject(name, RULE_UNREADABLE, f"cannot parse {source.name}: {reason}", source) from None
+            raise _reject(
+                name, RULE_EMPTY, "the file is empty (no header, no rows)", source
+            ) from None
+        raise _reject(
+            name, RULE_UNREADABLE, f"cannot parse {source.name}: {reason}", source
+        ) from None
     if df.empty:
-        raise _reject(name, RULE_EMPTY, f"the file has a header but no data rows ({len(df.columns)} columns)", source, 0, len(df.columns))
+        raise _reject(
+            name,
+            RULE_EMPTY,
+            f"the file has a header but no data rows ({len(df.columns)} columns)",
+            source,
+            0,
+            len(df.columns),
+        )
     return df
 
 
@@ -347,7 +379,11 @@ def _dvc_add(repo: Any, target_path: Path) -> Any:
 def _git_commit_pointer(settings: Settings, name: str, md5: str, rows: int) -> str | None:
     root = settings.project_dir.resolve()
     folder = data_dir(settings, name)
-    paths = [p for p in (folder / f"{name}.parquet.dvc", folder / ".gitignore", folder / "contract.yaml") if p.exists()]
+    paths = [
+        p
+        for p in (folder / f"{name}.parquet.dvc", folder / ".gitignore", folder / "contract.yaml")
+        if p.exists()
+    ]
     rel = [str(p.relative_to(root)) for p in paths]
     run = lambda *argv: subprocess.run(  # noqa: E731
         ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=60
@@ -390,15 +426,17 @@ def s3_source(settings: Settings, uri: str) -> Iterator[Path]:
     team = team_config(settings)
     if team is None:
         raise MloopError(
-            "an s3:// source needs team mode (its S3 endpoint and keys)", where=uri,
+            "an s3:// source needs team mode (its S3 endpoint and keys)",
+            where=uri,
             fix="set MLOOP_S3_ENDPOINT_URL, MLOOP_ARTIFACTS_URI and MLOOP_DATABASE_URL (docs/team-mode.md), "
             "or give a local file",
         )
-    bucket, _, key = uri.strip()[len(S3_SCHEME):].partition("/")
+    bucket, _, key = uri.strip()[len(S3_SCHEME) :].partition("/")
     name = key.rsplit("/", 1)[-1]
     if not bucket or not _OBJECT_NAME.fullmatch(name) or ".." in name:
         raise MloopError(
-            "not the URI of a CSV or parquet object", where=uri,
+            "not the URI of a CSV or parquet object",
+            where=uri,
             fix="give s3://BUCKET/KEY whose last segment is a file name such as data.csv or data.parquet",
         )
     settings.state.tmp.mkdir(parents=True, exist_ok=True)
@@ -421,10 +459,17 @@ def _download(client: Any, bucket: str, key: str, local: Path, uri: str) -> None
         client.download_file(bucket, key, str(local))
     except (ClientError, BotoCoreError) as exc:
         if error_code(exc) in MISSING_CODES:
-            raise NotFoundError(f"no object at {uri}", where="MLOOP_S3_ENDPOINT_URL",
-                                fix="check the bucket and key (e.g. list them with your S3 tool)") from None
-        raise s3_error(exc, f"read {uri}", fix="check that the S3 endpoint answers and that AWS_ACCESS_KEY_ID / "
-                       "AWS_SECRET_ACCESS_KEY may read that bucket, then ingest again") from None
+            raise NotFoundError(
+                f"no object at {uri}",
+                where="MLOOP_S3_ENDPOINT_URL",
+                fix="check the bucket and key (e.g. list them with your S3 tool)",
+            ) from None
+        raise s3_error(
+            exc,
+            f"read {uri}",
+            fix="check that the S3 endpoint answers and that AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY may read that bucket, then ingest again",
+        ) from None
 
 
 def ingest_dataset(
@@ -451,8 +496,17 @@ def ingest_dataset(
     """
     if is_s3_uri(source):
         with s3_source(settings, str(source)) as local:
-            return ingest_dataset(settings, local, dataset=dataset, target=target, task=task, time_column=time_column,
-                                  progress=progress, label_source=label_source, origin=str(source).strip())
+            return ingest_dataset(
+                settings,
+                local,
+                dataset=dataset,
+                target=target,
+                task=task,
+                time_column=time_column,
+                progress=progress,
+                label_source=label_source,
+                origin=str(source).strip(),
+            )
     say = progress or (lambda _msg: None)
     name = check_name(dataset)
     source = Path(source).expanduser().resolve()
@@ -461,7 +515,9 @@ def ingest_dataset(
     settings.state.ensure()
     with shared_records(settings).lock(f"dataset-{name}"):
         contract_file = contract_path(settings.project_dir.resolve(), name)
-        contract = load_contract(settings.project_dir.resolve(), name) if contract_file.exists() else None
+        contract = (
+            load_contract(settings.project_dir.resolve(), name) if contract_file.exists() else None
+        )
         if contract is not None:
             for label, given, expected in (
                 ("target", target, contract.target),
@@ -490,18 +546,41 @@ def ingest_dataset(
                     len(df.columns),
                 )
             if time_column is not None and time_column not in df.columns:
-                raise MloopError(f"time column {time_column!r} is not in the file", where=str(source))
-            if time_column is not None and not pd.api.types.is_datetime64_any_dtype(df[time_column]):
+                raise MloopError(
+                    f"time column {time_column!r} is not in the file", where=str(source)
+                )
+            if time_column is not None and not pd.api.types.is_datetime64_any_dtype(
+                df[time_column]
+            ):
                 df[time_column] = pd.to_datetime(df[time_column], errors="raise", utc=False)
             say("inferring the contract")
             duplicated = duplicated_rows(df)
             contract = infer_contract(
-                df, name=name, target=target, task=task, time_column=time_column, duplicated=duplicated
+                df,
+                name=name,
+                target=target,
+                task=task,
+                time_column=time_column,
+                duplicated=duplicated,
             )
             if not contract.feature_columns:
-                raise _reject(name, RULE_NO_FEATURES, no_features_message(contract), source, len(df), len(df.columns))
+                raise _reject(
+                    name,
+                    RULE_NO_FEATURES,
+                    no_features_message(contract),
+                    source,
+                    len(df),
+                    len(df.columns),
+                )
             if reserved := reserved_features(contract):
-                raise _reject(name, RULE_RESERVED_NAME, reserved_name_message(reserved), source, len(df), len(df.columns))
+                raise _reject(
+                    name,
+                    RULE_RESERVED_NAME,
+                    reserved_name_message(reserved),
+                    source,
+                    len(df),
+                    len(df.columns),
+                )
         elif contract.time_column and contract.time_column in df.columns:
             if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
                 converted = pd.to_datetime(df[contract.time_column], errors="coerce")
@@ -544,7 +623,9 @@ def ingest_dataset(
                 dvc_md5 = stages[0].outs[0].hash_info.value
                 repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
             if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes
-                raise MloopError(f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path))
+                raise MloopError(
+                    f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path)
+                )
             pointer_commit = None
             if settings.git_commit_data:
                 say("committing the pointer and contract in git")

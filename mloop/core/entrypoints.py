@@ -14,9 +14,9 @@ WEBHOOK = "monitoring.webhook"
 """Alertmanager/notification receiver (``python -m``), a service of ``mloop up``."""
 NOTIFY_SETUP = "flows.notify"
 """Creates the notification block and automation (``python -m``), run by ``mloop up`` on deploy."""
-SERVING_STORE = "serving.store"
+SERVING_STORE = "serving.bundle.store"
 """BentoML store jobs in a child with BENTOML_HOME set (``python -m``)."""
-PREDICTION_SERVICE = "serving.service:PredictionService"
+PREDICTION_SERVICE = "serving.api.bento:PredictionService"
 """The BentoML service class (``bentoml serve`` / ``bentoml build``)."""
 CLI = "mloop.cli"
 """The ``mloop`` command (``python -m``)."""
@@ -28,7 +28,14 @@ WATCHDOG = "mloop.platform.watchdog"
 """The platform's watchdog (``python -m``), a service of ``mloop up``: restarts dead services,
 reconciles what is served with each champion, delivers the event outbox."""
 
-PROJECT_MODULES: tuple[str, ...] = (WEBHOOK, NOTIFY_SETUP, SERVING_STORE, CLI, PREFECT_SERVER, WATCHDOG)
+PROJECT_MODULES: tuple[str, ...] = (
+    WEBHOOK,
+    NOTIFY_SETUP,
+    SERVING_STORE,
+    CLI,
+    PREFECT_SERVER,
+    WATCHDOG,
+)
 PROJECT_OBJECTS: tuple[str, ...] = (PREDICTION_SERVICE,)
 
 # -- third-party tools started as ``python -m``

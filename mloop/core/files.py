@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, tmp: Path | None = None, sync_dir: bool = False) -> Path:
+def write_atomic(
+    path: Path, data: bytes, *, mode: int = 0o600, tmp: Path | None = None, sync_dir: bool = False
+) -> Path:
     """Write ``data`` to ``path``: a temporary file beside it (``tmp``, default a dot-named unique one),
     fsync, rename over ``path``; with ``sync_dir`` the folder too (the rename survives a power cut).
 

@@ -59,7 +59,9 @@ def write_frame(df: pd.DataFrame, path: Path | str) -> Path:
     return path
 
 
-def read_frame(path: Path | str, *, string_columns: Iterable[str] = (), fmt: str | None = None) -> pd.DataFrame:
+def read_frame(
+    path: Path | str, *, string_columns: Iterable[str] = (), fmt: str | None = None
+) -> pd.DataFrame:
     """Read a CSV or parquet file into pandas.
 
     ``string_columns`` are read as text even when their values look numeric (categorical columns of
@@ -106,7 +108,7 @@ def csv_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def checked_table(table):  # noqa: ANN001, ANN201 - pyarrow.Table, imported lazily
+def checked_table(table):
     """``table`` when pandas can hold it as a dataset; ValueError (what, and how to fix it) when two
     columns share a name, or a column holds bytes that are not UTF-8 text (Arrow reads those as binary)."""
     import pyarrow as pa
@@ -114,16 +116,24 @@ def checked_table(table):  # noqa: ANN001, ANN201 - pyarrow.Table, imported lazi
     names = [str(n) for n in table.column_names]
     repeated = sorted(n for n, times in Counter(names).items() if times > 1)
     if repeated:
-        raise ValueError(f"the header names column(s) {', '.join(map(repr, repeated))} more than once: "
-                         "give each column its own name")
-    binary = [n for n, t in zip(names, table.schema.types, strict=True) if pa.types.is_binary(t) or pa.types.is_large_binary(t)]
+        raise ValueError(
+            f"the header names column(s) {', '.join(map(repr, repeated))} more than once: "
+            "give each column its own name"
+        )
+    binary = [
+        n
+        for n, t in zip(names, table.schema.types, strict=True)
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t)
+    ]
     if binary:
-        raise ValueError(f"column(s) {', '.join(map(repr, binary[:5]))} hold bytes that are not UTF-8 text: "
-                         "save the file with UTF-8 encoding")
+        raise ValueError(
+            f"column(s) {', '.join(map(repr, binary[:5]))} hold bytes that are not UTF-8 text: "
+            "save the file with UTF-8 encoding"
+        )
     return table
 
 
-def read_csv_table(path: Path, convert, parse=None):  # noqa: ANN001, ANN201 - pyarrow types, imported lazily
+def read_csv_table(path: Path, convert, parse=None):
     """A CSV as an Arrow table, streamed: only one block of the file is in memory at a time.
 
     The streaming reader types each column from the first block; when a later block does not fit
@@ -141,7 +151,7 @@ def read_csv_table(path: Path, convert, parse=None):  # noqa: ANN001, ANN201 - p
         return pacsv.read_csv(path, convert_options=convert, parse_options=parse)
 
 
-def to_pandas(table) -> pd.DataFrame:  # noqa: ANN001 - pyarrow.Table, imported lazily
+def to_pandas(table) -> pd.DataFrame:
     """The table as pandas, releasing each Arrow column once converted (one column per block:
     no consolidation copy). The table must not be used afterwards."""
     return table.to_pandas(split_blocks=True, self_destruct=True)
@@ -163,14 +173,18 @@ def normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
             wanted = pd.DatetimeTZDtype("ns", tz) if tz is not None else np.dtype("datetime64[ns]")
             if col.dtype != wanted:
                 out[name] = col.astype(wanted)
-        elif isinstance(col.dtype, pd.CategoricalDtype) or (pdt.is_string_dtype(col) and col.dtype != object):
+        elif isinstance(col.dtype, pd.CategoricalDtype) or (
+            pdt.is_string_dtype(col) and col.dtype != object
+        ):
             out[name] = col.astype(object).where(col.notna(), None)
     return out
 
 
 def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     """md5 hex digest of a file's bytes (equals the md5 DVC records for a single file)."""
-    digest = hashlib.md5(usedforsecurity=False)  # a content id (as DVC uses it), not a security hash
+    digest = hashlib.md5(
+        usedforsecurity=False
+    )  # a content id (as DVC uses it), not a security hash
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)

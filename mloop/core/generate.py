@@ -49,7 +49,14 @@ FEATURE_ORDER = (
     "num_delinquencies",
 )
 """The generator's features, most telling first: ``generate(features=N)`` keeps the first N."""
-SCENARIOS = ("baseline", "covariate-shift", "concept-drift", "new-category", "missing-surge", "regime-change")
+SCENARIOS = (
+    "baseline",
+    "covariate-shift",
+    "concept-drift",
+    "new-category",
+    "missing-surge",
+    "regime-change",
+)
 
 HOME_OWNERSHIP = {"RENT": 0.40, "MORTGAGE": 0.42, "OWN": 0.15, "OTHER": 0.03}
 LOAN_PURPOSE = {
@@ -109,7 +116,13 @@ DRIFTED_MECHANISM = Mechanism(
     term_60=1.1,
     interest_rate=0.0,
     employment_years=0.0,
-    purpose={"small_business": -0.6, "medical": -0.3, "car": 1.0, "home_improvement": 0.9, "credit_card": 0.6},
+    purpose={
+        "small_business": -0.6,
+        "medical": -0.3,
+        "car": 1.0,
+        "home_improvement": 0.9,
+        "credit_card": 0.6,
+    },
     employment={"unemployed": -0.5, "self_employed": 1.0, "contract": 1.2, "salaried": 0.0},
     home={"RENT": -0.3, "OWN": 0.5, "MORTGAGE": 0.3},
 )
@@ -174,7 +187,9 @@ def generate(
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
     if features is not None and not MIN_FEATURES <= features <= len(FEATURE_ORDER):
-        raise ValueError(f"features must be between {MIN_FEATURES} and {len(FEATURE_ORDER)} (or None for all)")
+        raise ValueError(
+            f"features must be between {MIN_FEATURES} and {len(FEATURE_ORDER)} (or None for all)"
+        )
     if rows < 1:
         raise ValueError("rows must be at least 1")
     rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
@@ -187,7 +202,9 @@ def generate(
     employment_years = np.clip(rng.gamma(2.0, 3.0, n), 0, age - 18).round(1)
     employment_type = _choice(
         rng,
-        {"salaried": 0.58, "self_employed": 0.18, "contract": 0.16, "unemployed": 0.08} if cov else EMPLOYMENT_TYPE,
+        {"salaried": 0.58, "self_employed": 0.18, "contract": 0.16, "unemployed": 0.08}
+        if cov
+        else EMPLOYMENT_TYPE,
         n,
     )
     home = _choice(rng, HOME_OWNERSHIP, n)
@@ -198,11 +215,15 @@ def generate(
     if scenario == "new-category":
         purpose = np.where(rng.random(n) < 0.08, NEW_PURPOSE, purpose).astype(object)
     region = _choice(rng, REGION, n)
-    credit_score = np.clip(rng.normal(665 if cov else 690, 60, n), 300, 850).round().astype(np.int64)
+    credit_score = (
+        np.clip(rng.normal(665 if cov else 690, 60, n), 300, 850).round().astype(np.int64)
+    )
     loan_amount = np.clip(income * rng.uniform(0.05, 0.55 if cov else 0.45, n), 1_000, 80_000)
     loan_amount = (np.round(loan_amount / 50) * 50).astype(float)
     term = np.where(rng.random(n) < (0.4 if cov else 0.3), 60, 36).astype(np.int64)
-    interest_rate = np.clip(13 - 0.025 * (credit_score - 690) + 1.2 * (term == 60) + rng.normal(0, 2, n), 4, 32)
+    interest_rate = np.clip(
+        13 - 0.025 * (credit_score - 690) + 1.2 * (term == 60) + rng.normal(0, 2, n), 4, 32
+    )
     interest_rate = interest_rate.round(2)
     dti = np.clip(rng.beta(2.2, 6.0, n) + (0.05 if cov else 0.0), 0, 0.9).round(3)
     open_accounts = rng.poisson(8, n).astype(np.int64)
@@ -224,7 +245,9 @@ def generate(
         "num_open_accounts": open_accounts,
         "num_delinquencies": delinquencies,
     }
-    mechanism = DRIFTED_MECHANISM if scenario in ("concept-drift", "regime-change") else BASELINE_MECHANISM
+    mechanism = (
+        DRIFTED_MECHANISM if scenario in ("concept-drift", "regime-change") else BASELINE_MECHANISM
+    )
     p_default = 1.0 / (1.0 + np.exp(-_log_odds(columns, mechanism)))
     draw = rng.random(n)  # the classification draw, as before (the same bytes as without `task`)
     if task == "regression":
@@ -243,7 +266,13 @@ def generate(
     event_time = start + pd.to_timedelta(offsets, unit="s")
 
     keep = set(FEATURE_ORDER[: features or len(FEATURE_ORDER)])
-    df = pd.DataFrame({"event_time": event_time, **{k: v for k, v in columns.items() if k in keep}, "target": target})
+    df = pd.DataFrame(
+        {
+            "event_time": event_time,
+            **{k: v for k, v in columns.items() if k in keep},
+            "target": target,
+        }
+    )
     for name in ("employment_type", "home_ownership", "loan_purpose", "region"):
         if name in df:
             df[name] = df[name].astype(object)

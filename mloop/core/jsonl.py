@@ -66,7 +66,9 @@ def _lock(path: Path) -> FileLock:
     return FileLock(str(path.with_name(path.name + LOCK_SUFFIX)), timeout=LOCK_TIMEOUT_S)
 
 
-def parse_lines(data: bytes, parse: Callable[[str], T]) -> tuple[list[T], list[bytes], list[BadLine]]:
+def parse_lines(
+    data: bytes, parse: Callable[[str], T]
+) -> tuple[list[T], list[bytes], list[BadLine]]:
     """Split ``data`` into lines and parse each (pure): (rows, raw good lines, bad lines).
 
     Blank lines are skipped. A line is bad when it is not UTF-8 or ``parse`` raises ValueError
@@ -81,7 +83,9 @@ def parse_lines(data: bytes, parse: Callable[[str], T]) -> tuple[list[T], list[b
         try:
             rows.append(parse(raw.decode("utf-8")))
         except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError, ValidationError
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = (
+                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            )
             bad.append(BadLine(number, raw, f"{type(exc).__name__}: {reason}"))
             continue
         good.append(raw)
@@ -89,16 +93,19 @@ def parse_lines(data: bytes, parse: Callable[[str], T]) -> tuple[list[T], list[b
 
 
 def _torn_record(path: Path, bad: BadLine, what: str, now: datetime) -> str:
-    return json.dumps(
-        {
-            "set_aside_at": now.isoformat(),
-            "file": path.name,
-            "what": what,
-            "line_number": bad.number,
-            "reason": bad.reason,
-            "line": bad.raw.decode("utf-8", errors="replace"),
-        }
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "set_aside_at": now.isoformat(),
+                "file": path.name,
+                "what": what,
+                "line_number": bad.number,
+                "reason": bad.reason,
+                "line": bad.raw.decode("utf-8", errors="replace"),
+            }
+        )
+        + "\n"
+    )
 
 
 def _set_aside(path: Path, bad: list[BadLine], what: str) -> None:
@@ -112,7 +119,14 @@ def _set_aside(path: Path, bad: list[BadLine], what: str) -> None:
     finally:
         os.close(fd)
     for b in bad:
-        log.warning("%s: line %d of %s set aside in %s (%s)", what, b.number, path, torn_path(path).name, b.reason)
+        log.warning(
+            "%s: line %d of %s set aside in %s (%s)",
+            what,
+            b.number,
+            path,
+            torn_path(path).name,
+            b.reason,
+        )
 
 
 def _rewrite(path: Path, good: list[bytes]) -> None:
@@ -147,7 +161,9 @@ def read_jsonl(path: Path, parse: Callable[[str], T] = json.loads, *, what: str)
                 _set_aside(path, bad, what)
                 _rewrite(path, good)
     except OSError as exc:  # includes filelock.Timeout: answer with the good rows anyway
-        log.warning("%s: %d bad line(s) in %s could not be set aside: %s", what, len(bad), path, exc)
+        log.warning(
+            "%s: %d bad line(s) in %s could not be set aside: %s", what, len(bad), path, exc
+        )
     return JsonlRead(rows, len(bad))
 
 
@@ -171,13 +187,19 @@ def _repair_tail(path: Path, fd: int, what: str) -> None:
     try:
         json.loads(tail.decode("utf-8"))
     except ValueError as exc:
-        _set_aside(path, [BadLine(data.count(b"\n") + 1, tail, f"torn last line: {type(exc).__name__}")], what)
+        _set_aside(
+            path,
+            [BadLine(data.count(b"\n") + 1, tail, f"torn last line: {type(exc).__name__}")],
+            what,
+        )
         os.ftruncate(fd, cut)
         return
     os.write(fd, b"\n")
 
 
-def append_jsonl(path: Path, row: dict[str, Any] | str, *, what: str, fsync: bool, mode: int = 0o600) -> None:
+def append_jsonl(
+    path: Path, row: dict[str, Any] | str, *, what: str, fsync: bool, mode: int = 0o600
+) -> None:
     """Append ``row`` (a dict, or one line of JSON text without its newline) as one whole line.
 
     One ``write`` of the line (O_APPEND), then fsync when ``fsync`` is true (for files whose loss

@@ -34,7 +34,8 @@ class DatasetVersion(BaseModel):
     path: str = Field(description="Path of the parquet file relative to the project dir.")
     size: int = Field(default=0, description="Size of the parquet file in bytes.")
     git_commit: str | None = Field(
-        default=None, description="Commit holding the .dvc pointer (production-like mode), else None."
+        default=None,
+        description="Commit holding the .dvc pointer (production-like mode), else None.",
     )
     code_commit: str | None = Field(default=None, description="Code commit (HEAD) at ingest time.")
     source: str | None = Field(default=None, description="The file that was ingested.")

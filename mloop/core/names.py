@@ -17,7 +17,9 @@ from pydantic import AfterValidator, WithJsonSchema
 from mloop.core.errors import MloopError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-NAME_RULE = "letters, digits, '-', '_' or '.', starting with a letter or digit (at most 100 characters)"
+NAME_RULE = (
+    "letters, digits, '-', '_' or '.', starting with a letter or digit (at most 100 characters)"
+)
 
 
 def check_name(name: str, what: str = "dataset") -> str:
@@ -55,5 +57,7 @@ def child_path(root: Path, *parts: str) -> Path:
     base = root.resolve()
     path = base.joinpath(*parts).resolve()
     if path != base and base not in path.parents:
-        raise MloopError(f"path {'/'.join(parts)!r} leaves {base}", fix=f"use names made of {NAME_RULE}")
+        raise MloopError(
+            f"path {'/'.join(parts)!r} leaves {base}", fix=f"use names made of {NAME_RULE}"
+        )
     return path

@@ -120,7 +120,9 @@ def process_target(settings: Settings) -> OutboxTarget:
     configured = os.environ.get("PREFECT_API_URL")
     if not configured:
         return platform_target(settings)
-    auth = os.environ.get("PREFECT_API_AUTH_STRING") or settings.client_auth_env().get("PREFECT_API_AUTH_STRING", "")
+    auth = os.environ.get("PREFECT_API_AUTH_STRING") or settings.client_auth_env().get(
+        "PREFECT_API_AUTH_STRING", ""
+    )
     return OutboxTarget(api=configured.rstrip("/"), auth_string=auth)
 
 
@@ -195,8 +197,12 @@ def write_event(root: Path, body: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = f"{time.time_ns():020d}-{body['id']}{SUFFIX}"
     path = folder / name
-    write_atomic(path, json.dumps(body, separators=(",", ":")).encode(), tmp=folder / f"{TMP_PREFIX}{name}",
-                 sync_dir=True)
+    write_atomic(
+        path,
+        json.dumps(body, separators=(",", ":")).encode(),
+        tmp=folder / f"{TMP_PREFIX}{name}",
+        sync_dir=True,
+    )
     return path
 
 
@@ -205,7 +211,9 @@ def pending_files(root: Path) -> list[Path]:
     folder = outbox_dir(root)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith(".")
+    )
 
 
 def pending_count(root: Path) -> int:
@@ -243,7 +251,11 @@ def _claim(path: Path) -> Iterator[int | None]:
 def parse_event(data: bytes) -> dict[str, Any]:
     """An event body read back from its file; ValueError when it is not one. Pure."""
     body = json.loads(data)
-    if not isinstance(body, dict) or not isinstance(body.get("event"), str) or not isinstance(body.get("resource"), dict):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("event"), str)
+        or not isinstance(body.get("resource"), dict)
+    ):
         raise ValueError("not an event object (needs 'event' and 'resource')")
     uuid.UUID(str(body.get("id")))
     return body
@@ -266,8 +278,14 @@ def _remove_stale_tmp(root: Path, now: float) -> None:
 
 def _send(body: dict[str, Any], target: OutboxTarget, deadline: float) -> httpx.Response:
     headers = basic_auth_header(target.auth_string) if target.auth_string else {}
-    return request("POST", f"{target.api}/events", json=[body], headers=headers,
-                   deadline=deadline, timeout=ATTEMPT_TIMEOUT_S)
+    return request(
+        "POST",
+        f"{target.api}/events",
+        json=[body],
+        headers=headers,
+        deadline=deadline,
+        timeout=ATTEMPT_TIMEOUT_S,
+    )
 
 
 def deliver_pending(
@@ -316,8 +334,14 @@ def deliver_pending(
                 break
     if delivered:
         log.info("outbox: %d event(s) delivered to %s", delivered, target.api)
-    return DeliveryReport(delivered=delivered, pending=pending_count(root), rejected=rejected, corrupt=corrupt,
-                          busy=busy, error=error)
+    return DeliveryReport(
+        delivered=delivered,
+        pending=pending_count(root),
+        rejected=rejected,
+        corrupt=corrupt,
+        busy=busy,
+        error=error,
+    )
 
 
 def emit(
@@ -333,10 +357,16 @@ def emit(
 
     ``related`` defaults to the current Prefect run (:func:`run_related_resources`).
     """
-    body = build_event(event, resource, payload, related=run_related_resources() if related is None else related)
+    body = build_event(
+        event, resource, payload, related=run_related_resources() if related is None else related
+    )
     write_event(settings.state.root, body)
     report = deliver_pending(settings, deadline=deadline, target=process_target(settings))
     if report.error is not None:
-        log.warning("event %s (%s) queued in the outbox, delivered when the Prefect server answers: %s",
-                    body["id"], event, report.error)
+        log.warning(
+            "event %s (%s) queued in the outbox, delivered when the Prefect server answers: %s",
+            body["id"],
+            event,
+            report.error,
+        )
     return str(body["id"])

@@ -2,7 +2,7 @@
 
 The same setting that puts training on Dask (``flows/train.py``) puts partition reads on it: the
 monitor reads a big prediction-log window from S3 one part per Dask task (team mode,
-:mod:`serving.remote_log`). Values:
+:mod:`serving.log.remote_parts`). Values:
 
 - empty: a plain loop in the calling thread (no Dask imported);
 - ``local``: Dask's threaded scheduler in this process (parquet reads release the GIL, so threads
@@ -53,7 +53,11 @@ def partition_mapper(address: str | None = None) -> Iterator[Mapper]:
         import dask
 
         def threaded(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-            return list(dask.compute(*[dask.delayed(fn, pure=False)(item) for item in items], scheduler="threads"))
+            return list(
+                dask.compute(
+                    *[dask.delayed(fn, pure=False)(item) for item in items], scheduler="threads"
+                )
+            )
 
         yield threaded
         return

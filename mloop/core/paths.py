@@ -113,7 +113,7 @@ class StatePaths:
         reused by later loads on this host (:func:`models.registry.artifact_dir`)."""
         return self.cache / "mlflow-models"
 
-    def ensure(self) -> "StatePaths":
+    def ensure(self) -> StatePaths:
         """Create every state folder; MLOOP_HOME itself is 0700 (owner only), whatever the umask."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.root.stat().st_mode & 0o077:

@@ -104,12 +104,22 @@ def start_process(
     with service_lock(run_dir, name):
         running = read_pid(run_dir, name)
         if running is not None:
-            proc = ServiceProcess(name=name, pid=running, url=url, log=run_dir / f"{name}.log", started=False)
+            proc = ServiceProcess(
+                name=name, pid=running, url=url, log=run_dir / f"{name}.log", started=False
+            )
         else:
-            proc = spawn_process(name, argv, run_dir=run_dir, env=env, cwd=cwd, url=url, unset=unset)
+            proc = spawn_process(
+                name, argv, run_dir=run_dir, env=env, cwd=cwd, url=url, unset=unset
+            )
     if ready_url is not None:
         try:
-            wait_ready(lambda: http_ok(ready_url), what=ready_url, timeout=timeout, pid=proc.pid, log=proc.log)
+            wait_ready(
+                lambda: http_ok(ready_url),
+                what=ready_url,
+                timeout=timeout,
+                pid=proc.pid,
+                log=proc.log,
+            )
         except Exception:
             if proc.started:
                 stop_pid(proc.pid)
@@ -244,18 +254,29 @@ def poll(check: Callable[[], T], timeout: float, every: float = 0.1) -> T:
 
 
 def wait_ready(
-    check: Callable[[], bool], *, what: str, timeout: float = 60.0, pid: int | None = None, log: Path | None = None
+    check: Callable[[], bool],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    pid: int | None = None,
+    log: Path | None = None,
 ) -> None:
     """Poll ``check`` until it is True; MloopError (with the log tail) when ``pid`` exits first or on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None and not pid_alive(pid):
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise MloopError(f"{what} (pid {pid}) exited while starting", where=str(log or ""), fix=f"read the log; last lines:\n{tail}")
+            raise MloopError(
+                f"{what} (pid {pid}) exited while starting",
+                where=str(log or ""),
+                fix=f"read the log; last lines:\n{tail}",
+            )
         if check():
             return
         time.sleep(0.3)
-    raise MloopError(f"{what} not ready after {timeout:.0f}s", where=str(log or ""), fix="read the log")
+    raise MloopError(
+        f"{what} not ready after {timeout:.0f}s", where=str(log or ""), fix="read the log"
+    )
 
 
 def stop_pid(
@@ -338,10 +359,16 @@ def listening_pids(port: int) -> list[int]:
         conns = psutil.net_connections(kind="tcp")
     except psutil.AccessDenied:
         return []
-    return sorted({
-        c.pid for c in conns
-        if c.pid is not None and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-    })
+    return sorted(
+        {
+            c.pid
+            for c in conns
+            if c.pid is not None
+            and c.status == psutil.CONN_LISTEN
+            and c.laddr
+            and c.laddr.port == port
+        }
+    )
 
 
 def process_home(pid: int) -> str | None:

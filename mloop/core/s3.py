@@ -62,7 +62,9 @@ def s3_client(
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         region_name=region,
-        config=Config(connect_timeout=timeouts.connect, read_timeout=timeouts.read, retries=timeouts.retries()),
+        config=Config(
+            connect_timeout=timeouts.connect, read_timeout=timeouts.read, retries=timeouts.retries()
+        ),
     )
 
 
@@ -76,4 +78,6 @@ def error_code(exc: BaseException) -> str:
 def s3_error(exc: BaseException, doing: str, fix: str) -> MloopError:
     """A failed S3 call as an error that says what (``could not <doing>`` and the S3 code), where (the S3
     settings) and how to fix; never a key."""
-    return MloopError(f"could not {doing}: {error_code(exc) or type(exc).__name__}", where=S3_WHERE, fix=fix)
+    return MloopError(
+        f"could not {doing}: {error_code(exc) or type(exc).__name__}", where=S3_WHERE, fix=fix
+    )

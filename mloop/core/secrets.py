@@ -29,11 +29,19 @@ MLFLOW_ADMIN = "admin"
 class PlatformSecrets(BaseModel):
     """Generated credentials of one platform (SecretStr: never shown in reprs or logs)."""
 
-    api_token: SecretStr = Field(description="Bearer token of /feedback, /alerts, /notifications, /admin/rollout (and /predict).")
-    prefect_auth_string: SecretStr = Field(description="'user:password' of the Prefect server's basic auth.")
+    api_token: SecretStr = Field(
+        description="Bearer token of /feedback, /alerts, /notifications, /admin/rollout (and /predict)."
+    )
+    prefect_auth_string: SecretStr = Field(
+        description="'user:password' of the Prefect server's basic auth."
+    )
     mlflow_username: str = MLFLOW_ADMIN
-    mlflow_password: SecretStr = Field(description="Password of the MLflow admin user (never MLflow's default).")
-    mlflow_flask_secret: SecretStr = Field(description="MLflow's Flask session key (MLFLOW_FLASK_SERVER_SECRET_KEY).")
+    mlflow_password: SecretStr = Field(
+        description="Password of the MLflow admin user (never MLflow's default)."
+    )
+    mlflow_flask_secret: SecretStr = Field(
+        description="MLflow's Flask session key (MLFLOW_FLASK_SERVER_SECRET_KEY)."
+    )
 
     @classmethod
     def generate(cls) -> PlatformSecrets:

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
+from mloop.core.alert_actions import DEFAULT_ALERT_ACTIONS
 from mloop.core.paths import StatePaths
 from mloop.core.secrets import PlatformSecrets, ensure_secrets, load_secrets
 from mloop.core.team import is_team, require_team
@@ -47,10 +47,15 @@ class Settings(BaseSettings):
         description="Folder for all runtime state (default: <project_dir>/.mloop). Delete it to reset.",
     )
     host: str = Field(default="127.0.0.1", description="Address every local service binds to.")
-    prefect_port: int = Field(default=4200, description="Port of the local Prefect server (mloop up).")
+    prefect_port: int = Field(
+        default=4200, description="Port of the local Prefect server (mloop up)."
+    )
     mlflow_port: int = Field(default=5000, description="Port of the local MLflow UI (mloop up).")
     serve_port: int = Field(default=3000, description="Port of the BentoML prediction service.")
-    webhook_port: int = Field(default=3100, description="Port of the Alertmanager webhook receiver (POST /alerts, /notifications).")
+    webhook_port: int = Field(
+        default=3100,
+        description="Port of the Alertmanager webhook receiver (POST /alerts, /notifications).",
+    )
     dvc_remote: str | None = Field(
         default=None,
         description="DVC remote URL for dataset versions (default: <home>/dvc-remote). Any DVC remote URL works.",
@@ -79,17 +84,21 @@ class Settings(BaseSettings):
         description="Team mode: s3://bucket/prefix holding the DVC remote, MLflow artifacts, BentoML models and "
         "the prediction log.",
     )
-    # The promotion gate's settable parameters: models.gate.GateConfig (and the train flow's
+    # The promotion gate's settable parameters: models.gate_decision.GateConfig (and the train flow's
     # GateParams form) take their defaults, descriptions and bounds from these fields.
     gate_metric: str = Field(
         default="roc_auc",
         description="Metric the promotion gate compares (roc_auc, pr_auc, f1, log_loss, brier, rmse, mae, r2).",
     )
-    gate_min_gain: float = Field(default=0.002, description="Smallest gain over the champion that can promote.")
+    gate_min_gain: float = Field(
+        default=0.002, description="Smallest gain over the champion that can promote."
+    )
     gate_slice_tolerance: float = Field(
         default=0.02, description="Largest loss on any slice the gate accepts."
     )
-    gate_resamples: int = Field(default=1000, ge=1000, description="Paired bootstrap resamples (>= 1000, seeded).")
+    gate_resamples: int = Field(
+        default=1000, ge=1000, description="Paired bootstrap resamples (>= 1000, seeded)."
+    )
     gate_baseline_margin: float = Field(
         default=0.02, description="Margin a first model must beat the dummy baseline by."
     )
@@ -97,18 +106,23 @@ class Settings(BaseSettings):
         default=0.3, description="Share of drifted columns that counts as dataset drift."
     )
     retrain_cooldown_minutes: float = Field(
-        default=30.0, description="A drift-triggered retrain within this many minutes of the last one of the same model is "
-        "skipped (per model: `mloop monitor configure`)."
+        default=30.0,
+        description="A drift-triggered retrain within this many minutes of the last one of the same model is "
+        "skipped (per model: `mloop monitor configure`).",
     )
     daily_retrain_budget: int = Field(
-        default=6, description="At most this many automatic retrains of one model a day (per model: `mloop monitor configure`)."
+        default=6,
+        description="At most this many automatic retrains of one model a day (per model: `mloop monitor configure`).",
     )
     monitor_window_size: int = Field(
-        default=5000, ge=1,
+        default=5000,
+        ge=1,
         description="The monitor checks the newest N logged predictions of a model (per model: `mloop monitor configure`).",
     )
     monitor_min_rows: int = Field(
-        default=100, ge=1, description="A model with fewer predictions in its window is skipped by the monitor."
+        default=100,
+        ge=1,
+        description="A model with fewer predictions in its window is skipped by the monitor.",
     )
     monitor_sweep_schedule: bool = Field(
         default=True,
@@ -116,7 +130,10 @@ class Settings(BaseSettings):
         "active; false pauses it (the sweep still runs from the UI or `mloop monitor sweep`).",
     )
     monitor_sweep_workers: int = Field(
-        default=2, ge=1, le=32, description="How many models one monitor sweep checks at once (threads)."
+        default=2,
+        ge=1,
+        le=32,
+        description="How many models one monitor sweep checks at once (threads).",
     )
     package_on_promote: bool = Field(
         default=True,
@@ -134,7 +151,8 @@ class Settings(BaseSettings):
         "MLOOP_AUTH=false turns all of it off: only on a machine nobody else can reach.",
     )
     predict_requires_token: bool = Field(
-        default=True, description="/predict also requires the bearer token (false: predictions are open, writes stay guarded)."
+        default=True,
+        description="/predict also requires the bearer token (false: predictions are open, writes stay guarded).",
     )
     serve_host: str | None = Field(
         default=None,
@@ -160,10 +178,14 @@ class Settings(BaseSettings):
         "(-0.52); lower it, or set MLOOP_APPROVE_FEEDBACK_RETRAINS, to be stricter.",
     )
     max_body_bytes: int = Field(
-        default=16 * 1024 * 1024, ge=1024, description="Largest request body the prediction service and webhook read."
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the prediction service and webhook read.",
     )
     max_alerts_per_request: int = Field(
-        default=1000, ge=1, description="Most alerts one POST /alerts may carry (Alertmanager groups can be large)."
+        default=1000,
+        ge=1,
+        description="Most alerts one POST /alerts may carry (Alertmanager groups can be large).",
     )
     notifications_max_bytes: int = Field(
         default=5 * 1024 * 1024,
@@ -182,7 +204,9 @@ class Settings(BaseSettings):
         "each supervised, all polling its default queue; a later `mloop up` with fewer stops the extra ones.",
     )
     watchdog_seconds: float = Field(
-        default=5.0, gt=0, description="How often the watchdog checks every service's pid and health (seconds)."
+        default=5.0,
+        gt=0,
+        description="How often the watchdog checks every service's pid and health (seconds).",
     )
     reconcile_seconds: float = Field(
         default=30.0,
@@ -214,7 +238,9 @@ class Settings(BaseSettings):
         if is_team(self):
             from mloop.core.processes import http_url  # lazy: processes imports this module
 
-            require_team(self)  # a wrong team setting is reported here, not as a confusing MLflow error
+            require_team(
+                self
+            )  # a wrong team setting is reported here, not as a confusing MLflow error
             return http_url(self.host, self.mlflow_port)
         return f"sqlite:///{self.state.mlflow_db}"
 
@@ -298,7 +324,9 @@ class Settings(BaseSettings):
                 if self.api_token is not None and self.api_token.get_secret_value():
                     env["MLOOP_API_TOKEN"] = self.api_token.get_secret_value()
                 continue
-            if isinstance(value, SecretStr):  # e.g. MLOOP_DATABASE_URL: the value, not pydantic's mask
+            if isinstance(
+                value, SecretStr
+            ):  # e.g. MLOOP_DATABASE_URL: the value, not pydantic's mask
                 text = value.get_secret_value()
             elif isinstance(value, dict | list):
                 text = json.dumps(value)

@@ -62,7 +62,11 @@ TABLES: dict[Kind, str] = {
 KEY_FIELD: dict[Kind, str] = {"audit": "model_name", "retrain": "model_name", "datasets": "name"}
 """The JSON field of a row that holds its key (the file ledger holds every model in one file)."""
 
-WHAT: dict[Kind, str] = {"audit": "audit log", "retrain": "retrain ledger", "datasets": "dataset index"}
+WHAT: dict[Kind, str] = {
+    "audit": "audit log",
+    "retrain": "retrain ledger",
+    "datasets": "dataset index",
+}
 
 Decide = Callable[[list[M]], tuple[T, BaseModel | None]]
 """A claim's decision: the log's rows in, (answer, row to append or None) out. Pure."""
@@ -145,8 +149,12 @@ class FileRecords(SharedRecords):
 
     @classmethod
     def from_state(cls, state: StatePaths) -> FileRecords:
-        return cls(locks=state.locks, audit=state.audit, ledger=state.root / "retrain" / "ledger.jsonl",
-                   datasets=state.datasets)
+        return cls(
+            locks=state.locks,
+            audit=state.audit,
+            ledger=state.root / "retrain" / "ledger.jsonl",
+            datasets=state.datasets,
+        )
 
     def lock_path(self, name: str) -> Path:
         """``<locks>/<name>.lock`` (inside the locks folder, created)."""
@@ -199,7 +207,11 @@ class FileRecords(SharedRecords):
         if kind == "audit":
             return sorted(p.stem for p in self.audit.glob("*.jsonl")) if self.audit.exists() else []
         if kind == "datasets":
-            return sorted(p.parent.name for p in self.datasets.glob("*/versions.jsonl")) if self.datasets.exists() else []
+            return (
+                sorted(p.parent.name for p in self.datasets.glob("*/versions.jsonl"))
+                if self.datasets.exists()
+                else []
+            )
         found = (row.get(KEY_FIELD[kind]) for row in self.read(kind, None, json.loads))
         return sorted({k for k in found if isinstance(k, str)})
 
@@ -289,16 +301,27 @@ class PostgresRecords(SharedRecords):
         import psycopg2
 
         try:
-            conn = psycopg2.connect(self.dsn, password=self._password, connect_timeout=self._connect_timeout,
-                                    application_name="mloop-records")
+            conn = psycopg2.connect(
+                self.dsn,
+                password=self._password,
+                connect_timeout=self._connect_timeout,
+                application_name="mloop-records",
+            )
         except psycopg2.Error as exc:
             raise self._error(exc, "connect") from None
         if not self._schema_ready:
             try:
-                with conn, conn.cursor() as cur:  # one transaction: the DDL under a transaction-scoped lock
-                    cur.execute("SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
-                                (schema_objects(),))
-                    if not cur.fetchone()[0]:  # only a first use runs DDL (it would lock the tables)
+                with (
+                    conn,
+                    conn.cursor() as cur,
+                ):  # one transaction: the DDL under a transaction-scoped lock
+                    cur.execute(
+                        "SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
+                        (schema_objects(),),
+                    )
+                    if not cur.fetchone()[
+                        0
+                    ]:  # only a first use runs DDL (it would lock the tables)
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
                         for table in TABLES.values():
                             cur.execute(create_table_sql(table))
@@ -317,7 +340,9 @@ class PostgresRecords(SharedRecords):
         dropped, so the next call connects again."""
         with self._guard:
             conn = self._conn
-            if conn is not None and self._conn_pid != os.getpid():  # a forked child: the parent's session
+            if (
+                conn is not None and self._conn_pid != os.getpid()
+            ):  # a forked child: the parent's session
                 self._inherited.append(conn)
                 conn = None
             if conn is not None and (conn.closed or _readable_while_idle(conn)):
@@ -345,7 +370,9 @@ class PostgresRecords(SharedRecords):
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
-                cur.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout_setting(timeout),))
+                cur.execute(
+                    "SELECT set_config('lock_timeout', %s, false)", (lock_timeout_setting(timeout),)
+                )
                 cur.execute("SELECT pg_advisory_lock(%s)", (lock_key(name),))
             except psycopg2.Error as exc:
                 raise self._error(exc, f"take lock {name!r} within {timeout} s") from None
@@ -373,7 +400,9 @@ class PostgresRecords(SharedRecords):
                 if held:
                     try:
                         cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
-                    except psycopg2.Error:  # the connection died: PostgreSQL released the lock with it
+                    except (
+                        psycopg2.Error
+                    ):  # the connection died: PostgreSQL released the lock with it
                         pass
 
     def append(self, kind: Kind, key: str, row: BaseModel) -> None:
@@ -381,7 +410,10 @@ class PostgresRecords(SharedRecords):
 
         with self._session() as conn, conn.cursor() as cur:
             try:
-                cur.execute(table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind), (key, row_json(row)))
+                cur.execute(
+                    table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
+                    (key, row_json(row)),
+                )
             except psycopg2.Error as exc:
                 raise self._error(exc, f"append to the {WHAT[kind]}") from None
 
@@ -390,7 +422,9 @@ class PostgresRecords(SharedRecords):
         if key is None:
             cur.execute(table_sql("SELECT row::text FROM {} ORDER BY id", kind))
         else:
-            cur.execute(table_sql("SELECT row::text FROM {} WHERE key = %s ORDER BY id", kind), (key,))
+            cur.execute(
+                table_sql("SELECT row::text FROM {} WHERE key = %s ORDER BY id", kind), (key,)
+            )
         return [text for (text,) in cur.fetchall()]
 
     def _query(self, doing: str, run: Callable[[Any], T]) -> T:
@@ -430,16 +464,22 @@ class PostgresRecords(SharedRecords):
             conn.autocommit = False
             try:
                 with conn, conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(claim_lock_name(kind, key)),))
+                    cur.execute(
+                        "SELECT pg_advisory_xact_lock(%s)", (lock_key(claim_lock_name(kind, key)),)
+                    )
                     answer, row = decide(parse_rows(self._select(cur, kind, key), parse))
                     if row is not None:
-                        cur.execute(table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
-                                    (key, row_json(row)))
+                        cur.execute(
+                            table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
+                            (key, row_json(row)),
+                        )
             except psycopg2.Error as exc:
                 raise self._error(exc, f"claim on the {WHAT[kind]}") from None
             finally:
                 if not conn.closed:
-                    conn.autocommit = True  # back to the shared connection's mode (no transaction is open)
+                    conn.autocommit = (
+                        True  # back to the shared connection's mode (no transaction is open)
+                    )
             return answer
 
 

@@ -58,7 +58,9 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _LOOSE_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 """What S3-compatible stores (SeaweedFS, MinIO) accept beyond AWS's rule."""
 
-DATABASE_FIX = "set MLOOP_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/NAME (e.g. from `mloop infra env`)"
+DATABASE_FIX = (
+    "set MLOOP_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/NAME (e.g. from `mloop infra env`)"
+)
 ARTIFACTS_FIX = "set MLOOP_ARTIFACTS_URI=s3://BUCKET/PREFIX (e.g. from `mloop infra env`)"
 
 
@@ -131,7 +133,9 @@ class TeamDatabases:
     @property
     def prefect_url(self) -> SecretStr:
         """The Prefect server's ``postgresql+asyncpg://user:pw@host:port/NAME_prefect`` (its environment only)."""
-        return SecretStr(self._url(self.prefect_db, PREFECT_DRIVER, self.password.get_secret_value()))
+        return SecretStr(
+            self._url(self.prefect_db, PREFECT_DRIVER, self.password.get_secret_value())
+        )
 
     @property
     def mlflow_store_uri(self) -> str:
@@ -176,9 +180,7 @@ def parse_database_url(url: str) -> TeamDatabases:
     except ValueError:
         port, host = -1, None
     if not host or port == -1:
-        raise MloopError(
-            "MLOOP_DATABASE_URL has no valid host:port", where=where, fix=DATABASE_FIX
-        )
+        raise MloopError("MLOOP_DATABASE_URL has no valid host:port", where=where, fix=DATABASE_FIX)
     name = unquote(path.strip())
     if not name:
         raise MloopError(
@@ -194,7 +196,9 @@ def parse_database_url(url: str) -> TeamDatabases:
             where=where,
             fix="choose a simple name such as mloop",
         )
-    return TeamDatabases(user=user, password=SecretStr(unquote(password)), hostport=hostport, name=name, query=query)
+    return TeamDatabases(
+        user=user, password=SecretStr(unquote(password)), hostport=hostport, name=name, query=query
+    )
 
 
 # ---------------------------------------------------------------- S3
@@ -296,7 +300,9 @@ def parse_artifacts_uri(uri: str, endpoint_url: str | None) -> ArtifactLayout:
     segments = prefix.split("/") if prefix else []
     if any(s in ("", ".", "..") for s in segments):
         raise MloopError(
-            "the prefix in MLOOP_ARTIFACTS_URI has an empty, '.' or '..' segment", where=where, fix=ARTIFACTS_FIX
+            "the prefix in MLOOP_ARTIFACTS_URI has an empty, '.' or '..' segment",
+            where=where,
+            fix=ARTIFACTS_FIX,
         )
     endpoint = check_endpoint_url(endpoint_url) if endpoint_url else None
     if endpoint is None and not _BUCKET.fullmatch(bucket):
@@ -352,6 +358,8 @@ def require_team(settings: Settings) -> TeamConfig:
     found = team_config(settings)
     if found is None:
         raise MloopError(
-            "team mode is off", where="MLOOP_DATABASE_URL / MLOOP_ARTIFACTS_URI", fix=f"{DATABASE_FIX}; {ARTIFACTS_FIX}"
+            "team mode is off",
+            where="MLOOP_DATABASE_URL / MLOOP_ARTIFACTS_URI",
+            fix=f"{DATABASE_FIX}; {ARTIFACTS_FIX}",
         )
     return found

@@ -39,10 +39,16 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def answer(send: Send, status: int, error: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def answer(
+    send: Send, status: int, error: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """A JSON ``{"error": ...}`` response."""
     body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -95,7 +101,9 @@ class BodyLimitMiddleware:
                 await answer(send, 413, error)
 
 
-def guard(app: ASGIApp, *, allowed_hosts: Sequence[str], max_body_bytes: int | None = None) -> ASGIApp:
+def guard(
+    app: ASGIApp, *, allowed_hosts: Sequence[str], max_body_bytes: int | None = None
+) -> ASGIApp:
     """``app`` behind the Host allowlist (outermost) and, when given, the body limit."""
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -106,7 +114,9 @@ def guard(app: ASGIApp, *, allowed_hosts: Sequence[str], max_body_bytes: int | N
 class GuardMiddleware:
     """:func:`guard` as a middleware class (for ``app.add_middleware`` / BentoML's ``add_asgi_middleware``)."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str], max_body_bytes: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Sequence[str], max_body_bytes: int | None = None
+    ) -> None:
         self.app = guard(app, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

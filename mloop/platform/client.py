@@ -32,7 +32,17 @@ from mloop.core.outbox import build_event
 from mloop.core.processes import poll
 from mloop.core.web import bearer_header
 
-__all__ = ["RETRY_STATUS", "PrefectApi", "ServingClient", "backoff", "basic_auth_header", "parse_time", "request", "records_of", "wait_for"]
+__all__ = [
+    "RETRY_STATUS",
+    "PrefectApi",
+    "ServingClient",
+    "backoff",
+    "basic_auth_header",
+    "parse_time",
+    "request",
+    "records_of",
+    "wait_for",
+]
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
@@ -55,7 +65,9 @@ def records_of(frame: Any) -> list[dict[str, Any]]:
     return list(json.loads(frame.drop(columns=["target", "event_time"]).to_json(orient="records")))
 
 
-def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str, every: float = 1.0) -> T:
+def wait_for(
+    check: Callable[[], T | None | bool], timeout: float, what: str, every: float = 1.0
+) -> T:
     """Poll ``check`` until it returns something truthy (:func:`~mloop.core.processes.poll`); raise
     TimeoutError naming ``what``."""
     value = poll(check, timeout, every)
@@ -88,7 +100,9 @@ class PrefectApi:
         return f"PrefectApi({self.api!r}, auth={bool(self._headers)})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return request(method, f"{self.api}{path}", deadline=self.deadline, headers=self._headers, **kwargs)
+        return request(
+            method, f"{self.api}{path}", deadline=self.deadline, headers=self._headers, **kwargs
+        )
 
     def _json(self, method: str, path: str, body: Any = None) -> Any:
         resp = self._request(method, path, json=body)
@@ -98,14 +112,22 @@ class PrefectApi:
     def healthy(self, *, deadline: float = 0.0, timeout: float = 2.0) -> bool:
         """True when ``/health`` answers 200 (one attempt unless ``deadline`` allows retries)."""
         try:
-            resp = request("GET", f"{self.api}/health", deadline=deadline, timeout=timeout, headers=self._headers)
+            resp = request(
+                "GET",
+                f"{self.api}/health",
+                deadline=deadline,
+                timeout=timeout,
+                headers=self._headers,
+            )
             return resp.status_code == 200
         except httpx.HTTPError:
             return False
 
     # -- flow runs and deployments
 
-    def run_deployment(self, name: str, parameters: dict[str, Any], *, work_queue: str | None = None) -> str:
+    def run_deployment(
+        self, name: str, parameters: dict[str, Any], *, work_queue: str | None = None
+    ) -> str:
         """Create a flow run of deployment ``<flow>/<deployment>``; returns its id (a worker runs it). With
         ``work_queue``, the run waits in that queue of the pool (only a worker polling it takes it)."""
         flow, dep = name.split("/")
@@ -116,14 +138,21 @@ class PrefectApi:
         run = self._json("POST", f"/deployments/{deployment['id']}/create_flow_run", body)
         return str(run["id"])
 
-    def flow_runs(self, flow_name: str | None = None, limit: int = 200, *, newest_first: bool = False) -> list[dict[str, Any]]:
+    def flow_runs(
+        self, flow_name: str | None = None, limit: int = 200, *, newest_first: bool = False
+    ) -> list[dict[str, Any]]:
         """Flow runs by expected start (oldest first unless ``newest_first``), of one flow when ``flow_name`` is given."""
-        body: dict[str, Any] = {"sort": "EXPECTED_START_TIME_DESC" if newest_first else "EXPECTED_START_TIME_ASC", "limit": limit}
+        body: dict[str, Any] = {
+            "sort": "EXPECTED_START_TIME_DESC" if newest_first else "EXPECTED_START_TIME_ASC",
+            "limit": limit,
+        }
         if flow_name:
             body["flows"] = {"name": {"any_": [flow_name]}}
         return list(self._json("POST", "/flow_runs/filter", body))
 
-    def flow_runs_in_states(self, states: Sequence[str], *, pool: str, limit: int = 200) -> list[dict[str, Any]]:
+    def flow_runs_in_states(
+        self, states: Sequence[str], *, pool: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
         """The flow runs of work pool ``pool`` whose state type is one of ``states`` (oldest first)."""
         body = {
             "flow_runs": {"state": {"type": {"any_": list(states)}}},
@@ -133,10 +162,15 @@ class PrefectApi:
         }
         return list(self._json("POST", "/flow_runs/filter", body))
 
-    def subflow_runs_in_states(self, states: Sequence[str], *, limit: int = 200) -> list[dict[str, Any]]:
+    def subflow_runs_in_states(
+        self, states: Sequence[str], *, limit: int = 200
+    ) -> list[dict[str, Any]]:
         """The flow runs started from inside another flow run (subflows) whose state type is one of ``states``."""
         body = {
-            "flow_runs": {"state": {"type": {"any_": list(states)}}, "parent_task_run_id": {"is_null_": False}},
+            "flow_runs": {
+                "state": {"type": {"any_": list(states)}},
+                "parent_task_run_id": {"is_null_": False},
+            },
             "sort": "EXPECTED_START_TIME_ASC",
             "limit": limit,
         }
@@ -208,14 +242,20 @@ class PrefectApi:
         self._json("POST", "/events", body)
         return str(body[0]["id"])
 
-    def events(self, *, names: list[str] | None = None, prefixes: list[str] | None = None, limit: int = 1) -> list[dict[str, Any]]:
+    def events(
+        self, *, names: list[str] | None = None, prefixes: list[str] | None = None, limit: int = 1
+    ) -> list[dict[str, Any]]:
         """The newest events with one of ``names`` or name ``prefixes``, newest first."""
         event_filter: dict[str, Any] = {}
         if names:
             event_filter["name"] = names
         if prefixes:
             event_filter["prefix"] = prefixes
-        page = self._json("POST", "/events/filter", {"filter": {"event": event_filter, "order": "DESC"}, "limit": limit})
+        page = self._json(
+            "POST",
+            "/events/filter",
+            {"filter": {"event": event_filter, "order": "DESC"}, "limit": limit},
+        )
         return list(page.get("events", []))
 
 
@@ -247,7 +287,9 @@ class ServingClient:
         ``deadline`` is short: callers poll this to learn whether the service is up.
         """
         try:
-            r = request("GET", f"{self.url}/model", headers=self._headers, timeout=3, deadline=deadline)
+            r = request(
+                "GET", f"{self.url}/model", headers=self._headers, timeout=3, deadline=deadline
+            )
             return dict(r.json()) if r.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -255,9 +297,12 @@ class ServingClient:
     def served_models(self, *, deadline: float = 2.0) -> dict[str, dict[str, Any]] | None:
         """Every model the service holds (GET /models: name -> its /model fields and ``loaded``), or
         None while it is down or answers an error. A service without ``/models`` (404) is asked
-        ``GET /model`` (its one model): :func:`serving.rollout.served_models` with a short
+        ``GET /model`` (its one model): :func:`serving.control.rollout_client.served_models` with a short
         ``deadline``, as for :meth:`served_model`."""
-        from serving.rollout import RolloutFailed, served_models  # the one GET /models reader (light)
+        from serving.control.rollout_client import (  # the one GET /models reader (light)
+            RolloutFailed,
+            served_models,
+        )
 
         try:
             return served_models(self.url, timeout=3, deadline=deadline, token=self._token)
@@ -266,20 +311,34 @@ class ServingClient:
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """POST /predict (retried on transient errors, see the class doc); the answers in record order."""
-        r = request("POST", f"{self.url}/predict", json={"records": records}, headers=self._headers,
-                    timeout=60, deadline=self.deadline)
+        r = request(
+            "POST",
+            f"{self.url}/predict",
+            json={"records": records},
+            headers=self._headers,
+            timeout=60,
+            deadline=self.deadline,
+        )
         r.raise_for_status()
         return list(r.json())
 
     def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
         """POST /feedback (retried, idempotent); ``token`` overrides the client's own."""
         headers = bearer_header(token) if token else self._headers
-        r = request("POST", f"{self.url}/feedback", json={"labels": labels}, headers=headers,
-                    timeout=60, deadline=self.deadline)
+        r = request(
+            "POST",
+            f"{self.url}/feedback",
+            json={"labels": labels},
+            headers=headers,
+            timeout=60,
+            deadline=self.deadline,
+        )
         r.raise_for_status()
         return dict(r.json())
 
-    def send_traffic(self, frame: Any, *, with_feedback: bool, batch: int = 250) -> tuple[int, set[str]]:
+    def send_traffic(
+        self, frame: Any, *, with_feedback: bool, batch: int = 250
+    ) -> tuple[int, set[str]]:
         """POST a generated frame to /predict in batches (and its true labels to /feedback).
 
         Returns (answered, model versions seen); raises when /feedback keeps fewer labels than sent

@@ -43,19 +43,27 @@ def ensure_work_pool(settings: Settings) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_KEY,
+        PREFECT_API_URL,
+        temporary_settings,
+    )
     from prefect.workers.process import ProcessWorker
 
     pool = WorkPoolCreate(
-        name=WORK_POOL, type=ProcessWorker.type, base_job_template=ProcessWorker.get_default_base_job_template()
+        name=WORK_POOL,
+        type=ProcessWorker.type,
+        base_job_template=ProcessWorker.get_default_base_job_template(),
     )
     updates: dict[Any, Any] = {PREFECT_API_URL: settings.prefect_api_url}
     auth = settings.client_auth_env().get("PREFECT_API_AUTH_STRING")
     if auth:
         updates[PREFECT_API_AUTH_STRING] = auth
-    with temporary_settings(updates=updates, restore_defaults={PREFECT_API_KEY} if auth else None), get_client(
-        sync_client=True
-    ) as client:
+    with (
+        temporary_settings(updates=updates, restore_defaults={PREFECT_API_KEY} if auth else None),
+        get_client(sync_client=True) as client,
+    ):
         try:
             client.create_work_pool(pool)
         except ObjectAlreadyExists:
@@ -81,7 +89,9 @@ def _run(
     )
     if out.returncode != 0:
         tail = (out.stdout + out.stderr)[-4000:]
-        raise MloopError(f"could not {what} (exit {out.returncode})", where=" ".join(argv[:6]), fix=tail)
+        raise MloopError(
+            f"could not {what} (exit {out.returncode})", where=" ".join(argv[:6]), fix=tail
+        )
     return out.stdout
 
 

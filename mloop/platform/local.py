@@ -40,7 +40,13 @@ from pydantic import BaseModel, Field
 from mloop.core.outbox import deliver_pending
 from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
-from mloop.platform.deploy import deploy, deploy_is_fresh, ensure_work_pool, list_deployments, setup_notifications
+from mloop.platform.deploy import (
+    deploy,
+    deploy_is_fresh,
+    ensure_work_pool,
+    list_deployments,
+    setup_notifications,
+)
 from mloop.platform.services import (
     ServeCommand,
     ServiceState,
@@ -60,13 +66,19 @@ class UpResult(BaseModel):
     services: list[ServiceState]
     deployed: bool = Field(description="True when prefect.yaml was (re)deployed by this call.")
     deployments: list[str] = Field(default_factory=list)
-    reconcile: str = Field(default="", description="What the reconcile step did (or that the watchdog was asked to).")
-    queued_events: int = Field(default=0, description="Events still in the outbox when up returned (delivered later).")
+    reconcile: str = Field(
+        default="", description="What the reconcile step did (or that the watchdog was asked to)."
+    )
+    queued_events: int = Field(
+        default=0, description="Events still in the outbox when up returned (delivered later)."
+    )
     seconds: float = 0.0
 
 
 class DownResult(BaseModel):
-    stopped: dict[str, int] = Field(default_factory=dict, description="Service name -> pid that was stopped.")
+    stopped: dict[str, int] = Field(
+        default_factory=dict, description="Service name -> pid that was stopped."
+    )
     still_alive: list[int] = Field(default_factory=list)
 
 
@@ -92,14 +104,18 @@ def up(
     run_dir = settings.state.run
     specs = {s.name: s for s in service_specs(settings)}
     states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)
-    deliver_pending(settings)  # events queued while the server was down: to it as soon as it answers
+    deliver_pending(
+        settings
+    )  # events queued while the server was down: to it as soon as it answers
     ensure_work_pool(settings)
     write_wanted_workers(run_dir, settings.workers)
     stopped_workers = stop_extra_workers(run_dir, settings.state.root, settings.workers)
     states += ensure_services([specs[n] for n in worker_services(settings.workers)], run_dir)
     states += stopped_workers
     server_started = states[0].started
-    must_deploy = do_deploy if do_deploy is not None else (server_started or not deploy_is_fresh(settings))
+    must_deploy = (
+        do_deploy if do_deploy is not None else (server_started or not deploy_is_fresh(settings))
+    )
     if must_deploy:
         deployments = deploy(settings)
         setup_notifications(settings)
@@ -110,22 +126,30 @@ def up(
     if serving or command is not None:
         states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
     else:
-        states.append(ServiceState(name="serve", note="no champion yet: the deploy flow starts the service"))
+        states.append(
+            ServiceState(name="serve", note="no champion yet: the deploy flow starts the service")
+        )
     if settings.watchdog:
-        request_reconcile(run_dir)  # a watchdog already running reconciles at its next cycle; a new one at start
+        request_reconcile(
+            run_dir
+        )  # a watchdog already running reconciles at its next cycle; a new one at start
         states += ensure_services([watchdog_spec(settings)], run_dir)
         reconciled = "asked the watchdog"
     else:
         try:
             reconciled = summary(reconcile_once(settings))
-        except Exception as exc:  # noqa: BLE001 - the services are up; reconcile is retried by the next `up`
+        except Exception as exc:
             reconciled = f"reconcile failed: {exc}"
     # Once more at the end: the first delivery may have met a server still warming up (its answer
     # timed out after it took the event; the id makes a second delivery harmless), and runs started
     # meanwhile may have queued theirs. Without a watchdog nothing else would send them soon.
     queued = deliver_pending(settings).pending
     return UpResult(
-        services=states, deployed=must_deploy, deployments=deployments, reconcile=reconciled, queued_events=queued,
+        services=states,
+        deployed=must_deploy,
+        deployments=deployments,
+        reconcile=reconciled,
+        queued_events=queued,
         seconds=time.monotonic() - t0,
     )
 

@@ -64,7 +64,9 @@ class S3Store:
     def keys(self, prefix: str) -> set[str]:
         found: set[str] = set()
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{prefix}/"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{prefix}/"
+            ):
                 found.update(item["Key"] for item in page.get("Contents", []))
         except Exception as exc:  # botocore's errors: no S3 answers, refused keys, no bucket
             raise _s3_error(exc, f"list s3://{self.bucket}/{prefix}/") from None
@@ -79,7 +81,8 @@ class S3Store:
 
 def _s3_error(exc: Exception, doing: str) -> MloopError:
     return s3_error(
-        exc, doing,
+        exc,
+        doing,
         fix="check the S3 endpoint answers, the bucket exists and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY may "
         "write it; then run the import again (what is in the bucket already is not uploaded twice)",
     )
@@ -94,7 +97,10 @@ class ImportStep(BaseModel):
 
     what: str = Field(description="e.g. 'dvc objects', 'predictions parts', 'audit rows of loans'.")
     copied: int = 0
-    already_there: int = Field(default=0, description="Objects in the bucket already, or rows a key already has in PostgreSQL.")
+    already_there: int = Field(
+        default=0,
+        description="Objects in the bucket already, or rows a key already has in PostgreSQL.",
+    )
     note: str = ""
 
 
@@ -128,7 +134,9 @@ def copy_objects(
     return step
 
 
-def copy_records(source: FileRecords, target: SharedRecords, kind: Kind, *, dry_run: bool) -> list[ImportStep]:
+def copy_records(
+    source: FileRecords, target: SharedRecords, kind: Kind, *, dry_run: bool
+) -> list[ImportStep]:
     """Append each key's rows of ``kind`` to ``target`` in order; a key that has rows there already is skipped."""
     steps: list[ImportStep] = []
     for key in source.keys(kind):
@@ -148,19 +156,28 @@ def copy_records(source: FileRecords, target: SharedRecords, kind: Kind, *, dry_
 
 
 def import_home(
-    source: Path, records: SharedRecords, store: ObjectStore, layout: ArtifactLayout, *, dry_run: bool = False
+    source: Path,
+    records: SharedRecords,
+    store: ObjectStore,
+    layout: ArtifactLayout,
+    *,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Copy the DVC remote, the prediction log and labels, and the records of the home ``source``."""
-    from serving.remote_log import local_parts
-
     from mloop.core.processes import read_pid
+    from serving.log.remote_parts import local_parts
 
     state = StatePaths(root=source)
     if not source.is_dir():
         raise MloopError(
-            "the home to import is not a folder", where=str(source), fix="give the single-machine MLOOP_HOME to import"
+            "the home to import is not a folder",
+            where=str(source),
+            fix="give the single-machine MLOOP_HOME to import",
         )
-    if read_pid(state.run, "prefect-server") is not None or read_pid(state.run, "serve") is not None:
+    if (
+        read_pid(state.run, "prefect-server") is not None
+        or read_pid(state.run, "serve") is not None
+    ):
         raise MloopError(
             "a platform still runs on the home to import (its service may still write prediction parts)",
             where=str(source),
@@ -168,12 +185,24 @@ def import_home(
         )
     report = ImportReport(source=str(source), dry_run=dry_run)
     report.steps.append(
-        copy_objects(_files(state.dvc_remote), state.dvc_remote, store, layout.key("dvc"), "dvc objects", dry_run=dry_run)
+        copy_objects(
+            _files(state.dvc_remote),
+            state.dvc_remote,
+            store,
+            layout.key("dvc"),
+            "dvc objects",
+            dry_run=dry_run,
+        )
     )
-    logs: tuple[tuple[LogKind, Path], ...] = (("predictions", state.predictions), ("feedback", state.feedback))
+    logs: tuple[tuple[LogKind, Path], ...] = (
+        ("predictions", state.predictions),
+        ("feedback", state.feedback),
+    )
     for kind, root in logs:
         parts = local_parts(kind, root)
-        report.steps.append(copy_objects(parts, root, store, layout.key(kind), f"{kind} parts", dry_run=dry_run))
+        report.steps.append(
+            copy_objects(parts, root, store, layout.key(kind), f"{kind} parts", dry_run=dry_run)
+        )
     files = FileRecords.from_state(state)
     for kind in RECORD_KINDS:
         report.steps.extend(copy_records(files, records, kind, dry_run=dry_run))

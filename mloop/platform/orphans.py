@@ -112,8 +112,14 @@ def orphaned_runs(
         age = (now - since).total_seconds()
         if pid is None:
             if state == "PENDING" and age >= unstarted_grace:
-                out.append(Orphan(str(run["id"]), str(run.get("name", "")), state,
-                                  UNSTARTED_MESSAGE.format(seconds=unstarted_grace)))
+                out.append(
+                    Orphan(
+                        str(run["id"]),
+                        str(run.get("name", "")),
+                        state,
+                        UNSTARTED_MESSAGE.format(seconds=unstarted_grace),
+                    )
+                )
             continue
         if age < grace or own_process_runs(state, since, started(pid)):
             continue
@@ -139,10 +145,17 @@ def orphaned_subflows(
             continue
         parent_state = str(parent.get("state_type") or "")
         ended = _state_since(parent)
-        if parent_state not in ENDED_STATES or ended is None or (now - ended).total_seconds() < grace:
+        if (
+            parent_state not in ENDED_STATES
+            or ended is None
+            or (now - ended).total_seconds() < grace
+        ):
             continue
-        message = SUBFLOW_MESSAGE.format(parent=parent.get("name", parent.get("id")),
-                                         parent_state=parent_state.lower(), state=state.lower())
+        message = SUBFLOW_MESSAGE.format(
+            parent=parent.get("name", parent.get("id")),
+            parent_state=parent_state.lower(),
+            state=state.lower(),
+        )
         out.append(Orphan(str(run["id"]), str(run.get("name", "")), state, message))
     return out
 
@@ -152,9 +165,16 @@ def _subflow_parents(api: PrefectApi, subflows: list[dict[str, Any]]) -> dict[st
     whatever the number of subflows (a task run or flow run deleted since is simply absent)."""
     task_runs = api.task_runs_by_id(sorted({str(run["parent_task_run_id"]) for run in subflows}))
     flow_run_of = {str(t["id"]): str(t["flow_run_id"]) for t in task_runs if t.get("flow_run_id")}
-    parent_run = {str(run["id"]): flow_run_of[str(run["parent_task_run_id"])] for run in subflows
-                  if str(run["parent_task_run_id"]) in flow_run_of}
-    found = {str(r["id"]): r for r in api.flow_runs_by_id(sorted(set(parent_run.values())))} if parent_run else {}
+    parent_run = {
+        str(run["id"]): flow_run_of[str(run["parent_task_run_id"])]
+        for run in subflows
+        if str(run["parent_task_run_id"]) in flow_run_of
+    }
+    found = (
+        {str(r["id"]): r for r in api.flow_runs_by_id(sorted(set(parent_run.values())))}
+        if parent_run
+        else {}
+    )
     return {child: found[parent] for child, parent in parent_run.items() if parent in found}
 
 
@@ -163,14 +183,22 @@ def crash_orphaned_runs(settings: Settings, now: datetime) -> list[Orphan]:
     if is_team(settings):
         return []
     api = PrefectApi.of(settings, deadline=5.0)
-    orphans = orphaned_runs(api.flow_runs_in_states(ORPHAN_STATES, pool=WORK_POOL), process_started, now)
+    orphans = orphaned_runs(
+        api.flow_runs_in_states(ORPHAN_STATES, pool=WORK_POOL), process_started, now
+    )
     subflows = api.subflow_runs_in_states(ORPHAN_STATES)
     if subflows:
         orphans += orphaned_subflows(subflows, _subflow_parents(api, subflows), now)
     marked: list[Orphan] = []
     for orphan in orphans:
         status = api.set_flow_run_state(orphan.run_id, "CRASHED", orphan.message)
-        log.warning("flow run %s (%s) set Crashed (%s): %s", orphan.name, orphan.run_id, status, orphan.message)
+        log.warning(
+            "flow run %s (%s) set Crashed (%s): %s",
+            orphan.name,
+            orphan.run_id,
+            status,
+            orphan.message,
+        )
         if status == "ACCEPT":
             marked.append(orphan)
     return marked

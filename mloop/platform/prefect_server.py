@@ -37,8 +37,12 @@ def allowed_hosts(settings: Settings, bind_host: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """``--host``/``--port``; both default to Prefect's server settings (PREFECT_SERVER_API_HOST/PORT)."""
     parser = argparse.ArgumentParser(description="Prefect server behind mloop's Host allowlist.")
-    parser.add_argument("--host", default=None, help="Bind address (default: PREFECT_SERVER_API_HOST).")
-    parser.add_argument("--port", type=int, default=None, help="Port (default: PREFECT_SERVER_API_PORT).")
+    parser.add_argument(
+        "--host", default=None, help="Bind address (default: PREFECT_SERVER_API_HOST)."
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="Port (default: PREFECT_SERVER_API_PORT)."
+    )
     return parser.parse_args(argv)
 
 
@@ -62,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     port = args.port or PREFECT_SERVER_API_PORT.value()
     hosts = allowed_hosts(Settings(), host)
     app = guard(create_app(final=True, webserver_only=False), allowed_hosts=hosts)
-    print(f"Prefect server on http://{host}:{port} (Host allowlist: {', '.join(hosts)})", flush=True)
+    print(
+        f"Prefect server on http://{host}:{port} (Host allowlist: {', '.join(hosts)})", flush=True
+    )
     uvicorn.run(
         app,
         host=host,

@@ -78,7 +78,9 @@ class ServiceState(BaseModel):
     name: str
     pid: int | None = None
     running: bool = False
-    started: bool = Field(default=False, description="True when this `up` started it (False: already running).")
+    started: bool = Field(
+        default=False, description="True when this `up` started it (False: already running)."
+    )
     url: str = ""
     log: str = ""
     note: str = ""
@@ -187,7 +189,11 @@ def prefect_server_auth_env(settings: Settings) -> dict[str, str]:
     Call :meth:`Settings.credentials` first (``up`` does): it creates the secret.
     """
     found = settings.credentials()
-    return {"PREFECT_SERVER_API_AUTH_STRING": found.prefect_auth_string.get_secret_value()} if found else {}
+    return (
+        {"PREFECT_SERVER_API_AUTH_STRING": found.prefect_auth_string.get_secret_value()}
+        if found
+        else {}
+    )
 
 
 def mlflow_auth_config_path(settings: Settings) -> Path:
@@ -244,7 +250,9 @@ def mlflow_allowed_hosts(settings: Settings) -> str:
     return ",".join(entries)
 
 
-def mlflow_spec_parts(settings: Settings) -> tuple[list[str], dict[str, str], Callable[[], None] | None]:
+def mlflow_spec_parts(
+    settings: Settings,
+) -> tuple[list[str], dict[str, str], Callable[[], None] | None]:
     """Extra argv, env and a config writer of the MLflow server: basic auth when ``settings.auth``.
 
     Note: on a single machine the flows write the tracking store directly (``MLFLOW_TRACKING_URI=
@@ -282,13 +290,17 @@ def mlflow_store_argv(settings: Settings) -> list[str]:
     team = team_config(settings)
     if team is None:
         return [
-            "--backend-store-uri", settings.tracking_uri,
-            "--default-artifact-root", str(settings.state.mlflow_artifacts),
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--default-artifact-root",
+            str(settings.state.mlflow_artifacts),
             "--no-serve-artifacts",
         ]
     return [
-        "--backend-store-uri", team.databases.mlflow_store_uri,
-        "--artifacts-destination", team.artifacts.mlflow_artifacts,
+        "--backend-store-uri",
+        team.databases.mlflow_store_uri,
+        "--artifacts-destination",
+        team.artifacts.mlflow_artifacts,
         "--serve-artifacts",
     ]
 
@@ -300,7 +312,10 @@ def mlflow_team_env(team: TeamConfig | None) -> dict[str, str]:
     if team is None:
         return {}
     endpoint = team.artifacts.endpoint_url
-    return {**team.databases.password_env(), **({"MLFLOW_S3_ENDPOINT_URL": endpoint} if endpoint else {})}
+    return {
+        **team.databases.password_env(),
+        **({"MLFLOW_S3_ENDPOINT_URL": endpoint} if endpoint else {}),
+    }
 
 
 def prefect_database_env(team: TeamConfig | None) -> dict[str, str]:
@@ -310,7 +325,10 @@ def prefect_database_env(team: TeamConfig | None) -> dict[str, str]:
     if team is None:
         return {}
     url = team.databases.prefect_url.get_secret_value()
-    return {"PREFECT_SERVER_DATABASE_CONNECTION_URL": url, "PREFECT_API_DATABASE_CONNECTION_URL": url}
+    return {
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": url,
+        "PREFECT_API_DATABASE_CONNECTION_URL": url,
+    }
 
 
 def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[str]:
@@ -360,7 +378,9 @@ def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[s
                         + "; ".join(f"CREATE DATABASE {n} OWNER <user>" for n in names),
                     ) from None
                 except psycopg2.Error as exc:
-                    raise MloopError(f"cannot create database {name!r}: {clean(exc)}", where=where) from None
+                    raise MloopError(
+                        f"cannot create database {name!r}: {clean(exc)}", where=where
+                    ) from None
     finally:
         conn.close()
     return created
@@ -438,6 +458,7 @@ def is_worker_service(name: str) -> bool:
     """True for a Prefect worker's service: stopped right after the watchdog, its own way (:func:`stop_worker`). Pure."""
     return name == JOINED_WORKER or worker_index(name) is not None
 
+
 WORKER_ENV: dict[str, str] = {
     "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick-up latency of triggered runs (a cheap query)
     "PREFECT_WORKER_PREFETCH_SECONDS": "10",
@@ -454,7 +475,18 @@ def worker_argv(name: str, queues: Sequence[str] = ()) -> list[str]:
     """The command of a process worker named ``name`` on the platform's pool, polling ``queues`` (none:
     every queue of the pool). Pure."""
     by_queue = [arg for queue in queues for arg in ("--work-queue", queue)]
-    return python_m(PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", name, *by_queue)
+    return python_m(
+        PREFECT,
+        "worker",
+        "start",
+        "--pool",
+        WORK_POOL,
+        "--type",
+        "process",
+        "--name",
+        name,
+        *by_queue,
+    )
 
 
 def worker_name_path(run_dir: Path, service: str) -> Path:
@@ -478,7 +510,7 @@ def _worker_online(settings: Settings, service: str = WORKER_SERVICE) -> bool:
         return False
     try:
         return name in PrefectApi.of(settings, deadline=0).online_workers(WORK_POOL)
-    except Exception:  # noqa: BLE001 - a health check: any failure means "not yet"
+    except Exception:
         return False
 
 
@@ -531,12 +563,18 @@ def service_specs(settings: Settings, workers: int | None = None) -> list[Servic
         ServiceSpec(
             name="mlflow",
             argv=python_m(
-                MLFLOW, "server",
+                MLFLOW,
+                "server",
                 *mlflow_argv,
                 *mlflow_store_argv(settings),
-                "--host", h, "--port", str(settings.mlflow_port),
-                "--workers", "1",
-                "--allowed-hosts", mlflow_allowed_hosts(settings),
+                "--host",
+                h,
+                "--port",
+                str(settings.mlflow_port),
+                "--workers",
+                "1",
+                "--allowed-hosts",
+                mlflow_allowed_hosts(settings),
             ),
             env={**env, **mlflow_env, **mlflow_team_env(team)},
             url=u["mlflow_ui"],
@@ -556,11 +594,16 @@ def service_specs(settings: Settings, workers: int | None = None) -> list[Servic
             unset=unset,
             port=settings.webhook_port,
         ),
-        *(worker_spec(settings, i, env, unset) for i in range(1, (workers or settings.workers) + 1)),
+        *(
+            worker_spec(settings, i, env, unset)
+            for i in range(1, (workers or settings.workers) + 1)
+        ),
     ]
 
 
-def worker_spec(settings: Settings, index: int, env: dict[str, str], unset: tuple[str, ...]) -> ServiceSpec:
+def worker_spec(
+    settings: Settings, index: int, env: dict[str, str], unset: tuple[str, ...]
+) -> ServiceSpec:
     """The platform's worker ``index`` (service :func:`worker_service`), with the platform environment ``env``.
 
     Each start gets a new Prefect name (written to ``run/<service>.name`` just before the start). The
@@ -622,7 +665,11 @@ def heartbeat_fresh(run_dir: Path, max_age: float) -> bool:
     path = run_dir / HEARTBEAT_FILE
     try:
         fresh = time.time() - path.stat().st_mtime < max_age
-        return fresh and path.read_text().strip() == (run_dir / f"{WATCHDOG_SERVICE}.pid").read_text().strip()
+        return (
+            fresh
+            and path.read_text().strip()
+            == (run_dir / f"{WATCHDOG_SERVICE}.pid").read_text().strip()
+        )
     except OSError:
         return False
 
@@ -664,7 +711,13 @@ def ensure_services(specs: list[ServiceSpec], run_dir: Path) -> list[ServiceStat
     try:
         for spec, state in zip(specs, states, strict=True):
             assert state.pid is not None
-            wait_ready(spec.health, what=spec.name, timeout=spec.timeout, pid=state.pid, log=Path(state.log))
+            wait_ready(
+                spec.health,
+                what=spec.name,
+                timeout=spec.timeout,
+                pid=state.pid,
+                log=Path(state.log),
+            )
     except Exception:
         for spec, state in zip(specs, states, strict=True):
             if state.started and state.pid is not None:
@@ -690,8 +743,24 @@ def _ensure_one(spec: ServiceSpec, run_dir: Path) -> ServiceState:
         )
     if spec.prepare is not None:
         spec.prepare()
-    proc = spawn_process(spec.name, spec.argv, run_dir=run_dir, env=spec.env, cwd=spec.cwd, url=spec.url, unset=spec.unset)
-    return ServiceState(name=spec.name, pid=proc.pid, running=True, started=True, url=spec.url, log=str(log), note=note)
+    proc = spawn_process(
+        spec.name,
+        spec.argv,
+        run_dir=run_dir,
+        env=spec.env,
+        cwd=spec.cwd,
+        url=spec.url,
+        unset=spec.unset,
+    )
+    return ServiceState(
+        name=spec.name,
+        pid=proc.pid,
+        running=True,
+        started=True,
+        url=spec.url,
+        log=str(log),
+        note=note,
+    )
 
 
 def orphan_note(name: str, pids: list[int]) -> str:
@@ -729,7 +798,11 @@ def clear_orphans(spec: ServiceSpec, run_dir: Path, *, timeout: float = 30.0) ->
         stop_pid(pid, grace=spec.stop_grace, first=signal.SIGTERM)
     if wait_free and spec.port is not None:
         port = spec.port
-        wait_ready(lambda: not listening_pids(port), what=f"port {port} of {spec.name} to be free", timeout=timeout)
+        wait_ready(
+            lambda: not listening_pids(port),
+            what=f"port {port} of {spec.name} to be free",
+            timeout=timeout,
+        )
     return orphan_note(spec.name, sorted(doomed))
 
 
@@ -744,7 +817,9 @@ def pid_files(run_dir: Path) -> dict[str, Path]:
 def stop_order(names: list[str]) -> list[str]:
     """The watchdog first (it must not restart what is being stopped), then the workers (they must not pick up
     new runs while the rest goes down), then reverse start order. Pure."""
-    order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(n for n in names if n not in SERVICE_ORDER)
+    order = [n for n in reversed(SERVICE_ORDER) if n in names] + sorted(
+        n for n in names if n not in SERVICE_ORDER
+    )
     order.sort(key=lambda n: 0 if n == WATCHDOG_SERVICE else 1 if is_worker_service(n) else 2)
     return order
 
@@ -770,8 +845,15 @@ def stop_extra_workers(run_dir: Path, home: Path, wanted: int) -> list[ServiceSt
             worker_name_path(run_dir, name).unlink(missing_ok=True)
         pid = stopped.get(name)
         note = f"stopped: {wanted} worker(s) wanted" if pid is not None else ""
-        states.append(ServiceState(name=name, pid=pid, running=pid is not None and pid_alive(pid),
-                                   log=str(run_dir / f"{name}.log"), note=note))
+        states.append(
+            ServiceState(
+                name=name,
+                pid=pid,
+                running=pid is not None and pid_alive(pid),
+                log=str(run_dir / f"{name}.log"),
+                note=note,
+            )
+        )
     return states
 
 
@@ -790,8 +872,12 @@ def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, in
     for name in names:
         _stop_named(run_dir, name, stopped, still_alive)
     if home is not None:
-        workers = worker_services(max([wanted_workers(run_dir, 1), *(worker_index(n) or 1 for n in names)]))
-        for name in stop_order(sorted(set(names) | set(SERVICE_ORDER) | set(workers) | {JOINED_WORKER})):
+        workers = worker_services(
+            max([wanted_workers(run_dir, 1), *(worker_index(n) or 1 for n in names)])
+        )
+        for name in stop_order(
+            sorted(set(names) | set(SERVICE_ORDER) | set(workers) | {JOINED_WORKER})
+        ):
             for pid in service_members(str(home), name):
                 stop_service_pid(name, pid)
                 stopped.setdefault(name, pid)

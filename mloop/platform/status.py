@@ -27,7 +27,15 @@ from mloop.core.processes import read_pid
 from mloop.core.settings import Settings
 from mloop.core.team import is_team
 from mloop.platform.client import PrefectApi, ServingClient
-from mloop.platform.services import ServiceState, pid_files, service_order, urls, wanted_workers, worker_index, worker_name
+from mloop.platform.services import (
+    ServiceState,
+    pid_files,
+    service_order,
+    urls,
+    wanted_workers,
+    worker_index,
+    worker_name,
+)
 
 DRIFT_EVENT_PREFIXES = ["mloop.drift.", "mloop.quality."]
 
@@ -60,15 +68,21 @@ class RetrainInfo(BaseModel):
     started_at: str
     trigger: str
     flow_run_id: str | None = None
-    state: str | None = Field(default=None, description="Its flow run's state (None: unknown, Prefect down or no run id).")
+    state: str | None = Field(
+        default=None, description="Its flow run's state (None: unknown, Prefect down or no run id)."
+    )
 
 
 class ModelStatus(BaseModel):
     name: str
     champion: str | None = None
     challenger: str | None = None
-    deployed: str | None = Field(default=None, description="The version the prediction service serves (None: not served).")
-    loaded: bool | None = Field(default=None, description="Served and in memory now (None: not served).")
+    deployed: str | None = Field(
+        default=None, description="The version the prediction service serves (None: not served)."
+    )
+    loaded: bool | None = Field(
+        default=None, description="Served and in memory now (None: not served)."
+    )
     last_drift: DriftVerdict | None = None
     last_retrain: RetrainInfo | None = None
 
@@ -80,7 +94,9 @@ class PlatformStatus(BaseModel):
     models: list[ModelStatus] = Field(default_factory=list)
     last_drift: dict[str, Any] | None = None
     recent_flow_runs: list[FlowRunInfo] = Field(default_factory=list)
-    queued_events: int = Field(default=0, description="Events waiting in the outbox for the Prefect server.")
+    queued_events: int = Field(
+        default=0, description="Events waiting in the outbox for the Prefect server."
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -91,14 +107,25 @@ def service_states(settings: Settings) -> list[ServiceState]:
     u = urls(settings)
     known = service_order(wanted_workers(run_dir, settings.workers))
     names = list(known) + [n for n in pid_files(run_dir) if n not in known]
-    where = {"prefect-server": u["prefect_ui"], "mlflow": u["mlflow_ui"], "webhook": u["webhook"], "serve": u["serving"]}
+    where = {
+        "prefect-server": u["prefect_ui"],
+        "mlflow": u["mlflow_ui"],
+        "webhook": u["webhook"],
+        "serve": u["serving"],
+    }
     out = []
     for name in names:
         pid = read_pid(run_dir, name)
         prefect_name = worker_name(settings, name) if worker_index(name) is not None else None
         out.append(
-            ServiceState(name=name, pid=pid, running=pid is not None, url=where.get(name, ""), log=str(run_dir / f"{name}.log"),
-                         note=f"Prefect worker {prefect_name}" if prefect_name else "")
+            ServiceState(
+                name=name,
+                pid=pid,
+                running=pid is not None,
+                url=where.get(name, ""),
+                log=str(run_dir / f"{name}.log"),
+                note=f"Prefect worker {prefect_name}" if prefect_name else "",
+            )
         )
     return out
 
@@ -109,7 +136,9 @@ def _prefect(settings: Settings) -> PrefectApi | None:
     return api if api.healthy(timeout=2.0) else None
 
 
-def flow_run_infos(runs: list[dict[str, Any]], flows: dict[str, str], deployments: dict[str, str]) -> list[FlowRunInfo]:
+def flow_run_infos(
+    runs: list[dict[str, Any]], flows: dict[str, str], deployments: dict[str, str]
+) -> list[FlowRunInfo]:
     """Flow-run rows from the REST API's JSON (``flows``, ``deployments``: id -> name). Pure."""
     return [
         FlowRunInfo(
@@ -130,7 +159,9 @@ def recent_flow_runs(api: PrefectApi | None, limit: int = 10) -> list[FlowRunInf
         return []
     try:
         deployments = {d["id"]: d["name"] for d in api.deployments()}
-        return flow_run_infos(api.flow_runs(limit=limit, newest_first=True), api.flow_names(), deployments)
+        return flow_run_infos(
+            api.flow_runs(limit=limit, newest_first=True), api.flow_names(), deployments
+        )
     except (httpx.HTTPError, ValueError):
         return []
 
@@ -146,7 +177,12 @@ def last_drift_event(api: PrefectApi | None) -> dict[str, Any] | None:
     if not events:
         return None
     e = events[0]
-    return {"event": e["event"], "occurred": e["occurred"], "resource": e["resource"].get("prefect.resource.id"), "payload": e.get("payload", {})}
+    return {
+        "event": e["event"],
+        "occurred": e["occurred"],
+        "resource": e["resource"].get("prefect.resource.id"),
+        "payload": e.get("payload", {}),
+    }
 
 
 def last_drift_verdict(settings: Settings, api: PrefectApi | None) -> dict[str, Any] | None:
@@ -155,7 +191,9 @@ def last_drift_verdict(settings: Settings, api: PrefectApi | None) -> dict[str, 
     Falls back to the newest drift/quality event on the Prefect server ``api`` (None: down) when no
     report exists.
     """
-    reports = sorted(settings.state.reports.glob("*/*/result.json"), key=lambda p: p.stat().st_mtime)
+    reports = sorted(
+        settings.state.reports.glob("*/*/result.json"), key=lambda p: p.stat().st_mtime
+    )
     if not reports:
         return last_drift_event(api)
     try:
@@ -215,7 +253,9 @@ def model_drift(reports_root: Path) -> dict[str, DriftVerdict]:
             except (OSError, ValueError):
                 continue
             if isinstance(result, dict):
-                out[model] = drift_verdict(result, datetime.fromtimestamp(mtime, UTC), str(path.with_name("drift.html")))
+                out[model] = drift_verdict(
+                    result, datetime.fromtimestamp(mtime, UTC), str(path.with_name("drift.html"))
+                )
                 break
     return out
 
@@ -265,7 +305,7 @@ def model_rows(
 
     ``registry``: (name, alias -> version); ``served``: the service's models (GET /models).
     """
-    from serving.fleet import served_versions  # pure, light
+    from serving.control.fleet import served_versions  # pure, light
 
     versions = served_versions(served)
     rows = []
@@ -309,31 +349,47 @@ def registry_aliases(settings: Settings) -> list[tuple[str, dict[str, str]]]:
             )
             resp.raise_for_status()
             page = resp.json()
-            rows += [(rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])})
-                     for rm in page.get("registered_models", [])]
+            rows += [
+                (rm["name"], {a["alias"]: a["version"] for a in rm.get("aliases", [])})
+                for rm in page.get("registered_models", [])
+            ]
             token = page.get("next_page_token")
             if not token:
                 return rows
     except (httpx.HTTPError, ValueError, KeyError):
         db = settings.local_tracking_db
-        if (db is not None and not db.exists()) or is_team(settings):  # team: the store IS that server
+        if (db is not None and not db.exists()) or is_team(
+            settings
+        ):  # team: the store IS that server
             return []
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=settings.tracking_uri)
-        return [(rm.name, dict(getattr(rm, "aliases", {}) or {})) for rm in client.search_registered_models()]
+        return [
+            (rm.name, dict(getattr(rm, "aliases", {}) or {}))
+            for rm in client.search_registered_models()
+        ]
 
 
 def model_statuses(settings: Settings, api: PrefectApi | None = None) -> list[ModelStatus]:
     """Every registered model: champion/challenger, the version served (and loaded or not), its last
     drift verdict and last retrain."""
-    return model_rows(registry_aliases(settings), served_models(settings), model_drift(settings.state.reports),
-                      model_retrains(settings, api))
+    return model_rows(
+        registry_aliases(settings),
+        served_models(settings),
+        model_drift(settings.state.reports),
+        model_retrains(settings, api),
+    )
 
 
 def served_models(settings: Settings) -> dict[str, dict[str, Any]]:
     """Model name -> what the prediction service reports for it (GET /models); empty when it is down."""
-    return ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models(deadline=0.5) or {}
+    return (
+        ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models(
+            deadline=0.5
+        )
+        or {}
+    )
 
 
 def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
@@ -348,8 +404,10 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
         notes.append(f"model registry unavailable: {exc}")
     queued = pending_count(settings.state.root)
     if queued:
-        notes.append(f"{queued} event(s) queued in {outbox_dir(settings.state.root)}: "
-                     "delivered when the Prefect server answers (`mloop up` delivers them)")
+        notes.append(
+            f"{queued} event(s) queued in {outbox_dir(settings.state.root)}: "
+            "delivered when the Prefect server answers (`mloop up` delivers them)"
+        )
     return PlatformStatus(
         home=str(settings.state.root),
         urls=urls(settings),

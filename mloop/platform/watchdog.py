@@ -76,7 +76,11 @@ from mloop.platform.services import (
     worker_index,
     worker_services,
 )
-from serving.fleet import champion_versions, served_versions, to_deploy  # light: MLflow only inside champion_versions
+from serving.control.fleet import (  # light: MLflow only inside champion_versions
+    champion_versions,
+    served_versions,
+    to_deploy,
+)
 
 log = logging.getLogger("mloop.watchdog")
 
@@ -133,7 +137,11 @@ class Verdict:
 
 
 def judge(
-    obs: Observation, misses: int, *, max_misses: int = UNHEALTHY_CHECKS, startup: float = STARTUP_SECONDS
+    obs: Observation,
+    misses: int,
+    *,
+    max_misses: int = UNHEALTHY_CHECKS,
+    startup: float = STARTUP_SECONDS,
 ) -> Verdict:
     """Whether ``obs`` is a dead service to restart. Pure.
 
@@ -163,7 +171,11 @@ def waiting_for(name: str, down: AbstractSet[str]) -> bool:
 
 def watched_services(workers: int) -> tuple[str, ...]:
     """The services a cycle supervises, in order, with ``workers`` worker services (the last ``up``'s count). Pure."""
-    return tuple(n for name in WATCHED for n in (worker_services(workers) if name == WORKER_SERVICE else (name,)))
+    return tuple(
+        n
+        for name in WATCHED
+        for n in (worker_services(workers) if name == WORKER_SERVICE else (name,))
+    )
 
 
 def retry_delay(failures: int, base: float, cap: float = 300.0) -> float:
@@ -219,19 +231,43 @@ def decide(
     diverged = to_deploy(champions, served)
     on_its_way = set(active_deploys) | set(awaiting_event)
     # While serving is down, one deploy (already on its way, or the first by name) starts it for all.
-    starter = next((n for n in sorted(champions) if n in on_its_way), min(champions)) if serving == "down" else None
+    starter = (
+        next((n for n in sorted(champions) if n in on_its_way), min(champions))
+        if serving == "down"
+        else None
+    )
     out: list[Decision] = []
     for name in sorted(champions):
         if name not in diverged:
-            out.append(Decision("none", name, f"serving {name} version {champions[name]} (the champion)"))
+            out.append(
+                Decision("none", name, f"serving {name} version {champions[name]} (the champion)")
+            )
         elif name in active_deploys:
             out.append(Decision("wait", name, f"a deploy run of {name} is already active"))
         elif name in awaiting_event:
-            out.append(Decision("wait", name, f"the champion of {name} just changed: its event's deploy is on the way"))
+            out.append(
+                Decision(
+                    "wait",
+                    name,
+                    f"the champion of {name} just changed: its event's deploy is on the way",
+                )
+            )
         elif starter is not None and name != starter:
-            out.append(Decision("wait", name, f"serving is down: the deploy of {starter} starts it with every champion"))
+            out.append(
+                Decision(
+                    "wait",
+                    name,
+                    f"serving is down: the deploy of {starter} starts it with every champion",
+                )
+            )
         elif serving == "down":
-            out.append(Decision("deploy", name, f"serving is down, champion of {name} is version {champions[name]}"))
+            out.append(
+                Decision(
+                    "deploy",
+                    name,
+                    f"serving is down, champion of {name} is version {champions[name]}",
+                )
+            )
         else:
             out.append(Decision("deploy", name, diverged[name]))
     return out
@@ -282,16 +318,22 @@ def awaiting_event_deploy(
     for e in found:
         resource = str((e.get("resource") or {}).get("prefect.resource.id", ""))
         occurred = parse_time(e.get("occurred"))
-        if not resource.startswith(prefix) or occurred is None or (now - occurred).total_seconds() >= grace:
+        if (
+            not resource.startswith(prefix)
+            or occurred is None
+            or (now - occurred).total_seconds() >= grace
+        ):
             continue
-        model = resource[len(prefix):]
+        model = resource[len(prefix) :]
         if model not in latest_run or latest_run[model] < occurred:
             out.add(model)
     return out
 
 
-def served_state(models: Mapping[str, Mapping[str, Any]] | None, process_alive: bool) -> ServingState:
-    """The serving state from the service's models (:func:`serving.fleet.served_models`; None: no
+def served_state(
+    models: Mapping[str, Mapping[str, Any]] | None, process_alive: bool
+) -> ServingState:
+    """The serving state from the service's models (:func:`serving.control.fleet.served_models`; None: no
     answer) and whether serve's process runs. Pure."""
     if models is not None:
         return frozenset(Served(name, version) for name, version in served_versions(models).items())
@@ -316,9 +358,19 @@ def periodic_jobs(settings: Settings, reconcile: Callable[[], object]) -> list[P
     """The jobs of every watchdog cycle besides supervision (the hook list)."""
     jobs = [PeriodicJob("reconcile", settings.reconcile_seconds, reconcile)]
     # Events queued while the Prefect server was down (or lost between a write and its delivery).
-    jobs.append(PeriodicJob("outbox", settings.watchdog_seconds, lambda: deliver_pending(settings, deadline=2.0)))
+    jobs.append(
+        PeriodicJob(
+            "outbox", settings.watchdog_seconds, lambda: deliver_pending(settings, deadline=2.0)
+        )
+    )
     # Runs whose process died while the events that would crash them were lost (mloop.platform.orphans).
-    jobs.append(PeriodicJob("orphans", settings.reconcile_seconds, lambda: crash_orphaned_runs(settings, datetime.now(UTC))))
+    jobs.append(
+        PeriodicJob(
+            "orphans",
+            settings.reconcile_seconds,
+            lambda: crash_orphaned_runs(settings, datetime.now(UTC)),
+        )
+    )
     return jobs
 
 
@@ -388,7 +440,9 @@ class Watchdog:
         healthy = alive and (url is None or http_ok(url, timeout=3.0))
         if alive:
             self.wanted.add(name)
-        required = name in self.wanted or worker_index(name) is not None  # only wanted workers are observed
+        required = (
+            name in self.wanted or worker_index(name) is not None
+        )  # only wanted workers are observed
         return Observation(name, pid_file.exists(), alive, healthy, age, required=required)
 
     def run_due_jobs(self) -> None:
@@ -399,7 +453,7 @@ class Watchdog:
             job.due = now + job.every
             try:
                 job.run()
-            except Exception as exc:  # noqa: BLE001 - a job's failure is logged; the next cycle goes on
+            except Exception as exc:
                 log.warning("%s failed: %s", job.name, exc)
 
     def reconcile_soon(self, delay: float = 0.0) -> None:
@@ -415,21 +469,34 @@ class Watchdog:
         try:
             spec = self.spec(name)
             if spec is None and name != SERVE:
-                log.info("%s is down (%s) but no longer wanted (the last `mloop up` asked for fewer workers)", name, reason)
+                log.info(
+                    "%s is down (%s) but no longer wanted (the last `mloop up` asked for fewer workers)",
+                    name,
+                    reason,
+                )
                 return False
             if spec is None:
                 log.info("serve is down (%s) and no model has a champion: not restarted", reason)
-                (self.run_dir / f"{SERVE}.pid").unlink(missing_ok=True)  # not meant to run: stop watching it
+                (self.run_dir / f"{SERVE}.pid").unlink(
+                    missing_ok=True
+                )  # not meant to run: stop watching it
                 self.wanted.discard(SERVE)
                 return False
             self.stop_hung(name)
             state = ensure_services([spec], self.run_dir)[0]
-        except Exception as exc:  # noqa: BLE001 - logged and retried later with a growing delay
+        except Exception as exc:
             failures = self.failures.get(name, 0) + 1
             self.failures[name] = failures
             delay = retry_delay(failures, self.settings.watchdog_seconds)
             self.not_before[name] = time.monotonic() + delay
-            log.error("restart %s (%s) failed (attempt %d, next in %.0fs): %s", name, reason, failures, delay, exc)
+            log.error(
+                "restart %s (%s) failed (attempt %d, next in %.0fs): %s",
+                name,
+                reason,
+                failures,
+                delay,
+                exc,
+            )
             return False
         self.failures.pop(name, None)
         self.not_before.pop(name, None)
@@ -438,7 +505,12 @@ class Watchdog:
             note = f"; {state.note}" if state.note else ""
             log.info("restarted %s (pid %s): %s%s", name, state.pid, reason, note)
         else:
-            log.info("%s was %s but is running again (pid %s, started by someone else)", name, reason, state.pid)
+            log.info(
+                "%s was %s but is running again (pid %s, started by someone else)",
+                name,
+                reason,
+                state.pid,
+            )
         return state.started
 
     def stop_hung(self, name: str) -> None:
@@ -458,7 +530,9 @@ class Watchdog:
         if name != SERVE:
             workers = wanted_workers(self.run_dir, self.settings.workers)
             return {s.name: s for s in service_specs(self.settings, workers=workers)}.get(name)
-        from mloop.platform.serve import serve_command  # heavy (MLflow, packaging): only for a dead serve
+        from mloop.platform.serve_command import (
+            serve_command,  # heavy (MLflow, packaging): only for a dead serve
+        )
 
         command = serve_command(self.settings)
         return None if command is None else serve_spec(self.settings, command)
@@ -478,11 +552,19 @@ class Watchdog:
                 if confirmed(before, decision):
                     try:
                         trigger_deploy(self.settings, decision)
-                    except Exception as exc:  # noqa: BLE001 - one model's trigger failing must not stop the others
-                        log.warning("reconcile: triggering %s for %s failed: %s", DEPLOYMENT, decision.model, exc)
+                    except Exception as exc:
+                        log.warning(
+                            "reconcile: triggering %s for %s failed: %s",
+                            DEPLOYMENT,
+                            decision.model,
+                            exc,
+                        )
                     continue  # not remembered: a divergence still there later needs two sightings again
-                log.info("reconcile: %s; checking again in %.0fs before deploying", decision.reason,
-                         self.settings.watchdog_seconds)
+                log.info(
+                    "reconcile: %s; checking again in %.0fs before deploying",
+                    decision.reason,
+                    self.settings.watchdog_seconds,
+                )
                 look_again = True
             elif decision != before:
                 log.info("reconcile: %s", decision.reason)
@@ -497,13 +579,16 @@ class Watchdog:
 
     def run(self, stop: threading.Event) -> None:
         """Cycle every ``settings.watchdog_seconds`` until ``stop`` is set."""
-        log.info("watchdog started (every %.0fs; reconcile every %.0fs)", self.settings.watchdog_seconds,
-                 self.settings.reconcile_seconds)
+        log.info(
+            "watchdog started (every %.0fs; reconcile every %.0fs)",
+            self.settings.watchdog_seconds,
+            self.settings.reconcile_seconds,
+        )
         self.heartbeat()
         while not stop.is_set():
             try:
                 self.cycle()
-            except Exception as exc:  # noqa: BLE001 - the watchdog outlives any one bad cycle
+            except Exception as exc:
                 log.exception("cycle failed: %s", exc)
             self.heartbeat()
             stop.wait(self.settings.watchdog_seconds)
@@ -520,14 +605,27 @@ def observe_and_decide(settings: Settings) -> list[Decision]:
     api = PrefectApi.of(settings, deadline=5.0)
     runs = api.flow_runs(DEPLOY_FLOW, limit=50, newest_first=True)
     changes = api.events(names=[events.MODEL_PROMOTED, events.MODEL_ROLLED_BACK], limit=20)
-    return decide(found, serving, active_deploy_models(runs), awaiting_event_deploy(changes, runs, datetime.now(UTC)))
+    return decide(
+        found,
+        serving,
+        active_deploy_models(runs),
+        awaiting_event_deploy(changes, runs, datetime.now(UTC)),
+    )
 
 
 def trigger_deploy(settings: Settings, decision: Decision) -> str:
     """Run the ``deploy/local`` deployment for ``decision.model``; returns the flow-run id."""
     assert decision.model is not None
-    run_id = PrefectApi.of(settings, deadline=15.0).run_deployment(DEPLOYMENT, {"name": decision.model})
-    log.info("reconcile: %s -> triggered %s for %s (flow run %s)", decision.reason, DEPLOYMENT, decision.model, run_id)
+    run_id = PrefectApi.of(settings, deadline=15.0).run_deployment(
+        DEPLOYMENT, {"name": decision.model}
+    )
+    log.info(
+        "reconcile: %s -> triggered %s for %s (flow run %s)",
+        decision.reason,
+        DEPLOYMENT,
+        decision.model,
+        run_id,
+    )
     return run_id
 
 
@@ -562,7 +660,9 @@ def single_instance(run_dir: Path) -> Iterator[bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the watchdog of the platform the environment describes (``MLOOP_*``) until SIGTERM/SIGINT."""
     del argv
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     for noisy in ("httpx", "httpcore"):  # one line per health GET would bury the actions
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()

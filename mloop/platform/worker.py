@@ -32,7 +32,14 @@ from mloop.core.secrets import load_secrets, secrets_path
 from mloop.core.settings import Settings
 from mloop.core.team import is_team
 from mloop.platform.client import PrefectApi
-from mloop.platform.services import JOINED_WORKER, WORK_POOL, WORKER_ENV, platform_env, unset_env, worker_argv
+from mloop.platform.services import (
+    JOINED_WORKER,
+    WORK_POOL,
+    WORKER_ENV,
+    platform_env,
+    unset_env,
+    worker_argv,
+)
 
 
 def joined_worker_name(host: str, token: str) -> str:
@@ -84,7 +91,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     """The worker's environment, as ``up`` builds a service's (:func:`mloop.core.processes.child_env`): this
     process's with the platform's and the worker settings, without the names a child must not inherit, and
     the ``worker`` marker."""
-    return {**child_env({**platform_env(settings), **WORKER_ENV}, unset_env(settings)), SERVICE_ENV: JOINED_WORKER}
+    return {
+        **child_env({**platform_env(settings), **WORKER_ENV}, unset_env(settings)),
+        SERVICE_ENV: JOINED_WORKER,
+    }
 
 
 def run_worker(settings: Settings, name: str | None = None, queues: Sequence[str] = ()) -> None:
@@ -95,7 +105,9 @@ def run_worker(settings: Settings, name: str | None = None, queues: Sequence[str
     check_can_join(settings, api)
     for queue in queues:
         api.ensure_work_queue(WORK_POOL, queue)
-    argv = worker_argv(name or joined_worker_name(socket.gethostname(), secrets.token_hex(3)), queues)
+    argv = worker_argv(
+        name or joined_worker_name(socket.gethostname(), secrets.token_hex(3)), queues
+    )
     env = worker_environment(settings)
     os.chdir(CODE_ROOT)
     os.execvpe(argv[0], argv, env)  # nosec B606  # argv is this interpreter and fixed arguments, no shell

@@ -8,7 +8,7 @@ import pytest
 
 from mloop.core.contract.inference import infer_contract, suggested_gate_metric
 from mloop.core.settings import Settings
-from models.gate import GateConfig
+from models.gate_decision import GateConfig
 
 
 def _frame(target: np.ndarray) -> pd.DataFrame:
@@ -27,7 +27,11 @@ def test_rare_positive_class_gates_on_pr_auc() -> None:
     ("target", "task", "metric"),
     [
         (np.tile([0, 1], 500), "classification", "roc_auc"),  # balanced binary
-        (np.tile(["a", "b", "c"], 334)[:1000], "classification", "roc_auc"),  # multiclass: macro OvR
+        (
+            np.tile(["a", "b", "c"], 334)[:1000],
+            "classification",
+            "roc_auc",
+        ),  # multiclass: macro OvR
         (np.linspace(0, 1, 1000), "regression", "rmse"),
     ],
 )
@@ -38,7 +42,9 @@ def test_other_targets_keep_the_usual_metric(target: np.ndarray, task: str, metr
 
 def test_suggestion_needs_two_present_classes() -> None:
     assert suggested_gate_metric("classification", {0: 990, 1: 10}) == "pr_auc"
-    assert suggested_gate_metric("classification", {0: 990, 1: 0, 2: 10}) == "pr_auc"  # an empty level is no class
+    assert (
+        suggested_gate_metric("classification", {0: 990, 1: 0, 2: 10}) == "pr_auc"
+    )  # an empty level is no class
     assert suggested_gate_metric("classification", {0: 500, 1: 500}) == "roc_auc"
 
 
@@ -47,6 +53,8 @@ def test_explicit_metric_wins_over_the_contracts_suggestion() -> None:
     assert suggested.metric == "pr_auc" and suggested.metric_for("classification") == "pr_auc"
     explicit = GateConfig.from_settings(Settings(gate_metric="f1")).with_suggested_metric("pr_auc")
     assert explicit.metric_for("classification") == "f1"
-    override = GateConfig.from_settings(Settings(), metric="log_loss").with_suggested_metric("pr_auc")
+    override = GateConfig.from_settings(Settings(), metric="log_loss").with_suggested_metric(
+        "pr_auc"
+    )
     assert override.metric == "log_loss"
     assert GateConfig.from_settings(Settings()).with_suggested_metric(None).metric == "roc_auc"

@@ -87,7 +87,9 @@ def test_time_column_alone_is_not_ignored() -> None:
     "values",
     [
         np.arange(1000, 1000 + ROWS),  # integer keys
-        np.random.default_rng(1).choice(10**9, size=ROWS, replace=False),  # sparse integer keys (no 8 GB permutation)
+        np.random.default_rng(1).choice(
+            10**9, size=ROWS, replace=False
+        ),  # sparse integer keys (no 8 GB permutation)
         [str(uuid.UUID(int=i)) for i in range(ROWS)],  # uuid strings
     ],
 )
@@ -99,7 +101,9 @@ def test_unique_integer_or_text_is_an_id_excluded_with_note(values: object) -> N
     assert "customer_id" not in [s.name for s in contract.feature_columns]
     # the rules still check it: presence and dtype
     assert c.validate_frame(df, contract).ok
-    assert c.validate_frame(df.drop(columns=["customer_id"]), contract).rules == [c.RULE_MISSING_COLUMN]
+    assert c.validate_frame(df.drop(columns=["customer_id"]), contract).rules == [
+        c.RULE_MISSING_COLUMN
+    ]
     # the YAML carries role and note, and a flipped role reads back
     data = yaml.safe_load(c.contract_to_yaml(contract))
     entry = next(col for col in data["columns"] if col["name"] == "customer_id")
@@ -138,7 +142,10 @@ def test_constant_column_is_ignored_but_validated() -> None:
     df = base().assign(country="FR", version=7)
     contract = c.infer_contract(df, name="kinds")
     for name in ("country", "version"):
-        assert contract.column(name).role == "ignored" and contract.column(name).note == inference.NOTE_CONSTANT
+        assert (
+            contract.column(name).role == "ignored"
+            and contract.column(name).note == inference.NOTE_CONSTANT
+        )
     assert [s.name for s in contract.feature_columns] == ["x"]
     assert c.validate_frame(df.assign(country="DE"), contract).rules == [c.RULE_UNKNOWN_CATEGORY]
 
@@ -186,7 +193,9 @@ def test_mostly_duplicate_first_version_caps_tolerance_at_one() -> None:
 
 
 def test_few_duplicates_keep_one_and_a_half_times_seen() -> None:
-    df = pd.DataFrame({"x": list(range(90)) + list(range(50, 60)), "target": [0] * 50 + [1] * 50})  # 10 repeats
+    df = pd.DataFrame(
+        {"x": list(range(90)) + list(range(50, 60)), "target": [0] * 50 + [1] * 50}
+    )  # 10 repeats
     assert c.infer_contract(df, name="kinds").max_duplicate_share == pytest.approx(0.15)
 
 
@@ -196,7 +205,12 @@ def test_few_duplicates_keep_one_and_a_half_times_seen() -> None:
 def test_ten_thousand_levels_have_no_category_rule() -> None:
     rng = np.random.default_rng(2)
     rows = 30_000
-    df = pd.DataFrame({"city": [f"c{i}" for i in rng.integers(0, 10_000, rows)], "target": rng.integers(0, 2, rows)})
+    df = pd.DataFrame(
+        {
+            "city": [f"c{i}" for i in rng.integers(0, 10_000, rows)],
+            "target": rng.integers(0, 2, rows),
+        }
+    )
     col = spec(df, "city")
     assert col.kind == "categorical" and col.categories is None and col.role == "feature"
 

@@ -34,7 +34,10 @@ def test_kind_of(values: pd.Series, kind: str) -> None:
         (pd.Series([0.0, 1.0, np.nan]), "classification"),  # whole floats with few levels
         (pd.Series([0.5, 1.0]), "regression"),
         (pd.Series(np.arange(21)), "regression"),  # more than MAX_CLASSES levels
-        (pd.Series([191.0, 189.0, 193.0, 162.0, 189.0, 182.0]), "regression"),  # levels that hardly repeat
+        (
+            pd.Series([191.0, 189.0, 193.0, 162.0, 189.0, 182.0]),
+            "regression",
+        ),  # levels that hardly repeat
         (pd.Series([1, 2, 3, 1, 2, 3]), "classification"),  # each of 3 levels twice
     ],
 )
@@ -45,20 +48,32 @@ def test_infer_task(values: pd.Series, task: str) -> None:
 def test_null_tolerance() -> None:
     assert inference.null_tolerance(0.0, is_target=False) == 0.0
     assert inference.null_tolerance(0.1, is_target=True) == 0.0
-    assert inference.null_tolerance(0.1, is_target=False) == pytest.approx(0.2 + inference.NULL_SHARE_SLACK)
+    assert inference.null_tolerance(0.1, is_target=False) == pytest.approx(
+        0.2 + inference.NULL_SHARE_SLACK
+    )
     assert inference.null_tolerance(0.7, is_target=False) == 1.0
 
 
 def test_infer_column_range_and_levels() -> None:
-    numeric = inference.infer_column(pd.Series([1.0, 3.0, np.nan, np.nan]), name="n", rows=4, is_target=False)
+    numeric = inference.infer_column(
+        pd.Series([1.0, 3.0, np.nan, np.nan]), name="n", rows=4, is_target=False
+    )
     assert (numeric.min, numeric.max, numeric.nullable) == (1.0, 3.0, True)
     assert numeric.range_tolerance == inference.RANGE_TOLERANCE and numeric.categories is None
-    all_null = inference.infer_column(pd.Series([np.nan, np.nan]), name="n", rows=2, is_target=False)
+    all_null = inference.infer_column(
+        pd.Series([np.nan, np.nan]), name="n", rows=2, is_target=False
+    )
     assert all_null.min is None and all_null.max is None
-    text = inference.infer_column(pd.Series(["b", "a", "b"], dtype=object), name="t", rows=3, is_target=False)
-    assert text.categories == ["a", "b"] and text.max_unknown_share == inference.UNKNOWN_CATEGORY_SHARE
+    text = inference.infer_column(
+        pd.Series(["b", "a", "b"], dtype=object), name="t", rows=3, is_target=False
+    )
+    assert (
+        text.categories == ["a", "b"] and text.max_unknown_share == inference.UNKNOWN_CATEGORY_SHARE
+    )
     free = pd.Series([f"v{i}" for i in range(inference.MAX_CATEGORIES + 1)], dtype=object)
-    assert inference.infer_column(free, name="f", rows=len(free), is_target=False).categories is None
+    assert (
+        inference.infer_column(free, name="f", rows=len(free), is_target=False).categories is None
+    )
 
 
 def test_infer_contract_duplicate_tolerance() -> None:

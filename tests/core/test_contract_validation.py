@@ -36,11 +36,33 @@ def spec(**fields: Any) -> ColumnSpec:
 
 def toy_contract(**fields: Any) -> DatasetContract:
     columns = [
-        ColumnSpec(name="x", kind="numeric", nullable=False, min=0, max=10, range_tolerance=0.1, max_out_of_range_share=0.05),
-        ColumnSpec(name="c", kind="categorical", nullable=False, categories=["a", "b"], max_unknown_share=0.05),
+        ColumnSpec(
+            name="x",
+            kind="numeric",
+            nullable=False,
+            min=0,
+            max=10,
+            range_tolerance=0.1,
+            max_out_of_range_share=0.05,
+        ),
+        ColumnSpec(
+            name="c",
+            kind="categorical",
+            nullable=False,
+            categories=["a", "b"],
+            max_unknown_share=0.05,
+        ),
         ColumnSpec(name="target", kind="integer", nullable=False),
     ]
-    return DatasetContract(**{"name": "toy", "task": "classification", "target": "target", "columns": columns, **fields})
+    return DatasetContract(
+        **{
+            "name": "toy",
+            "task": "classification",
+            "target": "target",
+            "columns": columns,
+            **fields,
+        }
+    )
 
 
 def toy_frame(n: int = ROWS) -> pd.DataFrame:
@@ -87,11 +109,16 @@ def test_out_of_range_failure_uses_widened_bounds() -> None:
 
 
 def test_non_finite_failure_names_the_rows_with_infinity() -> None:
-    assert v.non_finite_failure(pd.Series([1.0, np.nan, -2.0]), spec(), 3) is None  # a null is no infinity
+    assert (
+        v.non_finite_failure(pd.Series([1.0, np.nan, -2.0]), spec(), 3) is None
+    )  # a null is no infinity
     failure = v.non_finite_failure(pd.Series([1.0, np.inf, 3.0, -np.inf]), spec(), 4)
     assert failure is not None and failure.rule == RULE_NON_FINITE and failure.rows == 2
     assert failure.examples == ["row 1", "row 3"] and failure.limit == 0.0
-    assert "column 'x' has 2 infinite value(s); write an unknown value as empty (null)" in failure.message
+    assert (
+        "column 'x' has 2 infinite value(s); write an unknown value as empty (null)"
+        in failure.message
+    )
 
 
 def test_bounds_need_a_range() -> None:
@@ -101,11 +128,16 @@ def test_bounds_need_a_range() -> None:
 
 def test_unknown_category_failure_reads_level_counts() -> None:
     col = spec(kind="categorical", categories=["a", "b"], max_unknown_share=0.1)
-    levels = pd.Series(["a", "zz", "b", "yy", "zz", None], dtype=object).value_counts(dropna=True, sort=False)
+    levels = pd.Series(["a", "zz", "b", "yy", "zz", None], dtype=object).value_counts(
+        dropna=True, sort=False
+    )
     failure = v.unknown_category_failure(levels, col, 6)
     assert failure is not None and failure.rule == RULE_UNKNOWN_CATEGORY
     assert failure.rows == 3 and failure.examples == ["zz", "yy"]  # order of first appearance
-    assert v.unknown_category_failure(levels, col.model_copy(update={"max_unknown_share": 0.5}), 6) is None
+    assert (
+        v.unknown_category_failure(levels, col.model_copy(update={"max_unknown_share": 0.5}), 6)
+        is None
+    )
 
 
 def test_unknown_category_failure_ignores_unused_categorical_levels() -> None:
@@ -138,7 +170,9 @@ def test_duplicate_and_single_class_failures() -> None:
 def test_column_failure_from_pandera_column_checks() -> None:
     contract, df = toy_contract(), toy_frame(3).assign(extra=[None, "e", "e"])
     assert v.column_failure("column_in_dataframe", "c", df, contract).rule == RULE_MISSING_COLUMN
-    assert v.column_failure("column_in_dataframe", "target", df, contract).rule == RULE_TARGET_MISSING
+    assert (
+        v.column_failure("column_in_dataframe", "target", df, contract).rule == RULE_TARGET_MISSING
+    )
     extra = v.column_failure("column_in_schema", "extra", df, contract)
     assert extra.rule == RULE_UNEXPECTED_COLUMN and extra.examples == ["e"] and extra.rows == 3
 
@@ -148,7 +182,9 @@ def test_column_failure_from_pandera_column_checks() -> None:
 
 def test_findings_record_only_failures() -> None:
     findings = v.Findings()
-    failing = findings.check(RULE_NULL_SHARE, "x", lambda s: v.null_failure(s, spec(), 2, RULE_NULL_SHARE))
+    failing = findings.check(
+        RULE_NULL_SHARE, "x", lambda s: v.null_failure(s, spec(), 2, RULE_NULL_SHARE)
+    )
     assert failing(pd.Series([1.0, 2.0])) is True and findings.get(RULE_NULL_SHARE, "x") is None
     assert failing(pd.Series([1.0, np.nan])) is False
     recorded = findings.get(RULE_NULL_SHARE, "x")
@@ -174,7 +210,9 @@ def counting(monkeypatch: pytest.MonkeyPatch, names: list[str]) -> Counter[str]:
     for name in names:
         original: Callable[..., Any] = getattr(v, name)
 
-        def wrapper(*args: Any, _name: str = name, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+        def wrapper(
+            *args: Any, _name: str = name, _original: Callable[..., Any] = original, **kwargs: Any
+        ) -> Any:
             calls[_name] += 1
             return _original(*args, **kwargs)
 
@@ -189,7 +227,14 @@ def test_each_rule_is_measured_once_even_when_it_fails(monkeypatch: pytest.Monke
     df = pd.concat([df, df.iloc[:10]], ignore_index=True)  # duplicates
     calls = counting(
         monkeypatch,
-        ["duplicated_rows", "null_failure", "out_of_range_failure", "unknown_category_failure", "single_class_failure", "kind_ok"],
+        [
+            "duplicated_rows",
+            "null_failure",
+            "out_of_range_failure",
+            "unknown_category_failure",
+            "single_class_failure",
+            "kind_ok",
+        ],
     )
     report = v.validate_frame(df, toy_contract())
     assert report.rules == [RULE_OUT_OF_RANGE, RULE_UNKNOWN_CATEGORY, RULE_DUPLICATES]
@@ -201,7 +246,11 @@ def test_each_rule_is_measured_once_even_when_it_fails(monkeypatch: pytest.Monke
         "single_class_failure": 1,
         "kind_ok": 3,  # memoised per column, shared by its checks
     }
-    assert report.failures[0].rows == 20 and report.failures[1].examples == ["zz"] and report.failures[2].rows == 10
+    assert (
+        report.failures[0].rows == 20
+        and report.failures[1].examples == ["zz"]
+        and report.failures[2].rows == 10
+    )
 
 
 def test_a_given_duplicate_mask_is_not_recomputed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -219,4 +268,8 @@ def test_a_check_that_raises_rejects_the_frame(monkeypatch: pytest.MonkeyPatch) 
     report = v.validate_frame(toy_frame(), toy_contract())
     assert report.rules == [RULE_OUT_OF_RANGE]
     failure = report.failures[0]
-    assert failure.column == "x" and "could not be checked on column 'x'" in failure.message and "boom" in failure.message
+    assert (
+        failure.column == "x"
+        and "could not be checked on column 'x'" in failure.message
+        and "boom" in failure.message
+    )

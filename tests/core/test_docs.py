@@ -28,14 +28,20 @@ def _commands() -> list[str]:
     paths: list[str] = []
     for name, cmd in root.commands.items():
         paths.append(name)
-        for sub in getattr(cmd, "commands", {}):  # a group such as `mloop data`: its subcommands too
+        for sub in getattr(
+            cmd, "commands", {}
+        ):  # a group such as `mloop data`: its subcommands too
             paths.append(f"{name} {sub}")
     return paths
 
 
 def test_settings_table_lists_every_field() -> None:
     table = _section("Settings")
-    missing = [f"MLOOP_{name.upper()}" for name in Settings.model_fields if f"`MLOOP_{name.upper()}`" not in table]
+    missing = [
+        f"MLOOP_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`MLOOP_{name.upper()}`" not in table
+    ]
     assert not missing, f"README.md settings table lacks {missing}"
 
 

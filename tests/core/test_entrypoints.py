@@ -17,7 +17,7 @@ SOURCE_PACKAGES = ("mloop", "flows", "models", "serving", "monitoring")
 PROJECT_PACKAGES = (*SOURCE_PACKAGES, "bench", "tests")
 
 DASH_M_TEXT = re.compile(r"(?:^|\s)-m ([A-Za-z_][\w.]*)")
-OBJECT_REF = re.compile(r"(?:%s)(?:\.\w+)+:\w+" % "|".join(PROJECT_PACKAGES))
+OBJECT_REF = re.compile(r"(?:{})(?:\.\w+)+:\w+".format("|".join(PROJECT_PACKAGES)))
 
 
 def module_strings(source: str) -> list[str]:
@@ -34,11 +34,25 @@ def module_strings(source: str) -> list[str]:
     }
     found: list[str] = []
     for node in ast.walk(tree):
-        items = node.elts if isinstance(node, ast.List | ast.Tuple) else node.args if isinstance(node, ast.Call) else []
+        items = (
+            node.elts
+            if isinstance(node, ast.List | ast.Tuple)
+            else node.args
+            if isinstance(node, ast.Call)
+            else []
+        )
         for first, second in zip(items, items[1:], strict=False):
-            if isinstance(first, ast.Constant) and first.value == "-m" and isinstance(second, ast.Constant):
+            if (
+                isinstance(first, ast.Constant)
+                and first.value == "-m"
+                and isinstance(second, ast.Constant)
+            ):
                 found.append(str(second.value))
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
             found += DASH_M_TEXT.findall(node.value)
             if OBJECT_REF.fullmatch(node.value):
                 found.append(node.value)
@@ -66,7 +80,9 @@ def test_python_m_modules_can_run_as_main(module: str) -> None:
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin is not None
     if spec.submodule_search_locations:  # a package: `python -m` runs its __main__
-        assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{module} has no __main__"
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, (
+            f"{module} has no __main__"
+        )
     else:
         tree = ast.parse(Path(spec.origin).read_text())
         assert any(
@@ -99,18 +115,23 @@ def test_module_names_in_the_source_are_declared_in_entrypoints() -> None:
             elif name in project:
                 hard_coded.append(f"{where}: {name}")
     assert not unknown, f"module names not declared in mloop/core/entrypoints.py: {unknown}"
-    assert not hard_coded, f"use the constants of mloop/core/entrypoints.py instead of: {hard_coded}"
+    assert not hard_coded, (
+        f"use the constants of mloop/core/entrypoints.py instead of: {hard_coded}"
+    )
 
 
 def test_the_scan_finds_hard_coded_names() -> None:
     """The scan catches the forms code uses, and skips docstrings (so the test above cannot pass vacuously)."""
     code = '''
-"""Run ``python -m serving.store`` in a child."""
-argv = [sys.executable, "-m", "serving.store"]
+"""Run ``python -m serving.bundle.store`` in a child."""
+argv = [sys.executable, "-m", "serving.bundle.store"]
 subprocess.run(("python", "-m", "flows.notify"))
 engine = f"{python} -m prefect.engine"
-SERVICE = "serving.service:PredictionService"
+SERVICE = "serving.api.bento:PredictionService"
 '''
     assert sorted(module_strings(code)) == [
-        "flows.notify", "prefect.engine", "serving.service:PredictionService", "serving.store"
+        "flows.notify",
+        "prefect.engine",
+        "serving.api.bento:PredictionService",
+        "serving.bundle.store",
     ]

@@ -15,7 +15,9 @@ ROWS = 300_000  # several of pyarrow's 1 MB blocks
 
 def test_streamed_read_equals_whole_read(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("a,b,when\n" + "".join(f"{i},x{i % 7},2025-01-01 00:00:{i % 60:02d}\n" for i in range(ROWS)))
+    path.write_text(
+        "a,b,when\n" + "".join(f"{i},x{i % 7},2025-01-01 00:00:{i % 60:02d}\n" for i in range(ROWS))
+    )
     got = read_frame(path)
     want = pacsv.read_csv(path).to_pandas()
     assert got.equals(want) and str(got["when"].dtype).startswith("datetime64")

@@ -36,7 +36,9 @@ def test_parse_lines_is_pure_and_skips_blank_lines() -> None:
     assert [(b.number, b.raw) for b in bad] == [(5, b'{"n"')]
 
 
-def test_torn_last_line_is_skipped_and_set_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_torn_last_line_is_skipped_and_set_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "f.jsonl"
     path.write_text('{"n": 1}\n{"n": 2}\n{"half": ')
     with caplog.at_level(logging.WARNING, logger="mloop.core.jsonl"):
@@ -47,7 +49,11 @@ def test_torn_last_line_is_skipped_and_set_aside(tmp_path: Path, caplog: pytest.
     aside = [json.loads(line) for line in _lines(torn_path(path))]
     assert len(aside) == 1
     assert aside[0]["line"] == '{"half": '
-    assert aside[0]["line_number"] == 3 and aside[0]["what"] == "test file" and aside[0]["set_aside_at"]
+    assert (
+        aside[0]["line_number"] == 3
+        and aside[0]["what"] == "test file"
+        and aside[0]["set_aside_at"]
+    )
     assert "test file" in caplog.text and "set aside" in caplog.text
     assert count_set_aside(path) == 1
     # a second read finds nothing more to set aside
@@ -75,7 +81,9 @@ def test_rewrite_keeps_the_file_mode(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o640
 
 
-def test_read_still_answers_when_the_repair_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_still_answers_when_the_repair_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "f.jsonl"
     path.write_text('{"n": 1}\n{"half": ')
 
@@ -126,7 +134,9 @@ def test_append_refuses_a_multi_line_row(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fsync", [True, False])
-def test_fsync_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool) -> None:
+def test_fsync_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
     path = tmp_path / "f.jsonl"
     synced: list[int] = []
     real = os.fsync

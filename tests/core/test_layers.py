@@ -24,20 +24,32 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree), "HOME": str(tree)}
     return subprocess.run(
         [str(LINT), "--config", str(tree / ".importlinter"), "--no-cache"],
-        cwd=tree, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def _copy_tree(dest: Path) -> Path:
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     shutil.copy(ROOT / ".importlinter", dest / ".importlinter")
     return dest
 
 
 def test_contract_names_every_layer() -> None:
     text = (ROOT / ".importlinter").read_text()
-    for layer in ("mloop.cli", "mloop.platform", "flows", "monitoring : serving : models", "mloop.core"):
+    for layer in (
+        "mloop.cli",
+        "mloop.platform",
+        "flows",
+        "monitoring : serving : models",
+        "mloop.core",
+    ):
         assert f"\n    {layer}\n" in text, f".importlinter's layers contract lacks {layer!r}"
 
 
@@ -60,5 +72,7 @@ def test_an_upward_import_is_caught(tmp_path: Path, module: str, upward: str) ->
     source = tree / module
     source.write_text(source.read_text() + f"\nimport {upward}  # planted upward import\n")
     result = _lint(tree)
-    assert result.returncode != 0, f"lint-imports accepted {module} importing {upward}:\n{result.stdout}"
+    assert result.returncode != 0, (
+        f"lint-imports accepted {module} importing {upward}:\n{result.stdout}"
+    )
     assert "BROKEN" in result.stdout and upward in result.stdout, result.stdout

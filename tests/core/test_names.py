@@ -25,7 +25,11 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     out = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
-        out[str(path.relative_to(root))] = (st.st_size if path.is_file() else 0, st.st_mtime_ns, st.st_mode)
+        out[str(path.relative_to(root))] = (
+            st.st_size if path.is_file() else 0,
+            st.st_mtime_ns,
+            st.st_mode,
+        )
     return out
 
 
@@ -53,17 +57,28 @@ def _registry_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
 def _audit_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
     from models.audit import AuditRecord, append_audit, audit_path, read_audit
 
-    record = AuditRecord.model_construct(model_name=name, action="rollback", from_version="2", to_version="1",
-                                         reason="r", actor="test")
-    return [lambda: append_audit(s.state.audit, record), lambda: read_audit(s.state.audit, name),
-            lambda: audit_path(s.state.audit, name)]
+    record = AuditRecord.model_construct(
+        model_name=name,
+        action="rollback",
+        from_version="2",
+        to_version="1",
+        reason="r",
+        actor="test",
+    )
+    return [
+        lambda: append_audit(s.state.audit, record),
+        lambda: read_audit(s.state.audit, name),
+        lambda: audit_path(s.state.audit, name),
+    ]
 
 
 def _report_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
     from monitoring.reports import add_to_workspace, report_folder
 
-    return [lambda: report_folder(s.state.reports, name, "1"),
-            lambda: add_to_workspace(s.state.evidently_workspace, name, None)]  # type: ignore[arg-type]
+    return [
+        lambda: report_folder(s.state.reports, name, "1"),
+        lambda: add_to_workspace(s.state.evidently_workspace, name, None),
+    ]  # type: ignore[arg-type]
 
 
 def _remediation_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
@@ -73,17 +88,29 @@ def _remediation_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
         with claim_remediation(s.state.locks, name, "HighErrorRate", "fp"):
             pass
 
-    return [lambda: affected_model({"model": name}), lambda: affected_model({}, name),
-            lambda: remediation_lock_name(name, "HighErrorRate", "fp"), claim]
+    return [
+        lambda: affected_model({"model": name}),
+        lambda: affected_model({}, name),
+        lambda: remediation_lock_name(name, "HighErrorRate", "fp"),
+        claim,
+    ]
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
 @pytest.mark.parametrize("entry", ["registry", "audit", "reports", "remediation"])
-def test_capabilities_refuse_bad_names_and_write_nothing(home: Settings, tmp_path: Path, entry: str, bad: str) -> None:
+def test_capabilities_refuse_bad_names_and_write_nothing(
+    home: Settings, tmp_path: Path, entry: str, bad: str
+) -> None:
     if entry == "remediation" and bad == "":
-        pytest.skip("an empty model label means 'no model' in an alert; the flow parameter refuses '' (below)")
-    calls = {"registry": _registry_calls, "audit": _audit_calls, "reports": _report_calls,
-             "remediation": _remediation_calls}[entry](home, bad)
+        pytest.skip(
+            "an empty model label means 'no model' in an alert; the flow parameter refuses '' (below)"
+        )
+    calls = {
+        "registry": _registry_calls,
+        "audit": _audit_calls,
+        "reports": _report_calls,
+        "remediation": _remediation_calls,
+    }[entry](home, bad)
     before = tree_snapshot(tmp_path)
     for call in calls:
         with pytest.raises(MloopError):
@@ -115,12 +142,17 @@ def test_flow_parameters_refuse_bad_names(bad: str) -> None:
     for flow_fn, params in cases:
         with pytest.raises(ParameterTypeError, match="invalid (model|dataset) name"):
             flow_fn.validate_parameters(params)
-    assert remediate_flow.validate_parameters({"alertname": "X", "model_name": "loans"})["model_name"] == "loans"
+    assert (
+        remediate_flow.validate_parameters({"alertname": "X", "model_name": "loans"})["model_name"]
+        == "loans"
+    )
     # retrain takes the event resource id too: its name is checked in the body (model_name_from)
 
 
 @pytest.mark.parametrize("bad", BAD_NAMES)
-def test_cli_commands_refuse_bad_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+def test_cli_commands_refuse_bad_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
     from mloop.cli.app import app
 
     home = tmp_path / "home"
@@ -129,10 +161,21 @@ def test_cli_commands_refuse_bad_names(tmp_path: Path, monkeypatch: pytest.Monke
     data.write_text("prediction_id,label\n1,0\n")
     before = tree_snapshot(tmp_path)
     commands = [
-        ["models", bad], ["audit", bad], ["promote", bad, "1", "--reason", "r"], ["rollback", bad, "--reason", "r"],
-        ["reproduce", bad, "1"], ["monitor", bad], ["train", "--dataset", bad], ["ingest", str(data), "--dataset", bad],
-        ["data", "list", bad], ["data", "get", bad, "--out", str(tmp_path / "o.parquet")], ["data", "contract", bad],
-        ["package", bad], ["serve", bad], ["deploy", bad], ["feedback", str(data), "--model", bad],
+        ["models", bad],
+        ["audit", bad],
+        ["promote", bad, "1", "--reason", "r"],
+        ["rollback", bad, "--reason", "r"],
+        ["reproduce", bad, "1"],
+        ["monitor", bad],
+        ["train", "--dataset", bad],
+        ["ingest", str(data), "--dataset", bad],
+        ["data", "list", bad],
+        ["data", "get", bad, "--out", str(tmp_path / "o.parquet")],
+        ["data", "contract", bad],
+        ["package", bad],
+        ["serve", bad],
+        ["deploy", bad],
+        ["feedback", str(data), "--model", bad],
     ]
     for argv in commands:
         result = CliRunner().invoke(app, argv)
@@ -146,8 +189,14 @@ def test_good_names_pass_every_entry(home: Settings) -> None:
     from monitoring.remediation import affected_model, remediation_lock_name
     from monitoring.reports import report_folder
 
-    assert audit_path(home.state.audit, "loans.v2_a-b") == home.state.audit.resolve() / "loans.v2_a-b.jsonl"
-    assert report_folder(home.state.reports, "loans", "3").parent == home.state.reports.resolve() / "loans"
+    assert (
+        audit_path(home.state.audit, "loans.v2_a-b")
+        == home.state.audit.resolve() / "loans.v2_a-b.jsonl"
+    )
+    assert (
+        report_folder(home.state.reports, "loans", "3").parent
+        == home.state.reports.resolve() / "loans"
+    )
     assert affected_model({"model": "loans"}) == "loans"
     name = remediation_lock_name("loans", "High Error/Rate", "fp")
     assert name.startswith("remediate~loans~h") and "/" not in name

@@ -141,15 +141,20 @@ def queue(settings: Settings, n: int, name: str = "mloop.test.event") -> list[st
 def test_build_event_is_a_prefect_event_body_and_parses_back() -> None:
     import numpy as np
 
-    body = build_event("mloop.model.trained", {"prefect.resource.id": "mloop.model.m", "k": "v"},
-                       {"auc": np.float64(0.5), "n": np.int64(3), "when": uuid.UUID(int=1)})
+    body = build_event(
+        "mloop.model.trained",
+        {"prefect.resource.id": "mloop.model.m", "k": "v"},
+        {"auc": np.float64(0.5), "n": np.int64(3), "when": uuid.UUID(int=1)},
+    )
     assert set(body) == {"id", "occurred", "event", "resource", "related", "payload"}
     assert uuid.UUID(body["id"]) and body["related"] == []
     assert body["payload"] == {"auc": 0.5, "n": 3, "when": "00000000-0000-0000-0000-000000000001"}
     assert parse_event(json.dumps(body).encode()) == body
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"event": "x"}', b'{"event": "x", "resource": {}, "id": "no"}'])
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"[]", b'{"event": "x"}', b'{"event": "x", "resource": {}, "id": "no"}']
+)
 def test_parse_event_refuses_what_is_not_an_event(raw: bytes) -> None:
     with pytest.raises(ValueError):
         parse_event(raw)
@@ -162,12 +167,19 @@ def test_no_related_resources_outside_a_run() -> None:
 # -- durable queue
 
 
-def test_emit_with_the_server_down_queues_the_event_durably(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_emit_with_the_server_down_queues_the_event_durably(
+    home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PREFECT_API_URL", down_target().api)
     old = os.umask(0o077)
     try:
-        event_id = outbox.emit(home, "mloop.dataset.versioned", {"prefect.resource.id": "mloop.dataset.d"},
-                               {"md5": "abc"}, deadline=0.3)
+        event_id = outbox.emit(
+            home,
+            "mloop.dataset.versioned",
+            {"prefect.resource.id": "mloop.dataset.d"},
+            {"md5": "abc"},
+            deadline=0.3,
+        )
     finally:
         os.umask(old)
     files = pending_files(home.state.root)
@@ -175,7 +187,11 @@ def test_emit_with_the_server_down_queues_the_event_durably(home: Settings, monk
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
     assert stat.S_IMODE(outbox_dir(home.state.root).stat().st_mode) == 0o700
     body = parse_event(files[0].read_bytes())
-    assert body["id"] == event_id and body["payload"] == {"md5": "abc"} and body["event"] == "mloop.dataset.versioned"
+    assert (
+        body["id"] == event_id
+        and body["payload"] == {"md5": "abc"}
+        and body["event"] == "mloop.dataset.versioned"
+    )
     assert not list(outbox_dir(home.state.root).glob(".tmp-*"))
 
 
@@ -183,7 +199,12 @@ def test_queued_events_are_delivered_oldest_first_when_the_server_answers(home: 
     down = down_target()
     ids = queue(home, 3)
     report = deliver_pending(home, deadline=0.3, target=down)
-    assert report.delivered == 0 and report.pending == 3 and report.error and "not answering" in report.error
+    assert (
+        report.delivered == 0
+        and report.pending == 3
+        and report.error
+        and "not answering" in report.error
+    )
     port = int(down.api.split(":")[2].split("/")[0])
     with serve(ScriptedServer([204]), port=port) as server:
         report = deliver_pending(home, target=down)
@@ -193,11 +214,15 @@ def test_queued_events_are_delivered_oldest_first_when_the_server_answers(home: 
     assert pending_count(home.state.root) == 0
 
 
-def test_emit_delivers_at_once_and_keeps_nothing(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_emit_delivers_at_once_and_keeps_nothing(
+    home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with serve(ScriptedServer([204])) as server:
         monkeypatch.setenv("PREFECT_API_URL", f"{server.url}/api")
         monkeypatch.setenv("PREFECT_API_AUTH_STRING", "user:s3cret")
-        event_id = outbox.emit(home, "mloop.model.deployed", {"prefect.resource.id": "mloop.model.m"}, {"v": "1"})
+        event_id = outbox.emit(
+            home, "mloop.model.deployed", {"prefect.resource.id": "mloop.model.m"}, {"v": "1"}
+        )
         assert [s.json()[0]["id"] for s in server.seen] == [event_id]
         expected = "Basic " + base64.b64encode(b"user:s3cret").decode()
         assert server.seen[0].headers["Authorization"] == expected
@@ -216,19 +241,32 @@ def test_a_server_error_past_the_deadline_keeps_the_event_and_its_order(home: Se
     ids = queue(home, 2)
     with serve(ScriptedServer([500])) as server:
         report = deliver_pending(home, deadline=0.2, target=OutboxTarget(f"{server.url}/api"))
-        assert report.delivered == 0 and report.pending == 2 and report.error is not None and "500" in report.error
-        assert {s.json()[0]["id"] for s in server.seen} == {ids[0]}  # the second never overtakes the first
+        assert (
+            report.delivered == 0
+            and report.pending == 2
+            and report.error is not None
+            and "500" in report.error
+        )
+        assert {s.json()[0]["id"] for s in server.seen} == {
+            ids[0]
+        }  # the second never overtakes the first
 
 
 def test_unauthorized_keeps_the_event_and_never_shows_the_secret(home: Settings) -> None:
     queue(home, 1)
     with serve(ScriptedServer([401])) as server:
-        report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api", auth_string="user:s3cret"))
+        report = deliver_pending(
+            home, target=OutboxTarget(f"{server.url}/api", auth_string="user:s3cret")
+        )
         assert report.pending == 1 and report.error is not None and "401" in report.error
-        assert "s3cret" not in repr(report) and "s3cret" not in repr(OutboxTarget("x", "user:s3cret"))
+        assert "s3cret" not in repr(report) and "s3cret" not in repr(
+            OutboxTarget("x", "user:s3cret")
+        )
 
 
-def test_a_refused_event_is_set_aside_and_the_queue_goes_on(home: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refused_event_is_set_aside_and_the_queue_goes_on(
+    home: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     ids = queue(home, 2)
     with serve(ScriptedServer([422, 204])) as server:
         report = deliver_pending(home, target=OutboxTarget(f"{server.url}/api"))
@@ -238,7 +276,9 @@ def test_a_refused_event_is_set_aside_and_the_queue_goes_on(home: Settings, capl
     assert "set aside in rejected/" in caplog.text
 
 
-def test_a_corrupt_file_is_set_aside_counted_and_the_rest_delivered(home: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_corrupt_file_is_set_aside_counted_and_the_rest_delivered(
+    home: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     queue(home, 1)
     torn = outbox_dir(home.state.root) / f"{0:020d}-{uuid.uuid4()}.json"
     torn.write_bytes(b'{"id": "')  # a torn write (older than every other file)
@@ -255,7 +295,10 @@ def test_concurrent_flushers_send_each_event_once(home: Settings) -> None:
     with serve(ScriptedServer([204])) as server:
         target = OutboxTarget(f"{server.url}/api")
         reports: list[outbox.DeliveryReport] = []
-        threads = [threading.Thread(target=lambda: reports.append(deliver_pending(home, target=target))) for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: reports.append(deliver_pending(home, target=target)))
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -297,14 +340,20 @@ def test_an_event_emitted_in_a_flow_run_is_on_the_server_related_to_the_run(
 
     @flow(name="outbox-probe")
     def probe() -> tuple[str, str]:
-        return events.emit("mloop.test.probe", "mloop.model.probe", {"x": 1}, **{"mloop.label.k": "v"}), flow_run.id
+        return events.emit(
+            "mloop.test.probe", "mloop.model.probe", {"x": 1}, **{"mloop.label.k": "v"}
+        ), flow_run.id
 
     event_id, run_id = probe()
     assert pending_count(home.state.root) == 0
 
     def found() -> list[Any]:
         with get_client(sync_client=True) as client:
-            return list(client.read_events(filter=EventFilter(id=EventIDFilter(id=[uuid.UUID(event_id)])), limit=10).events)
+            return list(
+                client.read_events(
+                    filter=EventFilter(id=EventIDFilter(id=[uuid.UUID(event_id)])), limit=10
+                ).events
+            )
 
     deadline = time.monotonic() + 30
     while not (got := found()) and time.monotonic() < deadline:
@@ -318,7 +367,9 @@ def test_an_event_emitted_in_a_flow_run_is_on_the_server_related_to_the_run(
     assert "flow" in related.values()
 
 
-def test_emit_goes_to_the_configured_api_else_the_platform_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_emit_goes_to_the_configured_api_else_the_platform_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A temporary server Prefect starts for a CLI command sets no PREFECT_API_URL: the platform's is used."""
     platform = Settings(home=tmp_path / "home", project_dir=tmp_path, prefect_port=free_port())
     platform.state.ensure()
@@ -330,4 +381,6 @@ def test_emit_goes_to_the_configured_api_else_the_platform_server(tmp_path: Path
     assert outbox.platform_target(platform) == OutboxTarget(platform.prefect_api_url, secret)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api/")
     assert outbox.process_target(platform) == OutboxTarget("http://127.0.0.1:1/api", secret)
-    assert outbox.platform_target(platform).api == platform.prefect_api_url  # `mloop up` and the watchdog
+    assert (
+        outbox.platform_target(platform).api == platform.prefect_api_url
+    )  # `mloop up` and the watchdog

@@ -54,7 +54,9 @@ def test_stop_pid_stops_the_tree_including_a_child_in_its_own_session(tmp_path: 
     parent = start_process("tree", [sys.executable, "-c", PARENT], run_dir=tmp_path)
     child = _child_pid(tmp_path / "tree.log")
     assert psutil.Process(child).ppid() == parent.pid
-    assert os.getsid(child) != os.getsid(parent.pid)  # a session of its own: not in the parent's group
+    assert os.getsid(child) != os.getsid(
+        parent.pid
+    )  # a session of its own: not in the parent's group
     t0 = time.monotonic()
     stop_pid(parent.pid, grace=1.0)
     assert not pid_alive(parent.pid)
@@ -117,10 +119,18 @@ def test_a_wildcard_bind_is_reached_on_loopback() -> None:
     assert http_url("::1", 3000) == "http://[::1]:3000"
 
 
-def test_start_process_drops_the_unset_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_process_drops_the_unset_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PREFECT_API_KEY", "cloud-key")
     code = "import os; print(os.environ.get('PREFECT_API_KEY', 'none'), os.environ['X'])"
-    proc = start_process("env", [sys.executable, "-c", code], run_dir=tmp_path, env={"X": "1"}, unset=("PREFECT_API_KEY",))
+    proc = start_process(
+        "env",
+        [sys.executable, "-c", code],
+        run_dir=tmp_path,
+        env={"X": "1"},
+        unset=("PREFECT_API_KEY",),
+    )
     deadline = time.monotonic() + 20
     while pid_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -148,7 +158,9 @@ def test_split_listeners_by_home_not_name(tmp_path: Path) -> None:
 
 def test_listening_pids_and_process_home(tmp_path: Path) -> None:
     env = {**os.environ, "MLOOP_HOME": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())

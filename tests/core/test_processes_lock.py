@@ -49,7 +49,9 @@ def test_is_member_needs_both_the_home_and_the_service(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     assert is_member({SERVICE_ENV: "serve", "MLOOP_HOME": home}, home, "serve")
     assert is_member({SERVICE_ENV: "serve", "MLOOP_HOME": home + "/"}, home, "serve")  # same folder
-    assert not is_member({SERVICE_ENV: "serve", "MLOOP_HOME": str(tmp_path / "other")}, home, "serve")
+    assert not is_member(
+        {SERVICE_ENV: "serve", "MLOOP_HOME": str(tmp_path / "other")}, home, "serve"
+    )
     assert not is_member({SERVICE_ENV: "webhook", "MLOOP_HOME": home}, home, "serve")
     assert not is_member({"MLOOP_HOME": home}, home, "serve")
     assert not is_member({SERVICE_ENV: "serve"}, home, "serve")
@@ -67,7 +69,11 @@ def test_a_second_start_of_a_running_service_returns_it(tmp_path: Path) -> None:
 def test_racing_starters_run_one_copy(tmp_path: Path) -> None:
     home, run_dir, go = tmp_path / "home", tmp_path / "run", tmp_path / "go"
     racers = [
-        subprocess.Popen([sys.executable, "-c", RACER, str(run_dir), str(go), str(home)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(run_dir), str(go), str(home)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     try:
@@ -85,8 +91,12 @@ def test_racing_starters_run_one_copy(tmp_path: Path) -> None:
 
 def test_service_members_find_a_child_in_its_own_session_by_marker(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    parent = start_process("tree", [sys.executable, "-c", PARENT], run_dir=tmp_path, env={"MLOOP_HOME": str(home)})
-    other = start_process("tree", SLEEPER, run_dir=tmp_path / "other", env={"MLOOP_HOME": str(tmp_path / "elsewhere")})
+    parent = start_process(
+        "tree", [sys.executable, "-c", PARENT], run_dir=tmp_path, env={"MLOOP_HOME": str(home)}
+    )
+    other = start_process(
+        "tree", SLEEPER, run_dir=tmp_path / "other", env={"MLOOP_HOME": str(tmp_path / "elsewhere")}
+    )
     try:
         deadline = time.monotonic() + 20
         log = tmp_path / "tree.log"
@@ -108,15 +118,22 @@ def test_service_members_find_a_child_in_its_own_session_by_marker(tmp_path: Pat
 
 def test_service_lock_is_exclusive_and_times_out(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from mloop.core.processes import service_lock\n"
-         "with service_lock(Path(sys.argv[1]), 'svc'):\n    print('held', flush=True); time.sleep(60)",
-         str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from mloop.core.processes import service_lock\n"
+            "with service_lock(Path(sys.argv[1]), 'svc'):\n    print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(MloopError, match="being started by another process"), service_lock(tmp_path, "svc", timeout=0.5):
+        with (
+            pytest.raises(MloopError, match="being started by another process"),
+            service_lock(tmp_path, "svc", timeout=0.5),
+        ):
             pass
         holder.kill()
         holder.wait()

@@ -24,14 +24,25 @@ from mloop.core.settings import Settings
 def test_state_lives_under_home(tmp_path: Path) -> None:
     s = Settings(home=tmp_path / "h", project_dir=tmp_path)
     paths = s.state
-    for p in (paths.prefect_home, paths.mlflow_db, paths.bentoml_home, paths.dvc_remote, paths.dvc_site_cache,
-              paths.predictions, paths.reports, paths.run, paths.audit):
+    for p in (
+        paths.prefect_home,
+        paths.mlflow_db,
+        paths.bentoml_home,
+        paths.dvc_remote,
+        paths.dvc_site_cache,
+        paths.predictions,
+        paths.reports,
+        paths.run,
+        paths.audit,
+    ):
         assert tmp_path / "h" in p.parents
     assert s.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow' / 'mlflow.db'}"
     assert s.remote_url == str(tmp_path / "h" / "dvc-remote")
 
 
-def test_home_defaults_to_project_dot_mloop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_defaults_to_project_dot_mloop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MLOOP_HOME", raising=False)
     assert Settings(project_dir=tmp_path).state.root == (tmp_path / ".mloop").resolve()
 
@@ -57,7 +68,13 @@ def test_service_env_turns_telemetry_off_and_points_into_home(tmp_path: Path) ->
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
     assert env["DVC_NO_ANALYTICS"] == "1"
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    for key in ("PREFECT_HOME", "BENTOML_HOME", "DVC_SITE_CACHE_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+    for key in (
+        "PREFECT_HOME",
+        "BENTOML_HOME",
+        "DVC_SITE_CACHE_DIR",
+        "XDG_CACHE_HOME",
+        "MPLCONFIGDIR",
+    ):
         assert env[key].startswith(str(tmp_path / "h"))
 
 
@@ -76,7 +93,9 @@ def test_mloop_error_message_has_what_where_fix() -> None:
 
 
 def test_start_and_stop_process_by_pid(tmp_path: Path) -> None:
-    proc = start_process("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], run_dir=tmp_path)
+    proc = start_process(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], run_dir=tmp_path
+    )
     assert read_pid(tmp_path, "sleeper") == proc.pid
     assert stop_service(tmp_path, "sleeper", grace=2)
     assert not pid_alive(proc.pid)

@@ -44,25 +44,48 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def audit(model: str, i: int, **extra: object) -> AuditRecord:
-    return AuditRecord(model_name=model, action="promote", from_version=str(i) if i else None, to_version=str(i + 1),
-                       reason=f"r{i}", actor="t", when=T0 + timedelta(seconds=i), gate_metrics={"gain": 0.1 * i},
-                       **extra)  # type: ignore[arg-type]
+    return AuditRecord(
+        model_name=model,
+        action="promote",
+        from_version=str(i) if i else None,
+        to_version=str(i + 1),
+        reason=f"r{i}",
+        actor="t",
+        when=T0 + timedelta(seconds=i),
+        gate_metrics={"gain": 0.1 * i},
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def version(name: str, i: int) -> DatasetVersion:
-    return DatasetVersion(name=name, md5=f"{i:032x}", rows=10 + i, columns=["a", "target"], created_at=T0,
-                          path=f"data/{name}/{name}.parquet", size=100 + i, source=f"/tmp/{name}-{i}.csv")
+    return DatasetVersion(
+        name=name,
+        md5=f"{i:032x}",
+        rows=10 + i,
+        columns=["a", "target"],
+        created_at=T0,
+        path=f"data/{name}/{name}.parquet",
+        size=100 + i,
+        source=f"/tmp/{name}-{i}.csv",
+    )
 
 
 # ---------------------------------------------------------------- pure parts
 
 
 def test_lock_key_is_a_stable_signed_int64() -> None:
-    keys = {name: lock_key(name) for name in ("registry-loans", "registry-loans2", "dataset-loans", "retrain~loans")}
+    keys = {
+        name: lock_key(name)
+        for name in ("registry-loans", "registry-loans2", "dataset-loans", "retrain~loans")
+    }
     assert all(-(2**63) <= k < 2**63 for k in keys.values())
     assert len(set(keys.values())) == len(keys)
-    assert lock_key("registry-loans") == keys["registry-loans"]  # deterministic (no per-process salt)
-    assert lock_key("registry-loans") == -5520207795421952530  # pinned: every host and version agrees
+    assert (
+        lock_key("registry-loans") == keys["registry-loans"]
+    )  # deterministic (no per-process salt)
+    assert (
+        lock_key("registry-loans") == -5520207795421952530
+    )  # pinned: every host and version agrees
     assert claim_lock_name("retrain", "loans") == "retrain-claim~loans" != "retrain~loans"
 
 
@@ -78,7 +101,11 @@ def test_table_ddl_only_for_known_tables() -> None:
     ddl = create_table_sql(TABLES["audit"])
     assert "CREATE TABLE IF NOT EXISTS mloop_audit" in ddl and "mloop_audit_key_id" in ddl
     assert set(schema_objects()) == {*TABLES.values(), *(f"{t}_key_id" for t in TABLES.values())}
-    assert (lock_timeout_setting(None), lock_timeout_setting(0.5), lock_timeout_setting(0)) == ("0", "500ms", "1ms")
+    assert (lock_timeout_setting(None), lock_timeout_setting(0.5), lock_timeout_setting(0)) == (
+        "0",
+        "500ms",
+        "1ms",
+    )
     with pytest.raises(ValueError):
         create_table_sql("users; DROP TABLE x")
 
@@ -86,10 +113,19 @@ def test_table_ddl_only_for_known_tables() -> None:
 def test_shared_records_picks_files_unless_team_mode(tmp_path: Path) -> None:
     single = shared_records(Settings(home=tmp_path, _env_file=None))  # type: ignore[call-arg]
     assert single == FileRecords.from_state(StatePaths(root=tmp_path.resolve()))
-    team = shared_records(Settings(home=tmp_path, database_url="postgresql://u:s3cret@127.0.0.1:5/teamdb",  # type: ignore[call-arg]
-                                   artifacts_uri="s3://b/p", s3_endpoint_url="http://127.0.0.1:6", _env_file=None))
+    team = shared_records(
+        Settings(
+            home=tmp_path,
+            database_url="postgresql://u:s3cret@127.0.0.1:5/teamdb",  # type: ignore[call-arg]
+            artifacts_uri="s3://b/p",
+            s3_endpoint_url="http://127.0.0.1:6",
+            _env_file=None,
+        )
+    )
     assert isinstance(team, PostgresRecords)  # nothing connects until used
-    assert team.dsn == "postgresql://u@127.0.0.1:5/teamdb"  # the password travels apart, never in the URL
+    assert (
+        team.dsn == "postgresql://u@127.0.0.1:5/teamdb"
+    )  # the password travels apart, never in the URL
 
 
 # ---------------------------------------------------------------- files: today's results
@@ -107,12 +143,23 @@ def test_file_records_are_todays_files(tmp_path: Path) -> None:
     assert files.path("datasets", "d") == (tmp_path / "datasets" / "d" / "versions.jsonl").resolve()
     assert files.path("retrain", "m") == ledger_path(tmp_path)
     ledger = RetrainLedger(ledger_path(tmp_path))
-    first = ledger.claim(RetrainRecord(model_name="a", started_at=T0), cooldown_minutes=30, daily_budget=5)
-    second = ledger.claim(RetrainRecord(model_name="a", started_at=T0), cooldown_minutes=30, daily_budget=5)
-    other = ledger.claim(RetrainRecord(model_name="b", started_at=T0), cooldown_minutes=30, daily_budget=5)
+    first = ledger.claim(
+        RetrainRecord(model_name="a", started_at=T0), cooldown_minutes=30, daily_budget=5
+    )
+    second = ledger.claim(
+        RetrainRecord(model_name="a", started_at=T0), cooldown_minutes=30, daily_budget=5
+    )
+    other = ledger.claim(
+        RetrainRecord(model_name="b", started_at=T0), cooldown_minutes=30, daily_budget=5
+    )
     assert (first.allowed, second.allowed, other.allowed) == (True, False, True)
-    assert [r.model_name for r in ledger.read()] == ["a", "b"] and files.keys("retrain") == ["a", "b"]
-    assert [r.model_name for r in files.read("retrain", "b", RetrainRecord.model_validate_json)] == ["b"]
+    assert [r.model_name for r in ledger.read()] == ["a", "b"] and files.keys("retrain") == [
+        "a",
+        "b",
+    ]
+    assert [
+        r.model_name for r in files.read("retrain", "b", RetrainRecord.model_validate_json)
+    ] == ["b"]
     assert ledger_path(tmp_path).read_text().count("\n") == 2
     with files.try_lock("retrain~a") as held, files.try_lock("retrain~a") as again:
         assert (held, again) == (True, False)
@@ -156,21 +203,36 @@ HOLDER = textwrap.dedent(
 
 
 @pytest.mark.integration
-def test_advisory_lock_excludes_others_and_dies_with_its_holder(pg: PostgresRecords, team_env: dict[str, str]) -> None:
+def test_advisory_lock_excludes_others_and_dies_with_its_holder(
+    pg: PostgresRecords, team_env: dict[str, str]
+) -> None:
     with pg.lock("t-inproc"), pg.try_lock("t-inproc") as second:
         assert second is False  # another connection of the same process is excluded too
     with pg.try_lock("t-inproc") as again:
         assert again is True  # released at the end of the block
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, pg.dsn, "t-killed"], env=child_env(team_env),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, pg.dsn, "t-killed"],
+        env=child_env(team_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pg.try_lock("t-killed") as held:
             assert held is False
-        with pytest.raises(MloopError, match="cannot take lock 't-killed'") as caught, pg.lock("t-killed", timeout=0.5):
+        with (
+            pytest.raises(MloopError, match="cannot take lock 't-killed'") as caught,
+            pg.lock("t-killed", timeout=0.5),
+        ):
             pass
-        assert "PGPASSWORD" not in str(caught.value) and team_env["MLOOP_DATABASE_URL"] not in str(caught.value)
-        holder.send_signal(signal.SIGKILL)  # no cleanup runs: PostgreSQL frees the lock with the connection
+        assert "PGPASSWORD" not in str(caught.value) and team_env["MLOOP_DATABASE_URL"] not in str(
+            caught.value
+        )
+        holder.send_signal(
+            signal.SIGKILL
+        )  # no cleanup runs: PostgreSQL frees the lock with the connection
         holder.wait(timeout=30)
 
         def free() -> bool:
@@ -198,7 +260,9 @@ def test_audit_rows_read_back_equal_and_in_order(pg: PostgresRecords, tmp_path: 
 
 
 @pytest.mark.integration
-def test_reads_and_writes_share_one_connection_replaced_when_the_server_ends_it(pg: PostgresRecords) -> None:
+def test_reads_and_writes_share_one_connection_replaced_when_the_server_ends_it(
+    pg: PostgresRecords,
+) -> None:
     from contextlib import closing
 
     def backend() -> int:
@@ -211,19 +275,27 @@ def test_reads_and_writes_share_one_connection_replaced_when_the_server_ends_it(
     pg.read("audit", "shared-conn", AuditRecord.model_validate_json)
     pg.keys("audit")
     assert backend() == first  # no new connection per call
-    with closing(pg.connect()) as other, other.cursor() as cur:  # the server ends it (as a restart would)
+    with (
+        closing(pg.connect()) as other,
+        other.cursor() as cur,
+    ):  # the server ends it (as a restart would)
         cur.execute("SELECT pg_terminate_backend(%s)", (first,))
     # at once, with no wait: the backend may still be closing its socket; the read must not fail either way
-    assert pg.read("audit", "shared-conn", AuditRecord.model_validate_json) == [audit("shared-conn", 0)]
+    assert pg.read("audit", "shared-conn", AuditRecord.model_validate_json) == [
+        audit("shared-conn", 0)
+    ]
     assert backend() != first
 
 
 @pytest.mark.integration
-def test_a_read_on_a_connection_broken_unseen_is_asked_again(pg: PostgresRecords, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_on_a_connection_broken_unseen_is_asked_again(
+    pg: PostgresRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The race the idle check can lose: the session ends just after the check. The read is repeated on
     a new connection; an append is not (it may have committed) and says what failed."""
-    import mloop.core.shared as shared
     from contextlib import closing
+
+    import mloop.core.shared as shared
 
     def end_session() -> int:
         with pg._session() as conn, conn.cursor() as cur:
@@ -240,7 +312,9 @@ def test_a_read_on_a_connection_broken_unseen_is_asked_again(pg: PostgresRecords
         return pid
 
     pg.append("audit", "unseen", audit("unseen", 0))
-    monkeypatch.setattr(shared, "_readable_while_idle", lambda conn: False)  # the check sees nothing
+    monkeypatch.setattr(
+        shared, "_readable_while_idle", lambda conn: False
+    )  # the check sees nothing
     end_session()
     assert pg.read("audit", "unseen", AuditRecord.model_validate_json) == [audit("unseen", 0)]
     end_session()
@@ -248,8 +322,13 @@ def test_a_read_on_a_connection_broken_unseen_is_asked_again(pg: PostgresRecords
     end_session()
     with pytest.raises(MloopError, match="cannot append to the audit log"):
         pg.append("audit", "unseen", audit("unseen", 1))
-    pg.append("audit", "unseen", audit("unseen", 1))  # the broken connection was dropped: the next call works
-    assert pg.read("audit", "unseen", AuditRecord.model_validate_json) == [audit("unseen", 0), audit("unseen", 1)]
+    pg.append(
+        "audit", "unseen", audit("unseen", 1)
+    )  # the broken connection was dropped: the next call works
+    assert pg.read("audit", "unseen", AuditRecord.model_validate_json) == [
+        audit("unseen", 0),
+        audit("unseen", 1),
+    ]
 
 
 CLAIMER = textwrap.dedent(
@@ -279,8 +358,14 @@ def test_ledger_claims_from_8_processes_spend_exactly_the_budget(
 ) -> None:
     go, when = tmp_path / "go", datetime.now(UTC)
     procs = [
-        subprocess.Popen([sys.executable, "-c", CLAIMER, pg.dsn, str(go), when.isoformat()], env=child_env(team_env),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, pg.dsn, str(go), when.isoformat()],
+            env=child_env(team_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         for _ in range(8)
     ]
     try:
@@ -296,7 +381,10 @@ def test_ledger_claims_from_8_processes_spend_exactly_the_budget(
     assert [r[1] for r in results].count("True") == 1  # cooldown 30 min: the first claim only
     ledger = RetrainLedger(tmp_path / "unused.jsonl", pg)
     rows = ledger.read()
-    assert sum(r.model_name == "budgeted" for r in rows) == 3 and sum(r.model_name == "cooled" for r in rows) == 1
+    assert (
+        sum(r.model_name == "budgeted" for r in rows) == 3
+        and sum(r.model_name == "cooled" for r in rows) == 1
+    )
     assert not (tmp_path / "unused.jsonl").exists()
 
 
@@ -306,15 +394,22 @@ def test_dataset_index_round_trip_through_the_datasets_module(
 ) -> None:
     from mloop.core import datasets
 
-    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, _env_file=None,  # type: ignore[call-arg]
-                        database_url=team_env["MLOOP_DATABASE_URL"], artifacts_uri=team_env["MLOOP_ARTIFACTS_URI"],
-                        s3_endpoint_url=team_env["MLOOP_S3_ENDPOINT_URL"])
+    settings = Settings(
+        home=tmp_path / "home",
+        project_dir=tmp_path,
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=team_env["MLOOP_DATABASE_URL"],
+        artifacts_uri=team_env["MLOOP_ARTIFACTS_URI"],
+        s3_endpoint_url=team_env["MLOOP_S3_ENDPOINT_URL"],
+    )
     assert isinstance(shared_records(settings), PostgresRecords)
     assert datasets.list_versions(settings, "ds-a") == []
     for i in range(3):
         datasets._append_index(settings, version("ds-a", i))
     pg.append("datasets", "ds-b", version("ds-b", 7))
-    assert datasets.list_versions(settings, "ds-a") == [version("ds-a", i) for i in (2, 1, 0)]  # newest first
+    assert datasets.list_versions(settings, "ds-a") == [
+        version("ds-a", i) for i in (2, 1, 0)
+    ]  # newest first
     assert datasets.get_version(settings, "ds-a", f"{1:032x}") == version("ds-a", 1)
     assert {"ds-a", "ds-b"} <= set(datasets.list_datasets(settings))
     assert not (tmp_path / "home" / "datasets" / "ds-a").exists()
@@ -356,13 +451,20 @@ def test_two_hosts_racing_a_promotion_leave_one_champion_and_an_ordered_audit(
     for key, value in databases.password_env().items():
         monkeypatch.setenv(key, value)
     uri, name = databases.mlflow_store_uri, "raced"
-    v1, v2 = (R.register_version(uri, name, source=str(tmp_path / f"m{i}"), run_id="", tags={}).version
-              for i in range(2))
+    v1, v2 = (
+        R.register_version(uri, name, source=str(tmp_path / f"m{i}"), run_id="", tags={}).version
+        for i in range(2)
+    )
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACER, uri, v, str(go), name],
-                         env=child_env(team_env, MLOOP_HOME=str(tmp_path / f"host-{v}")),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, uri, v, str(go), name],
+            env=child_env(team_env, MLOOP_HOME=str(tmp_path / f"host-{v}")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         for v in (v1, v2)
     ]
     try:
@@ -377,10 +479,14 @@ def test_two_hosts_racing_a_promotion_leave_one_champion_and_an_ordered_audit(
     assert not any("database is locked" in out + err for out, err in outputs)
     log = read_audit(tmp_path / "audit", name, records=pg)
     assert len(log) == 2 and {r.to_version for r in log} == {v1, v2}
-    assert log[0].from_version is None and log[1].from_version == log[0].to_version  # serialized, in order
+    assert (
+        log[0].from_version is None and log[1].from_version == log[0].to_version
+    )  # serialized, in order
     aliases = R.mlflow_client(uri).get_registered_model(name).aliases
-    assert {k: str(v) for k, v in aliases.items()} == {"champion": log[1].to_version,
-                                                      "previous-champion": log[0].to_version}
+    assert {k: str(v) for k, v in aliases.items()} == {
+        "champion": log[1].to_version,
+        "previous-champion": log[0].to_version,
+    }
     for v in (v1, v2):  # the lock and the log were the team's: no host wrote a lock or audit file
         assert not (tmp_path / f"host-{v}" / "audit").exists()
         assert not list((tmp_path / f"host-{v}").glob("locks/registry-*"))

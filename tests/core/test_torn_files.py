@@ -21,7 +21,7 @@ from models.audit import AuditRecord, append_audit, audit_path, read_audit
 from monitoring.policy import RetrainLedger, ledger_path
 from monitoring.retraining import claim_retrain
 from monitoring.webhook import append_capped, notifications_path, read_notifications
-from serving.predlog import (
+from serving.log.predictions import (
     CORRUPT_DIR,
     PredictionLogger,
     count_corrupt,
@@ -55,7 +55,9 @@ def settings(tmp_path: Path) -> Settings:
     return s
 
 
-def test_dataset_index_torn_line_listing_and_ingest_still_work(settings: Settings, tmp_path: Path) -> None:
+def test_dataset_index_torn_line_listing_and_ingest_still_work(
+    settings: Settings, tmp_path: Path
+) -> None:
     base = generate("baseline", 300, 1)
     v1 = ingest_dataset(settings, write_frame(base, tmp_path / "v1.csv"), dataset="ds").version
     index = index_path(settings, "ds")
@@ -71,12 +73,16 @@ def test_dataset_index_torn_line_listing_and_ingest_still_work(settings: Setting
     assert v2.created
     assert [v.md5 for v in list_versions(settings, "ds")] == [v2.version.md5, v1.md5]
     assert count_set_aside(index) == 2
-    assert all(json.loads(line) for line in index.read_text().splitlines())  # no line glued onto a fragment
+    assert all(
+        json.loads(line) for line in index.read_text().splitlines()
+    )  # no line glued onto a fragment
 
 
 def test_audit_log_torn_line(tmp_path: Path) -> None:
     audit = tmp_path / "audit"
-    record = AuditRecord(model_name=MODEL, action="promote", from_version=None, to_version="1", reason="r", actor="t")
+    record = AuditRecord(
+        model_name=MODEL, action="promote", from_version=None, to_version="1", reason="r", actor="t"
+    )
     path = append_audit(audit, record)
     _tear(path)
     assert [r.to_version for r in read_audit(audit, MODEL)] == ["1"]
@@ -101,13 +107,17 @@ def test_retrain_ledger_torn_line_claims_still_work(settings: Settings) -> None:
     assert _set_aside_lines(ledger) == [TORN]
 
 
-def test_retrain_ledger_appends_are_fsynced(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_ledger_appends_are_fsynced(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mloop.core.jsonl as jsonl
 
     synced: list[int] = []
     real = jsonl.os.fsync
     monkeypatch.setattr(jsonl.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
-    assert claim_retrain(settings, MODEL, trigger="drift", event_id=None, flow_run_id="r", force=True).allowed
+    assert claim_retrain(
+        settings, MODEL, trigger="drift", event_id=None, flow_run_id="r", force=True
+    ).allowed
     assert synced
 
 
@@ -133,8 +143,14 @@ def test_ten_byte_parquet_parts_are_skipped_and_set_aside(tmp_path: Path) -> Non
     predictions, feedback = tmp_path / "predictions", tmp_path / "feedback"
     logger = PredictionLogger(predictions, flush_seconds=60)
     ids = new_prediction_ids(4)
-    logger.log(ids=ids, model_name=MODEL, model_version="1", features={"age": [30.0] * 4},
-               predictions=[1, 0, 1, 0], values=[0.9, 0.1, 0.8, 0.2])
+    logger.log(
+        ids=ids,
+        model_name=MODEL,
+        model_version="1",
+        features={"age": [30.0] * 4},
+        predictions=[1, 0, 1, 0],
+        values=[0.9, 0.1, 0.8, 0.2],
+    )
     assert logger.close() == 4
     labels = pd.DataFrame({"prediction_id": ids[:2], "label": [1, 0]})
     assert record_feedback(feedback, MODEL, labels, predictions_dir=predictions) == 2

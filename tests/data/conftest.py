@@ -23,4 +23,6 @@ def onboarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Onboarded]:
     base = generate("baseline", ROWS, 1)
     source = write_frame(base, root / "v1.csv")
     v1 = ingest_dataset(settings, source, dataset=DATASET)
-    yield Onboarded(settings=settings, base=pd.read_csv(source, parse_dates=["event_time"]), v1=v1, workdir=root)
+    yield Onboarded(
+        settings=settings, base=pd.read_csv(source, parse_dates=["event_time"]), v1=v1, workdir=root
+    )

@@ -16,16 +16,18 @@ DATASET = "loans"
 ROWS = 2000
 
 
-
-
 def head(root: Path) -> str:
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def files_with_md5(folder: Path) -> dict[str, str]:
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): file_md5(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): file_md5(p) for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def snapshot(settings: Settings, name: str = DATASET) -> dict[str, object]:

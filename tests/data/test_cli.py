@@ -33,18 +33,49 @@ def run(*args: str) -> object:
 
 
 def test_help_on_every_data_command() -> None:
-    for argv in (["generate"], ["ingest"], ["data"], ["data", "list"], ["data", "get"], ["data", "contract"]):
+    for argv in (
+        ["generate"],
+        ["ingest"],
+        ["data"],
+        ["data", "list"],
+        ["data", "get"],
+        ["data", "contract"],
+    ):
         result = run(*argv, "--help")
         assert result.exit_code == 0, result.output
         assert "--json" in result.output or argv == ["data"]
 
 
 def test_generate_json_and_determinism(tmp_path: Path) -> None:
-    a = run("generate", "--scenario", "missing-surge", "--rows", "300", "--seed", "3", "--out", str(tmp_path / "a.csv"), "--json")
-    b = run("generate", "--scenario", "missing-surge", "--rows", "300", "--seed", "3", "--out", str(tmp_path / "b.csv"), "--json")
+    a = run(
+        "generate",
+        "--scenario",
+        "missing-surge",
+        "--rows",
+        "300",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "a.csv"),
+        "--json",
+    )
+    b = run(
+        "generate",
+        "--scenario",
+        "missing-surge",
+        "--rows",
+        "300",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "b.csv"),
+        "--json",
+    )
     assert a.exit_code == 0 and b.exit_code == 0, a.output
     info = json.loads(a.stdout)
-    assert info["rows"] == 300 and info["md5"] == json.loads(b.stdout)["md5"] == file_md5(tmp_path / "a.csv")
+    assert info["rows"] == 300 and info["md5"] == json.loads(b.stdout)["md5"] == file_md5(
+        tmp_path / "a.csv"
+    )
 
 
 def test_generate_refuses_unknown_scenario_and_extension(tmp_path: Path) -> None:
@@ -54,13 +85,30 @@ def test_generate_refuses_unknown_scenario_and_extension(tmp_path: Path) -> None
     assert ext.exit_code == 1 and "unsupported output extension" in ext.stderr
 
 
-def test_ingest_list_get_round_trip(prefect_server: object, cli_env: Settings, tmp_path: Path) -> None:
+def test_ingest_list_get_round_trip(
+    prefect_server: object, cli_env: Settings, tmp_path: Path
+) -> None:
     v1_file, v2_file, bad_file = tmp_path / "v1.csv", tmp_path / "v2.parquet", tmp_path / "bad.csv"
     assert run("generate", "--rows", "1200", "--seed", "1", "--out", str(v1_file)).exit_code == 0
     assert run("generate", "--rows", "1200", "--seed", "2", "--out", str(v2_file)).exit_code == 0
-    assert run("generate", "--rows", "1200", "--scenario", "new-category", "--out", str(bad_file)).exit_code == 0
+    assert (
+        run(
+            "generate", "--rows", "1200", "--scenario", "new-category", "--out", str(bad_file)
+        ).exit_code
+        == 0
+    )
 
-    first = run("ingest", str(v1_file), "--dataset", "loans", "--target", "target", "--time-column", "event_time", "--json")
+    first = run(
+        "ingest",
+        str(v1_file),
+        "--dataset",
+        "loans",
+        "--target",
+        "target",
+        "--time-column",
+        "event_time",
+        "--json",
+    )
     assert first.exit_code == 0, first.output
     v1 = json.loads(first.stdout)
     assert v1["created"] is True and v1["rows"] == 1200 and len(v1["md5"]) == 32
@@ -68,14 +116,24 @@ def test_ingest_list_get_round_trip(prefect_server: object, cli_env: Settings, t
     assert second.exit_code == 0, second.output
     v2 = json.loads(second.stdout)
     again = run("ingest", str(v2_file), "--dataset", "loans", "--json")
-    assert json.loads(again.stdout)["md5"] == v2["md5"] and json.loads(again.stdout)["created"] is False
+    assert (
+        json.loads(again.stdout)["md5"] == v2["md5"]
+        and json.loads(again.stdout)["created"] is False
+    )
 
     rejected = run("ingest", str(bad_file), "--dataset", "loans")
     assert rejected.exit_code == 2
-    assert "unknown_category_share" in rejected.stderr and "loan_purpose" in rejected.stderr and "crypto" in rejected.stderr
+    assert (
+        "unknown_category_share" in rejected.stderr
+        and "loan_purpose" in rejected.stderr
+        and "crypto" in rejected.stderr
+    )
     rejected_json = run("ingest", str(bad_file), "--dataset", "loans", "--json")
     assert rejected_json.exit_code == 2
-    assert json.loads(rejected_json.stdout)["report"]["failures"][0]["rule"] == "unknown_category_share"
+    assert (
+        json.loads(rejected_json.stdout)["report"]["failures"][0]["rule"]
+        == "unknown_category_share"
+    )
 
     listed = run("data", "list", "loans", "--json")
     assert listed.exit_code == 0
@@ -85,7 +143,9 @@ def test_ingest_list_get_round_trip(prefect_server: object, cli_env: Settings, t
     table = run("data", "list", "loans")
     assert v1["md5"] in table.stdout  # full md5, copyable
     datasets = json.loads(run("data", "list", "--json").stdout)
-    assert [(d["name"], d["versions"], d["latest"]["md5"]) for d in datasets] == [("loans", 2, v2["md5"])]
+    assert [(d["name"], d["versions"], d["latest"]["md5"]) for d in datasets] == [
+        ("loans", 2, v2["md5"])
+    ]
 
     shutil.rmtree(cli_env.state.dvc_cache)
     (cli_env.project_dir / "data" / "loans" / "loans.parquet").unlink()
@@ -101,13 +161,17 @@ def test_ingest_list_get_round_trip(prefect_server: object, cli_env: Settings, t
 def test_cli_errors_are_readable(cli_env: Settings, tmp_path: Path) -> None:
     missing = run("ingest", str(tmp_path / "nope.csv"), "--dataset", "loans")
     assert missing.exit_code == 3 and "file not found" in missing.stderr
-    unknown = run("data", "get", "loans", "--version", "abc123", "--out", str(tmp_path / "x.parquet"))
+    unknown = run(
+        "data", "get", "loans", "--version", "abc123", "--out", str(tmp_path / "x.parquet")
+    )
     assert unknown.exit_code == 3 and "has no versions" in unknown.stderr
     assert json.loads(run("data", "list", "loans", "--json").stdout) == []
     assert run("data", "contract", "loans").exit_code == 3
 
 
-def test_unreachable_prefect_api_is_a_clear_error(cli_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_prefect_api_is_a_clear_error(
+    cli_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mloop.core.processes import free_port
 
     path = tmp_path / "v.csv"

@@ -47,7 +47,9 @@ def only_failure(report: c.ValidationReport, rule: str, column: str | None) -> c
     return failure
 
 
-def test_infer_kinds_tolerances_and_defaults(base: pd.DataFrame, contract: c.DatasetContract) -> None:
+def test_infer_kinds_tolerances_and_defaults(
+    base: pd.DataFrame, contract: c.DatasetContract
+) -> None:
     kinds = {col.name: col.kind for col in contract.columns}
     assert kinds == {
         "when": "datetime",
@@ -61,7 +63,10 @@ def test_infer_kinds_tolerances_and_defaults(base: pd.DataFrame, contract: c.Dat
     assert contract.time_column == "when"  # the only datetime column
     income = contract.column("income")
     assert income.nullable and income.max_null_share == pytest.approx(2 * 0.02 + c.NULL_SHARE_SLACK)
-    assert income.min == pytest.approx(base["income"].min()) and income.range_tolerance == c.RANGE_TOLERANCE
+    assert (
+        income.min == pytest.approx(base["income"].min())
+        and income.range_tolerance == c.RANGE_TOLERANCE
+    )
     assert contract.column("age").max_null_share == 0.0 and not contract.column("age").nullable
     assert contract.column("color").categories == ["blue", "green", "red"]
     assert contract.column("target").max_null_share == 0.0
@@ -73,7 +78,9 @@ def test_infer_task_regression_and_explicit_options(base: pd.DataFrame) -> None:
     df = base.assign(price=np.linspace(0.5, 99.7, len(base)))
     inferred = c.infer_contract(df, name="toy", target="price", time_column=None)
     assert inferred.task == "regression"
-    explicit = c.infer_contract(df.drop(columns=["when"]), name="toy", target="price", task="regression")
+    explicit = c.infer_contract(
+        df.drop(columns=["when"]), name="toy", target="price", task="regression"
+    )
     assert explicit.time_column is None
     with pytest.raises(KeyError):
         c.infer_contract(df, name="toy", target="nope")
@@ -115,7 +122,9 @@ def test_valid_and_drifted_data_pass(base: pd.DataFrame, contract: c.DatasetCont
     assert "pass the contract" in report.text()
 
 
-def test_integer_column_read_back_as_float_with_nulls_is_accepted(base: pd.DataFrame, contract: c.DatasetContract) -> None:
+def test_integer_column_read_back_as_float_with_nulls_is_accepted(
+    base: pd.DataFrame, contract: c.DatasetContract
+) -> None:
     df = base.copy()
     df["age"] = df["age"].astype(float)
     assert c.validate_frame(df, contract).ok
@@ -131,19 +140,25 @@ def test_rule_empty(base: pd.DataFrame, contract: c.DatasetContract) -> None:
 
 
 def test_rule_missing_column(base: pd.DataFrame, contract: c.DatasetContract) -> None:
-    failure = only_failure(c.validate_frame(base.drop(columns=["color"]), contract), c.RULE_MISSING_COLUMN, "color")
+    failure = only_failure(
+        c.validate_frame(base.drop(columns=["color"]), contract), c.RULE_MISSING_COLUMN, "color"
+    )
     assert failure.message == "column 'color' is missing"
     assert failure.rows == len(base)
 
 
 def test_rule_unexpected_column(base: pd.DataFrame, contract: c.DatasetContract) -> None:
-    failure = only_failure(c.validate_frame(base.assign(extra="x"), contract), c.RULE_UNEXPECTED_COLUMN, "extra")
+    failure = only_failure(
+        c.validate_frame(base.assign(extra="x"), contract), c.RULE_UNEXPECTED_COLUMN, "extra"
+    )
     assert failure.message == "column 'extra' is not in the contract"
     assert failure.examples == ["x"]
 
 
 def test_rule_target_missing(base: pd.DataFrame, contract: c.DatasetContract) -> None:
-    failure = only_failure(c.validate_frame(base.drop(columns=["target"]), contract), c.RULE_TARGET_MISSING, "target")
+    failure = only_failure(
+        c.validate_frame(base.drop(columns=["target"]), contract), c.RULE_TARGET_MISSING, "target"
+    )
     assert failure.message.startswith("target column 'target' is absent")
 
 
@@ -158,7 +173,9 @@ def test_rule_target_null(base: pd.DataFrame, contract: c.DatasetContract) -> No
 
 
 def test_rule_single_class(base: pd.DataFrame, contract: c.DatasetContract) -> None:
-    failure = only_failure(c.validate_frame(base.assign(target=0), contract), c.RULE_SINGLE_CLASS, "target")
+    failure = only_failure(
+        c.validate_frame(base.assign(target=0), contract), c.RULE_SINGLE_CLASS, "target"
+    )
     assert "has 1 class(es)" in failure.message and failure.examples == ["0"]
 
 
@@ -171,7 +188,9 @@ def test_rule_dtype(base: pd.DataFrame, contract: c.DatasetContract) -> None:
     assert failure.rows == 1 and failure.examples == ["forty"]
 
 
-def test_rule_dtype_numeric_vs_text_and_datetime(base: pd.DataFrame, contract: c.DatasetContract) -> None:
+def test_rule_dtype_numeric_vs_text_and_datetime(
+    base: pd.DataFrame, contract: c.DatasetContract
+) -> None:
     df = base.copy()
     df["when"] = df["when"].astype(str).str.replace("-", "/")
     report = c.validate_frame(df, contract)
@@ -188,7 +207,9 @@ def test_rule_null_share(base: pd.DataFrame, contract: c.DatasetContract) -> Non
     assert failure.examples[:2] == ["row 0", "row 1"]
 
 
-def test_rule_null_share_in_a_column_that_had_none(base: pd.DataFrame, contract: c.DatasetContract) -> None:
+def test_rule_null_share_in_a_column_that_had_none(
+    base: pd.DataFrame, contract: c.DatasetContract
+) -> None:
     df = base.copy()
     df["color"] = df["color"].where(df.index != 10, None)
     failure = only_failure(c.validate_frame(df, contract), c.RULE_NULL_SHARE, "color")
@@ -203,7 +224,9 @@ def test_rule_out_of_range(base: pd.DataFrame, contract: c.DatasetContract) -> N
     assert "outside [" in failure.message and "above max_out_of_range_share 1.0%" in failure.message
 
 
-def test_out_of_range_within_tolerance_passes(base: pd.DataFrame, contract: c.DatasetContract) -> None:
+def test_out_of_range_within_tolerance_passes(
+    base: pd.DataFrame, contract: c.DatasetContract
+) -> None:
     df = base.copy()
     df.loc[0, "income"] = 5000.0  # 0.5% of rows, tolerance 1%
     assert c.validate_frame(df, contract).ok
@@ -228,5 +251,7 @@ def test_all_failures_are_collected(base: pd.DataFrame, contract: c.DatasetContr
     df = base.drop(columns=["color"]).assign(extra=1)
     df.loc[:50, "income"] = np.nan
     report = c.validate_frame(df, contract)
-    assert sorted(report.rules) == sorted([c.RULE_MISSING_COLUMN, c.RULE_UNEXPECTED_COLUMN, c.RULE_NULL_SHARE])
+    assert sorted(report.rules) == sorted(
+        [c.RULE_MISSING_COLUMN, c.RULE_UNEXPECTED_COLUMN, c.RULE_NULL_SHARE]
+    )
     assert set(c.RULE_DESCRIPTIONS) >= set(report.rules)

@@ -20,7 +20,8 @@ def read_versioned_events(resource_id: str) -> list[object]:
     with get_client(sync_client=True) as client:
         page = client.read_events(
             filter=EventFilter(
-                event=EventNameFilter(name=[events.DATASET_VERSIONED]), resource=EventResourceFilter(id=[resource_id])
+                event=EventNameFilter(name=[events.DATASET_VERSIONED]),
+                resource=EventResourceFilter(id=[resource_id]),
             ),
             limit=50,
         )
@@ -57,15 +58,23 @@ def test_ingest_flow_emits_versioned_event_and_artifact(
     assert len(found) == 1, found
     event = found[0]
     assert event.resource.id == f"mloop.dataset.{name}"
-    assert event.payload["md5"] == version.md5 and event.payload["rows"] == 800 and event.payload["dataset"] == name
+    assert (
+        event.payload["md5"] == version.md5
+        and event.payload["rows"] == 800
+        and event.payload["dataset"] == name
+    )
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dataset-{name}"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dataset-{name}"]))
+        )
     assert artifacts and version.md5 in artifacts[0].data
 
     bad = write_frame(generate("baseline", 800, 1).drop(columns=["region"]), tmp_path / "bad.csv")
     with pytest.raises(DataRejected, match="column 'region' is missing"):
         ingest_flow(path=str(bad), dataset=name)
     with get_client(sync_client=True) as client:
-        latest = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dataset-{name}"])))
+        latest = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dataset-{name}"]))
+        )
     assert any("rejected" in (a.data or "") and "missing_column" in (a.data or "") for a in latest)

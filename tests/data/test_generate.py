@@ -12,7 +12,15 @@ from mloop.core.frames import file_md5, read_frame
 from mloop.core.generate import FEATURE_ORDER, NEW_PURPOSE, SCENARIOS, generate, write_frame
 
 ROWS = 20_000
-NUMERIC = ["age", "annual_income", "employment_years", "credit_score", "loan_amount", "interest_rate", "debt_to_income"]
+NUMERIC = [
+    "age",
+    "annual_income",
+    "employment_years",
+    "credit_score",
+    "loan_amount",
+    "interest_rate",
+    "debt_to_income",
+]
 CATEGORICAL = ["employment_type", "home_ownership", "loan_purpose", "region"]
 SURGE_COLUMNS = ["annual_income", "employment_years", "debt_to_income"]
 
@@ -77,7 +85,8 @@ def test_signal_is_learnable(frames: dict[str, pd.DataFrame]) -> None:
     num = NUMERIC + ["loan_term_months", "num_open_accounts", "num_delinquencies"]
     model = make_pipeline(
         make_column_transformer(
-            (make_pipeline(SimpleImputer(), StandardScaler()), num), (OneHotEncoder(handle_unknown="ignore"), CATEGORICAL)
+            (make_pipeline(SimpleImputer(), StandardScaler()), num),
+            (OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
         ),
         LogisticRegression(max_iter=500),
     )
@@ -86,8 +95,13 @@ def test_signal_is_learnable(frames: dict[str, pd.DataFrame]) -> None:
     auc = roc_auc_score(test["target"], model.predict_proba(test[num + CATEGORICAL])[:, 1])
     assert 0.75 <= auc <= 0.87, auc
     drifted = frames["concept-drift"]
-    auc_drift = roc_auc_score(drifted["target"], model.predict_proba(drifted[num + CATEGORICAL])[:, 1])
-    assert auc_drift < auc - 0.15, (auc, auc_drift)  # the old model stops working under concept drift
+    auc_drift = roc_auc_score(
+        drifted["target"], model.predict_proba(drifted[num + CATEGORICAL])[:, 1]
+    )
+    assert auc_drift < auc - 0.15, (
+        auc,
+        auc_drift,
+    )  # the old model stops working under concept drift
 
 
 def test_covariate_shift_moves_feature_distributions(frames: dict[str, pd.DataFrame]) -> None:
@@ -97,7 +111,9 @@ def test_covariate_shift_moves_feature_distributions(frames: dict[str, pd.DataFr
     assert shift["debt_to_income"].mean() > base["debt_to_income"].mean() + 0.03
     small_business = lambda df: (df["loan_purpose"] == "small_business").mean()  # noqa: E731
     assert small_business(shift) > 2 * small_business(base)
-    assert set(shift["loan_purpose"].unique()) == set(base["loan_purpose"].unique())  # no new levels
+    assert set(shift["loan_purpose"].unique()) == set(
+        base["loan_purpose"].unique()
+    )  # no new levels
 
 
 def test_concept_drift_changes_relationship_not_marginals(frames: dict[str, pd.DataFrame]) -> None:
@@ -106,7 +122,10 @@ def test_concept_drift_changes_relationship_not_marginals(frames: dict[str, pd.D
         ratio = drift[col].mean() / base[col].mean()
         assert 0.97 < ratio < 1.03, (col, ratio)
     for col in CATEGORICAL:
-        shares = pd.concat([base[col].value_counts(normalize=True), drift[col].value_counts(normalize=True)], axis=1)
+        shares = pd.concat(
+            [base[col].value_counts(normalize=True), drift[col].value_counts(normalize=True)],
+            axis=1,
+        )
         assert (shares.iloc[:, 0] - shares.iloc[:, 1]).abs().max() < 0.02, col
     corr = lambda df: np.corrcoef(df["credit_score"], df["target"])[0, 1]  # noqa: E731
     assert corr(base) < -0.2 and abs(corr(drift)) < 0.1
@@ -127,7 +146,9 @@ def test_missing_surge_raises_null_shares(frames: dict[str, pd.DataFrame]) -> No
     base, surge = frames["baseline"], frames["missing-surge"]
     for col in SURGE_COLUMNS:
         assert surge[col].isna().mean() > base[col].isna().mean() + 0.15, col
-    assert abs(surge["credit_score"].mean() - base["credit_score"].mean()) < 3  # values otherwise alike
+    assert (
+        abs(surge["credit_score"].mean() - base["credit_score"].mean()) < 3
+    )  # values otherwise alike
 
 
 def test_drift_scenarios_come_after_the_baseline_window(frames: dict[str, pd.DataFrame]) -> None:
@@ -150,7 +171,9 @@ def test_regime_change_shifts_features_and_mechanism(frames: dict[str, pd.DataFr
 
 
 def test_classification_without_shape_options_is_unchanged() -> None:
-    pd.testing.assert_frame_equal(generate("baseline", 500, 3), generate("baseline", 500, 3, task="classification"))
+    pd.testing.assert_frame_equal(
+        generate("baseline", 500, 3), generate("baseline", 500, 3, task="classification")
+    )
     assert set(generate("baseline", 500, 3)["target"].unique()) <= {0, 1}
 
 
@@ -167,7 +190,9 @@ def test_features_keeps_the_first_n_columns_in_dataset_order() -> None:
     assert df.shape == (300, 7)
 
 
-@pytest.mark.parametrize("bad", [{"task": "ranking"}, {"features": 2}, {"features": len(FEATURE_ORDER) + 1}])
+@pytest.mark.parametrize(
+    "bad", [{"task": "ranking"}, {"features": 2}, {"features": len(FEATURE_ORDER) + 1}]
+)
 def test_bad_shape_options_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="task|features"):
         generate("baseline", 10, 1, **bad)  # type: ignore[arg-type]

@@ -94,7 +94,10 @@ def out_of_range(base: pd.DataFrame, d: Path) -> Path:
 
 def infinite_income(base: pd.DataFrame, d: Path) -> Path:
     df = base.copy()
-    df.loc[[4, 8], "annual_income"] = [np.inf, -np.inf]  # written as inf / -inf, read back as infinity
+    df.loc[[4, 8], "annual_income"] = [
+        np.inf,
+        -np.inf,
+    ]  # written as inf / -inf, read back as infinity
     return _csv(df, d / "f.csv")
 
 
@@ -108,26 +111,78 @@ def duplicates(base: pd.DataFrame, d: Path) -> Path:
 
 REJECTIONS: list[tuple[Callable[[pd.DataFrame, Path], Path], str, str | None, str]] = [
     (drop_region, c.RULE_MISSING_COLUMN, "region", "column 'region' is missing"),
-    (add_column, c.RULE_UNEXPECTED_COLUMN, "branch_code", "column 'branch_code' is not in the contract"),
-    (text_in_numeric, c.RULE_DTYPE, "credit_score", "column 'credit_score' should be integer but is object (2 rows are not integer)"),
+    (
+        add_column,
+        c.RULE_UNEXPECTED_COLUMN,
+        "branch_code",
+        "column 'branch_code' is not in the contract",
+    ),
+    (
+        text_in_numeric,
+        c.RULE_DTYPE,
+        "credit_score",
+        "column 'credit_score' should be integer but is object (2 rows are not integer)",
+    ),
     (drop_target, c.RULE_TARGET_MISSING, "target", "target column 'target' is absent"),
-    (null_target, c.RULE_TARGET_NULL, "target", "target column 'target' has 3 null rows (0.1%), above max_null_share 0.0%"),
-    (one_class, c.RULE_SINGLE_CLASS, "target", "target 'target' has 1 class(es); classification needs at least 2"),
+    (
+        null_target,
+        c.RULE_TARGET_NULL,
+        "target",
+        "target column 'target' has 3 null rows (0.1%), above max_null_share 0.0%",
+    ),
+    (
+        one_class,
+        c.RULE_SINGLE_CLASS,
+        "target",
+        "target 'target' has 1 class(es); classification needs at least 2",
+    ),
     (zero_bytes, c.RULE_EMPTY, None, "the file is empty (0 bytes)"),
     (header_only, c.RULE_EMPTY, None, "the file has a header but no data rows (16 columns)"),
     (garbage_parquet, c.RULE_UNREADABLE, None, "cannot parse f.parquet"),
-    (ragged_csv, c.RULE_UNREADABLE, None, "cannot parse f.csv: CSV parse error: Expected 16 columns, got 3"),
+    (
+        ragged_csv,
+        c.RULE_UNREADABLE,
+        None,
+        "cannot parse f.csv: CSV parse error: Expected 16 columns, got 3",
+    ),
     (missing_surge, c.RULE_NULL_SHARE, "annual_income", "column 'annual_income' has"),
-    (out_of_range, c.RULE_OUT_OF_RANGE, "loan_amount", "column 'loan_amount' has 100 rows (5.0%) outside ["),
-    (infinite_income, c.RULE_NON_FINITE, "annual_income", "column 'annual_income' has 2 infinite value(s)"),
-    (new_category, c.RULE_UNKNOWN_CATEGORY, "loan_purpose", "with unknown categories, above max_unknown_share 1.0%"),
-    (duplicates, c.RULE_DUPLICATES, None, "100 duplicate rows (4.8%), above max_duplicate_share 1.0%"),
+    (
+        out_of_range,
+        c.RULE_OUT_OF_RANGE,
+        "loan_amount",
+        "column 'loan_amount' has 100 rows (5.0%) outside [",
+    ),
+    (
+        infinite_income,
+        c.RULE_NON_FINITE,
+        "annual_income",
+        "column 'annual_income' has 2 infinite value(s)",
+    ),
+    (
+        new_category,
+        c.RULE_UNKNOWN_CATEGORY,
+        "loan_purpose",
+        "with unknown categories, above max_unknown_share 1.0%",
+    ),
+    (
+        duplicates,
+        c.RULE_DUPLICATES,
+        None,
+        "100 duplicate rows (4.8%), above max_duplicate_share 1.0%",
+    ),
 ]
 
 
-@pytest.mark.parametrize("make_file, rule, column, message", REJECTIONS, ids=[r[0].__name__ for r in REJECTIONS])
+@pytest.mark.parametrize(
+    "make_file, rule, column, message", REJECTIONS, ids=[r[0].__name__ for r in REJECTIONS]
+)
 def test_rejected_data_changes_nothing(
-    onboarded: Onboarded, tmp_path: Path, make_file: Callable, rule: str, column: str | None, message: str
+    onboarded: Onboarded,
+    tmp_path: Path,
+    make_file: Callable,
+    rule: str,
+    column: str | None,
+    message: str,
 ) -> None:
     settings = onboarded.settings
     before = snapshot(settings)
@@ -141,7 +196,9 @@ def test_rejected_data_changes_nothing(
     assert message in failures[0].message
     assert message in str(info.value) and info.value.exit_code == 2
     assert snapshot(settings) == before
-    assert get_version(settings, DATASET).md5 == onboarded.v1.version.md5  # current version stays current
+    assert (
+        get_version(settings, DATASET).md5 == onboarded.v1.version.md5
+    )  # current version stays current
 
 
 def test_rejection_report_has_counts_and_examples(onboarded: Onboarded, tmp_path: Path) -> None:
@@ -164,7 +221,11 @@ def test_first_ingest_infers_and_writes_contract(onboarded: Onboarded) -> None:
     settings, v1 = onboarded.settings, onboarded.v1
     assert v1.created and v1.contract_created
     contract = c.load_contract(settings.project_dir, DATASET)
-    assert contract.target == "target" and contract.task == "classification" and contract.time_column == "event_time"
+    assert (
+        contract.target == "target"
+        and contract.task == "classification"
+        and contract.time_column == "event_time"
+    )
     version = v1.version
     assert version.rows == 2000 and len(version.columns) == 16 and version.git_commit is None
     pointer = settings.project_dir / "data" / DATASET / f"{DATASET}.parquet.dvc"
@@ -190,34 +251,58 @@ def test_first_ingest_rejection_writes_no_contract(settings: Settings, tmp_path:
     frame.loc[7, "loan_amount"] = np.inf
     with pytest.raises(DataRejected, match="column 'loan_amount' has 1 infinite value") as info:
         ingest_dataset(settings, write_frame(frame, tmp_path / "inf.csv"), dataset="fresh")
-    assert info.value.report.rules == [c.RULE_NON_FINITE] and info.value.report.failures[0].examples == ["row 7"]
-    assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
-    only_target = write_frame(generate("baseline", 300, 1)[["target"]], tmp_path / "only-target.csv")
-    with pytest.raises(DataRejected, match="no column is left to learn from: 'target' \\(target\\)") as info:
+    assert info.value.report.rules == [c.RULE_NON_FINITE] and info.value.report.failures[
+        0
+    ].examples == ["row 7"]
+    assert (
+        not (settings.project_dir / "data" / "fresh").exists()
+        and list_versions(settings, "fresh") == []
+    )
+    only_target = write_frame(
+        generate("baseline", 300, 1)[["target"]], tmp_path / "only-target.csv"
+    )
+    with pytest.raises(
+        DataRejected, match="no column is left to learn from: 'target' \\(target\\)"
+    ) as info:
         ingest_dataset(settings, only_target, dataset="fresh")
     assert info.value.report.rules == [c.RULE_NO_FEATURES]
-    assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
+    assert (
+        not (settings.project_dir / "data" / "fresh").exists()
+        and list_versions(settings, "fresh") == []
+    )
 
 
-
-def test_a_feature_named_like_a_prediction_log_column_is_refused_on_first_ingest(settings: Settings, tmp_path: Path) -> None:
+def test_a_feature_named_like_a_prediction_log_column_is_refused_on_first_ingest(
+    settings: Settings, tmp_path: Path
+) -> None:
     """A 'score' or an epoch 'timestamp' feature would be mixed up with the log's own columns (its rows
     would not even fit one table): refused by name, with a rename to make. A datetime column named
     'timestamp' is the time column, no feature, and is fine."""
     frame = generate("baseline", 300, 1).rename(columns={"credit_score": "score"})
-    frame["timestamp"] = 1_700_000_000 + (np.arange(len(frame)) // 3) * 3600  # an hourly epoch: an integer feature
+    frame["timestamp"] = (
+        1_700_000_000 + (np.arange(len(frame)) // 3) * 3600
+    )  # an hourly epoch: an integer feature
     with pytest.raises(DataRejected) as info:
         ingest_dataset(settings, write_frame(frame, tmp_path / "reserved.csv"), dataset="fresh")
     [failure] = info.value.report.failures
     assert failure.rule == c.RULE_RESERVED_NAME
-    assert failure.message.startswith("feature column(s) 'score', 'timestamp' have a name the prediction log uses")
+    assert failure.message.startswith(
+        "feature column(s) 'score', 'timestamp' have a name the prediction log uses"
+    )
     assert "rename them (e.g. 'score_value')" in failure.message
-    assert not (settings.project_dir / "data" / "fresh").exists() and list_versions(settings, "fresh") == []
+    assert (
+        not (settings.project_dir / "data" / "fresh").exists()
+        and list_versions(settings, "fresh") == []
+    )
     timed = generate("baseline", 300, 1).rename(columns={"event_time": "timestamp"})
-    assert ingest_dataset(settings, write_frame(timed, tmp_path / "timed.csv"), dataset="timed").created
+    assert ingest_dataset(
+        settings, write_frame(timed, tmp_path / "timed.csv"), dataset="timed"
+    ).created
 
 
-def test_a_role_flipped_to_a_reserved_feature_by_hand_is_a_clear_error(onboarded: Onboarded, tmp_path: Path) -> None:
+def test_a_role_flipped_to_a_reserved_feature_by_hand_is_a_clear_error(
+    onboarded: Onboarded, tmp_path: Path
+) -> None:
     import yaml
 
     from mloop.core.contract import contract_path, load_contract
@@ -227,17 +312,29 @@ def test_a_role_flipped_to_a_reserved_feature_by_hand_is_a_clear_error(onboarded
     shutil.copytree(settings.project_dir / "data", project / "data")
     path = contract_path(project, DATASET)
     doc = yaml.safe_load(path.read_text())
-    doc["columns"].append({"name": "prediction", "kind": "numeric", "nullable": False, "role": "feature"})
+    doc["columns"].append(
+        {"name": "prediction", "kind": "numeric", "nullable": False, "role": "feature"}
+    )
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(MloopError, match="feature column\\(s\\) 'prediction' have a name the prediction log uses") as info:
+    with pytest.raises(
+        MloopError, match="feature column\\(s\\) 'prediction' have a name the prediction log uses"
+    ) as info:
         load_contract(project, DATASET)
     assert "role: ignored" in (info.value.fix or "")
 
 
-def test_round_trip_from_remote_after_cache_and_parquet_deleted(settings: Settings, tmp_path: Path) -> None:
+def test_round_trip_from_remote_after_cache_and_parquet_deleted(
+    settings: Settings, tmp_path: Path
+) -> None:
     start = head(settings.project_dir)
-    v1 = ingest_dataset(settings, write_frame(generate("baseline", 1500, 1), tmp_path / "v1.csv"), dataset=DATASET)
-    v2 = ingest_dataset(settings, write_frame(generate("baseline", 1500, 2), tmp_path / "v2.parquet"), dataset=DATASET)
+    v1 = ingest_dataset(
+        settings, write_frame(generate("baseline", 1500, 1), tmp_path / "v1.csv"), dataset=DATASET
+    )
+    v2 = ingest_dataset(
+        settings,
+        write_frame(generate("baseline", 1500, 2), tmp_path / "v2.parquet"),
+        dataset=DATASET,
+    )
     assert v1.created and v2.created and v1.version.md5 != v2.version.md5
     assert [v.md5 for v in list_versions(settings, DATASET)] == [v2.version.md5, v1.version.md5]
     assert get_version(settings, DATASET).md5 == v2.version.md5
@@ -252,7 +349,9 @@ def test_round_trip_from_remote_after_cache_and_parquet_deleted(settings: Settin
 
 
 def test_corrupt_remote_object_is_refused(settings: Settings, tmp_path: Path) -> None:
-    v1 = ingest_dataset(settings, write_frame(generate("baseline", 500, 1), tmp_path / "v1.csv"), dataset=DATASET)
+    v1 = ingest_dataset(
+        settings, write_frame(generate("baseline", 500, 1), tmp_path / "v1.csv"), dataset=DATASET
+    )
     md5 = v1.version.md5
     shutil.rmtree(settings.state.dvc_cache)
     remote_obj = settings.state.dvc_remote / "files" / "md5" / md5[:2] / md5[2:]
@@ -266,7 +365,9 @@ def test_corrupt_remote_object_is_refused(settings: Settings, tmp_path: Path) ->
         export_version(settings, DATASET, md5, tmp_path / "out.parquet")
 
 
-def test_identical_content_returns_same_version_and_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_identical_content_returns_same_version_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
     df = generate("baseline", 800, 1)
     first = ingest_dataset(settings, write_frame(df, tmp_path / "a.csv"), dataset=DATASET)
     before = snapshot(settings)
@@ -290,31 +391,47 @@ def test_version_lookup_errors(onboarded: Onboarded) -> None:
         get_version(onboarded.settings, DATASET, onboarded.v1.version.md5[:3])  # too short a prefix
 
 
-def test_options_that_contradict_the_contract_are_refused(onboarded: Onboarded, tmp_path: Path) -> None:
+def test_options_that_contradict_the_contract_are_refused(
+    onboarded: Onboarded, tmp_path: Path
+) -> None:
     path = write_frame(onboarded.base, tmp_path / "x.csv")
     with pytest.raises(MloopError, match="target 'age' differs from the contract's 'target'"):
         ingest_dataset(onboarded.settings, path, dataset=DATASET, target="age")
 
 
 def test_production_mode_commits_pointer_and_contract(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", project_dir=make_project(tmp_path / "prod"), git_commit_data=True)
+    settings = Settings(
+        home=tmp_path / "home", project_dir=make_project(tmp_path / "prod"), git_commit_data=True
+    )
     start = head(settings.project_dir)
-    result = ingest_dataset(settings, write_frame(generate("baseline", 500, 1), tmp_path / "v.csv"), dataset=DATASET)
+    result = ingest_dataset(
+        settings, write_frame(generate("baseline", 500, 1), tmp_path / "v.csv"), dataset=DATASET
+    )
     commit = result.version.git_commit
     assert commit and commit != start and commit == head(settings.project_dir)
     import subprocess
 
     log = subprocess.run(
-        ["git", "-C", str(settings.project_dir), "show", "--stat", "--format=%s", commit], capture_output=True, text=True
+        ["git", "-C", str(settings.project_dir), "show", "--stat", "--format=%s", commit],
+        capture_output=True,
+        text=True,
     ).stdout
     assert f"data: {DATASET} version {result.version.md5}" in log
     assert f"data/{DATASET}/{DATASET}.parquet.dvc" in log and f"data/{DATASET}/contract.yaml" in log
-    assert f"{DATASET}.parquet " not in log.replace(".parquet.dvc", "")  # the bytes themselves stay out of git
+    assert f"{DATASET}.parquet " not in log.replace(
+        ".parquet.dvc", ""
+    )  # the bytes themselves stay out of git
 
 
-def test_concurrent_ingests_of_one_dataset_are_serialised(settings: Settings, tmp_path: Path) -> None:
-    ingest_dataset(settings, write_frame(generate("baseline", 600, 1), tmp_path / "v0.csv"), dataset=DATASET)
-    paths = [write_frame(generate("baseline", 600, seed), tmp_path / f"v{seed}.csv") for seed in (2, 3)]
+def test_concurrent_ingests_of_one_dataset_are_serialised(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest_dataset(
+        settings, write_frame(generate("baseline", 600, 1), tmp_path / "v0.csv"), dataset=DATASET
+    )
+    paths = [
+        write_frame(generate("baseline", 600, seed), tmp_path / f"v{seed}.csv") for seed in (2, 3)
+    ]
     results: list[object] = []
 
     def run(p: Path) -> None:
@@ -331,9 +448,14 @@ def test_concurrent_ingests_of_one_dataset_are_serialised(settings: Settings, tm
     assert all(getattr(r, "created", False) for r in results), results
     versions = list_versions(settings, DATASET)
     assert len(versions) == 3 and len({v.md5 for v in versions}) == 3
-    assert file_md5(parquet_path(settings, DATASET)) == versions[0].md5  # the working file is the newest
+    assert (
+        file_md5(parquet_path(settings, DATASET)) == versions[0].md5
+    )  # the working file is the newest
     for v in versions:
-        assert len(read_frame(export_version(settings, DATASET, v.md5, tmp_path / f"{v.md5}.parquet"))) == 600
+        assert (
+            len(read_frame(export_version(settings, DATASET, v.md5, tmp_path / f"{v.md5}.parquet")))
+            == 600
+        )
 
 
 def test_git_ignored_dataset_folder_is_refused_with_a_fix(tmp_path: Path) -> None:
@@ -344,7 +466,9 @@ def test_git_ignored_dataset_folder_is_refused_with_a_fix(tmp_path: Path) -> Non
     subprocess.run(["git", "-C", str(settings.project_dir), "add", ".gitignore"], check=True)
     subprocess.run(["git", "-C", str(settings.project_dir), "commit", "-qm", "ignore"], check=True)
     with pytest.raises(MloopError, match="git-ignored") as err:
-        ingest_dataset(settings, write_frame(generate("baseline", 300, 1), tmp_path / "v.csv"), dataset=DATASET)
+        ingest_dataset(
+            settings, write_frame(generate("baseline", 300, 1), tmp_path / "v.csv"), dataset=DATASET
+        )
     assert ".gitignore rule" in str(err.value.fix)
     assert list_versions(settings, DATASET) == []
     assert not parquet_path(settings, DATASET).exists()
@@ -355,14 +479,21 @@ def _ingest_in_child(settings: Settings, path: Path, dataset: str) -> str:
     return ingest_dataset(settings, path, dataset=dataset).version.md5
 
 
-def test_parallel_ingests_of_different_datasets_all_become_versions(settings: Settings, tmp_path: Path) -> None:
+def test_parallel_ingests_of_different_datasets_all_become_versions(
+    settings: Settings, tmp_path: Path
+) -> None:
     """Onboarding several datasets at once: each ingest (its own process) waits its turn for the
     repo-wide DVC add/push and git commit instead of failing on DVC's lock (LockError)."""
     import multiprocessing
 
     names = [f"shape{i}" for i in range(4)]
-    paths = [write_frame(generate("baseline", 800, i, features=3 + i), tmp_path / f"{n}.csv") for i, n in enumerate(names)]
+    paths = [
+        write_frame(generate("baseline", 800, i, features=3 + i), tmp_path / f"{n}.csv")
+        for i, n in enumerate(names)
+    ]
     with multiprocessing.get_context("spawn").Pool(len(names)) as pool:
-        md5s = pool.starmap(_ingest_in_child, [(settings, p, n) for p, n in zip(paths, names, strict=True)])
+        md5s = pool.starmap(
+            _ingest_in_child, [(settings, p, n) for p, n in zip(paths, names, strict=True)]
+        )
     for name, md5 in zip(names, md5s, strict=True):
         assert [v.md5 for v in list_versions(settings, name)] == [md5]

@@ -65,7 +65,9 @@ class Served:
 
 
 @pytest.fixture(scope="module", params=["wine", "diabetes", "breast_cancer"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Served]:  # noqa: ANN001
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, prefect_server
+) -> Iterator[Served]:
     from flows.deploy import deploy_flow
     from flows.train import train_flow
     from mloop.core.datasets import ingest_dataset
@@ -73,13 +75,18 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     table = _table(request.param)
     root = tmp_path_factory.mktemp(f"e2e-{table.name}")
     project = make_project(root / "project")
-    settings = Settings(home=root / "home", project_dir=project, serve_port=free_port(), api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(
+        home=root / "home", project_dir=project, serve_port=free_port(), api_token=TOKEN
+    )  # type: ignore[arg-type]
     settings.state.ensure()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
-            "MLOOP_HOME": str(settings.state.root), "MLOOP_PROJECT_DIR": str(project),
-            "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLOOP_SERVE_PORT": str(settings.serve_port),
-            "BENTOML_HOME": str(settings.state.bentoml_home), "MLOOP_API_TOKEN": TOKEN,
+            "MLOOP_HOME": str(settings.state.root),
+            "MLOOP_PROJECT_DIR": str(project),
+            "MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "MLOOP_SERVE_PORT": str(settings.serve_port),
+            "BENTOML_HOME": str(settings.state.bentoml_home),
+            "MLOOP_API_TOKEN": TOKEN,
         }.items():
             mp.setenv(key, value)
         src = settings.state.tmp / f"{table.name}.csv"
@@ -90,7 +97,13 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         try:
             deployed = deploy_flow(name=table.name)
             assert deployed.version == trained.version, deployed
-            yield Served(settings, table, f"http://127.0.0.1:{settings.serve_port}", md5, str(trained.version))
+            yield Served(
+                settings,
+                table,
+                f"http://127.0.0.1:{settings.serve_port}",
+                md5,
+                str(trained.version),
+            )
         finally:
             pid = read_pid(settings.state.run, "serve")
             if pid is not None:
@@ -107,7 +120,9 @@ def test_contract_keeps_the_tables_names_and_task(served: Served) -> None:
 
     contract = load_contract(served.settings.project_dir, served.table.name)
     assert contract.task == served.table.task
-    assert [c.name for c in contract.feature_columns] == [c for c in served.table.frame.columns if c != "target"]
+    assert [c.name for c in contract.feature_columns] == [
+        c for c in served.table.frame.columns if c != "target"
+    ]
 
 
 def test_served_schema_shows_the_tables_own_column_names(served: Served) -> None:
@@ -120,23 +135,34 @@ def test_served_schema_shows_the_tables_own_column_names(served: Served) -> None
 def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
     from flows.monitor import monitor_flow
     from mloop.cli.app import app
-    from serving.predlog import read_feedback, read_predictions
+    from serving.log.predictions import read_feedback, read_predictions
 
     frame = served.table.frame.sample(frac=1.0, random_state=0).reset_index(drop=True).head(300)
     answers: list[dict] = []
     for start in range(0, len(frame), 50):
-        resp = httpx.post(f"{served.url}/predict", json={"records": _records(frame.iloc[start:start + 50])}, headers=AUTH, timeout=30)
+        resp = httpx.post(
+            f"{served.url}/predict",
+            json={"records": _records(frame.iloc[start : start + 50])},
+            headers=AUTH,
+            timeout=30,
+        )
         assert resp.status_code == 200, resp.text
         answers.extend(resp.json())
     assert len(answers) == len(frame)
     assert {a["model_version"] for a in answers} == {served.version}
-    if served.table.name == "wine":  # multiclass: every class's probability, the label is a class name
+    if (
+        served.table.name == "wine"
+    ):  # multiclass: every class's probability, the label is a class name
         assert all(set(a["probabilities"]) == {"class_0", "class_1", "class_2"} for a in answers)
-        accuracy = np.mean([a["prediction"] == y for a, y in zip(answers, frame["target"], strict=True)])
+        accuracy = np.mean(
+            [a["prediction"] == y for a, y in zip(answers, frame["target"], strict=True)]
+        )
         assert accuracy > 0.9, accuracy
 
-    labels = [{"prediction_id": a["prediction_id"], "label": (y.item() if hasattr(y, "item") else y)}
-              for a, y in zip(answers, frame["target"], strict=True)]
+    labels = [
+        {"prediction_id": a["prediction_id"], "label": (y.item() if hasattr(y, "item") else y)}
+        for a, y in zip(answers, frame["target"], strict=True)
+    ]
     fb = httpx.post(f"{served.url}/feedback", json={"labels": labels}, headers=AUTH, timeout=30)
     assert fb.status_code == 200, fb.text
     assert fb.json()["recorded"] == len(labels) and fb.json()["unknown"] == 0
@@ -144,7 +170,10 @@ def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
     state = served.settings.state
     deadline = time.monotonic() + 30  # the service flushes its log about once a second
     while time.monotonic() < deadline:
-        logged, labelled = read_predictions(state.predictions, served.table.name), read_feedback(state.feedback, served.table.name)
+        logged, labelled = (
+            read_predictions(state.predictions, served.table.name),
+            read_feedback(state.feedback, served.table.name),
+        )
         if len(logged) >= len(frame) and len(labelled) >= len(frame):
             break
         time.sleep(0.5)
@@ -157,7 +186,9 @@ def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
     assert result.drift.quality is not None and result.drift.quality.labelled_rows >= 30
     assert result.report_path, result
 
-    out = CliRunner().invoke(app, ["lineage", "--prediction-id", answers[0]["prediction_id"], "--json"])
+    out = CliRunner().invoke(
+        app, ["lineage", "--prediction-id", answers[0]["prediction_id"], "--json"]
+    )
     assert out.exit_code == 0, out.output
     chain = json.loads(out.stdout)
     assert chain["model_version"] == served.version and chain["dataset_md5"] == served.md5

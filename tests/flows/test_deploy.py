@@ -15,7 +15,7 @@ import pytest
 
 from flows.deploy import deploy_action, rollout_task
 from mloop.core.settings import Settings
-from serving.rollout import RolloutFailed
+from serving.control.rollout_client import RolloutFailed
 
 URL = "http://127.0.0.1:9"
 LOANS = {"model_name": "loans", "model_version": "3", "bentoml_tag": "loans:v3", "loaded": True}
@@ -27,7 +27,10 @@ def test_deploy_action_looks_only_at_the_deployed_model() -> None:
     assert deploy_action(served, "rates", "rates:v2") == ("rolled-out", "1")
     assert deploy_action(served, "rates", "rates:v1") == ("already-serving", "1")
     assert deploy_action(served, "apples", "apples:v1") == ("added", None)
-    assert deploy_action({}, "loans", "loans:v1") == ("added", None)  # a service serving nothing yet
+    assert deploy_action({}, "loans", "loans:v1") == (
+        "added",
+        None,
+    )  # a service serving nothing yet
     assert deploy_action({"loans": LOANS}, "rates", "rates:v2") == ("added", None)
 
 
@@ -41,7 +44,9 @@ class FakeService:
     rollouts: list[str] = field(default_factory=list)
     started: list[Any] = field(default_factory=list)
 
-    def served_models(self, url: str, timeout: float = 10, deadline: float = 10, *, token: str | None = None) -> Any:
+    def served_models(
+        self, url: str, timeout: float = 10, deadline: float = 10, *, token: str | None = None
+    ) -> Any:
         if self.models is None:
             raise RolloutFailed(f"the prediction service at {url} is not reachable")
         return dict(self.models)
@@ -59,15 +64,19 @@ class FakeService:
 
 @pytest.fixture
 def service(monkeypatch: pytest.MonkeyPatch) -> FakeService:
-    import serving.fleet
-    import serving.launch
-    import serving.rollout
+    import serving.control.fleet
+    import serving.control.process_spec
+    import serving.control.rollout_client
 
     fake = FakeService(models={"loans": LOANS, "rates": RATES})
-    monkeypatch.setattr(serving.fleet, "served_models", fake.served_models)
-    monkeypatch.setattr(serving.fleet, "champion_tags", lambda settings, champions=None: list(fake.champions))
-    monkeypatch.setattr(serving.rollout, "rollout", fake.rollout)
-    monkeypatch.setattr(serving.launch, "start_service", fake.start_service)
+    monkeypatch.setattr(serving.control.fleet, "served_models", fake.served_models)
+    monkeypatch.setattr(
+        serving.control.fleet,
+        "champion_tags",
+        lambda settings, champions=None: list(fake.champions),
+    )
+    monkeypatch.setattr(serving.control.rollout_client, "rollout", fake.rollout)
+    monkeypatch.setattr(serving.control.process_spec, "start_service", fake.start_service)
     return fake
 
 
@@ -76,7 +85,9 @@ def plain_settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", auth=False)
 
 
-def test_a_new_version_of_one_model_is_rolled_out_alone(service: FakeService, plain_settings: Settings) -> None:
+def test_a_new_version_of_one_model_is_rolled_out_alone(
+    service: FakeService, plain_settings: Settings
+) -> None:
     assert rollout_task.fn(plain_settings, "rates", "rates:v2", URL) == ("rolled-out", "1")
     assert service.rollouts == ["rates:v2"] and service.started == []
 
@@ -86,23 +97,33 @@ def test_a_model_not_served_yet_is_added(service: FakeService, plain_settings: S
     assert service.rollouts == ["apples:v1"] and service.started == []
 
 
-def test_a_model_already_served_is_left_alone(service: FakeService, plain_settings: Settings) -> None:
+def test_a_model_already_served_is_left_alone(
+    service: FakeService, plain_settings: Settings
+) -> None:
     assert rollout_task.fn(plain_settings, "loans", "loans:v3", URL) == ("already-serving", "3")
     assert service.rollouts == [] and service.started == []
 
 
-def test_without_a_service_one_is_started_with_every_champion(service: FakeService, plain_settings: Settings) -> None:
+def test_without_a_service_one_is_started_with_every_champion(
+    service: FakeService, plain_settings: Settings
+) -> None:
     service.models = None
     assert rollout_task.fn(plain_settings, "rates", "rates:v2", URL) == ("started", None)
-    assert service.started == [["loans:v3", "rates:v2"]]  # this version in place of its champion, loans too
+    assert service.started == [
+        ["loans:v3", "rates:v2"]
+    ]  # this version in place of its champion, loans too
     assert service.rollouts == []
     service.started.clear()
     service.champions = []
     assert rollout_task.fn(plain_settings, "loans", "loans:v1", URL) == ("started", None)
-    assert service.started == ["loans:v1"]  # one tag: the single-model form every service understands
+    assert service.started == [
+        "loans:v1"
+    ]  # one tag: the single-model form every service understands
 
 
-def test_a_service_another_starter_won_gets_the_model_rolled_in(service: FakeService, plain_settings: Settings) -> None:
+def test_a_service_another_starter_won_gets_the_model_rolled_in(
+    service: FakeService, plain_settings: Settings
+) -> None:
     service.models, service.won_race = None, False
     assert rollout_task.fn(plain_settings, "apples", "apples:v1", URL) == ("added", None)
     assert service.rollouts == ["apples:v1"]
@@ -112,31 +133,48 @@ def test_a_service_another_starter_won_gets_the_model_rolled_in(service: FakeSer
 def test_the_flow_reports_and_emits_per_model(
     service: FakeService, settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server: Any
 ) -> None:
-    import serving.package
+    import serving.bundle.package
     from flows.deploy import deploy_flow
     from mloop.core import events
-    from serving.package import PackagedModel
+    from serving.bundle.package import PackagedModel
 
     monkeypatch.setenv("MLOOP_HOME", str(settings.state.root))
     monkeypatch.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
     monkeypatch.setenv("MLOOP_AUTH", "false")
     calls: list[tuple[bool, list[str]]] = []  # (build, what had been rolled out by then)
 
-    def package_model(s: Settings, name: str, version: str | None = None, *, build: bool = True) -> PackagedModel:
+    def package_model(
+        s: Settings, name: str, version: str | None = None, *, build: bool = True
+    ) -> PackagedModel:
         calls.append((build, list(service.rollouts)))
-        return PackagedModel(name=name, version="2", model_tag=f"{name}:v2", bento_tag=f"{name}-service:v2" if build else None,
-                             backend="onnx", created=True)
+        return PackagedModel(
+            name=name,
+            version="2",
+            model_tag=f"{name}:v2",
+            bento_tag=f"{name}-service:v2" if build else None,
+            backend="onnx",
+            created=True,
+        )
 
-    monkeypatch.setattr(serving.package, "package_model", package_model)
+    monkeypatch.setattr(serving.bundle.package, "package_model", package_model)
     emitted: list[tuple[str, str, dict[str, Any]]] = []
-    monkeypatch.setattr(events, "emit", lambda event, resource, payload: emitted.append((event, resource, payload)))
+    monkeypatch.setattr(
+        events, "emit", lambda event, resource, payload: emitted.append((event, resource, payload))
+    )
     result = deploy_flow(name="rates")
-    assert (result.name, result.version, result.action, result.previous_version) == ("rates", "2", "rolled-out", "1")
+    assert (result.name, result.version, result.action, result.previous_version) == (
+        "rates",
+        "2",
+        "rolled-out",
+        "1",
+    )
     assert service.rollouts == ["rates:v2"]
     # The model first (what the service loads), the Bento only once the new version answers.
     assert calls == [(False, []), (True, ["rates:v2"])]
     assert result.bento_tag == "rates-service:v2"
-    assert [(e, r) for e, r, _ in emitted] == [(events.MODEL_DEPLOYED, events.model_resource("rates"))]
+    assert [(e, r) for e, r, _ in emitted] == [
+        (events.MODEL_DEPLOYED, events.model_resource("rates"))
+    ]
     assert emitted[0][2]["model"] == "rates" and emitted[0][2]["action"] == "rolled-out"
 
     from prefect.client.orchestration import get_client
@@ -146,5 +184,9 @@ def test_the_flow_reports_and_emits_per_model(
     with get_client(sync_client=True) as client:
         from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key("deploy", "rates")])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[artifact_key("deploy", "rates")])
+            )
+        )
     assert found and "Deploy `rates` version 2: rolled-out" in str(found[-1].data)

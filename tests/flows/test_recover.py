@@ -51,7 +51,9 @@ def _crash(client: Any, run_id: UUID) -> None:
         assert result.status.value == "ACCEPT", (state.type, result)
 
 
-def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(flow_env: Settings, client: Any) -> None:
+def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(
+    flow_env: Settings, client: Any
+) -> None:
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
     from prefect.states import Crashed, Pending, Running
 
@@ -61,7 +63,10 @@ def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(flow_env: Set
 
     flow_id = client.create_flow_from_name("train")
     deployment = client.create_deployment(
-        flow_id, f"zombie-{uuid4().hex[:8]}", concurrency_limit=1, work_queue_name=f"nobody-{uuid4().hex[:8]}",
+        flow_id,
+        f"zombie-{uuid4().hex[:8]}",
+        concurrency_limit=1,
+        work_queue_name=f"nobody-{uuid4().hex[:8]}",
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
     params = {"dataset": "loans", "seed": 7, "trigger": "new-dataset"}
@@ -74,12 +79,16 @@ def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(flow_env: Set
     client.set_flow_run_state(run.id, Running())
     assert _active_slots(client, deployment) == 1
     client.set_flow_run_state(run.id, Crashed(message="no heartbeat (test)"))
-    assert _active_slots(client, deployment) == 0, "a crashed run kept its deployment concurrency slot"
+    assert _active_slots(client, deployment) == 0, (
+        "a crashed run kept its deployment concurrency slot"
+    )
 
     report = recover_flow(flow_run_id=f"prefect.flow-run.{run.id}")
     assert report.retried and report.retry_run_id and report.deployment.startswith("train/zombie-")
     assert report.failed_mlflow_runs == [open_run] and get_run(uri, open_run).status == "FAILED"
-    assert len(report.released_leases) == 1  # the lease its Running state held (already released: a no-op)
+    assert (
+        len(report.released_leases) == 1
+    )  # the lease its Running state held (already released: a no-op)
     assert _active_slots(client, deployment) == 0
     retry = client.read_flow_run(UUID(report.retry_run_id))
     assert retry.deployment_id == deployment and retry.parameters == params
@@ -91,7 +100,9 @@ def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(flow_env: Set
 
     _crash(client, retry.id)
     retry_report = recover_flow(flow_run_id=str(retry.id))
-    assert not retry_report.retried and "a crashed retry is not retried again" in retry_report.reason
+    assert (
+        not retry_report.retried and "a crashed retry is not retried again" in retry_report.reason
+    )
     assert _active_slots(client, deployment) == 0
 
 
@@ -99,15 +110,29 @@ def test_recover_does_nothing_for_other_flows_or_live_runs(flow_env: Settings, c
     from flows.recover import recover_flow
 
     monitor = client.create_flow_run_from_deployment(
-        client.create_deployment(client.create_flow_from_name("monitor"), f"zombie-{uuid4().hex[:8]}",
-                                 work_queue_name=f"nobody-{uuid4().hex[:8]}"), parameters={})
+        client.create_deployment(
+            client.create_flow_from_name("monitor"),
+            f"zombie-{uuid4().hex[:8]}",
+            work_queue_name=f"nobody-{uuid4().hex[:8]}",
+        ),
+        parameters={},
+    )
     _crash(client, monitor.id)
     report = recover_flow(flow_run_id=str(monitor.id))
-    assert not report.retried and "'monitor' is not recovered" in report.reason and "nothing done" in report.reason
+    assert (
+        not report.retried
+        and "'monitor' is not recovered" in report.reason
+        and "nothing done" in report.reason
+    )
 
     train = client.create_flow_run_from_deployment(
-        client.create_deployment(client.create_flow_from_name("train"), f"zombie-{uuid4().hex[:8]}",
-                                 work_queue_name=f"nobody-{uuid4().hex[:8]}"), parameters={})
+        client.create_deployment(
+            client.create_flow_from_name("train"),
+            f"zombie-{uuid4().hex[:8]}",
+            work_queue_name=f"nobody-{uuid4().hex[:8]}",
+        ),
+        parameters={},
+    )
     report = recover_flow(flow_run_id=str(train.id))
     assert not report.retried and "not CRASHED" in report.reason
 
@@ -122,16 +147,30 @@ def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_serv
     assert first == second
     stored = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
     assert str(stored.id) == first and stored.trigger.within.total_seconds() == 120
-    assert stored.trigger.posture == "Proactive" and stored.trigger.for_each == {"prefect.resource.id"}
-    assert stored.trigger.after == {"prefect.flow-run.heartbeat", "prefect.flow-run.Running"}  # killed before a heartbeat too
-    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Crashed"} <= \
-        stored.trigger.expect
+    assert stored.trigger.posture == "Proactive" and stored.trigger.for_each == {
+        "prefect.resource.id"
+    }
+    assert stored.trigger.after == {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Running",
+    }  # killed before a heartbeat too
+    assert {
+        "prefect.flow-run.heartbeat",
+        "prefect.flow-run.Completed",
+        "prefect.flow-run.Crashed",
+    } <= stored.trigger.expect
     action = stored.actions[0]
-    assert action.type == "change-flow-run-state" and action.state.value == "CRASHED" and "no heartbeat" in action.message
+    assert (
+        action.type == "change-flow-run-state"
+        and action.state.value == "CRASHED"
+        and "no heartbeat" in action.message
+    )
     ensure_zombie_automation()  # back to the default for any later test
 
 
-def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(prefect_server: Any, client: Any) -> None:
+def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(
+    prefect_server: Any, client: Any
+) -> None:
     """A worker killed while submitting a run leaves it Pending ('Submitting') with no process: no heartbeat
     ever comes, so only the stuck-pending automation ends it (here with a 20 s window)."""
     import time
@@ -144,16 +183,27 @@ def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(prefect_server: 
     automation_id = ensure_automation(stuck_pending_automation(seconds=20))
     assert Automation.read(id=automation_id).name == STUCK_AUTOMATION_NAME
     try:
-        deployment = client.create_deployment(client.create_flow_from_name("monitor"), f"stuck-{uuid4().hex[:8]}",
-                                              work_queue_name=f"nobody-{uuid4().hex[:8]}")
+        deployment = client.create_deployment(
+            client.create_flow_from_name("monitor"),
+            f"stuck-{uuid4().hex[:8]}",
+            work_queue_name=f"nobody-{uuid4().hex[:8]}",
+        )
         stuck = client.create_flow_run_from_deployment(deployment, parameters={})
         started = client.create_flow_run_from_deployment(deployment, parameters={})
         for run in (stuck, started):
-            assert client.set_flow_run_state(run.id, Pending(name="Submitting")).status.value == "ACCEPT"
-        assert client.set_flow_run_state(started.id, Running()).status.value == "ACCEPT"  # moved on: not stuck
+            assert (
+                client.set_flow_run_state(run.id, Pending(name="Submitting")).status.value
+                == "ACCEPT"
+            )
+        assert (
+            client.set_flow_run_state(started.id, Running()).status.value == "ACCEPT"
+        )  # moved on: not stuck
 
         deadline = time.monotonic() + 150
-        while client.read_flow_run(stuck.id).state_type.value != "CRASHED" and time.monotonic() < deadline:
+        while (
+            client.read_flow_run(stuck.id).state_type.value != "CRASHED"
+            and time.monotonic() < deadline
+        ):
             time.sleep(2)
         state = client.read_flow_run(stuck.id).state
         assert state.type.value == "CRASHED", f"a run Pending for 20+ s was not crashed: {state}"

@@ -41,9 +41,13 @@ def _drift_runs(client: Any, limit: int, strategy: str, models: int) -> list[UUI
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
 
     deployment = client.create_deployment(
-        client.create_flow_from_name("retrain"), f"many-{uuid4().hex[:8]}", concurrency_limit=limit,
+        client.create_flow_from_name("retrain"),
+        f"many-{uuid4().hex[:8]}",
+        concurrency_limit=limit,
         work_queue_name=f"nobody-{uuid4().hex[:8]}",
-        concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy(strategy)),
+        concurrency_options=ConcurrencyOptions(
+            collision_strategy=ConcurrencyLimitStrategy(strategy)
+        ),
     )
     return [
         client.create_flow_run_from_deployment(
@@ -80,7 +84,9 @@ def test_drift_of_another_model_waits_for_a_slot_and_then_runs(client: Any) -> N
     spec = retrain_concurrency()
     limit = int(spec["limit"])
     runs = _drift_runs(client, limit, spec["collision_strategy"], models=limit + 1)
-    assert [_start(client, r) for r in runs[:limit]] == ["RUNNING:Running"] * limit  # models retrain side by side
+    assert [_start(client, r) for r in runs[:limit]] == [
+        "RUNNING:Running"
+    ] * limit  # models retrain side by side
     waiting = _start(client, runs[limit])  # one more model drifts while every slot is busy
     assert waiting == "SCHEDULED:AwaitingConcurrencySlot", waiting  # queued, not dropped
     client.set_flow_run_state(runs[0], Completed())

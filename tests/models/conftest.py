@@ -23,8 +23,6 @@ def contract() -> DatasetContract:
     return synth_contract()
 
 
-
-
 @pytest.fixture(scope="module")
 def models_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """One MLOOP_HOME + project checkout per test module (flows read it from the environment)."""

@@ -79,21 +79,26 @@ def synth_frame(
     )
 
 
-def synth_contract(name: str = "loans", *, task: str = "classification", time_column: str | None = "event_time") -> DatasetContract:
+def synth_contract(
+    name: str = "loans", *, task: str = "classification", time_column: str | None = "event_time"
+) -> DatasetContract:
     cols = [
         ColumnSpec(name="income", kind="numeric", nullable=False),
         ColumnSpec(name="debt", kind="numeric", nullable=True, max_null_share=0.1),
         ColumnSpec(name="age", kind="numeric", nullable=False),
         ColumnSpec(name="segment", kind="categorical", nullable=False, categories=["A", "B", "C"]),
-        ColumnSpec(name="grade", kind="categorical", nullable=True, categories=["g1", "g2", "g3", "g4"]),
+        ColumnSpec(
+            name="grade", kind="categorical", nullable=True, categories=["g1", "g2", "g3", "g4"]
+        ),
         ColumnSpec(name="flag", kind="boolean", nullable=False),
         ColumnSpec(name="event_time", kind="datetime", nullable=False),
-        ColumnSpec(name="target", kind="integer" if task == "classification" else "numeric", nullable=False),
+        ColumnSpec(
+            name="target", kind="integer" if task == "classification" else "numeric", nullable=False
+        ),
     ]
-    return DatasetContract(name=name, task=task, target="target", time_column=time_column, columns=cols)
-
-
-
+    return DatasetContract(
+        name=name, task=task, target="target", time_column=time_column, columns=cols
+    )
 
 
 def ingest_frame(settings: Settings, df: pd.DataFrame, name: str) -> str:
@@ -102,8 +107,17 @@ def ingest_frame(settings: Settings, df: pd.DataFrame, name: str) -> str:
 
     from mloop.core.datasets import ingest_dataset
 
-    digest = hashlib.md5(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()[:12]
+    digest = hashlib.md5(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()[
+        :12
+    ]
     path = settings.state.tmp / f"{name}-{digest}.parquet"
     df.to_parquet(path, index=False)
-    result = ingest_dataset(settings, path, dataset=name, target="target", task="classification", time_column="event_time")
+    result = ingest_dataset(
+        settings,
+        path,
+        dataset=name,
+        target="target",
+        task="classification",
+        time_column="event_time",
+    )
     return result.version.md5

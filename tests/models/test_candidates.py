@@ -47,8 +47,12 @@ def test_cache_keys_are_stable_and_change_with_every_input() -> None:
 
 def test_plan_fits_only_specs_without_a_cached_run() -> None:
     run = RunRecord(run_id="r1", experiment_id="1", artifact_uri="file:///a")
-    plan = CandidatePlan(specs=[LR, RF], experiment_id="1", cache_keys={LR.key(): "k1", RF.key(): "k2"},
-                         cached={RF.key(): run})
+    plan = CandidatePlan(
+        specs=[LR, RF],
+        experiment_id="1",
+        cache_keys={LR.key(): "k1", RF.key(): "k2"},
+        cached={RF.key(): run},
+    )
     assert plan.to_fit == [LR]
     assert CandidatePlan(specs=[LR, RF], experiment_id="1", cache_keys={}).to_fit == [LR, RF]
 
@@ -68,22 +72,56 @@ def test_best_candidate_ranks_a_missing_metric_last_and_keeps_the_first_on_ties(
 
 
 def test_fitted_and_cached_candidates() -> None:
-    fit = FitResult(RF, pipeline=None, scores=np.zeros(2), evaluation=Evaluation(rows=2, metrics={"f1": 0.5}),
-                    fit_seconds=1.5, evaluate_seconds=0.1)
+    fit = FitResult(
+        RF,
+        pipeline=None,
+        scores=np.zeros(2),
+        evaluation=Evaluation(rows=2, metrics={"f1": 0.5}),
+        fit_seconds=1.5,
+        evaluate_seconds=0.1,
+    )
     c = fitted_candidate("run-1", fit)
-    assert (c.spec, c.run_id, c.metrics, c.reused, c.fit_seconds) == (RF, "run-1", {"f1": 0.5}, False, 1.5)
-    cached = cached_candidate(LR, RunRecord(run_id="r9", experiment_id="1", artifact_uri="x", metrics={"f1": 0.7}))
-    assert cached.reused and cached.run_id == "r9" and cached.metrics == {"f1": 0.7} and cached.fit_seconds == 0.0
+    assert (c.spec, c.run_id, c.metrics, c.reused, c.fit_seconds) == (
+        RF,
+        "run-1",
+        {"f1": 0.5},
+        False,
+        1.5,
+    )
+    cached = cached_candidate(
+        LR, RunRecord(run_id="r9", experiment_id="1", artifact_uri="x", metrics={"f1": 0.7})
+    )
+    assert (
+        cached.reused
+        and cached.run_id == "r9"
+        and cached.metrics == {"f1": 0.7}
+        and cached.fit_seconds == 0.0
+    )
 
 
 @pytest.mark.parametrize(("time_column", "kind"), [("event_time", "time"), (None, "stratified")])
 def test_run_params(time_column: str | None, kind: str) -> None:
     contract = synth_contract(time_column=time_column)
-    params = run_params(RF, seed=3, split=SplitParams(test_size=0.25, seed=9), contract=contract,
-                        train_rows=75, holdout_rows=25, data_md5="abc")
+    params = run_params(
+        RF,
+        seed=3,
+        split=SplitParams(test_size=0.25, seed=9),
+        contract=contract,
+        train_rows=75,
+        holdout_rows=25,
+        data_md5="abc",
+    )
     assert params == {
-        "spec": RF.key(), "estimator": "random_forest", "seed": 3, "split_test_size": 0.25, "split_seed": 9,
-        "split_kind": kind, "train_rows": 75, "holdout_rows": 25, "data_md5": "abc", "hp.max_depth": 4,
+        "spec": RF.key(),
+        "estimator": "random_forest",
+        "seed": 3,
+        "split_test_size": 0.25,
+        "split_seed": 9,
+        "split_kind": kind,
+        "train_rows": 75,
+        "holdout_rows": 25,
+        "data_md5": "abc",
+        "hp.max_depth": 4,
     }
 
 
@@ -91,7 +129,14 @@ def test_prepare_split_prepares_features_and_labels_once() -> None:
     contract, df = synth_contract(), synth_frame(200, seed=1)
     data = prepare_split(df, contract, SplitParams(test_size=0.25))
     assert len(data.train) == 150 and len(data.holdout) == 50
-    assert list(data.X_train.columns) == list(data.X_holdout.columns) and "target" not in data.X_train.columns
-    assert isinstance(data.X_holdout, pd.DataFrame) and data.X_holdout.index.equals(data.holdout.index)
+    assert (
+        list(data.X_train.columns) == list(data.X_holdout.columns)
+        and "target" not in data.X_train.columns
+    )
+    assert isinstance(data.X_holdout, pd.DataFrame) and data.X_holdout.index.equals(
+        data.holdout.index
+    )
     assert (data.y_holdout == data.holdout["target"].to_numpy()).all()
-    assert data.holdout["event_time"].min() > data.train["event_time"].max()  # time-based: the newest rows
+    assert (
+        data.holdout["event_time"].min() > data.train["event_time"].max()
+    )  # time-based: the newest rows

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def _env(prefect_server) -> Iterator[None]:  # noqa: ANN001
+def _env(prefect_server) -> Iterator[None]:
     """CLI commands export settings into os.environ: restore it after each test."""
     saved = dict(os.environ)
     yield
@@ -41,13 +41,25 @@ def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
 
     again = _run("train", "--dataset", name, "--json")
     assert again["reused"] and again["version"] == "1"
-    forced = _run("train", "--dataset", name, "--force", "--model", "random_forest:n_estimators=30,max_depth=5", "--json")
+    forced = _run(
+        "train",
+        "--dataset",
+        name,
+        "--force",
+        "--model",
+        "random_forest:n_estimators=30,max_depth=5",
+        "--json",
+    )
     assert not forced["reused"] and forced["version"] == "2"
 
     listing = _run("models", name, "--json")
     assert [row["version"] for row in listing] == ["2", "1"]
     assert set(listing[0]) >= {"version", "aliases", "metrics", "data_md5", "decision"}
-    assert "champion" in listing[1]["aliases"] and listing[1]["data_md5"] == md5 and listing[1]["decision"] == "promote"
+    assert (
+        "champion" in listing[1]["aliases"]
+        and listing[1]["data_md5"] == md5
+        and listing[1]["decision"] == "promote"
+    )
     assert listing[0]["metrics"]["roc_auc"] > 0.5
 
     report = _run("reproduce", name, "1", "--json")
@@ -55,11 +67,19 @@ def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
     assert report["max_abs_diff"] == 0.0
 
     promoted = _run("promote", name, "2", "--reason", "manual pick", "--json")
-    assert (promoted["from_version"], promoted["to_version"], promoted["outcome"]) == ("1", "2", "applied")
+    assert (promoted["from_version"], promoted["to_version"], promoted["outcome"]) == (
+        "1",
+        "2",
+        "applied",
+    )
     rolled = _run("rollback", name, "--reason", "bad in production", "--json")
     assert (rolled["from_version"], rolled["to_version"]) == ("2", "1")
     audit = _run("audit", name, "--json")
-    assert [(r["action"], r["to_version"]) for r in audit] == [("promote", "1"), ("promote", "2"), ("rollback", "1")]
+    assert [(r["action"], r["to_version"]) for r in audit] == [
+        ("promote", "1"),
+        ("promote", "2"),
+        ("rollback", "1"),
+    ]
     assert audit[1]["reason"] == "manual pick" and audit[1]["actor"].startswith("user:")
     assert audit[0]["actor"].startswith("flow:") and audit[0]["flow_run_id"]
 
@@ -70,7 +90,12 @@ def test_rollback_without_previous_is_a_clean_error(models_settings) -> None:
 
 
 def test_cli_entry_point_lists_models_as_json(models_settings) -> None:
-    out = subprocess.run([sys.executable, "-m", "mloop.cli", "models", "nothing-here", "--json"],
-                         capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-m", "mloop.cli", "models", "nothing-here", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []

@@ -18,7 +18,7 @@ ROWS = 2500
 
 
 @pytest.fixture(autouse=True)
-def _server(prefect_server) -> None:  # noqa: ANN001 - flows need the session server
+def _server(prefect_server) -> None:
     return None
 
 
@@ -44,13 +44,18 @@ def test_better_promoted_worse_rejected(models_settings) -> None:
     assert info.decision == "reject" and "challenger" in info.aliases and info.data_md5 == worse_md5
     assert R.get_version_info(s.tracking_uri, name, "previous-champion").version == first.version
     records = read_audit(s.state.audit, name)
-    assert [(r.from_version, r.to_version) for r in records] == [(None, first.version), (first.version, better.version)]
+    assert [(r.from_version, r.to_version) for r in records] == [
+        (None, first.version),
+        (first.version, better.version),
+    ]
 
 
 def test_first_model_must_beat_dummy(models_settings) -> None:
     s, name = models_settings, "coinflips"
     df = synth_frame(ROWS, seed=4)
-    df["target"] = __import__("numpy").random.default_rng(0).integers(0, 2, len(df))  # no signal at all
+    df["target"] = (
+        __import__("numpy").random.default_rng(0).integers(0, 2, len(df))
+    )  # no signal at all
     result = train_flow(dataset=name, version=ingest_frame(s, df, name))
     assert result.decision == "reject" and result.champion is None
     assert result.gate.reference == "baseline"
@@ -70,17 +75,27 @@ def test_same_data_other_seed_is_noise_not_promoted(models_settings) -> None:
 
 def test_slice_regression_blocks(models_settings) -> None:
     s, name = models_settings, "segments"
-    v1 = ingest_frame(s, synth_frame(4000, seed=6, segment_signals=True, scramble_segment="A"), name)
+    v1 = ingest_frame(
+        s, synth_frame(4000, seed=6, segment_signals=True, scramble_segment="A"), name
+    )
     first = train_flow(dataset=name, version=v1, gate_params=GateParams(min_slice_rows=50))
     assert first.promoted
-    v2 = ingest_frame(s, synth_frame(4000, seed=7, segment_signals=True, scramble_segment="B"), name)
+    v2 = ingest_frame(
+        s, synth_frame(4000, seed=7, segment_signals=True, scramble_segment="B"), name
+    )
     blocked = train_flow(dataset=name, version=v2, gate_params=GateParams(min_slice_rows=50))
     g = blocked.gate
     assert g.gain > 0 and g.ci_low > 0, g.summary()  # better overall ...
-    assert blocked.decision == "reject" and any(x.blocked and x.level == "B" for x in g.slices)  # ... but not on B
+    assert blocked.decision == "reject" and any(
+        x.blocked and x.level == "B" for x in g.slices
+    )  # ... but not on B
     assert blocked.champion == first.version
-    tolerant = train_flow(dataset=name, version=v2, gate_params=GateParams(min_slice_rows=50, slice_tolerance=1.0),
-                          seed=43)  # other seed: a new run (LR ignores it, so the same model)
+    tolerant = train_flow(
+        dataset=name,
+        version=v2,
+        gate_params=GateParams(min_slice_rows=50, slice_tolerance=1.0),
+        seed=43,
+    )  # other seed: a new run (LR ignores it, so the same model)
     assert tolerant.decision == "promote" and tolerant.champion == tolerant.version
 
 
@@ -110,8 +125,13 @@ def test_run_records_lineage_artifacts_and_skops_format(models_settings) -> None
     assert run.data.params["split_test_size"] == "0.2" and run.data.params["split_seed"] == "42"
     assert run.inputs.dataset_inputs[0].dataset.digest == md5
     files = {f.path for f in client.list_artifacts(result.run_id, "plots")}
-    assert {"plots/roc.png", "plots/pr.png", "plots/confusion_matrix.png", "plots/calibration.png",
-            "plots/feature_importance.png"} <= files
+    assert {
+        "plots/roc.png",
+        "plots/pr.png",
+        "plots/confusion_matrix.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+    } <= files
     report = json.loads(open(client.download_artifacts(result.run_id, "gate_report.json")).read())
     assert report["decision"] == result.decision
     # stored format: skops, no pickle anywhere in the model folder
@@ -132,7 +152,7 @@ def test_failed_run_never_moves_champion_and_is_not_reused(models_settings, monk
     assert first.promoted
     clean = ingest_frame(s, synth_frame(ROWS, seed=13), name)
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003
+    def broken(*args, **kwargs):
         raise RuntimeError("registry went away")
 
     monkeypatch.setattr(R, "register_version", broken)
@@ -159,21 +179,31 @@ def test_specs_fit_on_a_dask_cluster(models_settings) -> None:
     assert not isinstance(task_runner(""), DaskTaskRunner)
     s, name = models_settings, "dasked"
     md5 = ingest_frame(s, synth_frame(ROWS, seed=12), name)
-    specs = [ModelSpec(estimator="logistic_regression"),
-             ModelSpec(estimator="random_forest", params={"n_estimators": 20, "max_depth": 4})]
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    specs = [
+        ModelSpec(estimator="logistic_regression"),
+        ModelSpec(estimator="random_forest", params={"n_estimators": 20, "max_depth": 4}),
+    ]
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
         runner = task_runner(cluster.scheduler_address)
         assert isinstance(runner, DaskTaskRunner)
         result = train_flow.with_options(task_runner=runner)(dataset=name, version=md5, specs=specs)
         # the fits ran as tasks of this cluster's scheduler
-        assert {c.spec.estimator for c in result.candidates} == {"logistic_regression", "random_forest"}
+        assert {c.spec.estimator for c in result.candidates} == {
+            "logistic_regression",
+            "random_forest",
+        }
         assert all(not c.reused for c in result.candidates)
-        prefixes = cluster.scheduler.task_prefixes  # every task the cluster ran, by Prefect task name
+        prefixes = (
+            cluster.scheduler.task_prefixes
+        )  # every task the cluster ran, by Prefect task name
         assert {"fit", "gate"} <= set(prefixes), dict(prefixes)
 
 
-
-def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(models_settings, monkeypatch) -> None:
+def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(
+    models_settings, monkeypatch
+) -> None:
     """With MLOOP_PACKAGE_ON_PROMOTE (a platform's default) the promoted version is packaged for the deploy flow
     it triggers, and its monitor reference is cached exactly as the monitor computes it from the registry and
     DVC; a rejected version gets neither."""
@@ -182,23 +212,40 @@ def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(
     from mloop.core.contract import load_contract
     from monitoring.checks import MonitorOptions
     from monitoring.reference_cache import cache_path, scored_reference
-    from serving.package import model_in_store, model_tag, package_model
+    from serving.bundle.package import model_in_store, model_tag, package_model
 
     s, name, options = models_settings, "prepared", MonitorOptions()
     monkeypatch.setenv("MLOOP_PACKAGE_ON_PROMOTE", "true")
     good = train_flow(dataset=name, version=ingest_frame(s, synth_frame(ROWS, seed=11), name))
     assert good.promoted
     assert model_in_store(s.state.bentoml_home, model_tag(name, good.version))
-    assert not package_model(s, name, good.version, build=False).created  # the deploy flow's step reuses it
-    path = cache_path(s.state.root, name, good.version, good.data_md5, options.seed, options.reference_rows)
+    assert not package_model(
+        s, name, good.version, build=False
+    ).created  # the deploy flow's step reuses it
+    path = cache_path(
+        s.state.root, name, good.version, good.data_md5, options.seed, options.reference_rows
+    )
     cached = pd.read_parquet(path)
     path.unlink()
-    fresh = scored_reference(s, name, good.version, name, good.data_md5, load_contract(s.project_dir, name),
-                             seed=options.seed, rows=options.reference_rows)
+    fresh = scored_reference(
+        s,
+        name,
+        good.version,
+        name,
+        good.data_md5,
+        load_contract(s.project_dir, name),
+        seed=options.seed,
+        rows=options.reference_rows,
+    )
     assert len(cached) == ROWS
     pd.testing.assert_frame_equal(cached, fresh)
 
-    worse = train_flow(dataset=name, version=ingest_frame(s, synth_frame(ROWS, seed=12, scramble_feature="income"), name))
+    worse = train_flow(
+        dataset=name,
+        version=ingest_frame(s, synth_frame(ROWS, seed=12, scramble_feature="income"), name),
+    )
     assert worse.decision == "reject" and not worse.promoted
     assert not model_in_store(s.state.bentoml_home, model_tag(name, worse.version))
-    assert not cache_path(s.state.root, name, worse.version, worse.data_md5, options.seed, options.reference_rows).exists()
+    assert not cache_path(
+        s.state.root, name, worse.version, worse.data_md5, options.seed, options.reference_rows
+    ).exists()

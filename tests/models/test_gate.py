@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.gate import GateConfig, GateReport, decide, paired_bootstrap
+from models.gate_decision import GateConfig, GateReport, decide, paired_bootstrap
 
 N = 1500
 
@@ -24,9 +24,16 @@ def _scores(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
 def _decide(y, chal, champ, *, slices=None, task="classification", **cfg) -> GateReport:
     base = np.full(len(y), float(np.mean(y)))
     return decide(
-        model_name="m", task=task, y=y, challenger_scores=chal, champion_scores=champ,
-        baseline_scores=base, config=GateConfig(**cfg), slices=slices,
-        challenger_version="2", champion_version="1" if champ is not None else None,
+        model_name="m",
+        task=task,
+        y=y,
+        challenger_scores=chal,
+        champion_scores=champ,
+        baseline_scores=base,
+        config=GateConfig(**cfg),
+        slices=slices,
+        challenger_version="2",
+        champion_version="1" if champ is not None else None,
     )
 
 
@@ -66,7 +73,9 @@ def test_slice_regression_blocks_promotion() -> None:
     segment = np.arange(N) % 4 == 0
     champ = _scores(y, 1.5, 2)
     chal = _scores(y, 3.0, 1)
-    chal[segment] = np.random.default_rng(9).random(segment.sum())  # challenger useless on the slice
+    chal[segment] = np.random.default_rng(9).random(
+        segment.sum()
+    )  # challenger useless on the slice
     slices = {("segment", "B"): segment, ("segment", "A"): ~segment}
     blocked = _decide(y, chal, champ, slices=slices)
     assert blocked.decision == "reject", blocked.summary()
@@ -94,14 +103,20 @@ def test_lower_is_better_metric_is_signed_correctly() -> None:
     better = _decide(y, _scores(y, 2.5, 1), _scores(y, 1.0, 2), metric="log_loss")
     worse = _decide(y, _scores(y, 1.0, 1), _scores(y, 2.5, 2), metric="log_loss")
     assert not better.higher_is_better
-    assert better.challenger_value < better.reference_value and better.gain > 0 and better.decision == "promote"
+    assert (
+        better.challenger_value < better.reference_value
+        and better.gain > 0
+        and better.decision == "promote"
+    )
     assert worse.gain < 0 and worse.decision == "reject"
 
 
 def test_regression_task_uses_rmse_when_metric_does_not_apply() -> None:
     rng = np.random.default_rng(0)
     y = rng.normal(size=N)
-    report = _decide(y, y + rng.normal(scale=0.2, size=N), y + rng.normal(scale=0.8, size=N), task="regression")
+    report = _decide(
+        y, y + rng.normal(scale=0.2, size=N), y + rng.normal(scale=0.8, size=N), task="regression"
+    )
     assert report.metric == "rmse" and report.decision == "promote"
 
 
@@ -112,7 +127,9 @@ def test_bootstrap_is_seeded_and_paired() -> None:
     g2 = paired_bootstrap("roc_auc", y, a, b, resamples=1000, seed=3)
     g3 = paired_bootstrap("roc_auc", y, a, b, resamples=1000, seed=4)
     assert len(g1) == 1000 and np.array_equal(g1, g2) and not np.array_equal(g1, g3)
-    assert np.allclose(paired_bootstrap("roc_auc", y, a, a, resamples=1000, seed=3), 0)  # paired: same model, zero gain
+    assert np.allclose(
+        paired_bootstrap("roc_auc", y, a, a, resamples=1000, seed=3), 0
+    )  # paired: same model, zero gain
 
 
 def test_config_requires_1000_resamples() -> None:

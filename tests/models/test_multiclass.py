@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from mloop.core.settings import Settings
 from models.evaluate import binary_labels, compute_metrics, evaluate_scores, weighted_metric
-from models.gate import GateConfig, decide, paired_bootstrap
+from models.gate_decision import GateConfig, decide, paired_bootstrap
 from models.plots import classification_plots
 from models.target import class_codes, class_counts, default_gate_metric, infer_classes, target_kind
 
@@ -35,12 +35,16 @@ def test_metrics_for_three_string_classes_match_sklearn() -> None:
     p = _proba(y, 2.0, 1)
     m = compute_metrics("classification", y, p, CLASSES)
     assert set(m) == {"roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "brier"}
-    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro", labels=CLASSES))
+    assert m["roc_auc"] == pytest.approx(
+        roc_auc_score(y, p, multi_class="ovr", average="macro", labels=CLASSES)
+    )
     assert m["log_loss"] == pytest.approx(log_loss(y, p, labels=CLASSES))
     pred = CLASSES[p.argmax(axis=1)]
     assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert m["f1"] == pytest.approx(f1_score(y, pred, average="macro"))
-    assert m["accuracy"] > 0.6 and m["roc_auc"] > 0.8  # the signal is found: not the "largest label" mix-up
+    assert (
+        m["accuracy"] > 0.6 and m["roc_auc"] > 0.8
+    )  # the signal is found: not the "largest label" mix-up
     assert compute_metrics("classification", y, p) == m  # class order inferred from the labels
 
 
@@ -57,7 +61,9 @@ def test_weighted_metric_with_unit_weights_equals_the_plain_metric(metric: str) 
     y = _labels(3, 300)
     p = _proba(y, 1.5, 4)
     ones = np.ones((1, len(y)))
-    assert weighted_metric(metric, y, p, ones, CLASSES)[0] == pytest.approx(compute_metrics("classification", y, p)[metric])
+    assert weighted_metric(metric, y, p, ones, CLASSES)[0] == pytest.approx(
+        compute_metrics("classification", y, p)[metric]
+    )
     codes = class_codes(y, CLASSES)
     assert weighted_metric(metric, codes, p, ones, range(3))[0] == pytest.approx(
         weighted_metric(metric, y, p, ones, CLASSES)[0]
@@ -80,16 +86,26 @@ def test_weighted_auc_and_log_loss_match_sklearn_with_weights() -> None:
 
 def test_bootstrap_gains_are_positive_for_a_clearly_better_model() -> None:
     y = _labels()
-    gains = paired_bootstrap("roc_auc", y, _proba(y, 3.0, 1), _proba(y, 1.0, 2), resamples=200, seed=0, classes=CLASSES)
+    gains = paired_bootstrap(
+        "roc_auc", y, _proba(y, 3.0, 1), _proba(y, 1.0, 2), resamples=200, seed=0, classes=CLASSES
+    )
     assert gains.shape == (200,) and np.all(gains > 0)
 
 
 def _decide(y, chal, champ, **kwargs):
     base = np.tile([np.mean(y == c) for c in CLASSES], (len(y), 1))
     return decide(
-        model_name="m", task="classification", y=y, challenger_scores=chal, champion_scores=champ,
-        baseline_scores=base, config=GateConfig(resamples=1000), classes=CLASSES,
-        challenger_version="2", champion_version="1" if champ is not None else None, **kwargs,
+        model_name="m",
+        task="classification",
+        y=y,
+        challenger_scores=chal,
+        champion_scores=champ,
+        baseline_scores=base,
+        config=GateConfig(resamples=1000),
+        classes=CLASSES,
+        challenger_version="2",
+        champion_version="1" if champ is not None else None,
+        **kwargs,
     )
 
 
@@ -110,7 +126,9 @@ def test_gate_rejects_a_worse_multiclass_challenger() -> None:
 def test_first_multiclass_model_against_the_prior_baseline() -> None:
     y = _labels()
     assert _decide(y, _proba(y, 3.0, 1), None).decision == "promote"
-    assert _decide(y, _proba(y, 0.0, 1), None).decision == "reject"  # no signal: no better than the prior
+    assert (
+        _decide(y, _proba(y, 0.0, 1), None).decision == "reject"
+    )  # no signal: no better than the prior
 
 
 def test_multiclass_slices_block_a_regression_on_one_level() -> None:
@@ -132,36 +150,63 @@ def test_slice_lacking_a_class_still_scores_the_present_classes() -> None:
     y = _labels()
     p = _proba(y, 2.0, 1)
     no_dogs = y != "dog"
-    m = evaluate_scores("classification", y, p, {("kind", "no-dogs"): no_dogs}, CLASSES).slices[0].metrics
+    m = (
+        evaluate_scores("classification", y, p, {("kind", "no-dogs"): no_dogs}, CLASSES)
+        .slices[0]
+        .metrics
+    )
     assert 0.5 < m["roc_auc"] <= 1.0 and m["accuracy"] > 0
 
 
 def test_default_gate_metric_follows_the_class_balance() -> None:
     assert default_gate_metric("classification", {0: 990, 1: 10}) == "pr_auc"  # 1% positives
     assert default_gate_metric("classification", {"no": 500, "yes": 500}) == "roc_auc"
-    assert default_gate_metric("classification", {0: 10, 1: 990}) == "roc_auc"  # the rare class is the negative
-    assert default_gate_metric("classification", {"a": 5, "b": 300, "c": 300}) == "roc_auc"  # multiclass: macro OvR
+    assert (
+        default_gate_metric("classification", {0: 10, 1: 990}) == "roc_auc"
+    )  # the rare class is the negative
+    assert (
+        default_gate_metric("classification", {"a": 5, "b": 300, "c": 300}) == "roc_auc"
+    )  # multiclass: macro OvR
     assert default_gate_metric("regression", {}) == "rmse"
 
 
-def test_gate_uses_pr_auc_for_rare_positives_unless_a_metric_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gate_uses_pr_auc_for_rare_positives_unless_a_metric_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("MLOOP_GATE_METRIC", raising=False)
     counts = {0: 990, 1: 10}
     assert GateConfig.from_settings(Settings()).metric_for("classification", counts) == "pr_auc"
-    assert GateConfig.from_settings(Settings()).metric_for("classification") == "roc_auc"  # no counts: as before
-    assert GateConfig.from_settings(Settings(), metric="f1").metric_for("classification", counts) == "f1"
+    assert (
+        GateConfig.from_settings(Settings()).metric_for("classification") == "roc_auc"
+    )  # no counts: as before
+    assert (
+        GateConfig.from_settings(Settings(), metric="f1").metric_for("classification", counts)
+        == "f1"
+    )
     monkeypatch.setenv("MLOOP_GATE_METRIC", "roc_auc")
-    assert GateConfig.from_settings(Settings()).metric_for("classification", counts) == "roc_auc"  # explicit wins
+    assert (
+        GateConfig.from_settings(Settings()).metric_for("classification", counts) == "roc_auc"
+    )  # explicit wins
     y = np.r_[np.zeros(1980, dtype=int), np.ones(20, dtype=int)]
     rng = np.random.default_rng(0)
     scores = np.clip(0.05 + 0.5 * y + rng.normal(0, 0.1, len(y)), 0, 1)
-    report = decide(model_name="m", task="classification", y=y, challenger_scores=scores, champion_scores=None,
-                    baseline_scores=np.full(len(y), 0.01), config=GateConfig())
+    report = decide(
+        model_name="m",
+        task="classification",
+        y=y,
+        challenger_scores=scores,
+        champion_scores=None,
+        baseline_scores=np.full(len(y), 0.01),
+        config=GateConfig(),
+    )
     assert report.metric == "pr_auc"
 
 
 def test_target_helpers_and_their_refusals() -> None:
-    assert target_kind("classification", 3) == "multiclass" and target_kind("classification", 2) == "binary"
+    assert (
+        target_kind("classification", 3) == "multiclass"
+        and target_kind("classification", 2) == "binary"
+    )
     assert target_kind("regression", 0) == "regression"
     assert class_counts(["b", "a", "b"]) == {"a": 1, "b": 2}
     assert class_codes(["dog", "bird"], CLASSES).tolist() == [2, 0]
@@ -170,7 +215,9 @@ def test_target_helpers_and_their_refusals() -> None:
     with pytest.raises(ValueError, match="pass classes"):
         infer_classes(["bird", "cat"], 3)  # a class is missing: refuse to guess the column order
     with pytest.raises(ValueError, match="does not apply to multiclass"):
-        weighted_metric("rmse", _labels(n=10), _proba(_labels(n=10), 1.0, 0), np.ones((1, 10)), CLASSES)
+        weighted_metric(
+            "rmse", _labels(n=10), _proba(_labels(n=10), 1.0, 0), np.ones((1, 10)), CLASSES
+        )
 
 
 def test_binary_labels_keep_binary_and_leave_multiclass_labels_alone() -> None:
@@ -180,14 +227,16 @@ def test_binary_labels_keep_binary_and_leave_multiclass_labels_alone() -> None:
     assert binary_labels(y).tolist() == y.tolist()
 
 
-def test_multiclass_plots_are_written(tmp_path) -> None:  # noqa: ANN001
+def test_multiclass_plots_are_written(tmp_path) -> None:
     y = _labels(n=120)
-    paths = classification_plots(binary_labels(y), _proba(y, 2.0, 1), {"x": 0.1, "z": 0.02}, tmp_path)
+    paths = classification_plots(
+        binary_labels(y), _proba(y, 2.0, 1), {"x": 0.1, "z": 0.02}, tmp_path
+    )
     assert [p.name for p in paths] == ["roc.png", "confusion_matrix.png", "feature_importance.png"]
     assert all(p.stat().st_size > 0 for p in paths)
 
 
-def test_importance_and_plots_read_the_class_order_from_the_model(tmp_path) -> None:  # noqa: ANN001
+def test_importance_and_plots_read_the_class_order_from_the_model(tmp_path) -> None:
     """A holdout (or its importance sample) lacking a class of the model: the columns follow classes_."""
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
@@ -206,16 +255,21 @@ def test_importance_and_plots_read_the_class_order_from_the_model(tmp_path) -> N
     assert len(classification_plots(y_ho, scores, importances, tmp_path, model.classes_)) == 3
 
 
-def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:  # noqa: ANN001
+def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:
     """ONNX conversion of a 3-class pipeline with string labels, stored and loaded as the service does."""
     from sklearn.datasets import load_iris
 
     from mloop.core.contract import infer_contract
     from models.pipeline import build_pipeline, prepare_features
     from models.spec import ModelSpec
-    from serving.onnx_model import convert_pipeline, load_predictor, smoke_test, write_model_dir
-    from serving.runtime import load_live_model
-    from serving.schema import MulticlassAnswer, answer_model
+    from serving.api.runtime import load_live_model
+    from serving.api.schema import MulticlassAnswer, answer_model
+    from serving.bundle.onnx_model import (
+        convert_pipeline,
+        load_predictor,
+        smoke_test,
+        write_model_dir,
+    )
 
     bunch = load_iris(as_frame=True)
     df = bunch.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
@@ -224,13 +278,21 @@ def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:  # noq
     pipe = build_pipeline(contract, ModelSpec()).fit(prepare_features(df, contract), df["target"])
     conversion = convert_pipeline(pipe, contract, df)
     assert conversion.backend == "onnx", conversion.reason
-    meta = write_model_dir(tmp_path, pipeline=pipe, contract=contract, conversion=conversion,
-                           metadata={"model_name": "iris", "model_version": "1"}, sample=df.head(5))
+    meta = write_model_dir(
+        tmp_path,
+        pipeline=pipe,
+        contract=contract,
+        conversion=conversion,
+        metadata={"model_name": "iris", "model_version": "1"},
+        sample=df.head(5),
+    )
     assert meta["classes"] == ["setosa", "versicolor", "virginica"]
     predictor = load_predictor(tmp_path)
     assert smoke_test(predictor, meta) == []
     out = predictor.predict(meta["sample_columns"])
     assert out.classes == meta["classes"] and len(out.class_probabilities) == 5
-    assert out.predictions[0] == "setosa" and np.allclose(np.sum(out.class_probabilities, axis=1), 1.0)
+    assert out.predictions[0] == "setosa" and np.allclose(
+        np.sum(out.class_probabilities, axis=1), 1.0
+    )
     assert answer_model("classification", len(out.classes)) is MulticlassAnswer
     assert load_live_model("iris:v1", tmp_path).predictor.backend == "onnx"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def _server(prefect_server) -> None:  # noqa: ANN001 - flows need the session server
+def _server(prefect_server) -> None:
     return None
 
 
@@ -29,7 +29,9 @@ def test_iris_with_string_labels_trains_and_promotes(models_settings) -> None:
     md5 = ingest_dataset(s, path, dataset=name, target="target", task="classification").version.md5
 
     result = train_flow(dataset=name, version=md5)
-    assert result.decision == "promote" and result.promoted and result.champion == result.version, result.gate.summary()
+    assert result.decision == "promote" and result.promoted and result.champion == result.version, (
+        result.gate.summary()
+    )
     assert result.metrics["accuracy"] > 0.9 and result.metrics["roc_auc"] > 0.95, result.metrics
     gate = result.gate
     assert gate is not None and gate.reference == "baseline" and gate.metric == "roc_auc"

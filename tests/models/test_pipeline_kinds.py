@@ -23,7 +23,7 @@ def kinds_frame(rows: int = ROWS, seed: int = 0) -> pd.DataFrame:
     flag = pd.Series(rng.random(rows) < 0.5, dtype=object)
     flag[rng.random(rows) < 0.1] = None
     city = np.array([f"city{i}" for i in rng.integers(0, 300, rows)], dtype=object)
-    logit = 1.5 * x + np.where(flag == True, 1.0, -0.5) + (np.char.endswith(city.astype(str), "7") * 1.0)  # noqa: E712
+    logit = 1.5 * x + np.where(flag, 1.0, -0.5) + (np.char.endswith(city.astype(str), "7") * 1.0)
     return pd.DataFrame(
         {
             "customer_id": [str(uuid.UUID(int=int(seed) * 10**6 + i)) for i in range(rows)],
@@ -68,19 +68,27 @@ def test_only_feature_roles_reach_the_model(kinds_contract: c.DatasetContract) -
     assert list(X.columns) == ["x", "count", "flag", "color", "city"]
 
 
-def test_boolean_with_nulls_becomes_true_false_and_missing(kinds_contract: c.DatasetContract) -> None:
+def test_boolean_with_nulls_becomes_true_false_and_missing(
+    kinds_contract: c.DatasetContract,
+) -> None:
     X = prepare_features(kinds_frame(), kinds_contract)
     assert set(X["flag"].dropna()) == {"True", "False"} and X["flag"].isna().any()
     # numpy bools (a later version without nulls) give the same levels
     same = prepare_features(kinds_frame().assign(flag=np.arange(ROWS) % 2 == 0), kinds_contract)
     assert set(same["flag"]) == {"True", "False"}
-    pipe = build_pipeline(kinds_contract, ModelSpec(estimator="logistic_regression")).fit(X, kinds_frame()["target"])
+    pipe = build_pipeline(kinds_contract, ModelSpec(estimator="logistic_regression")).fit(
+        X, kinds_frame()["target"]
+    )
     names = list(pipe[0].get_feature_names_out())
     assert {"flag_True", "flag_False", "flag___missing__"} <= set(names)
 
 
-def test_datetime_and_excluded_columns_are_not_required_as_inputs(kinds_contract: c.DatasetContract) -> None:
-    df = kinds_frame().drop(columns=["customer_id", "row_number", "signup", "country", "empty", "event_time"])
+def test_datetime_and_excluded_columns_are_not_required_as_inputs(
+    kinds_contract: c.DatasetContract,
+) -> None:
+    df = kinds_frame().drop(
+        columns=["customer_id", "row_number", "signup", "country", "empty", "event_time"]
+    )
     X = prepare_features(df, kinds_contract)
     assert list(X.columns) == feature_names(kinds_contract)
 
@@ -88,7 +96,9 @@ def test_datetime_and_excluded_columns_are_not_required_as_inputs(kinds_contract
 def test_flipping_an_id_to_feature_makes_it_an_input(kinds_contract: c.DatasetContract) -> None:
     flipped = kinds_contract.model_copy(deep=True)
     flipped.column("row_number").role = "feature"
-    assert "row_number" in feature_names(flipped) and "row_number" not in feature_names(kinds_contract)
+    assert "row_number" in feature_names(flipped) and "row_number" not in feature_names(
+        kinds_contract
+    )
 
 
 def test_ten_thousand_levels_give_a_bounded_feature_matrix() -> None:
@@ -105,7 +115,9 @@ def test_ten_thousand_levels_give_a_bounded_feature_matrix() -> None:
     contract = c.infer_contract(df, name="cities")
     assert bounded_features(contract) == ["city"]
     for estimator in ("logistic_regression", "hist_gradient_boosting"):
-        pipe = build_pipeline(contract, ModelSpec(estimator=estimator)).fit(prepare_features(df, contract), df["target"])
+        pipe = build_pipeline(contract, ModelSpec(estimator=estimator)).fit(
+            prepare_features(df, contract), df["target"]
+        )
         width = pipe[0].transform(prepare_features(df.head(50), contract)).shape[1]
         assert width == 1 + 2 + 1, estimator  # x, two colors, one encoded city column
         unseen = prepare_features(df.head(3).assign(city=["never", "seen", None]), contract)
@@ -113,10 +125,16 @@ def test_ten_thousand_levels_give_a_bounded_feature_matrix() -> None:
 
 
 def test_few_levels_keep_the_one_hot(kinds_contract: c.DatasetContract) -> None:
-    assert bounded_features(kinds_contract) == ["city"]  # up to 300 levels: more than MAX_CATEGORIES
+    assert bounded_features(kinds_contract) == [
+        "city"
+    ]  # up to 300 levels: more than MAX_CATEGORIES
     pipe = build_pipeline(kinds_contract, ModelSpec(estimator="logistic_regression"))
     branches = {name: cols for name, _, cols in pipe[0].transformers}
-    assert branches == {"numeric": ["x", "count"], "categorical": ["flag", "color"], "high_cardinality": ["city"]}
+    assert branches == {
+        "numeric": ["x", "count"],
+        "categorical": ["flag", "color"],
+        "high_cardinality": ["city"],
+    }
 
 
 def test_wide_table_of_300_columns_trains() -> None:
@@ -134,7 +152,7 @@ def test_wide_table_of_300_columns_trains() -> None:
 
 
 @pytest.mark.integration
-def test_table_of_every_kind_is_ingested_and_trained(models_settings, prefect_server) -> None:  # noqa: ANN001
+def test_table_of_every_kind_is_ingested_and_trained(models_settings, prefect_server) -> None:
     from flows.train import train_flow
     from mloop.core.datasets import ingest_dataset, read_version
 
@@ -143,8 +161,12 @@ def test_table_of_every_kind_is_ingested_and_trained(models_settings, prefect_se
     kinds_frame(2000, seed=1).to_parquet(path, index=False)
     result = ingest_dataset(s, path, dataset=name, target="target", time_column="event_time")
     contract = c.load_contract(s.project_dir, name)
-    assert contract.column("customer_id").role == "id" and contract.column("empty").role == "ignored"
+    assert (
+        contract.column("customer_id").role == "id" and contract.column("empty").role == "ignored"
+    )
     assert feature_names(contract) == ["x", "count", "flag", "color", "city"]
     assert read_version(s, name, result.version.md5).shape == (2000, 12)
     trained = train_flow(dataset=name, version=result.version.md5)
-    assert trained.version and trained.decision == "promote", trained.gate.summary() if trained.gate else trained
+    assert trained.version and trained.decision == "promote", (
+        trained.gate.summary() if trained.gate else trained
+    )

@@ -28,7 +28,13 @@ def test_parse_spec_reads_estimator_and_typed_params() -> None:
     assert spec.estimator == "random_forest"
     assert spec.params == {"n_estimators": 50, "max_depth": 4, "criterion": "entropy"}
     assert parse_spec("logistic_regression") == ModelSpec()
-    assert spec.key() == ModelSpec(estimator="random_forest", params={"max_depth": 4, "criterion": "entropy", "n_estimators": 50}).key()
+    assert (
+        spec.key()
+        == ModelSpec(
+            estimator="random_forest",
+            params={"max_depth": 4, "criterion": "entropy", "n_estimators": 50},
+        ).key()
+    )
 
 
 @pytest.mark.parametrize("text", ["svm", "random_forest:max_depth"])
@@ -51,7 +57,9 @@ def test_prepare_features_reports_missing_column(frame: pd.DataFrame, contract) 
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("estimator", ["logistic_regression", "hist_gradient_boosting", "random_forest"])
+@pytest.mark.parametrize(
+    "estimator", ["logistic_regression", "hist_gradient_boosting", "random_forest"]
+)
 def test_every_estimator_fits_and_handles_unknown_levels(task: str, estimator: str) -> None:
     contract = synth_contract(task=task)
     df = synth_frame(600, seed=2, task=task)
@@ -94,8 +102,11 @@ def test_a_class_only_in_the_newest_rows_is_refused_by_name(frame: pd.DataFrame,
     fit would otherwise fail later, in evaluation, with no word of why)."""
     late = frame.sort_values("event_time").reset_index(drop=True).astype({"target": object})
     late.loc[len(late) - 3 :, "target"] = "new"
-    with pytest.raises(MloopError, match="class\\(es\\) 'new' \\(3 rows\\) of 'target' are only in the holdout "
-                                         "\\(the holdout is the newest 20% of rows by 'event_time'\\)"):
+    with pytest.raises(
+        MloopError,
+        match="class\\(es\\) 'new' \\(3 rows\\) of 'target' are only in the holdout "
+        "\\(the holdout is the newest 20% of rows by 'event_time'\\)",
+    ):
         split_dataset(late, contract, test_size=0.2)
     early = late.copy()
     early.loc[0, "target"] = "new"  # one earlier row of it: learnable
@@ -104,7 +115,10 @@ def test_a_class_only_in_the_newest_rows_is_refused_by_name(frame: pd.DataFrame,
 
 
 def test_holdout_only_classes_counts_by_label_text() -> None:
-    train, holdout = pd.Series([0, 1, 1, None]), pd.Series([1, 2, 2, "0", None])  # 1.0 is 1; "0" is not 0
+    train, holdout = (
+        pd.Series([0, 1, 1, None]),
+        pd.Series([1, 2, 2, "0", None]),
+    )  # 1.0 is 1; "0" is not 0
     assert holdout_only_classes(train, holdout) == {"0": 1, "2": 2}
     assert holdout_only_classes(holdout, train) == {"0.0": 1}  # 0 is on one side only
 
@@ -134,7 +148,9 @@ def test_weights_equal_row_repetition() -> None:
     counts = rng.integers(0, 3, 50)
     rep = np.repeat(np.arange(50), counts)
     expected = skm.roc_auc_score(y[rep], s[rep])
-    assert weighted_metric("roc_auc", y, s, counts[None, :].astype(float))[0] == pytest.approx(expected)
+    assert weighted_metric("roc_auc", y, s, counts[None, :].astype(float))[0] == pytest.approx(
+        expected
+    )
 
 
 def test_direction_knows_each_metric() -> None:
@@ -169,7 +185,9 @@ def test_evaluate_scores_regression() -> None:
 def test_permutation_importance_ranks_the_signal(frame: pd.DataFrame, contract) -> None:
     train, test = split_dataset(frame, contract)
     result = fit_and_evaluate(contract, ModelSpec(), train, test)
-    imp = permutation_importance(result.pipeline, prepare_features(test, contract), test["target"], "classification")
+    imp = permutation_importance(
+        result.pipeline, prepare_features(test, contract), test["target"], "classification"
+    )
     assert max(imp, key=imp.get) == "income"
     assert imp["income"] > imp["flag"]
 
@@ -182,7 +200,9 @@ def test_with_retry_retries_only_the_named_errors() -> None:
     def racing() -> str:
         calls.append(1)
         if len(calls) == 1:
-            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+            raise RuntimeError(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id"
+            )
         return "linked"
 
     assert with_retry(racing, delay=0, also=("unique constraint",)) == "linked" and len(calls) == 2

@@ -22,9 +22,16 @@ RUN = "3f2b6c1e-0000-4000-8000-000000000001"
 
 
 def _crashed(**fields: object) -> CrashedRun:
-    base: dict[str, object] = {"id": RUN, "name": "brave-fox", "flow_name": "train", "state_type": "CRASHED",
-                               "deployment_id": "d-1", "deployment_name": "train/local",
-                               "parameters": {"dataset": "loans"}, "tags": ["mloop"]}
+    base: dict[str, object] = {
+        "id": RUN,
+        "name": "brave-fox",
+        "flow_name": "train",
+        "state_type": "CRASHED",
+        "deployment_id": "d-1",
+        "deployment_name": "train/local",
+        "parameters": {"dataset": "loans"},
+        "tags": ["mloop"],
+    }
     return CrashedRun.model_validate({**base, **fields})
 
 
@@ -50,13 +57,19 @@ def test_a_crashed_deployment_run_of_train_retrain_deploy_is_retried_once(flow_n
         ({"flow_name": "monitor"}, [], False, "'monitor' is not recovered"),
         ({"flow_name": "recover"}, [], False, "nothing done"),
         ({}, ["r-2"], True, "already recovered: retried by r-2"),
-        ({"tags": ["mloop", retry_tag("orig")]}, [], True, "retry of orig: a crashed retry is not retried again"),
+        (
+            {"tags": ["mloop", retry_tag("orig")]},
+            [],
+            True,
+            "retry of orig: a crashed retry is not retried again",
+        ),
         ({"parent_task_run_id": "t-1"}, [], True, "subflow"),
         ({"deployment_id": None, "deployment_name": None}, [], True, "not a deployment run"),
     ],
 )
-def test_everything_else_is_not_retried_and_says_why(fields: dict[str, object], retries: list[str], clean_up: bool,
-                                                     reason: str) -> None:
+def test_everything_else_is_not_retried_and_says_why(
+    fields: dict[str, object], retries: list[str], clean_up: bool, reason: str
+) -> None:
     plan = plan_recovery(_crashed(**fields), existing_retries=retries)
     assert not plan.retry and plan.clean_up is clean_up
     assert reason in plan.reason
@@ -70,9 +83,18 @@ def test_a_retrain_retry_is_forced_past_the_cooldown_its_crash_claimed() -> None
 
 
 def test_the_markdown_says_what_was_done() -> None:
-    done = recovery_markdown(RecoveryReport(flow_run_id=RUN, flow_name="train", deployment="train/local", retried=True,
-                                            retry_run_id="r-9", reason="crashed | re-run", failed_mlflow_runs=["m1"],
-                                            released_leases=[]))
+    done = recovery_markdown(
+        RecoveryReport(
+            flow_run_id=RUN,
+            flow_name="train",
+            deployment="train/local",
+            retried=True,
+            retry_run_id="r-9",
+            reason="crashed | re-run",
+            failed_mlflow_runs=["m1"],
+            released_leases=[],
+        )
+    )
     assert done.startswith(f"# Recovery of crashed run `{RUN}`: re-run as `r-9`")
     assert "`m1`" in done and "none held" in done and "crashed \\| re-run" in done
     left = recovery_markdown(RecoveryReport(flow_run_id=RUN, reason="already recovered"))
@@ -94,7 +116,11 @@ def test_fail_open_runs_fails_only_the_open_runs_of_that_flow_run(tmp_path: Path
 
     assert sorted(fail_open_runs(uri, RUN)) == sorted([open_a, open_b])
     assert [get_run(uri, r).status for r in (open_a, open_b, done, someone_else)] == [
-        "FAILED", "FAILED", "FINISHED", "RUNNING"]
+        "FAILED",
+        "FAILED",
+        "FINISHED",
+        "RUNNING",
+    ]
     assert fail_open_runs(uri, RUN) == []  # idempotent
     assert mlflow_client(uri).get_run(someone_else).info.status == "RUNNING"
     with pytest.raises(ValueError):

@@ -26,8 +26,13 @@ def settings(models_settings: Settings) -> Settings:
 
 def _register(settings: Settings, name: str, n: int) -> list[str]:
     return [
-        R.register_version(settings.tracking_uri, name, source=str(settings.state.tmp / f"m{i}"), run_id="",
-                           tags={"mloop.metric.roc_auc": str(0.7 + i / 100), "mloop.dataset_md5": f"md5-{i}"}).version
+        R.register_version(
+            settings.tracking_uri,
+            name,
+            source=str(settings.state.tmp / f"m{i}"),
+            run_id="",
+            tags={"mloop.metric.roc_auc": str(0.7 + i / 100), "mloop.dataset_md5": f"md5-{i}"},
+        ).version
         for i in range(n)
     ]
 
@@ -36,7 +41,9 @@ def test_promote_then_rollback_restores_previous_and_audits_in_order(settings: S
     uri, name = settings.tracking_uri, "m0"
     v1, v2, _ = _register(settings, name, 3)
     R.promote(uri, settings.state, name, v1, reason="first", actor="alice")
-    R.promote(uri, settings.state, name, v2, reason="better", actor="bob", gate_metrics={"gain": 0.01})
+    R.promote(
+        uri, settings.state, name, v2, reason="better", actor="bob", gate_metrics={"gain": 0.01}
+    )
     assert R.get_version_info(uri, name, "champion").version == v2
     assert R.get_version_info(uri, name, "previous-champion").version == v1
     record = R.rollback(uri, settings.state, name, reason="bad latency", actor="carol")
@@ -44,7 +51,10 @@ def test_promote_then_rollback_restores_previous_and_audits_in_order(settings: S
     assert R.champion_version(uri, name) == v1
     log = read_audit(settings.state.audit, name)
     assert [(r.action, r.from_version, r.to_version, r.actor) for r in log] == [
-        ("promote", None, v1, "alice"), ("promote", v1, v2, "bob"), ("rollback", v2, v1, "carol")]
+        ("promote", None, v1, "alice"),
+        ("promote", v1, v2, "bob"),
+        ("rollback", v2, v1, "carol"),
+    ]
     assert log[1].gate_metrics == {"gain": 0.01} and log[2].reason == "bad latency"
     assert log[0].when <= log[1].when <= log[2].when
     assert "rollback" in R.mlflow_client(uri).get_registered_model(name).tags[TAG_LAST_CHANGE]
@@ -75,7 +85,9 @@ def test_stale_gate_does_not_move_champion(settings: Settings) -> None:
     v1, v2, v3 = _register(settings, "m3", 3)
     R.promote(uri, settings.state, "m3", v1, reason="r", actor="a")
     R.promote(uri, settings.state, "m3", v2, reason="r", actor="a")
-    record = R.promote(uri, settings.state, "m3", v3, reason="gated against v1", actor="flow", expected_champion=v1)
+    record = R.promote(
+        uri, settings.state, "m3", v3, reason="gated against v1", actor="flow", expected_champion=v1
+    )
     assert record.outcome == "skipped" and "champion changed" in record.detail
     assert R.champion_version(uri, "m3") == v2
     assert read_audit(settings.state.audit, "m3")[-1].outcome == "skipped"
@@ -98,18 +110,27 @@ RACER = textwrap.dedent(
 )
 
 
-def test_two_processes_racing_leave_one_champion_and_a_consistent_log(settings: Settings, tmp_path: Path) -> None:
+def test_two_processes_racing_leave_one_champion_and_a_consistent_log(
+    settings: Settings, tmp_path: Path
+) -> None:
     uri = settings.tracking_uri
     v1, v2, v3 = _register(settings, "m4", 3)
     R.promote(uri, settings.state, "m4", v1, reason="start", actor="a")
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACER, uri, str(settings.state.root), v, str(go), "m4"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, uri, str(settings.state.root), v, str(go), "m4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for v in (v2, v3)
     ]
     deadline = time.monotonic() + 120
-    while not all((tmp_path / f"ready-{v}").exists() for v in (v2, v3)) and time.monotonic() < deadline:
+    while (
+        not all((tmp_path / f"ready-{v}").exists() for v in (v2, v3))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     go.touch()  # both are ready: release them at the same moment
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -123,7 +144,10 @@ def test_two_processes_racing_leave_one_champion_and_a_consistent_log(settings: 
     assert champion == log[2].to_version
     assert R.get_version_info(uri, "m4", "previous-champion").version == log[1].to_version
     aliases = R.mlflow_client(uri).get_registered_model("m4").aliases
-    assert str(aliases["champion"]) == champion and list(aliases) == ["champion", "previous-champion"]
+    assert str(aliases["champion"]) == champion and list(aliases) == [
+        "champion",
+        "previous-champion",
+    ]
 
 
 def test_loading_refuses_pickle(tmp_path: Path) -> None:
@@ -131,7 +155,9 @@ def test_loading_refuses_pickle(tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-    mlflow.sklearn.save_model(model, str(tmp_path / "m5"), serialization_format="cloudpickle", pip_requirements=[])
+    mlflow.sklearn.save_model(
+        model, str(tmp_path / "m5"), serialization_format="cloudpickle", pip_requirements=[]
+    )
     assert R.stored_format(tmp_path / "m5") == "cloudpickle"
     with pytest.raises(MloopError, match="only skops"):
         R.load_pipeline_from_dir(tmp_path / "m5")
@@ -160,12 +186,17 @@ def _stored_model_run(settings: Settings, tmp_path: Path) -> tuple[str, Path]:
     source.mkdir()
     (source / "MLmodel").write_text("flavors: {}\n")
     R.mlflow_client(uri).log_artifacts(run_id, str(source), "model")
-    stored = Path(R.mlflow_client(uri).get_run(run_id).info.artifact_uri.removeprefix("file://")) / "model"
+    stored = (
+        Path(R.mlflow_client(uri).get_run(run_id).info.artifact_uri.removeprefix("file://"))
+        / "model"
+    )
     assert (stored / "MLmodel").is_file()
     return f"runs:/{run_id}/model", stored
 
 
-def test_artifact_dir_keeps_a_download_in_the_cache_and_reuses_it(settings: Settings, tmp_path: Path) -> None:
+def test_artifact_dir_keeps_a_download_in_the_cache_and_reuses_it(
+    settings: Settings, tmp_path: Path
+) -> None:
     import shutil
 
     model_uri, stored = _stored_model_run(settings, tmp_path)

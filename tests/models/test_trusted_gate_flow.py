@@ -38,7 +38,7 @@ ROWS, TRAFFIC = 3000, 2500
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:  # noqa: ANN001
+def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:
     root = tmp_path_factory.mktemp("trusted")
     with flow_home(root) as (settings, mp):
         mp.setenv("MLOOP_WEBHOOK_PORT", "9")  # nothing listens: notifications must not fail a flow
@@ -50,7 +50,14 @@ def _champion(settings: Settings, name: str) -> str:
     from flows.train import train_flow
 
     src = write_frame(generate("baseline", ROWS, seed=1), settings.state.tmp / f"{name}-v1.parquet")
-    ingest_dataset(settings, src, dataset=name, target="target", task="classification", time_column="event_time")
+    ingest_dataset(
+        settings,
+        src,
+        dataset=name,
+        target="target",
+        task="classification",
+        time_column="event_time",
+    )
     trained = train_flow(dataset=name)
     assert trained.promoted and trained.label_source == "ingested"
     return str(trained.version)
@@ -60,7 +67,7 @@ def _served_with_feedback(settings: Settings, name: str, version: str, *, flip: 
     """2,500 predictions of ``version`` in the prediction log, then feedback labels for each (flipped or true)."""
     from mloop.core.contract import load_contract
     from monitoring.scoring import add_predictions
-    from serving.predlog import PredictionLogger, new_prediction_ids, record_feedback
+    from serving.log.predictions import PredictionLogger, new_prediction_ids, record_feedback
 
     traffic = generate("baseline", TRAFFIC, seed=7)
     contract = load_contract(settings.project_dir, name)
@@ -68,12 +75,23 @@ def _served_with_feedback(settings: Settings, name: str, version: str, *, flip: 
     feats = [c.name for c in contract.feature_columns]
     ids = new_prediction_ids(TRAFFIC)
     logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
-    logger.log(ids=ids, model_name=name, model_version=version,
-               features={c: scored[c].astype(object).where(scored[c].notna(), None).tolist() for c in feats},
-               predictions=scored["prediction"].tolist(), values=scored["probability"].tolist())
+    logger.log(
+        ids=ids,
+        model_name=name,
+        model_version=version,
+        features={
+            c: scored[c].astype(object).where(scored[c].notna(), None).tolist() for c in feats
+        },
+        predictions=scored["prediction"].tolist(),
+        values=scored["probability"].tolist(),
+    )
     logger.close()
     labels = 1 - traffic["target"] if flip else traffic["target"]
-    record_feedback(settings.state.feedback, name, pd.DataFrame({"prediction_id": ids, "label": labels.to_numpy()}))
+    record_feedback(
+        settings.state.feedback,
+        name,
+        pd.DataFrame({"prediction_id": ids, "label": labels.to_numpy()}),
+    )
 
 
 def _version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:
@@ -82,7 +100,9 @@ def _version_tags(settings: Settings, name: str, version: str) -> dict[str, str]
     return get_version_info(settings.tracking_uri, name, version).tags
 
 
-def test_flipped_feedback_is_rejected_on_the_trusted_holdout(env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flipped_feedback_is_rejected_on_the_trusted_holdout(
+    env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.retrain import retrain_flow
     from models.registry import champion_version
 
@@ -90,25 +110,46 @@ def test_flipped_feedback_is_rejected_on_the_trusted_holdout(env: Settings, monk
     champion = _champion(env, name)
     ingested = list_versions(env, name)[0]
     _served_with_feedback(env, name, champion, flip=True)
-    monkeypatch.setenv("MLOOP_APPROVE_FEEDBACK_RETRAINS", "true")  # recorded; a rejected model is never asked for
+    monkeypatch.setenv(
+        "MLOOP_APPROVE_FEEDBACK_RETRAINS", "true"
+    )  # recorded; a rejected model is never asked for
 
     result = retrain_flow(model_name=name, trigger="alert:DataDrift", force=True)
 
     # the challenger was trained on the feedback version and registered ...
-    assert result.status == "trained" and result.trained_version is not None and result.trained_version != champion
+    assert (
+        result.status == "trained"
+        and result.trained_version is not None
+        and result.trained_version != champion
+    )
     assert result.label_source == "feedback" and result.approval_required is True
     newest = list_versions(env, name)[0]
-    assert newest.md5 == result.dataset_md5 and newest.label_source == "feedback" and newest.rows == ROWS
+    assert (
+        newest.md5 == result.dataset_md5
+        and newest.label_source == "feedback"
+        and newest.rows == ROWS
+    )
     # ... rejected on the trusted holdout, and the champion did not move
-    assert result.promoted is False and result.champion == champion == champion_version(env.tracking_uri, name)
+    assert result.promoted is False and result.champion == champion == champion_version(
+        env.tracking_uri, name
+    )
     assert result.gate is not None and "REJECTED on the trusted holdout" in result.gate
     tags = _version_tags(env, name, result.trained_version)
     assert tags[TAG_DECISION] == "reject" and tags[TAG_LABEL_SOURCE] == "feedback"
-    assert tags[TAG_REASON].startswith("reject: roc_auc") and f"REJECTED on the trusted holdout (ingested version " \
-        f"{ingested.md5[:8]}, 600 rows)" in tags[TAG_REASON]
+    assert (
+        tags[TAG_REASON].startswith("reject: roc_auc")
+        and f"REJECTED on the trusted holdout (ingested version {ingested.md5[:8]}, 600 rows)"
+        in tags[TAG_REASON]
+    )
     trusted = json.loads(tags[TAG_GATE_TRUSTED])
-    assert trusted["dataset_md5"] == ingested.md5 and trusted["rows"] == 600 and trusted["passed"] is False
-    assert trusted["reference"] == "champion" and trusted["loss"] > 0.3  # the flipped model is inverted there
+    assert (
+        trusted["dataset_md5"] == ingested.md5
+        and trusted["rows"] == 600
+        and trusted["passed"] is False
+    )
+    assert (
+        trusted["reference"] == "champion" and trusted["loss"] > 0.3
+    )  # the flipped model is inverted there
     # the newest rows alone would have promoted it: that is the attack the trusted holdout stops
     metrics = json.loads(tags[TAG_GATE_METRICS])
     assert metrics["gain"] > 0.3 and metrics["ci_low"] > 0, metrics
@@ -126,7 +167,11 @@ def test_honest_feedback_passes_the_trusted_check(env: Settings) -> None:
 
     result = retrain_flow(model_name=name, force=True)
 
-    assert result.status == "trained" and result.trained_version is not None and result.label_source == "feedback"
+    assert (
+        result.status == "trained"
+        and result.trained_version is not None
+        and result.label_source == "feedback"
+    )
     assert result.approval_required is False  # MLOOP_APPROVE_FEEDBACK_RETRAINS is off by default
     tags = _version_tags(env, name, result.trained_version)
     trusted = json.loads(tags[TAG_GATE_TRUSTED])
@@ -134,4 +179,6 @@ def test_honest_feedback_passes_the_trusted_check(env: Settings) -> None:
     assert "REJECTED" not in tags[TAG_REASON] and "trusted holdout" in tags[TAG_REASON]
     # same population, true labels: the gate decides on gain and interval as before (no real gain here)
     assert result.promoted == (tags[TAG_DECISION] == "promote")
-    assert champion_version(env.tracking_uri, name) == (result.trained_version if result.promoted else champion)
+    assert champion_version(env.tracking_uri, name) == (
+        result.trained_version if result.promoted else champion
+    )

@@ -16,4 +16,6 @@ def baseline() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def contract(baseline: pd.DataFrame) -> DatasetContract:
-    return infer_contract(baseline, name="loans", target="target", task="classification", time_column="event_time")
+    return infer_contract(
+        baseline, name="loans", target="target", task="classification", time_column="event_time"
+    )

@@ -20,8 +20,14 @@ def model_events(name: str, model: str, since: datetime, timeout: float = 30.0) 
     """Events ``name`` on resource ``mloop.model.<model>`` since ``since``, read back from the Prefect
     API (polled until one shows up or ``timeout`` seconds pass)."""
     url = os.environ["PREFECT_API_URL"] + "/events/filter"
-    body = {"filter": {"occurred": {"since": since.isoformat()}, "event": {"name": [name]},
-                       "resource": {"id": [f"mloop.model.{model}"]}}, "limit": 50}
+    body = {
+        "filter": {
+            "occurred": {"since": since.isoformat()},
+            "event": {"name": [name]},
+            "resource": {"id": [f"mloop.model.{model}"]},
+        },
+        "limit": 50,
+    }
     deadline = time.monotonic() + timeout
     while True:
         found = httpx.post(url, json=body, timeout=10).json()["events"]
@@ -35,7 +41,7 @@ def log_traffic(settings: Settings, name: str, version: str, df: pd.DataFrame) -
     the service does (``probability`` of a classifier, ``score`` of a regressor); the prediction ids."""
     from mloop.core.contract import load_contract
     from monitoring.scoring import add_predictions
-    from serving.predlog import PredictionLogger, new_prediction_ids
+    from serving.log.predictions import PredictionLogger, new_prediction_ids
 
     contract = load_contract(settings.project_dir, name)
     scored = add_predictions(settings, name, version, df, contract)
@@ -43,10 +49,16 @@ def log_traffic(settings: Settings, name: str, version: str, df: pd.DataFrame) -
     ids = new_prediction_ids(len(df))
     logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
     logger.log(
-        ids=ids, model_name=name, model_version=version,
-        features={c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
-                  for c in contract.feature_columns},
-        predictions=scored["prediction"].tolist(), values=scored[value].tolist(), value_name=value,
+        ids=ids,
+        model_name=name,
+        model_version=version,
+        features={
+            c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
+            for c in contract.feature_columns
+        },
+        predictions=scored["prediction"].tolist(),
+        values=scored[value].tolist(),
+        value_name=value,
     )
     logger.close()
     return ids

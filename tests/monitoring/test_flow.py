@@ -26,15 +26,20 @@ NAME = "loans"
 WINDOW = 1500
 
 
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tuple[Settings, str]]:  # noqa: ANN001
+def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tuple[Settings, str]]:
     """Settings + the champion version of a model trained on 3,000 baseline rows."""
     root = tmp_path_factory.mktemp("monitoring")
     with flow_home(root) as (settings, _mp):
         src = write_frame(generate("baseline", 3000, seed=1), root / "v1.parquet")
-        ingest_dataset(settings, src, dataset=NAME, target="target", task="classification", time_column="event_time")
+        ingest_dataset(
+            settings,
+            src,
+            dataset=NAME,
+            target="target",
+            task="classification",
+            time_column="event_time",
+        )
         from flows.train import train_flow
 
         trained = train_flow(dataset=NAME)
@@ -43,9 +48,13 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tu
 
 
 def _feedback(settings: Settings, ids: list[str], labels: pd.Series) -> None:
-    from serving.predlog import record_feedback
+    from serving.log.predictions import record_feedback
 
-    record_feedback(settings.state.feedback, NAME, pd.DataFrame({"prediction_id": ids, "label": labels.to_numpy()}))
+    record_feedback(
+        settings.state.feedback,
+        NAME,
+        pd.DataFrame({"prediction_id": ids, "label": labels.to_numpy()}),
+    )
 
 
 def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
@@ -60,18 +69,26 @@ def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
     assert drift is not None and drift.dataset_drift and drift.model_version == version
     assert drift.window.rows == WINDOW
     assert any(c.is_prediction for c in drift.columns)
-    assert Path(result.report_path).is_file() and Path(result.report_path).parent.parent.name == NAME
+    assert (
+        Path(result.report_path).is_file() and Path(result.report_path).parent.parent.name == NAME
+    )
     events = model_events("mloop.drift.detected", NAME, since)
     assert len(events) == 1
     payload = events[0]["payload"]
     assert payload["model_version"] == version and payload["report_path"] == result.report_path
-    assert set(payload["drifted_columns"]) == set(drift.drifted_columns) and payload["window"]["rows"] == WINDOW
+    assert (
+        set(payload["drifted_columns"]) == set(drift.drifted_columns)
+        and payload["window"]["rows"] == WINDOW
+    )
     assert payload["drift_share"] >= settings.drift_share_threshold
     # published: MLflow monitoring run linked to the version, Evidently workspace snapshot
     from mlflow import MlflowClient
 
     run = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id)
-    assert run.data.tags["mloop.model_name"] == NAME and run.data.tags["mloop.model_version"] == version
+    assert (
+        run.data.tags["mloop.model_name"] == NAME
+        and run.data.tags["mloop.model_version"] == version
+    )
     assert run.data.metrics["drift_share"] == pytest.approx(drift.drift_share)
     from evidently.ui.workspace import Workspace
 
@@ -118,7 +135,9 @@ def test_retrain_data_from_feedback_then_nothing_new(env: tuple[Settings, str]) 
     built = build_retrain_dataset(settings, NAME)
     assert built.created, built.reason
     assert built.version is not None and built.version.md5 != before[0].md5
-    assert built.stats.new_rows == WINDOW and built.version.rows == 3000  # sliding window: same size
+    assert (
+        built.stats.new_rows == WINDOW and built.version.rows == 3000
+    )  # sliding window: same size
     assert list_versions(settings, NAME)[0].md5 == built.version.md5
     again = build_retrain_dataset(settings, NAME)
     assert not again.created and again.version is None
@@ -140,9 +159,8 @@ def test_too_few_predictions_skips(env: tuple[Settings, str]) -> None:
     assert result.status == "skipped" and result.drift is None and result.events == []
 
 
-
 @pytest.fixture
-def cli(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def cli(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch):
     """Invoke ``mloop`` in-process; the env vars the command exports are restored afterwards."""
     import os
 
@@ -158,7 +176,7 @@ def cli(env: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch):  # noqa: AN
     return lambda *args: CliRunner().invoke(app, list(args))
 
 
-def test_cli_monitor_json(env: tuple[Settings, str], cli) -> None:  # noqa: ANN001
+def test_cli_monitor_json(env: tuple[Settings, str], cli) -> None:
     """``mloop monitor --json`` prints one JSON document with the verdict (newest window: concept drift)."""
     import json
 
@@ -170,7 +188,7 @@ def test_cli_monitor_json(env: tuple[Settings, str], cli) -> None:  # noqa: ANN0
     assert doc["drift"]["window"]["rows"] == WINDOW and doc["report_path"] is None
 
 
-def test_cli_monitor_unknown_model_is_a_readable_error(cli) -> None:  # noqa: ANN001
+def test_cli_monitor_unknown_model_is_a_readable_error(cli) -> None:
     out = cli("monitor", "no-such-model", "--json")
     assert out.exit_code != 0
     assert "no-such-model" in out.output and "Traceback" not in out.output

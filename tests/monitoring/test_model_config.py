@@ -25,20 +25,38 @@ from monitoring.retraining import claim_retrain
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", project_dir=tmp_path, monitor_window_size=4000, monitor_min_rows=50,
-                    retrain_cooldown_minutes=30, daily_retrain_budget=6)
+    return Settings(
+        home=tmp_path / "home",
+        project_dir=tmp_path,
+        monitor_window_size=4000,
+        monitor_min_rows=50,
+        retrain_cooldown_minutes=30,
+        daily_retrain_budget=6,
+    )
 
 
 def test_unset_fields_follow_the_global_settings(settings: Settings) -> None:
     config = effective_config(settings, "loans", ModelMonitorConfig(window_size=2000))
-    assert (config.window_size, config.min_rows, config.retrain_cooldown_minutes, config.daily_retrain_budget) == (
-        2000, 50, 30, 6)
+    assert (
+        config.window_size,
+        config.min_rows,
+        config.retrain_cooldown_minutes,
+        config.daily_retrain_budget,
+    ) == (2000, 50, 30, 6)
     assert config.overridden == ["window_size"]
     assert resolve_config(settings, "never-configured").overridden == []
 
 
-@pytest.mark.parametrize("bad", [{"window_size": 0}, {"min_rows": -1}, {"retrain_cooldown_minutes": -5},
-                                 {"daily_retrain_budget": -1}, {"unknown": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"window_size": 0},
+        {"min_rows": -1},
+        {"retrain_cooldown_minutes": -5},
+        {"daily_retrain_budget": -1},
+        {"unknown": 1},
+    ],
+)
 def test_invalid_values_are_refused_and_nothing_is_written(settings: Settings, bad: dict) -> None:
     with pytest.raises(MloopError, match="invalid"):
         update_model_config(settings, "loans", bad)
@@ -62,11 +80,19 @@ def test_names_follow_the_rule(settings: Settings, bad: str) -> None:
 
 def test_update_merges_reset_drops_and_the_file_round_trips(settings: Settings) -> None:
     update_model_config(settings, "loans", {"window_size": 2000, "retrain_cooldown_minutes": 10})
-    config = update_model_config(settings, "loans", {"daily_retrain_budget": 2, "window_size": None})
-    assert (config.window_size, config.retrain_cooldown_minutes, config.daily_retrain_budget) == (2000, 10, 2)
+    config = update_model_config(
+        settings, "loans", {"daily_retrain_budget": 2, "window_size": None}
+    )
+    assert (config.window_size, config.retrain_cooldown_minutes, config.daily_retrain_budget) == (
+        2000,
+        10,
+        2,
+    )
     assert configured_models(settings.state.root) == ["loans"]
     other = update_model_config(settings, "rates", {"min_rows": 10})
-    assert other.min_rows == 10 and resolve_config(settings, "loans").min_rows == 50  # models never share values
+    assert (
+        other.min_rows == 10 and resolve_config(settings, "loans").min_rows == 50
+    )  # models never share values
     reset = update_model_config(settings, "loans", {}, reset=True)
     assert reset.overridden == [] and not config_path(settings.state.root, "loans").exists()
 
@@ -81,17 +107,38 @@ def test_a_broken_file_is_a_readable_error(settings: Settings) -> None:
 
 
 def test_the_retrain_claim_uses_each_models_own_cooldown_and_budget(settings: Settings) -> None:
-    update_model_config(settings, "fast", {"retrain_cooldown_minutes": 1, "daily_retrain_budget": 2})
+    update_model_config(
+        settings, "fast", {"retrain_cooldown_minutes": 1, "daily_retrain_budget": 2}
+    )
     now = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
     def claim(name: str, minutes: float) -> bool:
-        return claim_retrain(settings, name, trigger="drift", event_id=None, flow_run_id="f", force=False,
-                             now=now + timedelta(minutes=minutes)).allowed
+        return claim_retrain(
+            settings,
+            name,
+            trigger="drift",
+            event_id=None,
+            flow_run_id="f",
+            force=False,
+            now=now + timedelta(minutes=minutes),
+        ).allowed
 
     # fast: 1-minute cooldown, budget 2; slow (global): 30-minute cooldown, budget 6; counted per model
-    assert [claim("fast", 0), claim("slow", 0), claim("fast", 2), claim("slow", 2)] == [True, True, True, False]
-    decision = claim_retrain(settings, "fast", trigger="drift", event_id=None, flow_run_id="f", force=False,
-                             now=now + timedelta(minutes=5))
+    assert [claim("fast", 0), claim("slow", 0), claim("fast", 2), claim("slow", 2)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    decision = claim_retrain(
+        settings,
+        "fast",
+        trigger="drift",
+        event_id=None,
+        flow_run_id="f",
+        force=False,
+        now=now + timedelta(minutes=5),
+    )
     assert not decision.allowed and decision.reason.startswith("daily budget: 2 retrains of fast")
     assert claim("slow", 31)
 
@@ -99,8 +146,24 @@ def test_the_retrain_claim_uses_each_models_own_cooldown_and_budget(settings: Se
 def test_budget_zero_switches_a_models_automatic_retrains_off(settings: Settings) -> None:
     update_model_config(settings, "manual-only", {"daily_retrain_budget": 0})
     now = datetime(2025, 1, 1, tzinfo=UTC)
-    off = claim_retrain(settings, "manual-only", trigger="drift", event_id=None, flow_run_id="f", force=False, now=now)
-    forced = claim_retrain(settings, "manual-only", trigger="manual", event_id=None, flow_run_id="f", force=True, now=now)
+    off = claim_retrain(
+        settings,
+        "manual-only",
+        trigger="drift",
+        event_id=None,
+        flow_run_id="f",
+        force=False,
+        now=now,
+    )
+    forced = claim_retrain(
+        settings,
+        "manual-only",
+        trigger="manual",
+        event_id=None,
+        flow_run_id="f",
+        force=True,
+        now=now,
+    )
     assert not off.allowed and "switched off" in off.reason and forced.allowed
 
 
@@ -115,14 +178,24 @@ def test_cli_configure_sets_and_shows(settings: Settings, monkeypatch: pytest.Mo
     monkeypatch.setenv("MLOOP_MONITOR_MIN_ROWS", "50")
     for key in settings.service_env():
         monkeypatch.setenv(key, settings.service_env()[key])
-    out = CliRunner().invoke(app, ["monitor", "configure", "loans", "--window-size", "2000", "--cooldown-minutes", "10"])
+    out = CliRunner().invoke(
+        app, ["monitor", "configure", "loans", "--window-size", "2000", "--cooldown-minutes", "10"]
+    )
     assert out.exit_code == 0, out.output
     shown = CliRunner().invoke(app, ["monitor", "configure", "loans", "--json"])
     doc = json.loads(shown.stdout)
-    assert doc["window_size"] == 2000 and doc["retrain_cooldown_minutes"] == 10 and doc["min_rows"] == 50
+    assert (
+        doc["window_size"] == 2000
+        and doc["retrain_cooldown_minutes"] == 10
+        and doc["min_rows"] == 50
+    )
     assert doc["overridden"] == ["window_size", "retrain_cooldown_minutes"]
     table = CliRunner().invoke(app, ["monitor", "configure", "loans"])
     assert "global (MLOOP_MONITOR_MIN_ROWS)" in table.stdout
     bad = CliRunner().invoke(app, ["monitor", "configure", "loans", "--min-rows", "5000"])
-    assert bad.exit_code != 0 and "never be" in bad.output and "min rows 5000 > window size 2000" in bad.output
+    assert (
+        bad.exit_code != 0
+        and "never be" in bad.output
+        and "min rows 5000 > window size 2000" in bad.output
+    )
     assert CliRunner().invoke(app, ["monitor", "configure", "../x"]).exit_code == 2

@@ -49,8 +49,14 @@ def test_as_dict_and_audit_description() -> None:
 
 
 def test_remediation_markdown() -> None:
-    result = RemediationResult(alertname="HighErrorRate", model_name="loans", action="rollback", outcome="done",
-                               detail="rolled back", audit={"to_version": "2"})
+    result = RemediationResult(
+        alertname="HighErrorRate",
+        model_name="loans",
+        action="rollback",
+        outcome="done",
+        detail="rolled back",
+        audit={"to_version": "2"},
+    )
     md = remediation_markdown(result, {"severity": "page", "model": "loans"}, "alert HighErrorRate")
     assert md.startswith("# Remediation: HighErrorRate -> rollback (done)")
     assert md.index("| `model` | loans |") < md.index("| `severity` | page |")
@@ -64,8 +70,12 @@ def test_one_claim_per_model_alert_and_fingerprint(tmp_path: Path) -> None:
         assert first is True
         with claim_remediation(locks, "loans", "HighErrorRate", "fp-1") as again:
             assert again is False  # same key: refused at once, no waiting
-        for other in (("loans", "HighErrorRate", "fp-2"), ("churn", "HighErrorRate", "fp-1"),
-                      ("loans", "DataDrift", "fp-1"), (None, "HighErrorRate", "fp-1")):
+        for other in (
+            ("loans", "HighErrorRate", "fp-2"),
+            ("churn", "HighErrorRate", "fp-1"),
+            ("loans", "DataDrift", "fp-1"),
+            (None, "HighErrorRate", "fp-1"),
+        ):
             with claim_remediation(locks, *other) as claimed:
                 assert claimed is True, other
     with claim_remediation(locks, "loans", "HighErrorRate", "fp-1") as after:
@@ -75,7 +85,11 @@ def test_one_claim_per_model_alert_and_fingerprint(tmp_path: Path) -> None:
 
 def test_the_lock_name_is_built_from_validated_parts() -> None:
     name = remediation_lock_name("loans", "HighErrorRate", "../../etc/passwd")
-    assert name.startswith("remediate~loans~HighErrorRate~") and name.endswith(".lock") and "/" not in name
+    assert (
+        name.startswith("remediate~loans~HighErrorRate~")
+        and name.endswith(".lock")
+        and "/" not in name
+    )
     assert remediation_lock_name("loans", "a/../b", None).startswith("remediate~loans~h")
     assert remediation_lock_name("loans", "X", "fp") != remediation_lock_name("loans", "X", "fq")
     with pytest.raises(MloopError, match="invalid model name"):
@@ -85,34 +99,56 @@ def test_the_lock_name_is_built_from_validated_parts() -> None:
 
 
 def test_a_duplicate_is_recorded_as_skipped() -> None:
-    result = RemediationResult(alertname="HighErrorRate", model_name="loans", action="rollback", outcome="done",
-                               detail="")
+    result = RemediationResult(
+        alertname="HighErrorRate", model_name="loans", action="rollback", outcome="done", detail=""
+    )
     skipped = skipped_duplicate(result, "fp-1")
-    assert skipped.outcome == "skipped" and skipped.detail.startswith(ALREADY_REMEDIATING) and "fp-1" in skipped.detail
+    assert (
+        skipped.outcome == "skipped"
+        and skipped.detail.startswith(ALREADY_REMEDIATING)
+        and "fp-1" in skipped.detail
+    )
     assert "skipped: already remediating" in remediation_markdown(skipped, {}, "r")
 
 
 @pytest.mark.integration
 def test_the_flow_skips_a_key_that_is_being_remediated(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server  # noqa: ANN001
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server
 ) -> None:
     from flows.remediate import remediate_flow
 
     monkeypatch.setenv("MLOOP_HOME", str(settings.state.root))
     monkeypatch.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
-    monkeypatch.setenv("MLOOP_WEBHOOK_PORT", "9")  # nothing listens: the notification is best effort
+    monkeypatch.setenv(
+        "MLOOP_WEBHOOK_PORT", "9"
+    )  # nothing listens: the notification is best effort
     notify_only = {"HighErrorRate": "notify"}
     with claim_remediation(settings.state.locks, "loans", "HighErrorRate", "fp-1"):
-        busy = remediate_flow(alertname="HighErrorRate", labels={"model": "loans"}, fingerprint="fp-1",
-                              actions=notify_only)
-        other = remediate_flow(alertname="HighErrorRate", labels={"model": "loans"}, fingerprint="fp-2",
-                               actions=notify_only)
+        busy = remediate_flow(
+            alertname="HighErrorRate",
+            labels={"model": "loans"},
+            fingerprint="fp-1",
+            actions=notify_only,
+        )
+        other = remediate_flow(
+            alertname="HighErrorRate",
+            labels={"model": "loans"},
+            fingerprint="fp-2",
+            actions=notify_only,
+        )
     assert busy.outcome == "skipped" and busy.detail.startswith(ALREADY_REMEDIATING)
     assert other.outcome == "done"
-    free = remediate_flow(alertname="HighErrorRate", labels={"model": "loans"}, fingerprint="fp-1", actions=notify_only)
+    free = remediate_flow(
+        alertname="HighErrorRate",
+        labels={"model": "loans"},
+        fingerprint="fp-1",
+        actions=notify_only,
+    )
     assert free.outcome == "done"
     with pytest.raises(MloopError, match="invalid model name"):
-        remediate_flow(alertname="HighErrorRate", labels={"model": "x/../../../canary"}, actions=notify_only)
+        remediate_flow(
+            alertname="HighErrorRate", labels={"model": "x/../../../canary"}, actions=notify_only
+        )
 
 
 def test_different_keys_never_share_a_lock_file() -> None:

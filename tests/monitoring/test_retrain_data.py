@@ -9,7 +9,9 @@ from mloop.core.generate import generate
 from monitoring.retrain_data import RetrainRule, labelled_rows, merge_window
 
 
-def _log(df: pd.DataFrame, contract: DatasetContract, start: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _log(
+    df: pd.DataFrame, contract: DatasetContract, start: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A prediction log (without the time column, as clients send it) and feedback for it."""
     feats = [c.name for c in contract.feature_columns]
     preds = df[feats].copy()
@@ -17,16 +19,31 @@ def _log(df: pd.DataFrame, contract: DatasetContract, start: str) -> tuple[pd.Da
     preds["timestamp"] = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(range(len(df)), unit="min")
     preds["model_name"], preds["model_version"] = "loans", "1"
     preds["prediction"], preds["probability"] = 0, 0.1
-    feedback = pd.DataFrame({"prediction_id": preds["prediction_id"], "label": df["target"].to_numpy(),
-                             "timestamp": preds["timestamp"]})
+    feedback = pd.DataFrame(
+        {
+            "prediction_id": preds["prediction_id"],
+            "label": df["target"].to_numpy(),
+            "timestamp": preds["timestamp"],
+        }
+    )
     return preds, feedback
 
 
 def test_join_builds_rows_in_the_dataset_schema(contract: DatasetContract) -> None:
     df = generate("covariate-shift", 50, seed=3)
     preds, feedback = _log(df, contract, "2026-01-01")
-    feedback = pd.concat([feedback.iloc[:40], pd.DataFrame({"prediction_id": ["unknown"], "label": [1],
-                                                             "timestamp": [pd.Timestamp("2026-02-01", tz="UTC")]})])
+    feedback = pd.concat(
+        [
+            feedback.iloc[:40],
+            pd.DataFrame(
+                {
+                    "prediction_id": ["unknown"],
+                    "label": [1],
+                    "timestamp": [pd.Timestamp("2026-02-01", tz="UTC")],
+                }
+            ),
+        ]
+    )
     rows = labelled_rows(preds, feedback, contract)
     assert list(rows.columns) == [c.name for c in contract.columns]
     assert len(rows) == 40  # only labelled predictions; unknown ids dropped
@@ -38,8 +55,9 @@ def test_first_label_wins(contract: DatasetContract) -> None:
     """The feedback trust rule: a later, different label for an id is a conflict, never an overwrite."""
     df = generate("baseline", 3, seed=3)
     preds, feedback = _log(df, contract, "2026-01-01")
-    late = feedback.iloc[[0]].assign(label=1 - feedback["label"].iloc[0],
-                                      timestamp=pd.Timestamp("2026-03-01", tz="UTC"))
+    late = feedback.iloc[[0]].assign(
+        label=1 - feedback["label"].iloc[0], timestamp=pd.Timestamp("2026-03-01", tz="UTC")
+    )
     rows = labelled_rows(preds, pd.concat([late, feedback]), contract)
     assert len(rows) == 3 and rows["target"].iloc[0] == df["target"].iloc[0]
 
@@ -60,15 +78,20 @@ def test_sliding_window_keeps_the_newest_rows(contract: DatasetContract) -> None
 def test_max_age_days_drops_old_rows(contract: DatasetContract) -> None:
     previous = generate("baseline", 500, seed=1)  # 2025-01 .. 2025-06
     preds, feedback = _log(generate("baseline", 100, seed=2), contract, "2026-01-01")
-    merged, stats = merge_window(previous, labelled_rows(preds, feedback, contract), contract,
-                                 RetrainRule(max_age_days=30))
+    merged, stats = merge_window(
+        previous, labelled_rows(preds, feedback, contract), contract, RetrainRule(max_age_days=30)
+    )
     assert len(merged) == 100 and stats.kept_new_rows == 100
 
 
 def test_labels_already_in_the_previous_version_are_not_new(contract: DatasetContract) -> None:
     previous = generate("baseline", 500, seed=1)
     preds, feedback = _log(generate("covariate-shift", 100, seed=2), contract, "2026-01-01")
-    first, _ = merge_window(previous, labelled_rows(preds, feedback, contract), contract, RetrainRule())
-    again, stats = merge_window(first, labelled_rows(preds, feedback, contract), contract, RetrainRule())
+    first, _ = merge_window(
+        previous, labelled_rows(preds, feedback, contract), contract, RetrainRule()
+    )
+    again, stats = merge_window(
+        first, labelled_rows(preds, feedback, contract), contract, RetrainRule()
+    )
     assert stats.new_rows == 0
     assert again.equals(first)

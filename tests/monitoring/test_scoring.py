@@ -15,30 +15,40 @@ from tests.models.helpers import synth_contract, synth_frame
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     df = synth_frame(300, seed=2)
-    df["target"] = np.where(df["target"] == 1, "yes", "no")  # string labels: prediction is a class label
+    df["target"] = np.where(
+        df["target"] == 1, "yes", "no"
+    )  # string labels: prediction is a class label
     return df
 
 
 def test_classifier_adds_prediction_and_probability(frame: pd.DataFrame) -> None:
     contract = synth_contract()
-    pipe = build_pipeline(contract, ModelSpec(), 0).fit(prepare_features(frame, contract), frame["target"])
+    pipe = build_pipeline(contract, ModelSpec(), 0).fit(
+        prepare_features(frame, contract), frame["target"]
+    )
     out = predict_frame(pipe, frame.head(20), contract)
     assert list(out.columns) == [*frame.columns, "prediction", "probability"]
     assert set(out["prediction"]) <= {"yes", "no"} and out["probability"].between(0, 1).all()
-    assert ((out["probability"] >= 0.5) == (out["prediction"] == "yes")).all()  # probability of the larger class
+    assert (
+        (out["probability"] >= 0.5) == (out["prediction"] == "yes")
+    ).all()  # probability of the larger class
     assert "prediction" not in frame.columns  # the input is not modified
 
 
 def test_regressor_adds_prediction_and_score() -> None:
     contract, df = synth_contract(task="regression"), synth_frame(200, seed=3, task="regression")
-    pipe = build_pipeline(contract, ModelSpec(), 0).fit(prepare_features(df, contract), df["target"])
+    pipe = build_pipeline(contract, ModelSpec(), 0).fit(
+        prepare_features(df, contract), df["target"]
+    )
     out = predict_frame(pipe, df.head(5), contract)
     assert (out["prediction"] == out["score"]).all() and "probability" not in out.columns
 
 
 def test_labelled_window_joins_feedback_on_prediction_id() -> None:
     window = pd.DataFrame({"prediction_id": ["a", "b", "c"], "probability": [0.1, 0.9, 0.5]})
-    feedback = pd.DataFrame({"prediction_id": ["c", "a", "z"], LABEL_COLUMN: [1, 0, 1], "other": [0, 0, 0]})
+    feedback = pd.DataFrame(
+        {"prediction_id": ["c", "a", "z"], LABEL_COLUMN: [1, 0, 1], "other": [0, 0, 0]}
+    )
     labelled = labelled_window(window, feedback)
     assert labelled is not None and sorted(labelled["prediction_id"]) == ["a", "c"]
     assert list(labelled.columns) == ["prediction_id", "probability", LABEL_COLUMN]
@@ -47,7 +57,10 @@ def test_labelled_window_joins_feedback_on_prediction_id() -> None:
 
 
 def test_score_column() -> None:
-    assert score_column(pd.DataFrame(columns=["score", "probability"]), "classification") == "probability"
+    assert (
+        score_column(pd.DataFrame(columns=["score", "probability"]), "classification")
+        == "probability"
+    )
     assert score_column(pd.DataFrame(columns=["score"]), "classification") == "score"
     assert score_column(pd.DataFrame(columns=["prediction"]), "classification") is None
     assert score_column(pd.DataFrame(columns=["score"]), "regression") is None

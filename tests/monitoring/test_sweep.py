@@ -22,12 +22,16 @@ from tests.helpers import flow_home
 from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
-SHAPES = {"loans": ("classification", None), "rates": ("regression", 6), "small": ("classification", 4)}
+SHAPES = {
+    "loans": ("classification", None),
+    "rates": ("regression", 6),
+    "small": ("classification", 4),
+}
 ROWS = 1200
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:  # noqa: ANN001
+def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Settings]:
     """Settings of a home with three champions trained on 3,000 baseline rows each."""
     from mloop.core.datasets import ingest_dataset
 
@@ -36,8 +40,13 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Se
         from flows.train import train_flow
 
         for i, (name, (task, features)) in enumerate(SHAPES.items()):
-            src = write_frame(generate("baseline", 3000, seed=i + 1, task=task, features=features), root / f"{name}.parquet")
-            ingest_dataset(settings, src, dataset=name, target="target", task=task, time_column="event_time")
+            src = write_frame(
+                generate("baseline", 3000, seed=i + 1, task=task, features=features),
+                root / f"{name}.parquet",
+            )
+            ingest_dataset(
+                settings, src, dataset=name, target="target", task=task, time_column="event_time"
+            )
             assert train_flow(dataset=name).promoted
         yield settings
 
@@ -45,20 +54,26 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Se
 def _traffic(settings: Settings, name: str, scenario: str, seed: int, labels: bool = False) -> None:
     """Score ``ROWS`` generated rows with ``name``'s champion and log them as the service does (+ labels)."""
     from models.registry import champion_version
-    from serving.predlog import record_feedback
+    from serving.log.predictions import record_feedback
 
     task, features = SHAPES[name]
     df = generate(scenario, ROWS, seed=seed, task=task, features=features)
     ids = log_traffic(settings, name, str(champion_version(settings.tracking_uri, name)), df)
     if labels:
-        record_feedback(settings.state.feedback, name, pd.DataFrame({"prediction_id": ids, "label": df["target"].to_numpy()}))
+        record_feedback(
+            settings.state.feedback,
+            name,
+            pd.DataFrame({"prediction_id": ids, "label": df["target"].to_numpy()}),
+        )
 
 
-def _by_model(result) -> dict[str, object]:  # noqa: ANN001 - SweepResult
+def _by_model(result) -> dict[str, object]:
     return {e.model_name: e for e in result.models}
 
 
-def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(env: Settings) -> None:
+def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(
+    env: Settings,
+) -> None:
     from flows.monitor import monitor_sweep_flow
     from monitoring.model_config import update_model_config
 
@@ -76,19 +91,28 @@ def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(en
     assert got["small"].status == "skipped" and f"(< {ROWS + 1})" in got["small"].reason
     checked = json.loads((Path(got["rates"].report_path).parent / "result.json").read_text())
     assert checked["window"]["rows"] == 800  # its own window
-    for name in ("loans", "rates"):  # each model publishes as when checked alone: report, MLflow run, artifact
+    for name in (
+        "loans",
+        "rates",
+    ):  # each model publishes as when checked alone: report, MLflow run, artifact
         assert Path(got[name].report_path).parent.parent.name == name and got[name].mlflow_run_id
         assert got[name].task_run_id
     assert len(model_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
-    assert model_events("mloop.drift.detected", "rates", since, timeout=2) == []  # drift on one: only its event
+    assert (
+        model_events("mloop.drift.detected", "rates", since, timeout=2) == []
+    )  # drift on one: only its event
     assert model_events("mloop.drift.detected", "small", since, timeout=2) == []
     # One cached reference per model: the train flow scored each champion's when it promoted it (the skipped
     # `small` too), and the two checks read theirs from the cache rather than writing new ones.
-    references = sorted(f.parent.name for f in (env.state.root / "monitoring" / "reference").glob("*/*.parquet"))
+    references = sorted(
+        f.parent.name for f in (env.state.root / "monitoring" / "reference").glob("*/*.parquet")
+    )
     assert references == ["loans", "rates", "small"]
 
 
-def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_others(env: Settings) -> None:
+def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_others(
+    env: Settings,
+) -> None:
     from flows.monitor import monitor_sweep_flow
 
     again = _by_model(monitor_sweep_flow())
@@ -104,14 +128,22 @@ def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_othe
     finally:
         contract.write_bytes(saved)
     got = _by_model(result)
-    assert result.failed == ["rates"] and got["rates"].task_run_id and "rates" in got["rates"].reason
-    assert got["loans"].status in ("ok", "drift") and got["loans"].report_path  # checked all the same
+    assert (
+        result.failed == ["rates"] and got["rates"].task_run_id and "rates" in got["rates"].reason
+    )
+    assert (
+        got["loans"].status in ("ok", "drift") and got["loans"].report_path
+    )  # checked all the same
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=200)
     sweep = [a for a in artifact if a.key == "monitor-sweep"]
-    assert sweep and "**failed**" in sweep[0].data and f"runs/task-run/{got['rates'].task_run_id}" in sweep[0].data
+    assert (
+        sweep
+        and "**failed**" in sweep[0].data
+        and f"runs/task-run/{got['rates'].task_run_id}" in sweep[0].data
+    )
 
 
 def test_drift_on_two_models_retrains_both(env: Settings) -> None:
@@ -124,7 +156,10 @@ def test_drift_on_two_models_retrains_both(env: Settings) -> None:
     _traffic(env, "loans", "covariate-shift", seed=10, labels=True)
     _traffic(env, "rates", "covariate-shift", seed=11, labels=True)
     got = _by_model(monitor_sweep_flow(models=["loans", "rates"]))
-    assert "mloop.drift.detected" in got["loans"].events and "mloop.drift.detected" in got["rates"].events
+    assert (
+        "mloop.drift.detected" in got["loans"].events
+        and "mloop.drift.detected" in got["rates"].events
+    )
     first = retrain_flow(model_name="mloop.model.loans", trigger="drift")
     second = retrain_flow(model_name="mloop.model.rates", trigger="drift")
     assert (first.status, second.status) == ("trained", "trained"), (first.reason, second.reason)

@@ -26,8 +26,14 @@ T0 = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
 def _window(ids: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"prediction_id": ids,
-                         "timestamp": pd.to_datetime([T0 + timedelta(seconds=i) for i in range(len(ids))], utc=True)})
+    return pd.DataFrame(
+        {
+            "prediction_id": ids,
+            "timestamp": pd.to_datetime(
+                [T0 + timedelta(seconds=i) for i in range(len(ids))], utc=True
+            ),
+        }
+    )
 
 
 def test_select_every_champion_or_the_requested_ones() -> None:
@@ -39,13 +45,23 @@ def test_select_every_champion_or_the_requested_ones() -> None:
 
 def test_unchanged_only_when_version_newest_prediction_and_labels_are_the_same() -> None:
     mark = window_mark(_window(["a", "b"]), feedback_rows=3, model_version="2")
-    assert mark.newest_prediction_id == "b" and mark.rows == 2 and mark.newest_timestamp == T0 + timedelta(seconds=1)
+    assert (
+        mark.newest_prediction_id == "b"
+        and mark.rows == 2
+        and mark.newest_timestamp == T0 + timedelta(seconds=1)
+    )
     previous = mark.model_copy(update={"checked_at": T0})
     assert unchanged_reason(None, mark) is None
     assert "no new predictions or labels" in unchanged_reason(previous, mark)
-    assert unchanged_reason(previous, window_mark(_window(["a", "b", "c"]), 3, "2")) is None  # a new prediction
-    assert unchanged_reason(previous, window_mark(_window(["a", "b"]), 4, "2")) is None  # a new label
-    assert unchanged_reason(previous, window_mark(_window(["a", "b"]), 3, "3")) is None  # a new champion
+    assert (
+        unchanged_reason(previous, window_mark(_window(["a", "b", "c"]), 3, "2")) is None
+    )  # a new prediction
+    assert (
+        unchanged_reason(previous, window_mark(_window(["a", "b"]), 4, "2")) is None
+    )  # a new label
+    assert (
+        unchanged_reason(previous, window_mark(_window(["a", "b"]), 3, "3")) is None
+    )  # a new champion
     empty = window_mark(pd.DataFrame({"prediction_id": [], "timestamp": []}), 0, "1")
     assert empty.newest_prediction_id is None and empty.rows == 0
 
@@ -63,29 +79,61 @@ def test_marks_round_trip_and_a_broken_mark_means_check_again(tmp_path: Path) ->
 def test_sweep_markdown_lists_every_model_with_its_links_and_failures() -> None:
     result = SweepResult(
         models=[
-            SweepEntry(model_name="loans", model_version="3", status="drift", reason="4/14 columns drifted",
-                       events=["mloop.drift.detected"], task_run_id="f1", report_path="/r/drift.html"),
-            SweepEntry(model_name="rates", status="failed", reason="NotFoundError: no | dataset", task_run_id="f2"),
-            SweepEntry(model_name="churn", model_version="1", status="unchanged", reason="no new predictions"),
+            SweepEntry(
+                model_name="loans",
+                model_version="3",
+                status="drift",
+                reason="4/14 columns drifted",
+                events=["mloop.drift.detected"],
+                task_run_id="f1",
+                report_path="/r/drift.html",
+            ),
+            SweepEntry(
+                model_name="rates",
+                status="failed",
+                reason="NotFoundError: no | dataset",
+                task_run_id="f2",
+            ),
+            SweepEntry(
+                model_name="churn",
+                model_version="1",
+                status="unchanged",
+                reason="no new predictions",
+            ),
         ],
-        unknown=["ghost"], seconds=12.34,
+        unknown=["ghost"],
+        seconds=12.34,
     )
-    links = {"loans": {"flow run": "http://p/runs/flow-run/f1", "report": "file:///r/drift.html"},
-             "rates": {"flow run": "http://p/runs/flow-run/f2"}}
+    links = {
+        "loans": {"flow run": "http://p/runs/flow-run/f1", "report": "file:///r/drift.html"},
+        "rates": {"flow run": "http://p/runs/flow-run/f2"},
+    }
     md = sweep_markdown(result, links)
     assert md.startswith("# Monitor sweep: 3 models in 12.3 s")
     assert "1 drift, 1 failed, 1 unchanged." in md
-    assert "| `loans` | 3 | **drift** | 4/14 columns drifted | mloop.drift.detected | [flow run](http://p/runs/flow-run/f1)" \
-           " · [report](file:///r/drift.html) |" in md
-    assert "| `rates` | - | **failed** | NotFoundError: no \\| dataset | - | [flow run](http://p/runs/flow-run/f2) |" in md
+    assert (
+        "| `loans` | 3 | **drift** | 4/14 columns drifted | mloop.drift.detected | [flow run](http://p/runs/flow-run/f1)"
+        " · [report](file:///r/drift.html) |" in md
+    )
+    assert (
+        "| `rates` | - | **failed** | NotFoundError: no \\| dataset | - | [flow run](http://p/runs/flow-run/f2) |"
+        in md
+    )
     assert "| `churn` | 1 | unchanged | no new predictions | - | - |" in md
     assert "`ghost`" in md and result.failed == ["rates"]
     assert "no served models" in sweep_markdown(SweepResult(), {})
 
 
 def test_reference_cache_round_trips_and_keeps_one_entry_per_model(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"a": [1.5, None], "b": ["x", None], "prediction": [0, 1], "probability": [0.2, 0.9],
-                          "event_time": pd.to_datetime([T0, T0], utc=True)})
+    frame = pd.DataFrame(
+        {
+            "a": [1.5, None],
+            "b": ["x", None],
+            "prediction": [0, 1],
+            "probability": [0.2, 0.9],
+            "event_time": pd.to_datetime([T0, T0], utc=True),
+        }
+    )
     first = cache_path(tmp_path, "loans", "1", "abc123", 0, 50_000)
     store_cached(first, frame)
     pd.testing.assert_frame_equal(load_cached(first), frame)
@@ -97,7 +145,9 @@ def test_reference_cache_round_trips_and_keeps_one_entry_per_model(tmp_path: Pat
     assert second.exists()  # models never touch each other's entries
     second.write_bytes(b"not parquet")
     assert load_cached(second) is None and not second.exists()
-    assert cache_path(tmp_path, "loans", "1", "abc123", 1, 50_000) != first  # the seed is part of the key
+    assert (
+        cache_path(tmp_path, "loans", "1", "abc123", 1, 50_000) != first
+    )  # the seed is part of the key
     with pytest.raises(MloopError):
         cache_path(tmp_path, "../x", "1", "abc", 0, 1)
     with pytest.raises(ValueError):

@@ -21,16 +21,34 @@ pytestmark = pytest.mark.integration
 TOKEN = "webhook-fuzz-token"
 
 
-def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefect_server) -> None:  # noqa: ANN001
-    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN)  # type: ignore[arg-type]
+def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefect_server) -> None:
+    settings = Settings(
+        home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN
+    )  # type: ignore[arg-type]
     settings.state.ensure()
-    env = with_code_root({**settings.service_env(), "MLOOP_HOME": str(settings.state.root),
-                          "MLOOP_WEBHOOK_PORT": str(settings.webhook_port), "MLOOP_API_TOKEN": TOKEN})
+    env = with_code_root(
+        {
+            **settings.service_env(),
+            "MLOOP_HOME": str(settings.state.root),
+            "MLOOP_WEBHOOK_PORT": str(settings.webhook_port),
+            "MLOOP_API_TOKEN": TOKEN,
+        }
+    )
     url = f"http://127.0.0.1:{settings.webhook_port}"
-    proc = start_process("webhook", python_m(WEBHOOK), run_dir=settings.state.run, env=env, cwd=CODE_ROOT,
-                         url=url, ready_url=f"{url}/healthz", timeout=60)
+    proc = start_process(
+        "webhook",
+        python_m(WEBHOOK),
+        run_dir=settings.state.run,
+        env=env,
+        cwd=CODE_ROOT,
+        url=url,
+        ready_url=f"{url}/healthz",
+        timeout=60,
+    )
     try:
-        assert_no_server_error(f"{url}/openapi.json", TOKEN, min_cases=600, cwd=tmp_path)  # 3 operations with inputs
+        assert_no_server_error(
+            f"{url}/openapi.json", TOKEN, min_cases=600, cwd=tmp_path
+        )  # 3 operations with inputs
     finally:
         stop_pid(proc.pid)
     log = (settings.state.run / "webhook.log").read_text()

@@ -10,7 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from mloop.core.settings import Settings
-from monitoring.webhook import MAX_NOTIFICATION_BODY_CHARS, create_app, notifications_path, read_notifications
+from monitoring.webhook import (
+    MAX_NOTIFICATION_BODY_CHARS,
+    create_app,
+    notifications_path,
+    read_notifications,
+)
 from tests.core.test_names import BAD_NAMES, tree_snapshot
 
 
@@ -26,11 +31,21 @@ class Recorder:
 
 
 def alert(name: str, fingerprint: str = "fp-1", **labels: str) -> dict[str, Any]:
-    return {"status": "firing", "labels": {"alertname": name, **labels}, "annotations": {}, "fingerprint": fingerprint}
+    return {
+        "status": "firing",
+        "labels": {"alertname": name, **labels},
+        "annotations": {},
+        "fingerprint": fingerprint,
+    }
 
 
 def payload(*alerts: dict[str, Any], common: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"version": "4", "status": "firing", "commonLabels": common or {}, "alerts": list(alerts)}
+    return {
+        "version": "4",
+        "status": "firing",
+        "commonLabels": common or {},
+        "alerts": list(alerts),
+    }
 
 
 @pytest.fixture
@@ -41,7 +56,9 @@ def home_settings(tmp_path: Path) -> Settings:
     return s
 
 
-def client(settings: Settings, rec: Recorder, *, token: bool = True, host: str = "127.0.0.1") -> TestClient:
+def client(
+    settings: Settings, rec: Recorder, *, token: bool = True, host: str = "127.0.0.1"
+) -> TestClient:
     headers = {"Authorization": f"Bearer {settings.bearer_token()}"} if token else {}
     return TestClient(create_app(settings, rec), base_url=f"http://{host}", headers=headers)
 
@@ -58,25 +75,36 @@ def test_every_endpoint_but_healthz_needs_the_token(home_settings: Settings) -> 
     assert rec.calls == [] and not notifications_path(home_settings.state.root).exists()
 
 
-@pytest.mark.parametrize("bad", [n for n in BAD_NAMES if n])  # an empty label is an absent one (Prometheus)
+@pytest.mark.parametrize(
+    "bad", [n for n in BAD_NAMES if n]
+)  # an empty label is an absent one (Prometheus)
 def test_a_bad_model_name_refuses_the_whole_post(home_settings: Settings, bad: str) -> None:
     rec = Recorder()
     c = client(home_settings, rec)
-    resp = c.post("/alerts", json=payload(alert("Fine", model="loans"), alert("HighErrorRate", model_name=bad)))
+    resp = c.post(
+        "/alerts",
+        json=payload(alert("Fine", model="loans"), alert("HighErrorRate", model_name=bad)),
+    )
     assert resp.status_code == 422, resp.text
     detail = resp.json()["detail"]
-    assert "'model_name'" in detail and "invalid model name" in detail and "letters, digits" in detail
+    assert (
+        "'model_name'" in detail and "invalid model name" in detail and "letters, digits" in detail
+    )
     assert "nothing was emitted" in detail
     assert rec.calls == []
 
 
 def test_a_bad_model_name_in_common_labels_is_refused(home_settings: Settings) -> None:
     rec = Recorder()
-    resp = client(home_settings, rec).post("/alerts", json=payload(alert("X"), common={"model": "x/../../../canary"}))
+    resp = client(home_settings, rec).post(
+        "/alerts", json=payload(alert("X"), common={"model": "x/../../../canary"})
+    )
     assert resp.status_code == 422 and "'model'" in resp.json()["detail"] and rec.calls == []
 
 
-def test_the_canary_alert_changes_nothing_outside_or_inside_home(home_settings: Settings, tmp_path: Path) -> None:
+def test_the_canary_alert_changes_nothing_outside_or_inside_home(
+    home_settings: Settings, tmp_path: Path
+) -> None:
     """An alert naming `x/../../../canary`: refused; no file under the tmp dir holding MLOOP_HOME changes."""
     rec = Recorder()
     c = client(home_settings, rec)  # the platform secret exists from here on
@@ -91,11 +119,21 @@ def test_the_canary_alert_changes_nothing_outside_or_inside_home(home_settings: 
 def test_too_many_alerts_in_one_post(home_settings: Settings) -> None:
     s = home_settings.model_copy(update={"max_alerts_per_request": 10})
     rec = Recorder()
-    resp = client(s, rec).post("/alerts", json=payload(*[alert("X", fingerprint=str(i)) for i in range(11)]))
+    resp = client(s, rec).post(
+        "/alerts", json=payload(*[alert("X", fingerprint=str(i)) for i in range(11)])
+    )
     assert resp.status_code == 413, resp.text
-    assert "at most 10" in resp.json()["detail"] and "MLOOP_MAX_ALERTS_PER_REQUEST" in resp.json()["detail"]
+    assert (
+        "at most 10" in resp.json()["detail"]
+        and "MLOOP_MAX_ALERTS_PER_REQUEST" in resp.json()["detail"]
+    )
     assert rec.calls == []
-    assert client(s, rec).post("/alerts", json=payload(*[alert("X", fingerprint=str(i)) for i in range(10)])).status_code == 200
+    assert (
+        client(s, rec)
+        .post("/alerts", json=payload(*[alert("X", fingerprint=str(i)) for i in range(10)]))
+        .status_code
+        == 200
+    )
 
 
 def test_500_copies_of_one_alert_are_one_event(home_settings: Settings) -> None:
@@ -114,17 +152,26 @@ def test_500_copies_of_one_alert_are_one_event(home_settings: Settings) -> None:
 
 def test_dedupe_keeps_one_event_per_model_and_alert_name(home_settings: Settings) -> None:
     rec = Recorder()
-    alerts = [alert("HighErrorRate", model="loans")] * 3 + [alert("HighErrorRate", model="churn"),
-                                                              alert("DataDrift", model="loans"), alert("DataDrift")]
+    alerts = [alert("HighErrorRate", model="loans")] * 3 + [
+        alert("HighErrorRate", model="churn"),
+        alert("DataDrift", model="loans"),
+        alert("DataDrift"),
+    ]
     assert client(home_settings, rec).post("/alerts", json=payload(*alerts)).status_code == 200
     keys = [(c[0], c[2]["model_name"], c[2]["alert_count"]) for c in rec.calls]
-    assert keys == [("mloop.alert.HighErrorRate", "loans", 3), ("mloop.alert.HighErrorRate", "churn", 1),
-                    ("mloop.alert.DataDrift", "loans", 1), ("mloop.alert.DataDrift", None, 1)]
+    assert keys == [
+        ("mloop.alert.HighErrorRate", "loans", 3),
+        ("mloop.alert.HighErrorRate", "churn", 1),
+        ("mloop.alert.DataDrift", "loans", 1),
+        ("mloop.alert.DataDrift", None, 1),
+    ]
 
 
 def test_a_foreign_host_header_is_refused(home_settings: Settings) -> None:
     rec = Recorder()
-    resp = client(home_settings, rec, host="evil.example").post("/alerts", json=payload(alert("X", model="loans")))
+    resp = client(home_settings, rec, host="evil.example").post(
+        "/alerts", json=payload(alert("X", model="loans"))
+    )
     assert resp.status_code == 400
     assert rec.calls == []
     assert client(home_settings, rec, host="localhost").get("/healthz").status_code == 200
@@ -135,23 +182,32 @@ def test_a_foreign_host_header_is_refused(home_settings: Settings) -> None:
 def test_an_oversized_body_is_refused(home_settings: Settings) -> None:
     s = home_settings.model_copy(update={"max_body_bytes": 2048})
     rec = Recorder()
-    resp = client(s, rec).post("/alerts", json=payload(alert("X", model="loans", filler="a" * 4096)))
+    resp = client(s, rec).post(
+        "/alerts", json=payload(alert("X", model="loans", filler="a" * 4096))
+    )
     assert resp.status_code == 413 and "MLOOP_MAX_BODY_BYTES" in resp.json()["error"]
     assert rec.calls == []
 
 
 def test_a_notification_body_is_length_capped(home_settings: Settings) -> None:
     c = client(home_settings, Recorder())
-    resp = c.post("/notifications", json={"subject": "s", "body": "x" * (MAX_NOTIFICATION_BODY_CHARS + 1)})
+    resp = c.post(
+        "/notifications", json={"subject": "s", "body": "x" * (MAX_NOTIFICATION_BODY_CHARS + 1)}
+    )
     assert resp.status_code == 422
     assert not notifications_path(home_settings.state.root).exists()
 
 
-def test_the_notifications_file_is_capped_with_one_older_generation(home_settings: Settings) -> None:
+def test_the_notifications_file_is_capped_with_one_older_generation(
+    home_settings: Settings,
+) -> None:
     s = home_settings.model_copy(update={"notifications_max_bytes": 2048})
     c = client(s, Recorder())
     for i in range(40):
-        assert c.post("/notifications", json={"subject": f"n{i}", "body": "b" * 100}).status_code == 200
+        assert (
+            c.post("/notifications", json={"subject": f"n{i}", "body": "b" * 100}).status_code
+            == 200
+        )
     path = notifications_path(s.state.root)
     older = path.with_name(path.name + ".1")
     assert path.stat().st_size <= 2048 and older.stat().st_size <= 2048

@@ -148,7 +148,10 @@ class Traffic:
                     continue
                 answers = r.json()
                 self.answered |= {a["prediction_id"] for a in answers}
-                labels = [{"prediction_id": a["prediction_id"], "label": int(y)} for a, y in zip(answers, chunk["target"], strict=True)]
+                labels = [
+                    {"prediction_id": a["prediction_id"], "label": int(y)}
+                    for a, y in zip(answers, chunk["target"], strict=True)
+                ]
                 try:
                     if client.post(f"{url}/feedback", json={"labels": labels}).status_code == 200:
                         self.labelled += len(labels)
@@ -158,5 +161,8 @@ class Traffic:
 
 def platform_processes(home: Path) -> list[int]:
     """Every process whose environment names this MLOOP_HOME (what `mloop down` must leave none of)."""
-    return [p.pid for p in psutil.process_iter()
-            if p.pid != os.getpid() and same_home(process_home(p.pid), str(home)) and pid_alive(p.pid)]
+    return [
+        p.pid
+        for p in psutil.process_iter()
+        if p.pid != os.getpid() and same_home(process_home(p.pid), str(home)) and pid_alive(p.pid)
+    ]

@@ -11,7 +11,9 @@ from tests.platform.helpers import Platform, platform_env, platform_settings
 
 
 @pytest.fixture(scope="module")
-def platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
     """A whole `mloop up` platform for one test module; `mloop down` (and a pid sweep) at the end.
 
     A module may set ``PLATFORM_SETTINGS = {field: value}`` to change its platform's settings.

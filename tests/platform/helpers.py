@@ -42,7 +42,9 @@ from tests.helpers import make_project
 class Platform:
     """A platform started by `mloop up` for a test: its settings, the env of its CLI, its HTTP clients."""
 
-    def __init__(self, settings: Settings, env: dict[str, str], first_up: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, env: dict[str, str], first_up: dict[str, Any] | None = None
+    ) -> None:
         self.urls = urls(settings)
         self.webhook_url = self.urls["webhook"]
         self.settings = settings
@@ -67,7 +69,10 @@ class Platform:
     @property
     def prefect(self) -> PrefectApi:
         """The platform's Prefect API, authenticated."""
-        return PrefectApi(self.urls["prefect_api"], auth_string=self.secrets.prefect_auth_string.get_secret_value())
+        return PrefectApi(
+            self.urls["prefect_api"],
+            auth_string=self.secrets.prefect_auth_string.get_secret_value(),
+        )
 
     @property
     def serving(self) -> ServingClient:
@@ -80,7 +85,9 @@ class Platform:
         if service == "prefect":
             return basic_auth_header(found.prefect_auth_string.get_secret_value())
         if service == "mlflow":
-            return basic_auth_header(f"{found.mlflow_username}:{found.mlflow_password.get_secret_value()}")
+            return basic_auth_header(
+                f"{found.mlflow_username}:{found.mlflow_password.get_secret_value()}"
+            )
         return bearer_header(self.token)
 
     def call(
@@ -99,7 +106,9 @@ class Platform:
             headers.update(self.auth_headers(auth))
         if host is not None:
             headers["Host"] = host
-        return httpx.request(method, url, headers=headers, timeout=kwargs.pop("timeout", 90), **kwargs)
+        return httpx.request(
+            method, url, headers=headers, timeout=kwargs.pop("timeout", 90), **kwargs
+        )
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -155,7 +164,11 @@ def platform_settings(root: Path) -> Settings:
 def platform_env(settings: Settings) -> dict[str, str]:
     # Nothing of the test process's own platform settings or credentials (an in-process test may
     # have exported another MLOOP_HOME's MLflow credentials): the CLI finds its own.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOOP_", "PREFECT_", "MLFLOW_TRACKING_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOOP_", "PREFECT_", "MLFLOW_TRACKING_"))
+    }
     env.update(settings.service_env())
     env.update(settings_env(settings))
     env["PREFECT_API_URL"] = settings.prefect_api_url

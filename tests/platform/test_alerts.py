@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mloop.core.alerts import DEFAULT_ALERT_ACTIONS
+from mloop.core.alert_actions import DEFAULT_ALERT_ACTIONS
 from mloop.core.settings import Settings
 from monitoring.alerts import AlertmanagerPayload, action_for, alertname_from_event
 from monitoring.webhook import create_app, read_notifications
@@ -54,10 +54,17 @@ def test_mapping_defaults() -> None:
 
 
 def test_settings_default_is_the_one_alert_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings.alert_actions defaults to mloop.core.alerts' table, which monitoring.alerts uses too."""
+    """Settings.alert_actions defaults to mloop.core.alert_actions' table, which monitoring.alerts uses too."""
     monkeypatch.delenv("MLOOP_ALERT_ACTIONS", raising=False)
     assert Settings().alert_actions == dict(DEFAULT_ALERT_ACTIONS)
-    for name in ("HighErrorRate", "QualityDrop", "QualityDegraded", "DataDrift", "DriftDetected", "HighLatency"):
+    for name in (
+        "HighErrorRate",
+        "QualityDrop",
+        "QualityDegraded",
+        "DataDrift",
+        "DriftDetected",
+        "HighLatency",
+    ):
         assert action_for(name, Settings().alert_actions) == action_for(name)
     assert action_for("HighLatency") == "notify"  # not in the table: unknown names are notified
 
@@ -79,7 +86,9 @@ def test_settings_alert_actions_from_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_payload_keeps_only_firing_named_alerts() -> None:
     p = AlertmanagerPayload.model_validate(
-        am_payload(alert("HighErrorRate", model="loans"), alert("Old", status="resolved"), alert(""))
+        am_payload(
+            alert("HighErrorRate", model="loans"), alert("Old", status="resolved"), alert("")
+        )
     )
     firing = p.firing()
     assert [a.alertname for a in firing] == ["HighErrorRate"]
@@ -89,7 +98,9 @@ def test_payload_keeps_only_firing_named_alerts() -> None:
 
 
 def test_model_name_from_common_labels() -> None:
-    p = AlertmanagerPayload.model_validate(am_payload(alert("HighErrorRate"), common={"model_name": "loans"}))
+    p = AlertmanagerPayload.model_validate(
+        am_payload(alert("HighErrorRate"), common={"model_name": "loans"})
+    )
     assert p.firing()[0].event_payload(p.common_labels)["model_name"] == "loans"
 
 
@@ -114,7 +125,10 @@ class Recorder:
 def test_webhook_turns_firing_alerts_into_events(settings: Settings) -> None:
     rec = Recorder()
     client = client_for(settings, rec)
-    resp = client.post("/alerts", json=am_payload(alert("HighErrorRate", model="loans"), alert("X", status="resolved")))
+    resp = client.post(
+        "/alerts",
+        json=am_payload(alert("HighErrorRate", model="loans"), alert("X", status="resolved")),
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["received"] == 2 and len(body["emitted"]) == 1
@@ -136,9 +150,15 @@ def test_webhook_token_required_when_set(settings: Settings) -> None:
     client = client_for(s, rec, token=None)
     body = am_payload(alert("HighErrorRate", model="loans"))
     assert client.post("/alerts", json=body).status_code == 401
-    assert client.post("/alerts", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        client.post("/alerts", json=body, headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
     assert rec.calls == []
-    assert client.post("/alerts", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert (
+        client.post("/alerts", json=body, headers={"Authorization": "Bearer s3cret"}).status_code
+        == 200
+    )
     assert len(rec.calls) == 1
     assert client.post("/notifications", json={"subject": "x"}).status_code == 401
     assert client.get("/notifications").status_code == 401
@@ -161,12 +181,22 @@ def test_webhook_token_required_by_default(settings: Settings) -> None:
 
 def test_webhook_open_only_when_auth_is_off(settings: Settings) -> None:
     s = Settings(home=settings.home, project_dir=settings.project_dir, auth=False)
-    assert client_for(s, Recorder(), token=None).post("/alerts", json=am_payload(alert("X"))).status_code == 200
+    assert (
+        client_for(s, Recorder(), token=None)
+        .post("/alerts", json=am_payload(alert("X")))
+        .status_code
+        == 200
+    )
 
 
 def test_notifications_are_logged_under_home(settings: Settings) -> None:
     client = client_for(settings, Recorder())
-    assert client.post("/notifications", json={"subject": "promoted", "body": "v2", "name": "mloop"}).status_code == 200
+    assert (
+        client.post(
+            "/notifications", json={"subject": "promoted", "body": "v2", "name": "mloop"}
+        ).status_code
+        == 200
+    )
     rows = read_notifications(settings.state.root)
     assert [r["subject"] for r in rows] == ["promoted"]
     assert client.get("/notifications").json()[0]["body"] == "v2"

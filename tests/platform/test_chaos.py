@@ -39,7 +39,9 @@ def test_kill_plan_is_seeded_and_spread() -> None:
     assert a == kill_plan(7, 12, min_gap=2, max_gap=5) and len(a) == 12
     gaps = [b.at - c.at for b, c in zip(a[1:], a[:-1], strict=True)]
     assert all(2 <= g <= 5.01 for g in gaps)
-    assert len({k.target for k in kill_plan(1, 60, min_gap=1, max_gap=2)}) == 6  # every target comes up
+    assert (
+        len({k.target for k in kill_plan(1, 60, min_gap=1, max_gap=2)}) == 6
+    )  # every target comes up
 
 
 def _describe(run: dict) -> str:
@@ -49,12 +51,16 @@ def _describe(run: dict) -> str:
 
     pid = run_pid(run.get("infrastructure_pid"))
     process = "no pid" if pid is None else f"pid {pid} {'alive' if pid_alive(pid) else 'gone'}"
-    parent = f", subflow of task run {run['parent_task_run_id']}" if run.get("parent_task_run_id") else ""
+    parent = (
+        f", subflow of task run {run['parent_task_run_id']}"
+        if run.get("parent_task_run_id")
+        else ""
+    )
     since = (run.get("state") or {}).get("timestamp")
     return f"{run['name']} {run['state_type']} since {since} ({process}, deployment {run.get('deployment_id')}{parent})"
 
 
-def _converged(platform) -> str | None:  # noqa: ANN001
+def _converged(platform) -> str | None:
     """None when the loop has converged, else what is still missing."""
     from models.registry import champion_version
 
@@ -74,13 +80,14 @@ def _converged(platform) -> str | None:  # noqa: ANN001
     return None
 
 
-def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:  # noqa: ANN001
+def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:
     print(f"chaos: {KILLS} kills, seed {SEED} (CHAOS_SEED={SEED} replays it)")
     # v1 through the triggers, before any fault.
     source = tmp_path / "loans-v1.parquet"
     write_frame(generate("baseline", 3000, 1), source)
     run = platform.prefect.run_deployment(
-        "ingest/local", {"path": str(source), "dataset": MODEL, "target": "target", "time_column": "event_time"}
+        "ingest/local",
+        {"path": str(source), "dataset": MODEL, "target": "target", "time_column": "event_time"},
     )
     assert platform.prefect.wait_run(run, 300)["state_type"] == "COMPLETED", platform.logs_tail()
     wait_for(lambda: platform.serving.served_model(), 420, "v1 to be served")
@@ -90,21 +97,27 @@ def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:  #
     log = ChaosLog()
     plan = kill_plan(SEED, KILLS, min_gap=3, max_gap=9)
     threads = [threading.Thread(target=traffic.run, args=(stop,), daemon=True)]
-    chaos = threading.Thread(target=run_chaos, args=(plan, platform.settings.state.run, stop, log), daemon=True)
+    chaos = threading.Thread(
+        target=run_chaos, args=(plan, platform.settings.state.run, stop, log), daemon=True
+    )
     for t in [*threads, chaos]:
         t.start()
     # The monitor runs every half minute through the kills (a run may itself be killed).
     while chaos.is_alive():
         try:
-            platform.prefect.run_deployment("monitor/local", {"model_name": MODEL, "window_size": 1000})
-        except Exception as exc:  # noqa: BLE001 - the server may be down right now: try again later
+            platform.prefect.run_deployment(
+                "monitor/local", {"model_name": MODEL, "window_size": 1000}
+            )
+        except Exception as exc:
             print(f"monitor not started: {exc!r}")
         chaos.join(30)
     stop.set()
     for t in threads:
         t.join(30)
     print(f"chaos: kills {log.kills}")
-    print(f"traffic: {len(traffic.answered)} answered, {traffic.labelled} labelled, {traffic.errors} errors")
+    print(
+        f"traffic: {len(traffic.answered)} answered, {traffic.labelled} labelled, {traffic.errors} errors"
+    )
     assert len(log.kills) >= KILLS, f"only {len(log.kills)} kills happened: {log.kills}"
     assert traffic.answered, "no prediction was answered during the chaos"
 
@@ -114,14 +127,18 @@ def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:  #
     while missing is not None and time.monotonic() < deadline:
         time.sleep(5)
         missing = _converged(platform)
-    assert missing is None, f"not converged after {CONVERGE_SECONDS}s: {missing}\n{platform.logs_tail()}"
+    assert missing is None, (
+        f"not converged after {CONVERGE_SECONDS}s: {missing}\n{platform.logs_tail()}"
+    )
 
     # Every answered prediction id is in the log.
-    from serving.predlog import read_predictions
+    from serving.log.predictions import read_predictions
 
     logged = set(read_predictions(platform.settings.state.predictions, MODEL)["prediction_id"])
     lost = traffic.answered - logged
-    assert not lost, f"{len(lost)} of {len(traffic.answered)} answered predictions are not in the log"
+    assert not lost, (
+        f"{len(lost)} of {len(traffic.answered)} answered predictions are not in the log"
+    )
 
     # `mloop down` leaves nothing of this platform running.
     result = platform.cli_json("down")
@@ -130,4 +147,6 @@ def test_loop_converges_after_random_kills(platform, tmp_path: Path) -> None:  #
     deadline = time.monotonic() + 30
     while platform_processes(home) and time.monotonic() < deadline:
         time.sleep(1)
-    assert not platform_processes(home), f"left running after mloop down: {platform_processes(home)}"
+    assert not platform_processes(home), (
+        f"left running after mloop down: {platform_processes(home)}"
+    )

@@ -59,7 +59,9 @@ def test_deadline_ends_the_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 2 <= refused.calls <= 8
     failing = Script(502)
     monkeypatch.setattr(client.httpx, "request", failing)
-    assert request("GET", "http://x/api/health", deadline=0.0, delays=no_wait).status_code == 502  # one attempt
+    assert (
+        request("GET", "http://x/api/health", deadline=0.0, delays=no_wait).status_code == 502
+    )  # one attempt
     assert failing.calls == 1
 
 
@@ -67,7 +69,9 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
 
 
-def test_prefect_api_is_healthy_only_when_the_server_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prefect_api_is_healthy_only_when_the_server_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(client.httpx, "request", Script(httpx.ConnectError("refused")))
     assert not PrefectApi("http://x/api").healthy()
     monkeypatch.setattr(client.httpx, "request", Script(200))
@@ -76,15 +80,24 @@ def test_prefect_api_is_healthy_only_when_the_server_answers(monkeypatch: pytest
 
 def test_post_event_accepts_an_empty_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     """The server answers POST /events with 204 and no body."""
-    monkeypatch.setattr(client.httpx, "request", lambda method, url, **kw: httpx.Response(204, request=httpx.Request(method, url)))
-    assert len(PrefectApi("http://x/api").post_event("mloop.drift.detected", "mloop.model.m", {})) == 36
+    monkeypatch.setattr(
+        client.httpx,
+        "request",
+        lambda method, url, **kw: httpx.Response(204, request=httpx.Request(method, url)),
+    )
+    assert (
+        len(PrefectApi("http://x/api").post_event("mloop.drift.detected", "mloop.model.m", {}))
+        == 36
+    )
 
 
 # -- the prediction service client, against a flaky loopback server (tests/core/test_outbox.py)
 
 
 @contextlib.contextmanager
-def _serving(*script: int, body: Any = None, deadline: float = 5.0) -> Iterator[tuple[ScriptedServer, ServingClient]]:
+def _serving(
+    *script: int, body: Any = None, deadline: float = 5.0
+) -> Iterator[tuple[ScriptedServer, ServingClient]]:
     data = json.dumps(body if body is not None else {}).encode()
     with serve(ScriptedServer(list(script), body=data)) as server:
         yield server, ServingClient(server.url, token="t0ken", deadline=deadline)
@@ -117,7 +130,7 @@ def test_a_client_error_is_not_retried() -> None:
 
 def test_feedback_is_retried() -> None:
     with _serving(502, 200, body={"recorded": 1, "duplicates": 0}) as (server, serving):
-        assert serving.feedback([{"prediction_id": "p1", "label": 1}])["recorded"] == 1
+        assert serving.log.feedback([{"prediction_id": "p1", "label": 1}])["recorded"] == 1
         assert len(server.seen) == 2
 
 
@@ -132,12 +145,22 @@ def test_served_model_rides_out_a_blip_and_is_none_while_down() -> None:
 
 
 def test_served_models_lists_every_model_or_the_one_of_an_older_service() -> None:
-    both = {"models": {"loans": {"model_version": "3", "loaded": True}, "rates": {"model_version": "1", "loaded": False}}}
+    both = {
+        "models": {
+            "loans": {"model_version": "3", "loaded": True},
+            "rates": {"model_version": "1", "loaded": False},
+        }
+    }
     with _serving(DROP, 200, body=both) as (server, serving):
         assert serving.served_models() == both["models"]
         assert [(s.method, s.path) for s in server.seen] == [("GET", "/models")] * 2
-    with _serving(404, 200, body={"model_name": "loans", "model_version": "3"}) as (server, serving):
-        assert serving.served_models() == {"loans": {"model_name": "loans", "model_version": "3", "loaded": True}}
+    with _serving(404, 200, body={"model_name": "loans", "model_version": "3"}) as (
+        server,
+        serving,
+    ):
+        assert serving.served_models() == {
+            "loans": {"model_name": "loans", "model_version": "3", "loaded": True}
+        }
         assert [s.path for s in server.seen] == ["/models", "/model"]
     with _serving(500, body={"error": "boom"}) as (server, serving):
         assert serving.served_models(deadline=0.2) is None
@@ -148,14 +171,21 @@ def test_send_traffic_counts_labels_a_retry_had_already_recorded() -> None:
     """A retried /feedback answers "duplicate" for labels its lost first attempt recorded: they count."""
     import pandas as pd
 
-    frame = pd.DataFrame({"x": [1, 2], "target": [0, 1], "event_time": ["2024-01-01", "2024-01-02"]})
-    answers = [{"prediction_id": "a", "model_version": "1"}, {"prediction_id": "b", "model_version": "1"}]
+    frame = pd.DataFrame(
+        {"x": [1, 2], "target": [0, 1], "event_time": ["2024-01-01", "2024-01-02"]}
+    )
+    answers = [
+        {"prediction_id": "a", "model_version": "1"},
+        {"prediction_id": "b", "model_version": "1"},
+    ]
 
     class Canned(ServingClient):
         def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return answers
 
-        def feedback(self, labels: list[dict[str, Any]], token: str | None = None) -> dict[str, Any]:
+        def feedback(
+            self, labels: list[dict[str, Any]], token: str | None = None
+        ) -> dict[str, Any]:
             return {"recorded": 1, "duplicates": 1}
 
     assert Canned("http://unused").send_traffic(frame, with_feedback=True) == (2, {"1"})

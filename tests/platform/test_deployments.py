@@ -26,7 +26,13 @@ def test_the_pool_job_has_no_value_filled_in_at_deploy_time() -> None:
     variables = _pool()["job_variables"]
     assert "{{" not in yaml.safe_dump(variables), variables
     assert variables["command"] == "python -m prefect.engine"
-    for name in ("MLOOP_HOME", "MLOOP_PROJECT_DIR", "MLOOP_CODE_DIR", "MLFLOW_TRACKING_URI", "PREFECT_HOME"):
+    for name in (
+        "MLOOP_HOME",
+        "MLOOP_PROJECT_DIR",
+        "MLOOP_CODE_DIR",
+        "MLFLOW_TRACKING_URI",
+        "PREFECT_HOME",
+    ):
         assert name not in variables.get("env", {}), name
 
 

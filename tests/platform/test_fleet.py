@@ -1,4 +1,4 @@
-"""The fleet (:mod:`serving.fleet`): which models need a deploy, what a new service starts with, the
+"""The fleet (:mod:`serving.control.fleet`): which models need a deploy, what a new service starts with, the
 ``GET /models`` client (and its fallback to a single-model service), packaging every champion
 with one broken model left out. No server: HTTP and packaging are stubbed."""
 
@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-import serving.fleet as fleet
-import serving.rollout as rollout_client
+import serving.control.fleet as fleet
+import serving.control.rollout_client as rollout_client
 from mloop.core.settings import Settings
-from serving.rollout import RolloutFailed
+from serving.control.rollout_client import RolloutFailed
 
 URL = "http://127.0.0.1:9"
 
@@ -49,27 +49,43 @@ def test_to_deploy_lists_only_the_models_that_differ() -> None:
 
 
 def test_served_versions_and_the_answers_parsed() -> None:
-    assert fleet.models_of({"models": {"loans": LOANS, "rates": RATES}}) == {"loans": LOANS, "rates": RATES}
+    assert fleet.models_of({"models": {"loans": LOANS, "rates": RATES}}) == {
+        "loans": LOANS,
+        "rates": RATES,
+    }
     assert fleet.models_of({"models": []}) == {} and fleet.models_of(["x"]) == {}
     assert fleet.models_of({"models": {"loans": LOANS, "bad": "x"}}) == {"loans": LOANS}
-    assert fleet.served_versions({"loans": LOANS, "rates": {**RATES, "model_version": 1}, "x": {}}) == {
-        "loans": "3", "rates": "1"
+    assert fleet.served_versions(
+        {"loans": LOANS, "rates": {**RATES, "model_version": 1}, "x": {}}
+    ) == {"loans": "3", "rates": "1"}
+    assert fleet.single_model_answer({k: v for k, v in LOANS.items() if k != "loaded"}) == {
+        "loans": LOANS
     }
-    assert fleet.single_model_answer({k: v for k, v in LOANS.items() if k != "loaded"}) == {"loans": LOANS}
     assert fleet.single_model_answer({"error": "no model loaded yet"}) == {}
 
 
 def test_start_tags_put_the_deployed_version_in_place_of_its_champion() -> None:
     champions = ["loans:v3", "rates:v1"]
-    assert fleet.start_tags(champions, "loans:v4") == ["loans:v4", "rates:v1"]  # not two versions of loans
-    assert fleet.start_tags(champions, "apples:v1") == ["apples:v1", "loans:v3", "rates:v1"]  # a new model
+    assert fleet.start_tags(champions, "loans:v4") == [
+        "loans:v4",
+        "rates:v1",
+    ]  # not two versions of loans
+    assert fleet.start_tags(champions, "apples:v1") == [
+        "apples:v1",
+        "loans:v3",
+        "rates:v1",
+    ]  # a new model
     assert fleet.start_tags([], "loans:v1") == ["loans:v1"]
     assert fleet.one_or_many(["loans:v1"]) == "loans:v1"
     assert fleet.one_or_many(["loans:v1", "rates:v1"]) == ["loans:v1", "rates:v1"]
 
 
 def test_served_models_lists_every_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rollout_client, "request", routes({"/models": (200, {"models": {"loans": LOANS, "rates": RATES}})}))
+    monkeypatch.setattr(
+        rollout_client,
+        "request",
+        routes({"/models": (200, {"models": {"loans": LOANS, "rates": RATES}})}),
+    )
     assert fleet.served_models(URL) == {"loans": LOANS, "rates": RATES}
     assert fleet.current_model(URL, "rates") == RATES
     with pytest.raises(RolloutFailed, match="does not serve 'apples'"):
@@ -83,13 +99,19 @@ def test_served_models_of_a_single_model_service(monkeypatch: pytest.MonkeyPatch
     one = {k: v for k, v in LOANS.items() if k != "loaded"}
     monkeypatch.setattr(rollout_client, "request", routes({"/model": (200, one)}))
     assert fleet.served_models(URL) == {"loans": LOANS}
-    monkeypatch.setattr(rollout_client, "request", routes({"/model": (503, {"error": "no model loaded yet"})}))
+    monkeypatch.setattr(
+        rollout_client, "request", routes({"/model": (503, {"error": "no model loaded yet"})})
+    )
     with pytest.raises(RolloutFailed, match="no model loaded yet"):
         fleet.served_models(URL)
 
 
-def test_served_models_never_answers_empty_for_an_unreachable_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rollout_client, "request", routes({"/models": httpx.ConnectError("refused")}))
+def test_served_models_never_answers_empty_for_an_unreachable_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        rollout_client, "request", routes({"/models": httpx.ConnectError("refused")})
+    )
     with pytest.raises(RolloutFailed, match="not reachable"):
         fleet.served_models(URL)
     monkeypatch.setattr(rollout_client, "request", routes({"/models": (500, {"error": "boom"})}))
@@ -97,14 +119,24 @@ def test_served_models_never_answers_empty_for_an_unreachable_service(monkeypatc
         fleet.served_models(URL)
 
 
-def test_one_model_failing_to_package_leaves_the_others_served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import serving.package as package
-    from serving.package import PackagedModel
+def test_one_model_failing_to_package_leaves_the_others_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.bundle.package as package
+    from serving.bundle.package import PackagedModel
 
-    def fake_package(settings: Settings, name: str, version: str | None = None, **kw: Any) -> PackagedModel:
+    def fake_package(
+        settings: Settings, name: str, version: str | None = None, **kw: Any
+    ) -> PackagedModel:
         if name == "broken":
             raise RuntimeError("ONNX and skops both failed")
-        return PackagedModel(name=name, version=str(version), model_tag=f"{name}:v{version}", backend="onnx", created=False)
+        return PackagedModel(
+            name=name,
+            version=str(version),
+            model_tag=f"{name}:v{version}",
+            backend="onnx",
+            created=False,
+        )
 
     monkeypatch.setattr(package, "package_model", fake_package)
     settings = Settings(home=tmp_path / "home")
@@ -117,19 +149,31 @@ def test_one_model_failing_to_package_leaves_the_others_served(tmp_path: Path, m
     assert fleet.champion_tags(settings) == ["loans:v3"]  # default: the registry's champions
 
 
-def test_serve_command_serves_every_champion_or_only_the_named_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import mloop.platform.serve as serve
-    import serving.package as package
-    from serving.package import PackagedModel
+def test_serve_command_serves_every_champion_or_only_the_named_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mloop.platform.serve_command as serve
+    import serving.bundle.package as package
+    from serving.bundle.package import PackagedModel
 
-    def fake_package(settings: Settings, name: str, version: str | None = None, **kw: Any) -> PackagedModel:
+    def fake_package(
+        settings: Settings, name: str, version: str | None = None, **kw: Any
+    ) -> PackagedModel:
         version = version or {"loans": "3", "rates": "1"}[name]
-        return PackagedModel(name=name, version=version, model_tag=f"{name}:v{version}", backend="onnx", created=False)
+        return PackagedModel(
+            name=name,
+            version=version,
+            model_tag=f"{name}:v{version}",
+            backend="onnx",
+            created=False,
+        )
 
     monkeypatch.setattr(package, "package_model", fake_package)
     monkeypatch.setattr(fleet, "champion_versions", lambda s: {"loans": "3", "rates": "1"})
     envs: list[Any] = []
-    monkeypatch.setattr(serve, "serve_env", lambda settings, tags, **kw: envs.append(tags) or {"MLOOP_X": "1"})
+    monkeypatch.setattr(
+        serve, "serve_env", lambda settings, tags, **kw: envs.append(tags) or {"MLOOP_X": "1"}
+    )
     settings = Settings(home=tmp_path / "home")
 
     spec = serve.serve_command(settings)
@@ -148,7 +192,7 @@ def test_serve_command_serves_every_champion_or_only_the_named_one(tmp_path: Pat
 def test_a_model_name_is_only_defaulted_when_exactly_one_model_has_a_champion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mloop.platform.serve as serve
+    import mloop.platform.serve_command as serve
     from mloop.core.errors import MloopError
 
     settings = Settings(home=tmp_path / "home")
@@ -159,4 +203,6 @@ def test_a_model_name_is_only_defaulted_when_exactly_one_model_has_a_champion(
         serve.default_model_name(settings)
     monkeypatch.setattr(serve, "champion_versions", lambda s: {"loans": "3", "rates": "1"})
     with pytest.raises(MloopError, match=r"2 models have a champion \(loans, rates\)"):
-        serve.default_model_name(settings)  # never a guess: the answer would be about the wrong model
+        serve.default_model_name(
+            settings
+        )  # never a guess: the answer would be about the wrong model

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server) -> Settings:  # noqa: ANN001
+def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch, prefect_server) -> Settings:
     monkeypatch.setenv("MLOOP_HOME", str(settings.state.root))
     monkeypatch.setenv("MLOOP_PROJECT_DIR", str(settings.project_dir))
-    monkeypatch.setenv("MLOOP_WEBHOOK_PORT", "9")  # nothing listens: notifications must not fail a flow
+    monkeypatch.setenv(
+        "MLOOP_WEBHOOK_PORT", "9"
+    )  # nothing listens: notifications must not fail a flow
     return settings
 
 
@@ -29,7 +31,9 @@ def _artifact(key: str) -> str:
 
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC, limit=1
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
         )
     assert found, f"no artifact {key}"
     return str(found[0].data)
@@ -51,7 +55,9 @@ def test_retrain_without_data_registers_nothing_then_cooldown_skips(flow_env: Se
     assert [r.event_id for r in records] == ["e1"]
 
 
-def test_retrain_daily_budget_zero_skips(flow_env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_daily_budget_zero_skips(
+    flow_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.retrain import retrain_flow
 
     monkeypatch.setenv("MLOOP_DAILY_RETRAIN_BUDGET", "0")
@@ -71,7 +77,11 @@ def test_remediate_rollback_needs_a_model(flow_env: Settings) -> None:
     from flows.remediate import remediate_flow
 
     result = remediate_flow(alertname="HighErrorRate", labels={})
-    assert result.action == "rollback" and result.outcome == "skipped" and "names no model" in result.detail
+    assert (
+        result.action == "rollback"
+        and result.outcome == "skipped"
+        and "names no model" in result.detail
+    )
 
 
 def test_remediate_rollback_without_previous_champion_fails_cleanly(flow_env: Settings) -> None:
@@ -85,5 +95,7 @@ def test_remediate_rollback_without_previous_champion_fails_cleanly(flow_env: Se
 def test_remediate_actions_parameter_overrides_configuration(flow_env: Settings) -> None:
     from flows.remediate import remediate_flow
 
-    result = remediate_flow(alertname="HighErrorRate", labels={"model": "loans"}, actions={"HighErrorRate": "ignore"})
+    result = remediate_flow(
+        alertname="HighErrorRate", labels={"model": "loans"}, actions={"HighErrorRate": "ignore"}
+    )
     assert result.action == "ignore" and result.outcome == "skipped"

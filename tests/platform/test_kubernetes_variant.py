@@ -60,7 +60,9 @@ def _default_kubernetes_template() -> dict[str, Any]:
 
 def deployment_drift(reference: dict[str, Any], variant: dict[str, Any]) -> list[str]:
     """Every deployment of ``reference`` must be in ``variant`` unchanged but for its work pool, in order."""
-    ref = [{k: v for k, v in d.items() if k != "work_pool"} for d in reference.get("deployments", [])]
+    ref = [
+        {k: v for k, v in d.items() if k != "work_pool"} for d in reference.get("deployments", [])
+    ]
     var = [{k: v for k, v in d.items() if k != "work_pool"} for d in variant.get("deployments", [])]
     ref_ids = [(d.get("entrypoint"), d.get("name")) for d in ref]
     var_ids = [(d.get("entrypoint"), d.get("name")) for d in var]
@@ -84,7 +86,9 @@ def pool_problems(variant: dict[str, Any], template: dict[str, Any]) -> list[str
             problems.append(f"{d.get('entrypoint')}: work pool {pool.get('name')!r}, not {POOL!r}")
         unknown = set(pool.get("job_variables", {})) - known
         if unknown:
-            problems.append(f"{d.get('entrypoint')}: job variables the kubernetes pool does not know: {sorted(unknown)}")
+            problems.append(
+                f"{d.get('entrypoint')}: job variables the kubernetes pool does not know: {sorted(unknown)}"
+            )
     return problems
 
 
@@ -141,17 +145,25 @@ def template_problems(template: dict[str, Any], default: dict[str, Any]) -> list
         if key != "job_manifest" and ours.get(key) != value:
             problems.append(f"job_configuration.{key} differs from Prefect's default")
     pod = ours["job_manifest"]["spec"]["template"]["spec"]
-    default_container = default["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    default_container = default["job_configuration"]["job_manifest"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     container = pod["containers"][0]
     problems.extend(
         f"container field {key} differs from Prefect's default"
         for key, value in default_container.items()
         if container.get(key) != value
     )
-    refs = {(kind, ref["name"]) for entry in container.get("envFrom", []) for kind, ref in entry.items()}
+    refs = {
+        (kind, ref["name"]) for entry in container.get("envFrom", []) for kind, ref in entry.items()
+    }
     if refs != {("configMapRef", "mloop-team"), ("secretRef", "mloop-team")}:
         problems.append(f"envFrom is {sorted(refs)}, not the ConfigMap and Secret mloop-team")
-    secret_volumes = {v["name"] for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == "mloop-platform"}
+    secret_volumes = {
+        v["name"]
+        for v in pod.get("volumes", [])
+        if v.get("secret", {}).get("secretName") == "mloop-platform"
+    }
     mounts = [m for m in container.get("volumeMounts", []) if m["name"] in secret_volumes]
     if not (mounts and mounts[0]["mountPath"] == SECRET_MOUNT and mounts[0].get("readOnly")):
         problems.append(f"the Secret mloop-platform is not mounted read-only at {SECRET_MOUNT}")
@@ -178,7 +190,9 @@ def template() -> dict[str, Any]:
     return dict(json.loads(TEMPLATE.read_text()))
 
 
-def test_the_variant_has_every_deployment_of_prefect_yaml_unchanged(reference: dict[str, Any], variant: dict[str, Any]) -> None:
+def test_the_variant_has_every_deployment_of_prefect_yaml_unchanged(
+    reference: dict[str, Any], variant: dict[str, Any]
+) -> None:
     assert len(variant["deployments"]) == len(reference["deployments"]) >= 8
     assert deployment_drift(reference, variant) == []
 
@@ -189,22 +203,35 @@ def test_every_deployment_runs_on_the_kubernetes_pool(
     assert pool_problems(variant, template) == []
     job = variant["deployments"][0]["work_pool"]["job_variables"]
     local = reference["deployments"][0]["work_pool"]["job_variables"]
-    assert (job["command"], job["env"]) == (local["command"], local["env"])  # one process per run, heartbeats
-    for name in ("image", "namespace", "service_account_name", "image_pull_policy", "finished_job_ttl"):
+    assert (job["command"], job["env"]) == (
+        local["command"],
+        local["env"],
+    )  # one process per run, heartbeats
+    for name in (
+        "image",
+        "namespace",
+        "service_account_name",
+        "image_pull_policy",
+        "finished_job_ttl",
+    ):
         assert name in job, name
     assert job["image"] == "{{ $MLOOP_IMAGE }}"
 
 
 def test_the_variant_names_no_host_path(variant: dict[str, Any]) -> None:
     assert host_path_problems(variant) == []
-    assert variant["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "."}}]
+    assert variant["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "."}}
+    ]
 
 
 def test_every_entrypoint_is_a_flow_of_this_repo(variant: dict[str, Any]) -> None:
     assert entrypoint_problems(variant) == []
 
 
-def test_the_pool_template_is_prefects_kubernetes_default_plus_the_team_settings(template: dict[str, Any]) -> None:
+def test_the_pool_template_is_prefects_kubernetes_default_plus_the_team_settings(
+    template: dict[str, Any],
+) -> None:
     assert template_problems(template, _default_kubernetes_template()) == []
 
 
@@ -216,17 +243,27 @@ def test_the_image_installs_from_the_lock_and_copies_the_mounted_credentials() -
     script = CODE_ROOT / Path(entry.group(1)).relative_to("/opt/mloop")
     assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
     assert f"{SECRET_MOUNT}/platform.json" in script.read_text()
-    assert re.search(r"^WORKDIR /opt/mloop$", dockerfile, re.M), "the pull step's '.' must be the checkout"
+    assert re.search(r"^WORKDIR /opt/mloop$", dockerfile, re.M), (
+        "the pull step's '.' must be the checkout"
+    )
 
 
 def test_the_entrypoint_script_installs_the_secret_privately(tmp_path: Path) -> None:
     source = tmp_path / "mounted.json"
     source.write_text('{"api_token": "x"}')
     home = tmp_path / "home"
-    env = {"PATH": os.environ["PATH"], "MLOOP_HOME": str(home), "MLOOP_PLATFORM_SECRET": str(source)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "MLOOP_HOME": str(home),
+        "MLOOP_PLATFORM_SECRET": str(source),
+    }
     out = subprocess.run(
         [str(VARIANT_DIR / "entrypoint.sh"), "cat", str(home / "secrets" / "platform.json")],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == '{"api_token": "x"}'
@@ -237,24 +274,34 @@ def test_the_entrypoint_script_installs_the_secret_privately(tmp_path: Path) -> 
 # ---------------------------------------------------------------- each rule catches its drift
 
 
-def test_a_changed_trigger_parameter_is_drift(reference: dict[str, Any], variant: dict[str, Any]) -> None:
+def test_a_changed_trigger_parameter_is_drift(
+    reference: dict[str, Any], variant: dict[str, Any]
+) -> None:
     changed = copy.deepcopy(variant)
-    train = next(d for d in changed["deployments"] if d["entrypoint"] == "flows/train.py:train_flow")
+    train = next(
+        d for d in changed["deployments"] if d["entrypoint"] == "flows/train.py:train_flow"
+    )
     train["triggers"][0]["parameters"]["trigger"] = "something-else"
     assert any("triggers differs" in p for p in deployment_drift(reference, changed))
 
 
-def test_a_missing_deployment_or_schedule_is_drift(reference: dict[str, Any], variant: dict[str, Any]) -> None:
+def test_a_missing_deployment_or_schedule_is_drift(
+    reference: dict[str, Any], variant: dict[str, Any]
+) -> None:
     fewer = copy.deepcopy(variant)
     fewer["deployments"].pop()
     assert deployment_drift(reference, fewer)
     unscheduled = copy.deepcopy(variant)
-    sweep = next(d for d in unscheduled["deployments"] if d["entrypoint"].endswith(":monitor_sweep_flow"))
+    sweep = next(
+        d for d in unscheduled["deployments"] if d["entrypoint"].endswith(":monitor_sweep_flow")
+    )
     del sweep["schedules"]
     assert any("schedules differs" in p for p in deployment_drift(reference, unscheduled))
 
 
-def test_another_pool_or_an_unknown_job_variable_is_caught(variant: dict[str, Any], template: dict[str, Any]) -> None:
+def test_another_pool_or_an_unknown_job_variable_is_caught(
+    variant: dict[str, Any], template: dict[str, Any]
+) -> None:
     local = copy.deepcopy(variant)
     local["deployments"][0]["work_pool"] = {"name": "mloop-local", "job_variables": {}}
     assert any("not 'mloop-kubernetes'" in p for p in pool_problems(local, template))
@@ -265,7 +312,13 @@ def test_another_pool_or_an_unknown_job_variable_is_caught(variant: dict[str, An
 
 @pytest.mark.parametrize(
     "value",
-    ["{{ $MLOOP_HOME }}/data", "{{ $MLOOP_CODE_DIR }}", "/home/someone/mloop", "~/mloop", "python /srv/mloop/run.py"],
+    [
+        "{{ $MLOOP_HOME }}/data",
+        "{{ $MLOOP_CODE_DIR }}",
+        "/home/someone/mloop",
+        "~/mloop",
+        "python /srv/mloop/run.py",
+    ],
 )
 def test_a_host_path_or_host_variable_is_caught(variant: dict[str, Any], value: str) -> None:
     planted = copy.deepcopy(variant)
@@ -286,14 +339,18 @@ def test_a_template_without_the_team_settings_is_caught(template: dict[str, Any]
     assert {p.split(" ")[0] for p in template_problems(default, default)} >= {"envFrom", "the"}
     renamed = copy.deepcopy(template)
     renamed["variables"]["properties"].pop("finished_job_ttl")
-    assert "the variables are not Prefect's kubernetes defaults" in template_problems(renamed, default)
+    assert "the variables are not Prefect's kubernetes defaults" in template_problems(
+        renamed, default
+    )
 
 
 # ---------------------------------------------------------------- deployed for real
 
 
 @pytest.mark.integration
-def test_the_variant_deploys_onto_a_kubernetes_pool(tmp_path: Path, reference: dict[str, Any]) -> None:
+def test_the_variant_deploys_onto_a_kubernetes_pool(
+    tmp_path: Path, reference: dict[str, Any]
+) -> None:
     """`prefect work-pool create --type kubernetes` with the repo's template, then `prefect deploy --all`
     of the variant, on a Prefect server of this test's own (its automations must not meet other tests'
     events): the server holds every deployment on that pool, with no host path, and every trigger."""
@@ -305,24 +362,51 @@ def test_the_variant_deploys_onto_a_kubernetes_pool(tmp_path: Path, reference: d
     settings = Settings(home=tmp_path / "home", project_dir=tmp_path)
     settings.state.ensure()
     port = free_port()
-    env = {**os.environ, **settings.service_env(), "PREFECT_API_URL": prefect_api_url("127.0.0.1", port)}
+    env = {
+        **os.environ,
+        **settings.service_env(),
+        "PREFECT_API_URL": prefect_api_url("127.0.0.1", port),
+    }
     server = start_prefect_server(settings.state.run, env, "127.0.0.1", port)
     try:
         prefect = python_m(PREFECT, "--no-prompt")
-        run = {"env": {**env, "COLUMNS": "200"}, "cwd": CODE_ROOT, "capture_output": True, "text": True, "timeout": 300}
+        run = {
+            "env": {**env, "COLUMNS": "200"},
+            "cwd": CODE_ROOT,
+            "capture_output": True,
+            "text": True,
+            "timeout": 300,
+        }
         made = subprocess.run(
-            [*prefect, "work-pool", "create", POOL, "--type", "kubernetes", "--base-job-template", str(TEMPLATE)],
-            check=False, **run,  # type: ignore[call-overload]
+            [
+                *prefect,
+                "work-pool",
+                "create",
+                POOL,
+                "--type",
+                "kubernetes",
+                "--base-job-template",
+                str(TEMPLATE),
+            ],
+            check=False,
+            **run,  # type: ignore[call-overload]
         )
         assert made.returncode == 0, made.stdout + made.stderr
         deployed = subprocess.run(
             [*prefect, "deploy", "--all", "--prefect-file", str(VARIANT.relative_to(CODE_ROOT))],
-            env={**run.pop("env"), "MLOOP_IMAGE": "registry.example.invalid/mloop:test", "MLOOP_MONITOR_SWEEP_SCHEDULE": "false"},
-            check=False, **run,  # type: ignore[call-overload]
+            env={
+                **run.pop("env"),
+                "MLOOP_IMAGE": "registry.example.invalid/mloop:test",
+                "MLOOP_MONITOR_SWEEP_SCHEDULE": "false",
+            },
+            check=False,
+            **run,  # type: ignore[call-overload]
         )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
-        api = PrefectApi(prefect_api_url("127.0.0.1", port), auth_string="")  # this server has no auth
+        api = PrefectApi(
+            prefect_api_url("127.0.0.1", port), auth_string=""
+        )  # this server has no auth
         pool = api._json("GET", f"/work_pools/{POOL}")
         assert pool["type"] == "kubernetes"
         flows = api.flow_names()
@@ -332,10 +416,14 @@ def test_the_variant_deploys_onto_a_kubernetes_pool(tmp_path: Path, reference: d
         for name, d in found.items():
             assert d["work_pool_name"] == POOL, name
             assert d["job_variables"]["image"] == "registry.example.invalid/mloop:test", name
-            assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "."}}], name
+            assert d["pull_steps"] == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": "."}}
+            ], name
             assert not d.get("path"), f"{name} stores the deploying host's path {d.get('path')!r}"
         sweep = found["monitor-sweep/local"]
-        assert [(s["schedule"]["cron"], s["active"]) for s in sweep["schedules"]] == [("*/10 * * * *", False)]
+        assert [(s["schedule"]["cron"], s["active"]) for s in sweep["schedules"]] == [
+            ("*/10 * * * *", False)
+        ]
         assert [s["schedule"]["cron"] for s in found["train/local"]["schedules"]] == ["0 3 * * 1"]
         triggers = {t["name"] for d in reference["deployments"] for t in d.get("triggers", [])}
         automations = {a["name"] for a in api._json("POST", "/automations/filter", {})}

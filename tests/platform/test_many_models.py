@@ -50,8 +50,13 @@ def served_version(platform: Platform, name: str) -> str | None:
 
 def predict(platform: Platform, name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """``POST /models/<name>/predict`` with the frame's feature records; the answers (asserts 200)."""
-    r = platform.call("POST", f"{platform.serving.url}/models/{name}/predict", auth="api",
-                      json={"records": records(frame)}, timeout=60)
+    r = platform.call(
+        "POST",
+        f"{platform.serving.url}/models/{name}/predict",
+        auth="api",
+        json={"records": records(frame)},
+        timeout=60,
+    )
     assert r.status_code == 200, f"{name}: HTTP {r.status_code} {r.text[:500]}"
     return list(r.json())
 
@@ -63,10 +68,21 @@ def send_with_feedback(platform: Platform, name: str, frame: pd.DataFrame, batch
         chunk = frame.iloc[start : start + batch]
         answers = predict(platform, name, chunk)
         cast = int if pd.api.types.is_integer_dtype(chunk["target"]) else float
-        labels = [{"prediction_id": a["prediction_id"], "label": cast(y)} for a, y in zip(answers, chunk["target"], strict=True)]
-        r = platform.call("POST", f"{platform.serving.url}/models/{name}/feedback", auth="api", json={"labels": labels}, timeout=60)
+        labels = [
+            {"prediction_id": a["prediction_id"], "label": cast(y)}
+            for a, y in zip(answers, chunk["target"], strict=True)
+        ]
+        r = platform.call(
+            "POST",
+            f"{platform.serving.url}/models/{name}/feedback",
+            auth="api",
+            json={"labels": labels},
+            timeout=60,
+        )
         assert r.status_code == 200, f"{name} feedback: HTTP {r.status_code} {r.text[:500]}"
-        assert int(r.json()["recorded"]) + int(r.json().get("duplicates", 0)) == len(labels), r.json()
+        assert int(r.json()["recorded"]) + int(r.json().get("duplicates", 0)) == len(labels), (
+            r.json()
+        )
         answered += len(answers)
     return answered
 
@@ -92,11 +108,19 @@ def registry_versions(platform: Platform, name: str) -> list[str]:
 def ledger(platform: Platform, name: str) -> list[dict[str, Any]]:
     from monitoring.policy import RetrainLedger, ledger_path
 
-    return [r.model_dump() for r in RetrainLedger(ledger_path(platform.settings.state.root)).read() if r.model_name == name]
+    return [
+        r.model_dump()
+        for r in RetrainLedger(ledger_path(platform.settings.state.root)).read()
+        if r.model_name == name
+    ]
 
 
 def retrain_runs(platform: Platform, name: str) -> list[dict[str, Any]]:
-    return [r for r in platform.prefect.flow_runs("retrain") if str(r["parameters"].get("model_name", "")).endswith(name)]
+    return [
+        r
+        for r in platform.prefect.flow_runs("retrain")
+        if str(r["parameters"].get("model_name", "")).endswith(name)
+    ]
 
 
 def dataset(name: str, seed: int, rows: int = ROWS, scenario: str = "baseline") -> pd.DataFrame:
@@ -165,14 +189,27 @@ def onboarded(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> d
         write_frame(dataset(name, seed), source)
         out = platform.cli("ingest", str(source), "--dataset", name, "--json")
         assert out.returncode == 0, f"mloop ingest {name} failed:\n{out.stdout}\n{out.stderr}"
-    champions = wait_for(lambda: (c := {n: champion(platform, n) for n in (CLS, REG)}) and all(c.values()) and c,
-                         600, "both datasets to be trained and promoted by the triggers", every=2)
-    wait_for(lambda: (s := served(platform)) and all(str(s.get(n, {}).get("model_version")) == v for n, v in champions.items()),
-             SERVE_TIMEOUT, f"both champions {champions} to be served", every=2)
+    champions = wait_for(
+        lambda: (c := {n: champion(platform, n) for n in (CLS, REG)}) and all(c.values()) and c,
+        600,
+        "both datasets to be trained and promoted by the triggers",
+        every=2,
+    )
+    wait_for(
+        lambda: (
+            (s := served(platform))
+            and all(str(s.get(n, {}).get("model_version")) == v for n, v in champions.items())
+        ),
+        SERVE_TIMEOUT,
+        f"both champions {champions} to be served",
+        every=2,
+    )
     return {n: str(v) for n, v in champions.items()}
 
 
-def test_two_shapes_onboard_with_one_command_and_answer_on_their_routes(platform: Platform, onboarded: dict[str, str]) -> None:
+def test_two_shapes_onboard_with_one_command_and_answer_on_their_routes(
+    platform: Platform, onboarded: dict[str, str]
+) -> None:
     models = served(platform)
     assert set(models) >= {CLS, REG}
     for name in (CLS, REG):
@@ -180,20 +217,36 @@ def test_two_shapes_onboard_with_one_command_and_answer_on_their_routes(platform
 
     cls_answers = predict(platform, CLS, dataset(CLS, 11, rows=5))
     reg_answers = predict(platform, REG, dataset(REG, 12, rows=5))
-    assert {(a["model_name"], str(a["model_version"])) for a in cls_answers} == {(CLS, onboarded[CLS])}
-    assert {(a["model_name"], str(a["model_version"])) for a in reg_answers} == {(REG, onboarded[REG])}
+    assert {(a["model_name"], str(a["model_version"])) for a in cls_answers} == {
+        (CLS, onboarded[CLS])
+    }
+    assert {(a["model_name"], str(a["model_version"])) for a in reg_answers} == {
+        (REG, onboarded[REG])
+    }
     assert all(0.0 <= a["probability"] <= 1.0 for a in cls_answers)  # a classifier's answer
-    assert all("score" in a and a["score"] == a["prediction"] for a in reg_answers)  # a regressor's answer
+    assert all(
+        "score" in a and a["score"] == a["prediction"] for a in reg_answers
+    )  # a regressor's answer
 
     # Each route validates against its own contract: a rates record (6 features) lacks most of the 14
     # a loans record needs.
-    bad = platform.call("POST", f"{platform.serving.url}/models/{CLS}/predict", auth="api",
-                        json={"records": records(dataset(REG, 13, rows=2))}, timeout=30)
+    bad = platform.call(
+        "POST",
+        f"{platform.serving.url}/models/{CLS}/predict",
+        auth="api",
+        json={"records": records(dataset(REG, 13, rows=2))},
+        timeout=30,
+    )
     assert bad.status_code == 400, bad.text
 
     # The single-model routes never answer from a guessed model when two are served.
-    legacy = platform.call("POST", f"{platform.serving.url}/predict", auth="api",
-                           json={"records": records(dataset(CLS, 14, rows=2))}, timeout=30)
+    legacy = platform.call(
+        "POST",
+        f"{platform.serving.url}/predict",
+        auth="api",
+        json={"records": records(dataset(CLS, 14, rows=2))},
+        timeout=30,
+    )
     assert legacy.status_code == 409 and set(legacy.json()["models"]) >= {CLS, REG}, legacy.text
 
     # /docs.json lists both routes, each with its own request schema.
@@ -201,7 +254,9 @@ def test_two_shapes_onboard_with_one_command_and_answer_on_their_routes(platform
     assert {f"/models/{CLS}/predict", f"/models/{REG}/predict"} <= set(docs["paths"])
 
 
-def test_promotion_of_one_under_load_leaves_the_other_unchanged(platform: Platform, onboarded: dict[str, str]) -> None:
+def test_promotion_of_one_under_load_leaves_the_other_unchanged(
+    platform: Platform, onboarded: dict[str, str]
+) -> None:
     # A second loans version, registered without promotion (a different seed: another challenger).
     trained = platform.cli_json("train", "--dataset", CLS, "--seed", "7", "--force", "--no-promote")
     v2 = str(trained["version"])
@@ -210,25 +265,47 @@ def test_promotion_of_one_under_load_leaves_the_other_unchanged(platform: Platfo
     reg_probe = dataset(REG, 21, rows=8)
     reference = outputs(predict(platform, REG, reg_probe))
 
-    loads = {CLS: Load(platform, CLS, dataset(CLS, 22, rows=8)).start(), REG: Load(platform, REG, reg_probe).start()}
+    loads = {
+        CLS: Load(platform, CLS, dataset(CLS, 22, rows=8)).start(),
+        REG: Load(platform, REG, reg_probe).start(),
+    }
     try:
-        wait_for(lambda: all(load.ok >= 5 for load in loads.values()), 60, "both loads to be answered", every=0.2)
+        wait_for(
+            lambda: all(load.ok >= 5 for load in loads.values()),
+            60,
+            "both loads to be answered",
+            every=0.2,
+        )
         platform.cli_json("promote", CLS, v2, "--reason", "test: promotion under load")
-        wait_for(lambda: served_version(platform, CLS) == v2, 300, f"{CLS} v{v2} to be served", every=0.5)
+        wait_for(
+            lambda: served_version(platform, CLS) == v2, 300, f"{CLS} v{v2} to be served", every=0.5
+        )
         # The switch is seen by the load on loans; rates keeps being answered after it.
-        wait_for(lambda: loads[CLS].seen and loads[CLS].seen[-1][0][0] == v2, 60, f"the load to get v{v2}", every=0.2)
+        wait_for(
+            lambda: loads[CLS].seen and loads[CLS].seen[-1][0][0] == v2,
+            60,
+            f"the load to get v{v2}",
+            every=0.2,
+        )
         after = loads[REG].ok
-        wait_for(lambda: loads[REG].ok >= after + 20, 60, f"{REG} answers after the switch", every=0.2)
+        wait_for(
+            lambda: loads[REG].ok >= after + 20, 60, f"{REG} answers after the switch", every=0.2
+        )
     finally:
         for load in loads.values():
             load.stop()
 
-    assert loads[CLS].failed == [] and loads[REG].failed == [], {n: lo.failed[:5] for n, lo in loads.items()}
+    assert loads[CLS].failed == [] and loads[REG].failed == [], {
+        n: lo.failed[:5] for n, lo in loads.items()
+    }
     # loans: the old version until the switch, then the new one, never anything else.
     assert [answer[0][0] for answer in loads[CLS].seen] == [onboarded[CLS], v2], loads[CLS].seen
     # rates: one distinct answer throughout, the exact answers of before, from the same version.
     assert loads[REG].seen == [reference]
-    assert served_version(platform, REG) == onboarded[REG] and champion(platform, REG) == onboarded[REG]
+    assert (
+        served_version(platform, REG) == onboarded[REG]
+        and champion(platform, REG) == onboarded[REG]
+    )
     assert registry_versions(platform, REG) == rates_versions
     onboarded[CLS] = v2  # the next test starts from this champion
 
@@ -244,24 +321,41 @@ def test_drift_on_one_retrains_only_that_one(platform: Platform, onboarded: dict
     assert send_with_feedback(platform, CLS, drifted_traffic(TRAFFIC, 7)) == TRAFFIC
     assert send_with_feedback(platform, REG, dataset(REG, 32, rows=TRAFFIC)) == TRAFFIC
     for name in (CLS, REG):
-        run = platform.prefect.run_deployment("monitor/local", {"model_name": name, "window_size": TRAFFIC})
-        assert platform.prefect.wait_run(run, 300)["state_type"] == "COMPLETED", platform.logs_tail()
+        run = platform.prefect.run_deployment(
+            "monitor/local", {"model_name": name, "window_size": TRAFFIC}
+        )
+        assert platform.prefect.wait_run(run, 300)["state_type"] == "COMPLETED", (
+            platform.logs_tail()
+        )
 
     # The drift event of loans retrains loans: a new champion, served.
-    run = wait_for(lambda: len(retrain_runs(platform, CLS)) > retrains_before[CLS] and retrain_runs(platform, CLS)[-1],
-                   120, f"a retrain run of {CLS} triggered by its drift event")
-    assert platform.prefect.wait_run(run["id"], 420)["state_type"] == "COMPLETED", platform.logs_tail()
+    run = wait_for(
+        lambda: (
+            len(retrain_runs(platform, CLS)) > retrains_before[CLS]
+            and retrain_runs(platform, CLS)[-1]
+        ),
+        120,
+        f"a retrain run of {CLS} triggered by its drift event",
+    )
+    assert platform.prefect.wait_run(run["id"], 420)["state_type"] == "COMPLETED", (
+        platform.logs_tail()
+    )
     entries = ledger(platform, CLS)
     assert len(entries) == 1 and entries[0]["trigger"] == "drift", entries
     new = champion(platform, CLS)
     assert new is not None and new != onboarded[CLS], f"no new {CLS} champion (still {new})"
-    wait_for(lambda: served_version(platform, CLS) == new, 300, f"{CLS} v{new} to be served", every=0.5)
+    wait_for(
+        lambda: served_version(platform, CLS) == new, 300, f"{CLS} v{new} to be served", every=0.5
+    )
 
     # rates: no retrain run, no ledger entry, the same registry versions, version and answers.
     assert len(retrain_runs(platform, REG)) == retrains_before[REG]
     assert ledger(platform, REG) == []
     assert registry_versions(platform, REG) == rates_versions
-    assert served_version(platform, REG) == onboarded[REG] and champion(platform, REG) == onboarded[REG]
+    assert (
+        served_version(platform, REG) == onboarded[REG]
+        and champion(platform, REG) == onboarded[REG]
+    )
     assert outputs(predict(platform, REG, reg_probe)) == reference
 
 

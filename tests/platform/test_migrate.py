@@ -66,7 +66,9 @@ def source(tmp_path: Path) -> Path:
     _write(state.predictions / "loans" / ".shipped", b"")
     _write(state.predictions / "loans" / "dead-letter" / "bad.jsonl", b"never shipped")
     _write(state.feedback / "loans" / "part-7.parquet", b"f7")
-    _write(state.feedback / "loans" / "conflicts" / "part-8.parquet", b"a conflict, not a label part")
+    _write(
+        state.feedback / "loans" / "conflicts" / "part-8.parquet", b"a conflict, not a label part"
+    )
     records = FileRecords.from_state(state)
     for n in (1, 2, 3):
         records.append("audit", "loans", Row(model_name="loans", n=n))
@@ -92,7 +94,9 @@ def test_everything_is_copied_once_in_order(source: Path, target: FileRecords) -
     }
     assert [r.n for r in target.read("audit", "loans", Row.model_validate_json)] == [1, 2, 3]
     assert target.keys("retrain") == ["churn", "loans"]
-    assert [r.dataset for r in target.read("datasets", "loans", Row.model_validate_json)] == ["loans"]
+    assert [r.dataset for r in target.read("datasets", "loans", Row.model_validate_json)] == [
+        "loans"
+    ]
     assert sum(s.copied for s in report.steps) == 4 + 3 + 2 + 1
     assert any("MLflow" in line for line in report.not_moved)
 
@@ -137,7 +141,9 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraEnv]:
 
 
 @pytest.mark.integration
-def test_import_home_into_a_real_postgresql_and_s3(source: Path, tmp_path: Path, infra: InfraEnv) -> None:
+def test_import_home_into_a_real_postgresql_and_s3(
+    source: Path, tmp_path: Path, infra: InfraEnv
+) -> None:
     """The command itself, against real PostgreSQL and S3: twice (the second copies nothing)."""
     from mloop.core.s3 import s3_client
     from mloop.core.settings import Settings
@@ -146,8 +152,17 @@ def test_import_home_into_a_real_postgresql_and_s3(source: Path, tmp_path: Path,
     from tests.infra_fixture import in_team_mode
 
     env = {**os.environ, **infra.env, "MLOOP_HOME": str(tmp_path / "team-home")}
-    mloop = [str(Path(sys.executable).parent / "mloop"), "infra", "import-home", str(source), "--json"]
-    runs = [subprocess.run(mloop, env=env, capture_output=True, text=True, timeout=120, check=False) for _ in range(2)]
+    mloop = [
+        str(Path(sys.executable).parent / "mloop"),
+        "infra",
+        "import-home",
+        str(source),
+        "--json",
+    ]
+    runs = [
+        subprocess.run(mloop, env=env, capture_output=True, text=True, timeout=120, check=False)
+        for _ in range(2)
+    ]
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
     first, second = (json.loads(run.stdout) for run in runs)
@@ -156,10 +171,16 @@ def test_import_home_into_a_real_postgresql_and_s3(source: Path, tmp_path: Path,
 
     settings = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=tmp_path), infra.env)
     layout = require_team(settings).artifacts
-    client = s3_client(layout.endpoint_url, infra.env["AWS_ACCESS_KEY_ID"], infra.env["AWS_SECRET_ACCESS_KEY"])
+    client = s3_client(
+        layout.endpoint_url, infra.env["AWS_ACCESS_KEY_ID"], infra.env["AWS_SECRET_ACCESS_KEY"]
+    )
     listed = client.list_objects_v2(Bucket=layout.bucket, Prefix=f"{layout.prefix}/")
     keys = {item["Key"].removeprefix(f"{layout.prefix}/") for item in listed.get("Contents", [])}
-    assert {"dvc/files/md5/ab/cdef", "predictions/loans/date=2026-11-30/part-1.parquet", "feedback/loans/part-7.parquet"} <= keys
+    assert {
+        "dvc/files/md5/ab/cdef",
+        "predictions/loans/date=2026-11-30/part-1.parquet",
+        "feedback/loans/part-7.parquet",
+    } <= keys
     records = shared_records(settings)
     assert [r.n for r in records.read("audit", "loans", Row.model_validate_json)] == [1, 2, 3]
     assert records.keys("retrain") == ["churn", "loans"]
@@ -187,7 +208,9 @@ def test_an_imported_dataset_version_is_read_back_in_team_mode(
     single.state.ensure()
     frame = generate("baseline", 300, 1)
     versions = [
-        ingest_dataset(single, write_frame(frame.iloc[: 200 + 50 * i], tmp_path / f"v{i}.csv"), dataset="ds").version.md5
+        ingest_dataset(
+            single, write_frame(frame.iloc[: 200 + 50 * i], tmp_path / f"v{i}.csv"), dataset="ds"
+        ).version.md5
         for i in range(2)
     ]
     for name, value in infra.env.items():
@@ -195,7 +218,12 @@ def test_an_imported_dataset_version_is_read_back_in_team_mode(
     team = in_team_mode(Settings(home=tmp_path / "team-home", project_dir=project), infra.env)
     team.state.ensure()
     layout = require_team(team).artifacts
-    import_home(single.state.root, shared_records(team), S3Store(s3_client(layout.endpoint_url), layout.bucket), layout)
+    import_home(
+        single.state.root,
+        shared_records(team),
+        S3Store(s3_client(layout.endpoint_url), layout.bucket),
+        layout,
+    )
 
     assert [v.md5 for v in list_versions(team, "ds")] == versions[::-1]
     for md5 in versions:
@@ -228,22 +256,32 @@ def test_an_s3_object_is_ingested_on_any_host_and_bad_uris_are_clear_errors(
     team.state.ensure()
     layout = require_team(team).artifacts
     key = f"{layout.key('incoming')}/loans-2026-11.csv"
-    s3_client(layout.endpoint_url).upload_file(str(write_frame(generate("baseline", 400, 3), tmp_path / "l.csv")),
-                                               layout.bucket, key)
+    s3_client(layout.endpoint_url).upload_file(
+        str(write_frame(generate("baseline", 400, 3), tmp_path / "l.csv")), layout.bucket, key
+    )
     uri = f"s3://{layout.bucket}/{key}"
 
     result = ingest_dataset(team, uri, dataset="from-s3")
     assert result.created and result.version.source == uri and result.version.rows == 400
     assert [v.md5 for v in list_versions(team, "from-s3")] == [result.version.md5]
     assert list(team.state.tmp.iterdir()) == []  # the local copy is gone
-    assert not ingest_dataset(team, uri, dataset="from-s3").created  # the same bytes again: the same version
+    assert not ingest_dataset(
+        team, uri, dataset="from-s3"
+    ).created  # the same bytes again: the same version
 
     with pytest.raises(NotFoundError, match="no object at"):
-        ingest_dataset(team, f"s3://{layout.bucket}/{layout.key('incoming')}/missing.csv", dataset="from-s3")
+        ingest_dataset(
+            team, f"s3://{layout.bucket}/{layout.key('incoming')}/missing.csv", dataset="from-s3"
+        )
     with pytest.raises(MloopError, match="not the URI of a CSV or parquet object"):
         ingest_dataset(team, f"s3://{layout.bucket}/", dataset="from-s3")
-    single = Settings(home=tmp_path / "single", project_dir=project, database_url=None, s3_endpoint_url=None,
-                      artifacts_uri=None)
+    single = Settings(
+        home=tmp_path / "single",
+        project_dir=project,
+        database_url=None,
+        s3_endpoint_url=None,
+        artifacts_uri=None,
+    )
     with pytest.raises(MloopError, match="needs team mode"):
         ingest_dataset(single, uri, dataset="from-s3")
     assert len(list_versions(team, "from-s3")) == 1 and list(team.state.tmp.iterdir()) == []

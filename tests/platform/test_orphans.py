@@ -34,8 +34,13 @@ OLD = (NOW - timedelta(seconds=ORPHAN_GRACE_SECONDS + 1)).isoformat()
 
 
 def _run(state: str = "RUNNING", pid: object = "4242", since: str = OLD) -> dict[str, Any]:
-    return {"id": "r1", "name": "brave-fox", "state_type": state, "infrastructure_pid": pid,
-            "state": {"timestamp": since}}
+    return {
+        "id": "r1",
+        "name": "brave-fox",
+        "state_type": state,
+        "infrastructure_pid": pid,
+        "state": {"timestamp": since},
+    }
 
 
 def _dead(pid: int) -> datetime | None:
@@ -58,12 +63,16 @@ def test_run_pid_reads_a_bare_pid_or_host_and_pid() -> None:
 def test_a_running_run_whose_process_is_gone_is_an_orphan() -> None:
     [orphan] = orphaned_runs([_run()], _dead, NOW)
     assert (orphan.run_id, orphan.state, orphan.pid) == ("r1", "RUNNING", 4242)
-    assert orphaned_runs([_run("PENDING")], _dead, NOW)  # the worker died after starting its process
+    assert orphaned_runs(
+        [_run("PENDING")], _dead, NOW
+    )  # the worker died after starting its process
 
 
 def test_a_run_whose_process_runs_is_no_orphan() -> None:
     assert orphaned_runs([_run()], _started(NOW - timedelta(hours=1)), NOW) == []
-    assert orphaned_runs([_run("PENDING")], _started(NOW), NOW) == []  # the worker starts it after Pending
+    assert (
+        orphaned_runs([_run("PENDING")], _started(NOW), NOW) == []
+    )  # the worker starts it after Pending
 
 
 def test_a_running_run_whose_pid_names_a_younger_process_is_an_orphan() -> None:
@@ -71,7 +80,9 @@ def test_a_running_run_whose_pid_names_a_younger_process_is_an_orphan() -> None:
     running_since = NOW - timedelta(seconds=ORPHAN_GRACE_SECONDS + 1)
     [orphan] = orphaned_runs([_run()], _started(running_since + timedelta(seconds=60)), NOW)
     assert orphan.pid == 4242 and "pid 4242" in orphan.message
-    assert orphaned_runs([_run()], _started(running_since + timedelta(seconds=1)), NOW) == []  # within the slack
+    assert (
+        orphaned_runs([_run()], _started(running_since + timedelta(seconds=1)), NOW) == []
+    )  # within the slack
 
 
 def test_a_run_in_another_state_is_no_orphan() -> None:
@@ -80,13 +91,17 @@ def test_a_run_in_another_state_is_no_orphan() -> None:
 
 
 def test_a_running_run_without_a_recorded_process_is_no_orphan() -> None:
-    assert orphaned_runs([_run(pid=None)], _dead, NOW) == []  # nothing to look at: the zombie automation's case
+    assert (
+        orphaned_runs([_run(pid=None)], _dead, NOW) == []
+    )  # nothing to look at: the zombie automation's case
 
 
 def test_a_pending_run_without_a_process_for_long_is_an_orphan() -> None:
     """Its worker died between Pending and starting the process (the stuck-pending automation's case,
     when the server lost its events)."""
-    assert orphaned_runs([_run("PENDING", pid=None)], _dead, NOW) == []  # 31 s: a worker may still start it
+    assert (
+        orphaned_runs([_run("PENDING", pid=None)], _dead, NOW) == []
+    )  # 31 s: a worker may still start it
     long_ago = (NOW - timedelta(seconds=UNSTARTED_GRACE_SECONDS + 1)).isoformat()
     [orphan] = orphaned_runs([_run("PENDING", pid=None, since=long_ago)], _dead, NOW)
     assert orphan.pid is None and "no process started" in orphan.message
@@ -99,7 +114,13 @@ def test_a_run_fresh_in_its_state_is_no_orphan_yet() -> None:
 
 
 def _subflow(state: str = "RUNNING") -> dict[str, Any]:
-    return {"id": "s1", "name": "calm-owl", "state_type": state, "parent_task_run_id": "t1", "state": {"timestamp": OLD}}
+    return {
+        "id": "s1",
+        "name": "calm-owl",
+        "state_type": state,
+        "parent_task_run_id": "t1",
+        "state": {"timestamp": OLD},
+    }
 
 
 def _parent(state: str, since: str = OLD) -> dict[str, Any]:
@@ -109,7 +130,10 @@ def _parent(state: str, since: str = OLD) -> dict[str, Any]:
 def test_a_subflow_whose_parent_ended_is_an_orphan() -> None:
     for ended in ("CRASHED", "FAILED", "COMPLETED", "CANCELLED"):
         [orphan] = orphaned_subflows([_subflow()], {"s1": _parent(ended)}, NOW)
-        assert orphan.run_id == "s1" and f"inside flow run brave-fox, which ended ({ended.lower()})" in orphan.message
+        assert (
+            orphan.run_id == "s1"
+            and f"inside flow run brave-fox, which ended ({ended.lower()})" in orphan.message
+        )
     assert orphaned_subflows([_subflow("PENDING")], {"s1": _parent("CRASHED")}, NOW)
 
 
@@ -119,14 +143,19 @@ def test_a_subflow_whose_parent_runs_or_just_ended_is_no_orphan() -> None:
     assert orphaned_subflows([_subflow()], {"s1": _parent("CRASHED", since=just)}, NOW) == []
     assert orphaned_subflows([_subflow()], {}, NOW) == []  # parent unknown: left alone
     assert orphaned_subflows([_subflow("COMPLETED")], {"s1": _parent("CRASHED")}, NOW) == []
-    deployed = {**_subflow(), "deployment_id": "d1"}  # run_deployment's subflow: a process of its own
+    deployed = {
+        **_subflow(),
+        "deployment_id": "d1",
+    }  # run_deployment's subflow: a process of its own
     assert orphaned_subflows([deployed], {"s1": _parent("COMPLETED")}, NOW) == []
 
 
 def test_team_mode_checks_nothing(tmp_path: Any) -> None:
     """A team's runs may run on other hosts, whose processes this machine cannot see."""
     team = Settings(home=tmp_path / "home", artifacts_uri="s3://bucket/mloop", prefect_port=1)
-    assert crash_orphaned_runs(team, NOW) == []  # returns before any request (port 1 answers nothing)
+    assert (
+        crash_orphaned_runs(team, NOW) == []
+    )  # returns before any request (port 1 answers nothing)
 
 
 # ---------------------------------------------------------------- on the session Prefect server
@@ -178,20 +207,29 @@ def _deployment(client: Any, pool: str) -> UUID:
     except ObjectAlreadyExists:
         pass
     flow_id = client.create_flow_from_name(f"orphans-{uuid4().hex[:6]}")
-    return UUID(str(client.create_deployment(flow_id, f"orphans-{uuid4().hex[:8]}", work_pool_name=pool)))
+    return UUID(
+        str(client.create_deployment(flow_id, f"orphans-{uuid4().hex[:8]}", work_pool_name=pool))
+    )
 
 
 @pytest.mark.integration
 def test_the_watchdog_crashes_the_runs_whose_process_died(tmp_path: Any, client: Any) -> None:
-    settings = Settings(home=tmp_path / "home", prefect_port=int(os.environ["MLOOP_TEST_PREFECT_PORT"]))
-    ours, elsewhere = _deployment(client, WORK_POOL), _deployment(client, f"other-{uuid4().hex[:6]}")
+    settings = Settings(
+        home=tmp_path / "home", prefect_port=int(os.environ["MLOOP_TEST_PREFECT_PORT"])
+    )
+    ours, elsewhere = (
+        _deployment(client, WORK_POOL),
+        _deployment(client, f"other-{uuid4().hex[:6]}"),
+    )
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a process that ran and was reaped: its pid names nothing now
     orphan = _running_run(client, ours, gone.pid)
     alive = _running_run(client, ours, os.getpid())
     other_pool = _running_run(client, elsewhere, gone.pid)
 
-    assert crash_orphaned_runs(settings, datetime.now(UTC)) == []  # all just started: within the grace
+    assert (
+        crash_orphaned_runs(settings, datetime.now(UTC)) == []
+    )  # all just started: within the grace
     later = datetime.now(UTC) + timedelta(seconds=ORPHAN_GRACE_SECONDS + 5)
     marked = crash_orphaned_runs(settings, later)
     assert [m.run_id for m in marked] == [str(orphan)]
@@ -207,5 +245,8 @@ def test_the_watchdog_crashes_the_runs_whose_process_died(tmp_path: Any, client:
     much_later = datetime.now(UTC) + timedelta(seconds=ORPHAN_GRACE_SECONDS + 5)
     assert [m.run_id for m in crash_orphaned_runs(settings, much_later)] == [str(subflow)]
     state = client.read_flow_run(subflow).state
-    assert state.type.value == "CRASHED" and f"inside flow run {client.read_flow_run(orphan).name}" in state.message
+    assert (
+        state.type.value == "CRASHED"
+        and f"inside flow run {client.read_flow_run(orphan).name}" in state.message
+    )
     assert client.read_flow_run(alive).state.type.value == "RUNNING"

@@ -68,10 +68,22 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
 ) -> None:
     settings = platform.settings
     first = write_frame(generate("baseline", ROWS, 6), tmp_path / "v0.csv")
-    platform.cli_json("ingest", str(first), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
+    platform.cli_json(
+        "ingest",
+        str(first),
+        "--dataset",
+        MODEL,
+        "--target",
+        "target",
+        "--time-column",
+        "event_time",
+    )
     wait_for(lambda: platform.serving.served_model(), 600, "the first version's champion served")
-    wait_for(lambda: all(r["state_type"] in TERMINAL_STATES for r in platform.prefect.flow_runs()), 300,
-             "no flow run in flight")
+    wait_for(
+        lambda: all(r["state_type"] in TERMINAL_STATES for r in platform.prefect.flow_runs()),
+        300,
+        "no flow run in flight",
+    )
     drain_outbox(settings)  # those runs may have queued events when the server answered slowly
 
     pid = read_pid(settings.state.run, "prefect-server")
@@ -81,8 +93,20 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
 
     # An operator's shell: no PREFECT_API_URL, so the CLI runs the flow on a temporary server.
     shell = Platform(settings, {k: v for k, v in platform.env.items() if k != "PREFECT_API_URL"})
-    source = write_frame(generate("baseline", ROWS, 7), tmp_path / "v1.csv")  # another seed: another md5
-    out = shell.cli("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time", "--json")
+    source = write_frame(
+        generate("baseline", ROWS, 7), tmp_path / "v1.csv"
+    )  # another seed: another md5
+    out = shell.cli(
+        "ingest",
+        str(source),
+        "--dataset",
+        MODEL,
+        "--target",
+        "target",
+        "--time-column",
+        "event_time",
+        "--json",
+    )
     assert out.returncode == 0, f"ingest failed:\n{out.stdout}\n{out.stderr}"
     md5 = json.loads(out.stdout)["md5"]
 
@@ -97,14 +121,25 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     # `mloop up` runs in the background: the bound is counted from its start, while it still deploys.
     log = tmp_path / "up.log"
     with log.open("w") as out_file:
-        up = subprocess.Popen(python_m(CLI, "up", "--json"), env=platform.env, cwd=str(settings.project_dir),
-                              stdout=out_file, stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            python_m(CLI, "up", "--json"),
+            env=platform.env,
+            cwd=str(settings.project_dir),
+            stdout=out_file,
+            stderr=subprocess.STDOUT,
+        )
         t0 = time.monotonic()
         try:
-            started = wait_for(lambda: started_train_runs(platform, md5), RESTART_BOUND_S,
-                               f"a train run of {md5} started within {RESTART_BOUND_S:.0f}s of the restart", every=0.5)
-            print(f"\ntrain run of the version ingested during the outage started {time.monotonic() - t0:.1f}s "
-                  "after mloop up began")
+            started = wait_for(
+                lambda: started_train_runs(platform, md5),
+                RESTART_BOUND_S,
+                f"a train run of {md5} started within {RESTART_BOUND_S:.0f}s of the restart",
+                every=0.5,
+            )
+            print(
+                f"\ntrain run of the version ingested during the outage started {time.monotonic() - t0:.1f}s "
+                "after mloop up began"
+            )
         finally:
             code = up.wait(timeout=600)
     assert code == 0, f"mloop up failed:\n{log.read_text()}\n{platform.logs_tail()}"
@@ -112,7 +147,8 @@ def test_a_version_ingested_while_the_server_is_down_is_trained_after_the_restar
     # loaded server answers slowly (emit waits 5 s for an answer); those are not this test's: shown, not counted.
     left = {p.name: parse_event(p.read_bytes()) for p in pending_files(settings.state.root)}
     assert not [n for n, e in left.items() if e["id"] == event["id"]], (
-        f"the outage's event is still queued after mloop up:\n{json.dumps(left, indent=1)}\n{log.read_text()}")
+        f"the outage's event is still queued after mloop up:\n{json.dumps(left, indent=1)}\n{log.read_text()}"
+    )
     assert len(train_runs(platform, md5)) == 1
     run = platform.prefect.wait_run(started[0]["id"], timeout=600)
     assert run["state_type"] == "COMPLETED", run["state"]
@@ -127,7 +163,9 @@ def test_the_same_event_delivered_twice_triggers_one_run(platform: Platform) -> 
     assert len(train_runs(platform, md5)) == 1
 
     # By file, not by count: runs of the first test may still queue events of their own meanwhile.
-    again = write_event(settings.state.root, event)  # the very event delivered at the restart, same id
+    again = write_event(
+        settings.state.root, event
+    )  # the very event delivered at the restart, same id
     report = deliver_pending(settings)
     assert not again.exists() and report.error is None, report
     # A fresh id with the same payload: its run shows that the server has processed what came before.
@@ -136,8 +174,11 @@ def test_the_same_event_delivered_twice_triggers_one_run(platform: Platform) -> 
     report = deliver_pending(settings)
     assert not queued.exists() and report.error is None, report
 
-    runs = wait_for(lambda: (rs := train_runs(platform, md5)) and len(rs) >= 2 and rs, 60,
-                    "the train run of the fresh event")
+    runs = wait_for(
+        lambda: (rs := train_runs(platform, md5)) and len(rs) >= 2 and rs,
+        60,
+        "the train run of the fresh event",
+    )
     newest = max(runs, key=lambda r: r["expected_start_time"])
     platform.prefect.wait_run(newest["id"], timeout=600)
     assert len(train_runs(platform, md5)) == 2, [r["id"] for r in train_runs(platform, md5)]

@@ -17,8 +17,12 @@ def rec(minutes: float, model: str = "loans") -> RetrainRecord:
 
 def decide(history, now_min: float, *, cooldown=30.0, budget=6, force=False, model="loans"):
     return decide_retrain(
-        history, model_name=model, now=T0 + timedelta(minutes=now_min), cooldown_minutes=cooldown,
-        daily_budget=budget, force=force,
+        history,
+        model_name=model,
+        now=T0 + timedelta(minutes=now_min),
+        cooldown_minutes=cooldown,
+        daily_budget=budget,
+        force=force,
     )
 
 
@@ -77,7 +81,11 @@ def test_ledger_burst_lets_exactly_one_through(tmp_path: Path) -> None:
     ledger = RetrainLedger(ledger_path(tmp_path))
 
     def claim(i: int) -> bool:
-        return RetrainLedger(ledger.path).claim(rec(0.01 * i), cooldown_minutes=30, daily_budget=6).allowed
+        return (
+            RetrainLedger(ledger.path)
+            .claim(rec(0.01 * i), cooldown_minutes=30, daily_budget=6)
+            .allowed
+        )
 
     with ThreadPoolExecutor(5) as pool:
         results = list(pool.map(claim, range(5)))

@@ -53,13 +53,23 @@ def test_clear_orphans_stops_only_our_listeners(tmp_path: Path, ours: bool) -> N
     home = tmp_path / "home"
     child_home = home if ours else tmp_path / "someone-else"
     proc = subprocess.Popen(
-        [sys.executable, "-c", LISTENER], stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "MLOOP_HOME": str(child_home)}, start_new_session=True,
+        [sys.executable, "-c", LISTENER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLOOP_HOME": str(child_home)},
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        spec = ServiceSpec(name="serve", argv=[], env={"MLOOP_HOME": str(home)}, url="", health=lambda: False, port=port)
+        spec = ServiceSpec(
+            name="serve",
+            argv=[],
+            env={"MLOOP_HOME": str(home)},
+            url="",
+            health=lambda: False,
+            port=port,
+        )
         note = clear_orphans(spec, tmp_path / "run")
         if ours:
             assert note == f"stopped orphan pid {proc.pid} left by a dead serve"
@@ -73,11 +83,26 @@ def test_clear_orphans_stops_only_our_listeners(tmp_path: Path, ours: bool) -> N
 
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-def test_sigkill_of_serving_group_then_up_serves_again_without_orphans(platform: Platform, tmp_path: Path) -> None:
+def test_sigkill_of_serving_group_then_up_serves_again_without_orphans(
+    platform: Platform, tmp_path: Path
+) -> None:
     p = platform
     source = write_frame(generate("baseline", ROWS, 1), tmp_path / "loans-v1.parquet")
-    p.cli_json("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
-    served = wait_for(lambda: p.serving.served_model(), 420, "v1 to be trained, promoted and deployed by the triggers")
+    p.cli_json(
+        "ingest",
+        str(source),
+        "--dataset",
+        MODEL,
+        "--target",
+        "target",
+        "--time-column",
+        "event_time",
+    )
+    served = wait_for(
+        lambda: p.serving.served_model(),
+        420,
+        "v1 to be trained, promoted and deployed by the triggers",
+    )
     serve_pid = int((p.settings.state.run / "serve.pid").read_text())
     old_tree = process_tree(serve_pid)
     assert len(old_tree) > 1, "bentoml serve without workers?"
@@ -94,12 +119,12 @@ def test_sigkill_of_serving_group_then_up_serves_again_without_orphans(platform:
     up_seconds = time.monotonic() - t0
     assert out.returncode == 0, f"mloop up failed:\n{out.stdout}\n{out.stderr}\n{p.logs_tail()}"
     t1 = time.monotonic()
-    again = wait_for(lambda: p.serving.served_model(), 30, "serving to answer again after `mloop up`")
+    again = wait_for(
+        lambda: p.serving.served_model(), 30, "serving to answer again after `mloop up`"
+    )
     after_up = time.monotonic() - t1
     print(f"\nmloop up took {up_seconds:.1f}s; serving answered {after_up:.1f}s after it returned")
     assert str(again["model_version"]) == str(served["model_version"])
-
-
 
     state = {s["name"]: s for s in json.loads(out.stdout)["services"]}["serve"]
     assert state["started"] and state["pid"] != serve_pid
@@ -120,17 +145,22 @@ def test_sigkill_of_worker_then_up_starts_a_new_one_at_once(platform: Platform) 
 
     os.killpg(os.getpgid(old_pid), signal.SIGKILL)
     wait_for(lambda: not pid_alive(old_pid), 10, "the worker to die")
-    stale = old_name in p.prefect.online_workers("mloop-local")  # usually still ONLINE (heartbeat timeout)
+    stale = old_name in p.prefect.online_workers(
+        "mloop-local"
+    )  # usually still ONLINE (heartbeat timeout)
 
     t0 = time.monotonic()
     out = p.cli("up", "--json")
     seconds = time.monotonic() - t0
-    assert out.returncode == 0, f"mloop up failed (stale registration: {stale}):\n{out.stdout}\n{out.stderr}"
+    assert out.returncode == 0, (
+        f"mloop up failed (stale registration: {stale}):\n{out.stdout}\n{out.stderr}"
+    )
     assert "already answers" not in out.stdout + out.stderr
-
 
     state = {s["name"]: s for s in json.loads(out.stdout)["services"]}["prefect-worker"]
     new_name = (run / "prefect-worker.name").read_text().strip()
-    print(f"\nmloop up took {seconds:.1f}s with the dead worker's registration {'ONLINE' if stale else 'gone'}")
+    print(
+        f"\nmloop up took {seconds:.1f}s with the dead worker's registration {'ONLINE' if stale else 'gone'}"
+    )
     assert state["started"] and state["pid"] != old_pid and pid_alive(state["pid"])
     assert new_name != old_name and new_name in p.prefect.online_workers("mloop-local")

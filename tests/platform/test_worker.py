@@ -21,10 +21,18 @@ from mloop.core.processes import SERVICE_ENV, free_port
 from mloop.core.secrets import ensure_secrets
 from mloop.core.settings import Settings
 from mloop.platform.client import PrefectApi
-from mloop.platform.worker import JOINED_WORKER, check_can_join, joined_worker_name, worker_environment
+from mloop.platform.worker import (
+    JOINED_WORKER,
+    check_can_join,
+    joined_worker_name,
+    worker_environment,
+)
 
-TEAM = {"artifacts_uri": "s3://bucket/mloop", "s3_endpoint_url": "http://127.0.0.1:1",
-        "database_url": "postgresql://mloop:pw@127.0.0.1:1/mloop"}
+TEAM = {
+    "artifacts_uri": "s3://bucket/mloop",
+    "s3_endpoint_url": "http://127.0.0.1:1",
+    "database_url": "postgresql://mloop:pw@127.0.0.1:1/mloop",
+}
 
 
 def _team(tmp_path: Path, **kw: Any) -> Settings:
@@ -32,7 +40,10 @@ def _team(tmp_path: Path, **kw: Any) -> Settings:
 
 
 def test_the_name_says_the_host_and_is_new_each_start() -> None:
-    assert joined_worker_name("gpu-box.example.org", "a1b2c3") == "mloop-worker-gpu-box.example.org-a1b2c3"
+    assert (
+        joined_worker_name("gpu-box.example.org", "a1b2c3")
+        == "mloop-worker-gpu-box.example.org-a1b2c3"
+    )
     assert joined_worker_name("we ird/host", "a1") == "mloop-worker-we-ird-host-a1"
     assert joined_worker_name("", "a1") == "mloop-worker-host-a1"
 
@@ -63,7 +74,7 @@ def refusing_server() -> Iterator[str]:
     """An HTTP server whose /api/health answers and every other path says 401 (wrong credentials)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             self.send_response(200 if self.path.endswith("/health") else 401)
             self.end_headers()
 
@@ -81,7 +92,9 @@ def refusing_server() -> Iterator[str]:
         thread.join(5)
 
 
-def test_refused_credentials_are_an_error_saying_which_file_to_copy(tmp_path: Path, refusing_server: str) -> None:
+def test_refused_credentials_are_an_error_saying_which_file_to_copy(
+    tmp_path: Path, refusing_server: str
+) -> None:
     settings = _team(tmp_path)
     ensure_secrets(settings.state.root)  # a secret of its own, not the platform's
     with pytest.raises(MloopError, match=r"refused this home's credentials \(401\)") as err:
@@ -98,14 +111,19 @@ def test_a_pool_that_does_not_exist_yet_is_an_error(tmp_path: Path, prefect_serv
     assert "mloop up" in (err.value.fix or "")
 
 
-def test_the_environment_is_this_home_s_with_the_worker_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_is_this_home_s_with_the_worker_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = _team(tmp_path)
     ensure_secrets(settings.state.root)
     for name, value in {"PREFECT_API_KEY": "a cloud key", "PATH": "/usr/bin", "KEEP": "1"}.items():
         monkeypatch.setenv(name, value)
     env = worker_environment(settings)
     assert env[SERVICE_ENV] == JOINED_WORKER and env["KEEP"] == "1"
-    assert env["MLOOP_HOME"] == str(settings.state.root) and env["PREFECT_API_URL"] == settings.prefect_api_url
+    assert (
+        env["MLOOP_HOME"] == str(settings.state.root)
+        and env["PREFECT_API_URL"] == settings.prefect_api_url
+    )
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
     assert "PREFECT_API_KEY" not in env  # it would be sent instead of the platform's auth string
     assert env["PREFECT_API_AUTH_STRING"] and env["PREFECT_WORKER_QUERY_SECONDS"] == "1"

@@ -51,21 +51,49 @@ def test_the_first_worker_keeps_its_name_and_the_others_are_numbered() -> None:
         worker_service(0)
 
 
-@pytest.mark.parametrize("name", ["prefect-server", "prefect-worker-1", "prefect-worker-02", "prefect-worker-x",
-                                  "prefect-worker-", "serve", "worker"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "prefect-server",
+        "prefect-worker-1",
+        "prefect-worker-02",
+        "prefect-worker-x",
+        "prefect-worker-",
+        "serve",
+        "worker",
+    ],
+)
 def test_other_names_are_not_platform_workers(name: str) -> None:
     assert worker_index(name) is None
 
 
 def test_joined_and_numbered_workers_are_workers_the_rest_not() -> None:
-    assert is_worker_service("prefect-worker-5") and is_worker_service("worker") and is_worker_service(WORKER_SERVICE)
+    assert (
+        is_worker_service("prefect-worker-5")
+        and is_worker_service("worker")
+        and is_worker_service(WORKER_SERVICE)
+    )
     assert not is_worker_service("prefect-server") and not is_worker_service("serve")
 
 
 def test_the_service_order_has_every_worker_where_the_one_was() -> None:
-    assert service_order() == ("prefect-server", "mlflow", "webhook", "prefect-worker", "serve", "watchdog")
-    assert service_order(2) == ("prefect-server", "mlflow", "webhook", "prefect-worker", "prefect-worker-2", "serve",
-                                "watchdog")
+    assert service_order() == (
+        "prefect-server",
+        "mlflow",
+        "webhook",
+        "prefect-worker",
+        "serve",
+        "watchdog",
+    )
+    assert service_order(2) == (
+        "prefect-server",
+        "mlflow",
+        "webhook",
+        "prefect-worker",
+        "prefect-worker-2",
+        "serve",
+        "watchdog",
+    )
 
 
 def test_up_builds_one_spec_per_worker_each_with_its_own_name(tmp_path: Path) -> None:
@@ -78,8 +106,18 @@ def test_up_builds_one_spec_per_worker_each_with_its_own_name(tmp_path: Path) ->
 
 
 def test_down_stops_the_watchdog_then_every_worker_then_the_rest() -> None:
-    order = stop_order(["serve", "prefect-worker-2", "prefect-server", "watchdog", "mlflow", "prefect-worker",
-                        "webhook", "prefect-worker-3"])
+    order = stop_order(
+        [
+            "serve",
+            "prefect-worker-2",
+            "prefect-server",
+            "watchdog",
+            "mlflow",
+            "prefect-worker",
+            "webhook",
+            "prefect-worker-3",
+        ]
+    )
     assert order[0] == "watchdog"
     assert set(order[1:4]) == {"prefect-worker", "prefect-worker-2", "prefect-worker-3"}
     assert order[-1] == "prefect-server"
@@ -95,7 +133,14 @@ def test_the_wanted_count_falls_back_to_the_setting(tmp_path: Path) -> None:
 
 
 def test_extra_workers_are_those_beyond_the_count_highest_first() -> None:
-    names = ["prefect-worker", "prefect-worker-2", "prefect-worker-3", "prefect-worker-10", "serve", "worker"]
+    names = [
+        "prefect-worker",
+        "prefect-worker-2",
+        "prefect-worker-3",
+        "prefect-worker-10",
+        "serve",
+        "worker",
+    ]
     assert extra_workers(names, 2) == ["prefect-worker-10", "prefect-worker-3"]
     assert extra_workers(names, 10) == []
 
@@ -115,8 +160,17 @@ def test_a_worker_beyond_the_wanted_count_is_refused_at_start(tmp_path: Path) ->
     assert "--workers 2" in (err.value.fix or "")
 
 
-def test_the_watchdog_supervises_the_wanted_workers_and_they_wait_for_their_server(tmp_path: Path) -> None:
-    assert watched_services(2) == ("prefect-server", "mlflow", "webhook", "prefect-worker", "prefect-worker-2", "serve")
+def test_the_watchdog_supervises_the_wanted_workers_and_they_wait_for_their_server(
+    tmp_path: Path,
+) -> None:
+    assert watched_services(2) == (
+        "prefect-server",
+        "mlflow",
+        "webhook",
+        "prefect-worker",
+        "prefect-worker-2",
+        "serve",
+    )
     assert waiting_for("prefect-worker-2", {"prefect-server"})
     assert not waiting_for("prefect-worker-2", {"mlflow"})
     settings = _settings(tmp_path, workers=3)
@@ -127,14 +181,22 @@ def test_the_watchdog_supervises_the_wanted_workers_and_they_wait_for_their_serv
     assert dog.observe("prefect-worker-2").required  # no pid file yet it must run
 
 
-def test_a_cycle_restarts_only_the_wanted_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cycle_restarts_only_the_wanted_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = _settings(tmp_path)
     write_wanted_workers(settings.state.run, 2)
     dog = Watchdog(settings, jobs=[])
     restarted: list[str] = []
     monkeypatch.setattr(dog, "restart", lambda name, reason: restarted.append(name) or True)
     dog.cycle()  # nothing runs: every required service and both wanted workers are restarted, serve is not
-    assert restarted == ["prefect-server", "mlflow", "webhook", "prefect-worker", "prefect-worker-2"]
+    assert restarted == [
+        "prefect-server",
+        "mlflow",
+        "webhook",
+        "prefect-worker",
+        "prefect-worker-2",
+    ]
 
 
 def test_the_deploy_fingerprint_ignores_the_worker_count(tmp_path: Path) -> None:
@@ -144,12 +206,16 @@ def test_the_deploy_fingerprint_ignores_the_worker_count(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("value", ["0", str(MAX_WORKERS + 1), "two"])
-def test_an_invalid_worker_count_is_a_clear_error(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_invalid_worker_count_is_a_clear_error(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOOP_WORKERS", value)
     with pytest.raises(ValidationError) as caught:
         Settings()
     err = settings_error(caught.value)
-    assert err.what.startswith("invalid setting MLOOP_WORKERS: ") and "environment" in (err.where or "")
+    assert err.what.startswith("invalid setting MLOOP_WORKERS: ") and "environment" in (
+        err.where or ""
+    )
     assert value not in err.what  # a value is never echoed (another setting's may be a secret)
     monkeypatch.setenv("MLOOP_WORKERS", str(MAX_WORKERS))
     assert Settings().workers == MAX_WORKERS
@@ -158,14 +224,18 @@ def test_an_invalid_worker_count_is_a_clear_error(value: str, monkeypatch: pytes
 def _sleeper(home: Path, marker: str) -> subprocess.Popen[bytes]:
     """A process standing in for a worker: marked as ``marker`` of ``home``, in a session of its own."""
     env = {**os.environ, "MLOOP_HOME": str(home), SERVICE_ENV: marker}
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env=env, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], env=env, start_new_session=True
+    )
 
 
 def test_a_smaller_count_stops_the_extra_workers_and_keeps_the_others(tmp_path: Path) -> None:
     home, run = tmp_path / "home", tmp_path / "home" / "run"
     run.mkdir(parents=True)
     procs = {name: _sleeper(home, name) for name in worker_services(3)}
-    orphan = _sleeper(home, "prefect-worker-4")  # a dead worker-4's flow run: no live pid file, only its marker
+    orphan = _sleeper(
+        home, "prefect-worker-4"
+    )  # a dead worker-4's flow run: no live pid file, only its marker
     try:
         for name, proc in procs.items():
             (run / f"{name}.pid").write_text(str(proc.pid))
@@ -175,9 +245,14 @@ def test_a_smaller_count_stops_the_extra_workers_and_keeps_the_others(tmp_path: 
         assert list(states) == ["prefect-worker-4", "prefect-worker-3", "prefect-worker-2"]
         for name in ("prefect-worker-2", "prefect-worker-3"):
             assert procs[name].wait(30) is not None and not states[name].running
-            assert states[name].note == "stopped: 1 worker(s) wanted" and not (run / f"{name}.pid").exists()
+            assert (
+                states[name].note == "stopped: 1 worker(s) wanted"
+                and not (run / f"{name}.pid").exists()
+            )
         assert orphan.wait(30) is not None and not (run / "prefect-worker-4.pid").exists()
-        assert pid_alive(procs["prefect-worker"].pid) and (run / "prefect-worker.pid").exists()  # wanted: kept
+        assert (
+            pid_alive(procs["prefect-worker"].pid) and (run / "prefect-worker.pid").exists()
+        )  # wanted: kept
     finally:
         for proc in [*procs.values(), orphan]:
             if proc.poll() is None:

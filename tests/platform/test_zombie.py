@@ -28,7 +28,9 @@ from tests.platform.helpers import Platform, wait_for
 MODEL = "loans"
 ROWS = 2000
 CRASHED_WITHIN = 180  # the bound, seconds after the kill
-SLOW_GATE = {"resamples": 300_000}  # ~5 s per paired bootstrap on a 400-row holdout: a window to kill in
+SLOW_GATE = {
+    "resamples": 300_000
+}  # ~5 s per paired bootstrap on a 400-row holdout: a window to kill in
 
 pytestmark = pytest.mark.integration
 # `mloop up` is the one that starts the new worker here: the watchdog (every 5 s) would race it.
@@ -43,8 +45,17 @@ def _mlflow_runs(uri: str, flow_run_id: str) -> list[Any]:
 
     client = mlflow_client(uri)
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    return list(client.search_runs(experiments, filter_string=f"tags.`{TAG_FLOW_RUN_ID}` = '{flow_run_id}'",
-                                   run_view_type=ViewType.ALL)) if experiments else []
+    return (
+        list(
+            client.search_runs(
+                experiments,
+                filter_string=f"tags.`{TAG_FLOW_RUN_ID}` = '{flow_run_id}'",
+                run_view_type=ViewType.ALL,
+            )
+        )
+        if experiments
+        else []
+    )
 
 
 def _retries(p: Platform, run_id: str) -> list[dict[str, Any]]:
@@ -54,26 +65,50 @@ def _retries(p: Platform, run_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(1500)
-def test_sigkill_of_worker_during_training_crashes_the_run_and_trains_again_once(platform: Platform,
-                                                                                 tmp_path: Path) -> None:
+def test_sigkill_of_worker_during_training_crashes_the_run_and_trains_again_once(
+    platform: Platform, tmp_path: Path
+) -> None:
     from models.registry import champion_version
 
     p, uri = platform, platform.settings.tracking_uri
     source = write_frame(generate("baseline", ROWS, 1), tmp_path / "loans-v1.parquet")
-    p.cli_json("ingest", str(source), "--dataset", MODEL, "--target", "target", "--time-column", "event_time")
-    wait_for(lambda: p.serving.served_model(), 420, "v1 to be trained, promoted and deployed by the triggers")
+    p.cli_json(
+        "ingest",
+        str(source),
+        "--dataset",
+        MODEL,
+        "--target",
+        "target",
+        "--time-column",
+        "event_time",
+    )
+    wait_for(
+        lambda: p.serving.served_model(),
+        420,
+        "v1 to be trained, promoted and deployed by the triggers",
+    )
     champion = champion_version(uri, MODEL)
     assert champion is not None
 
-    run_id = p.prefect.run_deployment("train/local", {"dataset": MODEL, "force": True, "trigger": "zombie-test",
-                                                      "gate_params": SLOW_GATE})
-    wait_for(lambda: p.prefect.flow_run(run_id)["state_type"] == "RUNNING"
-             and any(r.info.status == "RUNNING" for r in _mlflow_runs(uri, run_id)),
-             300, "the train run to be Running with an open MLflow run", every=0.3)
+    run_id = p.prefect.run_deployment(
+        "train/local",
+        {"dataset": MODEL, "force": True, "trigger": "zombie-test", "gate_params": SLOW_GATE},
+    )
+    wait_for(
+        lambda: (
+            p.prefect.flow_run(run_id)["state_type"] == "RUNNING"
+            and any(r.info.status == "RUNNING" for r in _mlflow_runs(uri, run_id))
+        ),
+        300,
+        "the train run to be Running with an open MLflow run",
+        every=0.3,
+    )
     worker_pid = int((p.settings.state.run / "prefect-worker.pid").read_text())
     os.killpg(os.getpgid(worker_pid), signal.SIGKILL)
     killed = time.monotonic()
-    assert p.prefect.flow_run(run_id)["state_type"] == "RUNNING", "the run ended before the kill: train slower"
+    assert p.prefect.flow_run(run_id)["state_type"] == "RUNNING", (
+        "the run ended before the kill: train slower"
+    )
     wait_for(lambda: not pid_alive(worker_pid), 10, "the worker to die")
 
     out = p.cli("up", "--json")
@@ -84,13 +119,21 @@ def test_sigkill_of_worker_during_training_crashes_the_run_and_trains_again_once
     assert new_name in p.prefect.online_workers("mloop-local")
 
     remaining = CRASHED_WITHIN - (time.monotonic() - killed)
-    crashed = wait_for(lambda: (r := p.prefect.flow_run(run_id))["state_type"] == "CRASHED" and r, remaining,
-                       f"the killed run to be Crashed within {CRASHED_WITHIN} s of the kill")
-    print(f"\nrun Crashed {time.monotonic() - killed:.0f} s after the kill: {crashed['state']['message']}")
+    crashed = wait_for(
+        lambda: (r := p.prefect.flow_run(run_id))["state_type"] == "CRASHED" and r,
+        remaining,
+        f"the killed run to be Crashed within {CRASHED_WITHIN} s of the kill",
+    )
+    print(
+        f"\nrun Crashed {time.monotonic() - killed:.0f} s after the kill: {crashed['state']['message']}"
+    )
     assert "no heartbeat" in crashed["state"]["message"]
 
-    wait_for(lambda: all(r.info.status == "FAILED" for r in _mlflow_runs(uri, run_id)), 120,
-             "the crashed run's MLflow runs to be FAILED")
+    wait_for(
+        lambda: all(r.info.status == "FAILED" for r in _mlflow_runs(uri, run_id)),
+        120,
+        "the crashed run's MLflow runs to be FAILED",
+    )
     assert _mlflow_runs(uri, run_id), "the crashed run's MLflow run is gone"
     assert champion_version(uri, MODEL) == champion, "a crash moved the champion"
 
@@ -100,7 +143,13 @@ def test_sigkill_of_worker_during_training_crashes_the_run_and_trains_again_once
     assert done["state_type"] == "COMPLETED", done["state"]
     assert done["parameters"]["trigger"] == "zombie-test" and done["parameters"]["force"] is True
     assert len(_retries(p, run_id)) == 1
-    assert [r["id"] for r in p.prefect.flow_runs("train") if (r["parameters"] or {}).get("trigger") == "zombie-test"] \
-        == [run_id, retry[0]["id"]], "the training was not redone exactly once"
+    assert [
+        r["id"]
+        for r in p.prefect.flow_runs("train")
+        if (r["parameters"] or {}).get("trigger") == "zombie-test"
+    ] == [run_id, retry[0]["id"]], "the training was not redone exactly once"
     recover = [r for r in p.prefect.flow_runs("recover") if run_id in json.dumps(r["parameters"])]
-    assert len(recover) == 1 and p.prefect.wait_run(recover[0]["id"], timeout=60)["state_type"] == "COMPLETED"
+    assert (
+        len(recover) == 1
+        and p.prefect.wait_run(recover[0]["id"], timeout=60)["state_type"] == "COMPLETED"
+    )

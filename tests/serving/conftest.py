@@ -38,7 +38,7 @@ def server(packaged: Packaged) -> Iterator[ServiceProcess]:
 
 def forget_rollouts(packaged: Packaged) -> None:
     """Remove every ``<home>/serving/<model>/rolled-out.json`` (what a service restores at start)."""
-    from serving.rolled_out import ROLLED_OUT_FILE, SERVING_DIR
+    from serving.api.rollout_record import ROLLED_OUT_FILE, SERVING_DIR
 
     for record in (packaged.settings.state.root / SERVING_DIR).glob(f"*/{ROLLED_OUT_FILE}"):
         record.unlink()

@@ -33,7 +33,9 @@ def make_frame(rows: int = 2000, seed: int = 0) -> pd.DataFrame:
     n_accounts = rng.integers(0, 12, rows)
     purpose = rng.choice(["car", "home", "education", "business"], rows)
     region = rng.choice(["north", "south", "east", "west"], rows).astype(object)
-    logit = -2.2 + 3 * debt + 0.8 * (loan / income) - 0.01 * (age - 40) + 0.4 * (purpose == "business")
+    logit = (
+        -2.2 + 3 * debt + 0.8 * (loan / income) - 0.01 * (age - 40) + 0.4 * (purpose == "business")
+    )
     target = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     df = pd.DataFrame(
         {
@@ -59,8 +61,18 @@ def make_contract(name: str = "loans") -> DatasetContract:
         ColumnSpec(name="age", kind="numeric", nullable=False),
         ColumnSpec(name="debt_ratio", kind="numeric", nullable=False),
         ColumnSpec(name="n_accounts", kind="integer", nullable=False),
-        ColumnSpec(name="purpose", kind="categorical", nullable=False, categories=["business", "car", "education", "home"]),
-        ColumnSpec(name="region", kind="categorical", nullable=True, categories=["east", "north", "south", "west"]),
+        ColumnSpec(
+            name="purpose",
+            kind="categorical",
+            nullable=False,
+            categories=["business", "car", "education", "home"],
+        ),
+        ColumnSpec(
+            name="region",
+            kind="categorical",
+            nullable=True,
+            categories=["east", "north", "south", "west"],
+        ),
         ColumnSpec(name="target", kind="integer", nullable=False),
     ]
     return DatasetContract(name=name, task="classification", target="target", columns=cols)
@@ -76,7 +88,11 @@ def make_pipeline(kind: str = "logreg", seed: int = 0):
 
     pre = ColumnTransformer(
         [
-            ("num", Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]), NUMERIC + INTEGER),
+            (
+                "num",
+                Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]),
+                NUMERIC + INTEGER,
+            ),
             (
                 "cat",
                 Pipeline(
@@ -91,13 +107,17 @@ def make_pipeline(kind: str = "logreg", seed: int = 0):
     )
     clf = {
         "logreg": lambda: LogisticRegression(max_iter=500, C=1.0),
-        "rf": lambda: RandomForestClassifier(n_estimators=30, max_depth=6, random_state=seed, n_jobs=1),
+        "rf": lambda: RandomForestClassifier(
+            n_estimators=30, max_depth=6, random_state=seed, n_jobs=1
+        ),
         "hgb": lambda: HistGradientBoostingClassifier(max_iter=30, random_state=seed),
     }[kind]()
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
-def fit(kind: str = "logreg", seed: int = 0, C: float = 1.0) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+def fit(
+    kind: str = "logreg", seed: int = 0, C: float = 1.0
+) -> tuple[object, pd.DataFrame, pd.DataFrame]:
     """(fitted pipeline, train frame, holdout frame)."""
     df = make_frame(seed=seed)
     train, hold = df.iloc[:1600], df.iloc[1600:]
@@ -113,11 +133,10 @@ def fit(kind: str = "logreg", seed: int = 0, C: float = 1.0) -> tuple[object, pd
 
 def training_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The model input frame, with the models helper's convention (numeric float64, strings, NaN)."""
-    from serving.onnx_model import columns_from_frame, input_kinds, sklearn_frame
+    from serving.bundle.onnx_model import columns_from_frame, input_kinds, sklearn_frame
 
     kinds = input_kinds(make_contract())
     return sklearn_frame(columns_from_frame(df, list(kinds)), kinds)
-
 
 
 # ----------------------------------------------------------------------------- store + service
@@ -145,45 +164,71 @@ class Packaged:
 
 def tamper_expected(settings: Settings, tag: str) -> None:
     """Make a stored model fail its smoke test (expected outputs no longer match)."""
-    from serving.package import stored_model_dir
+    from serving.bundle.package import stored_model_dir
 
     meta_path = stored_model_dir(settings.state.bentoml_home, tag) / "mloop.json"
     meta = json.loads(meta_path.read_text())
-    meta["expected"]["probabilities"] = [min(1.0, p + 0.3) for p in meta["expected"]["probabilities"]]
+    meta["expected"]["probabilities"] = [
+        min(1.0, p + 0.3) for p in meta["expected"]["probabilities"]
+    ]
     meta_path.write_text(json.dumps(meta))
 
 
 def make_packaged(root: Path) -> Packaged:
     """Three versions of model ``loans`` in a fresh BentoML store (v1 with its Bento)."""
-    from serving.package import package_pipeline
+    from serving.bundle.package import package_pipeline
 
     settings = Settings(home=root / "home", project_dir=root, api_token=TOKEN)  # type: ignore[arg-type]
     settings.state.ensure()
     contract = make_contract()
     lineage = {"run_id": "run-1", "dataset_name": "loans", "dataset_md5": "0" * 32}
     pipe1, _, hold = fit("logreg", seed=0)
-    v1 = package_pipeline(settings, name="loans", version="1", pipeline=pipe1, contract=contract, holdout=hold, lineage=lineage)
+    v1 = package_pipeline(
+        settings,
+        name="loans",
+        version="1",
+        pipeline=pipe1,
+        contract=contract,
+        holdout=hold,
+        lineage=lineage,
+    )
     pipe2, _, _ = fit("rf", seed=1)
     v2 = package_pipeline(
-        settings, name="loans", version="2", pipeline=pipe2, contract=contract, holdout=hold, lineage=lineage, build=False
+        settings,
+        name="loans",
+        version="2",
+        pipeline=pipe2,
+        contract=contract,
+        holdout=hold,
+        lineage=lineage,
+        build=False,
     )
     pipe3, _, _ = fit("logreg", seed=2, C=0.01)
     v3 = package_pipeline(
-        settings, name="loans", version="3", pipeline=pipe3, contract=contract, holdout=hold, lineage=lineage, build=False
+        settings,
+        name="loans",
+        version="3",
+        pipeline=pipe3,
+        contract=contract,
+        holdout=hold,
+        lineage=lineage,
+        build=False,
     )
     tamper_expected(settings, v3.model_tag)
     return Packaged(settings=settings, v1=v1, v2=v2, broken=v3, holdout=hold)
 
 
 def start(packaged: Packaged, tag: str | Sequence[str] = "loans:v1", **env: str) -> ServiceProcess:
-    from serving.launch import start_service
+    from serving.control.process_spec import start_service
 
-    return start_service(packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env)
+    return start_service(
+        packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env
+    )
 
 
 def records(holdout: pd.DataFrame, n: int, start: int = 0) -> list[dict]:
     """``n`` JSON-ready request records from the holdout (NaN -> null)."""
-    from serving.onnx_model import columns_from_frame, input_kinds
+    from serving.bundle.onnx_model import columns_from_frame, input_kinds
 
     names = list(input_kinds(make_contract()))
     rows = holdout.iloc[start : start + n]
@@ -223,12 +268,21 @@ def make_odd_frame(rows: int = 600, seed: int = 3) -> pd.DataFrame:
 def make_odd_contract(name: str = "odd-columns") -> DatasetContract:
     df = make_odd_frame()
     cols = [
-        ColumnSpec(name=c, kind="numeric", nullable=c == "a b", max_null_share=0.2, min=float(df[c].min()), max=float(df[c].max()))
+        ColumnSpec(
+            name=c,
+            kind="numeric",
+            nullable=c == "a b",
+            max_null_share=0.2,
+            min=float(df[c].min()),
+            max=float(df[c].max()),
+        )
         for c in ODD_NUMERIC
     ]
     cols += [ColumnSpec(name=c, kind="integer", nullable=False, min=0, max=19) for c in ODD_INTEGER]
     cols += [
-        ColumnSpec(name="1st", kind="categorical", nullable=False, categories=["bronze", "gold", "silver"]),
+        ColumnSpec(
+            name="1st", kind="categorical", nullable=False, categories=["bronze", "gold", "silver"]
+        ),
         ColumnSpec(name="class", kind="categorical", nullable=True, categories=["first", "second"]),
         ColumnSpec(name=ODD_TARGET, kind="integer", nullable=False),
     ]
@@ -244,18 +298,25 @@ def fit_odd() -> tuple[object, pd.DataFrame]:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from threadpoolctl import threadpool_limits
 
-    from serving.onnx_model import columns_from_frame, input_kinds, sklearn_frame
+    from serving.bundle.onnx_model import columns_from_frame, input_kinds, sklearn_frame
 
     df = make_odd_frame()
     train, hold = df.iloc[:480], df.iloc[480:]
     kinds = input_kinds(make_odd_contract())
     pre = ColumnTransformer(
         [
-            ("num", Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]), ODD_NUMERIC + ODD_INTEGER),
+            (
+                "num",
+                Pipeline([("imp", SimpleImputer(strategy="median")), ("sc", StandardScaler())]),
+                ODD_NUMERIC + ODD_INTEGER,
+            ),
             (
                 "cat",
                 Pipeline(
-                    [("imp", SimpleImputer(strategy="constant", fill_value="__missing__")), ("oh", OneHotEncoder(handle_unknown="ignore"))]
+                    [
+                        ("imp", SimpleImputer(strategy="constant", fill_value="__missing__")),
+                        ("oh", OneHotEncoder(handle_unknown="ignore")),
+                    ]
                 ),
                 ODD_CATEGORICAL,
             ),
@@ -269,23 +330,33 @@ def fit_odd() -> tuple[object, pd.DataFrame]:
 
 def package_odd(settings: Settings, version: str = "1"):
     """Package the odd-columns model as ``odd-columns:v<version>`` (no Bento) into ``settings``' store."""
-    from serving.package import package_pipeline
+    from serving.bundle.package import package_pipeline
 
     pipe, hold = fit_odd()
     return package_pipeline(
-        settings, name="odd-columns", version=version, pipeline=pipe, contract=make_odd_contract(), holdout=hold, build=False
+        settings,
+        name="odd-columns",
+        version=version,
+        pipeline=pipe,
+        contract=make_odd_contract(),
+        holdout=hold,
+        build=False,
     ), hold
 
 
 def json_records(frame: pd.DataFrame, contract: DatasetContract) -> list[dict]:
     """JSON-ready request records under the users' column names (NaN -> null, integers as int)."""
-    from serving.onnx_model import columns_from_frame
+    from serving.bundle.onnx_model import columns_from_frame
 
     names = [c.name for c in contract.feature_columns]
     ints = {c.name for c in contract.feature_columns if c.kind == "integer"}
     cols = columns_from_frame(frame, names)
     return [
-        {k: (int(cols[k][i]) if k in ints and cols[k][i] is not None else cols[k][i]) for k in names} for i in range(len(frame))
+        {
+            k: (int(cols[k][i]) if k in ints and cols[k][i] is not None else cols[k][i])
+            for k in names
+        }
+        for i in range(len(frame))
     ]
 
 
@@ -324,7 +395,9 @@ class PredictLoad(LoadThreads):
             i = 0
             while not self._stop.is_set():
                 try:
-                    resp = client.post("/predict", json={"records": [self.recs[i % n], self.recs[(i + 1) % n]]})
+                    resp = client.post(
+                        "/predict", json={"records": [self.recs[i % n], self.recs[(i + 1) % n]]}
+                    )
                 except httpx.HTTPError:
                     time.sleep(0.01)
                     continue
@@ -365,7 +438,7 @@ def package_generated(
     from models.pipeline import build_pipeline, prepare_features
     from models.spec import ModelSpec
     from models.split import split_dataset
-    from serving.package import package_pipeline
+    from serving.bundle.package import package_pipeline
 
     df = generate("baseline", rows=rows, seed=seed, task=task, features=features)
     contract = infer_contract(df, name=name, target="target", time_column="event_time")
@@ -374,5 +447,13 @@ def package_generated(
     pipe = build_pipeline(contract, ModelSpec(estimator=estimator))  # type: ignore[arg-type]
     with threadpool_limits(1):
         pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
-    model = package_pipeline(settings, name=name, version=version, pipeline=pipe, contract=contract, holdout=hold, build=False)
+    model = package_pipeline(
+        settings,
+        name=name,
+        version=version,
+        pipeline=pipe,
+        contract=contract,
+        holdout=hold,
+        build=False,
+    )
     return Generated(model=model, contract=contract, records=json_records(hold.head(200), contract))

@@ -7,14 +7,26 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from serving.access import AccessMiddleware, is_loopback, is_predict
+from serving.api.access import AccessMiddleware, is_loopback, is_predict
 
 
-def _app(token: str | None, predict_requires_token: bool = True, client: tuple[str, int] = ("127.0.0.1", 5000)) -> TestClient:
-    async def ok(request) -> PlainTextResponse:  # noqa: ANN001
+def _app(
+    token: str | None,
+    predict_requires_token: bool = True,
+    client: tuple[str, int] = ("127.0.0.1", 5000),
+) -> TestClient:
+    async def ok(request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    paths = ("/predict", "/feedback", "/admin/rollout", "/model", "/other", "/models/rates/predict", "/models/rates/feedback")
+    paths = (
+        "/predict",
+        "/feedback",
+        "/admin/rollout",
+        "/model",
+        "/other",
+        "/models/rates/predict",
+        "/models/rates/feedback",
+    )
     app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
     return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)  # type: ignore[arg-type]
 
@@ -34,7 +46,10 @@ def test_predict_can_be_opened_but_writes_cannot() -> None:
 
 
 def test_a_callable_token_is_asked_once_and_none_turns_the_token_off() -> None:
-    assert _app(lambda: "t").post("/feedback", headers={"authorization": "Bearer t"}).status_code == 200
+    assert (
+        _app(lambda: "t").post("/feedback", headers={"authorization": "Bearer t"}).status_code
+        == 200
+    )
     assert _app(None).post("/feedback").status_code == 200
 
 
@@ -52,7 +67,9 @@ def test_a_model_route_follows_the_rule_of_its_legacy_route() -> None:
     closed, opened = _app("s3cret"), _app("s3cret", predict_requires_token=False)
     assert closed.post("/models/rates/predict").status_code == 401
     assert opened.post("/models/rates/predict").status_code == 200
-    assert opened.post("/models/rates/predict/").status_code != 401  # a trailing slash is the same route
+    assert (
+        opened.post("/models/rates/predict/").status_code != 401
+    )  # a trailing slash is the same route
     assert opened.post("/models/rates/feedback").status_code == 401
     assert is_predict("/models/a/predict") and not is_predict("/models//predict")
     assert not is_predict("/models/a/b/predict") and not is_predict("/models/a/feedback")

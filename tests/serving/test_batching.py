@@ -1,11 +1,11 @@
-"""The batching-wait rule (serving/batching.py) on BentoML's real Optimizer class."""
+"""The batching-wait rule (serving/api/batching.py) on BentoML's real Optimizer class."""
 
 from __future__ import annotations
 
-from serving.batching import bound_batching_wait
+from serving.api.batching import bound_batching_wait
 
 
-def _optimizer_after_a_burst():  # noqa: ANN202 - bentoml's internal Optimizer
+def _optimizer_after_a_burst():
     from bentoml._internal.marshal.dispatcher import Optimizer
 
     opt = Optimizer(max_latency=5.0)

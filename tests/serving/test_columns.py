@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
-from serving.predlog import read_feedback, read_predictions
+from serving.log.predictions import read_feedback, read_predictions
 from tests.helpers import assert_no_server_error
 from tests.serving.helpers import (
     AUTH,
@@ -57,9 +57,17 @@ def test_predict_log_and_feedback_use_the_users_names(odd, packaged: Packaged) -
     assert resp.status_code == 200, resp.text
     ids = [a["prediction_id"] for a in resp.json()]
     assert all(0 <= a["probability"] <= 1 for a in resp.json())
-    fb = httpx.post(f"{proc.url}/feedback", json={"labels": [{"prediction_id": ids[0], "label": 1}]}, headers=AUTH)
+    fb = httpx.post(
+        f"{proc.url}/feedback",
+        json={"labels": [{"prediction_id": ids[0], "label": 1}]},
+        headers=AUTH,
+    )
     assert fb.status_code == 200 and fb.json()["recorded"] == 1
-    wrong = httpx.post(f"{proc.url}/feedback", json={"labels": [{"prediction_id": ids[1], "label": "yes"}]}, headers=AUTH)
+    wrong = httpx.post(
+        f"{proc.url}/feedback",
+        json={"labels": [{"prediction_id": ids[1], "label": "yes"}]},
+        headers=AUTH,
+    )
     assert wrong.status_code == 400 and "label" in wrong.text
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -69,16 +77,25 @@ def test_predict_log_and_feedback_use_the_users_names(odd, packaged: Packaged) -
         time.sleep(0.3)
     mine = logged.set_index("prediction_id").loc[ids]
     for name in ("petal length (cm)", "a b", "a_b", "1st", "class", "naïve", "x/y", "x.y"):
-        column = mine[name].astype(object).where(mine[name].notna(), None)  # NaN read back -> null sent
+        column = (
+            mine[name].astype(object).where(mine[name].notna(), None)
+        )  # NaN read back -> null sent
         assert column.tolist() == [r[name] for r in recs], name
-    assert read_feedback(packaged.settings.state.feedback, "odd-columns").set_index("prediction_id").loc[ids[0], "label"] == 1
+    assert (
+        read_feedback(packaged.settings.state.feedback, "odd-columns")
+        .set_index("prediction_id")
+        .loc[ids[0], "label"]
+        == 1
+    )
 
 
 def test_a_value_out_of_bounds_is_refused_naming_the_users_column(odd) -> None:
     _, hold, proc = odd
     rec = json_records(hold.head(1), make_odd_contract())[0]
     for name, value in (("x.y", 2**63), ("naïve", 1e308), ("1st", "z" * 1001)):
-        resp = httpx.post(f"{proc.url}/predict", json={"records": [{**rec, name: value}]}, headers=AUTH)
+        resp = httpx.post(
+            f"{proc.url}/predict", json={"records": [{**rec, name: value}]}, headers=AUTH
+        )
         assert resp.status_code == 400, resp.text
         assert name in resp.json()["detail"][0]["loc"], resp.text
 

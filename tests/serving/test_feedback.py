@@ -10,14 +10,26 @@ import pandas as pd
 import pytest
 
 from mloop.core.errors import MloopError
-from serving.feedback import FeedbackStore, RecentIds, logged_ids, read_conflicts, same_label
-from serving.predlog import PredictionLogger, new_prediction_ids, read_feedback, record_labels
+from serving.log.feedback import FeedbackStore, RecentIds, logged_ids, read_conflicts, same_label
+from serving.log.predictions import (
+    PredictionLogger,
+    new_prediction_ids,
+    read_feedback,
+    record_labels,
+)
 
 
 def _logged(root: Path, n: int, model: str = "loans") -> list[str]:
     logger = PredictionLogger(root / "predictions", flush_seconds=60)
     ids = new_prediction_ids(n)
-    logger.log(ids=ids, model_name=model, model_version="1", features={"age": [30.0] * n}, predictions=[1] * n, values=[0.7] * n)
+    logger.log(
+        ids=ids,
+        model_name=model,
+        model_version="1",
+        features={"age": [30.0] * n},
+        predictions=[1] * n,
+        values=[0.7] * n,
+    )
     logger.close()
     return ids
 
@@ -74,8 +86,14 @@ def test_a_second_different_label_is_a_conflict_and_the_first_is_kept(tmp_path: 
     labels = read_feedback(tmp_path / "feedback", "loans").set_index("prediction_id")["label"]
     assert labels[a] == 0 and labels[b] == 1
     (conflict,) = read_conflicts(tmp_path / "feedback", "loans")
-    assert conflict["prediction_id"] == a and conflict["first_label"] == 0 and conflict["label"] == 1
-    assert conflict["request"] == {"via": "test", "client": "127.0.0.1"} and conflict["timestamp"] and conflict["first_timestamp"]
+    assert (
+        conflict["prediction_id"] == a and conflict["first_label"] == 0 and conflict["label"] == 1
+    )
+    assert (
+        conflict["request"] == {"via": "test", "client": "127.0.0.1"}
+        and conflict["timestamp"]
+        and conflict["first_timestamp"]
+    )
     # a fresh store (another process, a restart) reads the first label from disk
     again = _store(tmp_path).record("loans", [(a, 1)])
     assert again.conflicts == 1 and len(read_conflicts(tmp_path / "feedback", "loans")) == 2
@@ -100,13 +118,19 @@ def test_within_one_batch_the_first_label_wins(tmp_path: Path) -> None:
 
 def test_read_feedback_keeps_the_first_label_of_an_older_store(tmp_path: Path) -> None:
     """Stores written before the trust rule may hold several labels per id: the first one counts."""
-    from serving.predlog import _write_atomic
-
     import pyarrow as pa
+
+    from serving.log.predictions import _write_atomic
 
     folder = tmp_path / "feedback" / "loans"
     for i, label in enumerate((0, 1)):
-        df = pd.DataFrame({"prediction_id": ["a"], "label": [label], "timestamp": [pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(i, "s")]})
+        df = pd.DataFrame(
+            {
+                "prediction_id": ["a"],
+                "label": [label],
+                "timestamp": [pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(i, "s")],
+            }
+        )
         _write_atomic(pa.Table.from_pandas(df, preserve_index=False), folder / f"part-{i}.parquet")
     assert read_feedback(tmp_path / "feedback", "loans")["label"].tolist() == [0]
 
@@ -132,12 +156,18 @@ def test_concurrent_labels_for_one_id_record_exactly_one(tmp_path: Path) -> None
 def test_rejected_list_is_capped_but_counts_are_complete(tmp_path: Path) -> None:
     result = _store(tmp_path).record("loans", [(f"id-{i}", 1) for i in range(250)])
     answer = result.answer()
-    assert answer["unknown"] == 250 and len(answer["rejected"]) == 100 and answer["rejected_truncated"] is True
+    assert (
+        answer["unknown"] == 250
+        and len(answer["rejected"]) == 100
+        and answer["rejected_truncated"] is True
+    )
 
 
 def test_record_labels_refuses_a_model_name_that_leaves_the_store(tmp_path: Path) -> None:
     with pytest.raises(MloopError, match="invalid model name"):
-        record_labels(tmp_path / "feedback", "../escape", pd.DataFrame({"prediction_id": ["a"], "label": [1]}))
+        record_labels(
+            tmp_path / "feedback", "../escape", pd.DataFrame({"prediction_id": ["a"], "label": [1]})
+        )
     assert not (tmp_path / "escape").exists()
 
 
@@ -149,7 +179,7 @@ def test_same_label_survives_the_parquet_round_trip() -> None:
 
 
 class _CountingRemote:
-    """A stand-in for :class:`serving.remote_log.RemoteLog`: counts the listings of label parts, keeps nothing."""
+    """A stand-in for :class:`serving.log.remote_parts.RemoteLog`: counts the listings of label parts, keeps nothing."""
 
     def __init__(self) -> None:
         self.listings = 0
@@ -163,12 +193,16 @@ class _CountingRemote:
         self.uploads.append(relative)
 
 
-def test_team_mode_lists_s3_labels_at_the_first_write_and_when_stale_not_per_request(tmp_path: Path) -> None:
+def test_team_mode_lists_s3_labels_at_the_first_write_and_when_stale_not_per_request(
+    tmp_path: Path,
+) -> None:
     recent = RecentIds()
     ids = new_prediction_ids(4)
     recent.add("loans", ids)
     remote = _CountingRemote()
-    store = FeedbackStore(tmp_path / "feedback", tmp_path / "predictions", recent=recent, remote=remote)  # type: ignore[arg-type]
+    store = FeedbackStore(
+        tmp_path / "feedback", tmp_path / "predictions", recent=recent, remote=remote
+    )  # type: ignore[arg-type]
     for pid in ids[:3]:
         assert store.record("loans", [(pid, 1)]).recorded == 1
     assert remote.listings == 1  # the first write only

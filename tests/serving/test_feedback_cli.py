@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mloop.cli.app import app
-from serving.predlog import PredictionLogger, new_prediction_ids, read_feedback
+from serving.log.predictions import PredictionLogger, new_prediction_ids, read_feedback
 
 
 @pytest.fixture
@@ -29,8 +29,14 @@ def home(tmp_path: Path) -> Iterator[Path]:
 def _log(home: Path, n: int) -> list[str]:
     logger = PredictionLogger(home / "predictions", flush_seconds=60)
     ids = new_prediction_ids(n)
-    logger.log(ids=ids, model_name="loans", model_version="1", features={"age": [30.0] * n}, predictions=[1] * n,
-               values=[0.7] * n)
+    logger.log(
+        ids=ids,
+        model_name="loans",
+        model_version="1",
+        features={"age": [30.0] * n},
+        predictions=[1] * n,
+        values=[0.7] * n,
+    )
     logger.close()
     return ids
 
@@ -42,7 +48,9 @@ def _feedback(tmp_path: Path, rows: list[tuple[str, int]]) -> dict:
     return {"exit_code": result.exit_code, "output": result.output}
 
 
-def test_known_ids_are_recorded_unknown_and_conflicting_ones_are_not(home: Path, tmp_path: Path) -> None:
+def test_known_ids_are_recorded_unknown_and_conflicting_ones_are_not(
+    home: Path, tmp_path: Path
+) -> None:
     known = _log(home, 3)
     first = _feedback(tmp_path, [(known[0], 1), (known[1], 0), ("f" * 32, 1)])
     assert first["exit_code"] == 0, first["output"]

@@ -9,7 +9,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from serving.access import LocalAnswer, ServingGate
+from serving.api.access import LocalAnswer, ServingGate
 
 AUTH = {"authorization": "Bearer s3cret"}
 
@@ -26,9 +26,18 @@ def _client(client: tuple[str, int] = ("127.0.0.1", 5000), max_body: int = 100) 
     async def echo(request: Request) -> PlainTextResponse:
         return PlainTextResponse(str(len(await request.body())))
 
-    app = Starlette(routes=[Route(p, echo, methods=["GET", "POST"]) for p in ("/predict", "/admin/rollout", "/other")])
+    app = Starlette(
+        routes=[
+            Route(p, echo, methods=["GET", "POST"])
+            for p in ("/predict", "/admin/rollout", "/other")
+        ]
+    )
     gate = ServingGate(
-        app, allowed_hosts=["testserver", "localhost"], max_body_bytes=max_body, token="s3cret", local=_local
+        app,
+        allowed_hosts=["testserver", "localhost"],
+        max_body_bytes=max_body,
+        token="s3cret",
+        local=_local,
     )
     return TestClient(gate, client=client, raise_server_exceptions=False)  # type: ignore[arg-type]
 
@@ -38,8 +47,12 @@ def test_the_host_allowlist_answers_as_starlette_does_on_every_route() -> None:
     for path in ("/predict", "/model", "/other"):
         resp = c.get(path, headers={"host": "evil.example"})
         assert resp.status_code == 400 and resp.text == "Invalid host header", path
-    assert c.post("/predict", json={}, headers={**AUTH, "host": "localhost:3000"}).status_code == 200
-    assert c.post("/predict", json={}, headers={**AUTH, "host": "localhost:3000"}).status_code == 200  # remembered
+    assert (
+        c.post("/predict", json={}, headers={**AUTH, "host": "localhost:3000"}).status_code == 200
+    )
+    assert (
+        c.post("/predict", json={}, headers={**AUTH, "host": "localhost:3000"}).status_code == 200
+    )  # remembered
 
 
 def _guarded_status(body: object) -> int:
@@ -50,22 +63,35 @@ def _guarded_status(body: object) -> int:
         return PlainTextResponse(str(len(await request.body())))
 
     app = Starlette(routes=[Route("/predict", echo, methods=["POST"])])
-    guarded = TestClient(GuardMiddleware(app, allowed_hosts=["testserver"], max_body_bytes=100), raise_server_exceptions=False)  # type: ignore[arg-type]
-    return guarded.post("/predict", content=body, headers={"content-type": "application/json"}).status_code
+    guarded = TestClient(
+        GuardMiddleware(app, allowed_hosts=["testserver"], max_body_bytes=100),
+        raise_server_exceptions=False,
+    )  # type: ignore[arg-type]
+    return guarded.post(
+        "/predict", content=body, headers={"content-type": "application/json"}
+    ).status_code
 
 
 def test_the_body_limit_by_length_and_while_streaming() -> None:
     c = _client()
-    resp = c.post("/predict", content=b"x" * 101, headers={**AUTH, "content-type": "application/json"})
+    resp = c.post(
+        "/predict", content=b"x" * 101, headers={**AUTH, "content-type": "application/json"}
+    )
     assert resp.status_code == 413 and "MLOOP_MAX_BODY_BYTES" in resp.text
 
     def chunks():  # no Content-Length: counted while it streams
         yield b"x" * 60
         yield b"x" * 60
 
-    resp = c.post("/predict", content=chunks(), headers={**AUTH, "content-type": "application/json"})
-    assert resp.status_code != 200 and resp.status_code == _guarded_status(chunks())  # as GuardMiddleware answers
-    ok = c.post("/predict", content=b"x" * 100, headers={**AUTH, "content-type": "application/json"})
+    resp = c.post(
+        "/predict", content=chunks(), headers={**AUTH, "content-type": "application/json"}
+    )
+    assert resp.status_code != 200 and resp.status_code == _guarded_status(
+        chunks()
+    )  # as GuardMiddleware answers
+    ok = c.post(
+        "/predict", content=b"x" * 100, headers={**AUTH, "content-type": "application/json"}
+    )
     assert ok.status_code == 200 and ok.text == "100"
 
 
@@ -73,7 +99,12 @@ def test_access_then_the_local_answers() -> None:
     c = _client()
     assert c.post("/predict", json={}).status_code == 401
     assert c.post("/predict", json={}, headers={"authorization": "Bearer nope"}).status_code == 401
-    assert c.post("/predict/", content=b"a=1", headers={**AUTH, "content-type": "text/plain"}).status_code == 415
+    assert (
+        c.post(
+            "/predict/", content=b"a=1", headers={**AUTH, "content-type": "text/plain"}
+        ).status_code
+        == 415
+    )
     assert c.get("/model").text == "model"  # open without a token
     remote = _client(client=("203.0.113.9", 5000))
     assert remote.post("/admin/rollout", json={}, headers=AUTH).status_code == 403

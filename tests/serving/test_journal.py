@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.journal import JOURNAL_DIR, SegmentName, parse_segment_name, process_start, writer_alive
-from serving.predlog import (
+from serving.log.journal import (
+    JOURNAL_DIR,
+    SegmentName,
+    parse_segment_name,
+    process_start,
+    writer_alive,
+)
+from serving.log.predictions import (
     PredictionLogger,
     compact_journal,
     compact_journals,
@@ -63,16 +69,22 @@ def test_segment_names_and_liveness() -> None:
     me = SegmentName(os.getpid(), process_start(os.getpid()) or 0, 3)
     assert parse_segment_name(me.file_name()) == me
     assert writer_alive(me)
-    assert not writer_alive(SegmentName(me.pid, me.start + 1, 3))  # same pid, other start: a reused pid
+    assert not writer_alive(
+        SegmentName(me.pid, me.start + 1, 3)
+    )  # same pid, other start: a reused pid
     assert parse_segment_name("x.jsonl") is None and parse_segment_name("1-2-3.jsonl.torn") is None
 
 
-def test_every_logged_batch_is_journaled_before_the_flush_and_the_flush_removes_the_segment(tmp_path: Path) -> None:
+def test_every_logged_batch_is_journaled_before_the_flush_and_the_flush_removes_the_segment(
+    tmp_path: Path,
+) -> None:
     logger = PredictionLogger(tmp_path, flush_seconds=60)
     ids = _log(logger, 3) + _log(logger, 2)
     segs = _segments(tmp_path)
     assert len(segs) == 1 and len(segs[0].read_bytes().splitlines()) == 2
-    assert read_predictions(tmp_path, "loans").empty  # a live writer's segment is not compacted by readers
+    assert read_predictions(
+        tmp_path, "loans"
+    ).empty  # a live writer's segment is not compacted by readers
     assert logger.flush() == 5
     assert _segments(tmp_path) == []
     assert read_predictions(tmp_path, "loans")["prediction_id"].tolist() == ids
@@ -98,7 +110,9 @@ def test_a_dead_writers_segment_is_compacted_by_the_readers(tmp_path: Path) -> N
     assert find_prediction(tmp_path, ids[0])["model_version"] == "1"
 
 
-def test_compaction_after_a_crash_between_part_and_segment_delete_does_not_duplicate(tmp_path: Path) -> None:
+def test_compaction_after_a_crash_between_part_and_segment_delete_does_not_duplicate(
+    tmp_path: Path,
+) -> None:
     logger = PredictionLogger(tmp_path, flush_seconds=60)
     ids = _log(logger, 4)
     seg = _segments(tmp_path)[0]
@@ -132,7 +146,14 @@ def test_rows_parquet_cannot_hold_go_to_dead_letter_in_compaction_too(tmp_path: 
     logger = PredictionLogger(tmp_path, flush_seconds=60)
     good = _log(logger, 2)
     bad = new_prediction_ids(1)
-    logger.log(ids=bad, model_name="loans", model_version="1", features={"age": [1.0, 2.0]}, predictions=[1], values=[0.5])  # two values for one id
+    logger.log(
+        ids=bad,
+        model_name="loans",
+        model_version="1",
+        features={"age": [1.0, 2.0]},
+        predictions=[1],
+        values=[0.5],
+    )  # two values for one id
     logger._closed = True
     _as_dead_writer(tmp_path)
     df = read_predictions(tmp_path, "loans")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mloop.core.settings import Settings
 from mloop.core.processes import http_url as connect_url
-from serving.launch import serve_argv, serve_env
+from mloop.core.settings import Settings
+from serving.control.process_spec import serve_argv, serve_env
 
 
 def _settings(tmp_path: Path, **kw: object) -> Settings:
@@ -25,16 +25,27 @@ def test_the_generated_token_stays_out_of_argv_and_env(tmp_path: Path) -> None:
     assert not any(token in v for v in env.values()) and not any(token in a for a in argv)
     secret = s.credentials()
     assert secret is not None
-    for key in ("PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_PASSWORD"):  # the service never talks to them
+    for key in (
+        "PREFECT_API_AUTH_STRING",
+        "MLFLOW_TRACKING_PASSWORD",
+    ):  # the service never talks to them
         assert env.get(key) == ""
     assert (env["MLOOP_AUTH"], env["MLOOP_PREDICT_REQUIRES_TOKEN"]) == ("true", "true")
 
 
 def test_a_token_the_user_set_is_passed_in_env_only(tmp_path: Path) -> None:
-    s = _settings(tmp_path, api_token="users-token", predict_requires_token=False, allowed_hosts=["ml.example"])
+    s = _settings(
+        tmp_path,
+        api_token="users-token",
+        predict_requires_token=False,
+        allowed_hosts=["ml.example"],
+    )
     env = serve_env(s, "loans:v1")
     assert env["MLOOP_API_TOKEN"] == "users-token"
-    assert env["MLOOP_PREDICT_REQUIRES_TOKEN"] == "false" and env["MLOOP_ALLOWED_HOSTS"] == '["ml.example"]'
+    assert (
+        env["MLOOP_PREDICT_REQUIRES_TOKEN"] == "false"
+        and env["MLOOP_ALLOWED_HOSTS"] == '["ml.example"]'
+    )
 
 
 def test_the_service_binds_to_serve_host_and_is_probed_on_loopback(tmp_path: Path) -> None:
@@ -49,20 +60,26 @@ def test_the_service_binds_to_serve_host_and_is_probed_on_loopback(tmp_path: Pat
 
 
 def test_many_tags_go_to_the_service_as_one_list(tmp_path: Path) -> None:
-    from serving.config import ServingSettings
+    from serving.api.config import ServingSettings
 
     s = _settings(tmp_path)
     env = serve_env(s, ["loans:v3", "rates:v1", "loans:v3"])
-    assert (env["MLOOP_SERVE_MODELS"], env["MLOOP_SERVE_MODEL"]) == ("loans:v3,rates:v1", "loans:v3")
+    assert (env["MLOOP_SERVE_MODELS"], env["MLOOP_SERVE_MODEL"]) == (
+        "loans:v3,rates:v1",
+        "loans:v3",
+    )
     assert serve_env(s, "loans:v1")["MLOOP_SERVE_MODELS"] == "loans:v1"  # one tag: a one-tag list
-    assert ServingSettings(serve_models="loans:v3,rates:v1", serve_model="loans:v3").tags() == ["loans:v3", "rates:v1"]
+    assert ServingSettings(serve_models="loans:v3,rates:v1", serve_model="loans:v3").tags() == [
+        "loans:v3",
+        "rates:v1",
+    ]
     assert ServingSettings(serve_model="loans:v1").tags() == ["loans:v1"]
 
 
 def test_two_tags_of_one_model_are_refused(tmp_path: Path) -> None:
     import pytest
 
-    from serving.config import ServingSettings
+    from serving.api.config import ServingSettings
 
     with pytest.raises(ValueError, match="same model"):
         ServingSettings(serve_models="loans:v1,loans:v2").tags()

@@ -18,9 +18,18 @@ import psutil
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
-from serving.rolled_out import SERVING_DIR
+from serving.api.rollout_record import SERVING_DIR
 from tests.helpers import assert_no_server_error
-from tests.serving.helpers import AUTH, TOKEN, Generated, LoadThreads, Packaged, package_generated, records, start
+from tests.serving.helpers import (
+    AUTH,
+    TOKEN,
+    Generated,
+    LoadThreads,
+    Packaged,
+    package_generated,
+    records,
+    start,
+)
 from tests.serving.test_service import BAD_REQUESTS
 from tests.serving.test_worker_kill import _wait_for, _worker_pid
 
@@ -75,7 +84,9 @@ def _models(url: str) -> dict[str, dict] | None:
 # ----------------------------------------------------------------------------- routes
 
 
-def test_each_model_answers_on_its_own_route(two: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
+def test_each_model_answers_on_its_own_route(
+    two: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
     loans = _post(two.url, "/models/loans/predict", {"records": records(packaged.holdout, 3)})
     assert loans.status_code == 200, loans.text
     assert [(a["model_name"], a["model_version"]) for a in loans.json()] == [("loans", "1")] * 3
@@ -84,7 +95,10 @@ def test_each_model_answers_on_its_own_route(two: ServiceProcess, packaged: Pack
     assert rates.status_code == 200, rates.text
     answers = rates.json()
     assert [(a["model_name"], a["model_version"]) for a in answers] == [("rates", "1")] * 4
-    assert all(set(a) == {"prediction", "score", "model_name", "model_version", "prediction_id"} for a in answers)
+    assert all(
+        set(a) == {"prediction", "score", "model_name", "model_version", "prediction_id"}
+        for a in answers
+    )
     assert all(a["prediction"] == a["score"] for a in answers)
 
 
@@ -101,7 +115,9 @@ def test_models_are_listed_and_described(two: ServiceProcess) -> None:
     assert bad.status_code == 404
 
 
-def test_the_legacy_routes_answer_409_with_several_models(two: ServiceProcess, packaged: Packaged) -> None:
+def test_the_legacy_routes_answer_409_with_several_models(
+    two: ServiceProcess, packaged: Packaged
+) -> None:
     for method, path, body in (
         ("POST", "/predict", {"records": records(packaged.holdout, 1)}),
         ("POST", "/feedback", {"labels": [{"prediction_id": "a", "label": 1}]}),
@@ -112,48 +128,92 @@ def test_the_legacy_routes_answer_409_with_several_models(two: ServiceProcess, p
         assert resp.json()["models"] == ["loans", "rates"] and "/models/" in resp.json()["error"]
 
 
-@pytest.mark.parametrize(("kind", "payload", "headers", "status", "needle"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
-def test_a_bad_body_gets_the_same_specific_4xx_as_predict(two: ServiceProcess, kind, payload, headers, status, needle) -> None:
-    resp = httpx.post(f"{two.url}/models/loans/predict", content=payload, headers=headers, timeout=10)
+@pytest.mark.parametrize(
+    ("kind", "payload", "headers", "status", "needle"),
+    BAD_REQUESTS,
+    ids=[b[0] for b in BAD_REQUESTS],
+)
+def test_a_bad_body_gets_the_same_specific_4xx_as_predict(
+    two: ServiceProcess, kind, payload, headers, status, needle
+) -> None:
+    resp = httpx.post(
+        f"{two.url}/models/loans/predict", content=payload, headers=headers, timeout=10
+    )
     assert resp.status_code == status, (kind, resp.status_code, resp.text)
     assert needle.lower() in resp.text.lower(), (kind, resp.text)
 
 
-def test_a_body_for_the_other_model_is_400_naming_its_fields(two: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
+def test_a_body_for_the_other_model_is_400_naming_its_fields(
+    two: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
     resp = _post(two.url, "/models/rates/predict", {"records": records(packaged.holdout, 1)})
     assert resp.status_code == 400
     detail = resp.json()["detail"]
-    assert {"records", 0, "income"} <= {p for d in detail for p in d["loc"]}  # loans' field, refused by rates
+    assert {"records", 0, "income"} <= {
+        p for d in detail for p in d["loc"]
+    }  # loans' field, refused by rates
     assert "records.0." in resp.json()["error"]
 
 
 def test_predict_on_a_model_route_needs_the_token(two: ServiceProcess, shapes: Shapes) -> None:
     body = {"records": shapes.rates_v1.records[:1]}
     assert httpx.post(f"{two.url}/models/rates/predict", json=body).status_code == 401
-    assert httpx.post(f"{two.url}/models/rates/feedback", json={"labels": [{"prediction_id": "a", "label": 1.0}]}).status_code == 401
+    assert (
+        httpx.post(
+            f"{two.url}/models/rates/feedback",
+            json={"labels": [{"prediction_id": "a", "label": 1.0}]},
+        ).status_code
+        == 401
+    )
     assert httpx.get(f"{two.url}/models").status_code == 200  # reading stays open
     assert httpx.get(f"{two.url}/models", headers={"host": "evil.example"}).status_code == 400
 
 
-def test_feedback_goes_to_its_own_model(two: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
-    from serving.predlog import read_feedback
+def test_feedback_goes_to_its_own_model(
+    two: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
+    from serving.log.predictions import read_feedback
 
-    rid = _post(two.url, "/models/rates/predict", {"records": shapes.rates_v1.records[:1]}).json()[0]["prediction_id"]
-    lid = _post(two.url, "/models/loans/predict", {"records": records(packaged.holdout, 1)}).json()[0]["prediction_id"]
-    ok = _post(two.url, "/models/rates/feedback", {"labels": [{"prediction_id": rid, "label": 12.5}]})
-    assert ok.status_code == 200 and ok.json()["recorded"] == 1 and ok.json()["model_name"] == "rates"
-    wrong_model = _post(two.url, "/models/rates/feedback", {"labels": [{"prediction_id": lid, "label": 3.0}]})
+    rid = _post(two.url, "/models/rates/predict", {"records": shapes.rates_v1.records[:1]}).json()[
+        0
+    ]["prediction_id"]
+    lid = _post(two.url, "/models/loans/predict", {"records": records(packaged.holdout, 1)}).json()[
+        0
+    ]["prediction_id"]
+    ok = _post(
+        two.url, "/models/rates/feedback", {"labels": [{"prediction_id": rid, "label": 12.5}]}
+    )
+    assert (
+        ok.status_code == 200 and ok.json()["recorded"] == 1 and ok.json()["model_name"] == "rates"
+    )
+    wrong_model = _post(
+        two.url, "/models/rates/feedback", {"labels": [{"prediction_id": lid, "label": 3.0}]}
+    )
     assert wrong_model.status_code == 404 and wrong_model.json()["unknown"] == 1
-    wrong_type = _post(two.url, "/models/rates/feedback", {"labels": [{"prediction_id": rid, "label": "high"}]})
+    wrong_type = _post(
+        two.url, "/models/rates/feedback", {"labels": [{"prediction_id": rid, "label": "high"}]}
+    )
     assert wrong_type.status_code == 400 and "label" in wrong_type.text
-    assert read_feedback(packaged.settings.state.feedback, "rates").set_index("prediction_id").loc[rid, "label"] == 12.5
+    assert (
+        read_feedback(packaged.settings.state.feedback, "rates")
+        .set_index("prediction_id")
+        .loc[rid, "label"]
+        == 12.5
+    )
 
 
-def test_docs_json_documents_every_model_with_its_own_schema(two: ServiceProcess, shapes: Shapes) -> None:
+def test_docs_json_documents_every_model_with_its_own_schema(
+    two: ServiceProcess, shapes: Shapes
+) -> None:
     doc = httpx.get(f"{two.url}/docs.json").json()
     schemas = doc["components"]["schemas"]
-    for name, columns in (("loans", {"income", "loan_amount", "purpose"}), ("rates", set(shapes.rates_v1.records[0]))):
-        ref = doc["paths"][f"/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    for name, columns in (
+        ("loans", {"income", "loan_amount", "purpose"}),
+        ("rates", set(shapes.rates_v1.records[0])),
+    ):
+        ref = doc["paths"][f"/models/{name}/predict"]["post"]["requestBody"]["content"][
+            "application/json"
+        ]["schema"]["$ref"]
         request = schemas[ref.rsplit("/", 1)[1]]
         record_ref = request["properties"]["records"]["items"]["$ref"]
         assert columns <= set(schemas[record_ref.rsplit("/", 1)[1]]["properties"]), name
@@ -177,7 +237,11 @@ class _Load(LoadThreads):
         self.url, self.bodies = url, bodies
         self.answers: dict[str, list[tuple[int, dict]]] = {name: [] for name in bodies}
         self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._loop, args=(name,)) for name in bodies for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._loop, args=(name,))
+            for name in bodies
+            for _ in range(threads)
+        ]
 
     def _loop(self, name: str) -> None:
         recs = self.bodies[name]
@@ -201,15 +265,25 @@ class _Load(LoadThreads):
         return len(self.answers[name])
 
 
-def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(two: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
-    from serving.rollout import rollout
+def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(
+    two: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
+    from serving.control.rollout_client import rollout
 
     bodies = {"loans": records(packaged.holdout, 20), "rates": shapes.rates_v1.records[:20]}
     with _Load(two.url, bodies) as load:
-        _wait_for(lambda: min(load.count("loans"), load.count("rates")) >= 100, 60, "100 answers from each model")
+        _wait_for(
+            lambda: min(load.count("loans"), load.count("rates")) >= 100,
+            60,
+            "100 answers from each model",
+        )
         result = rollout(two.url, shapes.rates_v2.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
         switched = load.count("rates")
-        _wait_for(lambda: load.count("rates") >= switched + 100 and load.count("loans") >= 300, 60, "answers after the rollout")
+        _wait_for(
+            lambda: load.count("rates") >= switched + 100 and load.count("loans") >= 300,
+            60,
+            "answers after the rollout",
+        )
     assert result["status"] == "switched" and result["current"]["model_version"] == "2"
     assert load.failures == []
     rates_versions = [a["model_version"] for _, a in load.answers["rates"]]
@@ -217,13 +291,16 @@ def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(two: Servi
     loans = load.answers["loans"]
     assert {a["model_version"] for _, a in loans} == {"1"}
     first: dict[int, float] = {}
-    for k, a in loans:  # the same record always gets the same answer (float32 batches round at 1e-7): loans never changed
+    for (
+        k,
+        a,
+    ) in loans:  # the same record always gets the same answer (float32 batches round at 1e-7): loans never changed
         assert a["probability"] == pytest.approx(first.setdefault(k, a["probability"]), abs=1e-6)
     assert httpx.get(f"{two.url}/models/loans").json()["bentoml_tag"] == "loans:v1"
 
 
 def test_a_rollout_of_a_new_name_adds_the_model(two: ServiceProcess, shapes: Shapes) -> None:
-    from serving.rollout import current_model, rollout, served_models
+    from serving.control.rollout_client import current_model, rollout, served_models
 
     result = rollout(two.url, shapes.fraud.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
     assert result["status"] == "added" and result["previous"] is None
@@ -236,7 +313,7 @@ def test_a_rollout_of_a_new_name_adds_the_model(two: ServiceProcess, shapes: Sha
 
 
 def test_the_client_never_takes_an_unreachable_service_for_an_empty_one() -> None:
-    from serving.rollout import RolloutFailed, served_models
+    from serving.control.rollout_client import RolloutFailed, served_models
 
     with pytest.raises(RolloutFailed, match="not reachable"):
         served_models("http://127.0.0.1:9", deadline=1)
@@ -258,9 +335,13 @@ def tiny(packaged: Packaged, shapes: Shapes, two: ServiceProcess) -> Iterator[Se
         stop_pid(proc.pid, first=15)
 
 
-def test_a_tiny_budget_unloads_the_cold_model_which_still_answers(tiny: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
+def test_a_tiny_budget_unloads_the_cold_model_which_still_answers(
+    tiny: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
     models = _models(tiny.url)
-    assert models is not None and models["loans"]["loaded"] and not models["rates"]["loaded"]  # loaded last wins
+    assert (
+        models is not None and models["loans"]["loaded"] and not models["rates"]["loaded"]
+    )  # loaded last wins
     resp = _post(tiny.url, "/models/rates/predict", {"records": shapes.rates_v1.records[:2]})
     assert resp.status_code == 200, resp.text
     assert resp.json()[0]["model_version"] == "1"
@@ -271,13 +352,18 @@ def test_a_tiny_budget_unloads_the_cold_model_which_still_answers(tiny: ServiceP
     assert 'mloop_model_loads_total{model_name="rates"} 2.0' in metrics
     assert "mloop_models_loaded 1.0" in metrics
     for _ in range(3):  # back and forth: every request answered by its own model
-        for name, body in (("loans", records(packaged.holdout, 1)), ("rates", shapes.rates_v1.records[:1])):
+        for name, body in (
+            ("loans", records(packaged.holdout, 1)),
+            ("rates", shapes.rates_v1.records[:1]),
+        ):
             resp = _post(tiny.url, f"/models/{name}/predict", {"records": body})
             assert resp.status_code == 200 and resp.json()[0]["model_name"] == name
 
 
-def test_a_respawned_worker_serves_every_model_again(tiny: ServiceProcess, packaged: Packaged, shapes: Shapes) -> None:
-    from serving.rollout import rollout
+def test_a_respawned_worker_serves_every_model_again(
+    tiny: ServiceProcess, packaged: Packaged, shapes: Shapes
+) -> None:
+    from serving.control.rollout_client import rollout
 
     rollout(tiny.url, shapes.rates_v2.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
     assert rollout(tiny.url, shapes.fraud.model.model_tag, token=TOKEN)["status"] == "added"  # type: ignore[attr-defined]
@@ -291,7 +377,11 @@ def test_a_respawned_worker_serves_every_model_again(tiny: ServiceProcess, packa
 
     models = _wait_for(respawned, 90, "the respawned worker")
     assert psutil.pid_exists(tiny.pid)
-    assert {n: m["bentoml_tag"] for n, m in models.items()} == {"loans": "loans:v1", "rates": "rates:v2", "fraud": "fraud:v1"}  # type: ignore[union-attr]
+    assert {n: m["bentoml_tag"] for n, m in models.items()} == {
+        "loans": "loans:v1",
+        "rates": "rates:v2",
+        "fraud": "fraud:v1",
+    }  # type: ignore[union-attr]
     for name, body in (
         ("loans", records(packaged.holdout, 1)),
         ("rates", shapes.rates_v2.records[:1]),
@@ -300,4 +390,9 @@ def test_a_respawned_worker_serves_every_model_again(tiny: ServiceProcess, packa
         resp = _post(tiny.url, f"/models/{name}/predict", {"records": body})
         assert resp.status_code == 200, (name, resp.text)
         assert resp.json()[0]["model_name"] == name
-    assert _post(tiny.url, "/models/rates/predict", {"records": shapes.rates_v2.records[:1]}).json()[0]["model_version"] == "2"
+    assert (
+        _post(tiny.url, "/models/rates/predict", {"records": shapes.rates_v2.records[:1]}).json()[
+            0
+        ]["model_version"]
+        == "2"
+    )

@@ -1,4 +1,4 @@
-"""The model set of a many-model service (serving/modelset.py), without BentoML: LRU order, the
+"""The model set of a many-model service (serving/api/modelset.py), without BentoML: LRU order, the
 memory budget, on-demand loads, rollout isolation; one negative test per rule."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from serving.modelset import ModelSet, UnknownModel
+from serving.api.modelset import ModelSet, UnknownModel
 
 
 @dataclass
@@ -31,7 +31,11 @@ class Fake:
         return self.shape
 
     def describe(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "bentoml_tag": self.tag, "model_version": self.tag.partition(":v")[2]}
+        return {
+            "model_name": self.model_name,
+            "bentoml_tag": self.tag,
+            "model_version": self.tag.partition(":v")[2],
+        }
 
 
 class Store:
@@ -51,11 +55,16 @@ class Store:
         return Fake(tag, self.costs.get(tag, 10.0))
 
 
-def make(budget: float = 0.0, store: Store | None = None) -> tuple[ModelSet[Fake], Store, list[str]]:
+def make(
+    budget: float = 0.0, store: Store | None = None
+) -> tuple[ModelSet[Fake], Store, list[str]]:
     store = store or Store()
     evicted: list[str] = []
     models: ModelSet[Fake] = ModelSet(
-        store.load, budget_mb=budget, estimate_mb=lambda m: m.cost, on_evict=lambda name, tag: evicted.append(name)
+        store.load,
+        budget_mb=budget,
+        estimate_mb=lambda m: m.cost,
+        on_evict=lambda name, tag: evicted.append(name),
     )
     return models, store, evicted
 
@@ -75,7 +84,12 @@ def test_models_are_added_and_listed_with_their_loaded_state() -> None:
     assert put(models, "loans:v1").status == "added"
     assert put(models, "rates:v1").status == "added"
     assert models.names() == ["loans", "rates"]
-    assert models.describe_all()["loans"] == {"model_name": "loans", "bentoml_tag": "loans:v1", "model_version": "1", "loaded": True}
+    assert models.describe_all()["loans"] == {
+        "model_name": "loans",
+        "bentoml_tag": "loans:v1",
+        "model_version": "1",
+        "loaded": True,
+    }
     assert models.sole() is None  # several models: no legacy fast path
 
 
@@ -177,9 +191,15 @@ def test_a_rollout_replaces_one_entry_and_leaves_the_others_alone() -> None:
     before_b = models.slot("b")
     b_live = models.sole() or models.slot("b").live
     change = put(models, "a:v2")
-    assert change.status == "switched" and change.previous is not None and change.previous["bentoml_tag"] == "a:v1"
+    assert (
+        change.status == "switched"
+        and change.previous is not None
+        and change.previous["bentoml_tag"] == "a:v1"
+    )
     assert models.slot("a").tag == "a:v2"
-    assert models.slot("b") is before_b and models.slot("b").live is b_live  # the very same entry and model
+    assert (
+        models.slot("b") is before_b and models.slot("b").live is b_live
+    )  # the very same entry and model
 
 
 def test_a_request_racing_a_rollout_is_answered_by_one_whole_version() -> None:
@@ -209,7 +229,9 @@ def test_an_on_demand_load_racing_a_rollout_serves_the_rolled_out_version() -> N
 
 def test_the_cost_is_the_rss_growth_but_at_least_the_estimate() -> None:
     rss = iter([100.0, 180.0, 200.0, 199.0])
-    models: ModelSet[Fake] = ModelSet(Store().load, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost)
+    models: ModelSet[Fake] = ModelSet(
+        Store().load, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost
+    )
     _, cost = models.measure(lambda: Fake("a:v1", cost=5))
     assert cost == 80  # the process grew by 80 MB
     _, cost = models.measure(lambda: Fake("b:v1", cost=5))
@@ -219,7 +241,9 @@ def test_the_cost_is_the_rss_growth_but_at_least_the_estimate() -> None:
 def test_a_reload_keeps_the_highest_cost_measured() -> None:
     rss = iter([0.0, 30.0, 0.0, 0.0, 0.0, 1.0])  # the reload of a looks almost free (memory reused)
     store = Store(costs={"a:v1": 1.0, "b:v1": 1.0})
-    models: ModelSet[Fake] = ModelSet(store.load, budget_mb=35, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost)
+    models: ModelSet[Fake] = ModelSet(
+        store.load, budget_mb=35, rss_mb=lambda: next(rss), estimate_mb=lambda m: m.cost
+    )
     a, cost = models.measure(lambda: Fake("a:v1", 1.0))
     models.put(a, cost)
     models.slot("a").live = None  # as if unloaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.onnx_model import (
+from serving.bundle.onnx_model import (
     MISSING,
     OnnxPredictor,
     SklearnPredictor,
@@ -54,7 +54,9 @@ def test_unconvertible_pipeline_falls_back_to_sklearn_with_a_reason() -> None:
 
     contract = make_contract()
     pipe, _, hold = fit("logreg")
-    pipe.steps.insert(1, ("custom", FunctionTransformer(np.log1p)))  # no ONNX converter for a Python function
+    pipe.steps.insert(
+        1, ("custom", FunctionTransformer(np.log1p))
+    )  # no ONNX converter for a Python function
     pipe.steps[1][1].fit(None)
     conv = convert_pipeline(pipe, contract, hold)
     assert conv.backend == "sklearn"
@@ -65,7 +67,9 @@ def test_unconvertible_pipeline_falls_back_to_sklearn_with_a_reason() -> None:
 def test_disagreeing_conversion_is_refused() -> None:
     contract = make_contract()
     pipe, _, hold = fit("logreg")
-    conv = convert_pipeline(pipe, contract, hold, tolerance=0.0 - 1.0)  # nothing can be within a negative tolerance
+    conv = convert_pipeline(
+        pipe, contract, hold, tolerance=0.0 - 1.0
+    )  # nothing can be within a negative tolerance
     assert conv.backend == "sklearn"
     assert "differ" in (conv.reason or "")
 
@@ -81,7 +85,10 @@ def test_smoke_test_passes_a_good_model_and_catches_a_bad_one() -> None:
     expected = SklearnPredictor(pipe, kinds, "classification").predict(cols)
     meta = {"sample_columns": cols, "expected": {"probabilities": expected.probabilities}}
     assert smoke_test(predictor, meta) == []
-    bad = {"sample_columns": cols, "expected": {"probabilities": [p + 0.2 for p in expected.probabilities]}}
+    bad = {
+        "sample_columns": cols,
+        "expected": {"probabilities": [p + 0.2 for p in expected.probabilities]},
+    }
     assert any("differ" in p for p in smoke_test(predictor, bad))
     assert smoke_test(predictor, {"sample_columns": {}, "expected": {}}) != []
 
@@ -91,7 +98,9 @@ def test_outputs_agree_absolutely_on_probabilities_and_relatively_on_scores() ->
     close = want + np.array([5e-6, 1.5e-3, -2.5e-2])  # float32 rounding at each size
     assert outputs_agree(want, close, "regression", 1e-5)
     assert not outputs_agree(want, close, "classification", 1e-5)
-    assert not outputs_agree(want, want + np.array([0.0, 3e-3, 0.0]), "regression", 1e-5)  # beyond 1e-5 x 190
+    assert not outputs_agree(
+        want, want + np.array([0.0, 3e-3, 0.0]), "regression", 1e-5
+    )  # beyond 1e-5 x 190
     assert outputs_agree(np.array([0.5]), np.array([0.500009]), "classification", 1e-5)
 
 

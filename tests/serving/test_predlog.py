@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.predlog import (
+from serving.log.predictions import (
     PredictionLogger,
     new_prediction_ids,
     read_feedback,
@@ -32,7 +32,9 @@ def _log(logger: PredictionLogger, n: int, version: str = "1") -> list[str]:
 def test_logger_writes_day_partitioned_parquet_and_reads_back(tmp_path: Path) -> None:
     logger = PredictionLogger(tmp_path, flush_seconds=60)
     ids = _log(logger, 3) + _log(logger, 2, version="2")
-    assert read_predictions(tmp_path, "loans").empty  # nothing flushed yet: writes are off the request path
+    assert read_predictions(
+        tmp_path, "loans"
+    ).empty  # nothing flushed yet: writes are off the request path
     assert logger.close() == 5
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     parts = list((tmp_path / "loans" / f"date={day}").glob("part-*.parquet"))
@@ -40,7 +42,9 @@ def test_logger_writes_day_partitioned_parquet_and_reads_back(tmp_path: Path) ->
     df = read_predictions(tmp_path, "loans")
     assert df["prediction_id"].tolist() == ids
     assert df["model_version"].tolist() == ["1"] * 3 + ["2"] * 2
-    assert {"timestamp", "model_name", "age", "purpose", "prediction", "probability"} <= set(df.columns)
+    assert {"timestamp", "model_name", "age", "purpose", "prediction", "probability"} <= set(
+        df.columns
+    )
     assert read_predictions(tmp_path, "loans", last_n=2)["prediction_id"].tolist() == ids[-2:]
     future = datetime.now(UTC) + timedelta(hours=1)
     assert read_predictions(tmp_path, "loans", since=future).empty
@@ -60,7 +64,12 @@ def test_logger_flushes_by_size_in_the_background(tmp_path: Path) -> None:
 
 def test_unknown_model_reads_as_empty_frame(tmp_path: Path) -> None:
     df = read_predictions(tmp_path, "nope")
-    assert df.empty and list(df.columns)[:4] == ["prediction_id", "timestamp", "model_name", "model_version"]
+    assert df.empty and list(df.columns)[:4] == [
+        "prediction_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+    ]
 
 
 def _logged(root: Path, n: int) -> list[str]:
@@ -74,8 +83,13 @@ def _logged(root: Path, n: int) -> list[str]:
 def test_feedback_keeps_the_first_label_per_prediction(tmp_path: Path) -> None:
     a, b = _logged(tmp_path, 2)
     fb_dir = tmp_path / "feedback"
-    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a, b], "label": [0, 1]})) == 2
-    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [1]})) == 0  # a conflict
+    assert (
+        record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a, b], "label": [0, 1]}))
+        == 2
+    )
+    assert (
+        record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [1]})) == 0
+    )  # a conflict
     fb = read_feedback(fb_dir, "loans").set_index("prediction_id")
     assert fb.loc[a, "label"] == 0 and fb.loc[b, "label"] == 1
     assert list(read_feedback(fb_dir, "other").columns) == ["prediction_id", "label", "timestamp"]
@@ -84,7 +98,12 @@ def test_feedback_keeps_the_first_label_per_prediction(tmp_path: Path) -> None:
 def test_feedback_for_an_id_not_in_the_log_is_not_recorded(tmp_path: Path) -> None:
     _logged(tmp_path, 1)
     fb_dir = tmp_path / "feedback"
-    assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": ["f" * 32, "nope"], "label": [1, 0]})) == 0
+    assert (
+        record_feedback(
+            fb_dir, "loans", pd.DataFrame({"prediction_id": ["f" * 32, "nope"], "label": [1, 0]})
+        )
+        == 0
+    )
     assert read_feedback(fb_dir, "loans").empty
 
 
@@ -107,7 +126,9 @@ def _log_counts(logger: PredictionLogger, values: list[int]) -> list[str]:
 
 def test_a_poisoned_batch_goes_to_dead_letter_and_the_next_batch_is_written(tmp_path: Path) -> None:
     counted: list[tuple[str, str, int]] = []
-    logger = PredictionLogger(tmp_path, flush_seconds=60, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n)))
+    logger = PredictionLogger(
+        tmp_path, flush_seconds=60, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))
+    )
     good_before = _log_counts(logger, [1, 2])
     poisoned = _log_counts(logger, [2**63])  # no parquet int64 holds it (OverflowError)
     good_after = _log_counts(logger, [3, 4, 5])
@@ -125,8 +146,10 @@ def test_a_poisoned_batch_goes_to_dead_letter_and_the_next_batch_is_written(tmp_
     assert len(_dead_letters(tmp_path)) == 1
 
 
-def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(tmp_path: Path, monkeypatch) -> None:
-    import serving.predlog as predlog
+def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import serving.log.predictions as predlog
 
     def broken(table: object, path: Path) -> None:
         raise OSError("disk full")
@@ -145,11 +168,17 @@ def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(tmp_pat
     except OSError:
         pass
     (part,) = _dead_letters(tmp_path)
-    assert all(i in part.read_text() for i in ids) and "disk full" in part.with_suffix(".reason.txt").read_text()
+    assert (
+        all(i in part.read_text() for i in ids)
+        and "disk full" in part.with_suffix(".reason.txt").read_text()
+    )
     monkeypatch.undo()
     assert logger.flush() == 0  # nothing left pending
     later = _log(logger, 1)
-    assert logger.close() == 1 and read_predictions(tmp_path, "loans")["prediction_id"].tolist() == later
+    assert (
+        logger.close() == 1
+        and read_predictions(tmp_path, "loans")["prediction_id"].tolist() == later
+    )
 
 
 def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> None:
@@ -157,7 +186,12 @@ def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> 
     fb_dir = tmp_path / "feedback"
     counted: list[tuple[str, str, int]] = []
     labels = pd.DataFrame({"prediction_id": [a, b], "label": [2**64, "x"]})
-    assert record_feedback(fb_dir, "loans", labels, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))) == 0
+    assert (
+        record_feedback(
+            fb_dir, "loans", labels, on_dead_letter=lambda k, m, n, r: counted.append((k, m, n))
+        )
+        == 0
+    )
     assert counted == [("feedback", "loans", 2)]
     assert len(_dead_letters(fb_dir)) == 1
     assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [c], "label": [1]})) == 1
@@ -171,6 +205,6 @@ def test_every_column_the_log_adds_beside_the_inputs_is_reserved() -> None:
     values would then collide with it (a log table of two columns in one)."""
     from mloop.core.contract import RESERVED_FEATURE_NAMES
     from monitoring.drift import PREDICTION_COLUMNS
-    from serving.predlog import BASE_COLUMNS, FEEDBACK_COLUMNS
+    from serving.log.predictions import BASE_COLUMNS, FEEDBACK_COLUMNS
 
     assert {*BASE_COLUMNS, *FEEDBACK_COLUMNS, *PREDICTION_COLUMNS} <= set(RESERVED_FEATURE_NAMES)

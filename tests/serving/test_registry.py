@@ -20,7 +20,7 @@ NAME = "loans"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[dict]:  # noqa: ANN001
+def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[dict]:
     """One MLOOP_HOME + project with a trained champion; the service the deploy flow starts is
     stopped by pid at the end."""
     from flows.train import train_flow
@@ -52,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[
 
 
 def test_package_from_registry_labels_lineage_and_reuses(stack: dict) -> None:
-    from serving.package import package_model
+    from serving.bundle.package import package_model
 
     s = stack["settings"]
     first = package_model(s, NAME)
@@ -62,7 +62,9 @@ def test_package_from_registry_labels_lineage_and_reuses(stack: dict) -> None:
     assert first.bento_tag == f"{NAME}-service:v{first.version}"
     assert first.onnx_max_abs_diff is not None and first.onnx_max_abs_diff <= 1e-5
     bento_root = s.state.bentoml_home / "bentos"
-    assert not str(bento_root).startswith(str(s.project_dir))  # BENTOML_HOME outside any build context
+    assert not str(bento_root).startswith(
+        str(s.project_dir)
+    )  # BENTOML_HOME outside any build context
     again = package_model(s, NAME)
     assert again.created is False and again.model_tag == first.model_tag
 
@@ -78,15 +80,21 @@ def test_deploy_starts_then_rolls_out_and_lineage_resolves_to_the_data_md5(stack
     url = f"http://127.0.0.1:{s.serve_port}"
     started = deploy_flow(name=NAME)
     assert started.action == "started" and started.version == stack["version"]
-    auth = {"authorization": f"Bearer {s.bearer_token()}"}  # the generated platform secret (no MLOOP_API_TOKEN here)
+    auth = {
+        "authorization": f"Bearer {s.bearer_token()}"
+    }  # the generated platform secret (no MLOOP_API_TOKEN here)
     resp = httpx.post(f"{url}/predict", json={"records": [_record(s)]}, headers=auth, timeout=10)
     assert resp.status_code == 200, resp.text
     answer = resp.json()[0]
     assert answer["model_version"] == stack["version"]
 
     # a second version, made champion, is rolled into the same running service
-    other = train_flow(dataset=NAME, version=stack["md5"], specs=[ModelSpec(estimator="random_forest",
-                       params={"n_estimators": 40, "max_depth": 6})], promote=False)
+    other = train_flow(
+        dataset=NAME,
+        version=stack["md5"],
+        specs=[ModelSpec(estimator="random_forest", params={"n_estimators": 40, "max_depth": 6})],
+        promote=False,
+    )
     promote_flow(name=NAME, version=other.version, reason="serving test")
     rolled = deploy_flow(name=NAME)
     assert rolled.action == "rolled-out" and rolled.previous_version == stack["version"]
@@ -97,7 +105,9 @@ def test_deploy_starts_then_rolls_out_and_lineage_resolves_to_the_data_md5(stack
     # lineage of the first served prediction, through the CLI
     deadline = time.monotonic() + 15
     while True:
-        out = CliRunner().invoke(app, ["lineage", "--prediction-id", answer["prediction_id"], "--json"])
+        out = CliRunner().invoke(
+            app, ["lineage", "--prediction-id", answer["prediction_id"], "--json"]
+        )
         if out.exit_code == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.3)

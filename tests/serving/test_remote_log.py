@@ -21,15 +21,23 @@ from pandas.testing import assert_frame_equal
 from mloop.core.processes import free_port
 from mloop.core.settings import Settings
 from monitoring.sweep import log_fingerprint
-from serving.feedback import FeedbackStore
-from serving.predlog import (
+from serving.log.feedback import FeedbackStore
+from serving.log.predictions import (
     PredictionLogger,
     new_prediction_ids,
     read_feedback,
     read_predictions,
     record_labels,
 )
-from serving.remote_log import MANIFEST, PartStats, RemoteLog, RemotePart, check_relative, newest_parts, remote_log
+from serving.log.remote_parts import (
+    MANIFEST,
+    PartStats,
+    RemoteLog,
+    RemotePart,
+    check_relative,
+    newest_parts,
+    remote_log,
+)
 from tests.infra_fixture import InfraEnv, running_infra
 
 AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
@@ -37,7 +45,10 @@ AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfraEnv]:
-    with running_infra(tmp_path_factory.mktemp("infra")) as found, pytest.MonkeyPatch.context() as mp:
+    with (
+        running_infra(tmp_path_factory.mktemp("infra")) as found,
+        pytest.MonkeyPatch.context() as mp,
+    ):
         for key in AWS_KEYS:  # the S3 credentials travel in the environment only
             mp.setenv(key, found.env[key])
         yield found
@@ -63,7 +74,9 @@ def _keys(remote: RemoteLog, kind: str) -> list[str]:
     from pyarrow import fs
 
     base = remote.root(kind)  # type: ignore[arg-type]
-    infos = remote.filesystem().get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+    infos = remote.filesystem().get_file_info(
+        fs.FileSelector(base, recursive=True, allow_not_found=True)
+    )
     return sorted(i.path[len(base) + 1 :] for i in infos if i.type == fs.FileType.File)
 
 
@@ -81,13 +94,23 @@ def _log(logger: PredictionLogger, model: str, n: int, version: str = "1") -> li
 
 
 def test_single_machine_has_no_remote_log(tmp_path: Path) -> None:
-    assert remote_log(Settings(home=tmp_path, database_url=None, s3_endpoint_url=None, artifacts_uri=None)) is None
+    assert (
+        remote_log(
+            Settings(home=tmp_path, database_url=None, s3_endpoint_url=None, artifacts_uri=None)
+        )
+        is None
+    )
 
 
 def test_names_from_outside_never_become_keys() -> None:
     assert check_relative("feedback", "loans/part-1.parquet") == "loans/part-1.parquet"
-    for bad in ("../x/part-1.parquet", "loans/../part-1.parquet", "loans/part-1.parquet/x", "lo ans/part-1.parquet"):
-        with pytest.raises(Exception):  # noqa: B017,PT011 - MloopError or ValueError
+    for bad in (
+        "../x/part-1.parquet",
+        "loans/../part-1.parquet",
+        "loans/part-1.parquet/x",
+        "lo ans/part-1.parquet",
+    ):
+        with pytest.raises(Exception):  # noqa: B017 - MloopError or ValueError
             check_relative("feedback", bad)
     with pytest.raises(ValueError, match="day folder"):
         check_relative("predictions", "loans/2026-01-01/part-1.parquet")
@@ -118,7 +141,9 @@ def test_parts_shipped_and_read_on_another_home(infra: InfraEnv, tmp_path: Path)
     remote_b = _remote(infra, home_b, prefix)  # another host: same team settings, no local files
     preds_b, fb_b = home_b / "predictions", home_b / "feedback"
     for model in ("loans", "rates"):
-        assert_frame_equal(read_predictions(preds_b, model, remote=remote_b), read_predictions(preds_a, model))
+        assert_frame_equal(
+            read_predictions(preds_b, model, remote=remote_b), read_predictions(preds_a, model)
+        )
     assert len(read_predictions(preds_b, "loans", remote=remote_b)) == 15
     assert_frame_equal(read_feedback(fb_b, "loans", remote=remote_b), read_feedback(fb_a, "loans"))
     assert read_feedback(fb_b, "rates", remote=remote_b).empty
@@ -131,18 +156,31 @@ def test_parts_shipped_and_read_on_another_home(infra: InfraEnv, tmp_path: Path)
 
     local = read_predictions(preds_a, "loans")
     since = local["timestamp"].iloc[7].to_pydatetime()
-    for kwargs in ({"last_n": 4}, {"since": since}, {"since": since, "last_n": 2}, {"since": datetime(2999, 1, 1)}):
+    for kwargs in (
+        {"last_n": 4},
+        {"since": since},
+        {"since": since, "last_n": 2},
+        {"since": datetime(2999, 1, 1)},
+    ):
         assert_frame_equal(
-            read_predictions(preds_b, "loans", remote=remote_b, **kwargs), read_predictions(preds_a, "loans", **kwargs)
+            read_predictions(preds_b, "loans", remote=remote_b, **kwargs),
+            read_predictions(preds_a, "loans", **kwargs),
         )
 
     # the monitor's pre-check sees a label arrive; host B's labels are checked against A's log in S3
     before = log_fingerprint(preds_b, fb_b, "loans", remote_b)
     assert log_fingerprint(preds_b, fb_b, "loans", remote_b) == before
     outcome = record_labels(
-        fb_b, "loans", pd.DataFrame({"prediction_id": [loans[10], loans[0]], "label": [1, 1]}), remote=remote_b
+        fb_b,
+        "loans",
+        pd.DataFrame({"prediction_id": [loans[10], loans[0]], "label": [1, 1]}),
+        remote=remote_b,
     )
-    assert (outcome.recorded, outcome.duplicates, outcome.conflicts) == (1, 0, 1)  # loans[0] has label 0 from A
+    assert (outcome.recorded, outcome.duplicates, outcome.conflicts) == (
+        1,
+        0,
+        1,
+    )  # loans[0] has label 0 from A
     assert log_fingerprint(preds_b, fb_b, "loans", remote_b) != before
     both = read_feedback(fb_a, "loans", remote=remote_a)
     assert set(both["prediction_id"]) == set(loans[:6]) | {loans[10]}
@@ -162,12 +200,19 @@ def test_corrupt_object_is_skipped_with_a_warning(
     with remote.filesystem().open_output_stream(remote.path_of("predictions", bad)) as out:
         out.write(b"not parquet at all")
     reader = _remote(infra, tmp_path / "b", prefix)
-    with caplog.at_level(logging.WARNING, logger="serving.remote_log"):
+    with caplog.at_level(logging.WARNING, logger="serving.log.remote_parts"):
         got = read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader)
     assert_frame_equal(got, expected)
-    assert any("part-garbage.parquet" in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
-    assert "loans/date=2000-01-01/corrupt/part-garbage.parquet" in _keys(remote, "predictions")  # kept, out of reach
-    assert_frame_equal(read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader), expected)
+    assert any(
+        "part-garbage.parquet" in r.getMessage() and "unreadable" in r.getMessage()
+        for r in caplog.records
+    )
+    assert "loans/date=2000-01-01/corrupt/part-garbage.parquet" in _keys(
+        remote, "predictions"
+    )  # kept, out of reach
+    assert_frame_equal(
+        read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader), expected
+    )
 
 
 def test_an_outage_keeps_parts_local_and_they_ship_later(
@@ -175,11 +220,13 @@ def test_an_outage_keeps_parts_local_and_they_ship_later(
 ) -> None:
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     up = _remote(infra, tmp_path / "a", prefix)
-    down = RemoteLog(replace(up.layout, endpoint_url=f"http://127.0.0.1:{free_port()}"))  # nothing listens there
+    down = RemoteLog(
+        replace(up.layout, endpoint_url=f"http://127.0.0.1:{free_port()}")
+    )  # nothing listens there
     preds, fb = tmp_path / "a" / "predictions", tmp_path / "a" / "feedback"
 
     logger = PredictionLogger(preds, flush_seconds=3600, remote=down)
-    with caplog.at_level(logging.WARNING, logger="serving.remote_log"):
+    with caplog.at_level(logging.WARNING, logger="serving.log.remote_parts"):
         ids = _log(logger, "loans", 6)
         assert logger.flush() == 6
     assert any("not shipped to S3 yet" in r.getMessage() for r in caplog.records)
@@ -198,35 +245,63 @@ def test_an_outage_keeps_parts_local_and_they_ship_later(
     assert store.record("loans", [(ids[0], 1)]).recorded == 1  # recorded locally all the same
     assert _keys(up, "feedback") == []
 
-    restarted = PredictionLogger(preds, flush_seconds=3600, remote=up)  # a restart ships what was missed
+    restarted = PredictionLogger(
+        preds, flush_seconds=3600, remote=up
+    )  # a restart ships what was missed
     restarted.close()
     FeedbackStore(fb, preds, remote=up).record("loans", [(ids[1], 0)])
     assert len(_keys(up, "predictions")) == 2
     assert len(_keys(up, "feedback")) == 2
     reader = _remote(infra, tmp_path / "b", prefix)
-    assert_frame_equal(read_predictions(tmp_path / "b", "loans", remote=reader), read_predictions(preds, "loans"))
-    assert_frame_equal(read_feedback(tmp_path / "b", "loans", remote=reader), read_feedback(fb, "loans"))
+    assert_frame_equal(
+        read_predictions(tmp_path / "b", "loans", remote=reader), read_predictions(preds, "loans")
+    )
+    assert_frame_equal(
+        read_feedback(tmp_path / "b", "loans", remote=reader), read_feedback(fb, "loans")
+    )
 
 
 # ---------------------------------------------------------------- big windows: the newest parts, in partitions
 
+
 def _stats(name: str, rows: int, first: int | None, last: int | None) -> PartStats:
     day = datetime(2026, 1, 1, tzinfo=UTC)
-    at = (lambda m: None if m is None else day.replace(minute=m))  # noqa: E731
+    at = lambda m: None if m is None else day.replace(minute=m)  # noqa: E731
     return PartStats(RemotePart(f"b/p/{name}", 1, 0), rows, at(first), at(last))
 
 
 def test_newest_parts_keep_every_part_that_can_hold_the_newest_rows() -> None:
-    a, b, c, d = _stats("a", 10, 0, 10), _stats("b", 10, 11, 20), _stats("c", 10, 21, 30), _stats("d", 10, 25, 28)
-    assert newest_parts([a, b, c, d], 5) == [c.part, d.part]  # d (another host) overlaps c: it may hold newer rows
+    a, b, c, d = (
+        _stats("a", 10, 0, 10),
+        _stats("b", 10, 11, 20),
+        _stats("c", 10, 21, 30),
+        _stats("d", 10, 25, 28),
+    )
+    assert newest_parts([a, b, c, d], 5) == [
+        c.part,
+        d.part,
+    ]  # d (another host) overlaps c: it may hold newer rows
     assert newest_parts([a, b, c, d], 20) == [c.part, d.part]
-    assert newest_parts([a, b, c, d], 25) == [b.part, c.part, d.part]  # b reaches past the floor (21 > 20 rows)
-    assert newest_parts([a, b, c, d], 100) == [a.part, b.part, c.part, d.part]  # not enough rows: all of them
+    assert newest_parts([a, b, c, d], 25) == [
+        b.part,
+        c.part,
+        d.part,
+    ]  # b reaches past the floor (21 > 20 rows)
+    assert newest_parts([a, b, c, d], 100) == [
+        a.part,
+        b.part,
+        c.part,
+        d.part,
+    ]  # not enough rows: all of them
     assert newest_parts([a, b, c, d], 0) == []
     empty = _stats("e", 0, None, None)
     assert newest_parts([a, empty, c], 5) == [c.part]  # an empty part holds nothing
     blind = _stats("f", 3, None, None)
-    assert newest_parts([a, blind, c], 5) == [a.part, blind.part, c.part]  # no statistics: nothing ruled out
+    assert newest_parts([a, blind, c], 5) == [
+        a.part,
+        blind.part,
+        c.part,
+    ]  # no statistics: nothing ruled out
 
 
 def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error() -> None:
@@ -238,7 +313,9 @@ def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error() -> None:
             pass
 
 
-def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(infra: InfraEnv, tmp_path: Path) -> None:
+def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(
+    infra: InfraEnv, tmp_path: Path
+) -> None:
     """Two serving hosts log overlapping parts; the newest-N window read from footers + only the parts that can
     hold it equals the whole log's tail, serially, on Dask threads and on a real Dask scheduler (two worker
     processes, which make their own S3 file system from their environment)."""
@@ -247,8 +324,12 @@ def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(infra: I
     from mloop.core.partitions import partition_mapper
 
     prefix = f"t-{uuid.uuid4().hex[:8]}"
-    host_a = PredictionLogger(tmp_path / "a", flush_seconds=3600, remote=_remote(infra, tmp_path / "a", prefix))
-    host_c = PredictionLogger(tmp_path / "c", flush_seconds=3600, remote=_remote(infra, tmp_path / "c", prefix))
+    host_a = PredictionLogger(
+        tmp_path / "a", flush_seconds=3600, remote=_remote(infra, tmp_path / "a", prefix)
+    )
+    host_c = PredictionLogger(
+        tmp_path / "c", flush_seconds=3600, remote=_remote(infra, tmp_path / "c", prefix)
+    )
     for n in (40, 30, 20):  # older parts, one host after the other
         _log(host_a, "loans", n)
         host_a.flush()
@@ -263,12 +344,20 @@ def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(infra: I
     every = read_predictions(tmp_path / "b", "loans", remote=reader)
     parts = reader.prediction_parts("loans")
     assert len(every) == 108 and len(parts) == 5
-    assert [len(reader.newest(parts, n)) for n in (8, 18, 30, 108)] == [2, 2, 3, 5]  # 18: both overlapping parts
+    assert [len(reader.newest(parts, n)) for n in (8, 18, 30, 108)] == [
+        2,
+        2,
+        3,
+        5,
+    ]  # 18: both overlapping parts
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         for address in ("", "local", cluster.scheduler_address):
             with partition_mapper(address) as map_parts:
                 for n in (8, 18, 30, 200):
-                    got = read_predictions(tmp_path / "b", "loans", last_n=n, remote=reader, map_parts=map_parts)
+                    got = read_predictions(
+                        tmp_path / "b", "loans", last_n=n, remote=reader, map_parts=map_parts
+                    )
                     assert_frame_equal(got, every.tail(n).reset_index(drop=True)), (address, n)

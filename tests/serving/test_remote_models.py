@@ -1,4 +1,4 @@
-"""BentoML models shared through a real S3 in team mode (issue 13, item 1): serving/remote_models.py.
+"""BentoML models shared through a real S3 in team mode (issue 13, item 1): serving/bundle/remote_models.py.
 
 One module-scoped infra (:func:`tests.infra_fixture.running_infra`: PostgreSQL + SeaweedFS S3 on loopback),
 the team settings in this process's environment for the module only. Home A packages ``loans:v1``; the
@@ -33,13 +33,18 @@ pytest.importorskip("boto3", reason="team mode tests need boto3")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 TAG = "loans:v1"
-LINEAGE = {"run_id": "run-remote-1", "dataset_name": "loans", "dataset_md5": "a" * 32, "code_commit": "c0ffee"}
+LINEAGE = {
+    "run_id": "run-remote-1",
+    "dataset_name": "loans",
+    "dataset_md5": "a" * 32,
+    "code_commit": "c0ffee",
+}
 
 PREDICT = """
 import json, sys
 from pathlib import Path
 import bentoml, pandas as pd
-from serving.onnx_model import columns_from_frame, input_kinds, load_predictor, read_contract
+from serving.bundle.onnx_model import columns_from_frame, input_kinds, load_predictor, read_contract
 model = bentoml.models.get(sys.argv[1])
 path = Path(model.path)
 out = load_predictor(path).predict(columns_from_frame(pd.read_parquet(sys.argv[2]), list(input_kinds(read_contract(path)))))
@@ -55,7 +60,10 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A running infra; its settings (secrets: not yielded, never printed) set in this process for the module."""
     from tests.infra_fixture import running_infra
 
-    with running_infra(tmp_path_factory.mktemp("infra")) as found, pytest.MonkeyPatch.context() as mp:
+    with (
+        running_infra(tmp_path_factory.mktemp("infra")) as found,
+        pytest.MonkeyPatch.context() as mp,
+    ):
         for key, value in found.env.items():
             mp.setenv(key, value)
         yield
@@ -71,17 +79,27 @@ def team_settings(root: Path) -> Settings:
 @pytest.fixture(scope="module")
 def home_a(team: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, pd.DataFrame]:
     """Home A with ``loans:v1`` packaged (model only, no Bento); returns (settings, holdout)."""
-    from serving.package import package_pipeline
+    from serving.bundle.package import package_pipeline
 
     settings = team_settings(tmp_path_factory.mktemp("home-a"))
     pipe, _, hold = fit("logreg", seed=0)
-    package_pipeline(settings, name="loans", version="1", pipeline=pipe, contract=make_contract(), holdout=hold,
-                     lineage=LINEAGE, build=False)
+    package_pipeline(
+        settings,
+        name="loans",
+        version="1",
+        pipeline=pipe,
+        contract=make_contract(),
+        holdout=hold,
+        lineage=LINEAGE,
+        build=False,
+    )
     return settings, hold
 
 
 @pytest.fixture(scope="module")
-def on_a(home_a: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def on_a(
+    home_a: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
     """The holdout's first 200 rows (a parquet file) and what ``loans:v1`` in A's store predicts for them."""
     settings_a, hold = home_a
     frame = tmp_path_factory.mktemp("frame") / "holdout.parquet"
@@ -90,7 +108,7 @@ def on_a(home_a: tuple[Settings, pd.DataFrame], tmp_path_factory: pytest.TempPat
 
 
 def s3(settings: Settings) -> tuple[Any, ArtifactLayout]:
-    from serving.remote_models import _client, remote_layout
+    from serving.bundle.remote_models import _client, remote_layout
 
     layout = remote_layout(settings)
     assert layout is not None
@@ -100,8 +118,14 @@ def s3(settings: Settings) -> tuple[Any, ArtifactLayout]:
 def predict_in_child(settings: Settings, tag: str, frame_path: Path) -> dict[str, Any]:
     """Load ``tag`` with ``bentoml.models.get`` in a child whose BENTOML_HOME is ``settings``' store."""
     env = with_code_root({**os.environ, **settings.service_env()})
-    proc = subprocess.run([sys.executable, "-c", PREDICT, tag, str(frame_path)], capture_output=True, text=True,
-                          env=env, cwd=str(CODE_ROOT), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PREDICT, tag, str(frame_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(CODE_ROOT),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -111,8 +135,8 @@ def predict_in_child(settings: Settings, tag: str, frame_path: Path) -> dict[str
 
 def test_single_machine_never_reaches_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without team settings: no layout, no client, no export, and ensure_local is the store check."""
-    import serving.remote_models as remote
-    from serving.package import _export
+    import serving.bundle.remote_models as remote
+    from serving.bundle.package import _export
 
     for key in ("MLOOP_DATABASE_URL", "MLOOP_ARTIFACTS_URI", "MLOOP_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
@@ -132,7 +156,7 @@ def test_single_machine_never_reaches_s3(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_object_keys_are_checked() -> None:
-    from serving.remote_models import object_key, split_tag
+    from serving.bundle.remote_models import object_key, split_tag
 
     layout = ArtifactLayout(bucket="mloop", prefix="team/a", endpoint_url="http://127.0.0.1:8333")
     assert object_key(layout, "loans:v12") == "team/a/bentoml/loans/v12.bentomodel"
@@ -154,17 +178,27 @@ def test_packaging_exports_to_s3(home_a: tuple[Settings, pd.DataFrame]) -> None:
     assert keys[0].split("/")[-3:] == ["bentoml", "loans", "v1.bentomodel"]
 
 
-def test_exporting_again_uploads_nothing(home_a: tuple[Settings, pd.DataFrame], monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.package import package_pipeline
-    from serving.remote_models import export_model, object_key
+def test_exporting_again_uploads_nothing(
+    home_a: tuple[Settings, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.bundle.package import package_pipeline
+    from serving.bundle.remote_models import export_model, object_key
 
     settings, hold = home_a
     client, layout = s3(settings)
     before = client.head_object(Bucket=layout.bucket, Key=object_key(layout, TAG))
     assert export_model(settings, TAG) is False
     pipe, _, _ = fit("logreg", seed=0)
-    again = package_pipeline(settings, name="loans", version="1", pipeline=pipe, contract=make_contract(), holdout=hold,
-                             lineage=LINEAGE, build=False)
+    again = package_pipeline(
+        settings,
+        name="loans",
+        version="1",
+        pipeline=pipe,
+        contract=make_contract(),
+        holdout=hold,
+        lineage=LINEAGE,
+        build=False,
+    )
     assert again.created is False
     after = client.head_object(Bucket=layout.bucket, Key=object_key(layout, TAG))
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
@@ -173,8 +207,8 @@ def test_exporting_again_uploads_nothing(home_a: tuple[Settings, pd.DataFrame], 
 def test_fresh_home_imports_the_exact_model(
     on_a: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from serving.package import model_in_store
-    from serving.remote_models import ensure_local
+    from serving.bundle.package import model_in_store
+    from serving.bundle.remote_models import ensure_local
 
     frame, expected = on_a
     settings_b = team_settings(tmp_path_factory.mktemp("home-b"))
@@ -187,32 +221,45 @@ def test_fresh_home_imports_the_exact_model(
     assert on_b["outputs"] == expected["outputs"]
     assert len(on_b["outputs"]["predictions"]) == 200
     assert on_b["labels"] == expected["labels"]
-    assert on_b["labels"][TAG_RUN_ID] == "run-remote-1" and on_b["labels"][TAG_DATASET_MD5] == "a" * 32
+    assert (
+        on_b["labels"][TAG_RUN_ID] == "run-remote-1" and on_b["labels"][TAG_DATASET_MD5] == "a" * 32
+    )
     assert on_b["labels"][TAG_MODEL_VERSION] == "1"
 
 
-def test_missing_model_is_a_clear_error(home_a: tuple[Settings, pd.DataFrame], tmp_path: Path) -> None:
-    from serving.remote_models import ensure_local, fetch_model
+def test_missing_model_is_a_clear_error(
+    home_a: tuple[Settings, pd.DataFrame], tmp_path: Path
+) -> None:
+    from serving.bundle.remote_models import ensure_local, fetch_model
 
     settings = team_settings(tmp_path)
     with pytest.raises(MloopError) as info:
         ensure_local(settings, "loans:v99")
     err = info.value
     assert "loans:v99" in err.what and "neither" in err.what
-    assert err.where is not None and "bentoml/loans/v99.bentomodel" in err.where and str(settings.state.bentoml_home) in err.where
+    assert (
+        err.where is not None
+        and "bentoml/loans/v99.bentomodel" in err.where
+        and str(settings.state.bentoml_home) in err.where
+    )
     assert err.fix is not None and "package" in err.fix
     assert fetch_model(settings, "loans:v99") is False  # the deploy path packages instead
 
 
-def test_object_with_another_tag_is_refused(home_a: tuple[Settings, pd.DataFrame], tmp_path: Path) -> None:
+def test_object_with_another_tag_is_refused(
+    home_a: tuple[Settings, pd.DataFrame], tmp_path: Path
+) -> None:
     """An export stored under the wrong key never enters the store as the tag asked for."""
-    from serving.package import model_in_store
-    from serving.remote_models import ensure_local, object_key
+    from serving.bundle.package import model_in_store
+    from serving.bundle.remote_models import ensure_local, object_key
 
     settings_a, _ = home_a
     client, layout = s3(settings_a)
-    client.copy_object(Bucket=layout.bucket, Key=object_key(layout, "loans:v2"),
-                       CopySource={"Bucket": layout.bucket, "Key": object_key(layout, TAG)})
+    client.copy_object(
+        Bucket=layout.bucket,
+        Key=object_key(layout, "loans:v2"),
+        CopySource={"Bucket": layout.bucket, "Key": object_key(layout, TAG)},
+    )
     try:
         settings = team_settings(tmp_path)
         with pytest.raises(MloopError, match="holds model loans:v1, not loans:v2"):
@@ -230,8 +277,8 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
     import httpx
 
     from mloop.core.processes import free_port, stop_pid
-    from serving.launch import start_service
-    from serving.package import model_in_store
+    from serving.bundle.package import model_in_store
+    from serving.control.process_spec import start_service
     from tests.serving.helpers import AUTH, TOKEN, records
 
     _, hold = home_a
@@ -240,7 +287,9 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
     assert not model_in_store(settings.state.bentoml_home, TAG)
     proc = start_service(settings, TAG, port=free_port(), name="serve-remote", timeout=120)
     try:
-        resp = httpx.post(f"{proc.url}/predict", json={"records": records(hold, 20)}, headers=AUTH, timeout=30)
+        resp = httpx.post(
+            f"{proc.url}/predict", json={"records": records(hold, 20)}, headers=AUTH, timeout=30
+        )
         assert resp.status_code == 200, resp.text
         answers = resp.json()
     finally:
@@ -259,12 +308,14 @@ def test_deploy_on_another_host_imports_rather_than_repackages(
     from types import SimpleNamespace
 
     import models.registry
-    from serving.package import package_model
+    from serving.bundle.package import package_model
 
     def never(*args: object, **kwargs: object) -> Any:
         raise AssertionError("repackaged from the registry although S3 has the model")
 
-    monkeypatch.setattr(models.registry, "get_version_info", lambda uri, name, version: SimpleNamespace(version=1))
+    monkeypatch.setattr(
+        models.registry, "get_version_info", lambda uri, name, version: SimpleNamespace(version=1)
+    )
     monkeypatch.setattr(models.registry, "get_lineage", never)
     monkeypatch.setattr(models.registry, "load_pipeline", never)
     packaged = package_model(team_settings(tmp_path), "loans", "1", build=False)

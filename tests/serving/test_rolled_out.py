@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mloop.core.errors import MloopError
-from serving.rolled_out import (
+from serving.api.rollout_record import (
     RolledOut,
     initial_tag_for,
     read_all_rolled_out,
@@ -22,7 +22,12 @@ from serving.rolled_out import (
 
 
 def _rec(tag: str = "loans:v2", initial: str = "loans:v1") -> RolledOut:
-    return RolledOut(model_name="loans", model_tag=tag, initial_tag=initial, rolled_out_at="2026-01-01T00:00:00+00:00")
+    return RolledOut(
+        model_name="loans",
+        model_tag=tag,
+        initial_tag=initial,
+        rolled_out_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def test_write_then_read_is_atomic_and_private(tmp_path: Path) -> None:
@@ -51,22 +56,41 @@ def test_startup_rule() -> None:
     everything = lambda tag: True  # noqa: E731
     nothing = lambda tag: False  # noqa: E731
     assert startup_tag("loans:v1", None, everything) == ("loans:v1", None)
-    assert startup_tag("loans:v1", _rec(), everything) == ("loans:v2", None)  # a respawn: the rollout wins
-    assert startup_tag("loans:v3", _rec(), everything) == ("loans:v3", None)  # started with another tag since
-    assert startup_tag("other:v1", _rec(initial="other:v1"), everything) == ("other:v1", None)  # another model
+    assert startup_tag("loans:v1", _rec(), everything) == (
+        "loans:v2",
+        None,
+    )  # a respawn: the rollout wins
+    assert startup_tag("loans:v3", _rec(), everything) == (
+        "loans:v3",
+        None,
+    )  # started with another tag since
+    assert startup_tag("other:v1", _rec(initial="other:v1"), everything) == (
+        "other:v1",
+        None,
+    )  # another model
     tag, warning = startup_tag("loans:v1", _rec(), nothing)
     assert tag == "loans:v1" and warning is not None and "loans:v2" in warning
 
 
 def _named(name: str, tag: str, initial: str) -> RolledOut:
-    return RolledOut(model_name=name, model_tag=tag, initial_tag=initial, rolled_out_at="2026-01-01T00:00:00+00:00")
+    return RolledOut(
+        model_name=name,
+        model_tag=tag,
+        initial_tag=initial,
+        rolled_out_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def test_many_models_each_start_model_follows_its_own_record() -> None:
     everything = lambda tag: True  # noqa: E731
-    records = {"loans": _named("loans", "loans:v2", "loans:v1"), "rates": _named("rates", "rates:v5", "rates:v4")}
+    records = {
+        "loans": _named("loans", "loans:v2", "loans:v1"),
+        "rates": _named("rates", "rates:v5", "rates:v4"),
+    }
     tags, warnings = startup_tags(["loans:v1", "rates:v1"], records, everything)
-    assert tags == ["loans:v2", "rates:v1"] and warnings == []  # rates was started with another tag since
+    assert (
+        tags == ["loans:v2", "rates:v1"] and warnings == []
+    )  # rates was started with another tag since
 
 
 def test_an_added_model_is_restored_by_a_worker_started_with_the_same_tags() -> None:

@@ -1,4 +1,4 @@
-"""Pieces of the per-model routes (serving/routes.py) without a server: the natural batcher, the 400
+"""Pieces of the per-model routes (serving/api/routes.py) without a server: the natural batcher, the 400
 answer, the OpenAPI additions."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from mloop.core.contract import DatasetContract
-from serving.routes import NaturalBatcher, openapi_additions, validation_answer
-from serving.schema import build_request_model
+from serving.api.routes import NaturalBatcher, openapi_additions, validation_answer
+from serving.api.schema import build_request_model
 from tests.serving.helpers import make_contract
 
 
@@ -43,7 +43,9 @@ def test_a_lone_request_runs_at_once_as_its_own_batch() -> None:
     run = Recorder()
     batcher = NaturalBatcher(run, ThreadPoolExecutor(2), max_size=256)
     answers = _run(batcher.submit("v1", [1, 2]))
-    assert answers == [{"record": 1, "live": "v1"}, {"record": 2, "live": "v1"}] and run.calls == [[1, 2]]
+    assert answers == [{"record": 1, "live": "v1"}, {"record": 2, "live": "v1"}] and run.calls == [
+        [1, 2]
+    ]
 
 
 def test_requests_arriving_during_a_batch_run_next_as_one_batch() -> None:
@@ -68,7 +70,12 @@ def test_a_batch_never_mixes_model_versions_nor_exceeds_the_size() -> None:
     async def scenario() -> None:
         first = asyncio.ensure_future(batcher.submit("v1", [0]))
         await asyncio.sleep(0.05)
-        queued = [batcher.submit("v1", [1]), batcher.submit("v1", [2, 3]), batcher.submit("v2", [4]), batcher.submit("v1", [5])]
+        queued = [
+            batcher.submit("v1", [1]),
+            batcher.submit("v1", [2, 3]),
+            batcher.submit("v2", [4]),
+            batcher.submit("v1", [5]),
+        ]
         await asyncio.gather(first, *queued)
 
     _run(scenario())
@@ -100,25 +107,57 @@ def test_a_400_names_the_record_the_field_and_why() -> None:
     assert [tuple(d["loc"]) for d in answer["detail"]] == [("records", 1, "age")]
     with pytest.raises(ValidationError) as info:
         model.model_validate_json(b'{"records": [{}, {}]}')
-    assert "(and 5 more)" in validation_answer(info.value)["error"]  # 10 problems: 5 shown, the rest counted
+    assert (
+        "(and 5 more)" in validation_answer(info.value)["error"]
+    )  # 10 problems: 5 shown, the rest counted
 
 
 def test_openapi_additions_give_each_model_its_own_schemas() -> None:
-    from serving.routes import ModelSchemas, build_schemas
-    from serving.runtime import LiveModel
-    from serving.schema import ClassificationAnswer, RegressionAnswer
+    from serving.api.routes import ModelSchemas, build_schemas
+    from serving.api.runtime import LiveModel
+    from serving.api.schema import ClassificationAnswer, RegressionAnswer
 
     def fake(contract: DatasetContract, answer: Any) -> LiveModel:
-        return LiveModel(tag=f"{contract.name}:v1", model_name=contract.name, model_version="1", predictor=None,  # type: ignore[arg-type]
-                         contract=contract, meta={}, keys={}, answer=answer)
+        return LiveModel(
+            tag=f"{contract.name}:v1",
+            model_name=contract.name,
+            model_version="1",
+            predictor=None,  # type: ignore[arg-type]
+            contract=contract,
+            meta={},
+            keys={},
+            answer=answer,
+        )
 
-    a = build_schemas(fake(make_contract("a"), ClassificationAnswer), max_records=10, max_string_length=5, strict=False)
-    b = build_schemas(fake(make_contract("b-b"), RegressionAnswer), max_records=10, max_string_length=5, strict=False)
+    a = build_schemas(
+        fake(make_contract("a"), ClassificationAnswer),
+        max_records=10,
+        max_string_length=5,
+        strict=False,
+    )
+    b = build_schemas(
+        fake(make_contract("b-b"), RegressionAnswer),
+        max_records=10,
+        max_string_length=5,
+        strict=False,
+    )
     assert isinstance(a, ModelSchemas)
     paths, components = openapi_additions({"a": a, "b-b": b})
-    assert {"/models", "/models/a", "/models/a/predict", "/models/a/feedback", "/models/b-b/predict"} <= set(paths)
-    ref = paths["/models/b-b/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    assert ref == "#/components/schemas/b-b__BBPredictRequest" and ref.rsplit("/", 1)[1] in components
+    assert {
+        "/models",
+        "/models/a",
+        "/models/a/predict",
+        "/models/a/feedback",
+        "/models/b-b/predict",
+    } <= set(paths)
+    ref = paths["/models/b-b/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]["$ref"]
+    assert (
+        ref == "#/components/schemas/b-b__BBPredictRequest" and ref.rsplit("/", 1)[1] in components
+    )
     assert "a__ARecord" in components and "b-b__BBRecord" in components
-    answer = paths["/models/b-b/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"]
+    answer = paths["/models/b-b/predict"]["post"]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]["items"]["$ref"]
     assert answer.endswith("b-b__RegressionAnswer")

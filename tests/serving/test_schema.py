@@ -5,17 +5,27 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from serving.schema import build_record_model, build_request_model
+from serving.api.schema import build_record_model, build_request_model
 from tests.serving.helpers import make_contract
 
-GOOD = {"income": 1.0, "loan_amount": 2, "age": 3.0, "debt_ratio": 0.1, "n_accounts": 2, "purpose": "car", "region": None}
+GOOD = {
+    "income": 1.0,
+    "loan_amount": 2,
+    "age": 3.0,
+    "debt_ratio": 0.1,
+    "n_accounts": 2,
+    "purpose": "car",
+    "region": None,
+}
 
 
 def test_good_record_validates_and_nullable_may_be_omitted() -> None:
     Record = build_record_model(make_contract())
     rec = Record.model_validate({k: v for k, v in GOOD.items() if k not in ("income", "region")})
     assert rec.income is None and rec.loan_amount == 2.0
-    assert Record.model_validate({**GOOD, "n_accounts": 3.0}).n_accounts == 3  # pandas int-with-nulls as float
+    assert (
+        Record.model_validate({**GOOD, "n_accounts": 3.0}).n_accounts == 3
+    )  # pandas int-with-nulls as float
 
 
 @pytest.mark.parametrize(

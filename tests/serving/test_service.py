@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from serving.predlog import read_feedback, read_predictions
+from serving.log.predictions import read_feedback, read_predictions
 from tests.serving.helpers import AUTH, TOKEN, Packaged, records
 
 GOOD = {
@@ -43,7 +43,13 @@ BAD_REQUESTS = [
     ("boolean for a number", body(debt_ratio=True), JSON, 400, "debt_ratio"),
     ("NaN literal", body(age=float("nan")), JSON, 400, "finite"),
     ("empty list", b'{"records": []}', JSON, 400, "at least 1"),
-    ("too many records", json.dumps({"records": [GOOD] * 1001}).encode(), JSON, 400, "at most 1000"),
+    (
+        "too many records",
+        json.dumps({"records": [GOOD] * 1001}).encode(),
+        JSON,
+        400,
+        "at most 1000",
+    ),
     ("malformed JSON", b'{"records": [{', JSON, 400, "Invalid JSON"),
     ("wrong content type", body(), {"content-type": "text/plain", **AUTH}, 415, "content type"),
     ("no content type", body(), AUTH, 415, "content type"),
@@ -55,15 +61,21 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "payload", "headers", "status", "needle"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
-def test_bad_request_is_4xx_with_a_message_naming_the_problem(server, kind, payload, headers, status, needle) -> None:
+@pytest.mark.parametrize(
+    ("kind", "payload", "headers", "status", "needle"),
+    BAD_REQUESTS,
+    ids=[b[0] for b in BAD_REQUESTS],
+)
+def test_bad_request_is_4xx_with_a_message_naming_the_problem(
+    server, kind, payload, headers, status, needle
+) -> None:
     resp = httpx.post(f"{server.url}/predict", content=payload, headers=headers, timeout=10)
     assert resp.status_code == status, (kind, resp.status_code, resp.text)
     assert needle.lower() in resp.text.lower(), (kind, resp.text)
 
 
 def test_service_is_healthy_after_bad_requests(server) -> None:
-    for kind, payload, headers, _, _ in BAD_REQUESTS:
+    for _kind, payload, headers, _, _ in BAD_REQUESTS:
         httpx.post(f"{server.url}/predict", content=payload, headers=headers, timeout=10)
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     assert httpx.get(f"{server.url}/readyz").status_code == 200
@@ -72,7 +84,11 @@ def test_service_is_healthy_after_bad_requests(server) -> None:
 
 
 def test_unknown_category_and_null_in_nullable_field_are_valid_input(server) -> None:
-    resp = httpx.post(f"{server.url}/predict", content=body(purpose="yacht", region=None, income=...), headers=JSON)
+    resp = httpx.post(
+        f"{server.url}/predict",
+        content=body(purpose="yacht", region=None, income=...),
+        headers=JSON,
+    )
     assert resp.status_code == 200, resp.text
     assert 0.0 <= resp.json()[0]["probability"] <= 1.0
 
@@ -83,7 +99,13 @@ def test_answer_carries_prediction_probability_version_and_id(server) -> None:
     answers = resp.json()
     assert len(answers) == 2
     for answer in answers:
-        assert set(answer) == {"prediction", "probability", "model_name", "model_version", "prediction_id"}
+        assert set(answer) == {
+            "prediction",
+            "probability",
+            "model_name",
+            "model_version",
+            "prediction_id",
+        }
         assert answer["model_name"] == "loans" and answer["model_version"] == "1"
         assert answer["prediction"] in (0, 1)
     assert answers[0]["prediction_id"] != answers[1]["prediction_id"]
@@ -98,7 +120,9 @@ def test_model_endpoint_and_metrics_report_the_version(server) -> None:
     assert 'mloop_model_info{backend="onnx",model_name="loans",model_version="1"} 1.0' in metrics
 
 
-def test_n_requests_give_exactly_n_log_records_with_the_serving_version(server, packaged: Packaged) -> None:
+def test_n_requests_give_exactly_n_log_records_with_the_serving_version(
+    server, packaged: Packaged
+) -> None:
     pred_dir = packaged.settings.state.predictions
     ids: list[str] = []
     recs = records(packaged.holdout, 30)
@@ -126,7 +150,9 @@ def test_feedback_requires_the_token_and_records_labels(server, packaged: Packag
     pid = resp.json()[0]["prediction_id"]
     payload = {"labels": [{"prediction_id": pid, "label": 1}]}
     assert httpx.post(f"{server.url}/feedback", json=payload).status_code == 401
-    wrong = httpx.post(f"{server.url}/feedback", json=payload, headers={"authorization": "Bearer nope"})
+    wrong = httpx.post(
+        f"{server.url}/feedback", json=payload, headers={"authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401
     ok = httpx.post(f"{server.url}/feedback", json=payload, headers=AUTH)
     assert ok.status_code == 200, ok.text
@@ -136,7 +162,7 @@ def test_feedback_requires_the_token_and_records_labels(server, packaged: Packag
 
 
 def test_rollout_refuses_a_model_failing_its_smoke_test(server, packaged: Packaged) -> None:
-    from serving.rollout import RolloutFailed, rollout
+    from serving.control.rollout_client import RolloutFailed, rollout
 
     before = httpx.get(f"{server.url}/model").json()["model_version"]
     with pytest.raises(RolloutFailed, match="smoke test"):
@@ -152,9 +178,11 @@ def test_rollout_needs_the_token(server, packaged: Packaged) -> None:
     assert httpx.get(f"{server.url}/model").json()["model_version"] == "1"
 
 
-def test_rollout_under_load_has_zero_failures_and_switches_versions(server, packaged: Packaged) -> None:
+def test_rollout_under_load_has_zero_failures_and_switches_versions(
+    server, packaged: Packaged
+) -> None:
     """Runs last in this module: it leaves v2 serving."""
-    from serving.rollout import rollout
+    from serving.control.rollout_client import rollout
 
     statuses: list[int] = []
     versions: list[str] = []

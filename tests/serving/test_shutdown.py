@@ -9,7 +9,7 @@ import time
 import httpx
 
 from mloop.core.processes import pid_alive, stop_pid
-from serving.predlog import read_predictions
+from serving.log.predictions import read_predictions
 from tests.serving.helpers import AUTH, Packaged, PredictLoad, records, start
 
 
@@ -42,7 +42,9 @@ def _wait_exit(pid: int, seconds: float = 30) -> None:
         time.sleep(0.1)
 
 
-def test_an_out_of_range_request_then_100_good_ones_all_reach_the_log_at_sigterm(packaged: Packaged) -> None:
+def test_an_out_of_range_request_then_100_good_ones_all_reach_the_log_at_sigterm(
+    packaged: Packaged,
+) -> None:
     """Issue 9 (b): one request a parquet column cannot hold must not stop the log. It is refused
     4xx naming the field (or, if it got through, set aside as dead letter); the next 100 answered
     requests are all in the log after SIGTERM (flush interval 60 s: only the shutdown flush writes)."""

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
-from serving.predlog import read_predictions
-from serving.rolled_out import read_rolled_out, rolled_out_path
+from serving.api.rollout_record import read_rolled_out, rolled_out_path
+from serving.log.predictions import read_predictions
 from tests.serving.helpers import AUTH, TOKEN, Packaged, PredictLoad, records, start
 
 
@@ -27,7 +27,10 @@ def _worker_pid(arbiter: int) -> int | None:
         return None
     for child in children:
         try:
-            if any("_bentoml_impl.worker" in part for part in child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+            if (
+                any("_bentoml_impl.worker" in part for part in child.cmdline())
+                and child.status() != psutil.STATUS_ZOMBIE
+            ):
                 return child.pid
         except psutil.NoSuchProcess:
             continue
@@ -79,26 +82,45 @@ def service(packaged: Packaged) -> Iterator[ServiceProcess]:
         stop_pid(proc.pid, first=15)
 
 
-def test_a_respawned_worker_serves_the_model_rolled_out_before_the_kill(service: ServiceProcess, packaged: Packaged) -> None:
-    from serving.rollout import rollout
+def test_a_respawned_worker_serves_the_model_rolled_out_before_the_kill(
+    service: ServiceProcess, packaged: Packaged
+) -> None:
+    from serving.control.rollout_client import rollout
 
     assert _model(service.url)["model_version"] == "1"  # type: ignore[index]
     rollout(service.url, packaged.v2.model_tag, token=TOKEN)
     record = read_rolled_out(packaged.settings.state.root, "loans")
-    assert record is not None and record.model_tag == packaged.v2.model_tag and record.initial_tag == "loans:v1"
+    assert (
+        record is not None
+        and record.model_tag == packaged.v2.model_tag
+        and record.initial_tag == "loans:v1"
+    )
     _kill_worker(service)
     now = _model(service.url)
-    assert now is not None and now["model_version"] == "2" and now["bentoml_tag"] == packaged.v2.model_tag
-    resp = httpx.post(f"{service.url}/predict", json={"records": records(packaged.holdout, 1)}, headers=AUTH, timeout=10)
+    assert (
+        now is not None
+        and now["model_version"] == "2"
+        and now["bentoml_tag"] == packaged.v2.model_tag
+    )
+    resp = httpx.post(
+        f"{service.url}/predict",
+        json={"records": records(packaged.holdout, 1)},
+        headers=AUTH,
+        timeout=10,
+    )
     assert resp.status_code == 200 and resp.json()[0]["model_version"] == "2"
 
 
-def test_sigkill_of_the_worker_under_load_loses_no_answered_prediction(service: ServiceProcess, packaged: Packaged) -> None:
+def test_sigkill_of_the_worker_under_load_loses_no_answered_prediction(
+    service: ServiceProcess, packaged: Packaged
+) -> None:
     with PredictLoad(service.url, records(packaged.holdout, 20)) as load:
         _wait_for(lambda: len(load.answered) >= 600, 60, "600 answered predictions")
         before_kill = len(load.answered)
         _kill_worker(service)
-        _wait_for(lambda: len(load.answered) >= before_kill + 200, 60, "answers from the respawned worker")
+        _wait_for(
+            lambda: len(load.answered) >= before_kill + 200, 60, "answers from the respawned worker"
+        )
     answered = load.answered
     # the new worker's rows are still in its buffer (60 s flush) and journal; the dead worker's only in
     # its journal: the reader compacts the dead writer's segments
@@ -106,7 +128,9 @@ def test_sigkill_of_the_worker_under_load_loses_no_answered_prediction(service: 
     ids = set(logged["prediction_id"])
     killed_batch = set(answered[:before_kill])
     missing = killed_batch - ids
-    assert not missing, f"{len(missing)} of {len(killed_batch)} predictions answered before the kill are not in the log"
+    assert not missing, (
+        f"{len(missing)} of {len(killed_batch)} predictions answered before the kill are not in the log"
+    )
     stop_pid(service.pid, first=15)  # SIGTERM: the respawned worker flushes its buffer
     logged = read_predictions(packaged.settings.state.predictions, "loans")
     missing = set(answered) - set(logged["prediction_id"])

@@ -57,7 +57,11 @@ def suggested_gate_metric(task: Task, class_counts: Mapping[Any, int]) -> str:
     if len(counts) != 2:
         return "roc_auc"
     positive = sorted(counts)[-1]
-    return "pr_auc" if counts[positive] / sum(counts.values()) < IMBALANCED_POSITIVE_SHARE else "roc_auc"
+    return (
+        "pr_auc"
+        if counts[positive] / sum(counts.values()) < IMBALANCED_POSITIVE_SHARE
+        else "roc_auc"
+    )
 
 
 def kind_of(series: pd.Series) -> ColumnKind:
@@ -96,7 +100,11 @@ def infer_task(series: pd.Series, kind: ColumnKind | None = None) -> Task:
     if kind == "numeric" and not (values == values.round()).all():
         return "regression"
     levels = values.nunique()
-    return "classification" if levels <= MAX_CLASSES and (levels <= 2 or len(values) >= 2 * levels) else "regression"
+    return (
+        "classification"
+        if levels <= MAX_CLASSES and (levels <= 2 or len(values) >= 2 * levels)
+        else "regression"
+    )
 
 
 def null_tolerance(null_share: float, *, is_target: bool) -> float:
@@ -106,7 +114,9 @@ def null_tolerance(null_share: float, *, is_target: bool) -> float:
     return min(1.0, round(2 * null_share + NULL_SHARE_SLACK, 4))
 
 
-def column_role(series: pd.Series, kind: ColumnKind, *, nulls: int, distinct: int | None) -> tuple[ColumnRole, str | None]:
+def column_role(
+    series: pd.Series, kind: ColumnKind, *, nulls: int, distinct: int | None
+) -> tuple[ColumnRole, str | None]:
     """The role of a non-target, non-time column and the note saying why it is not a feature.
 
     ``distinct``: the number of distinct non-null values when the caller knows it (level counts);
@@ -118,7 +128,12 @@ def column_role(series: pd.Series, kind: ColumnKind, *, nulls: int, distinct: in
         return "ignored", NOTE_CONSTANT
     if kind == "datetime":
         return "ignored", NOTE_DATETIME
-    if kind in ("integer", "categorical") and nulls == 0 and len(series) >= MIN_ID_ROWS and _unique(series, kind, distinct):
+    if (
+        kind in ("integer", "categorical")
+        and nulls == 0
+        and len(series) >= MIN_ID_ROWS
+        and _unique(series, kind, distinct)
+    ):
         return "id", NOTE_ID
     return "feature", None
 
@@ -144,7 +159,9 @@ def _unique(series: pd.Series, kind: ColumnKind, distinct: int | None) -> bool:
     return bool(series.is_unique)
 
 
-def infer_column(series: pd.Series, *, name: str, rows: int, is_target: bool, kind: ColumnKind | None = None) -> ColumnSpec:
+def infer_column(
+    series: pd.Series, *, name: str, rows: int, is_target: bool, kind: ColumnKind | None = None
+) -> ColumnSpec:
     """One column's spec: kind, role, null tolerance, and a range (numeric) or levels (text)."""
     kind = kind or kind_of(series)
     counts = series.value_counts(dropna=True, sort=False) if kind == "categorical" else None
@@ -159,10 +176,14 @@ def infer_column(series: pd.Series, *, name: str, rows: int, is_target: bool, ki
     if is_target:
         spec.role = "target"
     else:
-        spec.role, spec.note = column_role(series, kind, nulls=nulls, distinct=None if counts is None else len(counts))
+        spec.role, spec.note = column_role(
+            series, kind, nulls=nulls, distinct=None if counts is None else len(counts)
+        )
     if kind in ("numeric", "integer"):
         values = float_values(series)
-        finite = values[np.isfinite(values)]  # infinities are the non_finite rule's, not the range's
+        finite = values[
+            np.isfinite(values)
+        ]  # infinities are the non_finite rule's, not the range's
         if finite.size:
             spec.min, spec.max = float(finite.min()), float(finite.max())
             spec.range_tolerance = RANGE_TOLERANCE
@@ -201,11 +222,16 @@ def infer_contract(
         datetimes = [c for c, kind in kinds.items() if kind == "datetime" and df[c].notna().any()]
         time_column = datetimes[0] if len(datetimes) == 1 else None
     rows = max(len(df), 1)
-    specs = [infer_column(df[col], name=str(col), rows=rows, is_target=col == target, kind=kinds[col]) for col in df.columns]
+    specs = [
+        infer_column(df[col], name=str(col), rows=rows, is_target=col == target, kind=kinds[col])
+        for col in df.columns
+    ]
     for spec in specs:
         if spec.name == time_column:
             spec.role, spec.note = "time", None
-    duplicate_share = float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
+    duplicate_share = (
+        float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
+    )
     task = task or infer_task(df[target], kinds[target])
     counts = df[target].value_counts(dropna=True).to_dict() if task == "classification" else {}
     return DatasetContract(

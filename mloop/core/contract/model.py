@@ -24,8 +24,16 @@ ColumnRole = Literal["feature", "id", "ignored", "target", "time"]
 Task = Literal["classification", "regression"]
 
 CONTRACT_FILE = "contract.yaml"
-RESERVED_FEATURE_NAMES = ("prediction_id", "timestamp", "model_name", "model_version", "prediction", "probability",
-                          "score", "label")
+RESERVED_FEATURE_NAMES = (
+    "prediction_id",
+    "timestamp",
+    "model_name",
+    "model_version",
+    "prediction",
+    "probability",
+    "score",
+    "label",
+)
 """Names no feature may have: the prediction log, the scored reference and the feedback give their own
 columns these names beside the model inputs, so a feature of one of them would be mixed up with it."""
 
@@ -35,21 +43,39 @@ class ColumnSpec(BaseModel):
 
     name: str
     kind: ColumnKind
-    role: ColumnRole = Field(default="feature", description="feature (model input), target, time, id or ignored.")
-    note: str | None = Field(default=None, description="Why the column is not a feature (inferred; reviewable).")
-    nullable: bool = Field(description="Whether nulls were seen at onboarding.")
-    max_null_share: float = Field(default=0.0, ge=0, le=1, description="Largest accepted share of nulls.")
-    categories: list[str] | None = Field(default=None, description="Allowed levels (categorical columns).")
-    max_unknown_share: float = Field(
-        default=0.0, ge=0, le=1, description="Largest accepted share of rows with a level not in categories."
+    role: ColumnRole = Field(
+        default="feature", description="feature (model input), target, time, id or ignored."
     )
-    min: float | None = Field(default=None, description="Lowest value seen at onboarding (numeric).")
-    max: float | None = Field(default=None, description="Highest value seen at onboarding (numeric).")
+    note: str | None = Field(
+        default=None, description="Why the column is not a feature (inferred; reviewable)."
+    )
+    nullable: bool = Field(description="Whether nulls were seen at onboarding.")
+    max_null_share: float = Field(
+        default=0.0, ge=0, le=1, description="Largest accepted share of nulls."
+    )
+    categories: list[str] | None = Field(
+        default=None, description="Allowed levels (categorical columns)."
+    )
+    max_unknown_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Largest accepted share of rows with a level not in categories.",
+    )
+    min: float | None = Field(
+        default=None, description="Lowest value seen at onboarding (numeric)."
+    )
+    max: float | None = Field(
+        default=None, description="Highest value seen at onboarding (numeric)."
+    )
     range_tolerance: float = Field(
         default=0.0, ge=0, description="Values may exceed [min, max] by this share of the range."
     )
     max_out_of_range_share: float = Field(
-        default=0.0, ge=0, le=1, description="Largest accepted share of rows outside the widened range."
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Largest accepted share of rows outside the widened range.",
     )
 
     def bounds(self) -> tuple[float, float]:
@@ -68,7 +94,9 @@ class DatasetContract(BaseModel):
     target: str
     time_column: str | None = None
     columns: list[ColumnSpec]
-    max_duplicate_share: float = Field(default=0.01, ge=0, le=1, description="Largest accepted share of duplicate rows.")
+    max_duplicate_share: float = Field(
+        default=0.01, ge=0, le=1, description="Largest accepted share of duplicate rows."
+    )
     min_rows: int = Field(default=1, ge=1)
     gate_metric: str | None = Field(
         default=None,
@@ -85,7 +113,11 @@ class DatasetContract(BaseModel):
     @property
     def feature_columns(self) -> list[ColumnSpec]:
         """Model inputs: the columns whose role is ``feature`` (never the target or the time column)."""
-        return [c for c in self.columns if c.role == "feature" and c.name not in {self.target, self.time_column}]
+        return [
+            c
+            for c in self.columns
+            if c.role == "feature" and c.name not in {self.target, self.time_column}
+        ]
 
     @property
     def numeric_features(self) -> list[str]:
@@ -103,9 +135,11 @@ def reserved_features(contract: DatasetContract) -> list[str]:
 
 def reserved_name_message(names: list[str]) -> str:
     listed = ", ".join(repr(n) for n in names)
-    return (f"feature column(s) {listed} have a name the prediction log uses for its own columns "
-            f"({', '.join(RESERVED_FEATURE_NAMES)}): their values would be mixed up with those; rename them "
-            f"(e.g. {names[0] + '_value'!r})")
+    return (
+        f"feature column(s) {listed} have a name the prediction log uses for its own columns "
+        f"({', '.join(RESERVED_FEATURE_NAMES)}): their values would be mixed up with those; rename them "
+        f"(e.g. {names[0] + '_value'!r})"
+    )
 
 
 # ---- the YAML file ---------------------------------------------------------------------------
@@ -141,7 +175,9 @@ def contract_to_yaml(contract: DatasetContract) -> str:
         if col["min"] is None and col["max"] is None:
             for key in ("min", "max", "range_tolerance", "max_out_of_range_share"):
                 col.pop(key)
-    return _YAML_HEADER.format(name=contract.name) + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return _YAML_HEADER.format(name=contract.name) + yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True
+    )
 
 
 def save_contract(contract: DatasetContract, project_dir: Path) -> Path:
@@ -168,9 +204,16 @@ def load_contract(project_dir: Path, name: str) -> DatasetContract:
     try:
         contract = DatasetContract.model_validate(yaml.safe_load(path.read_text()))
     except Exception as exc:  # yaml or pydantic error: say which file
-        raise MloopError(f"contract file is invalid: {exc}", where=str(path), fix="fix the YAML or delete it to re-infer") from exc
+        raise MloopError(
+            f"contract file is invalid: {exc}",
+            where=str(path),
+            fix="fix the YAML or delete it to re-infer",
+        ) from exc
     reserved = reserved_features(contract)
     if reserved:  # a role flipped to feature by hand (ingest refuses such a name in a new dataset)
-        raise MloopError(reserved_name_message(reserved), where=str(path),
-                         fix="give those columns role: ignored here, or rename them in the data and onboard it again")
+        raise MloopError(
+            reserved_name_message(reserved),
+            where=str(path),
+            fix="give those columns role: ignored here, or rename them in the data and onboard it again",
+        )
     return contract

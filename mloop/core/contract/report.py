@@ -44,11 +44,17 @@ class RuleFailure(BaseModel):
     """One failed contract rule: which rule, which column, how many rows, a few example values."""
 
     rule: str = Field(description="Rule id, e.g. null_share (see RULE_DESCRIPTIONS).")
-    column: str | None = Field(default=None, description="The column the rule is about (None: whole dataset).")
+    column: str | None = Field(
+        default=None, description="The column the rule is about (None: whole dataset)."
+    )
     rows: int = Field(description="How many rows break the rule.")
     share: float | None = Field(default=None, description="rows / total rows.")
-    limit: float | None = Field(default=None, description="The contract's tolerance for this rule, if any.")
-    examples: list[str] = Field(default_factory=list, description="A few offending values (or row numbers).")
+    limit: float | None = Field(
+        default=None, description="The contract's tolerance for this rule, if any."
+    )
+    examples: list[str] = Field(
+        default_factory=list, description="A few offending values (or row numbers)."
+    )
     message: str
 
 
@@ -72,7 +78,9 @@ class ValidationReport(BaseModel):
         """Readable multi-line report (one line per failure)."""
         if self.ok:
             return f"dataset {self.dataset}: {self.rows} rows pass the contract"
-        lines = [f"dataset {self.dataset}: {len(self.failures)} contract rule(s) failed on {self.rows} rows"]
+        lines = [
+            f"dataset {self.dataset}: {len(self.failures)} contract rule(s) failed on {self.rows} rows"
+        ]
         for f in self.failures:
             example = f" e.g. {', '.join(f.examples)}" if f.examples else ""
             lines.append(f"  - {f.rule}: {f.message}{example}")

@@ -35,7 +35,9 @@ from mloop.core.contract.report import (
 
 EXAMPLES = 5  # offending values (or row numbers) kept per failure
 
-Measure = Callable[[Any], RuleFailure | None]  # measures one rule on a Series/DataFrame: None = passes
+Measure = Callable[
+    [Any], RuleFailure | None
+]  # measures one rule on a Series/DataFrame: None = passes
 
 
 def duplicated_rows(df: pd.DataFrame) -> pd.Series:
@@ -69,11 +71,16 @@ def dtype_fits(series: pd.Series, kind: ColumnKind) -> bool:
         return False
     if kind == "boolean":  # a bool column with nulls reads back as objects: True/False/None
         return pdt.is_bool_dtype(series) or (
-            pdt.is_object_dtype(series) and pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty")
+            pdt.is_object_dtype(series)
+            and pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "empty")
         )
     if kind == "datetime":
         return pdt.is_datetime64_any_dtype(series)
-    return pdt.is_object_dtype(series) or pdt.is_string_dtype(series) or isinstance(series.dtype, pd.CategoricalDtype)
+    return (
+        pdt.is_object_dtype(series)
+        or pdt.is_string_dtype(series)
+        or isinstance(series.dtype, pd.CategoricalDtype)
+    )
 
 
 def kind_ok(series: pd.Series, kind: ColumnKind) -> bool:
@@ -84,7 +91,9 @@ def kind_ok(series: pd.Series, kind: ColumnKind) -> bool:
 # ---- the rules: each measures itself once and returns its failure (None: the rule holds) ------
 
 
-def _share_failure(rule: str, spec: ColumnSpec, count: int, rows: int, limit: float, examples: list[str], what: str) -> RuleFailure:
+def _share_failure(
+    rule: str, spec: ColumnSpec, count: int, rows: int, limit: float, examples: list[str], what: str
+) -> RuleFailure:
     """A failed share-based rule; ``what`` names the offending rows, e.g. ``null rows``."""
     share = count / rows
     subject = "target column" if rule == RULE_TARGET_NULL else "column"
@@ -129,7 +138,9 @@ def dtype_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure
     )
 
 
-def null_failure(series: pd.Series, spec: ColumnSpec, rows: int, rule: str, nulls: int | None = None) -> RuleFailure | None:
+def null_failure(
+    series: pd.Series, spec: ColumnSpec, rows: int, rule: str, nulls: int | None = None
+) -> RuleFailure | None:
     """``null_share`` (or ``target_null``): more nulls than ``max_null_share``; examples are row numbers.
 
     ``nulls``: the null count when the caller has it already (from level counts).
@@ -141,7 +152,9 @@ def null_failure(series: pd.Series, spec: ColumnSpec, rows: int, rule: str, null
     if nulls <= spec.max_null_share * rows:
         return None
     examples = _row_examples(series.isna() if mask is None else mask)
-    return _share_failure(rule, spec, nulls, rows, spec.max_null_share, examples, "null rows ({share})")
+    return _share_failure(
+        rule, spec, nulls, rows, spec.max_null_share, examples, "null rows ({share})"
+    )
 
 
 def float_values(series: pd.Series) -> np.ndarray:
@@ -149,7 +162,9 @@ def float_values(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype=float, na_value=np.nan)
 
 
-def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None) -> RuleFailure | None:
+def non_finite_failure(
+    series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None
+) -> RuleFailure | None:
     """``non_finite``: any +/-infinity in a numeric column (no tolerance: a fit would fail on it later,
     after the version was made). Examples are row numbers. ``values``: :func:`float_values` of ``series``
     when the caller has them already."""
@@ -166,11 +181,13 @@ def non_finite_failure(series: pd.Series, spec: ColumnSpec, rows: int, values: n
         limit=0.0,
         examples=_row_examples(infinite),
         message=f"column {spec.name!r} has {count} infinite value(s); write an unknown value as empty (null), "
-                "or a finite number",
+        "or a finite number",
     )
 
 
-def out_of_range_failure(series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None) -> RuleFailure | None:
+def out_of_range_failure(
+    series: pd.Series, spec: ColumnSpec, rows: int, values: np.ndarray | None = None
+) -> RuleFailure | None:
     """``out_of_range_share``: more values outside the widened ``[min, max]`` than tolerated (``values`` as in
     :func:`non_finite_failure`)."""
     low, high = spec.bounds()
@@ -180,7 +197,15 @@ def out_of_range_failure(series: pd.Series, spec: ColumnSpec, rows: int, values:
     if count <= spec.max_out_of_range_share * rows:
         return None
     what = f"rows ({{share}}) outside [{low:g}, {high:g}]"
-    return _share_failure(RULE_OUT_OF_RANGE, spec, count, rows, spec.max_out_of_range_share, _examples(series[outside]), what)
+    return _share_failure(
+        RULE_OUT_OF_RANGE,
+        spec,
+        count,
+        rows,
+        spec.max_out_of_range_share,
+        _examples(series[outside]),
+        what,
+    )
 
 
 def unknown_category_failure(levels: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure | None:
@@ -194,10 +219,20 @@ def unknown_category_failure(levels: pd.Series, spec: ColumnSpec, rows: int) -> 
     if count <= spec.max_unknown_share * rows:
         return None
     examples = [str(v) for v in unknown.index[:EXAMPLES]]
-    return _share_failure(RULE_UNKNOWN_CATEGORY, spec, count, rows, spec.max_unknown_share, examples, "rows ({share}) with unknown categories")
+    return _share_failure(
+        RULE_UNKNOWN_CATEGORY,
+        spec,
+        count,
+        rows,
+        spec.max_unknown_share,
+        examples,
+        "rows ({share}) with unknown categories",
+    )
 
 
-def duplicate_failure(duplicated: pd.Series, contract: DatasetContract, rows: int) -> RuleFailure | None:
+def duplicate_failure(
+    duplicated: pd.Series, contract: DatasetContract, rows: int
+) -> RuleFailure | None:
     """``duplicate_share``: more rows repeating an earlier row than ``max_duplicate_share``."""
     count = int(duplicated.sum())
     limit = contract.max_duplicate_share
@@ -231,7 +266,9 @@ def single_class_failure(df: pd.DataFrame, target: str, rows: int) -> RuleFailur
     )
 
 
-def column_failure(check: str, column: str, df: pd.DataFrame, contract: DatasetContract) -> RuleFailure:
+def column_failure(
+    check: str, column: str, df: pd.DataFrame, contract: DatasetContract
+) -> RuleFailure:
     """A failure from pandera's own column checks: a contract column is absent, or an extra is present."""
     rows = len(df)
     if check == "column_in_schema":
@@ -251,7 +288,13 @@ def column_failure(check: str, column: str, df: pd.DataFrame, contract: DatasetC
             share=1.0,
             message=f"target column {column!r} is absent (columns: {', '.join(map(str, df.columns[:20]))})",
         )
-    return RuleFailure(rule=RULE_MISSING_COLUMN, column=column, rows=rows, share=1.0, message=f"column {column!r} is missing")
+    return RuleFailure(
+        rule=RULE_MISSING_COLUMN,
+        column=column,
+        rows=rows,
+        share=1.0,
+        message=f"column {column!r} is missing",
+    )
 
 
 # ---- the pandera schema ------------------------------------------------------------------------
@@ -311,7 +354,9 @@ class _ColumnData:
         return self._levels
 
     def uses_levels(self, s: pd.Series) -> bool:
-        return self.spec.kind == "categorical" and self.spec.categories is not None and self.kind_ok(s)
+        return (
+            self.spec.kind == "categorical" and self.spec.categories is not None and self.kind_ok(s)
+        )
 
 
 def column_measures(spec: ColumnSpec, contract: DatasetContract, rows: int) -> dict[str, Measure]:
@@ -329,27 +374,37 @@ def column_measures(spec: ColumnSpec, contract: DatasetContract, rows: int) -> d
     measures: dict[str, Measure] = {RULE_DTYPE: dtype, null_rule: nulls}
     # a column of the wrong kind is reported by the dtype rule alone
     if spec.kind in ("numeric", "integer"):
-        measures[RULE_NON_FINITE] = lambda s: non_finite_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
+        measures[RULE_NON_FINITE] = lambda s: (
+            non_finite_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
+        )
         if spec.min is not None and spec.max is not None:
-            measures[RULE_OUT_OF_RANGE] = (
-                lambda s: out_of_range_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
+            measures[RULE_OUT_OF_RANGE] = lambda s: (
+                out_of_range_failure(s, spec, rows, data.floats(s)) if data.kind_ok(s) else None
             )
     if spec.kind == "categorical" and spec.categories is not None:
-        measures[RULE_UNKNOWN_CATEGORY] = lambda s: unknown_category_failure(data.levels(s), spec, rows) if data.kind_ok(s) else None
+        measures[RULE_UNKNOWN_CATEGORY] = lambda s: (
+            unknown_category_failure(data.levels(s), spec, rows) if data.kind_ok(s) else None
+        )
     return measures
 
 
-def frame_measures(contract: DatasetContract, rows: int, duplicated: pd.Series | None = None) -> dict[str, Measure]:
+def frame_measures(
+    contract: DatasetContract, rows: int, duplicated: pd.Series | None = None
+) -> dict[str, Measure]:
     """The dataset-level rules, by rule id, each measuring a DataFrame of ``rows`` rows."""
     measures: dict[str, Measure] = {
-        RULE_DUPLICATES: lambda d: duplicate_failure(duplicated if duplicated is not None else duplicated_rows(d), contract, rows)
+        RULE_DUPLICATES: lambda d: duplicate_failure(
+            duplicated if duplicated is not None else duplicated_rows(d), contract, rows
+        )
     }
     if contract.task == "classification":
         measures[RULE_SINGLE_CLASS] = lambda d: single_class_failure(d, contract.target, rows)
     return measures
 
 
-def build_schema(contract: DatasetContract, rows: int, findings: Findings, duplicated: pd.Series | None = None) -> Any:
+def build_schema(
+    contract: DatasetContract, rows: int, findings: Findings, duplicated: pd.Series | None = None
+) -> Any:
     """The pandera ``DataFrameSchema`` that expresses ``contract`` for a frame of ``rows`` rows.
 
     Each check records what it found in ``findings``; share-based rules are vectorised scalar
@@ -358,17 +413,27 @@ def build_schema(contract: DatasetContract, rows: int, findings: Findings, dupli
     import pandera.pandas as pa
 
     def checks(measures: Mapping[str, Measure], column: str | None) -> list[Any]:
-        return [pa.Check(findings.check(rule, column, m), name=rule, ignore_na=False) for rule, m in measures.items()]
+        return [
+            pa.Check(findings.check(rule, column, m), name=rule, ignore_na=False)
+            for rule, m in measures.items()
+        ]
 
     columns = {
-        spec.name: pa.Column(None, nullable=True, checks=checks(column_measures(spec, contract, rows), spec.name), name=spec.name)
+        spec.name: pa.Column(
+            None,
+            nullable=True,
+            checks=checks(column_measures(spec, contract, rows), spec.name),
+            name=spec.name,
+        )
         for spec in contract.columns
     }
     frame_checks = checks(frame_measures(contract, rows, duplicated), None)
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=True, name=contract.name)
 
 
-def _failure_of_case(case: Mapping[str, Any], df: pd.DataFrame, contract: DatasetContract, findings: Findings) -> RuleFailure:
+def _failure_of_case(
+    case: Mapping[str, Any], df: pd.DataFrame, contract: DatasetContract, findings: Findings
+) -> RuleFailure:
     """The report entry for one row of pandera's ``failure_cases``."""
     check = str(case["check"])
     if check in PANDERA_COLUMN_CHECKS:
@@ -387,7 +452,9 @@ def _failure_of_case(case: Mapping[str, Any], df: pd.DataFrame, contract: Datase
     )
 
 
-def validate_frame(df: pd.DataFrame, contract: DatasetContract, *, duplicated: pd.Series | None = None) -> ValidationReport:
+def validate_frame(
+    df: pd.DataFrame, contract: DatasetContract, *, duplicated: pd.Series | None = None
+) -> ValidationReport:
     """Check ``df`` against ``contract`` with pandera (lazy: every failure is collected).
 
     Pure: no I/O. Returns a report whose ``failures`` name the rule, column, row count and a few
@@ -397,7 +464,11 @@ def validate_frame(df: pd.DataFrame, contract: DatasetContract, *, duplicated: p
     report = ValidationReport(dataset=contract.name, rows=len(df), columns=len(df.columns))
     if len(df) < contract.min_rows:
         report.failures.append(
-            RuleFailure(rule=RULE_EMPTY, rows=0, message=f"the data has {len(df)} rows (at least {contract.min_rows} needed)")
+            RuleFailure(
+                rule=RULE_EMPTY,
+                rows=0,
+                message=f"the data has {len(df)} rows (at least {contract.min_rows} needed)",
+            )
         )
         return report
     import pandera.errors as pa_errors

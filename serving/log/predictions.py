@@ -6,7 +6,7 @@ Layout (append-only parquet, readable with plain pandas):
   answered record: ``prediction_id, timestamp (UTC), model_name, model_version``, every input
   feature, ``prediction`` and ``probability`` (classification) or ``score`` (regression).
 - ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``
-  (one label per id: the first; see :mod:`serving.feedback` for the trust rule and
+  (one label per id: the first; see :mod:`serving.log.feedback` for the trust rule and
   ``<feedback_dir>/<model>/conflicts/part-*.jsonl``).
 - ``<predictions_dir or feedback_dir>/<model>/dead-letter/part-*.jsonl`` (+ ``part-*.reason.txt``):
   rows that could not be written as parquet (a value parquet cannot hold, a write that kept
@@ -20,7 +20,7 @@ every reader, moved to ``corrupt/`` beside it (with a ``.reason.txt``; never del
 and counted (:func:`count_corrupt`).
 
 Parquet writing is off the request path: :class:`PredictionLogger.log` appends the batch to the
-write-ahead journal (one ``os.write`` of one JSON line, see :mod:`serving.journal`) and to an
+write-ahead journal (one ``os.write`` of one JSON line, see :mod:`serving.log.journal`) and to an
 in-memory list, under a lock; a background thread turns the pending batches into one parquet file
 when ``flush_rows`` rows are pending or every ``flush_seconds``, then deletes the journal segments
 those batches were in. :meth:`PredictionLogger.close` (called from the service's ``on_shutdown``
@@ -31,11 +31,11 @@ service start and in every reader (:func:`prediction_files`, :func:`find_predict
 answered prediction is in the log after SIGTERM and after SIGKILL alike. With ``journal=False``
 (``MLOOP_PREDLOG_JOURNAL=0``) only the in-memory buffer is kept (the pre-journal behaviour).
 
-Team mode (``MLOOP_ARTIFACTS_URI`` set; pass ``remote=serving.remote_log.remote_log(settings)``): every
+Team mode (``MLOOP_ARTIFACTS_URI`` set; pass ``remote=serving.log.remote_parts.remote_log(settings)``): every
 finished part is also uploaded to S3 under the same relative path (the logger's thread after each flush,
 the feedback store after each label part; a failed upload keeps the part local and is retried at the
 next flush, the periodic rescan or a restart), and the readers given ``remote`` read the objects in S3
-instead of the local folders, so the monitor runs on any host. See :mod:`serving.remote_log`.
+instead of the local folders, so the monitor runs on any host. See :mod:`serving.log.remote_parts`.
 
 A batch is never retried forever: rows that cannot become a parquet table are set aside at once
 (the same rows would fail again), and a write that fails (disk, permissions) is retried on the
@@ -57,11 +57,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving.journal import JOURNAL_DIR, Journal, batch_line, dead_segments, parse_segment_name, read_segment
+from serving.log.journal import (
+    JOURNAL_DIR,
+    Journal,
+    batch_line,
+    dead_segments,
+    parse_segment_name,
+    read_segment,
+)
 
 if TYPE_CHECKING:
     from mloop.core.partitions import Mapper
-    from serving.remote_log import RemoteLog, Shipper
+    from serving.log.remote_parts import RemoteLog, Shipper
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +146,9 @@ class _Batch:
             }
             row.update({name: values[i] for name, values in self.features.items()})
             row["prediction"] = self.predictions[i] if i < len(self.predictions) else None
-            row[self.value_name] = self.values[i] if self.values is not None and i < len(self.values) else None
+            row[self.value_name] = (
+                self.values[i] if self.values is not None and i < len(self.values) else None
+            )
             out.append(row)
         return out
 
@@ -161,15 +170,19 @@ class PredictionLogger:
     ) -> None:
         self.root = Path(predictions_dir)
         self.shipper: Shipper | None = None
-        if remote is not None:  # team mode: every part also goes to S3 (serving.remote_log)
-            from serving.remote_log import Shipper
+        if remote is not None:  # team mode: every part also goes to S3 (serving.log.remote_parts)
+            from serving.log.remote_parts import Shipper
 
             self.shipper = Shipper(remote, "predictions", self.root)
         self.ship_rescan_seconds = ship_rescan_seconds
         self._unshipped: list[Path] = []
-        self._rescan_at = 0.0  # monotonic time of the next scan for parts not shipped (0: at the first flush)
+        self._rescan_at = (
+            0.0  # monotonic time of the next scan for parts not shipped (0: at the first flush)
+        )
         self.journal = Journal(self.root) if journal else None
-        self._segments: list[Path] = []  # closed journal segments whose batches are not all written yet
+        self._segments: list[
+            Path
+        ] = []  # closed journal segments whose batches are not all written yet
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_attempts = max_attempts
@@ -200,12 +213,31 @@ class PredictionLogger:
     ) -> None:
         """Journal one batch of answered records (one ``os.write``) and queue it for the parquet writer.
 
-        Call it BEFORE the answer is sent. Raises :class:`serving.journal.JournalError` when the
+        Call it BEFORE the answer is sent. Raises :class:`serving.log.journal.JournalError` when the
         journal cannot be written (disk full, permissions): the batch is then not logged, and its
         answer must not be sent (write-ahead: no answer without its log line)."""
-        batch = _Batch(ids, datetime.now(UTC), model_name, model_version, features, predictions, values, value_name)
+        batch = _Batch(
+            ids,
+            datetime.now(UTC),
+            model_name,
+            model_version,
+            features,
+            predictions,
+            values,
+            value_name,
+        )
         line = (
-            batch_line(ids, batch.timestamp, model_name, model_version, features, predictions, values, value_name, self.journal.dumps)
+            batch_line(
+                ids,
+                batch.timestamp,
+                model_name,
+                model_version,
+                features,
+                predictions,
+                values,
+                value_name,
+                self.journal.dumps,
+            )
             if self.journal is not None
             else b""
         )
@@ -224,7 +256,7 @@ class PredictionLogger:
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - keep the flusher alive; the write is retried (bounded)
+            except Exception:
                 log.exception("prediction log flush failed; will retry")
                 time.sleep(self.flush_seconds)
 
@@ -246,14 +278,16 @@ class PredictionLogger:
             for (model, day), items in _groups(batches).items():
                 try:
                     written += self._write_group(model, day, items, new_parts)
-                except Exception as exc:  # noqa: BLE001 - an I/O failure: retried, then set aside
+                except Exception as exc:
                     error = exc
                     for b in items:
                         b.attempts += 1
                         if b.attempts < self.max_attempts:
                             failed.append(b)
                         else:
-                            self._dead_letter(b, f"write failed {b.attempts} times: {type(exc).__name__}: {exc}")
+                            self._dead_letter(
+                                b, f"write failed {b.attempts} times: {type(exc).__name__}: {exc}"
+                            )
             self.rows_written += written
             if failed:
                 with self._lock:  # put them back in front, in order
@@ -270,7 +304,9 @@ class PredictionLogger:
         segments, self._segments = self._segments, []
         Journal.remove(segments)
 
-    def _write_group(self, model: str, day: str, items: list[_Batch], new_parts: list[Path] | None = None) -> int:
+    def _write_group(
+        self, model: str, day: str, items: list[_Batch], new_parts: list[Path] | None = None
+    ) -> int:
         """Write one model/day group as one part (see :func:`_write_batches`); its paths go to ``new_parts``."""
         folder = self.root / model / f"date={day}"
 
@@ -296,8 +332,14 @@ class PredictionLogger:
 
     def _dead_letter(self, batch: _Batch, reason: str) -> None:
         self.rows_dead_lettered += len(batch.ids)
-        set_aside(self.root / batch.model_name, batch.rows(), reason, "predictions", batch.model_name, self.on_dead_letter)
-
+        set_aside(
+            self.root / batch.model_name,
+            batch.rows(),
+            reason,
+            "predictions",
+            batch.model_name,
+            self.on_dead_letter,
+        )
 
     def close(self, timeout: float = 10.0) -> int:
         """Stop the flusher and write what is pending (idempotent). Returns rows written now."""
@@ -309,7 +351,7 @@ class PredictionLogger:
             try:
                 self.flush()
                 break
-            except Exception:  # noqa: BLE001 - retried, then set aside: shutdown must finish
+            except Exception:
                 log.exception("prediction log flush failed at shutdown")
         if self.journal is not None:
             with self._write_lock, self._lock:
@@ -321,22 +363,24 @@ class PredictionLogger:
         return self.rows_written - before
 
 
-def _write_batches(items: list[_Batch], next_path: Callable[[], Path], dead_letter: Callable[[_Batch, str], None]) -> int:
+def _write_batches(
+    items: list[_Batch], next_path: Callable[[], Path], dead_letter: Callable[[_Batch, str], None]
+) -> int:
     """Write ``items`` as one part (at ``next_path()``); rows that cannot become a table are set
     aside (each batch on its own, so one bad batch costs only its own rows). Returns rows written."""
     try:
         tables = [_table(items)]
-    except Exception:  # noqa: BLE001 - find the batches that cannot be written
+    except Exception:
         good = []
         for b in items:
             try:
                 _table([b])
                 good.append(b)
-            except Exception as exc:  # noqa: BLE001 - a value parquet cannot hold
+            except Exception as exc:
                 dead_letter(b, f"cannot convert to parquet: {type(exc).__name__}: {exc}")
         try:
             tables = [_table(good)] if good else []
-        except Exception:  # noqa: BLE001 - fine alone, not together: one part per batch
+        except Exception:
             tables = [_table([b]) for b in good]
     for table in tables:
         _write_atomic(table, next_path())
@@ -350,7 +394,7 @@ COMPACT_LOCK_TIMEOUT_S = 60.0
 
 
 def _batch_from_journal(row: dict[str, Any]) -> _Batch:
-    """A journal line (see :func:`serving.journal.batch_line`) as a batch; raises on a malformed one."""
+    """A journal line (see :func:`serving.log.journal.batch_line`) as a batch; raises on a malformed one."""
     values = row.get("values")
     return _Batch(
         ids=[str(i) for i in row["ids"]],
@@ -421,7 +465,14 @@ def _compact_segment(model_dir: Path, segment: Path, hook: DeadLetterHook | None
             batches.append(_batch_from_journal(row))
         except (KeyError, TypeError, ValueError) as exc:  # a line that parses but is not a batch
             rows = [row] if isinstance(row, dict) else [{"line": str(row)}]
-            set_aside(model_dir, rows, f"unreadable journal line in {segment.name}: {exc}", "predictions", model_name, hook)
+            set_aside(
+                model_dir,
+                rows,
+                f"unreadable journal line in {segment.name}: {exc}",
+                "predictions",
+                model_name,
+                hook,
+            )
     written = 0
 
     def dead_letter(batch: _Batch, reason: str) -> None:
@@ -432,10 +483,14 @@ def _compact_segment(model_dir: Path, segment: Path, hook: DeadLetterHook | None
         known = _writer_ids(day_dir, name.pid)
         left = [b for b in (_without(b, known) for b in items) if b is not None]
         if left:
-            written += _write_batches(left, lambda d=day_dir: _compaction_path(d, segment.stem), dead_letter)  # type: ignore[misc]
+            written += _write_batches(
+                left, lambda d=day_dir: _compaction_path(d, segment.stem), dead_letter
+            )  # type: ignore[misc]
     segment.unlink(missing_ok=True)
     if written:
-        log.warning("prediction journal %s of a dead writer compacted: %d rows", segment.name, written)
+        log.warning(
+            "prediction journal %s of a dead writer compacted: %d rows", segment.name, written
+        )
     return written
 
 
@@ -465,7 +520,11 @@ def compact_journals(predictions_dir: Path, on_dead_letter: DeadLetterHook | Non
     root = Path(predictions_dir)
     if not root.is_dir():
         return 0
-    return sum(compact_journal(d, on_dead_letter) for d in sorted(root.iterdir()) if (d / JOURNAL_DIR).is_dir())
+    return sum(
+        compact_journal(d, on_dead_letter)
+        for d in sorted(root.iterdir())
+        if (d / JOURNAL_DIR).is_dir()
+    )
 
 
 def _compact_quietly(model_dirs: list[Path]) -> None:
@@ -475,23 +534,30 @@ def _compact_quietly(model_dirs: list[Path]) -> None:
             continue
         try:
             compact_journal(model_dir)
-        except Exception as exc:  # noqa: BLE001 - the reader still answers with the parts there are
+        except Exception as exc:
             log.warning("could not compact the prediction journal of %s: %s", model_dir, exc)
 
 
 def set_aside(
-    model_dir: Path, rows: list[dict[str, Any]], reason: str, kind: str, model_name: str, hook: DeadLetterHook | None
+    model_dir: Path,
+    rows: list[dict[str, Any]],
+    reason: str,
+    kind: str,
+    model_name: str,
+    hook: DeadLetterHook | None,
 ) -> None:
     """Dead-letter ``rows`` (logged, counted by ``hook``); never raises: logging must go on."""
     log.error("%s log: %d rows of %s set aside: %s", kind, len(rows), model_name, reason)
     try:
         write_dead_letter(model_dir, rows, reason)
-    except Exception:  # noqa: BLE001 - even the dead letter failed (disk full?): the rows are dropped
-        log.exception("could not write the dead-letter part for %s; %d rows dropped", model_name, len(rows))
+    except Exception:
+        log.exception(
+            "could not write the dead-letter part for %s; %d rows dropped", model_name, len(rows)
+        )
     if hook is not None:
         try:
             hook(kind, model_name, len(rows), reason)
-        except Exception:  # noqa: BLE001 - a metrics failure must not stop logging
+        except Exception:
             log.exception("dead-letter hook failed")
 
 
@@ -525,7 +591,9 @@ def _table(items: list[_Batch]) -> Any:
             cols[name].extend(b.features.get(name, [None] * n))
         cols["prediction"].extend(b.predictions)
         for vn in value_names:
-            cols[vn].extend(b.values if (vn == b.value_name and b.values is not None) else [None] * n)
+            cols[vn].extend(
+                b.values if (vn == b.value_name and b.values is not None) else [None] * n
+            )
     return pa.table({k: _arrow_array(k, v) for k, v in cols.items()})
 
 
@@ -553,7 +621,13 @@ def set_aside_part(path: Path, exc: BaseException, what: str) -> Path | None:
     except FileNotFoundError:
         return None  # another reader moved it first
     except OSError as move_exc:
-        log.warning("%s part %s is unreadable (%s) and could not be moved aside: %s", what, path, exc, move_exc)
+        log.warning(
+            "%s part %s is unreadable (%s) and could not be moved aside: %s",
+            what,
+            path,
+            exc,
+            move_exc,
+        )
         return None
     log.warning("%s part %s is unreadable (%s); moved to %s", what, path.name, exc, target)
     return target
@@ -584,7 +658,7 @@ def _readable(path: Path) -> bool:
 
     try:
         pq.read_schema(path)
-    except Exception:  # noqa: BLE001 - any failure to read the footer: unreadable
+    except Exception:
         return False
     return True
 
@@ -605,7 +679,9 @@ def _read_parts(files: list[Path], what: str = "prediction log") -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
-def prediction_files(predictions_dir: Path, model_name: str, since: datetime | None = None) -> list[Path]:
+def prediction_files(
+    predictions_dir: Path, model_name: str, since: datetime | None = None
+) -> list[Path]:
     """Parquet parts of ``model_name`` (optionally only day partitions on/after ``since``), after
     compacting the journal segments of dead writers (:func:`compact_journal`)."""
     root = Path(predictions_dir) / model_name
@@ -634,7 +710,7 @@ def read_predictions(
     Columns: prediction_id, timestamp (UTC), model_name, model_version, each input feature,
     prediction, probability or score. ``since`` keeps rows at/after that time (naive = UTC);
     ``last_n`` keeps the newest n rows. Empty frame with the base columns when nothing is logged.
-    With ``remote`` (team mode, :func:`serving.remote_log.remote_log`) the parts are read from S3: with
+    With ``remote`` (team mode, :func:`serving.log.remote_parts.remote_log`) the parts are read from S3: with
     ``last_n`` only the parts that can hold the newest rows (from their footers), each read by a task of
     ``map_parts`` when given (e.g. on Dask, :mod:`mloop.core.partitions`).
     """
@@ -668,7 +744,9 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
     root = Path(predictions_dir)
     if root.is_dir():
         _compact_quietly(sorted(root.iterdir()))
-    files = sorted(root.glob("*/date=*/part-*.parquet"), key=lambda p: (p.parent.name, p.name), reverse=True)
+    files = sorted(
+        root.glob("*/date=*/part-*.parquet"), key=lambda p: (p.parent.name, p.name), reverse=True
+    )
     for f in files:
         try:
             table = pq.read_table(f)
@@ -701,14 +779,20 @@ def record_feedback(
     remote: RemoteLog | None = None,
 ) -> int:
     """Record ground-truth labels (a DataFrame with ``prediction_id`` and ``label``) under the trust
-    rule of :mod:`serving.feedback` (known prediction ids only; a second label is a duplicate or a
+    rule of :mod:`serving.log.feedback` (known prediction ids only; a second label is a duplicate or a
     recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
     written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
     ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
-    was refused use :meth:`serving.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
+    was refused use :meth:`serving.log.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
     also looked up in the log in S3 and the label part is uploaded there."""
     return record_labels(
-        feedback_dir, model_name, labels, on_dead_letter, predictions_dir=predictions_dir, source=source, remote=remote
+        feedback_dir,
+        model_name,
+        labels,
+        on_dead_letter,
+        predictions_dir=predictions_dir,
+        source=source,
+        remote=remote,
     ).recorded
 
 
@@ -722,9 +806,9 @@ def record_labels(
     source: dict[str, Any] | None = None,
     remote: RemoteLog | None = None,
 ) -> Any:
-    """:func:`record_feedback` returning the whole :class:`serving.feedback.FeedbackResult`
+    """:func:`record_feedback` returning the whole :class:`serving.log.feedback.FeedbackResult`
     (recorded, duplicates, conflicts, unknown, set_aside, rejected ids with reasons)."""
-    from serving.feedback import FeedbackStore
+    from serving.log.feedback import FeedbackStore
 
     missing = {"prediction_id", "label"} - set(labels.columns)
     if missing:
@@ -743,7 +827,7 @@ def record_labels(
 
 def read_feedback(feedback_dir: Path, model_name: str, *, remote: RemoteLog | None = None) -> Any:
     """Labels recorded for ``model_name``: prediction_id, label, timestamp; the FIRST label per id
-    (a later one is a duplicate or a conflict, see :mod:`serving.feedback`; conflicts are not read).
+    (a later one is a duplicate or a conflict, see :mod:`serving.log.feedback`; conflicts are not read).
     With ``remote`` (team mode) the parts are read from S3."""
     import pandas as pd
 

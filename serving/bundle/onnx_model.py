@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from mloop.core.contract import DatasetContract
-from serving.names import column_keys
+from serving.bundle.column_keys import column_keys
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ InputKind = Literal["float", "string"]
 def input_kinds(contract: DatasetContract) -> dict[str, InputKind]:
     """ONNX input type of each feature column: numbers as float32, everything else as strings."""
     return {
-        c.name: ("float" if c.kind in ("numeric", "integer") else "string") for c in contract.feature_columns
+        c.name: ("float" if c.kind in ("numeric", "integer") else "string")
+        for c in contract.feature_columns
     }
 
 
@@ -116,7 +117,7 @@ def onnx_feed(
     """The ONNX Runtime input dict: one (n, 1) array per input (float32 or string).
 
     ``columns`` and ``kinds`` use the user's column names; ``inputs`` maps them to the graph's
-    input names (:func:`serving.names.column_keys`, as the request schema's field names; identity
+    input names (:func:`serving.bundle.column_keys.column_keys`, as the request schema's field names; identity
     when None)."""
     feed: dict[str, np.ndarray] = {}
     done: set[str] = set()
@@ -148,7 +149,10 @@ def sklearn_frame(columns: dict[str, list[Any]], kinds: dict[str, InputKind]) ->
         if kind == "float":
             data[name] = np.array(col, dtype=np.float64)
         else:  # same convention as models.pipeline.prepare_features: strings, missing as NaN
-            data[name] = pd.Series([np.nan if _string_value(v) == MISSING else _string_value(v) for v in col], dtype=object)
+            data[name] = pd.Series(
+                [np.nan if _string_value(v) == MISSING else _string_value(v) for v in col],
+                dtype=object,
+            )
     return pd.DataFrame(data)
 
 
@@ -167,7 +171,9 @@ class Outputs:
     classes: list[Any] | None = None
 
 
-def _class_outputs(labels: np.ndarray, proba: np.ndarray, classes: list[Any] | None = None) -> Outputs:
+def _class_outputs(
+    labels: np.ndarray, proba: np.ndarray, classes: list[Any] | None = None
+) -> Outputs:
     proba = np.asarray(proba, dtype=np.float64)
     positive = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
     out = Outputs(predictions=np.asarray(labels).ravel().tolist(), probabilities=positive.tolist())
@@ -221,7 +227,9 @@ class OnnxPredictor:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.task = task
         self.prep = prep
-        self.classes = None if classes is None else np.asarray(classes).tolist()  # once, not per batch
+        self.classes = (
+            None if classes is None else np.asarray(classes).tolist()
+        )  # once, not per batch
 
     def predict(self, columns: dict[str, list[Any]]) -> Outputs:
         out = self.session.run(None, onnx_feed(columns, self.kinds, self.prep, self.inputs))
@@ -315,10 +323,17 @@ def _extract_numeric_prep(patched: Any, kinds: dict[str, InputKind]) -> NumericP
         if not all(isinstance(c, str) and kinds.get(c) == "float" for c in cols):
             continue
         steps = [s for _, s in trans.steps]
-        if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or not isinstance(steps[1], StandardScaler):
+        if (
+            len(steps) != 2
+            or not isinstance(steps[0], SimpleImputer)
+            or not isinstance(steps[1], StandardScaler)
+        ):
             continue
         imp, sc = steps
-        if not (imp.missing_values is None or (isinstance(imp.missing_values, float) and math.isnan(imp.missing_values))):
+        if not (
+            imp.missing_values is None
+            or (isinstance(imp.missing_values, float) and math.isnan(imp.missing_values))
+        ):
             continue
         if getattr(imp, "indicator_", None) is not None or len(imp.statistics_) != len(cols):
             continue
@@ -345,12 +360,38 @@ def _patch_skl2onnx_hist_gradient_boosting() -> None:
         return
     original = te.add_node
 
-    def add_node(attr_pairs, is_classifier, tree_id, tree_weight, node_id, feat_id, mode, threshold,  # type: ignore[no-untyped-def]
-                 left, right, *args, **kwargs):
+    def add_node(
+        attr_pairs,
+        is_classifier,
+        tree_id,
+        tree_weight,
+        node_id,
+        feat_id,
+        mode,
+        threshold,  # type: ignore[no-untyped-def]
+        left,
+        right,
+        *args,
+        **kwargs,
+    ):
         if "nodes_missing_value_tracks_true" in kwargs:
-            kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
-        return original(attr_pairs, is_classifier, int(tree_id), tree_weight, int(node_id), int(feat_id), mode,
-                        threshold, int(left), int(right), *args, **kwargs)
+            kwargs["nodes_missing_value_tracks_true"] = int(
+                kwargs["nodes_missing_value_tracks_true"]
+            )
+        return original(
+            attr_pairs,
+            is_classifier,
+            int(tree_id),
+            tree_weight,
+            int(node_id),
+            int(feat_id),
+            mode,
+            threshold,
+            int(left),
+            int(right),
+            *args,
+            **kwargs,
+        )
 
     add_node._mloop_patched = True  # type: ignore[attr-defined]
     te.add_node = add_node
@@ -360,7 +401,8 @@ def _initial_types(kinds: dict[str, InputKind], inputs: dict[str, str]) -> list[
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     return [
-        (inputs[n], FloatTensorType([None, 1]) if k == "float" else StringTensorType([None, 1])) for n, k in kinds.items()
+        (inputs[n], FloatTensorType([None, 1]) if k == "float" else StringTensorType([None, 1]))
+        for n, k in kinds.items()
     ]
 
 
@@ -379,7 +421,9 @@ def _rename_columns(patched: Any, inputs: dict[str, str]) -> None:
         elif isinstance(cols, list | tuple) and all(isinstance(c, str) for c in cols):
             pre.transformers_[i] = (name, trans, [inputs.get(c, c) for c in cols])
     if hasattr(pre, "feature_names_in_"):
-        pre.feature_names_in_ = np.array([inputs.get(str(c), str(c)) for c in pre.feature_names_in_], dtype=object)
+        pre.feature_names_in_ = np.array(
+            [inputs.get(str(c), str(c)) for c in pre.feature_names_in_], dtype=object
+        )
 
 
 def convert_pipeline(
@@ -401,7 +445,7 @@ def convert_pipeline(
     with threadpool_limits(1):
         try:
             return _convert_pipeline(pipeline, contract, holdout, tolerance)
-        except Exception as exc:  # noqa: BLE001 - any failure means: serve with sklearn, say why
+        except Exception as exc:
             return _fallback(f"ONNX verification failed: {type(exc).__name__}: {str(exc)[:300]}")
 
 
@@ -419,7 +463,9 @@ def outputs_agree(want: np.ndarray, have: np.ndarray, task: str, tolerance: floa
     return bool(np.all(error <= allowed))
 
 
-def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, tolerance: float) -> Conversion:
+def _convert_pipeline(
+    pipeline: Any, contract: DatasetContract, holdout: Any, tolerance: float
+) -> Conversion:
     kinds = input_kinds(contract)
     names = list(kinds)
     # ONNX input names by the request schema's rule: skl2onnx would otherwise rewrite a name that
@@ -442,7 +488,7 @@ def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, to
         )
         onnx_bytes = onx.SerializeToString()
         predictor = OnnxPredictor(onnx_bytes, kinds, contract.task, prep=prep, inputs=inputs)
-    except Exception as exc:  # noqa: BLE001 - any converter failure means: serve with sklearn
+    except Exception as exc:
         return _fallback(f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:300]}")
 
     columns = columns_from_frame(holdout, names)
@@ -463,7 +509,12 @@ def _convert_pipeline(pipeline: Any, contract: DatasetContract, holdout: Any, to
             rows_checked=len(want),
         )
     return Conversion(
-        backend="onnx", onnx_model=onnx_bytes, prep=prep, max_abs_diff=diff, rows_checked=len(want), inputs=inputs
+        backend="onnx",
+        onnx_model=onnx_bytes,
+        prep=prep,
+        max_abs_diff=diff,
+        rows_checked=len(want),
+        inputs=inputs,
     )
 
 
@@ -511,10 +562,14 @@ def write_model_dir(
         "input_kinds": input_kinds(contract),
         "onnx_inputs": conversion.inputs,
         "numeric_prep": (
-            {k: getattr(conversion.prep, k) for k in ("columns", "fill", "mean", "scale")} if conversion.prep else None
+            {k: getattr(conversion.prep, k) for k in ("columns", "fill", "mean", "scale")}
+            if conversion.prep
+            else None
         ),
         "sample_columns": sample_cols,
-        **({"classes": expected.classes} if expected.classes is not None else {}),  # multiclass column order
+        **(
+            {"classes": expected.classes} if expected.classes is not None else {}
+        ),  # multiclass column order
         "expected": {
             "predictions": expected.predictions,
             "probabilities": expected.probabilities,
@@ -551,16 +606,27 @@ def _load_skops(path: Path) -> Any:
     return sio.load(path, trusted=TRUSTED_TYPES)
 
 
-def load_predictor(model_dir: Path, threads: int = 1, meta: dict[str, Any] | None = None) -> Predictor:
+def load_predictor(
+    model_dir: Path, threads: int = 1, meta: dict[str, Any] | None = None
+) -> Predictor:
     """The predictor stored in ``model_dir`` (ONNX when present, else the skops pipeline);
     ``meta``: its :func:`read_meta` when the caller has it already."""
     meta = read_meta(model_dir) if meta is None else meta
     kinds: dict[str, InputKind] = meta["input_kinds"]
     if (model_dir / ONNX_FILE).exists():
         prep = NumericPrep(**meta["numeric_prep"]) if meta.get("numeric_prep") else None
-        inputs = meta.get("onnx_inputs")  # absent in models packaged before names were mapped: identity
-        return OnnxPredictor(model_dir / ONNX_FILE, kinds, meta["task"], prep=prep, threads=threads, inputs=inputs,
-                             classes=meta.get("classes"))
+        inputs = meta.get(
+            "onnx_inputs"
+        )  # absent in models packaged before names were mapped: identity
+        return OnnxPredictor(
+            model_dir / ONNX_FILE,
+            kinds,
+            meta["task"],
+            prep=prep,
+            threads=threads,
+            inputs=inputs,
+            classes=meta.get("classes"),
+        )
     return SklearnPredictor(_load_skops(model_dir / SKOPS_FILE), kinds, meta["task"])
 
 
@@ -577,13 +643,15 @@ def smoke_test(predictor: Predictor, meta: dict[str, Any], *, tolerance: float =
         return ["the model has no stored sample records to smoke-test"]
     try:
         out = predictor.predict(columns)
-    except Exception as exc:  # noqa: BLE001 - reported as a failed smoke test
+    except Exception as exc:
         return [f"prediction on the sample records failed: {type(exc).__name__}: {exc}"]
     problems: list[str] = []
     if len(out.predictions) != n:
         problems.append(f"{len(out.predictions)} answers for {n} records")
     values = out.probabilities if out.probabilities is not None else out.scores
-    want = expected.get("probabilities") if out.probabilities is not None else expected.get("scores")
+    want = (
+        expected.get("probabilities") if out.probabilities is not None else expected.get("scores")
+    )
     arr = np.asarray(values if values is not None else [], dtype=np.float64)
     if arr.size != n or not np.all(np.isfinite(arr)):
         problems.append("outputs are not all finite numbers")
@@ -593,6 +661,10 @@ def smoke_test(predictor: Predictor, meta: dict[str, Any], *, tolerance: float =
         stored = np.asarray(want, dtype=np.float64)
         task = "classification" if out.probabilities is not None else "regression"
         if stored.shape != arr.shape or not outputs_agree(stored, arr, task, tolerance):
-            diff = float(np.max(np.abs(arr - stored))) if stored.shape == arr.shape else float("nan")
-            problems.append(f"outputs differ from the stored sklearn outputs by {diff:.3g} > {tolerance:g}")
+            diff = (
+                float(np.max(np.abs(arr - stored))) if stored.shape == arr.shape else float("nan")
+            )
+            problems.append(
+                f"outputs differ from the stored sklearn outputs by {diff:.3g} > {tolerance:g}"
+            )
     return problems

@@ -11,7 +11,7 @@ was trained on an older dataset version). Rules:
 
 * the trusted holdout (every challenger, when the train flow has one): the challenger is ALSO scored
   on the holdout of a dataset version whose labels were ingested from a file, which no feedback can
-  change (see :class:`TrustedScores` and :mod:`models.gating` for which version). With a champion,
+  change (see :class:`TrustedScores` and :mod:`models.gate_scoring` for which version). With a champion,
   the challenger is rejected when it is worse there than the champion by more than
   ``trusted_tolerance``; without one, when it does not beat the dummy baseline there. This holds
   whatever the newest rows say: the newest rows of a retrain built from feedback carry labels anyone
@@ -36,7 +36,13 @@ from pydantic.fields import FieldInfo
 
 from mloop.core.settings import Settings
 from models.evaluate import direction, metrics_for, weighted_metric
-from models.target import class_codes, class_counts, default_gate_metric, infer_classes, is_multiclass_scores
+from models.target import (
+    class_codes,
+    class_counts,
+    default_gate_metric,
+    infer_classes,
+    is_multiclass_scores,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -62,7 +68,9 @@ class GateConfig(BaseModel):
     baseline_margin: Annotated[float, _setting("baseline_margin"), Field(ge=0)]
     trusted_tolerance: Annotated[float, _setting("trusted_tolerance"), Field(ge=0)]
     seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
-    min_slice_rows: int = Field(default=100, ge=1, description="Smallest categorical level checked as a slice.")
+    min_slice_rows: int = Field(
+        default=100, ge=1, description="Smallest categorical level checked as a slice."
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> GateConfig:
@@ -91,7 +99,11 @@ class GateConfig(BaseModel):
         A metric that does not apply to the task falls back to the task's default (roc_auc / rmse)."""
         if "metric" not in self.model_fields_set and class_counts is not None:
             return default_gate_metric(task, class_counts)
-        return self.metric if self.metric in metrics_for(task) else ("roc_auc" if task == "classification" else "rmse")
+        return (
+            self.metric
+            if self.metric in metrics_for(task)
+            else ("roc_auc" if task == "classification" else "rmse")
+        )
 
 
 def overrides_model(
@@ -123,7 +135,9 @@ class SliceComparison(BaseModel):
     rows: int
     challenger: float
     champion: float
-    loss: float = Field(description="How much worse the challenger is on this slice (positive = worse).")
+    loss: float = Field(
+        description="How much worse the challenger is on this slice (positive = worse)."
+    )
     blocked: bool
 
 
@@ -151,11 +165,19 @@ class TrustedComparison(BaseModel):
     rows: int
     reference: Literal["champion", "baseline"]
     challenger: float = Field(description="The challenger's gate metric on the trusted holdout.")
-    reference_value: float = Field(description="The champion's (or the baseline's) gate metric there.")
-    loss: float = Field(description="How much worse the challenger is there (positive = worse), signed by the metric.")
-    tolerance: float = Field(description="Largest loss accepted against a champion (0 against the baseline).")
+    reference_value: float = Field(
+        description="The champion's (or the baseline's) gate metric there."
+    )
+    loss: float = Field(
+        description="How much worse the challenger is there (positive = worse), signed by the metric."
+    )
+    tolerance: float = Field(
+        description="Largest loss accepted against a champion (0 against the baseline)."
+    )
     passed: bool
-    same_holdout: bool = Field(default=False, description="The trusted holdout is the gate's own holdout.")
+    same_holdout: bool = Field(
+        default=False, description="The trusted holdout is the gate's own holdout."
+    )
 
     def verdict(self, metric: str) -> str:
         """One sentence: where, both scores, the loss and the verdict."""
@@ -184,7 +206,9 @@ class GateReport(BaseModel):
     reference: Literal["champion", "baseline"]
     challenger_value: float
     reference_value: float
-    gain: float = Field(description="Challenger minus reference, signed so that positive is better.")
+    gain: float = Field(
+        description="Challenger minus reference, signed so that positive is better."
+    )
     ci_low: float
     ci_high: float
     resamples: int
@@ -193,7 +217,8 @@ class GateReport(BaseModel):
     reference_metrics: dict[str, float] = Field(default_factory=dict)
     slices: list[SliceComparison] = Field(default_factory=list)
     trusted: TrustedComparison | None = Field(
-        default=None, description="The check on the trusted holdout (None: not run, see ``reasons``)."
+        default=None,
+        description="The check on the trusted holdout (None: not run, see ``reasons``).",
     )
     config: GateConfig
 
@@ -237,7 +262,11 @@ class GateReport(BaseModel):
         )
 
     def to_markdown(self) -> str:
-        ref = f"{self.reference} v{self.champion_version}" if self.reference == "champion" else "dummy baseline"
+        ref = (
+            f"{self.reference} v{self.champion_version}"
+            if self.reference == "champion"
+            else "dummy baseline"
+        )
         chal = f"challenger v{self.challenger_version}" if self.challenger_version else "challenger"
         lines = [
             f"# Promotion gate: {self.model_name} — **{self.decision.upper()}**",
@@ -259,12 +288,22 @@ class GateReport(BaseModel):
             f"95% interval [{self.ci_low:+.4f}, {self.ci_high:+.4f}]",
         ]
         if self.slices:
-            lines += ["", f"| slice | rows | challenger | champion | loss (tolerance {self.config.slice_tolerance}) |", "|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"| slice | rows | challenger | champion | loss (tolerance {self.config.slice_tolerance}) |",
+                "|---|---|---|---|---|",
+            ]
             for s in self.slices:
                 flag = " **blocks**" if s.blocked else ""
-                lines.append(f"| {s.column}={s.level} | {s.rows} | {s.challenger:.4f} | {s.champion:.4f} | {s.loss:+.4f}{flag} |")
+                lines.append(
+                    f"| {s.column}={s.level} | {s.rows} | {s.challenger:.4f} | {s.champion:.4f} | {s.loss:+.4f}{flag} |"
+                )
         if (t := self.trusted) is not None:
-            limit = f"tolerance {t.tolerance}" if t.reference == "champion" else "must beat the baseline"
+            limit = (
+                f"tolerance {t.tolerance}"
+                if t.reference == "champion"
+                else "must beat the baseline"
+            )
             lines += [
                 "",
                 f"## Trusted holdout: {'passed' if t.passed else '**REJECTED**'}",
@@ -305,14 +344,20 @@ def paired_bootstrap(
 
     rng = np.random.default_rng(seed)
     n = len(y)
-    chunk = chunk or max(1, min(resamples, 2_000_000 // max(n, 1)))  # ~8 MB of float32 weights: cache-friendly
+    chunk = chunk or max(
+        1, min(resamples, 2_000_000 // max(n, 1))
+    )  # ~8 MB of float32 weights: cache-friendly
     sign = direction(metric)
     gains = np.empty(resamples)
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(size, n), dtype=np.int64 if size * n >= 2**31 else np.int32)  # int32: 3x faster
+        idx = rng.integers(
+            0, n, size=(size, n), dtype=np.int64 if size * n >= 2**31 else np.int32
+        )  # int32: 3x faster
         flat = (idx + (np.arange(size, dtype=idx.dtype) * n)[:, None]).ravel()
-        W = np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float32)  # counts < 2**24: exact
+        W = (
+            np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float32)
+        )  # counts < 2**24: exact
         gains[start : start + size] = sign * (
             weighted_metric(metric, y, a, W, classes) - weighted_metric(metric, y, b, W, classes)
         )
@@ -371,7 +416,13 @@ def decide(
     ref_value = float(weighted_metric(metric, y_arr, ref_scores, ones, codes_of)[0])
     gain = sign * (chal_value - ref_value)
     gains = paired_bootstrap(
-        metric, y_arr, challenger_scores, ref_scores, resamples=config.resamples, seed=config.seed, classes=codes_of
+        metric,
+        y_arr,
+        challenger_scores,
+        ref_scores,
+        resamples=config.resamples,
+        seed=config.seed,
+        classes=codes_of,
     )
     ci_low, ci_high = (float(v) for v in np.nanpercentile(gains, [2.5, 97.5]))
 
@@ -384,12 +435,16 @@ def decide(
             f"no champion yet; challenger {'beats' if margin_ok else 'does not beat'} the dummy baseline by "
             f"{gain:+.4f} {metric} (margin {config.baseline_margin})"
         )
-        reasons.append(f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: within noise'}")
+        reasons.append(
+            f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: within noise'}"
+        )
         ok = margin_ok and ci_ok
     else:
         gain_ok = gain >= config.min_gain
         ci_ok = ci_low > 0
-        reasons.append(f"gain {gain:+.4f} {metric} {'>=' if gain_ok else '<'} min_gain {config.min_gain}")
+        reasons.append(
+            f"gain {gain:+.4f} {metric} {'>=' if gain_ok else '<'} min_gain {config.min_gain}"
+        )
         reasons.append(
             f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: the gain is within noise'}"
         )
@@ -402,8 +457,13 @@ def decide(
             loss = sign * (champ - chal)
             comparisons.append(
                 SliceComparison(
-                    column=column, level=level, rows=int(mask.sum()), challenger=chal, champion=champ,
-                    loss=loss, blocked=loss > config.slice_tolerance,
+                    column=column,
+                    level=level,
+                    rows=int(mask.sum()),
+                    challenger=chal,
+                    champion=champ,
+                    loss=loss,
+                    blocked=loss > config.slice_tolerance,
                 )
             )
         blocked = [c for c in comparisons if c.blocked]
@@ -414,13 +474,19 @@ def decide(
                 f"(worst {worst.column}={worst.level}: {worst.loss:+.4f})"
             )
         else:
-            reasons.append(f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)")
+            reasons.append(
+                f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)"
+            )
         ok = gain_ok and ci_ok and not blocked
     comparison = None
     if trusted is not None:
         y_trusted = _encode_trusted(task, trusted.y, classes, challenger_scores, multiclass)
         comparison = trusted_comparison(
-            metric, y_trusted, trusted, tolerance=config.trusted_tolerance, classes=codes_of,
+            metric,
+            y_trusted,
+            trusted,
+            tolerance=config.trusted_tolerance,
+            classes=codes_of,
             against_champion=champion_scores is not None,
         )
         if comparison.passed:
@@ -429,8 +495,11 @@ def decide(
             reasons.insert(0, comparison.verdict(metric))
         ok = ok and comparison.passed
     elif require_trusted:
-        reasons.insert(0, "REJECTED: no trusted holdout - the dataset has no ingested version, so nothing vouches "
-                          "for the feedback labels this challenger was trained and gated on")
+        reasons.insert(
+            0,
+            "REJECTED: no trusted holdout - the dataset has no ingested version, so nothing vouches "
+            "for the feedback labels this challenger was trained and gated on",
+        )
         ok = False
     return GateReport(
         model_name=model_name,
@@ -457,7 +526,11 @@ def decide(
 
 
 def _encode_trusted(
-    task: str, y: np.ndarray, classes: Sequence[Any] | np.ndarray | None, scores: np.ndarray, multiclass: bool
+    task: str,
+    y: np.ndarray,
+    classes: Sequence[Any] | np.ndarray | None,
+    scores: np.ndarray,
+    multiclass: bool,
 ) -> np.ndarray:
     """The trusted holdout's labels encoded like the gate's: class codes (multiclass), 0/1 with the
     model's positive class ``classes[1]`` (binary: a holdout holding one class keeps its meaning),
@@ -498,14 +571,22 @@ def trusted_comparison(
         raise ValueError("the trusted check against a champion needs the champion's trusted scores")
     sign = direction(metric)
     ones = np.ones((1, len(y)))
-    reference = trusted.champion if against_champion and trusted.champion is not None else trusted.baseline
+    reference = (
+        trusted.champion if against_champion and trusted.champion is not None else trusted.baseline
+    )
     chal = float(weighted_metric(metric, y, trusted.challenger, ones, classes)[0])
     ref = float(weighted_metric(metric, y, reference, ones, classes)[0])
     loss = sign * (ref - chal)
     allowed = tolerance if against_champion else 0.0
     passed = bool(np.isfinite(loss)) and (loss <= allowed if against_champion else loss < 0)
     return TrustedComparison(
-        dataset_md5=trusted.dataset_md5, rows=len(y), reference="champion" if against_champion else "baseline",
-        challenger=chal, reference_value=ref, loss=loss, tolerance=allowed, passed=passed,
+        dataset_md5=trusted.dataset_md5,
+        rows=len(y),
+        reference="champion" if against_champion else "baseline",
+        challenger=chal,
+        reference_value=ref,
+        loss=loss,
+        tolerance=allowed,
+        passed=passed,
         same_holdout=trusted.same_holdout,
     )

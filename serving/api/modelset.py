@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 class Servable(Protocol):
-    """What the model set needs from a loaded model (``serving.runtime.LiveModel`` has it)."""
+    """What the model set needs from a loaded model (``serving.api.runtime.LiveModel`` has it)."""
 
     tag: str
     model_name: str
@@ -192,12 +192,18 @@ class ModelSet(Generic[M]):
             )
             if old is not None:
                 slot.load_lock = old.load_lock
-                slot.in_use = old.in_use  # requests answering with the old version still release here
+                slot.in_use = (
+                    old.in_use
+                )  # requests answering with the old version still release here
             self._slots[name] = slot  # the switch: one dict entry replaced
             evicted = self._fit(keep=name)
         self._loaded(name, model.tag, cost_mb)
         self._evicted(evicted)
-        return Change(status="added" if old is None else "switched", previous=previous, evicted=[n for n, _ in evicted])
+        return Change(
+            status="added" if old is None else "switched",
+            previous=previous,
+            evicted=[n for n, _ in evicted],
+        )
 
     def checkout(self, name: str) -> M | None:
         """The loaded model of ``name``, marked in use (pair with :meth:`checkin`); None when it is
@@ -270,15 +276,25 @@ class ModelSet(Generic[M]):
         if self.budget_mb <= 0:
             return evicted
         while self.used_mb > self.budget_mb:
-            cold = [s for s in self._slots.values() if s.live is not None and s.name != keep and s.in_use == 0]
+            cold = [
+                s
+                for s in self._slots.values()
+                if s.live is not None and s.name != keep and s.in_use == 0
+            ]
             if not cold:
-                busy = {s.name: s.in_use for s in self._slots.values() if s.live is not None and s.name != keep}
+                busy = {
+                    s.name: s.in_use
+                    for s in self._slots.values()
+                    if s.live is not None and s.name != keep
+                }
                 log.log(
                     logging.WARNING if busy else logging.INFO,
                     "the loaded models need %.0f MB, over the %.0f MB budget (MLOOP_SERVE_MEMORY_MB); %s",
                     self.used_mb,
                     self.budget_mb,
-                    f"the others are answering requests now (in use: {busy})" if busy else f"{keep} alone needs more",
+                    f"the others are answering requests now (in use: {busy})"
+                    if busy
+                    else f"{keep} alone needs more",
                 )
                 break
             victim = min(cold, key=lambda s: s.last_used)
@@ -288,13 +304,25 @@ class ModelSet(Generic[M]):
         return evicted
 
     def _loaded(self, name: str, tag: str, cost: float) -> None:
-        log.info("loaded model %s (%s, %.1f MB); %d of %d models loaded, %.0f MB", name, tag, cost,
-                 len(self.loaded), len(self), self.used_mb)
+        log.info(
+            "loaded model %s (%s, %.1f MB); %d of %d models loaded, %.0f MB",
+            name,
+            tag,
+            cost,
+            len(self.loaded),
+            len(self),
+            self.used_mb,
+        )
         if self._on_load is not None:
             self._on_load(name, tag, cost)
 
     def _evicted(self, evicted: list[tuple[str, str]]) -> None:
         for name, tag in evicted:
-            log.info("unloaded the least recently used model %s (%s) to stay within %.0f MB", name, tag, self.budget_mb)
+            log.info(
+                "unloaded the least recently used model %s (%s) to stay within %.0f MB",
+                name,
+                tag,
+                self.budget_mb,
+            )
             if self._on_evict is not None:
                 self._on_evict(name, tag)

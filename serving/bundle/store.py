@@ -1,4 +1,4 @@
-"""BentoML store operations, run as ``python -m serving.store`` in a child process.
+"""BentoML store operations, run as ``python -m serving.bundle.store`` in a child process.
 
 BentoML reads BENTOML_HOME once, when it is first imported; running these steps in a child whose
 environment points at ``state.bentoml_home`` keeps every caller (CLI, flows, tests with their own
@@ -6,12 +6,12 @@ MLOOP_HOME) on the right store without touching the caller's process.
 
 Steps (JSON argument on stdin, JSON result on stdout):
 
-- import: copy a staged model folder (see :func:`serving.package.stage_model`) into the model
+- import: copy a staged model folder (see :func:`serving.bundle.package.stage_model`) into the model
   store as ``<name>:v<version>`` with lineage labels and metadata (skipped if the tag exists);
 - build: build the Bento ``<name>-service:v<version>`` from a copy of the service code (the build
   context is a fresh folder under MLOOP_HOME/tmp, never containing BENTOML_HOME), offline
   (``lock_packages: false``), embedding that model (skipped if the tag exists);
-- export (team mode, :mod:`serving.remote_models`): the model as a ``.bentomodel`` file (BentoML's own
+- export (team mode, :mod:`serving.bundle.remote_models`): the model as a ``.bentomodel`` file (BentoML's own
   format), after an import when the job has ``export_path``, or alone with ``"op": "export"``;
 - import (``"op": "import"``): a ``.bentomodel`` file into the store, refused (and removed) unless
   it holds exactly the expected tag.
@@ -28,16 +28,34 @@ from pathlib import Path
 from typing import Any
 
 from mloop.core.entrypoints import PREDICTION_SERVICE
-from serving.config import ServingSettings
+from serving.api.config import ServingSettings
 
 # What the service imports, as globs under the code root: serving/, the mloop package marker,
 # mloop/core/ with its sub-packages, and the skops type allowlist's module (models/pipeline.py)
 # for the sklearn fallback; not the CLI or the platform.
-CODE_FILES = ["serving/**/*.py", "mloop/__init__.py", "mloop/core/**/*.py", "models/__init__.py", "models/pipeline.py", "models/spec.py"]
-PACKAGES = ["onnxruntime", "scikit-learn", "skops", "pandas", "pyarrow", "pydantic-settings", "numpy", "scipy"]
+CODE_FILES = [
+    "serving/**/*.py",
+    "mloop/__init__.py",
+    "mloop/core/**/*.py",
+    "models/__init__.py",
+    "models/pipeline.py",
+    "models/spec.py",
+]
+PACKAGES = [
+    "onnxruntime",
+    "scikit-learn",
+    "skops",
+    "pandas",
+    "pyarrow",
+    "pydantic-settings",
+    "numpy",
+    "scipy",
+]
 
 
-def import_model(stage_dir: Path, tag: str, labels: dict[str, str], metadata: dict[str, Any]) -> bool:
+def import_model(
+    stage_dir: Path, tag: str, labels: dict[str, str], metadata: dict[str, Any]
+) -> bool:
     """Copy ``stage_dir`` into the store as ``tag``; False when the tag already existed."""
     import bentoml
     from bentoml.exceptions import NotFound
@@ -132,7 +150,9 @@ def main() -> None:
         result["model_created"] = import_exported(Path(job["path"]), job["tag"])
         sys.stdout.write("\n" + json.dumps(result) + "\n")
         return
-    result["model_created"] = import_model(Path(job["stage_dir"]), job["tag"], job["labels"], job["metadata"])
+    result["model_created"] = import_model(
+        Path(job["stage_dir"]), job["tag"], job["labels"], job["metadata"]
+    )
     if job.get("build", True):
         bento_tag, created = build_bento(
             job["tag"],

@@ -1,9 +1,9 @@
 """What answering a batch of records or labels means, ONE function each for every route that does it.
 
 ``/predict`` (BentoML's typed route, one model served) and ``/models/<name>/predict`` (the ASGI
-route of :mod:`serving.routes`, any number of models) both call :func:`answer_batch`: predict, new
+route of :mod:`serving.api.routes`, any number of models) both call :func:`answer_batch`: predict, new
 prediction ids, remember them for feedback, journal the batch (write-ahead: raises
-:class:`serving.journal.JournalError` when it cannot be written, and then no answer may leave),
+:class:`serving.log.journal.JournalError` when it cannot be written, and then no answer may leave),
 count it, and build one answer per record. ``/feedback`` and ``/models/<name>/feedback`` both call
 :func:`answer_feedback`. No BentoML import: testable on its own.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from serving.feedback import FeedbackStore, RecentIds
-from serving.predlog import PredictionLogger, new_prediction_ids
-from serving.runtime import LiveModel
+from serving.api.runtime import LiveModel
+from serving.log.feedback import FeedbackStore, RecentIds
+from serving.log.predictions import PredictionLogger, new_prediction_ids
 
 PREDICT_LOG_UNWRITABLE = "the prediction log cannot be written; try again"
 
@@ -25,7 +25,7 @@ PREDICT_LOG_UNWRITABLE = "the prediction log cannot be written; try again"
 @dataclass(frozen=True)
 class Answering:
     """The service's shared state a batch is answered with: the prediction log (None when off), the
-    recent-id index of :mod:`serving.feedback`, the feedback store and a counter hook
+    recent-id index of :mod:`serving.log.feedback`, the feedback store and a counter hook
     ``(model_name, model_version, records)``."""
 
     logger: PredictionLogger | None
@@ -34,7 +34,9 @@ class Answering:
     count: Callable[[str, str, int], None]
 
 
-def answer_batch(live: LiveModel, records: Sequence[Any], answering: Answering) -> list[dict[str, Any]]:
+def answer_batch(
+    live: LiveModel, records: Sequence[Any], answering: Answering
+) -> list[dict[str, Any]]:
     """Answer ``records`` (validated request records: one attribute per feature, named by
     ``live.keys``) with ``live``: one answer dict per record, in order (fields of ``live.answer``).
     Raises JournalError (answer 503)."""
@@ -42,7 +44,9 @@ def answer_batch(live: LiveModel, records: Sequence[Any], answering: Answering) 
     out = live.predictor.predict(columns)
     n = len(out.predictions)
     ids = new_prediction_ids(n)
-    answering.recent.add(live.model_name, ids)  # feedback for them is accepted before the log is written
+    answering.recent.add(
+        live.model_name, ids
+    )  # feedback for them is accepted before the log is written
     values = out.probabilities if out.probabilities is not None else out.scores
     if answering.logger is not None:  # write-ahead: journaled before the answer leaves
         answering.logger.log(
@@ -59,7 +63,9 @@ def answer_batch(live: LiveModel, records: Sequence[Any], answering: Answering) 
     name, version = live.model_name, live.model_version
     answers = [
         {"prediction": p, key: v, "model_name": name, "model_version": version, "prediction_id": i}
-        for p, v, i in zip(out.predictions, values if values is not None else [None] * n, ids, strict=True)
+        for p, v, i in zip(
+            out.predictions, values if values is not None else [None] * n, ids, strict=True
+        )
     ]
     if live.class_labels is not None:  # multiclass: every class's probability too
         for answer, row in zip(answers, out.class_probabilities or (), strict=True):
@@ -71,10 +77,12 @@ def answer_feedback(
     live: LiveModel, labels: Sequence[Any], source: dict[str, Any], answering: Answering
 ) -> tuple[int, dict[str, Any]]:
     """Record ``labels`` (validated feedback items: ``prediction_id``, ``label``) for ``live``'s model
-    under the trust rule of :mod:`serving.feedback`: (HTTP status, answer); 404 with an ``error``
+    under the trust rule of :mod:`serving.log.feedback`: (HTTP status, answer); 404 with an ``error``
     when no id is known."""
     items = [(item.prediction_id, item.label) for item in labels]
-    result = answering.feedback_store.record(live.model_name, items, source={**source, "model_version": live.model_version})
+    result = answering.feedback_store.record(
+        live.model_name, items, source={**source, "model_version": live.model_version}
+    )
     answer = result.answer()
     if result.unknown == len(items):
         answer["error"] = (

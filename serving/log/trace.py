@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from mloop.core.errors import NotFoundError
 from mloop.core.settings import Settings
-from serving.predlog import find_prediction
+from serving.log.predictions import find_prediction
 
 
 class PredictionLineage(BaseModel):
@@ -24,28 +24,46 @@ class PredictionLineage(BaseModel):
     prediction: Any = None
     probability: float | None = None
     score: float | None = None
-    run_id: str | None = Field(default=None, description="MLflow run that trained the model version.")
+    run_id: str | None = Field(
+        default=None, description="MLflow run that trained the model version."
+    )
     flow_run_id: str | None = Field(default=None, description="Prefect flow run of the training.")
     dataset_name: str | None = None
-    dataset_md5: str | None = Field(default=None, description="DVC md5 of the exact training data bytes.")
+    dataset_md5: str | None = Field(
+        default=None, description="DVC md5 of the exact training data bytes."
+    )
     dataset_rows: int | None = None
     dataset_path: str | None = None
-    code_commit: str | None = Field(default=None, description="Code commit the model was trained from.")
-    dvc_pointer: str | None = Field(default=None, description="The dataset's .dvc pointer file (project-relative).")
+    code_commit: str | None = Field(
+        default=None, description="Code commit the model was trained from."
+    )
+    dvc_pointer: str | None = Field(
+        default=None, description="The dataset's .dvc pointer file (project-relative)."
+    )
     dvc_pointer_commit: str | None = Field(
-        default=None, description="Git commit whose .dvc pointer holds this md5 (None: pointer not committed)."
+        default=None,
+        description="Git commit whose .dvc pointer holds this md5 (None: pointer not committed).",
     )
     notes: list[str] = Field(default_factory=list)
 
     def rows(self) -> list[tuple[str, str]]:
         """The chain as (link, value) lines, as ``mloop lineage`` and the demo print it."""
         return [
-            ("prediction", f"{self.prediction_id} at {self.timestamp}: {self.prediction} (p={self.probability})"),
+            (
+                "prediction",
+                f"{self.prediction_id} at {self.timestamp}: {self.prediction} (p={self.probability})",
+            ),
             ("model version", f"{self.model_name} v{self.model_version}"),
             ("MLflow run", self.run_id or "-"),
-            ("dataset", f"{self.dataset_name or '-'} md5 {self.dataset_md5 or '-'} ({self.dataset_rows or '?'} rows)"),
+            (
+                "dataset",
+                f"{self.dataset_name or '-'} md5 {self.dataset_md5 or '-'} ({self.dataset_rows or '?'} rows)",
+            ),
             ("code commit", self.code_commit or "-"),
-            (".dvc pointer", f"{self.dvc_pointer or '-'} @ {self.dvc_pointer_commit or 'not committed'}"),
+            (
+                ".dvc pointer",
+                f"{self.dvc_pointer or '-'} @ {self.dvc_pointer_commit or 'not committed'}",
+            ),
         ]
 
 
@@ -53,7 +71,18 @@ def pointer_commit(project_dir: Path, pointer: str, md5: str) -> str | None:
     """The newest commit that put ``md5`` into ``pointer`` (``git log -S``), None if never committed."""
     try:
         out = subprocess.run(
-            ["git", "-C", str(project_dir), "log", "-n", "1", "--format=%H", f"-S{md5}", "--", pointer],
+            [
+                "git",
+                "-C",
+                str(project_dir),
+                "log",
+                "-n",
+                "1",
+                "--format=%H",
+                f"-S{md5}",
+                "--",
+                pointer,
+            ],
             capture_output=True,
             text=True,
             timeout=20,
@@ -86,7 +115,7 @@ def resolve_prediction(settings: Settings, prediction_id: str) -> PredictionLine
     )
     try:
         lin = get_lineage(settings.tracking_uri, out.model_name, out.model_version)
-    except Exception as exc:  # noqa: BLE001 - report how far the chain goes
+    except Exception as exc:
         out.notes.append(f"model version not found in the registry: {exc}")
         return out
     out.run_id = lin.run_id or None
@@ -106,10 +135,12 @@ def resolve_prediction(settings: Settings, prediction_id: str) -> PredictionLine
         out.dataset_path = version.path
         out.dvc_pointer = version.path + ".dvc"
         out.dvc_pointer_commit = out.dvc_pointer_commit or version.git_commit
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out.notes.append(f"dataset version not in the index: {exc}")
     if out.dvc_pointer and not out.dvc_pointer_commit:
-        out.dvc_pointer_commit = pointer_commit(settings.project_dir, out.dvc_pointer, out.dataset_md5)
+        out.dvc_pointer_commit = pointer_commit(
+            settings.project_dir, out.dvc_pointer, out.dataset_md5
+        )
     if out.dvc_pointer and not out.dvc_pointer_commit:
         out.notes.append(
             "the .dvc pointer of this version is not committed in git (MLOOP_GIT_COMMIT_DATA=false); "

@@ -1,6 +1,6 @@
 """Gate a challenger: score it, the champion (if any) and a dummy baseline on the same holdout, decide.
 
-The decision itself is pure (:func:`models.gate.decide`); this adds the I/O around it: the
+The decision itself is pure (:func:`models.gate_decision.decide`); this adds the I/O around it: the
 champion is loaded from the registry and scored on THIS holdout, whatever data it was trained on,
 and both models are scored again on the **trusted holdout**.
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.core.contract import DatasetContract
 from mloop.core.lineage import LABEL_FEEDBACK, DatasetVersion, LabelSource
 from mloop.core.settings import Settings
-from models.gate import GateConfig, GateReport
+from models.gate_decision import GateConfig, GateReport
 from models.split import HoldoutSplit, SplitParams
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 
-def approval_required(settings: Settings, label_source: LabelSource, requested: bool = False) -> bool:
+def approval_required(
+    settings: Settings, label_source: LabelSource, requested: bool = False
+) -> bool:
     """Whether a train run waits for a person before the champion moves: asked for (``requested``), or
     its labels came from feedback and ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
     return requested or (settings.approve_feedback_retrains and label_source == LABEL_FEEDBACK)
@@ -90,8 +92,16 @@ def gate_train_run(
     A challenger trained on feedback labels with no ingested version to check it on is rejected."""
     trusted = load_trusted_holdout(settings, dataset, contract, params, training, data)
     return gate_challenger(
-        settings.tracking_uri, dataset, contract, challenger_scores, champion, data, config,
-        challenger_model=challenger_model, trusted=trusted, require_trusted=training.label_source == LABEL_FEEDBACK,
+        settings.tracking_uri,
+        dataset,
+        contract,
+        challenger_scores,
+        champion,
+        data,
+        config,
+        challenger_model=challenger_model,
+        trusted=trusted,
+        require_trusted=training.label_source == LABEL_FEEDBACK,
         model_cache=settings.state.model_downloads,
     )
 
@@ -115,15 +125,18 @@ def gate_challenger(
 
     ``trusted``: also score the challenger (``challenger_model``, needed unless the trusted holdout is
     ``data`` itself) and the champion (or a dummy fitted on the trusted training side) there; see
-    :func:`models.gate.decide` for the rule and ``require_trusted``. ``model_cache``: where a champion
+    :func:`models.gate_decision.decide` for the rule and ``require_trusted``. ``model_cache``: where a champion
     downloaded from a remote artifact store is kept for the next gate on this host (None: not kept)."""
     from models.evaluate import predict_scores, slice_masks
-    from models.gate import decide
+    from models.gate_decision import decide
     from models.pipeline import build_baseline
     from models.registry import load_pipeline
 
-    champion_model = (load_pipeline(tracking_uri, name, champion, cache_root=model_cache)
-                      if champion is not None else None)
+    champion_model = (
+        load_pipeline(tracking_uri, name, champion, cache_root=model_cache)
+        if champion is not None
+        else None
+    )
     champion_scores = None
     if champion_model is not None:
         champion_scores = predict_scores(champion_model, data.X_holdout, contract.task)
@@ -136,40 +149,69 @@ def gate_challenger(
     trusted_scores = None
     if trusted is not None:
         if trusted.same_holdout:
-            trusted_scores = _reused_scores(trusted, challenger_scores, champion_scores, baseline_scores)
+            trusted_scores = _reused_scores(
+                trusted, challenger_scores, champion_scores, baseline_scores
+            )
         else:
-            trusted_scores = _trusted_scores(trusted, contract, challenger_model, champion_model, classes)
+            trusted_scores = _trusted_scores(
+                trusted, contract, challenger_model, champion_model, classes
+            )
     return decide(
-        model_name=name, task=contract.task, y=data.y_holdout, challenger_scores=challenger_scores,
-        champion_scores=champion_scores, baseline_scores=baseline_scores,
-        config=config, slices=slice_masks(data.X_holdout, contract, config.min_slice_rows),
-        challenger_version=None, champion_version=champion,
-        classes=classes, target_counts=data.train_class_counts,
-        trusted=trusted_scores, require_trusted=require_trusted,
+        model_name=name,
+        task=contract.task,
+        y=data.y_holdout,
+        challenger_scores=challenger_scores,
+        champion_scores=champion_scores,
+        baseline_scores=baseline_scores,
+        config=config,
+        slices=slice_masks(data.X_holdout, contract, config.min_slice_rows),
+        challenger_version=None,
+        champion_version=champion,
+        classes=classes,
+        target_counts=data.train_class_counts,
+        trusted=trusted_scores,
+        require_trusted=require_trusted,
     )
 
 
-def _reused_scores(trusted: TrustedHoldout, challenger: np.ndarray, champion: np.ndarray | None,
-                   baseline: np.ndarray) -> Any:
+def _reused_scores(
+    trusted: TrustedHoldout,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    baseline: np.ndarray,
+) -> Any:
     """The trusted holdout is the gate's own: its scores are already there."""
-    from models.gate import TrustedScores
+    from models.gate_decision import TrustedScores
 
-    return TrustedScores(dataset_md5=trusted.md5, y=trusted.data.y_holdout, challenger=challenger, champion=champion,
-                         baseline=baseline, same_holdout=True)
+    return TrustedScores(
+        dataset_md5=trusted.md5,
+        y=trusted.data.y_holdout,
+        challenger=challenger,
+        champion=champion,
+        baseline=baseline,
+        same_holdout=True,
+    )
 
 
-def _trusted_scores(trusted: TrustedHoldout, contract: DatasetContract, challenger_model: Any, champion_model: Any,
-                    classes: Any) -> Any:
+def _trusted_scores(
+    trusted: TrustedHoldout,
+    contract: DatasetContract,
+    challenger_model: Any,
+    champion_model: Any,
+    classes: Any,
+) -> Any:
     """Challenger, champion and a dummy (fitted on the trusted training side, columns in ``classes`` order)
     scored on the trusted holdout."""
     from models.evaluate import predict_scores
-    from models.gate import TrustedScores
+    from models.gate_decision import TrustedScores
     from models.pipeline import build_baseline
 
     if challenger_model is None:
         raise ValueError("scoring the challenger on the trusted holdout needs its fitted model")
     X = trusted.data.X_holdout
-    baseline = build_baseline(contract).fit(trusted.data.X_train, trusted.data.train[contract.target].to_numpy())
+    baseline = build_baseline(contract).fit(
+        trusted.data.X_train, trusted.data.train[contract.target].to_numpy()
+    )
     baseline_scores = predict_scores(baseline, X, contract.task)
     if classes is not None and baseline_scores.ndim == 2:
         baseline_scores = align_columns(baseline_scores, list(baseline.classes_), list(classes))
@@ -177,7 +219,9 @@ def _trusted_scores(trusted: TrustedHoldout, contract: DatasetContract, challeng
         dataset_md5=trusted.md5,
         y=trusted.data.y_holdout,
         challenger=predict_scores(challenger_model, X, contract.task),
-        champion=predict_scores(champion_model, X, contract.task) if champion_model is not None else None,
+        champion=predict_scores(champion_model, X, contract.task)
+        if champion_model is not None
+        else None,
         baseline=baseline_scores,
     )
 

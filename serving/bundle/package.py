@@ -9,10 +9,10 @@
    for the rollout smoke test). Any failure to convert or verify the ONNX model falls back to
    sklearn: the reason is logged and stored as ``fallback_reason`` in the model metadata, and the
    backend as the BentoML label ``mloop.serving_backend``;
-3. in a child process pointed at ``state.bentoml_home`` (see :mod:`serving.store`), imports it as
+3. in a child process pointed at ``state.bentoml_home`` (see :mod:`serving.bundle.store`), imports it as
    BentoML model ``<name>:v<version>`` labelled with the lineage, and builds the Bento
    ``<name>-service:v<version>``;
-4. in team mode, exports the model to the team's S3 (:mod:`serving.remote_models`); a deploy on a
+4. in team mode, exports the model to the team's S3 (:mod:`serving.bundle.remote_models`); a deploy on a
    host that did not package imports that exact model from S3 instead of packaging it again.
 
 Cached: BentoML tags are immutable, so a version whose model and Bento are already in the store
@@ -42,6 +42,9 @@ from pydantic import BaseModel, Field
 from mloop.core.contract import DatasetContract
 from mloop.core.entrypoints import SERVING_STORE, python_m
 from mloop.core.errors import MloopError
+from mloop.core.names import check_name, child_path
+from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.settings import Settings
 from mloop.core.tags import (
     TAG_CODE_COMMIT,
     TAG_DATASET_MD5,
@@ -51,9 +54,6 @@ from mloop.core.tags import (
     TAG_MODEL_VERSION,
     TAG_RUN_ID,
 )
-from mloop.core.names import check_name, child_path
-from mloop.core.paths import CODE_ROOT, with_code_root
-from mloop.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,14 @@ class PackagedModel(BaseModel):
     name: str = Field(description="Registered model name (= dataset name).")
     version: str = Field(description="Registered model version.")
     model_tag: str = Field(description="BentoML model tag (what the service loads).")
-    bento_tag: str | None = Field(default=None, description="BentoML Bento tag (the deployable artefact).")
+    bento_tag: str | None = Field(
+        default=None, description="BentoML Bento tag (the deployable artefact)."
+    )
     backend: str = Field(description="onnx or sklearn (fallback).")
     fallback_reason: str | None = None
-    onnx_max_abs_diff: float | None = Field(default=None, description="Largest |ONNX - sklearn| on the holdout.")
+    onnx_max_abs_diff: float | None = Field(
+        default=None, description="Largest |ONNX - sklearn| on the holdout."
+    )
     created: bool = Field(description="False when everything already existed (nothing rebuilt).")
     labels: dict[str, str] = Field(default_factory=dict)
     seconds: float = 0.0
@@ -112,12 +116,18 @@ def stored_model_dir(bentoml_home: Path, tag: str) -> Path:
 
     path = _model_dir(bentoml_home, tag)
     if not (path / "model.yaml").is_file():
-        raise NotFoundError(f"model {tag} is not in the BentoML store", where=str(bentoml_home), fix="run mloop package")
+        raise NotFoundError(
+            f"model {tag} is not in the BentoML store",
+            where=str(bentoml_home),
+            fix="run mloop package",
+        )
     return path
 
 
-def _from_store(bentoml_home: Path, name: str, version: str, tag: str, seconds: float) -> PackagedModel:
-    from serving.onnx_model import read_meta
+def _from_store(
+    bentoml_home: Path, name: str, version: str, tag: str, seconds: float
+) -> PackagedModel:
+    from serving.bundle.onnx_model import read_meta
 
     path = _model_dir(bentoml_home, tag)
     meta = read_meta(path)
@@ -126,7 +136,7 @@ def _from_store(bentoml_home: Path, name: str, version: str, tag: str, seconds: 
         import yaml
 
         labels = dict((yaml.safe_load((path / "model.yaml").read_text()) or {}).get("labels") or {})
-    except Exception:  # noqa: BLE001 - labels are informative only
+    except Exception:
         pass
     btag = f"{bento_name(name)}:v{version}"
     return PackagedModel(
@@ -152,17 +162,24 @@ def stage_model(
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
     """Convert + verify + write the serving artefacts into ``stage_dir`` (no BentoML). Returns the metadata."""
-    from serving.onnx_model import convert_pipeline, write_model_dir
+    from serving.bundle.onnx_model import convert_pipeline, write_model_dir
 
     conversion = convert_pipeline(pipeline, contract, holdout)
     sample = holdout.head(SAMPLE_ROWS)
     return write_model_dir(
-        stage_dir, pipeline=pipeline, contract=contract, conversion=conversion, metadata=metadata, sample=sample
+        stage_dir,
+        pipeline=pipeline,
+        contract=contract,
+        conversion=conversion,
+        metadata=metadata,
+        sample=sample,
     )
 
 
-def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
-    """Run :mod:`serving.store` in a child process with BENTOML_HOME = ``state.bentoml_home``."""
+def run_store_job(
+    settings: Settings, job: dict[str, Any], timeout: float = 300.0
+) -> dict[str, Any]:
+    """Run :mod:`serving.bundle.store` in a child process with BENTOML_HOME = ``state.bentoml_home``."""
     env = with_code_root({**os.environ, **settings.service_env()})
     proc = subprocess.run(
         python_m(SERVING_STORE),
@@ -177,7 +194,8 @@ def run_store_job(settings: Settings, job: dict[str, Any], timeout: float = 300.
         raise MloopError(
             f"BentoML {job.get('op', 'packaging')} failed",
             where=f"python -m {SERVING_STORE} (BENTOML_HOME={settings.state.bentoml_home})",
-            fix="read the error below; packaging runs offline and needs no network\n" + proc.stderr[-2500:],
+            fix="read the error below; packaging runs offline and needs no network\n"
+            + proc.stderr[-2500:],
         )
     last = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     return json.loads(last[-1]) if last else {}  # type: ignore[no-any-return]
@@ -216,14 +234,24 @@ def package_pipeline(
     from filelock import FileLock
 
     with FileLock(package_lock_path(settings, name, version), timeout=600):
-        return _package_pipeline(settings, name=name, version=str(version), pipeline=pipeline, contract=contract,
-                                 holdout=holdout, lineage=lineage, build=build)
+        return _package_pipeline(
+            settings,
+            name=name,
+            version=str(version),
+            pipeline=pipeline,
+            contract=contract,
+            holdout=holdout,
+            lineage=lineage,
+            build=build,
+        )
 
 
 def package_lock_path(settings: Settings, name: str, version: str | int) -> Path:
     """``<locks>/package-<name>-v<version>.lock``: one packager per tag (the name is checked first)."""
     settings.state.locks.mkdir(parents=True, exist_ok=True)
-    return child_path(settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock")
+    return child_path(
+        settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock"
+    )
 
 
 def _package_pipeline(
@@ -253,14 +281,20 @@ def _package_pipeline(
         if model_in_store(home, tag):  # only the Bento is missing: no need to convert again
             meta: dict[str, Any] = {}
         else:
-            meta = stage_model(stage, pipeline=pipeline, contract=contract, holdout=holdout, metadata=lineage)
-            labels[LABEL_BACKEND] = str(meta["backend"])  # onnx, or sklearn with metadata fallback_reason
+            meta = stage_model(
+                stage, pipeline=pipeline, contract=contract, holdout=holdout, metadata=lineage
+            )
+            labels[LABEL_BACKEND] = str(
+                meta["backend"]
+            )  # onnx, or sklearn with metadata fallback_reason
         job = {
             "stage_dir": str(stage),
             "tag": tag,
             "labels": labels,
             "metadata": {
-                k: v for k, v in meta.items() if k in ("backend", "fallback_reason", "onnx_max_abs_diff") and v is not None
+                k: v
+                for k, v in meta.items()
+                if k in ("backend", "fallback_reason", "onnx_max_abs_diff") and v is not None
             },
             "build": build,
             "bento_name": bento_name(name),
@@ -269,7 +303,9 @@ def _package_pipeline(
             "tmp_root": str(settings.state.tmp),
         }
         exported = stage / "export.bentomodel" if _team(settings) else None
-        if exported is not None:  # the store child writes the export; the upload below skips an existing object
+        if (
+            exported is not None
+        ):  # the store child writes the export; the upload below skips an existing object
             job["export_path"] = str(exported)
         result = run_store_job(settings, job)
         _export(settings, tag, Path(result["exported"]) if result.get("exported") else exported)
@@ -282,7 +318,9 @@ def _package_pipeline(
     return packaged
 
 
-def package_model(settings: Settings, name: str, version: str | None = None, *, build: bool = True) -> PackagedModel:
+def package_model(
+    settings: Settings, name: str, version: str | None = None, *, build: bool = True
+) -> PackagedModel:
     """Package registry version ``version`` of model ``name`` (default: the champion alias).
 
     Waits for another packager of the same tag (the train flow's, see the module doc) and then reuses
@@ -296,18 +334,30 @@ def package_model(settings: Settings, name: str, version: str | None = None, *, 
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
     with FileLock(package_lock_path(settings, name, version), timeout=600):
-        if _team(settings):  # packaged on another host: import that exact model rather than packaging again
-            from serving.remote_models import fetch_model
+        if _team(
+            settings
+        ):  # packaged on another host: import that exact model rather than packaging again
+            from serving.bundle.remote_models import fetch_model
 
             fetch_model(settings, tag)
-        if model_in_store(home, tag) and (not build or bento_in_store(home, f"{bento_name(name)}:v{version}")):
+        if model_in_store(home, tag) and (
+            not build or bento_in_store(home, f"{bento_name(name)}:v{version}")
+        ):
             _export(settings, tag)
             return _from_store(home, name, version, tag, 0.0)
         lineage = get_lineage(settings.tracking_uri, name, version)
         pipeline = load_pipeline(settings.tracking_uri, name, version)
         contract, holdout = _holdout(settings, name, lineage.dataset_md5, lineage.run_id)
-        return _package_pipeline(settings, name=name, version=version, pipeline=pipeline, contract=contract,
-                                 holdout=holdout, lineage=lineage.model_dump(), build=build)
+        return _package_pipeline(
+            settings,
+            name=name,
+            version=version,
+            pipeline=pipeline,
+            contract=contract,
+            holdout=holdout,
+            lineage=lineage.model_dump(),
+            build=build,
+        )
 
 
 def _team(settings: Settings) -> bool:
@@ -317,11 +367,11 @@ def _team(settings: Settings) -> bool:
 
 
 def _export(settings: Settings, tag: str, exported: Path | None = None) -> None:
-    """Team mode: make sure ``tag`` is in the team's S3 (:func:`serving.remote_models.export_model`; a
+    """Team mode: make sure ``tag`` is in the team's S3 (:func:`serving.bundle.remote_models.export_model`; a
     failure raises: there is no local fallback). Single machine: nothing (no S3, no boto3)."""
     if not _team(settings):
         return
-    from serving.remote_models import export_model
+    from serving.bundle.remote_models import export_model
 
     if export_model(settings, tag, exported):
         log.info("exported BentoML model %s to the team's S3", tag)
@@ -347,5 +397,5 @@ def _run_params(tracking_uri: str, run_id: str) -> dict[str, str]:
         from mlflow.tracking import MlflowClient
 
         return dict(MlflowClient(tracking_uri=tracking_uri).get_run(run_id).data.params)
-    except Exception:  # noqa: BLE001 - defaults reproduce the standard split
+    except Exception:
         return {}

@@ -1,6 +1,6 @@
 """The write-ahead journal of the prediction log: answered predictions on disk before the answer leaves.
 
-The prediction log (:mod:`serving.predlog`) turns answered batches into parquet parts off the request
+The prediction log (:mod:`serving.log.predictions`) turns answered batches into parquet parts off the request
 path, about once a second. A worker killed without SIGTERM would lose that buffer, although its
 clients hold the prediction ids. So every batch is first appended to a journal segment, in the
 request, before the answer is sent:
@@ -14,10 +14,10 @@ request, before the answer is sent:
 - Each flush of the log closes the segments of the batches it takes (:meth:`Journal.rotate`); once
   their parquet parts are renamed into place the segments are deleted (:meth:`Journal.remove`).
 - Segments whose writer is gone (:func:`writer_alive`) are compacted into parquet parts by
-  :func:`serving.predlog.compact_journal` (at service start and by the log readers). A line that does
+  :func:`serving.log.predictions.compact_journal` (at service start and by the log readers). A line that does
   not parse (a torn write) is set aside in ``<segment>.torn`` by :func:`mloop.core.jsonl.read_jsonl`.
 
-No BentoML import, no global state: one :class:`Journal` per :class:`serving.predlog.PredictionLogger`.
+No BentoML import, no global state: one :class:`Journal` per :class:`serving.log.predictions.PredictionLogger`.
 """
 
 from __future__ import annotations
@@ -130,7 +130,11 @@ def read_segment(path: Path) -> list[dict[str, Any]]:
     """The batches of one segment, in order; a line that does not parse is set aside (``.torn``)."""
     from mloop.core.jsonl import read_jsonl
 
-    return [row for row in read_jsonl(path, json.loads, what="prediction journal").rows if isinstance(row, dict)]
+    return [
+        row
+        for row in read_jsonl(path, json.loads, what="prediction journal").rows
+        if isinstance(row, dict)
+    ]
 
 
 def batch_line(

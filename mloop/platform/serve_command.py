@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from mloop.core.errors import MloopError
 from mloop.core.settings import Settings
 from mloop.platform.services import ServeCommand
-from serving.fleet import champion_versions, one_or_many
-from serving.launch import CODE_ROOT, serve_argv, serve_env
+from serving.control.fleet import champion_versions, one_or_many
+from serving.control.process_spec import CODE_ROOT, serve_argv, serve_env
 
 __all__ = ["ServeSpec", "champion_versions", "default_model_name", "serve_command"]
 
@@ -34,7 +34,9 @@ def default_model_name(settings: Settings, what: str = "model") -> str:
     """
     names = sorted(champion_versions(settings))
     if not names:
-        raise MloopError("no registered model has a champion", fix="train one: mloop train --dataset NAME")
+        raise MloopError(
+            "no registered model has a champion", fix="train one: mloop train --dataset NAME"
+        )
     if len(names) > 1:
         raise MloopError(
             f"{len(names)} models have a champion ({', '.join(names)}): name the {what}",
@@ -50,11 +52,11 @@ def serve_command(
     can be served (no champion, or none could be packaged).
 
     The service binds ``host`` or ``settings.serving_host`` (exposing predictions exposes nothing else).
-    A champion that fails to package is logged and left out (:func:`serving.fleet.package_champions`);
+    A champion that fails to package is logged and left out (:func:`serving.control.fleet.package_champions`);
     a named model that fails raises.
     """
-    from serving.fleet import package_champions
-    from serving.package import package_model
+    from serving.bundle.package import package_model
+    from serving.control.fleet import package_champions
 
     if name is not None:
         packaged = {name: package_model(settings, name)}

@@ -1,6 +1,6 @@
 """A loaded, smoke-tested model as the service holds it, and the rules for swapping one in.
 
-Kept out of ``serving/service.py`` so it can be unit-tested without a BentoML server: the service
+Kept out of ``serving/api/bento.py`` so it can be unit-tested without a BentoML server: the service
 only holds one :class:`LiveModel` reference and replaces it with :func:`prepare_live_model`'s result.
 """
 
@@ -13,14 +13,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from mloop.core.contract import DatasetContract
-from serving.onnx_model import (
+from serving.api.schema import MulticlassAnswer, answer_model, record_keys, schema_signature
+from serving.bundle.onnx_model import (
     Predictor,
     load_predictor,
     read_contract,
     read_meta,
     smoke_test,
 )
-from serving.schema import MulticlassAnswer, answer_model, record_keys, schema_signature
 
 
 class RolloutRefused(Exception):
@@ -39,9 +39,13 @@ class LiveModel:
     meta: dict[str, Any]
     keys: dict[str, str]  # feature column name -> record field name
     answer: type[BaseModel]  # the answer schema: regression, binary or multiclass
-    class_labels: list[str] | None = None  # multiclass: the keys of an answer's probabilities, in class order
+    class_labels: list[str] | None = (
+        None  # multiclass: the keys of an answer's probabilities, in class order
+    )
     value_name: str = "probability"
-    size_mb: float = 0.0  # its files in the store: the floor of its memory cost (serving/modelset.py)
+    size_mb: float = (
+        0.0  # its files in the store: the floor of its memory cost (serving/api/modelset.py)
+    )
 
     @property
     def signature(self) -> list[tuple[str, str]]:
@@ -130,7 +134,7 @@ def prepare_live_model(
     """
     try:
         live = load_live_model(tag, model_dir, threads=threads)
-    except Exception as exc:  # noqa: BLE001 - any load failure refuses the rollout
+    except Exception as exc:
         raise RolloutRefused(f"model {tag} does not load: {type(exc).__name__}: {exc}") from exc
     problems = smoke_test(live.predictor, live.meta)
     expected = current.signature if current is not None else signature
@@ -142,4 +146,3 @@ def prepare_live_model(
     if problems:
         raise RolloutRefused(f"model {tag} failed its smoke test: " + "; ".join(problems))
     return live
-

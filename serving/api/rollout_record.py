@@ -12,7 +12,7 @@ command), and its tag is in the BentoML store; a service started with another ta
 champion) serves that tag: the newest explicit instruction wins. A record whose tag is gone from
 the store is ignored with a warning (the initial tag serves).
 
-Many models (one service, :mod:`serving.modelset`): every model has its own record. A model in the
+Many models (one service, :mod:`serving.api.modelset`): every model has its own record. A model in the
 service's start tags keeps the rule above with its own start tag as the initial tag. A model ADDED
 by a rollout (its name not among the start tags) is recorded with the service's whole start list
 (:func:`start_key`, e.g. ``loans:v3,rates:v1``) as its initial tag, and :func:`startup_tags`
@@ -58,7 +58,9 @@ def rolled_out_path(home: Path, model_name: str) -> Path:
     return child_path(Path(home), SERVING_DIR, check_name(model_name, "model"), ROLLED_OUT_FILE)
 
 
-def write_rolled_out(home: Path, model_tag: str, initial_tag: str, now: datetime | None = None) -> RolledOut:
+def write_rolled_out(
+    home: Path, model_tag: str, initial_tag: str, now: datetime | None = None
+) -> RolledOut:
     """Persist that ``model_tag`` is served (a temporary file, fsynced, renamed into place)."""
     record = RolledOut(
         model_name=model_name_of(model_tag),
@@ -77,7 +79,9 @@ def read_rolled_out(home: Path, model_name: str) -> RolledOut | None:
     path = rolled_out_path(home, model_name)
     try:
         data = json.loads(path.read_text())
-        return RolledOut(**{k: str(data[k]) for k in ("model_name", "model_tag", "initial_tag", "rolled_out_at")})
+        return RolledOut(
+            **{k: str(data[k]) for k in ("model_name", "model_tag", "initial_tag", "rolled_out_at")}
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -85,13 +89,22 @@ def read_rolled_out(home: Path, model_name: str) -> RolledOut | None:
         return None
 
 
-def startup_tag(initial_tag: str, record: RolledOut | None, in_store: Callable[[str], bool]) -> tuple[str, str | None]:
+def startup_tag(
+    initial_tag: str, record: RolledOut | None, in_store: Callable[[str], bool]
+) -> tuple[str, str | None]:
     """The tag a starting worker serves, and a warning to log (None: nothing to say). Pure given
     ``in_store`` (whether a tag is in the BentoML store)."""
-    if record is None or record.model_tag == initial_tag or record.model_name != model_name_of(initial_tag):
+    if (
+        record is None
+        or record.model_tag == initial_tag
+        or record.model_name != model_name_of(initial_tag)
+    ):
         return initial_tag, None
     if record.initial_tag != initial_tag:
-        return initial_tag, None  # started with another tag since that rollout: the newer instruction wins
+        return (
+            initial_tag,
+            None,
+        )  # started with another tag since that rollout: the newer instruction wins
     if not in_store(record.model_tag):
         return initial_tag, (
             f"the rolled-out model {record.model_tag} is not in the BentoML store any more; serving the "
@@ -122,7 +135,7 @@ def read_all_rolled_out(home: Path) -> dict[str, RolledOut]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
             record = read_rolled_out(home, folder.name)
-        except Exception as exc:  # noqa: BLE001 - a folder name that is not a model name: not ours
+        except Exception as exc:
             log.warning("ignoring %s: %s", folder, exc)
             continue
         if record is not None and record.model_name == folder.name:
@@ -153,5 +166,7 @@ def startup_tags(
         if in_store(record.model_tag):
             tags.append(record.model_tag)
         else:
-            warnings.append(f"the added model {record.model_tag} is not in the BentoML store any more; not restored")
+            warnings.append(
+                f"the added model {record.model_tag} is not in the BentoML store any more; not restored"
+            )
     return tags, warnings

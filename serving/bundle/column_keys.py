@@ -58,7 +58,9 @@ def slug(name: str) -> str:
 def column_keys(names: Sequence[str]) -> dict[str, str]:
     """User column name -> unique safe identifier, for ``names`` in order (see the module doc)."""
     if len(set(names)) != len(names):
-        raise ValueError(f"duplicate column names: {sorted({n for n in names if list(names).count(n) > 1})}")
+        raise ValueError(
+            f"duplicate column names: {sorted({n for n in names if list(names).count(n) > 1})}"
+        )
     keys = {name: name for name in names if _is_safe(name)}
     taken = set(keys.values())
     for name in names:

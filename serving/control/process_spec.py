@@ -17,7 +17,7 @@ from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import ServiceProcess, http_url, start_process
 from mloop.core.settings import Settings
-from serving.config import ServingSettings, tag_list
+from serving.api.config import ServingSettings, tag_list
 
 
 def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[str]:
@@ -28,7 +28,11 @@ def serve_argv(host: str, port: int, service: str = PREDICTION_SERVICE) -> list[
 
 
 def serve_env(
-    settings: Settings, model_tags: str | Sequence[str], *, log_predictions: bool = True, **extra: str
+    settings: Settings,
+    model_tags: str | Sequence[str],
+    *,
+    log_predictions: bool = True,
+    **extra: str,
 ) -> dict[str, str]:
     """Environment of the service process: the state paths, the settings (security included), then the
     :class:`ServingSettings` it reads (the model tags as ``MLOOP_SERVE_MODELS``, the first also as
@@ -42,7 +46,11 @@ def serve_env(
     for key in settings.client_auth_env():
         env[key] = ""
     env.update(settings.child_env())  # the security settings too (they may have been set in code)
-    env.update(ServingSettings(serve_model=tags[0], serve_models=",".join(tags), prediction_log=log_predictions).to_env())
+    env.update(
+        ServingSettings(
+            serve_model=tags[0], serve_models=",".join(tags), prediction_log=log_predictions
+        ).to_env()
+    )
     env = with_code_root(env)
     env.update(extra)
     return env

@@ -2,7 +2,7 @@
 
 The record model has one field per feature column of the contract (target and time column
 excluded). Its JSON names are the user's column names, whatever they hold (spaces, dots, unicode,
-keywords...): each field's Python name is :func:`serving.names.column_keys`'s identifier and the
+keywords...): each field's Python name is :func:`serving.bundle.column_keys.column_keys`'s identifier and the
 column name is its alias, so the request, the OpenAPI document and every error message use the
 user's names. Rules:
 
@@ -45,11 +45,12 @@ from pydantic import (
 )
 
 from mloop.core.contract import ColumnSpec, DatasetContract
-from serving.config import MAX_RECORDS_DEFAULT, MAX_STRING_LENGTH_DEFAULT
-from serving.names import column_keys
+from serving.api.config import MAX_RECORDS_DEFAULT, MAX_STRING_LENGTH_DEFAULT
+from serving.bundle.column_keys import column_keys
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
+
 
 def _not_text(value: Any) -> Any:
     if isinstance(value, str | bool):
@@ -59,7 +60,12 @@ def _not_text(value: Any) -> Any:
 
 def _number(low: float = -FLOAT32_MAX, high: float = FLOAT32_MAX) -> Any:
     """A finite JSON number in ``[low, high]`` (integers accepted, text and booleans refused)."""
-    return Annotated[float, Field(strict=True, allow_inf_nan=False, ge=max(low, -FLOAT32_MAX), le=min(high, FLOAT32_MAX))]
+    return Annotated[
+        float,
+        Field(
+            strict=True, allow_inf_nan=False, ge=max(low, -FLOAT32_MAX), le=min(high, FLOAT32_MAX)
+        ),
+    ]
 
 
 def _integer(low: float = INT64_MIN, high: float = INT64_MAX) -> Any:
@@ -67,7 +73,6 @@ def _integer(low: float = INT64_MIN, high: float = INT64_MAX) -> Any:
     (The bounds come before the validator so the OpenAPI document shows them as minimum/maximum.)"""
     lo, hi = max(math.ceil(low), INT64_MIN), min(math.floor(high), INT64_MAX)
     return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_not_text)]
-
 
 
 def _text(max_length: int) -> Any:
@@ -95,7 +100,9 @@ def _description(col: ColumnSpec, strict: bool) -> str:
     description = f"{col.kind} feature"
     if col.kind == "categorical" and col.categories:
         shown = ", ".join(col.categories[:20])
-        description += f"; levels seen in training: {shown}" + (" ..." if len(col.categories) > 20 else "")
+        description += f"; levels seen in training: {shown}" + (
+            " ..." if len(col.categories) > 20 else ""
+        )
         if not strict:
             description += " (other levels are accepted and encode as unknown)"
     return description
@@ -112,21 +119,30 @@ def _field(col: ColumnSpec, key: str, max_string_length: int, strict: bool) -> t
 
 def model_suffix(contract: DatasetContract) -> str:
     """A class-name friendly form of the dataset name."""
-    return "".join(part.capitalize() for part in contract.name.replace("-", "_").split("_") if part) or "Model"
+    return (
+        "".join(part.capitalize() for part in contract.name.replace("-", "_").split("_") if part)
+        or "Model"
+    )
 
 
 def record_keys(contract: DatasetContract) -> dict[str, str]:
-    """Feature column name -> field name of the record model (see :mod:`serving.names`)."""
+    """Feature column name -> field name of the record model (see :mod:`serving.bundle.column_keys`)."""
     return column_keys([c.name for c in contract.feature_columns])
 
 
 def build_record_model(
-    contract: DatasetContract, *, max_string_length: int = MAX_STRING_LENGTH_DEFAULT, strict: bool = False
+    contract: DatasetContract,
+    *,
+    max_string_length: int = MAX_STRING_LENGTH_DEFAULT,
+    strict: bool = False,
 ) -> type[BaseModel]:
     """The pydantic model of one prediction record (one field per feature column, aliased to the
     user's column name when that is not an identifier)."""
     keys = record_keys(contract)
-    fields = {keys[col.name]: _field(col, keys[col.name], max_string_length, strict) for col in contract.feature_columns}
+    fields = {
+        keys[col.name]: _field(col, keys[col.name], max_string_length, strict)
+        for col in contract.feature_columns
+    }
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{model_suffix(contract)}Record",
         __config__=ConfigDict(extra="forbid", frozen=False, serialize_by_alias=True),
@@ -135,7 +151,9 @@ def build_record_model(
     )
 
 
-def records_annotation(record_model: type[BaseModel], max_records: int = MAX_RECORDS_DEFAULT) -> Any:
+def records_annotation(
+    record_model: type[BaseModel], max_records: int = MAX_RECORDS_DEFAULT
+) -> Any:
     """The annotation of the ``records`` parameter: a non-empty list of at most ``max_records``."""
     return Annotated[
         list[record_model],  # type: ignore[valid-type]
@@ -164,7 +182,9 @@ class ClassificationAnswer(BaseModel):
     """One answer of ``/predict`` for a classifier (one per record, in request order)."""
 
     prediction: int | float | str | bool = Field(description="Predicted class.")
-    probability: float = Field(description="Probability of the positive class (binary) or of the predicted class.")
+    probability: float = Field(
+        description="Probability of the positive class (binary) or of the predicted class."
+    )
     model_name: str
     model_version: str
     prediction_id: str = Field(description="Id to send labels to /feedback and to trace lineage.")
@@ -183,7 +203,9 @@ class RegressionAnswer(BaseModel):
 class MulticlassAnswer(ClassificationAnswer):
     """One answer of ``/predict`` for a classifier with more than two classes."""
 
-    probabilities: dict[str, float] = Field(description="Probability of every class, keyed by class label.")
+    probabilities: dict[str, float] = Field(
+        description="Probability of every class, keyed by class label."
+    )
 
 
 def answer_model(task: str, n_classes: int = 2) -> type[BaseModel]:
@@ -192,21 +214,28 @@ def answer_model(task: str, n_classes: int = 2) -> type[BaseModel]:
     return MulticlassAnswer if n_classes > 2 else ClassificationAnswer
 
 
-def label_type(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT) -> Any:
+def label_type(
+    contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT
+) -> Any:
     """The type a ground-truth label must have: the contract's target kind, with the same bounds as
     a feature of that kind (a label of another type is a 400, never a 500 in the feedback store)."""
     spec = contract.column(contract.target)
     return _base_type(spec, max_string_length, strict=False)
 
 
-def build_feedback_model(contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT) -> type[BaseModel]:
+def build_feedback_model(
+    contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT
+) -> type[BaseModel]:
     """One ``{"prediction_id", "label"}`` item of ``/feedback``, typed by the contract's target."""
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{model_suffix(contract)}Feedback",
         __config__=ConfigDict(extra="forbid"),
         __doc__=f"A ground-truth label ({contract.target!r}) for one earlier prediction.",
         prediction_id=(Annotated[StrictStr, Field(min_length=1, max_length=64)], Field(...)),
-        label=(label_type(contract, max_string_length), Field(..., description=f"The true {contract.target!r}.")),
+        label=(
+            label_type(contract, max_string_length),
+            Field(..., description=f"The true {contract.target!r}."),
+        ),
     )
 
 

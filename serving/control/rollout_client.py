@@ -1,6 +1,6 @@
 """Client side of a rollout: ask the running service to switch to a model tag, and check it did.
 
-The service does the work (load, smoke test, atomic swap: see :mod:`serving.service`); this module
+The service does the work (load, smoke test, atomic swap: see :mod:`serving.api.bento`); this module
 turns its answer into a result or a loud :class:`RolloutFailed`. Every call goes through
 :func:`mloop.core.http.request`: connection errors and 5xx (a service restarting, a worker being
 respawned) are retried with backoff until a deadline; a 4xx (refused, unknown tag, auth) is final.
@@ -34,11 +34,21 @@ def _error_text(resp: httpx.Response) -> str:
     return str(data)[:500]
 
 
-def _get(url: str, path: str, *, token: str | None, timeout: float, deadline: float) -> httpx.Response:
+def _get(
+    url: str, path: str, *, token: str | None, timeout: float, deadline: float
+) -> httpx.Response:
     try:
-        return request("GET", f"{url.rstrip('/')}{path}", headers=bearer_header(token), timeout=timeout, deadline=deadline)
+        return request(
+            "GET",
+            f"{url.rstrip('/')}{path}",
+            headers=bearer_header(token),
+            timeout=timeout,
+            deadline=deadline,
+        )
     except httpx.HTTPError as exc:
-        raise RolloutFailed(f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve") from exc
+        raise RolloutFailed(
+            f"the prediction service at {url} is not reachable: {exc}", fix="start it: mloop serve"
+        ) from exc
 
 
 def models_of(body: Any) -> dict[str, dict[str, Any]]:
@@ -72,28 +82,44 @@ def served_models(
             return single_model_answer(legacy.json())
         resp = legacy
     if resp.status_code != 200:
-        raise RolloutFailed(f"the prediction service at {url} did not list its models: {_error_text(resp)}")
+        raise RolloutFailed(
+            f"the prediction service at {url} did not list its models: {_error_text(resp)}"
+        )
     return models_of(resp.json())
 
 
 def current_model(
-    url: str, name: str | None = None, timeout: float = 10.0, *, deadline: float = 10.0, token: str | None = None
+    url: str,
+    name: str | None = None,
+    timeout: float = 10.0,
+    *,
+    deadline: float = 10.0,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """What the service serves as model ``name`` (``GET /models/<name>``), or with no name its one
     model (``GET /model``). Raises :class:`RolloutFailed` when unreachable or not served."""
     if name is None:
         resp = _get(url, "/model", token=token, timeout=timeout, deadline=deadline)
         if resp.status_code != 200:
-            raise RolloutFailed(f"the prediction service at {url} has no model loaded: {_error_text(resp)}")
+            raise RolloutFailed(
+                f"the prediction service at {url} has no model loaded: {_error_text(resp)}"
+            )
         return resp.json()  # type: ignore[no-any-return]
     models = served_models(url, timeout, deadline, token=token)
     if name not in models:
-        raise RolloutFailed(f"the prediction service at {url} does not serve {name!r} (it serves {sorted(models)})")
+        raise RolloutFailed(
+            f"the prediction service at {url} does not serve {name!r} (it serves {sorted(models)})"
+        )
     return models[name]
 
 
 def rollout(
-    url: str, model_tag: str, *, token: str | None = None, timeout: float = 120.0, deadline: float = 60.0
+    url: str,
+    model_tag: str,
+    *,
+    token: str | None = None,
+    timeout: float = 120.0,
+    deadline: float = 60.0,
 ) -> dict[str, Any]:
     """Switch the service at ``url`` to BentoML model ``model_tag`` (replacing the served version of
     its model, or adding the model: answer ``"status"`` ``switched`` or ``added``); returns its
@@ -106,7 +132,12 @@ def rollout(
     headers = bearer_header(token)
     try:
         resp = request(
-            "POST", f"{base}/admin/rollout", json={"model_tag": model_tag}, headers=headers, timeout=timeout, deadline=deadline
+            "POST",
+            f"{base}/admin/rollout",
+            json={"model_tag": model_tag},
+            headers=headers,
+            timeout=timeout,
+            deadline=deadline,
         )
     except httpx.HTTPError as exc:
         raise RolloutFailed(
@@ -120,8 +151,15 @@ def rollout(
         )
     result: dict[str, Any] = resp.json()
     current = result.get("current") if isinstance(result, dict) else None
-    name = str(current.get("model_name")) if isinstance(current, dict) and current.get("model_name") else model_tag.partition(":")[0]
+    name = (
+        str(current.get("model_name"))
+        if isinstance(current, dict) and current.get("model_name")
+        else model_tag.partition(":")[0]
+    )
     now = current_model(base, name, deadline=deadline)
     if now.get("bentoml_tag") != model_tag:
-        raise RolloutFailed(f"after the rollout the service reports {now.get('bentoml_tag')}, not {model_tag}", where=base)
+        raise RolloutFailed(
+            f"after the rollout the service reports {now.get('bentoml_tag')}, not {model_tag}",
+            where=base,
+        )
     return result

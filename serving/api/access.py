@@ -28,7 +28,9 @@ from mloop.core.web import ASGIApp, Receive, Scope, Send, answer, bearer_matches
 OPEN_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PREDICT_ROUTE = "/predict"
 LOOPBACK_ROUTES = ("/admin/rollout",)
-AUTH_HINT = "send the header 'Authorization: Bearer <token>'; `mloop token` prints the platform's API token"
+AUTH_HINT = (
+    "send the header 'Authorization: Bearer <token>'; `mloop token` prints the platform's API token"
+)
 
 
 def is_predict(path: str) -> bool:
@@ -80,7 +82,10 @@ class AccessMiddleware:
     may show in a repr)."""
 
     def __init__(
-        self, app: ASGIApp, token: str | Callable[[], str | None] | None, predict_requires_token: bool = True
+        self,
+        app: ASGIApp,
+        token: str | Callable[[], str | None] | None,
+        predict_requires_token: bool = True,
     ) -> None:
         self.app = app
         value = token() if callable(token) else token
@@ -101,12 +106,20 @@ class AccessMiddleware:
         if path in LOOPBACK_ROUTES and method not in OPEN_METHODS:
             peer = client or ("", 0)
             if not is_loopback(str(peer[0])):
-                return 403, f"{path} only answers loopback clients: call it on the service's host", []
+                return (
+                    403,
+                    f"{path} only answers loopback clients: call it on the service's host",
+                    [],
+                )
         if self._token is not None and self.needs_token(method, path):
             ok = None if authorization is None else bearer_matches(authorization, self._token)
             if not ok:
                 what = "missing bearer token" if ok is None else "wrong bearer token"
-                return 401, f"{what} for {method} {path}: {AUTH_HINT}", [(b"www-authenticate", b"Bearer")]
+                return (
+                    401,
+                    f"{what} for {method} {path}: {AUTH_HINT}",
+                    [(b"www-authenticate", b"Bearer")],
+                )
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,14 +149,23 @@ LocalRoute = Callable[[str, str, str], "LocalAnswer | None"]
 
 
 class AppRoutes(Protocol):
-    """Routes answered in front of the application (``serving.routes.ModelRoutes``): paths starting
+    """Routes answered in front of the application (``serving.api.routes.ModelRoutes``): paths starting
     with one of ``prefixes`` are offered to it; it returns True when it answered."""
 
     prefixes: tuple[str, ...]
 
     async def __call__(
-        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, method: str, path: str, content_type: str
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        path: str,
+        content_type: str,
     ) -> bool: ...
+
+
 HOST_CACHE_MAX = 256
 
 
@@ -182,7 +204,9 @@ class ServingGate:
 
         self.app = app
         self.access = AccessMiddleware(app, token, predict_requires_token)
-        self.limited = BodyLimitMiddleware(app, max_body_bytes)  # for a body without a Content-Length
+        self.limited = BodyLimitMiddleware(
+            app, max_body_bytes
+        )  # for a body without a Content-Length
         self.max_body_bytes = max_body_bytes
         self.local = local
         self.routes = routes
@@ -198,9 +222,16 @@ class ServingGate:
         """Whether Starlette's TrustedHostMiddleware lets a request with this Host value through."""
         if raw is not None and raw in self._allowed_hosts:
             return True
-        probe: Scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "scheme": "http",
-                        "server": None, "root_path": "",
-                        "headers": [(b"host", raw)] if raw is not None else []}
+        probe: Scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": b"",
+            "scheme": "http",
+            "server": None,
+            "root_path": "",
+            "headers": [(b"host", raw)] if raw is not None else [],
+        }
 
         async def discard(message: Any) -> None:
             return None
@@ -259,7 +290,9 @@ class ServingGate:
             await drain(receive)
             await answer(send, status, message, extra)
             return
-        content_type = ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
+        content_type = (
+            ctype.decode("latin-1").split(";")[0].strip().lower() if ctype is not None else ""
+        )
         if self.local is not None:
             local = self.local(method, path, content_type)
             if local is not None:

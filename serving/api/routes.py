@@ -2,7 +2,7 @@
 
 ``/models/<name>/...`` cannot be BentoML routes: BentoML builds its routes and their request
 schemas once, at import, and models are added and replaced at runtime. So
-:class:`serving.access.ServingGate` hands these paths (after the Host, body-size and access checks)
+:class:`serving.api.access.ServingGate` hands these paths (after the Host, body-size and access checks)
 to :class:`ModelRoutes`:
 
 - ``GET /models``: ``{"models": {<name>: {<GET /model fields>, "loaded": bool}}}``;
@@ -10,7 +10,7 @@ to :class:`ModelRoutes`:
   for a name that is not served (or breaks :mod:`mloop.core.names`' rule);
 - ``POST /models/<name>/predict`` and ``POST /models/<name>/feedback``: the bodies and answers of
   ``/predict`` and ``/feedback``, validated against THAT model's contract (a pydantic model built
-  per served tag by :mod:`serving.schema`, with the service's limits): 400 with pydantic's detail
+  per served tag by :mod:`serving.api.schema`, with the service's limits): 400 with pydantic's detail
   (which record, which field, why), 415 for a body that is not JSON;
 - ``GET /docs.json``: BentoML's document with every served model's paths and request/answer
   schemas merged in, generated per request (models change at runtime).
@@ -18,7 +18,7 @@ to :class:`ModelRoutes`:
 Batching, the natural way: requests for one model queue while a batch of that model predicts in a
 worker thread, and everything queued runs next as ONE batch (up to ``batch_max_size`` records) of
 one model version. Nothing waits on a timer, so a lone request is answered at once. The batch is
-answered by :func:`serving.answering.answer_batch`, the same function BentoML's ``/predict`` calls.
+answered by :func:`serving.api.answering.answer_batch`, the same function BentoML's ``/predict`` calls.
 """
 
 from __future__ import annotations
@@ -36,11 +36,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mloop.core.names import NAME_PATTERN
 from mloop.core.web import ASGIApp, Receive, Scope, Send
-from serving.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
-from serving.journal import JournalError
-from serving.modelset import ModelSet
-from serving.runtime import LiveModel
-from serving.schema import build_feedback_model, build_request_model, feedback_annotation, model_suffix
+from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
+from serving.api.modelset import ModelSet
+from serving.api.runtime import LiveModel
+from serving.api.schema import (
+    build_feedback_model,
+    build_request_model,
+    feedback_annotation,
+    model_suffix,
+)
+from serving.log.journal import JournalError
 
 log = logging.getLogger("mloop.serving")
 
@@ -53,16 +58,29 @@ Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 def json_answer(status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None) -> Answer:
     """(status, headers, body) of a JSON answer. Pure."""
     data = json.dumps(body, default=str).encode()
-    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])], data
+    return (
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+            *(extra or []),
+        ],
+        data,
+    )
 
 
 def validation_answer(exc: ValidationError) -> dict[str, Any]:
     """A 400 answer in BentoML's shape (``error``, ``detail``: pydantic's errors), with the first
     problems spelled out in ``error`` (``records.3.age: Input should be ...``). Pure."""
     detail = exc.errors(include_context=False, include_input=False, include_url=False)
-    where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in detail[:ERRORS_SHOWN])
+    where = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in detail[:ERRORS_SHOWN]
+    )
     more = f" (and {len(detail) - ERRORS_SHOWN} more)" if len(detail) > ERRORS_SHOWN else ""
-    return {"error": f"{exc.error_count()} validation error for {exc.title}: {where}{more}", "detail": detail}
+    return {
+        "error": f"{exc.error_count()} validation error for {exc.title}: {where}{more}",
+        "detail": detail,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,10 +92,14 @@ class ModelSchemas:
     answer: type[BaseModel]
 
 
-def build_schemas(live: LiveModel, *, max_records: int, max_string_length: int, strict: bool) -> ModelSchemas:
+def build_schemas(
+    live: LiveModel, *, max_records: int, max_string_length: int, strict: bool
+) -> ModelSchemas:
     """:class:`ModelSchemas` of ``live`` (pure: pydantic models from its contract)."""
     contract = live.contract
-    predict = build_request_model(contract, max_records, max_string_length=max_string_length, strict=strict)
+    predict = build_request_model(
+        contract, max_records, max_string_length=max_string_length, strict=strict
+    )
     item = build_feedback_model(contract, max_string_length)
     feedback = create_model(  # type: ignore[call-overload]
         f"{model_suffix(contract)}FeedbackRequest",
@@ -91,12 +113,20 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
     """(paths, component schemas) documenting ``/models``, ``/models/<name>`` and every model's
     ``predict`` and ``feedback`` with its own schemas (component names prefixed ``<name>__``). Pure."""
     paths: dict[str, Any] = {
-        MODELS_PREFIX: {"get": {"tags": ["models"], "summary": "Every served model", "responses": {"200": {"description": "The served models by name"}}}}
+        MODELS_PREFIX: {
+            "get": {
+                "tags": ["models"],
+                "summary": "Every served model",
+                "responses": {"200": {"description": "The served models by name"}},
+            }
+        }
     }
     components: dict[str, Any] = {}
     json_body = "application/json"
     errors = {
-        "400": {"description": "The body does not follow this model's schema (pydantic detail: record, field, reason)"},
+        "400": {
+            "description": "The body does not follow this model's schema (pydantic detail: record, field, reason)"
+        },
         "401": {"description": "Bearer token missing or wrong"},
         "404": {"description": "No such model (or, for feedback, no known prediction id)"},
         "415": {"description": "The body is not JSON"},
@@ -104,7 +134,11 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
     for name, schemas in sorted(served.items()):
         prefix = f"{name}__"
         refs: dict[str, str] = {}
-        for role, model in (("predict", schemas.predict), ("feedback", schemas.feedback), ("answer", schemas.answer)):
+        for role, model in (
+            ("predict", schemas.predict),
+            ("feedback", schemas.feedback),
+            ("answer", schemas.answer),
+        ):
             schema = model.model_json_schema(ref_template=f"#/components/schemas/{prefix}{{model}}")
             for key, sub in schema.pop("$defs", {}).items():
                 components[prefix + key] = sub
@@ -112,22 +146,44 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
             refs[role] = f"#/components/schemas/{prefix}{model.__name__}"
         answers = {"type": "array", "items": {"$ref": refs["answer"]}}
         paths[f"{MODELS_PREFIX}/{name}"] = {
-            "get": {"tags": ["models"], "summary": f"What model {name!r} serves", "responses": {"200": {"description": "Version, lineage, backend, loaded"}, "404": errors["404"]}}
+            "get": {
+                "tags": ["models"],
+                "summary": f"What model {name!r} serves",
+                "responses": {
+                    "200": {"description": "Version, lineage, backend, loaded"},
+                    "404": errors["404"],
+                },
+            }
         }
         paths[f"{MODELS_PREFIX}/{name}/predict"] = {
             "post": {
                 "tags": ["models"],
                 "summary": f"Predict with model {name!r}: one answer per record, in order",
-                "requestBody": {"required": True, "content": {json_body: {"schema": {"$ref": refs["predict"]}}}},
-                "responses": {"200": {"description": "One answer per record", "content": {json_body: {"schema": answers}}}, **errors},
+                "requestBody": {
+                    "required": True,
+                    "content": {json_body: {"schema": {"$ref": refs["predict"]}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "One answer per record",
+                        "content": {json_body: {"schema": answers}},
+                    },
+                    **errors,
+                },
             }
         }
         paths[f"{MODELS_PREFIX}/{name}/feedback"] = {
             "post": {
                 "tags": ["models"],
                 "summary": f"Ground-truth labels for predictions of model {name!r} (bearer token required)",
-                "requestBody": {"required": True, "content": {json_body: {"schema": {"$ref": refs["feedback"]}}}},
-                "responses": {"200": {"description": "What was recorded, refused and why"}, **errors},
+                "requestBody": {
+                    "required": True,
+                    "content": {json_body: {"schema": {"$ref": refs["feedback"]}}},
+                },
+                "responses": {
+                    "200": {"description": "What was recorded, refused and why"},
+                    **errors,
+                },
             }
         }
     return paths, components
@@ -167,7 +223,12 @@ class NaturalBatcher:
     """One model's queue: while a batch predicts in a worker thread, arriving requests queue and run
     next as one batch (at most ``max_size`` records, all of one model version). No timed wait."""
 
-    def __init__(self, run: Callable[[LiveModel, list[Any]], list[dict[str, Any]]], executor: ThreadPoolExecutor, max_size: int) -> None:
+    def __init__(
+        self,
+        run: Callable[[LiveModel, list[Any]], list[dict[str, Any]]],
+        executor: ThreadPoolExecutor,
+        max_size: int,
+    ) -> None:
         self._run = run
         self._executor = executor
         self.max_size = max_size
@@ -187,7 +248,11 @@ class NaturalBatcher:
     def _take(self) -> list[_Pending]:
         first = self._queue.popleft()
         batch, size = [first], len(first.records)
-        while self._queue and self._queue[0].live is first.live and size + len(self._queue[0].records) <= self.max_size:
+        while (
+            self._queue
+            and self._queue[0].live is first.live
+            and size + len(self._queue[0].records) <= self.max_size
+        ):
             item = self._queue.popleft()
             batch.append(item)
             size += len(item.records)
@@ -200,8 +265,10 @@ class NaturalBatcher:
                 batch = self._take()
                 records = [r for item in batch for r in item.records]
                 try:
-                    answers = await loop.run_in_executor(self._executor, self._run, batch[0].live, records)
-                except BaseException as exc:  # noqa: BLE001 - every waiter gets the failure
+                    answers = await loop.run_in_executor(
+                        self._executor, self._run, batch[0].live, records
+                    )
+                except BaseException as exc:
                     for item in batch:
                         if not item.future.done():
                             item.future.set_exception(exc)
@@ -219,7 +286,7 @@ class NaturalBatcher:
 
 
 class ModelRoutes:
-    """The routes of the module docstring (called by :class:`serving.access.ServingGate`)."""
+    """The routes of the module docstring (called by :class:`serving.api.access.ServingGate`)."""
 
     prefixes = (MODELS_PREFIX, DOCS_PATH)
 
@@ -252,7 +319,12 @@ class ModelRoutes:
         """The request models of ``live``'s tag (built once per tag; tags no longer served are dropped)."""
         found = self._schemas.get(live.tag)
         if found is None:
-            found = build_schemas(live, max_records=self.max_records, max_string_length=self.max_string_length, strict=self.strict)
+            found = build_schemas(
+                live,
+                max_records=self.max_records,
+                max_string_length=self.max_string_length,
+                strict=self.strict,
+            )
             served = {self.models.slot(n).tag for n in self.models.names()} | {live.tag}
             self._schemas = {t: s for t, s in self._schemas.items() if t in served}
             self._schemas[live.tag] = found
@@ -270,7 +342,16 @@ class ModelRoutes:
 
     # ------------------------------------------------------------------ dispatch
 
-    async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, method: str, path: str, content_type: str) -> bool:
+    async def __call__(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        path: str,
+        content_type: str,
+    ) -> bool:
         """Answer ``path`` if it is one of ours (True), else leave it to BentoML (False)."""
         if path == DOCS_PATH:
             if method != "GET":
@@ -287,52 +368,88 @@ class ModelRoutes:
 
     def _unknown(self, name: str) -> Answer:
         served = self.models.names()
-        why = "is not served" if NAME_PATTERN.match(name) and ".." not in name else "is not a valid model name"
-        return json_answer(404, {"error": f"model {name!r} {why}; served models: {', '.join(served) or 'none'}", "models": served})
+        why = (
+            "is not served"
+            if NAME_PATTERN.match(name) and ".." not in name
+            else "is not a valid model name"
+        )
+        return json_answer(
+            404,
+            {
+                "error": f"model {name!r} {why}; served models: {', '.join(served) or 'none'}",
+                "models": served,
+            },
+        )
 
-    async def _answer(self, scope: Scope, receive: Receive, method: str, path: str, content_type: str) -> Answer:
+    async def _answer(
+        self, scope: Scope, receive: Receive, method: str, path: str, content_type: str
+    ) -> Answer:
         parts = path[len(MODELS_PREFIX) :].strip("/").split("/") if path != MODELS_PREFIX else []
         if not parts:
             if method not in ("GET", "HEAD"):
-                return json_answer(405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")])
+                return json_answer(
+                    405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")]
+                )
             return json_answer(200, {"models": self.models.describe_all()})
         name = parts[0]
         if name not in self.models:  # models are added and replaced, never removed: it stays served
             return self._unknown(name)
         if len(parts) == 1:
             if method not in ("GET", "HEAD"):
-                return json_answer(405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")])
+                return json_answer(
+                    405, {"error": f"{method} {path} is not allowed: use GET"}, [(b"allow", b"GET")]
+                )
             return json_answer(200, self.models.describe(name))
         if len(parts) != 2 or parts[1] not in ("predict", "feedback"):
-            return json_answer(404, {"error": f"no route {path}: use /models/{name}/predict or /models/{name}/feedback"})
+            return json_answer(
+                404,
+                {
+                    "error": f"no route {path}: use /models/{name}/predict or /models/{name}/feedback"
+                },
+            )
         if method != "POST":
-            return json_answer(405, {"error": f"{method} {path} is not allowed: use POST"}, [(b"allow", b"POST")])
+            return json_answer(
+                405, {"error": f"{method} {path} is not allowed: use POST"}, [(b"allow", b"POST")]
+            )
         if content_type != "application/json":
             return json_answer(
                 415,
                 {
                     "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
-                    "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
+                    "detail": [
+                        {"loc": ["header", "content-type"], "msg": "must be application/json"}
+                    ],
                 },
             )
         try:
             body = await read_body(receive, self.max_body_bytes)
         except _BodyTooLarge:
-            return json_answer(413, {"error": f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request"})
+            return json_answer(
+                413,
+                {
+                    "error": f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request"
+                },
+            )
         try:
             live = self.models.checkout(name)
             if live is None:  # unloaded by the budget: load it again, off the event loop
-                live = await asyncio.get_running_loop().run_in_executor(self._executor, self.models.checkout_loading, name)
-        except Exception as exc:  # noqa: BLE001 - the store lost it, or it no longer loads
+                live = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.models.checkout_loading, name
+                )
+        except Exception as exc:
             log.exception("could not load model %s on demand", name)
-            return json_answer(503, {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"})
+            return json_answer(
+                503, {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"}
+            )
         try:
             if parts[1] == "predict":
                 return await self._predict(live, body)
             return await self._feedback(live, body, scope)
-        except Exception:  # noqa: BLE001 - as BentoML answers an unexpected error: logged, no detail leaked
+        except Exception:
             log.exception("%s %s failed", method, path)
-            return json_answer(500, {"error": "An unexpected error has occurred, please check the server log."})
+            return json_answer(
+                500, {"error": "An unexpected error has occurred, please check the server log."}
+            )
         finally:
             self.models.checkin(name)
 
@@ -343,7 +460,9 @@ class ModelRoutes:
             return json_answer(400, validation_answer(exc))
         batcher = self._batchers.get(live.model_name)
         if batcher is None:
-            batcher = self._batchers[live.model_name] = NaturalBatcher(self._run, self._executor, self.batch_max_size)
+            batcher = self._batchers[live.model_name] = NaturalBatcher(
+                self._run, self._executor, self.batch_max_size
+            )
         try:
             answers = await batcher.submit(live, request.records)  # type: ignore[attr-defined]
         except JournalError as exc:
@@ -394,9 +513,11 @@ class ModelRoutes:
                 doc.setdefault("paths", {}).update(paths)
                 doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
                 status, headers, body = json_answer(200, doc)
-            except Exception:  # noqa: BLE001 - BentoML's own document is still worth serving
+            except Exception:
                 log.exception("could not add the models to /docs.json")
-                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                headers = [
+                    (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+                ]
                 headers.append((b"content-length", str(len(body)).encode()))
         else:
             headers = list(start.get("headers", []))

@@ -5,10 +5,10 @@ deploy flow, so it sits in the capability layer. Three parts:
 
 - the desired state: :func:`champion_versions` (registry: model -> champion version) and
   :func:`package_champions` / :func:`champion_tags` (each champion packaged, cached by
-  :func:`serving.package.package_model`; one model that fails to package is logged and left out,
+  :func:`serving.bundle.package.package_model`; one model that fails to package is logged and left out,
   never fatal for the others);
 - what is served: :func:`served_models` / :func:`current_model` (``GET /models`` and
-  ``GET /models/<name>`` of the service; the client lives in :mod:`serving.rollout`, re-exported here);
+  ``GET /models/<name>`` of the service; the client lives in :mod:`serving.control.rollout_client`, re-exported here);
 - pure comparisons: :func:`served_versions`, :func:`to_deploy`, :func:`start_tags`.
 
 MLflow and BentoML are imported inside the functions that need them: importing this module is cheap.
@@ -20,17 +20,31 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from serving.rolled_out import model_name_of
-from serving.rollout import current_model, models_of, served_models, single_model_answer
+from serving.api.rollout_record import model_name_of
+from serving.control.rollout_client import (
+    current_model,
+    models_of,
+    served_models,
+    single_model_answer,
+)
 
 __all__ = [
-    "champion_tags", "champion_versions", "current_model", "models_of", "one_or_many", "package_champions",
-    "served_models", "served_versions", "single_model_answer", "start_tags", "to_deploy",
+    "champion_tags",
+    "champion_versions",
+    "current_model",
+    "models_of",
+    "one_or_many",
+    "package_champions",
+    "served_models",
+    "served_versions",
+    "single_model_answer",
+    "start_tags",
+    "to_deploy",
 ]
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
-    from serving.package import PackagedModel
+    from serving.bundle.package import PackagedModel
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +73,25 @@ def champion_versions(settings: Settings) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def package_champions(settings: Settings, champions: Mapping[str, str] | None = None) -> dict[str, PackagedModel]:
+def package_champions(
+    settings: Settings, champions: Mapping[str, str] | None = None
+) -> dict[str, PackagedModel]:
     """Model name -> its champion packaged for serving (cached: a version already in the store is reused).
 
     ``champions`` defaults to :func:`champion_versions`. A model whose packaging fails is logged and
     left out: one broken model never keeps the others from being served.
     """
-    from serving.package import package_model
+    from serving.bundle.package import package_model
 
     wanted = champion_versions(settings) if champions is None else champions
     packaged: dict[str, PackagedModel] = {}
     for name, version in sorted(wanted.items()):
         try:
             packaged[name] = package_model(settings, name, version)
-        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the fleet
-            log.error("could not package %s version %s (left out of serving): %s", name, version, exc)
+        except Exception as exc:
+            log.error(
+                "could not package %s version %s (left out of serving): %s", name, version, exc
+            )
     return packaged
 
 
@@ -118,6 +136,6 @@ def start_tags(champion_tags: Sequence[str], model_tag: str) -> list[str]:
 
 
 def one_or_many(tags: Sequence[str]) -> str | list[str]:
-    """The ``model_tags`` argument of :func:`serving.launch.serve_env`/``start_service``: one tag as a
+    """The ``model_tags`` argument of :func:`serving.control.process_spec.serve_env`/``start_service``: one tag as a
     string (what every service understands), several as a list. Pure."""
     return tags[0] if len(tags) == 1 else list(tags)

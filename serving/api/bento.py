@@ -1,8 +1,8 @@
-"""The BentoML prediction service (``bentoml serve serving.service:PredictionService``).
+"""The BentoML prediction service (``bentoml serve serving.api.bento:PredictionService``).
 
 This module is BentoML's entry point, not a library module: it reads its configuration when
 imported, because BentoML builds the HTTP schema from the class at import time. The knobs are one
-typed :class:`serving.config.ServingSettings` (``MLOOP_SERVE_MODELS`` and/or ``MLOOP_SERVE_MODEL`` (at
+typed :class:`serving.api.config.ServingSettings` (``MLOOP_SERVE_MODELS`` and/or ``MLOOP_SERVE_MODEL`` (at
 least one tag), ``MLOOP_SERVE_MEMORY_MB``, ``MLOOP_MAX_RECORDS``,
 ``MLOOP_MAX_STRING_LENGTH``, ``MLOOP_SERVE_STRICT``, ``MLOOP_PREDICTION_LOG``, ``MLOOP_BATCHING``,
 ``MLOOP_BATCH_MAX_SIZE``, ``MLOOP_BATCH_MAX_LATENCY_MS``, ``MLOOP_BATCH_WAIT_BOUND``,
@@ -11,28 +11,28 @@ least one tag), ``MLOOP_SERVE_MEMORY_MB``, ``MLOOP_MAX_RECORDS``,
 descriptions) plus the platform :class:`mloop.core.settings.Settings` (``MLOOP_HOME``: predictions go
 to ``<home>/predictions``, labels to ``<home>/feedback``; ``MLOOP_SERVE_HOST``/``MLOOP_HOST`` and
 ``MLOOP_SERVE_PORT``: where it binds; the security settings below). Each model's contract defines
-its request schema (see :mod:`serving.schema`), with the user's column names; the FIRST start
+its request schema (see :mod:`serving.api.schema`), with the user's column names; the FIRST start
 tag's types BentoML's ``/predict``.
 
-Many models, one process (issue 12): the service holds a :class:`serving.modelset.ModelSet` (every
+Many models, one process (issue 12): the service holds a :class:`serving.api.modelset.ModelSet` (every
 start tag, plus models added by ``/admin/rollout``), with a memory budget and least-recently-used
 unloading (``MLOOP_SERVE_MEMORY_MB``). Each model answers at ``/models/<name>/predict`` and
-``/models/<name>/feedback`` (:mod:`serving.routes`, in the ASGI layer: BentoML's routes are fixed
+``/models/<name>/feedback`` (:mod:`serving.api.routes`, in the ASGI layer: BentoML's routes are fixed
 at import). With exactly one model served, ``/predict``, ``/feedback`` and ``GET /model`` are
 BentoML's typed routes as before (the fast path measured by bench/serving.py); with several they
 answer 409 with the list of models: a client is never answered by a model it did not name.
 
 Security (issue 10), in the order a request meets it (outermost first):
 
-All of 1-2 and the 415 of 3 are checked by ONE ASGI layer, :class:`serving.access.ServingGate`
-(the behaviour of ``mloop.core.web.GuardMiddleware`` + :class:`serving.access.AccessMiddleware`, in
+All of 1-2 and the 415 of 3 are checked by ONE ASGI layer, :class:`serving.api.access.ServingGate`
+(the behaviour of ``mloop.core.web.GuardMiddleware`` + :class:`serving.api.access.AccessMiddleware`, in
 one pass over the headers).
 
 1. **Host allowlist and body limit** (as :class:`mloop.core.web.GuardMiddleware`): a ``Host`` header
    not in ``Settings.host_allowlist()`` (loopback names, the bind addresses, ``MLOOP_ALLOWED_HOSTS``)
    gets 400 on EVERY route, health and metrics included (one rule, no exception to forget; a probe
    uses the service's own address); a body over ``MLOOP_MAX_BODY_BYTES`` gets 413.
-2. **Access** (:mod:`serving.access`): the bearer token ``Settings().bearer_token()`` (the generated
+2. **Access** (:mod:`serving.api.access`): the bearer token ``Settings().bearer_token()`` (the generated
    secret under MLOOP_HOME, or ``MLOOP_API_TOKEN``; none only with ``MLOOP_AUTH=false``) is required
    on every write (``/feedback``, ``/admin/rollout``) and on ``/predict`` unless
    ``MLOOP_PREDICT_REQUIRES_TOKEN=false``; ``/admin/rollout`` answers loopback clients only.
@@ -40,7 +40,7 @@ one pass over the headers).
    ``/metrics``, ``/docs.json`` and the docs page, ``GET /model``.
 3. **Request shape**: JSON only (415), the contract's schema (400), at most ``MLOOP_MAX_RECORDS``
    records or labels per request, ``MLOOP_SERVE_STRICT`` ranges and categories.
-4. **Feedback you can trust** (:mod:`serving.feedback`): a label is recorded only for a prediction id
+4. **Feedback you can trust** (:mod:`serving.log.feedback`): a label is recorded only for a prediction id
    this model issued (the recent-id index, then its prediction log); the first label per id wins,
    an equal second one is a duplicate, a different one a recorded conflict.
 
@@ -56,7 +56,7 @@ only: replaces the served version of the tag's model, ``"status": "switched"``, 
 ``/readyz`` (ready once the start models are loaded) and
 ``/metrics`` (Prometheus; ``mloop_predictions_total`` and ``mloop_model_info`` carry the model
 version as a label; ``mloop_predlog_dead_letter_total`` counts rows the prediction log or the
-feedback store had to set aside, see :mod:`serving.predlog`; ``mloop_models_loaded``,
+feedback store had to set aside, see :mod:`serving.log.predictions`; ``mloop_models_loaded``,
 ``mloop_model_loads_total``, ``mloop_model_evictions_total`` and ``mloop_model_memory_mb`` show the
 model set and its budget).
 
@@ -65,19 +65,19 @@ Rollout design: each served model is ONE entry of the model set holding a :class
 it, and only then replaces that entry (no other entry is touched). A request takes the model once
 at its start, so each request (and each batch) is answered entirely by one model version,
 requests in flight finish on the old one, and no request ever sees a half-loaded one. A failed
-smoke test leaves the entry alone. A successful rollout is persisted (:mod:`serving.rolled_out`),
+smoke test leaves the entry alone. A successful rollout is persisted (:mod:`serving.api.rollout_record`),
 so a worker BentoML respawns after a crash serves the start models and every model rolled out
-since (:func:`serving.rolled_out.startup_tags`), not only the ones it was started with.
+since (:func:`serving.api.rollout_record.startup_tags`), not only the ones it was started with.
 
-Team mode (issue 13): every tag is loaded through :func:`serving.remote_models.ensure_local`, so a
+Team mode (issue 13): every tag is loaded through :func:`serving.bundle.remote_models.ensure_local`, so a
 start tag, a rolled-out or an added one that this host's store lacks is first imported from the
 team's S3 (the exact model another host packaged and exported); a tag in neither place fails the
 start (or the rollout, 404) with an error that says where it looked. A single machine only checks
 its store, as before.
 
-Write-ahead log: ``/predict`` journals its batch (:mod:`serving.journal`) before it answers; a
+Write-ahead log: ``/predict`` journals its batch (:mod:`serving.log.journal`) before it answers; a
 journal that cannot be written answers 503 (no answer without its log line). At start the worker
-compacts the journal segments a killed predecessor left (:func:`serving.predlog.compact_journals`).
+compacts the journal segments a killed predecessor left (:func:`serving.log.predictions.compact_journals`).
 One worker process per service (``workers=1``): the swap is in-process, the models are loaded
 once, and on 2 cores one worker with ONNX Runtime already runs near BentoML's own floor.
 """
@@ -99,20 +99,20 @@ from bentoml.validators import ContentType
 from mloop.core.names import check_name
 from mloop.core.settings import Settings
 from mloop.core.web import ASGIApp, Receive, Scope, Send
-from serving.access import LocalAnswer, ServingGate
-from serving.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
-from serving.batching import bound_batching_wait
-from serving.config import ServingSettings
-from serving.feedback import FeedbackStore, RecentIds
-from serving.journal import JournalError
-from serving.modelset import Change, ModelSet
-from serving.onnx_model import read_contract, read_meta
-from serving.predlog import PredictionLogger, compact_journals
-from serving.remote_log import remote_log
-from serving.remote_models import ensure_local
-from serving.rolled_out import initial_tag_for, model_name_of, read_all_rolled_out, startup_tags, write_rolled_out
-from serving.routes import ModelRoutes, json_answer
-from serving.runtime import (
+from serving.api.access import LocalAnswer, ServingGate
+from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
+from serving.api.batching import bound_batching_wait
+from serving.api.config import ServingSettings
+from serving.api.modelset import Change, ModelSet
+from serving.api.rollout_record import (
+    initial_tag_for,
+    model_name_of,
+    read_all_rolled_out,
+    startup_tags,
+    write_rolled_out,
+)
+from serving.api.routes import ModelRoutes, json_answer
+from serving.api.runtime import (
     LiveModel,
     RolloutRefused,
     answer_schema,
@@ -120,12 +120,18 @@ from serving.runtime import (
     prepare_live_model,
     served_name,
 )
-from serving.schema import (
+from serving.api.schema import (
     build_feedback_model,
     build_record_model,
     feedback_annotation,
     records_annotation,
 )
+from serving.bundle.onnx_model import read_contract, read_meta
+from serving.bundle.remote_models import ensure_local
+from serving.log.feedback import FeedbackStore, RecentIds
+from serving.log.journal import JournalError
+from serving.log.predictions import PredictionLogger, compact_journals
+from serving.log.remote_parts import remote_log
 
 log = logging.getLogger("mloop.serving")
 
@@ -135,25 +141,38 @@ if not _TAGS:
     raise RuntimeError(
         "MLOOP_SERVE_MODELS (or MLOOP_SERVE_MODEL) is not set: give the BentoML model tags to serve (e.g. loans:v1,rates:v2)"
     )
-_TAG = _TAGS[0]  # types BentoML's /predict (the route of a one-model service) and is the Bento's model
+_TAG = _TAGS[
+    0
+]  # types BentoML's /predict (the route of a one-model service) and is the Bento's model
 _SETTINGS = Settings()
 
 
 def _get_model(tag: str) -> Any:
     """``bentoml.models.get(tag)``, imported from the team's S3 first when the local store lacks it
-    (team mode, :func:`serving.remote_models.ensure_local`; a single machine only checks the store)."""
+    (team mode, :func:`serving.bundle.remote_models.ensure_local`; a single machine only checks the store)."""
     ensure_local(_SETTINGS, tag)
     return bentoml.models.get(tag)
 
 
-ensure_local(_SETTINGS, _TAG)  # a host that did not package it serves the exact model another host exported
+ensure_local(
+    _SETTINGS, _TAG
+)  # a host that did not package it serves the exact model another host exported
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
 _INITIAL_DIR = Path(_INITIAL_REF.stored.path)
-_CONTRACT, _META = read_contract(_INITIAL_DIR), read_meta(_INITIAL_DIR)  # read once: __init__ reuses them
-Record = build_record_model(_CONTRACT, max_string_length=_SERVING.max_string_length, strict=_SERVING.serve_strict)
+_CONTRACT, _META = (
+    read_contract(_INITIAL_DIR),
+    read_meta(_INITIAL_DIR),
+)  # read once: __init__ reuses them
+Record = build_record_model(
+    _CONTRACT, max_string_length=_SERVING.max_string_length, strict=_SERVING.serve_strict
+)
 Records = records_annotation(Record, _SERVING.max_records)
-Labels = feedback_annotation(build_feedback_model(_CONTRACT, _SERVING.max_string_length), _SERVING.max_records)
-Answer = answer_schema(_CONTRACT, _META)  # a rollout keeps it: the answer schema is part of the signature
+Labels = feedback_annotation(
+    build_feedback_model(_CONTRACT, _SERVING.max_string_length), _SERVING.max_records
+)
+Answer = answer_schema(
+    _CONTRACT, _META
+)  # a rollout keeps it: the answer schema is part of the signature
 # The explicit content type matters for speed: without it BentoML derives the media type of a list
 # output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
 Answers = Annotated[list[Answer], ContentType("application/json")]  # type: ignore[valid-type]
@@ -227,11 +246,15 @@ _HOLDER = _Holder()
 
 
 JSON_ROUTES = ("/predict", "/feedback", "/admin/rollout")
-LEGACY_ROUTES = {("POST", "/predict"): "predict", ("POST", "/feedback"): "feedback", ("GET", "/model"): ""}
+LEGACY_ROUTES = {
+    ("POST", "/predict"): "predict",
+    ("POST", "/feedback"): "feedback",
+    ("GET", "/model"): "",
+}
 
 
 def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> LocalAnswer | None:
-    """The service's own answers before BentoML's routes (given by :class:`serving.access.ServingGate`
+    """The service's own answers before BentoML's routes (given by :class:`serving.api.access.ServingGate`
     after the Host, body and access checks): ``GET /model`` (what is served), 409 for the legacy
     routes while several models are served (never a wrong model), and 415 for a POST route whose
     body is not JSON (BentoML would otherwise parse any content type as JSON; a client sending
@@ -241,7 +264,13 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
     if legacy is not None and svc is not None and len(svc.models) > 1:
         names = svc.models.names()
         use = f"/models/<name>/{legacy}" if legacy else "GET /models/<name> (or GET /models)"
-        return json_answer(409, {"error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}", "models": names})
+        return json_answer(
+            409,
+            {
+                "error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}",
+                "models": names,
+            },
+        )
     if path == "/model" and method == "GET":
         if svc is not None and len(svc.models) == 1:
             return json_answer(200, svc.models.slot(svc.models.names()[0]).info)
@@ -258,7 +287,7 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
 
 
 class _Routes:
-    """The service's :class:`serving.routes.ModelRoutes`, once ``__init__`` has made it."""
+    """The service's :class:`serving.api.routes.ModelRoutes`, once ``__init__`` has made it."""
 
     prefixes = ModelRoutes.prefixes
 
@@ -266,7 +295,14 @@ class _Routes:
         self.holder = holder
 
     async def __call__(
-        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, method: str, path: str, content_type: str
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        method: str,
+        path: str,
+        content_type: str,
     ) -> bool:
         svc = self.holder.service
         if svc is None:
@@ -294,7 +330,7 @@ class PredictionService:
 
     def __init__(self) -> None:
         if _SERVING.batching and _SERVING.batch_wait_bound:
-            bound_batching_wait()  # a lone request is not held back after a burst (serving/batching.py)
+            bound_batching_wait()  # a lone request is not held back after a burst (serving/api/batching.py)
         import onnxruntime  # noqa: F401 - imported before any load is measured: not a model's cost
 
         self._rollout_lock = threading.Lock()
@@ -318,14 +354,18 @@ class PredictionService:
             logger=logger,
             recent=recent,
             feedback_store=FeedbackStore(
-                state.feedback, state.predictions, recent=recent, on_dead_letter=_count_dead_letter, remote=remote
+                state.feedback,
+                state.predictions,
+                recent=recent,
+                on_dead_letter=_count_dead_letter,
+                remote=remote,
             ),
             count=_count_predictions,
         )
         if logger is not None:
             try:  # what a killed predecessor journaled but never wrote as parquet
                 compact_journals(state.predictions, _count_dead_letter)
-            except Exception:  # noqa: BLE001 - the readers compact too: serving must start
+            except Exception:
                 log.exception("could not compact the prediction journal at start")
         self.models: ModelSet[LiveModel] = ModelSet(
             _load_tag,
@@ -354,13 +394,13 @@ class PredictionService:
     # ------------------------------------------------------------------ the model set
 
     def _start_models(self) -> None:
-        """Load the start tags, or what was rolled out since (per model, :func:`serving.rolled_out.startup_tags`),
+        """Load the start tags, or what was rolled out since (per model, :func:`serving.api.rollout_record.startup_tags`),
         plus the models rolled out (added) since this service's start."""
 
         def in_store(tag: str) -> bool:
             try:
                 _get_model(tag)
-            except Exception:  # noqa: BLE001 - NotFound or an unreadable entry: not servable
+            except Exception:
                 return False
             return True
 
@@ -376,9 +416,11 @@ class PredictionService:
             try:  # added by a rollout since this service started: the rollout checks again
                 model = _get_model(tag)
                 live, cost = self.models.measure(
-                    lambda m=model: prepare_live_model(str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads)
+                    lambda m=model: prepare_live_model(
+                        str(m.tag), Path(m.path), None, threads=_SERVING.onnx_threads
+                    )
                 )
-            except Exception as exc:  # noqa: BLE001 - RolloutRefused or any other: one model must not stop the others
+            except Exception as exc:
                 log.warning("the added model %s is not restored at start: %s", tag, exc)
                 continue
             self._put(live, cost)
@@ -389,7 +431,13 @@ class PredictionService:
         passes the rollout checks (else ``initial``, with a warning)."""
         if initial == _TAG:
             first, cost = self.models.measure(
-                lambda: load_live_model(_TAG, _INITIAL_DIR, threads=_SERVING.onnx_threads, contract=_CONTRACT, meta=_META)
+                lambda: load_live_model(
+                    _TAG,
+                    _INITIAL_DIR,
+                    threads=_SERVING.onnx_threads,
+                    contract=_CONTRACT,
+                    meta=_META,
+                )
             )
         else:
             first, cost = self.models.measure(lambda: _load_tag(initial))
@@ -399,10 +447,17 @@ class PredictionService:
         model = _get_model(tag)
         try:
             live, cost = self.models.measure(
-                lambda: prepare_live_model(str(model.tag), Path(model.path), first, threads=_SERVING.onnx_threads)
+                lambda: prepare_live_model(
+                    str(model.tag), Path(model.path), first, threads=_SERVING.onnx_threads
+                )
             )
         except RolloutRefused as exc:
-            log.warning("the rolled-out model %s is refused at start (%s); serving the initial %s", tag, exc, initial)
+            log.warning(
+                "the rolled-out model %s is refused at start (%s); serving the initial %s",
+                tag,
+                exc,
+                initial,
+            )
             self._put(first, cost)
             return
         log.info("restored the rolled-out model %s (started with %s)", tag, initial)
@@ -414,9 +469,16 @@ class PredictionService:
         change = self.models.put(live, cost)
         previous = change.previous
         if previous is not None and previous.get("bentoml_tag") != live.tag:
-            _MODEL_INFO.labels(previous["model_name"], previous["model_version"], previous["backend"]).set(0)
+            _MODEL_INFO.labels(
+                previous["model_name"], previous["model_version"], previous["backend"]
+            ).set(0)
         _MODEL_INFO.labels(live.model_name, live.model_version, live.predictor.backend).set(1)
-        log.info("serving %s version %s (%s backend)", live.model_name, live.model_version, live.predictor.backend)
+        log.info(
+            "serving %s version %s (%s backend)",
+            live.model_name,
+            live.model_version,
+            live.predictor.backend,
+        )
         return change
 
     def _loaded(self, name: str, tag: str, cost: float) -> None:
@@ -487,13 +549,15 @@ class PredictionService:
     def rollout(self, model_tag: str) -> dict[str, Any]:
         """Load ``model_tag`` from the BentoML store, smoke-test it, then switch its model to it
         atomically, or add the model when its name is not served yet (bearer token and a loopback
-        client required: see :mod:`serving.access`). No other model is touched."""
+        client required: see :mod:`serving.api.access`). No other model is touched."""
         with self._rollout_lock:
             try:
                 model = _get_model(model_tag)
                 name = check_name(served_name(Path(model.path), str(model.tag)), "model")
-            except Exception as exc:  # noqa: BLE001 - unknown tag is the caller's mistake
-                raise _client_error(f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND) from exc
+            except Exception as exc:
+                raise _client_error(
+                    f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND
+                ) from exc
             slot = self.models.slot(name) if name in self.models else None
             previous = slot.live if slot is not None else None
             try:
@@ -511,7 +575,9 @@ class PredictionService:
                 raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
             change = self._put(live, cost)
             try:
-                write_rolled_out(_SETTINGS.state.root, live.tag, initial_tag_for(model_name_of(live.tag), _TAGS))
+                write_rolled_out(
+                    _SETTINGS.state.root, live.tag, initial_tag_for(model_name_of(live.tag), _TAGS)
+                )
             except OSError:  # the switch happened; a respawned worker would serve the initial model
                 log.exception("could not persist the rollout of %s", live.tag)
         return {"status": change.status, "previous": change.previous, "current": live.describe()}
@@ -519,7 +585,7 @@ class PredictionService:
 
 # One layer in front of BentoML's routes, in this order: the Host allowlist and the body limit (a forged
 # Host or an oversized body never reaches the access check or GET /model), then access, then ours
-# (GET /model, 409, 415), then the per-model routes and /docs.json (serving/routes.py).
+# (GET /model, 409, 415), then the per-model routes and /docs.json (serving/api/routes.py).
 PredictionService.add_asgi_middleware(
     ServingGate,
     allowed_hosts=_SETTINGS.host_allowlist(),

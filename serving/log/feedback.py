@@ -9,7 +9,7 @@ Labels steer the loop (retraining data, quality monitoring), so the store accept
 2. **the id has no label yet**. A second label is never an overwrite: an equal one is a harmless
    *duplicate* (ignored, counted); a different one is a *conflict*, written with both labels, the
    time and the request to ``<feedback_dir>/<model>/conflicts/part-*.jsonl`` and otherwise ignored.
-   :func:`serving.predlog.read_feedback` keeps the first label per id and never reads conflicts.
+   :func:`serving.log.predictions.read_feedback` keeps the first label per id and never reads conflicts.
 
 The check and the write are one critical section: a thread lock (the service runs several request
 threads) and a file lock in the model's feedback folder (``mloop feedback`` writes from another
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.jsonl import read_jsonl
 from mloop.core.names import check_name, child_path
-from serving.predlog import (
+from serving.log.predictions import (
     FEEDBACK_COLUMNS,
     DeadLetterHook,
     _part_name,
@@ -51,7 +51,7 @@ from serving.predlog import (
 )
 
 if TYPE_CHECKING:
-    from serving.remote_log import RemoteLog, Shipper
+    from serving.log.remote_parts import RemoteLog, Shipper
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +137,16 @@ def logged_ids(
             column = pq.read_table(path, columns=["prediction_id"]).column("prediction_id")
         except FileNotFoundError:
             continue
-        except (OSError, KeyError, pa.ArrowInvalid) as exc:  # a part without the column, or unreadable
+        except (
+            OSError,
+            KeyError,
+            pa.ArrowInvalid,
+        ) as exc:  # a part without the column, or unreadable
             if not _readable(path):
                 set_aside_part(path, exc, "prediction log")
-            log.warning("prediction log part %s skipped while checking feedback ids: %s", path.name, exc)
+            log.warning(
+                "prediction log part %s skipped while checking feedback ids: %s", path.name, exc
+            )
             continue
         values = pa.array(list(missing), type=pa.string())
         hits = pc.filter(column, pc.is_in(column.cast(pa.string()), value_set=values))
@@ -155,20 +161,26 @@ def logged_ids(
     return found
 
 
-def _remote_logged_ids(predictions_dir: Path, model_name: str, missing: set[str], remote: RemoteLog) -> set[str]:
+def _remote_logged_ids(
+    predictions_dir: Path, model_name: str, missing: set[str], remote: RemoteLog
+) -> set[str]:
     """:func:`logged_ids` over the S3 parts whose name is not among the local parts (newest first)."""
     local = {p.name for p in prediction_files(predictions_dir, model_name)}
     found: set[str] = set()
     try:
         parts = [p for p in remote.prediction_parts(model_name) if p.name not in local]
     except OSError as exc:  # the store is down: only the local log vouches for ids now
-        log.warning("could not list %s's prediction log in S3 to check feedback ids: %s", model_name, exc)
+        log.warning(
+            "could not list %s's prediction log in S3 to check feedback ids: %s", model_name, exc
+        )
         return found
     for part in reversed(parts):
         try:
             frame = remote.read_part(part, "prediction log", columns=["prediction_id"])
-        except Exception as exc:  # noqa: BLE001 - readable but without the column
-            log.warning("prediction log part %s skipped while checking feedback ids: %s", part.name, exc)
+        except Exception as exc:
+            log.warning(
+                "prediction log part %s skipped while checking feedback ids: %s", part.name, exc
+            )
             continue
         if frame is None:
             continue
@@ -219,7 +231,12 @@ def same_label(a: Any, b: Any) -> bool:
     a = a.item() if hasattr(a, "item") else a
     b = b.item() if hasattr(b, "item") else b
     numbers = (int, float)
-    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return float(a) == float(b)
     return bool(type(a) is type(b) and a == b) or str(a) == str(b)
 
@@ -251,8 +268,10 @@ class FeedbackStore:
         self.remote = remote
         self.remote_refresh_seconds = remote_refresh_seconds
         self.shipper: Shipper | None = None
-        if remote is not None:  # team mode: every label part also goes to S3 (serving.remote_log)
-            from serving.remote_log import Shipper
+        if (
+            remote is not None
+        ):  # team mode: every label part also goes to S3 (serving.log.remote_parts)
+            from serving.log.remote_parts import Shipper
 
             self.shipper = Shipper(remote, "feedback", self.feedback_dir)
         self.predictions_dir = Path(predictions_dir)
@@ -262,7 +281,11 @@ class FeedbackStore:
         self._labelled: dict[str, _Labelled] = {}
 
     def record(
-        self, model_name: str, items: Sequence[tuple[str, Any]], *, source: dict[str, Any] | None = None
+        self,
+        model_name: str,
+        items: Sequence[tuple[str, Any]],
+        *,
+        source: dict[str, Any] | None = None,
     ) -> FeedbackResult:
         """Record ``(prediction_id, label)`` pairs of ``model_name`` in order (within a batch, the first
         label of an id wins too); ``source`` (who sent them) goes into conflict records."""
@@ -324,7 +347,9 @@ class FeedbackStore:
                         result.reject(pid, "set_aside")
             if conflicts:
                 self._write_conflicts(model_name, folder, conflicts)
-            if self.shipper is not None:  # this part and any an earlier upload left behind; never raises
+            if (
+                self.shipper is not None
+            ):  # this part and any an earlier upload left behind; never raises
                 self.shipper.ship_missed(model_name)
         return result
 
@@ -340,18 +365,22 @@ class FeedbackStore:
         for path in new:
             try:
                 frame = read_part(path, "feedback", columns=FEEDBACK_COLUMNS)
-            except Exception as exc:  # noqa: BLE001 - readable but not a label part: skipped by read_feedback too
+            except Exception as exc:
                 log.warning("feedback part %s unreadable: %s", path.name, exc)
                 frame = None
             if frame is not None:
                 frames.append(frame)
             labelled.parts.add(path.name)
         if self._remote_due(labelled) and any(pid not in labelled.labels for pid in candidates):
-            frames.extend(self._remote_frames(model_name, labelled))  # other hosts' labels (best effort)
+            frames.extend(
+                self._remote_frames(model_name, labelled)
+            )  # other hosts' labels (best effort)
         if frames:
             df = pd.concat(frames, ignore_index=True).sort_values("timestamp", kind="stable")
             df = df.drop_duplicates("prediction_id", keep="first")
-            for pid, label, stamp in zip(df["prediction_id"], df["label"], df["timestamp"], strict=True):
+            for pid, label, stamp in zip(
+                df["prediction_id"], df["label"], df["timestamp"], strict=True
+            ):
                 labelled.labels.setdefault(str(pid), (label, str(stamp)))
         return labelled
 
@@ -368,7 +397,9 @@ class FeedbackStore:
         assert self.remote is not None
         labelled.remote_listed_at = time.monotonic()
         try:
-            parts = [p for p in self.remote.feedback_parts(model_name) if p.name not in labelled.parts]
+            parts = [
+                p for p in self.remote.feedback_parts(model_name) if p.name not in labelled.parts
+            ]
         except OSError as exc:
             log.warning("could not list %s's feedback in S3: %s", model_name, exc)
             return []
@@ -376,7 +407,7 @@ class FeedbackStore:
         for part in parts:
             try:
                 frame = self.remote.read_part(part, "feedback", columns=FEEDBACK_COLUMNS)
-            except Exception as exc:  # noqa: BLE001 - readable but not a label part
+            except Exception as exc:
                 log.warning("feedback part %s in S3 unreadable: %s", part.name, exc)
                 frame = None
             if frame is not None:
@@ -384,7 +415,9 @@ class FeedbackStore:
                 labelled.parts.add(part.name)
         return frames
 
-    def _write(self, model_name: str, folder: Path, accepted: dict[str, Any], now: datetime) -> Path | None:
+    def _write(
+        self, model_name: str, folder: Path, accepted: dict[str, Any], now: datetime
+    ) -> Path | None:
         """One parquet part of the accepted labels; None when they had to be set aside."""
         import pandas as pd
         import pyarrow as pa
@@ -394,8 +427,11 @@ class FeedbackStore:
         path = folder / _part_name()
         try:
             _write_atomic(pa.Table.from_pandas(df, preserve_index=False), path)
-        except Exception as exc:  # noqa: BLE001 - a label parquet cannot hold, or a failed write
-            rows = [{"prediction_id": p, "label": _plain(v), "timestamp": now.isoformat()} for p, v in accepted.items()]
+        except Exception as exc:
+            rows = [
+                {"prediction_id": p, "label": _plain(v), "timestamp": now.isoformat()}
+                for p, v in accepted.items()
+            ]
             reason = f"cannot write feedback: {type(exc).__name__}: {exc}"
             set_aside(folder, rows, reason, "feedback", model_name, self.on_dead_letter)
             return None
@@ -404,9 +440,13 @@ class FeedbackStore:
     def _write_conflicts(self, model_name: str, folder: Path, rows: list[dict[str, Any]]) -> None:
         try:
             write_jsonl_part(folder / CONFLICTS_DIR, rows)
-        except Exception:  # noqa: BLE001 - the conflict is counted and answered; losing the record is logged
+        except Exception:
             log.exception("could not write %d feedback conflicts of %s", len(rows), model_name)
-        log.warning("feedback for %s: %d conflicting labels recorded (first label kept)", model_name, len(rows))
+        log.warning(
+            "feedback for %s: %d conflicting labels recorded (first label kept)",
+            model_name,
+            len(rows),
+        )
 
 
 def _plain(value: Any) -> Any:

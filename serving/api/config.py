@@ -1,8 +1,8 @@
 """The prediction service's own settings: one typed class, read once by the service process.
 
-Every knob is an environment variable ``MLOOP_<FIELD>``. :mod:`serving.service` builds one
+Every knob is an environment variable ``MLOOP_<FIELD>``. :mod:`serving.api.bento` builds one
 :class:`ServingSettings` at import (BentoML builds the HTTP schema from the class at import, so the
-request limits must be known then), and :func:`serving.launch.serve_env` writes the service
+request limits must be known then), and :func:`serving.control.process_spec.serve_env` writes the service
 process's environment with :meth:`ServingSettings.to_env`: the names exist only here.
 
 Platform-wide values the service also needs (MLOOP_HOME, MLOOP_SERVE_HOST, MLOOP_SERVE_PORT, the
@@ -79,23 +79,46 @@ class ServingSettings(BaseSettings):
         description="Memory budget of the loaded models, in MB (each model's measured cost): over it, the least "
         "recently used models are unloaded and reloaded on their next request. 0: no limit.",
     )
-    prediction_log: Flag = Field(default=True, description="Write every answered record to the prediction log (0 turns it off).")
-    max_records: int = Field(default=MAX_RECORDS_DEFAULT, ge=1, description="Largest number of records in one /predict request.")
+    prediction_log: Flag = Field(
+        default=True,
+        description="Write every answered record to the prediction log (0 turns it off).",
+    )
+    max_records: int = Field(
+        default=MAX_RECORDS_DEFAULT,
+        ge=1,
+        description="Largest number of records in one /predict request.",
+    )
     max_string_length: int = Field(
-        default=MAX_STRING_LENGTH_DEFAULT, ge=1, description="Longest text value accepted in a request field."
+        default=MAX_STRING_LENGTH_DEFAULT,
+        ge=1,
+        description="Longest text value accepted in a request field.",
     )
     serve_strict: Flag = Field(
         default=False,
         description="Also refuse values outside the contract's numeric ranges (widened by range_tolerance) and category lists.",
     )
-    batching: Flag = Field(default=True, description="BentoML adaptive batching of /predict (0 answers each request on its own).")
-    batch_max_size: int = Field(default=256, ge=1, description="Largest adaptive batch, in records.")
-    batch_max_latency_ms: int = Field(default=5000, ge=1, description="Latency budget of the adaptive batcher, in ms.")
-    batch_wait_bound: Flag = Field(
-        default=True, description="mloop's fix of BentoML's batching wait (a cork that caught nobody stops corking)."
+    batching: Flag = Field(
+        default=True,
+        description="BentoML adaptive batching of /predict (0 answers each request on its own).",
     )
-    predlog_flush_rows: int = Field(default=5000, ge=1, description="The prediction log writes a part once this many rows are pending.")
-    predlog_flush_seconds: float = Field(default=1.0, gt=0, description="... or every this many seconds.")
+    batch_max_size: int = Field(
+        default=256, ge=1, description="Largest adaptive batch, in records."
+    )
+    batch_max_latency_ms: int = Field(
+        default=5000, ge=1, description="Latency budget of the adaptive batcher, in ms."
+    )
+    batch_wait_bound: Flag = Field(
+        default=True,
+        description="mloop's fix of BentoML's batching wait (a cork that caught nobody stops corking).",
+    )
+    predlog_flush_rows: int = Field(
+        default=5000,
+        ge=1,
+        description="The prediction log writes a part once this many rows are pending.",
+    )
+    predlog_flush_seconds: float = Field(
+        default=1.0, gt=0, description="... or every this many seconds."
+    )
     predlog_journal: Flag = Field(
         default=True,
         description="Write-ahead journal: every answered batch is appended to a journal file before its answer "
@@ -118,13 +141,18 @@ class ServingSettings(BaseSettings):
         names = [t.partition(":")[0] for t in out]
         doubled = sorted({n for n in names if names.count(n) > 1})
         if doubled:
-            raise ValueError(f"two start tags of the same model {doubled}: give one tag per model name ({out})")
+            raise ValueError(
+                f"two start tags of the same model {doubled}: give one tag per model name ({out})"
+            )
         return out
 
     def to_env(self) -> dict[str, str]:
         """The explicitly set values (arguments or environment) as environment variables, for the
         service process; unset fields are left out so the process applies its own defaults."""
-        return {f"{ENV_PREFIX}{k.upper()}": _env_value(v) for k, v in self.model_dump(exclude_unset=True).items()}
+        return {
+            f"{ENV_PREFIX}{k.upper()}": _env_value(v)
+            for k, v in self.model_dump(exclude_unset=True).items()
+        }
 
 
 def _env_value(value: Any) -> str:

@@ -9,11 +9,11 @@ it looked.
 
 - :func:`export_model`: upload the tag's export unless the object exists (idempotent: HEAD first);
 - :func:`ensure_local`: the tag in the local store, imported from S3 if needed, under the tag's
-  packaging lock (:func:`serving.package.package_lock_path`); :func:`fetch_model` is the same for a
+  packaging lock (:func:`serving.bundle.package.package_lock_path`); :func:`fetch_model` is the same for a
   caller that holds the lock already and wants False rather than an error when S3 has no such object.
 
 BentoML reads BENTOML_HOME once per process, so the export and the import run in the store child
-(:mod:`serving.store`, ``op`` ``export`` / ``import``) pointed at ``state.bentoml_home``; this module
+(:mod:`serving.bundle.store`, ``op`` ``export`` / ``import``) pointed at ``state.bentoml_home``; this module
 moves the files with boto3 (credentials from the standard ``AWS_*`` variables, endpoint
 ``MLOOP_S3_ENDPOINT_URL``). On a single machine (:func:`remote_layout` is None) nothing here touches
 S3 or imports boto3.
@@ -53,7 +53,9 @@ def split_tag(tag: str) -> tuple[str, str]:
     or a key unchecked). Pure."""
     name, sep, version = tag.partition(":")
     if not sep or not _VERSION.fullmatch(version):
-        raise MloopError(f"invalid model tag {tag!r}", fix="use <model name>:v<version>, e.g. loans:v3")
+        raise MloopError(
+            f"invalid model tag {tag!r}", fix="use <model name>:v<version>, e.g. loans:v3"
+        )
     return check_name(name, "model"), version
 
 
@@ -133,7 +135,7 @@ def export_model(settings: Settings, tag: str, exported: Path | None = None) -> 
     workdir: Path | None = None
     try:
         if exported is None:
-            from serving.package import run_store_job
+            from serving.bundle.package import run_store_job
 
             settings.state.ensure()
             workdir = Path(tempfile.mkdtemp(prefix="export-", dir=settings.state.tmp))
@@ -157,7 +159,7 @@ def fetch_model(settings: Settings, tag: str) -> bool:
     """``tag`` into the local store from S3, for a caller holding the tag's packaging lock. True: the
     tag is local (already, or imported now); False: single machine, or S3 has no such object.
     MloopError when S3 fails or the import does (the tag is checked by the store child)."""
-    from serving.package import model_in_store, run_store_job
+    from serving.bundle.package import model_in_store, run_store_job
 
     split_tag(tag)
     if model_in_store(settings.state.bentoml_home, tag):
@@ -191,10 +193,12 @@ def ensure_local(settings: Settings, tag: str) -> bool:
     MloopError when the model is in neither place (what, where it looked, how to fix)."""
     from filelock import FileLock
 
-    from serving.package import model_in_store, package_lock_path
+    from serving.bundle.package import model_in_store, package_lock_path
 
     layout = remote_layout(settings)
-    if layout is None:  # as before team mode: the caller's bentoml.models.get decides (no S3, no boto3)
+    if (
+        layout is None
+    ):  # as before team mode: the caller's bentoml.models.get decides (no S3, no boto3)
         return _is_tag(tag) and model_in_store(settings.state.bentoml_home, tag)
     name, version = split_tag(tag)
     if model_in_store(settings.state.bentoml_home, tag):

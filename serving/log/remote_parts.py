@@ -7,7 +7,7 @@ same relative path it has locally:
 - ``prefix/predictions/<model>/date=YYYY-MM-DD/part-*.parquet``
 - ``prefix/feedback/<model>/part-*.parquet``
 
-The local part (written atomically by :mod:`serving.predlog` / :mod:`serving.feedback`) is the buffer;
+The local part (written atomically by :mod:`serving.log.predictions` / :mod:`serving.log.feedback`) is the buffer;
 the S3 object is the record every host's monitor reads. :class:`Shipper` uploads a part after its local
 write (one PUT: an object is whole or absent) and appends its relative path to ``<model>/.shipped`` in
 the local folder; a failed upload is logged and the part stays local, so the next flush, the periodic
@@ -31,8 +31,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -176,9 +176,15 @@ class RemoteLog:
     def _list(self, base: str) -> list[Any]:
         from pyarrow import fs
 
-        return list(self.filesystem().get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True)))
+        return list(
+            self.filesystem().get_file_info(
+                fs.FileSelector(base, recursive=True, allow_not_found=True)
+            )
+        )
 
-    def _parts(self, kind: Kind, model_name: str, since: datetime | None = None) -> list[RemotePart]:
+    def _parts(
+        self, kind: Kind, model_name: str, since: datetime | None = None
+    ) -> list[RemotePart]:
         from pyarrow import fs
 
         check_name(model_name, "model")
@@ -191,7 +197,7 @@ class RemoteLog:
             relative = info.path[len(root) + 1 :]
             try:
                 check_relative(kind, relative)
-            except Exception:  # noqa: BLE001 - corrupt/, foreign objects: not parts
+            except Exception:
                 continue
             day = day_of(relative)
             if first_day is not None and day is not None and day < first_day:
@@ -229,7 +235,7 @@ class RemoteLog:
             if columns is not None:
                 try:
                     pq.read_schema(part.path, filesystem=fs)
-                except Exception:  # noqa: BLE001 - unreadable footer: corrupt
+                except Exception:
                     pass
                 else:
                     raise
@@ -245,12 +251,26 @@ class RemoteLog:
         target = f"{folder}/{CORRUPT_DIR}/{name}"
         try:
             self.filesystem().move(part.path, target)
-        except Exception as move_exc:  # noqa: BLE001 - read-only credentials, a race: the reader skips it anyway
-            log.warning("%s part %s in S3 is unreadable (%s); skipped (not moved: %s)", what, part.name, exc, move_exc)
+        except Exception as move_exc:
+            log.warning(
+                "%s part %s in S3 is unreadable (%s); skipped (not moved: %s)",
+                what,
+                part.name,
+                exc,
+                move_exc,
+            )
             return
-        log.warning("%s part %s in S3 is unreadable (%s); skipped and moved to %s", what, part.name, exc, target)
+        log.warning(
+            "%s part %s in S3 is unreadable (%s); skipped and moved to %s",
+            what,
+            part.name,
+            exc,
+            target,
+        )
 
-    def part_stats(self, part: RemotePart, what: str, column: str = "timestamp") -> PartStats | None:
+    def part_stats(
+        self, part: RemotePart, what: str, column: str = "timestamp"
+    ) -> PartStats | None:
         """The part's rows and ``column``'s min/max from its parquet footer; None when it is gone or could not
         be read now; an unreadable footer is set aside as :meth:`read_part` does."""
         import pyarrow as pa
@@ -264,7 +284,9 @@ class RemoteLog:
             self.set_aside(part, exc, what)
             return None
         except OSError as exc:
-            log.warning("%s part %s skipped: could not read its footer from S3: %s", what, part.name, exc)
+            log.warning(
+                "%s part %s skipped: could not read its footer from S3: %s", what, part.name, exc
+            )
             return None
         names = meta.schema.names
         first = last = None
@@ -275,15 +297,24 @@ class RemoteLog:
                 first, last = min(st.min for st in stats), max(st.max for st in stats)
         return PartStats(part, meta.num_rows, first, last)
 
-    def newest(self, parts: Sequence[RemotePart], last_n: int, what: str = "prediction log",
-               map_parts: Mapper | None = None) -> list[RemotePart]:
+    def newest(
+        self,
+        parts: Sequence[RemotePart],
+        last_n: int,
+        what: str = "prediction log",
+        map_parts: Mapper | None = None,
+    ) -> list[RemotePart]:
         """The parts that can hold the newest ``last_n`` rows (:func:`newest_parts`), from their footers (read
         with ``map_parts``): a window of the newest rows reads those parts, not the whole log."""
         stats = self._map(map_parts, _stats_of, parts, what)
         return newest_parts([s for s in stats if s is not None], last_n)
 
-    def read_parts(self, parts: Iterable[RemotePart], what: str = "prediction log",
-                   map_parts: Mapper | None = None) -> Any:
+    def read_parts(
+        self,
+        parts: Iterable[RemotePart],
+        what: str = "prediction log",
+        map_parts: Mapper | None = None,
+    ) -> Any:
         """The readable ``parts`` as one DataFrame (None when none has rows), in the order given. With
         ``map_parts`` (:func:`mloop.core.partitions.partition_mapper`) each part is read by one task of it,
         e.g. on a Dask cluster."""
@@ -295,7 +326,9 @@ class RemoteLog:
             return None
         return pd.concat(frames, ignore_index=True)
 
-    def _map(self, map_parts: Mapper | None, fn: Any, parts: Sequence[RemotePart], what: str) -> list[Any]:
+    def _map(
+        self, map_parts: Mapper | None, fn: Any, parts: Sequence[RemotePart], what: str
+    ) -> list[Any]:
         """``fn(remote, part, what)`` per part: in this thread, or by ``map_parts`` with a copy of this instance
         that holds no file system (so nothing with credentials is sent; each task makes its own)."""
         if map_parts is None:
@@ -330,7 +363,11 @@ def local_parts(kind: Kind, root: Path, model_name: str | None = None) -> list[P
     models = (
         [check_name(model_name, "model")]
         if model_name is not None
-        else sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name) and ".." not in p.name)
+        else sorted(
+            p.name
+            for p in base.iterdir()
+            if p.is_dir() and NAME_PATTERN.match(p.name) and ".." not in p.name
+        )
     )
     pattern = "date=*/part-*.parquet" if kind == "predictions" else "part-*.parquet"
     found: list[Path] = []
@@ -389,12 +426,15 @@ class Shipper:
             except ValueError as exc:  # a path that may not become a key: never shipped
                 log.error("%s part %s not shipped to S3: %s", self.kind, path, exc)
                 continue
-            except Exception as exc:  # noqa: BLE001 - the store is down: keep the part local, retry later
+            except Exception as exc:
                 self.failures += 1
                 left = [p for p in todo[i:] if p.exists()]
                 log.warning(
                     "%s: %d part(s) not shipped to S3 yet (kept locally, retried): %s: %s",
-                    self.kind, len(left), type(exc).__name__, exc,
+                    self.kind,
+                    len(left),
+                    type(exc).__name__,
+                    exc,
                 )
                 return left
             self.shipped += 1
