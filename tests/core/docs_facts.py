@@ -21,7 +21,8 @@ import ast
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,8 @@ class Deployment:
     name: str
     entrypoint: str
     triggers: frozenset[str]
+    resources: frozenset[str]
+    """The ``prefect.resource.id`` patterns the triggers match (none: any resource)."""
     events: frozenset[str]
     parameters: frozenset[str]
     schedules: frozenset[Schedule]
@@ -174,6 +177,9 @@ def deployments_from_yaml(
             name=name,
             entrypoint=str(raw["entrypoint"]),
             triggers=frozenset(str(t["name"]) for t in triggers),
+            resources=frozenset(
+                str(r) for t in triggers for r in _listed((t.get("match") or {}).get("prefect.resource.id"))
+            ),
             events=frozenset(str(e) for t in triggers for e in t.get("expect") or []),
             parameters=frozenset(str(p) for t in triggers for p in (t.get("parameters") or {})),
             schedules=frozenset(
@@ -186,6 +192,12 @@ def deployments_from_yaml(
             ),
         )
     return out
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 DEPLOYMENT_COLUMNS = (
@@ -231,7 +243,8 @@ def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
     out: dict[str, Deployment] = {}
     for row in found[0].rows:
         name, entry, trigger, params, schedule, limit = row
-        tokens = ticked(trigger)
+        resources = re.findall(r"\bresource `([^`]+)`", trigger)
+        tokens = [t for t in ticked(trigger) if t not in resources]
         concurrency = None
         if not _none(limit):
             number = re.search(r"\d+", limit)
@@ -243,6 +256,7 @@ def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
             name=ticked(name)[0],
             entrypoint=ticked(entry)[0],
             triggers=frozenset(t for t in tokens if "." not in t and "*" not in t),
+            resources=frozenset(resources),
             events=frozenset(t for t in tokens if "." in t or "*" in t),
             parameters=frozenset(
                 ticked(item)[0] for item in params.split(";") if ticked(item)
@@ -268,7 +282,15 @@ def deployment_problems(code: Mapping[str, Deployment], doc: Mapping[str, Deploy
     ]
     for name in sorted(set(code) & set(doc)):
         real, said = code[name], doc[name]
-        for field in ("entrypoint", "triggers", "events", "parameters", "schedules", "concurrency"):
+        for field in (
+            "entrypoint",
+            "triggers",
+            "resources",
+            "events",
+            "parameters",
+            "schedules",
+            "concurrency",
+        ):
             if getattr(real, field) != getattr(said, field):
                 problems.append(
                     f"deployment {name}: the docs say {field} {_show(getattr(said, field))}, "
@@ -446,7 +468,7 @@ def command_examples(text: str, where: str) -> list[tuple[str, list[str]]]:
             start = _command_start(line)
             if start is not None:
                 commands += _parts(shlex.split(line[start:], comments=True))
-            for inner in re.findall(r"\$\((mloop [^)]*)\)", line):
+            for inner in re.findall(r"\$\((mloop [^)|;&]*)", line):
                 commands += _parts(shlex.split(inner))
         except ValueError as exc:
             raise AssertionError(f"{where}:{number}: cannot split {line!r}: {exc}") from None
@@ -488,6 +510,32 @@ def parse_command(root: Any, argv: list[str]) -> list[str]:
         ctx = sub.make_context(name, rest, parent=ctx, resilient_parsing=False)
         cmd = sub
     return path
+
+
+@contextmanager
+def without_file_checks(root: Any) -> Iterator[Any]:
+    """``root`` with every path parameter's ``exists`` check off while the block runs, then back on:
+    the files an example names (``labels.csv``) are the reader's, not this checkout's. Everything else
+    (commands, options, counts, value types) is parsed as the CLI parses it. The check lives on the
+    app's own parameter info (shared by every command tree built from the app), hence the restore."""
+    infos = []
+
+    def walk(cmd: Any) -> None:
+        for param in cmd.params:
+            info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
+            if getattr(info, "exists", False):  # Typer's path check (typer._param_types)
+                infos.append(info)
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(root)
+    try:
+        for info in infos:
+            info.exists = False
+        yield root
+    finally:
+        for info in infos:
+            info.exists = True
 
 
 def command_options(root: Any) -> dict[str, set[str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,15 @@ def test_a_deployment_added_to_prefect_yaml_without_the_docs_fails() -> None:
         (lambda d: d["concurrency_limit"].update(limit=1), "concurrency"),
         (lambda d: d["triggers"][0]["expect"].append("mloop.model.trained"), "events"),
         (lambda d: d["triggers"][0]["parameters"].pop("trigger"), "parameters"),
-        (lambda d: d.update(entrypoint="flows/train.py:train_flow"), "entrypoint"),
+        (lambda d: d["triggers"][0].update(name="mloop-retrain-on-anything"), "triggers"),
+        (lambda d: d["triggers"][0]["match"].update({"prefect.resource.id": "mloop.*"}), "resources"),
     ],
 )
 def test_a_changed_deployment_fails(change: Any, field: str) -> None:
-    """A schedule turned on, a limit, an expected event, a parameter or an entrypoint changed in
-    prefect.yaml each make the comparison fail, naming what."""
+    """A schedule turned on, a limit, an expected event, a parameter, a trigger's name or what it
+    matches changed in prefect.yaml each make the comparison fail, naming what."""
     changed = _prefect_yaml()
-    target = {
-        "schedules": "flows/train.py:train_flow",
-        "entrypoint": "flows/monitor.py:monitor_flow",
-    }.get(field, "flows/retrain.py:retrain_flow")
+    target = "flows/train.py:train_flow" if field == "schedules" else "flows/retrain.py:retrain_flow"
     [deployment] = [d for d in changed["deployments"] if d["entrypoint"] == target]
     change(deployment)
     problems = facts.deployment_problems(_code_deployments(changed), _doc_deployments())
@@ -204,8 +203,9 @@ def test_every_mloop_variable_the_docs_mention_exists() -> None:
 
 
 @pytest.fixture(scope="module")
-def root() -> Any:
-    return typer.main.get_command(app)
+def root() -> Iterator[Any]:
+    with facts.without_file_checks(typer.main.get_command(app)) as command:
+        yield command
 
 
 def _examples() -> list[tuple[str, list[str]]]:
