@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -153,7 +154,9 @@ def _schedule_from_yaml(raw: Mapping[str, Any], setting_defaults: Mapping[str, A
     if isinstance(active, str):
         match = _TEMPLATE_VAR.match(active.strip())
         if match is None:
-            raise AssertionError(f"schedule {raw.get('cron')}: active {active!r} is neither a bool nor a variable")
+            raise AssertionError(
+                f"schedule {raw.get('cron')}: active {active!r} is neither a bool nor a variable"
+            )
         switch = match.group(1)
         active = bool(setting_defaults[switch])
     params = frozenset((str(k), str(v)) for k, v in (raw.get("parameters") or {}).items())
@@ -178,7 +181,9 @@ def deployments_from_yaml(
             entrypoint=str(raw["entrypoint"]),
             triggers=frozenset(str(t["name"]) for t in triggers),
             resources=frozenset(
-                str(r) for t in triggers for r in _listed((t.get("match") or {}).get("prefect.resource.id"))
+                str(r)
+                for t in triggers
+                for r in _listed((t.get("match") or {}).get("prefect.resource.id"))
             ),
             events=frozenset(str(e) for t in triggers for e in t.get("expect") or []),
             parameters=frozenset(str(p) for t in triggers for p in (t.get("parameters") or {})),
@@ -239,7 +244,9 @@ def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
     :data:`DEPLOYMENT_COLUMNS`), by deployment name."""
     found = [t for t in tables(markdown) if t.header == DEPLOYMENT_COLUMNS]
     if len(found) != 1:
-        raise AssertionError(f"expected one deployments table {DEPLOYMENT_COLUMNS}, found {len(found)}")
+        raise AssertionError(
+            f"expected one deployments table {DEPLOYMENT_COLUMNS}, found {len(found)}"
+        )
     out: dict[str, Deployment] = {}
     for row in found[0].rows:
         name, entry, trigger, params, schedule, limit = row
@@ -258,9 +265,7 @@ def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
             triggers=frozenset(t for t in tokens if "." not in t and "*" not in t),
             resources=frozenset(resources),
             events=frozenset(t for t in tokens if "." in t or "*" in t),
-            parameters=frozenset(
-                ticked(item)[0] for item in params.split(";") if ticked(item)
-            ),
+            parameters=frozenset(ticked(item)[0] for item in params.split(";") if ticked(item)),
             schedules=frozenset(
                 _schedule_from_cell(s) for s in schedule.split("<br>") if not _none(s)
             ),
@@ -305,14 +310,25 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+}
 
 
 def deployment_count_problems(texts: Mapping[str, str], count: int) -> list[str]:
     """Every ``N deployments`` a doc states that is not the real count."""
     problems = []
     for where, text in texts.items():
-        for match in re.finditer(r"\b(\d+|one|two|three|four|five|six|seven|eight) deployments\b", text):
+        for match in re.finditer(
+            r"\b(\d+|one|two|three|four|five|six|seven|eight) deployments\b", text
+        ):
             said = match.group(1)
             n = int(said) if said.isdigit() else _NUMBER_WORDS[said]
             if n != count:
@@ -326,7 +342,9 @@ _LIMIT_MENTION = re.compile(
 )
 
 
-def concurrency_mention_problems(texts: Mapping[str, str], code: Mapping[str, Deployment]) -> list[str]:
+def concurrency_mention_problems(
+    texts: Mapping[str, str], code: Mapping[str, Deployment]
+) -> list[str]:
     """Prose like "`concurrency_limit` 2, `ENQUEUE` on `remediate/local`" that prefect.yaml contradicts."""
     problems = []
     for where, text in texts.items():
@@ -361,19 +379,16 @@ def setting_rows(markdown: str, where: str) -> list[SettingRow]:
             for name in ticked(row[0]):
                 if name.startswith("MLOOP_"):
                     rows.append(
-                        SettingRow(f"{where}:{table.line}", name, row[col] if col is not None else None)
+                        SettingRow(
+                            f"{where}:{table.line}", name, row[col] if col is not None else None
+                        )
                     )
     return rows
 
 
 def field_default(info: FieldInfo) -> Any:
-    """A pydantic field's default; ``PydanticUndefined`` for a factory (described, not literal)."""
-    if info.default_factory is not None:
-        try:
-            return info.default_factory()  # type: ignore[call-arg]  # the no-argument form
-        except TypeError:
-            return PydanticUndefined
-    return info.default
+    """A pydantic field's default (a default factory's value, e.g. ``[]``)."""
+    return info.get_default(call_default_factory=True, validated_data={})
 
 
 _SIZE = re.compile(r"^([\d.]+)\s*(KiB|MiB|GiB)$")
@@ -410,7 +425,9 @@ def default_problems(rows: Iterable[SettingRow], fields: Mapping[str, FieldInfo]
             continue  # not of this class: the caller checks every row names some known variable
         if row.default is None:
             continue
-        said = documented_value(row.default, info.annotation is bool or "bool" in str(info.annotation))
+        said = documented_value(
+            row.default, info.annotation is bool or "bool" in str(info.annotation)
+        )
         if said is _DESCRIBED:
             continue
         real = field_default(info)
@@ -418,20 +435,23 @@ def default_problems(rows: Iterable[SettingRow], fields: Mapping[str, FieldInfo]
             continue
         same = (
             abs(float(said) - float(real)) < 1e-9
-            if isinstance(said, int | float) and isinstance(real, int | float)
+            if isinstance(said, int | float)
+            and isinstance(real, int | float)
             and not isinstance(said, bool)
             else said == real
         )
         if not same:
-            problems.append(f"{row.where}: {row.variable} default is documented as {row.default}, the code has {real!r}")
+            problems.append(
+                f"{row.where}: {row.variable} default is documented as {row.default}, the code has {real!r}"
+            )
     return problems
 
 
-def env_fields(*classes: type) -> dict[str, FieldInfo]:
+def env_fields(*classes: type[BaseModel]) -> dict[str, FieldInfo]:
     """``MLOOP_<FIELD>`` -> field of pydantic-settings classes with the ``MLOOP_`` prefix."""
     out: dict[str, FieldInfo] = {}
     for cls in classes:
-        for name, info in cls.model_fields.items():  # type: ignore[attr-defined]
+        for name, info in cls.model_fields.items():
             out[f"MLOOP_{name.upper()}"] = info
     return out
 
@@ -450,7 +470,9 @@ def unknown_mentions(texts: Mapping[str, str], known: Iterable[str]) -> list[str
                 ok = word in names
             if not ok:
                 line = text.count("\n", 0, match.start()) + 1
-                problems.append(f"{where}:{line} mentions {word}, which no setting or documented variable has")
+                problems.append(
+                    f"{where}:{line} mentions {word}, which no setting or documented variable has"
+                )
     return problems
 
 
@@ -478,7 +500,9 @@ def command_examples(text: str, where: str) -> list[tuple[str, list[str]]]:
 
 def _command_start(line: str) -> int | None:
     """Where the ``mloop`` of a command line begins (None: the line does not run mloop first)."""
-    match = re.match(r"^\s*(?:\$\s+)?(?:uv run\s+(?:--\S+\s+)*)?(?:\.venv/bin/)?(?=mloop(\s|$))", line)
+    match = re.match(
+        r"^\s*(?:\$\s+)?(?:uv run\s+(?:--\S+\s+)*)?(?:\.venv/bin/)?(?=mloop(\s|$))", line
+    )
     return match.end() if match else None
 
 
@@ -548,7 +572,10 @@ def command_options(root: Any) -> dict[str, set[str]]:
                 walk(sub, [*path, name])
             return
         out[" ".join(path)] = {
-            o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("-")
+            o
+            for p in cmd.params
+            for o in (*p.opts, *getattr(p, "secondary_opts", ()))
+            if o.startswith("-")
         }
 
     walk(root, [])
