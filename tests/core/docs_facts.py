@@ -582,6 +582,23 @@ def command_options(root: Any) -> dict[str, set[str]]:
     return out
 
 
+def option_defaults(root: Any) -> dict[str, dict[str, Any]]:
+    """``"generate"`` -> ``{"--rows": 100000, ...}``: each option's default, by its first spelling."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+            return
+        out[" ".join(path)] = {
+            o: p.default for p in cmd.params for o in p.opts if o.startswith("--")
+        }
+
+    walk(root, [])
+    return out
+
+
 # ---------------------------------------------------------------- state tree
 
 

@@ -266,6 +266,7 @@ def test_command_examples_are_found_in_code_blocks() -> None:
 
 def test_the_cli_reference_names_only_real_options(root: Any) -> None:
     options = facts.command_options(root)
+    defaults = facts.option_defaults(root)
     table = facts.tables(facts.section(README.read_text(), "CLI reference"))[0]
     wrong = []
     for row in table.rows:
@@ -282,7 +283,31 @@ def test_the_cli_reference_names_only_real_options(root: Any) -> None:
                 for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", token):
                     if option not in options[path]:
                         wrong.append(f"{command}: no option {option}")
+            wrong += _default_problems(command, row[2], defaults.get(path, {}))
     assert wrong == []
+
+
+def _default_problems(command: str, cell: str, defaults: dict[str, Any]) -> list[str]:
+    """ "`--rows` (100000)": a number in parentheses right after an option is its default."""
+    wrong = []
+    for option, said in re.findall(r"`(--[a-z][a-z0-9-]*)[^`]*` \((\d+(?:\.\d+)?)\)", cell):
+        real = defaults.get(option)
+        if real is not None and not (
+            isinstance(real, int | float) and abs(float(said) - real) < 1e-9
+        ):
+            wrong.append(
+                f"{command}: {option} default is documented as {said}, the CLI has {real!r}"
+            )
+    return wrong
+
+
+def test_the_json_exceptions_are_the_commands_without_json(root: Any) -> None:
+    """ "Every command except `serve`, ... accepts `--json`" names exactly the commands without it."""
+    text = facts.section(README.read_text(), "CLI reference")
+    match = re.search(r"Every command except (.*?) accepts `--json`", text, flags=re.S)
+    assert match, "README's CLI reference no longer says which commands lack --json"
+    without = {path for path, opts in facts.command_options(root).items() if "--json" not in opts}
+    assert set(facts.ticked(match.group(1))) == without
 
 
 # ---------------------------------------------------------------- state
