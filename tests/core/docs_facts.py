@@ -124,6 +124,8 @@ class Deployment:
     triggers: frozenset[str]
     resources: frozenset[str]
     """The ``prefect.resource.id`` patterns the triggers match (none: any resource)."""
+    related: frozenset[str]
+    """The names of the related resources the triggers require (``match_related``: which flows)."""
     events: frozenset[str]
     parameters: frozenset[str]
     schedules: frozenset[Schedule]
@@ -185,6 +187,11 @@ def deployments_from_yaml(
                 for t in triggers
                 for r in _listed((t.get("match") or {}).get("prefect.resource.id"))
             ),
+            related=frozenset(
+                str(r)
+                for t in triggers
+                for r in _listed((t.get("match_related") or {}).get("prefect.resource.name"))
+            ),
             events=frozenset(str(e) for t in triggers for e in t.get("expect") or []),
             parameters=frozenset(str(p) for t in triggers for p in (t.get("parameters") or {})),
             schedules=frozenset(
@@ -239,6 +246,12 @@ def _none(cell: str) -> bool:
     return cell.strip() in ("", "-", "—")
 
 
+def _related(trigger: str) -> list[str]:
+    """The flows named in "... of a train, retrain or deploy run" (a trigger on other flows' runs)."""
+    match = re.search(r"\bof an? ([\w, -]+?) run\b", trigger)
+    return re.split(r",\s*|\s+or\s+", match.group(1)) if match else []
+
+
 def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
     """The deployments table of docs/architecture.md (the one table whose header is
     :data:`DEPLOYMENT_COLUMNS`), by deployment name."""
@@ -264,6 +277,7 @@ def deployments_from_doc(markdown: str) -> dict[str, Deployment]:
             entrypoint=ticked(entry)[0],
             triggers=frozenset(t for t in tokens if "." not in t and "*" not in t),
             resources=frozenset(resources),
+            related=frozenset(_related(trigger)),
             events=frozenset(t for t in tokens if "." in t or "*" in t),
             parameters=frozenset(ticked(item)[0] for item in params.split(";") if ticked(item)),
             schedules=frozenset(
@@ -291,6 +305,7 @@ def deployment_problems(code: Mapping[str, Deployment], doc: Mapping[str, Deploy
             "entrypoint",
             "triggers",
             "resources",
+            "related",
             "events",
             "parameters",
             "schedules",

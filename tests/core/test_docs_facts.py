@@ -104,15 +104,20 @@ def test_a_deployment_added_to_prefect_yaml_without_the_docs_fails() -> None:
             lambda d: d["triggers"][0]["match"].update({"prefect.resource.id": "mloop.*"}),
             "resources",
         ),
+        (
+            lambda d: d["triggers"][0]["match_related"]["prefect.resource.name"].append("ingest"),
+            "related",
+        ),
     ],
 )
 def test_a_changed_deployment_fails(change: Any, field: str) -> None:
-    """A schedule turned on, a limit, an expected event, a parameter, a trigger's name or what it
-    matches changed in prefect.yaml each make the comparison fail, naming what."""
+    """A schedule turned on, a limit, an expected event, a parameter, a trigger's name, the resources
+    or the related flows it matches, changed in prefect.yaml, each make the comparison fail, naming what."""
     changed = _prefect_yaml()
-    target = (
-        "flows/train.py:train_flow" if field == "schedules" else "flows/retrain.py:retrain_flow"
-    )
+    target = {
+        "schedules": "flows/train.py:train_flow",
+        "related": "flows/recover.py:recover_flow",
+    }.get(field, "flows/retrain.py:retrain_flow")
     [deployment] = [d for d in changed["deployments"] if d["entrypoint"] == target]
     change(deployment)
     problems = facts.deployment_problems(_code_deployments(changed), _doc_deployments())
