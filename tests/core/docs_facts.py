@@ -555,8 +555,9 @@ def parse_command(root: Any, argv: list[str]) -> list[str]:
 def without_file_checks(root: Any) -> Iterator[Any]:
     """``root`` with every path parameter's ``exists`` check off while the block runs, then back on:
     the files an example names (``labels.csv``) are the reader's, not this checkout's. Everything else
-    (commands, options, counts, value types) is parsed as the CLI parses it. The check lives on the
-    app's own parameter info (shared by every command tree built from the app), hence the restore."""
+    (commands, options, counts, value types) is parsed as the CLI parses it. Each
+    ``typer.main.get_command(app)`` builds its own parameter infos, so only ``root`` is changed, and
+    only while the block runs."""
     infos = []
 
     def walk(cmd: Any) -> None:

@@ -255,6 +255,14 @@ def test_a_wrong_command_example_fails_to_parse(root: Any, argv: list[str]) -> N
         facts.parse_command(root, argv)
 
 
+def test_file_checks_are_off_only_inside_the_block(tmp_path: Path) -> None:
+    missing = ["feedback", str(tmp_path / "labels.csv"), "--model", "churn"]
+    with facts.without_file_checks(typer.main.get_command(app)) as command:
+        assert facts.parse_command(command, missing) == ["feedback"]
+    with pytest.raises(Exception, match="does not exist"):
+        facts.parse_command(typer.main.get_command(app), missing)
+
+
 def test_command_examples_are_found_in_code_blocks() -> None:
     text = (
         "```\nmloop ingest a.csv --dataset x   # comment --bogus\n$ mloop up && mloop down\n"
