@@ -4,8 +4,10 @@
   docs/architecture.md §3 against prefect.yaml (and every "N deployments" the docs say);
 - every settings table (``MLOOP_*``): each variable exists, README's two tables list every field of
   ``Settings`` and ``ServingSettings``, and the defaults they state are the fields' defaults;
-- every ``mloop ...`` command in a code block parses with the CLI's own parser (click), and every
-  option the CLI reference names exists;
+- every ``mloop ...`` command in a code block parses with the CLI's own parser (click); every
+  option the CLI reference names exists, with the default it states, and its list of commands
+  without ``--json`` is right;
+- every ``MLOOP_*`` name the docs mention is a setting or a documented variable the code uses;
 - the ``MLOOP_HOME`` tree of README.md lists what the code writes there, and nothing else;
 - no section is named after an issue number.
 
