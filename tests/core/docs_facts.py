@@ -558,17 +558,12 @@ def without_file_checks(root: Any) -> Iterator[Any]:
     (commands, options, counts, value types) is parsed as the CLI parses it. Each
     ``typer.main.get_command(app)`` builds its own parameter infos, so only ``root`` is changed, and
     only while the block runs."""
-    infos = []
-
-    def walk(cmd: Any) -> None:
+    infos: list[Any] = []
+    for cmd in leaf_commands(root).values():
         for param in cmd.params:
             info = getattr(getattr(param, "type_descriptor", None), "parameter_info", None)
             if getattr(info, "exists", False):  # Typer's path check (typer._param_types)
                 infos.append(info)
-        for sub in getattr(cmd, "commands", {}).values():
-            walk(sub)
-
-    walk(root)
     try:
         for info in infos:
             info.exists = False
@@ -578,41 +573,40 @@ def without_file_checks(root: Any) -> Iterator[Any]:
             info.exists = True
 
 
-def command_options(root: Any) -> dict[str, set[str]]:
-    """``"monitor check"`` -> every option spelling of that command (``--window``, ``--no-publish`` ...)."""
-    out: dict[str, set[str]] = {}
+def leaf_commands(root: Any) -> dict[str, Any]:
+    """``"monitor check"`` -> that command, for every command that is not a group."""
+    out: dict[str, Any] = {}
 
     def walk(cmd: Any, path: list[str]) -> None:
         if hasattr(cmd, "commands"):
             for name, sub in cmd.commands.items():
                 walk(sub, [*path, name])
-            return
-        out[" ".join(path)] = {
+        else:
+            out[" ".join(path)] = cmd
+
+    walk(root, [])
+    return out
+
+
+def command_options(root: Any) -> dict[str, set[str]]:
+    """``"monitor check"`` -> every option spelling of that command (``--window``, ``--no-publish`` ...)."""
+    return {
+        path: {
             o
             for p in cmd.params
             for o in (*p.opts, *getattr(p, "secondary_opts", ()))
             if o.startswith("-")
         }
-
-    walk(root, [])
-    return out
+        for path, cmd in leaf_commands(root).items()
+    }
 
 
 def option_defaults(root: Any) -> dict[str, dict[str, Any]]:
     """``"generate"`` -> ``{"--rows": 100000, ...}``: each option's default, by its first spelling."""
-    out: dict[str, dict[str, Any]] = {}
-
-    def walk(cmd: Any, path: list[str]) -> None:
-        if hasattr(cmd, "commands"):
-            for name, sub in cmd.commands.items():
-                walk(sub, [*path, name])
-            return
-        out[" ".join(path)] = {
-            o: p.default for p in cmd.params for o in p.opts if o.startswith("--")
-        }
-
-    walk(root, [])
-    return out
+    return {
+        path: {o: p.default for p in cmd.params for o in p.opts if o.startswith("--")}
+        for path, cmd in leaf_commands(root).items()
+    }
 
 
 # ---------------------------------------------------------------- state tree
