@@ -73,6 +73,6 @@ def split_log(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the log's own columns, the inputs under their own names) of a frame in the current layout,
     both with ``frame``'s index. Pure."""
     inputs = [str(c) for c in frame.columns if is_input(str(c))]
-    return frame.drop(columns=inputs), frame[inputs].rename(
-        columns={c: input_name(c) for c in inputs}
+    return frame.drop(columns=inputs), frame.loc[:, inputs].set_axis(
+        [input_name(c) for c in inputs], axis=1
     )
