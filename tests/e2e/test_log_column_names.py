@@ -14,11 +14,13 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 from mloop.core.processes import free_port, read_pid, stop_pid
 from mloop.core.settings import Settings
@@ -53,12 +55,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator
     from flows.train import train_flow
     from mloop.core.datasets import ingest_dataset
 
-    frame = datasets.load_breast_cancer(as_frame=True).frame.rename(columns=RENAMED)
+    bunch: Any = datasets.load_breast_cancer(as_frame=True)  # a Bunch; the stubs say tuple
+    frame = bunch.frame.rename(columns=RENAMED)
     root = tmp_path_factory.mktemp("e2e-clashing")
     project = make_project(root / "project")
     settings = Settings(
-        home=root / "home", project_dir=project, serve_port=free_port(), api_token=TOKEN
-    )  # type: ignore[arg-type]
+        home=root / "home", project_dir=project, serve_port=free_port(), api_token=SecretStr(TOKEN)
+    )
     settings.state.ensure()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
@@ -95,7 +98,7 @@ def _traffic(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _predict_and_label(served: Served, traffic: pd.DataFrame) -> list[dict]:
-    records = json.loads(traffic.drop(columns=["target"]).to_json(orient="records"))
+    records = json.loads(str(traffic.drop(columns=["target"]).to_json(orient="records")))
     answers: list[dict] = []
     for start in range(0, len(records), 100):
         resp = httpx.post(
