@@ -91,7 +91,9 @@ def check_window(
     options: MonitorOptions,
 ) -> tuple[DriftResult, Snapshot | None, Snapshot | None]:
     """Drift (Evidently) and, with enough labels, quality; the result, the drift snapshot and the
-    quality snapshot (None unless quality was judged and ``options.publish``).
+    quality snapshot (None unless quality was judged and ``options.publish``). ``reference`` and
+    ``window`` are in the prediction log's layout (:mod:`serving.log.layout`; the scored reference of
+    :func:`monitoring.scoring.predict_frame`, the window of :func:`serving.log.predictions.read_predictions`).
 
     With ``options.full_report == "on-finding"`` the drift scores come from the screen first (the same
     Evidently stat tests without the report, :func:`monitoring.drift.screen_scores`); the snapshots are
@@ -99,22 +101,25 @@ def check_window(
     publishes its scores and a summary page but no Evidently report."""
     from functools import partial
 
-    from monitoring.drift import DriftOptions, drift_report
+    from monitoring.drift import PREDICTION_COLUMNS, DriftOptions, drift_report
     from monitoring.quality import check_quality, quality_report
     from monitoring.scoring import LABEL_COLUMN, labelled_window, score_column
+    from monitoring.window import check_frame
 
     drift_options = DriftOptions(
         drift_share_threshold=drift_share_threshold, max_rows=options.max_rows, seed=options.seed
     )
+    current, names = check_frame(window)  # features by their names, the log's columns apart
     drift = partial(
         drift_report,
-        reference,
-        window,
+        check_frame(reference)[0],
+        current,
         contract,
         options=drift_options,
         model_name=model_name,
         model_version=model_version,
-        time_column="timestamp",
+        time_column=names["timestamp"],
+        prediction_columns=[names[c] for c in PREDICTION_COLUMNS],
     )
     screen_first = options.full_report == "on-finding" or not options.publish
     result, snapshot = drift(report=not screen_first)

@@ -166,8 +166,9 @@ def column_kinds(
 ) -> dict[str, tuple[ColumnKind, bool]]:
     """Columns to check -> (kind, is_prediction): contract features, then prediction columns present.
 
-    Datetime features are skipped (no distribution test applies). ``prediction`` is categorical for
-    classification and numeric for regression; ``probability``/``score`` are numeric.
+    Datetime features are skipped (no distribution test applies). The first of ``prediction_columns``
+    (``prediction``, or ``log.prediction`` beside a feature of that name) is categorical for
+    classification and numeric for regression; the others (``probability``/``score``) are numeric.
     """
     out: dict[str, tuple[ColumnKind, bool]] = {}
     present = set(frame_columns)
@@ -182,7 +183,7 @@ def column_kinds(
         if name in present and name not in out:
             kind: ColumnKind = (
                 "categorical"
-                if name == "prediction" and contract.task == "classification"
+                if name == prediction_columns[0] and contract.task == "classification"
                 else "numeric"
             )
             out[name] = (kind, True)

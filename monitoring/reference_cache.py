@@ -38,7 +38,8 @@ def cache_path(
     if not (md5.isalnum() and str(model_version).isalnum()):
         raise ValueError(f"unexpected version {model_version!r} / md5 {md5!r}")
     folder = child_path(state_root / "monitoring" / "reference", check_name(model_name, "model"))
-    return folder / f"v{model_version}-{md5}-s{int(seed)}-n{int(rows)}.parquet"
+    # -l2: scored in the prediction log's layout 2 (inputs as input.<name>); an entry of before is never read
+    return folder / f"v{model_version}-{md5}-s{int(seed)}-n{int(rows)}-l2.parquet"
 
 
 def load_cached(path: Path) -> pd.DataFrame | None:

@@ -3,7 +3,7 @@
 Drift alone gives no labels. The path is:
 
 1. **Join.** Every feedback record (``prediction_id``, ``label``) is joined to the logged prediction
-   with the same ``prediction_id`` (inner join; feedback for unknown ids is ignored, and when a
+   (its inputs read apart from the log's own columns, :mod:`serving.log.layout`) with the same ``prediction_id`` (inner join; feedback for unknown ids is ignored, and when a
    prediction got several labels the first one stands, as in the feedback store's trust rule). The joined row becomes one labelled row in
    the dataset's schema: the contract's feature columns as logged, the target = the label, and the
    time column = the request's own value when the client sent it, else the prediction timestamp.
@@ -89,35 +89,40 @@ def labelled_rows(
 ) -> pd.DataFrame:
     """Feedback joined to predictions by ``prediction_id``, in the dataset's schema (pure).
 
-    Columns: the contract's columns in contract order (features, target, time column).
+    ``predictions`` in the prediction log's layout (:mod:`serving.log.layout`: the inputs apart from the
+    log's own columns, so a feature may be named ``label`` or ``timestamp``). Columns: the contract's
+    columns in contract order (features, target, time column).
     """
+    from serving.log.layout import split_log
+
     names = [c.name for c in contract.columns]
     if predictions.empty or feedback.empty:
         return pd.DataFrame({n: pd.Series(dtype="object") for n in names})
     fb = feedback.dropna(subset=["prediction_id", "label"])
     if "timestamp" in fb.columns:
         fb = fb.sort_values("timestamp", kind="stable")
-    fb = fb.drop_duplicates("prediction_id", keep="first")[["prediction_id", "label"]]
-    preds = predictions.drop_duplicates("prediction_id", keep="last")
-    joined = preds.merge(fb, on="prediction_id", how="inner", suffixes=("", "_feedback"))
-    out = pd.DataFrame(index=joined.index)
+    first = fb.drop_duplicates("prediction_id", keep="first")
+    label = dict(zip(first["prediction_id"], first["label"], strict=True))
+    meta, inputs = split_log(predictions.drop_duplicates("prediction_id", keep="last"))
+    known = [pid in label for pid in meta["prediction_id"]]
+    meta, inputs = meta.loc[known].reset_index(drop=True), inputs.loc[known].reset_index(drop=True)
+    out = pd.DataFrame(index=meta.index)
     for spec in contract.columns:
         if spec.name == contract.target:
-            out[spec.name] = joined["label"]
+            out[spec.name] = [label[pid] for pid in meta["prediction_id"]]
         elif spec.name == contract.time_column:
-            logged = joined[spec.name] if spec.name in joined.columns else None
-            stamp = pd.to_datetime(joined["timestamp"], utc=True, errors="coerce")
-            value = (
+            stamp = pd.to_datetime(meta["timestamp"], utc=True, errors="coerce")
+            sent = inputs.get(spec.name)  # the request's own value when the client sent it
+            out[spec.name] = (
                 stamp
-                if logged is None
-                else pd.to_datetime(logged, utc=True, errors="coerce").fillna(stamp)
+                if sent is None
+                else pd.to_datetime(sent, utc=True, errors="coerce").fillna(stamp)
             )
-            out[spec.name] = value
-        elif spec.name in joined.columns:
-            out[spec.name] = joined[spec.name]
+        elif spec.name in inputs.columns:
+            out[spec.name] = inputs[spec.name]
         else:
             out[spec.name] = np.nan
-    return out.reset_index(drop=True)
+    return out
 
 
 def _align(frame: pd.DataFrame, like: pd.DataFrame, contract: DatasetContract) -> pd.DataFrame:
@@ -140,7 +145,11 @@ def _align(frame: pd.DataFrame, like: pd.DataFrame, contract: DatasetContract) -
         else:
             out[name] = out[name].astype(object).where(out[name].notna(), None)
             out[name] = out[name].map(lambda v: v if v is None else str(v))
-            out[name] = out[name].astype(target_dtype) if target_dtype == object else out[name]
+            out[name] = (
+                out[name].astype(target_dtype)
+                if pd.api.types.is_object_dtype(target_dtype)
+                else out[name]
+            )
     return out
 
 

@@ -1,9 +1,9 @@
 """Score frames with a registered model the way the service logs them, and label a window.
 
-The monitor compares like with like: the reference (training) sample gets the same prediction
-columns the prediction log has (``prediction`` plus ``probability`` or ``score``), from the same
-model version, so prediction drift is measured too. Feedback labels join the window on
-``prediction_id``.
+The monitor compares like with like: the reference (training) sample is scored into the prediction
+log's layout (:mod:`serving.log.layout`: each feature as ``input.<name>``, then ``prediction`` plus
+``probability`` or ``score``), from the same model version, so prediction drift is measured too. Feedback
+labels join the window on ``prediction_id`` (a feature named ``label`` is ``input.label`` there).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ SCORE_COLUMNS = ("probability", "score")
 
 
 def predict_frame(pipeline: Any, df: pd.DataFrame, contract: DatasetContract) -> pd.DataFrame:
-    """``df`` plus the columns the service logs: ``prediction`` and ``probability`` (of the larger
-    class) for classifiers with probabilities, else ``prediction`` and ``score``. Pure."""
+    """``df``'s features as the service logs them (``input.<name>``, :mod:`serving.log.layout`) with the
+    columns it logs beside them: ``prediction`` and ``probability`` (of the larger class) for classifiers
+    with probabilities, else ``prediction`` and ``score``. Pure."""
     from models.pipeline import prepare_features
+    from serving.log.layout import input_frame
 
     X = prepare_features(df, contract)
-    out = df.copy()
+    out = input_frame(df.loc[:, [c.name for c in contract.feature_columns]])
     if contract.task == "classification" and hasattr(pipeline, "predict_proba"):
         proba = pipeline.predict_proba(X)
         classes = list(pipeline.classes_)

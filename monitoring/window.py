@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from serving.log.layout import LOG_COLUMNS, split_log
+
+LOG_PREFIX = "log."
+
 
 class Window(BaseModel):
     """What a drift/quality check looked at."""
@@ -50,3 +54,18 @@ def time_range(df: pd.DataFrame, column: str | None) -> tuple[datetime | None, d
     if ts.empty:
         return None, None
     return ts.min().to_pydatetime(), ts.max().to_pydatetime()
+
+
+def check_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A frame in the prediction log's layout (the window, or the scored reference) as the drift check reads
+    it: the inputs under their own names (what the report shows), each log column under its own name too,
+    or as ``log.<name>`` when an input has that name; and log column -> the name it got. Pure."""
+    meta, inputs = split_log(frame)
+    taken = set(inputs.columns)
+    names: dict[str, str] = {}
+    for column in LOG_COLUMNS:
+        name = column
+        while name in taken:  # e.g. a feature named "prediction": the model's is "log.prediction"
+            name = LOG_PREFIX + name
+        names[column] = name
+    return pd.concat([inputs, meta.rename(columns=names)], axis=1), names

@@ -37,7 +37,6 @@ from pydantic import BaseModel, Field
 from mloop.core.contract import (
     RULE_EMPTY,
     RULE_NO_FEATURES,
-    RULE_RESERVED_NAME,
     RULE_TARGET_MISSING,
     RULE_UNREADABLE,
     DatasetContract,
@@ -48,8 +47,6 @@ from mloop.core.contract import (
     duplicated_rows,
     infer_contract,
     load_contract,
-    reserved_features,
-    reserved_name_message,
     save_contract,
     validate_frame,
 )
@@ -572,20 +569,14 @@ def ingest_dataset(
                     len(df),
                     len(df.columns),
                 )
-            if reserved := reserved_features(contract):
-                raise _reject(
-                    name,
-                    RULE_RESERVED_NAME,
-                    reserved_name_message(reserved),
-                    source,
-                    len(df),
-                    len(df.columns),
-                )
-        elif contract.time_column and contract.time_column in df.columns:
-            if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
-                converted = pd.to_datetime(df[contract.time_column], errors="coerce")
-                if converted.notna().sum() == df[contract.time_column].notna().sum():
-                    df[contract.time_column] = converted
+        elif (
+            contract.time_column
+            and contract.time_column in df.columns
+            and not pd.api.types.is_datetime64_any_dtype(df[contract.time_column])
+        ):
+            converted = pd.to_datetime(df[contract.time_column], errors="coerce")
+            if converted.notna().sum() == df[contract.time_column].notna().sum():
+                df[contract.time_column] = converted
         say(f"checking {len(df):,} rows against the contract")
         report = validate_frame(df, contract, duplicated=duplicated)
         if not report.ok:

@@ -3,8 +3,10 @@
 Layout (append-only parquet, readable with plain pandas):
 
 - ``<predictions_dir>/<model>/date=YYYY-MM-DD/part-<utc time>-<pid>-<seq>.parquet``: one row per
-  answered record: ``prediction_id, timestamp (UTC), model_name, model_version``, every input
-  feature, ``prediction`` and ``probability`` (classification) or ``score`` (regression).
+  answered record: ``prediction_id, timestamp (UTC), model_name, model_version``,
+  ``prediction`` and ``probability`` (classification) or ``score`` (regression), and every input
+  feature as ``input.<name>``, apart from the log's own columns whatever its name (parts written
+  before, with the inputs under their own names, still read: see :mod:`serving.log.layout`).
 - ``<feedback_dir>/<model>/part-<utc time>-<uuid>.parquet``: ``prediction_id, label, timestamp``
   (one label per id: the first; see :mod:`serving.log.feedback` for the trust rule and
   ``<feedback_dir>/<model>/conflicts/part-*.jsonl``).
@@ -65,6 +67,7 @@ from serving.log.journal import (
     parse_segment_name,
     read_segment,
 )
+from serving.log.layout import current_layout, input_column, marked
 
 if TYPE_CHECKING:
     from mloop.core.partitions import Mapper
@@ -144,7 +147,7 @@ class _Batch:
                 "model_name": self.model_name,
                 "model_version": self.model_version,
             }
-            row.update({name: values[i] for name, values in self.features.items()})
+            row.update({input_column(name): values[i] for name, values in self.features.items()})
             row["prediction"] = self.predictions[i] if i < len(self.predictions) else None
             row[self.value_name] = (
                 self.values[i] if self.values is not None and i < len(self.values) else None
@@ -579,8 +582,9 @@ def _table(items: list[_Batch]) -> Any:
             if name not in feature_names:
                 feature_names.append(name)
     value_names = sorted({b.value_name for b in items})
-    for name in [*feature_names, "prediction", *value_names]:
+    for name in ["prediction", *value_names]:
         cols[name] = []
+    inputs: dict[str, list[Any]] = {input_column(name): [] for name in feature_names}
     for b in items:
         n = len(b.ids)
         cols["prediction_id"].extend(b.ids)
@@ -588,13 +592,16 @@ def _table(items: list[_Batch]) -> Any:
         cols["model_name"].extend([b.model_name] * n)
         cols["model_version"].extend([b.model_version] * n)
         for name in feature_names:
-            cols[name].extend(b.features.get(name, [None] * n))
+            inputs[input_column(name)].extend(b.features.get(name, [None] * n))
         cols["prediction"].extend(b.predictions)
         for vn in value_names:
             cols[vn].extend(
                 b.values if (vn == b.value_name and b.values is not None) else [None] * n
             )
-    return pa.table({k: _arrow_array(k, v) for k, v in cols.items()})
+    cols.update(
+        inputs
+    )  # apart from the log's own columns whatever their names (serving.log.layout)
+    return marked(pa.table({k: _arrow_array(k, v) for k, v in cols.items()}))
 
 
 def _arrow_array(name: str, values: list[Any]) -> Any:
@@ -633,14 +640,18 @@ def set_aside_part(path: Path, exc: BaseException, what: str) -> Path | None:
     return target
 
 
-def read_part(path: Path, what: str, columns: list[str] | None = None) -> Any:
+def read_part(
+    path: Path, what: str, columns: list[str] | None = None, *, log_layout: bool = False
+) -> Any:
     """One parquet part as a DataFrame; None when it is unreadable (then set aside, see
-    :func:`set_aside_part`) or gone. A readable part without one of ``columns`` still raises."""
-    import pandas as pd
+    :func:`set_aside_part`) or gone. A readable part without one of ``columns`` still raises.
+    ``log_layout``: a prediction-log part, given the current layout (old parts too, see
+    :func:`serving.log.layout.current_layout`)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     try:
-        return pd.read_parquet(path, columns=columns)
+        table = pq.read_table(path, columns=columns)
     except FileNotFoundError:
         return None
     except PermissionError:
@@ -650,6 +661,7 @@ def read_part(path: Path, what: str, columns: list[str] | None = None) -> Any:
             raise
         set_aside_part(path, exc, what)
         return None
+    return (current_layout(table) if log_layout else table).to_pandas()
 
 
 def _readable(path: Path) -> bool:
@@ -669,10 +681,10 @@ def count_corrupt(model_dir: Path) -> int:
     return sum(1 for _ in root.glob(f"**/{CORRUPT_DIR}/*.parquet")) if root.is_dir() else 0
 
 
-def _read_parts(files: list[Path], what: str = "prediction log") -> Any:
+def _read_parts(files: list[Path], what: str, *, log_layout: bool = False) -> Any:
     import pandas as pd
 
-    frames = [read_part(f, what) for f in files]
+    frames = [read_part(f, what, log_layout=log_layout) for f in files]
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return None
@@ -707,8 +719,9 @@ def read_predictions(
 ) -> Any:
     """The logged predictions of ``model_name`` as a DataFrame, oldest first.
 
-    Columns: prediction_id, timestamp (UTC), model_name, model_version, each input feature,
-    prediction, probability or score. ``since`` keeps rows at/after that time (naive = UTC);
+    Columns: prediction_id, timestamp (UTC), model_name, model_version, prediction, probability or
+    score, and each input feature as ``input.<name>`` (parts of the old layout too; see
+    :mod:`serving.log.layout`, whose :func:`~serving.log.layout.split_log` gives the inputs their names). ``since`` keeps rows at/after that time (naive = UTC);
     ``last_n`` keeps the newest n rows. Empty frame with the base columns when nothing is logged.
     With ``remote`` (team mode, :func:`serving.log.remote_parts.remote_log`) the parts are read from S3: with
     ``last_n`` only the parts that can hold the newest rows (from their footers), each read by a task of
@@ -722,9 +735,11 @@ def read_predictions(
         parts = remote.prediction_parts(model_name, since)
         if last_n is not None:
             parts = remote.newest(parts, last_n, "prediction log", map_parts)
-        df = remote.read_parts(parts, "prediction log", map_parts)
+        df = remote.read_parts(parts, "prediction log", map_parts, log_layout=True)
     else:
-        df = _read_parts(prediction_files(predictions_dir, model_name, since))
+        df = _read_parts(
+            prediction_files(predictions_dir, model_name, since), "prediction log", log_layout=True
+        )
     if df is None:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
     df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
@@ -736,7 +751,8 @@ def read_predictions(
 
 
 def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any] | None:
-    """The log row of one prediction id, searched across every model (newest files first)."""
+    """The log row of one prediction id, searched across every model (newest files first); inputs as
+    ``input.<name>`` keys (:mod:`serving.log.layout`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -759,7 +775,7 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
             continue
         hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
         if hit.num_rows:
-            return hit.slice(0, 1).to_pylist()[0]  # type: ignore[no-any-return]
+            return current_layout(hit.slice(0, 1)).to_pylist()[0]  # type: ignore[no-any-return]
     return None
 
 

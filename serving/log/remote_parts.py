@@ -14,8 +14,8 @@ the local folder; a failed upload is logged and the part stays local, so the nex
 rescan or a restart ships it (an upload twice is harmless: same key, same bytes).
 
 The readers (:meth:`RemoteLog.prediction_parts`, :meth:`RemoteLog.feedback_parts`, :meth:`RemoteLog.read_parts`)
-list and read the objects with :mod:`pyarrow.fs` and ``pandas.read_parquet`` (so the columns and dtypes are
-the local readers'); an object that is not parquet is skipped with a warning and moved to ``corrupt/``
+list and read the objects with :mod:`pyarrow.fs` and :mod:`pyarrow.parquet` as the local readers do (so the columns,
+dtypes and the prediction log's layout, :mod:`serving.log.layout`, are the local readers'); an object that is not parquet is skipped with a warning and moved to ``corrupt/``
 beside it when the credentials allow (best effort: a reader never blocks on it).
 
 Single-machine mode never imports this module's S3 side: :func:`remote_log` returns None and pyarrow.fs is
@@ -218,17 +218,26 @@ class RemoteLog:
         """The feedback label parts of ``model_name`` in S3, oldest first."""
         return self._parts("feedback", model_name)
 
-    def read_part(self, part: RemotePart, what: str, columns: list[str] | None = None) -> Any:
-        """One part as a DataFrame (``pandas.read_parquet``, as the local reader); None when it is gone or
-        unreadable (then warned about and set aside, best effort). A readable part without one of
-        ``columns`` still raises."""
-        import pandas as pd
+    def read_part(
+        self,
+        part: RemotePart,
+        what: str,
+        columns: list[str] | None = None,
+        *,
+        log_layout: bool = False,
+    ) -> Any:
+        """One part as a DataFrame (as the local reader, :func:`serving.log.predictions.read_part`, ``log_layout``
+        included); None when it is gone or unreadable (then warned about and set aside, best effort). A readable
+        part without one of ``columns`` still raises."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from serving.log.layout import current_layout
+
         fs = self.filesystem()
         try:
-            return pd.read_parquet(part.path, columns=columns, filesystem=fs)
+            table = pq.read_table(part.path, columns=columns, filesystem=fs)
+            return (current_layout(table) if log_layout else table).to_pandas()
         except FileNotFoundError:
             return None
         except pa.ArrowInvalid as exc:  # not parquet (garbage, truncated, empty)
@@ -314,13 +323,16 @@ class RemoteLog:
         parts: Iterable[RemotePart],
         what: str = "prediction log",
         map_parts: Mapper | None = None,
+        *,
+        log_layout: bool = False,
     ) -> Any:
-        """The readable ``parts`` as one DataFrame (None when none has rows), in the order given. With
-        ``map_parts`` (:func:`mloop.core.partitions.partition_mapper`) each part is read by one task of it,
-        e.g. on a Dask cluster."""
+        """The readable ``parts`` as one DataFrame (None when none has rows), in the order given; ``log_layout``
+        as :meth:`read_part`. With ``map_parts`` (:func:`mloop.core.partitions.partition_mapper`) each part is
+        read by one task of it, e.g. on a Dask cluster."""
         import pandas as pd
 
-        frames = self._map(map_parts, _read_of, list(parts), what)
+        read = _read_log_of if log_layout else _read_of
+        frames = self._map(map_parts, read, list(parts), what)
         frames = [f for f in frames if f is not None and len(f)]
         if not frames:
             return None
@@ -339,6 +351,11 @@ class RemoteLog:
 def _read_of(remote: RemoteLog, part: RemotePart, what: str) -> Any:
     """One part as a DataFrame (module level: a Dask task can carry it)."""
     return remote.read_part(part, what)
+
+
+def _read_log_of(remote: RemoteLog, part: RemotePart, what: str) -> Any:
+    """One prediction-log part as a DataFrame in the current layout (module level: a Dask task can carry it)."""
+    return remote.read_part(part, what, log_layout=True)
 
 
 def _stats_of(remote: RemoteLog, part: RemotePart, what: str) -> PartStats | None:

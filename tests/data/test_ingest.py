@@ -272,35 +272,32 @@ def test_first_ingest_rejection_writes_no_contract(settings: Settings, tmp_path:
     )
 
 
-def test_a_feature_named_like_a_prediction_log_column_is_refused_on_first_ingest(
+def test_features_named_like_prediction_log_columns_are_features(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """A 'score' or an epoch 'timestamp' feature would be mixed up with the log's own columns (its rows
-    would not even fit one table): refused by name, with a rename to make. A datetime column named
-    'timestamp' is the time column, no feature, and is fine."""
-    frame = generate("baseline", 300, 1).rename(columns={"credit_score": "score"})
+    """The prediction log keeps inputs apart from its own columns, so 'score', 'prediction', 'label' and an
+    epoch 'timestamp' are features like any other. A datetime column named 'timestamp' is the time column."""
+    from mloop.core.contract import load_contract
+
+    frame = generate("baseline", 300, 1).rename(
+        columns={"credit_score": "score", "annual_income": "prediction", "loan_purpose": "label"}
+    )
     frame["timestamp"] = (
         1_700_000_000 + (np.arange(len(frame)) // 3) * 3600
     )  # an hourly epoch: an integer feature
-    with pytest.raises(DataRejected) as info:
-        ingest_dataset(settings, write_frame(frame, tmp_path / "reserved.csv"), dataset="fresh")
-    [failure] = info.value.report.failures
-    assert failure.rule == c.RULE_RESERVED_NAME
-    assert failure.message.startswith(
-        "feature column(s) 'score', 'timestamp' have a name the prediction log uses"
-    )
-    assert "rename them (e.g. 'score_value')" in failure.message
-    assert (
-        not (settings.project_dir / "data" / "fresh").exists()
-        and list_versions(settings, "fresh") == []
-    )
+    assert ingest_dataset(
+        settings, write_frame(frame, tmp_path / "clashing.csv"), dataset="fresh"
+    ).created
+    features = [c.name for c in load_contract(settings.project_dir, "fresh").feature_columns]
+    assert {"score", "prediction", "label", "timestamp"} <= set(features)
     timed = generate("baseline", 300, 1).rename(columns={"event_time": "timestamp"})
     assert ingest_dataset(
         settings, write_frame(timed, tmp_path / "timed.csv"), dataset="timed"
     ).created
+    assert load_contract(settings.project_dir, "timed").time_column == "timestamp"
 
 
-def test_a_role_flipped_to_a_reserved_feature_by_hand_is_a_clear_error(
+def test_a_role_flipped_by_hand_to_a_feature_named_prediction_loads(
     onboarded: Onboarded, tmp_path: Path
 ) -> None:
     import yaml
@@ -316,11 +313,7 @@ def test_a_role_flipped_to_a_reserved_feature_by_hand_is_a_clear_error(
         {"name": "prediction", "kind": "numeric", "nullable": False, "role": "feature"}
     )
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(
-        MloopError, match="feature column\\(s\\) 'prediction' have a name the prediction log uses"
-    ) as info:
-        load_contract(project, DATASET)
-    assert "role: ignored" in (info.value.fix or "")
+    assert "prediction" in [c.name for c in load_contract(project, DATASET).feature_columns]
 
 
 def test_round_trip_from_remote_after_cache_and_parquet_deleted(

@@ -80,7 +80,7 @@ def _served_with_feedback(settings: Settings, name: str, version: str, *, flip: 
         model_name=name,
         model_version=version,
         features={
-            c: scored[c].astype(object).where(scored[c].notna(), None).tolist() for c in feats
+            c: traffic[c].astype(object).where(traffic[c].notna(), None).tolist() for c in feats
         },
         predictions=scored["prediction"].tolist(),
         values=scored["probability"].tolist(),

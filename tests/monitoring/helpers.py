@@ -53,7 +53,7 @@ def log_traffic(settings: Settings, name: str, version: str, df: pd.DataFrame) -
         model_name=name,
         model_version=version,
         features={
-            c.name: scored[c.name].astype(object).where(scored[c.name].notna(), None).tolist()
+            c.name: df[c.name].astype(object).where(df[c.name].notna(), None).tolist()
             for c in contract.feature_columns
         },
         predictions=scored["prediction"].tolist(),

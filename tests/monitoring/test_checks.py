@@ -18,8 +18,10 @@ def scored(baseline: pd.DataFrame, contract: DatasetContract) -> tuple[pd.DataFr
     pipe = build_pipeline(contract, ModelSpec(), 0).fit(
         prepare_features(baseline, contract), baseline["target"]
     )
-    window = predict_frame(pipe, generate("baseline", 400, seed=5), contract)
+    traffic = generate("baseline", 400, seed=5)
+    window = predict_frame(pipe, traffic, contract)
     window["prediction_id"] = [f"p{i}" for i in range(len(window))]
+    window["target"] = traffic["target"].to_numpy()  # the labels the tests feed back
     return predict_frame(pipe, baseline, contract), window
 
 
@@ -104,3 +106,52 @@ def test_without_feedback_only_drift(
         options=MonitorOptions(),
     )
     assert result.quality is None and quality_snapshot is None
+
+
+def test_features_named_like_the_logs_columns_are_checked_apart_from_them(
+    baseline: pd.DataFrame, contract: DatasetContract
+) -> None:
+    """Features named prediction, score, timestamp and label drift on their own values; the model's
+    prediction is checked as log.prediction and quality is judged on it, not on the feature."""
+    names = {
+        "annual_income": "prediction",
+        "credit_score": "score",
+        "debt_to_income": "timestamp",
+        "loan_purpose": "label",
+    }
+    clashing = contract.model_copy(
+        update={
+            "columns": [
+                c.model_copy(update={"name": names.get(c.name, c.name)}) for c in contract.columns
+            ]
+        }
+    )
+    frame = baseline.rename(columns=names)
+    pipe = build_pipeline(clashing, ModelSpec(), 0).fit(
+        prepare_features(frame, clashing), frame["target"]
+    )
+    traffic = generate("baseline", 400, seed=5).rename(columns=names)
+    window = predict_frame(pipe, traffic, clashing)
+    window["prediction_id"] = [f"p{i}" for i in range(len(window))]
+    window["timestamp"] = pd.Timestamp("2026-01-01", tz="UTC")
+    feedback = pd.DataFrame({"prediction_id": window["prediction_id"], "label": traffic["target"]})
+    result, _, _ = check_window(
+        predict_frame(pipe, frame, clashing),
+        window,
+        feedback,
+        clashing,
+        model_name="loans",
+        model_version="3",
+        baseline_metrics={"roc_auc": 0.5},
+        gate_metric="roc_auc",
+        drift_share_threshold=0.3,
+        options=MonitorOptions(publish=False),
+    )
+    checked = {c.column: c.is_prediction for c in result.columns}
+    assert {n: checked.get(n) for n in names.values()} == dict.fromkeys(names.values(), False)
+    assert {"log.prediction", "probability"} <= {
+        c.column for c in result.columns if c.is_prediction
+    }
+    assert result.window.start == result.window.end == pd.Timestamp("2026-01-01", tz="UTC")
+    assert result.quality is not None and result.quality.labelled_rows == len(window)
+    assert result.quality.metrics["roc_auc"] > 0.7  # the model's probability, not a feature

@@ -7,6 +7,7 @@ import pandas as pd
 from mloop.core.contract import DatasetContract
 from mloop.core.generate import generate
 from monitoring.retrain_data import RetrainRule, labelled_rows, merge_window
+from serving.log.layout import input_frame
 
 
 def _log(
@@ -14,7 +15,7 @@ def _log(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A prediction log (without the time column, as clients send it) and feedback for it."""
     feats = [c.name for c in contract.feature_columns]
-    preds = df[feats].copy()
+    preds = input_frame(df.loc[:, feats])  # the log's layout: inputs apart from its own columns
     preds.insert(0, "prediction_id", [f"p{i}" for i in range(len(df))])
     preds["timestamp"] = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(range(len(df)), unit="min")
     preds["model_name"], preds["model_version"] = "loans", "1"
@@ -95,3 +96,24 @@ def test_labels_already_in_the_previous_version_are_not_new(contract: DatasetCon
     )
     assert stats.new_rows == 0
     assert again.equals(first)
+
+
+def test_features_named_like_the_logs_columns_keep_their_values(contract: DatasetContract) -> None:
+    """A feature named label, timestamp or score is read from the logged inputs, never from the feedback
+    label or the log's own timestamp and score."""
+    names = {"credit_score": "score", "annual_income": "timestamp", "loan_purpose": "label"}
+    clashing = contract.model_copy(
+        update={
+            "columns": [
+                c.model_copy(update={"name": names.get(c.name, c.name)}) for c in contract.columns
+            ]
+        }
+    )
+    df = generate("baseline", 20, seed=4).rename(columns=names)
+    preds, feedback = _log(df, clashing, "2026-01-01")
+    preds["score"] = -1.0  # a regressor's logged score beside the feature of that name
+    rows = labelled_rows(preds, feedback, clashing)
+    for name in names.values():
+        pd.testing.assert_series_equal(rows[name], df[name], check_names=False, check_dtype=False)
+    assert rows["target"].tolist() == df["target"].tolist()
+    assert (rows["event_time"] == preds["timestamp"]).all()

@@ -27,7 +27,8 @@ def test_classifier_adds_prediction_and_probability(frame: pd.DataFrame) -> None
         prepare_features(frame, contract), frame["target"]
     )
     out = predict_frame(pipe, frame.head(20), contract)
-    assert list(out.columns) == [*frame.columns, "prediction", "probability"]
+    features = [f"input.{c.name}" for c in contract.feature_columns]
+    assert list(out.columns) == [*features, "prediction", "probability"]  # the log's layout
     assert set(out["prediction"]) <= {"yes", "no"} and out["probability"].between(0, 1).all()
     assert (
         (out["probability"] >= 0.5) == (out["prediction"] == "yes")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
+from serving.log.layout import split_log
 from serving.log.predictions import read_feedback, read_predictions
 from tests.helpers import assert_no_server_error
 from tests.serving.helpers import (
@@ -75,7 +76,7 @@ def test_predict_log_and_feedback_use_the_users_names(odd, packaged: Packaged) -
         if set(ids) <= set(logged["prediction_id"]):
             break
         time.sleep(0.3)
-    mine = logged.set_index("prediction_id").loc[ids]
+    mine = split_log(logged.set_index("prediction_id").loc[ids])[1]  # the inputs, by their names
     for name in ("petal length (cm)", "a b", "a_b", "1st", "class", "naïve", "x/y", "x.y"):
         column = (
             mine[name].astype(object).where(mine[name].notna(), None)

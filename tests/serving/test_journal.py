@@ -103,7 +103,7 @@ def test_a_dead_writers_segment_is_compacted_by_the_readers(tmp_path: Path) -> N
     df = read_predictions(tmp_path, "loans")
     assert df["prediction_id"].tolist() == ids
     assert df["model_version"].tolist() == ["1"] * 3 + ["2"] * 2
-    assert df["n"].tolist() == [0, 1, 2, 0, 1] and df["probability"].tolist() == [0.7] * 5
+    assert df["input.n"].tolist() == [0, 1, 2, 0, 1] and df["probability"].tolist() == [0.7] * 5
     assert str(df["timestamp"].dtype).startswith("datetime64")
     assert _segments(tmp_path) == []
     assert len(read_predictions(tmp_path, "loans")) == 5  # idempotent: read again, no duplicate

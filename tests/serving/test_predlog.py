@@ -42,9 +42,14 @@ def test_logger_writes_day_partitioned_parquet_and_reads_back(tmp_path: Path) ->
     df = read_predictions(tmp_path, "loans")
     assert df["prediction_id"].tolist() == ids
     assert df["model_version"].tolist() == ["1"] * 3 + ["2"] * 2
-    assert {"timestamp", "model_name", "age", "purpose", "prediction", "probability"} <= set(
-        df.columns
-    )
+    assert {
+        "timestamp",
+        "model_name",
+        "input.age",
+        "input.purpose",
+        "prediction",
+        "probability",
+    } <= set(df.columns)
     assert read_predictions(tmp_path, "loans", last_n=2)["prediction_id"].tolist() == ids[-2:]
     future = datetime.now(UTC) + timedelta(hours=1)
     assert read_predictions(tmp_path, "loans", since=future).empty
@@ -135,7 +140,7 @@ def test_a_poisoned_batch_goes_to_dead_letter_and_the_next_batch_is_written(tmp_
     assert logger.flush() == 5
     logged = read_predictions(tmp_path, "loans")
     assert logged["prediction_id"].tolist() == good_before + good_after
-    assert logged["n_accounts"].tolist() == [1, 2, 3, 4, 5]  # the good rows keep their type
+    assert logged["input.n_accounts"].tolist() == [1, 2, 3, 4, 5]  # the good rows keep their type
     (part,) = _dead_letters(tmp_path)
     assert poisoned[0] in part.read_text() and str(2**63) in part.read_text()
     assert "parquet" in part.with_suffix(".reason.txt").read_text()
@@ -200,11 +205,28 @@ def test_feedback_that_cannot_be_written_goes_to_dead_letter(tmp_path: Path) -> 
     assert record_feedback(fb_dir, "loans", pd.DataFrame({"prediction_id": [a], "label": [0]})) == 1
 
 
-def test_every_column_the_log_adds_beside_the_inputs_is_reserved() -> None:
-    """A log column not in RESERVED_FEATURE_NAMES would let ingest accept a feature of that name, whose
-    values would then collide with it (a log table of two columns in one)."""
-    from mloop.core.contract import RESERVED_FEATURE_NAMES
-    from monitoring.drift import PREDICTION_COLUMNS
-    from serving.log.predictions import BASE_COLUMNS, FEEDBACK_COLUMNS
+def test_every_plain_column_of_a_part_is_one_of_the_logs_own(tmp_path: Path) -> None:
+    """An old part is read by taking every column outside LOG_COLUMNS for an input: a log column the writer
+    added but LOG_COLUMNS lacked would be read back from old parts as an input."""
+    import pyarrow.parquet as pq
 
-    assert {*BASE_COLUMNS, *FEEDBACK_COLUMNS, *PREDICTION_COLUMNS} <= set(RESERVED_FEATURE_NAMES)
+    from serving.log.layout import LAYOUT, LAYOUT_KEY, LOG_COLUMNS
+
+    logger = PredictionLogger(tmp_path, flush_seconds=60)
+    _log(logger, 2)
+    logger.log(
+        ids=new_prediction_ids(1),
+        model_name="loans",
+        model_version="1",
+        features={"age": [1.0]},
+        predictions=[3.5],
+        values=[3.5],
+        value_name="score",
+    )
+    logger.close()
+    (part,) = (tmp_path / "loans").glob("date=*/part-*.parquet")
+    schema = pq.read_schema(part)
+    assert schema.metadata[LAYOUT_KEY] == LAYOUT
+    plain = [c for c in schema.names if not c.startswith("input.")]
+    assert set(plain) == set(LOG_COLUMNS)
+    assert sorted(set(schema.names) - set(plain)) == ["input.age", "input.purpose"]

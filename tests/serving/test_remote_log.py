@@ -215,6 +215,34 @@ def test_corrupt_object_is_skipped_with_a_warning(
     )
 
 
+def test_an_old_layout_part_in_s3_reads_as_the_local_one(infra: InfraEnv, tmp_path: Path) -> None:
+    """A part written before the inputs were kept apart (no layout key) reads from S3 in the current
+    layout, beside a new part, exactly as it reads locally."""
+    from serving.log.layout import split_log
+    from tests.serving.test_log_layout import old_part
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    remote = _remote(infra, tmp_path / "a", prefix)
+    preds_a = tmp_path / "a" / "predictions"
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    old_ids = new_prediction_ids(2)
+    old = old_part(preds_a / "loans" / f"date={day}", old_ids)
+    relative = f"loans/date={day}/{old.name}"
+    with remote.filesystem().open_output_stream(remote.path_of("predictions", relative)) as out:
+        out.write(old.read_bytes())
+    logger = PredictionLogger(preds_a, flush_seconds=3600, remote=remote)
+    new_ids = _log(logger, "loans", 3)
+    logger.close()
+    got = read_predictions(
+        tmp_path / "b" / "predictions", "loans", remote=_remote(infra, tmp_path / "b", prefix)
+    )
+    assert_frame_equal(got, read_predictions(preds_a, "loans"))
+    assert got["prediction_id"].tolist() == old_ids + new_ids
+    inputs = split_log(got)[1]
+    assert inputs["age"].tolist() == [41.0, 42.0, 30.0, 31.0, 32.0]
+    assert list(inputs.columns) == ["age", "purpose"]
+
+
 def test_an_outage_keeps_parts_local_and_they_ship_later(
     infra: InfraEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -308,9 +336,11 @@ def test_a_dask_scheduler_that_does_not_answer_is_a_clear_error() -> None:
     from mloop.core.errors import MloopError
     from mloop.core.partitions import partition_mapper
 
-    with pytest.raises(MloopError, match="MLOOP_DASK_ADDRESS"):
-        with partition_mapper(f"tcp://127.0.0.1:{free_port()}"):
-            pass
+    with (
+        pytest.raises(MloopError, match="MLOOP_DASK_ADDRESS"),
+        partition_mapper(f"tcp://127.0.0.1:{free_port()}"),
+    ):
+        pass
 
 
 def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(

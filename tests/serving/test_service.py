@@ -141,7 +141,7 @@ def test_n_requests_give_exactly_n_log_records_with_the_serving_version(
     assert len(mine) == 30
     assert mine["prediction_id"].is_unique
     assert set(mine["model_version"]) == {"1"}
-    assert mine["purpose"].tolist() == [r["purpose"] for r in recs]
+    assert mine["input.purpose"].tolist() == [r["purpose"] for r in recs]
     assert mine["probability"].between(0, 1).all()
 
 

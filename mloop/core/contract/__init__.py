@@ -22,7 +22,6 @@ from mloop.core.contract.inference import (
 )
 from mloop.core.contract.model import (
     CONTRACT_FILE,
-    RESERVED_FEATURE_NAMES,
     ColumnKind,
     ColumnRole,
     ColumnSpec,
@@ -31,8 +30,6 @@ from mloop.core.contract.model import (
     contract_path,
     contract_to_yaml,
     load_contract,
-    reserved_features,
-    reserved_name_message,
     save_contract,
 )
 from mloop.core.contract.report import (
@@ -45,7 +42,6 @@ from mloop.core.contract.report import (
     RULE_NON_FINITE,
     RULE_NULL_SHARE,
     RULE_OUT_OF_RANGE,
-    RULE_RESERVED_NAME,
     RULE_SINGLE_CLASS,
     RULE_TARGET_MISSING,
     RULE_TARGET_NULL,
@@ -65,7 +61,6 @@ __all__ = [
     "NULL_SHARE_SLACK",
     "OUT_OF_RANGE_SHARE",
     "RANGE_TOLERANCE",
-    "RESERVED_FEATURE_NAMES",
     "RULE_DESCRIPTIONS",
     "RULE_DTYPE",
     "RULE_DUPLICATES",
@@ -75,7 +70,6 @@ __all__ = [
     "RULE_NON_FINITE",
     "RULE_NULL_SHARE",
     "RULE_OUT_OF_RANGE",
-    "RULE_RESERVED_NAME",
     "RULE_SINGLE_CLASS",
     "RULE_TARGET_MISSING",
     "RULE_TARGET_NULL",
@@ -97,8 +91,6 @@ __all__ = [
     "infer_contract",
     "infer_task",
     "load_contract",
-    "reserved_features",
-    "reserved_name_message",
     "save_contract",
     "validate_frame",
 ]

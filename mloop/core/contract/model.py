@@ -24,18 +24,6 @@ ColumnRole = Literal["feature", "id", "ignored", "target", "time"]
 Task = Literal["classification", "regression"]
 
 CONTRACT_FILE = "contract.yaml"
-RESERVED_FEATURE_NAMES = (
-    "prediction_id",
-    "timestamp",
-    "model_name",
-    "model_version",
-    "prediction",
-    "probability",
-    "score",
-    "label",
-)
-"""Names no feature may have: the prediction log, the scored reference and the feedback give their own
-columns these names beside the model inputs, so a feature of one of them would be mixed up with it."""
 
 
 class ColumnSpec(BaseModel):
@@ -128,20 +116,6 @@ class DatasetContract(BaseModel):
         return [c.name for c in self.feature_columns if c.kind in ("categorical", "boolean")]
 
 
-def reserved_features(contract: DatasetContract) -> list[str]:
-    """The contract's feature columns named one of :data:`RESERVED_FEATURE_NAMES`. Pure."""
-    return [c.name for c in contract.feature_columns if c.name in RESERVED_FEATURE_NAMES]
-
-
-def reserved_name_message(names: list[str]) -> str:
-    listed = ", ".join(repr(n) for n in names)
-    return (
-        f"feature column(s) {listed} have a name the prediction log uses for its own columns "
-        f"({', '.join(RESERVED_FEATURE_NAMES)}): their values would be mixed up with those; rename them "
-        f"(e.g. {names[0] + '_value'!r})"
-    )
-
-
 # ---- the YAML file ---------------------------------------------------------------------------
 
 
@@ -209,11 +183,4 @@ def load_contract(project_dir: Path, name: str) -> DatasetContract:
             where=str(path),
             fix="fix the YAML or delete it to re-infer",
         ) from exc
-    reserved = reserved_features(contract)
-    if reserved:  # a role flipped to feature by hand (ingest refuses such a name in a new dataset)
-        raise MloopError(
-            reserved_name_message(reserved),
-            where=str(path),
-            fix="give those columns role: ignored here, or rename them in the data and onboard it again",
-        )
     return contract

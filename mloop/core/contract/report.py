@@ -17,7 +17,6 @@ RULE_NULL_SHARE = "null_share"
 RULE_OUT_OF_RANGE = "out_of_range_share"
 RULE_NON_FINITE = "non_finite"
 RULE_NO_FEATURES = "no_features"
-RULE_RESERVED_NAME = "reserved_name"
 RULE_UNKNOWN_CATEGORY = "unknown_category_share"
 RULE_DUPLICATES = "duplicate_share"
 
@@ -31,7 +30,6 @@ RULE_DESCRIPTIONS: dict[str, str] = {
     RULE_SINGLE_CLASS: "a classification target has fewer than two classes",
     RULE_DTYPE: "a column's values are not of the contract's kind",
     RULE_NULL_SHARE: "null share above the column's max_null_share",
-    RULE_RESERVED_NAME: "a new dataset's feature has a name the prediction log gives its own columns",
     RULE_NO_FEATURES: "a new dataset has no column a model could learn from (only the target, time and id columns)",
     RULE_NON_FINITE: "a numeric column holds infinity (no model learns from it; an unknown value is a null)",
     RULE_OUT_OF_RANGE: "share of values outside [min, max] widened by range_tolerance above max_out_of_range_share",
