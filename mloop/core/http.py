@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_before_delay,
-)
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 RETRY_STATUS = frozenset({408, 429})
 """Retried besides every 5xx (as Prefect's own client does)."""
@@ -50,6 +46,9 @@ def request(
     Returns the last response (the caller decides about its status); re-raises the last
     transport error when the deadline passes without an answer. ``deadline=0``: one attempt.
     """
+    # imported here: tenacity costs ~80 ms (it loads asyncio and tornado) and the CLI must start fast
+    from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_before_delay
+
     retrying = Retrying(
         retry=retry_if_exception_type(httpx.TransportError)
         | retry_if_result(lambda response: retryable(response.status_code)),
