@@ -325,9 +325,8 @@ class PostgresRecords(SharedRecords):
                         (schema_objects(),),
                     )
                     ready = cur.fetchone()
-                    if not (
-                        ready and ready[0]
-                    ):  # only a first use runs DDL (it would lock the tables)
+                    # only a first use runs DDL (it would lock the tables)
+                    if not (ready and ready[0]):
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
                         for table in TABLES.values():
                             cur.execute(create_table_sql(table))
@@ -405,9 +404,7 @@ class PostgresRecords(SharedRecords):
                 if held:
                     try:
                         cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
-                    except (
-                        psycopg.Error
-                    ):  # the connection died: PostgreSQL released the lock with it
+                    except psycopg.Error:  # the connection died: PostgreSQL released it
                         pass
 
     def append(self, kind: Kind, key: str, row: BaseModel) -> None:
