@@ -20,8 +20,7 @@ with an explicit allowlist of types (:data:`models.pipeline.TRUSTED_TYPES`).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,21 +94,60 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+SQLITE_BUSY = 5
+"""SQLite's primary result code for "database is locked": another writer holds the file."""
+
+SQLITE_KEY_TAKEN = frozenset({1555, 2067})
+"""SQLite's extended codes SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE: the key exists."""
+
+
 def with_retry(
-    fn: Callable[[], T], *, attempts: int = 8, delay: float = 0.25, also: tuple[str, ...] = ()
+    fn: Callable[[], T], *, attempts: int = 8, delay: float = 0.25, unique_race: bool = False
 ) -> T:
-    """Run ``fn``, retrying when SQLite reports 'database is locked' (several writers) or the error
-    text contains one of ``also`` (lower-case)."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            text = str(exc)
-            retry = "database is locked" in text or any(marker in text.lower() for marker in also)
-            if not retry or i == attempts - 1:
-                raise
-            time.sleep(delay * (i + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Run ``fn``, retrying (delay, 2x, 3x ...) while the local SQLite store is busy (several writers),
+    and with ``unique_race`` also when an insert lost a race for a key another writer just took (the
+    retry finds that row). Any other error, or the last attempt's, is raised as it is."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda exc: is_transient(exc, unique_race=unique_race)),
+        wait=wait_incrementing(start=delay, increment=delay),
+        stop=stop_after_attempt(attempts),
+        reraise=True,
+    )
+    return retrying(fn)
+
+
+def is_transient(exc: BaseException, *, unique_race: bool = False) -> bool:
+    """True for an MLflow error that another try may not meet, told by its type and code, not its text.
+
+    A local store raises MLflow's error from SQLAlchemy's from sqlite3's, whose code says "busy" or
+    "key taken". A tracking server sends an error code only: a busy store is its 503 (MLflow's client
+    retries that itself), and a taken key is a BAD_REQUEST like every other database error, so there
+    the database driver's class for SQLSTATE 23505, ``UniqueViolation``, named in the message (not
+    the message's prose, which PostgreSQL translates), is what tells it.
+    """
+    import sqlite3
+
+    from mlflow.exceptions import RestException
+
+    for cause in _causes(exc):
+        if isinstance(cause, sqlite3.Error):
+            code = cause.sqlite_errorcode
+            return (code & 0xFF) == SQLITE_BUSY or (unique_race and code in SQLITE_KEY_TAKEN)
+    if unique_race and isinstance(exc, RestException):
+        return exc.error_code == "BAD_REQUEST" and "UniqueViolation" in exc.message
+    return False
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 REMOTE_PARALLEL = 4
@@ -359,8 +397,8 @@ def register_version(
                     name, description=f"mloop model of dataset {name}"
                 )
             )
-        except Exception as exc:
-            if "already exists" not in str(exc).lower():
+        except Exception as exc:  # another trainer registered it meanwhile: fine
+            if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
                 raise
     mv = with_retry(
         lambda: client.create_model_version(

@@ -188,7 +188,7 @@ def log_training_run(
         lambda: client.log_inputs(
             run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
         ),
-        also=("unique constraint",),
+        unique_race=True,
     )
     uploads: list[Callable[[], None]] = [
         lambda p=path: client.log_artifact(run_id, str(p), "plots") for path in plot_paths

@@ -1,8 +1,8 @@
 """One retried HTTP request, shared by every hand-written client (Prefect REST, events outbox,
 prediction service, rollout).
 
-Like Prefect's own client, a call is retried on connection errors, 5xx, 408 and 429 with
-exponential backoff until a deadline; the caller then gets the last answer (or the last transport
+Like Prefect's own client, a call is retried (tenacity) on connection errors, 5xx, 408 and 429
+with exponential backoff until a deadline; the caller then gets the last answer (or the last transport
 error). :func:`retry_env` gives the environment that makes Prefect's and MLflow's own clients do
 the same in every process the platform starts.
 """
@@ -10,11 +10,13 @@ the same in every process the platform starts.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 RETRY_STATUS = frozenset({408, 429})
 """Retried besides every 5xx (as Prefect's own client does)."""
@@ -44,21 +46,24 @@ def request(
     Returns the last response (the caller decides about its status); re-raises the last
     transport error when the deadline passes without an answer. ``deadline=0``: one attempt.
     """
-    end = time.monotonic() + deadline
-    attempt = 0
-    while True:
-        try:
-            response = httpx.request(method, url, timeout=timeout, **kwargs)
-            if not retryable(response.status_code):
-                return response
-        except httpx.TransportError:
-            if time.monotonic() + delays(attempt) > end:
-                raise
-        else:
-            if time.monotonic() + delays(attempt) > end:
-                return response
-        time.sleep(delays(attempt))
-        attempt += 1
+    # imported here: tenacity costs ~80 ms (it loads asyncio and tornado) and the CLI must start fast
+    from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_before_delay
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(httpx.TransportError)
+        | retry_if_result(lambda response: retryable(response.status_code)),
+        wait=lambda state: delays(state.attempt_number - 1),
+        stop=stop_before_delay(deadline),  # no sleep that would end past the deadline
+        retry_error_callback=_last_outcome,
+    )
+    return retrying(httpx.request, method, url, timeout=timeout, **kwargs)
+
+
+def _last_outcome(state: RetryCallState) -> httpx.Response:
+    """The last attempt's response, or its transport error raised: what a caller gets at the deadline."""
+    if state.outcome is None:  # tenacity calls this only after an attempt
+        raise AssertionError("no attempt was made")
+    return state.outcome.result()
 
 
 def basic_auth_header(auth_string: str) -> dict[str, str]:

@@ -35,7 +35,6 @@ event shows on its flow run in the UI.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from filelock import lock_descriptor
 from pydantic_core import to_jsonable_python
 
 from mloop.core.files import write_atomic
@@ -234,9 +234,7 @@ def _claim(path: Path) -> Iterator[int | None]:
         yield None
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_descriptor(fd, blocking=False):  # flock: the event file itself is the lock
             yield None
             return
         try:

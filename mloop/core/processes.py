@@ -16,7 +16,6 @@ never run two copies.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -32,6 +31,7 @@ from typing import TypeVar
 
 import httpx
 import psutil
+from filelock import FileLock, Timeout
 
 from mloop.core.entrypoints import PREFECT_SERVER, python_m
 from mloop.core.errors import MloopError
@@ -162,7 +162,7 @@ def spawn_process(
 
 @contextlib.contextmanager
 def service_lock(run_dir: Path, name: str, *, timeout: float = 300.0) -> Iterator[None]:
-    """Hold ``<run_dir>/<name>.lock`` (an exclusive ``fcntl`` lock) while checking and starting a service.
+    """Hold ``<run_dir>/<name>.lock`` (an exclusive filelock, ``flock`` underneath) while checking and starting a service.
 
     Every starter of a service takes it: the check of the pid file and the start are one step for
     the others. The lock goes with the process (a killed holder releases it). Not reentrant: a
@@ -170,24 +170,19 @@ def service_lock(run_dir: Path, name: str, *, timeout: float = 300.0) -> Iterato
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"{name}.lock"
-    deadline = time.monotonic() + timeout
-    with open(path, "a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise MloopError(
-                        f"{name} is being started by another process (lock held for {timeout:.0f}s)",
-                        where=str(path),
-                        fix="wait for the other start to finish, or stop the process that holds the lock",
-                    ) from None
-                time.sleep(0.1)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=timeout, poll_interval=0.1)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise MloopError(
+            f"{name} is being started by another process (lock held for {timeout:.0f}s)",
+            where=str(path),
+            fix="wait for the other start to finish, or stop the process that holds the lock",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def child_env(env: dict[str, str], unset: Iterable[str] = ()) -> dict[str, str]:

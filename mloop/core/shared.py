@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, LiteralString, TypeVar
 
 from pydantic import BaseModel
 
@@ -42,6 +42,8 @@ from mloop.core.paths import StatePaths
 from mloop.core.team import redact_url, team_config
 
 if TYPE_CHECKING:  # pragma: no cover
+    from psycopg.sql import Composed
+
     from mloop.core.settings import Settings
 
 M = TypeVar("M")
@@ -250,18 +252,20 @@ def lock_timeout_setting(timeout: float | None) -> str:
     return "0" if timeout is None else f"{max(1, round(timeout * 1000))}ms"
 
 
-def create_table_sql(table: str) -> str:
-    """The DDL of one log table (``table`` is one of :data:`TABLES`, never user input)."""
+def create_table_sql(table: str) -> Composed:
+    """The DDL of one log table (``table`` is one of :data:`TABLES`, never user input; quoted anyway)."""
+    from psycopg import sql
+
     if table not in TABLES.values():
         raise ValueError(f"not a shared-records table: {table}")
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} ("
+    return sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {table} ("
         " id bigserial PRIMARY KEY,"
         " key text NOT NULL,"
         " row jsonb NOT NULL,"
         " recorded_at timestamptz NOT NULL DEFAULT now());"
-        f" CREATE INDEX IF NOT EXISTS {table}_key_id ON {table} (key, id);"
-    )
+        " CREATE INDEX IF NOT EXISTS {index} ON {table} (key, id);"
+    ).format(table=sql.Identifier(table), index=sql.Identifier(f"{table}_key_id"))
 
 
 class PostgresRecords(SharedRecords):
@@ -297,39 +301,39 @@ class PostgresRecords(SharedRecords):
         )
 
     def connect(self) -> Any:
-        """A new psycopg2 connection to mloop's database (autocommit), schema created on first use."""
-        import psycopg2
+        """A new psycopg connection to mloop's database (autocommit), schema created on first use."""
+        import psycopg
 
         try:
-            conn = psycopg2.connect(
+            conn = psycopg.connect(
                 self.dsn,
                 password=self._password,
                 connect_timeout=self._connect_timeout,
                 application_name="mloop-records",
+                autocommit=True,
             )
-        except psycopg2.Error as exc:
+        except psycopg.Error as exc:
             raise self._error(exc, "connect") from None
         if not self._schema_ready:
             try:
                 with (
-                    conn,
+                    conn.transaction(),
                     conn.cursor() as cur,
                 ):  # one transaction: the DDL under a transaction-scoped lock
                     cur.execute(
                         "SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
                         (schema_objects(),),
                     )
-                    if not cur.fetchone()[
-                        0
-                    ]:  # only a first use runs DDL (it would lock the tables)
+                    ready = cur.fetchone()
+                    # only a first use runs DDL (it would lock the tables)
+                    if not (ready and ready[0]):
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
                         for table in TABLES.values():
                             cur.execute(create_table_sql(table))
-            except psycopg2.Error as exc:
+            except psycopg.Error as exc:
                 conn.close()
                 raise self._error(exc, "create the shared-records tables") from None
             self._schema_ready = True
-        conn.autocommit = True
         return conn
 
     @contextmanager
@@ -366,7 +370,7 @@ class PostgresRecords(SharedRecords):
 
     @contextmanager
     def lock(self, name: str, *, timeout: float | None = None) -> Iterator[None]:
-        import psycopg2
+        import psycopg
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
@@ -374,24 +378,24 @@ class PostgresRecords(SharedRecords):
                     "SELECT set_config('lock_timeout', %s, false)", (lock_timeout_setting(timeout),)
                 )
                 cur.execute("SELECT pg_advisory_lock(%s)", (lock_key(name),))
-            except psycopg2.Error as exc:
+            except psycopg.Error as exc:
                 raise self._error(exc, f"take lock {name!r} within {timeout} s") from None
             try:
                 yield None
             finally:
                 try:
                     cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
-                except psycopg2.Error:  # the connection died: PostgreSQL released the lock with it
+                except psycopg.Error:  # the connection died: PostgreSQL released the lock with it
                     pass
 
     @contextmanager
     def try_lock(self, name: str) -> Iterator[bool]:
-        import psycopg2
+        import psycopg
 
         with closing(self.connect()) as conn, conn.cursor() as cur:
             try:
                 cur.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
-            except psycopg2.Error as exc:
+            except psycopg.Error as exc:
                 raise self._error(exc, f"try lock {name!r}") from None
             held = bool(cur.fetchone()[0])
             try:
@@ -400,13 +404,11 @@ class PostgresRecords(SharedRecords):
                 if held:
                     try:
                         cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
-                    except (
-                        psycopg2.Error
-                    ):  # the connection died: PostgreSQL released the lock with it
+                    except psycopg.Error:  # the connection died: PostgreSQL released it
                         pass
 
     def append(self, kind: Kind, key: str, row: BaseModel) -> None:
-        import psycopg2
+        import psycopg
 
         with self._session() as conn, conn.cursor() as cur:
             try:
@@ -414,7 +416,7 @@ class PostgresRecords(SharedRecords):
                     table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
                     (key, row_json(row)),
                 )
-            except psycopg2.Error as exc:
+            except psycopg.Error as exc:
                 raise self._error(exc, f"append to the {WHAT[kind]}") from None
 
     @staticmethod
@@ -432,17 +434,26 @@ class PostgresRecords(SharedRecords):
         it (the server ended the session just before, faster than :meth:`_session` could see) is
         dropped and the query asked once more on a new one: a read is safe to repeat. Writes are not
         retried (an insert whose answer was lost may have committed)."""
-        import psycopg2
+        import psycopg
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-        for attempt in (1, 2):
+        def once() -> T:
             with self._session() as conn, conn.cursor() as cur:
                 try:
                     return run(cur)
-                except psycopg2.Error as exc:
-                    if attempt == 1 and conn.closed:
-                        continue
+                except psycopg.Error as exc:
+                    if conn.closed:  # the session is gone, not the query wrong: ask again
+                        raise _SessionLost(exc) from exc
                     raise self._error(exc, doing) from None
-        raise AssertionError("unreachable: the second attempt returns or raises")
+
+        try:
+            return Retrying(
+                retry=retry_if_exception_type(_SessionLost),
+                stop=stop_after_attempt(2),
+                reraise=True,
+            )(once)
+        except _SessionLost as lost:  # the new connection broke too
+            raise self._error(lost.error, doing) from None
 
     def read(self, kind: Kind, key: str | None, parse: Callable[[str], M]) -> list[M]:
         texts = self._query(f"read the {WHAT[kind]}", lambda cur: self._select(cur, kind, key))
@@ -458,12 +469,11 @@ class PostgresRecords(SharedRecords):
     def claim(self, kind: Kind, key: str, parse: Callable[[str], M], decide: Decide[M, T]) -> T:
         """One transaction under the key's transaction-scoped advisory lock: read, decide, insert, commit
         (the lock ends with the commit, so the next claimer reads this row)."""
-        import psycopg2
+        import psycopg
 
         with self._session() as conn:  # the lock and the work: one transaction of one session
-            conn.autocommit = False
             try:
-                with conn, conn.cursor() as cur:
+                with conn.transaction(), conn.cursor() as cur:
                     cur.execute(
                         "SELECT pg_advisory_xact_lock(%s)", (lock_key(claim_lock_name(kind, key)),)
                     )
@@ -473,14 +483,17 @@ class PostgresRecords(SharedRecords):
                             table_sql("INSERT INTO {} (key, row) VALUES (%s, %s::jsonb)", kind),
                             (key, row_json(row)),
                         )
-            except psycopg2.Error as exc:
+            except psycopg.Error as exc:
                 raise self._error(exc, f"claim on the {WHAT[kind]}") from None
-            finally:
-                if not conn.closed:
-                    conn.autocommit = (
-                        True  # back to the shared connection's mode (no transaction is open)
-                    )
             return answer
+
+
+class _SessionLost(Exception):
+    """A read's connection broke under it (``error``: the driver's): the read may be asked again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _readable_while_idle(conn: Any) -> bool:
@@ -492,10 +505,10 @@ def _readable_while_idle(conn: Any) -> bool:
         return True
 
 
-def table_sql(template: str, kind: Kind) -> Any:
-    """``template`` with its ``{}`` filled by the kind's table as a quoted SQL identifier (psycopg2.sql):
+def table_sql(template: LiteralString, kind: Kind) -> Composed:
+    """``template`` with its ``{}`` filled by the kind's table as a quoted SQL identifier (psycopg.sql):
     the table name never goes into the query as plain text, values still go as parameters."""
-    from psycopg2 import sql
+    from psycopg import sql
 
     return sql.SQL(template).format(sql.Identifier(TABLES[kind]))
 

@@ -33,17 +33,20 @@ from mloop.core.errors import MloopError
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
 
-DATABASE_SCHEMES: frozenset[str] = frozenset({"postgresql", "postgres", "postgresql+psycopg2"})
+DATABASE_SCHEMES: frozenset[str] = frozenset(
+    {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
+)
 """Schemes ``MLOOP_DATABASE_URL`` may have (all mean PostgreSQL; each component gets its own driver)."""
 
 PREFECT_DRIVER = "postgresql+asyncpg"
 """Prefect's server needs an async driver (asyncpg)."""
 
 SYNC_DRIVER = "postgresql"
-"""libpq's URI scheme: what psycopg2.connect reads (mloop's own connections)."""
+"""libpq's URI scheme: what psycopg.connect reads (mloop's own connections)."""
 
-MLFLOW_DRIVER = "postgresql+psycopg2"
-"""MLflow's SQLAlchemy URL names its driver: SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3."""
+MLFLOW_DRIVER = "postgresql+psycopg"
+"""MLflow's SQLAlchemy URL names its driver, psycopg 3, the one mloop installs (a bare ``postgresql://``
+means psycopg 3 only from SQLAlchemy 2.1 on; before, psycopg2)."""
 
 PREFECT_SUFFIX = "_prefect"
 MLFLOW_SUFFIX = "_mlflow"
@@ -139,7 +142,7 @@ class TeamDatabases:
 
     @property
     def mlflow_store_uri(self) -> str:
-        """MLflow's ``--backend-store-uri`` (``postgresql+psycopg2://user@host:port/NAME_mlflow``, no password)."""
+        """MLflow's ``--backend-store-uri`` (``postgresql+psycopg://user@host:port/NAME_mlflow``, no password)."""
         return self.url(self.mlflow_db, driver=MLFLOW_DRIVER)
 
     @property

@@ -452,16 +452,16 @@ def port_free(port: int, host: str = HOST) -> bool:
 
 def pg_ready(url: str, timeout: float = 2.0) -> bool:
     """True when ``select 1`` over ``url`` (with its password) answers."""
-    import psycopg2
+    import psycopg
 
     try:
         with (
-            contextlib.closing(psycopg2.connect(url, connect_timeout=max(1, int(timeout)))) as conn,
+            contextlib.closing(psycopg.connect(url, connect_timeout=max(1, int(timeout)))) as conn,
             conn.cursor() as cur,
         ):
             cur.execute("select 1")
             return cur.fetchone() == (1,)
-    except psycopg2.Error:
+    except psycopg.Error:
         return False
 
 
@@ -595,17 +595,19 @@ def _clear_stale_postmaster(data: Path) -> None:
 
 
 def _create_databases(url: str) -> None:
-    import psycopg2
-    from psycopg2 import sql
+    import psycopg
+    from psycopg import sql
 
-    with contextlib.closing(psycopg2.connect(url, connect_timeout=5)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("select datname from pg_database")
-            have = {row[0] for row in cur.fetchall()}
-            for name in DATABASES:
-                if name not in have:
-                    cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    # autocommit: CREATE DATABASE cannot run inside a transaction
+    with (
+        contextlib.closing(psycopg.connect(url, connect_timeout=5, autocommit=True)) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("select datname from pg_database")
+        have = {row[0] for row in cur.fetchall()}
+        for name in DATABASES:
+            if name not in have:
+                cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
 
 
 def _start_postgres(

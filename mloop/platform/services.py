@@ -334,12 +334,12 @@ def prefect_database_env(team: TeamConfig | None) -> dict[str, str]:
 def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[str]:
     """Create the databases ``names`` on the team's PostgreSQL server when missing; returns those created.
 
-    Connects to mloop's own database (``NAME`` of MLOOP_DATABASE_URL) with psycopg2. A role that may
+    Connects to mloop's own database (``NAME`` of MLOOP_DATABASE_URL) with psycopg. A role that may
     not create databases gets an MloopError with the commands an administrator runs instead. No error
     or log line carries the password.
     """
-    import psycopg2
-    from psycopg2 import errors, sql
+    import psycopg
+    from psycopg import errors, sql
 
     where = f"MLOOP_DATABASE_URL ({redact_url(databases.mloop_uri)})"
     secret = databases.password.get_secret_value()
@@ -349,8 +349,13 @@ def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[s
         return text.replace(secret, "***") if secret else text
 
     try:
-        conn = psycopg2.connect(databases.mloop_uri, password=secret or None, connect_timeout=10)
-    except psycopg2.Error as exc:
+        conn = psycopg.connect(
+            databases.mloop_uri,
+            password=secret or None,
+            connect_timeout=10,
+            autocommit=True,  # CREATE DATABASE cannot run inside a transaction
+        )
+    except psycopg.Error as exc:
         raise MloopError(
             f"cannot connect to PostgreSQL database {databases.name!r}: {clean(exc)}",
             where=where,
@@ -359,7 +364,6 @@ def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[s
         ) from None
     created: list[str] = []
     try:
-        conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         with conn.cursor() as cur:
             for name in names:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -377,7 +381,7 @@ def ensure_databases(databases: TeamDatabases, names: tuple[str, ...]) -> list[s
                         fix="let it (ALTER ROLE <user> CREATEDB), or have an administrator run: "
                         + "; ".join(f"CREATE DATABASE {n} OWNER <user>" for n in names),
                     ) from None
-                except psycopg2.Error as exc:
+                except psycopg.Error as exc:
                     raise MloopError(
                         f"cannot create database {name!r}: {clean(exc)}", where=where
                     ) from None

@@ -39,7 +39,6 @@ step only.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import signal
@@ -55,6 +54,7 @@ from types import FrameType
 from typing import Any, Literal
 
 import psutil
+from filelock import FileLock, Timeout
 
 from mloop.core import events
 from mloop.core.outbox import deliver_pending
@@ -648,13 +648,16 @@ def request_reconcile(run_dir: Path) -> None:
 def single_instance(run_dir: Path) -> Iterator[bool]:
     """Hold ``run/watchdog.instance`` for the watchdog's life; yields False when another watchdog holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / INSTANCE_LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+    lock = FileLock(run_dir / INSTANCE_LOCK, blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        yield False
+        return
+    try:
         yield True
+    finally:
+        lock.release()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,30 +14,34 @@ the local folder; a failed upload is logged and the part stays local, so the nex
 rescan or a restart ships it (an upload twice is harmless: same key, same bytes).
 
 The readers (:meth:`RemoteLog.prediction_parts`, :meth:`RemoteLog.feedback_parts`, :meth:`RemoteLog.read_parts`)
-list and read the objects with :mod:`pyarrow.fs` and :mod:`pyarrow.parquet` as the local readers do (so the columns,
-dtypes and the prediction log's layout, :mod:`serving.log.layout`, are the local readers'); an object that is not parquet is skipped with a warning and moved to ``corrupt/``
-beside it when the credentials allow (best effort: a reader never blocks on it).
+list and get the objects with mloop's one S3 client (:func:`mloop.core.s3.s3_client`, boto3) and read them
+with :mod:`pyarrow.parquet` as the local readers do (so the columns, dtypes and the prediction log's layout,
+:mod:`serving.log.layout`, are the local readers'); a part's statistics come from its parquet footer alone (a
+ranged GET of the object's end). An object that is not parquet is skipped with a warning and moved to
+``corrupt/`` beside it when the credentials allow (best effort: a reader never blocks on it).
 
-Single-machine mode never imports this module's S3 side: :func:`remote_log` returns None and pyarrow.fs is
+Single-machine mode never imports this module's S3 side: :func:`remote_log` returns None and boto3 is
 imported lazily. Names from outside (model names, listed keys) are checked before they become keys or paths.
-Credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (read when the file system is made,
+Credentials come from ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (read when the client is made,
 never stored here, never logged).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from mloop.core.names import NAME_PATTERN, check_name
+from mloop.core.s3 import MISSING_CODES, S3Timeouts, error_code, s3_client
 from mloop.core.team import ArtifactLayout, team_config
 
 if TYPE_CHECKING:
@@ -52,14 +56,15 @@ MANIFEST = ".shipped"
 CORRUPT_DIR = "corrupt"
 PART_NAME = re.compile(r"part-[A-Za-z0-9_.-]+\.parquet")
 DAY_DIR = re.compile(r"date=\d{4}-\d{2}-\d{2}")
-CONNECT_TIMEOUT_S = 3.0
-REQUEST_TIMEOUT_S = 30.0
-S3_ATTEMPTS = 2
+LOG_TIMEOUTS = S3Timeouts(connect=3, read=30, max_attempts=2, mode="standard")
+"""Short: an outage costs a flush seconds, not minutes."""
+FOOTER_READ = 64 * 1024
+"""Bytes of a part's end fetched for its footer; a longer footer takes a second ranged GET."""
 
 
 @dataclass(frozen=True)
 class RemotePart:
-    """One part in S3: its path in the file system (``bucket/key``), size and modification time."""
+    """One part in S3: its path (``bucket/key``), size and modification time."""
 
     path: str
     size: int
@@ -68,6 +73,11 @@ class RemotePart:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def key(self) -> str:
+        """The object's key in its bucket."""
+        return self.path.split("/", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -131,70 +141,61 @@ class RemoteLog:
 
     layout: ArtifactLayout
     region: str = "us-east-1"
-    _fs: Any = field(default=None, init=False, repr=False, compare=False)
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------ keys
 
     def root(self, kind: Kind) -> str:
-        """``bucket/prefix/<kind>`` (a path of the pyarrow file system)."""
+        """``bucket/prefix/<kind>`` (the parts' paths start with it)."""
         return f"{self.layout.bucket}/{self.layout.key(kind)}"
 
     def path_of(self, kind: Kind, relative: str) -> str:
-        """The file-system path of one part (``relative`` checked by :func:`check_relative`)."""
+        """The path (``bucket/key``) of one part (``relative`` checked by :func:`check_relative`)."""
         return f"{self.root(kind)}/{check_relative(kind, relative)}"
 
     # ------------------------------------------------------------ S3
 
-    def filesystem(self) -> Any:
-        """A pyarrow S3FileSystem on the layout's endpoint (made once per instance; short timeouts so an
-        outage costs a flush seconds, not minutes)."""
-        if self._fs is None:
-            from pyarrow import fs
-
-            options: dict[str, Any] = {}
-            if self.layout.endpoint_url:
-                parts = urlsplit(self.layout.endpoint_url)
-                options = {"scheme": parts.scheme, "endpoint_override": parts.netloc}
-            self._fs = fs.S3FileSystem(
-                access_key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
-                secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+    def client(self) -> Any:
+        """The boto3 S3 client on the layout's endpoint (made once per instance, :data:`LOG_TIMEOUTS`)."""
+        if self._client is None:
+            self._client = s3_client(
+                self.layout.endpoint_url,
                 region=os.environ.get("AWS_DEFAULT_REGION") or self.region,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                request_timeout=REQUEST_TIMEOUT_S,
-                retry_strategy=fs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
-                **options,
+                timeouts=LOG_TIMEOUTS,
             )
-        return self._fs
+        return self._client
 
     def upload(self, kind: Kind, local: Path, relative: str) -> None:
-        """Store the local part ``local`` as the object of ``relative`` (raises on failure)."""
-        target = self.path_of(kind, relative)
-        data = Path(local).read_bytes()
-        with self.filesystem().open_output_stream(target) as out:
-            out.write(data)
+        """Store the local part ``local`` as the object of ``relative`` (one PUT; raises on failure)."""
+        key = self.path_of(kind, relative).split("/", 1)[1]
+        self.client().put_object(Bucket=self.layout.bucket, Key=key, Body=Path(local).read_bytes())
 
-    def _list(self, base: str) -> list[Any]:
-        from pyarrow import fs
-
-        return list(
-            self.filesystem().get_file_info(
-                fs.FileSelector(base, recursive=True, allow_not_found=True)
+    def _list(self, base: str) -> list[RemotePart]:
+        """Every object under the folder ``base`` (``bucket/key``), as parts."""
+        bucket, _, prefix = base.partition("/")
+        with _file_errors(base):
+            pages = (
+                self.client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
             )
-        )
+            return [
+                RemotePart(f"{bucket}/{obj['Key']}", int(obj.get("Size", 0)), _mtime_ns(obj))
+                for page in pages
+                for obj in page.get("Contents", [])
+            ]
 
     def _parts(
         self, kind: Kind, model_name: str, since: datetime | None = None
     ) -> list[RemotePart]:
-        from pyarrow import fs
-
         check_name(model_name, "model")
         root = self.root(kind)
         first_day = since.astimezone(UTC).strftime("%Y-%m-%d") if since is not None else None
         found = []
-        for info in self._list(f"{root}/{model_name}"):
-            if info.type != fs.FileType.File or not info.path.startswith(root + "/"):
+        for part in self._list(f"{root}/{model_name}"):
+            if not part.path.startswith(root + "/"):
                 continue
-            relative = info.path[len(root) + 1 :]
+            relative = part.path[len(root) + 1 :]
             try:
                 check_relative(kind, relative)
             except Exception:
@@ -202,8 +203,7 @@ class RemoteLog:
             day = day_of(relative)
             if first_day is not None and day is not None and day < first_day:
                 continue
-            mtime = info.mtime_ns if info.mtime_ns is not None else 0
-            found.append(RemotePart(info.path, int(info.size or 0), int(mtime)))
+            found.append(part)
         if kind == "predictions":
             found.sort(key=lambda p: (p.path.rsplit("/", 2)[-2], p.name))
         else:
@@ -234,16 +234,17 @@ class RemoteLog:
 
         from serving.log.layout import current_layout
 
-        fs = self.filesystem()
+        data = io.BytesIO()
         try:
-            table = pq.read_table(part.path, columns=columns, filesystem=fs)
+            data = io.BytesIO(self._get(part))
+            table = pq.read_table(data, columns=columns)
             return (current_layout(table) if log_layout else table).to_pandas()
         except FileNotFoundError:
             return None
         except pa.ArrowInvalid as exc:  # not parquet (garbage, truncated, empty)
             if columns is not None:
                 try:
-                    pq.read_schema(part.path, filesystem=fs)
+                    pq.read_schema(data)
                 except Exception:
                     pass
                 else:
@@ -254,12 +255,35 @@ class RemoteLog:
             log.warning("%s part %s skipped: could not read it from S3: %s", what, part.name, exc)
             return None
 
+    def _get(self, part: RemotePart, byte_range: str | None = None) -> bytes:
+        """The object's bytes (``byte_range``: an HTTP Range of them); failures as :func:`_file_errors`."""
+        bucket = part.path.split("/", 1)[0]
+        extra = {"Range": byte_range} if byte_range else {}
+        with _file_errors(part.path):
+            return self.client().get_object(Bucket=bucket, Key=part.key, **extra)["Body"].read()
+
+    def _footer(self, part: RemotePart) -> bytes:
+        """The end of the part that holds its parquet footer: the last :data:`FOOTER_READ` bytes, then as many
+        as the footer's own length (the 4 bytes before the closing ``PAR1``) says when that is more."""
+        if part.size <= 0:
+            return b""  # not parquet: the caller sets it aside
+        tail = self._get(part, f"bytes=-{min(part.size, FOOTER_READ)}")
+        need = int.from_bytes(tail[-8:-4], "little") + 8 if len(tail) >= 8 else 0
+        if len(tail) < need <= part.size:
+            tail = self._get(part, f"bytes=-{need}")
+        return tail
+
     def set_aside(self, part: RemotePart, exc: BaseException, what: str) -> None:
         """Warn about an unreadable object and move it to ``corrupt/`` beside it (best effort, never raises)."""
         folder, _, name = part.path.rpartition("/")
         target = f"{folder}/{CORRUPT_DIR}/{name}"
+        bucket, _, target_key = target.partition("/")
         try:
-            self.filesystem().move(part.path, target)
+            client = self.client()
+            client.copy_object(
+                Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": part.key}
+            )
+            client.delete_object(Bucket=bucket, Key=part.key)
         except Exception as move_exc:
             log.warning(
                 "%s part %s in S3 is unreadable (%s); skipped (not moved: %s)",
@@ -286,7 +310,7 @@ class RemoteLog:
         import pyarrow.parquet as pq
 
         try:
-            meta = pq.read_metadata(part.path, filesystem=self.filesystem())
+            meta = pq.read_metadata(pa.BufferReader(self._footer(part)))
         except FileNotFoundError:
             return None
         except pa.ArrowInvalid as exc:
@@ -342,10 +366,34 @@ class RemoteLog:
         self, map_parts: Mapper | None, fn: Any, parts: Sequence[RemotePart], what: str
     ) -> list[Any]:
         """``fn(remote, part, what)`` per part: in this thread, or by ``map_parts`` with a copy of this instance
-        that holds no file system (so nothing with credentials is sent; each task makes its own)."""
+        that holds no client (so nothing with credentials is sent; each task makes its own)."""
         if map_parts is None:
             return [fn(self, part, what) for part in parts]
         return map_parts(partial(fn, replace(self), what=what), list(parts))
+
+
+@contextmanager
+def _file_errors(path: str) -> Iterator[None]:
+    """S3 failures as a file's would be, so the callers keep a file reader's except clauses:
+    FileNotFoundError when the object or bucket is gone, OSError when the store did not answer or refused."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) in MISSING_CODES:
+            raise FileNotFoundError(path) from None
+        raise OSError(f"S3 answered {error_code(exc) or 'an error'} for {path}") from exc
+    except BotoCoreError as exc:
+        raise OSError(str(exc)) from exc
+
+
+def _mtime_ns(obj: dict[str, Any]) -> int:
+    """An S3 listing entry's LastModified in nanoseconds since the epoch (0 when absent). Pure."""
+    modified = obj.get("LastModified")
+    if not isinstance(modified, datetime):
+        return 0
+    return int(modified.timestamp()) * 1_000_000_000 + modified.microsecond * 1000
 
 
 def _read_of(remote: RemoteLog, part: RemotePart, what: str) -> Any:

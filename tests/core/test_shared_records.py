@@ -98,8 +98,8 @@ def test_rows_round_trip_and_carry_their_key() -> None:
 
 
 def test_table_ddl_only_for_known_tables() -> None:
-    ddl = create_table_sql(TABLES["audit"])
-    assert "CREATE TABLE IF NOT EXISTS mloop_audit" in ddl and "mloop_audit_key_id" in ddl
+    ddl = create_table_sql(TABLES["audit"]).as_string()
+    assert 'CREATE TABLE IF NOT EXISTS "mloop_audit"' in ddl and '"mloop_audit_key_id"' in ddl
     assert set(schema_objects()) == {*TABLES.values(), *(f"{t}_key_id" for t in TABLES.values())}
     assert (lock_timeout_setting(None), lock_timeout_setting(0.5), lock_timeout_setting(0)) == (
         "0",
@@ -170,7 +170,7 @@ def test_file_records_are_todays_files(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def team_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    pytest.importorskip("psycopg2", reason="team mode tests need psycopg2")
+    pytest.importorskip("psycopg", reason="team mode tests need psycopg")
     from tests.infra_fixture import running_infra
 
     with running_infra(tmp_path_factory.mktemp("infra") / "home") as found:

@@ -99,8 +99,8 @@ def test_database_urls_of_each_component() -> None:
         db.prefect_url.get_secret_value()
         == "postgresql+asyncpg://mloop:s3cr%25t%2Fpw@db.example:5432/mloop_prefect"
     )
-    assert db.mlflow_store_uri == "postgresql+psycopg2://mloop@db.example:5432/mloop_mlflow"
-    assert db.mlflow_auth_uri == "postgresql+psycopg2://mloop@db.example:5432/mloop_mlflow_auth"
+    assert db.mlflow_store_uri == "postgresql+psycopg://mloop@db.example:5432/mloop_mlflow"
+    assert db.mlflow_auth_uri == "postgresql+psycopg://mloop@db.example:5432/mloop_mlflow_auth"
     assert db.mloop_uri == "postgresql://mloop@db.example:5432/mloop"
     assert db.component_dbs == ("mloop_prefect", "mloop_mlflow", "mloop_mlflow_auth")
     assert db.password_env() == {"PGPASSWORD": PASSWORD}
@@ -125,6 +125,10 @@ def test_database_url_without_password_or_with_query() -> None:
     assert (
         parse_database_url("postgres://u:p@h/x").name == "x"
     )  # libpq's short scheme, default port
+    assert (
+        parse_database_url("postgresql+psycopg://u@h/x").mlflow_store_uri
+        == "postgresql+psycopg://u@h/x_mlflow"
+    )  # a driver in the URL is accepted; each component still gets its own
 
 
 @pytest.mark.parametrize(
@@ -299,7 +303,7 @@ def test_services_on_postgresql_and_s3(tmp_path: Path) -> None:
     argv = mlflow_store_argv(s)
     assert argv == [
         "--backend-store-uri",
-        "postgresql+psycopg2://mloop@db.example:5432/mloop_mlflow",
+        "postgresql+psycopg://mloop@db.example:5432/mloop_mlflow",
         "--artifacts-destination",
         "s3://mloop-team/team/mlflow",
         "--serve-artifacts",
@@ -310,7 +314,7 @@ def test_services_on_postgresql_and_s3(tmp_path: Path) -> None:
         "postgresql+asyncpg://mloop:s3cr%25t%2Fpw@db.example:5432/mloop_prefect"
     }
     ini = mlflow_auth_ini(s, "admin")
-    assert "database_uri = postgresql+psycopg2://mloop@db.example:5432/mloop_mlflow_auth" in ini
+    assert "database_uri = postgresql+psycopg://mloop@db.example:5432/mloop_mlflow_auth" in ini
     assert PASSWORD not in ini
     for spec in service_specs(s):
         assert all(PASSWORD not in a and "s3cr%25t" not in a for a in spec.argv), spec.name
@@ -348,5 +352,5 @@ def test_percent_in_the_user_survives_the_auth_ini(tmp_path: Path) -> None:
     config = configparser.ConfigParser()
     config.read_file(io.StringIO(mlflow_auth_ini(s, "admin")))
     assert (
-        config["mlflow"]["database_uri"] == "postgresql+psycopg2://te%40m@h:5432/mloop_mlflow_auth"
+        config["mlflow"]["database_uri"] == "postgresql+psycopg://te%40m@h:5432/mloop_mlflow_auth"
     )

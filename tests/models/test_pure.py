@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -192,21 +197,86 @@ def test_permutation_importance_ranks_the_signal(frame: pd.DataFrame, contract) 
     assert imp["income"] > imp["flag"]
 
 
-def test_with_retry_retries_only_the_named_errors() -> None:
-    from models.registry import with_retry
+def _sqlite_error(tmp_path: Path, what: str) -> sqlite3.Error:
+    """A real sqlite3 error as MLflow's store meets it: ``busy`` (another writer holds the file) or
+    ``taken`` (a primary key another writer inserted)."""
+    path = tmp_path / f"{what}.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as setup:
+        setup.execute("CREATE TABLE datasets (name TEXT PRIMARY KEY)")
+        setup.execute("INSERT INTO datasets VALUES ('loans')")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        if what == "busy":
+            holder.execute("BEGIN IMMEDIATE")
+        with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as writer:
+            writer.execute("INSERT INTO datasets VALUES ('loans')")
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        holder.close()
+    raise AssertionError(f"sqlite raised nothing for {what!r}")
+
+
+def _failing_once(error: BaseException) -> tuple[Callable[[], str], list[int]]:
+    """A call that raises an MLflow error from ``error`` (as MLflow's store does) once, then answers."""
+    from mlflow.exceptions import MlflowException
 
     calls: list[int] = []
 
-    def racing() -> str:
+    def call() -> str:
         calls.append(1)
         if len(calls) == 1:
-            raise RuntimeError(
-                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id"
-            )
+            raise MlflowException("(sqlite3 error) store failed") from error
         return "linked"
 
-    assert with_retry(racing, delay=0, also=("unique constraint",)) == "linked" and len(calls) == 2
-    calls.clear()
-    with pytest.raises(RuntimeError, match="UNIQUE"):
-        with_retry(racing, delay=0)  # not named: raised at once
+    return call, calls
+
+
+def test_with_retry_retries_a_busy_store_and_a_lost_key_race(tmp_path: Path) -> None:
+    from models.registry import with_retry
+
+    busy, taken = _sqlite_error(tmp_path, "busy"), _sqlite_error(tmp_path, "taken")
+    call, calls = _failing_once(busy)
+    assert with_retry(call, delay=0) == "linked" and len(calls) == 2
+    call, calls = _failing_once(taken)
+    assert with_retry(call, delay=0, unique_race=True) == "linked" and len(calls) == 2
+    call, calls = _failing_once(taken)
+    with pytest.raises(Exception, match="store failed"):
+        with_retry(call, delay=0)  # a taken key is final unless the caller expects the race
     assert len(calls) == 1
+
+
+def test_with_retry_tells_errors_by_type_and_code_not_text() -> None:
+    from mlflow.exceptions import RestException
+
+    from models.registry import is_transient, with_retry
+
+    calls: list[int] = []
+
+    def locked_in_words() -> str:
+        calls.append(1)
+        raise RuntimeError("database is locked; UNIQUE constraint failed")
+
+    with pytest.raises(RuntimeError):
+        with_retry(locked_in_words, delay=0, unique_race=True)
+    assert len(calls) == 1
+    raced = RestException(
+        {
+            "error_code": "BAD_REQUEST",
+            "message": "(psycopg.errors.UniqueViolation) duplicate key value violates unique "
+            'constraint "dataset_pk"',
+        }
+    )
+    assert is_transient(raced, unique_race=True) and not is_transient(raced)
+    other = RestException({"error_code": "BAD_REQUEST", "message": "(psycopg.errors.DataError) x"})
+    assert not is_transient(other, unique_race=True)
+    # the retries end: the last attempt's error is raised as it is, after ``attempts`` calls
+    calls.clear()
+
+    def always_busy() -> str:
+        calls.append(1)
+        raise raced
+
+    with pytest.raises(RestException, match="UniqueViolation"):
+        with_retry(always_busy, attempts=3, delay=0, unique_race=True)
+    assert len(calls) == 3

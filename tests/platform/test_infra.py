@@ -2,7 +2,7 @@
 
 The pure functions first (no server); then one real infra for the module (free ports, a temporary
 MLOOP_HOME, started by :func:`tests.infra_fixture.running_infra`), checked with the clients mloop's
-team mode will use (psycopg2, boto3) and through the CLI; the last test stops it with the CLI.
+team mode will use (psycopg, boto3) and through the CLI; the last test stops it with the CLI.
 """
 
 from __future__ import annotations
@@ -157,27 +157,27 @@ def secret_values(found: InfraEnv) -> list[str]:
 
 @pytest.mark.integration
 def test_postgres_takes_the_password_and_refuses_a_wrong_one(running: InfraEnv) -> None:
-    import psycopg2
+    import psycopg
 
     for database in infra.DATABASES:
         with (
-            psycopg2.connect(running.database_url(database), connect_timeout=5) as conn,
+            psycopg.connect(running.database_url(database), connect_timeout=5) as conn,
             conn.cursor() as cur,
         ):
             cur.execute("select current_database(), current_user")
             assert cur.fetchone() == (database, "mloop")
     wrong = infra.database_url("wrong", running.ports.postgres)
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(wrong, connect_timeout=5)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(wrong, connect_timeout=5)
 
 
 @pytest.mark.integration
 def test_postgres_has_the_extension_prefect_creates(running: InfraEnv) -> None:
     """Prefect's migrations ``CREATE EXTENSION pg_trgm``: a PostgreSQL without contrib cannot host it."""
-    import psycopg2
+    import psycopg
 
     with (
-        psycopg2.connect(running.database_url("mloop_prefect"), connect_timeout=5) as conn,
+        psycopg.connect(running.database_url("mloop_prefect"), connect_timeout=5) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -48,7 +48,7 @@ from tests.platform.helpers import (
     wait_for,
 )
 
-pytest.importorskip("psycopg2", reason="team mode tests need psycopg2")
+pytest.importorskip("psycopg", reason="team mode tests need psycopg")
 pytest.importorskip("boto3", reason="team mode tests need boto3")
 pytest.importorskip("dvc_s3", reason="team mode tests need dvc-s3")
 
@@ -97,11 +97,11 @@ class TeamPlatform:
     infra: TeamInfra
     up_seconds: float
 
-    def query(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+    def query(self, database: str, sql: LiteralString) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` in ``database`` on the team's PostgreSQL server."""
-        import psycopg2
+        import psycopg
 
-        conn = psycopg2.connect(
+        conn = psycopg.connect(
             host="127.0.0.1",
             port=self.infra.pg_port,
             user="mloop",

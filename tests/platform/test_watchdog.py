@@ -30,6 +30,7 @@ from mloop.core.processes import listening_pids, pid_alive, process_tree, read_p
 from mloop.core.settings import Settings
 from mloop.platform.services import HEARTBEAT_FILE, heartbeat_fresh, stop_order
 from mloop.platform.watchdog import (
+    INSTANCE_LOCK,
     Decision,
     Observation,
     PeriodicJob,
@@ -44,6 +45,7 @@ from mloop.platform.watchdog import (
     periodic_jobs,
     retry_delay,
     served_state,
+    single_instance,
     waiting_for,
 )
 from tests.platform.helpers import Platform, wait_for
@@ -345,6 +347,40 @@ def test_serve_seen_running_stays_wanted_after_its_pid_file_goes(tmp_path: Path)
         proc.wait()
     (run / "serve.pid").unlink()
     assert judge(dog.observe("serve"), 0) == Verdict(True, "no pid file")
+
+
+def test_one_watchdog_per_home_until_its_holder_dies(tmp_path: Path) -> None:
+    """``run/watchdog.instance`` admits one watchdog; a killed holder's lock goes with it."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from mloop.platform.watchdog import single_instance\n"
+            "with single_instance(Path(sys.argv[1])) as held:\n    print(held, flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "True"
+        with single_instance(run) as held:
+            assert held is False  # another watchdog holds it
+        holder.kill()
+        holder.wait()
+        with single_instance(run) as held, single_instance(run) as second:
+            assert (held, second) == (True, False)  # the killed holder released it; one at a time
+        with single_instance(run) as held:
+            assert held  # released at the end of its block
+        assert (run / INSTANCE_LOCK).is_file()  # the same lock file as before
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
 
 
 def test_reconcile_deploys_on_the_second_sighting(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ from pandas.testing import assert_frame_equal
 
 from mloop.core.processes import free_port
 from mloop.core.settings import Settings
+from mloop.core.team import ArtifactLayout
 from monitoring.sweep import log_fingerprint
 from serving.log.feedback import FeedbackStore
 from serving.log.predictions import (
@@ -31,6 +33,7 @@ from serving.log.predictions import (
 )
 from serving.log.remote_parts import (
     MANIFEST,
+    Kind,
     PartStats,
     RemoteLog,
     RemotePart,
@@ -70,14 +73,12 @@ def _remote(infra: InfraEnv, home: Path, prefix: str) -> RemoteLog:
     return found
 
 
-def _keys(remote: RemoteLog, kind: str) -> list[str]:
-    from pyarrow import fs
-
-    base = remote.root(kind)  # type: ignore[arg-type]
-    infos = remote.filesystem().get_file_info(
-        fs.FileSelector(base, recursive=True, allow_not_found=True)
+def _keys(remote: RemoteLog, kind: Kind) -> list[str]:
+    bucket, _, prefix = remote.root(kind).partition("/")
+    pages = remote.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(
+        obj["Key"][len(prefix) + 1 :] for page in pages for obj in page.get("Contents", [])
     )
-    return sorted(i.path[len(base) + 1 :] for i in infos if i.type == fs.FileType.File)
 
 
 def _log(logger: PredictionLogger, model: str, n: int, version: str = "1") -> list[str]:
@@ -197,8 +198,8 @@ def test_corrupt_object_is_skipped_with_a_warning(
     logger.close()
     expected = read_predictions(tmp_path / "a" / "predictions", "loans")
     bad = "loans/date=2000-01-01/part-garbage.parquet"
-    with remote.filesystem().open_output_stream(remote.path_of("predictions", bad)) as out:
-        out.write(b"not parquet at all")
+    bucket, _, key = remote.path_of("predictions", bad).partition("/")
+    remote.client().put_object(Bucket=bucket, Key=key, Body=b"not parquet at all")
     reader = _remote(infra, tmp_path / "b", prefix)
     with caplog.at_level(logging.WARNING, logger="serving.log.remote_parts"):
         got = read_predictions(tmp_path / "b" / "predictions", "loans", remote=reader)
@@ -391,3 +392,47 @@ def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(
                         tmp_path / "b", "loans", last_n=n, remote=reader, map_parts=map_parts
                     )
                     assert_frame_equal(got, every.tail(n).reset_index(drop=True)), (address, n)
+
+
+class _RangeStore:
+    """Stands in for the S3 client's ``get_object``: one object, suffix ranges (``bytes=-N``) as S3 answers them."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.ranges: list[str] = []
+
+    def get_object(self, Bucket: str, Key: str, Range: str = "") -> dict[str, Any]:
+        import io
+
+        self.ranges.append(Range)
+        size = int(Range.removeprefix("bytes=-")) if Range else len(self.data)
+        return {"Body": io.BytesIO(self.data[-size:])}
+
+
+def test_a_footer_longer_than_the_first_read_is_fetched_whole() -> None:
+    """Statistics come from the footer alone: one ranged GET, a second only when the footer is longer."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.log.remote_parts import FOOTER_READ
+
+    for columns in (2, 3000):  # a small footer, then one past FOOTER_READ
+        buffer = io.BytesIO()
+        frame = pd.DataFrame({f"c{i}": [1, 2] for i in range(columns)})
+        frame["timestamp"] = pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True)
+        pq.write_table(pa.Table.from_pandas(frame), buffer)
+        data = buffer.getvalue()
+        store = _RangeStore(data)
+        remote = RemoteLog(ArtifactLayout(bucket="b", prefix="p"))
+        remote._client = store
+        stats = remote.part_stats(RemotePart("b/p/x.parquet", len(data), 0), "prediction log")
+        assert stats is not None and stats.rows == 2
+        assert stats.last is not None and stats.last.day == 2
+        footer = int.from_bytes(data[-8:-4], "little") + 8
+        first = f"bytes=-{min(len(data), FOOTER_READ)}"
+        if columns == 2:
+            assert footer < FOOTER_READ and store.ranges == [first]
+        else:
+            assert footer > FOOTER_READ and store.ranges == [first, f"bytes=-{footer}"]
