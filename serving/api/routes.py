@@ -35,9 +35,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mloop.core.names import NAME_PATTERN
-from mloop.core.web import ASGIApp, Receive, Scope, Send
+from mloop.core.openapi import JSON, declare_all
+from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Receive, Scope, Send
 from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.api.modelset import ModelSet
+from serving.api.openapi_doc import (
+    INTERNAL,
+    INVALID_BODY,
+    LOAD_FAILED,
+    LOG_UNWRITABLE,
+    NO_ROUTE,
+    NOT_JSON,
+    UNKNOWN_IDS,
+    UNKNOWN_MODEL,
+)
 from serving.api.runtime import LiveModel
 from serving.api.schema import (
     build_feedback_model,
@@ -117,20 +128,20 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
             "get": {
                 "tags": ["models"],
                 "summary": "Every served model",
-                "responses": {"200": {"description": "The served models by name"}},
+                "responses": {
+                    "200": {
+                        "description": "The served models by name",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
             }
         }
     }
     components: dict[str, Any] = {}
-    json_body = "application/json"
-    errors = {
-        "400": {
-            "description": "The body does not follow this model's schema (pydantic detail: record, field, reason)"
-        },
-        "401": {"description": "Bearer token missing or wrong"},
-        "404": {"description": "No such model (or, for feedback, no known prediction id)"},
-        "415": {"description": "The body is not JSON"},
-    }
+    json_body = JSON
+    # What a POST answers besides its 200 (the token's 401 and the gate's answers: /docs.json's
+    # completion, serving.api.openapi_doc.complete_document)
+    post_refusals = (INVALID_BODY, UNKNOWN_MODEL, NO_ROUTE, NOT_JSON, LOAD_FAILED, INTERNAL)
     for name, schemas in sorted(served.items()):
         prefix = f"{name}__"
         refs: dict[str, str] = {}
@@ -150,11 +161,14 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
                 "tags": ["models"],
                 "summary": f"What model {name!r} serves",
                 "responses": {
-                    "200": {"description": "Version, lineage, backend, loaded"},
-                    "404": errors["404"],
+                    "200": {
+                        "description": "Version, lineage, backend, loaded",
+                        "content": {json_body: {"schema": {"type": "object"}}},
+                    }
                 },
             }
         }
+        declare_all(paths[f"{MODELS_PREFIX}/{name}"]["get"], (UNKNOWN_MODEL,))
         paths[f"{MODELS_PREFIX}/{name}/predict"] = {
             "post": {
                 "tags": ["models"],
@@ -167,11 +181,13 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
                     "200": {
                         "description": "One answer per record",
                         "content": {json_body: {"schema": answers}},
-                    },
-                    **errors,
+                    }
                 },
             }
         }
+        declare_all(
+            paths[f"{MODELS_PREFIX}/{name}/predict"]["post"], (*post_refusals, LOG_UNWRITABLE)
+        )
         paths[f"{MODELS_PREFIX}/{name}/feedback"] = {
             "post": {
                 "tags": ["models"],
@@ -181,11 +197,16 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
                     "content": {json_body: {"schema": {"$ref": refs["feedback"]}}},
                 },
                 "responses": {
-                    "200": {"description": "What was recorded, refused and why"},
-                    **errors,
+                    "200": {
+                        "description": "What was recorded, refused and why",
+                        "content": {json_body: {"schema": {"type": "object"}}},
+                    }
                 },
             }
         }
+        declare_all(
+            paths[f"{MODELS_PREFIX}/{name}/feedback"]["post"], (*post_refusals, UNKNOWN_IDS)
+        )
     return paths, components
 
 
@@ -301,6 +322,7 @@ class ModelRoutes:
         max_body_bytes: int,
         batch_max_size: int = 256,
         threads: int = 4,
+        complete_doc: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.models = models
         self.answering = answering
@@ -309,6 +331,7 @@ class ModelRoutes:
         self.strict = strict
         self.max_body_bytes = max_body_bytes
         self.batch_max_size = batch_max_size
+        self.complete_doc = complete_doc
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mloop-models")
         self._batchers: dict[str, NaturalBatcher] = {}
         self._schemas: dict[str, ModelSchemas] = {}
@@ -374,7 +397,7 @@ class ModelRoutes:
             else "is not a valid model name"
         )
         return json_answer(
-            404,
+            UNKNOWN_MODEL.status,
             {
                 "error": f"model {name!r} {why}; served models: {', '.join(served) or 'none'}",
                 "models": served,
@@ -402,7 +425,7 @@ class ModelRoutes:
             return json_answer(200, self.models.describe(name))
         if len(parts) != 2 or parts[1] not in ("predict", "feedback"):
             return json_answer(
-                404,
+                NO_ROUTE.status,
                 {
                     "error": f"no route {path}: use /models/{name}/predict or /models/{name}/feedback"
                 },
@@ -413,7 +436,7 @@ class ModelRoutes:
             )
         if content_type != "application/json":
             return json_answer(
-                415,
+                NOT_JSON.status,
                 {
                     "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
                     "detail": [
@@ -425,7 +448,7 @@ class ModelRoutes:
             body = await read_body(receive, self.max_body_bytes)
         except _BodyTooLarge:
             return json_answer(
-                413,
+                BODY_TOO_LARGE.status,
                 {
                     "error": f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request"
                 },
@@ -439,7 +462,8 @@ class ModelRoutes:
         except Exception as exc:
             log.exception("could not load model %s on demand", name)
             return json_answer(
-                503, {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"}
+                LOAD_FAILED.status,
+                {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"},
             )
         try:
             if parts[1] == "predict":
@@ -448,7 +472,8 @@ class ModelRoutes:
         except Exception:
             log.exception("%s %s failed", method, path)
             return json_answer(
-                500, {"error": "An unexpected error has occurred, please check the server log."}
+                INTERNAL.status,
+                {"error": "An unexpected error has occurred, please check the server log."},
             )
         finally:
             self.models.checkin(name)
@@ -457,7 +482,7 @@ class ModelRoutes:
         try:
             request = self.schemas(live).predict.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            return json_answer(400, validation_answer(exc))
+            return json_answer(INVALID_BODY.status, validation_answer(exc))
         batcher = self._batchers.get(live.model_name)
         if batcher is None:
             batcher = self._batchers[live.model_name] = NaturalBatcher(
@@ -467,7 +492,7 @@ class ModelRoutes:
             answers = await batcher.submit(live, request.records)  # type: ignore[attr-defined]
         except JournalError as exc:
             log.error("%s: answering 503", exc)
-            return json_answer(503, {"error": PREDICT_LOG_UNWRITABLE})
+            return json_answer(LOG_UNWRITABLE.status, {"error": PREDICT_LOG_UNWRITABLE})
         return json_answer(200, answers)
 
     def _run(self, live: LiveModel, records: list[Any]) -> list[dict[str, Any]]:
@@ -477,7 +502,7 @@ class ModelRoutes:
         try:
             request = self.schemas(live).feedback.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            return json_answer(400, validation_answer(exc))
+            return json_answer(INVALID_BODY.status, validation_answer(exc))
         labels = request.labels  # type: ignore[attr-defined]
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
@@ -493,7 +518,7 @@ class ModelRoutes:
         return json_answer(status, answer)
 
     async def _docs(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """BentoML's document, with :func:`openapi_additions` merged in."""
+        """BentoML's document, with :func:`openapi_additions` merged in and ``complete_doc`` applied."""
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
@@ -512,6 +537,8 @@ class ModelRoutes:
                 paths, components = openapi_additions(self.served_schemas())
                 doc.setdefault("paths", {}).update(paths)
                 doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+                if self.complete_doc is not None:
+                    self.complete_doc(doc)
                 status, headers, body = json_answer(200, doc)
             except Exception:
                 log.exception("could not add the models to /docs.json")
