@@ -68,8 +68,11 @@ def declare(
     response = operation.setdefault("responses", {}).setdefault(
         str(refusal.status), {"description": refusal.description}
     )
-    if refusal.description not in response["description"]:
-        response["description"] = f"{response['description']}; {refusal.description}"
+    described = response.get("description")
+    if not described:
+        response["description"] = refusal.description
+    elif refusal.description not in described:
+        response["description"] = f"{described}; {refusal.description}"
     if refusal.media_type != JSON:
         body = {"type": "string"}
     else:
