@@ -153,7 +153,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
             method
             for route in request.app.routes
             if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
-            for method in route.methods
+            for method in route.methods or ()
         }
         exc = StarletteHTTPException(405, exc.detail, {"Allow": ", ".join(sorted(allowed))})
     return await http_exception_handler(request, exc)
@@ -168,7 +168,7 @@ def complete_document(app: FastAPI, guard: Callable[..., None] | None) -> dict[s
         (method, route.path)
         for route in app.routes
         if isinstance(route, APIRoute) and any(d.dependency is guard for d in route.dependencies)
-        for method in route.methods
+        for method in route.methods or ()
     }
     complete_common(doc)
     validation = "#/components/schemas/HTTPValidationError"
