@@ -51,8 +51,8 @@ def assert_openapi_holds(
     *,
     min_cases: int,
     cwd: Path,
-    max_examples: int = 100,
-    open_examples: int = 20,
+    max_examples: int = 60,
+    open_examples: int = 10,
 ) -> None:
     """Schemathesis' full check set (``--checks all``: no 5xx, every status code, content type,
     header and body as declared, schema-valid requests accepted, invalid ones refused, undeclared

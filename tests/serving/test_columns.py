@@ -104,4 +104,4 @@ def test_the_served_openapi_document_holds(odd, tmp_path: Path) -> None:
     """Schemathesis' full check set on every operation of the served document of a one-model
     service (BentoML's routes, GET /model, the model's own routes), with and without the token."""
     _, _, proc = odd
-    assert_openapi_holds(f"{proc.url}/docs.json", TOKEN, min_cases=700, cwd=tmp_path)
+    assert_openapi_holds(f"{proc.url}/docs.json", TOKEN, min_cases=500, cwd=tmp_path)

@@ -224,7 +224,7 @@ def test_docs_json_documents_every_model_with_its_own_schema(
 def test_the_served_openapi_document_holds(two: ServiceProcess, tmp_path: Path) -> None:
     """Schemathesis' full check set on every operation of the served document (both models'
     routes, the legacy routes' 409), with and without the token."""
-    assert_openapi_holds(f"{two.url}/docs.json", TOKEN, min_cases=1000, cwd=tmp_path)
+    assert_openapi_holds(f"{two.url}/docs.json", TOKEN, min_cases=800, cwd=tmp_path)
 
 
 # ----------------------------------------------------------------------------- rollouts
