@@ -185,6 +185,18 @@ def complete_document(app: FastAPI, guard: Callable[..., None] | None) -> dict[s
     return doc
 
 
+def serve_document(app: FastAPI, guard: Callable[..., None] | None) -> None:
+    """``app`` serves :func:`complete_document` at ``/openapi.json`` (built once: the routes are fixed)."""
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not document:
+            document.update(complete_document(app, guard))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the document
+
+
 def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
     token = settings.bearer_token()
@@ -269,14 +281,7 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     def list_notifications(last_n: int = Query(default=50, ge=1, le=1000)) -> list[dict[str, Any]]:
         return read_notifications(state_root, last_n)
 
-    document: dict[str, Any] = {}
-
-    def openapi() -> dict[str, Any]:
-        if not document:  # built once: the routes are fixed
-            document.update(complete_document(app, check if token is not None else None))
-        return document
-
-    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the document
+    serve_document(app, check if token is not None else None)
     return app
 
 

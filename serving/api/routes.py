@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mloop.core.names import NAME_PATTERN
 from mloop.core.openapi import JSON, declare_all
-from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Receive, Scope, Send
+from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Receive, Refusal, Scope, Send
 from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.api.modelset import ModelSet
 from serving.api.openapi_doc import (
@@ -120,27 +120,43 @@ def build_schemas(
     return ModelSchemas(predict=predict, feedback=feedback, answer=live.answer)
 
 
+def _operation(
+    summary: str,
+    answer: str,
+    refusals: tuple[Refusal, ...],
+    answer_schema: dict[str, Any] | None = None,
+    body_ref: str | None = None,
+) -> dict[str, Any]:
+    """One documented operation of the per-model routes: its 200 (``answer_schema``, by default a
+    JSON object), its request body (``body_ref``) and ``refusals``. Pure."""
+    operation: dict[str, Any] = {
+        "tags": ["models"],
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": answer,
+                "content": {JSON: {"schema": answer_schema or {"type": "object"}}},
+            }
+        },
+    }
+    if body_ref is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": body_ref}}},
+        }
+    declare_all(operation, refusals)
+    return operation
+
+
 def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) documenting ``/models``, ``/models/<name>`` and every model's
-    ``predict`` and ``feedback`` with its own schemas (component names prefixed ``<name>__``). Pure."""
+    ``predict`` and ``feedback`` with its own schemas (component names prefixed ``<name>__``) and
+    what they answer (the token's 401 and the gate's answers are added by ``/docs.json``'s
+    completion, :func:`serving.api.openapi_doc.complete_document`). Pure."""
     paths: dict[str, Any] = {
-        MODELS_PREFIX: {
-            "get": {
-                "tags": ["models"],
-                "summary": "Every served model",
-                "responses": {
-                    "200": {
-                        "description": "The served models by name",
-                        "content": {JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        }
+        MODELS_PREFIX: {"get": _operation("Every served model", "The served models by name", ())}
     }
     components: dict[str, Any] = {}
-    json_body = JSON
-    # What a POST answers besides its 200 (the token's 401 and the gate's answers: /docs.json's
-    # completion, serving.api.openapi_doc.complete_document)
     post_refusals = (INVALID_BODY, UNKNOWN_MODEL, NO_ROUTE, NOT_JSON, LOAD_FAILED, INTERNAL)
     for name, schemas in sorted(served.items()):
         prefix = f"{name}__"
@@ -155,58 +171,29 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
                 components[prefix + key] = sub
             components[prefix + model.__name__] = schema
             refs[role] = f"#/components/schemas/{prefix}{model.__name__}"
-        answers = {"type": "array", "items": {"$ref": refs["answer"]}}
-        paths[f"{MODELS_PREFIX}/{name}"] = {
-            "get": {
-                "tags": ["models"],
-                "summary": f"What model {name!r} serves",
-                "responses": {
-                    "200": {
-                        "description": "Version, lineage, backend, loaded",
-                        "content": {json_body: {"schema": {"type": "object"}}},
-                    }
-                },
-            }
+        route = f"{MODELS_PREFIX}/{name}"
+        paths[route] = {
+            "get": _operation(
+                f"What model {name!r} serves", "Version, lineage, backend, loaded", (UNKNOWN_MODEL,)
+            )
         }
-        declare_all(paths[f"{MODELS_PREFIX}/{name}"]["get"], (UNKNOWN_MODEL,))
-        paths[f"{MODELS_PREFIX}/{name}/predict"] = {
-            "post": {
-                "tags": ["models"],
-                "summary": f"Predict with model {name!r}: one answer per record, in order",
-                "requestBody": {
-                    "required": True,
-                    "content": {json_body: {"schema": {"$ref": refs["predict"]}}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "One answer per record",
-                        "content": {json_body: {"schema": answers}},
-                    }
-                },
-            }
+        paths[f"{route}/predict"] = {
+            "post": _operation(
+                f"Predict with model {name!r}: one answer per record, in order",
+                "One answer per record",
+                (*post_refusals, LOG_UNWRITABLE),
+                answer_schema={"type": "array", "items": {"$ref": refs["answer"]}},
+                body_ref=refs["predict"],
+            )
         }
-        declare_all(
-            paths[f"{MODELS_PREFIX}/{name}/predict"]["post"], (*post_refusals, LOG_UNWRITABLE)
-        )
-        paths[f"{MODELS_PREFIX}/{name}/feedback"] = {
-            "post": {
-                "tags": ["models"],
-                "summary": f"Ground-truth labels for predictions of model {name!r} (bearer token required)",
-                "requestBody": {
-                    "required": True,
-                    "content": {json_body: {"schema": {"$ref": refs["feedback"]}}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "What was recorded, refused and why",
-                        "content": {json_body: {"schema": {"type": "object"}}},
-                    }
-                },
-            }
+        paths[f"{route}/feedback"] = {
+            "post": _operation(
+                f"Ground-truth labels for predictions of model {name!r} (bearer token required)",
+                "What was recorded, refused and why",
+                (*post_refusals, UNKNOWN_IDS),
+                body_ref=refs["feedback"],
+            )
         }
-        declare_all(
-            paths[f"{MODELS_PREFIX}/{name}/feedback"]["post"], (*post_refusals, UNKNOWN_IDS)
-        )
     return paths, components
 
 
