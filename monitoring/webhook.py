@@ -197,17 +197,9 @@ def serve_document(app: FastAPI, guard: Callable[..., None] | None) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the document
 
 
-def create_app(settings: Settings, emit: Emitter) -> FastAPI:
-    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
-    token = settings.bearer_token()
-    state_root = settings.state.root
-    max_alerts = settings.max_alerts_per_request
-    write_lock = (
-        threading.Lock()
-    )  # rotation + append of the notifications file, one request at a time
-    check = _bearer_check(token)
-    guarded = [Depends(check)]
-
+def _receiver(settings: Settings, guard: Callable[..., None] | None) -> FastAPI:
+    """The app without its routes: the guards (Host, body size), the 405 answer of
+    :func:`method_not_allowed` and the completed document (built at its first request, routes included)."""
     app = FastAPI(title="mloop webhook receiver", version="1")
     app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_middleware(
@@ -215,6 +207,20 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
         allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
         max_body_bytes=settings.max_body_bytes,
     )
+    serve_document(app, guard)
+    return app
+
+
+def create_app(settings: Settings, emit: Emitter) -> FastAPI:
+    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
+    token = settings.bearer_token()
+    state_root = settings.state.root
+    max_alerts = settings.max_alerts_per_request
+    # rotation + append of the notifications file, one request at a time
+    write_lock = threading.Lock()
+    check = _bearer_check(token)
+    guarded = [Depends(check)]
+    app = _receiver(settings, check if token is not None else None)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -281,7 +287,6 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     def list_notifications(last_n: int = Query(default=50, ge=1, le=1000)) -> list[dict[str, Any]]:
         return read_notifications(state_root, last_n)
 
-    serve_document(app, check if token is not None else None)
     return app
 
 
