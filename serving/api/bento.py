@@ -37,12 +37,16 @@ one pass over the headers).
    on every write (``/feedback``, ``/admin/rollout``) and on ``/predict`` unless
    ``MLOOP_PREDICT_REQUIRES_TOKEN=false``; ``/admin/rollout`` answers loopback clients only.
    Open without a token: the read-only ``GET`` routes: ``/healthz``, ``/livez``, ``/readyz``,
-   ``/metrics``, ``/docs.json`` and the docs page, ``GET /model``.
+   ``/metrics``, ``/docs.json`` and the docs page, ``GET /model`` (any other method on them: 405).
 3. **Request shape**: JSON only (415), the contract's schema (400), at most ``MLOOP_MAX_RECORDS``
    records or labels per request, ``MLOOP_SERVE_STRICT`` ranges and categories.
 4. **Feedback you can trust** (:mod:`serving.log.feedback`): a label is recorded only for a prediction id
    this model issued (the recent-id index, then its prediction log); the first label per id wins,
    an equal second one is a duplicate, a different one a recorded conflict.
+
+``/docs.json`` declares every answer of 1-4 and of the handlers (:mod:`serving.api.openapi_doc`,
+from the same ``Refusal`` constants the code answers with); schemathesis' full check set holds
+against it (tests/serving/test_columns.py, test_many_models.py).
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
