@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mloop.core.alert_actions import (
     ACTIONS,
@@ -34,6 +34,17 @@ MAX_FINGERPRINTS = 20
 """Most fingerprints one grouped event lists (the count is always exact)."""
 
 
+def _timestamp_text(value: Any) -> Any:
+    """Alertmanager sends RFC 3339 text: a number is refused, as the documented schema says
+    (pydantic would otherwise read ``0`` as 1970-01-01)."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("Input should be an RFC 3339 date-time string")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp_text)]
+
+
 class Alert(BaseModel):
     """One alert as Alertmanager sends it."""
 
@@ -42,8 +53,8 @@ class Alert(BaseModel):
     status: Literal["firing", "resolved"] = "firing"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: datetime | None = Field(default=None, alias="startsAt")
-    ends_at: datetime | None = Field(default=None, alias="endsAt")
+    starts_at: Timestamp | None = Field(default=None, alias="startsAt")
+    ends_at: Timestamp | None = Field(default=None, alias="endsAt")
     generator_url: str | None = Field(default=None, alias="generatorURL")
     fingerprint: str | None = None
 

@@ -13,6 +13,10 @@ off); the app wears :class:`mloop.core.web.GuardMiddleware` (Host allowlist, bod
 carries at most ``max_alerts_per_request`` alerts; a model name that breaks the name rule refuses
 the whole POST (422) before anything is emitted.
 
+The served ``/openapi.json`` declares every answer (:func:`complete_document`): the guard's 400 and
+413, the token's 401 (and its security scheme), FastAPI's 400 for a body that is not JSON and the
+422s; a 405 lists in ``Allow`` every method of the path (:func:`method_not_allowed`).
+
 The app gets its event emitter as an argument (``create_app(settings, emit)``), so it has no
 Prefect import of its own; ``main()`` (``python -m monitoring.webhook``) wires in
 :func:`mloop.core.events.emit`, which writes each event into the durable outbox under MLOOP_HOME
@@ -31,13 +35,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from mloop.core.events import alert_event, model_resource
 from mloop.core.jsonl import append_jsonl, read_jsonl
+from mloop.core.openapi import complete_common, declare, operations, require_bearer
 from mloop.core.settings import Settings
-from mloop.core.web import GuardMiddleware, bearer_matches
+from mloop.core.web import TOKEN_REFUSED, GuardMiddleware, Refusal, bearer_matches
 from monitoring.alerts import AlertmanagerPayload, group_alerts, invalid_model_names
 
 log = logging.getLogger("mloop.webhook")
@@ -48,6 +59,13 @@ Emitter = Callable[..., Any]
 MAX_SUBJECT_CHARS = 1_000
 MAX_NOTIFICATION_BODY_CHARS = 64_000
 """Longest notification body the receiver logs (longer bodies are refused with 422)."""
+
+NOT_JSON = Refusal(400, "The body is not JSON (FastAPI: 'There was an error parsing the body')")
+TOO_MANY_ALERTS = Refusal(413, "More alerts in one POST than MLOOP_MAX_ALERTS_PER_REQUEST")
+BAD_MODEL_NAME = Refusal(
+    422, "An alert names a model that breaks the name rule: nothing was emitted"
+)
+INVALID = Refusal(422, "The request does not follow the schema (FastAPI's detail)")
 
 
 class EmittedAlert(BaseModel):
@@ -118,7 +136,7 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
             return
         if authorization is None or not bearer_matches(authorization, token):
             raise HTTPException(
-                status_code=401,
+                status_code=TOKEN_REFUSED.status,
                 detail="missing or wrong bearer token (see `mloop token`)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -126,22 +144,83 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
     return require_token
 
 
-def create_app(settings: Settings, emit: Emitter) -> FastAPI:
-    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
-    token = settings.bearer_token()
-    state_root = settings.state.root
-    max_alerts = settings.max_alerts_per_request
-    write_lock = (
-        threading.Lock()
-    )  # rotation + append of the notifications file, one request at a time
-    guarded = [Depends(_bearer_check(token))]
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an HTTP error, except that a 405's ``Allow`` lists every method of the
+    path (Starlette's lists only those of the first route of that path, e.g. POST and not GET)."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allowed = {
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE
+            for method in route.methods or ()
+        }
+        exc = StarletteHTTPException(405, exc.detail, {"Allow": ", ".join(sorted(allowed))})
+    return await http_exception_handler(request, exc)
 
+
+def complete_document(app: FastAPI, guard: Callable[..., None] | None) -> dict[str, Any]:
+    """FastAPI's document of ``app`` with every answer it does not know of: the guard's, the token's
+    on the routes that depend on ``guard`` (None: no token, no 401), 400 for a body that is not JSON
+    and the 422s of the handlers (FastAPI's own 422 body is a list, a handler's a message)."""
+    doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    guarded = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute) and any(d.dependency is guard for d in route.dependencies)
+        for method in route.methods or ()
+    }
+    complete_common(doc)
+    validation = "#/components/schemas/HTTPValidationError"
+    for method, path, operation in operations(doc):
+        if guard is not None and (method, path) in guarded:
+            require_bearer(doc, operation)
+        if "requestBody" in operation:
+            declare(operation, NOT_JSON)
+        if "422" in operation.get("responses", {}):
+            declare(operation, INVALID, schema={"$ref": validation})
+        if path == "/alerts":
+            declare(operation, BAD_MODEL_NAME)
+            declare(operation, TOO_MANY_ALERTS)
+    return doc
+
+
+def serve_document(app: FastAPI, guard: Callable[..., None] | None) -> None:
+    """``app`` serves :func:`complete_document` at ``/openapi.json`` (built once: the routes are fixed)."""
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not document:
+            document.update(complete_document(app, guard))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the document
+
+
+def _receiver(settings: Settings, guard: Callable[..., None] | None) -> FastAPI:
+    """The app without its routes: the guards (Host, body size), the 405 answer of
+    :func:`method_not_allowed` and the completed document (built at its first request, routes included)."""
     app = FastAPI(title="mloop webhook receiver", version="1")
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_middleware(
         GuardMiddleware,
         allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
         max_body_bytes=settings.max_body_bytes,
     )
+    serve_document(app, guard)
+    return app
+
+
+def create_app(settings: Settings, emit: Emitter) -> FastAPI:
+    """The receiver app for ``settings`` (token, limits, hosts, MLOOP_HOME); ``emit`` queues and sends Prefect events."""
+    token = settings.bearer_token()
+    state_root = settings.state.root
+    max_alerts = settings.max_alerts_per_request
+    # rotation + append of the notifications file, one request at a time
+    write_lock = threading.Lock()
+    check = _bearer_check(token)
+    guarded = [Depends(check)]
+    app = _receiver(settings, check if token is not None else None)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -151,14 +230,15 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     def alerts(payload: AlertmanagerPayload) -> AlertsAnswer:
         if len(payload.alerts) > max_alerts:
             raise HTTPException(
-                status_code=413,
+                status_code=TOO_MANY_ALERTS.status,
                 detail=f"{len(payload.alerts)} alerts in one request: at most "
                 f"{max_alerts} (MLOOP_MAX_ALERTS_PER_REQUEST); send smaller groups",
             )
         problems = invalid_model_names(payload)
         if problems:
             raise HTTPException(
-                status_code=422, detail="; ".join(problems) + ": nothing was emitted"
+                status_code=BAD_MODEL_NAME.status,
+                detail="; ".join(problems) + ": nothing was emitted",
             )
         emitted: list[EmittedAlert] = []
         for group in group_alerts(payload):

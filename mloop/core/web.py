@@ -7,7 +7,7 @@
 * **Body limit**: a body over ``max_body_bytes`` gets 413 before the application reads it (by
   Content-Length, or while streaming a chunked body).
 
-Both answer JSON ``{"error": ...}``. Lifespan and other non-HTTP scopes pass through untouched.
+The body limit answers JSON ``{"error": ...}``, the Host check Starlette's plain text. Lifespan and other non-HTTP scopes pass through untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -22,6 +23,29 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One kind of refusal a service answers: its status, what it means (the OpenAPI description)
+    and its media type. The code that answers and the document that declares it read the same
+    constant, so the served document cannot forget a status the code answers."""
+
+    status: int
+    description: str
+    media_type: str = "application/json"
+
+
+HOST_REFUSED = Refusal(
+    400,
+    "Host header not allowed (MLOOP_ALLOWED_HOSTS): Starlette's plain-text 'Invalid host header'",
+    "text/plain",
+)
+LENGTH_NOT_A_NUMBER = Refusal(400, "Content-Length is not a number")
+BODY_TOO_LARGE = Refusal(413, "Request body larger than MLOOP_MAX_BODY_BYTES")
+TOKEN_REFUSED = Refusal(401, "Bearer token missing or wrong (`mloop token` prints it)")
+GUARD_REFUSALS = (HOST_REFUSED, LENGTH_NOT_A_NUMBER, BODY_TOO_LARGE)
+"""What :class:`GuardMiddleware` (and the prediction service's gate) may answer on ANY route."""
 
 
 def bearer_header(token: str | None) -> dict[str, str]:
@@ -71,10 +95,10 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await answer(send, 400, "Content-Length is not a number")
+                    await answer(send, LENGTH_NOT_A_NUMBER.status, "Content-Length is not a number")
                     return
                 if declared > limit:
-                    await answer(send, 413, error)
+                    await answer(send, BODY_TOO_LARGE.status, error)
                     return
         received = 0
         started = False
@@ -98,7 +122,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await answer(send, 413, error)
+                await answer(send, BODY_TOO_LARGE.status, error)
 
 
 def guard(

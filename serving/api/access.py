@@ -10,6 +10,9 @@ The rule (deny by default):
   ``/predict`` and ``/models/<name>/predict`` unless ``predict_requires_token`` is off
   (``MLOOP_PREDICT_REQUIRES_TOKEN=false``).
 - ``/admin/rollout`` also answers loopback clients only (403 otherwise), whatever the token.
+- A read-only route (:data:`READ_ONLY_ROUTES`, ``/models/<name>``) answers any other method 405
+  with ``Allow``, token or not: which methods a route takes is public (``/docs.json``), and a
+  client told 401 would send a token only to be told 405.
 - With no token at all (``MLOOP_AUTH=false``) only the loopback rule is left.
 
 Answers are JSON ``{"error": ...}`` that say which header to send and where the token is
@@ -23,11 +26,24 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from mloop.core.web import ASGIApp, Receive, Scope, Send, answer, bearer_matches
+from mloop.core.web import (
+    BODY_TOO_LARGE,
+    LENGTH_NOT_A_NUMBER,
+    TOKEN_REFUSED,
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    answer,
+    bearer_matches,
+)
+from serving.api.openapi_doc import LOOPBACK_ONLY
 
 OPEN_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PREDICT_ROUTE = "/predict"
 LOOPBACK_ROUTES = ("/admin/rollout",)
+READ_ONLY_ROUTES = ("/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/model", "/models")
+READ_ONLY_ALLOW = [(b"allow", b"GET, HEAD")]
 AUTH_HINT = (
     "send the header 'Authorization: Bearer <token>'; `mloop token` prints the platform's API token"
 )
@@ -40,6 +56,24 @@ def is_predict(path: str) -> bool:
         return True
     parts = path.split("/")
     return len(parts) == 4 and parts[1] == "models" and parts[3] == "predict" and parts[2] != ""
+
+
+def is_read_only(path: str) -> bool:
+    """Whether ``path`` (already :func:`route`-normalised) only answers GET and HEAD: the
+    :data:`READ_ONLY_ROUTES` and ``/models/<name>``. Pure."""
+    if path in READ_ONLY_ROUTES:
+        return True
+    parts = path.split("/")
+    return len(parts) == 3 and parts[1] == "models" and parts[2] != ""
+
+
+def token_needed(method: str, path: str, *, has_token: bool, predict_requires_token: bool) -> bool:
+    """Whether a ``method`` request to ``path`` must carry the token, when the service has one
+    (``has_token``): every method but GET/HEAD/OPTIONS, and the predict routes only when
+    ``predict_requires_token``. Pure: the gate answers by it and ``/docs.json`` declares by it."""
+    if not has_token or method in OPEN_METHODS:
+        return False
+    return not (is_predict(route(path)) and not predict_requires_token)
 
 
 def is_loopback(host: str) -> bool:
@@ -94,20 +128,25 @@ class AccessMiddleware:
 
     def needs_token(self, method: str, path: str) -> bool:
         """Whether a ``method`` request to ``path`` must carry the token (pure)."""
-        if self._token is None or method in OPEN_METHODS:
-            return False
-        return not (is_predict(route(path)) and not self.predict_requires_token)
+        return token_needed(
+            method,
+            path,
+            has_token=self._token is not None,
+            predict_requires_token=self.predict_requires_token,
+        )
 
     def refusal(
         self, method: str, path: str, client: Any, authorization: bytes | None
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Why a ``method`` request to ``path`` (already :func:`route`-normalised) from ``client``
         with this ``Authorization`` value is refused: (status, message, extra headers); None: allowed."""
+        if method not in OPEN_METHODS and is_read_only(path):
+            return 405, f"{method} {path} is not allowed: use GET", READ_ONLY_ALLOW
         if path in LOOPBACK_ROUTES and method not in OPEN_METHODS:
             peer = client or ("", 0)
             if not is_loopback(str(peer[0])):
                 return (
-                    403,
+                    LOOPBACK_ONLY.status,
                     f"{path} only answers loopback clients: call it on the service's host",
                     [],
                 )
@@ -116,7 +155,7 @@ class AccessMiddleware:
             if not ok:
                 what = "missing bearer token" if ok is None else "wrong bearer token"
                 return (
-                    401,
+                    TOKEN_REFUSED.status,
                     f"{what} for {method} {path}: {AUTH_HINT}",
                     [(b"www-authenticate", b"Bearer")],
                 )
@@ -273,12 +312,12 @@ class ServingGate:
             try:
                 declared = int(value)
             except ValueError:
-                await answer(send, 400, "Content-Length is not a number")
+                await answer(send, LENGTH_NOT_A_NUMBER.status, "Content-Length is not a number")
                 return
             if declared > self.max_body_bytes:
                 await answer(
                     send,
-                    413,
+                    BODY_TOO_LARGE.status,
                     f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request",
                 )
                 return
@@ -301,9 +340,12 @@ class ServingGate:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
-        if self.routes is not None and path.startswith(self._route_prefixes):
-            if await self.routes(self.app, scope, receive, send, method, path, content_type):
-                return
+        if (
+            self.routes is not None
+            and path.startswith(self._route_prefixes)
+            and await self.routes(self.app, scope, receive, send, method, path, content_type)
+        ):
+            return
         if lengths and not chunked:
             await self.app(scope, receive, send)
         else:

@@ -10,6 +10,7 @@ count it, and build one answer per record. ``/feedback`` and ``/models/<name>/fe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -61,10 +62,17 @@ def answer_batch(
     answering.count(live.model_name, live.model_version, n)
     key = live.value_name
     name, version = live.model_name, live.model_version
+    predictions = out.predictions
+    if values is not None and not all(map(math.isfinite, values)):
+        # JSON has no Infinity or NaN (a float32 model overflows on an input far outside its
+        # training data): such a value is answered null, as the answer schema declares
+        values = [v if math.isfinite(v) else None for v in values]
+        if out.probabilities is None:  # a regression: the prediction is the score
+            predictions = values
     answers = [
         {"prediction": p, key: v, "model_name": name, "model_version": version, "prediction_id": i}
         for p, v, i in zip(
-            out.predictions, values if values is not None else [None] * n, ids, strict=True
+            predictions, values if values is not None else [None] * n, ids, strict=True
         )
     ]
     if live.class_labels is not None:  # multiclass: every class's probability too

@@ -37,12 +37,16 @@ one pass over the headers).
    on every write (``/feedback``, ``/admin/rollout``) and on ``/predict`` unless
    ``MLOOP_PREDICT_REQUIRES_TOKEN=false``; ``/admin/rollout`` answers loopback clients only.
    Open without a token: the read-only ``GET`` routes: ``/healthz``, ``/livez``, ``/readyz``,
-   ``/metrics``, ``/docs.json`` and the docs page, ``GET /model``.
+   ``/metrics``, ``/docs.json`` and the docs page, ``GET /model`` (any other method on them: 405).
 3. **Request shape**: JSON only (415), the contract's schema (400), at most ``MLOOP_MAX_RECORDS``
    records or labels per request, ``MLOOP_SERVE_STRICT`` ranges and categories.
 4. **Feedback you can trust** (:mod:`serving.log.feedback`): a label is recorded only for a prediction id
    this model issued (the recent-id index, then its prediction log); the first label per id wins,
    an equal second one is a duplicate, a different one a recorded conflict.
+
+``/docs.json`` declares every answer of 1-4 and of the handlers (:mod:`serving.api.openapi_doc`,
+from the same ``Refusal`` constants the code answers with); schemathesis' full check set holds
+against it (tests/serving/test_columns.py, test_many_models.py).
 
 Endpoints: ``POST /predict`` ``{"records": [...]}`` (batchable: concurrent requests are merged by
 BentoML's adaptive batcher into one vectorised ONNX call), ``GET /model``, ``POST /feedback``
@@ -98,12 +102,20 @@ from bentoml.validators import ContentType
 
 from mloop.core.names import check_name
 from mloop.core.settings import Settings
-from mloop.core.web import ASGIApp, Receive, Scope, Send
-from serving.api.access import LocalAnswer, ServingGate
+from mloop.core.web import ASGIApp, Receive, Refusal, Scope, Send
+from serving.api.access import LOOPBACK_ROUTES, LocalAnswer, ServingGate, token_needed
 from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.api.batching import bound_batching_wait
 from serving.api.config import ServingSettings
 from serving.api.modelset import Change, ModelSet
+from serving.api.openapi_doc import (
+    NO_MODEL,
+    NOT_IN_STORE,
+    NOT_JSON,
+    ROLLOUT_REFUSED,
+    SEVERAL_MODELS,
+    complete_document,
+)
 from serving.api.rollout_record import (
     initial_tag_for,
     model_name_of,
@@ -265,7 +277,7 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
         names = svc.models.names()
         use = f"/models/<name>/{legacy}" if legacy else "GET /models/<name> (or GET /models)"
         return json_answer(
-            409,
+            SEVERAL_MODELS.status,
             {
                 "error": f"{len(names)} models are served here: use {use} with one of {', '.join(names)}",
                 "models": names,
@@ -274,10 +286,10 @@ def local_answer(holder: _Holder, method: str, path: str, content_type: str) -> 
     if path == "/model" and method == "GET":
         if svc is not None and len(svc.models) == 1:
             return json_answer(200, svc.models.slot(svc.models.names()[0]).info)
-        return json_answer(503, {"error": "no model loaded yet"})
+        return json_answer(NO_MODEL.status, {"error": "no model loaded yet"})
     if path in JSON_ROUTES and method == "POST" and content_type != "application/json":
         return json_answer(
-            415,
+            NOT_JSON.status,
             {
                 "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
                 "detail": [{"loc": ["header", "content-type"], "msg": "must be application/json"}],
@@ -312,6 +324,13 @@ class _Routes:
 
 def _client_error(message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> BentoMLException:
     return BentoMLException(message, error_code=status)
+
+
+def _refused(ctx: bentoml.Context, refusal: Refusal, message: str) -> dict[str, Any]:
+    """A 4xx answer ``{"error": message}`` of a BentoML handler. Not raised: BentoML answers a raised
+    client error as a one-item LIST ``[{"error": ...}]``, which is not the object its document declares."""
+    ctx.response.status_code = refusal.status
+    return {"error": message}
 
 
 @bentoml.service(
@@ -383,6 +402,7 @@ class PredictionService:
             strict=_SERVING.serve_strict,
             max_body_bytes=_SETTINGS.max_body_bytes,
             batch_max_size=_SERVING.batch_max_size,
+            complete_doc=self._complete_doc(),
         )
         self._start_models()
         _HOLDER.service = self
@@ -390,6 +410,22 @@ class PredictionService:
         # it out of the collector, so each collection under load scans only the requests' objects.
         gc.collect()
         gc.freeze()
+
+    @staticmethod
+    def _complete_doc() -> functools.partial[None]:
+        """What ``/docs.json`` adds to BentoML's document: the gate's answers, by the gate's own rules."""
+        needs_token = functools.partial(
+            token_needed,
+            has_token=bool(_SETTINGS.bearer_token()),
+            predict_requires_token=_SETTINGS.predict_requires_token,
+        )
+        return functools.partial(
+            complete_document,
+            needs_token=needs_token,
+            loopback_routes=LOOPBACK_ROUTES,
+            json_routes=JSON_ROUTES,
+            legacy_routes=LEGACY_ROUTES,
+        )
 
     # ------------------------------------------------------------------ the model set
 
@@ -506,7 +542,7 @@ class PredictionService:
     def _sole(self) -> LiveModel:
         live = self.models.sole()
         if live is None:  # several models: the gate answered 409 already; none: still starting
-            raise _client_error("no model loaded yet", HTTPStatus.SERVICE_UNAVAILABLE)
+            raise _client_error("no model loaded yet", HTTPStatus(NO_MODEL.status))
         return live
 
     @bentoml.api(
@@ -546,7 +582,7 @@ class PredictionService:
         return answer
 
     @bentoml.api(route="/admin/rollout")
-    def rollout(self, model_tag: str) -> dict[str, Any]:
+    def rollout(self, model_tag: str, ctx: bentoml.Context) -> dict[str, Any]:
         """Load ``model_tag`` from the BentoML store, smoke-test it, then switch its model to it
         atomically, or add the model when its name is not served yet (bearer token and a loopback
         client required: see :mod:`serving.api.access`). No other model is touched."""
@@ -555,9 +591,9 @@ class PredictionService:
                 model = _get_model(model_tag)
                 name = check_name(served_name(Path(model.path), str(model.tag)), "model")
             except Exception as exc:
-                raise _client_error(
-                    f"model {model_tag!r} is not in the BentoML store: {exc}", HTTPStatus.NOT_FOUND
-                ) from exc
+                return _refused(
+                    ctx, NOT_IN_STORE, f"model {model_tag!r} is not in the BentoML store: {exc}"
+                )
             slot = self.models.slot(name) if name in self.models else None
             previous = slot.live if slot is not None else None
             try:
@@ -572,7 +608,7 @@ class PredictionService:
                 )
             except RolloutRefused as exc:
                 log.error("rollout refused: %s", exc)
-                raise _client_error(str(exc), HTTPStatus.CONFLICT) from exc
+                return _refused(ctx, ROLLOUT_REFUSED, str(exc))
             change = self._put(live, cost)
             try:
                 write_rolled_out(

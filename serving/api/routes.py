@@ -35,9 +35,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mloop.core.names import NAME_PATTERN
-from mloop.core.web import ASGIApp, Receive, Scope, Send
+from mloop.core.openapi import JSON, declare_all
+from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Receive, Refusal, Scope, Send
 from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.api.modelset import ModelSet
+from serving.api.openapi_doc import (
+    INTERNAL,
+    INVALID_BODY,
+    LOAD_FAILED,
+    LOG_UNWRITABLE,
+    NO_ROUTE,
+    NOT_JSON,
+    UNKNOWN_IDS,
+    UNKNOWN_MODEL,
+)
 from serving.api.runtime import LiveModel
 from serving.api.schema import (
     build_feedback_model,
@@ -109,28 +120,44 @@ def build_schemas(
     return ModelSchemas(predict=predict, feedback=feedback, answer=live.answer)
 
 
+def _operation(
+    summary: str,
+    answer: str,
+    refusals: tuple[Refusal, ...],
+    answer_schema: dict[str, Any] | None = None,
+    body_ref: str | None = None,
+) -> dict[str, Any]:
+    """One documented operation of the per-model routes: its 200 (``answer_schema``, by default a
+    JSON object), its request body (``body_ref``) and ``refusals``. Pure."""
+    operation: dict[str, Any] = {
+        "tags": ["models"],
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": answer,
+                "content": {JSON: {"schema": answer_schema or {"type": "object"}}},
+            }
+        },
+    }
+    if body_ref is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": body_ref}}},
+        }
+    declare_all(operation, refusals)
+    return operation
+
+
 def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) documenting ``/models``, ``/models/<name>`` and every model's
-    ``predict`` and ``feedback`` with its own schemas (component names prefixed ``<name>__``). Pure."""
+    ``predict`` and ``feedback`` with its own schemas (component names prefixed ``<name>__``) and
+    what they answer (the token's 401 and the gate's answers are added by ``/docs.json``'s
+    completion, :func:`serving.api.openapi_doc.complete_document`). Pure."""
     paths: dict[str, Any] = {
-        MODELS_PREFIX: {
-            "get": {
-                "tags": ["models"],
-                "summary": "Every served model",
-                "responses": {"200": {"description": "The served models by name"}},
-            }
-        }
+        MODELS_PREFIX: {"get": _operation("Every served model", "The served models by name", ())}
     }
     components: dict[str, Any] = {}
-    json_body = "application/json"
-    errors = {
-        "400": {
-            "description": "The body does not follow this model's schema (pydantic detail: record, field, reason)"
-        },
-        "401": {"description": "Bearer token missing or wrong"},
-        "404": {"description": "No such model (or, for feedback, no known prediction id)"},
-        "415": {"description": "The body is not JSON"},
-    }
+    post_refusals = (INVALID_BODY, UNKNOWN_MODEL, NO_ROUTE, NOT_JSON, LOAD_FAILED, INTERNAL)
     for name, schemas in sorted(served.items()):
         prefix = f"{name}__"
         refs: dict[str, str] = {}
@@ -144,47 +171,28 @@ def openapi_additions(served: dict[str, ModelSchemas]) -> tuple[dict[str, Any], 
                 components[prefix + key] = sub
             components[prefix + model.__name__] = schema
             refs[role] = f"#/components/schemas/{prefix}{model.__name__}"
-        answers = {"type": "array", "items": {"$ref": refs["answer"]}}
-        paths[f"{MODELS_PREFIX}/{name}"] = {
-            "get": {
-                "tags": ["models"],
-                "summary": f"What model {name!r} serves",
-                "responses": {
-                    "200": {"description": "Version, lineage, backend, loaded"},
-                    "404": errors["404"],
-                },
-            }
+        route = f"{MODELS_PREFIX}/{name}"
+        paths[route] = {
+            "get": _operation(
+                f"What model {name!r} serves", "Version, lineage, backend, loaded", (UNKNOWN_MODEL,)
+            )
         }
-        paths[f"{MODELS_PREFIX}/{name}/predict"] = {
-            "post": {
-                "tags": ["models"],
-                "summary": f"Predict with model {name!r}: one answer per record, in order",
-                "requestBody": {
-                    "required": True,
-                    "content": {json_body: {"schema": {"$ref": refs["predict"]}}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "One answer per record",
-                        "content": {json_body: {"schema": answers}},
-                    },
-                    **errors,
-                },
-            }
+        paths[f"{route}/predict"] = {
+            "post": _operation(
+                f"Predict with model {name!r}: one answer per record, in order",
+                "One answer per record",
+                (*post_refusals, LOG_UNWRITABLE),
+                answer_schema={"type": "array", "items": {"$ref": refs["answer"]}},
+                body_ref=refs["predict"],
+            )
         }
-        paths[f"{MODELS_PREFIX}/{name}/feedback"] = {
-            "post": {
-                "tags": ["models"],
-                "summary": f"Ground-truth labels for predictions of model {name!r} (bearer token required)",
-                "requestBody": {
-                    "required": True,
-                    "content": {json_body: {"schema": {"$ref": refs["feedback"]}}},
-                },
-                "responses": {
-                    "200": {"description": "What was recorded, refused and why"},
-                    **errors,
-                },
-            }
+        paths[f"{route}/feedback"] = {
+            "post": _operation(
+                f"Ground-truth labels for predictions of model {name!r} (bearer token required)",
+                "What was recorded, refused and why",
+                (*post_refusals, UNKNOWN_IDS),
+                body_ref=refs["feedback"],
+            )
         }
     return paths, components
 
@@ -301,6 +309,7 @@ class ModelRoutes:
         max_body_bytes: int,
         batch_max_size: int = 256,
         threads: int = 4,
+        complete_doc: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.models = models
         self.answering = answering
@@ -309,6 +318,7 @@ class ModelRoutes:
         self.strict = strict
         self.max_body_bytes = max_body_bytes
         self.batch_max_size = batch_max_size
+        self.complete_doc = complete_doc
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mloop-models")
         self._batchers: dict[str, NaturalBatcher] = {}
         self._schemas: dict[str, ModelSchemas] = {}
@@ -374,7 +384,7 @@ class ModelRoutes:
             else "is not a valid model name"
         )
         return json_answer(
-            404,
+            UNKNOWN_MODEL.status,
             {
                 "error": f"model {name!r} {why}; served models: {', '.join(served) or 'none'}",
                 "models": served,
@@ -402,7 +412,7 @@ class ModelRoutes:
             return json_answer(200, self.models.describe(name))
         if len(parts) != 2 or parts[1] not in ("predict", "feedback"):
             return json_answer(
-                404,
+                NO_ROUTE.status,
                 {
                     "error": f"no route {path}: use /models/{name}/predict or /models/{name}/feedback"
                 },
@@ -413,7 +423,7 @@ class ModelRoutes:
             )
         if content_type != "application/json":
             return json_answer(
-                415,
+                NOT_JSON.status,
                 {
                     "error": f"wrong content type {content_type or '(none)'!r}: send Content-Type: application/json",
                     "detail": [
@@ -425,7 +435,7 @@ class ModelRoutes:
             body = await read_body(receive, self.max_body_bytes)
         except _BodyTooLarge:
             return json_answer(
-                413,
+                BODY_TOO_LARGE.status,
                 {
                     "error": f"request body larger than {self.max_body_bytes} bytes (MLOOP_MAX_BODY_BYTES): send fewer records per request"
                 },
@@ -439,7 +449,8 @@ class ModelRoutes:
         except Exception as exc:
             log.exception("could not load model %s on demand", name)
             return json_answer(
-                503, {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"}
+                LOAD_FAILED.status,
+                {"error": f"model {name!r} could not be loaded: {type(exc).__name__}"},
             )
         try:
             if parts[1] == "predict":
@@ -448,7 +459,8 @@ class ModelRoutes:
         except Exception:
             log.exception("%s %s failed", method, path)
             return json_answer(
-                500, {"error": "An unexpected error has occurred, please check the server log."}
+                INTERNAL.status,
+                {"error": "An unexpected error has occurred, please check the server log."},
             )
         finally:
             self.models.checkin(name)
@@ -457,7 +469,7 @@ class ModelRoutes:
         try:
             request = self.schemas(live).predict.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            return json_answer(400, validation_answer(exc))
+            return json_answer(INVALID_BODY.status, validation_answer(exc))
         batcher = self._batchers.get(live.model_name)
         if batcher is None:
             batcher = self._batchers[live.model_name] = NaturalBatcher(
@@ -467,7 +479,7 @@ class ModelRoutes:
             answers = await batcher.submit(live, request.records)  # type: ignore[attr-defined]
         except JournalError as exc:
             log.error("%s: answering 503", exc)
-            return json_answer(503, {"error": PREDICT_LOG_UNWRITABLE})
+            return json_answer(LOG_UNWRITABLE.status, {"error": PREDICT_LOG_UNWRITABLE})
         return json_answer(200, answers)
 
     def _run(self, live: LiveModel, records: list[Any]) -> list[dict[str, Any]]:
@@ -477,7 +489,7 @@ class ModelRoutes:
         try:
             request = self.schemas(live).feedback.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            return json_answer(400, validation_answer(exc))
+            return json_answer(INVALID_BODY.status, validation_answer(exc))
         labels = request.labels  # type: ignore[attr-defined]
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
@@ -493,7 +505,7 @@ class ModelRoutes:
         return json_answer(status, answer)
 
     async def _docs(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """BentoML's document, with :func:`openapi_additions` merged in."""
+        """BentoML's document, with :func:`openapi_additions` merged in and ``complete_doc`` applied."""
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
@@ -512,6 +524,8 @@ class ModelRoutes:
                 paths, components = openapi_additions(self.served_schemas())
                 doc.setdefault("paths", {}).update(paths)
                 doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+                if self.complete_doc is not None:
+                    self.complete_doc(doc)
                 status, headers, body = json_answer(200, doc)
             except Exception:
                 log.exception("could not add the models to /docs.json")

@@ -178,12 +178,18 @@ def build_request_model(
     )
 
 
+NOT_FINITE = (
+    "null when the model's output is not a finite number: an input far outside the training data"
+)
+
+
 class ClassificationAnswer(BaseModel):
     """One answer of ``/predict`` for a classifier (one per record, in request order)."""
 
     prediction: int | float | str | bool = Field(description="Predicted class.")
-    probability: float = Field(
-        description="Probability of the positive class (binary) or of the predicted class."
+    probability: float | None = Field(
+        description="Probability of the positive class (binary) or of the predicted class "
+        f"({NOT_FINITE})."
     )
     model_name: str
     model_version: str
@@ -193,8 +199,8 @@ class ClassificationAnswer(BaseModel):
 class RegressionAnswer(BaseModel):
     """One answer of ``/predict`` for a regressor."""
 
-    prediction: float = Field(description="Predicted value (same as score).")
-    score: float = Field(description="Regression output.")
+    prediction: float | None = Field(description=f"Predicted value (same as score; {NOT_FINITE}).")
+    score: float | None = Field(description=f"Regression output ({NOT_FINITE}).")
     model_name: str
     model_version: str
     prediction_id: str = Field(description="Id to send labels to /feedback and to trace lineage.")

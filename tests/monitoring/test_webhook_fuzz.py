@@ -1,8 +1,9 @@
-"""Schemathesis fuzzes the webhook receiver's served OpenAPI document: no input gives a 5xx.
+"""The webhook receiver's served OpenAPI document holds against Schemathesis' full check set.
 
 A real ``python -m monitoring.webhook`` process (uvicorn, loopback, its own MLOOP_HOME, a token)
-emitting into the session's Prefect server; every operation gets at least 200 generated examples
-with the bearer token, so the fuzzer reaches the handlers and not only the 401 path.
+emitting into the session's Prefect server; every operation gets 60 generated examples with the
+bearer token, so the fuzzer reaches the handlers and not only the 401 path, then 10 without it
+(:func:`tests.helpers.assert_openapi_holds`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from mloop.core.entrypoints import WEBHOOK, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import free_port, start_process, stop_pid
 from mloop.core.settings import Settings
-from tests.helpers import assert_no_server_error
+from tests.helpers import assert_openapi_holds
 
 pytestmark = pytest.mark.integration
 TOKEN = "webhook-fuzz-token"
 
 
-def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefect_server) -> None:
+def test_the_webhooks_openapi_document_holds(tmp_path: Path, prefect_server) -> None:
     settings = Settings(
         home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN
     )  # type: ignore[arg-type]
@@ -46,8 +47,8 @@ def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefe
         timeout=60,
     )
     try:
-        assert_no_server_error(
-            f"{url}/openapi.json", TOKEN, min_cases=600, cwd=tmp_path
+        assert_openapi_holds(
+            f"{url}/openapi.json", TOKEN, min_cases=250, cwd=tmp_path
         )  # 3 operations with inputs
     finally:
         stop_pid(proc.pid)

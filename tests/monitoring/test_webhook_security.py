@@ -216,3 +216,37 @@ def test_the_notifications_file_is_capped_with_one_older_generation(
     assert newest[-1]["subject"] == "n39"
     assert [r["subject"] for r in c.get("/notifications", params={"last_n": 1}).json()] == ["n39"]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_served_document_declares_the_guards_and_the_token(home_settings: Settings) -> None:
+    doc = client(home_settings, Recorder()).get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, method in (
+        ("/alerts", "post"),
+        ("/notifications", "post"),
+        ("/notifications", "get"),
+    ):
+        operation = doc["paths"][path][method]
+        assert operation["security"] == [{"bearer": []}], path
+        assert {"400", "401", "413"} <= set(operation["responses"]), path
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert "422" in doc["paths"]["/alerts"]["post"]["responses"]
+    assert doc["paths"]["/alerts"]["post"]["requestBody"]["required"] is True
+    no_auth = home_settings.model_copy(update={"auth": False})
+    off = client(no_auth, Recorder(), token=False).get("/openapi.json").json()
+    assert "security" not in off["paths"]["/alerts"]["post"]  # MLOOP_AUTH=false: no 401 either
+    assert "401" not in off["paths"]["/alerts"]["post"]["responses"]
+
+
+def test_a_405_lists_every_method_of_the_path(home_settings: Settings) -> None:
+    resp = client(home_settings, Recorder()).request("OPTIONS", "/notifications")
+    assert resp.status_code == 405
+    assert set(resp.headers["allow"].split(", ")) == {"GET", "POST"}  # not only POST
+
+
+def test_an_alert_time_must_be_text_as_documented(home_settings: Settings) -> None:
+    c = client(home_settings, Recorder())
+    for when in (0, 1.5, True):
+        assert c.post("/alerts", json=payload({**alert("A"), "endsAt": when})).status_code == 422
+    good = {**alert("A"), "startsAt": "2026-01-01T00:00:00Z", "endsAt": None}
+    assert c.post("/alerts", json=payload(good)).status_code == 200

@@ -109,3 +109,14 @@ def test_access_then_the_local_answers() -> None:
     remote = _client(client=("203.0.113.9", 5000))
     assert remote.post("/admin/rollout", json={}, headers=AUTH).status_code == 403
     assert remote.post("/other", json={}, headers=AUTH).status_code == 200
+
+
+def test_a_read_only_route_answers_any_other_method_405_token_or_not() -> None:
+    c = _client()
+    for path in ("/healthz", "/model", "/models", "/models/loans", "/docs.json/"):
+        for headers in ({}, AUTH):
+            resp = c.request("TRACE", path, headers=headers)
+            assert resp.status_code == 405, (path, headers)
+            assert resp.headers["allow"] == "GET, HEAD" and "use GET" in resp.json()["error"]
+    assert c.post("/models/loans/predict", json={}).status_code == 401  # not read-only
+    assert c.request("TRACE", "/predict").status_code == 401  # a write route: the token first
