@@ -229,8 +229,7 @@ def test_an_old_layout_part_in_s3_reads_as_the_local_one(infra: InfraEnv, tmp_pa
     old_ids = new_prediction_ids(2)
     old = old_part(preds_a / "loans" / f"date={day}", old_ids)
     relative = f"loans/date={day}/{old.name}"
-    with remote.filesystem().open_output_stream(remote.path_of("predictions", relative)) as out:
-        out.write(old.read_bytes())
+    remote.upload("predictions", old, relative)
     logger = PredictionLogger(preds_a, flush_seconds=3600, remote=remote)
     new_ids = _log(logger, "loans", 3)
     logger.close()
