@@ -29,9 +29,8 @@ def test_classifier_adds_prediction_and_probability(frame: pd.DataFrame) -> None
     out = predict_frame(pipe, frame.head(20), contract)
     assert list(out.columns) == [*frame.columns, "prediction", "probability"]
     assert set(out["prediction"]) <= {"yes", "no"} and out["probability"].between(0, 1).all()
-    assert (
-        (out["probability"] >= 0.5) == (out["prediction"] == "yes")
-    ).all()  # probability of the larger class
+    # probability of the larger class
+    assert (out["probability"] >= 0.5).eq(out["prediction"] == "yes").all()
     assert "prediction" not in frame.columns  # the input is not modified
 
 
@@ -58,9 +57,9 @@ def test_labelled_window_joins_feedback_on_prediction_id() -> None:
 
 def test_score_column() -> None:
     assert (
-        score_column(pd.DataFrame(columns=["score", "probability"]), "classification")
+        score_column(pd.DataFrame(columns=pd.Index(["score", "probability"])), "classification")
         == "probability"
     )
-    assert score_column(pd.DataFrame(columns=["score"]), "classification") == "score"
-    assert score_column(pd.DataFrame(columns=["prediction"]), "classification") is None
-    assert score_column(pd.DataFrame(columns=["score"]), "regression") is None
+    assert score_column(pd.DataFrame(columns=pd.Index(["score"])), "classification") == "score"
+    assert score_column(pd.DataFrame(columns=pd.Index(["prediction"])), "classification") is None
+    assert score_column(pd.DataFrame(columns=pd.Index(["score"])), "regression") is None
