@@ -10,13 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import numpy as np
 import pandas as pd
 
 from mloop.core.contract import ColumnSpec, DatasetContract
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 NUMERIC = ["income", "loan_amount", "age", "debt_ratio"]
 CATEGORICAL = ["purpose", "region"]
@@ -78,7 +81,7 @@ def make_contract(name: str = "loans") -> DatasetContract:
     return DatasetContract(name=name, task="classification", target="target", columns=cols)
 
 
-def make_pipeline(kind: str = "logreg", seed: int = 0):
+def make_pipeline(kind: str = "logreg", seed: int = 0) -> Pipeline:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.impute import SimpleImputer
@@ -117,7 +120,7 @@ def make_pipeline(kind: str = "logreg", seed: int = 0):
 
 def fit(
     kind: str = "logreg", seed: int = 0, C: float = 1.0
-) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+) -> tuple[Pipeline, pd.DataFrame, pd.DataFrame]:
     """(fitted pipeline, train frame, holdout frame)."""
     df = make_frame(seed=seed)
     train, hold = df.iloc[:1600], df.iloc[1600:]
@@ -222,7 +225,11 @@ def start(packaged: Packaged, tag: str | Sequence[str] = "loans:v1", **env: str)
     from serving.control.process_spec import start_service
 
     return start_service(
-        packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env
+        packaged.settings,
+        tag,
+        port=free_port(),
+        name=f"serve-{free_port()}",
+        **env,  # pyright: ignore[reportArgumentType]  # why: env holds environment variable names (MLOOP_...), never start_service's own keywords
     )
 
 
@@ -289,7 +296,7 @@ def make_odd_contract(name: str = "odd-columns") -> DatasetContract:
     return DatasetContract(name=name, task="classification", target=ODD_TARGET, columns=cols)
 
 
-def fit_odd() -> tuple[object, pd.DataFrame]:
+def fit_odd() -> tuple[Pipeline, pd.DataFrame]:
     """(pipeline fitted on the odd table under the users' column names, holdout frame)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
