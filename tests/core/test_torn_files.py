@@ -94,7 +94,7 @@ def test_audit_log_torn_line(tmp_path: Path) -> None:
 
 def test_retrain_ledger_torn_line_claims_still_work(settings: Settings) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    claim = lambda at, force=False: claim_retrain(  # noqa: E731
+    claim = lambda at, force=False: claim_retrain(  # noqa: E731 - a one-line local helper, read where it is used
         settings, MODEL, trigger="drift", event_id=None, flow_run_id="run", force=force, now=at
     )
     assert claim(now).allowed

@@ -77,7 +77,7 @@ def served(
     project = make_project(root / "project")
     settings = Settings(
         home=root / "home", project_dir=project, serve_port=free_port(), api_token=TOKEN
-    )  # type: ignore[arg-type]
+    )
     settings.state.ensure()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {

@@ -24,7 +24,7 @@ TOKEN = "webhook-fuzz-token"
 def test_schemathesis_finds_no_server_error_on_the_webhook(tmp_path: Path, prefect_server) -> None:
     settings = Settings(
         home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN
-    )  # type: ignore[arg-type]
+    )
     settings.state.ensure()
     env = with_code_root(
         {

@@ -28,7 +28,7 @@ def _app(
         "/models/rates/feedback",
     )
     app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
-    return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)  # type: ignore[arg-type]
+    return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)
 
 
 def test_posts_need_the_token_gets_do_not() -> None:

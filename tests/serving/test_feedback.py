@@ -202,7 +202,7 @@ def test_team_mode_lists_s3_labels_at_the_first_write_and_when_stale_not_per_req
     remote = _CountingRemote()
     store = FeedbackStore(
         tmp_path / "feedback", tmp_path / "predictions", recent=recent, remote=remote
-    )  # type: ignore[arg-type]
+    )
     for pid in ids[:3]:
         assert store.record("loans", [(pid, 1)]).recorded == 1
     assert remote.listings == 1  # the first write only

@@ -33,6 +33,7 @@ from serving.log.predictions import (
 )
 from serving.log.remote_parts import (
     MANIFEST,
+    Kind,
     PartStats,
     RemoteLog,
     RemotePart,
@@ -72,10 +73,10 @@ def _remote(infra: InfraEnv, home: Path, prefix: str) -> RemoteLog:
     return found
 
 
-def _keys(remote: RemoteLog, kind: str) -> list[str]:
+def _keys(remote: RemoteLog, kind: Kind) -> list[str]:
     from pyarrow import fs
 
-    base = remote.root(kind)  # type: ignore[arg-type]
+    base = remote.root(kind)
     infos = remote.filesystem().get_file_info(
         fs.FileSelector(base, recursive=True, allow_not_found=True)
     )
@@ -269,7 +270,7 @@ def test_an_outage_keeps_parts_local_and_they_ship_later(
 
 def _stats(name: str, rows: int, first: int | None, last: int | None) -> PartStats:
     day = datetime(2026, 1, 1, tzinfo=UTC)
-    at = lambda m: None if m is None else day.replace(minute=m)  # noqa: E731
+    at = lambda m: None if m is None else day.replace(minute=m)  # noqa: E731 - a one-line local helper, read where it is used
     return PartStats(RemotePart(f"b/p/{name}", 1, 0), rows, at(first), at(last))
 
 
