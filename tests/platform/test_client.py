@@ -130,7 +130,7 @@ def test_a_client_error_is_not_retried() -> None:
 
 def test_feedback_is_retried() -> None:
     with _serving(502, 200, body={"recorded": 1, "duplicates": 0}) as (server, serving):
-        assert serving.log.feedback([{"prediction_id": "p1", "label": 1}])["recorded"] == 1
+        assert serving.feedback([{"prediction_id": "p1", "label": 1}])["recorded"] == 1
         assert len(server.seen) == 2
 
 
