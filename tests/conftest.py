@@ -103,7 +103,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     in_platform_unit = platform_modules(Path(__file__).resolve().parent)
 
-    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+    class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return PLATFORM_GROUP if module in in_platform_unit else module

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
     import pytest
 
     from mloop.core.settings import Settings
@@ -87,3 +88,22 @@ def assert_openapi_holds(
         assert match and match.group(1) == match.group(2), f"{what}: {summary}"
         if run == 0:
             assert int(match.group(1)) >= min_cases, summary
+
+
+def column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, checked to be one column (pandas ships no stubs here: pyright reads the
+    selection as a Series or a DataFrame)."""
+    import pandas as pd
+
+    selected = frame[name]
+    assert isinstance(selected, pd.Series), f"{name!r} selects a {type(selected).__name__}"
+    return selected
+
+
+def columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame[names]``, checked to be a frame (see ``column``)."""
+    import pandas as pd
+
+    selected = frame[names]
+    assert isinstance(selected, pd.DataFrame), f"{names!r} selects a {type(selected).__name__}"
+    return selected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,8 @@ def through_parquet(df: pd.DataFrame) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()
 
 
-def spec(df: pd.DataFrame, column: str, **kwargs: object) -> c.ColumnSpec:
-    return c.infer_contract(df, name="kinds", **kwargs).column(column)  # type: ignore[arg-type]
+def spec(df: pd.DataFrame, column: str, **kwargs: Any) -> c.ColumnSpec:
+    return c.infer_contract(df, name="kinds", **kwargs).column(column)
 
 
 # ---- booleans --------------------------------------------------------------------------------

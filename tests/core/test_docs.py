@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import typer.main
+from typer.core import TyperGroup
 
 from mloop.cli.app import app
 from mloop.core.settings import Settings
@@ -24,7 +25,7 @@ def _section(title: str) -> str:
 def _commands() -> list[str]:
     """Every command path of the Typer app, e.g. ``ingest`` and ``data list``."""
     root = typer.main.get_command(app)
-    assert hasattr(root, "commands"), "the mloop app should be a command group"
+    assert isinstance(root, TyperGroup), "the mloop app should be a command group"
     paths: list[str] = []
     for name, cmd in root.commands.items():
         paths.append(name)

@@ -77,8 +77,12 @@ def _report_calls(s: Settings, name: str) -> list[Callable[[], Any]]:
 
     return [
         lambda: report_folder(s.state.reports, name, "1"),
-        lambda: add_to_workspace(s.state.evidently_workspace, name, None),
-    ]  # type: ignore[arg-type]
+        lambda: add_to_workspace(
+            s.state.evidently_workspace,
+            name,
+            None,  # pyright: ignore[reportArgumentType]  # why: the name is refused before the snapshot is read
+        ),
+    ]
 
 
 def _remediation_calls(s: Settings, name: str) -> list[Callable[[], Any]]:

@@ -13,8 +13,10 @@ import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from mloop.core.errors import MloopError
 from mloop.core.lineage import DatasetVersion
@@ -43,7 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-def audit(model: str, i: int, **extra: object) -> AuditRecord:
+def audit(model: str, i: int, **extra: Any) -> AuditRecord:
     return AuditRecord(
         model_name=model,
         action="promote",
@@ -54,7 +56,7 @@ def audit(model: str, i: int, **extra: object) -> AuditRecord:
         when=T0 + timedelta(seconds=i),
         gate_metrics={"gain": 0.1 * i},
         **extra,
-    )  # type: ignore[arg-type]
+    )
 
 
 def version(name: str, i: int) -> DatasetVersion:
@@ -111,15 +113,20 @@ def test_table_ddl_only_for_known_tables() -> None:
 
 
 def test_shared_records_picks_files_unless_team_mode(tmp_path: Path) -> None:
-    single = shared_records(Settings(home=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    single = shared_records(
+        Settings(
+            home=tmp_path,
+            _env_file=None,  # pyright: ignore[reportCallIssue]  # why: pydantic-settings takes _env_file at init, its typed signature omits it
+        )
+    )
     assert single == FileRecords.from_state(StatePaths(root=tmp_path.resolve()))
     team = shared_records(
         Settings(
             home=tmp_path,
-            database_url="postgresql://u:s3cret@127.0.0.1:5/teamdb",  # type: ignore[call-arg]
+            database_url=SecretStr("postgresql://u:s3cret@127.0.0.1:5/teamdb"),
             artifacts_uri="s3://b/p",
             s3_endpoint_url="http://127.0.0.1:6",
-            _env_file=None,
+            _env_file=None,  # pyright: ignore[reportCallIssue]  # why: pydantic-settings takes _env_file at init, its typed signature omits it
         )
     )
     assert isinstance(team, PostgresRecords)  # nothing connects until used
@@ -397,7 +404,7 @@ def test_dataset_index_round_trip_through_the_datasets_module(
     settings = Settings(
         home=tmp_path / "home",
         project_dir=tmp_path,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,  # pyright: ignore[reportCallIssue]  # why: pydantic-settings takes _env_file at init, its typed signature omits it
         database_url=team_env["MLOOP_DATABASE_URL"],
         artifacts_uri=team_env["MLOOP_ARTIFACTS_URI"],
         s3_endpoint_url=team_env["MLOOP_S3_ENDPOINT_URL"],

@@ -3,7 +3,9 @@ server, no network. One test per rule, each with its negative; no error message 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -27,7 +29,7 @@ ARTIFACTS = "s3://mloop-team/team"
 
 
 def team_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "home": tmp_path / "home",
         "project_dir": tmp_path,
         "database_url": SecretStr(URL),
@@ -35,12 +37,12 @@ def team_settings(tmp_path: Path, **overrides: object) -> Settings:
         "artifacts_uri": ARTIFACTS,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
-def raises(fn: object, *args: object) -> MloopError:
+def raises(fn: Callable[..., object], *args: object) -> MloopError:
     with pytest.raises(MloopError) as info:
-        fn(*args)  # type: ignore[operator]
+        fn(*args)
     assert PASSWORD not in str(info.value) and "s3cr%25t" not in str(info.value)
     return info.value
 

@@ -94,7 +94,7 @@ def test_audit_log_torn_line(tmp_path: Path) -> None:
 
 def test_retrain_ledger_torn_line_claims_still_work(settings: Settings) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    claim = lambda at, force=False: claim_retrain(  # noqa: E731
+    claim = lambda at, force=False: claim_retrain(  # noqa: E731 - a one-line local helper, read where it is used
         settings, MODEL, trigger="drift", event_id=None, flow_run_id="run", force=force, now=at
     )
     assert claim(now).allowed
@@ -170,7 +170,8 @@ def test_ten_byte_parquet_parts_are_skipped_and_set_aside(tmp_path: Path) -> Non
 
     # the other readers skip a bad part too: lookups by id and the feedback trust rule
     _ten_bytes(day_dir)
-    assert find_prediction(predictions, ids[3])["prediction_id"] == ids[3]
+    found = find_prediction(predictions, ids[3])
+    assert found is not None and found["prediction_id"] == ids[3]
     more = pd.DataFrame({"prediction_id": ids[2:], "label": [1, 1]})
     _ten_bytes(feedback / MODEL)
     assert record_feedback(feedback, MODEL, more, predictions_dir=predictions) == 2

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from mloop.cli.app import app
 from mloop.core.frames import file_md5
@@ -28,7 +28,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
-def run(*args: str) -> object:
+def run(*args: str) -> Result:
     return runner.invoke(app, list(args))
 
 

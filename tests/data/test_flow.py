@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,8 +13,11 @@ from mloop.core.datasets import DataRejected, list_versions
 from mloop.core.generate import generate, write_frame
 from mloop.core.settings import Settings
 
+if TYPE_CHECKING:
+    from prefect.events.schemas.events import ReceivedEvent
 
-def read_versioned_events(resource_id: str) -> list[object]:
+
+def read_versioned_events(resource_id: str) -> list[ReceivedEvent]:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -28,9 +32,9 @@ def read_versioned_events(resource_id: str) -> list[object]:
     return list(page.events)
 
 
-def wait_for_events(resource_id: str, count: int, timeout: float = 60.0) -> list[object]:
+def wait_for_events(resource_id: str, count: int, timeout: float = 60.0) -> list[ReceivedEvent]:
     deadline = time.monotonic() + timeout
-    found: list[object] = []
+    found: list[ReceivedEvent] = []
     while time.monotonic() < deadline:
         found = read_versioned_events(resource_id)
         if len(found) >= count:
@@ -68,7 +72,8 @@ def test_ingest_flow_emits_versioned_event_and_artifact(
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dataset-{name}"]))
         )
-    assert artifacts and version.md5 in artifacts[0].data
+    assert artifacts and isinstance(artifacts[0].data, str), artifacts  # markdown: its text
+    assert version.md5 in artifacts[0].data
 
     bad = write_frame(generate("baseline", 800, 1).drop(columns=["region"]), tmp_path / "bad.csv")
     with pytest.raises(DataRejected, match="column 'region' is missing"):

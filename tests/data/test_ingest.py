@@ -26,7 +26,7 @@ from mloop.core.frames import file_md5, read_frame
 from mloop.core.generate import generate, write_frame
 from mloop.core.settings import Settings
 from tests.data.helpers import DATASET, Onboarded, head, snapshot
-from tests.helpers import make_project
+from tests.helpers import columns, make_project
 
 
 def _csv(df: pd.DataFrame, path: Path) -> Path:
@@ -259,7 +259,7 @@ def test_first_ingest_rejection_writes_no_contract(settings: Settings, tmp_path:
         and list_versions(settings, "fresh") == []
     )
     only_target = write_frame(
-        generate("baseline", 300, 1)[["target"]], tmp_path / "only-target.csv"
+        columns(generate("baseline", 300, 1), ["target"]), tmp_path / "only-target.csv"
     )
     with pytest.raises(
         DataRejected, match="no column is left to learn from: 'target' \\(target\\)"

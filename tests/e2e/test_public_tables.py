@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from mloop.core.processes import free_port, read_pid, stop_pid
@@ -43,15 +44,21 @@ class Table:
 
 def _table(name: str) -> Table:
     from sklearn import datasets
+    from sklearn.utils import Bunch
 
+    # return_X_y=False: each loader gives the Bunch, not the (X, y) tuple
     if name == "wine":
         bunch = datasets.load_wine(as_frame=True)
+        assert isinstance(bunch, Bunch)
         frame = bunch.frame.copy()
         frame["target"] = np.asarray(bunch.target_names)[bunch.target.to_numpy()]  # string labels
         return Table(name, frame, "classification")
     if name == "diabetes":
-        return Table(name, datasets.load_diabetes(as_frame=True, scaled=False).frame, "regression")
+        bunch = datasets.load_diabetes(as_frame=True, scaled=False)
+        assert isinstance(bunch, Bunch)
+        return Table(name, bunch.frame, "regression")
     bunch = datasets.load_breast_cancer(as_frame=True)
+    assert isinstance(bunch, Bunch)
     return Table("breast-cancer", bunch.frame, "classification")
 
 
@@ -76,8 +83,8 @@ def served(
     root = tmp_path_factory.mktemp(f"e2e-{table.name}")
     project = make_project(root / "project")
     settings = Settings(
-        home=root / "home", project_dir=project, serve_port=free_port(), api_token=TOKEN
-    )  # type: ignore[arg-type]
+        home=root / "home", project_dir=project, serve_port=free_port(), api_token=SecretStr(TOKEN)
+    )
     settings.state.ensure()
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {
@@ -112,7 +119,9 @@ def served(
 
 def _records(frame: pd.DataFrame) -> list[dict]:
     features = frame.drop(columns=["target"])
-    return json.loads(features.to_json(orient="records"))
+    text = features.to_json(orient="records")
+    assert text is not None  # no path given: the JSON text itself
+    return json.loads(text)
 
 
 def test_contract_keeps_the_tables_names_and_task(served: Served) -> None:
@@ -169,12 +178,13 @@ def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
 
     state = served.settings.state
     deadline = time.monotonic() + 30  # the service flushes its log about once a second
-    while time.monotonic() < deadline:
+    while True:  # read at least once, until both are complete or the deadline passes
         logged, labelled = (
             read_predictions(state.predictions, served.table.name),
             read_feedback(state.feedback, served.table.name),
         )
-        if len(logged) >= len(frame) and len(labelled) >= len(frame):
+        complete = len(logged) >= len(frame) and len(labelled) >= len(frame)
+        if complete or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
     assert set(logged["prediction_id"]) >= {a["prediction_id"] for a in answers}

@@ -10,13 +10,16 @@ and declines a second recovery and the recovery of a crashed retry.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import pytest
 
 from mloop.core.settings import Settings
 from mloop.core.tags import TAG_FLOW_RUN_ID
+
+if TYPE_CHECKING:
+    from prefect.automations import Automation
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +37,16 @@ def client(prefect_server: Any) -> Iterator[Any]:
 
     with get_client(sync_client=True) as c:
         yield c
+
+
+def _read_automation(*, id: str | None = None, name: str | None = None) -> Automation:
+    """``Automation.read`` called from sync code, where it returns the Automation (Prefect's
+    overloads declare only the coroutine), by id or by name."""
+    from prefect.automations import Automation
+
+    stored = Automation.read(id=UUID(id)) if id is not None else Automation.read(name=name or "")
+    assert isinstance(stored, Automation), stored
+    return stored
 
 
 def _active_slots(client: Any, deployment_id: UUID) -> int:
@@ -84,7 +97,8 @@ def test_recover_fails_mlflow_runs_frees_the_slot_and_retries_once(
     )
 
     report = recover_flow(flow_run_id=f"prefect.flow-run.{run.id}")
-    assert report.retried and report.retry_run_id and report.deployment.startswith("train/zombie-")
+    assert report.retried and report.retry_run_id and report.deployment
+    assert report.deployment.startswith("train/zombie-")
     assert report.failed_mlflow_runs == [open_run] and get_run(uri, open_run).status == "FAILED"
     assert (
         len(report.released_leases) == 1
@@ -138,19 +152,20 @@ def test_recover_does_nothing_for_other_flows_or_live_runs(flow_env: Settings, c
 
 
 def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_server: Any) -> None:
-    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger
 
     from flows.notify import ZOMBIE_AUTOMATION_NAME, ensure_zombie_automation
 
     first = ensure_zombie_automation(seconds=90)
     second = ensure_zombie_automation(seconds=120)
     assert first == second
-    stored = Automation.read(name=ZOMBIE_AUTOMATION_NAME)
-    assert str(stored.id) == first and stored.trigger.within.total_seconds() == 120
-    assert stored.trigger.posture == "Proactive" and stored.trigger.for_each == {
-        "prefect.resource.id"
-    }
-    assert stored.trigger.after == {
+    stored = _read_automation(name=ZOMBIE_AUTOMATION_NAME)
+    trigger = stored.trigger
+    assert isinstance(trigger, EventTrigger) and trigger.within is not None, trigger
+    assert str(stored.id) == first and trigger.within.total_seconds() == 120
+    assert trigger.posture == "Proactive" and trigger.for_each == {"prefect.resource.id"}
+    assert trigger.after == {
         "prefect.flow-run.heartbeat",
         "prefect.flow-run.Running",
     }  # killed before a heartbeat too
@@ -158,12 +173,13 @@ def test_the_zombie_automation_is_created_once_and_updated_in_place(prefect_serv
         "prefect.flow-run.heartbeat",
         "prefect.flow-run.Completed",
         "prefect.flow-run.Crashed",
-    } <= stored.trigger.expect
+    } <= trigger.expect
     action = stored.actions[0]
+    assert isinstance(action, ChangeFlowRunState), action
     assert (
         action.type == "change-flow-run-state"
         and action.state.value == "CRASHED"
-        and "no heartbeat" in action.message
+        and "no heartbeat" in (action.message or "")
     )
     ensure_zombie_automation()  # back to the default for any later test
 
@@ -175,13 +191,12 @@ def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(
     ever comes, so only the stuck-pending automation ends it (here with a 20 s window)."""
     import time
 
-    from prefect.automations import Automation
     from prefect.states import Pending, Running
 
     from flows.notify import STUCK_AUTOMATION_NAME, ensure_automation, stuck_pending_automation
 
     automation_id = ensure_automation(stuck_pending_automation(seconds=20))
-    assert Automation.read(id=automation_id).name == STUCK_AUTOMATION_NAME
+    assert _read_automation(id=automation_id).name == STUCK_AUTOMATION_NAME
     try:
         deployment = client.create_deployment(
             client.create_flow_from_name("monitor"),
@@ -210,4 +225,4 @@ def test_a_run_stuck_pending_is_crashed_by_the_stuck_automation(
         assert "stuck-pending" in (state.message or "")
         assert client.read_flow_run(started.id).state_type.value == "RUNNING"
     finally:
-        Automation.read(id=automation_id).delete()
+        _read_automation(id=automation_id).delete()

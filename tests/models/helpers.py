@@ -6,11 +6,16 @@ slice-regressing challengers on purpose.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 
-from mloop.core.contract import ColumnSpec, DatasetContract
+from mloop.core.contract import ColumnSpec, DatasetContract, Task
 from mloop.core.settings import Settings
+
+if TYPE_CHECKING:
+    from models.gate_decision import GateConfig
 
 
 def synth_frame(
@@ -80,7 +85,7 @@ def synth_frame(
 
 
 def synth_contract(
-    name: str = "loans", *, task: str = "classification", time_column: str | None = "event_time"
+    name: str = "loans", *, task: Task = "classification", time_column: str | None = "event_time"
 ) -> DatasetContract:
     cols = [
         ColumnSpec(name="income", kind="numeric", nullable=False),
@@ -105,11 +110,12 @@ def ingest_frame(settings: Settings, df: pd.DataFrame, name: str) -> str:
     """Version ``df`` as dataset ``name`` with the data helper's real ingest (contract + DVC); returns the md5."""
     import hashlib
 
+    # pandas.util re-exports it through a module __getattr__ that type checkers cannot follow
+    from pandas.core.util.hashing import hash_pandas_object
+
     from mloop.core.datasets import ingest_dataset
 
-    digest = hashlib.md5(pd.util.hash_pandas_object(df, index=False).values.tobytes()).hexdigest()[
-        :12
-    ]
+    digest = hashlib.md5(hash_pandas_object(df, index=False).to_numpy().tobytes()).hexdigest()[:12]
     path = settings.state.tmp / f"{name}-{digest}.parquet"
     df.to_parquet(path, index=False)
     result = ingest_dataset(
@@ -121,3 +127,11 @@ def ingest_frame(settings: Settings, df: pd.DataFrame, name: str) -> str:
         time_column="event_time",
     )
     return result.version.md5
+
+
+def gate_config(**fields: Any) -> GateConfig:
+    """``GateConfig(**fields)``: the same validation and defaults, through ``model_validate``
+    (the defaults come from the settings' Field metadata, which type checkers do not read)."""
+    from models.gate_decision import GateConfig
+
+    return GateConfig.model_validate(fields)

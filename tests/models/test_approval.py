@@ -47,6 +47,7 @@ def test_timeout_rejects_and_approval_promotes(models_settings, prefect_server) 
     timed_out = train_flow(
         dataset=name, version=md5, require_approval=True, approval_timeout_seconds=3
     )
+    assert timed_out.gate is not None and timed_out.version is not None
     assert timed_out.gate.decision == "promote"  # the gate passed ...
     assert (
         timed_out.decision == "reject" and not timed_out.promoted and timed_out.champion is None
@@ -68,6 +69,7 @@ def test_timeout_rejects_and_approval_promotes(models_settings, prefect_server) 
         approved.decision == "promote"
         and approved.promoted
         and approved.champion == approved.version
+        and approved.version is not None
     )
     assert (
         "approved by a person: looks good"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -27,10 +28,24 @@ def _env(prefect_server) -> Iterator[None]:
     os.environ.update(saved)
 
 
-def _run(*args: str) -> dict | list:
+def _run_json(*args: str) -> object:
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, (result.output, result.exception)
     return json.loads(result.stdout)
+
+
+def _run(*args: str) -> dict[str, Any]:
+    """A command whose --json answer is one object."""
+    answer = _run_json(*args)
+    assert isinstance(answer, dict), answer
+    return answer
+
+
+def _run_rows(*args: str) -> list[dict[str, Any]]:
+    """A command whose --json answer is a list of objects."""
+    answer = _run_json(*args)
+    assert isinstance(answer, list) and all(isinstance(row, dict) for row in answer), answer
+    return answer
 
 
 def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
@@ -52,7 +67,7 @@ def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
     )
     assert not forced["reused"] and forced["version"] == "2"
 
-    listing = _run("models", name, "--json")
+    listing = _run_rows("models", name, "--json")
     assert [row["version"] for row in listing] == ["2", "1"]
     assert set(listing[0]) >= {"version", "aliases", "metrics", "data_md5", "decision"}
     assert (
@@ -74,7 +89,7 @@ def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
     )
     rolled = _run("rollback", name, "--reason", "bad in production", "--json")
     assert (rolled["from_version"], rolled["to_version"]) == ("2", "1")
-    audit = _run("audit", name, "--json")
+    audit = _run_rows("audit", name, "--json")
     assert [(r["action"], r["to_version"]) for r in audit] == [
         ("promote", "1"),
         ("promote", "2"),

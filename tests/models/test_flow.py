@@ -4,6 +4,7 @@ session Prefect server. Each test uses its own dataset name inside one module-wi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,7 @@ def test_better_promoted_worse_rejected(models_settings) -> None:
 
     clean = ingest_frame(s, synth_frame(ROWS, seed=2), name)
     better = train_flow(dataset=name, version=clean)
+    assert better.gate is not None
     assert better.decision == "promote", better.gate.summary()
     assert better.gate.reference == "champion" and better.gate.champion_version == first.version
     assert better.champion == better.version
@@ -39,6 +41,7 @@ def test_better_promoted_worse_rejected(models_settings) -> None:
     worse = train_flow(dataset=name, version=worse_md5)
     assert worse.decision == "reject" and not worse.promoted
     assert worse.champion == better.version
+    assert worse.version is not None
     # the rejected challenger stays registered, with its decision recorded
     info = R.get_version_info(s.tracking_uri, name, worse.version)
     assert info.decision == "reject" and "challenger" in info.aliases and info.data_md5 == worse_md5
@@ -58,6 +61,7 @@ def test_first_model_must_beat_dummy(models_settings) -> None:
     )  # no signal at all
     result = train_flow(dataset=name, version=ingest_frame(s, df, name))
     assert result.decision == "reject" and result.champion is None
+    assert result.gate is not None and result.version is not None
     assert result.gate.reference == "baseline"
     assert R.get_version_info(s.tracking_uri, name, result.version).decision == "reject"
 
@@ -69,6 +73,7 @@ def test_same_data_other_seed_is_noise_not_promoted(models_settings) -> None:
     first = train_flow(dataset=name, version=md5, specs=[spec], seed=1)
     assert first.promoted
     second = train_flow(dataset=name, version=md5, specs=[spec], seed=2)
+    assert second.gate is not None
     assert second.version != first.version and second.decision == "reject", second.gate.summary()
     assert second.champion == first.version
 
@@ -85,6 +90,7 @@ def test_slice_regression_blocks(models_settings) -> None:
     )
     blocked = train_flow(dataset=name, version=v2, gate_params=GateParams(min_slice_rows=50))
     g = blocked.gate
+    assert g is not None
     assert g.gain > 0 and g.ci_low > 0, g.summary()  # better overall ...
     assert blocked.decision == "reject" and any(
         x.blocked and x.level == "B" for x in g.slices
@@ -117,13 +123,14 @@ def test_run_records_lineage_artifacts_and_skops_format(models_settings) -> None
     specs = [ModelSpec(), ModelSpec(estimator="hist_gradient_boosting", params={"max_iter": 30})]
     result = train_flow(dataset=name, version=md5, specs=specs, trigger="test")
     assert len(result.candidates) == 2 and len({c.run_id for c in result.candidates}) == 2
+    assert result.run_id is not None and result.version is not None
     client = R.mlflow_client(s.tracking_uri)
     run = client.get_run(result.run_id)
     tags = run.data.tags
     assert tags["mloop.dataset_md5"] == md5 and tags["mloop.trigger"] == "test"
     assert tags["mloop.code_commit"] and tags["mloop.prefect_flow_run_id"]
     assert run.data.params["split_test_size"] == "0.2" and run.data.params["split_seed"] == "42"
-    assert run.inputs.dataset_inputs[0].dataset.digest == md5
+    assert run.inputs is not None and run.inputs.dataset_inputs[0].dataset.digest == md5
     files = {f.path for f in client.list_artifacts(result.run_id, "plots")}
     assert {
         "plots/roc.png",
@@ -132,7 +139,9 @@ def test_run_records_lineage_artifacts_and_skops_format(models_settings) -> None
         "plots/calibration.png",
         "plots/feature_importance.png",
     } <= files
-    report = json.loads(open(client.download_artifacts(result.run_id, "gate_report.json")).read())
+    report = json.loads(
+        Path(client.download_artifacts(result.run_id, "gate_report.json")).read_text()
+    )
     assert report["decision"] == result.decision
     # stored format: skops, no pickle anywhere in the model folder
     folder = R.model_dir(s.tracking_uri, name, result.version)
@@ -162,6 +171,7 @@ def test_failed_run_never_moves_champion_and_is_not_reused(models_settings, monk
     assert R.champion_version(s.tracking_uri, name) == first.version
     client = R.mlflow_client(s.tracking_uri)
     exp = client.get_experiment_by_name(name)
+    assert exp is not None
     failed = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FAILED'")
     assert len(failed) == 1 and failed[0].data.tags["mloop.dataset_md5"] == clean
     retry = train_flow(dataset=name, version=clean)  # the failed run is not a cache hit
@@ -171,7 +181,7 @@ def test_failed_run_never_moves_champion_and_is_not_reused(models_settings, monk
 def test_specs_fit_on_a_dask_cluster(models_settings) -> None:
     """The same flow, with its task runner switched to Dask, fits every spec on the cluster."""
     from distributed import LocalCluster
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     from flows.train import task_runner
 
@@ -183,21 +193,28 @@ def test_specs_fit_on_a_dask_cluster(models_settings) -> None:
         ModelSpec(estimator="logistic_regression"),
         ModelSpec(estimator="random_forest", params={"n_estimators": 20, "max_depth": 4}),
     ]
-    with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster:
+    # entered as its own name: Cluster.__enter__ is unannotated (pyright reads a coroutine)
+    cluster = LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        dashboard_address=None,  # pyright: ignore[reportArgumentType]  # why: distributed annotates str, but reads None as no dashboard (LocalCluster checks `is not None`)
+    )
+    with cluster:
         runner = task_runner(cluster.scheduler_address)
         assert isinstance(runner, DaskTaskRunner)
-        result = train_flow.with_options(task_runner=runner)(dataset=name, version=md5, specs=specs)
+        result = train_flow.with_options(
+            task_runner=runner  # pyright: ignore[reportArgumentType]  # why: Prefect types this TaskRunner[PrefectFuture] with an invariant parameter, so Dask's runner (PrefectDaskFuture) never fits; runtime takes it
+        )(dataset=name, version=md5, specs=specs)
         # the fits ran as tasks of this cluster's scheduler
         assert {c.spec.estimator for c in result.candidates} == {
             "logistic_regression",
             "random_forest",
         }
         assert all(not c.reused for c in result.candidates)
-        prefixes = (
-            cluster.scheduler.task_prefixes
-        )  # every task the cluster ran, by Prefect task name
+        assert cluster.scheduler is not None  # processes=False: the scheduler is in this process
+        # every task the cluster ran, by Prefect task name
+        prefixes = cluster.scheduler.task_prefixes
         assert {"fit", "gate"} <= set(prefixes), dict(prefixes)
 
 
@@ -217,7 +234,7 @@ def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(
     s, name, options = models_settings, "prepared", MonitorOptions()
     monkeypatch.setenv("MLOOP_PACKAGE_ON_PROMOTE", "true")
     good = train_flow(dataset=name, version=ingest_frame(s, synth_frame(ROWS, seed=11), name))
-    assert good.promoted
+    assert good.promoted and good.version is not None
     assert model_in_store(s.state.bentoml_home, model_tag(name, good.version))
     assert not package_model(
         s, name, good.version, build=False
@@ -244,7 +261,7 @@ def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(
         dataset=name,
         version=ingest_frame(s, synth_frame(ROWS, seed=12, scramble_feature="income"), name),
     )
-    assert worse.decision == "reject" and not worse.promoted
+    assert worse.decision == "reject" and not worse.promoted and worse.version is not None
     assert not model_in_store(s.state.bentoml_home, model_tag(name, worse.version))
     assert not cache_path(
         s.state.root, name, worse.version, worse.data_md5, options.seed, options.reference_rows

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.gate_decision import GateConfig, GateReport, decide, paired_bootstrap
+from models.gate_decision import GateReport, decide, paired_bootstrap
+from tests.models.helpers import gate_config
 
 N = 1500
 
@@ -30,7 +31,7 @@ def _decide(y, chal, champ, *, slices=None, task="classification", **cfg) -> Gat
         challenger_scores=chal,
         champion_scores=champ,
         baseline_scores=base,
-        config=GateConfig(**cfg),
+        config=gate_config(**cfg),
         slices=slices,
         challenger_version="2",
         champion_version="1" if champ is not None else None,
@@ -134,7 +135,7 @@ def test_bootstrap_is_seeded_and_paired() -> None:
 
 def test_config_requires_1000_resamples() -> None:
     with pytest.raises(ValueError):
-        GateConfig(resamples=100)
+        gate_config(resamples=100)
 
 
 def test_report_renders_markdown_with_verdict_table_and_interval() -> None:

@@ -12,6 +12,7 @@ from models.evaluate import binary_labels, compute_metrics, evaluate_scores, wei
 from models.gate_decision import GateConfig, decide, paired_bootstrap
 from models.plots import classification_plots
 from models.target import class_codes, class_counts, default_gate_metric, infer_classes, target_kind
+from tests.models.helpers import gate_config
 
 CLASSES = np.array(["bird", "cat", "dog"])
 N = 900
@@ -101,7 +102,7 @@ def _decide(y, chal, champ, **kwargs):
         challenger_scores=chal,
         champion_scores=champ,
         baseline_scores=base,
-        config=GateConfig(resamples=1000),
+        config=gate_config(resamples=1000),
         classes=CLASSES,
         challenger_version="2",
         champion_version="1" if champ is not None else None,
@@ -197,7 +198,7 @@ def test_gate_uses_pr_auc_for_rare_positives_unless_a_metric_is_set(
         challenger_scores=scores,
         champion_scores=None,
         baseline_scores=np.full(len(y), 0.01),
-        config=GateConfig(),
+        config=gate_config(),
     )
     assert report.metric == "pr_auc"
 
@@ -258,6 +259,7 @@ def test_importance_and_plots_read_the_class_order_from_the_model(tmp_path) -> N
 def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:
     """ONNX conversion of a 3-class pipeline with string labels, stored and loaded as the service does."""
     from sklearn.datasets import load_iris
+    from sklearn.utils import Bunch
 
     from mloop.core.contract import infer_contract
     from models.pipeline import build_pipeline, prepare_features
@@ -272,6 +274,7 @@ def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:
     )
 
     bunch = load_iris(as_frame=True)
+    assert isinstance(bunch, Bunch)  # return_X_y=False: the Bunch, not the (X, y) tuple
     df = bunch.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     df["target"] = bunch.target_names[bunch.target.to_numpy()]
     contract = infer_contract(df, name="iris", target="target", task="classification")
@@ -290,6 +293,7 @@ def test_serving_outputs_carry_every_class_probability(tmp_path) -> None:
     predictor = load_predictor(tmp_path)
     assert smoke_test(predictor, meta) == []
     out = predictor.predict(meta["sample_columns"])
+    assert out.classes is not None and out.class_probabilities is not None
     assert out.classes == meta["classes"] and len(out.class_probabilities) == 5
     assert out.predictions[0] == "setosa" and np.allclose(
         np.sum(out.class_probabilities, axis=1), 1.0

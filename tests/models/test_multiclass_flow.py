@@ -19,9 +19,11 @@ def _server(prefect_server) -> None:
 
 def test_iris_with_string_labels_trains_and_promotes(models_settings) -> None:
     from sklearn.datasets import load_iris
+    from sklearn.utils import Bunch
 
     s, name = models_settings, "iris"
     bunch = load_iris(as_frame=True)
+    assert isinstance(bunch, Bunch)  # return_X_y=False: the Bunch, not the (X, y) tuple
     df = bunch.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     df["target"] = bunch.target_names[bunch.target.to_numpy()]  # setosa / versicolor / virginica
     path = s.state.tmp / "iris.parquet"
@@ -29,6 +31,7 @@ def test_iris_with_string_labels_trains_and_promotes(models_settings) -> None:
     md5 = ingest_dataset(s, path, dataset=name, target="target", task="classification").version.md5
 
     result = train_flow(dataset=name, version=md5)
+    assert result.gate is not None and result.version is not None
     assert result.decision == "promote" and result.promoted and result.champion == result.version, (
         result.gate.summary()
     )

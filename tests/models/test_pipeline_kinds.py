@@ -8,10 +8,12 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 
 from mloop.core import contract as c
 from models.pipeline import bounded_features, build_pipeline, feature_names, prepare_features
 from models.spec import ModelSpec
+from tests.helpers import column
 
 ROWS = 400
 
@@ -72,14 +74,16 @@ def test_boolean_with_nulls_becomes_true_false_and_missing(
     kinds_contract: c.DatasetContract,
 ) -> None:
     X = prepare_features(kinds_frame(), kinds_contract)
-    assert set(X["flag"].dropna()) == {"True", "False"} and X["flag"].isna().any()
+    assert set(X["flag"].dropna()) == {"True", "False"} and column(X, "flag").isna().any()
     # numpy bools (a later version without nulls) give the same levels
     same = prepare_features(kinds_frame().assign(flag=np.arange(ROWS) % 2 == 0), kinds_contract)
     assert set(same["flag"]) == {"True", "False"}
     pipe = build_pipeline(kinds_contract, ModelSpec(estimator="logistic_regression")).fit(
         X, kinds_frame()["target"]
     )
-    names = list(pipe[0].get_feature_names_out())
+    pre = pipe[0]
+    assert isinstance(pre, ColumnTransformer)
+    names = list(pre.get_feature_names_out())
     assert {"flag_True", "flag_False", "flag___missing__"} <= set(names)
 
 
@@ -129,7 +133,9 @@ def test_few_levels_keep_the_one_hot(kinds_contract: c.DatasetContract) -> None:
         "city"
     ]  # up to 300 levels: more than MAX_CATEGORIES
     pipe = build_pipeline(kinds_contract, ModelSpec(estimator="logistic_regression"))
-    branches = {name: cols for name, _, cols in pipe[0].transformers}
+    pre = pipe[0]
+    assert isinstance(pre, ColumnTransformer)
+    branches = {name: cols for name, _, cols in pre.transformers}
     assert branches == {
         "numeric": ["x", "count"],
         "categorical": ["flag", "color"],

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from mloop.core.contract import Task
 from mloop.core.errors import MloopError
 from models.evaluate import (
     compute_metrics,
@@ -22,9 +23,10 @@ from models.evaluate import (
     weighted_metric,
 )
 from models.pipeline import build_pipeline, prepare_features
-from models.spec import ModelSpec, parse_spec
+from models.spec import EstimatorName, ModelSpec, parse_spec
 from models.split import holdout_only_classes, split_dataset
 from models.train import fit_and_evaluate
+from tests.helpers import column
 from tests.models.helpers import synth_contract, synth_frame
 
 
@@ -53,7 +55,7 @@ def test_prepare_features_types_and_order(frame: pd.DataFrame, contract) -> None
     assert list(X.columns) == ["income", "debt", "age", "segment", "grade", "flag"]
     assert X["income"].dtype == np.float64
     assert set(X["flag"].dropna()) <= {"True", "False"}
-    assert X["grade"].isna().any()  # missing stays missing, imputed inside the pipeline
+    assert column(X, "grade").isna().any()  # missing stays missing, imputed inside the pipeline
 
 
 def test_prepare_features_reports_missing_column(frame: pd.DataFrame, contract) -> None:
@@ -65,7 +67,9 @@ def test_prepare_features_reports_missing_column(frame: pd.DataFrame, contract) 
 @pytest.mark.parametrize(
     "estimator", ["logistic_regression", "hist_gradient_boosting", "random_forest"]
 )
-def test_every_estimator_fits_and_handles_unknown_levels(task: str, estimator: str) -> None:
+def test_every_estimator_fits_and_handles_unknown_levels(
+    task: Task, estimator: EstimatorName
+) -> None:
     contract = synth_contract(task=task)
     df = synth_frame(600, seed=2, task=task)
     small = {"random_forest": {"n_estimators": 10}, "hist_gradient_boosting": {"max_iter": 15}}
@@ -193,7 +197,7 @@ def test_permutation_importance_ranks_the_signal(frame: pd.DataFrame, contract) 
     imp = permutation_importance(
         result.pipeline, prepare_features(test, contract), test["target"], "classification"
     )
-    assert max(imp, key=imp.get) == "income"
+    assert max(imp, key=imp.__getitem__) == "income"
     assert imp["income"] > imp["flag"]
 
 

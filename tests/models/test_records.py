@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 
@@ -21,6 +22,7 @@ from models.run_tags import (
 )
 from models.spec import ModelSpec
 from models.split import SplitParams
+from tests.models.helpers import gate_config
 
 INFO = DatasetVersion(
     name="loans",
@@ -96,7 +98,7 @@ def test_tag_values_are_cut_to_the_mlflow_limit() -> None:
     assert tag_value(3) == "3" and tag_value("x" * (MAX_TAG_VALUE + 10)) == "x" * MAX_TAG_VALUE
 
 
-def _report(decision: str = "promote") -> GateReport:
+def _report(decision: Literal["promote", "reject"] = "promote") -> GateReport:
     return GateReport(
         model_name="loans",
         decision=decision,
@@ -111,7 +113,7 @@ def _report(decision: str = "promote") -> GateReport:
         ci_high=0.15,
         resamples=1000,
         holdout_rows=100,
-        config=GateConfig(),
+        config=gate_config(),
     )
 
 
@@ -170,7 +172,7 @@ def test_decision_event(promoted: bool, decision: str, promote: bool, event: str
 
 def test_gate_config_is_defined_by_the_settings() -> None:
     defaults = Settings()
-    assert GateConfig.from_settings(defaults) == GateConfig()
+    assert GateConfig.from_settings(defaults) == gate_config()
     for name in (
         "metric",
         "min_gain",
@@ -183,9 +185,9 @@ def test_gate_config_is_defined_by_the_settings() -> None:
         assert GateConfig.model_fields[name].default == setting.default
         assert GateConfig.model_fields[name].description == setting.description
     with pytest.raises(ValueError, match="resamples"):
-        GateConfig(resamples=999)  # the setting's bound
+        gate_config(resamples=999)  # the setting's bound
     with pytest.raises(ValueError, match="min_gain"):
-        GateConfig(min_gain=-0.1)  # the gate's own bound
+        gate_config(min_gain=-0.1)  # the gate's own bound
 
 
 def test_gate_config_from_env_settings_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,13 +151,11 @@ def test_two_processes_racing_leave_one_champion_and_a_consistent_log(
 
 
 def test_loading_refuses_pickle(tmp_path: Path) -> None:
-    import mlflow.sklearn
+    from mlflow.sklearn import save_model
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
-    mlflow.sklearn.save_model(
-        model, str(tmp_path / "m5"), serialization_format="cloudpickle", pip_requirements=[]
-    )
+    save_model(model, str(tmp_path / "m5"), serialization_format="cloudpickle", pip_requirements=[])
     assert R.stored_format(tmp_path / "m5") == "cloudpickle"
     with pytest.raises(MloopError, match="only skops"):
         R.load_pipeline_from_dir(tmp_path / "m5")
@@ -186,10 +184,9 @@ def _stored_model_run(settings: Settings, tmp_path: Path) -> tuple[str, Path]:
     source.mkdir()
     (source / "MLmodel").write_text("flavors: {}\n")
     R.mlflow_client(uri).log_artifacts(run_id, str(source), "model")
-    stored = (
-        Path(R.mlflow_client(uri).get_run(run_id).info.artifact_uri.removeprefix("file://"))
-        / "model"
-    )
+    artifact_uri = R.mlflow_client(uri).get_run(run_id).info.artifact_uri
+    assert artifact_uri is not None
+    stored = Path(artifact_uri.removeprefix("file://")) / "model"
     assert (stored / "MLmodel").is_file()
     return f"runs:/{run_id}/model", stored
 

@@ -25,6 +25,7 @@ from models.gate_decision import (
 )
 from models.gate_scoring import align_columns
 from models.run_tags import trusted_tags
+from tests.models.helpers import gate_config
 
 N = 1500
 
@@ -63,7 +64,7 @@ def _decide(
         challenger_scores=chal,
         champion_scores=champ,
         baseline_scores=base,
-        config=GateConfig(**cfg),
+        config=gate_config(**cfg),
         challenger_version="2",
         champion_version="1" if champ is not None else None,
         trusted=trusted,
@@ -91,7 +92,7 @@ def test_poisoned_challenger_wins_the_newest_rows_but_is_rejected_on_the_trusted
         and t.reference_value > 0.7
         and t.loss == pytest.approx(t.reference_value - t.challenger)
     )
-    assert t.loss > GateConfig().trusted_tolerance
+    assert t.loss > gate_config().trusted_tolerance
     assert report.reasons[0].startswith(
         "REJECTED on the trusted holdout (ingested version ffffffff"
     )
@@ -213,7 +214,7 @@ def test_multiclass_trusted_holdout_uses_the_gate_class_order() -> None:
         challenger_scores=probs(codes_new, 3.0, 3),
         champion_scores=probs(codes_new, 1.0, 4),
         baseline_scores=np.full((N, k), 1 / k),
-        config=GateConfig(),
+        config=gate_config(),
         classes=classes,
         trusted=trusted,
     )
@@ -300,9 +301,8 @@ def test_label_source_in_the_version_index(tmp_path: Path) -> None:
     found = trusted_version(settings, "loans")
     assert found is not None and found.md5 == "b" * 32
     index.write_text(row("a" * 32, None) + "\n" + row("c" * 32, "feedback") + "\n")
-    assert (
-        trusted_version(settings, "loans").md5 == "a" * 32
-    )  # an old row without the field is ingested
+    old = trusted_version(settings, "loans")
+    assert old is not None and old.md5 == "a" * 32  # an old row without the field is ingested
     with pytest.raises(ValueError):
         DatasetVersion.model_validate({**json.loads(row("d" * 32, None)), "label_source": "rumour"})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -60,7 +62,7 @@ def test_on_finding_builds_the_report_only_when_the_check_finds_something(
     and both verdicts are the ones the full report gives."""
     reference, window = scored
     feedback = pd.DataFrame({"prediction_id": window["prediction_id"], "label": window["target"]})
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         model_name="loans",
         model_version="3",
         baseline_metrics={"roc_auc": baseline_auc},
@@ -96,7 +98,7 @@ def test_without_feedback_only_drift(
     result, _, quality_snapshot = check_window(
         reference,
         window,
-        pd.DataFrame(columns=["prediction_id", "label"]),
+        pd.DataFrame(columns=pd.Index(["prediction_id", "label"])),
         contract,
         model_name="loans",
         model_version="3",

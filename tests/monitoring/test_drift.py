@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,12 +135,12 @@ def test_null_surge_marks_columns_drifted(
 
 
 def _screen_and_report(
-    ref: pd.DataFrame, cur: pd.DataFrame, contract: DatasetContract, **kw: object
+    ref: pd.DataFrame, cur: pd.DataFrame, contract: DatasetContract, **kw: Any
 ) -> tuple:
     from monitoring.drift import drift_report
 
-    screened, no_snapshot = drift_report(ref, cur, contract, report=False, **kw)  # type: ignore[arg-type]
-    reported, snapshot = drift_report(ref, cur, contract, report=True, **kw)  # type: ignore[arg-type]
+    screened, no_snapshot = drift_report(ref, cur, contract, report=False, **kw)
+    reported, snapshot = drift_report(ref, cur, contract, report=True, **kw)
     assert no_snapshot is None and snapshot is not None
     return screened, reported
 

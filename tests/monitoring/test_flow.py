@@ -18,7 +18,7 @@ from mloop.core.datasets import ingest_dataset, list_versions
 from mloop.core.frames import write_frame
 from mloop.core.generate import generate
 from mloop.core.settings import Settings
-from tests.helpers import flow_home
+from tests.helpers import column, flow_home
 from tests.monitoring.helpers import log_traffic, model_events
 
 pytestmark = pytest.mark.integration
@@ -69,6 +69,7 @@ def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
     assert drift is not None and drift.dataset_drift and drift.model_version == version
     assert drift.window.rows == WINDOW
     assert any(c.is_prediction for c in drift.columns)
+    assert result.report_path is not None
     assert (
         Path(result.report_path).is_file() and Path(result.report_path).parent.parent.name == NAME
     )
@@ -84,6 +85,7 @@ def test_drifted_traffic_emits_drift_event(env: tuple[Settings, str]) -> None:
     # published: MLflow monitoring run linked to the version, Evidently workspace snapshot
     from mlflow import MlflowClient
 
+    assert result.mlflow_run_id is not None
     run = MlflowClient(settings.tracking_uri).get_run(result.mlflow_run_id)
     assert (
         run.data.tags["mloop.model_name"] == NAME
@@ -105,7 +107,7 @@ def test_same_population_emits_nothing(env: tuple[Settings, str]) -> None:
     log_traffic(settings, NAME, version, generate("baseline", WINDOW, seed=77))
     result = monitor_flow(NAME, window_size=WINDOW)
     assert result.status == "ok" and result.events == []
-    assert not result.drift.dataset_drift
+    assert result.drift is not None and not result.drift.dataset_drift
     assert model_events("mloop.drift.detected", NAME, since, timeout=3) == []
 
 
@@ -116,8 +118,9 @@ def test_concept_drift_with_labels_emits_quality_degraded(env: tuple[Settings, s
     since = datetime.now(UTC)
     df = generate("concept-drift", WINDOW, seed=8)
     ids = log_traffic(settings, NAME, version, df)
-    _feedback(settings, ids, df["target"])
+    _feedback(settings, ids, column(df, "target"))
     result = monitor_flow(NAME, window_size=WINDOW)
+    assert result.drift is not None and result.report_path is not None
     assert result.drift.quality is not None and result.drift.quality.labelled_rows == WINDOW
     assert result.drift.quality.degraded and "mloop.quality.degraded" in result.events
     assert not result.drift.dataset_drift  # same applicants: only the labels tell
@@ -133,7 +136,7 @@ def test_retrain_data_from_feedback_then_nothing_new(env: tuple[Settings, str]) 
     settings, _ = env
     before = list_versions(settings, NAME)
     built = build_retrain_dataset(settings, NAME)
-    assert built.created, built.reason
+    assert built.created and built.stats is not None, built.reason
     assert built.version is not None and built.version.md5 != before[0].md5
     assert (
         built.stats.new_rows == WINDOW and built.version.rows == 3000

@@ -17,6 +17,7 @@ from monitoring.quality import (
     compute_metrics,
     normalise_baseline,
 )
+from tests.helpers import column, columns
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,10 @@ def fitted(baseline: pd.DataFrame, contract: DatasetContract):
     holdout = generate("baseline", 3000, seed=21)
     proba = pipe.predict_proba(prepare_features(holdout, contract))[:, 1]
     holdout_metrics = compute_metrics(
-        holdout["target"], pd.Series(proba >= 0.5).astype(int), pd.Series(proba), "classification"
+        column(holdout, "target"),
+        pd.Series(proba >= 0.5).astype(int),
+        pd.Series(proba),
+        "classification",
     )
     return pipe, holdout_metrics
 
@@ -101,19 +105,22 @@ def _multiclass_window(rows: int, accuracy: float, seed: int) -> pd.DataFrame:
 def test_multiclass_string_labels_quality() -> None:
     window = _multiclass_window(600, 0.9, 1)
     m = compute_metrics(
-        window["label"], window["prediction"], window["probability"], "classification"
+        column(window, "label"),
+        column(window, "prediction"),
+        column(window, "probability"),
+        "classification",
     )
     assert m["accuracy"] == pytest.approx((window["label"] == window["prediction"]).mean())
     assert {"f1", "precision", "recall"} <= set(
         m
     ) and "roc_auc" not in m  # max-class probability: no ranking metric
     with_scores = compute_metrics(
-        window["label"],
-        window["prediction"],
+        column(window, "label"),
+        column(window, "prediction"),
         None,
         "classification",
         classes=["bird", "cat", "dog"],
-        class_scores=window[["p_bird", "p_cat", "p_dog"]],
+        class_scores=columns(window, ["p_bird", "p_cat", "p_dog"]),
     )
     assert with_scores["roc_auc"] > 0.85 and "log_loss" in with_scores
 
@@ -122,10 +129,10 @@ def test_a_label_of_a_class_the_model_lacks_counts_as_a_miss_not_an_error() -> N
     """Feedback may name a class born after training ('fish'): the window's quality is still computed."""
     window = _multiclass_window(600, 0.9, 1)
     window.loc[:29, "label"] = "fish"
-    scores = window[["p_bird", "p_cat", "p_dog"]]
+    scores = columns(window, ["p_bird", "p_cat", "p_dog"])
     m = compute_metrics(
-        window["label"],
-        window["prediction"],
+        column(window, "label"),
+        column(window, "prediction"),
         None,
         "classification",
         classes=["bird", "cat", "dog"],
@@ -133,12 +140,12 @@ def test_a_label_of_a_class_the_model_lacks_counts_as_a_miss_not_an_error() -> N
     )
     assert m["accuracy"] == pytest.approx((window["label"] == window["prediction"]).mean())
     known = compute_metrics(
-        window["label"][30:],
-        window["prediction"][30:],
+        column(window, "label").iloc[30:],
+        column(window, "prediction").iloc[30:],
         None,
         "classification",
         classes=["bird", "cat", "dog"],
-        class_scores=scores[30:],
+        class_scores=scores.iloc[30:],
     )
     assert m["roc_auc"] == pytest.approx(known["roc_auc"]) and m["accuracy"] < known["accuracy"]
 

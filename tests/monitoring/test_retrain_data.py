@@ -8,6 +8,7 @@ from mloop.core.contract import DatasetContract
 from mloop.core.generate import generate
 from monitoring.retrain_data import RetrainRule, labelled_rows, merge_window
 from serving.log.layout import input_frame
+from tests.helpers import columns
 
 
 def _log(
@@ -15,8 +16,10 @@ def _log(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A prediction log (without the time column, as clients send it) and feedback for it."""
     feats = [c.name for c in contract.feature_columns]
-    preds = input_frame(df.loc[:, feats])  # the log's layout: inputs apart from its own columns
-    preds.insert(0, "prediction_id", [f"p{i}" for i in range(len(df))])
+    preds = input_frame(columns(df, feats))  # the log's layout: inputs apart from its own columns
+    preds.insert(
+        0, "prediction_id", pd.Series([f"p{i}" for i in range(len(df))], index=preds.index)
+    )
     preds["timestamp"] = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(range(len(df)), unit="min")
     preds["model_name"], preds["model_version"] = "loans", "1"
     preds["prediction"], preds["probability"] = 0, 0.1

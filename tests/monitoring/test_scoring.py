@@ -30,9 +30,8 @@ def test_classifier_adds_prediction_and_probability(frame: pd.DataFrame) -> None
     features = [f"input.{c.name}" for c in contract.feature_columns]
     assert list(out.columns) == [*features, "prediction", "probability"]  # the log's layout
     assert set(out["prediction"]) <= {"yes", "no"} and out["probability"].between(0, 1).all()
-    assert (
-        (out["probability"] >= 0.5) == (out["prediction"] == "yes")
-    ).all()  # probability of the larger class
+    # probability of the larger class
+    assert (out["probability"] >= 0.5).eq(out["prediction"] == "yes").all()
     assert "prediction" not in frame.columns  # the input is not modified
 
 
@@ -59,9 +58,9 @@ def test_labelled_window_joins_feedback_on_prediction_id() -> None:
 
 def test_score_column() -> None:
     assert (
-        score_column(pd.DataFrame(columns=["score", "probability"]), "classification")
+        score_column(pd.DataFrame(columns=pd.Index(["score", "probability"])), "classification")
         == "probability"
     )
-    assert score_column(pd.DataFrame(columns=["score"]), "classification") == "score"
-    assert score_column(pd.DataFrame(columns=["prediction"]), "classification") is None
-    assert score_column(pd.DataFrame(columns=["score"]), "regression") is None
+    assert score_column(pd.DataFrame(columns=pd.Index(["score"])), "classification") == "score"
+    assert score_column(pd.DataFrame(columns=pd.Index(["prediction"])), "classification") is None
+    assert score_column(pd.DataFrame(columns=pd.Index(["score"])), "regression") is None

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -20,6 +21,10 @@ from mloop.core.generate import generate
 from mloop.core.settings import Settings
 from tests.helpers import flow_home
 from tests.monitoring.helpers import log_traffic, model_events
+
+# the flows and monitoring modules are imported inside the tests, once the home is set
+if TYPE_CHECKING:
+    from monitoring.sweep import SweepEntry, SweepResult
 
 pytestmark = pytest.mark.integration
 SHAPES = {
@@ -67,7 +72,7 @@ def _traffic(settings: Settings, name: str, scenario: str, seed: int, labels: bo
         )
 
 
-def _by_model(result) -> dict[str, object]:
+def _by_model(result: SweepResult) -> dict[str, SweepEntry]:
     return {e.model_name: e for e in result.models}
 
 
@@ -89,13 +94,16 @@ def test_sweep_checks_every_model_with_its_own_window_and_publishes_per_model(
     assert got["loans"].status == "drift" and got["loans"].events == ["mloop.drift.detected"]
     assert got["rates"].status == "ok" and got["rates"].events == []
     assert got["small"].status == "skipped" and f"(< {ROWS + 1})" in got["small"].reason
+    assert got["rates"].report_path is not None
     checked = json.loads((Path(got["rates"].report_path).parent / "result.json").read_text())
     assert checked["window"]["rows"] == 800  # its own window
     for name in (
         "loans",
         "rates",
     ):  # each model publishes as when checked alone: report, MLflow run, artifact
-        assert Path(got[name].report_path).parent.parent.name == name and got[name].mlflow_run_id
+        report_path = got[name].report_path
+        assert report_path is not None
+        assert Path(report_path).parent.parent.name == name and got[name].mlflow_run_id
         assert got[name].task_run_id
     assert len(model_events("mloop.drift.detected", "loans", since, timeout=30)) == 1
     assert (
@@ -138,12 +146,9 @@ def test_sweep_skips_unchanged_models_and_a_failing_model_does_not_stop_the_othe
 
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=200)
-    sweep = [a for a in artifact if a.key == "monitor-sweep"]
-    assert (
-        sweep
-        and "**failed**" in sweep[0].data
-        and f"runs/task-run/{got['rates'].task_run_id}" in sweep[0].data
-    )
+    sweep = [a.data for a in artifact if a.key == "monitor-sweep"]
+    assert sweep and isinstance(sweep[0], str), sweep  # a markdown artifact's data is its text
+    assert "**failed**" in sweep[0] and f"runs/task-run/{got['rates'].task_run_id}" in sweep[0]
 
 
 def test_drift_on_two_models_retrains_both(env: Settings) -> None:

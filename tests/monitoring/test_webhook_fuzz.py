@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from mloop.core.entrypoints import WEBHOOK, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
@@ -24,8 +25,11 @@ TOKEN = "webhook-fuzz-token"
 
 def test_the_webhooks_openapi_document_holds(tmp_path: Path, prefect_server) -> None:
     settings = Settings(
-        home=tmp_path / "home", project_dir=tmp_path, webhook_port=free_port(), api_token=TOKEN
-    )  # type: ignore[arg-type]
+        home=tmp_path / "home",
+        project_dir=tmp_path,
+        webhook_port=free_port(),
+        api_token=SecretStr(TOKEN),
+    )
     settings.state.ensure()
     env = with_code_root(
         {

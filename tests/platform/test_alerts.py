@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from mloop.core.alert_actions import DEFAULT_ALERT_ACTIONS
 from mloop.core.settings import Settings
@@ -145,7 +146,9 @@ def test_webhook_refuses_broken_payload(settings: Settings) -> None:
 
 
 def test_webhook_token_required_when_set(settings: Settings) -> None:
-    s = Settings(home=settings.home, project_dir=settings.project_dir, api_token="s3cret")
+    s = Settings(
+        home=settings.home, project_dir=settings.project_dir, api_token=SecretStr("s3cret")
+    )
     rec = Recorder()
     client = client_for(s, rec, token=None)
     body = am_payload(alert("HighErrorRate", model="loans"))

@@ -238,8 +238,9 @@ def test_servers_listen_on_loopback_only_and_on_recorded_ports(running: InfraEnv
     seen: set[int] = set()
     for conn in psutil.net_connections(kind="inet"):
         if conn.pid in running.pids.values() and conn.status == psutil.CONN_LISTEN:
-            assert conn.laddr.ip == "127.0.0.1", conn
-            seen.add(conn.laddr.port)
+            laddr = conn.laddr
+            assert laddr and laddr.ip == "127.0.0.1", conn  # a listening socket has an address
+            seen.add(laddr.port)
     assert seen and seen <= recorded
     assert {running.ports.postgres, running.ports.s3} <= seen
 

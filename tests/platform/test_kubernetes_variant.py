@@ -389,7 +389,7 @@ def test_the_variant_deploys_onto_a_kubernetes_pool(
                 str(TEMPLATE),
             ],
             check=False,
-            **run,  # type: ignore[call-overload]
+            **run,
         )
         assert made.returncode == 0, made.stdout + made.stderr
         deployed = subprocess.run(
@@ -400,7 +400,7 @@ def test_the_variant_deploys_onto_a_kubernetes_pool(
                 "MLOOP_MONITOR_SWEEP_SCHEDULE": "false",
             },
             check=False,
-            **run,  # type: ignore[call-overload]
+            **run,
         )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 

@@ -13,9 +13,11 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 import psutil
 import pytest
+from pydantic import SecretStr
 
 from mloop.core.entrypoints import CLI, python_m
 from mloop.core.secrets import secrets_path
@@ -166,7 +168,9 @@ def test_500_alerts_in_one_post_start_one_remediation(platform: Platform) -> Non
 # ---------------------------------------------------------------- (b) Host allowlist
 
 
-def _host_cases(platform: Platform) -> dict[str, tuple[str, str, str | None]]:
+def _host_cases(
+    platform: Platform,
+) -> dict[str, tuple[str, str, Literal["prefect", "mlflow", "api"] | None]]:
     """Service -> (method, url, auth) of a request that succeeds with the platform's own Host."""
     u = platform.urls
     return {
@@ -180,10 +184,10 @@ def _host_cases(platform: Platform) -> dict[str, tuple[str, str, str | None]]:
 def test_a_foreign_host_header_is_refused_on_every_port(platform: Platform, service: str) -> None:
     method, url, auth = _host_cases(platform)[service]
     kwargs = {"json": {}} if method == "POST" else {}
-    own = platform.call(method, url, auth=auth, host=_own_host(url), **kwargs)  # type: ignore[arg-type]
+    own = platform.call(method, url, auth=auth, host=_own_host(url), **kwargs)
     assert own.status_code == 200, own.text
-    assert platform.call(method, url, auth=auth, host="localhost", **kwargs).status_code == 200  # type: ignore[arg-type]
-    evil = platform.call(method, url, auth=auth, host=EVIL, **kwargs)  # type: ignore[arg-type]
+    assert platform.call(method, url, auth=auth, host="localhost", **kwargs).status_code == 200
+    evil = platform.call(method, url, auth=auth, host=EVIL, **kwargs)
     assert 400 <= evil.status_code < 500, f"{service} answered {evil.status_code} to Host: {EVIL}"
 
 
@@ -317,7 +321,7 @@ def test_settings_env_passes_only_a_token_the_person_set(tmp_path: Path) -> None
     s.state.ensure()
     s.credentials()  # a generated token exists
     assert "MLOOP_API_TOKEN" not in settings_env(s)
-    mine = Settings(home=tmp_path / "home", project_dir=tmp_path, api_token="mine")  # type: ignore[arg-type]
+    mine = Settings(home=tmp_path / "home", project_dir=tmp_path, api_token=SecretStr("mine"))
     assert settings_env(mine)["MLOOP_API_TOKEN"] == "mine"
 
 

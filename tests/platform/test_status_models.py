@@ -11,7 +11,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from rich.console import Console
@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import mloop.platform.status as status_mod
 from mloop.cli.platform import models_table
 from mloop.core.settings import Settings
+from mloop.platform.client import PrefectApi
 from mloop.platform.status import (
     ModelStatus,
     PlatformStatus,
@@ -115,7 +116,9 @@ def test_every_model_gets_its_own_drift_and_retrain(
             assert ids == ["r2"]  # only the newest retrain per model is looked up
             return [{"id": "r2", "state": {"name": "Completed"}}]
 
-    rows = {m.name: m for m in status_mod.model_statuses(home, Api())}  # type: ignore[arg-type]
+    # a stand-in for the one PrefectApi method the status reads (model_statuses takes the class)
+    api = cast(PrefectApi, Api())
+    rows = {m.name: m for m in status_mod.model_statuses(home, api)}
     assert list(rows) == ["apples", "loans", "rates"]
     loans, rates, apples = rows["loans"], rows["rates"], rows["apples"]
     assert (loans.champion, loans.challenger, loans.deployed, loans.loaded) == ("3", "4", "3", True)

@@ -52,7 +52,9 @@ def test_a_home_without_the_platform_credentials_cannot_join(tmp_path: Path) -> 
     settings = _team(tmp_path)
     with pytest.raises(MloopError, match="no platform credentials") as err:
         check_can_join(settings, PrefectApi(f"http://127.0.0.1:{free_port()}/api", deadline=0))
-    assert err.value.where.endswith("secrets/platform.json") and "copy" in (err.value.fix or "")
+    assert (err.value.where or "").endswith("secrets/platform.json") and "copy" in (
+        err.value.fix or ""
+    )
 
 
 def test_a_single_machine_home_without_its_platform_cannot_join(tmp_path: Path) -> None:
@@ -78,8 +80,8 @@ def refusing_server() -> Iterator[str]:
             self.send_response(200 if self.path.endswith("/health") else 401)
             self.end_headers()
 
-        def log_message(self, *args: Any) -> None:
-            del args
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

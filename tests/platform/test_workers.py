@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -39,8 +40,8 @@ from mloop.platform.services import (
 from mloop.platform.watchdog import Watchdog, waiting_for, watched_services
 
 
-def _settings(tmp_path: Path, **kw: object) -> Settings:
-    return Settings(home=tmp_path / "home", project_dir=tmp_path, auth=False, **kw)  # type: ignore[arg-type]
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
+    return Settings(home=tmp_path / "home", project_dir=tmp_path, auth=False, **kw)
 
 
 def test_the_first_worker_keeps_its_name_and_the_others_are_numbered() -> None:

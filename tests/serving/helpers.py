@@ -7,16 +7,27 @@ data and models helpers' code except where lineage needs the real registry.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import numpy as np
 import pandas as pd
+from pydantic import SecretStr
 
 from mloop.core.contract import ColumnSpec, DatasetContract
+from mloop.core.processes import ServiceProcess, free_port
+from mloop.core.settings import Settings
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+    from serving.bundle.package import PackagedModel
 
 NUMERIC = ["income", "loan_amount", "age", "debt_ratio"]
 CATEGORICAL = ["purpose", "region"]
@@ -78,7 +89,7 @@ def make_contract(name: str = "loans") -> DatasetContract:
     return DatasetContract(name=name, task="classification", target="target", columns=cols)
 
 
-def make_pipeline(kind: str = "logreg", seed: int = 0):
+def make_pipeline(kind: str = "logreg", seed: int = 0) -> Pipeline:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.impute import SimpleImputer
@@ -117,7 +128,7 @@ def make_pipeline(kind: str = "logreg", seed: int = 0):
 
 def fit(
     kind: str = "logreg", seed: int = 0, C: float = 1.0
-) -> tuple[object, pd.DataFrame, pd.DataFrame]:
+) -> tuple[Pipeline, pd.DataFrame, pd.DataFrame]:
     """(fitted pipeline, train frame, holdout frame)."""
     df = make_frame(seed=seed)
     train, hold = df.iloc[:1600], df.iloc[1600:]
@@ -141,12 +152,6 @@ def training_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- store + service
 
-import json  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from mloop.core.processes import ServiceProcess, free_port  # noqa: E402
-from mloop.core.settings import Settings  # noqa: E402
 
 TOKEN = "test-token-123"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -156,9 +161,9 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 @dataclass
 class Packaged:
     settings: Settings
-    v1: object  # PackagedModel, logistic regression (Bento built)
-    v2: object  # PackagedModel, random forest
-    broken: object  # PackagedModel whose stored expected outputs were tampered with
+    v1: PackagedModel  # logistic regression (Bento built)
+    v2: PackagedModel  # random forest
+    broken: PackagedModel  # stored expected outputs tampered with
     holdout: pd.DataFrame
 
 
@@ -178,7 +183,7 @@ def make_packaged(root: Path) -> Packaged:
     """Three versions of model ``loans`` in a fresh BentoML store (v1 with its Bento)."""
     from serving.bundle.package import package_pipeline
 
-    settings = Settings(home=root / "home", project_dir=root, api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(home=root / "home", project_dir=root, api_token=SecretStr(TOKEN))
     settings.state.ensure()
     contract = make_contract()
     lineage = {"run_id": "run-1", "dataset_name": "loans", "dataset_md5": "0" * 32}
@@ -222,7 +227,11 @@ def start(packaged: Packaged, tag: str | Sequence[str] = "loans:v1", **env: str)
     from serving.control.process_spec import start_service
 
     return start_service(
-        packaged.settings, tag, port=free_port(), name=f"serve-{free_port()}", **env
+        packaged.settings,
+        tag,
+        port=free_port(),
+        name=f"serve-{free_port()}",
+        **env,  # pyright: ignore[reportArgumentType]  # why: env holds environment variable names (MLOOP_...), never start_service's own keywords
     )
 
 
@@ -289,7 +298,7 @@ def make_odd_contract(name: str = "odd-columns") -> DatasetContract:
     return DatasetContract(name=name, task="classification", target=ODD_TARGET, columns=cols)
 
 
-def fit_odd() -> tuple[object, pd.DataFrame]:
+def fit_odd() -> tuple[Pipeline, pd.DataFrame]:
     """(pipeline fitted on the odd table under the users' column names, holdout frame)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -328,8 +337,9 @@ def fit_odd() -> tuple[object, pd.DataFrame]:
     return pipe, hold
 
 
-def package_odd(settings: Settings, version: str = "1"):
-    """Package the odd-columns model as ``odd-columns:v<version>`` (no Bento) into ``settings``' store."""
+def package_odd(settings: Settings, version: str = "1") -> tuple[PackagedModel, pd.DataFrame]:
+    """Package the odd-columns model as ``odd-columns:v<version>`` (no Bento) into ``settings``'
+    store. Returns (the packaged model, its holdout frame)."""
     from serving.bundle.package import package_pipeline
 
     pipe, hold = fit_odd()
@@ -414,7 +424,7 @@ class PredictLoad(LoadThreads):
 class Generated:
     """A model trained on the demo generator's data, packaged (no Bento), and request records for it."""
 
-    model: object  # PackagedModel
+    model: PackagedModel
     contract: DatasetContract
     records: list[dict[str, Any]]
 
@@ -444,7 +454,7 @@ def package_generated(
     contract = infer_contract(df, name=name, target="target", time_column="event_time")
     train, hold = split_dataset(df, contract)
     estimator = "linear" if contract.task == "regression" else "logistic_regression"
-    pipe = build_pipeline(contract, ModelSpec(estimator=estimator))  # type: ignore[arg-type]
+    pipe = build_pipeline(contract, ModelSpec(estimator=estimator))
     with threadpool_limits(1):
         pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
     model = package_pipeline(

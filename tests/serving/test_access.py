@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -11,7 +13,7 @@ from serving.api.access import AccessMiddleware, is_loopback, is_predict
 
 
 def _app(
-    token: str | None,
+    token: str | Callable[[], str | None] | None,
     predict_requires_token: bool = True,
     client: tuple[str, int] = ("127.0.0.1", 5000),
 ) -> TestClient:
@@ -28,7 +30,7 @@ def _app(
         "/models/rates/feedback",
     )
     app = Starlette(routes=[Route(p, ok, methods=["GET", "POST"]) for p in paths])
-    return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)  # type: ignore[arg-type]
+    return TestClient(AccessMiddleware(app, token, predict_requires_token), client=client)
 
 
 def test_posts_need_the_token_gets_do_not() -> None:

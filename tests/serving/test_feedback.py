@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from serving.log.predictions import (
     read_feedback,
     record_labels,
 )
+from serving.log.remote_parts import RemoteLog
 
 
 def _logged(root: Path, n: int, model: str = "loans") -> list[str]:
@@ -201,8 +203,11 @@ def test_team_mode_lists_s3_labels_at_the_first_write_and_when_stale_not_per_req
     recent.add("loans", ids)
     remote = _CountingRemote()
     store = FeedbackStore(
-        tmp_path / "feedback", tmp_path / "predictions", recent=recent, remote=remote
-    )  # type: ignore[arg-type]
+        tmp_path / "feedback",
+        tmp_path / "predictions",
+        recent=recent,
+        remote=cast(RemoteLog, remote),  # the two RemoteLog methods the store calls, counted
+    )
     for pid in ids[:3]:
         assert store.record("loans", [(pid, 1)]).recorded == 1
     assert remote.listings == 1  # the first write only

@@ -43,7 +43,7 @@ def _log(home: Path, n: int) -> list[str]:
 
 def _feedback(tmp_path: Path, rows: list[tuple[str, int]]) -> dict:
     path = tmp_path / "labels.csv"
-    pd.DataFrame(rows, columns=["prediction_id", "label"]).to_csv(path, index=False)
+    pd.DataFrame(rows, columns=pd.Index(["prediction_id", "label"])).to_csv(path, index=False)
     result = CliRunner().invoke(app, ["feedback", str(path), "--model", "loans", "--json"])
     return {"exit_code": result.exit_code, "output": result.output}
 

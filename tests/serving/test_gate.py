@@ -39,7 +39,7 @@ def _client(client: tuple[str, int] = ("127.0.0.1", 5000), max_body: int = 100) 
         token="s3cret",
         local=_local,
     )
-    return TestClient(gate, client=client, raise_server_exceptions=False)  # type: ignore[arg-type]
+    return TestClient(gate, client=client, raise_server_exceptions=False)
 
 
 def test_the_host_allowlist_answers_as_starlette_does_on_every_route() -> None:
@@ -66,7 +66,7 @@ def _guarded_status(body: object) -> int:
     guarded = TestClient(
         GuardMiddleware(app, allowed_hosts=["testserver"], max_body_bytes=100),
         raise_server_exceptions=False,
-    )  # type: ignore[arg-type]
+    )
     return guarded.post(
         "/predict", content=body, headers={"content-type": "application/json"}
     ).status_code

@@ -107,7 +107,8 @@ def test_a_dead_writers_segment_is_compacted_by_the_readers(tmp_path: Path) -> N
     assert str(df["timestamp"].dtype).startswith("datetime64")
     assert _segments(tmp_path) == []
     assert len(read_predictions(tmp_path, "loans")) == 5  # idempotent: read again, no duplicate
-    assert find_prediction(tmp_path, ids[0])["model_version"] == "1"
+    found = find_prediction(tmp_path, ids[0])
+    assert found is not None and found["model_version"] == "1"
 
 
 def test_compaction_after_a_crash_between_part_and_segment_delete_does_not_duplicate(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mloop.core.processes import http_url as connect_url
 from mloop.core.settings import Settings
 from serving.control.process_spec import serve_argv, serve_env
 
 
-def _settings(tmp_path: Path, **kw: object) -> Settings:
-    s = Settings(home=tmp_path / "home", project_dir=tmp_path, **kw)  # type: ignore[arg-type]
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
+    s = Settings(home=tmp_path / "home", project_dir=tmp_path, **kw)
     s.state.ensure()
     return s
 

@@ -278,7 +278,7 @@ def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(
             60,
             "100 answers from each model",
         )
-        result = rollout(two.url, shapes.rates_v2.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
+        result = rollout(two.url, shapes.rates_v2.model.model_tag, token=TOKEN)
         switched = load.count("rates")
         _wait_for(
             lambda: load.count("rates") >= switched + 100 and load.count("loans") >= 300,
@@ -303,7 +303,7 @@ def test_a_rollout_of_one_model_under_load_leaves_the_other_unchanged(
 def test_a_rollout_of_a_new_name_adds_the_model(two: ServiceProcess, shapes: Shapes) -> None:
     from serving.control.rollout_client import current_model, rollout, served_models
 
-    result = rollout(two.url, shapes.fraud.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
+    result = rollout(two.url, shapes.fraud.model.model_tag, token=TOKEN)
     assert result["status"] == "added" and result["previous"] is None
     assert set(served_models(two.url)) == {"loans", "rates", "fraud"}
     assert current_model(two.url, "fraud")["bentoml_tag"] == "fraud:v1"
@@ -366,8 +366,8 @@ def test_a_respawned_worker_serves_every_model_again(
 ) -> None:
     from serving.control.rollout_client import rollout
 
-    rollout(tiny.url, shapes.rates_v2.model.model_tag, token=TOKEN)  # type: ignore[attr-defined]
-    assert rollout(tiny.url, shapes.fraud.model.model_tag, token=TOKEN)["status"] == "added"  # type: ignore[attr-defined]
+    rollout(tiny.url, shapes.rates_v2.model.model_tag, token=TOKEN)
+    assert rollout(tiny.url, shapes.fraud.model.model_tag, token=TOKEN)["status"] == "added"
     old = _worker_pid(tiny.pid)
     assert old is not None
     os.kill(old, signal.SIGKILL)
@@ -382,7 +382,7 @@ def test_a_respawned_worker_serves_every_model_again(
         "loans": "loans:v1",
         "rates": "rates:v2",
         "fraud": "fraud:v1",
-    }  # type: ignore[union-attr]
+    }
     for name, body in (
         ("loans", records(packaged.holdout, 1)),
         ("rates", shapes.rates_v2.records[:1]),

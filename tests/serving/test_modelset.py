@@ -21,10 +21,11 @@ class Fake:
     cost: float = 10.0
     shape: str = "a"
     loaded_at: float = field(default_factory=time.monotonic)
+    # a plain attribute, as Servable declares it (a read-only property does not fit the protocol)
+    model_name: str = field(init=False)
 
-    @property
-    def model_name(self) -> str:
-        return self.tag.partition(":")[0]
+    def __post_init__(self) -> None:
+        self.model_name = self.tag.partition(":")[0]
 
     @property
     def signature(self) -> Any:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 
 from serving.bundle.onnx_model import (
     MISSING,
     OnnxPredictor,
+    Predictor,
     SklearnPredictor,
     columns_from_frame,
     convert_pipeline,
@@ -23,7 +26,7 @@ def test_onnx_matches_sklearn_probabilities_on_the_holdout(kind: str) -> None:
     contract = make_contract()
     pipe, _, hold = fit(kind)
     conv = convert_pipeline(pipe, contract, hold)
-    assert conv.backend == "onnx", conv.reason
+    assert conv.backend == "onnx" and conv.onnx_model is not None, conv.reason
     assert conv.rows_checked == len(hold) == 400
     # independent re-check, through the serving code path
     kinds = input_kinds(contract)
@@ -39,6 +42,7 @@ def test_missing_values_and_unknown_levels_match_sklearn() -> None:
     contract = make_contract()
     pipe, _, hold = fit("rf")
     conv = convert_pipeline(pipe, contract, hold)
+    assert conv.onnx_model is not None, conv.reason
     kinds = input_kinds(contract)
     cols = columns_from_frame(hold.head(5), list(kinds))
     cols["income"] = [None] * 5
@@ -46,6 +50,7 @@ def test_missing_values_and_unknown_levels_match_sklearn() -> None:
     cols["purpose"] = ["yacht", "car", "home", "unknown", "business"]
     a = OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep).predict(cols)
     b = SklearnPredictor(pipe, kinds, "classification").predict(cols)
+    assert a.probabilities is not None and b.probabilities is not None
     assert np.allclose(a.probabilities, b.probabilities, atol=1e-5)
 
 
@@ -78,11 +83,16 @@ def test_smoke_test_passes_a_good_model_and_catches_a_bad_one() -> None:
     contract = make_contract()
     pipe, _, hold = fit("logreg")
     conv = convert_pipeline(pipe, contract, hold)
+    assert conv.onnx_model is not None, conv.reason
     kinds = input_kinds(contract)
-    predictor = OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep)
+    # typed as the protocol smoke_test takes: OnnxPredictor.kinds is inferred dict[str, str]
+    predictor = cast(
+        Predictor, OnnxPredictor(conv.onnx_model, kinds, "classification", prep=conv.prep)
+    )
     sample = hold.head(10)
     cols = columns_from_frame(sample, list(kinds))
     expected = SklearnPredictor(pipe, kinds, "classification").predict(cols)
+    assert expected.probabilities is not None
     meta = {"sample_columns": cols, "expected": {"probabilities": expected.probabilities}}
     assert smoke_test(predictor, meta) == []
     bad = {
@@ -108,12 +118,14 @@ def test_a_regression_on_a_large_scale_target_is_served_by_onnx() -> None:
     """A table nobody here designed: linnerud's weights (about 190). float32 rounding of such a score is
     above 1e-5 in absolute terms; the check is relative, so the forest still converts."""
     from sklearn import datasets
+    from sklearn.utils import Bunch
 
     from mloop.core.contract.inference import infer_contract
     from models.spec import ModelSpec
     from models.train import fit_and_evaluate
 
     bunch = datasets.load_linnerud(as_frame=True)
+    assert isinstance(bunch, Bunch)  # return_X_y=False: the Bunch, not the (X, y) tuple
     frame = bunch.data.assign(Weight=bunch.target["Weight"])
     contract = infer_contract(frame, name="linnerud", target="Weight")
     assert contract.task == "regression"  # 17 weights in 20 rows are measurements, not classes

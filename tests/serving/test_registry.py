@@ -95,6 +95,7 @@ def test_deploy_starts_then_rolls_out_and_lineage_resolves_to_the_data_md5(stack
         specs=[ModelSpec(estimator="random_forest", params={"n_estimators": 40, "max_depth": 6})],
         promote=False,
     )
+    assert other.version is not None
     promote_flow(name=NAME, version=other.version, reason="serving test")
     rolled = deploy_flow(name=NAME)
     assert rolled.action == "rolled-out" and rolled.previous_version == stack["version"]

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
+from pydantic import SecretStr
 
 from mloop.core.processes import free_port
 from mloop.core.settings import Settings
@@ -61,7 +62,7 @@ def _settings(infra: InfraEnv, home: Path, prefix: str) -> Settings:
     bucket = infra.env["MLOOP_ARTIFACTS_URI"].removeprefix("s3://").split("/", 1)[0]
     return Settings(
         home=home,
-        database_url=infra.env["MLOOP_DATABASE_URL"],
+        database_url=SecretStr(infra.env["MLOOP_DATABASE_URL"]),
         s3_endpoint_url=infra.env["MLOOP_S3_ENDPOINT_URL"],
         artifacts_uri=f"s3://{bucket}/{prefix}",
     )
@@ -157,12 +158,13 @@ def test_parts_shipped_and_read_on_another_home(infra: InfraEnv, tmp_path: Path)
 
     local = read_predictions(preds_a, "loans")
     since = local["timestamp"].iloc[7].to_pydatetime()
-    for kwargs in (
+    windows: list[dict[str, Any]] = [
         {"last_n": 4},
         {"since": since},
         {"since": since, "last_n": 2},
         {"since": datetime(2999, 1, 1)},
-    ):
+    ]
+    for kwargs in windows:
         assert_frame_equal(
             read_predictions(preds_b, "loans", remote=remote_b, **kwargs),
             read_predictions(preds_a, "loans", **kwargs),
@@ -294,7 +296,7 @@ def test_an_outage_keeps_parts_local_and_they_ship_later(
 
 def _stats(name: str, rows: int, first: int | None, last: int | None) -> PartStats:
     day = datetime(2026, 1, 1, tzinfo=UTC)
-    at = lambda m: None if m is None else day.replace(minute=m)  # noqa: E731
+    at = lambda m: None if m is None else day.replace(minute=m)  # noqa: E731 - a one-line local helper, read where it is used
     return PartStats(RemotePart(f"b/p/{name}", 1, 0), rows, at(first), at(last))
 
 
@@ -381,16 +383,24 @@ def test_a_big_window_reads_only_its_newest_parts_in_partitions_on_dask(
         5,
     ]  # 18: both overlapping parts
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as cluster:
+    # entered as its own name: Cluster.__enter__ is unannotated (pyright reads a coroutine)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,  # pyright: ignore[reportArgumentType]  # why: distributed annotates str, but reads None as no dashboard (LocalCluster checks `is not None`)
+    )
+    with cluster:
         for address in ("", "local", cluster.scheduler_address):
             with partition_mapper(address) as map_parts:
                 for n in (8, 18, 30, 200):
                     got = read_predictions(
                         tmp_path / "b", "loans", last_n=n, remote=reader, map_parts=map_parts
                     )
-                    assert_frame_equal(got, every.tail(n).reset_index(drop=True)), (address, n)
+                    assert_frame_equal(
+                        got, every.tail(n).reset_index(drop=True), obj=f"{address!r} last {n}"
+                    )
 
 
 class _RangeStore:

@@ -71,7 +71,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 def team_settings(root: Path) -> Settings:
     """Settings of a host with its own MLOOP_HOME and the team settings of the environment."""
-    settings = Settings(home=root / "home", project_dir=root)  # type: ignore[arg-type]
+    settings = Settings(home=root / "home", project_dir=root)
     settings.state.ensure()
     return settings
 
@@ -127,7 +127,7 @@ def predict_in_child(settings: Settings, tag: str, frame_path: Path) -> dict[str
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- pure: single machine
@@ -140,7 +140,7 @@ def test_single_machine_never_reaches_s3(tmp_path: Path, monkeypatch: pytest.Mon
 
     for key in ("MLOOP_DATABASE_URL", "MLOOP_ARTIFACTS_URI", "MLOOP_S3_ENDPOINT_URL"):
         monkeypatch.delenv(key, raising=False)
-    settings = Settings(home=tmp_path / "home", project_dir=tmp_path)  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path / "home", project_dir=tmp_path)
 
     def no_client(layout: ArtifactLayout) -> Any:
         raise AssertionError("an S3 client was created on a single machine")
@@ -275,6 +275,7 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
 ) -> None:
     """``bentoml serve`` of a tag its store lacks imports it from S3 at start and answers with it."""
     import httpx
+    from pydantic import SecretStr
 
     from mloop.core.processes import free_port, stop_pid
     from serving.bundle.package import model_in_store
@@ -282,7 +283,7 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
     from tests.serving.helpers import AUTH, TOKEN, records
 
     _, hold = home_a
-    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path / "home", project_dir=tmp_path, api_token=SecretStr(TOKEN))
     settings.state.ensure()
     assert not model_in_store(settings.state.bentoml_home, TAG)
     proc = start_service(settings, TAG, port=free_port(), name="serve-remote", timeout=120)

@@ -53,8 +53,8 @@ def test_model_names_cannot_escape_the_folder(tmp_path: Path) -> None:
 
 
 def test_startup_rule() -> None:
-    everything = lambda tag: True  # noqa: E731
-    nothing = lambda tag: False  # noqa: E731
+    everything = lambda tag: True  # noqa: E731 - a one-line local helper, read where it is used
+    nothing = lambda tag: False  # noqa: E731 - a one-line local helper, read where it is used
     assert startup_tag("loans:v1", None, everything) == ("loans:v1", None)
     assert startup_tag("loans:v1", _rec(), everything) == (
         "loans:v2",
@@ -82,7 +82,7 @@ def _named(name: str, tag: str, initial: str) -> RolledOut:
 
 
 def test_many_models_each_start_model_follows_its_own_record() -> None:
-    everything = lambda tag: True  # noqa: E731
+    everything = lambda tag: True  # noqa: E731 - a one-line local helper, read where it is used
     records = {
         "loans": _named("loans", "loans:v2", "loans:v1"),
         "rates": _named("rates", "rates:v5", "rates:v4"),
@@ -94,7 +94,7 @@ def test_many_models_each_start_model_follows_its_own_record() -> None:
 
 
 def test_an_added_model_is_restored_by_a_worker_started_with_the_same_tags() -> None:
-    everything = lambda tag: True  # noqa: E731
+    everything = lambda tag: True  # noqa: E731 - a one-line local helper, read where it is used
     start = ["loans:v1", "rates:v1"]
     assert initial_tag_for("loans", start) == "loans:v1"
     assert initial_tag_for("fraud", start) == start_key(start) == "loans:v1,rates:v1"
@@ -103,7 +103,7 @@ def test_an_added_model_is_restored_by_a_worker_started_with_the_same_tags() -> 
 
 
 def test_an_added_model_of_another_start_list_is_not_restored() -> None:
-    everything = lambda tag: True  # noqa: E731
+    everything = lambda tag: True  # noqa: E731 - a one-line local helper, read where it is used
     records = {"fraud": _named("fraud", "fraud:v2", "loans:v0")}
     assert startup_tags(["loans:v1"], records, everything) == (["loans:v1"], [])
 

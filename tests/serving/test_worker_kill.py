@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -17,6 +18,8 @@ from mloop.core.processes import ServiceProcess, stop_pid
 from serving.api.rollout_record import read_rolled_out, rolled_out_path
 from serving.log.predictions import read_predictions
 from tests.serving.helpers import AUTH, TOKEN, Packaged, PredictLoad, records, start
+
+T = TypeVar("T")
 
 
 def _worker_pid(arbiter: int) -> int | None:
@@ -37,7 +40,8 @@ def _worker_pid(arbiter: int) -> int | None:
     return None
 
 
-def _wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+def _wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """The first truthy value ``check`` returns within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -65,7 +69,7 @@ def _kill_worker(proc: ServiceProcess) -> int:
         new = _worker_pid(proc.pid)
         return new if new not in (None, old) and _model(proc.url) else None
 
-    new = int(_wait_for(respawned, 90, "the respawned worker"))  # type: ignore[arg-type]
+    new = _wait_for(respawned, 90, "the respawned worker")
     assert psutil.pid_exists(proc.pid), "the arbiter died with its worker"
     return new
 
@@ -87,7 +91,8 @@ def test_a_respawned_worker_serves_the_model_rolled_out_before_the_kill(
 ) -> None:
     from serving.control.rollout_client import rollout
 
-    assert _model(service.url)["model_version"] == "1"  # type: ignore[index]
+    before = _model(service.url)
+    assert before is not None and before["model_version"] == "1"
     rollout(service.url, packaged.v2.model_tag, token=TOKEN)
     record = read_rolled_out(packaged.settings.state.root, "loans")
     assert (
