@@ -12,11 +12,12 @@ PYTEST_WORKERS ?= 2
 # process would then recompile dvc, mlflow and prefect (seconds per process).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: install test scan chaos demo down clean bench bench-models bench-team help
+.PHONY: install check test scan chaos demo down clean bench bench-models bench-team help
 
 help:
 	@echo "make demo   run the whole loop on this machine (leaves the platform up; 'make down' stops it)"
-	@echo "make test   run the import layers check, the bandit scan and the test suite"
+	@echo "make test   run the checks (make check), the bandit scan and the test suite"
+	@echo "make check  only the static checks: import layers, ruff lint and format, pyright"
 	@echo "make scan   only the security scans (bandit + the model-loading check)"
 	@echo "make chaos  the chaos test with a long schedule (40 random kills; CHAOS_KILLS, CHAOS_SEED)"
 	@echo "make down   stop every local service mloop started"
@@ -32,8 +33,15 @@ install:
 # pyproject.toml); the model-loading check (no pickle, skops allowlist) is tests/core/test_security_scan.py.
 BANDIT_TARGETS := mloop flows models serving monitoring
 
-test: install
+# The static checks: the import layers (import cycles are tests/core/test_import_cycles.py), ruff's lint
+# and format check, and pyright over the project ([tool.ruff] and [tool.pyright] in pyproject.toml).
+check: install
 	$(RUN) lint-imports
+	$(RUN) ruff check --quiet .
+	$(RUN) ruff format --check --quiet .
+	$(RUN) pyright
+
+test: check
 	$(RUN) bandit -c pyproject.toml -r $(BANDIT_TARGETS) -ll -q
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
