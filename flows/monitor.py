@@ -435,7 +435,7 @@ def monitor_sweep_flow(
 def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str, str]]:
     """Per model: its check-model task run in the Prefect UI (its steps, logs and artifact), its HTML report,
     its MLflow run."""
-    from mloop.core.processes import connect_host
+    from mloop.core.service_urls import connect_host
     from monitoring.reports import mlflow_run_link
 
     prefect_ui = f"http://{connect_host(settings.host)}:{settings.prefect_port}"

@@ -22,7 +22,7 @@ from mloop.cli.common import (
 )
 from mloop.cli.data import name_check
 from mloop.core.errors import MloopError
-from mloop.core.processes import http_url
+from mloop.core.service_urls import http_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 

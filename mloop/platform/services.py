@@ -42,7 +42,6 @@ from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
     http_ok,
-    http_url,
     listening_pids,
     pid_alive,
     prefect_server_argv,
@@ -57,6 +56,7 @@ from mloop.core.processes import (
     stop_pid,
     wait_ready,
 )
+from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 from mloop.core.team import TeamConfig, TeamDatabases, redact_url, team_config
 from mloop.platform.client import PrefectApi
