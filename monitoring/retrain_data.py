@@ -194,7 +194,8 @@ def build_retrain_dataset(
     from mloop.core.contract import load_contract
     from mloop.core.datasets import get_version, ingest_dataset, read_version
     from mloop.core.errors import NotFoundError
-    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.feedback import read_feedback
+    from serving.log.predictions import read_predictions
     from serving.log.remote_parts import remote_log
 
     rule = rule or RetrainRule()

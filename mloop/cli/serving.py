@@ -197,7 +197,7 @@ def feedback_cmd(
         import pandas as pd
 
         from mloop.platform.serve_command import default_model_name
-        from serving.log.predictions import record_labels
+        from serving.log.feedback import record_labels
         from serving.log.remote_parts import remote_log
 
         frame = (

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
-from serving.log.predictions import read_feedback, read_predictions
+from serving.log.feedback import read_feedback
+from serving.log.predictions import read_predictions
 from tests.helpers import assert_no_server_error
 from tests.serving.helpers import (
     AUTH,

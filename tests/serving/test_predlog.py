@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.log.predictions import (
-    PredictionLogger,
-    new_prediction_ids,
-    read_feedback,
-    read_predictions,
-    record_feedback,
-)
+from serving.log.feedback import read_feedback, record_feedback
+from serving.log.predictions import PredictionLogger, new_prediction_ids, read_predictions
 
 
 def _log(logger: PredictionLogger, n: int, version: str = "1") -> list[str]:
@@ -156,7 +151,7 @@ def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(
 
     logger = PredictionLogger(tmp_path, flush_seconds=60, max_attempts=3)
     ids = _log(logger, 2)
-    monkeypatch.setattr(predlog, "_write_atomic", broken)
+    monkeypatch.setattr(predlog, "write_atomic", broken)
     for _ in range(2):  # failed attempts 1 and 2: kept for a retry
         try:
             logger.flush()
@@ -205,6 +200,7 @@ def test_every_column_the_log_adds_beside_the_inputs_is_reserved() -> None:
     values would then collide with it (a log table of two columns in one)."""
     from mloop.core.contract import RESERVED_FEATURE_NAMES
     from monitoring.drift import PREDICTION_COLUMNS
-    from serving.log.predictions import BASE_COLUMNS, FEEDBACK_COLUMNS
+    from serving.log.feedback import FEEDBACK_COLUMNS
+    from serving.log.predictions import BASE_COLUMNS
 
     assert {*BASE_COLUMNS, *FEEDBACK_COLUMNS, *PREDICTION_COLUMNS} <= set(RESERVED_FEATURE_NAMES)
