@@ -162,7 +162,9 @@ class TrainRun:
         ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
         from models.gate_scoring import approval_required
 
-        return approval_required(self.settings, self.info.label_source, requested)
+        return approval_required(
+            self.settings.approve_feedback_retrains, self.info.label_source, requested
+        )
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)

@@ -75,9 +75,8 @@ def run_store_job(
     return json.loads(last[-1]) if last else {}  # type: ignore[no-any-return]
 
 
-def package_lock_path(settings: Settings, name: str, version: str | int) -> Path:
-    """``<locks>/package-<name>-v<version>.lock``: one packager per tag (the name is checked first)."""
-    settings.state.locks.mkdir(parents=True, exist_ok=True)
-    return child_path(
-        settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock"
-    )
+def package_lock_path(locks: Path, name: str, version: str | int) -> Path:
+    """``<locks>/package-<name>-v<version>.lock`` (``locks``: the state's lock folder, created here): one
+    packager per tag (the name is checked first)."""
+    locks.mkdir(parents=True, exist_ok=True)
+    return child_path(locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock")

@@ -182,7 +182,7 @@ def package_pipeline(
     """
     from filelock import FileLock
 
-    with FileLock(package_lock_path(settings, name, version), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version), timeout=600):
         return _package_pipeline(
             settings,
             name=name,
@@ -274,7 +274,7 @@ def package_model(
     version = str(info.version)
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
-    with FileLock(package_lock_path(settings, name, version), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version), timeout=600):
         if _team(
             settings
         ):  # packaged on another host: import that exact model rather than packaging again

@@ -198,7 +198,7 @@ def ensure_local(settings: Settings, tag: str) -> bool:
     name, version = split_tag(tag)
     if model_in_store(settings.state.bentoml_home, tag):
         return True
-    with FileLock(package_lock_path(settings, name, version[1:]), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version[1:]), timeout=600):
         if fetch_model(settings, tag):
             return True
     raise MloopError(

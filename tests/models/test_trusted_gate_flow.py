@@ -72,7 +72,7 @@ def _served_with_feedback(settings: Settings, name: str, version: str, *, flip: 
 
     traffic = generate("baseline", TRAFFIC, seed=7)
     contract = load_contract(settings.project_dir, name)
-    scored = add_predictions(settings, name, version, traffic, contract)
+    scored = add_predictions(settings.tracking_uri, name, version, traffic, contract)
     feats = [c.name for c in contract.feature_columns]
     ids = new_prediction_ids(TRAFFIC)
     logger = PredictionLogger(settings.state.predictions, flush_seconds=60)
