@@ -294,7 +294,8 @@ def bench_sweep(models: int, workers: int) -> int:
     )  # before bench/ itself: bench/serving.py would shadow the serving package
 
     from mloop.core.processes import free_port, start_prefect_server, stop_pid
-    from mloop.core.settings import Settings, prefect_api_url
+    from mloop.core.service_urls import prefect_api_url
+    from mloop.core.settings import Settings
     from tests.helpers import make_project
     from tests.monitoring.helpers import log_traffic
 

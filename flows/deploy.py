@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from mloop.core import events
 from mloop.core.artifacts import artifact_key
 from mloop.core.names import ModelName
-from mloop.core.processes import http_url
+from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 
 

@@ -106,7 +106,8 @@ def read_window(
     """The newest ``window_size`` logged predictions (at/after ``since``) and the feedback labels. In team mode
     the window's parts are read from S3, one task per part on Dask when MLOOP_DASK_ADDRESS is set."""
     from mloop.core.partitions import partition_mapper
-    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.feedback import read_feedback
+    from serving.log.predictions import read_predictions
     from serving.log.remote_parts import remote_log
 
     remote = remote_log(settings)  # team mode: the parts in S3; else None (local files)
@@ -435,7 +436,7 @@ def monitor_sweep_flow(
 def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str, str]]:
     """Per model: its check-model task run in the Prefect UI (its steps, logs and artifact), its HTML report,
     its MLflow run."""
-    from mloop.core.processes import connect_host
+    from mloop.core.service_urls import connect_host
     from monitoring.reports import mlflow_run_link
 
     prefect_ui = f"http://{connect_host(settings.host)}:{settings.prefect_port}"

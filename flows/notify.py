@@ -27,7 +27,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from mloop.core import events
-from mloop.core.processes import http_url
+from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 
 BLOCK_NAME = "mloop-notifications"

@@ -108,7 +108,7 @@ def _retrain(
         )
         return _report(no_data, f"retrain of {name}: {no_data.reason}", detail)
     md5, labels = built.version.md5, built.version.label_source
-    approval = approval_required(settings, labels)
+    approval = approval_required(settings.approve_feedback_retrains, labels)
     get_run_logger().info(
         "retrain of %s: new dataset version %s (%s labels; %s)", name, md5, labels, built.reason
     )

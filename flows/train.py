@@ -35,6 +35,7 @@ from mloop.core.lineage import LABEL_INGESTED, DatasetVersion, LabelSource
 from mloop.core.names import DatasetName
 from mloop.core.settings import Settings
 from mloop.core.shared import shared_records
+from models.audit import AuditRecord
 from models.candidates import CandidatePlan, CandidateResult
 from models.gate_decision import GateConfig, GateParams, GateReport
 from models.spec import ModelSpec
@@ -136,18 +137,21 @@ class TrainRun:
         self.timings[name], self._lap_start = now - self._lap_start, now
 
     def result(
-        self, best: CandidateResult, candidates: list[CandidateResult], **fields: Any
+        self,
+        best: CandidateResult,
+        candidates: list[CandidateResult],
+        champion: str | None,
+        **fields: Any,
     ) -> TrainResult:
-        """The flow's result for ``best`` (``fields``: version, decision, promoted, metrics, gate, reused)."""
-        from models.registry import champion_version
-
+        """The flow's result for ``best`` with the champion after the run (``fields``: version, decision,
+        promoted, metrics, gate, reused)."""
         self.timings["total"] = time.perf_counter() - self.started
         return TrainResult(
             dataset=self.dataset,
             data_md5=self.info.md5,
             run_id=best.run_id,
             candidates=candidates,
-            champion=champion_version(self.uri, self.dataset),
+            champion=champion,
             timings=self.timings,
             label_source=self.info.label_source,
             **fields,
@@ -158,7 +162,9 @@ class TrainRun:
         ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
         from models.gate_scoring import approval_required
 
-        return approval_required(self.settings, self.info.label_source, requested)
+        return approval_required(
+            self.settings.approve_feedback_retrains, self.info.label_source, requested
+        )
 
 
 @task(name="materialize", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1)
@@ -324,7 +330,7 @@ def record_gate(run: TrainRun, version: str, run_id: str, report: GateReport) ->
 @task(name="promote", cache_policy=NO_CACHE)
 def promote_challenger(
     run: TrainRun, version: str, report: GateReport, champion: str | None, reason: str
-) -> Any:
+) -> AuditRecord:
     """Move the champion alias (last step, under the registry lock, only if the champion is unchanged)."""
     from models.registry import promote
 
@@ -441,16 +447,8 @@ def train_flow(
     from models.registry import champion_version
     from models.tracking import registered_version
 
-    run = _prepare(
-        dataset,
-        version,
-        specs or [ModelSpec()],
-        split_params or SplitParams(),
-        seed,
-        gate_params,
-        force,
-        trigger,
-    )
+    specs, split_params = specs or [ModelSpec()], split_params or SplitParams()
+    run = _prepare(dataset, version, specs, split_params, seed, gate_params, force, trigger)
     fitted = _fit_all(run)
     with OpenRuns(run.uri) as runs:
         candidates, logging = _log_candidates(run, runs, fitted)
@@ -461,14 +459,13 @@ def train_flow(
         champion = champion_version(run.uri, dataset)
         challenger = _challenger(run, best, fitted)
         gating = gate.submit(run, challenger, champion)  # runs while the candidates are logged
-        _finish_logging(
-            run, runs, logging, keep=best.run_id
-        )  # losers are complete: finished now, so cacheable
+        # the losers are complete: finished now, so cacheable
+        _finish_logging(run, runs, logging, keep=best.run_id)
         registered = register(run, best)
         _emit_trained(run, registered, best)
         report = record_gate(run, registered, best.run_id, gating.result())
         _publish_gate(run, registered, report)
-        decision, reason, promoted = _decide(
+        verdict = _decide(
             run,
             best,
             registered,
@@ -479,22 +476,26 @@ def train_flow(
             timeout=approval_timeout_seconds,
         )
         runs.finish()
-    if (
-        promoted
-    ):  # what the new champion's deploy and first monitor check need, from what is in memory here
-        if run.settings.package_on_promote:
-            package_champion(run, registered, challenger[1], return_state=True)
-        monitor_reference(run, registered, challenger[1], return_state=True)
-    get_run_logger().info("%s v%s: %s", dataset, registered, reason)
+    if verdict.promoted:
+        _ready_champion(run, registered, challenger[1])
+    get_run_logger().info("%s v%s: %s", dataset, registered, verdict.reason)
     return run.result(
         best,
         candidates,
+        verdict.champion,
         version=registered,
-        decision=decision,
-        promoted=promoted,
+        decision=verdict.decision,
+        promoted=verdict.promoted,
         metrics=best.metrics,
         gate=report,
     )
+
+
+def _ready_champion(run: TrainRun, version: str, pipeline: Any) -> None:
+    """What the new champion's deploy and first monitor check need, from what is in memory here."""
+    if run.settings.package_on_promote:
+        package_champion(run, version, pipeline, return_state=True)
+    monitor_reference(run, version, pipeline, return_state=True)
 
 
 def _prepare(
@@ -622,7 +623,7 @@ def _reused(
     run: TrainRun, best: CandidateResult, version: str, candidates: list[CandidateResult]
 ) -> TrainResult:
     """Identical inputs: the result of the run and version registered before."""
-    from models.registry import get_version_info
+    from models.registry import champion_version, get_version_info
 
     v = get_version_info(run.uri, run.dataset, version)
     get_run_logger().info(
@@ -633,6 +634,7 @@ def _reused(
     return run.result(
         best,
         candidates,
+        v.version if "champion" in v.aliases else champion_version(run.uri, run.dataset),
         version=v.version,
         reused=True,
         decision=v.decision,
@@ -672,6 +674,16 @@ def _publish_gate(run: TrainRun, version: str, report: GateReport) -> None:
     run.lap("gate_record")
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What became of the challenger: the decision, why, whether the alias moved, and the champion after."""
+
+    decision: str
+    reason: str
+    promoted: bool
+    champion: str | None
+
+
 def _decide(
     run: TrainRun,
     best: CandidateResult,
@@ -682,9 +694,10 @@ def _decide(
     promote: bool,
     require_approval: bool,
     timeout: int,
-) -> tuple[str, str, bool]:
-    """(decision, reason, promoted): the gate's verdict, a person's when approval is required, then the
-    guarded alias move; emits ``mloop.model.promoted`` or ``mloop.model.rejected``."""
+) -> Verdict:
+    """The gate's verdict, a person's when approval is required, then the guarded alias move; emits
+    ``mloop.model.promoted`` or ``mloop.model.rejected``. ``champion`` is the one the gate compared
+    against; the promotion's record says which holds the alias after it (no second registry read)."""
     from models import registry as R
     from models.event_payloads import decision_event, decision_payload
 
@@ -697,6 +710,7 @@ def _decide(
     if decision == "promote" and promote:
         record = promote_challenger(run, version, report, champion, reason)
         promoted = record.outcome == "applied"
+        champion = record.to_version  # applied: this version; skipped: the one holding the alias
         if not promoted:
             reason = f"not promoted: {record.detail}"
     event = decision_event(promoted=promoted, decision=decision, promote=promote)
@@ -709,11 +723,11 @@ def _decide(
                 metrics=best.metrics,
                 reason=reason,
                 data_md5=run.info.md5,
-                champion=R.champion_version(run.uri, run.dataset),
+                champion=champion,
                 report=report,
             ),
         )
-    return decision, reason, promoted
+    return Verdict(decision, reason, promoted, champion)
 
 
 def _ask_approval(report: GateReport, timeout: int, reason: str) -> tuple[str, str]:

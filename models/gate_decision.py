@@ -383,124 +383,45 @@ def decide(
 ) -> GateReport:
     """Compare the challenger with the champion (or, without one, the dummy baseline) on the same rows.
 
-    Multiclass: the scores are (n, k) probabilities in ``classes`` order (``pipeline.classes_``;
-    default: the sorted levels of ``y``). ``target_counts`` (rows per class of the training
-    target) picks the default gate metric when none was set; default: the counts of ``y``.
-
-    ``trusted``: the same models scored on the trusted holdout (same metric, same class order); a
-    challenger failing there is rejected whatever the rules above say (:func:`trusted_comparison`).
-    ``require_trusted`` without ``trusted`` (a model trained on feedback labels, and no ingested version
-    to check it on) is a rejection too: nothing vouches for its labels.
+    Multiclass scores are (n, k) probabilities in ``classes`` order (``pipeline.classes_``; default:
+    the sorted levels of ``y``). ``target_counts`` (rows per class of the training target; default:
+    those of ``y``) picks the gate metric when none was set. ``trusted``: both models scored on the
+    trusted holdout; failing there rejects (:func:`trusted_comparison`), and so does ``require_trusted``
+    without it (a model trained on feedback labels with no ingested version: nothing vouches for them).
     """
-    import numpy as np
+    from models.evaluate import compute_metrics
 
-    from models.evaluate import binary_labels, compute_metrics
-
-    multiclass = task == "classification" and is_multiclass_scores(challenger_scores)
     counts = None
     if task == "classification":
         counts = target_counts if target_counts is not None else class_counts(y)
     metric = config.metric_for(task, counts)
     sign = direction(metric)
-    codes_of: Sequence[Any] | None = None
-    if multiclass:  # encode the labels once: every metric call below reads integer codes
-        k = challenger_scores.shape[1]
-        y_arr = class_codes(y, infer_classes(y, k) if classes is None else classes)
-        codes_of = range(k)
-    else:
-        y_arr = binary_labels(y) if task == "classification" else np.asarray(y, dtype=np.float64)
-    ones = np.ones((1, len(y_arr)))
+    y_arr, codes_of = _encode_labels(task, y, challenger_scores, classes)
     reference = "champion" if champion_scores is not None else "baseline"
     ref_scores = champion_scores if champion_scores is not None else baseline_scores
-    chal_value = float(weighted_metric(metric, y_arr, challenger_scores, ones, codes_of)[0])
-    ref_value = float(weighted_metric(metric, y_arr, ref_scores, ones, codes_of)[0])
-    gain = sign * (chal_value - ref_value)
-    gains = paired_bootstrap(
-        metric,
-        y_arr,
-        challenger_scores,
-        ref_scores,
-        resamples=config.resamples,
-        seed=config.seed,
-        classes=codes_of,
-    )
-    ci_low, ci_high = (float(v) for v in np.nanpercentile(gains, [2.5, 97.5]))
-
-    reasons: list[str] = []
+    g = _gain(metric, y_arr, challenger_scores, ref_scores, codes_of, config)
     comparisons: list[SliceComparison] = []
     if reference == "baseline":
-        margin_ok = gain >= config.baseline_margin
-        ci_ok = ci_low > 0
-        reasons.append(
-            f"no champion yet; challenger {'beats' if margin_ok else 'does not beat'} the dummy baseline by "
-            f"{gain:+.4f} {metric} (margin {config.baseline_margin})"
-        )
-        reasons.append(
-            f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: within noise'}"
-        )
-        ok = margin_ok and ci_ok
+        ok, reasons = _baseline_verdict(metric, g.gain, g.ci_low, config)
     else:
-        gain_ok = gain >= config.min_gain
-        ci_ok = ci_low > 0
-        reasons.append(
-            f"gain {gain:+.4f} {metric} {'>=' if gain_ok else '<'} min_gain {config.min_gain}"
+        comparisons = _slice_comparisons(
+            metric, sign, y_arr, challenger_scores, ref_scores, slices or {}, codes_of, config
         )
-        reasons.append(
-            f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: the gain is within noise'}"
-        )
-        for (column, level), mask in (slices or {}).items():
-            w = mask.astype(np.float64)[None, :]
-            chal = float(weighted_metric(metric, y_arr, challenger_scores, w, codes_of)[0])
-            champ = float(weighted_metric(metric, y_arr, ref_scores, w, codes_of)[0])
-            if np.isnan(chal) or np.isnan(champ):
-                continue
-            loss = sign * (champ - chal)
-            comparisons.append(
-                SliceComparison(
-                    column=column,
-                    level=level,
-                    rows=int(mask.sum()),
-                    challenger=chal,
-                    champion=champ,
-                    loss=loss,
-                    blocked=loss > config.slice_tolerance,
-                )
-            )
-        blocked = [c for c in comparisons if c.blocked]
-        if blocked:
-            worst = max(blocked, key=lambda c: c.loss)
-            reasons.append(
-                f"slice regression: {len(blocked)} slice(s) lose more than {config.slice_tolerance} "
-                f"(worst {worst.column}={worst.level}: {worst.loss:+.4f})"
-            )
-        else:
-            reasons.append(
-                f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)"
-            )
-        ok = gain_ok and ci_ok and not blocked
+        ok, reasons = _champion_verdict(metric, g.gain, g.ci_low, config, comparisons)
     comparison = None
     if trusted is not None:
-        y_trusted = _encode_trusted(task, trusted.y, classes, challenger_scores, multiclass)
+        y_trusted = _encode_trusted(
+            task, trusted.y, classes, challenger_scores, codes_of is not None
+        )
         comparison = trusted_comparison(
             metric,
             y_trusted,
             trusted,
             tolerance=config.trusted_tolerance,
             classes=codes_of,
-            against_champion=champion_scores is not None,
+            against_champion=reference == "champion",
         )
-        if comparison.passed:
-            reasons.append(comparison.verdict(metric))
-        else:  # first, so the one-line summary and the version's reason tag lead with it
-            reasons.insert(0, comparison.verdict(metric))
-        ok = ok and comparison.passed
-    elif require_trusted:
-        reasons.insert(
-            0,
-            "REJECTED: no trusted holdout - the dataset has no ingested version, so nothing vouches "
-            "for the feedback labels this challenger was trained and gated on",
-        )
-        ok = False
+    ok = _apply_trusted(ok, reasons, comparison, metric, require_trusted)
     return GateReport(
         model_name=model_name,
         challenger_version=challenger_version,
@@ -510,11 +431,11 @@ def decide(
         metric=metric,
         higher_is_better=sign > 0,
         reference=reference,
-        challenger_value=chal_value,
-        reference_value=ref_value,
-        gain=gain,
-        ci_low=ci_low,
-        ci_high=ci_high,
+        challenger_value=g.challenger,
+        reference_value=g.reference,
+        gain=g.gain,
+        ci_low=g.ci_low,
+        ci_high=g.ci_high,
         resamples=config.resamples,
         holdout_rows=len(y_arr),
         challenger_metrics=compute_metrics(task, y_arr, challenger_scores, codes_of),
@@ -523,6 +444,171 @@ def decide(
         trusted=comparison,
         config=config,
     )
+
+
+@dataclass(frozen=True)
+class _Gain:
+    """The challenger's and the reference's metric on the whole holdout, the gain (signed so that
+    higher is better) and its 95% paired-bootstrap interval."""
+
+    challenger: float
+    reference: float
+    gain: float
+    ci_low: float
+    ci_high: float
+
+
+def _gain(
+    metric: str,
+    y: np.ndarray,
+    challenger_scores: np.ndarray,
+    reference_scores: np.ndarray,
+    codes_of: Sequence[Any] | None,
+    config: GateConfig,
+) -> _Gain:
+    """The challenger's gain over the reference on the same rows, with its bootstrap interval."""
+    import numpy as np
+
+    sign = direction(metric)
+    ones = np.ones((1, len(y)))
+    chal_value = float(weighted_metric(metric, y, challenger_scores, ones, codes_of)[0])
+    ref_value = float(weighted_metric(metric, y, reference_scores, ones, codes_of)[0])
+    gains = paired_bootstrap(
+        metric,
+        y,
+        challenger_scores,
+        reference_scores,
+        resamples=config.resamples,
+        seed=config.seed,
+        classes=codes_of,
+    )
+    ci_low, ci_high = (float(v) for v in np.nanpercentile(gains, [2.5, 97.5]))
+    return _Gain(chal_value, ref_value, sign * (chal_value - ref_value), ci_low, ci_high)
+
+
+def _apply_trusted(
+    ok: bool,
+    reasons: list[str],
+    comparison: TrustedComparison | None,
+    metric: str,
+    require_trusted: bool,
+) -> bool:
+    """The verdict with the trusted rule applied: a failed comparison rejects, and so does a missing
+    one when ``require_trusted``. Adds its reason to ``reasons`` (first when it rejects)."""
+    if comparison is not None:
+        if comparison.passed:
+            reasons.append(comparison.verdict(metric))
+        else:  # first, so the one-line summary and the version's reason tag lead with it
+            reasons.insert(0, comparison.verdict(metric))
+        return ok and comparison.passed
+    if require_trusted:
+        reasons.insert(0, NO_TRUSTED_HOLDOUT)
+        return False
+    return ok
+
+
+NO_TRUSTED_HOLDOUT = (
+    "REJECTED: no trusted holdout - the dataset has no ingested version, so nothing vouches "
+    "for the feedback labels this challenger was trained and gated on"
+)
+
+
+def _encode_labels(
+    task: str,
+    y: np.ndarray,
+    challenger_scores: np.ndarray,
+    classes: Sequence[Any] | np.ndarray | None,
+) -> tuple[np.ndarray, Sequence[Any] | None]:
+    """The labels as every metric call reads them, and the class codes (None unless multiclass):
+    multiclass labels are encoded once as integer codes ``range(k)``; binary as 0/1; regression as floats."""
+    import numpy as np
+
+    from models.evaluate import binary_labels
+
+    if task == "classification" and is_multiclass_scores(challenger_scores):
+        k = challenger_scores.shape[1]
+        return class_codes(y, infer_classes(y, k) if classes is None else classes), range(k)
+    if task == "classification":
+        return binary_labels(y), None
+    return np.asarray(y, dtype=np.float64), None
+
+
+def _baseline_verdict(
+    metric: str, gain: float, ci_low: float, config: GateConfig
+) -> tuple[bool, list[str]]:
+    """No champion yet: the challenger must beat the dummy baseline by the margin, beyond noise."""
+    margin_ok = gain >= config.baseline_margin
+    ci_ok = ci_low > 0
+    reasons = [
+        f"no champion yet; challenger {'beats' if margin_ok else 'does not beat'} the dummy baseline by "
+        f"{gain:+.4f} {metric} (margin {config.baseline_margin})",
+        f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: within noise'}",
+    ]
+    return margin_ok and ci_ok, reasons
+
+
+def _champion_verdict(
+    metric: str,
+    gain: float,
+    ci_low: float,
+    config: GateConfig,
+    comparisons: list[SliceComparison],
+) -> tuple[bool, list[str]]:
+    """Against the champion: a gain of at least ``min_gain``, beyond noise, and no slice regression."""
+    gain_ok = gain >= config.min_gain
+    ci_ok = ci_low > 0
+    reasons = [
+        f"gain {gain:+.4f} {metric} {'>=' if gain_ok else '<'} min_gain {config.min_gain}",
+        f"95% CI lower bound {ci_low:+.4f} {'> 0' if ci_ok else '<= 0: the gain is within noise'}",
+    ]
+    blocked = [c for c in comparisons if c.blocked]
+    if blocked:
+        worst = max(blocked, key=lambda c: c.loss)
+        reasons.append(
+            f"slice regression: {len(blocked)} slice(s) lose more than {config.slice_tolerance} "
+            f"(worst {worst.column}={worst.level}: {worst.loss:+.4f})"
+        )
+    else:
+        reasons.append(
+            f"no slice loses more than {config.slice_tolerance} ({len(comparisons)} checked)"
+        )
+    return gain_ok and ci_ok and not blocked, reasons
+
+
+def _slice_comparisons(
+    metric: str,
+    sign: float,
+    y: np.ndarray,
+    challenger_scores: np.ndarray,
+    champion_scores: np.ndarray,
+    slices: Mapping[tuple[str, str], np.ndarray],
+    codes_of: Sequence[Any] | None,
+    config: GateConfig,
+) -> list[SliceComparison]:
+    """Challenger vs champion on each slice (rows of one level of one column); a slice where either
+    metric is undefined is left out. A loss over ``slice_tolerance`` blocks."""
+    import numpy as np
+
+    comparisons: list[SliceComparison] = []
+    for (column, level), mask in slices.items():
+        w = mask.astype(np.float64)[None, :]
+        chal = float(weighted_metric(metric, y, challenger_scores, w, codes_of)[0])
+        champ = float(weighted_metric(metric, y, champion_scores, w, codes_of)[0])
+        if np.isnan(chal) or np.isnan(champ):
+            continue
+        loss = sign * (champ - chal)
+        comparisons.append(
+            SliceComparison(
+                column=column,
+                level=level,
+                rows=int(mask.sum()),
+                challenger=chal,
+                champion=champ,
+                loss=loss,
+                blocked=loss > config.slice_tolerance,
+            )
+        )
+    return comparisons
 
 
 def _encode_trusted(

@@ -37,11 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def approval_required(
-    settings: Settings, label_source: LabelSource, requested: bool = False
+    approve_feedback_retrains: bool, label_source: LabelSource, requested: bool = False
 ) -> bool:
     """Whether a train run waits for a person before the champion moves: asked for (``requested``), or
-    its labels came from feedback and ``MLOOP_APPROVE_FEEDBACK_RETRAINS`` is on."""
-    return requested or (settings.approve_feedback_retrains and label_source == LABEL_FEEDBACK)
+    its labels came from feedback and ``approve_feedback_retrains`` (``MLOOP_APPROVE_FEEDBACK_RETRAINS``) is on."""
+    return requested or (approve_feedback_retrains and label_source == LABEL_FEEDBACK)
 
 
 @dataclass(frozen=True)

@@ -375,110 +375,17 @@ def drift_report(
     sample_null = [c for c in tested if ref_s[c].isna().all() or cur_s[c].isna().all()]
     in_report = {c: k for c, k in tested.items() if c not in sample_null}
 
-    snapshot = None
-    parsed: dict[str, tuple[str, float, float, bool | None]] = {}
-    if in_report:
-        ref_p, cur_p = _prepare(ref_s, in_report), _prepare(cur_s, in_report)
-        definition = {
-            "numerical_columns": [c for c, (k, _) in in_report.items() if k == "numeric"],
-            "categorical_columns": [c for c, (k, _) in in_report.items() if k == "categorical"],
-        }
-        # Like Evidently's own large-sample default: a numeric column with <= 5 distinct values
-        # (e.g. a loan term of 36/60) is compared as a distribution over its values (JS distance).
-        # Counted on all rows, not on the sample, so the method never depends on the sample.
-        few_values = {
-            c: opts.cat_method
-            for c, (k, _) in in_report.items()
-            if k == "numeric"
-            and opts.num_method == NUM_METHOD
-            and _few_values(reference[c], current[c], ref_s[c], cur_s[c])
-        }
-        if report:
-            snapshot = _evidently_report(ref_p, cur_p, definition, few_values, opts)
-            parsed = _parse_snapshot(snapshot.dict())
-        else:
-            parsed = screen_scores(ref_p, cur_p, in_report, few_values, opts)
+    snapshot, parsed = _sample_scores(reference, current, ref_s, cur_s, in_report, opts, report)
 
     sampled = len(ref_s) < len(reference) or len(cur_s) < len(current)
     # Sampling error shrinks like 1/sqrt(n): the margin is border_margin at 50k sampled rows.
     margin = opts.border_margin * float(np.sqrt(MARGIN_ROWS / max(1, min(len(ref_s), len(cur_s)))))
-    columns: list[ColumnDrift] = []
-    for name, (kind, is_pred) in kinds.items():
-        method = opts.num_method if kind == "numeric" else opts.cat_method
-        if name in null_cols:
-            columns.append(
-                ColumnDrift(
-                    column=name,
-                    kind=kind,
-                    method="all-null",
-                    threshold=opts.threshold,
-                    score=1.0,
-                    drifted=True,
-                    is_prediction=is_pred,
-                )
-            )
-            continue
-        full = {name: (kind, is_pred)}
-        if name in parsed:
-            method, thr, score, drifted = parsed[name]
-            if drifted is None:
-                drifted = score < thr if _is_p_value(method) else score >= thr
-            near = abs(score - thr) <= margin
-            if sampled and near and not _is_p_value(method):
-                exact, exact_drifted = _exact_score(
-                    _prepare(reference, full)[name],
-                    _prepare(current, full)[name],
-                    kind,
-                    method,
-                    thr,
-                )
-                columns.append(
-                    ColumnDrift(
-                        column=name,
-                        kind=kind,
-                        method=method,
-                        threshold=thr,
-                        score=exact,
-                        drifted=exact_drifted,
-                        exact=True,
-                        sampled_score=score,
-                        is_prediction=is_pred,
-                    )
-                )
-            else:
-                columns.append(
-                    ColumnDrift(
-                        column=name,
-                        kind=kind,
-                        method=method,
-                        threshold=thr,
-                        score=score,
-                        drifted=bool(drifted),
-                        exact=not sampled,
-                        is_prediction=is_pred,
-                    )
-                )
-        else:  # all-null in the sample only
-            score, drifted = _exact_score(
-                _prepare(reference, full)[name],
-                _prepare(current, full)[name],
-                kind,
-                method,
-                opts.threshold,
-            )
-            columns.append(
-                ColumnDrift(
-                    column=name,
-                    kind=kind,
-                    method=method,
-                    threshold=opts.threshold,
-                    score=score,
-                    drifted=drifted,
-                    exact=True,
-                    is_prediction=is_pred,
-                )
-            )
-
+    columns = [
+        _column_drift(
+            name, kind, is_pred, reference, current, parsed, null_cols, sampled, margin, opts
+        )
+        for name, (kind, is_pred) in kinds.items()
+    ]
     columns = [_with_null_shares(c, reference, current, opts.null_share_jump) for c in columns]
     drifted_columns = [c.column for c in columns if c.drifted]
     share = len(drifted_columns) / len(columns)
@@ -506,6 +413,120 @@ def drift_report(
         full_report=report,
     )
     return result, snapshot
+
+
+Scores = dict[str, tuple[str, float, float, bool | None]]
+"""column -> (method, threshold, score, drifted from the test status or None)."""
+
+
+def _sample_scores(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    ref_s: pd.DataFrame,
+    cur_s: pd.DataFrame,
+    in_report: dict[str, tuple[ColumnKind, bool]],
+    opts: DriftOptions,
+    report: bool,
+) -> tuple[Snapshot | None, Scores]:
+    """The scores of the ``in_report`` columns on the samples: from Evidently's report (returned too)
+    when ``report``, else straight from its stat tests (:func:`screen_scores`)."""
+    if not in_report:
+        return None, {}
+    ref_p, cur_p = _prepare(ref_s, in_report), _prepare(cur_s, in_report)
+    definition = {
+        "numerical_columns": [c for c, (k, _) in in_report.items() if k == "numeric"],
+        "categorical_columns": [c for c, (k, _) in in_report.items() if k == "categorical"],
+    }
+    # Like Evidently's own large-sample default: a numeric column with <= 5 distinct values
+    # (e.g. a loan term of 36/60) is compared as a distribution over its values (JS distance).
+    # Counted on all rows, not on the sample, so the method never depends on the sample.
+    few_values = {
+        c: opts.cat_method
+        for c, (k, _) in in_report.items()
+        if k == "numeric"
+        and opts.num_method == NUM_METHOD
+        and _few_values(reference[c], current[c], ref_s[c], cur_s[c])
+    }
+    if report:
+        snapshot = _evidently_report(ref_p, cur_p, definition, few_values, opts)
+        return snapshot, _parse_snapshot(snapshot.dict())
+    return None, screen_scores(ref_p, cur_p, in_report, few_values, opts)
+
+
+def _column_drift(
+    name: str,
+    kind: ColumnKind,
+    is_pred: bool,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    parsed: Scores,
+    null_cols: list[str],
+    sampled: bool,
+    margin: float,
+    opts: DriftOptions,
+) -> ColumnDrift:
+    """One column's verdict: all-null (drifted), the sample's score, or the exact score on all rows
+    (a column all-null in the sample only, or a sampled distance within ``margin`` of the threshold)."""
+    if name in null_cols:
+        return ColumnDrift(
+            column=name,
+            kind=kind,
+            method="all-null",
+            threshold=opts.threshold,
+            score=1.0,
+            drifted=True,
+            is_prediction=is_pred,
+        )
+    full = {name: (kind, is_pred)}
+    if name not in parsed:  # all-null in the sample only
+        method = opts.num_method if kind == "numeric" else opts.cat_method
+        score, drifted = _exact_score(
+            _prepare(reference, full)[name],
+            _prepare(current, full)[name],
+            kind,
+            method,
+            opts.threshold,
+        )
+        return ColumnDrift(
+            column=name,
+            kind=kind,
+            method=method,
+            threshold=opts.threshold,
+            score=score,
+            drifted=drifted,
+            exact=True,
+            is_prediction=is_pred,
+        )
+    method, thr, score, status = parsed[name]
+    drifted = (
+        status if status is not None else (score < thr if _is_p_value(method) else score >= thr)
+    )
+    near = abs(score - thr) <= margin
+    if sampled and near and not _is_p_value(method):
+        exact, exact_drifted = _exact_score(
+            _prepare(reference, full)[name], _prepare(current, full)[name], kind, method, thr
+        )
+        return ColumnDrift(
+            column=name,
+            kind=kind,
+            method=method,
+            threshold=thr,
+            score=exact,
+            drifted=exact_drifted,
+            exact=True,
+            sampled_score=score,
+            is_prediction=is_pred,
+        )
+    return ColumnDrift(
+        column=name,
+        kind=kind,
+        method=method,
+        threshold=thr,
+        score=score,
+        drifted=bool(drifted),
+        exact=not sampled,
+        is_prediction=is_pred,
+    )
 
 
 def check_drift(

@@ -97,7 +97,7 @@ def scored_reference(
         read_version(settings, dataset, md5) if frame is None else frame, rows, seed
     )
     if pipeline is None:
-        scored = add_predictions(settings, model_name, model_version, sample, contract)
+        scored = add_predictions(settings.tracking_uri, model_name, model_version, sample, contract)
     else:
         scored = predict_frame(pipeline, sample, contract)
     scored = scored.reset_index(drop=True)

@@ -28,6 +28,7 @@ from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from evidently.core.report import Snapshot
+    from mlflow import MlflowClient
 
     from mloop.core.paths import StatePaths
 
@@ -176,22 +177,7 @@ def log_monitoring_run(
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
-    if exp is None:
-        location: str | None = None  # None: the tracking server chooses (team mode: its S3 store)
-        if artifact_root is not None:
-            folder = (artifact_root / "monitoring").resolve()
-            folder.mkdir(parents=True, exist_ok=True)
-            location = folder.as_uri()
-        try:
-            exp_id = client.create_experiment(MONITORING_EXPERIMENT, artifact_location=location)
-        except Exception:  # created concurrently by another check
-            exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
-            if exp is None:
-                raise
-            exp_id = exp.experiment_id
-    else:
-        exp_id = exp.experiment_id
+    exp_id = _monitoring_experiment(client, artifact_root)
     tags: dict[str, str] = {
         TAG_MONITORING: "drift",
         TAG_DATASET_DRIFT: str(result.dataset_drift).lower(),
@@ -242,6 +228,26 @@ def log_monitoring_run(
         except Exception:
             pass
     return run_id
+
+
+def _monitoring_experiment(client: MlflowClient, artifact_root: Path | None) -> str:
+    """The id of experiment ``mloop-monitoring``, created on first use (artifacts under
+    ``artifact_root/monitoring``; None: where the tracking server chooses, team mode's S3 store)."""
+    exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location: str | None = None
+    if artifact_root is not None:
+        folder = (artifact_root / "monitoring").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        location = folder.as_uri()
+    try:
+        return str(client.create_experiment(MONITORING_EXPERIMENT, artifact_location=location))
+    except Exception:  # created concurrently by another check
+        exp = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
 
 
 def _safe(name: str) -> str:

@@ -201,9 +201,9 @@ def build_retrain_dataset(
     Raises ``DataRejected`` when the merged data fails the contract.
     """
     from mloop.core.contract import load_contract
-    from mloop.core.datasets import get_version, ingest_dataset, read_version
-    from mloop.core.errors import NotFoundError
-    from serving.log.predictions import read_feedback, read_predictions
+    from mloop.core.datasets import ingest_dataset
+    from serving.log.feedback import read_feedback
+    from serving.log.predictions import read_predictions
     from serving.log.remote_parts import remote_log
 
     rule = rule or RetrainRule()
@@ -228,13 +228,7 @@ def build_retrain_dataset(
             reason=f"{len(feedback)} feedback labels, none matching a logged prediction of {model_name}",
             rule=rule,
         )
-    try:
-        prev_version: DatasetVersion | None = get_version(settings, name)
-    except NotFoundError:
-        prev_version = None
-    previous = (
-        read_version(settings, name, prev_version.md5) if prev_version else labelled.iloc[0:0]
-    )
+    prev_version, previous = _latest_version(settings, name, labelled.iloc[0:0])
     merged, stats = merge_window(previous, labelled, contract, rule)
     if stats.new_rows < rule.min_new_rows:
         return RetrainData(
@@ -268,6 +262,20 @@ def build_retrain_dataset(
         rule=rule,
         source=str(source),
     )
+
+
+def _latest_version(
+    settings: Settings, name: str, empty: pd.DataFrame
+) -> tuple[DatasetVersion | None, pd.DataFrame]:
+    """The dataset's latest version and its rows; (None, ``empty``) before its first version."""
+    from mloop.core.datasets import get_version, read_version
+    from mloop.core.errors import NotFoundError
+
+    try:
+        version = get_version(settings, name)
+    except NotFoundError:
+        return None, empty
+    return version, read_version(settings, name, version.md5)
 
 
 def _digest(df: pd.DataFrame) -> str:

@@ -15,8 +15,6 @@ from mloop.core.contract import DatasetContract
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from mloop.core.settings import Settings
-
 LABEL_COLUMN = "label"
 SCORE_COLUMNS = ("probability", "score")
 
@@ -43,7 +41,7 @@ def predict_frame(pipeline: Any, df: pd.DataFrame, contract: DatasetContract) ->
 
 
 def add_predictions(
-    settings: Settings,
+    tracking_uri: str,
     model_name: str,
     model_version: str,
     df: pd.DataFrame,
@@ -52,9 +50,7 @@ def add_predictions(
     """:func:`predict_frame` with the registered version ``model_name`` v``model_version``."""
     from models.registry import load_pipeline
 
-    return predict_frame(
-        load_pipeline(settings.tracking_uri, model_name, model_version), df, contract
-    )
+    return predict_frame(load_pipeline(tracking_uri, model_name, model_version), df, contract)
 
 
 def labelled_window(window: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame | None:

@@ -103,7 +103,8 @@ def log_fingerprint(
     With ``remote`` (team mode) the parts are the objects in S3 (one listing each)."""
     import hashlib
 
-    from serving.log.predictions import feedback_parts, prediction_files
+    from serving.log.feedback import feedback_parts
+    from serving.log.predictions import prediction_files
 
     digest = hashlib.sha256()
     if remote is not None:

@@ -49,7 +49,12 @@ from mloop.core.jsonl import append_jsonl, read_jsonl
 from mloop.core.openapi import complete_common, declare, operations, require_bearer
 from mloop.core.settings import Settings
 from mloop.core.web import TOKEN_REFUSED, GuardMiddleware, Refusal, bearer_matches
-from monitoring.alerts import AlertmanagerPayload, group_alerts, invalid_model_names
+from monitoring.alerts import (
+    AlertGroup,
+    AlertmanagerPayload,
+    group_alerts,
+    invalid_model_names,
+)
 
 log = logging.getLogger("mloop.webhook")
 
@@ -142,6 +147,29 @@ def _bearer_check(token: str | None) -> Callable[..., None]:
             )
 
     return require_token
+
+
+def _emit_group(group: AlertGroup, payload: AlertmanagerPayload, emit: Emitter) -> EmittedAlert:
+    """One Prefect event for one group of alerts (one model, one alert name): what was emitted."""
+    event = alert_event(group.alertname)
+    body = group.event_payload(payload.common_labels)
+    model = group.model_name
+    resource_id = (
+        model_resource(model)
+        if model
+        else f"mloop.alert-source.{body['fingerprint'] or group.alertname}"
+    )
+    labels = {f"mloop.label.{k}": str(v) for k, v in group.alerts[0].labels.items()}
+    event_id = emit(event, resource_id, body, **labels)
+    log.info("alert %s (%d) -> event %s (%s)", group.alertname, len(group.alerts), event, event_id)
+    return EmittedAlert(
+        alertname=group.alertname,
+        event=event,
+        resource_id=resource_id,
+        event_id=event_id,
+        model_name=model,
+        alert_count=len(group.alerts),
+    )
 
 
 async def method_not_allowed(request: Request, exc: Exception) -> Response:
@@ -240,35 +268,7 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
                 status_code=BAD_MODEL_NAME.status,
                 detail="; ".join(problems) + ": nothing was emitted",
             )
-        emitted: list[EmittedAlert] = []
-        for group in group_alerts(payload):
-            event = alert_event(group.alertname)
-            body = group.event_payload(payload.common_labels)
-            model = group.model_name
-            resource_id = (
-                model_resource(model)
-                if model
-                else f"mloop.alert-source.{body['fingerprint'] or group.alertname}"
-            )
-            labels = {f"mloop.label.{k}": str(v) for k, v in group.alerts[0].labels.items()}
-            event_id = emit(event, resource_id, body, **labels)
-            log.info(
-                "alert %s (%d) -> event %s (%s)",
-                group.alertname,
-                len(group.alerts),
-                event,
-                event_id,
-            )
-            emitted.append(
-                EmittedAlert(
-                    alertname=group.alertname,
-                    event=event,
-                    resource_id=resource_id,
-                    event_id=event_id,
-                    model_name=model,
-                    alert_count=len(group.alerts),
-                )
-            )
+        emitted = [_emit_group(group, payload, emit) for group in group_alerts(payload)]
         return AlertsAnswer(received=len(payload.alerts), emitted=emitted)
 
     @app.post("/notifications", dependencies=guarded)

@@ -28,7 +28,8 @@ from mloop.core.processes import (
     start_prefect_server,
     stop_pid,
 )
-from mloop.core.settings import Settings, prefect_api_url
+from mloop.core.service_urls import prefect_api_url
+from mloop.core.settings import Settings
 from tests.helpers import make_project
 
 _SESSION_DIR: Path | None = None

@@ -29,7 +29,7 @@ from mloop.core.settings import Settings
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mloop.platform.client import PrefectApi
+    from mloop.platform.client import PrefectApi, ServingClient
 
 DATASET = "loans"
 
@@ -186,12 +186,11 @@ def _loop(
     settings: Settings, tl: Timeline, *, rows: int, traffic: int, timeout: float
 ) -> list[Any]:
     """The steps; returns what to print after the timeline (flow-run table, links)."""
-    from mloop.core.generate import generate, write_frame
+    from mloop.core.generate import generate
     from mloop.platform import local
     from mloop.platform.client import PrefectApi, ServingClient, records_of, wait_for
     from mloop.platform.serve_command import serve_command
     from mloop.platform.services import urls as service_urls
-    from mloop.platform.status import last_drift_verdict
 
     wall0 = time.time()
     urls = service_urls(settings)
@@ -202,6 +201,46 @@ def _loop(
     # The platform's credentials exist now (up creates them): every call below carries them.
     prefect = PrefectApi.of(settings)
     service = ServingClient(urls["serving"], token=settings.bearer_token())
+
+    v1 = _first_champion(settings, tl, prefect, service, rows=rows, timeout=timeout)
+    verdict, retrain_since = _drift(
+        settings, tl, prefect, service, traffic=traffic, timeout=timeout
+    )
+    v2 = _new_champion(settings, tl, prefect, service, v1, retrain_since, timeout=timeout)
+    with tl.step("trace a served prediction", "mloop lineage") as st:
+        answer = service.predict(records_of(generate("regime-change", 1, 5)))[0]
+        chain = wait_for(
+            lambda: _lineage(settings, answer["prediction_id"]),
+            30,
+            "the prediction in the log",
+            every=0.5,
+        )
+        st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
+
+    return [
+        _flow_runs_table(prefect, wall0),
+        _lineage_table(chain),
+        f"Prefect UI   {urls['prefect_ui']}  (flow runs, artifacts, automations)",
+        f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",
+        f"Drift report {verdict.get('report', '-')}",
+        f"Serving      {urls['serving']}  (champion {v2}; OpenAPI at /docs.json)",
+        "The platform is still running for you to explore (the UIs ask for credentials: `mloop token`). "
+        "Stop it with [bold]make down[/] (or `mloop down`).",
+    ]
+
+
+def _first_champion(
+    settings: Settings,
+    tl: Timeline,
+    prefect: PrefectApi,
+    service: ServingClient,
+    *,
+    rows: int,
+    timeout: float,
+) -> str:
+    """Generate and ingest v1, wait for the train run it triggers and for its deploy: the champion."""
+    from mloop.core.generate import generate, write_frame
+    from mloop.platform.client import wait_for
 
     with tl.step(f"generate v1 ({rows} rows)", "mloop generate") as st:
         source = write_frame(generate("baseline", rows, 1), settings.state.tmp / "loans-v1.parquet")
@@ -237,7 +276,24 @@ def _loop(
             f"version {v1} serving",
             every=1,
         )
-        st.detail = f"{urls['serving']} answers with version {v1}"
+        st.detail = f"{service.url} answers with version {v1}"
+
+    return v1
+
+
+def _drift(
+    settings: Settings,
+    tl: Timeline,
+    prefect: PrefectApi,
+    service: ServingClient,
+    *,
+    traffic: int,
+    timeout: float,
+) -> tuple[dict[str, Any], float]:
+    """Baseline then drifted traffic with labels, and a monitor run that must see the drift: its
+    verdict, and when the check started (the retrain it triggers starts after)."""
+    from mloop.core.generate import generate
+    from mloop.platform.status import last_drift_verdict
 
     with tl.step("baseline traffic", "POST /predict") as st:
         n, _ = service.send_traffic(generate("baseline", traffic // 2, 2), with_feedback=False)
@@ -247,7 +303,7 @@ def _loop(
         n, _ = service.send_traffic(generate("regime-change", traffic, 3), with_feedback=True)
         st.detail = f"{n} answered, {n} labels fed back"
 
-    retrain_since = time.time()
+    retrain_since = time.time()  # a retrain run started after this is the one the drift triggered
     with tl.step("drift + quality check", "monitor deployment") as st:
         run = prefect.run_deployment(
             "monitor/local", {"model_name": DATASET, "window_size": traffic}
@@ -259,6 +315,23 @@ def _loop(
             raise MloopError(
                 "the monitor run did not detect drift", where=str(verdict.get("report", ""))
             )
+
+    return verdict, retrain_since
+
+
+def _new_champion(
+    settings: Settings,
+    tl: Timeline,
+    prefect: PrefectApi,
+    service: ServingClient,
+    v1: str,
+    retrain_since: float,
+    *,
+    timeout: float,
+) -> str | None:
+    """The retrain the drift triggered must produce a new champion, and the service must answer with it."""
+    from mloop.core.generate import generate
+    from mloop.platform.client import wait_for
 
     with tl.step("retrain on new labels, gate", "on mloop.drift.detected") as st:
         retrain = wait_for(
@@ -284,26 +357,7 @@ def _loop(
         if versions != {v2}:
             raise MloopError(f"answers came from {sorted(versions)}, expected {v2}")
 
-    with tl.step("trace a served prediction", "mloop lineage") as st:
-        answer = service.predict(records_of(generate("regime-change", 1, 5)))[0]
-        chain = wait_for(
-            lambda: _lineage(settings, answer["prediction_id"]),
-            30,
-            "the prediction in the log",
-            every=0.5,
-        )
-        st.detail = f"v{chain.model_version} <- data md5 {chain.dataset_md5}"
-
-    return [
-        _flow_runs_table(prefect, wall0),
-        _lineage_table(chain),
-        f"Prefect UI   {urls['prefect_ui']}  (flow runs, artifacts, automations)",
-        f"MLflow UI    {urls['mlflow_ui']}/#/models/{DATASET}",
-        f"Drift report {verdict.get('report', '-')}",
-        f"Serving      {urls['serving']}  (champion {v2}; OpenAPI at /docs.json)",
-        "The platform is still running for you to explore (the UIs ask for credentials: `mloop token`). "
-        "Stop it with [bold]make down[/] (or `mloop down`).",
-    ]
+    return v2
 
 
 def demo(

@@ -22,7 +22,7 @@ from mloop.cli.common import (
 )
 from mloop.cli.data import name_check
 from mloop.core.errors import MloopError
-from mloop.core.processes import http_url
+from mloop.core.service_urls import http_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -197,7 +197,7 @@ def feedback_cmd(
         import pandas as pd
 
         from mloop.platform.serve_command import default_model_name
-        from serving.log.predictions import record_labels
+        from serving.log.feedback import record_labels
         from serving.log.remote_parts import remote_log
 
         frame = (

@@ -507,127 +507,34 @@ def ingest_dataset(
     say = progress or (lambda _msg: None)
     name = check_name(dataset)
     source = Path(source).expanduser().resolve()
-    from filelock import FileLock
-
     settings.state.ensure()
     with shared_records(settings).lock(f"dataset-{name}"):
-        contract_file = contract_path(settings.project_dir.resolve(), name)
-        contract = (
-            load_contract(settings.project_dir.resolve(), name) if contract_file.exists() else None
-        )
-        if contract is not None:
-            for label, given, expected in (
-                ("target", target, contract.target),
-                ("task", task, contract.task),
-                ("time column", time_column, contract.time_column),
-            ):
-                if given is not None and given != expected:
-                    raise MloopError(
-                        f"{label} {given!r} differs from the contract's {expected!r}",
-                        where=str(contract_file),
-                        fix=f"omit the option, or edit the contract file to change the {label}",
-                    )
-        say(f"reading {source.name}")
-        df = _read_source(source, name, contract)
+        project = settings.project_dir.resolve()
+        contract_file = contract_path(project, name)
+        contract = load_contract(project, name) if contract_file.exists() else None
         contract_created = contract is None
-        duplicated = None
-        if contract is None:
-            target = target or "target"
-            if target not in df.columns:
-                raise _reject(
-                    name,
-                    RULE_TARGET_MISSING,
-                    f"target column {target!r} is absent (columns: {', '.join(map(str, df.columns[:20]))})",
-                    source,
-                    len(df),
-                    len(df.columns),
-                )
-            if time_column is not None and time_column not in df.columns:
-                raise MloopError(
-                    f"time column {time_column!r} is not in the file", where=str(source)
-                )
-            if time_column is not None and not pd.api.types.is_datetime64_any_dtype(
-                df[time_column]
-            ):
-                df[time_column] = pd.to_datetime(df[time_column], errors="raise", utc=False)
-            say("inferring the contract")
-            duplicated = duplicated_rows(df)
-            contract = infer_contract(
-                df,
-                name=name,
-                target=target,
-                task=task,
-                time_column=time_column,
-                duplicated=duplicated,
-            )
-            if not contract.feature_columns:
-                raise _reject(
-                    name,
-                    RULE_NO_FEATURES,
-                    no_features_message(contract),
-                    source,
-                    len(df),
-                    len(df.columns),
-                )
-        elif (
-            contract.time_column
-            and contract.time_column in df.columns
-            and not pd.api.types.is_datetime64_any_dtype(df[contract.time_column])
-        ):
-            converted = pd.to_datetime(df[contract.time_column], errors="coerce")
-            if converted.notna().sum() == df[contract.time_column].notna().sum():
-                df[contract.time_column] = converted
-        say(f"checking {len(df):,} rows against the contract")
-        report = validate_frame(df, contract, duplicated=duplicated)
-        if not report.ok:
-            raise DataRejected(report, where=str(source))
-
+        if contract is not None:
+            _check_options(contract, contract_file, target, task, time_column)
+        df, contract, report = _checked_frame(
+            source, name, contract, target or "target", task, time_column, say
+        )
         say("writing parquet")
-        settings.state.tmp.mkdir(parents=True, exist_ok=True)
-        staged = settings.state.tmp / f"{name}-{uuid.uuid4().hex}.parquet"
-        try:
-            write_parquet(df, staged)
-            md5 = file_md5(staged)
-            existing = {v.md5: v for v in list_versions(settings, name)}
-            if md5 in existing:
-                return IngestResult(
-                    version=existing[md5],
-                    created=False,
-                    contract_path=str(contract_file),
-                    report=report,
-                )
-            target_path = parquet_path(settings, name)
-            target_path.parent.mkdir(parents=True, exist_ok=True)
-            size = staged.stat().st_size
-            shutil.move(str(staged), target_path)
-        finally:
-            staged.unlink(missing_ok=True)
+        stored = _store_parquet(settings, name, df)
+        if isinstance(stored, DatasetVersion):  # identical content: that version, nothing written
+            return IngestResult(
+                version=stored, created=False, contract_path=str(contract_file), report=report
+            )
+        md5, target_path, size = stored
         if contract_created:
-            save_contract(contract, settings.project_dir.resolve())
-        say("versioning with DVC and pushing to the remote")
-        # DVC's repository lock and git's index lock are repo-wide and fail at once (DVC gives up
-        # after ~3 s) when another dataset's ingest holds them: ingests of different datasets take
-        # turns here instead (onboarding many datasets at once must not fail).
-        with FileLock(str(settings.state.locks / REPO_LOCK)):
-            with open_repo(settings) as repo:
-                stages = _dvc_add(repo, target_path)
-                dvc_md5 = stages[0].outs[0].hash_info.value
-                repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
-            if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes
-                raise MloopError(
-                    f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path)
-                )
-            pointer_commit = None
-            if settings.git_commit_data:
-                say("committing the pointer and contract in git")
-                pointer_commit = _git_commit_pointer(settings, name, md5, len(df))
+            save_contract(contract, project)
+        pointer_commit = _version_with_dvc(settings, name, target_path, md5, len(df), say)
         version = DatasetVersion(
             name=name,
             md5=md5,
             rows=len(df),
             columns=[str(c) for c in df.columns],
             created_at=datetime.now(UTC),
-            path=str(target_path.relative_to(settings.project_dir.resolve())),
+            path=str(target_path.relative_to(project)),
             size=size,
             git_commit=pointer_commit,
             code_commit=git_commit(settings.project_dir),
@@ -642,3 +549,149 @@ def ingest_dataset(
             contract_path=str(contract_file),
             report=report,
         )
+
+
+def _checked_frame(
+    source: Path,
+    name: str,
+    contract: DatasetContract | None,
+    target: str,
+    task: Task | None,
+    time_column: str | None,
+    say: Progress,
+) -> tuple[pd.DataFrame, DatasetContract, ValidationReport]:
+    """The source read and checked against ``contract`` (inferred first when None): the frame, the
+    contract and the passing report. DataRejected when a rule fails."""
+    say(f"reading {source.name}")
+    df = _read_source(source, name, contract)
+    duplicated = None
+    if contract is None:
+        contract, duplicated = _first_contract(df, name, source, target, task, time_column, say)
+    elif contract.time_column and contract.time_column in df.columns:
+        _parse_time_column(df, contract.time_column)
+    say(f"checking {len(df):,} rows against the contract")
+    report = validate_frame(df, contract, duplicated=duplicated)
+    if not report.ok:
+        raise DataRejected(report, where=str(source))
+    return df, contract, report
+
+
+def _check_options(
+    contract: DatasetContract,
+    contract_file: Path,
+    target: str | None,
+    task: Task | None,
+    time_column: str | None,
+) -> None:
+    """An option given to an ingest must agree with the dataset's contract (MloopError if not)."""
+    for label, given, expected in (
+        ("target", target, contract.target),
+        ("task", task, contract.task),
+        ("time column", time_column, contract.time_column),
+    ):
+        if given is not None and given != expected:
+            raise MloopError(
+                f"{label} {given!r} differs from the contract's {expected!r}",
+                where=str(contract_file),
+                fix=f"omit the option, or edit the contract file to change the {label}",
+            )
+
+
+def _first_contract(
+    df: pd.DataFrame,
+    name: str,
+    source: Path,
+    target: str,
+    task: Task | None,
+    time_column: str | None,
+    say: Progress,
+) -> tuple[DatasetContract, pd.Series]:
+    """The contract inferred at a dataset's first ingest, and the duplicated-rows mask it used
+    (DataRejected when the file cannot have one: no target, no features). Parses ``time_column``."""
+    if target not in df.columns:
+        raise _reject(
+            name,
+            RULE_TARGET_MISSING,
+            f"target column {target!r} is absent (columns: {', '.join(map(str, df.columns[:20]))})",
+            source,
+            len(df),
+            len(df.columns),
+        )
+    if time_column is not None and time_column not in df.columns:
+        raise MloopError(f"time column {time_column!r} is not in the file", where=str(source))
+    if time_column is not None and not pd.api.types.is_datetime64_any_dtype(df[time_column]):
+        df[time_column] = pd.to_datetime(df[time_column], errors="raise", utc=False)
+    say("inferring the contract")
+    duplicated = duplicated_rows(df)
+    contract = infer_contract(
+        df,
+        name=name,
+        target=target,
+        task=task,
+        time_column=time_column,
+        duplicated=duplicated,
+    )
+    if not contract.feature_columns:
+        raise _reject(
+            name,
+            RULE_NO_FEATURES,
+            no_features_message(contract),
+            source,
+            len(df),
+            len(df.columns),
+        )
+    return contract, duplicated
+
+
+def _parse_time_column(df: pd.DataFrame, column: str) -> None:
+    """Parse the contract's time column in place when every value parses (else validation reports it)."""
+    if not pd.api.types.is_datetime64_any_dtype(df[column]):
+        converted = pd.to_datetime(df[column], errors="coerce")
+        if converted.notna().sum() == df[column].notna().sum():
+            df[column] = converted
+
+
+def _store_parquet(
+    settings: Settings, name: str, df: pd.DataFrame
+) -> DatasetVersion | tuple[str, Path, int]:
+    """``df`` as the dataset's parquet file: (md5, path, size); or the existing version with the same
+    content (then nothing is written). Staged under MLOOP_HOME/tmp, so a failure leaves no file."""
+    settings.state.tmp.mkdir(parents=True, exist_ok=True)
+    staged = settings.state.tmp / f"{name}-{uuid.uuid4().hex}.parquet"
+    try:
+        write_parquet(df, staged)
+        md5 = file_md5(staged)
+        existing = {v.md5: v for v in list_versions(settings, name)}
+        if md5 in existing:
+            return existing[md5]
+        target_path = parquet_path(settings, name)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        size = staged.stat().st_size
+        shutil.move(str(staged), target_path)
+    finally:
+        staged.unlink(missing_ok=True)
+    return md5, target_path, size
+
+
+def _version_with_dvc(
+    settings: Settings, name: str, target_path: Path, md5: str, rows: int, say: Progress
+) -> str | None:
+    """Track the file with DVC, push it to the remote, and (``git_commit_data``) commit the pointer and
+    contract in git. Returns that commit, if any."""
+    from filelock import FileLock
+
+    say("versioning with DVC and pushing to the remote")
+    # DVC's repository lock and git's index lock are repo-wide and fail at once (DVC gives up
+    # after ~3 s) when another dataset's ingest holds them: ingests of different datasets take
+    # turns here instead (onboarding many datasets at once must not fail).
+    with FileLock(str(settings.state.locks / REPO_LOCK)):
+        with open_repo(settings) as repo:
+            stages = _dvc_add(repo, target_path)
+            dvc_md5 = stages[0].outs[0].hash_info.value
+            repo.push(targets=[str(target_path)], remote=REMOTE_NAME)
+        if dvc_md5 != md5:  # pragma: no cover - DVC hashes the same bytes
+            raise MloopError(f"DVC recorded md5 {dvc_md5}, expected {md5}", where=str(target_path))
+        if not settings.git_commit_data:
+            return None
+        say("committing the pointer and contract in git")
+        return _git_commit_pointer(settings, name, md5, rows)

@@ -165,23 +165,8 @@ def _with_nulls(rng: np.random.Generator, values: np.ndarray, share: float) -> n
     return values
 
 
-def generate(
-    scenario: str = "baseline",
-    rows: int = 100_000,
-    seed: int = 42,
-    *,
-    task: str = "classification",
-    features: int | None = None,
-) -> pd.DataFrame:
-    """A loan-application dataset of ``rows`` rows for ``scenario`` (pure, deterministic in ``seed``).
-
-    Columns: 14 features (9 numeric, 4 categorical + ``loan_term_months``), ``event_time``
-    (sorted, within a half-year window) and ``target``: for ``task="classification"`` 0/1 (default
-    within 12 months), for ``task="regression"`` the expected loss in percent (the default
-    probability times 100, plus noise; the same mechanism and the same drift scenarios).
-    ``features`` keeps only the first N columns of :data:`FEATURE_ORDER` (3 to 14; None: all), so
-    several datasets of different shapes come from one generator (the multi-model benchmark).
-    """
+def _check_arguments(scenario: str, rows: int, task: str, features: int | None) -> None:
+    """ValueError naming the argument that :func:`generate` cannot use, and what it accepts."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
     if task not in TASKS:
@@ -192,8 +177,10 @@ def generate(
         )
     if rows < 1:
         raise ValueError("rows must be at least 1")
-    rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
-    n = rows
+
+
+def _draw_features(rng: np.random.Generator, n: int, scenario: str) -> dict[str, np.ndarray]:
+    """The 14 feature columns of ``n`` applications, drawn in a fixed order (the bytes depend on it)."""
     cov = scenario in ("covariate-shift", "regime-change")
 
     age = np.clip(rng.normal(44 if cov else 42, 12, n), 21, 75).round().astype(np.int64)
@@ -245,6 +232,30 @@ def generate(
         "num_open_accounts": open_accounts,
         "num_delinquencies": delinquencies,
     }
+    return columns
+
+
+def generate(
+    scenario: str = "baseline",
+    rows: int = 100_000,
+    seed: int = 42,
+    *,
+    task: str = "classification",
+    features: int | None = None,
+) -> pd.DataFrame:
+    """A loan-application dataset of ``rows`` rows for ``scenario`` (pure, deterministic in ``seed``).
+
+    Columns: 14 features (9 numeric, 4 categorical + ``loan_term_months``), ``event_time``
+    (sorted, within a half-year window) and ``target``: for ``task="classification"`` 0/1 (default
+    within 12 months), for ``task="regression"`` the expected loss in percent (the default
+    probability times 100, plus noise; the same mechanism and the same drift scenarios).
+    ``features`` keeps only the first N columns of :data:`FEATURE_ORDER` (3 to 14; None: all), so
+    several datasets of different shapes come from one generator (the multi-model benchmark).
+    """
+    _check_arguments(scenario, rows, task, features)
+    rng = np.random.default_rng([seed, SCENARIOS.index(scenario)])
+    n = rows
+    columns = _draw_features(rng, n, scenario)
     mechanism = (
         DRIFTED_MECHANISM if scenario in ("concept-drift", "regime-change") else BASELINE_MECHANISM
     )
@@ -257,9 +268,12 @@ def generate(
 
     # Nulls are applied after the target: the outcome depends on the true values.
     surge = scenario == "missing-surge"
-    columns["annual_income"] = _with_nulls(rng, income, 0.30 if surge else 0.02)
-    columns["employment_years"] = _with_nulls(rng, employment_years, 0.25 if surge else 0.03)
-    columns["debt_to_income"] = _with_nulls(rng, dti, 0.20 if surge else 0.015)
+    for name, share in (
+        ("annual_income", 0.30 if surge else 0.02),
+        ("employment_years", 0.25 if surge else 0.03),
+        ("debt_to_income", 0.20 if surge else 0.015),
+    ):
+        columns[name] = _with_nulls(rng, columns[name], share)
 
     start = BASELINE_START if scenario == "baseline" else LATER_START
     offsets = np.sort(rng.integers(0, WINDOW_SECONDS, n))

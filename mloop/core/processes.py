@@ -16,7 +16,6 @@ never run two copies.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import signal
@@ -35,7 +34,7 @@ from filelock import FileLock, Timeout
 
 from mloop.core.entrypoints import PREFECT_SERVER, python_m
 from mloop.core.errors import MloopError
-from mloop.core.settings import prefect_api_url
+from mloop.core.service_urls import connect_host, prefect_api_url
 
 T = TypeVar("T")
 
@@ -189,33 +188,6 @@ def child_env(env: dict[str, str], unset: Iterable[str] = ()) -> dict[str, str]:
     """This process's environment updated with ``env``, without the names in ``unset``."""
     drop = set(unset)
     return {k: v for k, v in {**os.environ, **env}.items() if k not in drop}
-
-
-WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})  # nosec B104 - recognised in settings, never bound here
-"""Bind addresses meaning "every interface": not a name a client connects to or a Host header carries."""
-
-
-def connect_host(bind_host: str) -> str:
-    """The address a local client uses to reach a service bound to ``bind_host``. Pure.
-
-    A wildcard bind (``0.0.0.0``, ``::``, empty) is not an address to connect to: loopback is.
-    """
-    host = bind_host.strip().strip("[]")
-    if host in WILDCARD_BINDS:
-        return "::1" if host == "::" else "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host  # a host name
-    if address.is_unspecified:  # other spellings of a wildcard, e.g. 0:0::0
-        return "::1" if address.version == 6 else "127.0.0.1"
-    return host
-
-
-def http_url(bind_host: str, port: int) -> str:
-    """``http://host:port`` of a service bound to ``bind_host`` (see :func:`connect_host`; IPv6 bracketed). Pure."""
-    host = connect_host(bind_host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def read_pid(run_dir: Path, name: str) -> int | None:

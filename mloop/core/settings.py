@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mloop.core.alert_actions import DEFAULT_ALERT_ACTIONS
 from mloop.core.paths import StatePaths
 from mloop.core.secrets import PlatformSecrets, ensure_secrets, load_secrets
+from mloop.core.service_urls import http_url, prefect_api_url
 from mloop.core.team import is_team, require_team
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
@@ -26,11 +27,6 @@ LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 MAX_WORKERS = 8
 """Most local workers ``mloop up`` runs (``MLOOP_WORKERS``): each is a Python process of about 130 MB, and workers add
 pick-up capacity and resilience, not parallelism (every worker runs any number of flow runs at once)."""
-
-
-def prefect_api_url(host: str, port: int) -> str:
-    """The REST API URL of a Prefect server listening on ``host:port`` (the one place it is spelled)."""
-    return f"http://{host}:{port}/api"
 
 
 class Settings(BaseSettings):
@@ -236,8 +232,6 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         if is_team(self):
-            from mloop.core.processes import http_url  # lazy: processes imports this module
-
             require_team(
                 self
             )  # a wrong team setting is reported here, not as a confusing MLflow error

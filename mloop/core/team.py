@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
 from mloop.core.errors import MloopError
-
-if TYPE_CHECKING:
-    from mloop.core.settings import Settings
 
 DATABASE_SCHEMES: frozenset[str] = frozenset(
     {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
@@ -70,7 +67,19 @@ ARTIFACTS_FIX = "set MLOOP_ARTIFACTS_URI=s3://BUCKET/PREFIX (e.g. from `mloop in
 # ---------------------------------------------------------------- team mode on/off
 
 
-def is_team(settings: Settings) -> bool:
+class TeamSettings(Protocol):
+    """The three settings team mode reads (:class:`mloop.core.settings.Settings` has them). A protocol,
+    not the settings class: the settings use this module, so it must not import them."""
+
+    @property
+    def database_url(self) -> SecretStr | None: ...
+    @property
+    def artifacts_uri(self) -> str | None: ...
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
+
+
+def is_team(settings: TeamSettings) -> bool:
     """True when any team setting is set (then :func:`team_config` must succeed); False: single machine."""
     url = settings.database_url.get_secret_value() if settings.database_url is not None else ""
     return bool(url or settings.artifacts_uri or settings.s3_endpoint_url)
@@ -332,7 +341,7 @@ class TeamConfig:
     artifacts: ArtifactLayout
 
 
-def team_config(settings: Settings) -> TeamConfig | None:
+def team_config(settings: TeamSettings) -> TeamConfig | None:
     """The team configuration of ``settings`` (None: single machine). MloopError when a team setting is
     set but another it needs is missing, or one is wrong (what, which setting, how to fix; no secret)."""
     if not is_team(settings):
@@ -356,7 +365,7 @@ def team_config(settings: Settings) -> TeamConfig | None:
     )
 
 
-def require_team(settings: Settings) -> TeamConfig:
+def require_team(settings: TeamSettings) -> TeamConfig:
     """:func:`team_config`, for code that only runs in team mode (MloopError when it is off)."""
     found = team_config(settings)
     if found is None:

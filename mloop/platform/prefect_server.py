@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mloop.core.processes import WILDCARD_BINDS
+from mloop.core.service_urls import WILDCARD_BINDS
 from mloop.core.settings import Settings
 
 

@@ -42,7 +42,6 @@ from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
     http_ok,
-    http_url,
     listening_pids,
     pid_alive,
     prefect_server_argv,
@@ -57,6 +56,7 @@ from mloop.core.processes import (
     stop_pid,
     wait_ready,
 )
+from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 from mloop.core.team import TeamConfig, TeamDatabases, redact_url, team_config
 from mloop.platform.client import PrefectApi
@@ -566,20 +566,7 @@ def service_specs(settings: Settings, workers: int | None = None) -> list[Servic
         ),
         ServiceSpec(
             name="mlflow",
-            argv=python_m(
-                MLFLOW,
-                "server",
-                *mlflow_argv,
-                *mlflow_store_argv(settings),
-                "--host",
-                h,
-                "--port",
-                str(settings.mlflow_port),
-                "--workers",
-                "1",
-                "--allowed-hosts",
-                mlflow_allowed_hosts(settings),
-            ),
+            argv=mlflow_server_argv(settings, mlflow_argv),
             env={**env, **mlflow_env, **mlflow_team_env(team)},
             url=u["mlflow_ui"],
             health=lambda: http_ok(health["mlflow"]),
@@ -603,6 +590,24 @@ def service_specs(settings: Settings, workers: int | None = None) -> list[Servic
             for i in range(1, (workers or settings.workers) + 1)
         ),
     ]
+
+
+def mlflow_server_argv(settings: Settings, auth_argv: list[str]) -> list[str]:
+    """``mlflow server`` on host:mlflow_port, one worker, with its stores, allowed hosts and ``auth_argv``."""
+    return python_m(
+        MLFLOW,
+        "server",
+        *auth_argv,
+        *mlflow_store_argv(settings),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
+        "--allowed-hosts",
+        mlflow_allowed_hosts(settings),
+    )
 
 
 def worker_spec(

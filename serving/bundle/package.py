@@ -26,12 +26,9 @@ model in the store instead of converting it again or racing the store's write.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -40,10 +37,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
-from mloop.core.entrypoints import SERVING_STORE, python_m
 from mloop.core.errors import MloopError
-from mloop.core.names import check_name, child_path
-from mloop.core.paths import CODE_ROOT, with_code_root
+from mloop.core.paths import CODE_ROOT
 from mloop.core.settings import Settings
 from mloop.core.tags import (
     TAG_CODE_COMMIT,
@@ -53,6 +48,13 @@ from mloop.core.tags import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
     TAG_RUN_ID,
+)
+from serving.bundle.local_store import (
+    bento_in_store,
+    model_dir,
+    model_in_store,
+    package_lock_path,
+    run_store_job,
 )
 
 log = logging.getLogger(__name__)
@@ -96,40 +98,12 @@ def bento_name(name: str) -> str:
     return f"{bentoml_name(name)}-service"
 
 
-def _model_dir(bentoml_home: Path, tag: str) -> Path:
-    name, _, version = tag.partition(":")
-    return bentoml_home / "models" / name / version
-
-
-def model_in_store(bentoml_home: Path, tag: str) -> bool:
-    return (_model_dir(bentoml_home, tag) / "model.yaml").is_file()
-
-
-def bento_in_store(bentoml_home: Path, bento_tag: str) -> bool:
-    name, _, version = bento_tag.partition(":")
-    return (bentoml_home / "bentos" / name / version / "bento.yaml").is_file()
-
-
-def stored_model_dir(bentoml_home: Path, tag: str) -> Path:
-    """Folder of a model in the store (raises NotFoundError when absent)."""
-    from mloop.core.errors import NotFoundError
-
-    path = _model_dir(bentoml_home, tag)
-    if not (path / "model.yaml").is_file():
-        raise NotFoundError(
-            f"model {tag} is not in the BentoML store",
-            where=str(bentoml_home),
-            fix="run mloop package",
-        )
-    return path
-
-
 def _from_store(
     bentoml_home: Path, name: str, version: str, tag: str, seconds: float
 ) -> PackagedModel:
     from serving.bundle.onnx_model import read_meta
 
-    path = _model_dir(bentoml_home, tag)
+    path = model_dir(bentoml_home, tag)
     meta = read_meta(path)
     labels = {}
     try:
@@ -176,31 +150,6 @@ def stage_model(
     )
 
 
-def run_store_job(
-    settings: Settings, job: dict[str, Any], timeout: float = 300.0
-) -> dict[str, Any]:
-    """Run :mod:`serving.bundle.store` in a child process with BENTOML_HOME = ``state.bentoml_home``."""
-    env = with_code_root({**os.environ, **settings.service_env()})
-    proc = subprocess.run(
-        python_m(SERVING_STORE),
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(CODE_ROOT),
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise MloopError(
-            f"BentoML {job.get('op', 'packaging')} failed",
-            where=f"python -m {SERVING_STORE} (BENTOML_HOME={settings.state.bentoml_home})",
-            fix="read the error below; packaging runs offline and needs no network\n"
-            + proc.stderr[-2500:],
-        )
-    last = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return json.loads(last[-1]) if last else {}  # type: ignore[no-any-return]
-
-
 def lineage_labels(lineage: dict[str, Any]) -> dict[str, str]:
     """BentoML labels from lineage values (None dropped)."""
     keys = {
@@ -233,7 +182,7 @@ def package_pipeline(
     """
     from filelock import FileLock
 
-    with FileLock(package_lock_path(settings, name, version), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version), timeout=600):
         return _package_pipeline(
             settings,
             name=name,
@@ -244,14 +193,6 @@ def package_pipeline(
             lineage=lineage,
             build=build,
         )
-
-
-def package_lock_path(settings: Settings, name: str, version: str | int) -> Path:
-    """``<locks>/package-<name>-v<version>.lock``: one packager per tag (the name is checked first)."""
-    settings.state.locks.mkdir(parents=True, exist_ok=True)
-    return child_path(
-        settings.state.locks, f"package-{check_name(name, 'model')}-v{int(str(version))}.lock"
-    )
 
 
 def _package_pipeline(
@@ -333,7 +274,7 @@ def package_model(
     version = str(info.version)
     tag = model_tag(name, version)
     home = settings.state.bentoml_home
-    with FileLock(package_lock_path(settings, name, version), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version), timeout=600):
         if _team(
             settings
         ):  # packaged on another host: import that exact model rather than packaging again

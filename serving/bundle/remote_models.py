@@ -9,7 +9,7 @@ it looked.
 
 - :func:`export_model`: upload the tag's export unless the object exists (idempotent: HEAD first);
 - :func:`ensure_local`: the tag in the local store, imported from S3 if needed, under the tag's
-  packaging lock (:func:`serving.bundle.package.package_lock_path`); :func:`fetch_model` is the same for a
+  packaging lock (:func:`serving.bundle.local_store.package_lock_path`); :func:`fetch_model` is the same for a
   caller that holds the lock already and wants False rather than an error when S3 has no such object.
 
 BentoML reads BENTOML_HOME once per process, so the export and the import run in the store child
@@ -32,6 +32,7 @@ from mloop.core.names import check_name
 from mloop.core.s3 import s3_client
 from mloop.core.settings import Settings
 from mloop.core.team import ArtifactLayout, team_config
+from serving.bundle.local_store import model_in_store, package_lock_path, run_store_job
 
 SUFFIX = ".bentomodel"
 _VERSION = re.compile(r"v[0-9]{1,18}")
@@ -135,8 +136,6 @@ def export_model(settings: Settings, tag: str, exported: Path | None = None) -> 
     workdir: Path | None = None
     try:
         if exported is None:
-            from serving.bundle.package import run_store_job
-
             settings.state.ensure()
             workdir = Path(tempfile.mkdtemp(prefix="export-", dir=settings.state.tmp))
             exported = workdir / f"model{SUFFIX}"
@@ -159,8 +158,6 @@ def fetch_model(settings: Settings, tag: str) -> bool:
     """``tag`` into the local store from S3, for a caller holding the tag's packaging lock. True: the
     tag is local (already, or imported now); False: single machine, or S3 has no such object.
     MloopError when S3 fails or the import does (the tag is checked by the store child)."""
-    from serving.bundle.package import model_in_store, run_store_job
-
     split_tag(tag)
     if model_in_store(settings.state.bentoml_home, tag):
         return True
@@ -193,8 +190,6 @@ def ensure_local(settings: Settings, tag: str) -> bool:
     MloopError when the model is in neither place (what, where it looked, how to fix)."""
     from filelock import FileLock
 
-    from serving.bundle.package import model_in_store, package_lock_path
-
     layout = remote_layout(settings)
     if (
         layout is None
@@ -203,7 +198,7 @@ def ensure_local(settings: Settings, tag: str) -> bool:
     name, version = split_tag(tag)
     if model_in_store(settings.state.bentoml_home, tag):
         return True
-    with FileLock(package_lock_path(settings, name, version[1:]), timeout=600):
+    with FileLock(package_lock_path(settings.state.locks, name, version[1:]), timeout=600):
         if fetch_model(settings, tag):
             return True
     raise MloopError(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from mloop.core.entrypoints import BENTOML, PREDICTION_SERVICE, python_m
 from mloop.core.paths import CODE_ROOT, with_code_root
-from mloop.core.processes import ServiceProcess, http_url, start_process
+from mloop.core.processes import ServiceProcess, start_process
+from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 from serving.api.config import ServingSettings, tag_list
 

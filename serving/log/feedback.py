@@ -9,7 +9,7 @@ Labels steer the loop (retraining data, quality monitoring), so the store accept
 2. **the id has no label yet**. A second label is never an overwrite: an equal one is a harmless
    *duplicate* (ignored, counted); a different one is a *conflict*, written with both labels, the
    time and the request to ``<feedback_dir>/<model>/conflicts/part-*.jsonl`` and otherwise ignored.
-   :func:`serving.log.predictions.read_feedback` keeps the first label per id and never reads conflicts.
+   :func:`read_feedback` keeps the first label per id and never reads conflicts.
 
 The check and the write are one critical section: a thread lock (the service runs several request
 threads) and a file lock in the model's feedback folder (``mloop feedback`` writes from another
@@ -36,19 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.core.jsonl import read_jsonl
 from mloop.core.names import check_name, child_path
-from serving.log.predictions import (
-    FEEDBACK_COLUMNS,
+from serving.log.parts import (
     DeadLetterHook,
-    _part_name,
-    _readable,
-    _write_atomic,
-    feedback_parts,
-    prediction_files,
+    part_name,
     read_part,
+    read_parts,
+    readable,
     set_aside,
     set_aside_part,
+    write_atomic,
     write_jsonl_part,
 )
+from serving.log.predictions import prediction_files
 
 if TYPE_CHECKING:
     from serving.log.remote_parts import RemoteLog, Shipper
@@ -142,7 +141,7 @@ def logged_ids(
             KeyError,
             pa.ArrowInvalid,
         ) as exc:  # a part without the column, or unreadable
-            if not _readable(path):
+            if not readable(path):
                 set_aside_part(path, exc, "prediction log")
             log.warning(
                 "prediction log part %s skipped while checking feedback ids: %s", path.name, exc
@@ -424,9 +423,9 @@ class FeedbackStore:
 
         df = pd.DataFrame({"prediction_id": list(accepted), "label": list(accepted.values())})
         df["timestamp"] = pd.Timestamp(now)
-        path = folder / _part_name()
+        path = folder / part_name()
         try:
-            _write_atomic(pa.Table.from_pandas(df, preserve_index=False), path)
+            write_atomic(pa.Table.from_pandas(df, preserve_index=False), path)
         except Exception as exc:
             rows = [
                 {"prediction_id": p, "label": _plain(v), "timestamp": now.isoformat()}
@@ -461,3 +460,83 @@ def read_conflicts(feedback_dir: Path, model_name: str) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("part-*.jsonl")) if folder.is_dir() else []:
         out.extend(read_jsonl(path, what=f"feedback conflicts of {model_name}").rows)
     return out
+
+
+FEEDBACK_COLUMNS = ["prediction_id", "label", "timestamp"]
+
+
+def feedback_parts(model_dir: Path) -> list[Path]:
+    """The label parts of one model's feedback folder, oldest first (conflicts and dead letters excluded)."""
+    return sorted(Path(model_dir).glob("part-*.parquet")) if Path(model_dir).is_dir() else []
+
+
+def record_feedback(
+    feedback_dir: Path,
+    model_name: str,
+    labels: Any,
+    on_dead_letter: DeadLetterHook | None = None,
+    *,
+    predictions_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
+    remote: RemoteLog | None = None,
+) -> int:
+    """Record ground-truth labels (a DataFrame with ``prediction_id`` and ``label``) under the trust
+    rule of :mod:`serving.log.feedback` (known prediction ids only; a second label is a duplicate or a
+    recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
+    written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
+    ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
+    was refused use :meth:`serving.log.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
+    also looked up in the log in S3 and the label part is uploaded there."""
+    return record_labels(
+        feedback_dir,
+        model_name,
+        labels,
+        on_dead_letter,
+        predictions_dir=predictions_dir,
+        source=source,
+        remote=remote,
+    ).recorded
+
+
+def record_labels(
+    feedback_dir: Path,
+    model_name: str,
+    labels: Any,
+    on_dead_letter: DeadLetterHook | None = None,
+    *,
+    predictions_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
+    remote: RemoteLog | None = None,
+) -> Any:
+    """:func:`record_feedback` returning the whole :class:`serving.log.feedback.FeedbackResult`
+    (recorded, duplicates, conflicts, unknown, set_aside, rejected ids with reasons)."""
+    missing = {"prediction_id", "label"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"feedback lacks columns {sorted(missing)}")
+    df = labels[labels["prediction_id"].notna()]
+    items = list(zip(df["prediction_id"].astype(str), df["label"], strict=True))
+    feedback_dir = Path(feedback_dir)
+    store = FeedbackStore(
+        feedback_dir,
+        predictions_dir if predictions_dir is not None else feedback_dir.parent / "predictions",
+        on_dead_letter=on_dead_letter,
+        remote=remote,
+    )
+    return store.record(model_name, items, source=source or {"via": "record_feedback"})
+
+
+def read_feedback(feedback_dir: Path, model_name: str, *, remote: RemoteLog | None = None) -> Any:
+    """Labels recorded for ``model_name``: prediction_id, label, timestamp; the FIRST label per id
+    (a later one is a duplicate or a conflict, see :mod:`serving.log.feedback`; conflicts are not read).
+    With ``remote`` (team mode) the parts are read from S3."""
+    import pandas as pd
+
+    if remote is not None:
+        df = remote.read_parts(remote.feedback_parts(model_name), "feedback")
+    else:
+        df = read_parts(feedback_parts(Path(feedback_dir) / model_name), "feedback")
+    if df is None:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
+    df = df.sort_values("timestamp", kind="stable")
+    df = df.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
+    return df[FEEDBACK_COLUMNS]

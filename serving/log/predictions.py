@@ -1,4 +1,4 @@
-"""The prediction log and the feedback (ground-truth label) store.
+"""The prediction log (the feedback store is :mod:`serving.log.feedback`; their part files, :mod:`serving.log.parts`).
 
 Layout (append-only parquet, readable with plain pandas):
 
@@ -47,12 +47,10 @@ next ``max_attempts - 1`` flushes, then its batches are set aside too.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +66,15 @@ from serving.log.journal import (
     read_segment,
 )
 from serving.log.layout import current_layout, input_column, marked
+from serving.log.parts import (
+    DeadLetterHook,
+    part_name,
+    read_part,
+    read_parts,
+    set_aside,
+    set_aside_part,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     from mloop.core.partitions import Mapper
@@ -76,13 +83,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ["prediction_id", "timestamp", "model_name", "model_version"]
-FEEDBACK_COLUMNS = ["prediction_id", "label", "timestamp"]
-DEAD_LETTER_DIR = "dead-letter"
-CORRUPT_DIR = "corrupt"
-_SEQ = itertools.count()
-
-DeadLetterHook = Callable[[str, str, int, str], None]
-"""``(log, model_name, rows, reason)`` with log ``predictions`` or ``feedback``."""
 
 
 def new_prediction_ids(n: int) -> list[str]:
@@ -90,39 +90,6 @@ def new_prediction_ids(n: int) -> list[str]:
     restarts); one ``os.urandom`` call per batch."""
     raw = os.urandom(16 * n).hex()
     return [raw[32 * i : 32 * (i + 1)] for i in range(n)]
-
-
-def _part_name(suffix: str = ".parquet") -> str:
-    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return f"part-{now}-{os.getpid()}-{next(_SEQ):06d}-{uuid.uuid4().hex[:6]}{suffix}"
-
-
-def write_jsonl_part(folder: Path, rows: list[dict[str, Any]]) -> Path:
-    """``rows`` as a new ``<folder>/part-*.jsonl`` (written to a temporary name, then renamed; values
-    JSON cannot hold become text)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / _part_name(".jsonl")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
-    os.replace(tmp, path)
-    return path
-
-
-def write_dead_letter(model_dir: Path, rows: list[dict[str, Any]], reason: str) -> Path:
-    """Set ``rows`` aside as ``<model_dir>/dead-letter/part-*.jsonl`` with a ``.reason.txt`` next to
-    it. Returns the jsonl path."""
-    path = write_jsonl_part(model_dir / DEAD_LETTER_DIR, rows)
-    path.with_suffix(".reason.txt").write_text(reason + "\n")
-    return path
-
-
-def _write_atomic(table: Any, path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    pq.write_table(table, tmp, compression="snappy")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -314,7 +281,7 @@ class PredictionLogger:
         folder = self.root / model / f"date={day}"
 
         def next_path() -> Path:
-            path = folder / _part_name()
+            path = folder / part_name()
             if new_parts is not None:
                 new_parts.append(path)
             return path
@@ -386,7 +353,7 @@ def _write_batches(
         except Exception:
             tables = [_table([b]) for b in good]
     for table in tables:
-        _write_atomic(table, next_path())
+        write_atomic(table, next_path())
     return sum(t.num_rows for t in tables)
 
 
@@ -541,29 +508,6 @@ def _compact_quietly(model_dirs: list[Path]) -> None:
             log.warning("could not compact the prediction journal of %s: %s", model_dir, exc)
 
 
-def set_aside(
-    model_dir: Path,
-    rows: list[dict[str, Any]],
-    reason: str,
-    kind: str,
-    model_name: str,
-    hook: DeadLetterHook | None,
-) -> None:
-    """Dead-letter ``rows`` (logged, counted by ``hook``); never raises: logging must go on."""
-    log.error("%s log: %d rows of %s set aside: %s", kind, len(rows), model_name, reason)
-    try:
-        write_dead_letter(model_dir, rows, reason)
-    except Exception:
-        log.exception(
-            "could not write the dead-letter part for %s; %d rows dropped", model_name, len(rows)
-        )
-    if hook is not None:
-        try:
-            hook(kind, model_name, len(rows), reason)
-        except Exception:
-            log.exception("dead-letter hook failed")
-
-
 def _groups(batches: list[_Batch]) -> dict[tuple[str, str], list[_Batch]]:
     groups: dict[tuple[str, str], list[_Batch]] = {}
     for b in batches:
@@ -615,82 +559,6 @@ def _arrow_array(name: str, values: list[Any]) -> Any:
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def set_aside_part(path: Path, exc: BaseException, what: str) -> Path | None:
-    """Move an unreadable parquet part into ``corrupt/`` beside it (out of every part glob, never
-    deleted) with a ``.reason.txt``, and warn. Returns where it went (None: it was gone already or
-    could not be moved; the reader skips it either way)."""
-    folder = path.parent / CORRUPT_DIR
-    target = folder / path.name
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-        target.with_name(target.name + ".reason.txt").write_text(f"{type(exc).__name__}: {exc}\n")
-    except FileNotFoundError:
-        return None  # another reader moved it first
-    except OSError as move_exc:
-        log.warning(
-            "%s part %s is unreadable (%s) and could not be moved aside: %s",
-            what,
-            path,
-            exc,
-            move_exc,
-        )
-        return None
-    log.warning("%s part %s is unreadable (%s); moved to %s", what, path.name, exc, target)
-    return target
-
-
-def read_part(
-    path: Path, what: str, columns: list[str] | None = None, *, log_layout: bool = False
-) -> Any:
-    """One parquet part as a DataFrame; None when it is unreadable (then set aside, see
-    :func:`set_aside_part`) or gone. A readable part without one of ``columns`` still raises.
-    ``log_layout``: a prediction-log part, given the current layout (old parts too, see
-    :func:`serving.log.layout.current_layout`)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path, columns=columns)
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise  # not corruption: the operator must fix the permissions
-    except (pa.ArrowInvalid, OSError) as exc:  # truncated, empty or garbage bytes
-        if columns is not None and _readable(path):
-            raise
-        set_aside_part(path, exc, what)
-        return None
-    return (current_layout(table) if log_layout else table).to_pandas()
-
-
-def _readable(path: Path) -> bool:
-    """Whether the part's footer and schema can be read (a missing column is not corruption)."""
-    import pyarrow.parquet as pq
-
-    try:
-        pq.read_schema(path)
-    except Exception:
-        return False
-    return True
-
-
-def count_corrupt(model_dir: Path) -> int:
-    """How many parts of one model's log folder were set aside as unreadable (every ``corrupt/``)."""
-    root = Path(model_dir)
-    return sum(1 for _ in root.glob(f"**/{CORRUPT_DIR}/*.parquet")) if root.is_dir() else 0
-
-
-def _read_parts(files: list[Path], what: str, *, log_layout: bool = False) -> Any:
-    import pandas as pd
-
-    frames = [read_part(f, what, log_layout=log_layout) for f in files]
-    frames = [f for f in frames if f is not None and len(f)]
-    if not frames:
-        return None
-    return pd.concat(frames, ignore_index=True)
-
-
 def prediction_files(
     predictions_dir: Path, model_name: str, since: datetime | None = None
 ) -> list[Path]:
@@ -737,7 +605,7 @@ def read_predictions(
             parts = remote.newest(parts, last_n, "prediction log", map_parts)
         df = remote.read_parts(parts, "prediction log", map_parts, log_layout=True)
     else:
-        df = _read_parts(
+        df = read_parts(
             prediction_files(predictions_dir, model_name, since), "prediction log", log_layout=True
         )
     if df is None:
@@ -777,82 +645,3 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
         if hit.num_rows:
             return current_layout(hit.slice(0, 1)).to_pylist()[0]  # type: ignore[no-any-return]
     return None
-
-
-def feedback_parts(model_dir: Path) -> list[Path]:
-    """The label parts of one model's feedback folder, oldest first (conflicts and dead letters excluded)."""
-    return sorted(Path(model_dir).glob("part-*.parquet")) if Path(model_dir).is_dir() else []
-
-
-def record_feedback(
-    feedback_dir: Path,
-    model_name: str,
-    labels: Any,
-    on_dead_letter: DeadLetterHook | None = None,
-    *,
-    predictions_dir: Path | None = None,
-    source: dict[str, Any] | None = None,
-    remote: RemoteLog | None = None,
-) -> int:
-    """Record ground-truth labels (a DataFrame with ``prediction_id`` and ``label``) under the trust
-    rule of :mod:`serving.log.feedback` (known prediction ids only; a second label is a duplicate or a
-    recorded conflict, never an overwrite). Returns the labels recorded; labels that cannot be
-    written are set aside as a dead-letter part. ``predictions_dir`` defaults to the
-    ``predictions`` folder next to ``feedback_dir`` (MLOOP_HOME's layout). For the counts of what
-    was refused use :meth:`serving.log.feedback.FeedbackStore.record`. With ``remote`` (team mode) the ids are
-    also looked up in the log in S3 and the label part is uploaded there."""
-    return record_labels(
-        feedback_dir,
-        model_name,
-        labels,
-        on_dead_letter,
-        predictions_dir=predictions_dir,
-        source=source,
-        remote=remote,
-    ).recorded
-
-
-def record_labels(
-    feedback_dir: Path,
-    model_name: str,
-    labels: Any,
-    on_dead_letter: DeadLetterHook | None = None,
-    *,
-    predictions_dir: Path | None = None,
-    source: dict[str, Any] | None = None,
-    remote: RemoteLog | None = None,
-) -> Any:
-    """:func:`record_feedback` returning the whole :class:`serving.log.feedback.FeedbackResult`
-    (recorded, duplicates, conflicts, unknown, set_aside, rejected ids with reasons)."""
-    from serving.log.feedback import FeedbackStore
-
-    missing = {"prediction_id", "label"} - set(labels.columns)
-    if missing:
-        raise ValueError(f"feedback lacks columns {sorted(missing)}")
-    df = labels[labels["prediction_id"].notna()]
-    items = list(zip(df["prediction_id"].astype(str), df["label"], strict=True))
-    feedback_dir = Path(feedback_dir)
-    store = FeedbackStore(
-        feedback_dir,
-        predictions_dir if predictions_dir is not None else feedback_dir.parent / "predictions",
-        on_dead_letter=on_dead_letter,
-        remote=remote,
-    )
-    return store.record(model_name, items, source=source or {"via": "record_feedback"})
-
-
-def read_feedback(feedback_dir: Path, model_name: str, *, remote: RemoteLog | None = None) -> Any:
-    """Labels recorded for ``model_name``: prediction_id, label, timestamp; the FIRST label per id
-    (a later one is a duplicate or a conflict, see :mod:`serving.log.feedback`; conflicts are not read).
-    With ``remote`` (team mode) the parts are read from S3."""
-    import pandas as pd
-
-    if remote is not None:
-        df = remote.read_parts(remote.feedback_parts(model_name), "feedback")
-    else:
-        df = _read_parts(feedback_parts(Path(feedback_dir) / model_name), "feedback")
-    if df is None:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in FEEDBACK_COLUMNS})
-    df = df.sort_values("timestamp", kind="stable")
-    df = df.drop_duplicates("prediction_id", keep="first").reset_index(drop=True)
-    return df[FEEDBACK_COLUMNS]

@@ -15,8 +15,6 @@ import pytest
 
 from mloop.core.processes import (
     ServiceProcess,
-    connect_host,
-    http_url,
     listening_pids,
     pid_alive,
     process_home,
@@ -25,6 +23,7 @@ from mloop.core.processes import (
     start_process,
     stop_pid,
 )
+from mloop.core.service_urls import connect_host, http_url
 
 # A parent that starts a child in a session of its own (as BentoML starts its workers), prints
 # the child's pid and sleeps; both ignore SIGINT, so stopping them needs the escalation.

@@ -21,15 +21,13 @@ from models.audit import AuditRecord, append_audit, audit_path, read_audit
 from monitoring.policy import RetrainLedger, ledger_path
 from monitoring.retraining import claim_retrain
 from monitoring.webhook import append_capped, notifications_path, read_notifications
+from serving.log.feedback import read_feedback, record_feedback
+from serving.log.parts import CORRUPT_DIR, count_corrupt
 from serving.log.predictions import (
-    CORRUPT_DIR,
     PredictionLogger,
-    count_corrupt,
     find_prediction,
     new_prediction_ids,
-    read_feedback,
     read_predictions,
-    record_feedback,
 )
 from tests.helpers import make_project
 

@@ -120,7 +120,8 @@ def _predict_and_label(served: Served, traffic: pd.DataFrame) -> list[dict]:
 
 
 def _logged(served: Served, rows: int) -> pd.DataFrame:
-    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.feedback import read_feedback
+    from serving.log.predictions import read_predictions
 
     state = served.settings.state
     deadline = time.monotonic() + 30  # the service flushes its log about once a second

@@ -144,7 +144,8 @@ def test_served_schema_shows_the_tables_own_column_names(served: Served) -> None
 def test_predict_feedback_monitor_and_lineage(served: Served) -> None:
     from flows.monitor import monitor_flow
     from mloop.cli.app import app
-    from serving.log.predictions import read_feedback, read_predictions
+    from serving.log.feedback import read_feedback
+    from serving.log.predictions import read_predictions
 
     frame = served.table.frame.sample(frac=1.0, random_state=0).reset_index(drop=True).head(300)
     answers: list[dict] = []

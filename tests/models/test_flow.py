@@ -229,7 +229,8 @@ def test_a_promotion_leaves_the_model_packaged_and_its_monitor_reference_scored(
     from mloop.core.contract import load_contract
     from monitoring.checks import MonitorOptions
     from monitoring.reference_cache import cache_path, scored_reference
-    from serving.bundle.package import model_in_store, model_tag, package_model
+    from serving.bundle.local_store import model_in_store
+    from serving.bundle.package import model_tag, package_model
 
     s, name, options = models_settings, "prepared", MonitorOptions()
     monkeypatch.setenv("MLOOP_PACKAGE_ON_PROMOTE", "true")

@@ -310,6 +310,9 @@ def test_label_source_in_the_version_index(tmp_path: Path) -> None:
 def test_approval_is_required_for_feedback_labels_when_the_setting_says_so() -> None:
     from models.gate_scoring import approval_required
 
-    off, on = Settings(), Settings(approve_feedback_retrains=True)
+    off, on = (
+        Settings().approve_feedback_retrains,
+        Settings(approve_feedback_retrains=True).approve_feedback_retrains,
+    )
     assert not approval_required(off, "feedback") and not approval_required(on, "ingested")
     assert approval_required(on, "feedback") and approval_required(off, "ingested", requested=True)

@@ -67,11 +67,12 @@ def _served_with_feedback(settings: Settings, name: str, version: str, *, flip: 
     """2,500 predictions of ``version`` in the prediction log, then feedback labels for each (flipped or true)."""
     from mloop.core.contract import load_contract
     from monitoring.scoring import add_predictions
-    from serving.log.predictions import PredictionLogger, new_prediction_ids, record_feedback
+    from serving.log.feedback import record_feedback
+    from serving.log.predictions import PredictionLogger, new_prediction_ids
 
     traffic = generate("baseline", TRAFFIC, seed=7)
     contract = load_contract(settings.project_dir, name)
-    scored = add_predictions(settings, name, version, traffic, contract)
+    scored = add_predictions(settings.tracking_uri, name, version, traffic, contract)
     feats = [c.name for c in contract.feature_columns]
     ids = new_prediction_ids(TRAFFIC)
     logger = PredictionLogger(settings.state.predictions, flush_seconds=60)

@@ -44,7 +44,7 @@ def log_traffic(settings: Settings, name: str, version: str, df: pd.DataFrame) -
     from serving.log.predictions import PredictionLogger, new_prediction_ids
 
     contract = load_contract(settings.project_dir, name)
-    scored = add_predictions(settings, name, version, df, contract)
+    scored = add_predictions(settings.tracking_uri, name, version, df, contract)
     value = "probability" if "probability" in scored else "score"
     ids = new_prediction_ids(len(df))
     logger = PredictionLogger(settings.state.predictions, flush_seconds=60)

@@ -48,7 +48,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[tu
 
 
 def _feedback(settings: Settings, ids: list[str], labels: pd.Series) -> None:
-    from serving.log.predictions import record_feedback
+    from serving.log.feedback import record_feedback
 
     record_feedback(
         settings.state.feedback,

@@ -59,7 +59,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, prefect_server) -> Iterator[Se
 def _traffic(settings: Settings, name: str, scenario: str, seed: int, labels: bool = False) -> None:
     """Score ``ROWS`` generated rows with ``name``'s champion and log them as the service does (+ labels)."""
     from models.registry import champion_version
-    from serving.log.predictions import record_feedback
+    from serving.log.feedback import record_feedback
 
     task, features = SHAPES[name]
     df = generate(scenario, ROWS, seed=seed, task=task, features=features)

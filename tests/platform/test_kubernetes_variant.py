@@ -356,7 +356,8 @@ def test_the_variant_deploys_onto_a_kubernetes_pool(
     events): the server holds every deployment on that pool, with no host path, and every trigger."""
     from mloop.core.entrypoints import PREFECT, python_m
     from mloop.core.processes import free_port, start_prefect_server, stop_pid
-    from mloop.core.settings import Settings, prefect_api_url
+    from mloop.core.service_urls import prefect_api_url
+    from mloop.core.settings import Settings
     from mloop.platform.client import PrefectApi
 
     settings = Settings(home=tmp_path / "home", project_dir=tmp_path)

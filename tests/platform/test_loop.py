@@ -270,7 +270,7 @@ def test_torn_files_leave_the_loop_working(platform, tmp_path: Path) -> None:
     from models.audit import audit_path
     from monitoring.policy import ledger_path
     from monitoring.webhook import notifications_path
-    from serving.log.predictions import CORRUPT_DIR
+    from serving.log.parts import CORRUPT_DIR
 
     state = platform.settings.state
     torn = {

@@ -169,7 +169,7 @@ class Packaged:
 
 def tamper_expected(settings: Settings, tag: str) -> None:
     """Make a stored model fail its smoke test (expected outputs no longer match)."""
-    from serving.bundle.package import stored_model_dir
+    from serving.bundle.local_store import stored_model_dir
 
     meta_path = stored_model_dir(settings.state.bentoml_home, tag) / "mloop.json"
     meta = json.loads(meta_path.read_text())

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
+from serving.log.feedback import read_feedback
 from serving.log.layout import split_log
-from serving.log.predictions import read_feedback, read_predictions
+from serving.log.predictions import read_predictions
 from tests.helpers import assert_openapi_holds
 from tests.serving.helpers import (
     AUTH,

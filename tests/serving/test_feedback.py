@@ -11,13 +11,16 @@ import pandas as pd
 import pytest
 
 from mloop.core.errors import MloopError
-from serving.log.feedback import FeedbackStore, RecentIds, logged_ids, read_conflicts, same_label
-from serving.log.predictions import (
-    PredictionLogger,
-    new_prediction_ids,
+from serving.log.feedback import (
+    FeedbackStore,
+    RecentIds,
+    logged_ids,
+    read_conflicts,
     read_feedback,
     record_labels,
+    same_label,
 )
+from serving.log.predictions import PredictionLogger, new_prediction_ids
 from serving.log.remote_parts import RemoteLog
 
 
@@ -122,7 +125,7 @@ def test_read_feedback_keeps_the_first_label_of_an_older_store(tmp_path: Path) -
     """Stores written before the trust rule may hold several labels per id: the first one counts."""
     import pyarrow as pa
 
-    from serving.log.predictions import _write_atomic
+    from serving.log.parts import write_atomic
 
     folder = tmp_path / "feedback" / "loans"
     for i, label in enumerate((0, 1)):
@@ -133,7 +136,7 @@ def test_read_feedback_keeps_the_first_label_of_an_older_store(tmp_path: Path) -
                 "timestamp": [pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(i, "s")],
             }
         )
-        _write_atomic(pa.Table.from_pandas(df, preserve_index=False), folder / f"part-{i}.parquet")
+        write_atomic(pa.Table.from_pandas(df, preserve_index=False), folder / f"part-{i}.parquet")
     assert read_feedback(tmp_path / "feedback", "loans")["label"].tolist() == [0]
 
 

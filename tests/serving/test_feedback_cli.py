@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mloop.cli.app import app
-from serving.log.predictions import PredictionLogger, new_prediction_ids, read_feedback
+from serving.log.feedback import read_feedback
+from serving.log.predictions import PredictionLogger, new_prediction_ids
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mloop.core.processes import http_url as connect_url
+from mloop.core.service_urls import http_url as connect_url
 from mloop.core.settings import Settings
 from serving.control.process_spec import serve_argv, serve_env
 

@@ -172,7 +172,7 @@ def test_predict_on_a_model_route_needs_the_token(two: ServiceProcess, shapes: S
 def test_feedback_goes_to_its_own_model(
     two: ServiceProcess, packaged: Packaged, shapes: Shapes
 ) -> None:
-    from serving.log.predictions import read_feedback
+    from serving.log.feedback import read_feedback
 
     rid = _post(two.url, "/models/rates/predict", {"records": shapes.rates_v1.records[:1]}).json()[
         0

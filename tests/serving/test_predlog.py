@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.log.predictions import (
-    PredictionLogger,
-    new_prediction_ids,
-    read_feedback,
-    read_predictions,
-    record_feedback,
-)
+from serving.log.feedback import read_feedback, record_feedback
+from serving.log.predictions import PredictionLogger, new_prediction_ids, read_predictions
 
 
 def _log(logger: PredictionLogger, n: int, version: str = "1") -> list[str]:
@@ -161,7 +156,7 @@ def test_a_write_that_keeps_failing_is_retried_a_bounded_number_of_times(
 
     logger = PredictionLogger(tmp_path, flush_seconds=60, max_attempts=3)
     ids = _log(logger, 2)
-    monkeypatch.setattr(predlog, "_write_atomic", broken)
+    monkeypatch.setattr(predlog, "write_atomic", broken)
     for _ in range(2):  # failed attempts 1 and 2: kept for a retry
         try:
             logger.flush()

@@ -24,14 +24,8 @@ from mloop.core.processes import free_port
 from mloop.core.settings import Settings
 from mloop.core.team import ArtifactLayout
 from monitoring.sweep import log_fingerprint
-from serving.log.feedback import FeedbackStore
-from serving.log.predictions import (
-    PredictionLogger,
-    new_prediction_ids,
-    read_feedback,
-    read_predictions,
-    record_labels,
-)
+from serving.log.feedback import FeedbackStore, read_feedback, record_labels
+from serving.log.predictions import PredictionLogger, new_prediction_ids, read_predictions
 from serving.log.remote_parts import (
     MANIFEST,
     Kind,

@@ -207,7 +207,7 @@ def test_exporting_again_uploads_nothing(
 def test_fresh_home_imports_the_exact_model(
     on_a: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    from serving.bundle.package import model_in_store
+    from serving.bundle.local_store import model_in_store
     from serving.bundle.remote_models import ensure_local
 
     frame, expected = on_a
@@ -250,7 +250,7 @@ def test_object_with_another_tag_is_refused(
     home_a: tuple[Settings, pd.DataFrame], tmp_path: Path
 ) -> None:
     """An export stored under the wrong key never enters the store as the tag asked for."""
-    from serving.bundle.package import model_in_store
+    from serving.bundle.local_store import model_in_store
     from serving.bundle.remote_models import ensure_local, object_key
 
     settings_a, _ = home_a
@@ -278,7 +278,7 @@ def test_service_on_a_fresh_host_serves_the_exported_model(
     from pydantic import SecretStr
 
     from mloop.core.processes import free_port, stop_pid
-    from serving.bundle.package import model_in_store
+    from serving.bundle.local_store import model_in_store
     from serving.control.process_spec import start_service
     from tests.serving.helpers import AUTH, TOKEN, records
 

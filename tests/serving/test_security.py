@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from mloop.core.processes import ServiceProcess, stop_pid
-from serving.log.feedback import read_conflicts
-from serving.log.predictions import read_feedback
+from serving.log.feedback import read_conflicts, read_feedback
 from tests.serving.helpers import AUTH, Packaged, records, start
 
 JSON = {"content-type": "application/json"}

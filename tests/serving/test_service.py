@@ -9,7 +9,8 @@ import time
 import httpx
 import pytest
 
-from serving.log.predictions import read_feedback, read_predictions
+from serving.log.feedback import read_feedback
+from serving.log.predictions import read_predictions
 from tests.serving.helpers import AUTH, TOKEN, Packaged, records
 
 GOOD = {
