@@ -385,9 +385,12 @@ def _git_commit_pointer(settings: Settings, name: str, md5: str, rows: int) -> s
         if p.exists()
     ]
     rel = [str(p.relative_to(root)) for p in paths]
-    run = lambda *argv: subprocess.run(  # noqa: E731
-        ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=60
-    )
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=60
+        )
+
     added = run("add", "--", *rel)
     if added.returncode != 0:
         raise MloopError(f"git add failed: {added.stderr.strip()}", where=str(root))
@@ -581,11 +584,14 @@ def ingest_dataset(
                     len(df),
                     len(df.columns),
                 )
-        elif contract.time_column and contract.time_column in df.columns:
-            if not pd.api.types.is_datetime64_any_dtype(df[contract.time_column]):
-                converted = pd.to_datetime(df[contract.time_column], errors="coerce")
-                if converted.notna().sum() == df[contract.time_column].notna().sum():
-                    df[contract.time_column] = converted
+        elif (
+            contract.time_column
+            and contract.time_column in df.columns
+            and not pd.api.types.is_datetime64_any_dtype(df[contract.time_column])
+        ):
+            converted = pd.to_datetime(df[contract.time_column], errors="coerce")
+            if converted.notna().sum() == df[contract.time_column].notna().sum():
+                df[contract.time_column] = converted
         say(f"checking {len(df):,} rows against the contract")
         report = validate_frame(df, contract, duplicated=duplicated)
         if not report.ok:

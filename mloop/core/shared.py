@@ -319,9 +319,8 @@ class PostgresRecords(SharedRecords):
                         "SELECT bool_and(to_regclass(n) IS NOT NULL) FROM unnest(%s::text[]) AS n",
                         (schema_objects(),),
                     )
-                    if not cur.fetchone()[
-                        0
-                    ]:  # only a first use runs DDL (it would lock the tables)
+                    ready = cur.fetchone()  # an aggregate: always one row
+                    if not (ready and ready[0]):  # only a first use runs DDL (it locks the tables)
                         cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(SCHEMA_LOCK),))
                         for table in TABLES.values():
                             cur.execute(create_table_sql(table))
