@@ -47,6 +47,8 @@ from models.target import (
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from mloop.core.contract.model import Task
+
 
 GATE_SETTING_PREFIX = "gate_"
 """Settings field ``gate_<name>`` (env ``MLOOP_GATE_<NAME>``) defines GateConfig field ``<name>``."""
@@ -93,7 +95,7 @@ class GateConfig(BaseModel):
             return self
         return self.model_copy(update={"metric": metric})
 
-    def metric_for(self, task: str, class_counts: Mapping[Any, int] | None = None) -> str:
+    def metric_for(self, task: Task, class_counts: Mapping[Any, int] | None = None) -> str:
         """The gate metric: the one set explicitly; else, given the target's ``class_counts``, the one
         that fits the data (:func:`~models.target.default_gate_metric`); else the configured default.
         A metric that does not apply to the task falls back to the task's default (roc_auc / rmse)."""
@@ -115,17 +117,23 @@ def overrides_model(
     for field, info in model.model_fields.items():
         if field in exclude:
             continue
-        bounded = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        # a type form built at run time (Any: the checker has no type for a computed annotation)
+        bounded: Any = (
+            Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        )
         fields[field] = (bounded | None, Field(default=None, description=info.description))
     return create_model(name, __doc__=doc, **fields)
 
 
-GateParams = overrides_model(
-    GateConfig,
-    "GateParams",
-    "Promotion gate overrides; empty fields use the MLOOP_GATE_* settings.",
-    exclude=frozenset({"seed"}),
-)
+if TYPE_CHECKING:
+    GateParams = BaseModel  # the checker knows the class below only as some BaseModel
+else:
+    GateParams = overrides_model(
+        GateConfig,
+        "GateParams",
+        "Promotion gate overrides; empty fields use the MLOOP_GATE_* settings.",
+        exclude=frozenset({"seed"}),
+    )
 """The train flow's gate form (Prefect UI): every GateConfig field but the seed, optional."""
 
 
@@ -367,7 +375,7 @@ def paired_bootstrap(
 def decide(
     *,
     model_name: str,
-    task: str,
+    task: Task,
     y: np.ndarray,
     challenger_scores: np.ndarray,
     champion_scores: np.ndarray | None,
@@ -526,7 +534,7 @@ def decide(
 
 
 def _encode_trusted(
-    task: str,
+    task: Task,
     y: np.ndarray,
     classes: Sequence[Any] | np.ndarray | None,
     scores: np.ndarray,
