@@ -139,7 +139,7 @@ def create_app(settings: Settings, emit: Emitter) -> FastAPI:
     app = FastAPI(title="mloop webhook receiver", version="1")
     app.add_middleware(
         GuardMiddleware,
-        allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
+        allowed_hosts=settings.host_allowlist(),
         max_body_bytes=settings.max_body_bytes,
     )
 
