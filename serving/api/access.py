@@ -301,9 +301,12 @@ class ServingGate:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
-        if self.routes is not None and path.startswith(self._route_prefixes):
-            if await self.routes(self.app, scope, receive, send, method, path, content_type):
-                return
+        if (
+            self.routes is not None
+            and path.startswith(self._route_prefixes)
+            and await self.routes(self.app, scope, receive, send, method, path, content_type)
+        ):
+            return
         if lengths and not chunked:
             await self.app(scope, receive, send)
         else:

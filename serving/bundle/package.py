@@ -198,7 +198,7 @@ def run_store_job(
             + proc.stderr[-2500:],
         )
     last = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return json.loads(last[-1]) if last else {}  # type: ignore[no-any-return]
+    return json.loads(last[-1]) if last else {}
 
 
 def lineage_labels(lineage: dict[str, Any]) -> dict[str, str]:
