@@ -95,12 +95,14 @@ class GateConfig(BaseModel):
             return self
         return self.model_copy(update={"metric": metric})
 
-    def metric_for(self, task: Task, class_counts: Mapping[Any, int] | None = None) -> str:
+    def metric_for(self, task: str, class_counts: Mapping[Any, int] | None = None) -> str:
         """The gate metric: the one set explicitly; else, given the target's ``class_counts``, the one
         that fits the data (:func:`~models.target.default_gate_metric`); else the configured default.
         A metric that does not apply to the task falls back to the task's default (roc_auc / rmse)."""
         if "metric" not in self.model_fields_set and class_counts is not None:
-            return default_gate_metric(task, class_counts)
+            # as a Task: the rule scores anything but classification as regression (rmse)
+            kind: Task = "classification" if task == "classification" else "regression"
+            return default_gate_metric(kind, class_counts)
         return (
             self.metric
             if self.metric in metrics_for(task)
@@ -375,7 +377,7 @@ def paired_bootstrap(
 def decide(
     *,
     model_name: str,
-    task: Task,
+    task: str,
     y: np.ndarray,
     challenger_scores: np.ndarray,
     champion_scores: np.ndarray | None,
@@ -534,7 +536,7 @@ def decide(
 
 
 def _encode_trusted(
-    task: Task,
+    task: str,
     y: np.ndarray,
     classes: Sequence[Any] | np.ndarray | None,
     scores: np.ndarray,
