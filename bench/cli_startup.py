@@ -63,7 +63,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mloop-bench-cli-") as tmp:
         base = Path(tmp) / "base"
         _export(args.base, base)
-        _time(base), _time(ROOT)  # warm the page cache and bytecode of both
+        _time(base)  # warm the page cache and bytecode of both
+        _time(ROOT)
         times: dict[str, list[float]] = {"base": [], "current": []}
         for _ in range(args.runs):
             times["base"].append(_time(base))

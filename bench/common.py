@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mloop.core.events import DRIFT_DETECTED  # noqa: E402
-from tests.platform.helpers import Platform, platform_env, platform_settings, wait_for  # noqa: E402
+from mloop.core.events import DRIFT_DETECTED  # noqa: E402 - after the sys.path insert that makes the project importable
+from tests.platform.helpers import Platform, platform_env, platform_settings, wait_for  # noqa: E402 - after the sys.path insert that makes the project importable
 
 
 def ts(value: str) -> float:

@@ -31,9 +31,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mloop.core.contract.model import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -58,13 +62,17 @@ def expand(df: pd.DataFrame) -> pd.DataFrame:
         df["loan_amount"] * (1 + df["interest_rate"] / 100) / df["loan_term_months"]
     ).round(2)
     out["accounts_per_year"] = (df["num_open_accounts"] / (df["employment_years"] + 1)).round(4)
-    out["credit_band"] = pd.cut(
-        df["credit_score"],
-        [0, 580, 670, 740, 800, 900],
-        labels=["poor", "fair", "good", "very_good", "excellent"],
+    # pd.cut of a Series is a Series (its annotation also covers the (bins, edges) pair of retbins)
+    out["credit_band"] = cast(
+        pd.Series,
+        pd.cut(
+            df["credit_score"],
+            [0, 580, 670, 740, 800, 900],
+            labels=["poor", "fair", "good", "very_good", "excellent"],
+        ),
     ).astype(str)
-    out["age_band"] = pd.cut(
-        df["age"], [0, 30, 45, 60, 120], labels=["<30", "30-44", "45-59", "60+"]
+    out["age_band"] = cast(
+        pd.Series, pd.cut(df["age"], [0, 30, 45, 60, 120], labels=["<30", "30-44", "45-59", "60+"])
     ).astype(str)
     return out
 
@@ -99,7 +107,7 @@ def step_mloop(ref_path: str, cur_path: str) -> dict:
     contract = contract_for(ref)
     loaded = _rss_mib()
     t0 = time.perf_counter()
-    import evidently  # noqa: F401
+    import evidently  # noqa: F401 - imported to time the import (or warm it), not used
 
     t_import = time.perf_counter() - t0
     from monitoring.drift import check_drift
@@ -134,8 +142,8 @@ def step_full(ref_path: str, cur_path: str) -> dict:
     )
     t0 = time.perf_counter()
     snap = Report([DataDriftPreset(columns=feats)], include_tests=True).run(
-        Dataset.from_pandas(cur[feats], data_definition=definition),
-        Dataset.from_pandas(ref[feats], data_definition=definition),
+        Dataset.from_pandas(cur.loc[:, feats], data_definition=definition),
+        Dataset.from_pandas(ref.loc[:, feats], data_definition=definition),
     )
     t = time.perf_counter() - t0
     from monitoring.drift import _parse_snapshot
@@ -162,9 +170,9 @@ def step_scipy(ref_path: str, cur_path: str) -> dict:
         if c in CATEGORICAL:
             levels = sorted(set(r.unique()) | set(k.unique()))
             table = np.array([s.value_counts().reindex(levels, fill_value=0) for s in (r, k)])
-            pvals[c] = float(stats.chi2_contingency(table)[1])
+            pvals[c] = float(stats.chi2_contingency(table).pvalue)  # pyright: ignore[reportAttributeAccessIssue]  # why: scipy makes its result classes at run time; pyright cannot see their fields
         else:
-            pvals[c] = float(stats.ks_2samp(r.to_numpy(), k.to_numpy()).pvalue)
+            pvals[c] = float(stats.ks_2samp(r.to_numpy(), k.to_numpy()).pvalue)  # pyright: ignore[reportAttributeAccessIssue]  # why: scipy makes its result classes at run time; pyright cannot see their fields
     return {"run_s": time.perf_counter() - t0, "peak_mib": _rss_mib(), "pvalues": pvals}
 
 
@@ -185,7 +193,7 @@ def run_step(name: str, ref_path: str, cur_path: str, timeout: float | None) -> 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="current window rows")
     ap.add_argument("--reference-rows", type=int, default=100_000)
     ap.add_argument(
@@ -321,7 +329,8 @@ def bench_sweep(models: int, workers: int) -> int:
         from flows.train import train_flow
 
         for i in range(models):
-            task, feats = ("classification", "regression")[i % 2], 3 + (i * 5) % 12
+            task: Task = "classification" if i % 2 == 0 else "regression"
+            feats = 3 + (i * 5) % 12
             src = write_frame(
                 generate("baseline", 3000, seed=i, task=task, features=feats),
                 root / f"m{i:02d}.parquet",

@@ -139,11 +139,14 @@ def child(variant: str, csv: Path, work: Path) -> dict[str, object]:
 
         settings = Settings(home=work / "home", project_dir=work / "project")
         import dvc.repo  # noqa: F401 - imported here so `work` excludes imports, like pandas'
-        import pandera.pandas  # noqa: F401
-        import pyarrow.csv  # noqa: F401
+        import pandera.pandas  # noqa: F401 - imported to time the import (or warm it), not used
+        import pyarrow.csv  # noqa: F401 - imported to time the import (or warm it), not used
 
         t1 = time.perf_counter()
-        progress = lambda msg: stages.append((msg, time.perf_counter() - t1, rss()))  # noqa: E731
+
+        def progress(msg: str) -> None:
+            stages.append((msg, time.perf_counter() - t1, rss()))
+
         result = ingest_dataset(settings, csv, dataset="bench", progress=progress)
         assert result.created, "expected a new version"
         rows = result.version.rows
@@ -286,7 +289,7 @@ def summary(all_results: dict[str, dict[str, dict[str, Any]]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument(
         "--shape", choices=[*SHAPES, "all"], default="default", help="Table shape(s) to run."
     )

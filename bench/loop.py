@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -44,7 +44,7 @@ def retrain_runs(p: Platform) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--rows", type=int, default=3000, help="Baseline dataset rows.")
     ap.add_argument("--traffic", type=int, default=2000, help="Drifted requests (with labels).")
     ap.add_argument(
@@ -99,15 +99,19 @@ def main() -> None:
         )
         to_running = ts(run["start_time"]) - t0
         to_created = ts(run["created"]) - t0
-        champion_seen = wait_for(
-            lambda: (
-                (m := b.serving.served_model())
-                and str(m["model_version"]) != str(v1["model_version"])
-                and (time.time(), m)
+        # (when, the served model): the check's truthy answer; pyright solves wait_for's T as the dict
+        champion_seen = cast(
+            tuple[float, dict[str, Any]],
+            wait_for(
+                lambda: (
+                    (m := b.serving.served_model())
+                    and str(m["model_version"]) != str(v1["model_version"])
+                    and (time.time(), m)
+                ),
+                600,
+                "the new version to answer",
+                every=0.2,
             ),
-            600,
-            "the new version to answer",
-            every=0.2,
         )
         to_serving = champion_seen[0] - t0
         finished = completed(b, run["id"])

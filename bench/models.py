@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -283,15 +284,20 @@ def onboard(
 
     def ingest(plan: ModelPlan) -> float:
         t = time.perf_counter()
-        for _attempt in range(5):
-            out = p.cli(
+
+        def attempt() -> subprocess.CompletedProcess[str]:
+            return p.cli(
                 "ingest", str(folder / f"{plan.name}.parquet"), "--dataset", plan.name, "--json"
             )
-            if out.returncode == 0:
-                return time.perf_counter() - t
-            if "LockError" not in out.stderr:
+
+        out = attempt()
+        for _retry in range(4):  # 5 attempts in all: a LockError is another ingest's, retried
+            if out.returncode == 0 or "LockError" not in out.stderr:
                 break
             time.sleep(2)
+            out = attempt()
+        if out.returncode == 0:
+            return time.perf_counter() - t
         raise SystemExit(f"mloop ingest {plan.name} failed:\n{out.stdout}\n{out.stderr[-2000:]}")
 
     with ThreadPoolExecutor(args.ingest_concurrency) as pool:
@@ -621,7 +627,7 @@ def report(stages: Sequence[Stage]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument(
         "--stages",
         type=parse_stages,

@@ -30,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_platform, settle, ts  # noqa: E402
-from mloop.core.generate import generate, write_frame  # noqa: E402
-from tests.platform.helpers import Platform, wait_for  # noqa: E402
+from bench.common import bench_platform, settle, ts  # noqa: E402 - after the sys.path insert that makes the project importable
+from mloop.core.generate import generate, write_frame  # noqa: E402 - after the sys.path insert that makes the project importable
+from tests.platform.helpers import Platform, wait_for  # noqa: E402 - after the sys.path insert that makes the project importable
 
 MODEL = "loans"
 
@@ -177,7 +177,7 @@ def concurrent(p: Platform, runs: int, infra_pids: dict[str, int]) -> dict[str, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("mode", choices=["single", "team"])
     ap.add_argument("--out", type=Path, default=Path("/tmp/mloop-profile"))
     ap.add_argument("--rows", type=int, default=3000)

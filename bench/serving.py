@@ -49,8 +49,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mloop.core.processes import ServiceProcess, free_port, start_process, stop_pid  # noqa: E402
-from mloop.core.settings import Settings  # noqa: E402
+from mloop.core.processes import ServiceProcess, free_port, start_process, stop_pid  # noqa: E402 - after the sys.path insert that makes the project importable
+from mloop.core.settings import Settings  # noqa: E402 - after the sys.path insert that makes the project importable
 
 NAME = "loans"
 
@@ -182,14 +182,14 @@ class Prepared:
 def save_mlflow_model(pipe: Any, frame: Any, path: Path) -> Path:
     """The fitted pipeline as an MLflow model (the same object mloop packages; pyfunc = predict_proba,
     signature inferred from the model input frame so MLflow converts the JSON records to its types)."""
-    import mlflow.sklearn
+    import mlflow.sklearn as mlflow_sklearn
     from mlflow.models import infer_signature
 
     from models.pipeline import TRUSTED_TYPES
     from models.tracking import SERIALIZATION  # as the training flow saves models
 
     signature = infer_signature(frame, pipe.predict_proba(frame))
-    mlflow.sklearn.save_model(
+    mlflow_sklearn.save_model(
         pipe,
         str(path),
         serialization_format=SERIALIZATION,
@@ -219,7 +219,7 @@ def prepare(work: Path, model: str, rows: int) -> Prepared:
     df = generate("baseline", rows=rows, seed=11)
     contract = infer_contract(df, name=NAME, target="target", time_column="event_time")
     train, hold = split_dataset(df, contract)
-    pipe = build_pipeline(contract, ModelSpec(estimator=model))  # type: ignore[arg-type]
+    pipe = build_pipeline(contract, ModelSpec.model_validate({"estimator": model}))  # checked
     with threadpool_limits(1):
         pipe.fit(prepare_features(train, contract), train[contract.target].to_numpy())
     packaged = package_pipeline(
@@ -275,7 +275,7 @@ def start_mloop(
         name=f"bench-mloop-{port}",
         log_predictions=log_on,
         MLOOP_BATCHING="1" if batching else "0",
-        **env,
+        **env,  # pyright: ignore[reportArgumentType]  # why: env holds MLOOP_* variables, never run_dir or timeout
     )
     return proc, port
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -35,8 +36,10 @@ def naive_app() -> Any:
     from fastapi import FastAPI
 
     from mloop.core.contract import DatasetContract
+    from mloop.core.frames import column
+    from mloop.core.frames import numeric as numeric_values
 
-    contract = DatasetContract.model_validate_json(open(os.environ["BENCH_CONTRACT"]).read())
+    contract = DatasetContract.model_validate_json(Path(os.environ["BENCH_CONTRACT"]).read_text())
     path = os.environ["BENCH_PIPELINE"]
     pipeline = sio.load(path, trusted=sio.get_untrusted_types(file=path))
     numeric = contract.numeric_features
@@ -47,7 +50,7 @@ def naive_app() -> Any:
     def predict(body: dict[str, Any]) -> list[dict[str, Any]]:
         frame = pd.DataFrame(body["records"])
         for c in numeric:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+            frame[c] = numeric_values(column(frame, c)).astype("float64")
         for c in categorical:
             frame[c] = frame[c].map(lambda v: np.nan if v is None else str(v)).astype(object)
         proba = pipeline.predict_proba(frame[numeric + categorical])[:, 1]

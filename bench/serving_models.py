@@ -31,14 +31,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving import Target, load, pooled  # noqa: E402
-from mloop.core.processes import ServiceProcess, free_port, process_tree, stop_pid  # noqa: E402
-from mloop.core.settings import Settings  # noqa: E402
+from bench.serving import Target, load, pooled  # noqa: E402 - after the sys.path insert that makes the project importable
+from mloop.core.processes import ServiceProcess, free_port, process_tree, stop_pid  # noqa: E402 - after the sys.path insert that makes the project importable
+from mloop.core.settings import Settings  # noqa: E402 - after the sys.path insert that makes the project importable
+
+if TYPE_CHECKING:
+    from serving.bundle.package import PackagedModel
 
 GOAL_RATIO = 0.9
 GOAL_TREE_MB = 4096
@@ -69,15 +72,15 @@ def package_models(settings: Settings, n: int, rows: int = 3000) -> list[Package
         gen = package_generated(
             settings, f"m{i:02d}", task=task, features=features, seed=100 + i, rows=rows
         )
-        packaged = gen.model
+        packaged = cast("PackagedModel", gen.model)  # typed `object` in the test helper
         bodies = [json.dumps({"records": [rec]}).encode() for rec in gen.records]
         out.append(
             Packaged(gen.contract.name, packaged.model_tag, gen.contract.task, features, bodies)
-        )  # type: ignore[attr-defined]
+        )
         print(
             f"packaged {packaged.model_tag}: {gen.contract.task}, {features} features, {packaged.backend}",
             flush=True,
-        )  # type: ignore[attr-defined]
+        )
     return out
 
 
@@ -110,7 +113,7 @@ def settle_rss(pid: int, seconds: float = 3.0) -> float:
     return max(samples)
 
 
-def use(url: str, token: str, model: Packaged) -> None:
+def use(url: str, token: str | None, model: Packaged) -> None:
     import httpx
 
     resp = httpx.post(

@@ -86,7 +86,7 @@ def one_mode(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     ap.add_argument("--runs", type=int, default=8, help="Concurrent train runs per mode.")
     ap.add_argument("--rows", type=int, default=3000, help="Dataset rows.")
     ap.add_argument("--timeout", type=float, default=1200, help="Seconds to wait for each run.")

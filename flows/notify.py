@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from flows.sync import sync_result
 from mloop.core import events
 from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
@@ -98,10 +99,13 @@ def notify_url(settings: Settings) -> str:
 
 def ensure_notifications(settings: Settings) -> str:
     """Create or overwrite the notification block and the automation; returns the automation id."""
+    from datetime import timedelta
+
     from prefect.automations import Automation
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.events.actions import SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.types import SecretDict
 
     # The bearer token goes only to the platform's own receiver, never to an external notify_url.
     token = settings.bearer_token() if settings.notify_url is None else None
@@ -110,12 +114,13 @@ def ensure_notifications(settings: Settings) -> str:
         url=notify_url(settings),
         json_data={"subject": "{{subject}}", "body": "{{body}}", "name": "{{name}}"},
         headers={"Authorization": "Bearer {{token}}"} if token else None,
-        secrets={"token": token} if token else {},
+        secrets=SecretDict({"token": token} if token else {}),
         timeout=5,
+        cookies=None,  # its default, given: pyright reads only `default=` as one, not Field(None)
     )
-    block_id = block.save(BLOCK_NAME, overwrite=True)
+    block_id = sync_result(block.save(BLOCK_NAME, overwrite=True))
     try:
-        Automation.read(name=AUTOMATION_NAME).delete()
+        sync_result(sync_result(Automation.read(name=AUTOMATION_NAME)).delete())
     except ValueError:
         pass
     automation = Automation(
@@ -126,11 +131,11 @@ def ensure_notifications(settings: Settings) -> str:
             expect=set(NOTIFY_EVENTS),
             posture=Posture.Reactive,
             threshold=1,
-            within=0,
+            within=timedelta(0),
         ),
         actions=[SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)],
-    ).create()
-    return str(automation.id)
+    )
+    return str(sync_result(automation.create()).id)
 
 
 def crash_automation(
@@ -158,7 +163,11 @@ def crash_automation(
             threshold=1,
             within=timedelta(seconds=seconds),
         ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED, name="Crashed", message=message)],
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED, name="Crashed", message=message, force=False
+            )  # force: its default, given (pyright reads only `default=` as one, not Field(False))
+        ],
     )
 
 
@@ -199,11 +208,11 @@ def ensure_automation(wanted: Automation) -> str:
     from prefect.automations import Automation
 
     try:
-        existing = Automation.read(name=wanted.name)
+        existing = sync_result(Automation.read(name=wanted.name))
     except ValueError:
-        return str(wanted.create().id)
+        return str(sync_result(wanted.create()).id)
     wanted.id = existing.id
-    wanted.update()
+    sync_result(wanted.update())
     return str(existing.id)
 
 
@@ -220,7 +229,8 @@ def notify(subject: str, body: str) -> bool:
     try:
         from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-        CustomWebhookNotificationBlock.load(BLOCK_NAME).notify(body, subject=subject)
+        block = sync_result(CustomWebhookNotificationBlock.load(BLOCK_NAME))
+        sync_result(block.notify(body, subject=subject))
         return True
     except Exception as exc:
         log.warning("notification %r not delivered: %s", subject, exc)

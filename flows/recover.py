@@ -23,6 +23,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.sync import sync_result
 from mloop.core.artifacts import artifact_key
 from mloop.core.settings import Settings
 from models.recovery import CrashedRun, RecoveryReport
@@ -117,7 +118,7 @@ def rerun(run: CrashedRun) -> str:
         idempotency_key=retry_tag(run.id),
         as_subflow=False,
     )
-    return str(started.id)
+    return str(sync_result(started).id)
 
 
 @flow(name="recover")

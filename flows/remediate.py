@@ -36,7 +36,7 @@ def _act(result: RemediationResult, reason: str, event_id: str | None) -> Remedi
             "skipped",
             "the alert names no model (label `model` or `model_name`)",
         )
-    elif action == "rollback":
+    elif action == "rollback" and model:  # `and model`: always true here, it narrows the type
         from flows.promote import rollback_flow
 
         try:
@@ -46,7 +46,7 @@ def _act(result: RemediationResult, reason: str, event_id: str | None) -> Remedi
             result.detail = f"rolled back {model}: " + describe_audit(result.audit)
         except MloopError as exc:
             result.outcome, result.detail = "failed", f"rollback of {model} failed: {exc.what}"
-    elif action == "retrain":
+    elif action == "retrain" and model:
         from flows.retrain import retrain_flow
 
         retrained = retrain_flow(

@@ -408,7 +408,7 @@ def task_runner(address: str | None = None) -> Any:
     address = (os.environ.get("MLOOP_DASK_ADDRESS", "") if address is None else address).strip()
     if not address:
         return ThreadPoolTaskRunner()
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     return DaskTaskRunner() if address == "local" else DaskTaskRunner(address=address)
 

@@ -109,7 +109,7 @@ def compute_metrics(
         p = np.clip(scores, _EPS, 1 - _EPS)
         pred = (scores >= 0.5).astype(np.int8)
         out = {
-            "f1": float(m.f1_score(yb, pred, zero_division=0)),
+            "f1": float(m.f1_score(yb, pred, zero_division=0)),  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
             "accuracy": float(m.accuracy_score(yb, pred)),
             "brier": float(m.brier_score_loss(yb, scores)),
             "log_loss": float(m.log_loss(yb, p, labels=[0, 1])),
@@ -142,7 +142,7 @@ def multiclass_metrics(
     labels = list(range(k))
     pred = s.argmax(axis=1)
     out = {
-        "f1": float(m.f1_score(codes, pred, labels=labels, average="macro", zero_division=0)),
+        "f1": float(m.f1_score(codes, pred, labels=labels, average="macro", zero_division=0)),  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
         "accuracy": float(m.accuracy_score(codes, pred)),
         "brier": float(np.mean(((s - np.eye(k)[codes]) ** 2).sum(axis=1))),
         "log_loss": float(np.mean(-np.log(np.clip(s[np.arange(len(codes)), codes], _EPS, 1.0)))),
@@ -400,5 +400,6 @@ def permutation_importance(
     result = shuffled_importance(model, X, y_arr, scoring=score, n_repeats=1, random_state=seed)
     return {
         str(column): float(value)
-        for column, value in zip(X.columns, result.importances_mean, strict=True)
+        # one scorer: a Bunch (a dict), read by key (its annotation also allows a dict of Bunches)
+        for column, value in zip(X.columns, result["importances_mean"], strict=True)
     }

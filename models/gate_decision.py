@@ -47,6 +47,8 @@ from models.target import (
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from mloop.core.contract.model import Task
+
 
 GATE_SETTING_PREFIX = "gate_"
 """Settings field ``gate_<name>`` (env ``MLOOP_GATE_<NAME>``) defines GateConfig field ``<name>``."""
@@ -98,7 +100,9 @@ class GateConfig(BaseModel):
         that fits the data (:func:`~models.target.default_gate_metric`); else the configured default.
         A metric that does not apply to the task falls back to the task's default (roc_auc / rmse)."""
         if "metric" not in self.model_fields_set and class_counts is not None:
-            return default_gate_metric(task, class_counts)
+            # as a Task: the rule scores anything but classification as regression (rmse)
+            kind: Task = "classification" if task == "classification" else "regression"
+            return default_gate_metric(kind, class_counts)
         return (
             self.metric
             if self.metric in metrics_for(task)
@@ -115,17 +119,23 @@ def overrides_model(
     for field, info in model.model_fields.items():
         if field in exclude:
             continue
-        bounded = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        # a type form built at run time (Any: the checker has no type for a computed annotation)
+        bounded: Any = (
+            Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        )
         fields[field] = (bounded | None, Field(default=None, description=info.description))
     return create_model(name, __doc__=doc, **fields)
 
 
-GateParams = overrides_model(
-    GateConfig,
-    "GateParams",
-    "Promotion gate overrides; empty fields use the MLOOP_GATE_* settings.",
-    exclude=frozenset({"seed"}),
-)
+if TYPE_CHECKING:
+    GateParams = BaseModel  # the checker knows the class below only as some BaseModel
+else:
+    GateParams = overrides_model(
+        GateConfig,
+        "GateParams",
+        "Promotion gate overrides; empty fields use the MLOOP_GATE_* settings.",
+        exclude=frozenset({"seed"}),
+    )
 """The train flow's gate form (Prefect UI): every GateConfig field but the seed, optional."""
 
 

@@ -63,6 +63,8 @@ def prepare_features(df: pd.DataFrame, contract: DatasetContract) -> pd.DataFram
     import numpy as np
     import pandas as pd
 
+    from mloop.core.frames import column, numeric
+
     missing = [c for c in feature_names(contract) if c not in df.columns]
     if missing:
         raise MloopError(
@@ -72,9 +74,9 @@ def prepare_features(df: pd.DataFrame, contract: DatasetContract) -> pd.DataFram
         )
     columns: dict[str, pd.Series] = {}  # one frame built at the end: no per-column inserts
     for name in contract.numeric_features:
-        columns[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        columns[name] = numeric(column(df, name)).astype("float64")
     for name in contract.categorical_features:
-        col = df[name]
+        col = column(df, name)
         columns[name] = col.astype(str).astype(object).where(col.notna(), np.nan)
     return pd.DataFrame(columns, index=df.index)
 
@@ -145,7 +147,9 @@ def build_pipeline(contract: DatasetContract, spec: ModelSpec, seed: int = 42) -
         folds = (
             StratifiedKFold if contract.task == "classification" else KFold
         )  # cross-fitting, seeded
-        encoder = TargetEncoder(cv=folds(n_splits=5, shuffle=True, random_state=seed))
+        encoder = TargetEncoder(
+            cv=folds(n_splits=5, shuffle=True, random_state=seed)  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers cv: int from its default 5, a splitter is valid
+        )
         encoded = Pipeline(
             [
                 ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),

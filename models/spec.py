@@ -17,7 +17,7 @@ from mloop.core.errors import MloopError
 
 EstimatorName = Literal["logistic_regression", "linear", "hist_gradient_boosting", "random_forest"]
 
-ESTIMATORS: tuple[str, ...] = (
+ESTIMATORS: tuple[EstimatorName, ...] = (
     "logistic_regression",
     "linear",
     "hist_gradient_boosting",
@@ -77,4 +77,4 @@ def parse_spec(text: str) -> ModelSpec:
                 f"bad hyperparameter {item!r}", where=f"--model {text}", fix="write key=value pairs"
             )
         params[key.strip()] = _parse_value(value.strip())
-    return ModelSpec(estimator=name, params=params)  # type: ignore[arg-type]
+    return ModelSpec(estimator=name, params=params)

@@ -7,7 +7,7 @@ reproduce``) can re-derive the exact holdout from the dataset md5 and these two 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, Field
 
@@ -39,6 +39,8 @@ def split_dataset(
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
+    from mloop.core.frames import column
+
     if contract.target not in df.columns:
         raise MloopError(
             f"target column {contract.target!r} missing", where=f"dataset {contract.name}"
@@ -57,13 +59,17 @@ def split_dataset(
         train, test = ordered.iloc[: len(df) - n_test], ordered.iloc[len(df) - n_test :]
         how = f"the holdout is the newest {test_size:.0%} of rows by {contract.time_column!r}"
     else:
-        stratify = df[contract.target] if contract.task == "classification" else None
+        stratify = column(df, contract.target) if contract.task == "classification" else None
         if stratify is not None and stratify.value_counts().min() < 2:
             stratify = None
-        train, test = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+        parts = train_test_split(df, test_size=n_test, random_state=seed, stratify=stratify)
+        train, test = (
+            cast(pd.DataFrame, parts[0]),
+            cast(pd.DataFrame, parts[1]),
+        )  # frames in, frames out
         how = "a class with one row cannot be on both sides of the split"
     if contract.task == "classification":
-        unseen = holdout_only_classes(train[contract.target], test[contract.target])
+        unseen = holdout_only_classes(column(train, contract.target), column(test, contract.target))
         if unseen:
             listed = ", ".join(
                 f"{label!r} ({rows} rows)" for label, rows in list(unseen.items())[:10]
@@ -81,9 +87,9 @@ def split_dataset(
 def holdout_only_classes(train_labels: pd.Series, holdout_labels: pd.Series) -> dict[str, int]:
     """Rows per class (named as text) that the holdout has and the training side has not. Pure."""
     held = holdout_labels.dropna()
-    unseen = held[~held.isin(train_labels.dropna().unique())]
+    unseen = held.loc[~held.isin(train_labels.dropna().unique())]
     counts = unseen.astype(str).value_counts(sort=False)
-    return {label: int(rows) for label, rows in sorted(counts.items())}
+    return {str(label): int(rows) for label, rows in sorted(counts.items())}  # str already
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 # The gate metric that fits a target when the user chose none: the contract's rule, defined once in core.
-from mloop.core.contract.inference import suggested_gate_metric as default_gate_metric  # noqa: F401
+from mloop.core.contract.inference import suggested_gate_metric as default_gate_metric  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

@@ -160,7 +160,7 @@ def log_training_run(
     extra_json: dict[str, Any] | None = None,
 ) -> RunRecord:
     """Log params, metrics, plots, the dataset input (digest = DVC md5) and the skops model to a run."""
-    import mlflow.sklearn
+    import mlflow.sklearn as mlflow_sklearn
     from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
     from mlflow.models import infer_signature
 
@@ -203,7 +203,7 @@ def log_training_run(
         shutil.rmtree(model_path)
     example = X_example.head(50)
     signature = infer_signature(example, pipeline.predict(example))
-    mlflow.sklearn.save_model(
+    mlflow_sklearn.save_model(
         pipeline,
         str(model_path),
         serialization_format=SERIALIZATION,

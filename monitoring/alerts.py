@@ -188,7 +188,7 @@ def action_for(alertname: str, mapping: Mapping[str, str] | None = None) -> Aler
         raise ValueError(
             f"alert {alertname!r} maps to unknown action {action!r} (known: {', '.join(ACTIONS)})"
         )
-    return action  # type: ignore[return-value]
+    return action
 
 
 def alertname_from_event(event_name: str) -> str:

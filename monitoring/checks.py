@@ -125,6 +125,7 @@ def check_window(
     result, snapshot = drift(report=not screen_first)
     labelled = labelled_window(window, feedback)
     quality = None
+    score = None
     if labelled is not None:
         score = score_column(labelled, contract.task)
         quality = check_quality(

@@ -39,6 +39,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
+from mloop.core.frames import column, numeric
 from monitoring.quality import QualityResult
 from monitoring.window import Window, sample_rows, time_range
 
@@ -194,9 +195,9 @@ def _prepare(df: pd.DataFrame, kinds: dict[str, tuple[ColumnKind, bool]]) -> pd.
     """Only the checked columns; numeric as float, categorical as strings (NaN kept)."""
     data: dict[str, Any] = {}
     for name, (kind, _) in kinds.items():
-        col = df[name]
+        col = column(df, name)
         if kind == "numeric":
-            data[name] = pd.to_numeric(col, errors="coerce").astype("float64")
+            data[name] = numeric(col).astype("float64")
         else:
             data[name] = col.astype("object").where(col.notna(), None).map(_level)
     return pd.DataFrame(data, index=df.index)
@@ -297,12 +298,15 @@ def _evidently_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    definition = DataDefinition(**columns)
+    definition = DataDefinition(
+        numerical_columns=columns["numerical_columns"],
+        categorical_columns=columns["categorical_columns"],
+    )
     report = Report(
         [
             DataDriftPreset(
                 columns=list(ref_p.columns),
-                per_column_method=few_values or None,
+                per_column_method=dict(few_values) or None,  # a dict of the wider value type
                 num_method=opts.num_method,
                 cat_method=opts.cat_method,
                 threshold=opts.threshold,
@@ -330,7 +334,9 @@ def screen_scores(
     out: dict[str, tuple[str, float, float, bool | None]] = {}
     for name, (kind, _) in kinds.items():
         method = few_values.get(name) or (opts.num_method if kind == "numeric" else opts.cat_method)
-        score, drifted = _exact_score(ref_p[name], cur_p[name], kind, method, opts.threshold)
+        score, drifted = _exact_score(
+            column(ref_p, name), column(cur_p, name), kind, method, opts.threshold
+        )
         out[name] = (method, opts.threshold, score, drifted)
     return out
 
@@ -366,13 +372,17 @@ def drift_report(
         )
 
     # A column that is entirely null on one side cannot be tested by Evidently; it drifted.
-    null_cols = [c for c in kinds if reference[c].isna().all() or current[c].isna().all()]
+    null_cols = [
+        c for c in kinds if column(reference, c).isna().all() or column(current, c).isna().all()
+    ]
     tested = {c: k for c, k in kinds.items() if c not in null_cols}
 
     ref_s = sample_rows(reference, opts.max_rows, opts.seed)
     cur_s = sample_rows(current, opts.max_rows, opts.seed + 1)
     # A sample can still be all-null where the full column is not: test those on all rows.
-    sample_null = [c for c in tested if ref_s[c].isna().all() or cur_s[c].isna().all()]
+    sample_null = [
+        c for c in tested if column(ref_s, c).isna().all() or column(cur_s, c).isna().all()
+    ]
     in_report = {c: k for c, k in tested.items() if c not in sample_null}
 
     snapshot, parsed = _sample_scores(reference, current, ref_s, cur_s, in_report, opts, report)
@@ -445,7 +455,9 @@ def _sample_scores(
         for c, (k, _) in in_report.items()
         if k == "numeric"
         and opts.num_method == NUM_METHOD
-        and _few_values(reference[c], current[c], ref_s[c], cur_s[c])
+        and _few_values(
+            column(reference, c), column(current, c), column(ref_s, c), column(cur_s, c)
+        )
     }
     if report:
         snapshot = _evidently_report(ref_p, cur_p, definition, few_values, opts)
@@ -477,12 +489,12 @@ def _column_drift(
             drifted=True,
             is_prediction=is_pred,
         )
-    full = {name: (kind, is_pred)}
+    full: dict[str, tuple[ColumnKind, bool]] = {name: (kind, is_pred)}
     if name not in parsed:  # all-null in the sample only
         method = opts.num_method if kind == "numeric" else opts.cat_method
         score, drifted = _exact_score(
-            _prepare(reference, full)[name],
-            _prepare(current, full)[name],
+            column(_prepare(reference, full), name),
+            column(_prepare(current, full), name),
             kind,
             method,
             opts.threshold,
@@ -504,7 +516,11 @@ def _column_drift(
     near = abs(score - thr) <= margin
     if sampled and near and not _is_p_value(method):
         exact, exact_drifted = _exact_score(
-            _prepare(reference, full)[name], _prepare(current, full)[name], kind, method, thr
+            column(_prepare(reference, full), name),
+            column(_prepare(current, full), name),
+            kind,
+            method,
+            thr,
         )
         return ColumnDrift(
             column=name,

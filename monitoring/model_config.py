@@ -81,7 +81,10 @@ def effective_config(
     """``own`` over the global defaults (pure)."""
     values = global_defaults(settings)
     values.update({f: getattr(own, f) for f in own.overridden()})
-    return EffectiveModelConfig(model_name=model_name, overridden=own.overridden(), **values)
+    # validated from a dict: the fields come from the settings by name, not as typed arguments
+    return EffectiveModelConfig.model_validate(
+        {"model_name": model_name, "overridden": own.overridden(), **values}
+    )
 
 
 def check_consistent(config: EffectiveModelConfig) -> EffectiveModelConfig:

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from mloop.core.frames import column, numeric
+
 LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss", "brier"}
 _PREFIXES = ("holdout_", "test_", "eval_", "val_", "valid_", "metrics.")
 
@@ -53,7 +55,7 @@ class QualityResult(BaseModel):
 
 def _label_values(*series: pd.Series) -> list[pd.Series]:
     """Labels comparable across the log and the feedback: integers when every value is integral, else text."""
-    numbers = [pd.to_numeric(s, errors="coerce") for s in series]
+    numbers = [numeric(s) for s in series]
     if all(n.notna().all() and (n == n.round()).all() for n in numbers):
         return [n.astype(int) for n in numbers]
     return [s.astype(str) for s in series]
@@ -105,9 +107,9 @@ def compute_metrics(
         return _multiclass_quality(labels, predicted, levels, class_scores)
     yt, yp = (v.to_numpy() for v in _binary_values(labels, predicted, levels))
     out["accuracy"] = float(skm.accuracy_score(yt, yp))
-    out["f1"] = float(skm.f1_score(yt, yp, zero_division=0))
-    out["precision"] = float(skm.precision_score(yt, yp, zero_division=0))
-    out["recall"] = float(skm.recall_score(yt, yp, zero_division=0))
+    out["f1"] = float(skm.f1_score(yt, yp, zero_division=0))  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
+    out["precision"] = float(skm.precision_score(yt, yp, zero_division=0))  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
+    out["recall"] = float(skm.recall_score(yt, yp, zero_division=0))  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
     if score is not None and len(np.unique(yt)) == 2:
         ys = score.astype(float).to_numpy()
         out["roc_auc"] = float(skm.roc_auc_score(yt, ys))
@@ -131,7 +133,7 @@ def _multiclass_quality(
         ("precision", skm.precision_score),
         ("recall", skm.recall_score),
     ):
-        out[name] = float(fn(yt, yp, labels=levels, average="macro", zero_division=0))
+        out[name] = float(fn(yt, yp, labels=levels, average="macro", zero_division=0))  # pyright: ignore[reportArgumentType]  # why: sklearn is untyped; pyright infers zero_division: str from its default "warn", 0 is valid
     if class_scores is not None:
         # A label the model has no class for (feedback may name a class born after training) counts as a
         # miss above; it has no probability column, so the probability metrics are of the other rows.
@@ -221,9 +223,9 @@ def check_quality(
     rows = labelled.dropna(subset=[label_column, prediction_column])
     if len(rows) < min_rows:
         return None
-    y, pred = rows[label_column], rows[prediction_column]
-    score = rows[score_column] if score_column and score_column in rows.columns else None
-    class_scores = rows[list(class_score_columns)] if class_score_columns else None
+    y, pred = column(rows, label_column), column(rows, prediction_column)
+    score = column(rows, score_column) if score_column and score_column in rows.columns else None
+    class_scores = rows.loc[:, list(class_score_columns)] if class_score_columns else None
     current = compute_metrics(y, pred, score, task, classes=classes, class_scores=class_scores)
     if (
         only is not None
@@ -255,7 +257,11 @@ def quality_report(
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     rows = labelled.dropna(subset=[label_column, prediction_column])
-    labels = None if task == "regression" else _labels(rows[label_column], rows[prediction_column])
+    labels = (
+        None
+        if task == "regression"
+        else _labels(column(rows, label_column), column(rows, prediction_column))
+    )
     if labels is None:
         frame = pd.DataFrame(
             {
@@ -288,7 +294,7 @@ def quality_report(
                     target="target",
                     prediction_labels="prediction",
                     prediction_probas="probability" if has_score else None,
-                    pos_label=1,  # type: ignore[arg-type]
+                    pos_label=1,  # pyright: ignore[reportArgumentType]  # why: evidently's __init__ says str; the attribute it sets is a Label (int or str), and these labels are 0/1
                 )
             ]
         )

@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.util.hashing import hash_pandas_object  # what pd.util lazily re-exports, typed
 from pydantic import BaseModel, Field
 
 from mloop.core.contract import DatasetContract
+from mloop.core.frames import column, numeric
 from mloop.core.lineage import LABEL_FEEDBACK, DatasetVersion
 from mloop.core.settings import Settings
 
@@ -138,10 +140,10 @@ def _align(frame: pd.DataFrame, like: pd.DataFrame, contract: DatasetContract) -
         elif pd.api.types.is_bool_dtype(target_dtype):
             out[name] = out[name].astype(bool)
         elif pd.api.types.is_integer_dtype(target_dtype):
-            values = pd.to_numeric(out[name], errors="coerce")
+            values = numeric(column(out, name))
             out[name] = values.astype(target_dtype) if not values.isna().any() else values
         elif pd.api.types.is_float_dtype(target_dtype):
-            out[name] = pd.to_numeric(out[name], errors="coerce").astype(target_dtype)
+            out[name] = numeric(column(out, name)).astype(target_dtype)
         else:
             out[name] = out[name].astype(object).where(out[name].notna(), None)
             out[name] = out[name].map(lambda v: v if v is None else str(v))
@@ -154,7 +156,7 @@ def _align(frame: pd.DataFrame, like: pd.DataFrame, contract: DatasetContract) -
 
 
 def _row_keys(df: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(df, index=False).to_numpy()
+    return hash_pandas_object(df, index=False).to_numpy()
 
 
 def merge_window(
@@ -172,7 +174,7 @@ def merge_window(
         merged = merged.sort_values(time_col, kind="stable").reset_index(drop=True)
         if rule.max_age_days is not None and len(merged):
             newest = merged[time_col].max()
-            merged = merged[merged[time_col] >= newest - pd.Timedelta(days=rule.max_age_days)]
+            merged = merged.loc[merged[time_col] >= newest - pd.Timedelta(days=rule.max_age_days)]
     cap = rule.max_rows if rule.max_rows is not None else max(len(previous), len(new))
     merged = merged.tail(cap) if cap else merged.iloc[0:0]
     kept_new = int(merged["_new"].sum())
@@ -279,7 +281,7 @@ def _latest_version(
 
 
 def _digest(df: pd.DataFrame) -> str:
-    return f"{int(pd.util.hash_pandas_object(df, index=False).sum()) & 0xFFFFFFFFFFFF:012x}"
+    return f"{int(hash_pandas_object(df, index=False).sum()) & 0xFFFFFFFFFFFF:012x}"
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:

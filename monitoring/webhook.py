@@ -232,7 +232,7 @@ def _receiver(settings: Settings, guard: Callable[..., None] | None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_middleware(
         GuardMiddleware,
-        allowed_hosts=settings.host_allowlist(),  # type: ignore[arg-type]
+        allowed_hosts=settings.host_allowlist(),
         max_body_bytes=settings.max_body_bytes,
     )
     serve_document(app, guard)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -20,6 +20,9 @@ from mloop.cli.common import (
     print_json,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from mloop.core.datasets import DatasetVersion
 
 SCENARIO_HELP = (
     "baseline | covariate-shift | concept-drift | new-category | missing-surge | regime-change"
@@ -201,6 +204,9 @@ def list_cmd(
     from mloop.core.datasets import list_datasets, list_versions
 
     settings = load_settings()
+    # set in the block below: user_errors() turns an error into an exit, it never swallows one
+    rows: list[dict[str, Any]] = []
+    versions: list[DatasetVersion] = []
     with user_errors():
         if name is None:
             latest = {n: list_versions(settings, n) for n in list_datasets(settings)}

@@ -382,9 +382,12 @@ def _git_commit_pointer(settings: Settings, name: str, md5: str, rows: int) -> s
         if p.exists()
     ]
     rel = [str(p.relative_to(root)) for p in paths]
-    run = lambda *argv: subprocess.run(  # noqa: E731
-        ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=60
-    )
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(root), *argv], capture_output=True, text=True, timeout=60
+        )
+
     added = run("add", "--", *rel)
     if added.returncode != 0:
         raise MloopError(f"git add failed: {added.stderr.strip()}", where=str(root))

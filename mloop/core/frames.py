@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -189,3 +190,15 @@ def file_md5(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def column(df: pd.DataFrame, name: Hashable) -> pd.Series:
+    """``df[name]``, typed as the Series it is: pandas' own annotations also allow a DataFrame (a
+    duplicated column name), which the frames of this project never have (ingest refuses them)."""
+    return cast(pd.Series, df[name])
+
+
+def numeric(series: pd.Series) -> pd.Series:
+    """``pd.to_numeric(series, errors="coerce")``, typed as the Series it returns for a Series
+    (pandas annotates the union over every input kind: scalar, list, array, Index, Series)."""
+    return cast(pd.Series, pd.to_numeric(series, errors="coerce"))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mloop.core.errors import MloopError
 
@@ -50,13 +50,12 @@ def partition_mapper(address: str | None = None) -> Iterator[Mapper]:
         yield serial_map
         return
     if address == "local":
-        import dask
+        from dask.base import compute
+        from dask.delayed import delayed
 
         def threaded(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
             return list(
-                dask.compute(
-                    *[dask.delayed(fn, pure=False)(item) for item in items], scheduler="threads"
-                )
+                compute(*[delayed(fn, pure=False)(item) for item in items], scheduler="threads")
             )
 
         yield threaded
@@ -72,6 +71,9 @@ def partition_mapper(address: str | None = None) -> Iterator[Mapper]:
             fix="start the scheduler, or set MLOOP_DASK_ADDRESS to 'local' (threads in this process) or empty",
         ) from exc
     try:
-        yield lambda fn, items: list(client.gather(client.map(fn, list(items), pure=False)))
+        # a synchronous client: gather returns the results (a coroutine only for an asynchronous one)
+        yield lambda fn, items: list(
+            cast(list[Any], client.gather(client.map(fn, list(items), pure=False)))
+        )
     finally:
         client.close()

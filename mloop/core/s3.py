@@ -53,7 +53,7 @@ def s3_client(
     Each client gets its own boto3 session: the default session resolves the environment's keys once and
     keeps them for the life of the process, so a process whose AWS variables changed (another team, a test
     with its own S3 server) would sign with stale keys and be refused (InvalidAccessKeyId)."""
-    import boto3
+    import boto3.session
     from botocore.config import Config
 
     return boto3.session.Session().client(

@@ -132,7 +132,7 @@ def guard(
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     inner: ASGIApp = BodyLimitMiddleware(app, max_body_bytes) if max_body_bytes is not None else app
-    return TrustedHostMiddleware(inner, allowed_hosts=list(allowed_hosts))  # type: ignore[arg-type]
+    return TrustedHostMiddleware(inner, allowed_hosts=list(allowed_hosts))
 
 
 class GuardMiddleware:

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 
@@ -73,7 +73,8 @@ def wait_for(
     value = poll(check, timeout, every)
     if not value:
         raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-    return value  # type: ignore[return-value]
+    # a truthy bool only comes from a check typed `-> bool`, whose callers read no value from it
+    return cast(T, value)
 
 
 class PrefectApi:

@@ -49,6 +49,7 @@ class ObjectStore(Protocol):
 
     def keys(self, prefix: str) -> set[str]:
         """Every object key under ``prefix``."""
+        ...
 
     def upload(self, path: Path, key: str) -> None:
         """Put the file ``path`` at ``key`` (whole or not at all)."""

@@ -40,6 +40,6 @@ def bound_batching_wait() -> None:
         if self.o_stat and self.o_stat[-1][0] == 1:
             _drop_useless_wait(self)
 
-    Optimizer.log_outbound = log_outbound  # type: ignore[method-assign]
-    Optimizer.trigger_refresh = trigger_refresh  # type: ignore[method-assign]
-    Optimizer._mloop_wait_bounded = True  # type: ignore[attr-defined]
+    Optimizer.log_outbound = log_outbound
+    Optimizer.trigger_refresh = trigger_refresh
+    Optimizer._mloop_wait_bounded = True  # pyright: ignore[reportAttributeAccessIssue]  # why: our mark on BentoML's class: patched once per process

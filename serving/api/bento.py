@@ -94,7 +94,7 @@ import logging
 import threading
 from http import HTTPStatus
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import bentoml
 from bentoml.exceptions import BentoMLException
@@ -170,6 +170,8 @@ ensure_local(
     _SETTINGS, _TAG
 )  # a host that did not package it serves the exact model another host exported
 _INITIAL_REF = bentoml.models.BentoModel(_TAG)
+if _INITIAL_REF.stored is None:  # ensure_local has just put it there: only a broken store lacks it
+    raise RuntimeError(f"model {_TAG} is not in the local BentoML store after ensure_local")
 _INITIAL_DIR = Path(_INITIAL_REF.stored.path)
 _CONTRACT, _META = (
     read_contract(_INITIAL_DIR),
@@ -187,7 +189,7 @@ Answer = answer_schema(
 )  # a rollout keeps it: the answer schema is part of the signature
 # The explicit content type matters for speed: without it BentoML derives the media type of a list
 # output from its JSON schema, regenerated on every response (~1 ms here, measured with cProfile).
-Answers = Annotated[list[Answer], ContentType("application/json")]  # type: ignore[valid-type]
+Answers = Annotated[list[Answer], ContentType("application/json")]
 
 _PREDICTIONS = bentoml.metrics.Counter(
     name="mloop_predictions",
@@ -248,10 +250,18 @@ def _load_tag(tag: str) -> LiveModel:
     return load_live_model(str(model.tag), Path(model.path), threads=_SERVING.onnx_threads)
 
 
+class _Served(Protocol):
+    """What the middleware reads of the service instance (``PredictionService`` names BentoML's
+    wrapper of the class, not the class of the instance)."""
+
+    models: ModelSet[LiveModel]
+    routes: ModelRoutes
+
+
 class _Holder:
     """Lets the ASGI middleware reach the service instance (set in ``__init__``)."""
 
-    service: PredictionService | None = None
+    service: _Served | None = None
 
 
 _HOLDER = _Holder()
@@ -338,7 +348,7 @@ def _refused(ctx: bentoml.Context, refusal: Refusal, message: str) -> dict[str, 
     workers=1,
     threads=4,
     traffic={"timeout": 30},
-    http={"host": _SETTINGS.serving_host, "port": _SETTINGS.serve_port},
+    http={"host": _SETTINGS.serving_host, "port": _SETTINGS.serve_port},  # pyright: ignore[reportArgumentType]  # why: BentoML types host as pydantic's IPvAnyAddress, which its config validation parses from this text
     metrics={"enabled": True},
     logging={"access": {"enabled": False}},
 )
@@ -550,7 +560,7 @@ class PredictionService:
         max_batch_size=_SERVING.batch_max_size,
         max_latency_ms=_SERVING.batch_max_latency_ms,
     )
-    async def predict(self, records: Records) -> Answers:  # type: ignore[valid-type]
+    async def predict(self, records: Records) -> Answers:  # pyright: ignore[reportInvalidTypeForm]  # why: built at import from the model's contract; BentoML reads the annotation at run time
         """Predict a list of records; one answer per record, in order (while one model is served;
         with several, use /models/<name>/predict)."""
         live = self._sole()
@@ -563,7 +573,7 @@ class PredictionService:
         return [construct(**a) for a in answers]
 
     @bentoml.api(route="/feedback")
-    def feedback(self, labels: Labels, ctx: bentoml.Context) -> dict[str, Any]:  # type: ignore[valid-type]
+    def feedback(self, labels: Labels, ctx: bentoml.Context) -> dict[str, Any]:  # pyright: ignore[reportInvalidTypeForm]  # why: built at import from the model's contract; BentoML reads the annotation at run time
         """Record ground-truth labels by prediction id (bearer token required; a label's type follows
         the contract's target). Only ids this model issued are accepted; the first label per id wins
         (an equal second one is a duplicate, a different one a recorded conflict). 404 when no id is
@@ -623,7 +633,7 @@ class PredictionService:
 # Host or an oversized body never reaches the access check or GET /model), then access, then ours
 # (GET /model, 409, 415), then the per-model routes and /docs.json (serving/api/routes.py).
 PredictionService.add_asgi_middleware(
-    ServingGate,
+    ServingGate,  # pyright: ignore[reportArgumentType]  # why: BentoML's AsgiMiddleware protocol types an instance as called with (app, **options); it takes the class, called so
     allowed_hosts=_SETTINGS.host_allowlist(),
     max_body_bytes=_SETTINGS.max_body_bytes,
     token=_SETTINGS.bearer_token,

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class ModelSet(Generic[M]):
                 if live is not None:
                     return live
                 tag = self.slot(name).tag
-                model, cost = self.measure(lambda: self._load(tag))
+                model, cost = self.measure(partial(self._load, tag))  # this loop's tag, bound now
                 with self._lock:
                     current = self.slot(name)
                     if current.tag != tag:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mloop.core.names import NAME_PATTERN
 from mloop.core.openapi import JSON, declare_all
-from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Receive, Refusal, Scope, Send
+from mloop.core.web import BODY_TOO_LARGE, ASGIApp, Message, Receive, Refusal, Scope, Send
 from serving.api.answering import PREDICT_LOG_UNWRITABLE, Answering, answer_batch, answer_feedback
 from serving.api.modelset import ModelSet
 from serving.api.openapi_doc import (
@@ -112,7 +112,7 @@ def build_schemas(
         contract, max_records, max_string_length=max_string_length, strict=strict
     )
     item = build_feedback_model(contract, max_string_length)
-    feedback = create_model(  # type: ignore[call-overload]
+    feedback = create_model(
         f"{model_suffix(contract)}FeedbackRequest",
         __config__=ConfigDict(extra="forbid"),
         labels=(feedback_annotation(item, max_records), Field(...)),
@@ -476,7 +476,7 @@ class ModelRoutes:
                 self._run, self._executor, self.batch_max_size
             )
         try:
-            answers = await batcher.submit(live, request.records)  # type: ignore[attr-defined]
+            answers = await batcher.submit(live, request.records)  # pyright: ignore[reportAttributeAccessIssue]  # why: a field of a model built at run time from the contract
         except JournalError as exc:
             log.error("%s: answering 503", exc)
             return json_answer(LOG_UNWRITABLE.status, {"error": PREDICT_LOG_UNWRITABLE})
@@ -490,7 +490,7 @@ class ModelRoutes:
             request = self.schemas(live).feedback.model_validate_json(body or b"{}")
         except ValidationError as exc:
             return json_answer(INVALID_BODY.status, validation_answer(exc))
-        labels = request.labels  # type: ignore[attr-defined]
+        labels = request.labels  # pyright: ignore[reportAttributeAccessIssue]  # why: a field of a model built at run time from the contract
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
         source = {
@@ -509,13 +509,13 @@ class ModelRoutes:
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
-        async def capture(message: dict[str, Any]) -> None:
+        async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 start.update(message)
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await app(scope, receive, capture)  # type: ignore[arg-type]
+        await app(scope, receive, capture)
         body = b"".join(chunks)
         status = int(start.get("status", 500))
         if status == 200:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import (
     BaseModel,
@@ -108,10 +108,15 @@ def _description(col: ColumnSpec, strict: bool) -> str:
     return description
 
 
+class _FieldNames(TypedDict, total=False):
+    alias: str
+    title: str
+
+
 def _field(col: ColumnSpec, key: str, max_string_length: int, strict: bool) -> tuple[Any, Any]:
     base = _base_type(col, max_string_length, strict)
     description = _description(col, strict)
-    names = {"alias": col.name, "title": col.name} if key != col.name else {}
+    names: _FieldNames = {"alias": col.name, "title": col.name} if key != col.name else {}
     if col.nullable:
         return (base | None, Field(default=None, description=description + "; nullable", **names))
     return (base, Field(..., description=description, **names))
@@ -139,11 +144,11 @@ def build_record_model(
     """The pydantic model of one prediction record (one field per feature column, aliased to the
     user's column name when that is not an identifier)."""
     keys = record_keys(contract)
-    fields = {
+    fields: dict[str, Any] = {  # Any: create_model's field arguments are typed Any
         keys[col.name]: _field(col, keys[col.name], max_string_length, strict)
         for col in contract.feature_columns
     }
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{model_suffix(contract)}Record",
         __config__=ConfigDict(extra="forbid", frozen=False, serialize_by_alias=True),
         __doc__=f"One record of dataset {contract.name!r}: its feature columns.",
@@ -156,7 +161,7 @@ def records_annotation(
 ) -> Any:
     """The annotation of the ``records`` parameter: a non-empty list of at most ``max_records``."""
     return Annotated[
-        list[record_model],  # type: ignore[valid-type]
+        list[record_model],
         Field(min_length=1, max_length=max_records, description=f"1 to {max_records} records."),
     ]
 
@@ -171,7 +176,7 @@ def build_request_model(
     """The whole request body ``{"records": [...]}`` (used by clients and tests; the service
     declares the same ``records`` parameter)."""
     record = build_record_model(contract, max_string_length=max_string_length, strict=strict)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{model_suffix(contract)}PredictRequest",
         __config__=ConfigDict(extra="forbid"),
         records=(records_annotation(record, max_records), Field(...)),
@@ -233,7 +238,7 @@ def build_feedback_model(
     contract: DatasetContract, max_string_length: int = MAX_STRING_LENGTH_DEFAULT
 ) -> type[BaseModel]:
     """One ``{"prediction_id", "label"}`` item of ``/feedback``, typed by the contract's target."""
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{model_suffix(contract)}Feedback",
         __config__=ConfigDict(extra="forbid"),
         __doc__=f"A ground-truth label ({contract.target!r}) for one earlier prediction.",
@@ -248,7 +253,7 @@ def build_feedback_model(
 def feedback_annotation(item_model: type[BaseModel], max_items: int = MAX_RECORDS_DEFAULT) -> Any:
     """The annotation of ``/feedback``'s ``labels``: 1 to ``max_items`` items."""
     return Annotated[
-        list[item_model],  # type: ignore[valid-type]
+        list[item_model],
         Field(min_length=1, max_length=max_items, description=f"1 to {max_items} labels."),
     ]
 

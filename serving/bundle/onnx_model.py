@@ -23,12 +23,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import numpy as np
 
 from mloop.core.contract import DatasetContract
 from serving.bundle.column_keys import column_keys
+
+if TYPE_CHECKING:  # pragma: no cover
+    from onnx import ModelProto
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +223,7 @@ class OnnxPredictor:
         self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         graph_inputs = {i.name for i in self.session.get_inputs()}
         self.inputs = inputs if inputs is not None else {n: n for n in graph_inputs}
-        self.kinds = {n: kinds.get(n, "float") for n in self.inputs}
+        self.kinds: dict[str, InputKind] = {n: kinds.get(n, "float") for n in self.inputs}
         unknown = graph_inputs - set(self.inputs.values())
         if unknown:
             raise ValueError(f"the ONNX graph has inputs no column feeds: {sorted(unknown)}")
@@ -236,7 +239,8 @@ class OnnxPredictor:
         if self.task == "regression":
             scores = np.asarray(out[0], dtype=np.float64).ravel().tolist()
             return Outputs(predictions=scores, scores=scores)
-        return _class_outputs(out[0], out[1], self.classes)
+        # zipmap is off: labels and probabilities are arrays (onnxruntime types any output kind)
+        return _class_outputs(cast(np.ndarray, out[0]), cast(np.ndarray, out[1]), self.classes)
 
 
 class SklearnPredictor:
@@ -294,7 +298,7 @@ def _patch_categorical_imputers(pipeline: Any) -> Any:
             if stats is not None and np.asarray(stats).dtype == object:
                 mv = obj.missing_values
                 if mv is None or (isinstance(mv, float) and math.isnan(mv)):
-                    obj.missing_values = MISSING
+                    obj.missing_values = MISSING  # pyright: ignore[reportAttributeAccessIssue]  # why: sklearn is untyped; pyright types missing_values from its default np.nan; any placeholder is valid
                     obj.statistics_ = np.array([_string_value(s) for s in stats], dtype=object)
             return
         for attr in ("steps", "transformers_"):
@@ -368,7 +372,7 @@ def _patch_skl2onnx_hist_gradient_boosting() -> None:
         node_id,
         feat_id,
         mode,
-        threshold,  # type: ignore[no-untyped-def]
+        threshold,
         left,
         right,
         *args,
@@ -393,7 +397,7 @@ def _patch_skl2onnx_hist_gradient_boosting() -> None:
             **kwargs,
         )
 
-    add_node._mloop_patched = True  # type: ignore[attr-defined]
+    add_node._mloop_patched = True  # pyright: ignore[reportFunctionMemberAccess]  # why: our mark on the patched function: patched once per process
     te.add_node = add_node
 
 
@@ -421,8 +425,9 @@ def _rename_columns(patched: Any, inputs: dict[str, str]) -> None:
         elif isinstance(cols, list | tuple) and all(isinstance(c, str) for c in cols):
             pre.transformers_[i] = (name, trans, [inputs.get(c, c) for c in cols])
     if hasattr(pre, "feature_names_in_"):
-        pre.feature_names_in_ = np.array(
-            [inputs.get(str(c), str(c)) for c in pre.feature_names_in_], dtype=object
+        pre.feature_names_in_ = np.array(  # pyright: ignore[reportAttributeAccessIssue]  # why: sklearn is untyped: a fitted attribute its class does not declare
+            [inputs.get(str(c), str(c)) for c in pre.feature_names_in_],  # pyright: ignore[reportAttributeAccessIssue]  # why: sklearn is untyped: a fitted attribute its class does not declare
+            dtype=object,
         )
 
 
@@ -486,7 +491,8 @@ def _convert_pipeline(
             target_opset={"": 17, "ai.onnx.ml": 3},
             options=options,
         )
-        onnx_bytes = onx.SerializeToString()
+        # a model, not the (model, topology) pair some other options return
+        onnx_bytes = cast("ModelProto", onx).SerializeToString()
         predictor = OnnxPredictor(onnx_bytes, kinds, contract.task, prep=prep, inputs=inputs)
     except Exception as exc:
         return _fallback(f"ONNX conversion failed: {type(exc).__name__}: {str(exc)[:300]}")
@@ -587,7 +593,7 @@ def _json_default(value: Any) -> Any:
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
-    return json.loads((model_dir / META_FILE).read_text())  # type: ignore[no-any-return]
+    return json.loads((model_dir / META_FILE).read_text())
 
 
 def read_contract(model_dir: Path) -> DatasetContract:

@@ -104,7 +104,7 @@ def current_model(
             raise RolloutFailed(
                 f"the prediction service at {url} has no model loaded: {_error_text(resp)}"
             )
-        return resp.json()  # type: ignore[no-any-return]
+        return resp.json()
     models = served_models(url, timeout, deadline, token=token)
     if name not in models:
         raise RolloutFailed(

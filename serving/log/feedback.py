@@ -148,7 +148,7 @@ def logged_ids(
             )
             continue
         values = pa.array(list(missing), type=pa.string())
-        hits = pc.filter(column, pc.is_in(column.cast(pa.string()), value_set=values))
+        hits = pc.filter(column, pc.is_in(column.cast(pa.string()), value_set=values))  # pyright: ignore[reportAttributeAccessIssue]  # why: pyarrow.compute makes its functions at import, pyright cannot see them
         if len(hits):
             new = set(hits.to_pylist())
             found |= new

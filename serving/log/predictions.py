@@ -455,7 +455,7 @@ def _compact_segment(model_dir: Path, segment: Path, hook: DeadLetterHook | None
         if left:
             written += _write_batches(
                 left, lambda d=day_dir: _compaction_path(d, segment.stem), dead_letter
-            )  # type: ignore[misc]
+            )
     segment.unlink(missing_ok=True)
     if written:
         log.warning(
@@ -641,7 +641,7 @@ def find_prediction(predictions_dir: Path, prediction_id: str) -> dict[str, Any]
         except (pa.ArrowInvalid, OSError) as exc:  # truncated, empty or garbage bytes
             set_aside_part(f, exc, "prediction log")
             continue
-        hit = table.filter(pc.equal(table["prediction_id"], prediction_id))
+        hit = table.filter(pc.equal(table["prediction_id"], prediction_id))  # pyright: ignore[reportAttributeAccessIssue]  # why: pyarrow.compute makes its functions at import, pyright cannot see them
         if hit.num_rows:
-            return current_layout(hit.slice(0, 1)).to_pylist()[0]  # type: ignore[no-any-return]
+            return current_layout(hit.slice(0, 1)).to_pylist()[0]
     return None

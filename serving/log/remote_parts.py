@@ -100,18 +100,19 @@ def newest_parts(stats: Sequence[PartStats], last_n: int) -> list[RemotePart]:
     filled = [s for s in stats if s.rows > 0]
     if last_n <= 0 or not filled:
         return []
-    if any(s.first is None or s.last is None for s in filled):
+    timed = [(s, s.first, s.last) for s in filled if s.first is not None and s.last is not None]
+    if len(timed) < len(filled):
         return [s.part for s in filled]
-    chosen: list[PartStats] = []
+    chosen: list[tuple[PartStats, datetime]] = []  # (part, its oldest row)
     rows = 0
-    for s in sorted(filled, key=lambda s: s.last, reverse=True):  # type: ignore[arg-type, return-value]
+    for s, first, _ in sorted(timed, key=lambda t: t[2], reverse=True):
         if rows >= last_n:
             break
-        chosen.append(s)
+        chosen.append((s, first))
         rows += s.rows
-    floor = min(s.first for s in chosen)  # type: ignore[type-var]
-    kept = set(chosen)
-    return [s.part for s in filled if s in kept or s.last >= floor]  # type: ignore[operator]
+    floor = min(first for _, first in chosen)
+    kept = {s for s, _ in chosen}
+    return [s.part for s, _, last in timed if s in kept or last >= floor]
 
 
 def check_relative(kind: Kind, relative: str) -> str:

@@ -19,7 +19,7 @@ of the frame is made.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ import pandas as pd
 
 from mloop.core.contract.model import ColumnKind, ColumnRole, ColumnSpec, DatasetContract, Task
 from mloop.core.contract.validation import duplicated_rows, float_values
+from mloop.core.frames import column
 
 MAX_CATEGORIES = 100  # a text column with more levels is free text: no category rule
 NULL_SHARE_SLACK = 0.02  # accepted null share = 2 x seen + this, for columns that had nulls
@@ -189,9 +190,9 @@ def infer_column(
             spec.range_tolerance = RANGE_TOLERANCE
             spec.max_out_of_range_share = OUT_OF_RANGE_SHARE
     elif counts is not None and len(counts):
-        levels = pd.unique(counts.index.astype(str))
+        levels = counts.index.astype(str).unique()
         if len(levels) <= MAX_CATEGORIES:
-            spec.categories = sorted(levels.tolist())
+            spec.categories = sorted(str(level) for level in levels)  # str already: for the checker
             spec.max_unknown_share = UNKNOWN_CATEGORY_SHARE
     return spec
 
@@ -217,13 +218,19 @@ def infer_contract(
     """
     if target not in df.columns:
         raise KeyError(target)
-    kinds = {col: kind_of(df[col]) for col in df.columns}
+    kinds: dict[Hashable, ColumnKind] = {col: kind_of(column(df, col)) for col in df.columns}
     if time_column is None:
-        datetimes = [c for c, kind in kinds.items() if kind == "datetime" and df[c].notna().any()]
-        time_column = datetimes[0] if len(datetimes) == 1 else None
+        datetimes = [
+            str(c)
+            for c, kind in kinds.items()
+            if kind == "datetime" and column(df, c).notna().any()
+        ]
+        time_column = datetimes[0] if len(datetimes) == 1 else None  # as spec.name: str(col)
     rows = max(len(df), 1)
     specs = [
-        infer_column(df[col], name=str(col), rows=rows, is_target=col == target, kind=kinds[col])
+        infer_column(
+            column(df, col), name=str(col), rows=rows, is_target=col == target, kind=kinds[col]
+        )
         for col in df.columns
     ]
     for spec in specs:
@@ -232,7 +239,7 @@ def infer_contract(
     duplicate_share = (
         float((duplicated if duplicated is not None else duplicated_rows(df)).sum()) / rows
     )
-    task = task or infer_task(df[target], kinds[target])
+    task = task or infer_task(column(df, target), kinds[target])
     counts = df[target].value_counts(dropna=True).to_dict() if task == "classification" else {}
     return DatasetContract(
         name=name,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.util.hashing import hash_pandas_object  # what pd.util lazily re-exports, typed
 
 from mloop.core.contract.model import ColumnKind, ColumnSpec, DatasetContract
 from mloop.core.contract.report import (
@@ -32,6 +33,7 @@ from mloop.core.contract.report import (
     RuleFailure,
     ValidationReport,
 )
+from mloop.core.frames import numeric
 
 EXAMPLES = 5  # offending values (or row numbers) kept per failure
 
@@ -44,7 +46,7 @@ def duplicated_rows(df: pd.DataFrame) -> pd.Series:
     """Rows that repeat an earlier row (hash of all values: vectorised and cheap at 1M rows)."""
     if df.empty:
         return pd.Series([], dtype=bool)
-    hashes = pd.util.hash_pandas_object(df, index=False)
+    hashes = hash_pandas_object(df, index=False)
     return hashes.duplicated()
 
 
@@ -123,7 +125,7 @@ def dtype_failure(series: pd.Series, spec: ColumnSpec, rows: int) -> RuleFailure
     """The dtype rule's failure for a column that does not fit its kind: which values are not of it."""
     values = series.dropna()
     if spec.kind in ("numeric", "integer"):
-        parsed = pd.to_numeric(values, errors="coerce")
+        parsed = numeric(values)
         bad = values[parsed.isna() | ((parsed % 1 != 0) if spec.kind == "integer" else False)]
     else:
         bad = values
@@ -214,7 +216,7 @@ def unknown_category_failure(levels: pd.Series, spec: ColumnSpec, rows: int) -> 
     ``levels``: row count per non-null level, in order of first appearance (``value_counts(sort=False)``).
     """
     known = levels.index.astype(str).isin(spec.categories or [])
-    unknown = levels[~known & (levels.to_numpy() > 0)]
+    unknown = levels.loc[~known & (levels.to_numpy() > 0)]
     count = int(unknown.sum())
     if count <= spec.max_unknown_share * rows:
         return None
