@@ -31,7 +31,7 @@ functions (about 6 s to import).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -372,17 +372,13 @@ def drift_report(
         )
 
     # A column that is entirely null on one side cannot be tested by Evidently; it drifted.
-    null_cols = [
-        c for c in kinds if column(reference, c).isna().all() or column(current, c).isna().all()
-    ]
+    null_cols = _all_null_in(kinds, reference, current)
     tested = {c: k for c, k in kinds.items() if c not in null_cols}
 
     ref_s = sample_rows(reference, opts.max_rows, opts.seed)
     cur_s = sample_rows(current, opts.max_rows, opts.seed + 1)
     # A sample can still be all-null where the full column is not: test those on all rows.
-    sample_null = [
-        c for c in tested if column(ref_s, c).isna().all() or column(cur_s, c).isna().all()
-    ]
+    sample_null = _all_null_in(tested, ref_s, cur_s)
     in_report = {c: k for c, k in tested.items() if c not in sample_null}
 
     snapshot, parsed = _sample_scores(reference, current, ref_s, cur_s, in_report, opts, report)
@@ -427,6 +423,11 @@ def drift_report(
 
 Scores = dict[str, tuple[str, float, float, bool | None]]
 """column -> (method, threshold, score, drifted from the test status or None)."""
+
+
+def _all_null_in(columns: Iterable[str], *frames: pd.DataFrame) -> list[str]:
+    """The ``columns`` that are entirely null in any of ``frames``."""
+    return [c for c in columns if any(column(f, c).isna().all() for f in frames)]
 
 
 def _sample_scores(

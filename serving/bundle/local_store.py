@@ -72,7 +72,7 @@ def run_store_job(
             + proc.stderr[-2500:],
         )
     last = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return json.loads(last[-1]) if last else {}  # type: ignore[no-any-return]
+    return json.loads(last[-1]) if last else {}
 
 
 def package_lock_path(locks: Path, name: str, version: str | int) -> Path:

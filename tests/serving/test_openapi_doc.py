@@ -43,7 +43,7 @@ def _with_a_model(doc: dict[str, Any]) -> dict[str, Any]:
         tag="loans:v1",
         model_name="loans",
         model_version="1",
-        predictor=None,  # type: ignore[arg-type]
+        predictor=None,  # pyright: ignore[reportArgumentType]  # why: the document needs no predictor
         contract=make_contract(),
         meta={},
         keys={},
@@ -136,7 +136,7 @@ def test_a_non_finite_model_output_is_answered_null_as_the_answer_schema_says() 
         tag="rates:v1",
         model_name="rates",
         model_version="1",
-        predictor=predictor,  # type: ignore[arg-type]
+        predictor=predictor,  # pyright: ignore[reportArgumentType]  # why: a stand-in with predict only
         contract=make_contract("rates"),
         meta={},
         keys={"x": "x"},
@@ -146,7 +146,7 @@ def test_a_non_finite_model_output_is_answered_null_as_the_answer_schema_says() 
     answering = Answering(
         logger=None,
         recent=RecentIds(),
-        feedback_store=None,  # type: ignore[arg-type]
+        feedback_store=None,  # pyright: ignore[reportArgumentType]  # why: this answer records no label
         count=lambda *_: None,
     )
     records = [SimpleNamespace(x=v) for v in (1e38, 1.0, 2.0)]
