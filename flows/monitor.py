@@ -377,60 +377,69 @@ def monitor_sweep_flow(
     """
     import time
 
-    from prefect.artifacts import create_markdown_artifact
     from prefect.runtime import flow_run
-    from prefect.task_runners import ThreadPoolTaskRunner
 
-    from monitoring.sweep import SWEEP_ARTIFACT_KEY, select_models, sweep_markdown
+    from monitoring.sweep import select_models
     from serving.control.fleet import champion_versions
 
-    logger = get_run_logger()
     started = time.perf_counter()
     settings = Settings()
     settings.state.ensure()
     sweep_run_id = str(flow_run.get_id() or "") or None
-    champions = champion_versions(
-        settings
-    )  # every served model: each registered model with a champion
+    # every served model: each registered model with a champion
+    champions = champion_versions(settings)
     selected, unknown = select_models(champions, models)
     if unknown:
-        logger.warning("not served (no champion): %s", ", ".join(unknown))
-    entries: list[SweepEntry] = []
-    if selected:
-        with ThreadPoolTaskRunner(
-            max_workers=min(workers or settings.monitor_sweep_workers, len(selected))
-        ) as runner:
-            futures = [
-                runner.submit(
-                    check_model,
-                    {
-                        "settings": settings,
-                        "model_name": n,
-                        "champion": champions[n],
-                        "skip_unchanged": skip_unchanged,
-                        "full_reports": full_reports,
-                        "sweep_run_id": sweep_run_id,
-                    },
-                )
-                for n in selected
-            ]
-            entries = [f.result() for f in futures]
+        get_run_logger().warning("not served (no champion): %s", ", ".join(unknown))
+    checks = [
+        {
+            "settings": settings,
+            "model_name": n,
+            "champion": champions[n],
+            "skip_unchanged": skip_unchanged,
+            "full_reports": full_reports,
+            "sweep_run_id": sweep_run_id,
+        }
+        for n in selected
+    ]
+    entries = _check_all(checks, workers or settings.monitor_sweep_workers)
     result = SweepResult(
         models=entries, unknown=unknown, seconds=round(time.perf_counter() - started, 2)
     )
+    _publish_sweep(settings, result)
+    return result
+
+
+def _check_all(checks: list[dict[str, Any]], workers: int) -> list[SweepEntry]:
+    """Run :func:`check_model` for each set of parameters, ``workers`` at once (threads), in order."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    if not checks:
+        return []
+    with ThreadPoolTaskRunner(max_workers=min(workers, len(checks))) as runner:
+        futures = [runner.submit(check_model, params) for params in checks]
+        return [f.result() for f in futures]
+
+
+def _publish_sweep(settings: Settings, result: SweepResult) -> None:
+    """The sweep's markdown artifact (one row a model, with links) and its summary log line."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from monitoring.sweep import SWEEP_ARTIFACT_KEY, sweep_markdown
+
+    entries = result.models
     create_markdown_artifact(
         key=SWEEP_ARTIFACT_KEY,
         markdown=sweep_markdown(result, _links(settings, entries)),
         description=f"monitor sweep of {len(entries)} models",
     )
-    logger.info(
+    get_run_logger().info(
         "sweep of %d models in %.1f s: %d failed, %d with events",
         len(entries),
         result.seconds,
         len(result.failed),
         sum(1 for e in entries if e.events),
     )
-    return result
 
 
 def _links(settings: Settings, entries: list[SweepEntry]) -> dict[str, dict[str, str]]:

@@ -444,7 +444,6 @@ def train_flow(
         trigger: Why this run started (manual, drift, alert:<name>, ...): recorded as a run tag.
     """
     from models.candidates import best_candidate
-    from models.registry import champion_version
     from models.tracking import registered_version
 
     specs, split_params = specs or [ModelSpec()], split_params or SplitParams()
@@ -456,28 +455,13 @@ def train_flow(
         if best.reused and (existing := registered_version(run.uri, best.run_id)):
             _finish_logging(run, runs, logging)
             return _reused(run, best, existing, candidates)
-        champion = champion_version(run.uri, dataset)
-        challenger = _challenger(run, best, fitted)
-        gating = gate.submit(run, challenger, champion)  # runs while the candidates are logged
-        # the losers are complete: finished now, so cacheable
-        _finish_logging(run, runs, logging, keep=best.run_id)
-        registered = register(run, best)
-        _emit_trained(run, registered, best)
-        report = record_gate(run, registered, best.run_id, gating.result())
-        _publish_gate(run, registered, report)
-        verdict = _decide(
-            run,
-            best,
-            registered,
-            report,
-            champion,
-            promote=promote,
-            require_approval=require_approval,
-            timeout=approval_timeout_seconds,
+        approval = (require_approval, approval_timeout_seconds)
+        registered, report, verdict, pipeline = _gate_and_decide(
+            run, runs, best, fitted, logging, promote=promote, approval=approval
         )
         runs.finish()
     if verdict.promoted:
-        _ready_champion(run, registered, challenger[1])
+        _ready_champion(run, registered, pipeline)
     get_run_logger().info("%s v%s: %s", dataset, registered, verdict.reason)
     return run.result(
         best,
@@ -489,6 +473,44 @@ def train_flow(
         metrics=best.metrics,
         gate=report,
     )
+
+
+def _gate_and_decide(
+    run: TrainRun,
+    runs: OpenRuns,
+    best: CandidateResult,
+    fitted: dict[str, FitResult],
+    logging: list[PrefectFuture[None]],
+    *,
+    promote: bool,
+    approval: tuple[bool, int],
+) -> tuple[str, GateReport, Verdict, Any]:
+    """Gate the best candidate against the champion (read once, here) while the other candidates'
+    logging finishes, register it, record the gate and decide. ``approval``: (required, timeout in
+    seconds). Returns the registered version, the gate report, the verdict and the fitted pipeline."""
+    from models.registry import champion_version
+
+    champion = champion_version(run.uri, run.dataset)
+    challenger = _challenger(run, best, fitted)
+    gating = gate.submit(run, challenger, champion)  # runs while the candidates are logged
+    # the losers are complete: finished now, so cacheable
+    _finish_logging(run, runs, logging, keep=best.run_id)
+    registered = register(run, best)
+    _emit_trained(run, registered, best)
+    report = record_gate(run, registered, best.run_id, gating.result())
+    _publish_gate(run, registered, report)
+    required, timeout = approval
+    verdict = _decide(
+        run,
+        best,
+        registered,
+        report,
+        champion,
+        promote=promote,
+        require_approval=required,
+        timeout=timeout,
+    )
+    return registered, report, verdict, challenger[1]
 
 
 def _ready_champion(run: TrainRun, version: str, pipeline: Any) -> None:
