@@ -54,9 +54,9 @@ from types import FrameType
 from typing import Any, Literal
 
 import psutil
-from filelock import FileLock, Timeout
 
 from mloop.core import events
+from mloop.core.files import try_lock
 from mloop.core.outbox import deliver_pending
 from mloop.core.processes import http_ok, read_pid, service_lock
 from mloop.core.settings import Settings
@@ -647,17 +647,8 @@ def request_reconcile(run_dir: Path) -> None:
 @contextlib.contextmanager
 def single_instance(run_dir: Path) -> Iterator[bool]:
     """Hold ``run/watchdog.instance`` for the watchdog's life; yields False when another watchdog holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(run_dir / INSTANCE_LOCK, blocking=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.release()
+    with try_lock(run_dir / INSTANCE_LOCK) as held:
+        yield held
 
 
 def main(argv: Sequence[str] | None = None) -> int:
