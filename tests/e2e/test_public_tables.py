@@ -23,16 +23,13 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from mloop.core.processes import free_port, read_pid, stop_pid
+from mloop.core.processes import read_pid, stop_pid
 from mloop.core.settings import Settings
-from tests.helpers import make_project
+from tests.e2e.helpers import AUTH, e2e_home
 
 pytestmark = pytest.mark.integration
-TOKEN = "e2e-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @dataclass(frozen=True)
@@ -80,21 +77,9 @@ def served(
     from mloop.core.datasets import ingest_dataset
 
     table = _table(request.param)
-    root = tmp_path_factory.mktemp(f"e2e-{table.name}")
-    project = make_project(root / "project")
-    settings = Settings(
-        home=root / "home", project_dir=project, serve_port=free_port(), api_token=SecretStr(TOKEN)
-    )
-    settings.state.ensure()
+    settings, env = e2e_home(tmp_path_factory.mktemp(f"e2e-{table.name}"))
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {
-            "MLOOP_HOME": str(settings.state.root),
-            "MLOOP_PROJECT_DIR": str(project),
-            "MLFLOW_TRACKING_URI": settings.tracking_uri,
-            "MLOOP_SERVE_PORT": str(settings.serve_port),
-            "BENTOML_HOME": str(settings.state.bentoml_home),
-            "MLOOP_API_TOKEN": TOKEN,
-        }.items():
+        for key, value in env.items():
             mp.setenv(key, value)
         src = settings.state.tmp / f"{table.name}.csv"
         table.frame.to_csv(src, index=False)
