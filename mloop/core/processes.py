@@ -34,7 +34,7 @@ import httpx
 import psutil
 
 from mloop.core.entrypoints import PREFECT_SERVER, python_m
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.settings import prefect_api_url
 
 T = TypeVar("T")
@@ -178,7 +178,7 @@ def service_lock(run_dir: Path, name: str, *, timeout: float = 300.0) -> Iterato
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise MloopError(
+                    raise NotReadyError(
                         f"{name} is being started by another process (lock held for {timeout:.0f}s)",
                         where=str(path),
                         fix="wait for the other start to finish, or stop the process that holds the lock",

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 
 if TYPE_CHECKING:
     from mloop.core.settings import Settings
@@ -357,7 +357,7 @@ def require_team(settings: Settings) -> TeamConfig:
     """:func:`team_config`, for code that only runs in team mode (MloopError when it is off)."""
     found = team_config(settings)
     if found is None:
-        raise MloopError(
+        raise NotReadyError(
             "team mode is off",
             where="MLOOP_DATABASE_URL / MLOOP_ARTIFACTS_URI",
             fix=f"{DATABASE_FIX}; {ARTIFACTS_FIX}",

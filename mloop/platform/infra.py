@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil
 from pydantic import BaseModel, Field, SecretStr
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.processes import (
     free_port,
     listening_pids,
@@ -837,7 +837,7 @@ def env(home: Path) -> dict[str, str]:
     found = load_infra_secrets(paths)
     ports = load_ports(paths)
     if found is None or ports is None:
-        raise MloopError(
+        raise NotReadyError(
             "no infra was started under this MLOOP_HOME",
             where=str(paths.root),
             fix="run `mloop infra up`",

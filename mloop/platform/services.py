@@ -37,7 +37,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from mloop.core.entrypoints import MLFLOW, PREFECT, WATCHDOG, WEBHOOK, python_m
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
@@ -735,7 +735,7 @@ def _ensure_one(spec: ServiceSpec, run_dir: Path) -> ServiceState:
         return ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log))
     note = clear_orphans(spec, run_dir)
     if spec.exclusive and spec.health():
-        raise MloopError(
+        raise NotReadyError(
             f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
             where=str(run_dir),
             fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
