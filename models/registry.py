@@ -185,7 +185,7 @@ def _not_found(name: str, what: str) -> NotFoundError:
     return NotFoundError(
         f"model {name!r} has no {what}",
         where="MLflow model registry",
-        fix=f"list versions with `mloop models {name}`; train one with `mloop train --dataset {name}`",
+        fix=f"list versions with `mloop models {name}`; train one with `mloop train {name}`",
     )
 
 

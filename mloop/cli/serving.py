@@ -101,7 +101,7 @@ def serve_cmd(
             spec = serve_command(settings, name or only, host=host, port=port)
         if spec is None:
             raise MloopError(
-                "no registered model has a champion", fix="train one: mloop train --dataset NAME"
+                "no registered model has a champion", fix="train one: mloop train NAME"
             )
     err_console().print(
         f"serving {spec.describe()} ({', '.join(spec.model_tags)}) on "
