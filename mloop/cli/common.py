@@ -258,3 +258,24 @@ class MloopGroup(TyperGroup):
             report_error(exc, json_out=json_out)
             sys.exit(exc.exit_code)
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+class StepPrinter:
+    """Renders the platform's step events (:mod:`mloop.platform.progress`) on stderr: a Rich status line
+    while a step runs, then ``step ... ok (7.2 s) detail``. Stdout stays free for ``--json``."""
+
+    def __init__(self) -> None:
+        self._err = err_console()
+        self._status: Any = None
+
+    def __call__(self, event: Any) -> None:
+        if event.state == "start":
+            self._status = self._err.status(f"{event.step} ...")
+            self._status.start()
+            return
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        mark = "[green]ok[/]" if event.state == "ok" else "[bold red]failed[/]"
+        detail = f"  [dim]{event.detail}[/]" if event.detail else ""
+        self._err.print(f"{event.step} ... {mark} ({event.seconds:.1f} s){detail}", highlight=False)

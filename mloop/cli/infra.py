@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mloop.cli.common import console, load_settings, print_json, user_errors
+from mloop.cli.common import StepPrinter, console, load_settings, print_json, user_errors
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -62,9 +62,15 @@ def up(
     """Start PostgreSQL and the S3 store on loopback (idempotent: what runs is left as it is and reported)."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
-        result = infra.up(settings.state.root, pg_port=pg_port, s3_port=s3_port, timeout=timeout)
+        result = infra.up(
+            settings.state.root,
+            pg_port=pg_port,
+            s3_port=s3_port,
+            timeout=timeout,
+            progress=StepPrinter(),
+        )
     if json_out:
         print_json(result)
         return
@@ -82,7 +88,7 @@ def down(
     """Stop both servers (whole process trees, by pid) and wait until their ports are free; idempotent."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         result = infra.down(load_settings().state.root)
     if json_out:
         print_json(result)
@@ -104,7 +110,7 @@ def status(
     """Each server's pid, port, health (a SQL query / a signed S3 request) and data folder."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         result = infra.status(load_settings().state.root)
     if json_out:
         print_json(result)
@@ -143,7 +149,7 @@ def import_home(
     from mloop.platform.migrate import S3Store
     from mloop.platform.migrate import import_home as run_import
 
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
         layout = require_team(settings).artifacts
         store = S3Store(s3_client(layout.endpoint_url), layout.bucket)

@@ -48,7 +48,7 @@ def token(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Print the credentials of the platform: Prefect UI login, MLflow user and password, the API bearer token."""
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
         found = settings.credentials()
     if json_out:

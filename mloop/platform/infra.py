@@ -54,6 +54,7 @@ from mloop.core.processes import (
     wait_ready,
 )
 from mloop.core.secrets import create_secret_file
+from mloop.platform.progress import Progress, step
 
 HOST = "127.0.0.1"
 DEFAULT_PG_PORT = 55432
@@ -704,18 +705,22 @@ def up(
     pg_port: int = DEFAULT_PG_PORT,
     s3_port: int = DEFAULT_S3_PORT,
     timeout: float = 60.0,
+    progress: Progress | None = None,
 ) -> InfraStatus:
     """Start PostgreSQL and the S3 store under ``home/infra`` unless they run; idempotent.
 
     A server already running is left as it is and reported (``started=False``). A requested port
-    in use by another process is a MloopError naming the port and the fix.
+    in use by another process is a MloopError naming the port and the fix. ``progress`` hears each
+    server's start as it happens.
     """
     paths = InfraPaths(home)
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     found = ensure_infra_secrets(paths)
     recorded = load_ports(paths)
 
-    pg = _start_postgres(paths, found, pg_port, timeout)
+    with step(progress, "starting PostgreSQL") as note:
+        pg = _start_postgres(paths, found, pg_port, timeout)
+        note.detail = f"port {pg.port}" + ("" if pg.started else ", already running")
     s3_running = read_pid(paths.run, S3_SERVICE)
     if s3_running is not None and recorded is not None:
         note = (
@@ -724,7 +729,9 @@ def up(
             else ""
         )
         save_ports(paths, InfraPorts(postgres=pg.port, s3=recorded.s3, weed=recorded.weed))
-        s3 = _s3_status(paths, found, recorded.s3, started=False, note=note)
+        with step(progress, "checking the S3 store") as done:
+            s3 = _s3_status(paths, found, recorded.s3, started=False, note=note)
+            done.detail = f"port {recorded.s3}, already running"
         return InfraStatus(servers=[pg, s3])
     try:
         _check_free("S3", s3_port, "--s3-port")
@@ -739,7 +746,9 @@ def up(
         write_private(paths.s3_dir / "security.toml", weed_security_toml(found))
         write_private(paths.s3_dir / "options", weed_options(found))
         save_ports(paths, ports)
-        s3 = _start_s3(paths, found, ports, timeout)
+        with step(progress, "starting the S3 store") as done:
+            s3 = _start_s3(paths, found, ports, timeout)
+            done.detail = f"port {s3_port}"
     except Exception:
         if pg.started:  # a failed up leaves nothing it started running
             pid = read_pid(paths.run, PG_SERVICE)

@@ -38,7 +38,7 @@ def _get(settings: Settings, path: str, params: dict[str, Any]) -> httpx.Respons
         params=params,
         auth=(user, password) if user and password else None,
         timeout=5,
-        deadline=1.0,
+        deadline=0,  # one try: a refused connection means no server (the local store answers then)
     )
 
 
