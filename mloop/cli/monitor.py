@@ -174,11 +174,9 @@ def configure_cmd(
     MLOOP_DAILY_RETRAIN_BUDGET. The sweep and the retrain policy read them on every run.
     """
     from mloop.cli.common import load_settings
-    from mloop.platform.registry_view import require_model
 
     window_size = deprecated(window, old_window, old="--window-size", new="--window")
-    with user_errors(json_out):
-        require_model(read_settings(), model)
+    with user_errors(json_out):  # a model not trained yet may be configured ahead of its first check
         settings = load_settings()
         from monitoring.model_config import (
             CONFIG_FIELDS,

@@ -209,10 +209,6 @@ def feedback_cmd(
     with user_errors(json_out):
         if not path.is_file():
             raise NotFoundError(f"file not found: {path}", fix="check the path")
-        if model is not None:
-            from mloop.platform.registry_view import require_model
-
-            require_model(read_settings(), model)
         settings = load_settings()
         import pandas as pd
 
@@ -244,8 +240,13 @@ def feedback_cmd(
             remote=remote_log(settings),
         )
         if len(frame) and outcome.unknown == len(frame):
-            raise RejectedError(
-                f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log",
+            from mloop.platform.registry_view import model_versions
+
+            # labels for no logged prediction: an unknown model (3), else ids the log never saw (4)
+            kind = RejectedError if model_versions(settings, name) else NotFoundError
+            raise kind(
+                f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log"
+                + ("" if kind is RejectedError else f", and model {name!r} is not registered"),
                 where=str(path),
                 fix="send labels for ids the prediction service answered (its prediction_id field)",
             )

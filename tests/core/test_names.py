@@ -167,7 +167,7 @@ def test_cli_commands_refuse_bad_names(
         ["rollback", bad, "--reason", "r"],
         ["reproduce", bad, "1"],
         ["monitor", bad],
-        ["train", "--dataset", bad],
+        ["train", bad],
         ["ingest", str(data), "--dataset", bad],
         ["data", "list", bad],
         ["data", "get", bad, "--out", str(tmp_path / "o.parquet")],
@@ -175,7 +175,7 @@ def test_cli_commands_refuse_bad_names(
         ["package", bad],
         ["serve", bad],
         ["deploy", bad],
-        ["feedback", str(data), "--model", bad],
+        ["feedback", str(data), bad],
     ]
     for argv in commands:
         result = CliRunner().invoke(app, argv)
