@@ -159,12 +159,12 @@ def ingest_cmd(
     from mloop.core.datasets import DataRejected, is_s3_uri, list_versions
 
     with user_errors(json_out):
-        settings = load_flow_settings()
         source = path.strip() if is_s3_uri(path) else str(Path(path).expanduser().resolve())
         if not is_s3_uri(source) and not Path(source).exists():
             from mloop.core.errors import NotFoundError
 
             raise NotFoundError(f"file not found: {path}", fix="check the path")
+        settings = load_flow_settings()
         before = {v.md5 for v in list_versions(settings, dataset)}
         try:
             with err_console().status(f"ingesting {source.rsplit('/', 1)[-1]} into {dataset}"):

@@ -118,10 +118,12 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
     """Run the promote or rollback flow as the current user; print the audit record."""
     import getpass
 
-    from mloop.platform.registry_view import require_model
+    from mloop.platform.registry_view import require_version
 
+    ref = params.get("version", "previous-champion")  # promote names a version, rollback the alias
     with user_errors(json_out):
-        require_model(read_settings(), params["name"])  # unknown: exit 3 before a flow starts
+        # an unknown model or version (3), or nothing to roll back to (5): before a flow starts
+        require_version(read_settings(), params["name"], ref)
         load_flow_settings()
         from flows.promote import promote_flow, rollback_flow
 

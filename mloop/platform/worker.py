@@ -51,7 +51,7 @@ def joined_worker_name(host: str, token: str) -> str:
 def check_can_join(settings: Settings, api: PrefectApi, pool: str = WORK_POOL) -> None:
     """MloopError (what, where, how to fix) when a worker of this home could run no flow of ``pool``."""
     if settings.auth and load_secrets(settings.state.root) is None:
-        raise MloopError(
+        raise NotReadyError(
             "this MLOOP_HOME has no platform credentials, so the Prefect server would refuse the worker",
             where=str(secrets_path(settings.state.root)),
             fix="copy secrets/platform.json from the platform's MLOOP_HOME to this path (mode 0600)",
