@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from mloop.cli.app import app
 from mloop.core.errors import EXIT_CODES
 from mloop.core.processes import free_port
+from mloop.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,6 @@ def cli_home(tmp_path: Path) -> Iterator[Path]:
 
 
 def _register_without_champion(home: Path, tmp: Path) -> None:
-    from mloop.core.settings import Settings
     from models.registry import mlflow_client
 
     settings = Settings(home=home)
@@ -197,7 +197,7 @@ def test_every_command_has_a_case() -> None:
     covered = {c.command for c in EMPTY_HOME + REGISTERED}
     missing = sorted(set(leaf_commands()) - covered)
     assert not missing, f"commands without an exit-code case (add them above): {missing}"
-    codes = {c.code for c in EMPTY_HOME + REGISTERED}
+    codes = {c.code for c in EMPTY_HOME + REGISTERED} | {4}  # 4 for a dataset: below
     assert codes == set(EXIT_CODES) - {1}, codes  # every documented condition is driven
 
 
@@ -206,3 +206,21 @@ def test_the_table_is_in_the_help() -> None:
     assert shown.exit_code == 0
     for code, meaning in EXIT_CODES.items():
         assert f"{code}  {meaning.split(':')[0]}" in shown.stdout
+
+
+@pytest.mark.integration
+def test_rejected_dataset_is_4(prefect_server: object, settings: Settings, tmp_path: Path) -> None:
+    """A file the contract rules refuse (here: empty) is rejected input, 4, not a usage error."""
+    saved = dict(os.environ)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    try:
+        os.environ.update(settings.service_env())
+        result = CliRunner().invoke(app, ["ingest", str(empty), "--dataset", "loans"])
+        assert result.exit_code == 4 and "rejected" in result.stderr, result.output
+        as_json = CliRunner().invoke(app, ["ingest", str(empty), "--dataset", "loans", "--json"])
+        doc = json.loads(as_json.stdout)
+        assert as_json.exit_code == doc["code"] == 4 and doc["rejected"] is True, as_json.output
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
