@@ -207,6 +207,8 @@ def list_cmd(
     from mloop.core.datasets import list_datasets, list_versions
     from mloop.core.errors import NotFoundError
 
+    rows: list[dict] = []
+    versions: list = []
     with user_errors(json_out):
         settings = read_settings()
         if name is None:

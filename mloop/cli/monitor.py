@@ -176,7 +176,9 @@ def configure_cmd(
     from mloop.cli.common import load_settings
 
     window_size = deprecated(window, old_window, old="--window-size", new="--window")
-    with user_errors(json_out):  # a model not trained yet may be configured ahead of its first check
+    with user_errors(
+        json_out
+    ):  # a model not trained yet may be configured ahead of its first check
         settings = load_settings()
         from monitoring.model_config import (
             CONFIG_FIELDS,

@@ -228,12 +228,12 @@ def feedback_cmd(
                 where=str(path),
                 fix="provide prediction_id,label columns",
             )
-        name = model or default_model_name(settings, "model the labels belong to (NAME)")
+        target = model or default_model_name(settings, "model the labels belong to (NAME)")
         # the service's trust rule: labels only for logged prediction ids, a different second label
         # is a recorded conflict (never an overwrite)
         outcome = record_labels(
             settings.state.feedback,
-            name,
+            target,
             frame,
             predictions_dir=settings.state.predictions,
             source={"via": "mloop feedback", "file": str(path)},
@@ -243,19 +243,19 @@ def feedback_cmd(
             from mloop.platform.registry_view import model_versions
 
             # labels for no logged prediction: an unknown model (3), else ids the log never saw (4)
-            kind = RejectedError if model_versions(settings, name) else NotFoundError
+            kind = RejectedError if model_versions(settings, target) else NotFoundError
             raise kind(
-                f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log"
-                + ("" if kind is RejectedError else f", and model {name!r} is not registered"),
+                f"none of the {len(frame)} prediction ids in {path.name} is in {target}'s prediction log"
+                + ("" if kind is RejectedError else f", and model {target!r} is not registered"),
                 where=str(path),
                 fix="send labels for ids the prediction service answered (its prediction_id field)",
             )
-    result = {"model": name, **outcome.answer(), "source": str(path)}
+    result = {"model": target, **outcome.answer(), "source": str(path)}
     if json_out:
         print_json(result)
         return
     console().print(
-        f"recorded {outcome.recorded} labels for [bold]{name}[/] (duplicates {outcome.duplicates}, "
+        f"recorded {outcome.recorded} labels for [bold]{target}[/] (duplicates {outcome.duplicates}, "
         f"conflicts {outcome.conflicts}, unknown ids {outcome.unknown})"
     )
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from typer.core import TyperCommand, TyperGroup
 from typer.testing import CliRunner
 
 from mloop.cli.app import app
@@ -108,14 +109,14 @@ REGISTERED = [  # model `loans` has version 1 and no alias
 ]
 
 
-def leaf_commands() -> dict[str, typer.core.TyperCommand]:
+def leaf_commands() -> dict[str, TyperCommand]:
     """Command path -> command, for every command of the app (groups walked)."""
-    out: dict[str, typer.core.TyperCommand] = {}
+    out: dict[str, TyperCommand] = {}
 
-    def walk(group: typer.core.TyperGroup, prefix: str) -> None:
+    def walk(group: TyperGroup, prefix: str) -> None:
         for name, command in group.commands.items():
             path = f"{prefix} {name}".strip()
-            if isinstance(command, typer.core.TyperGroup):
+            if isinstance(command, TyperGroup):
                 walk(command, path)
             else:
                 out[path] = command  # type: ignore[assignment]
