@@ -22,7 +22,7 @@ from mloop.cli import monitor as cli_monitor
 from mloop.cli import platform as cli_platform
 from mloop.cli import serving as cli_serving
 from mloop.cli import token as cli_token
-from mloop.cli.common import MloopGroup, exit_code_epilog
+from mloop.cli.common import HELP_MARKUP, MloopGroup, exit_code_epilog
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 """``-h`` beside ``--help`` in every command (click hands it down to each sub-command)."""
@@ -54,6 +54,7 @@ app = typer.Typer(
     name="mloop",
     cls=MloopGroup,
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
     add_completion=True,
     pretty_exceptions_enable=False,
     context_settings=HELP_OPTIONS,

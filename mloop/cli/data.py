@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import typer
 
 from mloop.cli.common import (
+    HELP_MARKUP,
     console,
     deprecated,
     err_console,
@@ -29,7 +30,9 @@ SCENARIO_HELP = (
 )
 
 data_app = typer.Typer(
-    help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True
+    help="Dataset versions: list, retrieve, show contracts.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mloop.cli.common import StepPrinter, console, load_settings, print_json, user_errors
+from mloop.cli.common import (
+    HELP_MARKUP,
+    StepPrinter,
+    console,
+    load_settings,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -24,6 +31,7 @@ DEFAULT_S3_PORT = 8333
 
 infra_app = typer.Typer(
     name="infra",
+    rich_markup_mode=HELP_MARKUP,
     help="Local team-mode infrastructure: a real PostgreSQL server and S3 store (SeaweedFS) on loopback, under MLOOP_HOME/infra.",
     no_args_is_help=True,
 )

@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from mloop.cli.common import (
+    HELP_MARKUP,
     console,
     deprecated,
     err_console,
@@ -293,6 +294,7 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(
         cls=_CheckByDefault,
         no_args_is_help=True,
+        rich_markup_mode=HELP_MARKUP,
         help="Drift and quality checks: one model (check), every served model (sweep), per-model settings.",
     )
     group.command("check")(monitor_cmd)
