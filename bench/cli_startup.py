@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,10 +35,17 @@ READ_GOAL = 1.0
 MODEL = "loans"
 
 
-def _median(fn: Callable[[], float], runs: int) -> tuple[float, list[float]]:
+def _median(fn: Callable[[], float], runs: int) -> tuple[float, list[float], float]:
+    """Median and list of ``runs`` wall times of ``fn`` (after one warm-up run), and the median CPU time
+    (user + system) of the child processes of each run."""
     fn()  # warm the page cache and bytecode
-    times = [fn() for _ in range(runs)]
-    return statistics.median(times), times
+    times, cpu = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(fn())
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return statistics.median(times), times, statistics.median(cpu)
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
@@ -46,11 +54,16 @@ def _timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT)
     return time.perf_counter() - start
 
 
-def _report(label: str, med: float, times: list[float], goal: float) -> bool:
+def _report(label: str, measured: tuple[float, list[float], float], goal: float) -> bool:
+    """PASS/FAIL on the median wall time; the CPU time and the load average say how much of it was the
+    command's own work and how much waiting for a busy machine."""
+    med, times, cpu = measured
     ok = med <= goal
     spread = f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} runs"
+    load = os.getloadavg()[0]
     print(
-        f"{'PASS' if ok else 'FAIL'}  {label:24s} median {med:.3f} s (goal <= {goal} s; {spread})",
+        f"{'PASS' if ok else 'FAIL'}  {label:24s} median {med:.3f} s (goal <= {goal} s; {spread}; "
+        f"CPU {cpu:.3f} s; load average {load:.1f} on {os.cpu_count()} CPUs)",
         flush=True,
     )
     return ok
@@ -120,8 +133,8 @@ def bench_platform(runs: int) -> bool:
         _step("train", ["train", MODEL], env, cwd)
         ok = True
         for argv in (["models", MODEL], ["status"]):
-            med, times = _median(lambda argv=argv: _timed([MLOOP, *argv], env, cwd), runs)
-            ok &= _report(f"mloop {' '.join(argv)}", med, times, READ_GOAL)
+            measured = _median(lambda argv=argv: _timed([MLOOP, *argv], env, cwd), runs)
+            ok &= _report(f"mloop {' '.join(argv)}", measured, READ_GOAL)
         return ok
     finally:
         print("... mloop down", flush=True)
@@ -149,7 +162,8 @@ def compare(rev: str, runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="mloop-bench-cli-") as tmp:
         base = Path(tmp) / "base"
         _export(rev, base)
-        _help_of(base), _help_of(ROOT)
+        _help_of(base)  # warm both
+        _help_of(ROOT)
         times: dict[str, list[float]] = {"base": [], "current": []}
         for _ in range(runs):
             times["base"].append(_help_of(base))
@@ -175,8 +189,7 @@ def main() -> None:
     )
     parser.add_argument("--compare", metavar="REV", help="also time --help of git revision REV")
     args = parser.parse_args()
-    med, times = _median(lambda: _timed([MLOOP, "--help"]), args.runs)
-    ok = _report("mloop --help", med, times, HELP_GOAL)
+    ok = _report("mloop --help", _median(lambda: _timed([MLOOP, "--help"]), args.runs), HELP_GOAL)
     if not args.skip_platform:
         ok &= bench_platform(args.runs)
     if args.compare:
