@@ -88,7 +88,7 @@ def test_rollback_of_an_unknown_model_is_a_clean_error(models_settings) -> None:
     assert result.exit_code == 3 and "is not registered" in result.output
 
 
-def test_cli_entry_point_lists_models_as_json(models_settings) -> None:
+def test_cli_entry_point_answers_json_for_an_unknown_model(models_settings) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mloop.cli", "models", "nothing-here", "--json"],
         capture_output=True,
@@ -96,5 +96,5 @@ def test_cli_entry_point_lists_models_as_json(models_settings) -> None:
         timeout=120,
         env=dict(os.environ),
     )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == []
+    assert out.returncode == 3, out.stderr  # not found, as JSON on stdout
+    assert json.loads(out.stdout)["error"] == "model 'nothing-here' is not registered"
