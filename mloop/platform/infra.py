@@ -368,9 +368,9 @@ def env_lines(env: Mapping[str, str]) -> list[str]:
 
 
 def port_in_use_error(what: str, port: int, option: str, pids: list[int]) -> MloopError:
-    """The error of a port another process holds: what, which port, who, how to fix. Pure."""
+    """The error of a port another process holds (a conflict, exit 5): what, which port, who, how to fix. Pure."""
     who = f" (pid {', '.join(map(str, pids))})" if pids else ""
-    return MloopError(
+    return NotReadyError(
         f"the {what} port {port} is in use{who}",
         where=f"{HOST}:{port}",
         fix=f"stop what listens there, or choose another port: `mloop infra up {option} N`",
