@@ -29,7 +29,7 @@ class StepEvent:
 class Progress(Protocol):
     """Receives each :class:`StepEvent` as it happens (the CLI prints it)."""
 
-    def __call__(self, event: StepEvent) -> None: ...
+    def __call__(self, event: StepEvent, /) -> None: ...
 
 
 @dataclass

@@ -225,3 +225,31 @@ def test_rejected_dataset_is_4(prefect_server: object, settings: Settings, tmp_p
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+OLD_SPELLINGS = [  # (old argv, exit code on an empty home): the same as the new spelling's
+    (["train", "--dataset", "loans"], 3),
+    (["train", "loans", "--version", "abc123"], 3),
+    (["data", "get", "loans", "--version", "abc123", "--out", "{tmp}/o.parquet"], 3),
+    (["package", "loans", "--version", "1"], 3),
+    (["deploy", "loans", "--version", "1"], 3),
+    (["serve", "--name", "loans"], 3),
+    (["feedback", "{tmp}/labels.csv", "--model", "loans"], 3),
+    (["monitor", "check", "loans", "--version", "1"], 3),
+    (["monitor", "configure", "loans", "--window-size", "500"], 0),
+    (["monitor", "sweep", "--model", "loans", "--workers", "2"], 3),
+]
+
+
+@pytest.mark.parametrize(("argv", "code"), OLD_SPELLINGS, ids=lambda v: str(v))
+def test_old_spellings_still_work_with_a_warning(
+    argv: list[str], code: int, cli_home: Path
+) -> None:
+    result = CliRunner().invoke(app, [a.replace("{tmp}", str(cli_home)) for a in argv])
+    assert result.exit_code == code, result.output
+    assert "is deprecated, use" in result.stderr
+
+
+def test_old_and_new_spelling_with_different_values_is_a_usage_error(cli_home: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "loans", "--dataset", "rates"])
+    assert result.exit_code == 2 and "same option" in result.output
