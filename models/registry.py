@@ -526,7 +526,9 @@ def rollback(
         current = champion_version(tracking_uri, name)
         try:
             previous = get_version_info(tracking_uri, name, PREVIOUS_CHAMPION).version
-        except NotFoundError as exc:  # the model exists (the caller's lock named it): not ready, exit 5
+        except (
+            NotFoundError
+        ) as exc:  # the model exists (the caller's lock named it): not ready, exit 5
             raise NotReadyError(
                 f"model {name!r} has no previous champion to roll back to",
                 where="MLflow model registry",

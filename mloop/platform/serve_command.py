@@ -34,9 +34,7 @@ def default_model_name(settings: Settings, what: str = "model") -> str:
     """
     names = sorted(champion_versions(settings))
     if not names:
-        raise NotReadyError(
-            "no registered model has a champion", fix="train one: mloop train NAME"
-        )
+        raise NotReadyError("no registered model has a champion", fix="train one: mloop train NAME")
     if len(names) > 1:
         raise UsageError(
             f"{len(names)} models have a champion ({', '.join(names)}): name the {what}",

@@ -181,4 +181,6 @@ def test_unreachable_prefect_api_is_a_clear_error(
     result = run("ingest", str(path), "--dataset", "loans")
     assert result.exit_code == 5  # not ready: the platform is not running
     assert "the Prefect API is not reachable" in result.stderr and "mloop up" in result.stderr
-    assert json.loads(run("data", "list", "loans", "--json").stdout)["code"] == 3  # nothing ingested
+    assert (
+        json.loads(run("data", "list", "loans", "--json").stdout)["code"] == 3
+    )  # nothing ingested

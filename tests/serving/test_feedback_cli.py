@@ -66,6 +66,8 @@ def test_a_file_of_unknown_ids_fails_with_a_fix(home: Path, tmp_path: Path) -> N
     _log(home, 1)
     out = _feedback(tmp_path, [("a" * 32, 1), ("b" * 32, 0)])
     error = json.loads(out["output"])  # --json: the error is a JSON object too
-    assert out["exit_code"] == error["code"] == 3  # `loans` has no registry entry here: unknown model
+    assert (
+        out["exit_code"] == error["code"] == 3
+    )  # `loans` has no registry entry here: unknown model
     assert "prediction log" in error["error"] and "prediction_id" in error["hint"]
     assert read_feedback(home / "feedback", "loans").empty
