@@ -45,7 +45,7 @@ def _feedback(tmp_path: Path, rows: list[tuple[str, int]]) -> dict:
     path = tmp_path / "labels.csv"
     pd.DataFrame(rows, columns=["prediction_id", "label"]).to_csv(path, index=False)
     result = CliRunner().invoke(app, ["feedback", str(path), "loans", "--json"])
-    return {"exit_code": result.exit_code, "output": result.output}
+    return {"exit_code": result.exit_code, "output": result.stdout}  # stderr may carry log lines
 
 
 def test_known_ids_are_recorded_unknown_and_conflicting_ones_are_not(
