@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, Field
 
 from mloop.core import lineage as L
-from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.errors import MloopError, NotFoundError, NotReadyError
 from mloop.core.names import check_name, child_path
 from mloop.core.paths import StatePaths
 from mloop.core.shared import FileRecords, SharedRecords
@@ -179,22 +179,42 @@ def run_calls(tracking_uri: str, calls: list[Callable[[], Any]]) -> None:
         future.result()
 
 
-def _to_registered(mv: Any) -> RegisteredVersion:
-    tags = dict(mv.tags or {})
+def registered_version(
+    *,
+    name: str,
+    version: str,
+    run_id: str | None,
+    aliases: list[str],
+    tags: dict[str, str],
+    source: str | None,
+) -> RegisteredVersion:
+    """A version with what mloop reads from its tags (metrics, data md5, gate decision); shared by the
+    MLflow client path here and the REST reader of the CLI (:mod:`mloop.platform.registry_view`). Pure."""
     metrics = {
         k[len(TAG_METRIC_PREFIX) :]: float(v)
         for k, v in tags.items()
         if k.startswith(TAG_METRIC_PREFIX)
     }
     return RegisteredVersion(
-        name=mv.name,
-        version=str(mv.version),
-        run_id=mv.run_id,
-        aliases=sorted(mv.aliases or []),
+        name=name,
+        version=version,
+        run_id=run_id,
+        aliases=sorted(aliases),
         metrics=metrics,
         data_md5=tags.get(TAG_DATASET_MD5),
         decision=tags.get(TAG_DECISION),
         tags=tags,
+        source=source,
+    )
+
+
+def _to_registered(mv: Any) -> RegisteredVersion:
+    return registered_version(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id,
+        aliases=list(mv.aliases or []),
+        tags=dict(mv.tags or {}),
         source=mv.source,
     )
 
@@ -203,7 +223,7 @@ def _not_found(name: str, what: str) -> NotFoundError:
     return NotFoundError(
         f"model {name!r} has no {what}",
         where="MLflow model registry",
-        fix=f"list versions with `mloop models {name}`; train one with `mloop train --dataset {name}`",
+        fix=f"list versions with `mloop models {name}`; train one with `mloop train {name}`",
     )
 
 
@@ -536,7 +556,7 @@ def rollback(
 ) -> AuditRecord:
     """Champion goes back to ``previous-champion``; the rolled-back version is tagged and loses its alias.
 
-    Raises NotFoundError when there is no previous champion to return to.
+    Raises NotReadyError when there is no previous champion to return to.
     """
     shared = _records(state, name, records)  # checks the name before anything else
     client = mlflow_client(tracking_uri)
@@ -544,8 +564,10 @@ def rollback(
         current = champion_version(tracking_uri, name)
         try:
             previous = get_version_info(tracking_uri, name, PREVIOUS_CHAMPION).version
-        except NotFoundError as exc:
-            raise NotFoundError(
+        except (
+            NotFoundError
+        ) as exc:  # the model exists (the caller's lock named it): not ready, exit 5
+            raise NotReadyError(
                 f"model {name!r} has no previous champion to roll back to",
                 where="MLflow model registry",
                 fix=f"promote a specific version instead: `mloop promote {name} VERSION --reason ...`",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import UsageError
 
 EstimatorName = Literal["logistic_regression", "linear", "hist_gradient_boosting", "random_forest"]
 
@@ -64,7 +64,7 @@ def parse_spec(text: str) -> ModelSpec:
     """Parse the CLI form ``ESTIMATOR[:k=v,k=v]`` (values are JSON when they parse, else strings)."""
     name, _, rest = text.strip().partition(":")
     if name not in ESTIMATORS:
-        raise MloopError(
+        raise UsageError(
             f"unknown estimator {name!r}",
             where=f"--model {text}",
             fix=f"use one of {', '.join(ESTIMATORS)}, e.g. random_forest:n_estimators=200,max_depth=8",
@@ -73,7 +73,7 @@ def parse_spec(text: str) -> ModelSpec:
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise MloopError(
+            raise UsageError(
                 f"bad hyperparameter {item!r}", where=f"--model {text}", fix="write key=value pairs"
             )
         params[key.strip()] = _parse_value(value.strip())

@@ -93,7 +93,7 @@ def check_consistent(config: EffectiveModelConfig) -> EffectiveModelConfig:
         raise MloopError(
             f"model {config.model_name}: min rows {config.min_rows} > window size {config.window_size}: "
             "the model would never be checked",
-            fix="lower --min-rows or raise --window-size",
+            fix="lower --min-rows or raise --window",
         )
     return config
 

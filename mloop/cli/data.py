@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 
 from mloop.cli.common import (
+    HELP_MARKUP,
     console,
+    deprecated,
     err_console,
+    error_document,
     load_flow_settings,
     load_settings,
     print_json,
+    read_settings,
     user_errors,
 )
 
@@ -29,7 +33,9 @@ SCENARIO_HELP = (
 )
 
 data_app = typer.Typer(
-    help="Dataset versions: list, retrieve, show contracts.", no_args_is_help=True
+    help="Dataset versions: list, retrieve, show contracts.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
 )
 
 
@@ -63,17 +69,17 @@ def generate_cmd(
     ] = False,
 ) -> None:
     """Write a deterministic loan-default demo dataset (label `target`, timestamp `event_time`)."""
-    from mloop.core.errors import MloopError
+    from mloop.core.errors import UsageError
     from mloop.core.frames import file_md5
     from mloop.core.generate import SCENARIOS, generate, write_frame
 
-    with user_errors():
+    with user_errors(json_out):
         if scenario not in SCENARIOS:
-            raise MloopError(
+            raise UsageError(
                 f"unknown scenario {scenario!r}", fix=f"use one of: {', '.join(SCENARIOS)}"
             )
         if out.suffix.lower() not in (".csv", ".parquet"):
-            raise MloopError(
+            raise UsageError(
                 f"unsupported output extension {out.suffix or '(none)'!r}",
                 fix="use .csv or .parquet",
             )
@@ -153,18 +159,18 @@ def ingest_cmd(
     """Check a file against the dataset's contract (inferred on first ingest) and version it with DVC.
 
     Runs the Prefect flow `ingest` (PREFECT_API_URL, else a local server on the configured port,
-    else a temporary one). Exit code 2 and a report naming each failed rule when the data is rejected.
+    else a temporary one). Exit code 4 and a report naming each failed rule when the data is rejected.
     """
     from mloop.core.contract import contract_path
     from mloop.core.datasets import DataRejected, is_s3_uri, list_versions
 
-    with user_errors():
-        settings = load_flow_settings()
+    with user_errors(json_out):
         source = path.strip() if is_s3_uri(path) else str(Path(path).expanduser().resolve())
         if not is_s3_uri(source) and not Path(source).exists():
             from mloop.core.errors import NotFoundError
 
             raise NotFoundError(f"file not found: {path}", fix="check the path")
+        settings = load_flow_settings()
         before = {v.md5 for v in list_versions(settings, dataset)}
         try:
             with err_console().status(f"ingesting {source.rsplit('/', 1)[-1]} into {dataset}"):
@@ -174,9 +180,12 @@ def ingest_cmd(
                     path=source, dataset=dataset, target=target, task=task, time_column=time_column
                 )
         except DataRejected as exc:
-            if json_out:
-                print_json({"rejected": True, "dataset": dataset, "report": exc.report})
-            raise
+            if not json_out:
+                raise
+            # one JSON document: the error object with the rejection report in it
+            doc = error_document(exc.exit_code, exc.what, hint=exc.fix, where=exc.where)
+            print_json({**doc, "rejected": True, "dataset": dataset, "report": exc.report})
+            raise typer.Exit(exc.exit_code) from None
         created = version.md5 not in before
     contract = str(contract_path(settings.project_dir, dataset))
     if json_out:
@@ -202,17 +211,23 @@ def list_cmd(
     from rich.table import Table
 
     from mloop.core.datasets import list_datasets, list_versions
+    from mloop.core.errors import NotFoundError
 
-    settings = load_settings()
     # set in the block below: user_errors() turns an error into an exit, it never swallows one
     rows: list[dict[str, Any]] = []
     versions: list[DatasetVersion] = []
-    with user_errors():
+    with user_errors(json_out):
+        settings = read_settings()
         if name is None:
             latest = {n: list_versions(settings, n) for n in list_datasets(settings)}
             rows = [{"name": n, "versions": len(v), "latest": v[0]} for n, v in latest.items() if v]
         else:
             versions = list_versions(settings, name)
+            if not versions:
+                raise NotFoundError(
+                    f"dataset {name!r} has no versions",
+                    fix=f"ingest one: mloop ingest FILE --dataset {name} (datasets: mloop data list)",
+                )
     if name is None:
         if json_out:
             print_json(rows)
@@ -234,11 +249,6 @@ def list_cmd(
     if json_out:
         print_json(versions)
         return
-    if not versions:
-        console().print(
-            f"dataset {name!r} has no versions (ingest one: mloop ingest FILE --dataset {name})"
-        )
-        return
     table = Table(title=f"{name}: {len(versions)} version(s), newest first", box=box.SIMPLE_HEAD)
     for col in ("md5", "rows", "created (UTC)", "commit"):
         table.add_column(col, no_wrap=True, min_width=32 if col == "md5" else None)
@@ -254,20 +264,24 @@ def get_cmd(
     out: Annotated[
         Path, typer.Option("--out", help="Where to write the parquet bytes of the version.")
     ],
-    version: Annotated[
+    data_version: Annotated[
         str | None,
-        typer.Option("--version", help="Version md5 (or a unique prefix); default: latest."),
+        typer.Option(
+            "--data-version", help="Dataset version md5 (or a unique prefix); default: latest."
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (path, md5, rows).")
     ] = False,
+    old_version: Annotated[str | None, typer.Option("--version", hidden=True)] = None,
 ) -> None:
     """Write the exact bytes of a dataset version (from the DVC cache, or the remote), md5-verified."""
     from mloop.core.datasets import export_version, get_version
     from mloop.core.frames import file_md5
 
-    settings = load_settings()
-    with user_errors():
+    version = deprecated(data_version, old_version, old="--version", new="--data-version")
+    with user_errors(json_out):
+        settings = load_settings()
         info = get_version(settings, name, version)
         with err_console().status(f"fetching {name} {info.md5}"):
             path = export_version(settings, name, info.md5, out)
@@ -293,9 +307,8 @@ def contract_cmd(
     """Show the data contract of a dataset (data/NAME/contract.yaml)."""
     from mloop.core.contract import contract_to_yaml, load_contract
 
-    settings = load_settings()
-    with user_errors():
-        contract = load_contract(settings.project_dir, name)
+    with user_errors(json_out):
+        contract = load_contract(read_settings().project_dir, name)
     if json_out:
         print_json(contract)
     else:

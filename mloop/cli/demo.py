@@ -24,11 +24,11 @@ import typer
 
 from mloop.cli.common import console, load_settings, user_errors
 from mloop.core.errors import MloopError
-from mloop.core.settings import Settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from mloop.core.settings import Settings
     from mloop.platform.client import PrefectApi, ServingClient
 
 DATASET = "loans"
@@ -382,8 +382,8 @@ def demo(
     # check the traffic before its labels are in and spend the retrain cooldown on a retrain without
     # data. Its platform is deployed with the sweep schedule paused (resume it in the Prefect UI, or
     # `mloop up` again without the demo).
-    settings = load_settings().model_copy(update={"monitor_sweep_schedule": False})
     with user_errors():
+        settings = load_settings().model_copy(update={"monitor_sweep_schedule": False})
         if fresh:
             reset(settings)
             settings.apply_env()

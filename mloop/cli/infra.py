@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mloop.cli.common import console, load_settings, print_json, user_errors
+from mloop.cli.common import (
+    HELP_MARKUP,
+    StepPrinter,
+    console,
+    load_settings,
+    print_json,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -24,6 +31,7 @@ DEFAULT_S3_PORT = 8333
 
 infra_app = typer.Typer(
     name="infra",
+    rich_markup_mode=HELP_MARKUP,
     help="Local team-mode infrastructure: a real PostgreSQL server and S3 store (SeaweedFS) on loopback, under MLOOP_HOME/infra.",
     no_args_is_help=True,
 )
@@ -62,9 +70,15 @@ def up(
     """Start PostgreSQL and the S3 store on loopback (idempotent: what runs is left as it is and reported)."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
-        result = infra.up(settings.state.root, pg_port=pg_port, s3_port=s3_port, timeout=timeout)
+        result = infra.up(
+            settings.state.root,
+            pg_port=pg_port,
+            s3_port=s3_port,
+            timeout=timeout,
+            progress=StepPrinter(),
+        )
     if json_out:
         print_json(result)
         return
@@ -82,7 +96,7 @@ def down(
     """Stop both servers (whole process trees, by pid) and wait until their ports are free; idempotent."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         result = infra.down(load_settings().state.root)
     if json_out:
         print_json(result)
@@ -104,7 +118,7 @@ def status(
     """Each server's pid, port, health (a SQL query / a signed S3 request) and data folder."""
     from mloop.platform import infra
 
-    with user_errors():
+    with user_errors(json_out):
         result = infra.status(load_settings().state.root)
     if json_out:
         print_json(result)
@@ -143,7 +157,7 @@ def import_home(
     from mloop.platform.migrate import S3Store
     from mloop.platform.migrate import import_home as run_import
 
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
         layout = require_team(settings).artifacts
         store = S3Store(s3_client(layout.endpoint_url), layout.bucket)

@@ -12,11 +12,14 @@ from typing import Annotated
 import typer
 
 from mloop.cli.common import (
+    ClickUsageError,
     console,
+    deprecated,
     err_console,
     load_flow_settings,
     load_settings,
     print_json,
+    read_settings,
     user_errors,
 )
 from mloop.cli.data import name_check
@@ -29,17 +32,17 @@ ModelArg = Annotated[
 
 
 def train_cmd(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            "--dataset",
+    name: Annotated[
+        str | None,
+        typer.Argument(
             help="Dataset name (also the registered model name).",
             callback=name_check("dataset"),
+            show_default=False,
         ),
-    ],
-    version: Annotated[
+    ] = None,
+    data_version: Annotated[
         str | None,
-        typer.Option("--version", help="Dataset version md5 (or prefix); default: latest."),
+        typer.Option("--data-version", help="Dataset version md5 (or prefix); default: latest."),
     ] = None,
     model: Annotated[
         list[str] | None,
@@ -67,14 +70,24 @@ def train_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the train result as one JSON object.")
     ] = False,
+    old_dataset: Annotated[
+        str | None, typer.Option("--dataset", hidden=True, callback=name_check("dataset"))
+    ] = None,
+    old_version: Annotated[str | None, typer.Option("--version", hidden=True)] = None,
 ) -> None:
     """Train model spec(s) on a dataset version, register the best, run the promotion gate, promote if it passes."""
+    from mloop.core.datasets import get_version
     from models.spec import parse_spec
     from models.split import SplitParams
 
-    with user_errors():
-        load_flow_settings()
+    dataset = deprecated(name, old_dataset, old="--dataset", new="the NAME argument")
+    version = deprecated(data_version, old_version, old="--version", new="--data-version")
+    if dataset is None:
+        raise ClickUsageError("Missing argument 'NAME' (the dataset to train on).")
+    with user_errors(json_out):
         specs = [parse_spec(m) for m in (model or ["logistic_regression"])]
+        get_version(read_settings(), dataset, version)  # unknown: exit 3 before anything starts
+        load_flow_settings()
         with err_console().status(f"training {', '.join(s.label() for s in specs)} on {dataset}"):
             from flows.train import train_flow
 
@@ -105,7 +118,12 @@ def _alias_change(flow_name: str, json_out: bool, **params: str) -> None:
     """Run the promote or rollback flow as the current user; print the audit record."""
     import getpass
 
-    with user_errors():
+    from mloop.platform.registry_view import require_version
+
+    ref = params.get("version", "previous-champion")  # promote names a version, rollback the alias
+    with user_errors(json_out):
+        # an unknown model or version (3), or nothing to roll back to (5): before a flow starts
+        require_version(read_settings(), params["name"], ref)
         load_flow_settings()
         from flows.promote import promote_flow, rollback_flow
 
@@ -156,11 +174,10 @@ def models_cmd(
     """List a model's versions with aliases, metrics, data md5 and gate decision (newest first)."""
     from rich.table import Table
 
-    from models.registry import list_versions
+    from mloop.platform.registry_view import require_model
 
-    settings = load_settings()
-    with user_errors():
-        versions = list_versions(settings.tracking_uri, name)
+    with user_errors(json_out):
+        versions = require_model(read_settings(), name)
     if json_out:
         print_json(
             [
@@ -175,9 +192,6 @@ def models_cmd(
                 for v in versions
             ]
         )
-        return
-    if not versions:
-        console().print(f"model {name!r} has no versions (train one: mloop train --dataset {name})")
         return
     table = Table(title=f"{name}: {len(versions)} version(s)")
     for col in ("version", "aliases", "decision", "metrics", "data md5"):
@@ -204,10 +218,14 @@ def audit_cmd(
     from rich.table import Table
 
     from mloop.core.shared import shared_records
+    from mloop.platform.registry_view import require_model
     from models.audit import read_audit
 
-    settings = load_settings()
-    records = read_audit(settings.state.audit, name, records=shared_records(settings))
+    with user_errors(json_out):
+        settings = read_settings()
+        records = read_audit(settings.state.audit, name, records=shared_records(settings))
+        if not records:
+            require_model(settings, name)  # no record of an unknown model: exit 3
     if json_out:
         print_json(records)
         return
@@ -240,11 +258,16 @@ def reproduce_cmd(
     """Retrain a version from its recorded data md5, spec, seed and split; print the metric differences."""
     from rich.table import Table
 
+    from mloop.platform.registry_view import require_version
     from models.reproduce import reproduce_version
 
-    settings = load_settings()
-    with user_errors(), err_console().status(f"reproducing {name} v{version}"):
-        report = reproduce_version(settings, name, version)
+    with user_errors(json_out):
+        require_version(
+            read_settings(), name, version
+        )  # unknown: exit 3 before anything is written
+        settings = load_settings()
+        with err_console().status(f"reproducing {name} v{version}"):
+            report = reproduce_version(settings, name, version)
     if json_out:
         print_json({**report.model_dump(mode="json"), "max_abs_diff": report.max_abs_diff})
         return

@@ -2,9 +2,10 @@
 
 - ``mloop monitor [check] MODEL``: the monitor flow for one model, its verdict printed (``check`` is
   the default sub-command, so ``mloop monitor loans`` works as before);
-- ``mloop monitor configure MODEL [--window-size N --min-rows N --cooldown-minutes M --daily-budget N]``:
+- ``mloop monitor configure MODEL [--window N --min-rows N --cooldown-minutes M --daily-budget N]``:
   the model's own monitoring and retrain values (shown when no option is given);
-- ``mloop monitor sweep``: the monitor sweep over every served model, one line per model.
+- ``mloop monitor sweep [MODEL...]``: the monitor sweep over every served model (or the named ones), one line
+  per model.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import typer
 from typer.core import TyperGroup
 
 from mloop.cli.common import (
+    HELP_MARKUP,
     console,
+    deprecated,
     err_console,
     load_flow_settings,
     print_json,
+    read_settings,
     user_errors,
 )
 from mloop.cli.data import name_check
-from mloop.core.errors import MloopError
+
+WINDOW_HELP = "Check the newest N logged predictions"
 
 
 def monitor_cmd(
@@ -33,17 +38,20 @@ def monitor_cmd(
     ],
     window: Annotated[
         int | None,
-        typer.Option(
-            "--window", min=1, help="Check the newest N logged predictions (default: the model's)."
-        ),
+        typer.Option("--window", min=1, help=f"{WINDOW_HELP} (default: the model's)."),
     ] = None,
     since: Annotated[
         datetime | None,
         typer.Option(help="Only predictions at/after this time (ISO, UTC when naive)."),
     ] = None,
-    version: Annotated[
-        str, typer.Option(help="Model version or alias whose training data is the reference.")
-    ] = "champion",
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            "--model-version",
+            help="Model version or alias whose training data is the reference.",
+            show_default="champion",
+        ),
+    ] = None,
     min_rows: Annotated[
         int | None,
         typer.Option(
@@ -59,10 +67,18 @@ def monitor_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the typed result as one JSON document.")
     ] = False,
+    old_version: Annotated[str | None, typer.Option("--version", hidden=True)] = None,
 ) -> None:
     """Compare the newest predictions with the champion's training data (Evidently drift, quality
     when feedback labels exist); emit mloop.drift.detected / mloop.quality.degraded."""
-    with user_errors():
+    from mloop.platform.registry_view import require_version
+
+    version = (
+        deprecated(model_version, old_version, old="--version", new="--model-version") or "champion"
+    )
+    with user_errors(json_out):
+        # an unknown model (3) or no champion (5) answers now, before a Prefect server is started
+        require_version(read_settings(), model, version)
         load_flow_settings()
         from flows.monitor import MonitorOptions, monitor_flow
 
@@ -130,9 +146,7 @@ def configure_cmd(
         str,
         typer.Argument(help="Registered model (== dataset) name.", callback=name_check("model")),
     ],
-    window_size: Annotated[
-        int | None, typer.Option(min=1, help="Check the newest N logged predictions.")
-    ] = None,
+    window: Annotated[int | None, typer.Option("--window", min=1, help=f"{WINDOW_HELP}.")] = None,
     min_rows: Annotated[
         int | None, typer.Option(min=1, help="Skip the check below this many predictions.")
     ] = None,
@@ -153,6 +167,7 @@ def configure_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the values in force as one JSON document.")
     ] = False,
+    old_window: Annotated[int | None, typer.Option("--window-size", min=1, hidden=True)] = None,
 ) -> None:
     """Set (without options: show) a model's own monitor window, min rows, retrain cooldown and daily budget.
 
@@ -161,7 +176,10 @@ def configure_cmd(
     """
     from mloop.cli.common import load_settings
 
-    with user_errors():
+    window_size = deprecated(window, old_window, old="--window-size", new="--window")
+    with user_errors(
+        json_out
+    ):  # a model not trained yet may be configured ahead of its first check
         settings = load_settings()
         from monitoring.model_config import (
             CONFIG_FIELDS,
@@ -197,12 +215,15 @@ def configure_cmd(
 
 
 def sweep_cmd(
-    model: Annotated[
+    names: Annotated[
         list[str] | None,
-        typer.Option("--model", help="Only this model (repeatable); default: every served model."),
+        typer.Argument(help="Only these models; default: every served model.", show_default=False),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Models checked at once (default: settings).")
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads", min=1, help="Models checked at once, in threads (default: settings)."
+        ),
     ] = None,
     check_all: Annotated[
         bool,
@@ -221,19 +242,26 @@ def sweep_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the typed result as one JSON document.")
     ] = False,
+    old_model: Annotated[list[str] | None, typer.Option("--model", hidden=True)] = None,
+    old_workers: Annotated[int | None, typer.Option("--workers", min=1, hidden=True)] = None,
 ) -> None:
     """Check every served model (each registered model with a champion) with its own window and minimum.
 
     The same flow the `monitor-sweep/local` deployment runs on its schedule; one line per model.
     """
-    from mloop.core.names import check_name
+    from mloop.platform.registry_view import require_version
 
-    for name in model or []:
-        try:
-            check_name(name, "model")
-        except MloopError as exc:
-            raise typer.BadParameter(f"{exc.what}: {exc.fix}") from None
-    with user_errors():
+    model = deprecated(names or [], old_model or [], old="--model", new="the MODEL arguments")
+    workers = deprecated(threads, old_workers, old="--workers", new="--threads")
+    check = name_check("model")
+    for name in model:
+        check(name)
+    with user_errors(json_out):
+        settings = read_settings()
+        for (
+            name
+        ) in model:  # a named model unknown (3) or without a champion (5): before anything starts
+            require_version(settings, name)
         load_flow_settings()
         from flows.monitor import monitor_sweep_flow
 
@@ -266,6 +294,7 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(
         cls=_CheckByDefault,
         no_args_is_help=True,
+        rich_markup_mode=HELP_MARKUP,
         help="Drift and quality checks: one model (check), every served model (sweep), per-model settings.",
     )
     group.command("check")(monitor_cmd)

@@ -6,8 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mloop.cli.common import console, load_settings, print_json, user_errors
-from mloop.core.settings import MAX_WORKERS
+from mloop.cli.common import (
+    ClickUsageError,
+    StepPrinter,
+    console,
+    load_settings,
+    print_json,
+    read_settings,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -29,8 +36,8 @@ def up(
         int | None,
         typer.Option(
             min=1,
-            max=MAX_WORKERS,
-            help="How many local Prefect workers to run on the platform's pool (default: MLOOP_WORKERS, 1). "
+            help="How many local Prefect worker processes to run on the platform's pool (default: "
+            "MLOOP_WORKERS, 1). "
             "Fewer than are running stops the extra ones.",
             show_default=False,
         ),
@@ -41,10 +48,15 @@ def up(
 
     Every service requires the platform's credentials (created on first start; `mloop token` shows them).
     """
+    from mloop.core.settings import MAX_WORKERS
     from mloop.platform import local
     from mloop.platform.services import urls
 
-    with user_errors():
+    if (
+        workers is not None and workers > MAX_WORKERS
+    ):  # the bound of MLOOP_WORKERS (a usage error, 2)
+        raise ClickUsageError(f"--workers {workers} is above the most local workers, {MAX_WORKERS}")
+    with user_errors(json_out):
         settings = load_settings()
         if (
             workers is not None
@@ -56,7 +68,12 @@ def up(
             serve_command,  # packages the champion first if the store lacks it
         )
 
-        result = local.up(settings, do_deploy=deploy, serve_command=lambda: serve_command(settings))
+        result = local.up(
+            settings,
+            do_deploy=deploy,
+            serve_command=lambda: serve_command(settings),
+            progress=StepPrinter(),
+        )
     if json_out:
         print_json(result)
         return
@@ -87,8 +104,8 @@ def down(
     """Stop every service `mloop up` started (each one's whole process tree, by pid) and wait until they are gone."""
     from mloop.platform import local
 
-    with user_errors():
-        result = local.down(load_settings())
+    with user_errors(json_out):
+        result = local.down(read_settings(), progress=StepPrinter())
     if json_out:
         print_json(result)
         return
@@ -108,8 +125,8 @@ def status(
     """Show URLs, services, every model (champion, served version, last drift check, last retrain) and recent flow runs."""
     from mloop.platform.status import status as platform_status
 
-    with user_errors():
-        st = platform_status(load_settings(), runs=runs)
+    with user_errors(json_out):
+        st = platform_status(read_settings(), runs=runs)
     if json_out:
         print_json(st)
         return

@@ -14,17 +14,31 @@ import typer
 
 from mloop.cli.common import (
     console,
+    deprecated,
     err_console,
     load_flow_settings,
     load_settings,
     print_json,
+    read_settings,
     user_errors,
 )
 from mloop.cli.data import name_check
-from mloop.core.errors import MloopError
-from mloop.core.service_urls import http_url
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ModelVersionOpt = Annotated[
+    str | None,
+    typer.Option("--model-version", help="Registry version; default: the champion."),
+]
+OldVersionOpt = Annotated[str | None, typer.Option("--version", hidden=True)]
+"""``--version`` before it was ``--model-version`` (deprecated: one more release)."""
+
+
+def _check_model(name: str | None, version: str | None) -> None:
+    """Exit 3 (unknown model or version) or 5 (no champion) before anything is packaged or started."""
+    if name is not None:
+        from mloop.platform.registry_view import require_version
+
+        require_version(read_settings(), name, version or "champion")
 
 
 def package_cmd(
@@ -36,14 +50,15 @@ def package_cmd(
             callback=name_check("model"),
         ),
     ] = None,
-    version: Annotated[
-        str | None, typer.Option("--version", help="Registry version; default: the champion.")
-    ] = None,
+    model_version: ModelVersionOpt = None,
     json_out: JsonOpt = False,
+    old_version: OldVersionOpt = None,
 ) -> None:
     """Package a registry version as a BentoML model (ONNX, verified vs sklearn) and a Bento; reuses existing ones."""
-    settings = load_settings()
-    with user_errors():
+    version = deprecated(model_version, old_version, old="--version", new="--model-version")
+    with user_errors(json_out):
+        _check_model(name, version)
+        settings = load_settings()
         from mloop.platform.serve_command import default_model_name
         from serving.bundle.package import package_model
 
@@ -73,12 +88,7 @@ def serve_cmd(
         ),
     ] = None,
     only: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            help="Serve only this model (same as the argument).",
-            callback=name_check("model"),
-        ),
+        str | None, typer.Option("--name", hidden=True, callback=name_check("model"))
     ] = None,
     host: Annotated[
         str | None, typer.Option("--host", help="Bind address (default: MLOOP_HOST, 127.0.0.1).")
@@ -89,20 +99,22 @@ def serve_cmd(
 ) -> None:
     """Serve every champion (or only the named model) in the foreground from one service, each at
     /models/<name>/predict (Ctrl-C stops it; queued predictions are flushed)."""
-    settings = load_settings()
+    from mloop.core.errors import NotReadyError
+
+    name = deprecated(name, only, old="--name", new="the NAME argument")
     with user_errors():
-        if name and only and name != only:
-            raise MloopError(
-                f"two model names given ({name}, {only})", fix="give one: mloop serve NAME"
-            )
+        _check_model(name, None)
+        settings = load_settings()
         from mloop.platform.serve_command import serve_command
 
         with err_console().status("packaging the champions"):
-            spec = serve_command(settings, name or only, host=host, port=port)
+            spec = serve_command(settings, name, host=host, port=port)
         if spec is None:
-            raise MloopError(
-                "no registered model has a champion", fix="train one: mloop train --dataset NAME"
+            raise NotReadyError(
+                "no registered model has a champion", fix="train one: mloop train NAME"
             )
+    from mloop.core.service_urls import http_url
+
     err_console().print(
         f"serving {spec.describe()} ({', '.join(spec.model_tags)}) on "
         f"{http_url(host or settings.serving_host, port or settings.serve_port)}"
@@ -120,14 +132,17 @@ def deploy_cmd(
             callback=name_check("model"),
         ),
     ] = None,
-    version: Annotated[
-        str | None, typer.Option("--version", help="Registry version; default: the champion.")
-    ] = None,
+    model_version: ModelVersionOpt = None,
     json_out: JsonOpt = False,
+    old_version: OldVersionOpt = None,
 ) -> None:
     """Package a version and roll it into the running service, beside the other models (zero downtime;
     adds the model when it is not served yet; starts a service with every champion if none runs)."""
-    with user_errors():
+    from mloop.core.errors import MloopError
+
+    version = deprecated(model_version, old_version, old="--version", new="--model-version")
+    with user_errors(json_out):
+        _check_model(name, version)
         settings = load_flow_settings()
         from mloop.platform.serve_command import default_model_name
 
@@ -158,11 +173,10 @@ def lineage_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Trace a prediction: model version -> MLflow run -> dataset md5 -> code commit -> .dvc pointer commit."""
-    settings = load_settings()
-    with user_errors():
+    with user_errors(json_out):
         from serving.log.trace import resolve_prediction
 
-        chain = resolve_prediction(settings, prediction_id)
+        chain = resolve_prediction(read_settings(), prediction_id)
     if json_out:
         print_json(chain)
         return
@@ -174,26 +188,28 @@ def lineage_cmd(
 
 def feedback_cmd(
     path: Annotated[
-        Path,
-        typer.Argument(
-            help="CSV or parquet file with columns prediction_id,label.",
-            exists=True,
-            dir_okay=False,
-        ),
+        Path, typer.Argument(help="CSV or parquet file with columns prediction_id,label.")
     ],
-    model: Annotated[
+    name: Annotated[
         str | None,
-        typer.Option(
-            "--model",
+        typer.Argument(
             help="Model name; default: the one model with a champion.",
             callback=name_check("model"),
         ),
     ] = None,
     json_out: JsonOpt = False,
+    old_model: Annotated[
+        str | None, typer.Option("--model", hidden=True, callback=name_check("model"))
+    ] = None,
 ) -> None:
     """Record ground-truth labels for earlier predictions (used by quality monitoring)."""
-    settings = load_settings()
-    with user_errors():
+    from mloop.core.errors import NotFoundError, RejectedError
+
+    model = deprecated(name, old_model, old="--model", new="the NAME argument")
+    with user_errors(json_out):
+        if not path.is_file():
+            raise NotFoundError(f"file not found: {path}", fix="check the path")
+        settings = load_settings()
         import pandas as pd
 
         from mloop.platform.serve_command import default_model_name
@@ -207,34 +223,39 @@ def feedback_cmd(
         )
         missing = {"prediction_id", "label"} - set(frame.columns)
         if missing:
-            raise MloopError(
+            raise RejectedError(
                 f"{path.name} lacks columns {sorted(missing)}",
                 where=str(path),
                 fix="provide prediction_id,label columns",
             )
-        name = model or default_model_name(settings, "model the labels belong to (--model)")
+        target = model or default_model_name(settings, "model the labels belong to (NAME)")
         # the service's trust rule: labels only for logged prediction ids, a different second label
         # is a recorded conflict (never an overwrite)
         outcome = record_labels(
             settings.state.feedback,
-            name,
+            target,
             frame,
             predictions_dir=settings.state.predictions,
             source={"via": "mloop feedback", "file": str(path)},
             remote=remote_log(settings),
         )
         if len(frame) and outcome.unknown == len(frame):
-            raise MloopError(
-                f"none of the {len(frame)} prediction ids in {path.name} is in {name}'s prediction log",
+            from mloop.platform.registry_view import model_versions
+
+            # labels for no logged prediction: an unknown model (3), else ids the log never saw (4)
+            kind = RejectedError if model_versions(settings, target) else NotFoundError
+            raise kind(
+                f"none of the {len(frame)} prediction ids in {path.name} is in {target}'s prediction log"
+                + ("" if kind is RejectedError else f", and model {target!r} is not registered"),
                 where=str(path),
                 fix="send labels for ids the prediction service answered (its prediction_id field)",
             )
-    result = {"model": name, **outcome.answer(), "source": str(path)}
+    result = {"model": target, **outcome.answer(), "source": str(path)}
     if json_out:
         print_json(result)
         return
     console().print(
-        f"recorded {outcome.recorded} labels for [bold]{name}[/] (duplicates {outcome.duplicates}, "
+        f"recorded {outcome.recorded} labels for [bold]{target}[/] (duplicates {outcome.duplicates}, "
         f"conflicts {outcome.conflicts}, unknown ids {outcome.unknown})"
     )
 

@@ -7,13 +7,15 @@ this command's stdout, on request.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mloop.cli.common import console, load_settings, print_json, user_errors
-from mloop.core.secrets import PlatformSecrets, secrets_path
-from mloop.core.settings import Settings
+
+if TYPE_CHECKING:
+    from mloop.core.secrets import PlatformSecrets
+    from mloop.core.settings import Settings
 
 TOKEN_KEYS = ("api_token", "prefect_auth_string", "mlflow_username", "mlflow_password")
 """The keys of ``mloop token --json`` (exactly these)."""
@@ -27,6 +29,7 @@ def token_document(found: PlatformSecrets | None) -> dict[str, str | None]:
 
 def how_to(settings: Settings, found: PlatformSecrets) -> list[str]:
     """The plain output: where to log in with what. Pure."""
+    from mloop.core.secrets import secrets_path
     from mloop.platform.services import urls
 
     u = urls(settings)
@@ -48,7 +51,7 @@ def token(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Print the credentials of the platform: Prefect UI login, MLflow user and password, the API bearer token."""
-    with user_errors():
+    with user_errors(json_out):
         settings = load_settings()
         found = settings.credentials()
     if json_out:

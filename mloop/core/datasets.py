@@ -50,7 +50,7 @@ from mloop.core.contract import (
     save_contract,
     validate_frame,
 )
-from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.errors import MloopError, NotFoundError, RejectedError
 from mloop.core.frames import (
     file_md5,
     frame_format,
@@ -72,10 +72,8 @@ REMOTE_NAME = "mloop"
 Progress = Callable[[str], None]
 
 
-class DataRejected(MloopError):
-    """The data breaks its contract (or cannot be read); ``report`` names every failed rule."""
-
-    exit_code = 2
+class DataRejected(RejectedError):
+    """The data breaks its contract (or cannot be read); ``report`` names every failed rule (exit 4)."""
 
     def __init__(self, report: ValidationReport, *, where: str | None = None) -> None:
         self.report = report
@@ -331,7 +329,7 @@ def _read_source(source: Path, name: str, contract: DatasetContract | None) -> p
     try:
         frame_format(source)
     except ValueError as exc:
-        raise MloopError(str(exc), where=str(source)) from None
+        raise RejectedError(str(exc), where=str(source)) from None
     if source.stat().st_size == 0:
         raise _reject(name, RULE_EMPTY, "the file is empty (0 bytes)", source)
     strings = [c.name for c in contract.columns if c.kind == "categorical"] if contract else []
@@ -586,14 +584,14 @@ def _check_options(
     task: Task | None,
     time_column: str | None,
 ) -> None:
-    """An option given to an ingest must agree with the dataset's contract (MloopError if not)."""
+    """An option given to an ingest must agree with the dataset's contract (RejectedError if not)."""
     for label, given, expected in (
         ("target", target, contract.target),
         ("task", task, contract.task),
         ("time column", time_column, contract.time_column),
     ):
         if given is not None and given != expected:
-            raise MloopError(
+            raise RejectedError(
                 f"{label} {given!r} differs from the contract's {expected!r}",
                 where=str(contract_file),
                 fix=f"omit the option, or edit the contract file to change the {label}",
@@ -621,7 +619,7 @@ def _first_contract(
             len(df.columns),
         )
     if time_column is not None and time_column not in df.columns:
-        raise MloopError(f"time column {time_column!r} is not in the file", where=str(source))
+        raise RejectedError(f"time column {time_column!r} is not in the file", where=str(source))
     if time_column is not None and not pd.api.types.is_datetime64_any_dtype(df[time_column]):
         df[time_column] = pd.to_datetime(df[time_column], errors="raise", utc=False)
     say("inferring the contract")

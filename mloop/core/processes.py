@@ -33,7 +33,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from mloop.core.entrypoints import PREFECT_SERVER, python_m
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.service_urls import connect_host, prefect_api_url
 
 T = TypeVar("T")
@@ -173,7 +173,7 @@ def service_lock(run_dir: Path, name: str, *, timeout: float = 300.0) -> Iterato
     try:
         lock.acquire()
     except Timeout:
-        raise MloopError(
+        raise NotReadyError(
             f"{name} is being started by another process (lock held for {timeout:.0f}s)",
             where=str(path),
             fix="wait for the other start to finish, or stop the process that holds the lock",

@@ -268,19 +268,22 @@ class Settings(BaseSettings):
                 out.append(name)
         return out
 
-    def credentials(self) -> PlatformSecrets | None:
-        """The platform's credentials (created on first use, 0600), MLOOP_API_TOKEN overriding the
-        generated bearer token; None when ``auth`` is off."""
+    def credentials(self, *, create: bool = True) -> PlatformSecrets | None:
+        """The platform's credentials (created on first use, 0600; with ``create=False`` None when none
+        exist yet, for read-only commands), MLOOP_API_TOKEN overriding the generated bearer token; None
+        when ``auth`` is off."""
         if not self.auth:
             return None
-        found = ensure_secrets(self.state.root)
+        found = ensure_secrets(self.state.root) if create else load_secrets(self.state.root)
+        if found is None:
+            return None
         if self.api_token is not None and self.api_token.get_secret_value():
             found = found.model_copy(update={"api_token": self.api_token})
         return found
 
-    def bearer_token(self) -> str | None:
-        """The token the write endpoints require (None: auth is off)."""
-        found = self.credentials()
+    def bearer_token(self, *, create: bool = True) -> str | None:
+        """The token the write endpoints require (None: auth is off, or ``create=False`` and none exists)."""
+        found = self.credentials(create=create)
         return found.api_token.get_secret_value() if found is not None else None
 
     def client_auth_env(self) -> dict[str, str]:

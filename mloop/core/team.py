@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 
 DATABASE_SCHEMES: frozenset[str] = frozenset(
     {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"}
@@ -369,7 +369,7 @@ def require_team(settings: TeamSettings) -> TeamConfig:
     """:func:`team_config`, for code that only runs in team mode (MloopError when it is off)."""
     found = team_config(settings)
     if found is None:
-        raise MloopError(
+        raise NotReadyError(
             "team mode is off",
             where="MLOOP_DATABASE_URL / MLOOP_ARTIFACTS_URI",
             fix=f"{DATABASE_FIX}; {ARTIFACTS_FIX}",

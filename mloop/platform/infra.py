@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil
 from pydantic import BaseModel, Field, SecretStr
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.processes import (
     free_port,
     listening_pids,
@@ -54,6 +54,7 @@ from mloop.core.processes import (
     wait_ready,
 )
 from mloop.core.secrets import create_secret_file
+from mloop.platform.progress import Progress, step
 
 HOST = "127.0.0.1"
 DEFAULT_PG_PORT = 55432
@@ -367,9 +368,9 @@ def env_lines(env: Mapping[str, str]) -> list[str]:
 
 
 def port_in_use_error(what: str, port: int, option: str, pids: list[int]) -> MloopError:
-    """The error of a port another process holds: what, which port, who, how to fix. Pure."""
+    """The error of a port another process holds (a conflict, exit 5): what, which port, who, how to fix. Pure."""
     who = f" (pid {', '.join(map(str, pids))})" if pids else ""
-    return MloopError(
+    return NotReadyError(
         f"the {what} port {port} is in use{who}",
         where=f"{HOST}:{port}",
         fix=f"stop what listens there, or choose another port: `mloop infra up {option} N`",
@@ -706,18 +707,22 @@ def up(
     pg_port: int = DEFAULT_PG_PORT,
     s3_port: int = DEFAULT_S3_PORT,
     timeout: float = 60.0,
+    progress: Progress | None = None,
 ) -> InfraStatus:
     """Start PostgreSQL and the S3 store under ``home/infra`` unless they run; idempotent.
 
     A server already running is left as it is and reported (``started=False``). A requested port
-    in use by another process is a MloopError naming the port and the fix.
+    in use by another process is a MloopError naming the port and the fix. ``progress`` hears each
+    server's start as it happens.
     """
     paths = InfraPaths(home)
     paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     found = ensure_infra_secrets(paths)
     recorded = load_ports(paths)
 
-    pg = _start_postgres(paths, found, pg_port, timeout)
+    with step(progress, "starting PostgreSQL") as note:
+        pg = _start_postgres(paths, found, pg_port, timeout)
+        note.detail = f"port {pg.port}" + ("" if pg.started else ", already running")
     s3_running = read_pid(paths.run, S3_SERVICE)
     if s3_running is not None and recorded is not None:
         note = (
@@ -726,7 +731,9 @@ def up(
             else ""
         )
         save_ports(paths, InfraPorts(postgres=pg.port, s3=recorded.s3, weed=recorded.weed))
-        s3 = _s3_status(paths, found, recorded.s3, started=False, note=note)
+        with step(progress, "checking the S3 store") as done:
+            s3 = _s3_status(paths, found, recorded.s3, started=False, note=note)
+            done.detail = f"port {recorded.s3}, already running"
         return InfraStatus(servers=[pg, s3])
     try:
         _check_free("S3", s3_port, "--s3-port")
@@ -741,7 +748,9 @@ def up(
         write_private(paths.s3_dir / "security.toml", weed_security_toml(found))
         write_private(paths.s3_dir / "options", weed_options(found))
         save_ports(paths, ports)
-        s3 = _start_s3(paths, found, ports, timeout)
+        with step(progress, "starting the S3 store") as done:
+            s3 = _start_s3(paths, found, ports, timeout)
+            done.detail = f"port {s3_port}"
     except Exception:
         if pg.started:  # a failed up leaves nothing it started running
             pid = read_pid(paths.run, PG_SERVICE)
@@ -839,7 +848,7 @@ def env(home: Path) -> dict[str, str]:
     found = load_infra_secrets(paths)
     ports = load_ports(paths)
     if found is None or ports is None:
-        raise MloopError(
+        raise NotReadyError(
             "no infra was started under this MLOOP_HOME",
             where=str(paths.root),
             fix="run `mloop infra up`",

@@ -47,6 +47,7 @@ from mloop.platform.deploy import (
     list_deployments,
     setup_notifications,
 )
+from mloop.platform.progress import Progress, step
 from mloop.platform.services import (
     ServeCommand,
     ServiceState,
@@ -87,13 +88,15 @@ def up(
     *,
     do_deploy: bool | None = None,
     serve_command: Callable[[], ServeCommand | None] | None = None,
+    progress: Progress | None = None,
 ) -> UpResult:
     """Start every service that is not running, deploy prefect.yaml when needed; idempotent.
 
     ``do_deploy``: None = deploy when the server was just started or prefect.yaml/settings changed
     since the last deploy; True/False force it on/off. ``serve_command`` returns how to start the
     prediction service with every champion (None: no champion yet, deploy starts it later).
-    Then the reconcile step, and the watchdog last (``settings.watchdog``).
+    Then the reconcile step, and the watchdog last (``settings.watchdog``). ``progress`` hears each
+    step as it starts and ends (:mod:`mloop.platform.progress`).
 
     ``settings.workers`` workers run afterwards: the count is recorded first (the watchdog follows it), workers
     beyond it are stopped, the missing ones started together.
@@ -103,47 +106,57 @@ def up(
     settings.credentials()  # the secret exists before any service environment is built
     run_dir = settings.state.run
     specs = {s.name: s for s in service_specs(settings)}
-    states = ensure_services([specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir)
-    deliver_pending(
-        settings
-    )  # events queued while the server was down: to it as soon as it answers
-    ensure_work_pool(settings)
-    write_wanted_workers(run_dir, settings.workers)
-    stopped_workers = stop_extra_workers(run_dir, settings.state.root, settings.workers)
-    states += ensure_services([specs[n] for n in worker_services(settings.workers)], run_dir)
-    states += stopped_workers
+    with step(progress, "starting Prefect server, MLflow, webhook") as note:
+        states = ensure_services(
+            [specs[n] for n in ("prefect-server", "mlflow", "webhook")], run_dir
+        )
+        note.detail = _started(states)
+    with step(progress, "delivering queued events"):
+        deliver_pending(
+            settings
+        )  # events queued while the server was down: to it as soon as it answers
+    with step(progress, f"starting {settings.workers} Prefect worker(s)") as note:
+        ensure_work_pool(settings)
+        write_wanted_workers(run_dir, settings.workers)
+        stopped_workers = stop_extra_workers(run_dir, settings.state.root, settings.workers)
+        started = ensure_services([specs[n] for n in worker_services(settings.workers)], run_dir)
+        note.detail = _started(started)
+        states += started + stopped_workers
     server_started = states[0].started
     must_deploy = (
         do_deploy if do_deploy is not None else (server_started or not deploy_is_fresh(settings))
     )
-    if must_deploy:
-        deployments = deploy(settings)
-        setup_notifications(settings)
-    else:
-        deployments = list_deployments(settings)
-    serving = read_pid(run_dir, "serve") is not None
-    command = serve_command() if serve_command is not None and not serving else None
-    if serving or command is not None:
-        states += ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)
-    else:
-        states.append(
-            ServiceState(name="serve", note="no champion yet: the deploy flow starts the service")
-        )
-    if settings.watchdog:
-        request_reconcile(
-            run_dir
-        )  # a watchdog already running reconciles at its next cycle; a new one at start
-        states += ensure_services([watchdog_spec(settings)], run_dir)
-        reconciled = "asked the watchdog"
-    else:
-        try:
-            reconciled = summary(reconcile_once(settings))
-        except Exception as exc:
-            reconciled = f"reconcile failed: {exc}"
+    with step(
+        progress, "deploying prefect.yaml" if must_deploy else "reading the deployments"
+    ) as note:
+        if must_deploy:
+            deployments = deploy(settings)
+            setup_notifications(settings)
+        else:
+            deployments = list_deployments(settings)
+        note.detail = f"{len(deployments)} deployment(s)"
+    with step(progress, "starting the prediction service") as note:
+        states.append(_ensure_serve(settings, serve_command))
+        note.detail = _started(states[-1:])
+    with step(progress, "starting the watchdog" if settings.watchdog else "reconciling") as note:
+        if settings.watchdog:
+            request_reconcile(
+                run_dir
+            )  # a watchdog already running reconciles at its next cycle; a new one at start
+            states += ensure_services([watchdog_spec(settings)], run_dir)
+            reconciled = "asked the watchdog"
+        else:
+            try:
+                reconciled = summary(reconcile_once(settings))
+            except Exception as exc:
+                reconciled = f"reconcile failed: {exc}"
+        note.detail = reconciled
     # Once more at the end: the first delivery may have met a server still warming up (its answer
     # timed out after it took the event; the id makes a second delivery harmless), and runs started
     # meanwhile may have queued theirs. Without a watchdog nothing else would send them soon.
-    queued = deliver_pending(settings).pending
+    with step(progress, "delivering queued events") as note:
+        queued = deliver_pending(settings).pending
+        note.detail = f"{queued} still queued" if queued else ""
     return UpResult(
         services=states,
         deployed=must_deploy,
@@ -154,9 +167,30 @@ def up(
     )
 
 
-def down(settings: Settings) -> DownResult:
+def _started(states: list[ServiceState]) -> str:
+    """``started x, y; running z`` for a step's line. Pure."""
+    started = [s.name for s in states if s.started]
+    running = [s.name for s in states if s.running and not s.started]
+    parts = [f"started {', '.join(started)}"] if started else []
+    parts += [f"already running {', '.join(running)}"] if running else []
+    return "; ".join(parts) or "; ".join(s.note for s in states if s.note)
+
+
+def _ensure_serve(
+    settings: Settings, serve_command: Callable[[], ServeCommand | None] | None
+) -> ServiceState:
+    """The prediction service: left running, started with every champion, or noted as waiting for one."""
+    run_dir = settings.state.run
+    serving = read_pid(run_dir, "serve") is not None
+    command = serve_command() if serve_command is not None and not serving else None
+    if serving or command is not None:
+        return ensure_services([serve_spec(settings, command or ServeCommand(argv=[]))], run_dir)[0]
+    return ServiceState(name="serve", note="no champion yet: the deploy flow starts the service")
+
+
+def down(settings: Settings, *, progress: Progress | None = None) -> DownResult:
     """Stop every service with a pid file under MLOOP_HOME/run (process trees): the watchdog first (it must
     not restart what is being stopped), the worker next, then reverse start order; then any process
-    still marked as one of this MLOOP_HOME's services."""
-    stopped, still_alive = stop_services(settings.state.run, settings.state.root)
+    still marked as one of this MLOOP_HOME's services. ``progress`` hears each stop as it happens."""
+    stopped, still_alive = stop_services(settings.state.run, settings.state.root, progress=progress)
     return DownResult(stopped=stopped, still_alive=still_alive)

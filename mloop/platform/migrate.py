@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, Field, RootModel
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotFoundError, NotReadyError
 from mloop.core.paths import StatePaths
 from mloop.core.s3 import s3_error
 from mloop.core.shared import FileRecords, Kind, SharedRecords
@@ -170,7 +170,7 @@ def import_home(
 
     state = StatePaths(root=source)
     if not source.is_dir():
-        raise MloopError(
+        raise NotFoundError(
             "the home to import is not a folder",
             where=str(source),
             fix="give the single-machine MLOOP_HOME to import",
@@ -179,7 +179,7 @@ def import_home(
         read_pid(state.run, "prefect-server") is not None
         or read_pid(state.run, "serve") is not None
     ):
-        raise MloopError(
+        raise NotReadyError(
             "a platform still runs on the home to import (its service may still write prediction parts)",
             where=str(source),
             fix=f"stop it first: MLOOP_HOME={source} mloop down",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import NotReadyError, UsageError
 from mloop.core.settings import Settings
 from mloop.platform.services import ServeCommand
 from serving.control.fleet import champion_versions, one_or_many
@@ -34,11 +34,9 @@ def default_model_name(settings: Settings, what: str = "model") -> str:
     """
     names = sorted(champion_versions(settings))
     if not names:
-        raise MloopError(
-            "no registered model has a champion", fix="train one: mloop train --dataset NAME"
-        )
+        raise NotReadyError("no registered model has a champion", fix="train one: mloop train NAME")
     if len(names) > 1:
-        raise MloopError(
+        raise UsageError(
             f"{len(names)} models have a champion ({', '.join(names)}): name the {what}",
             fix=f"pass the model name, e.g. {names[0]}",
         )

@@ -37,7 +37,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from mloop.core.entrypoints import MLFLOW, PREFECT, WATCHDOG, WEBHOOK, python_m
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.http import retry_env
 from mloop.core.paths import CODE_ROOT, with_code_root
 from mloop.core.processes import (
@@ -60,6 +60,7 @@ from mloop.core.service_urls import http_url
 from mloop.core.settings import Settings
 from mloop.core.team import TeamConfig, TeamDatabases, redact_url, team_config
 from mloop.platform.client import PrefectApi
+from mloop.platform.progress import Progress, step
 
 WORK_POOL = "mloop-local"
 """The process work pool every deployment in prefect.yaml runs on."""
@@ -744,7 +745,7 @@ def _ensure_one(spec: ServiceSpec, run_dir: Path) -> ServiceState:
         return ServiceState(name=spec.name, pid=pid, running=True, url=spec.url, log=str(log))
     note = clear_orphans(spec, run_dir)
     if spec.exclusive and spec.health():
-        raise MloopError(
+        raise NotReadyError(
             f"{spec.name} already answers at {spec.url or spec.name} but was not started by this MLOOP_HOME",
             where=str(run_dir),
             fix="stop that process, or choose other ports (MLOOP_PREFECT_PORT, MLOOP_MLFLOW_PORT, "
@@ -866,7 +867,9 @@ def stop_extra_workers(run_dir: Path, home: Path, wanted: int) -> list[ServiceSt
     return states
 
 
-def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, int], list[int]]:
+def stop_services(
+    run_dir: Path, home: Path | None = None, *, progress: Progress | None = None
+) -> tuple[dict[str, int], list[int]]:
     """Stop every service with a pid file under ``run_dir``; returns (name -> pid stopped, pids still alive).
 
     The watchdog goes first; the pid files are listed after it is gone (a service it restarted
@@ -876,10 +879,10 @@ def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, in
     """
     stopped: dict[str, int] = {}
     still_alive: list[int] = []
-    _stop_named(run_dir, WATCHDOG_SERVICE, stopped, still_alive)
+    _stop_named(run_dir, WATCHDOG_SERVICE, stopped, still_alive, progress)
     names = stop_order(list(pid_files(run_dir)))
     for name in names:
-        _stop_named(run_dir, name, stopped, still_alive)
+        _stop_named(run_dir, name, stopped, still_alive, progress)
     if home is not None:
         workers = worker_services(
             max([wanted_workers(run_dir, 1), *(worker_index(n) or 1 for n in names)])
@@ -888,20 +891,28 @@ def stop_services(run_dir: Path, home: Path | None = None) -> tuple[dict[str, in
             sorted(set(names) | set(SERVICE_ORDER) | set(workers) | {JOINED_WORKER})
         ):
             for pid in service_members(str(home), name):
-                stop_service_pid(name, pid)
+                with step(progress, f"stopping {name} (pid {pid}, left over)"):
+                    stop_service_pid(name, pid)
                 stopped.setdefault(name, pid)
                 if pid_alive(pid):
                     still_alive.append(pid)
     return stopped, still_alive
 
 
-def _stop_named(run_dir: Path, name: str, stopped: dict[str, int], still_alive: list[int]) -> bool:
+def _stop_named(
+    run_dir: Path,
+    name: str,
+    stopped: dict[str, int],
+    still_alive: list[int],
+    progress: Progress | None = None,
+) -> bool:
     """Stop the service whose pid file is ``run_dir/<name>.pid`` (recorded in ``stopped``/``still_alive``)."""
     pid = read_pid(run_dir, name)
     (run_dir / f"{name}.pid").unlink(missing_ok=True)
     if pid is None:
         return False
-    stop_service_pid(name, pid)
+    with step(progress, f"stopping {name} (pid {pid})"):
+        stop_service_pid(name, pid)
     stopped[name] = pid
     if pid_alive(pid):
         still_alive.append(pid)

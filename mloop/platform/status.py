@@ -385,9 +385,9 @@ def model_statuses(settings: Settings, api: PrefectApi | None = None) -> list[Mo
 def served_models(settings: Settings) -> dict[str, dict[str, Any]]:
     """Model name -> what the prediction service reports for it (GET /models); empty when it is down."""
     return (
-        ServingClient(urls(settings)["serving"], token=settings.bearer_token()).served_models(
-            deadline=0.5
-        )
+        ServingClient(
+            urls(settings)["serving"], token=settings.bearer_token(create=False)
+        ).served_models(deadline=0.5)
         or {}
     )
 

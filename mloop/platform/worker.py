@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from mloop.core.errors import MloopError
+from mloop.core.errors import MloopError, NotReadyError
 from mloop.core.paths import CODE_ROOT
 from mloop.core.processes import SERVICE_ENV, child_env, read_pid
 from mloop.core.secrets import load_secrets, secrets_path
@@ -51,20 +51,20 @@ def joined_worker_name(host: str, token: str) -> str:
 def check_can_join(settings: Settings, api: PrefectApi, pool: str = WORK_POOL) -> None:
     """MloopError (what, where, how to fix) when a worker of this home could run no flow of ``pool``."""
     if settings.auth and load_secrets(settings.state.root) is None:
-        raise MloopError(
+        raise NotReadyError(
             "this MLOOP_HOME has no platform credentials, so the Prefect server would refuse the worker",
             where=str(secrets_path(settings.state.root)),
             fix="copy secrets/platform.json from the platform's MLOOP_HOME to this path (mode 0600)",
         )
     if not is_team(settings) and read_pid(settings.state.run, "prefect-server") is None:
-        raise MloopError(
+        raise NotReadyError(
             "no platform runs on this MLOOP_HOME, and in single-machine mode a worker must share the platform's home",
             where=str(settings.state.root),
             fix="run `mloop up` here first, or set the team settings (MLOOP_DATABASE_URL, MLOOP_ARTIFACTS_URI, "
             "MLOOP_S3_ENDPOINT_URL; docs/team-mode.md) to join from another home or host",
         )
     if not api.healthy(deadline=10.0):
-        raise MloopError(
+        raise NotReadyError(
             "no Prefect server answers",
             where=api.api,
             fix="start the platform (`mloop up`) on its host; from another host set MLOOP_HOST and "
@@ -80,7 +80,7 @@ def check_can_join(settings: Settings, api: PrefectApi, pool: str = WORK_POOL) -
             f"{secrets_path(settings.state.root)} (mode 0600)",
         ) from exc
     if not exists:
-        raise MloopError(
+        raise NotReadyError(
             f"the work pool {pool!r} does not exist yet",
             where=api.api,
             fix="run `mloop up` on the platform's host: it creates the pool and deploys the flows",

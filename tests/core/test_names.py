@@ -171,7 +171,7 @@ def test_cli_commands_refuse_bad_names(
         ["rollback", bad, "--reason", "r"],
         ["reproduce", bad, "1"],
         ["monitor", bad],
-        ["train", "--dataset", bad],
+        ["train", bad],
         ["ingest", str(data), "--dataset", bad],
         ["data", "list", bad],
         ["data", "get", bad, "--out", str(tmp_path / "o.parquet")],
@@ -179,7 +179,7 @@ def test_cli_commands_refuse_bad_names(
         ["package", bad],
         ["serve", bad],
         ["deploy", bad],
-        ["feedback", str(data), "--model", bad],
+        ["feedback", str(data), bad],
     ]
     for argv in commands:
         result = CliRunner().invoke(app, argv)

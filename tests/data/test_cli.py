@@ -80,9 +80,9 @@ def test_generate_json_and_determinism(tmp_path: Path) -> None:
 
 def test_generate_refuses_unknown_scenario_and_extension(tmp_path: Path) -> None:
     bad = run("generate", "--scenario", "sideways", "--out", str(tmp_path / "a.csv"))
-    assert bad.exit_code == 1 and "unknown scenario 'sideways'" in bad.stderr
+    assert bad.exit_code == 2 and "unknown scenario 'sideways'" in bad.stderr
     ext = run("generate", "--rows", "10", "--out", str(tmp_path / "a.xlsx"))
-    assert ext.exit_code == 1 and "unsupported output extension" in ext.stderr
+    assert ext.exit_code == 2 and "unsupported output extension" in ext.stderr
 
 
 def test_ingest_list_get_round_trip(
@@ -122,14 +122,14 @@ def test_ingest_list_get_round_trip(
     )
 
     rejected = run("ingest", str(bad_file), "--dataset", "loans")
-    assert rejected.exit_code == 2
+    assert rejected.exit_code == 4
     assert (
         "unknown_category_share" in rejected.stderr
         and "loan_purpose" in rejected.stderr
         and "crypto" in rejected.stderr
     )
     rejected_json = run("ingest", str(bad_file), "--dataset", "loans", "--json")
-    assert rejected_json.exit_code == 2
+    assert rejected_json.exit_code == 4
     assert (
         json.loads(rejected_json.stdout)["report"]["failures"][0]["rule"]
         == "unknown_category_share"
@@ -150,7 +150,7 @@ def test_ingest_list_get_round_trip(
     shutil.rmtree(cli_env.state.dvc_cache)
     (cli_env.project_dir / "data" / "loans" / "loans.parquet").unlink()
     out = tmp_path / "restored" / "v1.parquet"
-    got = run("data", "get", "loans", "--version", v1["md5"], "--out", str(out), "--json")
+    got = run("data", "get", "loans", "--data-version", v1["md5"], "--out", str(out), "--json")
     assert got.exit_code == 0, got.output
     assert json.loads(got.stdout)["md5"] == v1["md5"] == file_md5(out)
 
@@ -162,10 +162,11 @@ def test_cli_errors_are_readable(cli_env: Settings, tmp_path: Path) -> None:
     missing = run("ingest", str(tmp_path / "nope.csv"), "--dataset", "loans")
     assert missing.exit_code == 3 and "file not found" in missing.stderr
     unknown = run(
-        "data", "get", "loans", "--version", "abc123", "--out", str(tmp_path / "x.parquet")
+        "data", "get", "loans", "--data-version", "abc123", "--out", str(tmp_path / "x.parquet")
     )
     assert unknown.exit_code == 3 and "has no versions" in unknown.stderr
-    assert json.loads(run("data", "list", "loans", "--json").stdout) == []
+    listed = run("data", "list", "loans", "--json")  # an unknown dataset: 3, the error as JSON
+    assert listed.exit_code == json.loads(listed.stdout)["code"] == 3
     assert run("data", "contract", "loans").exit_code == 3
 
 
@@ -178,6 +179,8 @@ def test_unreachable_prefect_api_is_a_clear_error(
     assert run("generate", "--rows", "50", "--out", str(path)).exit_code == 0
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
     result = run("ingest", str(path), "--dataset", "loans")
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # not ready: the platform is not running
     assert "the Prefect API is not reachable" in result.stderr and "mloop up" in result.stderr
-    assert json.loads(run("data", "list", "loans", "--json").stdout) == []
+    assert (
+        json.loads(run("data", "list", "loans", "--json").stdout)["code"] == 3
+    )  # nothing ingested

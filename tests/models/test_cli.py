@@ -51,14 +51,13 @@ def _run_rows(*args: str) -> list[dict[str, Any]]:
 def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
     s, name = models_settings, "cli"
     md5 = ingest_frame(s, synth_frame(2500, seed=11), name)
-    first = _run("train", "--dataset", name, "--json")
+    first = _run("train", name, "--json")
     assert first["version"] == "1" and first["promoted"] and first["data_md5"] == md5
 
-    again = _run("train", "--dataset", name, "--json")
+    again = _run("train", name, "--json")
     assert again["reused"] and again["version"] == "1"
     forced = _run(
         "train",
-        "--dataset",
         name,
         "--force",
         "--model",
@@ -99,12 +98,12 @@ def test_train_models_reproduce_promote_rollback_audit(models_settings) -> None:
     assert audit[0]["actor"].startswith("flow:") and audit[0]["flow_run_id"]
 
 
-def test_rollback_without_previous_is_a_clean_error(models_settings) -> None:
+def test_rollback_of_an_unknown_model_is_a_clean_error(models_settings) -> None:
     result = CliRunner().invoke(app, ["rollback", "no-such-model", "--reason", "x"])
-    assert result.exit_code == 3 and "no previous champion" in result.output
+    assert result.exit_code == 3 and "is not registered" in result.output
 
 
-def test_cli_entry_point_lists_models_as_json(models_settings) -> None:
+def test_cli_entry_point_answers_json_for_an_unknown_model(models_settings) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "mloop.cli", "models", "nothing-here", "--json"],
         capture_output=True,
@@ -112,5 +111,5 @@ def test_cli_entry_point_lists_models_as_json(models_settings) -> None:
         timeout=120,
         env=dict(os.environ),
     )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == []
+    assert out.returncode == 3, out.stderr  # not found, as JSON on stdout
+    assert json.loads(out.stdout)["error"] == "model 'nothing-here' is not registered"

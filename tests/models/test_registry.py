@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.errors import MloopError, NotFoundError, NotReadyError
 from mloop.core.settings import Settings
 from mloop.core.tags import TAG_LAST_CHANGE
 from models import registry as R
@@ -59,7 +59,7 @@ def test_promote_then_rollback_restores_previous_and_audits_in_order(settings: S
     assert log[0].when <= log[1].when <= log[2].when
     assert "rollback" in R.mlflow_client(uri).get_registered_model(name).tags[TAG_LAST_CHANGE]
     assert R.get_version_info(uri, name, v2).tags["mloop.rolled_back"] == "bad latency"
-    with pytest.raises(NotFoundError, match="no previous champion"):
+    with pytest.raises(NotReadyError, match="no previous champion"):
         R.rollback(uri, settings.state, name, reason="again", actor="carol")
 
 

@@ -186,7 +186,7 @@ def test_cli_monitor_json(env: tuple[Settings, str], cli) -> None:
     out = cli("monitor", NAME, "--window", str(WINDOW), "--no-publish", "--json")
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
-    assert doc["model_version"] == env[1] and doc["status"] == "degraded"
+    assert doc["model_version"] == env[1] and doc["status"] == "degraded", doc["reason"]
     assert doc["events"] == ["mloop.quality.degraded"]
     assert doc["drift"]["window"]["rows"] == WINDOW and doc["report_path"] is None
 

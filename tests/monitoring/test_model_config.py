@@ -179,7 +179,7 @@ def test_cli_configure_sets_and_shows(settings: Settings, monkeypatch: pytest.Mo
     for key in settings.service_env():
         monkeypatch.setenv(key, settings.service_env()[key])
     out = CliRunner().invoke(
-        app, ["monitor", "configure", "loans", "--window-size", "2000", "--cooldown-minutes", "10"]
+        app, ["monitor", "configure", "loans", "--window", "2000", "--cooldown-minutes", "10"]
     )
     assert out.exit_code == 0, out.output
     shown = CliRunner().invoke(app, ["monitor", "configure", "loans", "--json"])

@@ -258,7 +258,7 @@ def test_promotion_of_one_under_load_leaves_the_other_unchanged(
     platform: Platform, onboarded: dict[str, str]
 ) -> None:
     # A second loans version, registered without promotion (a different seed: another challenger).
-    trained = platform.cli_json("train", "--dataset", CLS, "--seed", "7", "--force", "--no-promote")
+    trained = platform.cli_json("train", CLS, "--seed", "7", "--force", "--no-promote")
     v2 = str(trained["version"])
     assert v2 != onboarded[CLS] and champion(platform, CLS) == onboarded[CLS]
     rates_versions = registry_versions(platform, REG)

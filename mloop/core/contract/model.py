@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mloop.core.errors import MloopError, NotFoundError
+from mloop.core.errors import NotFoundError, RejectedError
 
 ColumnKind = Literal["numeric", "integer", "categorical", "boolean", "datetime"]
 ColumnRole = Literal["feature", "id", "ignored", "target", "time"]
@@ -178,7 +178,7 @@ def load_contract(project_dir: Path, name: str) -> DatasetContract:
     try:
         contract = DatasetContract.model_validate(yaml.safe_load(path.read_text()))
     except Exception as exc:  # yaml or pydantic error: say which file
-        raise MloopError(
+        raise RejectedError(
             f"contract file is invalid: {exc}",
             where=str(path),
             fix="fix the YAML or delete it to re-infer",
