@@ -7,7 +7,7 @@ the audit log directly.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,9 @@ from mloop.cli.common import (
     user_errors,
 )
 from mloop.cli.data import name_check
+
+if TYPE_CHECKING:
+    from flows.train import TrainResult
 
 ModelArg = Annotated[
     str,
@@ -104,7 +107,12 @@ def train_cmd(
             )
     if json_out:
         print_json(result)
-        return
+    else:
+        _print_trained(dataset, result)
+
+
+def _print_trained(dataset: str, result: TrainResult) -> None:
+    """The train result for a person: decision, champion, metrics and the gate's summary."""
     state = "reused (identical inputs; --force retrains)" if result.reused else result.decision
     console().print(
         f"[bold]{dataset}[/] v{result.version}: {state}; champion: v{result.champion or '-'}"

@@ -112,9 +112,8 @@ def up(
         )
         note.detail = _started(states)
     with step(progress, "delivering queued events"):
-        deliver_pending(
-            settings
-        )  # events queued while the server was down: to it as soon as it answers
+        # events queued while the server was down: to it as soon as it answers
+        deliver_pending(settings)
     with step(progress, f"starting {settings.workers} Prefect worker(s)") as note:
         ensure_work_pool(settings)
         write_wanted_workers(run_dir, settings.workers)
@@ -139,17 +138,7 @@ def up(
         states.append(_ensure_serve(settings, serve_command))
         note.detail = _started(states[-1:])
     with step(progress, "starting the watchdog" if settings.watchdog else "reconciling") as note:
-        if settings.watchdog:
-            request_reconcile(
-                run_dir
-            )  # a watchdog already running reconciles at its next cycle; a new one at start
-            states += ensure_services([watchdog_spec(settings)], run_dir)
-            reconciled = "asked the watchdog"
-        else:
-            try:
-                reconciled = summary(reconcile_once(settings))
-            except Exception as exc:
-                reconciled = f"reconcile failed: {exc}"
+        reconciled = _watch_or_reconcile(settings, states)
         note.detail = reconciled
     # Once more at the end: the first delivery may have met a server still warming up (its answer
     # timed out after it took the event; the id makes a second delivery harmless), and runs started
@@ -165,6 +154,20 @@ def up(
         queued_events=queued,
         seconds=time.monotonic() - t0,
     )
+
+
+def _watch_or_reconcile(settings: Settings, states: list[ServiceState]) -> str:
+    """Start the watchdog (its state appended to ``states``), which reconciles what is served; without
+    one, reconcile once here. Says what was done."""
+    if not settings.watchdog:
+        try:
+            return summary(reconcile_once(settings))
+        except Exception as exc:
+            return f"reconcile failed: {exc}"
+    # a watchdog already running reconciles at its next cycle; a new one at start
+    request_reconcile(settings.state.run)
+    states += ensure_services([watchdog_spec(settings)], settings.state.run)
+    return "asked the watchdog"
 
 
 def _started(states: list[ServiceState]) -> str:

@@ -119,9 +119,9 @@ def leaf_commands() -> dict[str, TyperCommand]:
             if isinstance(command, TyperGroup):
                 walk(command, path)
             else:
-                out[path] = command  # type: ignore[assignment]
+                out[path] = command  # pyright: ignore[reportArgumentType]  # why: click's Command, a TyperCommand at run time
 
-    walk(typer.main.get_command(app), "")  # type: ignore[arg-type]
+    walk(typer.main.get_command(app), "")  # pyright: ignore[reportArgumentType]  # why: the root is a TyperGroup (MloopGroup)
     return out
 
 
