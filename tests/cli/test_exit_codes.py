@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from mloop.cli.app import app
 from mloop.core.errors import EXIT_CODES
-from mloop.core.processes import free_port
 from mloop.core.settings import Settings
+from tests.cli.helpers import empty_home_env
 
 
 @dataclass(frozen=True)
@@ -129,23 +129,10 @@ def leaf_commands() -> dict[str, TyperCommand]:
 def cli_home(tmp_path: Path) -> Iterator[Path]:
     """An empty MLOOP_HOME and project dir, ports nobody serves; os.environ restored afterwards (the CLI
     exports its settings into it)."""
-    saved = dict(os.environ)
-    (tmp_path / "project").mkdir()
     (tmp_path / "labels.csv").write_text(f"prediction_id,label\n{ID},1\n")
     (tmp_path / "nolabel.csv").write_text(f"prediction_id,other\n{ID},1\n")
-    os.environ.update(
-        {
-            "MLOOP_HOME": str(tmp_path / "home"),
-            "MLOOP_PROJECT_DIR": str(tmp_path / "project"),
-            **{
-                f"MLOOP_{name}_PORT": str(free_port())
-                for name in ("PREFECT", "MLFLOW", "SERVE", "WEBHOOK")
-            },
-        }
-    )
-    yield tmp_path
-    os.environ.clear()
-    os.environ.update(saved)
+    with empty_home_env(tmp_path) as root:
+        yield root
 
 
 def _register_without_champion(home: Path, tmp: Path) -> None:

@@ -3,7 +3,6 @@ create no home at all when there is none), whatever they answer."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mloop.cli.app import app
-from mloop.core.processes import free_port
+from tests.cli.helpers import empty_home_env
 
 READ_ONLY = [
     ["status"],
@@ -38,21 +37,8 @@ def tree(root: Path) -> list[str]:
 def empty(tmp_path: Path) -> Iterator[Path]:
     """MLOOP_HOME and the project dir under ``tmp_path`` (the home not created), on ports nobody serves;
     os.environ restored afterwards."""
-    saved = dict(os.environ)
-    (tmp_path / "project").mkdir()
-    os.environ.update(
-        {
-            "MLOOP_HOME": str(tmp_path / "home"),
-            "MLOOP_PROJECT_DIR": str(tmp_path / "project"),
-            **{
-                f"MLOOP_{name}_PORT": str(free_port())
-                for name in ("PREFECT", "MLFLOW", "SERVE", "WEBHOOK")
-            },
-        }
-    )
-    yield tmp_path
-    os.environ.clear()
-    os.environ.update(saved)
+    with empty_home_env(tmp_path) as root:
+        yield root
 
 
 @pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
