@@ -194,7 +194,7 @@ def test_rejected_data_changes_nothing(
     assert failures, report.text()
     assert failures[0].column == column
     assert message in failures[0].message
-    assert message in str(info.value) and info.value.exit_code == 2
+    assert message in str(info.value) and info.value.exit_code == 4
     assert snapshot(settings) == before
     assert (
         get_version(settings, DATASET).md5 == onboarded.v1.version.md5
