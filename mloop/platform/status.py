@@ -395,10 +395,17 @@ def served_models(settings: Settings) -> dict[str, dict[str, Any]]:
 def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
     """URLs, services, every model (champion, served version, last drift, last retrain), the last drift
     verdict of any model, recent flow runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
     notes: list[str] = []
     api = _prefect(settings)  # one health check for every Prefect part below
+    # the three parts wait on different servers (registry, Prefect events, Prefect runs): at once
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        models_asked = pool.submit(model_statuses, settings, api)
+        drift_asked = pool.submit(last_drift_verdict, settings, api)
+        runs_asked = pool.submit(recent_flow_runs, api, runs)
     try:
-        models = model_statuses(settings, api)
+        models = models_asked.result()
     except Exception as exc:  # the registry may be mid-migration or locked: status still answers
         models = []
         notes.append(f"model registry unavailable: {exc}")
@@ -413,8 +420,8 @@ def status(settings: Settings, *, runs: int = 10) -> PlatformStatus:
         urls=urls(settings),
         services=service_states(settings),
         models=models,
-        last_drift=last_drift_verdict(settings, api),
-        recent_flow_runs=recent_flow_runs(api, runs),
+        last_drift=drift_asked.result(),
+        recent_flow_runs=runs_asked.result(),
         queued_events=queued,
         notes=notes,
     )
